@@ -1,0 +1,49 @@
+// Package label holds every domain-separation label used by Moat's 1:1
+// protocols and key types, in one place, so that no two contexts can share a
+// label by accident. Each label is a distinct ASCII string; TestLabelsDistinct
+// checks that none is a prefix of another.
+//
+// Specified in docs/spec/keys.md §Labels, docs/spec/pqxdh.md §Labels and
+// docs/spec/ratchet.md §Labels.
+package label
+
+const (
+	// SignedPrekey prefixes the message an identity key signs to certify a
+	// signed X25519 prekey (docs/spec/keys.md §Signed prekeys).
+	SignedPrekey = "moat/v1/signed-prekey"
+	// KEMPrekey prefixes the message an identity key signs to certify an
+	// ML-KEM-768 prekey (docs/spec/keys.md §KEM prekeys).
+	KEMPrekey = "moat/v1/kem-prekey"
+	// HybridSignature prefixes the message both halves of a hybrid
+	// signature cover; the role name follows it (docs/spec/keys.md §Hybrid).
+	HybridSignature = "moat/v1/hybrid-signature/"
+
+	// PQXDHInfo is the HKDF info string of PQXDH (Signal PQXDH §2.1 "info"),
+	// naming Moat's profile: X25519, SHA-256, ML-KEM-768.
+	PQXDHInfo = "moat/v1/pqxdh/x25519-sha256-mlkem768"
+	// PQXDHAD prefixes the associated data PQXDH hands to the ratchet.
+	PQXDHAD = "moat/v1/pqxdh/ad"
+
+	// RatchetRootAB and RatchetRootBA derive the two per-direction root keys
+	// from the PQXDH secret (docs/spec/ratchet.md §Initialisation).
+	RatchetRootAB = "moat/v1/ratchet/root/initiator-to-responder"
+	RatchetRootBA = "moat/v1/ratchet/root/responder-to-initiator"
+	// RatchetChainStep is the HKDF info of KDF_RK (docs/spec/ratchet.md §KDF_RK).
+	RatchetChainStep = "moat/v1/ratchet/chain-step"
+	// RatchetMessageKey is the HKDF info that expands a message key into
+	// the AEAD key and nonce (docs/spec/ratchet.md §KDF_MK).
+	RatchetMessageKey = "moat/v1/ratchet/message-key"
+	// RatchetAD prefixes the associated data of every ratchet message
+	// (docs/spec/ratchet.md §Associated data).
+	RatchetAD = "moat/v1/ratchet/ad"
+	// RatchetAttribution prefixes the message a sender signs in an
+	// attributable conversation (docs/spec/ratchet.md §Attribution).
+	RatchetAttribution = "moat/v1/ratchet/attribution"
+)
+
+// All lists every label, for the distinctness test.
+var All = []string{
+	SignedPrekey, KEMPrekey, HybridSignature,
+	PQXDHInfo, PQXDHAD,
+	RatchetRootAB, RatchetRootBA, RatchetChainStep, RatchetMessageKey, RatchetAD, RatchetAttribution,
+}

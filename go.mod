@@ -1,0 +1,13 @@
+module github.com/moat-im/moat
+
+go 1.26.4
+
+require (
+	filippo.io/edwards25519 v1.2.0
+	github.com/cloudflare/circl v1.6.5
+)
+
+require (
+	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+)
