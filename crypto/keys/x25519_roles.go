@@ -207,3 +207,13 @@ func GenerateEphemeralDHKey(rand io.Reader) (*EphemeralDHPrivateKey, error) {
 func NewEphemeralDHPublicKey(raw []byte) (*EphemeralDHPublicKey, error) {
 	return newX25519PublicOf[roleEphemeralDH](raw)
 }
+
+// ParseEphemeralDHPublicKey parses the tagged binary encoding.
+func ParseEphemeralDHPublicKey(b []byte) (*EphemeralDHPublicKey, error) {
+	return parseX25519Of[roleEphemeralDH](b)
+}
+
+// ParseRatchetDHPublicKey parses the tagged binary encoding.
+func ParseRatchetDHPublicKey(b []byte) (*RatchetDHPublicKey, error) {
+	return parseX25519Of[roleRatchetDH](b)
+}
