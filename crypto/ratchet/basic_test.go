@@ -29,3 +29,23 @@ func TestConversation(t *testing.T) {
 		t.Fatalf("KEM steps in a 150-message one-way run: %d, want >= 3", kem)
 	}
 }
+
+func TestStateRoundTrip(t *testing.T) {
+	p := newPair(t)
+	recvOK(t, p.b, send(t, p.a, "hello"), "hello")
+	late := send(t, p.b, "late")
+	recvOK(t, p.a, send(t, p.b, "reply"), "reply")
+	// Snapshot both sides and continue from the restored copies.
+	for _, s := range []**Session{&p.a, &p.b} {
+		enc := (*s).Marshal()
+		r, err := Unmarshal((*s).cfg, enc, (*s).Generation())
+		must(t, err)
+		if got := r.Marshal(); string(got) != string(enc) {
+			t.Fatal("Marshal(Unmarshal(x)) != x")
+		}
+		*s = r
+	}
+	recvOK(t, p.a, late, "late")
+	recvOK(t, p.b, send(t, p.a, "after restore"), "after restore")
+	recvOK(t, p.a, send(t, p.b, "after restore 2"), "after restore 2")
+}
