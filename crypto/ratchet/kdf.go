@@ -1,12 +1,11 @@
 package ratchet
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/binary"
 
 	"github.com/moat-im/moat/crypto/internal/label"
 	"github.com/moat-im/moat/crypto/internal/prim"
+	"golang.org/x/crypto/chacha20"
 	"golang.org/x/crypto/cryptobyte"
 )
 
@@ -34,7 +33,7 @@ func kdfRK(baseRoot []byte, dh, ss []byte, dir byte, chain uint32, e *establishm
 	c.AddBytes([]byte(label.RatchetChainStep))
 	c.AddUint8(dir)
 	c.AddUint32(chain)
-	appendEstablishment(c, e, flags&(flagKEMCT|flagKEMPub))
+	c.AddBytes(appendEstablishment(nil, e, flags))
 	info, err := c.Bytes()
 	if err != nil {
 		return chainSecrets{}, err
@@ -52,19 +51,40 @@ func kdfRK(baseRoot []byte, dh, ss []byte, dir byte, chain uint32, e *establishm
 	return s, nil
 }
 
-// kdfCK advances a chain key (Signal Double Ratchet §5.2 KDF_CK):
+// kdfCK advances a chain key (docs/spec/ratchet.md §KDF_CK):
 //
-//	MK = HMAC-SHA-256(CK, 0x01), CK' = HMAC-SHA-256(CK, 0x02).
+//	MK  = HChaCha20(CK, "moat/v1/ck/mk\x00\x00\x00")
+//	CK' = HChaCha20(CK, "moat/v1/ck/ck\x00\x00\x00")
 //
-// MK is used directly as the ChaCha20-Poly1305 key; the nonce is the
-// message number (see nonceFor), which is unique per key.
+// HChaCha20 (draft-irtf-cfrg-xchacha §2.2) is a PRF keyed by the 256-bit
+// chain key; each output is a fresh 256-bit key. Signal's specification
+// recommends HMAC for KDF_CK and allows any PRF: HChaCha20 needs no key
+// setup and no allocation, which is what keeps a steady-state message under
+// its cost budget (docs/performance.md). MK is used directly as the
+// ChaCha20-Poly1305 key.
 func kdfCK(ck *[keySize]byte, mk *[keySize]byte) {
-	m := hmac.New(sha256.New, ck[:])
-	m.Write([]byte{0x01})
-	m.Sum(mk[:0])
-	m.Reset()
-	m.Write([]byte{0x02})
-	m.Sum(ck[:0])
+	m, err := chacha20.HChaCha20(ck[:], ckMessageKeyInput[:])
+	if err != nil {
+		panic("ratchet: HChaCha20: " + err.Error()) // fixed sizes
+	}
+	n, err := chacha20.HChaCha20(ck[:], ckNextKeyInput[:])
+	if err != nil {
+		panic("ratchet: HChaCha20: " + err.Error())
+	}
+	copy(mk[:], m)
+	copy(ck[:], n)
+}
+
+// The two 16-byte HChaCha20 inputs of KDF_CK (label.RatchetCKMessage and
+// label.RatchetCKNext, zero-padded).
+var ckMessageKeyInput, ckNextKeyInput = pad16(label.RatchetCKMessage), pad16(label.RatchetCKNext)
+
+func pad16(s string) (b [16]byte) {
+	if len(s) > 16 {
+		panic("ratchet: HChaCha20 input label too long")
+	}
+	copy(b[:], s)
+	return b
 }
 
 // nonceFor returns the AEAD nonce of message n: 8 zero bytes then n,

@@ -43,7 +43,7 @@ func (s *Session) Marshal() []byte {
 		b.AddUint32(c.n)
 		b.AddUint64(uint64(c.start.UnixNano()))
 		b.AddUint8(c.flags)
-		appendEstablishment(&b, &c.est, c.flags)
+		b.AddBytes(appendEstablishment(nil, &c.est, c.flags))
 		b.AddBytes(c.escrow[:])
 	}
 	b.AddUint32(s.nextChain)

@@ -29,6 +29,8 @@ package ratchet
 //	} Message;
 
 import (
+	"encoding/binary"
+
 	"github.com/moat-im/moat/crypto/keys"
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -80,45 +82,43 @@ type header struct {
 
 // appendHeader appends the encoding of h to b.
 func appendHeader(b []byte, h *header) []byte {
-	c := cryptobyte.NewFixedBuilder(b)
-	c.AddUint8(wireVersion)
-	c.AddUint8(h.flags)
-	c.AddUint32(h.chain)
-	c.AddUint32(h.n)
-	c.AddUint32(h.ack)
+	b = append(b, wireVersion, h.flags)
+	b = binary.BigEndian.AppendUint32(b, h.chain)
+	b = binary.BigEndian.AppendUint32(b, h.n)
+	b = binary.BigEndian.AppendUint32(b, h.ack)
 	if h.flags&flagEstablish != 0 {
-		appendEstablishment(c, &h.est, h.flags)
+		b = appendEstablishment(b, &h.est, h.flags)
 	}
 	if h.flags&flagPreamble != 0 {
-		c.AddUint16LengthPrefixed(func(c *cryptobyte.Builder) { c.AddBytes(h.preamble) })
+		b = binary.BigEndian.AppendUint16(b, uint16(len(h.preamble)))
+		b = append(b, h.preamble...)
 	}
 	if h.flags&flagAttributed != 0 {
-		c.AddUint64(h.timestampMS)
+		b = binary.BigEndian.AppendUint64(b, h.timestampMS)
 	}
 	if h.flags&flagEscrow != 0 {
-		c.AddBytes(h.escrowRef)
+		b = append(b, h.escrowRef...)
 	}
-	out, err := c.Bytes()
-	if err != nil {
-		panic("ratchet: header encoding: " + err.Error()) // capacity is computed by headerLen
-	}
-	return out
+	return b
 }
 
-func appendEstablishment(c *cryptobyte.Builder, e *establishment, flags uint8) {
-	c.AddUint32(e.base)
-	c.AddUint32(e.prevChain)
-	c.AddUint32(e.pn)
-	c.AddUint32(e.dhRef)
-	c.AddBytes(e.dh)
+// appendEstablishment appends the establishment block of e; flags selects
+// its optional parts.
+func appendEstablishment(b []byte, e *establishment, flags uint8) []byte {
+	b = binary.BigEndian.AppendUint32(b, e.base)
+	b = binary.BigEndian.AppendUint32(b, e.prevChain)
+	b = binary.BigEndian.AppendUint32(b, e.pn)
+	b = binary.BigEndian.AppendUint32(b, e.dhRef)
+	b = append(b, e.dh...)
 	if flags&flagKEMCT != 0 {
-		c.AddUint32(e.kemRef)
-		c.AddBytes(e.kemCT)
+		b = binary.BigEndian.AppendUint32(b, e.kemRef)
+		b = append(b, e.kemCT...)
 	}
 	if flags&flagKEMPub != 0 {
-		c.AddUint32(e.kemPubID)
-		c.AddBytes(e.kemPub)
+		b = binary.BigEndian.AppendUint32(b, e.kemPubID)
+		b = append(b, e.kemPub...)
 	}
+	return b
 }
 
 // headerLen returns the encoded size of h.

@@ -30,9 +30,10 @@ const (
 	RatchetRootBA = "moat/v1/ratchet/root/responder-to-initiator"
 	// RatchetChainStep is the HKDF info of KDF_RK (docs/spec/ratchet.md §KDF_RK).
 	RatchetChainStep = "moat/v1/ratchet/chain-step"
-	// RatchetMessageKey is the HKDF info that expands a message key into
-	// the AEAD key and nonce (docs/spec/ratchet.md §KDF_MK).
-	RatchetMessageKey = "moat/v1/ratchet/message-key"
+	// RatchetCKMessage and RatchetCKNext are the HChaCha20 inputs of
+	// KDF_CK, zero-padded to 16 bytes (docs/spec/ratchet.md §KDF_CK).
+	RatchetCKMessage = "moat/v1/ck/mk"
+	RatchetCKNext    = "moat/v1/ck/ck"
 	// RatchetAD prefixes the associated data of every ratchet message
 	// (docs/spec/ratchet.md §Associated data).
 	RatchetAD = "moat/v1/ratchet/ad"
@@ -45,5 +46,5 @@ const (
 var All = []string{
 	SignedPrekey, KEMPrekey, HybridSignature,
 	PQXDHInfo, PQXDHAD,
-	RatchetRootAB, RatchetRootBA, RatchetChainStep, RatchetMessageKey, RatchetAD, RatchetAttribution,
+	RatchetRootAB, RatchetRootBA, RatchetChainStep, RatchetCKMessage, RatchetCKNext, RatchetAD, RatchetAttribution,
 }
