@@ -240,9 +240,8 @@ func (s *Session) commitRecv(h *header, tx *recvTx, now time.Time) {
 	}
 	if tx.isNew {
 		s.recvRoots[h.chain] = append([]byte(nil), tx.root[:]...)
-		if h.chain > s.maxRecv {
-			s.maxRecv = h.chain
-		}
+		s.maxRecv = max(s.maxRecv, h.chain)
+		s.peerBase = max(s.peerBase, h.est.base)
 		if h.chain > s.peerDH.index || s.peerDH.pub == nil {
 			s.peerDH = peerDHKey{index: h.chain, pub: tx.peerDH}
 		}
@@ -276,7 +275,11 @@ func (s *Session) commitRecv(h *header, tx *recvTx, now time.Time) {
 
 // pruneRecv bounds the receiving chains and roots (T06). Evicting a chain
 // raises recvFloor, so that it can never be established again (a replay of
-// its first message is then refused, not re-accepted).
+// its first message is then refused, not re-accepted). Roots older than the
+// newest base the peer has declared are dropped (the peer takes its base
+// from our highest acknowledgement, so its bases only move forward); the
+// declared base itself is always kept, so that a sender whose peer stays
+// silent can go on opening chains from it.
 func (s *Session) pruneRecv() {
 	for len(s.recv) > MaxReceiveChains {
 		oldest := ^uint32(0)
@@ -286,13 +289,19 @@ func (s *Session) pruneRecv() {
 		delete(s.recv, oldest)
 		s.recvFloor = max(s.recvFloor, oldest)
 	}
-	for len(s.recvRoots) > MaxReceiveChains {
+	for i := range s.recvRoots {
+		if i < s.peerBase {
+			delete(s.recvRoots, i)
+		}
+	}
+	for len(s.recvRoots) > MaxReceiveChains+1 {
 		oldest := ^uint32(0)
 		for i := range s.recvRoots {
-			oldest = min(oldest, i)
+			if i != s.peerBase {
+				oldest = min(oldest, i)
+			}
 		}
 		delete(s.recvRoots, oldest)
-		s.recvFloor = max(s.recvFloor, oldest)
 	}
 }
 

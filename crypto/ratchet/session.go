@@ -102,6 +102,7 @@ type Session struct {
 	recvRoots map[uint32][]byte     // roots of peer chains the peer may extend
 	maxRecv   uint32                // highest peer chain established (our ack)
 	recvFloor uint32                // chains at or below this index can no longer be established
+	peerBase  uint32                // newest base the peer has declared; its root is kept
 	skipped   map[skipID]skippedKey
 	minExpiry int64               // earliest expiry among skipped keys (unix seconds)
 	tombs     map[skipID]struct{} // evicted skipped keys, for ErrExpired

@@ -102,6 +102,7 @@ func (s *Session) Marshal() []byte {
 	})
 	b.AddUint32(s.maxRecv)
 	b.AddUint32(s.recvFloor)
+	b.AddUint32(s.peerBase)
 	ids := make([]skipID, 0, len(s.skipped))
 	for id := range s.skipped {
 		ids = append(ids, id)
@@ -305,7 +306,7 @@ func parseState(data []byte) (*Session, error) {
 		s.recvRoots[i] = append([]byte(nil), root...)
 	}
 	var skipped, tombs cryptobyte.String
-	if len(s.recvRoots) > MaxReceiveChains+1 || !in.ReadUint32(&s.maxRecv) || !in.ReadUint32(&s.recvFloor) ||
+	if len(s.recvRoots) > MaxReceiveChains+1 || !in.ReadUint32(&s.maxRecv) || !in.ReadUint32(&s.recvFloor) || !in.ReadUint32(&s.peerBase) ||
 		!in.ReadUint24LengthPrefixed(&skipped) {
 		return nil, bad
 	}
