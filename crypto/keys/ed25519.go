@@ -20,7 +20,7 @@ type IdentitySigningPublicKey struct {
 type IdentitySigningPrivateKey struct {
 	_ noCompare
 	secret
-	k   ed25519.PrivateKey
+	k   *ed25519.PrivateKey // a pointer: see the note on secret in encoding.go
 	pub IdentitySigningPublicKey
 }
 
@@ -39,7 +39,7 @@ func NewIdentitySigningKeyFromSeed(seed []byte) (*IdentitySigningPrivateKey, err
 		return nil, ErrMalformed
 	}
 	k := ed25519.NewKeyFromSeed(seed)
-	return &IdentitySigningPrivateKey{k: k, pub: IdentitySigningPublicKey{k: k.Public().(ed25519.PublicKey)}}, nil
+	return &IdentitySigningPrivateKey{k: &k, pub: IdentitySigningPublicKey{k: k.Public().(ed25519.PublicKey)}}, nil
 }
 
 // Public returns the public half.
@@ -51,11 +51,11 @@ func (k *IdentitySigningPrivateKey) Seed() []byte { return k.k.Seed() }
 
 // Sign returns an Ed25519 signature of msg. Callers domain-separate msg with
 // a label from crypto/internal/label.
-func (k *IdentitySigningPrivateKey) Sign(msg []byte) []byte { return ed25519.Sign(k.k, msg) }
+func (k *IdentitySigningPrivateKey) Sign(msg []byte) []byte { return ed25519.Sign(*k.k, msg) }
 
 // Equal reports in constant time whether k and o are the same key.
 func (k *IdentitySigningPrivateKey) Equal(o *IdentitySigningPrivateKey) bool {
-	return subtle.ConstantTimeCompare(k.k, o.k) == 1
+	return subtle.ConstantTimeCompare(*k.k, *o.k) == 1
 }
 
 // Verify checks sig over msg under the rule of docs/spec/keys.md §Ed25519

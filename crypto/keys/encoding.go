@@ -94,6 +94,11 @@ func decodeText(t Tag, s string, rawLen int) ([]byte, error) {
 // secret is embedded in every private key type. Its Format method is
 // promoted, so that printing a private key with any verb never reveals key
 // material (docs/spec/keys.md §Handling).
+//
+// fmt cannot call Format on a key stored by value in an unexported field of
+// another struct; it then prints the key's fields, and prints a pointer field
+// at that depth only as an address. So private key types hold their secret
+// material only behind pointers, never in a slice or array field.
 type secret struct{}
 
 func (secret) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte("[secret key redacted]")) }

@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/subtle"
 	"io"
@@ -66,9 +67,9 @@ type hybridPublicOf[R hybridRole] struct {
 type hybridPrivateOf[R hybridRole] struct {
 	_ noCompare
 	secret
-	ed   ed25519.PrivateKey
+	ed   *ed25519.PrivateKey // pointers: see the note on secret in encoding.go
 	pq   *mldsa65.PrivateKey
-	seed []byte
+	seed *[HybridSeedSize]byte
 	pub  hybridPublicOf[R]
 }
 
@@ -92,7 +93,7 @@ func newHybridPrivateOf[R hybridRole](seed []byte) (*hybridPrivateOf[R], error) 
 	raw = append(raw, ed.Public().(ed25519.PublicKey)...)
 	raw = append(raw, pqPub.Bytes()...)
 	return &hybridPrivateOf[R]{
-		ed: ed, pq: pq, seed: append([]byte(nil), seed...),
+		ed: &ed, pq: pq, seed: (*[HybridSeedSize]byte)(bytes.Clone(seed)),
 		pub: hybridPublicOf[R]{ed: ed.Public().(ed25519.PublicKey), pq: pqPub, raw: raw},
 	}, nil
 }
@@ -141,7 +142,7 @@ func hybridMessage[R hybridRole](msg []byte) []byte {
 func (k *hybridPrivateOf[R]) Sign(msg []byte) ([]byte, error) {
 	m := hybridMessage[R](msg)
 	sig := make([]byte, HybridSignatureSize)
-	copy(sig, ed25519.Sign(k.ed, m))
+	copy(sig, ed25519.Sign(*k.ed, m))
 	if err := mldsa65.SignTo(k.pq, m, nil, true, sig[ed25519.SignatureSize:]); err != nil {
 		return nil, err
 	}
@@ -153,7 +154,7 @@ func (k *hybridPrivateOf[R]) Public() *hybridPublicOf[R] { return &k.pub }
 
 // Seed returns the private seed, for serialising into an encrypted store
 // or a KMS. Callers must not log it.
-func (k *hybridPrivateOf[R]) Seed() []byte { return append([]byte(nil), k.seed...) }
+func (k *hybridPrivateOf[R]) Seed() []byte { return append([]byte(nil), k.seed[:]...) }
 
 // Verify checks both halves of sig over msg; both must verify.
 func (k *hybridPublicOf[R]) Verify(msg, sig []byte) error {

@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"io"
 
@@ -57,7 +58,7 @@ type kemPrivateOf[R kemRole] struct {
 	_ noCompare
 	secret
 	k    *mlkem768.PrivateKey
-	seed []byte
+	seed *[KEMSeedSize]byte // a pointer: see the note on secret in encoding.go
 	pub  kemPublicOf[R]
 }
 
@@ -78,7 +79,7 @@ func newKEMPrivateOf[R kemRole](seed []byte) (*kemPrivateOf[R], error) {
 	pk, sk := mlkem768.NewKeyFromSeed(seed)
 	raw := make([]byte, KEMPublicKeySize)
 	pk.Pack(raw)
-	return &kemPrivateOf[R]{k: sk, seed: append([]byte(nil), seed...), pub: kemPublicOf[R]{k: pk, raw: raw}}, nil
+	return &kemPrivateOf[R]{k: sk, seed: (*[KEMSeedSize]byte)(bytes.Clone(seed)), pub: kemPublicOf[R]{k: pk, raw: raw}}, nil
 }
 
 func newKEMPublicOf[R kemRole](raw []byte) (*kemPublicOf[R], error) {
@@ -106,11 +107,11 @@ func (k *kemPrivateOf[R]) Public() *kemPublicOf[R] { return &k.pub }
 
 // Seed returns the 64-byte (d, z) seed, for serialising into an encrypted
 // store. Callers must not log it.
-func (k *kemPrivateOf[R]) Seed() []byte { return append([]byte(nil), k.seed...) }
+func (k *kemPrivateOf[R]) Seed() []byte { return append([]byte(nil), k.seed[:]...) }
 
 // Equal reports in constant time whether k and o are the same key.
 func (k *kemPrivateOf[R]) Equal(o *kemPrivateOf[R]) bool {
-	return subtle.ConstantTimeCompare(k.seed, o.seed) == 1
+	return subtle.ConstantTimeCompare(k.seed[:], o.seed[:]) == 1
 }
 
 // Decapsulate returns the shared secret of ct. A ciphertext of the wrong

@@ -90,6 +90,17 @@ func (s *Session) Decrypt(msg []byte) (Received, error) {
 			kdfCK(&cc.ck, &mk)
 			cc.next = h.n + 1
 		}
+	} else if sk, ok := s.skipped[skipID{h.chain, h.n}]; ok {
+		// A chain pruned from the receiving chains (T06) keeps its
+		// skipped keys until they expire or are evicted.
+		if sk.expires <= now.Unix() {
+			return Received{}, ErrExpired
+		}
+		id := skipID{h.chain, h.n}
+		mk = sk.mk
+		tx.usedSkip = &id
+	} else if _, t := s.tombs[skipID{h.chain, h.n}]; t {
+		return Received{}, ErrExpired // evicted from a pruned chain
 	} else {
 		if err := s.establish(&h, &tx, now); err != nil {
 			return Received{}, err
@@ -275,11 +286,12 @@ func (s *Session) commitRecv(h *header, tx *recvTx, now time.Time) {
 
 // pruneRecv bounds the receiving chains and roots (T06). Evicting a chain
 // raises recvFloor, so that it can never be established again (a replay of
-// its first message is then refused, not re-accepted). Roots older than the
-// newest base the peer has declared are dropped (the peer takes its base
-// from our highest acknowledgement, so its bases only move forward); the
-// declared base itself is always kept, so that a sender whose peer stays
-// silent can go on opening chains from it.
+// its first message is then refused, not re-accepted). Past the bound the
+// oldest roots go first, but the newest base the peer has declared is always
+// kept, so that a sender whose peer stays silent can go on opening chains
+// from it. Roots older than that base are not dropped before the bound: a
+// chain the peer opened from one of them before it moved its base may still
+// be in flight (T03).
 func (s *Session) pruneRecv() {
 	for len(s.recv) > MaxReceiveChains {
 		oldest := ^uint32(0)
@@ -288,11 +300,6 @@ func (s *Session) pruneRecv() {
 		}
 		delete(s.recv, oldest)
 		s.recvFloor = max(s.recvFloor, oldest)
-	}
-	for i := range s.recvRoots {
-		if i < s.peerBase {
-			delete(s.recvRoots, i)
-		}
 	}
 	for len(s.recvRoots) > MaxReceiveChains+1 {
 		oldest := ^uint32(0)
