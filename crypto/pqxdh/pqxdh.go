@@ -102,7 +102,7 @@ func Initiate(rand io.Reader, self *keys.DeviceIdentityPrivate, b *Bundle) (*Ini
 		}
 		dhs = append(dhs, dh)
 	}
-	var opk keys.X25519PublicKey
+	var opk *keys.OneTimePrekeyPublicKey
 	if b.OneTimePrekey != nil {
 		id := b.OneTimePrekey.ID
 		m.OneTimePrekeyID = &id
@@ -113,7 +113,10 @@ func Initiate(rand io.Reader, self *keys.DeviceIdentityPrivate, b *Bundle) (*Ini
 		}
 		dhs = append(dhs, dh)
 	}
-	t := transcript(m, b.Identity, b.SignedPrekey.Key, opk, b.KEMPrekey.Key)
+	t, err := transcript(m, b.Identity, b.SignedPrekey.Key, opk, b.KEMPrekey.Key)
+	if err != nil {
+		return nil, nil, err
+	}
 	r, err := derive(dhs, ss, t, m.Identity, b.Identity)
 	if err != nil {
 		return nil, nil, err
@@ -140,6 +143,9 @@ func Respond(self *keys.DeviceIdentityPrivate, m *InitialMessage, k ResponderKey
 	if (m.OneTimePrekeyID == nil) != (k.OneTimePrekey == nil) {
 		return nil, ErrPrekeyMismatch
 	}
+	if m.Identity.Signing == nil || m.Identity.DH == nil || m.Ephemeral == nil {
+		return nil, ErrMalformed
+	}
 	dh1, err := k.SignedPrekey.DH(m.Identity.DH)
 	if err != nil {
 		return nil, err
@@ -153,7 +159,7 @@ func Respond(self *keys.DeviceIdentityPrivate, m *InitialMessage, k ResponderKey
 		return nil, err
 	}
 	dhs := [][]byte{dh1, dh2, dh3}
-	var opk keys.X25519PublicKey
+	var opk *keys.OneTimePrekeyPublicKey
 	if k.OneTimePrekey != nil {
 		dh4, err := k.OneTimePrekey.DH(m.Ephemeral)
 		if err != nil {
@@ -166,7 +172,10 @@ func Respond(self *keys.DeviceIdentityPrivate, m *InitialMessage, k ResponderKey
 	if err != nil {
 		return nil, err
 	}
-	t := transcript(m, self.Public(), k.SignedPrekey.Public(), opk, k.KEMPrekey.Public())
+	t, err := transcript(m, self.Public(), k.SignedPrekey.Public(), opk, k.KEMPrekey.Public())
+	if err != nil {
+		return nil, err
+	}
 	r, err := derive(dhs, ss, t, m.Identity, self.Public())
 	if err != nil {
 		return nil, err
@@ -177,30 +186,34 @@ func Respond(self *keys.DeviceIdentityPrivate, m *InitialMessage, k ResponderKey
 }
 
 // transcript hashes every public value of the run (docs/spec/pqxdh.md
-// §Transcript): both identities, the responder's prekeys as used, EK_A and
-// the KEM ciphertext. It binds SK to the exact KEM public key and
-// ciphertext, closing the KEM re-encapsulation gap noted in the PQXDH
-// analyses, and to the tagged (disjoint) encodings of every key.
-func transcript(m *InitialMessage, responder keys.DeviceIdentity, spk *keys.SignedPrekeyPublicKey, opk keys.X25519PublicKey, pqpk *keys.KEMPrekeyPublicKey) [32]byte {
+// §Transcript): both identities, the responder's prekeys as used with
+// their identifiers and the last-resort flag, EK_A and the KEM ciphertext.
+// It binds SK to the exact KEM public key and ciphertext, closing the KEM
+// re-encapsulation gap noted in the PQXDH analyses, and to the tagged
+// (disjoint) encodings of every key. Everything the initial message says
+// is in it: the initial message encoding itself, which holds the
+// initiator's identity, EK_A, the prekey identifiers, the flag and the
+// ciphertext, followed by the responder's keys.
+func transcript(m *InitialMessage, responder keys.DeviceIdentity, spk *keys.SignedPrekeyPublicKey, opk *keys.OneTimePrekeyPublicKey, pqpk *keys.KEMPrekeyPublicKey) ([32]byte, error) {
 	h := sha256.New()
 	h.Write([]byte(label.PQXDHInfo))
-	h.Write(m.Identity.Signing.Bytes())
-	h.Write(m.Identity.DH.Bytes())
+	im, err := m.Marshal()
+	if err != nil {
+		return [32]byte{}, err
+	}
+	h.Write(im)
 	h.Write(responder.Signing.Bytes())
 	h.Write(responder.DH.Bytes())
 	h.Write(spk.Bytes())
 	if opk != nil {
-		h.Write([]byte{1})
-		h.Write(opk.Raw())
+		h.Write(opk.Bytes())
 	} else {
 		h.Write([]byte{0})
 	}
 	h.Write(pqpk.Bytes())
-	h.Write(m.Ephemeral.Bytes())
-	h.Write(m.KEMCiphertext)
 	var t [32]byte
 	h.Sum(t[:0])
-	return t
+	return t, nil
 }
 
 // derive computes SK = HKDF(salt = transcript, IKM = F || DH1 || DH2 || DH3

@@ -82,7 +82,7 @@ func (b *Bundle) Marshal() ([]byte, error) {
 	if b.KEMPrekey == nil || b.KEMPrekey.Key == nil {
 		return nil, ErrMissingKEMPrekey
 	}
-	if b.Identity.Signing == nil || b.Identity.DH == nil {
+	if b.Identity.Signing == nil || b.Identity.DH == nil || b.SignedPrekey.Created.Unix() < 0 || b.KEMPrekey.Created.Unix() < 0 {
 		return nil, ErrMalformed
 	}
 	var c cryptobyte.Builder

@@ -5,13 +5,15 @@ import "time"
 // Bounds of docs/spec/ratchet.md §Bounds. Input past a bound is rejected
 // before any key derivation.
 const (
-	// MaxSkip is the most message keys one message may make the receiver
-	// derive in one chain (Signal Double Ratchet §3.2 MAX_SKIP).
-	MaxSkip = 1000
 	// MaxChainMessages is the most messages a chain may carry. A sender
 	// begins a new chain after this many, so with KEMInterval it bounds
 	// how many messages separate two KEM steps.
 	MaxChainMessages = 50
+	// MaxSkip is the most message keys one message may make the receiver
+	// derive in one chain (Signal Double Ratchet §3.2 MAX_SKIP). Chains are
+	// at most MaxChainMessages long, so a message number past it is
+	// rejected before any derivation, and MaxSkip equals it.
+	MaxSkip = MaxChainMessages
 	// KEMInterval is the most messages a sender sends before it mixes a
 	// fresh ML-KEM-768 secret into its root (§KEM ratchet).
 	KEMInterval = 50
@@ -31,8 +33,8 @@ const (
 	// MaxOwnDHKeys and MaxOwnKEMKeys are how many of its own ratchet
 	// private keys a party keeps for peers' chains that may still name
 	// them; older ones are deleted (forward secrecy).
-	MaxOwnDHKeys  = 4
-	MaxOwnKEMKeys = 3
+	MaxOwnDHKeys  = 16
+	MaxOwnKEMKeys = 4
 	// MaxPlaintextSize is the largest plaintext; larger content travels as
 	// an encrypted attachment.
 	MaxPlaintextSize = 256 << 10

@@ -26,6 +26,15 @@ var (
 	// ErrRollback is returned by Unmarshal for state older than the
 	// generation the caller last saw (T13).
 	ErrRollback = errors.New("ratchet: state rolled back")
+	// ErrInvalidParams is returned by the constructors and Unmarshal for
+	// parameters that do not describe a usable session.
+	ErrInvalidParams = errors.New("ratchet: invalid session parameters")
+	// ErrCannotSendYet is returned by Encrypt on a responder that has not
+	// yet received a message, and so knows no ratchet key of its peer.
+	ErrCannotSendYet = errors.New("ratchet: responder cannot send before it has received")
+	// ErrChainsExhausted is returned when a session has used up its 2^32
+	// chain indices; start a new session.
+	ErrChainsExhausted = errors.New("ratchet: chain index space exhausted")
 	// ErrAttribution is returned when a session requires attributable
 	// messages and a message lacks a valid sender signature.
 	ErrAttribution = errors.New("ratchet: missing or invalid sender signature")

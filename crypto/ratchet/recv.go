@@ -110,10 +110,6 @@ func (s *Session) Decrypt(msg []byte) (Received, error) {
 		tx.chain.next = h.n + 1
 		r.NewChain, r.KEMStep = true, h.est.hasKEM
 	}
-	if len(s.skipped)+len(tx.skips) > MaxSkippedKeys+MaxSkip {
-		// Evicting this many at once would wipe the store; refuse instead.
-		return Received{}, ErrTooFarAhead
-	}
 
 	ad := append(append(s.adBuf[:0], s.recvAD...), hdr...)
 	aead, err := prim.NewChaCha20Poly1305(mk[:])
@@ -164,7 +160,7 @@ func (s *Session) establish(h *header, tx *recvTx, now time.Time) error {
 	// Bound the previous chain's skipped keys before any derivation.
 	var prev *recvChain
 	if p := s.recv[e.prevChain]; p != nil && !p.done {
-		if e.pn > MaxChainMessages || (e.pn > p.next && e.pn-p.next > MaxSkip) {
+		if e.pn > MaxChainMessages {
 			return ErrTooFarAhead
 		}
 		prev = p
@@ -218,8 +214,7 @@ func (s *Session) establish(h *header, tx *recvTx, now time.Time) error {
 	}
 	tx.isNew = true
 	tx.root = sec.root
-	tx.chain = &recvChain{index: h.chain, ck: sec.chainKey}
-	copy(tx.chain.dh[:], e.dh)
+	tx.chain = &recvChain{index: h.chain, ck: sec.chainKey, escrow: sec.escrowSeed}
 	tx.peerDH = pub
 	if prev != nil {
 		pc := *prev

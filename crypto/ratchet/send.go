@@ -2,7 +2,6 @@ package ratchet
 
 import (
 	"encoding/binary"
-	"errors"
 	"io"
 	"time"
 
@@ -10,8 +9,6 @@ import (
 	"github.com/moat-im/moat/crypto/internal/prim"
 	"github.com/moat-im/moat/crypto/keys"
 )
-
-var errCannotSend = errors.New("ratchet: responder cannot send before it has received")
 
 // Encrypt encrypts plaintext as the next message of the session
 // (docs/spec/ratchet.md §Sending). It begins a new chain first when the
@@ -24,7 +21,7 @@ func (s *Session) Encrypt(plaintext []byte) ([]byte, error) {
 		return nil, ErrTooLarge
 	}
 	if s.peerDH.pub == nil {
-		return nil, errCannotSend
+		return nil, ErrCannotSendYet
 	}
 	now := s.cfg.now()
 	ch := s.send
@@ -78,6 +75,7 @@ func (s *Session) Encrypt(plaintext []byte) ([]byte, error) {
 	ch.ck = ck
 	ch.n++
 	s.pqCount++
+	s.expireSkipped(now)
 	s.generation++
 	s.adBuf = ad[:0]
 	return out, nil
@@ -124,16 +122,16 @@ type pendingChain struct {
 // establishment) without changing the session.
 func (s *Session) newChain(now time.Time) (*pendingChain, error) {
 	rnd := s.cfg.rand()
-	index := s.nextChain
+	index := uint64(s.nextChain)
 	if s.mustRekey {
 		var j [4]byte
 		if _, err := io.ReadFull(rnd, j[:]); err != nil {
 			return nil, err
 		}
-		index += 1 + binary.BigEndian.Uint32(j[:])%restoreJump
+		index += 1 + uint64(binary.BigEndian.Uint32(j[:])%restoreJump)
 	}
-	if index == 0 || index == ^uint32(0) {
-		return nil, errors.New("ratchet: chain index space exhausted")
+	if index >= 1<<32-1 {
+		return nil, ErrChainsExhausted
 	}
 	br := s.ownRoots[s.base]
 	p := &pendingChain{}
@@ -169,21 +167,21 @@ func (s *Session) newChain(now time.Time) (*pendingChain, error) {
 		if p.kem, err = keys.GenerateRatchetKEMKey(rnd); err != nil {
 			return nil, err
 		}
-		adv = &ownKEMKey{id: index, priv: p.kem}
+		adv = &ownKEMKey{id: uint32(index), priv: p.kem}
 	}
 	if adv.id > s.peerAck {
 		e.hasKEMPub, e.kemPubID, e.kemPub = true, adv.id, adv.priv.Public().Raw()
 		flags |= flagKEMPub
 	}
 
-	sec, err := kdfRK(br.root[:], dh, ss, s.sendDir(), index, &e, flags)
+	sec, err := kdfRK(br.root[:], dh, ss, s.sendDir(), uint32(index), &e, flags)
 	if err != nil {
 		return nil, err
 	}
-	p.chain = sendChain{index: index, ck: sec.chainKey, start: now, flags: flags, est: e, escrow: sec.escrowSeed}
+	p.chain = sendChain{index: uint32(index), ck: sec.chainKey, start: now, flags: flags, est: e, escrow: sec.escrowSeed}
 	p.root = ownRoot{root: sec.root, pqChain: br.pqChain}
 	if p.kemStep {
-		p.root.pqChain = index
+		p.root.pqChain = uint32(index)
 	}
 	return p, nil
 }
@@ -214,8 +212,11 @@ func (s *Session) commitChain(p *pendingChain) {
 		}
 		s.kemUsed = false
 	}
-	if p.kemStep {
-		s.lastKEM = idx
+	// Until the peer has advertised a KEM key, the only post-quantum secret
+	// is PQXDH's and no KEM step is possible: the KEM schedule restarts with
+	// every chain, so that it does not make every message open a new chain.
+	if p.kemStep || s.peerKEM == nil {
+		s.lastKEM = max(s.lastKEM, p.root.pqChain)
 		s.pqCount = 0
 		s.pqStart = p.chain.start
 	}

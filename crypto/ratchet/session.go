@@ -2,7 +2,6 @@ package ratchet
 
 import (
 	"crypto/rand"
-	"errors"
 	"io"
 	"time"
 
@@ -62,8 +61,6 @@ const (
 )
 
 const maxPolicySize = 255
-
-var errParams = errors.New("ratchet: invalid session parameters")
 
 // Session is one side of a 1:1 ratchet session.
 type Session struct {
@@ -148,11 +145,11 @@ type peerKEMKey struct {
 }
 
 type recvChain struct {
-	index uint32
-	ck    [keySize]byte
-	next  uint32 // next message number expected
-	dh    [dhSize]byte
-	done  bool // the sender moved on; ck deleted, only skipped keys remain
+	index  uint32
+	ck     [keySize]byte
+	escrow [keySize]byte // KDF_RK escrow seed, for recomputing the sender's escrow blob (issue #7)
+	next   uint32        // next message number expected
+	done   bool          // the sender moved on; ck deleted, only skipped keys remain
 }
 
 type skipID struct{ chain, n uint32 }
@@ -168,7 +165,7 @@ type skippedKey struct {
 // message, carried in every message until the responder acknowledges one.
 func NewInitiator(cfg Config, p Params, peerSignedPrekey *keys.SignedPrekeyPublicKey, preamble []byte) (*Session, error) {
 	if peerSignedPrekey == nil || len(preamble) == 0 || len(preamble) > MaxPreambleSize {
-		return nil, errParams
+		return nil, ErrInvalidParams
 	}
 	s, err := newSession(cfg, p, true)
 	if err != nil {
@@ -188,7 +185,7 @@ func NewInitiator(cfg Config, p Params, peerSignedPrekey *keys.SignedPrekeyPubli
 // the responder's initial ratchet key (our chain 0).
 func NewResponder(cfg Config, p Params, ownSignedPrekey *keys.SignedPrekeyPrivateKey) (*Session, error) {
 	if ownSignedPrekey == nil {
-		return nil, errParams
+		return nil, ErrInvalidParams
 	}
 	s, err := newSession(cfg, p, false)
 	if err != nil {
@@ -205,10 +202,10 @@ func NewResponder(cfg Config, p Params, ownSignedPrekey *keys.SignedPrekeyPrivat
 func newSession(cfg Config, p Params, initiator bool) (*Session, error) {
 	if len(p.SharedKey) != keySize || len(p.AD) == 0 || len(p.AD) > 1024 || len(p.Policy) > maxPolicySize ||
 		p.Self.Signing == nil || p.Self.DH == nil || p.Peer.Signing == nil || p.Peer.DH == nil {
-		return nil, errParams
+		return nil, ErrInvalidParams
 	}
 	if p.Attributable && (cfg.SigningKey == nil || !cfg.SigningKey.Public().Equal(p.Self.Signing)) {
-		return nil, errParams
+		return nil, ErrInvalidParams
 	}
 	ab, err := prim.HKDF(p.SharedKey, nil, label.RatchetRootAB, keySize)
 	if err != nil {

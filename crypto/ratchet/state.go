@@ -13,7 +13,8 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 )
 
-const stateVersion = 1
+// stateType starts the state encoding (version 1); see messageType.
+const stateType = 0x24
 
 // ErrBadState is returned by Unmarshal for an encoding that does not parse
 // or breaks a bound.
@@ -24,7 +25,7 @@ var ErrBadState = errors.New("ratchet: malformed session state")
 // reach it.
 func (s *Session) Marshal() []byte {
 	var b cryptobyte.Builder
-	b.AddUint8(stateVersion)
+	b.AddUint8(stateType)
 	b.AddUint64(s.generation)
 	b.AddUint8(boolByte(s.initiator))
 	b.AddUint8(boolByte(s.attributable))
@@ -90,7 +91,7 @@ func (s *Session) Marshal() []byte {
 			b.AddUint32(c.index)
 			b.AddBytes(c.ck[:])
 			b.AddUint32(c.next)
-			b.AddBytes(c.dh[:])
+			b.AddBytes(c.escrow[:])
 			b.AddUint8(boolByte(c.done))
 		}
 	})
@@ -140,7 +141,7 @@ func Unmarshal(cfg Config, data []byte, minGeneration uint64) (*Session, error) 
 		return nil, ErrRollback
 	}
 	if s.attributable && (cfg.SigningKey == nil || !cfg.SigningKey.Public().Equal(s.self.Signing)) {
-		return nil, errParams
+		return nil, ErrInvalidParams
 	}
 	s.cfg = cfg
 	s.mustRekey = true
@@ -162,7 +163,7 @@ func parseState(data []byte) (*Session, error) {
 	var ver, initiator, attributable, forceKEM, hasSend uint8
 	var selfSig, selfDH, peerSig, peerDH []byte
 	var pqxdhAD, policy cryptobyte.String
-	if !in.ReadUint8(&ver) || ver != stateVersion || !in.ReadUint64(&s.generation) ||
+	if !in.ReadUint8(&ver) || ver != stateType || !in.ReadUint64(&s.generation) ||
 		!readBool(&in, &initiator) || !readBool(&in, &attributable) || !readBool(&in, &forceKEM) ||
 		!in.ReadBytes(&selfSig, 33) || !in.ReadBytes(&selfDH, 33) || !in.ReadBytes(&peerSig, 33) || !in.ReadBytes(&peerDH, 33) ||
 		!in.ReadUint16LengthPrefixed(&pqxdhAD) || len(pqxdhAD) == 0 || len(pqxdhAD) > 1024 ||
@@ -283,14 +284,14 @@ func parseState(data []byte) (*Session, error) {
 	}
 	for !recv.Empty() {
 		c := &recvChain{}
-		var ck, dh []byte
+		var ck, escrow []byte
 		var done uint8
 		if !recv.ReadUint32(&c.index) || !recv.ReadBytes(&ck, keySize) || !recv.ReadUint32(&c.next) || c.next > MaxChainMessages ||
-			!recv.ReadBytes(&dh, dhSize) || !readBool(&recv, &done) || s.recv[c.index] != nil {
+			!recv.ReadBytes(&escrow, keySize) || !readBool(&recv, &done) || s.recv[c.index] != nil {
 			return nil, bad
 		}
 		copy(c.ck[:], ck)
-		copy(c.dh[:], dh)
+		copy(c.escrow[:], escrow)
 		c.done = done == 1
 		s.recv[c.index] = c
 	}

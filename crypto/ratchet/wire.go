@@ -6,7 +6,7 @@ package ratchet
 // ciphertext is variable.
 //
 //	struct {
-//	    uint8  version = 1;
+//	    uint8  type = 0x23;           /* a ratchet message, version 1 */
 //	    uint8  flags;                 /* bit set below; others MUST be 0 */
 //	    uint32 chain;                 /* sender's chain index, >= 1 */
 //	    uint32 n;                     /* message number in the chain */
@@ -36,7 +36,11 @@ import (
 )
 
 const (
-	wireVersion = 1
+	// messageType starts every ratchet message. It is distinct from every
+	// key tag (crypto/keys), the PQXDH types 0x21 and 0x22 and the state
+	// type 0x24, so that no two Moat encodings overlap; a new version of the
+	// format takes a new type byte.
+	messageType = 0x23
 
 	flagEstablish  = 1 << 0
 	flagKEMCT      = 1 << 1
@@ -82,7 +86,7 @@ type header struct {
 
 // appendHeader appends the encoding of h to b.
 func appendHeader(b []byte, h *header) []byte {
-	b = append(b, wireVersion, h.flags)
+	b = append(b, messageType, h.flags)
 	b = binary.BigEndian.AppendUint32(b, h.chain)
 	b = binary.BigEndian.AppendUint32(b, h.n)
 	b = binary.BigEndian.AppendUint32(b, h.ack)
@@ -154,7 +158,7 @@ func parseMessage(msg []byte, h *header) (hdr, ct, sig []byte, err error) {
 	}
 	s := cryptobyte.String(msg)
 	var ver uint8
-	if !s.ReadUint8(&ver) || ver != wireVersion || !s.ReadUint8(&h.flags) || h.flags&^flagsKnown != 0 ||
+	if !s.ReadUint8(&ver) || ver != messageType || !s.ReadUint8(&h.flags) || h.flags&^flagsKnown != 0 ||
 		!s.ReadUint32(&h.chain) || !s.ReadUint32(&h.n) || !s.ReadUint32(&h.ack) || h.chain == 0 {
 		return nil, nil, nil, ErrMalformed
 	}
