@@ -2,6 +2,7 @@ package keys
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/subtle"
 	"io"
@@ -211,3 +212,21 @@ func GenerateLogKey(rand io.Reader) (*LogPrivateKey, error) { return generateHyb
 
 // ParseLogPublicKey parses the tagged binary encoding.
 func ParseLogPublicKey(b []byte) (*LogPublicKey, error) { return parseHybridOf[roleLog](b) }
+
+// Ed25519Signer returns the Ed25519 half as a crypto.Signer, for formats
+// that define their own signed message, such as the Ed25519 signature line
+// of a C2SP signed note (docs/spec/keys.md §Hybrid signing keys). A message
+// signed this way carries no role label: the format must separate domains.
+func (k *hybridPrivateOf[R]) Ed25519Signer() crypto.Signer { return *k.ed }
+
+// MLDSA65Signer returns the ML-DSA-65 half as a crypto.Signer (hedged
+// signing, empty context), for the same purpose as Ed25519Signer.
+func (k *hybridPrivateOf[R]) MLDSA65Signer() crypto.Signer { return k.pq }
+
+// Ed25519 returns the Ed25519 half of the public key.
+func (k *hybridPublicOf[R]) Ed25519() ed25519.PublicKey {
+	return append(ed25519.PublicKey(nil), k.ed...)
+}
+
+// MLDSA65 returns the ML-DSA-65 half of the public key.
+func (k *hybridPublicOf[R]) MLDSA65() *mldsa65.PublicKey { return k.pq }
