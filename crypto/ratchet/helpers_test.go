@@ -17,11 +17,6 @@ func (c *clock) now() time.Time          { return c.t }
 func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
 func newClock() *clock                   { return &clock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)} }
 
-type party struct {
-	id   *keys.DeviceIdentityPrivate
-	sess *Session
-}
-
 // handshake runs PQXDH between a fresh initiator and responder and returns
 // the initiator's session, the responder's identity and prekeys, and the
 // PQXDH preamble; the responder's session is made on first receipt.
