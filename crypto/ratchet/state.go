@@ -206,15 +206,20 @@ func parseState(data []byte) (*Session, error) {
 		!in.ReadUint16LengthPrefixed(&ownRoots) {
 		return nil, bad
 	}
+	// Maps are encoded in strictly ascending index order, and skipped keys
+	// in ascending (chain, n) order; any other order is a non-canonical
+	// encoding and rejected (§State encoding).
+	var last uint32
 	for !ownRoots.Empty() {
 		var i uint32
 		var root []byte
 		r := &ownRoot{}
-		if !ownRoots.ReadUint32(&i) || !ownRoots.ReadBytes(&root, keySize) || !ownRoots.ReadUint32(&r.pqChain) || s.ownRoots[i] != nil {
+		if !ownRoots.ReadUint32(&i) || !ownRoots.ReadBytes(&root, keySize) || !ownRoots.ReadUint32(&r.pqChain) ||
+			(len(s.ownRoots) > 0 && i <= last) {
 			return nil, bad
 		}
 		copy(r.root[:], root)
-		s.ownRoots[i] = r
+		s.ownRoots[i], last = r, i
 	}
 	if s.ownRoots[s.base] == nil || len(s.ownRoots) > MaxUnackedChains+1 || !in.ReadUint16LengthPrefixed(&ownDH) {
 		return nil, bad
@@ -287,13 +292,13 @@ func parseState(data []byte) (*Session, error) {
 		var ck, escrow []byte
 		var done uint8
 		if !recv.ReadUint32(&c.index) || !recv.ReadBytes(&ck, keySize) || !recv.ReadUint32(&c.next) || c.next > MaxChainMessages ||
-			!recv.ReadBytes(&escrow, keySize) || !readBool(&recv, &done) || s.recv[c.index] != nil {
+			!recv.ReadBytes(&escrow, keySize) || !readBool(&recv, &done) || (len(s.recv) > 0 && c.index <= last) {
 			return nil, bad
 		}
 		copy(c.ck[:], ck)
 		copy(c.escrow[:], escrow)
 		c.done = done == 1
-		s.recv[c.index] = c
+		s.recv[c.index], last = c, c.index
 	}
 	if len(s.recv) > MaxReceiveChains || !in.ReadUint16LengthPrefixed(&recvRoots) {
 		return nil, bad
@@ -301,16 +306,17 @@ func parseState(data []byte) (*Session, error) {
 	for !recvRoots.Empty() {
 		var i uint32
 		var root []byte
-		if !recvRoots.ReadUint32(&i) || !recvRoots.ReadBytes(&root, keySize) || s.recvRoots[i] != nil {
+		if !recvRoots.ReadUint32(&i) || !recvRoots.ReadBytes(&root, keySize) || (len(s.recvRoots) > 0 && i <= last) {
 			return nil, bad
 		}
-		s.recvRoots[i] = append([]byte(nil), root...)
+		s.recvRoots[i], last = append([]byte(nil), root...), i
 	}
 	var skipped, tombs cryptobyte.String
 	if len(s.recvRoots) > MaxReceiveChains+1 || !in.ReadUint32(&s.maxRecv) || !in.ReadUint32(&s.recvFloor) || !in.ReadUint32(&s.peerBase) ||
 		!in.ReadUint24LengthPrefixed(&skipped) {
 		return nil, bad
 	}
+	var lastID skipID
 	for !skipped.Empty() {
 		var id skipID
 		var mk []byte
@@ -318,12 +324,12 @@ func parseState(data []byte) (*Session, error) {
 		if !skipped.ReadUint32(&id.chain) || !skipped.ReadUint32(&id.n) || !skipped.ReadBytes(&mk, keySize) || !skipped.ReadUint64(&exp) {
 			return nil, bad
 		}
-		if _, dup := s.skipped[id]; dup || len(s.skipped) >= MaxSkippedKeys {
+		if (len(s.skipped) > 0 && cmpSkip(id, lastID) <= 0) || len(s.skipped) >= MaxSkippedKeys {
 			return nil, bad
 		}
 		k := skippedKey{expires: int64(exp)}
 		copy(k.mk[:], mk)
-		s.skipped[id] = k
+		s.skipped[id], lastID = k, id
 	}
 	if !in.ReadUint24LengthPrefixed(&tombs) {
 		return nil, bad
