@@ -219,8 +219,9 @@ func ParseLogPublicKey(b []byte) (*LogPublicKey, error) { return parseHybridOf[r
 // signed this way carries no role label: the format must separate domains.
 func (k *hybridPrivateOf[R]) Ed25519Signer() crypto.Signer { return *k.ed }
 
-// MLDSA65Signer returns the ML-DSA-65 half as a crypto.Signer (hedged
-// signing, empty context), for the same purpose as Ed25519Signer.
+// MLDSA65Signer returns the ML-DSA-65 half as a crypto.Signer (circl's
+// Signer signs deterministically, with an empty context, and ignores its
+// rand argument), for the same purpose as Ed25519Signer.
 func (k *hybridPrivateOf[R]) MLDSA65Signer() crypto.Signer { return k.pq }
 
 // Ed25519 returns the Ed25519 half of the public key.
