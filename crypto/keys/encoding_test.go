@@ -10,6 +10,7 @@ package keys
 import (
 	"bytes"
 	"crypto/ed25519"
+	crand "crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -715,5 +716,32 @@ func TestSpecExamples(t *testing.T) {
 		if len(sig) != 3373 || !ed25519.Verify(pub, tbs, sig[:64]) || !mldsa65.Verify(pq, tbs, nil, sig[64:]) {
 			t.Errorf("%s: hybrid signature halves do not verify over HybridTBS", role)
 		}
+	}
+}
+
+func TestHybridTextRoundTrip(t *testing.T) {
+	org, err := GenerateOrgKey(crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg, err := GenerateLogKey(crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := GenerateDirectoryKey(crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, err := ParseOrgPublicKeyText(org.Public().String()); err != nil || !k.Equal(org.Public()) {
+		t.Fatalf("org: %v", err)
+	}
+	if k, err := ParseLogPublicKeyText(lg.Public().String()); err != nil || !k.Equal(lg.Public()) {
+		t.Fatalf("log: %v", err)
+	}
+	if k, err := ParseDirectoryPublicKeyText(dir.Public().String()); err != nil || !k.Equal(dir.Public()) {
+		t.Fatalf("directory: %v", err)
+	}
+	if _, err := ParseLogPublicKeyText(org.Public().String()); !errors.Is(err, ErrWrongType) {
+		t.Fatalf("org key parsed as log key: %v", err)
 	}
 }

@@ -231,3 +231,23 @@ func (k *hybridPublicOf[R]) Ed25519() ed25519.PublicKey {
 
 // MLDSA65 returns the ML-DSA-65 half of the public key.
 func (k *hybridPublicOf[R]) MLDSA65() *mldsa65.PublicKey { return k.pq }
+
+func parseHybridTextOf[R hybridRole](s string) (*hybridPublicOf[R], error) {
+	var r R
+	raw, err := decodeText(r.tag(), s, hybridPublicSize)
+	if err != nil {
+		return nil, err
+	}
+	return newHybridPublicOf[R](raw)
+}
+
+// ParseOrgPublicKeyText parses the text encoding.
+func ParseOrgPublicKeyText(s string) (*OrgPublicKey, error) { return parseHybridTextOf[roleOrg](s) }
+
+// ParseDirectoryPublicKeyText parses the text encoding.
+func ParseDirectoryPublicKeyText(s string) (*DirectoryPublicKey, error) {
+	return parseHybridTextOf[roleDirectory](s)
+}
+
+// ParseLogPublicKeyText parses the text encoding.
+func ParseLogPublicKeyText(s string) (*LogPublicKey, error) { return parseHybridTextOf[roleLog](s) }
