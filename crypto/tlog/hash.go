@@ -31,10 +31,6 @@ var EmptyRoot = Hash(sha256.Sum256(nil))
 // LeafHash returns the RFC 6962 hash of a leaf: SHA-256(0x00 || data).
 func LeafHash(data []byte) Hash { return Hash(hasher.HashLeaf(data)) }
 
-// nodeHash returns the RFC 6962 hash of an interior node:
-// SHA-256(0x01 || left || right).
-func nodeHash(left, right Hash) Hash { return Hash(hasher.HashChildren(left[:], right[:])) }
-
 func toSlices(hs []Hash) [][]byte {
 	out := make([][]byte, len(hs))
 	for i := range hs {

@@ -265,7 +265,7 @@ func TestParseProofStrict(t *testing.T) {
 		"empty map":            {0x42, 0, 0},
 		"depth 1, one sibling": cat([]byte{0x41, 0, 1, 0x80}, h1, c),
 		"absence leaf":         cat([]byte{0x43, 0, 1, 0x80}, h1, c, c),
-		"depth 9, 2 siblings":  cat([]byte{0x42, 0, 9, 0x00, 0x80 | 0}, h1, []byte{}),
+		"depth 9, 2 siblings":  cat([]byte{0x42, 0, 9, 0x00, 0x80}, h1, []byte{}),
 	}
 	good["depth 9, 2 siblings"] = cat([]byte{0x42, 0, 9, 0x01, 0x80}, h1, h1)
 	for name, enc := range good {
