@@ -85,7 +85,7 @@ func run(w io.Writer) error {
 	}
 	a, err := ratchet.NewInitiator(ratchet.Config{}, ratchet.Params{
 		SharedKey: res.SharedKey, AD: res.AD, Self: alice.Public(), Peer: fetched.Identity,
-	}, fetched.SignedPrekey.Key, preamble)
+	}, fetched.SignedPrekey.Key, fetched.KEMPrekey.Key, preamble)
 	if err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func run(w io.Writer) error {
 	}
 	b, err := ratchet.NewResponder(ratchet.Config{}, ratchet.Params{
 		SharedKey: bres.SharedKey, AD: bres.AD, Self: bob.Public(), Peer: im.Identity,
-	}, rk.SignedPrekey)
+	}, rk.SignedPrekey, rk.KEMPrekey)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,9 @@ import (
 	"crypto/rand"
 	"crypto/sha512"
 	"encoding/hex"
+	"errors"
 	"math/big"
+	"reflect"
 	"testing"
 	"time"
 
@@ -753,4 +755,86 @@ func TestT12Ed25519Malleability(t *testing.T) {
 		t.Error("found no non-point to test")
 	}
 	t.Logf("S+nL variants: %d; non-canonical-R vectors: %d; non-canonical (y ≥ p) keys: %d", tried, nonCanonR, nonCanonA)
+}
+
+// TestHybridBothHalvesRequired: a hybrid signature verifies only if both
+// its Ed25519 and its ML-DSA-65 halves do, for every role.
+func TestHybridBothHalvesRequired(t *testing.T) {
+	msg := []byte("checkpoint body")
+	type signer struct {
+		name   string
+		sign   func([]byte) ([]byte, error)
+		verify func(msg, sig []byte) error
+	}
+	org, err := GenerateOrgKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := GenerateDirectoryKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg, err := GenerateLogKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []signer{
+		{"org", org.Sign, org.Public().Verify},
+		{"directory", dir.Sign, dir.Public().Verify},
+		{"log", lg.Sign, lg.Public().Verify},
+	} {
+		sig, err := s.sign(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.verify(msg, sig); err != nil {
+			t.Fatalf("%s: valid signature: %v", s.name, err)
+		}
+		for _, half := range []struct {
+			name string
+			at   int
+		}{{"Ed25519 half", 10}, {"ML-DSA-65 half", 64 + 100}, {"ML-DSA-65 tail", len(sig) - 1}} {
+			bad := bytes.Clone(sig)
+			bad[half.at] ^= 0x01
+			if err := s.verify(msg, bad); !errors.Is(err, ErrBadSignature) {
+				t.Errorf("%s: corrupted %s verified: %v", s.name, half.name, err)
+			}
+		}
+		// A valid Ed25519 half spliced onto another message's ML-DSA half.
+		other, err := s.sign([]byte("another body"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		spliced := append(bytes.Clone(sig[:64]), other[64:]...)
+		if err := s.verify(msg, spliced); !errors.Is(err, ErrBadSignature) {
+			t.Errorf("%s: spliced ML-DSA half verified: %v", s.name, err)
+		}
+		spliced = append(bytes.Clone(other[:64]), sig[64:]...)
+		if err := s.verify(msg, spliced); !errors.Is(err, ErrBadSignature) {
+			t.Errorf("%s: spliced Ed25519 half verified: %v", s.name, err)
+		}
+	}
+}
+
+// TestKeyTypesIncomparable: every key value type, and DeviceIdentity, is
+// not comparable, so == cannot compare key material (pointers to keys still
+// compare by identity, as all pointers do; use Equal).
+func TestKeyTypesIncomparable(t *testing.T) {
+	for _, v := range []any{
+		IdentitySigningPublicKey{}, IdentitySigningPrivateKey{},
+		IdentityDHPublicKey{}, IdentityDHPrivateKey{},
+		SignedPrekeyPublicKey{}, SignedPrekeyPrivateKey{},
+		OneTimePrekeyPublicKey{}, OneTimePrekeyPrivateKey{},
+		RatchetDHPublicKey{}, RatchetDHPrivateKey{},
+		EphemeralDHPublicKey{}, EphemeralDHPrivateKey{},
+		KEMPrekeyPublicKey{}, KEMPrekeyPrivateKey{},
+		RatchetKEMPublicKey{}, RatchetKEMPrivateKey{},
+		OrgPublicKey{}, OrgPrivateKey{}, DirectoryPublicKey{}, DirectoryPrivateKey{},
+		LogPublicKey{}, LogPrivateKey{},
+		DeviceIdentity{}, DeviceIdentityPrivate{},
+	} {
+		if typ := reflect.TypeOf(v); typ.Comparable() {
+			t.Errorf("%v is comparable with ==", typ)
+		}
+	}
 }

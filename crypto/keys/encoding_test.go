@@ -4,8 +4,9 @@ package keys
 // handling rules of docs/spec/keys.md §Handling (redacted printing, Equal).
 //
 // Key types are not comparable with ==: each embeds noCompare ([0]func()),
-// so `a == b` on two keys does not compile. That is a compile-time property;
-// a test cannot check it without failing to build, so it is only noted here.
+// so `a == b` on two key values does not compile (TestKeyTypesIncomparable
+// checks it with reflect); pointers to keys compare by identity, so use
+// Equal.
 
 import (
 	"bytes"

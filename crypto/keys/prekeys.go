@@ -100,12 +100,14 @@ func (p *KEMPrekey) Verify(by *IdentitySigningPublicKey) error {
 // from Signal's single XEdDSA identity key (docs/spec/keys.md §Device
 // identity gives the reasons).
 type DeviceIdentity struct {
+	_       noCompare
 	Signing *IdentitySigningPublicKey
 	DH      *IdentityDHPublicKey
 }
 
 // DeviceIdentityPrivate is the private half of a DeviceIdentity.
 type DeviceIdentityPrivate struct {
+	_       noCompare
 	Signing *IdentitySigningPrivateKey
 	DH      *IdentityDHPrivateKey
 }

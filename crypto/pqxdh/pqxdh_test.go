@@ -106,13 +106,13 @@ func ptInitiate(t testing.TB, a *keys.DeviceIdentityPrivate, b *Bundle) (*Initia
 
 // ptFirstMessage runs the ratchet on both results: the initiator's first
 // message and the responder's attempt to decrypt it.
-func ptFirstMessage(t testing.TB, ar, br *Result, spkPub *keys.SignedPrekeyPublicKey, spk *keys.SignedPrekeyPrivateKey, m *InitialMessage) error {
+func ptFirstMessage(t testing.TB, ar, br *Result, spkPub *keys.SignedPrekeyPublicKey, spk *keys.SignedPrekeyPrivateKey, kemPub *keys.KEMPrekeyPublicKey, kem *keys.KEMPrekeyPrivateKey, m *InitialMessage) error {
 	t.Helper()
 	pre, err := m.Marshal()
 	ptMust(t, err)
-	a, err := ratchet.NewInitiator(ratchet.Config{}, ratchet.Params{SharedKey: ar.SharedKey, AD: ar.AD, Self: ar.Initiator, Peer: ar.Responder}, spkPub, pre)
+	a, err := ratchet.NewInitiator(ratchet.Config{}, ratchet.Params{SharedKey: ar.SharedKey, AD: ar.AD, Self: ar.Initiator, Peer: ar.Responder}, spkPub, kemPub, pre)
 	ptMust(t, err)
-	b, err := ratchet.NewResponder(ratchet.Config{}, ratchet.Params{SharedKey: br.SharedKey, AD: br.AD, Self: br.Responder, Peer: br.Initiator}, spk)
+	b, err := ratchet.NewResponder(ratchet.Config{}, ratchet.Params{SharedKey: br.SharedKey, AD: br.AD, Self: br.Responder, Peer: br.Initiator}, spk, kem)
 	ptMust(t, err)
 	ct, err := a.Encrypt([]byte("first"))
 	ptMust(t, err)
@@ -165,7 +165,7 @@ func TestPQXDHAgreement(t *testing.T) {
 			if ar2.Equal(ar) {
 				t.Fatal("two runs gave the same SK")
 			}
-			if err := ptFirstMessage(t, ar, br, r.spkPub[1].Key, r.spk[1], m); err != nil {
+			if err := ptFirstMessage(t, ar, br, r.spkPub[1].Key, r.spk[1], r.kemPub[c.kem].Key, r.kem[c.kem], m); err != nil {
 				t.Fatalf("ratchet on agreed SK: %v", err)
 			}
 		})
@@ -201,7 +201,7 @@ func TestPQXDHWrongPrekeys(t *testing.T) {
 			t.Fatalf("%s: wrong key gives the same SK", c.name)
 		}
 		spk := c.k.SignedPrekey
-		if err := ptFirstMessage(t, ar, br, r.spkPub[1].Key, spk, m); !errors.Is(err, ratchet.ErrDecrypt) {
+		if err := ptFirstMessage(t, ar, br, r.spkPub[1].Key, spk, r.kemPub[200].Key, c.k.KEMPrekey, m); !errors.Is(err, ratchet.ErrDecrypt) {
 			t.Fatalf("%s: first ratchet message: %v, want ratchet.ErrDecrypt", c.name, err)
 		}
 	}

@@ -59,10 +59,10 @@ func newPairWith(t testing.TB, rnd interface{ Read([]byte) (int, error) }, attri
 	}
 	a, err := NewInitiator(Config{Rand: rnd, Now: clk.now, SigningKey: aID.Signing},
 		Params{SharedKey: ar.SharedKey, AD: ar.AD, Self: aID.Public(), Peer: bID.Public(), Attributable: attributable},
-		bundle.SignedPrekey.Key, pre)
+		bundle.SignedPrekey.Key, bundle.KEMPrekey.Key, pre)
 	must(t, err)
 	b, err := NewResponder(Config{Rand: rnd, Now: clk.now, SigningKey: bID.Signing},
-		Params{SharedKey: br.SharedKey, AD: br.AD, Self: bID.Public(), Peer: aID.Public(), Attributable: attributable}, spk)
+		Params{SharedKey: br.SharedKey, AD: br.AD, Self: bID.Public(), Peer: aID.Public(), Attributable: attributable}, spk, kpk)
 	must(t, err)
 	return &pair{a: a, b: b, aID: aID, bID: bID, clk: clk, bSPK: spk, bRes: br}
 }

@@ -159,12 +159,15 @@ type skippedKey struct {
 	expires int64 // unix seconds
 }
 
-// NewInitiator creates the initiator's session after PQXDH. peerSignedPrekey
-// is the responder's signed prekey from the bundle, which serves as the
-// responder's initial ratchet key; preamble is the encoded PQXDH initial
-// message, carried in every message until the responder acknowledges one.
-func NewInitiator(cfg Config, p Params, peerSignedPrekey *keys.SignedPrekeyPublicKey, preamble []byte) (*Session, error) {
-	if peerSignedPrekey == nil || len(preamble) == 0 || len(preamble) > MaxPreambleSize {
+// NewInitiator creates the initiator's session after PQXDH. The
+// responder's signed prekey and KEM prekey from the bundle serve as the
+// responder's initial ratchet keys (its DH key 0 and KEM key 0), so that the
+// initiator can take a KEM step on schedule even before the responder has
+// answered (docs/spec/ratchet.md §Initialisation). preamble is the encoded
+// PQXDH initial message, carried in every message until the responder
+// acknowledges one.
+func NewInitiator(cfg Config, p Params, peerSignedPrekey *keys.SignedPrekeyPublicKey, peerKEMPrekey *keys.KEMPrekeyPublicKey, preamble []byte) (*Session, error) {
+	if peerSignedPrekey == nil || peerKEMPrekey == nil || len(preamble) == 0 || len(preamble) > MaxPreambleSize {
 		return nil, ErrInvalidParams
 	}
 	s, err := newSession(cfg, p, true)
@@ -176,15 +179,23 @@ func NewInitiator(cfg Config, p Params, peerSignedPrekey *keys.SignedPrekeyPubli
 		return nil, err
 	}
 	s.peerDH = peerDHKey{index: 0, pub: pub}
+	kem, err := keys.NewRatchetKEMPublicKey(peerKEMPrekey.Raw())
+	if err != nil {
+		return nil, err
+	}
+	s.peerKEM = &peerKEMKey{id: 0, pub: kem}
 	s.preamble = append([]byte(nil), preamble...)
 	return s, nil
 }
 
 // NewResponder creates the responder's session after PQXDH. ownSignedPrekey
-// is the private key of the signed prekey the initiator used; it serves as
-// the responder's initial ratchet key (our chain 0).
-func NewResponder(cfg Config, p Params, ownSignedPrekey *keys.SignedPrekeyPrivateKey) (*Session, error) {
-	if ownSignedPrekey == nil {
+// and ownKEMPrekey are the private keys of the prekeys the initiator used;
+// they serve as the responder's initial ratchet keys (DH key 0 and KEM key
+// 0). The session keeps its own copy of the KEM key until the initiator has
+// used it and the responder has rotated past it (MaxOwnKEMKeys), so a
+// one-time KEM prekey deleted from the prekey set lives on only here.
+func NewResponder(cfg Config, p Params, ownSignedPrekey *keys.SignedPrekeyPrivateKey, ownKEMPrekey *keys.KEMPrekeyPrivateKey) (*Session, error) {
+	if ownSignedPrekey == nil || ownKEMPrekey == nil {
 		return nil, ErrInvalidParams
 	}
 	s, err := newSession(cfg, p, false)
@@ -196,6 +207,11 @@ func NewResponder(cfg Config, p Params, ownSignedPrekey *keys.SignedPrekeyPrivat
 		return nil, err
 	}
 	s.ownDH = []ownDHKey{{index: 0, priv: priv}}
+	kem, err := keys.NewRatchetKEMPrivateKey(ownKEMPrekey.Seed())
+	if err != nil {
+		return nil, err
+	}
+	s.ownKEM = []ownKEMKey{{id: 0, priv: kem}}
 	return s, nil
 }
 

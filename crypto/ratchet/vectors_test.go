@@ -275,12 +275,12 @@ func replayKAT(t *testing.T, v *katVector) {
 			if e.Party == "initiator" {
 				s, err = ratchet.NewInitiator(ratchet.Config{Rand: rnd, Now: clock, SigningKey: aID.Signing},
 					ratchet.Params{SharedKey: ar.SharedKey, AD: ar.AD, Self: aID.Public(), Peer: bID.Public(), Attributable: v.Attributable},
-					bundle.SignedPrekey.Key, hs.InitialMessage)
+					bundle.SignedPrekey.Key, bundle.KEMPrekey.Key, hs.InitialMessage)
 			} else {
 				br := respondFromPreamble(t, v, i, bID, pqxdh.ResponderKeys{SignedPrekey: spk, OneTimePrekey: opk, KEMPrekey: kpk})
 				s, err = ratchet.NewResponder(ratchet.Config{Rand: rnd, Now: clock, SigningKey: bID.Signing},
 					ratchet.Params{SharedKey: br.SharedKey, AD: br.AD, Self: bID.Public(), Peer: aID.Public(), Attributable: v.Attributable},
-					spk)
+					spk, kpk)
 			}
 			if err != nil {
 				t.Fatalf("event %d: create %s: %v", i, e.Party, err)

@@ -208,6 +208,8 @@ type handshakeState struct {
 	a, b     *keys.DeviceIdentityPrivate
 	spk      *keys.SignedPrekeyPrivateKey
 	spkPub   *keys.SignedPrekeyPublicKey
+	kpk      *keys.KEMPrekeyPrivateKey
+	kpkPub   *keys.KEMPrekeyPublicKey
 	res      *pqxdh.Result
 	preamble []byte
 }
@@ -311,7 +313,7 @@ func (r *run) handshake(withOPK, lastResort bool, spkID, kemID uint32) (*handsha
 	if opk != nil {
 		hv.Responder.OneTimePrekey = &OneTimePrekey{ID: opkID, Private: opk.Bytes(), Public: opk.Public().Bytes()}
 	}
-	return &handshakeState{a: aID, b: bID, spk: spk, spkPub: bundle.SignedPrekey.Key, res: ar, preamble: imEnc}, hv
+	return &handshakeState{a: aID, b: bID, spk: spk, spkPub: bundle.SignedPrekey.Key, kpk: kpk, kpkPub: bundle.KEMPrekey.Key, res: ar, preamble: imEnc}, hv
 }
 
 func identityRecord(id *keys.DeviceIdentityPrivate) Identity {
@@ -332,12 +334,12 @@ func (r *run) sessions(attributable bool) (a, b *party) {
 	a.pending = func() (*ratchet.Session, error) {
 		return ratchet.NewInitiator(ratchet.Config{Rand: r.rnd, Now: r.clock, SigningKey: hs.a.Signing},
 			ratchet.Params{SharedKey: hs.res.SharedKey, AD: hs.res.AD, Self: hs.a.Public(), Peer: hs.b.Public(), Attributable: attributable},
-			hs.spkPub, hs.preamble)
+			hs.spkPub, hs.kpkPub, hs.preamble)
 	}
 	b.pending = func() (*ratchet.Session, error) {
 		return ratchet.NewResponder(ratchet.Config{Rand: r.rnd, Now: r.clock, SigningKey: hs.b.Signing},
 			ratchet.Params{SharedKey: hs.res.SharedKey, AD: hs.res.AD, Self: hs.b.Public(), Peer: hs.a.Public(), Attributable: attributable},
-			hs.spk)
+			hs.spk, hs.kpk)
 	}
 	return a, b
 }
@@ -454,6 +456,12 @@ func (r *run) splitRandomness(idx int, sender string, b []byte, h *Header) *Send
 // peerKEMKey finds the KEM key with the given id that sender's peer
 // advertised.
 func (r *run) peerKEMKey(idx int, sender string, id uint32) *keys.RatchetKEMPublicKey {
+	if id == 0 && sender == PartyInitiator {
+		// The responder's KEM key 0 is its KEM prekey from the bundle.
+		k, err := keys.NewRatchetKEMPublicKey(r.hs.kpkPub.Raw())
+		r.check(err)
+		return k
+	}
 	for i := len(r.v.Messages) - 1; i >= 0; i-- {
 		m := &r.v.Messages[i]
 		if m.Sender == sender || m.Header.Establishment == nil || m.Header.kemPub == nil || m.Header.Establishment.KEMPubID != id {

@@ -36,7 +36,7 @@ func parseHeader(msg []byte) (Header, error) {
 	h.Version = d.u8()
 	h.Flags = d.u8()
 	h.Chain, h.N, h.Ack = d.u32(), d.u32(), d.u32()
-	if h.Version != wireVersion || h.Flags>>len(flagNames) != 0 {
+	if h.Version != wireVersion || h.Flags>>len(flagNames) != 0 || h.Chain == 0 {
 		return Header{}, errHeader
 	}
 	h.FlagNames = []string{}

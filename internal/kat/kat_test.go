@@ -30,15 +30,29 @@ func TestGenerateDeterministic(t *testing.T) {
 }
 
 func TestParseHeaderRejects(t *testing.T) {
-	for _, m := range [][]byte{
-		nil,
-		{2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0},               // version 2
-		append([]byte{1, 0x40, 0, 0, 0, 1}, make([]byte, 24)...), // unknown flag
-		append([]byte{1, 0x02, 0, 0, 0, 1}, make([]byte, 24)...), // KEM_CT without ESTABLISH
-		append([]byte{1, 0, 0, 0, 0, 1}, make([]byte, 8+15)...),  // ciphertext shorter than a tag
+	// A valid minimal message: type 0x23, no flags, chain 1, n 0, ack 0,
+	// and a 16-byte ciphertext (an empty plaintext's tag).
+	valid := append([]byte{0x23, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0}, make([]byte, 16)...)
+	if _, err := parseHeader(valid); err != nil {
+		t.Fatalf("parseHeader(valid) = %v", err)
+	}
+	with := func(i int, v byte) []byte {
+		m := append([]byte(nil), valid...)
+		m[i] = v
+		return m
+	}
+	for name, m := range map[string][]byte{
+		"empty":                         nil,
+		"old version byte":              with(0, 0x01),
+		"unknown type":                  with(0, 0x24),
+		"unknown flag":                  with(1, 0x40),
+		"KEM_CT without ESTABLISH":      with(1, 0x02),
+		"KEM_PUB without ESTABLISH":     with(1, 0x04),
+		"chain 0":                       with(5, 0),
+		"ciphertext shorter than a tag": valid[:len(valid)-1],
 	} {
 		if _, err := parseHeader(m); err == nil {
-			t.Errorf("parseHeader(%x) succeeded", m)
+			t.Errorf("%s: parseHeader(%x) succeeded", name, m)
 		}
 	}
 }
