@@ -234,6 +234,7 @@ func TestTrustBootstrap(t *testing.T) {
 		"ca":      func(b *TrustBundle) { b.CA = evil.t.CA() },
 		"log":     func(b *TrustBundle) { b.Log = evil.log.Public() },
 		"origin":  func(b *TrustBundle) { b.LogOrigin = "evil.example/log" },
+		"vrf":     func(b *TrustBundle) { b.VRF = evil.vrf.Public() },
 		"quorum":  func(b *TrustBundle) { b.Witnesses.Quorum = 1 },
 		"witness": func(b *TrustBundle) { b.Witnesses = evil.t.TrustBundle().Witnesses },
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/moat-im/moat/crypto/keys"
+	"github.com/moat-im/moat/crypto/vrf"
 	"github.com/moat-im/moat/keyserver/org"
 )
 
@@ -27,6 +28,8 @@ func Example() {
 	alice, _ := org.GenerateAdminKey(rand.Reader, org.AdminID{1}, org.AdminHybrid)
 	bob, _ := org.GenerateAdminKey(rand.Reader, org.AdminID{2}, org.AdminEd25519)
 	logKey, _ := keys.GenerateLogKey(rand.Reader)
+	// The key directory's VRF key: clients pin it with the CA key.
+	vrfKey, _ := vrf.GenerateKey(rand.Reader)
 	witness, _ := org.GenerateAdminKey(rand.Reader, org.AdminID{3}, org.AdminEd25519) // any Ed25519 key
 	tenant, err := org.NewTenant(org.TenantParams{
 		ID:        org.TenantID{0xac, 0x3e},
@@ -34,6 +37,7 @@ func Example() {
 		Threshold: 2,
 		LogOrigin: "keys.acme.example/log",
 		Log:       logKey.Public(),
+		VRF:       vrfKey.Public(),
 		Witnesses: org.WitnessSet{Witnesses: []org.WitnessKey{{Name: "witness.example/w1", Ed25519: witness.Public().Raw()}}, Quorum: 1},
 	}, ca, now)
 	check(err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cloudflare/circl/sign/mldsa/mldsa44"
 	"github.com/moat-im/moat/crypto/keys"
+	"github.com/moat-im/moat/crypto/vrf"
 )
 
 var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -49,6 +50,7 @@ type fixture struct {
 	signer *MemorySigner
 	admins []*AdminPrivateKey
 	log    *keys.LogPrivateKey
+	vrf    *vrf.PrivateKey
 	t      *Tenant
 }
 
@@ -72,6 +74,7 @@ func newTenantFixture(t testing.TB, seed uint64, id TenantID) *fixture {
 	f := &fixture{rnd: testRand(seed)}
 	f.signer = must(GenerateMemorySigner(f.rnd))
 	f.log = must(keys.GenerateLogKey(f.rnd))
+	f.vrf = must(vrf.GenerateKey(f.rnd))
 	var pubs []*AdminKey
 	for i, scheme := range []AdminScheme{AdminHybrid, AdminEd25519, AdminHybrid} {
 		k := must(GenerateAdminKey(f.rnd, aid(byte(i+1)), scheme))
@@ -84,7 +87,7 @@ func newTenantFixture(t testing.TB, seed uint64, id TenantID) *fixture {
 	}, Quorum: 2}
 	f.t = must(NewTenant(TenantParams{
 		ID: id, Admins: pubs, Threshold: 2,
-		LogOrigin: "moat.example/keys/" + id.String(), Log: f.log.Public(), Witnesses: ws,
+		LogOrigin: "moat.example/keys/" + id.String(), Log: f.log.Public(), VRF: f.vrf.Public(), Witnesses: ws,
 	}, f.signer, t0))
 	return f
 }

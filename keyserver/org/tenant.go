@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/moat-im/moat/crypto/keys"
+	"github.com/moat-im/moat/crypto/vrf"
 )
 
 // Admin operations (docs/spec/org.md §Admin operations): a Tenant is the
@@ -93,7 +94,8 @@ type TenantParams struct {
 	Threshold int         // M, 2 ≤ M ≤ len(Admins)
 	LogOrigin string      // the key directory log's checkpoint origin
 	Log       *keys.LogPublicKey
-	Witnesses WitnessSet // in any order
+	VRF       *vrf.PublicKey // the key directory's VRF key
+	Witnesses WitnessSet     // in any order
 	Config    Config
 }
 
@@ -185,7 +187,7 @@ func NewTenant(p TenantParams, signer Signer, now time.Time) (*Tenant, error) {
 	}
 	ws := WitnessSet{Witnesses: slices.Clone(p.Witnesses.Witnesses), Quorum: p.Witnesses.Quorum}
 	SortWitnesses(ws.Witnesses)
-	trust := &TrustBundle{Tenant: p.ID, Sequence: 1, IssuedAt: now, CA: signer.Public(), LogOrigin: p.LogOrigin, Log: p.Log, Witnesses: ws}
+	trust := &TrustBundle{Tenant: p.ID, Sequence: 1, IssuedAt: now, CA: signer.Public(), LogOrigin: p.LogOrigin, Log: p.Log, VRF: p.VRF, Witnesses: ws}
 	if err := signTrustBundle(signer, trust); err != nil {
 		return nil, fmt.Errorf("org: creating tenant: trust bundle: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cloudflare/circl/sign/mldsa/mldsa44"
 	"github.com/moat-im/moat/crypto/keys"
+	"github.com/moat-im/moat/crypto/vrf"
 	"golang.org/x/crypto/cryptobyte"
 )
 
@@ -126,10 +127,10 @@ func SortWitnesses(ws []WitnessKey) {
 
 // TrustBundle is a device's trust anchors (docs/spec/org.md §Trust
 // bundles): the tenant's CA key, the key-directory log's origin and key,
-// and the witnesses with their quorum. A new device receives it at
-// enrolment and checks it against the fingerprint in its enrolment code;
-// later versions come through the directory, signed by the CA key they
-// name, which the client must already trust.
+// the directory's VRF key, and the witnesses with their quorum. A new
+// device receives it at enrolment and checks it against the fingerprint in
+// its enrolment code; later versions come through the directory, signed by
+// the CA key they name, which the client must already trust.
 type TrustBundle struct {
 	Tenant    TenantID
 	Sequence  uint64 // 1 for the first bundle, +1 for each change
@@ -137,6 +138,10 @@ type TrustBundle struct {
 	CA        *keys.OrgPublicKey
 	LogOrigin string // the log's checkpoint origin line (a note key name)
 	Log       *keys.LogPublicKey
+	// VRF is the key directory's VRF public key (docs/spec/vrf.md): map
+	// labels are its outputs (docs/spec/directory.md §Labels), so a client
+	// that pins it can check every label the directory proves.
+	VRF       *vrf.PublicKey
 	Witnesses WitnessSet
 	Signature []byte // by CA, over "moat/v1/org/trust-bundle" || 0x00 || body
 }
@@ -150,6 +155,7 @@ type TrustBundle struct {
 //	    opaque ca_key[1985];              /* PublicKey, tag 0x10 */
 //	    opaque log_origin<1..255>;
 //	    opaque log_key[1985];             /* PublicKey, tag 0x12 */
+//	    opaque vrf_key[32];               /* ECVRF PK_string, docs/spec/vrf.md */
 //	    WitnessSet witnesses;
 //	} TrustBundleBody;
 //
@@ -168,6 +174,7 @@ func (t *TrustBundle) body() ([]byte, error) {
 		addKey(b, t.CA, t.CA == nil)
 		addText(b, t.LogOrigin)
 		addKey(b, t.Log, t.Log == nil)
+		addKey(b, t.VRF, t.VRF == nil)
 		addWitnessSet(b, &t.Witnesses)
 	})
 }
@@ -223,6 +230,13 @@ func parseTrustBundle(data []byte) (*TrustBundle, error) {
 		return nil, ErrMalformed
 	}
 	if t.Log, err = keys.ParseLogPublicKey(logRaw); err != nil {
+		return nil, &KeyError{err}
+	}
+	var vrfRaw []byte
+	if !s.ReadBytes(&vrfRaw, vrf.PublicKeySize) {
+		return nil, ErrMalformed
+	}
+	if t.VRF, err = vrf.NewPublicKey(vrfRaw); err != nil {
 		return nil, &KeyError{err}
 	}
 	if err := readWitnessSet(&s, &t.Witnesses); err != nil {

@@ -1,0 +1,34 @@
+// Package kt implements the protocol core of Moat's key directory as
+// specified in docs/spec/directory.md: how map labels are derived from VRF
+// outputs (RFC 9381), the value records and their hash chain, the
+// commitments the verifiable map holds, the log's epoch entries, the proof
+// bundles the directory serves, and the client that verifies them and
+// monitors its own user's label.
+//
+// It combines three components, each with its own specification: the log
+// (crypto/tlog, docs/spec/tlog.md), the verifiable map (keyserver/vmap,
+// docs/spec/vmap.md) and the VRF (crypto/vrf, docs/spec/vrf.md); the values
+// are keyserver/org's (docs/spec/org.md). The package does no I/O.
+//
+// # Directory side
+//
+// At each epoch the directory takes the tenant's org.Update values, derives
+// each label with EvaluateLabel on the VRF input Alpha, makes each value
+// the label's next ValueRecord with NextRecord, updates the map with the
+// records' commitments, appends the EpochEntry that holds the new map root
+// to the log, and has the checkpoint signed and cosigned. It answers
+// lookups with a LookupResponse, history requests with a HistoryResponse
+// and checkpoint requests with a ConsistencyResponse, each relative to the
+// tree size the client says it trusts. Package kttest wires all of it up in
+// memory and is the reference for a service.
+//
+// # Client side
+//
+// A Client holds the trust bundle's anchors and the client's trust state.
+// VerifyLookup, VerifyAbsence, VerifyOrgLookup and VerifyHistory verify
+// responses; Monitor checks the device's own label and returns an Alert for
+// every change the device did not make (adversarial case T29). A response
+// that the directory cannot justify is a *KTProofError (T26), with the
+// evidence; checkpoint failures, a *tlog.ForkError among them, come from
+// crypto/tlog unchanged.
+package kt

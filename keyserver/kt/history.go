@@ -1,0 +1,151 @@
+package kt
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/moat-im/moat/keyserver/org"
+	"github.com/moat-im/moat/keyserver/vmap"
+)
+
+// Position is how far a client has verified a user's label: the version it
+// knows, that version's commitment and epoch, and the user's timeline head
+// after it. The zero Position is the start, before version 1.
+type Position struct {
+	Version    uint32
+	Commitment vmap.Commitment
+	Epoch      uint64
+	Head       org.TimelineHead
+}
+
+// HistoryResult is a verified history of a user's label.
+type HistoryResult struct {
+	// Epoch is the epoch the history is proven at: the last epoch of the
+	// trusted checkpoint.
+	Epoch uint64
+	Label vmap.Label
+	// Records are the versions after the requested position, in order,
+	// and Values their verified values.
+	Records []*ValueRecord
+	Values  []*org.UserValue
+	// Position is the position after the last record (the requested one
+	// if there is none).
+	Position Position
+	// Devices and Unusable sort the certificates of the latest value, as
+	// in LookupResult, with the revocations of every entry of the history.
+	// Both are nil if there is no new record.
+	Devices  []*org.DeviceCertificate
+	Unusable []*org.CertificateError
+}
+
+// VerifyHistory verifies the directory's answer to a history request for
+// user in tenant since the position since, which must come from an
+// earlier verified result (the zero Position for the whole history), and
+// returns every new version (docs/spec/directory.md §History).
+//
+// It checks, besides what VerifyLookup checks, that the records are the
+// versions since.Version+1, since.Version+2, … in order, that each names
+// the commitment of the one before (the first, since.Commitment), that
+// their epochs increase, that the last one opens the map's commitment,
+// and that the users' timeline runs on through them from since.Head. A
+// gap, a reordering or a substituted record is a *KTProofError of step
+// StepHistory. Errors and state are otherwise as for VerifyLookup.
+func (c *Client) VerifyHistory(tenant org.TenantID, user org.UserID, since Position, resp *HistoryResponse, now time.Time) (*HistoryResult, error) {
+	if tenant != c.bundle.Tenant {
+		return nil, fmt.Errorf("kt: history: %w", org.ErrWrongTenant)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pv, res, err := c.verifyHistory(user, since, resp, now)
+	if err != nil {
+		return nil, c.fail(pv, err, resp)
+	}
+	if err := c.finish(pv, now, func() { c.trackHistory(pv, res) }); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func (c *Client) trackHistory(pv *proven, res *HistoryResult) {
+	if pv.mapRes.Present {
+		c.track(pv.label, res.Position.Version, pv.mapRes.Commitment)
+	}
+}
+
+// verifyHistory runs §History without committing anything.
+func (c *Client) verifyHistory(user org.UserID, since Position, resp *HistoryResponse, now time.Time) (*proven, *HistoryResult, error) {
+	if resp.Since != since.Version {
+		return nil, nil, fmt.Errorf("%w: response since version %d, asked since %d", ErrSince, resp.Since, since.Version)
+	}
+	if since.Version == 0 && since != (Position{}) {
+		return nil, nil, fmt.Errorf("%w: a position before version 1 must be zero", ErrSince)
+	}
+	pv, err := c.openProof(UserAlpha(c.bundle.Tenant, user), &resp.Checkpoint, &resp.Proof, now)
+	if err != nil {
+		return pv, nil, err
+	}
+	res := &HistoryResult{Epoch: pv.entry.Epoch, Label: pv.label, Records: resp.Records, Position: since}
+	recs := resp.Records
+	// The chain: versions since+1.. in order, each naming the commitment
+	// of the one before, epochs increasing, the last in the map.
+	prev, prevEpoch := since.Commitment, since.Epoch
+	for i, r := range recs {
+		if r == nil {
+			return pv, nil, ktErr(StepHistory, pv, fmt.Sprintf("record %d missing", i), nil)
+		}
+		want := uint64(since.Version) + 1 + uint64(i)
+		if uint64(r.Version) != want {
+			return pv, nil, ktErr(StepHistory, pv, fmt.Sprintf("record %d has version %d, want %d", i, r.Version, want), nil)
+		}
+		if r.Prev != prev {
+			return pv, nil, ktErr(StepHistory, pv, fmt.Sprintf("version %d does not name the commitment of version %d", r.Version, r.Version-1), nil)
+		}
+		if (r.Version > 1 && r.Epoch <= prevEpoch) || r.Epoch > pv.entry.Epoch {
+			return pv, nil, ktErr(StepHistory, pv, fmt.Sprintf("version %d of epoch %d after epoch %d, proven at %d", r.Version, r.Epoch, prevEpoch, pv.entry.Epoch), nil)
+		}
+		if prev, err = Commit(pv.label, r); err != nil {
+			return pv, nil, ktErr(StepHistory, pv, "record does not encode", err)
+		}
+		if st := c.labels[pv.label]; st != nil && r.Version == st.version && prev != st.commitment {
+			return pv, nil, ktErr(StepRollback, pv, fmt.Sprintf("version %d with another commitment", r.Version), nil)
+		}
+		prevEpoch = r.Epoch
+	}
+	switch {
+	case len(recs) == 0 && since.Version == 0:
+		if pv.mapRes.Present {
+			return pv, nil, ktErr(StepHistory, pv, "label present but no record given", nil)
+		}
+	case !pv.mapRes.Present:
+		return pv, nil, ktErr(StepHistory, pv, "records given for an absent label", nil)
+	case prev != pv.mapRes.Commitment:
+		return pv, nil, ktErr(StepHistory, pv, "the latest record does not open the map's commitment", nil)
+	}
+	latest := since.Version
+	if n := len(recs); n > 0 {
+		latest = recs[n-1].Version
+	}
+	if pv.mapRes.Present {
+		if err := c.checkRollback(pv, latest, pv.mapRes.Commitment); err != nil {
+			return pv, nil, err
+		}
+	}
+	// The values: each verified, the timeline continuing through them.
+	head := since.Head
+	revoked := map[uint64]bool{}
+	for i, r := range recs {
+		uv, err := c.verifyUserValue(pv, user, r.Value, head, since.Version == 0 && i == 0, c.clientTime(now), revoked)
+		if err != nil {
+			return pv, nil, err
+		}
+		head = uv.Head
+		res.Values = append(res.Values, uv.UserValue)
+		if i == len(recs)-1 {
+			res.Devices, res.Unusable = uv.devices, uv.unusable
+		}
+	}
+	if n := len(recs); n > 0 {
+		res.Position = Position{Version: recs[n-1].Version, Commitment: prev, Epoch: recs[n-1].Epoch, Head: head}
+	}
+	return pv, res, nil
+}
