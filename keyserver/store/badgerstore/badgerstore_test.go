@@ -1,0 +1,341 @@
+package badgerstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/moat-im/moat/keyserver/store"
+	"github.com/moat-im/moat/keyserver/store/storetest"
+)
+
+// testMemTable is small so that the suite's large commits are staged over
+// several badger transactions (about 600 KiB each).
+const testMemTable = 4 << 20
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func openTest(t testing.TB, dir string, crashAt int) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), Options{Dir: dir, MemTableSize: testMemTable, Logger: quietLogger(), testCrashAfterChunk: crashAt})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.DirectoryStore {
+		s := openTest(t, t.TempDir(), 0)
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+func TestConformanceDefaultOptions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: the default memtable")
+	}
+	storetest.Run(t, func(t *testing.T) store.DirectoryStore {
+		s, err := Open(context.Background(), Options{Dir: t.TempDir(), Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+func TestDurable(t *testing.T) {
+	storetest.RunDurable(t, func(t *testing.T, dir string) store.DirectoryStore {
+		s := openTest(t, dir, 0)
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+// TestCrashMidCommit stops a staged commit after each number of committed
+// transactions, as a crash would (no rollback), reopens the directory and
+// checks that Open rolled the epoch back and that the epoch can be
+// committed again with other contents.
+func TestCrashMidCommit(t *testing.T) {
+	for crashAt := 1; crashAt <= 6; crashAt += 2 {
+		dir := t.TempDir()
+		s := openTest(t, dir, crashAt)
+		m := storetest.NewModel(t, s, uint64(crashAt))
+		m.MustCommit(t, storetest.Spec{NewLabels: 300, Tenants: 2})
+		m.MustCommit(t, storetest.Spec{NewLabels: 10, Tenants: 2})
+		c := m.Build(t, storetest.Spec{NewLabels: 3000, Updates: 200, RecordSize: 1000, Tenants: 3, TenantSize: 400 << 10})
+		err := m.Commit(t, context.Background(), c)
+		if !errors.Is(err, errSimulatedCrash) {
+			t.Fatalf("crash after %d: commit = %v", crashAt, err)
+		}
+		if err := s.CommitEpoch(context.Background(), c); !errors.Is(err, errSimulatedCrash) {
+			t.Fatalf("a crashed store accepted a commit: %v", err)
+		}
+		// Staged data is in the database now, invisible.
+		m.Check(t, false)
+		staged := countPrefix(t, s, []byte{prefixJournal})
+		if staged == 0 {
+			t.Fatalf("crash after %d: nothing staged", crashAt)
+		}
+		s.Close()
+
+		s = openTest(t, dir, 0)
+		if n := countPrefix(t, s, []byte{prefixJournal}); n != 0 {
+			t.Fatalf("crash after %d: %d journal keys left after recovery", crashAt, n)
+		}
+		if n := countRange(t, s, mapEpochStart(c.Epoch), []byte{prefixMap}); n != 0 {
+			t.Fatalf("crash after %d: %d map nodes of the staged epoch left", crashAt, n)
+		}
+		for _, w := range c.Values {
+			if err := s.db.View(func(txn *badger.Txn) error {
+				_, err := txn.Get(appendFragKey(nil, appendValueBase(nil, w.Label, w.Version), 0))
+				return err
+			}); !errors.Is(err, badger.ErrKeyNotFound) {
+				t.Fatalf("crash after %d: staged record left: %v", crashAt, err)
+			}
+		}
+		m.S = s
+		m.Reset(t)
+		m.Check(t, true)
+		m.MustCommit(t, storetest.Spec{NewLabels: 20, Updates: 20, Tenants: 3})
+		m.Check(t, true)
+		s.Close()
+	}
+}
+
+func countPrefix(t *testing.T, s *Store, prefix []byte) int {
+	return countRange(t, s, prefix, prefix)
+}
+
+func countRange(t *testing.T, s *Store, start, prefix []byte) int {
+	t.Helper()
+	n := 0
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Seek(start); it.Valid(); it.Next() {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestStaleHeadRefused: if the stored head is older than a head in the
+// history (as a corrupt block could make it look), Open refuses rather than
+// rolling back committed epochs.
+func TestStaleHeadRefused(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, 0)
+	m := storetest.NewModel(t, s, 1)
+	m.MustCommit(t, storetest.Spec{NewLabels: 10})
+	first, _ := s.Head(context.Background())
+	m.MustCommit(t, storetest.Spec{NewLabels: 10})
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(keyHead, encodeHeadPointer(first.Epoch)) }); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, err := Open(context.Background(), Options{Dir: dir, MemTableSize: testMemTable, Logger: quietLogger()})
+	if !errors.Is(err, store.ErrCorrupt) {
+		t.Fatalf("Open with a stale head = %v, want ErrCorrupt", err)
+	}
+}
+
+// TestOrphanNodesRefused: map nodes past the head without a staging
+// journal cannot come from a failed commit; Open refuses to delete them.
+func TestOrphanNodesRefused(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, 0)
+	m := storetest.NewModel(t, s, 1)
+	m.MustCommit(t, storetest.Spec{NewLabels: 10})
+	c := m.Build(t, storetest.Spec{NewLabels: 10})
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		kn := c.Map.Nodes[0]
+		return txn.Set(appendMapKey(nil, kn.Key), kn.Node.AppendBinary(nil))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, err := Open(context.Background(), Options{Dir: dir, MemTableSize: testMemTable, Logger: quietLogger()})
+	if !errors.Is(err, store.ErrCorrupt) {
+		t.Fatalf("Open with orphan map nodes = %v, want ErrCorrupt", err)
+	}
+}
+
+func TestForeignDatabaseRefused(t *testing.T) {
+	dir := t.TempDir()
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Set([]byte("x"), []byte("y")) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := Open(context.Background(), Options{Dir: dir, Logger: quietLogger()}); err == nil {
+		t.Fatal("Open accepted a database that is not a directory store")
+	}
+}
+
+// TestCorruption flips bits in stored records and checks that no read
+// returns bytes other than those written.
+//
+// Records of 1 KiB or more live in the value log, whose entries carry
+// checksums that every read verifies: a flipped bit in an older value-log
+// file is an error for that record alone. In the newest value-log file,
+// Open takes the first bad entry for a torn tail and truncates the file
+// there (badger does so silently): every later record of that file reads
+// as an error.
+//
+// Smaller records live in table blocks, which badger verifies when it
+// reads them but then skips silently: a flipped bit makes the block's keys
+// look absent, and only Verify reports it.
+func TestCorruption(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		recordSize int
+		files      string
+		older      bool // write another epoch after a reopen, so the damaged file is not the newest
+		onlyHit    bool // exactly the damaged records fail
+		absentOK   bool // damaged records may read as absent
+	}{
+		{"older value-log file", 2000, "000001.vlog", true, true, false},
+		{"newest value-log file", 2000, "000001.vlog", false, false, false},
+		{"table", 300, "*.sst", false, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testCorruption(t, tc.recordSize, tc.files, tc.older, tc.onlyHit, tc.absentOK)
+		})
+	}
+}
+
+func testCorruption(t *testing.T, recordSize int, pattern string, older, onlyHit, absentOK bool) {
+	dir := t.TempDir()
+	s := openTest(t, dir, 0)
+	m := storetest.NewModel(t, s, 1)
+	for range 3 {
+		m.MustCommit(t, storetest.Spec{NewLabels: 400, Updates: 100, RecordSize: recordSize, Tenants: 2, TenantSize: 5000})
+	}
+	s.Close() // flushes the memtable to a level-0 table
+	if older {
+		s = openTest(t, dir, 0)
+		m.S = s
+		m.Reset(t)
+		m.MustCommit(t, storetest.Spec{NewLabels: 10, RecordSize: recordSize})
+		s.Close()
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, pattern))
+	// Flip one bit inside the version-1 record of every 10th label of the
+	// first epochs: find its bytes in the files (nothing is compressed)
+	// and flip a bit in the middle of it.
+	flipped := 0
+	for i, l := range m.Labels()[:1200] {
+		if i%10 != 0 {
+			continue
+		}
+		vs, _ := m.Values(l)
+		needle := vs[0][8:40] // random bytes of the record
+		for _, p := range files {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			at := bytes.Index(b, needle)
+			if at < 0 {
+				continue
+			}
+			b[at+recordSize/2] ^= 0x04
+			flipped++
+			if err := os.WriteFile(p, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if flipped == 0 {
+		t.Fatalf("no record found in %s", pattern)
+	}
+	s, err := Open(context.Background(), Options{Dir: dir, MemTableSize: testMemTable, Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("Open after corruption: %v", err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	var ok, latestErr, absent, valuesErr, wrong int
+	var sample error
+	for _, l := range m.Labels() {
+		want, _ := m.Values(l)
+		v, err := s.LatestVersion(ctx, l)
+		if err != nil {
+			latestErr++
+			sample = err
+			continue
+		}
+		if v == 0 {
+			absent++ // not bytes, but not an error either
+			continue
+		}
+		got, err := s.Values(ctx, l, 1, v)
+		if err != nil {
+			valuesErr++
+			sample = err
+			continue
+		}
+		for i := range got {
+			if i >= len(want) || !bytes.Equal(got[i], want[i]) {
+				wrong++
+			}
+		}
+		ok++
+	}
+	verr := s.Verify(ctx)
+	t.Logf("%d records damaged: labels read fine %d; LatestVersion errors %d, reported absent %d, Values errors %d; wrong bytes %d; Verify: %v",
+		flipped, ok, latestErr, absent, valuesErr, wrong, verr)
+	if sample != nil {
+		t.Logf("sample error: %v", sample)
+	}
+	if wrong != 0 {
+		t.Fatalf("%d records returned with wrong bytes", wrong)
+	}
+	if latestErr+absent+valuesErr == 0 {
+		t.Fatal("no read noticed the corruption")
+	}
+	if onlyHit && latestErr+valuesErr+absent != flipped {
+		t.Fatalf("%d reads failed for %d damaged records", latestErr+valuesErr+absent, flipped)
+	}
+	if !absentOK && absent != 0 {
+		t.Fatalf("%d damaged records read as absent", absent)
+	}
+	if absentOK && !errors.Is(verr, store.ErrCorrupt) {
+		t.Fatalf("Verify after table corruption = %v, want ErrCorrupt", verr)
+	}
+	if sample != nil && !errors.Is(sample, store.ErrCorrupt) {
+		t.Fatalf("read error %v does not match ErrCorrupt", sample)
+	}
+}
+
+func TestLoggerLevel(t *testing.T) {
+	var buf bytes.Buffer
+	l := &slogLogger{l: slog.New(slog.NewTextHandler(&buf, nil)), level: slog.LevelWarn}
+	l.Infof("opened %s\n", "x")
+	l.Debugf("noise")
+	l.Warningf("truncating %d", 3)
+	l.Errorf("bad")
+	out := buf.String()
+	if strings.Contains(out, "opened") || strings.Contains(out, "noise") || !strings.Contains(out, "truncating 3") || !strings.Contains(out, "bad") {
+		t.Fatalf("log output:\n%s", out)
+	}
+}

@@ -1,0 +1,552 @@
+package badgerstore
+
+// How an epoch commit is made atomic and durable.
+//
+// Durability. SyncWrites is off; CommitEpoch calls syncAll (sync.go) after
+// the transaction that holds the head, and acknowledges only then. syncAll
+// covers every file badger wrote since the previous one, including
+// memtable logs and value-log files that badger rotated out, which
+// db.Sync alone does not.
+//
+// Atomicity. A commit that fits one badger transaction (15% of the
+// memtable: about 9.6 MB and 100,000 entries at the default 64 MiB; values
+// in the value log count as 12-byte pointers) is one transaction: data,
+// "H" || epoch and "h". A larger commit is staged: transactions of data,
+// the first carrying the staging journal, then syncAll, then the last
+// transaction with the head, then syncAll again. The first syncAll makes
+// sure no crash can keep the head without its data. Staged data is
+// invisible because every read filters by the published head (schema.go).
+// If a staged commit fails it is rolled back at once; if the process dies,
+// Open rolls it back (recover).
+//
+// Ordering. The in-memory head (Store.head) moves only after the head's
+// transaction is synced; readers use it, never the stored "h".
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/moat-im/moat/crypto/tlog"
+	"github.com/moat-im/moat/keyserver/store"
+	"github.com/moat-im/moat/keyserver/vmap"
+)
+
+var (
+	errTooBig           = errors.New("badgerstore: commit does not fit one transaction")
+	errSimulatedCrash   = errors.New("badgerstore: simulated crash")
+	errDurabilityFailed = errors.New("badgerstore: a write may not be durable; reopen the store")
+)
+
+// An entry is one key to set (or delete).
+type entry struct {
+	key, val []byte
+	del      bool
+}
+
+// CommitEpoch implements store.DirectoryStore.
+func (s *Store) CommitEpoch(ctx context.Context, c *store.EpochCommit) error {
+	if err := s.acquire(); err != nil {
+		return err
+	}
+	defer s.closeMu.RUnlock()
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	if s.broken != nil {
+		return s.broken
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("badgerstore: epoch commit: %w", err)
+	}
+	prev := s.head.Load()
+	runs, err := c.Check(prev)
+	if err != nil {
+		return err
+	}
+	plan, err := s.plan(c, prev, runs)
+	if err != nil {
+		return err
+	}
+	s.stats = commitStats{bytes: plan.bytes}
+	staged, err := s.write(ctx, c.Epoch, plan, false)
+	if errors.Is(err, errTooBig) {
+		staged, err = s.write(ctx, c.Epoch, plan, true)
+	}
+	if err != nil {
+		if staged > 0 && s.broken == nil {
+			if rerr := s.recover(context.WithoutCancel(ctx), prev); rerr != nil {
+				s.broken = fmt.Errorf("%w: rolling back epoch %d: %v", errDurabilityFailed, c.Epoch, rerr)
+			}
+		}
+		return fmt.Errorf("badgerstore: committing epoch %d: %w", c.Epoch, err)
+	}
+	h := c.Head.Clone()
+	s.head.Store(&h)
+	s.cleanup(c.Epoch, plan)
+	return nil
+}
+
+// commitStats describes the last commit, for benchmarks.
+type commitStats struct {
+	bytes int64         // keys and values written
+	txns  int           // badger transactions committed
+	syncs int           // syncAll calls
+	sync  time.Duration // time in syncAll
+}
+
+// A plan is a commit turned into badger entries.
+type plan struct {
+	data    []entry // map nodes, log nodes, blobs
+	final   []entry // the head: last, in the last transaction
+	journal []entry // staging journal, used only if the commit is staged
+	size    int64   // badger's estimate of data+final
+	bytes   int64   // keys and values of data+final
+	gc      []gcTenant
+}
+
+type gcTenant struct {
+	id     [16]byte
+	before uint64 // delete versions written before this epoch
+}
+
+// plan checks c against the stored state and builds its entries.
+func (s *Store) plan(c *store.EpochCommit, prev *store.Head, runs []store.VersionRun) (*plan, error) {
+	p := &plan{}
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+
+	// Value versions: First-1 visible (or First == 1), First absent.
+	base := make([]byte, 0, valueBaseSize)
+	for _, r := range runs {
+		if r.First > 1 {
+			base = appendValueBase(base[:0], r.Label, r.First-1)
+			item, err := txn.Get(appendFragKey(nil, base, 0))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				return nil, fmt.Errorf("%w: label %x version %d: version %d is not stored", store.ErrConflict, r.Label[:], r.First, r.First-1)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("badgerstore: label %x: %w", r.Label[:], wrapRead(err))
+			}
+			var e uint64
+			if err := item.Value(func(v []byte) error {
+				var err error
+				e, _, _, err = parseBlobHeader(v, store.MaxRecordSize)
+				return err
+			}); err != nil {
+				return nil, fmt.Errorf("badgerstore: label %x: %w", r.Label[:], wrapRead(err))
+			}
+			if prev == nil || e > prev.Epoch {
+				return nil, fmt.Errorf("%w: label %x version %d: version %d is not visible", store.ErrConflict, r.Label[:], r.First, r.First-1)
+			}
+		}
+		base = appendValueBase(base[:0], r.Label, r.First)
+		_, err := txn.Get(appendFragKey(nil, base, 0))
+		if err == nil {
+			return nil, fmt.Errorf("%w: label %x version %d is already stored", store.ErrConflict, r.Label[:], r.First)
+		}
+		if !errors.Is(err, badger.ErrKeyNotFound) {
+			return nil, fmt.Errorf("badgerstore: label %x: %w", r.Label[:], wrapRead(err))
+		}
+	}
+
+	// Log nodes: a node inside the previous tree must keep its hash.
+	var prevSize uint64
+	if prev != nil {
+		prevSize = prev.LogSize
+	}
+	var logNew []tlog.Node
+	seen := make(map[tlog.NodeID]bool, len(c.LogNodes))
+	for _, n := range c.LogNodes {
+		if seen[n.ID] {
+			continue
+		}
+		seen[n.ID] = true
+		if !store.LogNodeInside(n.ID, prevSize) {
+			logNew = append(logNew, n)
+			continue
+		}
+		item, err := txn.Get(appendLogKey(nil, n.ID))
+		if err != nil {
+			return nil, fmt.Errorf("badgerstore: log node (%d, %d): %w", n.ID.Level, n.ID.Index, wrapRead(err))
+		}
+		var same bool
+		if err := item.Value(func(v []byte) error { same = string(v) == string(n.Hash[:]); return nil }); err != nil {
+			return nil, wrapRead(err)
+		}
+		if !same {
+			return nil, fmt.Errorf("%w: log node (%d, %d) rewritten with another hash", store.ErrConflict, n.ID.Level, n.ID.Index)
+		}
+	}
+
+	// Tenants: after the commit, versions older than the one the previous
+	// head showed are garbage.
+	for _, t := range c.Tenants {
+		if prev == nil {
+			continue
+		}
+		b, err := latestTenantBase(txn, t.ID, prev.Epoch)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("badgerstore: tenant %x: %w", t.ID, err)
+		}
+		p.gc = append(p.gc, gcTenant{id: t.ID, before: tenantBaseEpoch(b)})
+	}
+
+	// Entries. Map node keys and values share one arena.
+	arena := make([]byte, 0, len(c.Map.Nodes)*(1+vmap.MaxNodeKeySize+vmap.MaxNodeSize))
+	p.data = make([]entry, 0, len(c.Map.Nodes)+len(logNew)+len(c.Values)+len(c.Tenants)+2)
+	for i := range c.Map.Nodes {
+		kn := &c.Map.Nodes[i]
+		start := len(arena)
+		arena = appendMapKey(arena, kn.Key)
+		mid := len(arena)
+		arena = kn.Node.AppendBinary(arena)
+		p.data = append(p.data, entry{key: arena[start:mid:mid], val: arena[mid:len(arena):len(arena)]})
+	}
+	for _, n := range logNew {
+		p.data = append(p.data, entry{key: appendLogKey(nil, n.ID), val: n.Hash[:]})
+	}
+	for i := range c.Values {
+		w := &c.Values[i]
+		b := appendValueBase(nil, w.Label, w.Version)
+		p.addBlob(b, c.Epoch, w.Record, recordFragSize)
+	}
+	for i := range c.Tenants {
+		t := &c.Tenants[i]
+		b := appendTenantBase(nil, t.ID, c.Epoch)
+		p.addBlob(b, c.Epoch, t.State, tenantFragSize)
+	}
+	p.final = []entry{{key: headAtKey(c.Epoch), val: encodeHead(&c.Head)}, {key: keyHead, val: encodeHeadPointer(c.Epoch)}}
+	for _, e := range append(p.data[:len(p.data):len(p.data)], p.final...) {
+		p.size += estimate(e)
+		p.bytes += int64(len(e.key) + len(e.val))
+	}
+	return p, nil
+}
+
+// addBlob adds the fragments of a blob and its journal entry.
+func (p *plan) addBlob(base []byte, epoch uint64, data []byte, fragSize int) {
+	for i, f := range fragments(epoch, data, fragSize) {
+		p.data = append(p.data, entry{key: appendFragKey(make([]byte, 0, len(base)+fragNumSize), base, uint32(i)), val: f})
+	}
+	p.journal = append(p.journal, entry{key: appendJournalKey(nil, epoch, base)})
+}
+
+// estimate is badger's accounting of an entry against its transaction
+// limit (Txn.checkSize): key, value (or a 12-byte value-log pointer), two
+// meta bytes and the 8-byte version, plus 2.
+func estimate(e entry) int64 {
+	v := len(e.val)
+	if v >= valueThreshold {
+		v = 12
+	}
+	return int64(len(e.key) + v + 2 + 8 + 2)
+}
+
+// tenantBaseEpoch returns the epoch of a tenant state key.
+func tenantBaseEpoch(b []byte) uint64 { return binary.BigEndian.Uint64(b[1+16:]) }
+
+// write writes the plan: in one transaction unless split is set, else
+// staged. It returns how many transactions it committed before failing.
+func (s *Store) write(ctx context.Context, epoch uint64, p *plan, split bool) (int, error) {
+	fits := int64(len(p.data)+len(p.final)) < s.db.MaxBatchCount()*99/100 && p.size < s.db.MaxBatchSize()*99/100
+	if !split && !fits {
+		return 0, errTooBig
+	}
+	w := &writer{s: s, ctx: ctx, split: split}
+	if split {
+		if err := w.set(entry{key: journalPrefix(epoch)}); err != nil {
+			return w.commits, err
+		}
+		for _, e := range p.journal {
+			if err := w.set(e); err != nil {
+				return w.commits, err
+			}
+		}
+	}
+	for _, e := range p.data {
+		if err := w.set(e); err != nil {
+			return w.commits, err
+		}
+	}
+	for _, e := range p.final {
+		if err := w.set(e); err != nil {
+			return w.commits, err
+		}
+	}
+	return w.commits, w.finish(true)
+}
+
+// A writer writes entries in as few badger transactions as the limits
+// allow.
+type writer struct {
+	s       *Store
+	ctx     context.Context // checked before each commit; nil: never
+	split   bool            // may use several transactions
+	noSync  bool            // best-effort writes: no syncAll
+	txn     *badger.Txn
+	commits int
+}
+
+func (w *writer) set(e entry) error {
+	if w.txn == nil {
+		w.txn = w.s.db.NewTransaction(true)
+	}
+	err := w.apply(e)
+	if !errors.Is(err, badger.ErrTxnTooBig) {
+		return err
+	}
+	if !w.split {
+		w.txn.Discard()
+		w.txn = nil
+		return errTooBig
+	}
+	if err := w.commit(); err != nil {
+		return err
+	}
+	w.txn = w.s.db.NewTransaction(true)
+	return w.apply(e)
+}
+
+func (w *writer) apply(e entry) error {
+	if e.del {
+		return w.txn.Delete(e.key)
+	}
+	return w.txn.Set(e.key, e.val)
+}
+
+// commit commits the current transaction, without syncing.
+func (w *writer) commit() error {
+	txn := w.txn
+	w.txn = nil
+	if txn == nil {
+		return nil
+	}
+	if w.ctx != nil {
+		if err := w.ctx.Err(); err != nil {
+			txn.Discard()
+			return err
+		}
+	}
+	if w.s.crashAt > 0 && w.commits == w.s.crashAt {
+		txn.Discard()
+		w.s.broken = errSimulatedCrash
+		return errSimulatedCrash
+	}
+	if err := txn.Commit(); err != nil {
+		return fmt.Errorf("badger commit: %w", err)
+	}
+	w.commits++
+	w.s.stats.txns++
+	return nil
+}
+
+// finish commits the last transaction and syncs. With publishes (the
+// last transaction holds the head), the earlier transactions are synced
+// first, so that the head is never durable without its data.
+func (w *writer) finish(publishes bool) error {
+	if w.noSync {
+		return w.commit()
+	}
+	if publishes && w.commits > 0 {
+		if err := w.sync(); err != nil {
+			return err
+		}
+	}
+	if err := w.commit(); err != nil {
+		return err
+	}
+	return w.sync()
+}
+
+func (w *writer) sync() error {
+	start := time.Now()
+	err := w.s.syncAll()
+	w.s.stats.syncs++
+	w.s.stats.sync += time.Since(start)
+	if err != nil {
+		// The transactions are visible in badger but may not be durable:
+		// fsync errors are not retried (the kernel may have dropped the
+		// pages). Nothing more is written until the store is reopened.
+		w.s.broken = fmt.Errorf("%w: %v", errDurabilityFailed, err)
+		return w.s.broken
+	}
+	return nil
+}
+
+// cleanup deletes, after a commit is visible, its staging journal and the
+// tenant versions it superseded. It is best effort: what it leaves is
+// invisible garbage, and Open deletes stale journals.
+func (s *Store) cleanup(epoch uint64, p *plan) {
+	var dels []entry
+	err := s.db.View(func(txn *badger.Txn) error {
+		keys, err := keysWithPrefix(txn, journalPrefix(epoch), nil)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			dels = append(dels, entry{key: k, del: true})
+		}
+		for _, g := range p.gc {
+			keys, err := keysWithPrefix(txn, tenantPrefix(g.id), func(k []byte) bool {
+				return len(k) == tenantBaseSize+fragNumSize && tenantBaseEpoch(k) < g.before
+			})
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				dels = append(dels, entry{key: k, del: true})
+			}
+		}
+		return nil
+	})
+	if err == nil && len(dels) > 0 {
+		w := &writer{s: s, split: true, noSync: true}
+		for _, e := range dels {
+			if err = w.set(e); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = w.finish(false)
+		}
+	}
+	if err != nil {
+		s.logger.Warn("badgerstore: cleanup after commit failed; garbage left", "epoch", epoch, "err", err)
+	}
+}
+
+// keysWithPrefix returns copies of the keys with prefix that keep accepts
+// (all if keep is nil).
+func keysWithPrefix(txn *badger.Txn, prefix []byte, keep func([]byte) bool) ([][]byte, error) {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	var out [][]byte
+	for it.Seek(prefix); it.Valid(); it.Next() {
+		k := it.Item().Key()
+		if keep == nil || keep(k) {
+			out = append(out, it.Item().KeyCopy(nil))
+		}
+	}
+	return out, nil
+}
+
+// recover rolls back whatever was staged past head h (nil: empty store):
+// the journal's blobs, map nodes of later epochs and log nodes outside the
+// head's tree. Only epoch h.Epoch+1 can have been staged; anything else
+// past the head means the head itself is wrong, and recover refuses to
+// delete. Journals of visible epochs are deleted. Callers hold commitMu.
+func (s *Store) recover(ctx context.Context, h *store.Head) error {
+	next, size := uint64(0), uint64(0)
+	if h != nil {
+		next, size = h.Epoch+1, h.LogSize
+	}
+	var dels [][]byte
+	staged := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		// The head must be the latest: no head of a later epoch.
+		if h != nil {
+			item, err := txn.Get(headAtKey(h.Epoch))
+			if err != nil {
+				return fmt.Errorf("%w: head of epoch %d not in the head history: %v", store.ErrCorrupt, h.Epoch, wrapRead(err))
+			}
+			if err := item.Value(func(v []byte) error {
+				if string(v) != string(encodeHead(h)) {
+					return fmt.Errorf("%w: head of epoch %d differs from its history record", store.ErrCorrupt, h.Epoch)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		later, err := keysWithPrefix(txn, []byte{prefixHeadAt}, func(k []byte) bool {
+			return len(k) != 9 || keyEpoch(k) >= next
+		})
+		if err != nil {
+			return err
+		}
+		if len(later) > 0 {
+			return fmt.Errorf("%w: a head past epoch %d exists: the stored head is stale", store.ErrCorrupt, next-1)
+		}
+		// Journal.
+		journal, err := keysWithPrefix(txn, []byte{prefixJournal}, nil)
+		if err != nil {
+			return err
+		}
+		for _, k := range journal {
+			e, base, err := parseJournalKey(k)
+			if err != nil {
+				return err
+			}
+			switch {
+			case e < next:
+			case e == next:
+				staged = true
+				if len(base) > 0 {
+					frags, err := keysWithPrefix(txn, base, nil)
+					if err != nil {
+						return err
+					}
+					dels = append(dels, frags...)
+				}
+			default:
+				return fmt.Errorf("%w: epoch %d staged past head epoch %d", store.ErrCorrupt, e, next-1)
+			}
+			dels = append(dels, k)
+		}
+		// Map nodes and log nodes past the head.
+		var past [][]byte
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixMap}})
+		for it.Seek(mapEpochStart(next)); it.Valid(); it.Next() {
+			k, err := vmap.ParseNodeKey(it.Item().Key()[1:])
+			if err != nil {
+				it.Close()
+				return fmt.Errorf("%w: map key %x", store.ErrCorrupt, it.Item().Key())
+			}
+			if k.Version != next {
+				it.Close()
+				return fmt.Errorf("%w: map nodes of epoch %d past head epoch %d", store.ErrCorrupt, k.Version, next-1)
+			}
+			past = append(past, it.Item().KeyCopy(nil))
+		}
+		it.Close()
+		for l := 0; l < 64; l++ {
+			prefix := []byte{prefixLog, byte(l)}
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+			for it.Seek(appendLogKey(nil, tlog.NodeID{Level: uint8(l), Index: size >> l})); it.Valid(); it.Next() {
+				past = append(past, it.Item().KeyCopy(nil))
+			}
+			it.Close()
+		}
+		if len(past) > 0 && !staged {
+			return fmt.Errorf("%w: %d map or log nodes past the head without a staging journal", store.ErrCorrupt, len(past))
+		}
+		dels = append(dels, past...)
+		return ctx.Err()
+	})
+	if err != nil {
+		return err
+	}
+	if len(dels) == 0 {
+		return nil
+	}
+	if staged {
+		s.logger.Warn("badgerstore: rolling back a staged epoch", "epoch", next, "keys", len(dels))
+	}
+	w := &writer{s: s, ctx: ctx, split: true}
+	for _, k := range dels {
+		if err := w.set(entry{key: k, del: true}); err != nil {
+			return err
+		}
+	}
+	return w.finish(false)
+}
+
+// keyEpoch returns the uint64 after the prefix byte of a key.
+func keyEpoch(k []byte) uint64 { return binary.BigEndian.Uint64(k[1:9]) }

@@ -1,0 +1,330 @@
+package badgerstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/moat-im/moat/crypto/tlog"
+	"github.com/moat-im/moat/keyserver/store"
+	"github.com/moat-im/moat/keyserver/vmap"
+)
+
+// Reads load the head first, then open a badger transaction: everything
+// the head covers was committed before the head was published, so the
+// transaction sees it, and everything past the head is filtered out.
+
+// Head implements store.DirectoryStore.
+func (s *Store) Head(ctx context.Context) (store.Head, error) {
+	if err := s.acquire(); err != nil {
+		return store.Head{}, err
+	}
+	defer s.closeMu.RUnlock()
+	h := s.head.Load()
+	if h == nil {
+		return store.Head{}, store.ErrEmpty
+	}
+	return h.Clone(), nil
+}
+
+// GetNodes implements store.DirectoryStore (vmap.NodeStore).
+func (s *Store) GetNodes(keys []vmap.NodeKey) ([]vmap.Node, error) {
+	if err := s.acquire(); err != nil {
+		return nil, err
+	}
+	defer s.closeMu.RUnlock()
+	h := s.head.Load()
+	out := make([]vmap.Node, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	buf := make([]byte, 0, 1+vmap.MaxNodeKeySize)
+	for i, k := range keys {
+		if h == nil || k.Version > h.Epoch || !k.Valid() {
+			return nil, fmt.Errorf("badgerstore: map node %v: %w", k, vmap.ErrNodeNotFound)
+		}
+		buf = appendMapKey(buf[:0], k)
+		item, err := txn.Get(buf)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			if k.Depth == 0 {
+				// Every visible epoch has its root.
+				return nil, fmt.Errorf("badgerstore: %w: root node of epoch %d missing", store.ErrCorrupt, k.Version)
+			}
+			return nil, fmt.Errorf("badgerstore: map node %v: %w", k, vmap.ErrNodeNotFound)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("badgerstore: map node %v: %w", k, wrapRead(err))
+		}
+		err = item.Value(func(v []byte) error {
+			n, err := vmap.ParseNode(v)
+			out[i] = n
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("badgerstore: map node %v: %w", k, wrapRead(err))
+		}
+	}
+	return out, nil
+}
+
+// ReadNodes implements store.DirectoryStore (tlog.NodeReader).
+func (s *Store) ReadNodes(ctx context.Context, ids []tlog.NodeID) ([]tlog.Hash, error) {
+	if err := s.acquire(); err != nil {
+		return nil, err
+	}
+	defer s.closeMu.RUnlock()
+	h := s.head.Load()
+	out := make([]tlog.Hash, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	buf := make([]byte, 0, logKeySize)
+	for i, id := range ids {
+		if h == nil || !store.LogNodeInside(id, h.LogSize) {
+			return nil, fmt.Errorf("badgerstore: log node (%d, %d): %w", id.Level, id.Index, store.ErrNotFound)
+		}
+		buf = appendLogKey(buf[:0], id)
+		item, err := txn.Get(buf)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			// Commits store every node inside the head's tree.
+			return nil, fmt.Errorf("badgerstore: %w: log node (%d, %d) inside the tree missing", store.ErrCorrupt, id.Level, id.Index)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("badgerstore: log node (%d, %d): %w", id.Level, id.Index, wrapRead(err))
+		}
+		err = item.Value(func(v []byte) error {
+			if len(v) != tlog.HashSize {
+				return fmt.Errorf("%w: log node of %d bytes", store.ErrCorrupt, len(v))
+			}
+			copy(out[i][:], v)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("badgerstore: log node (%d, %d): %w", id.Level, id.Index, wrapRead(err))
+		}
+	}
+	return out, nil
+}
+
+// readBlob reads the blob at base. It returns ErrNotFound if fragment 0 is
+// missing.
+func readBlob(txn *badger.Txn, base []byte, maxLen int) (epoch uint64, data []byte, err error) {
+	key := appendFragKey(make([]byte, 0, len(base)+fragNumSize), base, 0)
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil, store.ErrNotFound
+	}
+	if err != nil {
+		return 0, nil, wrapRead(err)
+	}
+	var total int
+	err = item.Value(func(v []byte) error {
+		var payload []byte
+		var err error
+		epoch, total, payload, err = parseBlobHeader(v, maxLen)
+		if err != nil {
+			return err
+		}
+		data = make([]byte, 0, total)
+		data = append(data, payload...)
+		return nil
+	})
+	if err != nil {
+		return 0, nil, wrapRead(err)
+	}
+	for frag := uint32(1); len(data) < total; frag++ {
+		key = appendFragKey(key[:0], base, frag)
+		item, err := txn.Get(key)
+		if err != nil {
+			// A missing fragment of a blob whose header exists is
+			// corruption, not absence.
+			return 0, nil, fmt.Errorf("%w: blob %x fragment %d: %v", store.ErrCorrupt, base, frag, err)
+		}
+		err = item.Value(func(v []byte) error {
+			if len(v) == 0 || len(v) > total-len(data) {
+				return fmt.Errorf("%w: blob %x fragment %d", store.ErrCorrupt, base, frag)
+			}
+			data = append(data, v...)
+			return nil
+		})
+		if err != nil {
+			return 0, nil, wrapRead(err)
+		}
+	}
+	return epoch, data, nil
+}
+
+// Values implements store.DirectoryStore.
+func (s *Store) Values(ctx context.Context, label vmap.Label, from, to uint32) ([][]byte, error) {
+	if err := s.acquire(); err != nil {
+		return nil, err
+	}
+	defer s.closeMu.RUnlock()
+	if from == 0 || from > to {
+		return nil, fmt.Errorf("badgerstore: label %x versions %d..%d: %w", label[:], from, to, store.ErrNotFound)
+	}
+	h := s.head.Load()
+	if h == nil {
+		return nil, fmt.Errorf("badgerstore: label %x: %w", label[:], store.ErrNotFound)
+	}
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	var out [][]byte
+	base := make([]byte, 0, valueBaseSize)
+	for v := uint64(from); v <= uint64(to); v++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		base = appendValueBase(base[:0], label, uint32(v))
+		e, data, err := readBlob(txn, base, store.MaxRecordSize)
+		if err == nil && e > h.Epoch {
+			err = store.ErrNotFound
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			// Versions have no gaps: a missing one below the latest is
+			// corruption.
+			if latest, lerr := latestVersion(txn, label, h.Epoch); lerr != nil {
+				err = lerr
+			} else if uint32(v) <= latest {
+				err = fmt.Errorf("%w: version %d of %d missing", store.ErrCorrupt, v, latest)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("badgerstore: label %x version %d: %w", label[:], v, err)
+		}
+		out = append(out, data)
+	}
+	return out, nil
+}
+
+// LatestVersion implements store.DirectoryStore.
+func (s *Store) LatestVersion(ctx context.Context, label vmap.Label) (uint32, error) {
+	if err := s.acquire(); err != nil {
+		return 0, err
+	}
+	defer s.closeMu.RUnlock()
+	h := s.head.Load()
+	if h == nil {
+		return 0, nil
+	}
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	v, err := latestVersion(txn, label, h.Epoch)
+	if err != nil {
+		return 0, fmt.Errorf("badgerstore: label %x: %w", label[:], err)
+	}
+	return v, nil
+}
+
+// latestVersion returns the highest version of label written in an epoch
+// at most epoch. Versions are contiguous, and those past the head (staged
+// by a commit in progress) are the highest, so it walks down from the top.
+func latestVersion(txn *badger.Txn, label vmap.Label, epoch uint64) (uint32, error) {
+	prefix := valuePrefix(label)
+	it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: prefix})
+	defer it.Close()
+	it.Seek(append(prefix, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
+	if !it.Valid() {
+		return 0, nil
+	}
+	k := it.Item().Key()
+	if len(k) != valueBaseSize+fragNumSize {
+		return 0, fmt.Errorf("%w: value key %x", store.ErrCorrupt, k)
+	}
+	top := binary.BigEndian.Uint32(k[1+vmap.LabelSize:])
+	base := make([]byte, 0, valueBaseSize)
+	for v := top; v > 0; v-- {
+		base = appendValueBase(base[:0], label, v)
+		e, err := blobEpoch(txn, base)
+		if err != nil {
+			return 0, fmt.Errorf("version %d: %w", v, err)
+		}
+		if e <= epoch {
+			return v, nil
+		}
+	}
+	return 0, nil
+}
+
+// blobEpoch reads the epoch in the header of the blob at base.
+func blobEpoch(txn *badger.Txn, base []byte) (uint64, error) {
+	item, err := txn.Get(appendFragKey(make([]byte, 0, len(base)+fragNumSize), base, 0))
+	if err != nil {
+		// The blob's other fragments exist: its header must too.
+		return 0, fmt.Errorf("%w: blob %x header: %v", store.ErrCorrupt, base, err)
+	}
+	var e uint64
+	err = item.Value(func(v []byte) error {
+		var err error
+		e, _, _, err = parseBlobHeader(v, store.MaxTenantStateSize)
+		return err
+	})
+	return e, wrapRead(err)
+}
+
+// TenantState implements store.DirectoryStore.
+func (s *Store) TenantState(ctx context.Context, id [16]byte) ([]byte, error) {
+	if err := s.acquire(); err != nil {
+		return nil, err
+	}
+	defer s.closeMu.RUnlock()
+	// gcTenants deletes only versions older than the one the previous head
+	// showed: if the head did not move while we read, ours is still there.
+	for {
+		h := s.head.Load()
+		if h == nil {
+			return nil, fmt.Errorf("badgerstore: tenant %x: %w", id, store.ErrNotFound)
+		}
+		data, err := s.tenantAt(id, h.Epoch)
+		if s.head.Load() != h {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("badgerstore: tenant %x: %w", id, err)
+		}
+		return data, nil
+	}
+}
+
+// tenantAt reads the latest state of a tenant written at most at epoch.
+func (s *Store) tenantAt(id [16]byte, epoch uint64) ([]byte, error) {
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	base, err := latestTenantBase(txn, id, epoch)
+	if err != nil {
+		return nil, err
+	}
+	_, data, err := readBlob(txn, base, store.MaxTenantStateSize)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: tenant state %x without header", store.ErrCorrupt, base)
+	}
+	return data, err
+}
+
+// latestTenantBase returns the base key of the latest state of a tenant
+// written at most at epoch, or ErrNotFound.
+func latestTenantBase(txn *badger.Txn, id [16]byte, epoch uint64) ([]byte, error) {
+	prefix := tenantPrefix(id)
+	it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: prefix})
+	defer it.Close()
+	seek := appendFragKey(nil, appendTenantBase(nil, id, epoch), ^uint32(0))
+	it.Seek(seek)
+	if !it.Valid() {
+		return nil, store.ErrNotFound
+	}
+	k := it.Item().KeyCopy(nil)
+	if len(k) != tenantBaseSize+fragNumSize {
+		return nil, fmt.Errorf("%w: tenant key %x", store.ErrCorrupt, k)
+	}
+	return k[:tenantBaseSize], nil
+}

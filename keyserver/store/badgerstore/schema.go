@@ -1,0 +1,259 @@
+package badgerstore
+
+// Key schema (STYLE 14: one key-schema file per backend). Every key starts
+// with one prefix byte; integers are big-endian, so byte order is numeric
+// order.
+//
+//	key                                       value
+//	"m"                                       schemaVersion (ASCII)
+//	"h"                                       uint64 epoch of the latest head
+//	"H" || uint64 epoch                       head of that epoch
+//	"M" || vmap NodeKey encoding              vmap Node encoding
+//	"L" || uint8 level || uint64 index        32-byte log node hash
+//	"V" || label[32] || uint32 version
+//	    || uint32 fragment                    blob fragment
+//	"T" || tenant[16] || uint64 epoch
+//	    || uint32 fragment                    blob fragment
+//	"J" || uint64 epoch                       empty (staging marker)
+//	"J" || uint64 epoch || base key           empty (staging journal)
+//
+// Map nodes: the vmap NodeKey encoding starts with the node's version (the
+// epoch that wrote it), so one epoch's nodes are contiguous and ordered as
+// vmap.CompareNodeKeys orders them. A node is visible while its version is
+// at most the head's epoch.
+//
+// Log nodes: the perfect-subtree node (level, index) of the RFC 6962 tree.
+// A node is visible while it lies inside the head's tree
+// (store.LogNodeInside).
+//
+// Blobs (value records and tenant states) start with a header, uint64
+// epoch || uint32 length: the epoch that wrote the blob and its total
+// length. A value record is one badger value (fragment 0), which goes to
+// the value log when it is 1 KiB or more. A tenant state is split into
+// fragments of less than 1 KiB, so that it stays in the LSM tree: tenant
+// states are superseded and deleted, and deleted values in the value log
+// would be garbage that only value-log GC reclaims. The fragments'
+// payloads concatenate to the blob; fragment 0 holds the header. The base
+// key of a blob is its key without the fragment number.
+//
+// Value records are visible while their epoch is at most the head's epoch.
+// Versions of a label are 1, 2, … without gaps once visible.
+//
+// Tenant states are versioned by the epoch that wrote them, which is also
+// in the key; a reader takes the latest at most the head's epoch. A commit
+// deletes, after it is visible, the versions older than the one the
+// previous head showed (Store.cleanup).
+//
+// Staging journal: a commit too large for one badger transaction is
+// written in several, then made visible by the head write. Its first
+// transaction writes the staging marker "J" || epoch and the base key of
+// every value record and tenant state the epoch stages, so that a failed
+// or interrupted commit can be rolled back (recover): staged map nodes and
+// log nodes are found by range instead, as those past the head. The
+// journal of a visible epoch is garbage and deleted.
+//
+// Head: "H" || epoch holds uint8 headVersion || uint64 epoch || uint64
+// log size || checkpoint (the rest); "h" holds the latest epoch. Both are
+// written in the same transaction, the last of the commit. "H" keeps every
+// epoch's head (the checkpoint history) and lets Open check that "h" is
+// not stale: no "H" may be newer.
+//
+// Every key but "h" is written once and never changed (some are deleted):
+// a badger table block that fails its checksum can make a key look absent
+// (see Store.Verify), but cannot make an old value reappear for it.
+//
+// "m" holds schemaVersion from the first Open on; Open refuses a directory
+// with other contents.
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/moat-im/moat/crypto/tlog"
+	"github.com/moat-im/moat/keyserver/store"
+	"github.com/moat-im/moat/keyserver/vmap"
+)
+
+const schemaVersion = "moat keyserver directory store, badger schema 1"
+
+// Key prefixes.
+const (
+	prefixMeta    = 'm'
+	prefixHead    = 'h'
+	prefixHeadAt  = 'H'
+	prefixMap     = 'M'
+	prefixLog     = 'L'
+	prefixValue   = 'V'
+	prefixTenant  = 'T'
+	prefixJournal = 'J'
+)
+
+var (
+	keyMeta = []byte{prefixMeta}
+	keyHead = []byte{prefixHead}
+)
+
+const (
+	headVersion    = 1
+	headHeaderSize = 1 + 8 + 8
+
+	blobHeaderSize = 8 + 4
+	fragNumSize    = 4
+
+	valueBaseSize  = 1 + vmap.LabelSize + 4
+	tenantBaseSize = 1 + 16 + 8
+	logKeySize     = 1 + 1 + 8
+)
+
+func headAtKey(epoch uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{prefixHeadAt}, epoch)
+}
+
+func appendMapKey(b []byte, k vmap.NodeKey) []byte {
+	return k.AppendBinary(append(b, prefixMap))
+}
+
+// mapEpochStart is the first map key of epoch e.
+func mapEpochStart(e uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{prefixMap}, e)
+}
+
+func appendLogKey(b []byte, id tlog.NodeID) []byte {
+	b = append(b, prefixLog, id.Level)
+	return binary.BigEndian.AppendUint64(b, id.Index)
+}
+
+func appendValueBase(b []byte, label vmap.Label, version uint32) []byte {
+	b = append(b, prefixValue)
+	b = append(b, label[:]...)
+	return binary.BigEndian.AppendUint32(b, version)
+}
+
+func valuePrefix(label vmap.Label) []byte {
+	return append([]byte{prefixValue}, label[:]...)
+}
+
+func appendTenantBase(b []byte, id [16]byte, epoch uint64) []byte {
+	b = append(b, prefixTenant)
+	b = append(b, id[:]...)
+	return binary.BigEndian.AppendUint64(b, epoch)
+}
+
+func tenantPrefix(id [16]byte) []byte {
+	return append([]byte{prefixTenant}, id[:]...)
+}
+
+func appendFragKey(b, base []byte, frag uint32) []byte {
+	b = append(b, base...)
+	return binary.BigEndian.AppendUint32(b, frag)
+}
+
+func journalPrefix(epoch uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{prefixJournal}, epoch)
+}
+
+func appendJournalKey(b []byte, epoch uint64, base []byte) []byte {
+	b = append(b, prefixJournal)
+	b = binary.BigEndian.AppendUint64(b, epoch)
+	return append(b, base...)
+}
+
+// parseJournalKey returns the epoch and base key of a journal key; the
+// base key is empty for a staging marker.
+func parseJournalKey(k []byte) (uint64, []byte, error) {
+	if len(k) < 9 || k[0] != prefixJournal {
+		return 0, nil, fmt.Errorf("%w: journal key %x", store.ErrCorrupt, k)
+	}
+	base := k[9:]
+	switch {
+	case len(base) == 0:
+	case len(base) == valueBaseSize && base[0] == prefixValue:
+	case len(base) == tenantBaseSize && base[0] == prefixTenant:
+	default:
+		return 0, nil, fmt.Errorf("%w: journal key %x", store.ErrCorrupt, k)
+	}
+	return binary.BigEndian.Uint64(k[1:]), base, nil
+}
+
+func encodeHeadPointer(epoch uint64) []byte {
+	return binary.BigEndian.AppendUint64(nil, epoch)
+}
+
+func decodeHeadPointer(b []byte) (uint64, error) {
+	if len(b) != 8 {
+		return 0, fmt.Errorf("%w: head pointer", store.ErrCorrupt)
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
+
+func encodeHead(h *store.Head) []byte {
+	b := make([]byte, 0, headHeaderSize+len(h.Checkpoint))
+	b = append(b, headVersion)
+	b = binary.BigEndian.AppendUint64(b, h.Epoch)
+	b = binary.BigEndian.AppendUint64(b, h.LogSize)
+	return append(b, h.Checkpoint...)
+}
+
+func decodeHead(b []byte) (store.Head, error) {
+	if len(b) < headHeaderSize || b[0] != headVersion || len(b)-headHeaderSize > store.MaxCheckpointSize {
+		return store.Head{}, fmt.Errorf("%w: head record", store.ErrCorrupt)
+	}
+	h := store.Head{
+		Epoch:      binary.BigEndian.Uint64(b[1:]),
+		LogSize:    binary.BigEndian.Uint64(b[9:]),
+		Checkpoint: append([]byte{}, b[headHeaderSize:]...),
+	}
+	if h.LogSize > tlog.MaxTreeSize {
+		return store.Head{}, fmt.Errorf("%w: head record", store.ErrCorrupt)
+	}
+	return h, nil
+}
+
+// Fragment sizes (whole badger values, header included).
+const (
+	recordFragSize = blobHeaderSize + store.MaxRecordSize // one fragment
+	tenantFragSize = valueThreshold - 1                   // below the value threshold
+)
+
+// fragments splits a blob written in epoch into fragment values of at most
+// fragSize bytes, the first carrying the header. Fragment 0 is a copy; the
+// others alias data.
+func fragments(epoch uint64, data []byte, fragSize int) [][]byte {
+	n := 1
+	if rest := len(data) - (fragSize - blobHeaderSize); rest > 0 {
+		n += (rest + fragSize - 1) / fragSize
+	}
+	out := make([][]byte, 0, n)
+	first := min(len(data), fragSize-blobHeaderSize)
+	f0 := make([]byte, 0, blobHeaderSize+first)
+	f0 = binary.BigEndian.AppendUint64(f0, epoch)
+	f0 = binary.BigEndian.AppendUint32(f0, uint32(len(data)))
+	f0 = append(f0, data[:first]...)
+	out = append(out, f0)
+	for data = data[first:]; len(data) > 0; {
+		k := min(len(data), fragSize)
+		out = append(out, data[:k])
+		data = data[k:]
+	}
+	return out
+}
+
+// parseBlobHeader splits fragment 0 into the epoch, the total length and
+// its payload.
+func parseBlobHeader(f0 []byte, maxLen int) (epoch uint64, total int, payload []byte, err error) {
+	if len(f0) == 0 {
+		// Badger returns an empty value, and logs the cause, when it cannot
+		// read a value-log entry (checksum mismatch, truncated file).
+		return 0, 0, nil, fmt.Errorf("%w: value unreadable", store.ErrCorrupt)
+	}
+	if len(f0) < blobHeaderSize {
+		return 0, 0, nil, fmt.Errorf("%w: blob header", store.ErrCorrupt)
+	}
+	epoch = binary.BigEndian.Uint64(f0)
+	total = int(binary.BigEndian.Uint32(f0[8:]))
+	payload = f0[blobHeaderSize:]
+	if total > maxLen || len(payload) > total {
+		return 0, 0, nil, fmt.Errorf("%w: blob header", store.ErrCorrupt)
+	}
+	return epoch, total, payload, nil
+}

@@ -1,0 +1,222 @@
+// Package memstore is an in-memory store.DirectoryStore, for tests and
+// for running the directory without persistence. Nothing survives the
+// process.
+package memstore
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/moat-im/moat/crypto/tlog"
+	"github.com/moat-im/moat/keyserver/store"
+	"github.com/moat-im/moat/keyserver/vmap"
+)
+
+// Store is an in-memory DirectoryStore. A commit is validated without
+// blocking readers, then applied under a write lock, so a reader sees the
+// state before or after it and nothing in between.
+type Store struct {
+	commitMu sync.Mutex // serialises CommitEpoch
+
+	mu      sync.RWMutex
+	closed  bool
+	head    *store.Head // nil when empty
+	nodes   map[vmap.NodeKey]vmap.Node
+	log     map[tlog.NodeID]tlog.Hash
+	values  map[vmap.Label][][]byte // index version-1
+	tenants map[[16]byte][]byte
+}
+
+// New returns an empty Store.
+func New() *Store {
+	return &Store{
+		nodes:   make(map[vmap.NodeKey]vmap.Node),
+		log:     make(map[tlog.NodeID]tlog.Hash),
+		values:  make(map[vmap.Label][][]byte),
+		tenants: make(map[[16]byte][]byte),
+	}
+}
+
+var _ store.DirectoryStore = (*Store)(nil)
+
+// Head implements store.DirectoryStore.
+func (s *Store) Head(ctx context.Context) (store.Head, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return store.Head{}, store.ErrClosed
+	}
+	if s.head == nil {
+		return store.Head{}, store.ErrEmpty
+	}
+	return s.head.Clone(), nil
+}
+
+// GetNodes implements store.DirectoryStore (vmap.NodeStore).
+func (s *Store) GetNodes(keys []vmap.NodeKey) ([]vmap.Node, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	out := make([]vmap.Node, len(keys))
+	for i, k := range keys {
+		n, ok := s.nodes[k]
+		if !ok {
+			return nil, fmt.Errorf("memstore: map node %v: %w", k, vmap.ErrNodeNotFound)
+		}
+		out[i] = n
+	}
+	return out, nil
+}
+
+// ReadNodes implements store.DirectoryStore (tlog.NodeReader).
+func (s *Store) ReadNodes(ctx context.Context, ids []tlog.NodeID) ([]tlog.Hash, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	out := make([]tlog.Hash, len(ids))
+	for i, id := range ids {
+		h, ok := s.log[id]
+		if !ok {
+			return nil, fmt.Errorf("memstore: log node (%d, %d): %w", id.Level, id.Index, store.ErrNotFound)
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+// Values implements store.DirectoryStore.
+func (s *Store) Values(ctx context.Context, label vmap.Label, from, to uint32) ([][]byte, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	vs := s.values[label]
+	if from == 0 || from > to || uint64(to) > uint64(len(vs)) {
+		return nil, fmt.Errorf("memstore: label %x versions %d..%d (latest %d): %w", label[:], from, to, len(vs), store.ErrNotFound)
+	}
+	out := make([][]byte, 0, to-from+1)
+	for _, r := range vs[from-1 : to] {
+		out = append(out, bytes.Clone(r))
+	}
+	return out, nil
+}
+
+// LatestVersion implements store.DirectoryStore.
+func (s *Store) LatestVersion(ctx context.Context, label vmap.Label) (uint32, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, store.ErrClosed
+	}
+	return uint32(len(s.values[label])), nil
+}
+
+// TenantState implements store.DirectoryStore.
+func (s *Store) TenantState(ctx context.Context, id [16]byte) ([]byte, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	st, ok := s.tenants[id]
+	if !ok {
+		return nil, fmt.Errorf("memstore: tenant %x: %w", id, store.ErrNotFound)
+	}
+	return bytes.Clone(st), nil
+}
+
+// CommitEpoch implements store.DirectoryStore.
+func (s *Store) CommitEpoch(ctx context.Context, c *store.EpochCommit) error {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	// Only commits change the maps, and they hold commitMu: reading
+	// without mu is safe here.
+	if s.isClosed() {
+		return store.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore: epoch commit: %w", err)
+	}
+	runs, err := c.Check(s.head)
+	if err != nil {
+		return err
+	}
+	for _, r := range runs {
+		if latest := uint32(len(s.values[r.Label])); r.First != latest+1 {
+			return fmt.Errorf("%w: label %x version %d, latest is %d", store.ErrConflict, r.Label[:], r.First, latest)
+		}
+	}
+	var newLog []tlog.Node
+	for _, n := range c.LogNodes {
+		if h, ok := s.log[n.ID]; ok {
+			if h != n.Hash {
+				return fmt.Errorf("%w: log node (%d, %d) rewritten with another hash", store.ErrConflict, n.ID.Level, n.ID.Index)
+			}
+			continue
+		}
+		newLog = append(newLog, n)
+	}
+	// Copy everything before taking the write lock. Check made each
+	// label's versions consecutive; append them in version order.
+	order := make([]int, len(c.Values))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		if x := bytes.Compare(c.Values[a].Label[:], c.Values[b].Label[:]); x != 0 {
+			return x
+		}
+		return cmp.Compare(c.Values[a].Version, c.Values[b].Version)
+	})
+	records := make([][]byte, len(order))
+	for j, i := range order {
+		records[j] = bytes.Clone(c.Values[i].Record)
+	}
+	tenants := make([]store.TenantWrite, len(c.Tenants))
+	for i, t := range c.Tenants {
+		tenants[i] = store.TenantWrite{ID: t.ID, State: bytes.Clone(t.State)}
+	}
+	head := c.Head.Clone()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, kn := range c.Map.Nodes {
+		s.nodes[kn.Key] = kn.Node
+	}
+	for _, n := range newLog {
+		s.log[n.ID] = n.Hash
+	}
+	for j, i := range order {
+		l := c.Values[i].Label
+		s.values[l] = append(s.values[l], records[j])
+	}
+	for _, t := range tenants {
+		s.tenants[t.ID] = t.State
+	}
+	s.head = &head
+	return nil
+}
+
+func (s *Store) isClosed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
+}
+
+// Close implements store.DirectoryStore. It drops the contents.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	s.nodes, s.log, s.values, s.tenants, s.head = nil, nil, nil, nil, nil
+	return nil
+}

@@ -1,0 +1,314 @@
+// Package store defines the storage seam of Moat's key directory: the
+// DirectoryStore interface through which the directory reads its head, its
+// verifiable-map and log nodes, its value records and its tenants' admin
+// state, and through which it commits one epoch atomically.
+//
+// Backends: memstore (in memory, for tests) and badgerstore (the embedded
+// default). Every backend runs the conformance suite in storetest, which
+// also runs vmaptest.StoreConformance and tlogtest.TestNodeStore through
+// small adapters.
+//
+// # Visibility
+//
+// The head is the visibility barrier. A reader sees only what the head it
+// observes covers: map nodes of epochs up to Head.Epoch, log nodes inside
+// a tree of Head.LogSize leaves, value records written in epochs up to
+// Head.Epoch, and tenant states as of Head.Epoch. A commit becomes visible
+// all at once when the head moves, and only after it is durable.
+//
+// Each read call sees one head, at least as new as any head returned
+// before the call began. Map nodes, log nodes and value records are
+// immutable once visible, so a caller that pins an epoch (for example a
+// proof at Head.Epoch) can make several calls and still read one epoch's
+// state; LatestVersion and TenantState move with the head.
+package store
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/moat-im/moat/crypto/tlog"
+	"github.com/moat-im/moat/keyserver/vmap"
+)
+
+// Errors. Backends wrap them with context; callers test with errors.Is.
+var (
+	// ErrEmpty is returned by Head when no epoch has been committed.
+	ErrEmpty = errors.New("store: no epoch committed")
+	// ErrNotFound is returned for a value record, tenant state or log node
+	// that is not stored (or not yet visible). GetNodes reports a missing
+	// map node with vmap.ErrNodeNotFound instead, as vmap.NodeStore
+	// requires.
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict is returned by CommitEpoch when the commit does not
+	// follow the stored state: an epoch other than Head.Epoch+1 (0 for an
+	// empty store), a value version other than the label's latest+1, or a
+	// log node rewritten with another hash. Nothing is written. It means
+	// the writer's view is stale, or another writer exists.
+	ErrConflict = errors.New("store: commit conflicts with the stored state")
+	// ErrInvalidCommit is returned by CommitEpoch for a commit that is
+	// malformed in itself. Nothing is written. An invalid map batch also
+	// matches vmap.ErrInvalidBatch.
+	ErrInvalidCommit = errors.New("store: invalid epoch commit")
+	// ErrCorrupt is returned when stored bytes do not decode, or the
+	// backend's own integrity checks (checksums) fail. Never ignore it.
+	ErrCorrupt = errors.New("store: stored data is corrupt")
+	// ErrClosed is returned by every method after Close.
+	ErrClosed = errors.New("store: closed")
+)
+
+// Limits on what one commit may carry. They bound allocations on read as
+// well; backends may store anything up to them.
+const (
+	// MaxRecordSize bounds one value record: a kt value of up to 16 MiB
+	// and its framing.
+	MaxRecordSize = 16<<20 + 64<<10
+	// MaxTenantStateSize bounds one tenant's admin state blob.
+	MaxTenantStateSize = 1 << 30
+	// MaxCheckpointSize bounds the checkpoint note kept in the head
+	// (a signed note with its cosignatures).
+	MaxCheckpointSize = 256 << 10
+)
+
+// Head is the state a reader sees: the latest committed epoch, the size
+// of the log after it, and that epoch's checkpoint (a signed note, opaque
+// to the store).
+type Head struct {
+	Epoch      uint64
+	LogSize    uint64
+	Checkpoint []byte
+}
+
+// Clone returns a copy of h that shares no memory with it.
+func (h Head) Clone() Head {
+	h.Checkpoint = slices.Clone(h.Checkpoint)
+	return h
+}
+
+// A ValueWrite appends version Version of label Label's value records.
+type ValueWrite struct {
+	Label   vmap.Label
+	Version uint32
+	Record  []byte
+}
+
+// A TenantWrite replaces a tenant's admin state (org.Tenant.MarshalBinary)
+// as of the commit's epoch.
+type TenantWrite struct {
+	ID    [16]byte
+	State []byte
+}
+
+// An EpochCommit is everything one epoch writes. The store must not be
+// handed a commit that is modified while CommitEpoch runs; it retains
+// nothing once CommitEpoch returns.
+type EpochCommit struct {
+	Epoch uint64
+	// Map holds the map nodes of Epoch, from vmap.Map.Update. Required:
+	// every epoch has a map root.
+	Map *vmap.Batch
+	// LogNodes are the log nodes the epoch's log append wrote (see
+	// TreeStore): every perfect-subtree node that lies inside a tree of
+	// Head.LogSize leaves and not inside the previous head's tree, and no
+	// node outside Head.LogSize. Repeating a stored node with its stored
+	// hash is allowed.
+	LogNodes []tlog.Node
+	// Values are the value records of the epoch. Versions of a label
+	// start at 1 and have no gaps: the first write of a label in a commit
+	// is its latest version + 1, and several versions of one label may be
+	// written in one commit.
+	Values []ValueWrite
+	// Tenants are the admin states that changed in the epoch, at most one
+	// per tenant.
+	Tenants []TenantWrite
+	// Head is the new head; Head.Epoch must equal Epoch and Head.LogSize
+	// must not be below the previous head's.
+	Head Head
+}
+
+// DirectoryStore is the directory's storage seam. Implementations are
+// safe for concurrent use by any number of readers and one writer
+// (CommitEpoch calls are serialised), and run storetest.Run.
+type DirectoryStore interface {
+	// Head returns the latest committed head, or ErrEmpty.
+	Head(ctx context.Context) (Head, error)
+
+	// GetNodes reads map nodes (vmap.NodeStore): nodes of epochs after
+	// the head are not found.
+	GetNodes(keys []vmap.NodeKey) ([]vmap.Node, error)
+
+	// ReadNodes reads log node hashes (tlog.NodeReader), in order; a node
+	// outside the tree of Head.LogSize leaves is not found (ErrNotFound).
+	ReadNodes(ctx context.Context, ids []tlog.NodeID) ([]tlog.Hash, error)
+
+	// Values returns the value records of label with versions from to to,
+	// inclusive (1 ≤ from ≤ to). If any of them is not visible it returns
+	// an error matching ErrNotFound.
+	Values(ctx context.Context, label vmap.Label, from, to uint32) ([][]byte, error)
+
+	// LatestVersion returns the latest visible version of label's value
+	// records, 0 if it has none.
+	LatestVersion(ctx context.Context, label vmap.Label) (uint32, error)
+
+	// TenantState returns the admin state of a tenant as of the head, or
+	// an error matching ErrNotFound.
+	TenantState(ctx context.Context, id [16]byte) ([]byte, error)
+
+	// CommitEpoch writes c atomically and durably, then moves the head to
+	// c.Head: when it returns nil every part of c is durable and visible,
+	// and when it returns an error none of it is visible. It calls
+	// c.Check first, then refuses conflicts with ErrConflict.
+	CommitEpoch(ctx context.Context, c *EpochCommit) error
+
+	// Close releases the store. Calls after Close return ErrClosed.
+	Close() error
+}
+
+// Compile-time checks that a DirectoryStore serves vmap and tlog.
+var (
+	_ vmap.NodeStore  = DirectoryStore(nil)
+	_ tlog.NodeReader = DirectoryStore(nil)
+)
+
+// A VersionRun is the versions First..Last of one label that a commit
+// writes.
+type VersionRun struct {
+	Label       vmap.Label
+	First, Last uint32
+}
+
+// Check verifies everything about c that does not need the stored data,
+// given the head it must follow (nil for an empty store), and returns the
+// commit's version runs sorted by label. Backends call it first, then
+// check each run's First against the label's latest version, and the log
+// nodes against stored ones.
+//
+// An epoch other than prev.Epoch+1 (or 0 after nil) is ErrConflict; every
+// other failure is ErrInvalidCommit.
+func (c *EpochCommit) Check(prev *Head) ([]VersionRun, error) {
+	if c == nil {
+		return nil, fmt.Errorf("%w: nil commit", ErrInvalidCommit)
+	}
+	want := uint64(0)
+	if prev != nil {
+		want = prev.Epoch + 1
+		if prev.Epoch == ^uint64(0) {
+			return nil, fmt.Errorf("%w: epoch space exhausted", ErrConflict)
+		}
+	}
+	if c.Epoch != want {
+		return nil, fmt.Errorf("%w: epoch %d, want %d", ErrConflict, c.Epoch, want)
+	}
+	if c.Head.Epoch != c.Epoch {
+		return nil, fmt.Errorf("%w: head epoch %d in commit of epoch %d", ErrInvalidCommit, c.Head.Epoch, c.Epoch)
+	}
+	if c.Head.LogSize > tlog.MaxTreeSize {
+		return nil, fmt.Errorf("%w: log size %d", ErrInvalidCommit, c.Head.LogSize)
+	}
+	if prev != nil && c.Head.LogSize < prev.LogSize {
+		return nil, fmt.Errorf("%w: log size %d below the previous %d", ErrInvalidCommit, c.Head.LogSize, prev.LogSize)
+	}
+	if len(c.Head.Checkpoint) > MaxCheckpointSize {
+		return nil, fmt.Errorf("%w: checkpoint of %d bytes", ErrInvalidCommit, len(c.Head.Checkpoint))
+	}
+	if c.Map == nil {
+		return nil, fmt.Errorf("%w: no map batch", ErrInvalidCommit)
+	}
+	if c.Map.Epoch != c.Epoch {
+		return nil, fmt.Errorf("%w: map batch of epoch %d in commit of epoch %d", ErrInvalidCommit, c.Map.Epoch, c.Epoch)
+	}
+	if err := c.Map.Check(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidCommit, err)
+	}
+	oldSize := uint64(0)
+	if prev != nil {
+		oldSize = prev.LogSize
+	}
+	// The log nodes must hold every node the growth from oldSize to
+	// Head.LogSize creates, so that a node inside the head's tree is
+	// always stored (a missing one is corruption, not absence).
+	seenLog := make(map[tlog.NodeID]tlog.Hash, len(c.LogNodes))
+	fresh := uint64(0)
+	for _, n := range c.LogNodes {
+		if !LogNodeInside(n.ID, c.Head.LogSize) {
+			return nil, fmt.Errorf("%w: log node (%d, %d) outside a tree of %d leaves", ErrInvalidCommit, n.ID.Level, n.ID.Index, c.Head.LogSize)
+		}
+		if h, ok := seenLog[n.ID]; ok {
+			if h != n.Hash {
+				return nil, fmt.Errorf("%w: log node (%d, %d) written twice with different hashes", ErrInvalidCommit, n.ID.Level, n.ID.Index)
+			}
+			continue
+		}
+		seenLog[n.ID] = n.Hash
+		if !LogNodeInside(n.ID, oldSize) {
+			fresh++
+		}
+	}
+	if want := newLogNodes(oldSize, c.Head.LogSize); fresh != want {
+		return nil, fmt.Errorf("%w: %d new log nodes for a log growing from %d to %d leaves, want %d", ErrInvalidCommit, fresh, oldSize, c.Head.LogSize, want)
+	}
+	seenTenant := make(map[[16]byte]bool, len(c.Tenants))
+	for _, t := range c.Tenants {
+		if seenTenant[t.ID] {
+			return nil, fmt.Errorf("%w: tenant %x written twice", ErrInvalidCommit, t.ID)
+		}
+		seenTenant[t.ID] = true
+		if len(t.State) == 0 || len(t.State) > MaxTenantStateSize {
+			return nil, fmt.Errorf("%w: tenant %x state of %d bytes", ErrInvalidCommit, t.ID, len(t.State))
+		}
+	}
+	type lv struct {
+		label   vmap.Label
+		version uint32
+	}
+	vs := make([]lv, len(c.Values))
+	for i := range c.Values {
+		w := &c.Values[i]
+		if w.Version == 0 {
+			return nil, fmt.Errorf("%w: version 0 of label %x", ErrInvalidCommit, w.Label[:])
+		}
+		if len(w.Record) == 0 || len(w.Record) > MaxRecordSize {
+			return nil, fmt.Errorf("%w: record of %d bytes for label %x", ErrInvalidCommit, len(w.Record), w.Label[:])
+		}
+		vs[i] = lv{w.Label, w.Version}
+	}
+	slices.SortFunc(vs, func(a, b lv) int {
+		if c := bytes.Compare(a.label[:], b.label[:]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.version, b.version)
+	})
+	var runs []VersionRun
+	for i, v := range vs {
+		if i > 0 && vs[i-1].label == v.label {
+			if v.version != vs[i-1].version+1 {
+				return nil, fmt.Errorf("%w: label %x: version %d after %d", ErrInvalidCommit, v.label[:], v.version, vs[i-1].version)
+			}
+			runs[len(runs)-1].Last = v.version
+			continue
+		}
+		runs = append(runs, VersionRun{Label: v.label, First: v.version, Last: v.version})
+	}
+	return runs, nil
+}
+
+// newLogNodes returns how many perfect-subtree nodes a log gains growing
+// from oldSize to newSize leaves.
+func newLogNodes(oldSize, newSize uint64) uint64 {
+	n := uint64(0)
+	for l := 0; l < 64; l++ {
+		n += newSize>>l - oldSize>>l
+	}
+	return n
+}
+
+// LogNodeInside reports whether the log node id lies inside a tree of size
+// leaves: whether every leaf it covers, [Index·2^Level, (Index+1)·2^Level),
+// is below size.
+func LogNodeInside(id tlog.NodeID, size uint64) bool {
+	return id.Level < 64 && id.Index < size>>id.Level
+}

@@ -1,0 +1,661 @@
+// Package storetest holds the conformance suite of store.DirectoryStore
+// (STYLE 8): every backend runs Run, and backends that persist also run
+// RunDurable.
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) store.DirectoryStore { return newMyStore(t) })
+//	}
+//
+// Run also runs vmaptest.StoreConformance and tlogtest.TestNodeStore
+// against the backend, through VMapStore and TLogStore.
+//
+// Mid-commit faults are injected through the context: a store must check
+// ctx.Err() before each step of a commit it can still undo (badgerstore:
+// before each badger transaction), and the suite hands it a context whose
+// Err starts failing after n calls, for n = 0, 1, 2, …
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/moat-im/moat/crypto/tlog"
+	"github.com/moat-im/moat/crypto/tlog/tlogtest"
+	"github.com/moat-im/moat/keyserver/store"
+	"github.com/moat-im/moat/keyserver/vmap"
+	"github.com/moat-im/moat/keyserver/vmap/vmaptest"
+)
+
+// Run runs the conformance suite. newStore returns a new, empty store each
+// time it is called, and arranges for it to be closed when t ends (Close
+// must be idempotent).
+func Run(t *testing.T, newStore func(t *testing.T) store.DirectoryStore) {
+	t.Run("Empty", func(t *testing.T) { testEmpty(t, newStore(t)) })
+	t.Run("RoundTrip", func(t *testing.T) { testRoundTrip(t, newStore(t)) })
+	t.Run("PastEpochs", func(t *testing.T) { testPastEpochs(t, newStore(t)) })
+	t.Run("NoAliasing", func(t *testing.T) { testNoAliasing(t, newStore(t)) })
+	t.Run("EpochOrder", func(t *testing.T) { testEpochOrder(t, newStore(t)) })
+	t.Run("ValueVersions", func(t *testing.T) { testValueVersions(t, newStore(t)) })
+	t.Run("InvalidCommits", func(t *testing.T) { testInvalidCommits(t, newStore(t)) })
+	t.Run("LateConflict", func(t *testing.T) { testLateConflict(t, newStore(t)) })
+	t.Run("MidCommitFault", func(t *testing.T) { testMidCommitFault(t, newStore) })
+	t.Run("LargeBlobs", func(t *testing.T) { testLargeBlobs(t, newStore(t)) })
+	t.Run("ConcurrentReaders", func(t *testing.T) { testConcurrentReaders(t, newStore(t)) })
+	t.Run("TreeStore", func(t *testing.T) { testTreeStore(t, newStore(t)) })
+	t.Run("Closed", func(t *testing.T) { testClosed(t, newStore(t)) })
+	t.Run("vmaptest", func(t *testing.T) {
+		vmaptest.StoreConformance(t, func(t *testing.T) vmaptest.Store { return VMapStore(newStore(t)) })
+	})
+	t.Run("tlogtest", func(t *testing.T) {
+		tlogtest.TestNodeStore(t, func(t *testing.T) tlog.NodeStore { return TLogStore(newStore(t)) })
+	})
+}
+
+// RunDurable runs the durability tests of a persistent backend. open opens
+// the store kept in dir, creating it if dir is empty; the suite closes
+// every store it opens.
+func RunDurable(t *testing.T, open func(t *testing.T, dir string) store.DirectoryStore) {
+	t.Run("Reopen", func(t *testing.T) {
+		dir := t.TempDir()
+		s := open(t, dir)
+		m := NewModel(t, s, 100)
+		for e := 0; e < 4; e++ {
+			m.MustCommit(t, Spec{NewLabels: 50, Updates: 20, Tenants: 2})
+		}
+		m.MustCommit(t, Spec{NewLabels: 3000, Updates: 100, RecordSize: 1024, Tenants: 3, TenantSize: 600 << 10}) // staged in badger
+		m.Check(t, true)
+		closeStore(t, s)
+		for round := 0; round < 2; round++ {
+			s = open(t, dir)
+			m.S = s
+			m.Reset(t)
+			m.Check(t, true)
+			m.MustCommit(t, Spec{NewLabels: 10, Updates: 10, Tenants: 1})
+			m.Check(t, false)
+			closeStore(t, s)
+		}
+	})
+	t.Run("ReopenAfterFault", func(t *testing.T) {
+		dir := t.TempDir()
+		s := open(t, dir)
+		m := NewModel(t, s, 101)
+		m.MustCommit(t, Spec{NewLabels: 100, Tenants: 1})
+		for n := int64(1); n < 4; n++ {
+			c := m.Build(t, Spec{NewLabels: 2000, Updates: 50, RecordSize: 1500, Tenants: 2})
+			if err := m.Commit(t, countdown(n), c); err == nil {
+				break
+			}
+			m.Check(t, false)
+		}
+		closeStore(t, s)
+		s = open(t, dir)
+		m.S = s
+		m.Reset(t)
+		m.Check(t, true)
+		m.MustCommit(t, Spec{NewLabels: 10, Updates: 30, Tenants: 2})
+		m.Check(t, false)
+		closeStore(t, s)
+	})
+}
+
+func closeStore(t *testing.T, s store.DirectoryStore) {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+// countdownCtx is a context whose Err fails after n calls.
+type countdownCtx struct {
+	context.Context
+	left atomic.Int64
+}
+
+func countdown(n int64) *countdownCtx {
+	c := &countdownCtx{Context: context.Background()}
+	c.left.Store(n)
+	return c
+}
+
+func (c *countdownCtx) Err() error {
+	if c.left.Add(-1) < 0 {
+		return context.Canceled
+	}
+	return nil
+}
+
+func testEmpty(t *testing.T, s store.DirectoryStore) {
+	ctx := context.Background()
+	if _, err := s.Head(ctx); !errors.Is(err, store.ErrEmpty) {
+		t.Errorf("Head = %v, want ErrEmpty", err)
+	}
+	if _, err := s.GetNodes([]vmap.NodeKey{vmap.RootKey(0)}); !errors.Is(err, vmap.ErrNodeNotFound) {
+		t.Errorf("GetNodes(root 0) = %v, want ErrNodeNotFound", err)
+	}
+	if ns, err := s.GetNodes(nil); err != nil || len(ns) != 0 {
+		t.Errorf("GetNodes(nil) = %v, %v", ns, err)
+	}
+	if _, err := s.ReadNodes(ctx, []tlog.NodeID{{}}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ReadNodes = %v, want ErrNotFound", err)
+	}
+	if hs, err := s.ReadNodes(ctx, nil); err != nil || len(hs) != 0 {
+		t.Errorf("ReadNodes(nil) = %v, %v", hs, err)
+	}
+	var l vmap.Label
+	if v, err := s.LatestVersion(ctx, l); err != nil || v != 0 {
+		t.Errorf("LatestVersion = %d, %v; want 0, nil", v, err)
+	}
+	if _, err := s.Values(ctx, l, 1, 1); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Values = %v, want ErrNotFound", err)
+	}
+	if _, err := s.TenantState(ctx, [16]byte{1}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("TenantState = %v, want ErrNotFound", err)
+	}
+	NewModel(t, s, 0).Check(t, true)
+}
+
+func testRoundTrip(t *testing.T, s store.DirectoryStore) {
+	m := NewModel(t, s, 1)
+	m.MustCommit(t, Spec{NewLabels: 100, Tenants: 2})
+	m.Check(t, true)
+	m.MustCommit(t, Spec{NewLabels: 20, Updates: 50, Versions: 3, Tenants: 3})
+	m.Check(t, true)
+	m.MustCommit(t, Spec{}) // an epoch that changes nothing but the log
+	m.Check(t, true)
+	m.MustCommit(t, Spec{SkipLogLeaf: true, Updates: 5}) // nor the log
+	m.Check(t, true)
+	ctx := context.Background()
+	l := m.Labels()[0]
+	v, _ := s.LatestVersion(ctx, l)
+	if v > 1 {
+		got, err := s.Values(ctx, l, 2, v)
+		if err != nil || len(got) != int(v-1) {
+			t.Errorf("Values(2, %d) = %d records, %v", v, len(got), err)
+		}
+	}
+	for _, r := range [][2]uint32{{0, 1}, {2, 1}, {1, v + 1}} {
+		if _, err := s.Values(ctx, l, r[0], r[1]); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Values(%d, %d) = %v, want ErrNotFound", r[0], r[1], err)
+		}
+	}
+}
+
+func testPastEpochs(t *testing.T, s store.DirectoryStore) {
+	m := NewModel(t, s, 2)
+	for e := 0; e < 8; e++ {
+		m.MustCommit(t, Spec{NewLabels: 60, Updates: 40, Tenants: e % 3})
+	}
+	m.Check(t, true)
+}
+
+func testNoAliasing(t *testing.T, s store.DirectoryStore) {
+	ctx := context.Background()
+	m := NewModel(t, s, 3)
+	c := m.Build(t, Spec{NewLabels: 10, Tenants: 1})
+	if err := m.Commit(t, ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	// Scribble over everything the commit held.
+	for i := range c.Values {
+		clear(c.Values[i].Record)
+	}
+	for i := range c.Tenants {
+		clear(c.Tenants[i].State)
+	}
+	clear(c.Head.Checkpoint)
+	for i := range c.Map.Nodes {
+		c.Map.Nodes[i].Node = vmap.NewLeaf(vmap.Label{1}, vmap.Commitment{2})
+	}
+	m.Check(t, true)
+	// And over everything a read returned.
+	h, _ := s.Head(ctx)
+	clear(h.Checkpoint)
+	l := m.Labels()[0]
+	vs, _ := s.Values(ctx, l, 1, 1)
+	clear(vs[0])
+	st, _ := s.TenantState(ctx, [16]byte{1})
+	clear(st)
+	m.Check(t, true)
+	keys := []vmap.NodeKey{vmap.RootKey(0)}
+	saved := slices.Clone(keys)
+	if _, err := s.GetNodes(keys); err != nil || keys[0] != saved[0] {
+		t.Fatalf("GetNodes: %v, or modified its keys", err)
+	}
+}
+
+func testEpochOrder(t *testing.T, s store.DirectoryStore) {
+	ctx := context.Background()
+	m := NewModel(t, s, 4)
+	// Epoch 1 on an empty store.
+	c := m.Build(t, Spec{NewLabels: 3})
+	c1 := *c
+	c1.Epoch, c1.Head.Epoch, c1.Map = 1, 1, &vmap.Batch{Epoch: 1, Root: c.Map.Root, Nodes: relabel(c.Map.Nodes, 1)}
+	if err := s.CommitEpoch(ctx, &c1); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("epoch 1 on an empty store = %v, want ErrConflict", err)
+	}
+	m.Abort(t)
+	m.Check(t, false)
+	m.MustCommit(t, Spec{NewLabels: 3})
+	first := m.Build(t, Spec{NewLabels: 3})
+	m.Abort(t)
+	m.MustCommit(t, Spec{NewLabels: 3})
+	// Epoch 1 again (it was built against epoch 0, so it is well formed).
+	if err := s.CommitEpoch(ctx, first); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("committing epoch 1 twice = %v, want ErrConflict", err)
+	}
+	// Epoch 0 again.
+	c = m.Build(t, Spec{NewLabels: 1})
+	m.Abort(t)
+	c0 := *c
+	c0.Epoch, c0.Head.Epoch = 0, 0
+	if err := s.CommitEpoch(ctx, &c0); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("committing epoch 0 again = %v, want ErrConflict", err)
+	}
+	// Epoch 3 after 1.
+	c3 := *c
+	c3.Epoch, c3.Head.Epoch, c3.Map = 3, 3, &vmap.Batch{Epoch: 3, Root: c.Map.Root, Nodes: relabel(c.Map.Nodes, 3)}
+	if err := s.CommitEpoch(ctx, &c3); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("skipping an epoch = %v, want ErrConflict", err)
+	}
+	m.Check(t, true)
+	m.MustCommit(t, Spec{NewLabels: 3, Updates: 3})
+	m.Check(t, true)
+}
+
+// relabel returns nodes with their keys moved to version epoch (a batch
+// that passes the epoch check's neighbours but is refused for its epoch).
+func relabel(nodes []vmap.KeyedNode, epoch uint64) []vmap.KeyedNode {
+	out := slices.Clone(nodes)
+	for i := range out {
+		out[i].Key.Version = epoch
+	}
+	return out
+}
+
+func testValueVersions(t *testing.T, s store.DirectoryStore) {
+	ctx := context.Background()
+	m := NewModel(t, s, 5)
+	m.MustCommit(t, Spec{NewLabels: 5})
+	l := m.Labels()[0]
+	try := func(name string, mutate func(c *store.EpochCommit), want error) {
+		t.Helper()
+		c := m.Build(t, Spec{NewLabels: 1})
+		mutate(c)
+		if err := m.Commit(t, ctx, c); !errors.Is(err, want) {
+			t.Errorf("%s: CommitEpoch = %v, want %v", name, err, want)
+		}
+		m.Check(t, false)
+	}
+	rec := []byte("record")
+	try("first version 2", func(c *store.EpochCommit) {
+		c.Values = append(c.Values, store.ValueWrite{Label: vmap.Label{9}, Version: 2, Record: rec})
+	}, store.ErrConflict)
+	try("version 1 again", func(c *store.EpochCommit) {
+		c.Values = append(c.Values, store.ValueWrite{Label: l, Version: 1, Record: rec})
+	}, store.ErrConflict)
+	try("skipping a version", func(c *store.EpochCommit) {
+		c.Values = append(c.Values, store.ValueWrite{Label: l, Version: 3, Record: rec})
+	}, store.ErrConflict)
+	try("version 0", func(c *store.EpochCommit) {
+		c.Values = append(c.Values, store.ValueWrite{Label: vmap.Label{9}, Version: 0, Record: rec})
+	}, store.ErrInvalidCommit)
+	try("duplicate version", func(c *store.EpochCommit) {
+		c.Values = append(c.Values, store.ValueWrite{Label: vmap.Label{9}, Version: 1, Record: rec}, store.ValueWrite{Label: vmap.Label{9}, Version: 1, Record: rec})
+	}, store.ErrInvalidCommit)
+	try("gap inside the commit", func(c *store.EpochCommit) {
+		c.Values = append(c.Values, store.ValueWrite{Label: vmap.Label{9}, Version: 1, Record: rec}, store.ValueWrite{Label: vmap.Label{9}, Version: 3, Record: rec})
+	}, store.ErrInvalidCommit)
+	try("empty record", func(c *store.EpochCommit) {
+		c.Values = append(c.Values, store.ValueWrite{Label: vmap.Label{9}, Version: 1})
+	}, store.ErrInvalidCommit)
+	// Several versions in one commit, in any order.
+	c := m.Build(t, Spec{})
+	c.Values = append(c.Values,
+		store.ValueWrite{Label: l, Version: 4, Record: []byte("v4")},
+		store.ValueWrite{Label: l, Version: 2, Record: []byte("v2")},
+		store.ValueWrite{Label: l, Version: 3, Record: []byte("v3")})
+	if err := m.Commit(t, ctx, c); err != nil {
+		t.Fatalf("versions 2..4 in one commit: %v", err)
+	}
+	vs, err := s.Values(ctx, l, 2, 4)
+	if err != nil || len(vs) != 3 || string(vs[0]) != "v2" || string(vs[2]) != "v4" {
+		t.Fatalf("Values(2, 4) = %q, %v", vs, err)
+	}
+	if v, _ := s.LatestVersion(ctx, l); v != 4 {
+		t.Fatalf("LatestVersion = %d, want 4", v)
+	}
+	m.Check(t, false)
+}
+
+func testInvalidCommits(t *testing.T, s store.DirectoryStore) {
+	ctx := context.Background()
+	m := NewModel(t, s, 6)
+	m.MustCommit(t, Spec{NewLabels: 20, Tenants: 1})
+	cases := []struct {
+		name   string
+		mutate func(c *store.EpochCommit)
+		want   error
+	}{
+		{"nil map", func(c *store.EpochCommit) { c.Map = nil }, store.ErrInvalidCommit},
+		{"map of another epoch", func(c *store.EpochCommit) { c.Map.Epoch++ }, store.ErrInvalidCommit},
+		{"invalid map batch", func(c *store.EpochCommit) { c.Map.Root[0] ^= 1 }, vmap.ErrInvalidBatch},
+		{"map nodes out of order", func(c *store.EpochCommit) {
+			n := c.Map.Nodes
+			n[len(n)-1], n[len(n)-2] = n[len(n)-2], n[len(n)-1]
+		}, vmap.ErrInvalidBatch},
+		{"head of another epoch", func(c *store.EpochCommit) { c.Head.Epoch++ }, store.ErrInvalidCommit},
+		{"log shrinks", func(c *store.EpochCommit) { c.Head.LogSize = 0 }, store.ErrInvalidCommit},
+		{"log node outside the head", func(c *store.EpochCommit) { c.Head.LogSize-- }, store.ErrInvalidCommit},
+		{"log node missing", func(c *store.EpochCommit) { c.LogNodes = c.LogNodes[:len(c.LogNodes)-1] }, store.ErrInvalidCommit},
+		{"log node twice", func(c *store.EpochCommit) {
+			n := c.LogNodes[0]
+			n.Hash[0] ^= 1
+			c.LogNodes = append(c.LogNodes, n)
+		}, store.ErrInvalidCommit},
+		{"stored log node rewritten", func(c *store.EpochCommit) {
+			c.LogNodes = append(c.LogNodes, tlog.Node{ID: tlog.NodeID{Level: 0, Index: 0}, Hash: tlog.Hash{1}})
+		}, store.ErrConflict},
+		{"tenant twice", func(c *store.EpochCommit) { c.Tenants = append(c.Tenants, c.Tenants[0]) }, store.ErrInvalidCommit},
+		{"empty tenant state", func(c *store.EpochCommit) { c.Tenants[0].State = nil }, store.ErrInvalidCommit},
+		{"record too large", func(c *store.EpochCommit) {
+			c.Values[len(c.Values)-1].Record = make([]byte, store.MaxRecordSize+1)
+		}, store.ErrInvalidCommit},
+		{"checkpoint too large", func(c *store.EpochCommit) {
+			c.Head.Checkpoint = make([]byte, store.MaxCheckpointSize+1)
+		}, store.ErrInvalidCommit},
+	}
+	for _, tc := range cases {
+		c := m.Build(t, Spec{NewLabels: 5, Updates: 5, Tenants: 2})
+		tc.mutate(c)
+		if err := m.Commit(t, ctx, c); !errors.Is(err, tc.want) {
+			t.Errorf("%s: CommitEpoch = %v, want %v", tc.name, err, tc.want)
+		}
+		m.Check(t, false)
+	}
+	if err := s.CommitEpoch(ctx, nil); !errors.Is(err, store.ErrInvalidCommit) {
+		t.Errorf("CommitEpoch(nil) = %v, want ErrInvalidCommit", err)
+	}
+	m.MustCommit(t, Spec{NewLabels: 5, Updates: 5, Tenants: 2})
+	m.Check(t, true)
+}
+
+// testLateConflict: a commit whose only fault is its last value write
+// leaves nothing visible, and a different commit of the same epoch then
+// succeeds without any trace of the first.
+func testLateConflict(t *testing.T, s store.DirectoryStore) {
+	ctx := context.Background()
+	m := NewModel(t, s, 7)
+	m.MustCommit(t, Spec{NewLabels: 50, Tenants: 2})
+	c := m.Build(t, Spec{NewLabels: 500, Updates: 20, Tenants: 2})
+	c.Values = append(c.Values, store.ValueWrite{Label: vmap.Label{0x42}, Version: 2, Record: []byte("late")})
+	if err := m.Commit(t, ctx, c); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("CommitEpoch = %v, want ErrConflict", err)
+	}
+	m.Check(t, false)
+	for _, w := range c.Values[:len(c.Values)-1] {
+		if v, err := s.LatestVersion(ctx, w.Label); err != nil || v >= w.Version {
+			t.Fatalf("a value of the failed commit is visible: LatestVersion = %d, %v", v, err)
+		}
+	}
+	m.MustCommit(t, Spec{NewLabels: 10, Tenants: 1})
+	m.Check(t, true)
+	for _, w := range c.Values {
+		if slices.Contains(m.Labels(), w.Label) {
+			continue
+		}
+		if v, err := s.LatestVersion(ctx, w.Label); err != nil || v != 0 {
+			t.Fatalf("a label of the failed commit appeared later: LatestVersion = %d, %v", v, err)
+		}
+	}
+}
+
+// testMidCommitFault fails a large commit at every point where the store
+// checks its context, and checks that nothing is visible after each.
+func testMidCommitFault(t *testing.T, newStore func(t *testing.T) store.DirectoryStore) {
+	s := newStore(t)
+	m := NewModel(t, s, 8)
+	m.MustCommit(t, Spec{NewLabels: 200, Tenants: 2})
+	sp := Spec{NewLabels: 2500, Updates: 100, RecordSize: 1200, Tenants: 3, TenantSize: 300 << 10}
+	ok := false
+	for n := int64(0); n < 200; n++ {
+		c := m.Build(t, sp)
+		err := m.Commit(t, countdown(n), c)
+		if err == nil {
+			ok = true
+			t.Logf("the commit checked its context %d times", n)
+			break
+		}
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("commit failing at check %d: %v, want context.Canceled", n, err)
+		}
+		m.Check(t, false)
+		for _, w := range c.Values {
+			if v, err := s.LatestVersion(context.Background(), w.Label); err != nil || v >= w.Version {
+				t.Fatalf("after a fault at check %d, a value of the failed commit is visible", n)
+			}
+		}
+	}
+	if !ok {
+		t.Fatal("the commit never succeeded")
+	}
+	m.Check(t, true)
+	m.MustCommit(t, Spec{NewLabels: 5, Updates: 5, Tenants: 1})
+	m.Check(t, false)
+}
+
+func testLargeBlobs(t *testing.T, s store.DirectoryStore) {
+	m := NewModel(t, s, 9)
+	m.MustCommit(t, Spec{NewLabels: 3, RecordSize: 700 << 10, Tenants: 2, TenantSize: 2<<20 + 3})
+	m.MustCommit(t, Spec{Updates: 2, RecordSize: 257 << 10, Tenants: 1, TenantSize: 5})
+	m.Check(t, true)
+}
+
+// testConcurrentReaders commits epochs while readers check that what they
+// see is the state of one head: the root of the head's epoch is there, a
+// label written at every epoch e with version e+1 has a version between
+// the heads read before and after, and so does a tenant state.
+func testConcurrentReaders(t *testing.T, s store.DirectoryStore) {
+	ctx := context.Background()
+	m := NewModel(t, s, 10)
+	clock := vmap.Label{0xc1, 0x0c}
+	tenant := [16]byte{1}
+	commit := func(big bool) {
+		sp := Spec{NewLabels: 20, Updates: 10, Tenants: 1}
+		if big {
+			sp = Spec{NewLabels: 1500, Updates: 200, RecordSize: 900, Tenants: 1, TenantSize: 200 << 10}
+		}
+		c := m.Build(t, sp)
+		c.Values = slices.DeleteFunc(c.Values, func(w store.ValueWrite) bool { return w.Label == clock })
+		c.Values = append(c.Values, store.ValueWrite{Label: clock, Version: uint32(c.Epoch + 1), Record: fmt.Appendf(nil, "%d", c.Epoch)})
+		if err := m.Commit(t, ctx, c); err != nil {
+			t.Error(err)
+		}
+	}
+	commit(false)
+	const epochs = 14
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	errs := make(chan error, 8)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := readConsistent(ctx, s, clock, tenant); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for e := 1; e < epochs; e++ {
+		commit(e%4 == 2)
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	m.Check(t, true)
+}
+
+func readConsistent(ctx context.Context, s store.DirectoryStore, clock vmap.Label, tenant [16]byte) error {
+	h1, err := s.Head(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := s.GetNodes([]vmap.NodeKey{vmap.RootKey(h1.Epoch)}); err != nil {
+		return fmt.Errorf("root of head epoch %d: %w", h1.Epoch, err)
+	}
+	if h1.LogSize > 0 {
+		if _, err := s.ReadNodes(ctx, []tlog.NodeID{{Level: 0, Index: h1.LogSize - 1}}); err != nil {
+			return fmt.Errorf("last leaf of head %d: %w", h1.Epoch, err)
+		}
+	}
+	v, err := s.LatestVersion(ctx, clock)
+	if err != nil {
+		return err
+	}
+	vs, err := s.Values(ctx, clock, v, v)
+	if err != nil {
+		return fmt.Errorf("latest version %d: %w", v, err)
+	}
+	st, err := s.TenantState(ctx, tenant)
+	if err != nil {
+		return fmt.Errorf("tenant state: %w", err)
+	}
+	next, nerr := s.GetNodes([]vmap.NodeKey{vmap.RootKey(h1.Epoch + 1)})
+	h2, err := s.Head(ctx)
+	if err != nil {
+		return err
+	}
+	if h2.Epoch < h1.Epoch {
+		return fmt.Errorf("head went back from %d to %d", h1.Epoch, h2.Epoch)
+	}
+	if uint64(v) < h1.Epoch+1 || uint64(v) > h2.Epoch+1 {
+		return fmt.Errorf("latest version %d outside heads %d..%d", v, h1.Epoch, h2.Epoch)
+	}
+	if string(vs[0]) != fmt.Sprint(v-1) {
+		return fmt.Errorf("version %d holds %q", v, vs[0])
+	}
+	if te := binaryEpoch(st); te < h1.Epoch || te > h2.Epoch {
+		return fmt.Errorf("tenant state of epoch %d outside heads %d..%d", te, h1.Epoch, h2.Epoch)
+	}
+	if nerr == nil && len(next) == 1 && h2.Epoch <= h1.Epoch {
+		return fmt.Errorf("root of epoch %d visible while the head stayed at %d", h1.Epoch+1, h2.Epoch)
+	}
+	if nerr != nil && !errors.Is(nerr, vmap.ErrNodeNotFound) {
+		return nerr
+	}
+	return nil
+}
+
+func binaryEpoch(b []byte) uint64 {
+	var e uint64
+	for _, x := range b[:8] {
+		e = e<<8 | uint64(x)
+	}
+	return e
+}
+
+func testTreeStore(t *testing.T, s store.DirectoryStore) {
+	ctx := context.Background()
+	m := NewModel(t, s, 11)
+	m.MustCommit(t, Spec{NewLabels: 5})
+	m.MustCommit(t, Spec{NewLabels: 5})
+	ts := m.TS
+	if err := ts.WriteNodes(ctx, []tlog.Node{{ID: tlog.NodeID{Level: 0, Index: 9}}}); !errors.Is(err, store.ErrNoEpoch) {
+		t.Errorf("WriteNodes outside an epoch = %v, want ErrNoEpoch", err)
+	}
+	if err := ts.Commit(ctx); !errors.Is(err, store.ErrNoEpoch) {
+		t.Errorf("Commit without Begin = %v, want ErrNoEpoch", err)
+	}
+	// The pending append is readable through the TreeStore, not the store.
+	c := m.Build(t, Spec{NewLabels: 5})
+	size := m.Tree.Size()
+	if _, err := m.Tree.Root(ctx, size); err != nil {
+		t.Fatalf("root of the pending tree: %v", err)
+	}
+	if _, err := s.ReadNodes(ctx, []tlog.NodeID{{Level: 0, Index: size - 1}}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("pending log node visible in the store: %v", err)
+	}
+	if len(c.LogNodes) == 0 {
+		t.Fatal("the append wrote no log nodes into the commit")
+	}
+	// A stored node rewritten with another hash is refused.
+	if err := ts.WriteNodes(ctx, []tlog.Node{{ID: tlog.NodeID{Level: 0, Index: 0}, Hash: tlog.Hash{7}}}); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("rewriting a stored log node = %v, want ErrConflict", err)
+	}
+	// So is a pending one.
+	last := c.LogNodes[len(c.LogNodes)-1]
+	last.Hash[0] ^= 1
+	if err := ts.WriteNodes(ctx, []tlog.Node{last}); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("rewriting a pending log node = %v, want ErrConflict", err)
+	}
+	// Abort: the store is unchanged and a rebuilt tree continues.
+	m.Abort(t)
+	m.Check(t, false)
+	m.MustCommit(t, Spec{NewLabels: 5, Updates: 5})
+	m.Check(t, true)
+	// A failed commit through the TreeStore also leaves the store as it
+	// was; the model rebuilds its tree, as the directory must.
+	c = m.Build(t, Spec{NewLabels: 5})
+	c.Head.Epoch++
+	if err := m.Commit(t, ctx, c); !errors.Is(err, store.ErrInvalidCommit) {
+		t.Fatalf("CommitEpoch = %v, want ErrInvalidCommit", err)
+	}
+	m.Check(t, false)
+	m.MustCommit(t, Spec{NewLabels: 5})
+	m.Check(t, true)
+	// Appends of several leaves in one epoch.
+	c = m.Build(t, Spec{NewLabels: 1})
+	for i := range 5 {
+		if _, err := m.Tree.Append(ctx, []byte{byte(i)}, []byte{byte(i), 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Head.LogSize = m.Tree.Size()
+	if err := m.Commit(t, ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	m.Check(t, false)
+}
+
+func testClosed(t *testing.T, s store.DirectoryStore) {
+	ctx := context.Background()
+	m := NewModel(t, s, 12)
+	c := m.MustCommit(t, Spec{NewLabels: 2})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	l := m.Labels()[0]
+	checks := map[string]error{}
+	_, checks["Head"] = s.Head(ctx)
+	_, checks["GetNodes"] = s.GetNodes([]vmap.NodeKey{vmap.RootKey(0)})
+	_, checks["ReadNodes"] = s.ReadNodes(ctx, []tlog.NodeID{{}})
+	_, checks["Values"] = s.Values(ctx, l, 1, 1)
+	_, checks["LatestVersion"] = s.LatestVersion(ctx, l)
+	_, checks["TenantState"] = s.TenantState(ctx, [16]byte{1})
+	next := *c
+	next.Epoch++
+	checks["CommitEpoch"] = s.CommitEpoch(ctx, &next)
+	for name, err := range checks {
+		if !errors.Is(err, store.ErrClosed) {
+			t.Errorf("%s after Close = %v, want ErrClosed", name, err)
+		}
+	}
+}
