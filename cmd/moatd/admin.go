@@ -1,0 +1,245 @@
+package main
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/http"
+	"text/tabwriter"
+	"time"
+
+	"github.com/moat-im/moat/keyserver/org"
+	"github.com/moat-im/moat/keyserver/service"
+	"github.com/spf13/cobra"
+)
+
+type adminOptions struct {
+	Server string
+	Key    string
+	Tenant string
+	// Timeout bounds one API call.
+	Timeout time.Duration
+}
+
+func newAdminCmd() *cobra.Command {
+	o := &adminOptions{}
+	cmd := &cobra.Command{
+		Use:   "admin",
+		Short: "Administer a tenant through the admin API",
+		Long: `admin calls the directory's admin API (POST /v1/{tenant}/admin/...), signing
+each request with an admin key of the tenant's roster (--key, a file from
+moatd admin keygen or moatd init --dev). The tenant is the key file's,
+unless --tenant says otherwise. Changes are published at the next epoch;
+admin publish publishes one now.`,
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&o.Server, "server", "http://127.0.0.1:8440", "the directory's URL")
+	pf.StringVar(&o.Key, "key", "", "admin private key file")
+	pf.StringVar(&o.Tenant, "tenant", "", "tenant id (default: the key file's)")
+	pf.DurationVar(&o.Timeout, "timeout", 30*time.Second, "timeout of one request")
+	cmd.AddCommand(newKeygenCmd(), newAddUserCmd(o), newIssueCodeCmd(o), newRevokeDeviceCmd(o), newListCmd(o), newPublishCmd(o))
+	return cmd
+}
+
+// client returns an API client signing with the admin key.
+func (o *adminOptions) client() (*service.Client, error) {
+	if o.Key == "" {
+		return nil, errors.New("--key is required")
+	}
+	tenant, k, err := readAdminKey(o.Key)
+	if err != nil {
+		return nil, err
+	}
+	if o.Tenant != "" {
+		if tenant, err = service.ParseTenantID(o.Tenant); err != nil {
+			return nil, fmt.Errorf("--tenant: %w", err)
+		}
+	}
+	if tenant.IsZero() {
+		return nil, errors.New("no tenant: give --tenant")
+	}
+	return &service.Client{BaseURL: o.Server, Tenant: tenant, Admin: k, HTTP: &http.Client{Timeout: o.Timeout}}, nil
+}
+
+func newKeygenCmd() *cobra.Command {
+	var out, tenant, id string
+	var ed bool
+	cmd := &cobra.Command{
+		Use:   "keygen --out FILE [--tenant HEX] [--id HEX] [--ed25519]",
+		Short: "Generate an admin key",
+		Long: `keygen generates an admin key (hybrid Ed25519 + ML-DSA-65 unless --ed25519),
+writes it to FILE with mode 0600 and its public key to FILE.pub, for
+moatd init --admin. The key is in clear on disk: protect the file.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var t org.TenantID
+			var err error
+			if tenant != "" {
+				if t, err = service.ParseTenantID(tenant); err != nil {
+					return fmt.Errorf("--tenant: %w", err)
+				}
+			}
+			var aid org.AdminID
+			if id != "" {
+				if aid, err = parseAdminID(id); err != nil {
+					return err
+				}
+			} else {
+				rand.Read(aid[:])
+			}
+			scheme := org.AdminHybrid
+			if ed {
+				scheme = org.AdminEd25519
+			}
+			k, err := org.GenerateAdminKey(rand.Reader, aid, scheme)
+			if err != nil {
+				return err
+			}
+			if err := writeAdminKey(out, t, k); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "admin %s\nkey %s\npublic %s.pub\n", aid, out, out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "private key file to create")
+	cmd.MarkFlagRequired("out")
+	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id to record in the key file")
+	cmd.Flags().StringVar(&id, "id", "", "admin id, 32 hex characters (default: random)")
+	cmd.Flags().BoolVar(&ed, "ed25519", false, "an Ed25519 key instead of a hybrid one")
+	return cmd
+}
+
+func newAddUserCmd(o *adminOptions) *cobra.Command {
+	var in service.AddUserRequest
+	cmd := &cobra.Command{
+		Use:   "add-user --name NAME [--user HEX] [--department HEX]",
+		Short: "Add a user",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			var out service.OKResponse
+			if err := c.AdminOp(cmd.Context(), "add-user", in, &out); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "user %s\npending-epoch %d\n", out.User, out.PendingEpoch)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&in.DisplayName, "name", "", "display name")
+	cmd.MarkFlagRequired("name")
+	cmd.Flags().StringVar(&in.User, "user", "", "user id, 32 hex characters (default: random)")
+	cmd.Flags().StringVar(&in.Department, "department", "", "department id")
+	return cmd
+}
+
+func newIssueCodeCmd(o *adminOptions) *cobra.Command {
+	var user string
+	var life time.Duration
+	cmd := &cobra.Command{
+		Use:   "issue-code --user HEX [--lifetime 24h]",
+		Short: "Issue an enrolment code for a user's new device",
+		Long: `issue-code issues a single-use enrolment code and prints it. The code is a
+secret: hand it to its user only.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			var out service.IssueCodeResponse
+			in := service.IssueCodeRequest{User: user, LifetimeSeconds: int64(life / time.Second)}
+			if err := c.AdminOp(cmd.Context(), "issue-code", in, &out); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "code %s\ncode-id %s\nexpires %s\n", out.Code, out.CodeID,
+				time.Unix(out.ExpiresAt, 0).UTC().Format(time.RFC3339))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&user, "user", "", "user id")
+	cmd.MarkFlagRequired("user")
+	cmd.Flags().DurationVar(&life, "lifetime", 24*time.Hour, "validity of the code (at most the tenant's maximum, 7 days by default)")
+	return cmd
+}
+
+func newRevokeDeviceCmd(o *adminOptions) *cobra.Command {
+	var in service.RevokeDeviceRequest
+	cmd := &cobra.Command{
+		Use:   "revoke-device --user HEX --device HEX [--reason lost]",
+		Short: "Revoke a device",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			var out service.RevokeDeviceResponse
+			if err := c.AdminOp(cmd.Context(), "revoke-device", in, &out); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "revoked %s serials %v\n", in.Device, out.Serials)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&in.User, "user", "", "user id")
+	cmd.MarkFlagRequired("user")
+	cmd.Flags().StringVar(&in.Device, "device", "", "device id")
+	cmd.MarkFlagRequired("device")
+	cmd.Flags().StringVar(&in.Reason, "reason", "unspecified", "unspecified, lost, compromised, user-removed or retired")
+	return cmd
+}
+
+func newListCmd(o *adminOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List the published users and their devices",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			var out service.ListResponse
+			if err := c.AdminOp(cmd.Context(), "list", nil, &out); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "epoch %d\n", out.Epoch)
+			fmt.Fprintln(tw, "USER\tNAME\tDEVICE\tSERIAL\tNOT AFTER")
+			for _, u := range out.Users {
+				if len(u.Devices) == 0 {
+					fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\n", u.User, u.DisplayName)
+				}
+				for _, d := range u.Devices {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", u.User, u.DisplayName, d.Device, d.Serial,
+						time.Unix(d.NotAfter, 0).UTC().Format(time.RFC3339))
+				}
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func newPublishCmd(o *adminOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "publish",
+		Short: "Publish an epoch now",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			var out service.PublishResponse
+			if err := c.AdminOp(cmd.Context(), "publish", nil, &out); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "epoch %d cosigned %v\n", out.Epoch, out.Cosigned)
+			return nil
+		},
+	}
+}

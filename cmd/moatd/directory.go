@@ -1,0 +1,289 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/moat-im/moat/crypto/keys"
+	"github.com/moat-im/moat/crypto/tlog"
+	"github.com/moat-im/moat/keyserver/service"
+	"github.com/moat-im/moat/keyserver/store/badgerstore"
+	"github.com/spf13/cobra"
+)
+
+type directoryOptions struct {
+	Data            string
+	Listen          string
+	AddrFile        string
+	Epoch           time.Duration
+	Recosign        time.Duration
+	Witnesses       []string
+	WitnessTimeout  time.Duration
+	Dev             bool
+	Domain          string
+	WitnessVkeys    []string
+	TLSCert, TLSKey string
+	LogFormat       string
+	LogLevel        slog.Level
+	ShutdownTimeout time.Duration
+}
+
+func newDirectoryCmd() *cobra.Command {
+	o := directoryOptions{LogLevel: slog.LevelInfo}
+	cmd := &cobra.Command{
+		Use:   "directory --data DIR [--listen ADDR] [--witness URL ...] [--dev]",
+		Short: "Serve the key directory of every tenant in DIR",
+		Long: `directory serves the key directory API (/v1, docs/spec/directory-api.md),
+/healthz, /readyz and /metrics for every tenant in DIR; publishes an epoch
+of each tenant every --epoch; and has the witnesses (--witness, the URL of
+a C2SP tlog-witness such as moat-witness) cosign each new checkpoint, and
+the unchanged one again every --recosign (keep it well below clients'
+MaxAge). It stops gracefully on SIGINT or SIGTERM.
+
+Plaintext HTTP is served only on a loopback address; elsewhere give
+--tls-cert and --tls-key (TLS 1.3), or put a TLS proxy on the same host.
+
+With --dev on an empty DIR, it first creates a development tenant (see
+moatd init --dev) and prints its admin key files and a demo enrolment code.
+Dev mode serves plaintext HTTP on loopback only.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDirectory(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Data, "data", "", "data directory")
+	cmd.MarkFlagRequired("data")
+	f.StringVar(&o.Listen, "listen", "127.0.0.1:8440", "TCP address to listen on")
+	f.StringVar(&o.AddrFile, "addr-file", "", "write the listening address to this file once serving")
+	f.DurationVar(&o.Epoch, "epoch", 30*time.Second, "epoch cadence")
+	f.DurationVar(&o.Recosign, "recosign", 15*time.Minute, "how often to have an unchanged checkpoint cosigned again")
+	f.StringArrayVar(&o.Witnesses, "witness", nil, "witness URL, http(s)://host[:port][/prefix] (repeatable)")
+	f.DurationVar(&o.WitnessTimeout, "witness-timeout", 10*time.Second, "timeout of one witness request")
+	f.BoolVar(&o.Dev, "dev", false, "development mode: loopback plaintext HTTP, a dev tenant on first start")
+	f.StringVar(&o.Domain, "domain", "moat.localhost", "with --dev on first start: the service's domain")
+	f.StringArrayVar(&o.WitnessVkeys, "witness-vkeys", nil, "with --dev on first start: witness vkeys file (default: an embedded witness)")
+	f.StringVar(&o.TLSCert, "tls-cert", "", "TLS certificate chain file (PEM)")
+	f.StringVar(&o.TLSKey, "tls-key", "", "TLS private key file (PEM)")
+	f.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
+	f.TextVar(&o.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to wait for in-flight requests on SIGINT/SIGTERM")
+	return cmd
+}
+
+func newLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, errors.New("--log-format must be text or json")
+}
+
+// isLoopback reports whether addr's host is a loopback address or
+// localhost.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+const devBanner = `
+**********************************************************************
+*  moatd DEV MODE: plaintext HTTP on loopback, keys in clear on disk, *
+*  generated admin keys, an embedded witness. NOT FOR PRODUCTION.     *
+**********************************************************************
+`
+
+func runDirectory(ctx context.Context, o directoryOptions, stdout, stderr io.Writer) error {
+	log, err := newLogger(stderr, o.LogFormat, o.LogLevel)
+	if err != nil {
+		return err
+	}
+	tlsOn := o.TLSCert != "" || o.TLSKey != ""
+	if tlsOn && (o.TLSCert == "" || o.TLSKey == "") {
+		return errors.New("give both --tls-cert and --tls-key")
+	}
+	if !tlsOn && !isLoopback(o.Listen) {
+		return fmt.Errorf("refusing plaintext HTTP on %s: listen on loopback, or give --tls-cert and --tls-key", o.Listen)
+	}
+	if o.Dev {
+		if tlsOn || !isLoopback(o.Listen) {
+			return errors.New("--dev serves plaintext HTTP on loopback only")
+		}
+		fmt.Fprint(stderr, devBanner)
+		log.Warn("DEV MODE: plaintext HTTP on loopback; not for production")
+	}
+	ids, err := listTenants(o.Data)
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		if !o.Dev {
+			return fmt.Errorf("no tenant in %s: create one with moatd init", o.Data)
+		}
+		quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+		id, err := createTenant(ctx, initOptions{Data: o.Data, Domain: o.Domain, WitnessVkeys: o.WitnessVkeys, Threshold: 2, Dev: true}, stdout, quiet)
+		if err != nil {
+			return err
+		}
+		ids = append(ids, id)
+	}
+
+	// Witnesses: the URLs given, and dev mode's embedded one.
+	var wcs []service.WitnessClient
+	for _, u := range o.Witnesses {
+		w, err := service.NewHTTPWitness(u, &http.Client{})
+		if err != nil {
+			return err
+		}
+		wcs = append(wcs, w)
+	}
+	devKeys, err := devWitnessKeys(o.Data, false)
+	if err != nil {
+		return err
+	}
+	var devLogs map[string]*keys.LogPublicKey
+	if devKeys != nil {
+		devLogs = map[string]*keys.LogPublicKey{}
+	}
+
+	var stores []*badgerstore.Store
+	defer func() {
+		for _, s := range stores {
+			if err := s.Close(); err != nil {
+				log.Error("closing store", slog.Any("err", err))
+			}
+		}
+	}()
+	var tcs []service.TenantConfig
+	for _, id := range ids {
+		dir := tenantDir(o.Data, id)
+		kid, fk, err := service.ReadKeyFile(filepath.Join(dir, keysFile))
+		if err != nil {
+			return err
+		}
+		if kid != id {
+			return fmt.Errorf("%s holds the keys of tenant %s", dir, kid)
+		}
+		var info tenantInfo
+		if b, err := os.ReadFile(filepath.Join(dir, infoFile)); err == nil {
+			json.Unmarshal(b, &info)
+		}
+		st, err := openStore(ctx, dir, log)
+		if err != nil {
+			return err
+		}
+		stores = append(stores, st)
+		tc := service.TenantConfig{ID: id, Store: st, Keys: fk.TenantKeys(), Witnesses: wcs, NoteFile: filepath.Join(dir, noteFile)}
+		if devLogs != nil && info.Origin != "" {
+			devLogs[info.Origin] = fk.Log.Public()
+		}
+		tcs = append(tcs, tc)
+	}
+	if devKeys != nil {
+		ws, err := tlog.NewWitness(tlog.WitnessConfig{Keys: devKeys, Logs: devLogs,
+			Store: &fileWitnessStore{dir: filepath.Join(o.Data, devDir, devWitnessSt)}})
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(o.Data, devDir, devWitnessSt), 0o700); err != nil {
+			return err
+		}
+		lw := &service.LocalWitness{W: ws, ID: "dev-witness"}
+		for i := range tcs {
+			tcs[i].Witnesses = append(append([]service.WitnessClient(nil), tcs[i].Witnesses...), lw)
+		}
+	}
+	if o.Dev {
+		if ms, _ := filepath.Glob(filepath.Join(o.Data, devDir, "admin-*.key")); len(ms) > 0 {
+			for _, m := range ms {
+				log.Warn("DEV MODE admin key", slog.String("path", m))
+			}
+		}
+	}
+
+	svc, err := service.New(ctx, service.Options{
+		Tenants: tcs, Logger: log, EpochInterval: o.Epoch, RecosignInterval: o.Recosign, WitnessTimeout: o.WitnessTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return err
+	}
+	srv := service.NewHTTPServer(svc.Handler(), log)
+	if tlsOn {
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS13}
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	runErr := make(chan error, 1)
+	go func() { runErr <- svc.Run(runCtx) }()
+	serveErr := make(chan error, 1)
+	go func() {
+		if tlsOn {
+			serveErr <- srv.ServeTLS(ln, o.TLSCert, o.TLSKey)
+		} else {
+			serveErr <- srv.Serve(ln)
+		}
+	}()
+	for _, t := range svc.Tenants() {
+		log.Info("serving tenant", slog.String("tenant", t.ID().String()), slog.String("origin", t.Origin()))
+	}
+	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.Bool("tls", tlsOn), slog.Int("witnesses", len(o.Witnesses)))
+	if o.AddrFile != "" {
+		if err := service.WriteFileAtomic(o.AddrFile, []byte(ln.Addr().String()+"\n"), 0o644); err != nil {
+			srv.Close()
+			return err
+		}
+	}
+	select {
+	case err := <-serveErr:
+		cancelRun()
+		<-runErr
+		return err
+	case <-ctx.Done():
+	}
+	stop() // a second signal kills the process
+	log.Info("shutting down", slog.Duration("timeout", o.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.ShutdownTimeout)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	if serr := <-serveErr; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	cancelRun()
+	if rerr := <-runErr; err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,94 @@
+// Command moatd runs Moat's key directory service (docs/spec/directory-api.md)
+// and administers it.
+//
+// Usage:
+//
+//	moatd init      --data DIR [--dev] [--tenant HEX] [--domain D] [--witness-vkeys FILE ...] [--quorum K] [--admin FILE.pub ...]
+//	moatd directory --data DIR [--listen 127.0.0.1:8440] [--epoch 30s] [--witness URL ...] [--dev] [--tls-cert F --tls-key F]
+//	moatd admin keygen        --out FILE [--ed25519]
+//	moatd admin add-user      --name NAME [--user HEX]
+//	moatd admin issue-code    --user HEX [--lifetime 24h]
+//	moatd admin revoke-device --user HEX --device HEX [--reason lost]
+//	moatd admin list
+//	moatd admin publish
+//
+// init creates a tenant in DIR: its CA, log and VRF keys and commitment
+// secret (DIR/tenants/<tenant>/keys.json, mode 0600), its badger store,
+// and its first epoch; it prints the tenant id, the log's origin and its
+// public key, which each witness needs (moat-witness add-log). directory
+// serves every tenant of DIR; with --dev it creates a development tenant
+// on its first start. admin calls the admin API with an admin key (the
+// service never holds admin keys).
+//
+// Flags can also be set from the environment: MOATD_DATA for --data,
+// MOATD_LISTEN for --listen, and so on (MOATD_ and the flag's name in
+// upper case with - as _).
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run runs the command line args and returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := newRootCmd()
+	cmd.SetArgs(args)
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(stderr, "moatd:", err)
+		return 1
+	}
+	return 0
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "moatd",
+		Short: "Moat's key directory service",
+		Long: `moatd runs Moat's key directory: org-certified device keys in a verifiable
+map, committed to a transparency log whose checkpoints independent
+witnesses cosign (docs/spec/directory.md, docs/spec/directory-api.md).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return flagsFromEnv(cmd)
+		},
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.AddCommand(newInitCmd(), newDirectoryCmd(), newAdminCmd())
+	return root
+}
+
+// flagsFromEnv sets every flag of cmd that the command line did not set
+// from MOATD_<NAME>, if that is set.
+func flagsFromEnv(cmd *cobra.Command) error {
+	var err error
+	set := func(f *pflag.Flag) {
+		if f.Changed || err != nil {
+			return
+		}
+		name := "MOATD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if serr := f.Value.Set(v); serr != nil {
+				err = fmt.Errorf("%s: %w", name, serr)
+				return
+			}
+			f.Changed = true
+		}
+	}
+	cmd.Flags().VisitAll(set)
+	cmd.InheritedFlags().VisitAll(set)
+	return err
+}

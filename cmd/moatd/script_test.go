@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moat-im/moat/crypto/keys"
+	"github.com/moat-im/moat/keyserver/kt"
+	"github.com/moat-im/moat/keyserver/org"
+	"github.com/moat-im/moat/keyserver/service"
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+func TestMain(m *testing.M) {
+	// The scripts run moatd as a subprocess of this test binary.
+	testscript.Main(m, map[string]func(){"moatd": main})
+}
+
+// TestScript runs the transcripts in testdata/script. They also run the
+// real moat-witness, built here from ./cmd/moat-witness.
+func TestScript(t *testing.T) {
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(bin, "moat-witness"), "github.com/moat-im/moat/cmd/moat-witness")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("building moat-witness: %v", err)
+	}
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("PATH", bin+string(os.PathListSeparator)+env.Getenv("PATH"))
+			env.Values[scriptStateKey{}] = &scriptState{}
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"waitfile":  cmdWaitFile,
+			"waitready": cmdWaitReady,
+			"envfrom":   cmdEnvFrom,
+			"enrol":     cmdEnrol,
+			"lookup":    cmdLookup,
+			"httpget":   cmdHTTPGet,
+			"perm":      cmdPerm,
+		},
+	})
+}
+
+type scriptStateKey struct{}
+
+// scriptState is the script's device: its keys, API client and kt client.
+type scriptState struct {
+	api *service.Client
+	kt  *kt.Client
+}
+
+func state(ts *testscript.TestScript) *scriptState {
+	return ts.Value(scriptStateKey{}).(*scriptState)
+}
+
+func addr(ts *testscript.TestScript, file string) string {
+	return "http://" + strings.TrimSpace(ts.ReadFile(file))
+}
+
+// waitfile FILE: waits up to 20s for FILE to exist.
+func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitfile file")
+	}
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(ts.MkAbs(args[0])); err == nil {
+			return
+		}
+	}
+	ts.Fatalf("%s did not appear", args[0])
+}
+
+// waitready ADDRFILE: waits up to 30s for GET /readyz to answer 200.
+func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitready addrfile")
+	}
+	u := addr(ts, args[0]) + "/readyz"
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get(u)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+	}
+	ts.Fatalf("%s not ready", u)
+}
+
+// envfrom VAR FILE REGEXP: sets VAR to the first submatch of the
+// (multi-line) REGEXP in FILE.
+func cmdEnvFrom(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: envfrom var file regexp")
+	}
+	m := regexp.MustCompile("(?m)" + args[2]).FindStringSubmatch(ts.ReadFile(args[1]))
+	if len(m) < 2 {
+		ts.Fatalf("%s: no match for %s", args[1], args[2])
+	}
+	ts.Setenv(args[0], m[1])
+}
+
+// enrol ADDRFILE CODE: a new device enrols with CODE at the directory at
+// the address in ADDRFILE, checks the trust bundle it gets against the
+// code's fingerprint, and becomes the script's device.
+func cmdEnrol(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: enrol addrfile code")
+	}
+	code, err := org.ParseEnrolmentCodeText(args[1])
+	ts.Check(err)
+	id, err := keys.GenerateDeviceIdentity(rand.Reader)
+	ts.Check(err)
+	mk, err := keys.GenerateIdentitySigningKey(rand.Reader)
+	ts.Check(err)
+	mls, err := org.NewMLSSignatureKey(org.MLSSchemeEd25519, mk.Public().Raw())
+	ts.Check(err)
+	req, err := org.NewEnrolmentRequest(code, id, mls)
+	ts.Check(err)
+	api := &service.Client{BaseURL: addr(ts, args[0]), Tenant: code.Tenant}
+	res, err := api.Enrol(context.Background(), code, req)
+	if neg {
+		if err == nil {
+			ts.Fatalf("enrolment succeeded")
+		}
+		fmt.Fprintf(ts.Stdout(), "%v\n", err)
+		return
+	}
+	ts.Check(err)
+	bundle, err := org.CheckTrustBundle(code, res.TrustBundle)
+	ts.Check(err)
+	cert, err := org.ParseDeviceCertificate(res.Certificate)
+	ts.Check(err)
+	c, err := kt.NewClient(kt.Config{Bundle: bundle, MaxAge: time.Hour})
+	ts.Check(err)
+	api.Device = &service.DeviceCredentials{User: cert.User, Device: cert.Device, Key: id.Signing}
+	st := state(ts)
+	st.api, st.kt = api, c
+	fmt.Fprintf(ts.Stdout(), "device %s\n", cert.Device)
+}
+
+// lookup ADDRFILE USER: the script's device looks USER up at the address
+// in ADDRFILE and verifies the answer; prints the epoch and the number of
+// usable devices.
+func cmdLookup(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: lookup addrfile user")
+	}
+	st := state(ts)
+	if st.api == nil {
+		ts.Fatalf("enrol first")
+	}
+	user, err := service.ParseUserID(args[1])
+	ts.Check(err)
+	st.api.BaseURL = addr(ts, args[0])
+	resp, err := st.api.Lookup(context.Background(), user, st.kt.TreeSize())
+	if err == nil {
+		var res *kt.LookupResult
+		if res, err = st.kt.VerifyLookup(st.kt.Tenant(), user, resp, time.Now()); err == nil {
+			fmt.Fprintf(ts.Stdout(), "epoch %d\ndevices %d\n", res.Epoch, len(res.Devices))
+		}
+	}
+	if (err == nil) == neg {
+		ts.Fatalf("lookup: %v", err)
+	}
+}
+
+// httpget ADDRFILE PATH: prints the status and body of GET PATH.
+func cmdHTTPGet(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: httpget addrfile path")
+	}
+	resp, err := http.Get(addr(ts, args[0]) + args[1])
+	ts.Check(err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	ts.Check(err)
+	fmt.Fprintf(ts.Stdout(), "status %d\n%s", resp.StatusCode, b)
+}
+
+// perm FILE MODE: FILE's permission bits are MODE (octal).
+func cmdPerm(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: perm file mode")
+	}
+	fi, err := os.Stat(ts.MkAbs(args[0]))
+	ts.Check(err)
+	if got := fmt.Sprintf("%o", fi.Mode().Perm()); (got == args[1]) == neg {
+		ts.Fatalf("%s has mode %s", args[0], got)
+	}
+}

@@ -1,0 +1,497 @@
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/moat-im/moat/keyserver/org"
+)
+
+// adminOp is one admin operation: it runs with the tenant's lock held,
+// unless it is publish, and returns the JSON answer.
+type adminOp struct {
+	locked bool
+	run    func(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error)
+}
+
+var adminOps = map[string]adminOp{
+	"add-user":          {true, opAddUser},
+	"remove-user":       {true, opRemoveUser},
+	"add-department":    {true, opAddDepartment},
+	"move-department":   {true, opMoveDepartment},
+	"rename-department": {true, opRenameDepartment},
+	"remove-department": {true, opRemoveDepartment},
+	"set-department":    {true, opSetDepartment},
+	"issue-code":        {true, opIssueCode},
+	"cancel-code":       {true, opCancelCode},
+	"revoke-device":     {true, opRevokeDevice},
+	"approve":           {true, opApprove},
+	"list":              {true, opList},
+	"publish":           {false, opPublish},
+}
+
+// AdminOperations lists the operations of POST /v1/{tenant}/admin/{op}.
+func AdminOperations() []string {
+	var ops []string
+	for op := range adminOps {
+		ops = append(ops, op)
+	}
+	slices.Sort(ops)
+	return ops
+}
+
+// apiError is an admin request's failure with its status.
+type apiError struct {
+	status int
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func badRequest(msg string) error { return &apiError{http.StatusBadRequest, msg} }
+
+// postAdmin is POST /v1/{tenant}/admin/{op}: a request signed by an admin
+// of the tenant's roster.
+func (s *Service) postAdmin(w http.ResponseWriter, r *http.Request, t *Tenant) {
+	name := r.PathValue("op")
+	op, ok := adminOps[name]
+	if !ok {
+		writeError(w, http.StatusNotFound, "unknown admin operation")
+		return
+	}
+	body, ok := readBody(w, r, s.opts.Limits.MaxBody)
+	if !ok {
+		return
+	}
+	now := s.opts.Now()
+	tid := t.id.String()
+	p, err := t.authenticate(r, body, now)
+	if err != nil {
+		s.met.adminOps.WithLabelValues(tid, name, "unauthenticated").Inc()
+		writeAuthError(w, err)
+		return
+	}
+	if !p.admin {
+		s.met.adminOps.WithLabelValues(tid, name, "forbidden").Inc()
+		writeError(w, http.StatusForbidden, "admin operations need an admin signature")
+		return
+	}
+	var out any
+	if op.locked {
+		t.mu.Lock()
+		out, err = op.run(s, t, p, body, now)
+		t.mu.Unlock()
+	} else {
+		out, err = op.run(s, t, p, body, now)
+	}
+	if err != nil {
+		status, msg := adminError(err)
+		if status >= 500 {
+			t.log.Error("admin operation failed", slog.String("op", name), slog.Any("err", err))
+		}
+		s.met.adminOps.WithLabelValues(tid, name, strconvStatus(status)).Inc()
+		writeError(w, status, msg)
+		return
+	}
+	s.met.adminOps.WithLabelValues(tid, name, "ok").Inc()
+	t.log.Info("admin operation", slog.String("op", name), slog.String("admin", p.id.String()))
+	writeJSON(w, out)
+}
+
+func strconvStatus(code int) string {
+	switch code {
+	case http.StatusBadRequest:
+		return "invalid"
+	case http.StatusNotFound:
+		return "not-found"
+	case http.StatusConflict:
+		return "conflict"
+	case http.StatusForbidden:
+		return "forbidden"
+	}
+	return "error"
+}
+
+func adminError(err error) (int, string) {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.status, ae.msg
+	}
+	switch {
+	case errors.Is(err, org.ErrInvalidArgument), errors.Is(err, org.ErrMalformed):
+		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, org.ErrUnknownUser), errors.Is(err, org.ErrUnknownDepartment),
+		errors.Is(err, org.ErrUnknownDevice), errors.Is(err, org.ErrBadEnrolmentCode):
+		return http.StatusNotFound, err.Error()
+	case errors.Is(err, org.ErrUserExists), errors.Is(err, org.ErrDepartmentExists), errors.Is(err, org.ErrDeviceRevoked),
+		errors.Is(err, org.ErrDepartmentNotEmpty), errors.Is(err, org.ErrDepartmentCycle), errors.Is(err, org.ErrUserRemoved):
+		return http.StatusConflict, err.Error()
+	case errors.Is(err, org.ErrUnknownAdmin):
+		return http.StatusForbidden, err.Error()
+	}
+	return http.StatusInternalServerError, "internal error"
+}
+
+func decodeAdmin(body []byte, v any) error {
+	if err := decodeJSON(body, v); err != nil {
+		return badRequest("malformed request body")
+	}
+	return nil
+}
+
+func userParam(s string) (org.UserID, error) {
+	id, err := ParseUserID(s)
+	if err != nil {
+		return id, badRequest("bad user id")
+	}
+	return id, nil
+}
+
+// deptParam parses an optional department id; empty is zero (none).
+func deptParam(s string) (org.DepartmentID, error) {
+	var id org.DepartmentID
+	if s == "" {
+		return id, nil
+	}
+	if err := parseID(s, id[:]); err != nil {
+		return id, badRequest("bad department id")
+	}
+	return id, nil
+}
+
+func pending(t *Tenant) OKResponse { return OKResponse{PendingEpoch: t.Head().Epoch + 1} }
+
+func opAddUser(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
+	var in AddUserRequest
+	if err := decodeAdmin(body, &in); err != nil {
+		return nil, err
+	}
+	var uid org.UserID
+	if in.User == "" {
+		rand.Read(uid[:])
+	} else {
+		var err error
+		if uid, err = userParam(in.User); err != nil {
+			return nil, err
+		}
+	}
+	dept, err := deptParam(in.Department)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := t.org.AddUser(p.id, uid, in.DisplayName, dept, now); err != nil {
+		return nil, err
+	}
+	t.dirty = true
+	out := pending(t)
+	out.User = uid.String()
+	return out, nil
+}
+
+func opRemoveUser(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
+	var in UserRequest
+	if err := decodeAdmin(body, &in); err != nil {
+		return nil, err
+	}
+	uid, err := userParam(in.User)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := t.org.RemoveUser(p.id, uid, now); err != nil {
+		return nil, err
+	}
+	t.dirty = true
+	t.indexUser(uid)
+	return pending(t), nil
+}
+
+func opAddDepartment(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
+	var in DepartmentRequest
+	if err := decodeAdmin(body, &in); err != nil {
+		return nil, err
+	}
+	id, err := deptParam(in.Department)
+	if err != nil {
+		return nil, err
+	}
+	if id.IsZero() {
+		rand.Read(id[:])
+	}
+	parent, err := deptParam(in.Parent)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.org.AddDepartment(p.id, id, parent, in.Name); err != nil {
+		return nil, err
+	}
+	t.dirty = true
+	return struct {
+		Department   string `json:"department"`
+		PendingEpoch uint64 `json:"pending_epoch"`
+	}{id.String(), t.Head().Epoch + 1}, nil
+}
+
+func opMoveDepartment(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
+	var in DepartmentRequest
+	if err := decodeAdmin(body, &in); err != nil {
+		return nil, err
+	}
+	id, err := deptParam(in.Department)
+	if err != nil {
+		return nil, err
+	}
+	parent, err := deptParam(in.Parent)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.org.MoveDepartment(p.id, id, parent); err != nil {
+		return nil, err
+	}
+	t.dirty = true
+	return pending(t), nil
+}
+
+func opRenameDepartment(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
+	var in DepartmentRequest
+	if err := decodeAdmin(body, &in); err != nil {
+		return nil, err
+	}
+	id, err := deptParam(in.Department)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.org.RenameDepartment(p.id, id, in.Name); err != nil {
+		return nil, err
+	}
+	t.dirty = true
+	return pending(t), nil
+}
+
+func opRemoveDepartment(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
+	var in DepartmentRequest
+	if err := decodeAdmin(body, &in); err != nil {
+		return nil, err
+	}
+	id, err := deptParam(in.Department)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.org.RemoveDepartment(p.id, id); err != nil {
+		return nil, err
+	}
+	t.dirty = true
+	return pending(t), nil
+}
+
+func opSetDepartment(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
+	var in DepartmentRequest
+	if err := decodeAdmin(body, &in); err != nil {
+		return nil, err
+	}
+	uid, err := userParam(in.User)
+	if err != nil {
+		return nil, err
+	}
+	id, err := deptParam(in.Department)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.org.SetUserDepartment(p.id, uid, id); err != nil {
+		return nil, err
+	}
+	t.dirty = true
+	return pending(t), nil
+}
+
+func opIssueCode(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
+	var in IssueCodeRequest
+	if err := decodeAdmin(body, &in); err != nil {
+		return nil, err
+	}
+	uid, err := userParam(in.User)
+	if err != nil {
+		return nil, err
+	}
+	life := 24 * time.Hour
+	if in.LifetimeSeconds != 0 {
+		if in.LifetimeSeconds < 0 || in.LifetimeSeconds > int64(t.org.Config().MaxCodeLifetime/time.Second) {
+			return nil, badRequest("lifetime out of range")
+		}
+		life = time.Duration(in.LifetimeSeconds) * time.Second
+	}
+	code, err := t.org.IssueEnrolmentCode(rand.Reader, p.id, uid, life, now)
+	if err != nil {
+		return nil, err
+	}
+	t.dirty = true
+	return &IssueCodeResponse{Code: code.Text(), CodeID: code.ID.String(), ExpiresAt: now.Add(life).Unix()}, nil
+}
+
+func opCancelCode(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
+	var in CancelCodeRequest
+	if err := decodeAdmin(body, &in); err != nil {
+		return nil, err
+	}
+	var id org.CodeID
+	if parseID(in.CodeID, id[:]) != nil {
+		return nil, badRequest("bad code id")
+	}
+	if err := t.org.CancelEnrolmentCode(p.id, id); err != nil {
+		return nil, err
+	}
+	t.dirty = true
+	return pending(t), nil
+}
+
+var revocationReasons = map[string]org.RevocationReason{
+	"": org.ReasonUnspecified, "unspecified": org.ReasonUnspecified, "lost": org.ReasonLost,
+	"compromised": org.ReasonCompromised, "user-removed": org.ReasonUserRemoved, "retired": org.ReasonRetired,
+}
+
+func opRevokeDevice(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
+	var in RevokeDeviceRequest
+	if err := decodeAdmin(body, &in); err != nil {
+		return nil, err
+	}
+	uid, err := userParam(in.User)
+	if err != nil {
+		return nil, err
+	}
+	var dev org.DeviceID
+	if parseID(in.Device, dev[:]) != nil {
+		return nil, badRequest("bad device id")
+	}
+	reason, ok := revocationReasons[in.Reason]
+	if !ok {
+		return nil, badRequest("unknown revocation reason")
+	}
+	rv, err := t.org.RevokeDevice(p.id, uid, dev, reason, now)
+	if err != nil {
+		return nil, err
+	}
+	t.dirty = true
+	t.revokeIndexed(dev) // no more signed lookups from it
+	rev, err := rv.Revocation.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	wipe, err := rv.Wipe.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	return &RevokeDeviceResponse{Serials: rv.Revocation.Serials, Revocation: rev, Wipe: wipe}, nil
+}
+
+// opApprove holds an admin's approval of an enrolment request until the
+// device enrols (dual control of a lost-device recovery, org.md §Dual
+// control). The approval must be the signing admin's own and verify over
+// the request; org checks it again, with the threshold, at redemption.
+func opApprove(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
+	var in ApproveRequest
+	if err := decodeAdmin(body, &in); err != nil {
+		return nil, err
+	}
+	uid, err := userParam(in.User)
+	if err != nil {
+		return nil, err
+	}
+	req, err := org.ParseEnrolmentRequest(in.Request)
+	if err != nil || req.Tenant != t.id {
+		return nil, badRequest("bad enrolment request")
+	}
+	ap, err := org.ParseApproval(in.Approval)
+	if err != nil {
+		return nil, badRequest("bad approval")
+	}
+	if ap.Kind != org.ApproverAdmin || ap.Signer != p.id {
+		return nil, &apiError{http.StatusForbidden, "an admin lodges only its own approval"}
+	}
+	msg, err := org.DeviceApprovalMessage(uid, req)
+	if err != nil {
+		return nil, badRequest("bad enrolment request")
+	}
+	if k := t.trust.Load().roster.Admin(p.id); k == nil || k.Verify(msg, ap.Signature) != nil {
+		return nil, badRequest("approval does not verify for this request")
+	}
+	h := sha256.Sum256(in.Request)
+	for k, v := range t.approvals {
+		if !now.Before(v.expires) {
+			delete(t.approvals, k)
+		}
+	}
+	pa := t.approvals[h]
+	if pa == nil {
+		if len(t.approvals) >= s.opts.Limits.MaxPendingApprovals {
+			return nil, &apiError{http.StatusServiceUnavailable, "too many pending approvals"}
+		}
+		pa = &pendingApprovals{user: uid, expires: now.Add(t.org.Config().MaxCodeLifetime)}
+		t.approvals[h] = pa
+	}
+	if pa.user != uid {
+		return nil, badRequest("request approved for another user")
+	}
+	for _, a := range pa.approvals {
+		if a.Signer == ap.Signer {
+			return nil, &apiError{http.StatusConflict, "already approved"}
+		}
+	}
+	pa.approvals = append(pa.approvals, ap)
+	return struct {
+		Approvals int `json:"approvals"`
+		Threshold int `json:"threshold"`
+	}{len(pa.approvals), t.org.Roster().Threshold}, nil
+}
+
+func opList(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
+	if len(body) > 0 {
+		var in struct{}
+		if err := decodeAdmin(body, &in); err != nil {
+			return nil, err
+		}
+	}
+	chart, err := t.orgChart(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	out := &ListResponse{Epoch: t.Head().Epoch, Users: []ListUser{}}
+	if chart == nil {
+		return out, nil
+	}
+	for _, m := range chart.Members {
+		u := ListUser{User: m.User.String(), DisplayName: m.DisplayName, Devices: []ListDevice{}}
+		if !m.Department.IsZero() {
+			u.Department = m.Department.String()
+		}
+		if v, err := t.org.UserValue(m.User); err == nil {
+			for _, c := range v.Certificates {
+				u.Devices = append(u.Devices, ListDevice{Device: c.Device.String(), Serial: c.Serial, NotAfter: c.NotAfter.Unix()})
+			}
+		}
+		out.Users = append(out.Users, u)
+	}
+	return out, nil
+}
+
+// opPublish commits an epoch now, and has the witnesses cosign it within
+// 20 seconds.
+func opPublish(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
+	if len(body) > 0 {
+		var in struct{}
+		if err := decodeAdmin(body, &in); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ep, err := t.PublishEpoch(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	return &PublishResponse{Epoch: ep.Entry.Epoch, Cosigned: ep.Cosigned}, nil
+}

@@ -1,0 +1,131 @@
+package service
+
+// JSON bodies of the enrolment and admin endpoints
+// (docs/spec/directory-api.md). Ids are lowercase hex; binary protocol
+// objects are their docs/spec encodings in standard base64 (JSON []byte).
+
+// EnrolRequest is the body of POST /v1/{tenant}/enrol.
+type EnrolRequest struct {
+	// Code is the enrolment code's text form (moat-enrol1:…). It carries
+	// a secret: clients send it only here, and the service never logs it.
+	Code string `json:"code"`
+	// Request is the org.EnrolmentRequest encoding.
+	Request []byte `json:"request"`
+	// Approvals are org.Approval encodings: one of the user's devices, or
+	// admins (admin approvals may also be lodged with admin/approve).
+	Approvals [][]byte `json:"approvals,omitempty"`
+}
+
+// EnrolResponse is the answer to a successful enrolment.
+type EnrolResponse struct {
+	User   string `json:"user"`
+	Device string `json:"device"`
+	// Certificate is the org.DeviceCertificate encoding.
+	Certificate []byte `json:"certificate"`
+	// TrustBundle is the org.TrustBundle encoding, which the device checks
+	// against its code's fingerprint (org.CheckTrustBundle).
+	TrustBundle []byte `json:"trust_bundle"`
+	// Epoch is the first epoch that can publish the device.
+	Epoch uint64 `json:"epoch"`
+}
+
+// AddUserRequest is admin/add-user. An empty User asks the service for a
+// random id.
+type AddUserRequest struct {
+	User        string `json:"user,omitempty"`
+	DisplayName string `json:"display_name"`
+	Department  string `json:"department,omitempty"`
+}
+
+// UserRequest names a user: admin/remove-user.
+type UserRequest struct {
+	User string `json:"user"`
+}
+
+// DepartmentRequest is admin/add-department, move-department,
+// rename-department, remove-department and set-department (which uses
+// User and Department).
+type DepartmentRequest struct {
+	Department string `json:"department,omitempty"`
+	Parent     string `json:"parent,omitempty"`
+	Name       string `json:"name,omitempty"`
+	User       string `json:"user,omitempty"`
+}
+
+// IssueCodeRequest is admin/issue-code.
+type IssueCodeRequest struct {
+	User            string `json:"user"`
+	LifetimeSeconds int64  `json:"lifetime_seconds,omitempty"` // default one day
+}
+
+// IssueCodeResponse carries a new enrolment code. Code is secret.
+type IssueCodeResponse struct {
+	Code      string `json:"code"`
+	CodeID    string `json:"code_id"`
+	ExpiresAt int64  `json:"expires_at"`
+}
+
+// CancelCodeRequest is admin/cancel-code.
+type CancelCodeRequest struct {
+	CodeID string `json:"code_id"`
+}
+
+// RevokeDeviceRequest is admin/revoke-device. Reason is one of
+// unspecified, lost, compromised, user-removed, retired.
+type RevokeDeviceRequest struct {
+	User   string `json:"user"`
+	Device string `json:"device"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// RevokeDeviceResponse carries the signed revocation and wipe
+// instruction.
+type RevokeDeviceResponse struct {
+	Serials    []uint64 `json:"serials"`
+	Revocation []byte   `json:"revocation"`
+	Wipe       []byte   `json:"wipe"`
+}
+
+// ApproveRequest is admin/approve: an admin's approval (org.Approval,
+// signed by the requesting admin) of an enrolment request, for a user who
+// lost every device. It is held, in memory, until the device enrols.
+type ApproveRequest struct {
+	User     string `json:"user"`
+	Request  []byte `json:"request"`
+	Approval []byte `json:"approval"`
+}
+
+// ListResponse is admin/list: the users of the latest published org chart
+// and their current devices.
+type ListResponse struct {
+	Epoch uint64     `json:"epoch"`
+	Users []ListUser `json:"users"`
+}
+
+// ListUser is one user of ListResponse.
+type ListUser struct {
+	User        string       `json:"user"`
+	DisplayName string       `json:"display_name"`
+	Department  string       `json:"department,omitempty"`
+	Devices     []ListDevice `json:"devices"`
+}
+
+// ListDevice is one device of ListUser.
+type ListDevice struct {
+	Device   string `json:"device"`
+	Serial   uint64 `json:"serial"`
+	NotAfter int64  `json:"not_after"`
+}
+
+// PublishResponse is admin/publish: the epoch committed on demand.
+type PublishResponse struct {
+	Epoch    uint64 `json:"epoch"`
+	Cosigned bool   `json:"cosigned"`
+}
+
+// OKResponse is the answer of admin operations that return nothing else:
+// the change is published at epoch PendingEpoch or later.
+type OKResponse struct {
+	User         string `json:"user,omitempty"`
+	PendingEpoch uint64 `json:"pending_epoch"`
+}

@@ -1,0 +1,311 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moat-im/moat/crypto/tlog"
+)
+
+// WitnessClient submits checkpoints to one witness (C2SP tlog-witness
+// add-checkpoint, docs/spec/tlog.md §Witness). AddCheckpoint returns the
+// cosignature lines of a 200 response; a 409 as a *tlog.ConflictError
+// holding the witness's size; any other refusal as a *WitnessError.
+type WitnessClient interface {
+	// Name identifies the witness in logs and metrics.
+	Name() string
+	AddCheckpoint(ctx context.Context, req *tlog.AddCheckpointRequest) ([]byte, error)
+}
+
+// WitnessError is a witness's refusal other than 409.
+type WitnessError struct {
+	Witness string
+	Status  int // the HTTP status
+	Message string
+}
+
+func (e *WitnessError) Error() string {
+	return fmt.Sprintf("service: witness %s: status %d: %s", e.Witness, e.Status, e.Message)
+}
+
+// maxWitnessResponse bounds a witness's response body: a few cosignature
+// lines (an ML-DSA-44 line is about 3.3 KB).
+const maxWitnessResponse = 64 << 10
+
+// HTTPWitness is a WitnessClient for a witness reached over HTTP(S) at
+// URL, with POST URL/add-checkpoint.
+type HTTPWitness struct {
+	url    string
+	name   string
+	client *http.Client
+}
+
+// NewHTTPWitness returns a client of the witness at base (http or https
+// URL, optionally with a path prefix). client may be nil for a default
+// client; each request's time is bounded by the context the caller gives.
+func NewHTTPWitness(base string, client *http.Client) (*HTTPWitness, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("service: witness URL %q: want http(s)://host[/prefix]", base)
+	}
+	if client == nil {
+		client = &http.Client{}
+	}
+	return &HTTPWitness{url: strings.TrimSuffix(u.String(), "/"), name: u.Host, client: client}, nil
+}
+
+// Name returns the witness's host.
+func (w *HTTPWitness) Name() string { return w.name }
+
+// AddCheckpoint implements WitnessClient.
+func (w *HTTPWitness) AddCheckpoint(ctx context.Context, req *tlog.AddCheckpointRequest) ([]byte, error) {
+	body, err := req.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url+"/add-checkpoint", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	hreq.Header.Set("Content-Type", "text/plain; charset=utf-8")
+	resp, err := w.client.Do(hreq)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxWitnessResponse+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxWitnessResponse {
+		return nil, &WitnessError{Witness: w.name, Status: resp.StatusCode, Message: "response too large"}
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return b, nil
+	case http.StatusConflict:
+		size, err := tlog.ParseConflictBody(b)
+		if err != nil {
+			return nil, &WitnessError{Witness: w.name, Status: resp.StatusCode, Message: "malformed conflict body"}
+		}
+		return nil, &tlog.ConflictError{Size: size}
+	}
+	msg := strings.TrimSpace(string(b))
+	if len(msg) > 200 {
+		msg = msg[:200]
+	}
+	return nil, &WitnessError{Witness: w.name, Status: resp.StatusCode, Message: msg}
+}
+
+// LocalWitness is a WitnessClient for a tlog.Witness in the same process
+// (the dev mode's witness, and tests).
+type LocalWitness struct {
+	W     *tlog.Witness
+	ID    string
+	Clock func() time.Time // time.Now if nil
+}
+
+// Name implements WitnessClient.
+func (w *LocalWitness) Name() string { return w.ID }
+
+// AddCheckpoint implements WitnessClient.
+func (w *LocalWitness) AddCheckpoint(ctx context.Context, req *tlog.AddCheckpointRequest) ([]byte, error) {
+	now := time.Now
+	if w.Clock != nil {
+		now = w.Clock
+	}
+	b, err := w.W.AddCheckpoint(ctx, req, now())
+	if err == nil {
+		return b, nil
+	}
+	if ce, ok := errors.AsType[*tlog.ConflictError](err); ok {
+		return nil, ce
+	}
+	return nil, &WitnessError{Witness: w.ID, Status: tlog.StatusCode(err), Message: err.Error()}
+}
+
+// cosigner asks a tenant's witnesses to cosign its latest checkpoint and
+// serves it once a quorum has. One round runs at a time.
+type cosigner struct {
+	t  *Tenant
+	mu sync.Mutex
+	ws []*witnessState
+	// The checkpoint being cosigned.
+	size   uint64
+	signed []byte
+	last   time.Time // end of the last round that reached a quorum
+}
+
+type witnessState struct {
+	c     WitnessClient
+	known uint64 // the size it last cosigned, as far as the log knows
+	lines []byte // its cosignature lines for the checkpoint being cosigned
+}
+
+func newCosigner(t *Tenant, ws []WitnessClient) *cosigner {
+	c := &cosigner{t: t}
+	guess := uint64(0)
+	if s := t.served.Load(); s != nil {
+		guess = s.size
+	} else if h := t.head.Load(); h != nil && h.LogSize > 0 {
+		guess = h.LogSize - 1
+	}
+	for _, w := range ws {
+		// A wrong guess costs one 409 round trip.
+		c.ws = append(c.ws, &witnessState{c: w, known: guess})
+	}
+	return c
+}
+
+// round submits the committed head's checkpoint to every witness (again,
+// for fresh cosignatures, if it is the one already cosigned), then serves
+// it if a quorum cosigned. It returns the served size.
+func (c *cosigner) round(ctx context.Context) (uint64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.t
+	head := t.head.Load()
+	if head == nil {
+		return 0, errNotServing
+	}
+	if head.LogSize != c.size {
+		c.size, c.signed = head.LogSize, bytes.Clone(head.Checkpoint)
+		for _, w := range c.ws {
+			w.lines = nil
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(c.ws))
+	for i, w := range c.ws {
+		wg.Go(func() {
+			lines, err := c.submit(ctx, w)
+			if err == nil {
+				w.lines = lines
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	note := bytes.Clone(c.signed)
+	for _, w := range c.ws {
+		if w.lines == nil {
+			continue
+		}
+		n, err := tlog.AddCosignatures(note, w.lines)
+		if err != nil {
+			t.log.Warn("ignoring malformed cosignatures", slog.String("witness", w.c.Name()), slog.Any("err", err))
+			w.lines = nil
+			continue
+		}
+		note = n
+	}
+	err := t.acceptNote(ctx, note)
+	if err != nil {
+		err = fmt.Errorf("service: checkpoint of size %d not served: %w", c.size, errors.Join(append([]error{err}, errs...)...))
+		t.log.Warn("checkpoint not cosigned by a witness quorum", slog.Uint64("size", c.size), slog.Any("err", err))
+	} else {
+		c.last = t.now()
+		if t.noteFile != "" {
+			if werr := WriteFileAtomic(t.noteFile, note, 0o644); werr != nil {
+				t.log.Error("storing the cosigned checkpoint", slog.Any("err", werr))
+			}
+		}
+	}
+	if sv := t.served.Load(); sv != nil {
+		return sv.size, err
+	}
+	return 0, err
+}
+
+// lastCosigned returns when a round last reached a quorum.
+func (c *cosigner) lastCosigned() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last
+}
+
+// submit asks one witness to cosign c.signed, with a consistency proof
+// from the size it last cosigned. A 409 tells that size: the request is
+// made again from it. A 422 means the witness holds a checkpoint of this
+// log that the log's tree does not extend: an alarm. Other failures are
+// retried with exponential backoff.
+func (c *cosigner) submit(ctx context.Context, w *witnessState) ([]byte, error) {
+	t, o := c.t, c.t.opts
+	tid, name := t.id.String(), w.c.Name()
+	backoff := o.WitnessBackoff
+	conflicts := 0
+	var lastErr error
+	for attempt := 0; attempt < o.WitnessAttempts; {
+		if w.known > c.size {
+			t.met.witnessAlarms.WithLabelValues(tid, name, "larger").Inc()
+			t.log.Error("ALARM: witness has cosigned a larger tree of this log than the log has: the log lost epochs, or its key signed another tree",
+				slog.String("witness", name), slog.Uint64("witnessed_size", w.known), slog.Uint64("log_size", c.size))
+			return nil, fmt.Errorf("service: witness %s has cosigned size %d, above the log's %d", name, w.known, c.size)
+		}
+		proof, err := t.tree.Load().ConsistencyProof(ctx, w.known, c.size)
+		if err != nil {
+			return nil, err
+		}
+		rctx, cancel := context.WithTimeout(ctx, o.WitnessTimeout)
+		lines, err := w.c.AddCheckpoint(rctx, &tlog.AddCheckpointRequest{OldSize: w.known, Proof: proof, Checkpoint: c.signed})
+		cancel()
+		if err == nil {
+			if _, perr := tlog.ParseCosignatures(lines); perr != nil {
+				err = &WitnessError{Witness: name, Status: http.StatusOK, Message: "malformed cosignatures"}
+			} else {
+				t.met.witnessReqs.WithLabelValues(tid, name, "ok").Inc()
+				w.known = c.size
+				return lines, nil
+			}
+		}
+		lastErr = err
+		if ce, ok := errors.AsType[*tlog.ConflictError](err); ok {
+			t.met.witnessReqs.WithLabelValues(tid, name, "conflict").Inc()
+			if ce.Size <= c.size {
+				t.log.Info("witness is at another size; asking again", slog.String("witness", name),
+					slog.Uint64("witnessed_size", ce.Size), slog.Uint64("old_size", w.known))
+			}
+			w.known = ce.Size // above c.size: the alarm at the top of the loop
+			if conflicts++; conflicts > 2 {
+				return nil, err
+			}
+			continue
+		}
+		if we, ok := errors.AsType[*WitnessError](err); ok && we.Status == http.StatusUnprocessableEntity {
+			t.met.witnessReqs.WithLabelValues(tid, name, "inconsistent").Inc()
+			t.met.witnessAlarms.WithLabelValues(tid, name, "inconsistent").Inc()
+			t.log.Error("ALARM: witness refuses the checkpoint as inconsistent with one it cosigned (422): a fork of this log, or the log lost epochs",
+				slog.String("witness", name), slog.Uint64("old_size", w.known), slog.Uint64("size", c.size),
+				slog.String("checkpoint", string(c.signed)), slog.String("reason", we.Message))
+			return nil, err
+		}
+		result := "error"
+		if _, ok := errors.AsType[*WitnessError](err); ok {
+			result = "refused"
+		}
+		t.met.witnessReqs.WithLabelValues(tid, name, result).Inc()
+		attempt++
+		if attempt >= o.WitnessAttempts {
+			break
+		}
+		t.log.Warn("witness request failed; retrying", slog.String("witness", name), slog.Int("attempt", attempt),
+			slog.Duration("backoff", backoff), slog.Any("err", err))
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, o.WitnessMaxBackoff)
+	}
+	t.log.Warn("witness did not cosign", slog.String("witness", name), slog.Any("err", lastErr))
+	return nil, lastErr
+}
