@@ -20,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/moat-im/moat/crypto/internal/prim"
 )
 
 // fzRand returns a deterministic io.Reader for key material, so that a
@@ -400,6 +402,7 @@ type fzMsg struct {
 	id       int
 	from, to int
 	ct, pt   []byte
+	marker   []byte // the plaintext's random 16-byte marker; nil if shorter
 	chain, n uint32
 }
 
@@ -419,6 +422,24 @@ type fzParty struct {
 	delivered  map[int]bool // message ids the current state has decrypted
 	chains     []uint32     // peer chains the party has established, ever
 	snaps      []fzSnapshot
+	// sinceKEM counts the messages the party has sent under its current
+	// KEM secret: since its last chain with a KEM step, or since the
+	// session began (the PQXDH secret covers the first epoch).
+	sinceKEM int
+	// state caches Marshal() of stateOf at generation stateGen: every
+	// committed change advances the generation, and a restore replaces
+	// the session.
+	state    []byte
+	stateOf  *Session
+	stateGen uint64
+}
+
+// marshalled returns p.sess.Marshal(), cached while the state is unchanged.
+func (p *fzParty) marshalled() []byte {
+	if p.state == nil || p.stateOf != p.sess || p.stateGen != p.sess.Generation() {
+		p.state, p.stateOf, p.stateGen = p.sess.Marshal(), p.sess, p.sess.Generation()
+	}
+	return p.state
 }
 
 type fzWorld struct {
@@ -432,6 +453,7 @@ type fzWorld struct {
 	chainDH  map[[2]uint32][]byte // (sender, chain) → the chain's DH public key
 	trace    []string             // operations so far, for failure reports
 	sent     int
+	markers  *rand.ChaCha8 // plaintext markers, apart from the key material
 }
 
 func (w *fzWorld) fail(format string, args ...any) {
@@ -455,6 +477,20 @@ func (w *fzWorld) observe(p *fzParty) {
 	p.maxGen = max(p.maxGen, p.sess.Generation())
 }
 
+// fzMarkerLen is the size of the random marker that ends every plaintext
+// of at least that size.
+const fzMarkerLen = 16
+
+// fzMarkers returns the stream plaintext markers are drawn from, distinct
+// from the key material's so that markers do not change the keys a script
+// produces.
+func fzMarkers(seed uint64) *rand.ChaCha8 {
+	var s [32]byte
+	binary.BigEndian.PutUint64(s[:8], seed)
+	copy(s[8:], "moat ratchet fuzz markers ......")
+	return rand.NewChaCha8(s)
+}
+
 // send encrypts a fresh plaintext from party from. It returns nil if the
 // party may not send yet (a responder before its first message).
 func (w *fzWorld) send(from, length int) *fzMsg {
@@ -468,8 +504,14 @@ func (w *fzWorld) send(from, length int) *fzMsg {
 	if length >= 4 {
 		binary.BigEndian.PutUint32(pt, uint32(id))
 	}
+	var marker []byte
+	if length >= fzMarkerLen {
+		marker = pt[length-fzMarkerLen:]
+		_, _ = w.markers.Read(marker)
+	}
 	gen := p.sess.Generation()
 	canSend := p.sess.peerDH.pub != nil
+	kemKnown := p.sess.peerKEM != nil
 	var before []byte
 	if !canSend {
 		before = p.sess.Marshal() // any other failure is fatal anyway
@@ -505,11 +547,28 @@ func (w *fzWorld) send(from, length int) *fzMsg {
 	}
 	w.used[key] = id
 	w.chainDH[[2]uint32{uint32(from), h.chain}] = dh
-	m := &fzMsg{id: id, from: from, to: 1 - from, ct: ct, pt: pt, chain: h.chain, n: h.n}
+	// What the relay stores never holds the plaintext.
+	if marker != nil && bytes.Contains(ct, marker) {
+		w.fail("%s: message %d (chain %d n %d) contains its plaintext's marker %x", p.name, id, h.chain, h.n, marker)
+	}
+	// The KEM schedule (§KEM ratchet): at most KEMInterval messages under
+	// one KEM secret, counted as in TestKEMScheduleSilentPeer. A restored
+	// party is not exempt: a restore forces a KEM step on its next chain.
+	// While the peer's KEM key is unknown no KEM step is possible and the
+	// count restarts with every chain (§Sending); that does not arise in
+	// sessions made by NewInitiator and NewResponder.
+	if h.n == 0 && (h.flags&flagKEMCT != 0 || !kemKnown) {
+		p.sinceKEM = 0
+	}
+	p.sinceKEM++
+	if p.sinceKEM > KEMInterval {
+		w.fail("%s: message %d (chain %d n %d) is the %dth under one KEM secret (limit %d)", p.name, id, h.chain, h.n, p.sinceKEM, KEMInterval)
+	}
+	m := &fzMsg{id: id, from: from, to: 1 - from, ct: ct, pt: pt, marker: marker, chain: h.chain, n: h.n}
 	w.msgs = append(w.msgs, m)
 	w.inflight = append(w.inflight, id)
 	w.sent++
-	w.log("%s send #%d (chain %d n %d, %d bytes, flags %#x)", p.name, id, h.chain, h.n, length, h.flags)
+	w.log("%s send #%d (chain %d n %d, %d bytes, flags %#x, %d under this KEM secret)", p.name, id, h.chain, h.n, length, h.flags, p.sinceKEM)
 	w.observe(p)
 	return m
 }
@@ -520,6 +579,10 @@ func (w *fzWorld) deliver(m *fzMsg, to int, ct []byte, tampered bool) (Received,
 	w.t.Helper()
 	p := w.p[to]
 	before, gen := p.sess.Marshal(), p.sess.Generation()
+	var used fzUsedKeys
+	if !tampered && to == m.to {
+		used = fzKeysUsedBy(p.sess, ct, w.clk.now())
+	}
 	r, err := p.sess.Decrypt(ct)
 	what := fmt.Sprintf("#%d (%s→%s chain %d n %d)", m.id, w.p[m.from].name, w.p[m.to].name, m.chain, m.n)
 	if tampered {
@@ -555,6 +618,7 @@ func (w *fzWorld) deliver(m *fzMsg, to int, ct []byte, tampered bool) (Received,
 		p.chains = append(p.chains, r.Chain)
 	}
 	w.observe(p)
+	w.checkErased(p, w.p[1-to], m, ct, &used)
 	// The key is gone: an immediate replay is a duplicate (T01), or, for a
 	// late message of a chain already pruned from the receiving chains
 	// (whose delivered numbers are not recorded), an unknown chain. That it
@@ -618,6 +682,102 @@ func (w *fzWorld) gapReason(p *fzParty, m *fzMsg, err error) string {
 		return fmt.Sprintf("base root %d deleted with only %d newer chains established", e.base, newer)
 	}
 	return "chain establishable but refused"
+}
+
+// fzUsedKeys are the keys a Decrypt of a message would consume, computed
+// from the receiver's state before it: the message key, and every chain key
+// the receiving chain (and a previous chain it closes) moves past. None of
+// them may remain in either party's state once the message decrypts.
+type fzUsedKeys struct {
+	mk       [keySize]byte
+	ok       bool // the message would decrypt with mk, if genuine
+	skipped  bool // mk is a stored skipped key
+	chainKey [][keySize]byte
+}
+
+// fzKeysUsedBy follows the steps of docs/spec/ratchet.md §Receiving on s,
+// without changing it, to find the keys a successful Decrypt of msg uses.
+func fzKeysUsedBy(s *Session, msg []byte, now time.Time) fzUsedKeys {
+	var u fzUsedKeys
+	var h header
+	if _, _, _, err := parseMessage(msg, &h); err != nil || h.n >= MaxChainMessages {
+		return u
+	}
+	id := skipID{h.chain, h.n}
+	// walk records CK_from … CK_to of a chain whose key is CK_from, and
+	// returns KDF_CK(CK_to).
+	walk := func(ck [keySize]byte, from, to uint32) (mk [keySize]byte) {
+		for j := from; j <= to; j++ {
+			u.chainKey = append(u.chainKey, ck)
+			kdfCK(&ck, &mk)
+		}
+		return mk
+	}
+	c := s.recv[h.chain]
+	switch sk, skipped := s.skipped[id]; {
+	case c != nil && (h.n < c.next || c.done), c == nil && skipped:
+		u.mk, u.ok, u.skipped = sk.mk, skipped, true
+	case c != nil:
+		u.mk, u.ok = walk(c.ck, c.next, h.n), true
+	default:
+		var tx recvTx
+		if _, tomb := s.tombs[id]; tomb || s.establish(&h, &tx, now) != nil {
+			return u
+		}
+		u.mk, u.ok = walk(tx.chain.ck, 0, h.n), true
+		if tx.prev != nil {
+			// The previous chain is closed at pn: its keys up to pn - 1
+			// become skipped keys, and its chain key is erased.
+			p := s.recv[tx.prev.index]
+			walk(p.ck, p.next, max(h.est.pn, p.next))
+		}
+	}
+	return u
+}
+
+// checkErased checks, after p decrypted m (sent as ct) by consuming the
+// keys in u, that the used message key and the chain keys the chains moved
+// past are in neither party's serialised state, and that neither state
+// holds the plaintext. The chain keys are not looked for in the sender's
+// state if the sender was ever restored to an older state: that state may
+// hold its own, earlier, copy of the sending chain key.
+func (w *fzWorld) checkErased(p, peer *fzParty, m *fzMsg, ct []byte, u *fzUsedKeys) {
+	w.t.Helper()
+	if !u.ok {
+		w.fail("%s: #%d decrypted, but no key for it could be found beforehand", p.name, m.id)
+	}
+	// The key found must be the key used: it opens the message.
+	var h header
+	hdr, body, _, err := parseMessage(ct, &h)
+	if err != nil {
+		w.fail("%s: #%d: %v", p.name, m.id, err)
+	}
+	aead, err := prim.NewChaCha20Poly1305(u.mk[:])
+	if err != nil {
+		w.fail("%v", err)
+	}
+	nonce := nonceFor(h.n)
+	if _, err := aead.Open(nil, nonce[:], body, append(bytes.Clone(p.sess.recvAD), hdr...)); err != nil {
+		w.fail("%s: #%d: the message key found beforehand does not open it", p.name, m.id)
+	}
+	states := [2][]byte{p.marshalled(), peer.marshalled()}
+	for i, st := range states {
+		who := []string{p.name, peer.name}[i]
+		if bytes.Contains(st, u.mk[:]) {
+			w.fail("%s: after #%d decrypted, %s's state still holds its message key (skipped key: %v)", p.name, m.id, who, u.skipped)
+		}
+		if m.marker != nil && bytes.Contains(st, m.marker) {
+			w.fail("%s: after #%d decrypted, %s's state holds its plaintext", p.name, m.id, who)
+		}
+		if i == 1 && peer.rolledBack {
+			continue
+		}
+		for j, ck := range u.chainKey {
+			if ck != [keySize]byte{} && bytes.Contains(st, ck[:]) {
+				w.fail("%s: after #%d decrypted, %s's state still holds chain key %d of %d it moved past", p.name, m.id, who, j, len(u.chainKey))
+			}
+		}
+	}
 }
 
 func (w *fzWorld) takeInflight(i int) *fzMsg {
@@ -692,7 +852,7 @@ func fzInteraction(t testing.TB, data []byte) {
 	honest := head[0]&4 != 0       // half the scripts never roll a store back
 	seed := binary.BigEndian.Uint64(head[1:])
 	pr := newPairWith(t, fzRand(seed), attributable)
-	w := &fzWorld{t: t, s: &fzScript{data: data[n:]}, clk: pr.clk, used: map[[3]uint32]int{}, chainDH: map[[2]uint32][]byte{}}
+	w := &fzWorld{t: t, s: &fzScript{data: data[n:]}, clk: pr.clk, used: map[[3]uint32]int{}, chainDH: map[[2]uint32][]byte{}, markers: fzMarkers(seed)}
 	w.p[0] = &fzParty{name: "a", sess: pr.a, cfg: pr.a.cfg, delivered: map[int]bool{}}
 	w.p[1] = &fzParty{name: "b", sess: pr.b, cfg: pr.b.cfg, delivered: map[int]bool{}}
 	w.log("pair attributable=%v honest=%v seed=%#x", attributable, honest, seed)
@@ -808,7 +968,11 @@ func fzInteraction(t testing.TB, data []byte) {
 // FuzzInteraction drives two parties over a hostile network from the fuzz
 // input: sends, in-order and shuffled delivery, drops, duplicates,
 // reflections, tampering, snapshots and (detected and undetected)
-// rollbacks, clock jumps and forced KEM steps.
+// rollbacks, clock jumps and forced KEM steps. Besides the outcome of every
+// operation it checks that no message holds its plaintext, that a
+// decrypted message's key and the chain keys passed are gone from both
+// serialised states, and that no party sends more than KEMInterval
+// messages under one KEM secret.
 func FuzzInteraction(f *testing.F) {
 	for _, s := range fzInteractionSeeds() {
 		f.Add(s)

@@ -3,16 +3,30 @@ package ratchet_test
 // Known-answer vectors (testdata/kat.json, written by internal/cmd/katgen
 // from internal/kat). TestKATReproducible pins them to the code;
 // TestKATIndependentReplay checks that they are self-consistent from the
-// data alone, with its own types and without calling the generator.
+// data alone, with its own types and without calling the generator;
+// TestKATSpecRecomputation recomputes every recorded intermediate from the
+// specification's formulas with standard primitives only, without
+// crypto/ratchet.
 
 import (
 	"bytes"
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/hkdf"
+	"crypto/mlkem"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/cloudflare/circl/kem/mlkem/mlkem768"
+	"golang.org/x/crypto/chacha20"
+	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/crypto/pqxdh"
@@ -68,11 +82,42 @@ type katFile struct {
 }
 
 type katVector struct {
-	Name         string       `json:"name"`
-	Attributable bool         `json:"attributable"`
-	Handshake    katHandshake `json:"handshake"`
-	Messages     []katMessage `json:"messages"`
-	Events       []katEvent   `json:"events"`
+	Name          string            `json:"name"`
+	Attributable  bool              `json:"attributable"`
+	Handshake     katHandshake      `json:"handshake"`
+	Messages      []katMessage      `json:"messages"`
+	Events        []katEvent        `json:"events"`
+	Intermediates *katIntermediates `json:"intermediates"`
+}
+
+// katIntermediates are the recorded spec-level values, checked by
+// TestKATSpecRecomputation.
+type katIntermediates struct {
+	RootAB     katHex `json:"root_ab"`
+	RootBA     katHex `json:"root_ba"`
+	ADPrefixAB katHex `json:"ad_prefix_initiator_to_responder"`
+	ADPrefixBA katHex `json:"ad_prefix_responder_to_initiator"`
+	Chains     []struct {
+		Sender          string `json:"sender"`
+		Chain           uint32 `json:"chain"`
+		Direction       uint8  `json:"direction"`
+		Base            uint32 `json:"base"`
+		BaseRoot        katHex `json:"base_root"`
+		DHOutput        katHex `json:"dh_output"`
+		KEMSharedSecret katHex `json:"kem_shared_secret"`
+		KDFRKInfo       katHex `json:"kdf_rk_info"`
+		Root            katHex `json:"root"`
+		CK0             katHex `json:"ck_0"`
+		EscrowSeed      katHex `json:"escrow_seed"`
+		Messages        []struct {
+			Message int    `json:"message"`
+			N       uint32 `json:"n"`
+			CK      katHex `json:"ck"`
+			MK      katHex `json:"mk"`
+			Nonce   katHex `json:"nonce"`
+			AD      katHex `json:"ad"`
+		} `json:"messages"`
+	} `json:"chains"`
 }
 
 type katIdentity struct {
@@ -403,5 +448,458 @@ func checkTampered(t *testing.T, event int, s *ratchet.Session, msg []byte) {
 	}
 	if s.Generation() != gen || !bytes.Equal(s.Marshal(), before) {
 		t.Fatalf("event %d: failed decryptions changed the session", event)
+	}
+}
+
+// TestKATSpecRecomputation recomputes every recorded intermediate of every
+// scenario from the recorded keys and randomness alone, with the formulas
+// of docs/spec/ratchet.md (§Initialisation, §KDF_RK, §KDF_CK and message
+// keys, §Associated data, §Message format, §Attribution), and decrypts every
+// message with the recomputed message key, nonce and associated data. It
+// uses only the standard library, golang.org/x/crypto and circl's
+// ML-KEM-768, never crypto/ratchet, crypto/keys or the generator: where the
+// specification and the code disagree, this test follows the
+// specification.
+func TestKATSpecRecomputation(t *testing.T) {
+	for _, v := range loadKAT(t).Vectors {
+		t.Run(v.Name, func(t *testing.T) { specRecompute(t, &v) })
+	}
+}
+
+// Labels of docs/spec/ratchet.md §Labels.
+const (
+	specLabelRootAB    = "moat/v1/ratchet/root/initiator-to-responder"
+	specLabelRootBA    = "moat/v1/ratchet/root/responder-to-initiator"
+	specLabelChainStep = "moat/v1/ratchet/chain-step"
+	specLabelCKMessage = "moat/v1/ck/mk"
+	specLabelCKNext    = "moat/v1/ck/ck"
+	specLabelAD        = "moat/v1/ratchet/ad"
+	specLabelAttrib    = "moat/v1/ratchet/attribution"
+)
+
+// Flag bits of §Message format.
+const (
+	specEstablish  = 0x01
+	specKEMCT      = 0x02
+	specKEMPub     = 0x04
+	specPreamble   = 0x08
+	specAttributed = 0x10
+	specEscrow     = 0x20
+)
+
+// specMsg is a message split as in §Message format.
+type specMsg struct {
+	flags                      uint8
+	chain, n, ack              uint32
+	base, prevChain, pn, dhRef uint32
+	dh                         []byte
+	kemRef                     uint32
+	kemCT                      []byte
+	kemPubID                   uint32
+	kemPub                     []byte
+	est                        []byte // the establishment block, as encoded
+	header, ciphertext, sig    []byte
+}
+
+// specParse parses msg by §Message format.
+func specParse(msg []byte) (*specMsg, error) {
+	off, bad := 0, false
+	take := func(n int) []byte {
+		if bad || n < 0 || len(msg)-off < n {
+			bad = true
+			return nil
+		}
+		b := msg[off : off+n]
+		off += n
+		return b
+	}
+	u32 := func() uint32 {
+		if b := take(4); b != nil {
+			return binary.BigEndian.Uint32(b)
+		}
+		return 0
+	}
+	m := &specMsg{}
+	fixed := take(2)
+	if bad || fixed[0] != 0x23 || fixed[1]&0xc0 != 0 {
+		return nil, errors.New("not a version 1 ratchet message")
+	}
+	m.flags = fixed[1]
+	m.chain, m.n, m.ack = u32(), u32(), u32()
+	if m.chain == 0 {
+		return nil, errors.New("chain 0")
+	}
+	if m.flags&specEstablish != 0 {
+		start := off
+		m.base, m.prevChain, m.pn, m.dhRef, m.dh = u32(), u32(), u32(), u32(), take(32)
+		if m.flags&specKEMCT != 0 {
+			m.kemRef, m.kemCT = u32(), take(mlkem768.CiphertextSize)
+		}
+		if m.flags&specKEMPub != 0 {
+			m.kemPubID, m.kemPub = u32(), take(mlkem768.PublicKeySize)
+		}
+		if !bad {
+			m.est = msg[start:off]
+		}
+		if m.base >= m.chain || m.prevChain >= m.chain {
+			return nil, errors.New("base or prev_chain not below chain")
+		}
+	} else if m.flags&(specKEMCT|specKEMPub) != 0 {
+		return nil, errors.New("KEM_CT or KEM_PUB without ESTABLISH")
+	}
+	if m.flags&specPreamble != 0 {
+		if l := take(2); l != nil {
+			if n := int(binary.BigEndian.Uint16(l)); n == 0 || n > 4096 {
+				return nil, errors.New("preamble length")
+			} else {
+				take(n)
+			}
+		}
+	}
+	if m.flags&specAttributed != 0 {
+		take(8)
+	}
+	if m.flags&specEscrow != 0 {
+		take(32)
+	}
+	if bad {
+		return nil, errors.New("truncated header")
+	}
+	m.header, m.ciphertext = msg[:off], msg[off:]
+	if m.flags&specAttributed != 0 {
+		if len(m.ciphertext) < ed25519.SignatureSize {
+			return nil, errors.New("no room for the signature")
+		}
+		m.sig = m.ciphertext[len(m.ciphertext)-ed25519.SignatureSize:]
+		m.ciphertext = m.ciphertext[:len(m.ciphertext)-ed25519.SignatureSize]
+	}
+	if len(m.ciphertext) < chacha20poly1305.Overhead {
+		return nil, errors.New("ciphertext shorter than a tag")
+	}
+	return m, nil
+}
+
+// specADPrefix is the ADPrefix structure of §Associated data.
+func specADPrefix(dir uint8, pqxdhAD, policy []byte, attributable bool) []byte {
+	b := append([]byte(specLabelAD), dir)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(pqxdhAD)))
+	b = append(b, pqxdhAD...)
+	b = append(b, uint8(len(policy)))
+	b = append(b, policy...)
+	if attributable {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+// specKDFCK is KDF_CK of §KDF_CK and message keys.
+func specKDFCK(t *testing.T, ck []byte) (mk, next []byte) {
+	t.Helper()
+	var mkIn, ckIn [16]byte
+	copy(mkIn[:], specLabelCKMessage)
+	copy(ckIn[:], specLabelCKNext)
+	mk, err := chacha20.HChaCha20(ck, mkIn[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next, err = chacha20.HChaCha20(ck, ckIn[:]); err != nil {
+		t.Fatal(err)
+	}
+	return mk, next
+}
+
+func specHKDF(t *testing.T, ikm, salt []byte, info string, n int) []byte {
+	t.Helper()
+	out, err := hkdf.Key(sha256.New, ikm, salt, info, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func specX25519(t *testing.T, priv, pub []byte) (shared, ownPub []byte) {
+	t.Helper()
+	k, err := ecdh.X25519().NewPrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ecdh.X25519().NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shared, err = k.ECDH(p); err != nil {
+		t.Fatal(err)
+	}
+	return shared, k.PublicKey().Bytes()
+}
+
+func specX25519Public(t *testing.T, priv []byte) []byte {
+	t.Helper()
+	k, err := ecdh.X25519().NewPrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.PublicKey().Bytes()
+}
+
+// specKEMKey imports a 64-byte (d || z) seed with circl, and checks that
+// crypto/mlkem derives the same encapsulation key from it.
+func specKEMKey(t *testing.T, seed []byte) (*mlkem768.PublicKey, *mlkem768.PrivateKey, []byte) {
+	t.Helper()
+	if len(seed) != mlkem768.KeySeedSize {
+		t.Fatalf("ML-KEM seed of %d bytes", len(seed))
+	}
+	pk, sk := mlkem768.NewKeyFromSeed(seed)
+	raw := make([]byte, mlkem768.PublicKeySize)
+	pk.Pack(raw)
+	std, err := mlkem.NewDecapsulationKey768(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(std.EncapsulationKey().Bytes(), raw) {
+		t.Fatal("circl and crypto/mlkem derive different ML-KEM-768 keys from one seed")
+	}
+	return pk, sk, raw
+}
+
+func specOther(party string) string {
+	if party == "initiator" {
+		return "responder"
+	}
+	return "initiator"
+}
+
+type specPartyIndex struct {
+	party string
+	index uint32
+}
+
+func specRecompute(t *testing.T, v *katVector) {
+	in := v.Intermediates
+	if in == nil {
+		t.Fatal("no intermediates recorded")
+	}
+	hs := &v.Handshake
+	check := func(what string, got, recorded []byte) {
+		t.Helper()
+		if !bytes.Equal(got, recorded) {
+			t.Errorf("%s: recomputed %x, recorded %x", what, got, recorded)
+		}
+	}
+
+	// §Initialisation and §Associated data (the policy is empty).
+	sk := hs.Result.SharedKey
+	if len(sk) != 32 || len(hs.Result.AD) == 0 || len(hs.Result.AD) > 1024 {
+		t.Fatalf("SK of %d bytes, AD of %d bytes", len(sk), len(hs.Result.AD))
+	}
+	roots := map[string][]byte{
+		"initiator": specHKDF(t, sk, nil, specLabelRootAB, 32),
+		"responder": specHKDF(t, sk, nil, specLabelRootBA, 32),
+	}
+	check("root_ab", roots["initiator"], in.RootAB)
+	check("root_ba", roots["responder"], in.RootBA)
+	dirOf := map[string]uint8{"initiator": 0, "responder": 1}
+	prefix := map[string][]byte{
+		"initiator": specADPrefix(0, hs.Result.AD, nil, v.Attributable),
+		"responder": specADPrefix(1, hs.Result.AD, nil, v.Attributable),
+	}
+	check("ad_prefix_initiator_to_responder", prefix["initiator"], in.ADPrefixAB)
+	check("ad_prefix_responder_to_initiator", prefix["responder"], in.ADPrefixBA)
+
+	// The keys a party may be named by: its ratchet DH key of chain i and
+	// its KEM key i. The responder's key 0 of each kind is its prekey.
+	dhPriv := map[specPartyIndex][]byte{{"responder", 0}: hs.Responder.SignedPrekey.Private}
+	kemSeed := map[specPartyIndex][]byte{{"responder", 0}: hs.Responder.KEMPrekey.Seed}
+	if _, _, raw := specKEMKey(t, hs.Responder.KEMPrekey.Seed); !bytes.Equal(append([]byte{0x05}, raw...), hs.Responder.KEMPrekey.Public) {
+		t.Fatal("KEM prekey seed does not match its public key")
+	}
+	sigPub := map[string]ed25519.PublicKey{}
+	for party, id := range map[string]katIdentity{"initiator": hs.Initiator, "responder": hs.Responder.katIdentity} {
+		if len(id.SigningPublic) != 1+ed25519.PublicKeySize || id.SigningPublic[0] != 0x01 {
+			t.Fatalf("%s: identity signing key encoding", party)
+		}
+		sigPub[party] = ed25519.PublicKey(id.SigningPublic[1:])
+	}
+
+	type chain struct {
+		rec  int // index into in.Chains
+		root []byte
+		ck   []byte // CK_next
+		next uint32
+		est  []byte
+	}
+	recIndex := map[specPartyIndex]int{}
+	for i, c := range in.Chains {
+		k := specPartyIndex{c.Sender, c.Chain}
+		if _, dup := recIndex[k]; dup || c.Sender != "initiator" && c.Sender != "responder" {
+			t.Fatalf("recorded chain %d of %q listed twice or of an unknown sender", c.Chain, c.Sender)
+		}
+		recIndex[k] = i
+	}
+	chains := map[specPartyIndex]*chain{}
+	checked := 0
+
+	for idx, m := range v.Messages {
+		sender := m.Sender
+		if sender != "initiator" && sender != "responder" {
+			t.Fatalf("message %d: sender %q", idx, sender)
+		}
+		receiver := specOther(sender)
+		h, err := specParse(m.Message)
+		if err != nil {
+			t.Fatalf("message %d: %v", idx, err)
+		}
+		where := fmt.Sprintf("message %d (%s chain %d n %d)", idx, sender, h.chain, h.n)
+		k := specPartyIndex{sender, h.chain}
+		c := chains[k]
+		if c == nil {
+			// §Chain establishment: the chain's first message carries the
+			// randomness its Encrypt read and the establishment block.
+			ri, ok := recIndex[k]
+			if !ok {
+				t.Fatalf("%s: no recorded intermediates for the chain", where)
+			}
+			rc := &in.Chains[ri]
+			if h.n != 0 || h.flags&specEstablish == 0 || m.Randomness == nil {
+				t.Fatalf("%s: a chain's first message must have n = 0, an establishment block and randomness", where)
+			}
+			if rc.Direction != dirOf[sender] || rc.Base != h.base {
+				t.Errorf("%s: recorded direction %d base %d, header says %d %d", where, rc.Direction, rc.Base, dirOf[sender], h.base)
+			}
+			r := m.Randomness
+			if !bytes.Equal(specX25519Public(t, r.RatchetDHPrivate), h.dh) {
+				t.Fatalf("%s: dh is not the public key of ratchet_dh_private", where)
+			}
+			dhPriv[k] = r.RatchetDHPrivate
+			if r.RatchetKEMSeed != nil {
+				// A new KEM key has the chain's index as its id.
+				_, _, raw := specKEMKey(t, r.RatchetKEMSeed)
+				if h.flags&specKEMPub == 0 || h.kemPubID != h.chain || !bytes.Equal(raw, h.kemPub) {
+					t.Fatalf("%s: the advertised KEM key is not ratchet_kem_seed's, with id %d", where, h.chain)
+				}
+				kemSeed[k] = r.RatchetKEMSeed
+			}
+
+			// B = own_roots[base].root.
+			baseRoot := roots[sender]
+			if h.base != 0 {
+				b := chains[specPartyIndex{sender, h.base}]
+				if b == nil {
+					t.Fatalf("%s: base chain %d never began", where, h.base)
+				}
+				baseRoot = b.root
+			}
+			check(where+": base_root", baseRoot, rc.BaseRoot)
+
+			// DH = DH(receiver's key dh_ref, dh), equal to DH(sender's key,
+			// receiver's public key).
+			rp, ok := dhPriv[specPartyIndex{receiver, h.dhRef}]
+			if !ok {
+				t.Fatalf("%s: the %s has no ratchet DH key %d", where, receiver, h.dhRef)
+			}
+			dh, rpub := specX25519(t, rp, h.dh)
+			if dh2, _ := specX25519(t, r.RatchetDHPrivate, rpub); !bytes.Equal(dh, dh2) {
+				t.Fatalf("%s: the two sides' X25519 outputs differ", where)
+			}
+			check(where+": dh_output", dh, rc.DHOutput)
+
+			// SS = ML-KEM.Decaps(kem_ct) under the receiver's KEM key
+			// kem_ref; encapsulating again with the recorded randomness
+			// must give kem_ct and the same SS.
+			var ss []byte
+			if h.flags&specKEMCT != 0 {
+				seed, ok := kemSeed[specPartyIndex{receiver, h.kemRef}]
+				if !ok {
+					t.Fatalf("%s: the %s has no KEM key %d", where, receiver, h.kemRef)
+				}
+				pk, dk, _ := specKEMKey(t, seed)
+				ss = make([]byte, mlkem768.SharedKeySize)
+				dk.DecapsulateTo(ss, h.kemCT)
+				if len(r.KEMEncapsulationRandomness) != mlkem768.EncapsulationSeedSize {
+					t.Fatalf("%s: KEM step without 32 bytes of encapsulation randomness", where)
+				}
+				ct, ss2 := make([]byte, mlkem768.CiphertextSize), make([]byte, mlkem768.SharedKeySize)
+				pk.EncapsulateTo(ct, ss2, r.KEMEncapsulationRandomness)
+				if !bytes.Equal(ct, h.kemCT) || !bytes.Equal(ss2, ss) {
+					t.Fatalf("%s: ML-KEM.Encaps with the recorded randomness does not give kem_ct and SS", where)
+				}
+			} else if r.KEMEncapsulationRandomness != nil {
+				t.Fatalf("%s: encapsulation randomness without KEM_CT", where)
+			}
+			check(where+": kem_shared_secret", ss, rc.KEMSharedSecret)
+
+			// KDF_RK.
+			info := append([]byte(specLabelChainStep), dirOf[sender])
+			info = binary.BigEndian.AppendUint32(info, h.chain)
+			info = append(info, h.est...)
+			check(where+": kdf_rk_info", info, rc.KDFRKInfo)
+			out := specHKDF(t, append(bytes.Clone(dh), ss...), baseRoot, string(info), 96)
+			check(where+": root", out[:32], rc.Root)
+			check(where+": ck_0", out[32:64], rc.CK0)
+			check(where+": escrow_seed", out[64:], rc.EscrowSeed)
+			c = &chain{rec: ri, root: out[:32], ck: out[32:64], est: h.est}
+			chains[k] = c
+		} else if m.Randomness != nil {
+			t.Fatalf("%s: randomness recorded for a message that continues a chain", where)
+		}
+		// §Sending: the block is repeated unchanged until acknowledged.
+		if h.est != nil && !bytes.Equal(h.est, c.est) {
+			t.Errorf("%s: establishment block differs from the chain's first message", where)
+		}
+		if h.n != c.next {
+			t.Fatalf("%s: expected n = %d (messages are recorded in sending order)", where, c.next)
+		}
+
+		// §KDF_CK and message keys, §Associated data.
+		mk, next := specKDFCK(t, c.ck)
+		nonce := binary.BigEndian.AppendUint32(make([]byte, 8), h.n)
+		ad := append(bytes.Clone(prefix[sender]), h.header...)
+		rc := &in.Chains[c.rec]
+		if int(c.next) >= len(rc.Messages) {
+			t.Fatalf("%s: not in the recorded chain's messages", where)
+		}
+		rm := &rc.Messages[c.next]
+		if rm.Message != idx || rm.N != h.n {
+			t.Fatalf("%s: recorded as message %d n %d", where, rm.Message, rm.N)
+		}
+		check(where+": ck", c.ck, rm.CK)
+		check(where+": mk", mk, rm.MK)
+		check(where+": nonce", nonce, rm.Nonce)
+		check(where+": ad", ad, rm.AD)
+		aead, err := chacha20poly1305.New(mk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pt, err := aead.Open(nil, nonce, h.ciphertext, ad)
+		if err != nil {
+			t.Errorf("%s: the recomputed MK_n, nonce and associated data do not open the message", where)
+		} else if !bytes.Equal(pt, m.Plaintext) {
+			t.Errorf("%s: decrypts to %q, recorded %q", where, pt, m.Plaintext)
+		}
+
+		// §Attribution.
+		if v.Attributable != (h.flags&specAttributed != 0) {
+			t.Errorf("%s: ATTRIBUTED is %v in a session with attributable %v", where, !v.Attributable, v.Attributable)
+		}
+		if h.sig != nil {
+			signed := append(append([]byte(specLabelAttrib), prefix[sender]...), m.Message[:len(m.Message)-ed25519.SignatureSize]...)
+			if !ed25519.Verify(sigPub[sender], signed, h.sig) {
+				t.Errorf("%s: the attribution signature does not verify", where)
+			}
+		}
+		c.ck, c.next = next, c.next+1
+		checked++
+	}
+
+	for k, i := range recIndex {
+		c := chains[k]
+		if c == nil {
+			t.Errorf("recorded chain %d of the %s has no message", k.index, k.party)
+		} else if int(c.next) != len(in.Chains[i].Messages) {
+			t.Errorf("recorded chain %d of the %s lists %d messages, %d were sent", k.index, k.party, len(in.Chains[i].Messages), c.next)
+		}
+	}
+	if checked != len(v.Messages) || checked == 0 {
+		t.Fatalf("%d of %d messages recomputed", checked, len(v.Messages))
 	}
 }

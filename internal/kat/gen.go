@@ -57,6 +57,8 @@ func Generate() (v *Vectors, err error) {
 		r.v = &RatchetVector{Name: s.name, Description: s.desc, RNGSeed: seed[:], Attributable: s.attributable}
 		a, b := r.sessions(s.attributable)
 		s.script(r, a, b)
+		r.specDone()
+		r.v.Intermediates = r.spec.inter
 		v.Ratchet = append(v.Ratchet, *r.v)
 	}
 	return v, nil
@@ -179,7 +181,8 @@ type run struct {
 	now  time.Time
 	v    *RatchetVector
 
-	hs *handshakeState
+	hs   *handshakeState
+	spec *specState
 }
 
 type party struct {
@@ -329,6 +332,7 @@ func (r *run) sessions(attributable bool) (a, b *party) {
 	hs, hv := r.handshake(true, false, 1, 9)
 	r.hs = hs
 	r.v.Handshake = hv
+	r.newSpecState(attributable)
 	a = &party{name: PartyInitiator, id: hs.a}
 	b = &party{name: PartyResponder, id: hs.b}
 	a.pending = func() (*ratchet.Session, error) {
@@ -398,6 +402,7 @@ func (r *run) encryptBytes(p *party, pt []byte) int {
 	m := Message{Index: idx, Sender: p.name, Plaintext: append(Hex{}, pt...), Header: h, Message: ct}
 	m.Randomness = r.splitRandomness(idx, p.name, consumed, &h)
 	r.v.Messages = append(r.v.Messages, m)
+	r.specMessage(idx)
 	return idx
 }
 

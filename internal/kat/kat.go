@@ -15,6 +15,13 @@
 // into the keys and encapsulation randomness it became, so a consumer never
 // needs to reproduce the stream.
 //
+// Each ratchet scenario also records its spec-level intermediates (initial
+// roots, every chain's KDF_RK inputs and outputs, every message's key,
+// nonce and associated data). Generate recomputes them from the recorded
+// keys and randomness with the formulas of docs/spec/ratchet.md and
+// standard primitives (spec.go), and fails unless they open every message
+// crypto/ratchet produced.
+//
 // The command internal/cmd/katgen writes the vectors to PQXDHPath and
 // RatchetPath; the tests of crypto/pqxdh and crypto/ratchet check that
 // Generate still produces those files byte for byte, and replay them from
@@ -107,6 +114,7 @@ var ratchetNotes = append(commonNotes[:len(commonNotes):len(commonNotes)],
 	"handshake is a full PQXDH run in the format of crypto/pqxdh/testdata/kat.json; its shared_key and ad seed the two sessions (crypto/ratchet Params.SharedKey and Params.AD, Policy empty). The initiator's session takes the bundle's signed prekey as the peer's initial ratchet key and the initial_message as its preamble; the responder's takes its signed prekey's private key.",
 	"events are applied in order, each to the named party's session, with the clock set to time_unix_ms. create: make the party's session. encrypt: encrypt the message's plaintext, feeding the session's random source exactly the message's randomness in the order ratchet_dh_private, kem_encapsulation_randomness, ratchet_kem_seed (those present; none when the message continues a chain); the output must equal the message byte for byte. decrypt: decrypt the message, which must give the message's plaintext and the expected fields, or fail with the expected error. force_kem_step: call ForceKEMStep.",
 	"expect mirrors crypto/ratchet Received: chain and n are the sender's chain index and message number, skipped how many earlier message keys the message made the receiver derive and store, new_chain and kem_step whether it established a new chain and whether that chain mixed in an ML-KEM secret, timestamp_unix_ms the sender's signed time in attributable sessions. A decrypt that must fail has expect_error instead: duplicate (ErrDuplicate).",
+	"intermediates are recomputed by the generator from the recorded keys and randomness with the formulas of docs/spec/ratchet.md, not taken from crypto/ratchet, and the generator checks that each recomputed mk, nonce and ad opens the recorded message. root_ab and root_ba are the initial roots (§Initialisation); ad_prefix_* are AD_prefix(0) and AD_prefix(1) with an empty policy (§Associated data). chains lists every chain, keyed by sender and chain index, in the order its first message was sent: base_root is the sender's own_roots[base].root (root_ab or root_ba for base 0, otherwise the root output of the sender's chain base); dh_output = DH(sender's ratchet_dh_private, receiver's ratchet key dh_ref), where the receiver's key 0 is the responder's signed prekey and key i is the ratchet_dh_private of the receiver's chain i; kem_shared_secret (chains with KEM_CT only) = ML-KEM.Decaps of kem_ct under the receiver's KEM key kem_ref, where the responder's key 0 is its KEM prekey and key i is the ratchet_kem_seed of the receiver's chain i; kdf_rk_info is the whole HKDF info of KDF_RK (label || direction || uint32 chain || the establishment block as encoded in the header); root, ck_0 and escrow_seed are the three 32-byte parts of the KDF_RK output. Each chain's messages give, per message (an index into messages) and n, ck = CK_n, mk = MK_n, nonce and ad = AD_prefix(direction) || header, the AEAD associated data.",
 )
 
 // PQXDHJSON returns the content of PQXDHPath.
@@ -226,6 +234,9 @@ type RatchetVector struct {
 	Handshake    PQXDHVector `json:"handshake"`
 	Messages     []Message   `json:"messages"`
 	Events       []Event     `json:"events"`
+	// Intermediates are the spec-level values of every chain and message,
+	// recomputed from the recorded keys and randomness (spec.go).
+	Intermediates *RatchetIntermediates `json:"intermediates"`
 }
 
 // Message is one ratchet message.
