@@ -746,3 +746,56 @@ func TestHybridTextRoundTrip(t *testing.T) {
 		t.Fatalf("org key parsed as log key: %v", err)
 	}
 }
+
+// TestTextParsersEveryType: every public key type's text encoding parses
+// back to the same key with its own parser and is refused, as another
+// type's encoding, by every other text parser.
+func TestTextParsersEveryType(t *testing.T) {
+	type codec struct {
+		name  string
+		text  string
+		parse func(string) (string, error)
+	}
+	str := func(k interface{ String() string }, err error) (string, error) {
+		if err != nil {
+			return "", err
+		}
+		return k.String(), nil
+	}
+	idsig, _ := GenerateIdentitySigningKey(crand.Reader)
+	iddh, _ := GenerateIdentityDHKey(crand.Reader)
+	opk, _ := GenerateOneTimePrekey(crand.Reader)
+	spk, _ := GenerateSignedPrekeyKey(crand.Reader)
+	rdh, _ := GenerateRatchetDHKey(crand.Reader)
+	eph, _ := GenerateEphemeralDHKey(crand.Reader)
+	kpk, _ := GenerateKEMPrekeyKey(crand.Reader)
+	rkem, _ := GenerateRatchetKEMKey(crand.Reader)
+	org, _ := GenerateOrgKey(crand.Reader)
+	lg, _ := GenerateLogKey(crand.Reader)
+	dir, _ := GenerateDirectoryKey(crand.Reader)
+	codecs := []codec{
+		{"identity signing", idsig.Public().String(), func(s string) (string, error) { return str(ParseIdentitySigningPublicKeyText(s)) }},
+		{"identity DH", iddh.Public().String(), func(s string) (string, error) { return str(ParseIdentityDHPublicKeyText(s)) }},
+		{"one-time prekey", opk.Public().String(), func(s string) (string, error) { return str(ParseOneTimePrekeyPublicKeyText(s)) }},
+		{"signed prekey", spk.Public().String(), func(s string) (string, error) { return str(ParseSignedPrekeyPublicKeyText(s)) }},
+		{"ratchet DH", rdh.Public().String(), func(s string) (string, error) { return str(ParseRatchetDHPublicKeyText(s)) }},
+		{"ephemeral DH", eph.Public().String(), func(s string) (string, error) { return str(ParseEphemeralDHPublicKeyText(s)) }},
+		{"KEM prekey", kpk.Public().String(), func(s string) (string, error) { return str(ParseKEMPrekeyPublicKeyText(s)) }},
+		{"ratchet KEM", rkem.Public().String(), func(s string) (string, error) { return str(ParseRatchetKEMPublicKeyText(s)) }},
+		{"org", org.Public().String(), func(s string) (string, error) { return str(ParseOrgPublicKeyText(s)) }},
+		{"log", lg.Public().String(), func(s string) (string, error) { return str(ParseLogPublicKeyText(s)) }},
+		{"directory", dir.Public().String(), func(s string) (string, error) { return str(ParseDirectoryPublicKeyText(s)) }},
+	}
+	for _, c := range codecs {
+		for _, d := range codecs {
+			got, err := d.parse(c.text)
+			if c.name == d.name {
+				if err != nil || got != c.text {
+					t.Errorf("%s: round trip: %v", c.name, err)
+				}
+			} else if !errors.Is(err, ErrWrongType) {
+				t.Errorf("%s encoding parsed by the %s parser: %v", c.name, d.name, err)
+			}
+		}
+	}
+}

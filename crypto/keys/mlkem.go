@@ -198,3 +198,22 @@ func NewRatchetKEMPublicKey(raw []byte) (*RatchetKEMPublicKey, error) {
 func ParseRatchetKEMPublicKey(b []byte) (*RatchetKEMPublicKey, error) {
 	return parseKEMOf[roleRatchetKEM](b)
 }
+
+func parseKEMTextOf[R kemRole](s string) (*kemPublicOf[R], error) {
+	var r R
+	raw, err := decodeText(r.tag(), s, KEMPublicKeySize)
+	if err != nil {
+		return nil, err
+	}
+	return newKEMPublicOf[R](raw)
+}
+
+// ParseKEMPrekeyPublicKeyText parses the text encoding.
+func ParseKEMPrekeyPublicKeyText(s string) (*KEMPrekeyPublicKey, error) {
+	return parseKEMTextOf[roleKEMPrekey](s)
+}
+
+// ParseRatchetKEMPublicKeyText parses the text encoding.
+func ParseRatchetKEMPublicKeyText(s string) (*RatchetKEMPublicKey, error) {
+	return parseKEMTextOf[roleRatchetKEM](s)
+}

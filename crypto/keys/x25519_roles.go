@@ -217,3 +217,23 @@ func ParseEphemeralDHPublicKey(b []byte) (*EphemeralDHPublicKey, error) {
 func ParseRatchetDHPublicKey(b []byte) (*RatchetDHPublicKey, error) {
 	return parseX25519Of[roleRatchetDH](b)
 }
+
+// ParseOneTimePrekeyPublicKeyText parses the text encoding.
+func ParseOneTimePrekeyPublicKeyText(s string) (*OneTimePrekeyPublicKey, error) {
+	return parseX25519TextOf[roleOneTimePrekey](s)
+}
+
+// ParseSignedPrekeyPublicKeyText parses the text encoding.
+func ParseSignedPrekeyPublicKeyText(s string) (*SignedPrekeyPublicKey, error) {
+	return parseX25519TextOf[roleSignedPrekey](s)
+}
+
+// ParseRatchetDHPublicKeyText parses the text encoding.
+func ParseRatchetDHPublicKeyText(s string) (*RatchetDHPublicKey, error) {
+	return parseX25519TextOf[roleRatchetDH](s)
+}
+
+// ParseEphemeralDHPublicKeyText parses the text encoding.
+func ParseEphemeralDHPublicKeyText(s string) (*EphemeralDHPublicKey, error) {
+	return parseX25519TextOf[roleEphemeralDH](s)
+}
