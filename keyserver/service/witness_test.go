@@ -181,21 +181,32 @@ func TestRecosign(t *testing.T) {
 // TestRunCadence: Run publishes an epoch of every tenant on its cadence
 // and stops gracefully.
 func TestRunCadence(t *testing.T) {
+	// Run publishes one epoch per EpochInterval: three more epochs take at
+	// least two intervals. (Publishing flat out, ignoring the interval,
+	// takes a few milliseconds an epoch here.) Only the lower bound is
+	// asserted, so a slow machine cannot make the test fail.
+	const interval = 300 * time.Millisecond
 	w := newWorld(t, worldOptions{seed: 43})
 	ctx, cancel := context.WithCancel(context.Background())
 	w.srv.Close()
 	svc := must(service.New(ctx, service.Options{Tenants: []service.TenantConfig{w.tenantConfig()}, Now: w.clk.Now,
-		Logger: discardLogger(), EpochInterval: 20 * time.Millisecond}))
+		Logger: discardLogger(), EpochInterval: interval}))
 	w.svc = svc
+	_, s0 := w.ten().ServedNote()
+	start := time.Now()
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
-	waitFor(t, 5*time.Second, func() bool {
+	waitFor(t, 20*time.Second, func() bool {
 		_, s := w.ten().ServedNote()
-		return s >= 4
+		return s >= s0+3
 	})
+	elapsed := time.Since(start)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+	if elapsed < 2*interval {
+		t.Fatalf("three epochs in %v with an interval of %v", elapsed, interval)
 	}
 }
 
