@@ -296,3 +296,29 @@ func (c *Checkpoint) clone() *Checkpoint {
 	cp.Extensions = slices.Clone(c.Extensions)
 	return &cp
 }
+
+// Repin returns a verifier for cfg that carries v's trust state: its
+// trusted checkpoint, witnessed time and time high-water mark, for a
+// client that moved to a new trust bundle of the same log (new log key,
+// witnesses or quorum). The origin must not change. The carried checkpoint
+// is not re-verified under cfg; the next one must be consistent with it,
+// so the tree never shrinks. A forked verifier cannot be repinned.
+func (v *Verifier) Repin(cfg VerifierConfig) (*Verifier, error) {
+	n, err := NewVerifier(cfg)
+	if err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.state == stateForked {
+		return nil, v.fork.clone()
+	}
+	if cfg.Origin != v.cfg.Origin {
+		return nil, errors.New("tlog: repin: origin changed")
+	}
+	n.note, n.time, n.seen, n.state = bytes.Clone(v.note), v.time, v.seen, v.state
+	if v.cp != nil {
+		n.cp = v.cp.clone()
+	}
+	return n, nil
+}

@@ -194,6 +194,9 @@ func TestLookupProofSize(t *testing.T) {
 //     proof, the log inclusion, the map proof, the record and, for a user
 //     who has a value, the value's CA signatures (each certificate and
 //     timeline entry carries a hybrid Ed25519 + ML-DSA-65 signature);
+//   - first-cached: as first, but the client's signature cache already
+//     holds the value's certificates and entries (verified in an earlier
+//     version of the value, or restored with RestoreSignatureCache);
 //   - repeat: the same client again, for an unchanged value: its VRF proof
 //     and its value were verified before and are cached;
 //   - new-checkpoint: a client with no checkpoint, which also checks the
@@ -215,6 +218,21 @@ func benchVerify(b *testing.B, w *world, user org.UserID, resp *kt.LookupRespons
 		for b.Loop() {
 			b.StopTimer()
 			c := must(kt.RestoreClient(w.d.Config(maxAge), state))
+			b.StartTimer()
+			verify(c, &r)
+		}
+	})
+	// first-cached: as first, with the signature cache of a client that
+	// verified the same value before (MarshalSignatureCache), so only the
+	// KT proof and the certificates' validity remain.
+	cv := must(kt.RestoreClient(w.d.Config(maxAge), state))
+	verify(cv, &r)
+	sigs := must(cv.MarshalSignatureCache())
+	b.Run("first-cached", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			c := must(kt.RestoreClient(w.d.Config(maxAge), state))
+			ok(b, c.RestoreSignatureCache(sigs))
 			b.StartTimer()
 			verify(c, &r)
 		}

@@ -88,6 +88,7 @@ type Client struct {
 	// verified under each label, by commitment.
 	vrfs   map[string]verifiedVRF
 	values map[vmap.Label]*verifiedValue
+	sigs   sigCache // CA signatures verified (cache.go)
 }
 
 // maxCache bounds each in-memory cache; a full cache is emptied.

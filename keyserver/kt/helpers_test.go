@@ -40,12 +40,14 @@ type world struct {
 	alice, bob org.UserID
 	a1, b1, b2 *kttest.Device
 	tenant     org.TenantID
+	// firstBundle is the trust bundle the world started with.
+	firstBundle *org.TrustBundle
 }
 
 func newWorld(t testing.TB, seed uint64) *world {
 	t.Helper()
 	d := must(kttest.New(kttest.Options{Seed: seed}))
-	w := &world{d: d, alice: uid(1), bob: uid(2), tenant: d.Tenant.ID()}
+	w := &world{d: d, alice: uid(1), bob: uid(2), tenant: d.Tenant.ID(), firstBundle: d.TrustBundle()}
 	ok(t, d.AddUser(w.alice, "Alice", at(0)))
 	ok(t, d.AddUser(w.bob, "Bob", at(0)))
 	w.a1 = must(d.Enrol(w.alice, nil, at(0)))

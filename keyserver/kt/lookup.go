@@ -226,7 +226,7 @@ func (c *Client) verifyOrgValue(name string, value []byte) (any, error) {
 // is the directory's doing (T31) and fails the whole value.
 func (c *Client) verifyUserValue(pv *proven, user org.UserID, value []byte, since org.TimelineHead, fromStart bool,
 	now time.Time, revoked map[uint64]bool) (*userValue, error) {
-	ca, tenant := c.bundle.CA, c.bundle.Tenant
+	tenant := c.bundle.Tenant
 	v, err := org.ParseUserValue(value)
 	if err != nil {
 		return nil, ktErr(StepValue, pv, "user value does not parse", err)
@@ -234,8 +234,14 @@ func (c *Client) verifyUserValue(pv *proven, user org.UserID, value []byte, sinc
 	if v.Tenant != tenant || v.User != user {
 		return nil, ktErr(StepValue, pv, "value of another tenant or user", org.ErrWrongSubject)
 	}
-	for _, e := range v.Entries {
-		if err := e.Verify(ca, tenant, user); err != nil {
+	// The entries' and certificates' CA signatures, in parallel, except
+	// those verified before; errors are reported in the order of the
+	// sequential checks: entries, the timeline, then certificates.
+	rv := revokedBy(v.Entries)
+	isRevoked := func(s uint64) bool { return revoked[s] || rv[s] }
+	sigs := c.checkValueSigs(v, user, now, isRevoked)
+	for i, e := range v.Entries {
+		if err := sigs.entries[i]; err != nil {
 			return nil, ktErr(StepValue, pv, fmt.Sprintf("timeline entry %d", e.Seq), err)
 		}
 	}
@@ -256,13 +262,20 @@ func (c *Client) verifyUserValue(pv *proven, user org.UserID, value []byte, sinc
 	if revoked == nil {
 		revoked = map[uint64]bool{}
 	}
-	for s := range revokedBy(v.Entries) {
+	for s := range rv {
 		revoked[s] = true
 	}
 	uv := &userValue{UserValue: v, revoked: revoked}
-	isRevoked := func(s uint64) bool { return revoked[s] }
-	for _, cert := range v.Certificates {
-		err := org.VerifyDeviceCertificate(cert, ca, tenant, now, isRevoked)
+	for i, cert := range v.Certificates {
+		if sigs.cached[i] {
+			// Tenant, issuer and signature verified before for these
+			// bytes under this CA and tenant: validity and revocation
+			// remain.
+			d, u := usable(v.Certificates[i:i+1], now, revoked)
+			uv.devices, uv.unusable = append(uv.devices, d...), append(uv.unusable, u...)
+			continue
+		}
+		err := sigs.certs[i]
 		var ce *org.CertificateError
 		switch {
 		case err == nil:
@@ -272,6 +285,11 @@ func (c *Client) verifyUserValue(pv *proven, user org.UserID, value []byte, sinc
 		default:
 			return nil, ktErr(StepValue, pv, "certificate in the value not issued to this user by the tenant's CA", err)
 		}
+	}
+	// The signatures verified are remembered even if the response fails
+	// later: they are the CA's whatever the directory did.
+	for _, k := range sigs.keys {
+		c.sigs.add(k)
 	}
 	return uv, nil
 }

@@ -38,6 +38,7 @@ const (
 	labelEnrolmentRequest  = "moat/v1/org/enrolment-request"
 	labelDeviceApproval    = "moat/v1/org/device-approval"
 	labelRosterApproval    = "moat/v1/org/roster-approval"
+	labelBundleApproval    = "moat/v1/org/bundle-approval"
 	labelCARotation        = "moat/v1/org/ca-rotation"
 	labelAdminRoster       = "moat/v1/org/admin-roster"
 	labelOrgChart          = "moat/v1/org/org-chart"
@@ -53,7 +54,7 @@ const (
 // allLabels lists every label, for the distinctness test.
 var allLabels = []string{
 	labelDeviceCertificate, labelTrustBundle, labelTrustFingerprint, labelEnrolmentSecret,
-	labelEnrolmentRequest, labelDeviceApproval, labelRosterApproval, labelCARotation,
+	labelEnrolmentRequest, labelDeviceApproval, labelRosterApproval, labelBundleApproval, labelCARotation,
 	labelAdminRoster, labelOrgChart, labelPolicyBundle, labelEscrowPolicy, labelRevocation,
 	labelWipeInstruction, labelTimelineEntry, labelHybridAdmin, labelDeviceID,
 }

@@ -83,6 +83,10 @@ type Directory struct {
 	cosigned  []uint64 // per witness, the size it last cosigned
 	inject    []org.Update
 	injectRec map[vmap.Label]*kt.ValueRecord
+	// A new log key or witness set, used from the epoch after the one
+	// that publishes the trust bundle naming it.
+	pendingLog       *keys.LogPrivateKey
+	pendingWitnesses [][]*tlog.WitnessPrivateKey
 }
 
 type vrfOutput struct {
@@ -323,6 +327,9 @@ func (d *Directory) PublishEpoch(now time.Time) (*Epoch, error) {
 	}
 	d.note = d.signed
 	if err := d.cosign(now); err != nil {
+		return nil, err
+	}
+	if err := d.switchKeys(); err != nil {
 		return nil, err
 	}
 	return &Epoch{Entry: entry, Note: bytes.Clone(d.note), Updates: ups}, nil

@@ -1,0 +1,107 @@
+package kt
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/moat-im/moat/crypto/tlog"
+	"github.com/moat-im/moat/keyserver/org"
+)
+
+// ErrBundleRefused is returned by FollowTrustBundle for a trust bundle the
+// client must not move to.
+var ErrBundleRefused = errors.New("kt: trust bundle refused")
+
+// Bundle returns the trust bundle the client is pinned to.
+func (c *Client) Bundle() *org.TrustBundle {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bundle
+}
+
+// FollowTrustBundle verifies a lookup of the trust-bundle org label and,
+// if it holds a newer bundle the client may trust, re-pins the client to
+// it (docs/spec/directory.md §Trust bundle changes): the new CA, log key,
+// witnesses and quorum. The bundle must be the same tenant's, keep the log
+// origin and the VRF key, have a higher sequence than the pinned one, and
+// be signed by the pinned CA, or, if rot is not nil, rot must be a
+// CARotation that verifies under the pinned CA and the bundle must be
+// signed by and name rot.New. rot comes from a VerifyOrgLookup of
+// org.OrgLabelCARotation, which the client makes first.
+//
+// The log trust state carries over (same origin; the tree never shrinks):
+// the checkpoint the lookup is proven against is accepted under the pinned
+// bundle, and the next one must be signed under the new bundle and be
+// consistent with it. On any error the client's state is unchanged. The
+// caller persists MarshalState together with Bundle.
+func (c *Client) FollowTrustBundle(rot *org.CARotation, resp *LookupResponse, now time.Time) (*org.TrustBundle, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur := c.bundle
+	alpha, err := OrgAlpha(cur.Tenant, org.OrgLabelTrustBundle)
+	if err != nil {
+		return nil, err
+	}
+	pv, err := c.openProof(alpha, &resp.Checkpoint, &resp.Proof, now)
+	if err != nil {
+		return nil, c.fail(pv, err, resp)
+	}
+	if !pv.mapRes.Present {
+		return nil, c.fail(pv, ktErr(StepValue, pv, "no trust bundle", nil), resp)
+	}
+	if err := c.checkRecord(pv, resp.Record); err != nil {
+		return nil, c.fail(pv, err, resp)
+	}
+	nb, err := org.ParseTrustBundle(resp.Record.Value)
+	if err != nil {
+		return nil, c.fail(pv, ktErr(StepValue, pv, "trust bundle", err), resp)
+	}
+	ca := cur.CA
+	if rot != nil {
+		if err := rot.Verify(cur.CA, cur.Tenant); err != nil {
+			return nil, fmt.Errorf("%w: CA rotation: %w", ErrBundleRefused, err)
+		}
+		ca = rot.New
+	}
+	if err := nb.Verify(ca, cur.Tenant); err != nil {
+		if rot == nil {
+			// Under the pinned CA, a bundle that does not verify is the
+			// directory's fault: it serves only CA-signed values.
+			if nb.Tenant == cur.Tenant && nb.CA != nil && nb.CA.Equal(cur.CA) {
+				return nil, c.fail(pv, ktErr(StepValue, pv, "trust bundle signature", err), resp)
+			}
+		}
+		return nil, fmt.Errorf("%w: %w", ErrBundleRefused, err)
+	}
+	switch {
+	case nb.Sequence <= cur.Sequence:
+		return nil, fmt.Errorf("%w: sequence %d, pinned %d", ErrBundleRefused, nb.Sequence, cur.Sequence)
+	case nb.LogOrigin != cur.LogOrigin:
+		return nil, fmt.Errorf("%w: log origin changed", ErrBundleRefused)
+	case !nb.VRF.Equal(cur.VRF):
+		return nil, fmt.Errorf("%w: VRF key changed", ErrBundleRefused)
+	}
+	tcfg, err := VerifierConfig(nb, c.tcfg.MaxAge, c.tcfg.MaxSkew)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBundleRefused, err)
+	}
+	if _, err := tlog.NewVerifier(tcfg); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBundleRefused, err)
+	}
+	// Accept the checkpoint under the pinned bundle, then move the trust
+	// state to the new one. Repin cannot fail here: the config is valid,
+	// the origin is the same and a fork was refused by openProof.
+	if err := c.finish(pv, now, nil); err != nil {
+		return nil, err
+	}
+	nv, err := c.verifier.Repin(tcfg)
+	if err != nil {
+		return nil, err
+	}
+	c.track(pv.label, resp.Record.Version, pv.mapRes.Commitment)
+	c.verifier, c.bundle, c.tcfg = nv, nb, tcfg
+	c.notBefore = max(c.notBefore, nb.IssuedAt.Unix())
+	clear(c.values) // values verified under the old CA
+	return nb, nil
+}

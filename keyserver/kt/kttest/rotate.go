@@ -1,0 +1,127 @@
+package kttest
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/moat-im/moat/crypto/keys"
+	"github.com/moat-im/moat/crypto/tlog"
+	"github.com/moat-im/moat/keyserver/org"
+)
+
+// approvals returns the approvals of the proposed bundle p by the first
+// Threshold admins.
+func (d *Directory) approvals(p *org.TrustBundle) ([]*org.Approval, error) {
+	var out []*org.Approval
+	for _, k := range d.Admins[:d.Tenant.Roster().Threshold] {
+		a, err := org.ApproveTrustBundle(k, p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// RotateCA rotates the tenant's CA to a new key (org.Tenant.RotateCA,
+// acting as the first admin). The next PublishEpoch publishes the rotation
+// and the new bundle.
+func (d *Directory) RotateCA(now time.Time) (*org.CARotationResult, error) {
+	next, err := org.GenerateMemorySigner(d.Rand)
+	if err != nil {
+		return nil, err
+	}
+	res, err := d.Tenant.RotateCA(d.Admins[0].Public().ID(), next, now)
+	if err != nil {
+		return nil, err
+	}
+	d.CA = next
+	return res, nil
+}
+
+// RotateLogKey replaces the log key, with the approval of Threshold
+// admins. The next PublishEpoch publishes the new bundle in a checkpoint
+// signed by the old key; later checkpoints are signed by the new key.
+func (d *Directory) RotateLogKey(now time.Time) (*org.TrustBundle, error) {
+	next, err := keys.GenerateLogKey(d.Rand)
+	if err != nil {
+		return nil, err
+	}
+	p, err := d.Tenant.ProposeLogKey(next.Public(), now)
+	if err != nil {
+		return nil, err
+	}
+	as, err := d.approvals(p)
+	if err != nil {
+		return nil, err
+	}
+	nb, err := d.Tenant.RotateLogKey(p, as)
+	if err != nil {
+		return nil, err
+	}
+	d.pendingLog = next
+	return nb, nil
+}
+
+// ReplaceWitnesses replaces the witnesses by n new Ed25519-and-ML-DSA
+// witnesses with quorum q, with the approval of Threshold admins. The
+// next PublishEpoch is cosigned by the old witnesses; later ones by the
+// new.
+func (d *Directory) ReplaceWitnesses(n, q int, now time.Time) (*org.TrustBundle, error) {
+	ws := org.WitnessSet{Quorum: q}
+	var all [][]*tlog.WitnessPrivateKey
+	for i := range n {
+		name := fmt.Sprintf("witness%d.example/w", len(d.Witnesses)+i+100)
+		ed, err := tlog.GenerateWitnessKey(d.Rand, name, tlog.CosignatureEd25519)
+		if err != nil {
+			return nil, err
+		}
+		pq, err := tlog.GenerateWitnessKey(d.Rand, name, tlog.CosignatureMLDSA44)
+		if err != nil {
+			return nil, err
+		}
+		ws.Witnesses = append(ws.Witnesses, org.WitnessKey{Name: name, Ed25519: ed.Public().Bytes(), MLDSA44: pq.Public().Bytes()})
+		all = append(all, []*tlog.WitnessPrivateKey{ed, pq})
+	}
+	p, err := d.Tenant.ProposeWitnesses(ws, now)
+	if err != nil {
+		return nil, err
+	}
+	as, err := d.approvals(p)
+	if err != nil {
+		return nil, err
+	}
+	nb, err := d.Tenant.ReplaceWitnesses(p, as)
+	if err != nil {
+		return nil, err
+	}
+	d.pendingWitnesses = all
+	return nb, nil
+}
+
+// switchKeys moves to the pending log key or witnesses after the epoch
+// that published them. New witnesses start from an empty store; each
+// witness of a rotated log key is reconfigured for the new key.
+func (d *Directory) switchKeys() error {
+	if d.pendingLog == nil && d.pendingWitnesses == nil {
+		return nil
+	}
+	if d.pendingLog != nil {
+		d.LogKey, d.pendingLog = d.pendingLog, nil
+	}
+	if d.pendingWitnesses != nil {
+		d.WitnessKeys, d.pendingWitnesses = d.pendingWitnesses, nil
+	}
+	d.Witnesses = nil
+	for _, ks := range d.WitnessKeys {
+		w, err := tlog.NewWitness(tlog.WitnessConfig{
+			Keys: ks, Logs: map[string]*keys.LogPublicKey{d.Origin: d.LogKey.Public()}, Store: tlog.NewMemoryWitnessStore(),
+		})
+		if err != nil {
+			return err
+		}
+		d.Witnesses = append(d.Witnesses, w)
+	}
+	d.cosigned = make([]uint64, len(d.Witnesses))
+	return nil
+}
