@@ -140,12 +140,23 @@ func newClient(cfg Config) (*Client, error) {
 }
 
 // Tenant returns the tenant the client verifies.
-func (c *Client) Tenant() org.TenantID { return c.bundle.Tenant }
+func (c *Client) Tenant() org.TenantID {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bundle.Tenant
+}
 
 // TreeSize returns the size of the trusted checkpoint's tree, 0 before
 // bootstrap. A client sends it with every request, so that the directory
 // proves its answer relative to it (CheckpointUpdate.BaseSize).
 func (c *Client) TreeSize() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.treeSize()
+}
+
+// treeSize is TreeSize with c.mu held.
+func (c *Client) treeSize() uint64 {
 	cp, _ := c.verifier.Checkpoint()
 	if cp == nil {
 		return 0
@@ -397,8 +408,8 @@ func (c *Client) UpdateCheckpoint(resp *ConsistencyResponse, now time.Time) (*tl
 		return nil, f
 	}
 	cu := &resp.Checkpoint
-	if cu.BaseSize != c.TreeSize() {
-		return nil, fmt.Errorf("%w: response from size %d, client at %d", ErrBaseSize, cu.BaseSize, c.TreeSize())
+	if cu.BaseSize != c.treeSize() {
+		return nil, fmt.Errorf("%w: response from size %d, client at %d", ErrBaseSize, cu.BaseSize, c.treeSize())
 	}
 	_, trustedNote := c.verifier.Checkpoint()
 	if len(cu.Note) == 0 || bytes.Equal(cu.Note, trustedNote) {
