@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -37,7 +38,8 @@ admin publish publishes one now.`,
 	pf.StringVar(&o.Key, "key", "", "admin private key file")
 	pf.StringVar(&o.Tenant, "tenant", "", "tenant id (default: the key file's)")
 	pf.DurationVar(&o.Timeout, "timeout", 30*time.Second, "timeout of one request")
-	cmd.AddCommand(newKeygenCmd(), newAddUserCmd(o), newIssueCodeCmd(o), newRevokeDeviceCmd(o), newListCmd(o), newPublishCmd(o))
+	cmd.AddCommand(newKeygenCmd(), newAddUserCmd(o), newIssueCodeCmd(o), newRevokeDeviceCmd(o), newListCmd(o), newPublishCmd(o),
+		newSetWitnessesCmd(o), newRotateCACmd(o), newRotateLogKeyCmd(o))
 	return cmd
 }
 
@@ -240,6 +242,139 @@ func newPublishCmd(o *adminOptions) *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "epoch %d cosigned %v\n", out.Epoch, out.Cosigned)
 			return nil
+		},
+	}
+}
+
+func newSetWitnessesCmd(o *adminOptions) *cobra.Command {
+	var vkeys []string
+	var quorum int
+	var proposal, out string
+	cmd := &cobra.Command{
+		Use:   "set-witnesses (--witness-vkeys FILE ... [--quorum N] [--out FILE] | --proposal FILE)",
+		Short: "Approve a new witness set and quorum",
+		Long: `set-witnesses approves, with the admin key, a trust bundle that replaces the
+witness set (--witness-vkeys, --quorum: default a majority), built from the
+directory's current bundle and written to --out for the other admins, or
+the proposal another admin wrote (--proposal). The directory applies it
+once the roster's threshold of admins approved the same proposal, and
+publishes it at the next epoch.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			var enc []byte
+			if proposal != "" {
+				if enc, err = os.ReadFile(proposal); err != nil {
+					return err
+				}
+			} else {
+				wks, err := readVkeys(vkeys)
+				if err != nil {
+					return err
+				}
+				if len(wks) == 0 {
+					return errors.New("give --witness-vkeys or --proposal")
+				}
+				if quorum == 0 {
+					quorum = len(wks)/2 + 1
+				}
+				raw, err := c.TrustBundle(cmd.Context())
+				if err != nil {
+					return err
+				}
+				cur, err := org.ParseTrustBundle(raw)
+				if err != nil {
+					return err
+				}
+				p := service.ProposeWitnesses(cur, org.WitnessSet{Witnesses: wks, Quorum: quorum}, time.Now())
+				if enc, err = service.MarshalProposal(p); err != nil {
+					return err
+				}
+				if out != "" {
+					if err := service.WriteFileExclusive(out, enc, 0o644); err != nil {
+						return err
+					}
+				}
+			}
+			prop, err := org.ParseTrustBundle(enc)
+			if err != nil {
+				return fmt.Errorf("proposal: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "bundle %d: quorum %d of", prop.Sequence, prop.Witnesses.Quorum)
+			for _, w := range prop.Witnesses.Witnesses {
+				fmt.Fprintf(cmd.OutOrStdout(), " %s", w.Name)
+			}
+			fmt.Fprintln(cmd.OutOrStdout())
+			ap, err := org.ApproveTrustBundle(c.Admin, prop)
+			if err != nil {
+				return err
+			}
+			apb, err := ap.Marshal()
+			if err != nil {
+				return err
+			}
+			var res service.TrustBundleApproveResponse
+			if err := c.AdminOp(cmd.Context(), "set-witnesses", service.TrustBundleApproveRequest{Bundle: enc, Approval: apb}, &res); err != nil {
+				return err
+			}
+			if res.Applied {
+				fmt.Fprintf(cmd.OutOrStdout(), "applied: bundle %d, published at epoch %d or later\n", res.Sequence, res.PendingEpoch)
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "approved: %d of %d approvals\n", res.Approvals, res.Threshold)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&vkeys, "witness-vkeys", nil, "file of witness vkeys (repeatable)")
+	f.IntVar(&quorum, "quorum", 0, "witness cosignatures clients require (default: a majority)")
+	f.StringVar(&proposal, "proposal", "", "approve this proposal, written by another admin's --out")
+	f.StringVar(&out, "out", "", "write the proposal here, for the other admins")
+	return cmd
+}
+
+func newRotateCACmd(o *adminOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rotate-ca",
+		Short: "Rotate the tenant's CA key",
+		Long: `rotate-ca asks the directory to move the tenant to a new CA key, re-signing
+the trust bundle, roster and policies and re-issuing every device
+certificate. The directory must have a CA key provider; moatd serve has
+none yet, and answers 501.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			var out service.RotateCAResponse
+			if err := c.AdminOp(cmd.Context(), "rotate-ca", nil, &out); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "CA rotation %d, %d certificates re-issued, published at epoch %d or later\n",
+				out.Sequence, out.Certificates, out.PendingEpoch)
+			return nil
+		},
+	}
+}
+
+func newRotateLogKeyCmd(o *adminOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rotate-log-key",
+		Short: "Rotate the log key (not implemented by the directory yet)",
+		Long: `rotate-log-key calls admin/rotate-log-key, which the directory answers with
+501: it cannot yet switch its checkpoint signing key after the epoch that
+publishes the new trust bundle.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			return c.AdminOp(cmd.Context(), "rotate-log-key", nil, nil)
 		},
 	}
 }

@@ -32,6 +32,9 @@ var adminOps = map[string]adminOp{
 	"cancel-code":       {true, opCancelCode},
 	"revoke-device":     {true, opRevokeDevice},
 	"approve":           {true, opApprove},
+	"set-witnesses":     {true, opSetWitnesses},
+	"rotate-log-key":    {true, opRotateLogKey},
+	"rotate-ca":         {true, opRotateCA},
 	"list":              {true, opList},
 	"publish":           {false, opPublish},
 }
@@ -130,8 +133,11 @@ func adminError(err error) (int, string) {
 		errors.Is(err, org.ErrUnknownDevice), errors.Is(err, org.ErrBadEnrolmentCode):
 		return http.StatusNotFound, err.Error()
 	case errors.Is(err, org.ErrUserExists), errors.Is(err, org.ErrDepartmentExists), errors.Is(err, org.ErrDeviceRevoked),
-		errors.Is(err, org.ErrDepartmentNotEmpty), errors.Is(err, org.ErrDepartmentCycle), errors.Is(err, org.ErrUserRemoved):
+		errors.Is(err, org.ErrDepartmentNotEmpty), errors.Is(err, org.ErrDepartmentCycle), errors.Is(err, org.ErrUserRemoved),
+		errors.Is(err, org.ErrPendingUpdates):
 		return http.StatusConflict, err.Error()
+	case errors.Is(err, org.ErrApprovalInvalid), errors.Is(err, org.ErrDuplicateApproval), errors.Is(err, org.ErrInsufficientApprovals):
+		return http.StatusBadRequest, err.Error()
 	case errors.Is(err, org.ErrUnknownAdmin):
 		return http.StatusForbidden, err.Error()
 	}
@@ -446,6 +452,134 @@ func opApprove(s *Service, t *Tenant, p *principal, body []byte, now time.Time) 
 		Approvals int `json:"approvals"`
 		Threshold int `json:"threshold"`
 	}{len(pa.approvals), t.org.Roster().Threshold}, nil
+}
+
+// MarshalProposal returns the encoding of a proposed, unsigned trust
+// bundle (org.Tenant.ProposeWitnesses, ProposeLogKey) for a
+// TrustBundleApproveRequest: the TrustBundle encoding with an all-zero
+// signature, which the service ignores.
+func MarshalProposal(b *org.TrustBundle) ([]byte, error) {
+	p := *b
+	p.Signature = make([]byte, org.SignatureSize)
+	return p.Marshal()
+}
+
+// ProposeWitnesses returns the proposal, from the current bundle cur, of
+// the trust bundle that replaces the witness set and quorum by ws, issued
+// at now: what org.Tenant.ProposeWitnesses returns, for an admin tool that
+// has only the published bundle.
+func ProposeWitnesses(cur *org.TrustBundle, ws org.WitnessSet, now time.Time) *org.TrustBundle {
+	p := *cur
+	p.Sequence++
+	p.IssuedAt = now.UTC().Truncate(time.Second)
+	p.Signature = nil
+	p.Witnesses = org.WitnessSet{Witnesses: slices.Clone(ws.Witnesses), Quorum: ws.Quorum}
+	org.SortWitnesses(p.Witnesses.Witnesses)
+	return &p
+}
+
+// opSetWitnesses holds an admin's approval of a proposed trust bundle that
+// replaces the witness set (org.md §Witness set changes), like opApprove:
+// the approval must be the signing admin's own and verify over the
+// proposal. Once the roster's threshold of distinct admins approved the
+// same proposal, org.Tenant.ReplaceWitnesses signs it, and it is published
+// under the trust-bundle org label at the next epoch.
+func opSetWitnesses(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
+	var in TrustBundleApproveRequest
+	if err := decodeAdmin(body, &in); err != nil {
+		return nil, err
+	}
+	prop, err := org.ParseTrustBundle(in.Bundle)
+	if err != nil || prop.Tenant != t.id {
+		return nil, badRequest("bad proposed trust bundle")
+	}
+	prop.Signature = nil
+	ap, err := org.ParseApproval(in.Approval)
+	if err != nil {
+		return nil, badRequest("bad approval")
+	}
+	if ap.Kind != org.ApproverAdmin || ap.Signer != p.id {
+		return nil, &apiError{http.StatusForbidden, "an admin lodges only its own approval"}
+	}
+	msg, err := org.TrustBundleApprovalMessage(prop)
+	if err != nil {
+		return nil, badRequest("bad proposed trust bundle")
+	}
+	if k := t.trust.Load().roster.Admin(p.id); k == nil || k.Verify(msg, ap.Signature) != nil {
+		return nil, badRequest("approval does not verify for this bundle")
+	}
+	cur := t.org.TrustBundle()
+	if prop.Sequence != cur.Sequence+1 {
+		return nil, &apiError{http.StatusConflict, "proposal is not for the next trust bundle"}
+	}
+	h := sha256.Sum256(msg)
+	for k, v := range t.bundleApprovals {
+		if !now.Before(v.expires) {
+			delete(t.bundleApprovals, k)
+		}
+	}
+	pa := t.bundleApprovals[h]
+	if pa == nil {
+		if len(t.bundleApprovals) >= s.opts.Limits.MaxPendingApprovals {
+			return nil, &apiError{http.StatusServiceUnavailable, "too many pending approvals"}
+		}
+		pa = &pendingApprovals{expires: now.Add(t.org.Config().MaxCodeLifetime)}
+		t.bundleApprovals[h] = pa
+	}
+	for _, a := range pa.approvals {
+		if a.Signer == ap.Signer {
+			return nil, &apiError{http.StatusConflict, "already approved"}
+		}
+	}
+	pa.approvals = append(pa.approvals, ap)
+	out := &TrustBundleApproveResponse{Approvals: len(pa.approvals), Threshold: t.org.Roster().Threshold}
+	if out.Approvals < out.Threshold {
+		return out, nil
+	}
+	nb, err := t.org.ReplaceWitnesses(prop, pa.approvals)
+	delete(t.bundleApprovals, h)
+	if err != nil {
+		return nil, err
+	}
+	t.dirty = true
+	out.Applied, out.Sequence, out.PendingEpoch = true, nb.Sequence, t.Head().Epoch+1
+	return out, nil
+}
+
+// opRotateLogKey is not implemented by the service yet: the directory
+// signs checkpoints with the log key of its key file, and switching it
+// after the publishing epoch (docs/spec/directory.md §Trust bundle
+// changes), persisting the new key and re-keying the witnesses' view of
+// the log are not wired in. org.Tenant.RotateLogKey is the library side.
+func opRotateLogKey(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
+	return nil, &apiError{http.StatusNotImplemented,
+		"rotate-log-key is not implemented by this service: it cannot yet switch its checkpoint signing key after the publishing epoch"}
+}
+
+// opRotateCA moves the tenant to a new CA key (org.md §CA rotation), which
+// TenantConfig.NextCA provides and keeps. Without NextCA it answers 501.
+func opRotateCA(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
+	if len(body) > 0 {
+		var in struct{}
+		if err := decodeAdmin(body, &in); err != nil {
+			return nil, err
+		}
+	}
+	if t.nextCA == nil {
+		return nil, &apiError{http.StatusNotImplemented, "rotate-ca needs a CA key provider, and this service has none configured"}
+	}
+	next, err := t.nextCA()
+	if err != nil {
+		return nil, err
+	}
+	res, err := t.org.RotateCA(p.id, next, now)
+	if err != nil {
+		return nil, err
+	}
+	t.keys.CA = next // read under t.mu only
+	t.dirty = true
+	clear(t.approvals) // enrolment requests name the old bundle
+	return &RotateCAResponse{Sequence: res.Rotation.Sequence, Certificates: len(res.Certificates), PendingEpoch: t.Head().Epoch + 1}, nil
 }
 
 func opList(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {

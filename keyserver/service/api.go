@@ -95,6 +95,35 @@ type ApproveRequest struct {
 	Approval []byte `json:"approval"`
 }
 
+// TrustBundleApproveRequest is admin/set-witnesses: an admin's approval
+// (org.ApproveTrustBundle, signed by the requesting admin) of a proposed
+// trust bundle (MarshalProposal). Approvals are held, in memory, until the
+// roster's threshold of admins approved the same proposal.
+type TrustBundleApproveRequest struct {
+	Bundle   []byte `json:"bundle"`
+	Approval []byte `json:"approval"`
+}
+
+// TrustBundleApproveResponse counts the approvals of the proposal; Applied
+// is set once the threshold is met and the CA signed the new bundle, which
+// is published at PendingEpoch.
+type TrustBundleApproveResponse struct {
+	Approvals    int    `json:"approvals"`
+	Threshold    int    `json:"threshold"`
+	Applied      bool   `json:"applied,omitempty"`
+	Sequence     uint64 `json:"sequence,omitempty"`
+	PendingEpoch uint64 `json:"pending_epoch,omitempty"`
+}
+
+// RotateCAResponse is admin/rotate-ca: the CA rotation's sequence number
+// and the number of device certificates re-issued, published at
+// PendingEpoch.
+type RotateCAResponse struct {
+	Sequence     uint64 `json:"sequence"`
+	Certificates int    `json:"certificates"`
+	PendingEpoch uint64 `json:"pending_epoch"`
+}
+
 // ListResponse is admin/list: the users of the latest published org chart
 // and their current devices.
 type ListResponse struct {

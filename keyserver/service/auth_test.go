@@ -63,6 +63,9 @@ func TestAdminAuthorization(t *testing.T) {
 		"cancel-code":       jsonBody(service.CancelCodeRequest{CodeID: org.CodeID{1}.String()}),
 		"revoke-device":     jsonBody(service.RevokeDeviceRequest{User: alice.String(), Device: org.DeviceID{1}.String()}),
 		"approve":           jsonBody(service.ApproveRequest{User: alice.String()}),
+		"set-witnesses":     jsonBody(service.TrustBundleApproveRequest{}),
+		"rotate-log-key":    []byte("{}"),
+		"rotate-ca":         []byte("{}"),
 		"list":              []byte("{}"),
 		"publish":           []byte("{}"),
 	}

@@ -39,6 +39,9 @@ type TenantConfig struct {
 	Create *CreateParams
 	// Witnesses are asked to cosign every checkpoint.
 	Witnesses []WitnessClient
+	// NextCA, if set, returns the new CA key of admin/rotate-ca, having
+	// stored it where the service will find it at its next start.
+	NextCA func() (org.Signer, error)
 	// NoteFile, if set, is where the latest cosigned checkpoint note is
 	// kept between restarts (the store's head holds the log-signed note
 	// only; docs/spec/directory-api.md §Storage).
@@ -83,8 +86,12 @@ type Tenant struct {
 	org       *org.Tenant
 	dirty     bool // org changed since the state last committed
 	approvals map[[32]byte]*pendingApprovals
-	lastRec   map[vmap.Label]recHead // latest record of labels written, for the next version
-	lastEntry kt.EpochEntry          // entry of the head epoch
+	// bundleApprovals are the admin approvals of proposed trust bundles,
+	// by the hash of their approval message.
+	bundleApprovals map[[32]byte]*pendingApprovals
+	nextCA          func() (org.Signer, error)
+	lastRec         map[vmap.Label]recHead // latest record of labels written, for the next version
+	lastEntry       kt.EpochEntry          // entry of the head epoch
 
 	tree   atomic.Pointer[tlog.Tree]
 	head   atomic.Pointer[store.Head] // the latest committed head
@@ -193,7 +200,7 @@ func openTenant(ctx context.Context, cfg TenantConfig, o *Options, met *metrics)
 		id: cfg.ID, keys: cfg.Keys, st: cfg.Store, ts: store.NewTreeStore(cfg.Store),
 		m: vmap.New(cfg.Store, nil), log: o.Logger.With(slog.String("tenant", cfg.ID.String())),
 		met: met, now: o.Now, noteFile: cfg.NoteFile, opts: o,
-		approvals: map[[32]byte]*pendingApprovals{}, lastRec: map[vmap.Label]recHead{},
+		approvals: map[[32]byte]*pendingApprovals{}, bundleApprovals: map[[32]byte]*pendingApprovals{}, nextCA: cfg.NextCA, lastRec: map[vmap.Label]recHead{},
 		vrfCache: map[string]vrfOutput{}, devices: map[org.DeviceID]authDevice{}, byUser: map[org.UserID][]org.DeviceID{},
 		nonces: newReplayCache(o.Limits.MaxNonces), kick: make(chan struct{}, 1),
 	}
