@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/moat-im/moat/crypto/tlog"
+	"github.com/moat-im/moat/keyserver/org"
 )
 
 // WitnessClient submits checkpoints to one witness (C2SP tlog-witness
@@ -143,12 +144,33 @@ type cosigner struct {
 	size   uint64
 	signed []byte
 	last   time.Time // end of the last round that reached a quorum
+	// warned is the trust bundle sequence for which missing witness URLs
+	// were last reported.
+	warned uint64
 }
 
 type witnessState struct {
 	c     WitnessClient
 	known uint64 // the size it last cosigned, as far as the log knows
 	lines []byte // its cosignature lines for the checkpoint being cosigned
+	// names are the witness key names it has cosigned as; nil until it
+	// first cosigns. The client configuration gives URLs only, so which
+	// witness of a trust bundle a URL serves is learnt from its answers.
+	names map[string]bool
+}
+
+// serves reports whether w is (or may be, not having answered yet) one of
+// the witnesses of set.
+func (w *witnessState) serves(set map[string]bool) bool {
+	if w.names == nil {
+		return true
+	}
+	for n := range w.names {
+		if set[n] {
+			return true
+		}
+	}
+	return false
 }
 
 func newCosigner(t *Tenant, ws []WitnessClient) *cosigner {
@@ -183,9 +205,22 @@ func (c *cosigner) round(ctx context.Context) (uint64, error) {
 			w.lines = nil
 		}
 	}
+	// The witnesses of the bundle this checkpoint is under: the one
+	// before a new bundle for the epoch publishing it, the new one after
+	// (docs/spec/directory.md §Trust bundle changes). Configured witnesses
+	// known to be of neither are not asked.
+	ti := t.trust.Load().checkpointTrust(c.size)
+	set := map[string]bool{}
+	for _, k := range ti.bundle.Witnesses.Witnesses {
+		set[k.Name] = true
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(c.ws))
 	for i, w := range c.ws {
+		if !w.serves(set) {
+			w.lines = nil
+			continue
+		}
 		wg.Go(func() {
 			lines, err := c.submit(ctx, w)
 			if err == nil {
@@ -195,9 +230,10 @@ func (c *cosigner) round(ctx context.Context) (uint64, error) {
 		})
 	}
 	wg.Wait()
+	c.warnMissing(ti.bundle, set)
 	note := bytes.Clone(c.signed)
 	for _, w := range c.ws {
-		if w.lines == nil {
+		if w.lines == nil || !w.serves(set) {
 			continue
 		}
 		n, err := tlog.AddCosignatures(note, w.lines)
@@ -224,6 +260,47 @@ func (c *cosigner) round(ctx context.Context) (uint64, error) {
 		return sv.size, err
 	}
 	return 0, err
+}
+
+// warnMissing logs, once per trust bundle, the witnesses of set that no
+// configured witness URL has cosigned as: the operator must configure
+// their URLs (moatd --witness) or the checkpoints under that bundle may
+// not reach its quorum. The service keeps going with the others.
+func (c *cosigner) warnMissing(b *org.TrustBundle, set map[string]bool) {
+	if c.warned == b.Sequence+1 {
+		return
+	}
+	served := map[string]bool{}
+	unknown := 0
+	for _, w := range c.ws {
+		if w.names == nil {
+			unknown++
+		}
+		for n := range w.names {
+			served[n] = true
+		}
+	}
+	var missing []string
+	for _, k := range b.Witnesses.Witnesses {
+		if !served[k.Name] {
+			missing = append(missing, k.Name)
+		}
+	}
+	if len(missing) == 0 {
+		c.warned = b.Sequence + 1
+		return
+	}
+	if unknown > 0 {
+		// Some URL has not answered yet and may be one of them; the
+		// warning waits until every URL has, or the quorum is missed.
+		if len(set)-len(missing) >= b.Witnesses.Quorum {
+			return
+		}
+	}
+	c.warned = b.Sequence + 1
+	c.t.log.Warn("WITNESS URL MISSING: the trust bundle names witnesses that no configured witness URL cosigns as; configure their URLs",
+		slog.Uint64("bundle_sequence", b.Sequence), slog.Any("witnesses", missing),
+		slog.Int("quorum", b.Witnesses.Quorum), slog.Int("configured", len(c.ws)))
 }
 
 // lastCosigned returns when a round last reached a quorum.
@@ -259,10 +336,16 @@ func (c *cosigner) submit(ctx context.Context, w *witnessState) ([]byte, error) 
 		lines, err := w.c.AddCheckpoint(rctx, &tlog.AddCheckpointRequest{OldSize: w.known, Proof: proof, Checkpoint: c.signed})
 		cancel()
 		if err == nil {
-			if _, perr := tlog.ParseCosignatures(lines); perr != nil {
+			if css, perr := tlog.ParseCosignatures(lines); perr != nil {
 				err = &WitnessError{Witness: name, Status: http.StatusOK, Message: "malformed cosignatures"}
 			} else {
 				t.met.witnessReqs.WithLabelValues(tid, name, "ok").Inc()
+				if len(css) > 0 {
+					w.names = map[string]bool{}
+					for _, cs := range css {
+						w.names[cs.Name] = true
+					}
+				}
 				w.known = c.size
 				return lines, nil
 			}

@@ -197,8 +197,11 @@ type worldOptions struct {
 	badger    bool
 	witnesses int // default 3
 	quorum    int // default 2
-	seed      uint64
-	limits    service.Limits
+	// extra witnesses are configured (their URLs given to the service)
+	// but not in the tenant's first trust bundle.
+	extra  int
+	seed   uint64
+	limits service.Limits
 	// wrap wraps the store (for fault injection).
 	wrap func(store.DirectoryStore) store.DirectoryStore
 }
@@ -226,7 +229,7 @@ func newWorld(t testing.TB, o worldOptions) *world {
 		w.admins = append(w.admins, must(org.GenerateAdminKey(w.rnd, org.AdminID{0xad, byte(i + 1)}, scheme)))
 	}
 	logs := map[string]*keys.LogPublicKey{w.origin: w.keys.Log.Public()}
-	for i := range o.witnesses {
+	for i := range o.witnesses + o.extra {
 		w.witnesses = append(w.witnesses, newTestWitness(t, w.rnd, fmt.Sprintf("witness%d.example/w", i+1), logs, w.clk.Now))
 	}
 	w.dir = t.TempDir()
@@ -245,7 +248,7 @@ func (w *world) adminKeys() []*org.AdminKey {
 
 func (w *world) witnessSet() org.WitnessSet {
 	ws := org.WitnessSet{Quorum: w.quorum}
-	for _, tw := range w.witnesses {
+	for _, tw := range w.witnesses[:w.opts.witnesses] {
 		ws.Witnesses = append(ws.Witnesses, tw.key())
 	}
 	return ws

@@ -136,6 +136,22 @@ type trustInfo struct {
 	enc    []byte
 	vcfg   tlog.VerifierConfig
 	roster *org.AdminRoster
+	// from is the smallest checkpoint size signed and cosigned under
+	// bundle; smaller ones are under prev, the bundle in force before
+	// (docs/spec/directory.md §Trust bundle changes: the checkpoint of
+	// the epoch that publishes a bundle is under the one before it).
+	// prev is nil if the service has not seen the change (a restart).
+	from uint64
+	prev *trustInfo
+}
+
+// checkpointTrust returns the trust under which the checkpoint of size
+// n is signed and cosigned.
+func (ti *trustInfo) checkpointTrust(n uint64) *trustInfo {
+	if n < ti.from && ti.prev != nil {
+		return ti.prev
+	}
+	return ti
 }
 
 type authDevice struct {
@@ -304,7 +320,8 @@ func (t *Tenant) leafIs(ctx context.Context, tree *tlog.Tree, index uint64, leaf
 
 func (t *Tenant) setTrust() error {
 	b := t.org.TrustBundle()
-	if cur := t.trust.Load(); cur != nil && cur.bundle == b && cur.roster == t.org.Roster() {
+	cur := t.trust.Load()
+	if cur != nil && cur.bundle == b && cur.roster == t.org.Roster() {
 		return nil
 	}
 	enc, err := b.Marshal()
@@ -317,7 +334,26 @@ func (t *Tenant) setTrust() error {
 	if err != nil {
 		return err
 	}
-	t.trust.Store(&trustInfo{bundle: b, enc: enc, vcfg: vcfg, roster: t.org.Roster()})
+	ti := &trustInfo{bundle: b, enc: enc, vcfg: vcfg, roster: t.org.Roster()}
+	switch {
+	case cur == nil:
+	case cur.bundle == b:
+		// A roster change only.
+		ti.from, ti.prev = cur.from, cur.prev
+	default:
+		// A new bundle, published by the head's epoch: its checkpoint is
+		// under the bundle before; the new one applies from the next.
+		if h := t.head.Load(); h != nil {
+			ti.from = h.LogSize + 1
+		}
+		old := *cur
+		old.prev = nil
+		ti.prev = &old
+		t.log.Info("trust bundle changed; checkpoints from the next epoch are under it",
+			slog.Uint64("sequence", b.Sequence), slog.Uint64("from_size", ti.from), slog.Int("witnesses", len(b.Witnesses.Witnesses)),
+			slog.Int("quorum", b.Witnesses.Quorum))
+	}
+	t.trust.Store(ti)
 	return nil
 }
 
@@ -343,11 +379,16 @@ func (t *Tenant) loadNote(ctx context.Context) {
 // this log's stored tree that a witness quorum cosigned, and newer than
 // the one served.
 func (t *Tenant) acceptNote(ctx context.Context, note []byte) error {
-	ti := t.trust.Load()
-	cp, err := tlog.OpenCheckpoint(note, ti.bundle.LogOrigin, ti.bundle.Log)
+	all := t.trust.Load()
+	cp, err := tlog.OpenCheckpoint(note, all.bundle.LogOrigin, all.bundle.Log)
+	if err != nil && all.prev != nil {
+		cp, err = tlog.OpenCheckpoint(note, all.prev.bundle.LogOrigin, all.prev.bundle.Log)
+	}
 	if err != nil {
 		return err
 	}
+	// Verified under the bundle in force for its size, log key included.
+	ti := all.checkpointTrust(cp.Size)
 	head := t.head.Load()
 	if head == nil || cp.Size == 0 || cp.Size > head.LogSize {
 		return fmt.Errorf("checkpoint of size %d beyond the stored log", cp.Size)
