@@ -64,10 +64,14 @@ type Options struct {
 	// Info.
 	LogLevel slog.Leveler
 
-	// MemTableSize is badger's memtable size. Default 64 MiB (badger's
-	// default). It bounds one badger transaction to 15% of it (about
-	// 9.6 MiB and 100,000 entries at the default); a larger epoch is
-	// staged over several transactions (commit.go). Minimum 4 MiB.
+	// MemTableSize is badger's memtable size. Default 256 MiB, so that an
+	// epoch of 32,768 updates (about 190,000 entries) is one badger
+	// transaction. It bounds one badger transaction to 15% of it (about
+	// 38 MiB and 400,000 entries at the default); a larger epoch is
+	// staged over several transactions (commit.go). Badger allocates each
+	// memtable's arena (about 1.3 times this size) up front, and keeps up
+	// to five full memtables in memory while they are flushed. Minimum
+	// 4 MiB.
 	MemTableSize int64
 
 	// Badger options that are fixed, not configurable:
@@ -99,7 +103,7 @@ type Options struct {
 }
 
 const (
-	defaultMemTableSize = 64 << 20
+	defaultMemTableSize = 256 << 20
 	minMemTableSize     = 4 << 20
 	valueThreshold      = 1 << 10
 )

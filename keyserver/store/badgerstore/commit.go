@@ -9,7 +9,7 @@ package badgerstore
 // db.Sync alone does not.
 //
 // Atomicity. A commit that fits one badger transaction (15% of the
-// memtable: about 9.6 MB and 100,000 entries at the default 64 MiB; values
+// memtable: about 38 MB and 400,000 entries at the default 256 MiB; values
 // in the value log count as 12-byte pointers) is one transaction: data,
 // "H" || epoch and "h". A larger commit is staged: transactions of data,
 // the first carrying the staging journal, then syncAll, then the last
@@ -212,10 +212,37 @@ func (s *Store) plan(c *store.EpochCommit, prev *store.Head, runs []store.Versio
 	for _, n := range logNew {
 		p.data = append(p.data, entry{key: appendLogKey(nil, n.ID), val: n.Hash[:]})
 	}
+	// Value records are one fragment each (recordFragSize holds the
+	// largest): their keys, journal keys and fragments share two arenas,
+	// sized up front so that the subslices handed to badger never move.
+	const valueKeys = valueBaseSize + fragNumSize + 1 + 8 + valueBaseSize
+	keys := make([]byte, 0, len(c.Values)*valueKeys)
+	vals := 0
+	for i := range c.Values {
+		vals += blobHeaderSize + len(c.Values[i].Record)
+	}
+	frags := make([]byte, 0, vals)
+	p.journal = make([]entry, 0, len(c.Values)+len(c.Tenants))
 	for i := range c.Values {
 		w := &c.Values[i]
-		b := appendValueBase(nil, w.Label, w.Version)
-		p.addBlob(b, c.Epoch, w.Record, recordFragSize)
+		if len(w.Record) > recordFragSize-blobHeaderSize {
+			p.addBlob(appendValueBase(nil, w.Label, w.Version), c.Epoch, w.Record, recordFragSize)
+			continue
+		}
+		start := len(keys)
+		keys = appendValueBase(keys, w.Label, w.Version)
+		base := keys[start:len(keys):len(keys)]
+		keys = appendFragKey(keys, base, 0)
+		key := keys[start+valueBaseSize : len(keys) : len(keys)]
+		start = len(keys)
+		keys = appendJournalKey(keys, c.Epoch, base)
+		jkey := keys[start:len(keys):len(keys)]
+		start = len(frags)
+		frags = binary.BigEndian.AppendUint64(frags, c.Epoch)
+		frags = binary.BigEndian.AppendUint32(frags, uint32(len(w.Record)))
+		frags = append(frags, w.Record...)
+		p.data = append(p.data, entry{key: key, val: frags[start:len(frags):len(frags)]})
+		p.journal = append(p.journal, entry{key: jkey})
 	}
 	for i := range c.Tenants {
 		t := &c.Tenants[i]
@@ -223,9 +250,11 @@ func (s *Store) plan(c *store.EpochCommit, prev *store.Head, runs []store.Versio
 		p.addBlob(b, c.Epoch, t.State, tenantFragSize)
 	}
 	p.final = []entry{{key: headAtKey(c.Epoch), val: encodeHead(&c.Head)}, {key: keyHead, val: encodeHeadPointer(c.Epoch)}}
-	for _, e := range append(p.data[:len(p.data):len(p.data)], p.final...) {
-		p.size += estimate(e)
-		p.bytes += int64(len(e.key) + len(e.val))
+	for _, es := range [][]entry{p.data, p.final} {
+		for _, e := range es {
+			p.size += estimate(e)
+			p.bytes += int64(len(e.key) + len(e.val))
+		}
 	}
 	return p, nil
 }
