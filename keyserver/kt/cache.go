@@ -130,22 +130,32 @@ type valueSigs struct {
 	certs   []error
 	cached  []bool // certs whose signature was verified before
 	keys    [][32]byte
+
+	pending [][32]byte // keys of the objects the jobs verify
+	ok      []*bool    // and whether each verified
 }
 
-// checkValueSigs verifies the CA signature of every entry and certificate
-// of v, except those byte-identical to ones verified before, on up to
-// GOMAXPROCS goroutines. Certificates are checked by
+// collect sets r.keys once the jobs of prepareValueSigs have run.
+func (r *valueSigs) collect() {
+	for i, k := range r.pending {
+		if *r.ok[i] {
+			r.keys = append(r.keys, k)
+		}
+	}
+}
+
+// prepareValueSigs returns the jobs that verify the CA signature of every entry and certificate
+// of v, except those byte-identical to ones verified before, for the caller to run
+// (runJobs, possibly with others) before calling r.collect. Certificates are checked by
 // org.VerifyDeviceCertificate at now against revoked; a cached
 // certificate's remaining checks (validity, revocation) are the caller's.
-func (c *Client) checkValueSigs(v *org.UserValue, user org.UserID, now time.Time, revoked func(uint64) bool) *valueSigs {
+func (c *Client) prepareValueSigs(v *org.UserValue, user org.UserID, now time.Time, revoked func(uint64) bool) (*valueSigs, []func()) {
 	ca, tenant := c.bundle.CA, c.bundle.Tenant
 	r := &valueSigs{entries: make([]error, len(v.Entries)), certs: make([]error, len(v.Certificates)), cached: make([]bool, len(v.Certificates))}
 	var jobs []func()
-	var pending [][32]byte // keys of the objects the jobs verify
-	var ok []*bool         // and whether each verified
 	job := func(k [32]byte, f func() bool) {
 		done := new(bool)
-		pending, ok = append(pending, k), append(ok, done)
+		r.pending, r.ok = append(r.pending, k), append(r.ok, done)
 		jobs = append(jobs, func() { *done = f() })
 	}
 	for i, e := range v.Entries {
@@ -192,13 +202,7 @@ func (c *Client) checkValueSigs(v *org.UserValue, user org.UserID, now time.Time
 		}
 		job(k, check)
 	}
-	runJobs(jobs)
-	for i, k := range pending {
-		if *ok[i] {
-			r.keys = append(r.keys, k)
-		}
-	}
-	return r
+	return r, jobs
 }
 
 // sigVerified reports whether err from org.VerifyDeviceCertificate comes

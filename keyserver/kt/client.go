@@ -199,6 +199,28 @@ func ktErr(step ProofStep, pv *proven, reason string, err error) *KTProofError {
 // proof and the map proof. It changes no state. A failure that is the
 // directory's is a *KTProofError without its evidence fields.
 func (c *Client) openProof(alpha []byte, cu *CheckpointUpdate, p *LabelProof, now time.Time) (*proven, error) {
+	return c.openProofWith(alpha, cu, p, now, nil)
+}
+
+// vrfResult is the outcome of VerifyLabel for a response's alpha and VRF
+// proof, computed ahead of openProofWith (concurrently with other checks).
+type vrfResult struct {
+	label vmap.Label
+	err   error
+}
+
+// vrfCached reports whether the VRF proof pi for alpha is byte-identical
+// to one verified before.
+func (c *Client) vrfCached(alpha, pi []byte) bool {
+	v, ok := c.vrfs[string(alpha)]
+	return ok && bytes.Equal(v.pi, pi)
+}
+
+// openProofWith is openProof, taking step 4's VerifyLabel outcome from
+// pre when it is not nil; pre must be VerifyLabel(c.bundle.VRF, alpha,
+// p.VRFProof). Its outcome is consulted at step 4 only, so errors keep
+// their order.
+func (c *Client) openProofWith(alpha []byte, cu *CheckpointUpdate, p *LabelProof, now time.Time, pre *vrfResult) (*proven, error) {
 	if f := c.verifier.Fork(); f != nil {
 		return nil, f
 	}
@@ -258,10 +280,15 @@ func (c *Client) openProof(alpha []byte, cu *CheckpointUpdate, p *LabelProof, no
 	}
 	// 4. The label is the VRF output of alpha under the pinned key. A
 	// proof byte-identical to one verified before needs no new check.
-	if v, ok := c.vrfs[string(alpha)]; ok && bytes.Equal(v.pi, p.VRFProof) {
-		pv.label = v.label
+	if c.vrfCached(alpha, p.VRFProof) {
+		pv.label = c.vrfs[string(alpha)].label
 	} else {
-		if pv.label, err = VerifyLabel(c.bundle.VRF, alpha, p.VRFProof); err != nil {
+		if pre != nil {
+			pv.label, err = pre.label, pre.err
+		} else {
+			pv.label, err = VerifyLabel(c.bundle.VRF, alpha, p.VRFProof)
+		}
+		if err != nil {
 			return pv, ktErr(StepVRF, pv, "VRF proof does not verify for the label asked for", err)
 		}
 		if len(c.vrfs) >= maxCache {

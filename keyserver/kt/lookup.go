@@ -61,7 +61,25 @@ func (c *Client) VerifyLookup(tenant org.TenantID, user org.UserID, resp *Lookup
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	pv, err := c.openProof(UserAlpha(tenant, user), &resp.Checkpoint, &resp.Proof, now)
+	alpha := UserAlpha(tenant, user)
+	// On first sight of the label, the VRF proof and the value's CA
+	// signatures are verified together, on up to GOMAXPROCS goroutines:
+	// both depend on the response alone, and their outcomes are consulted
+	// where the sequential checks would make them, so errors and their
+	// order are unchanged, and so is the state on any rejection.
+	var preVRF *vrfResult
+	var pre *preValue
+	if resp.Record != nil && !c.vrfCached(alpha, resp.Proof.VRFProof) {
+		preVRF = new(vrfResult)
+		jobs := []func(){func() { preVRF.label, preVRF.err = VerifyLabel(c.bundle.VRF, alpha, resp.Proof.VRFProof) }}
+		var vjobs []func()
+		pre, vjobs = c.prepareUserValue(user, resp.Record.Value, c.clientTime(now), nil)
+		runJobs(append(jobs, vjobs...))
+		if pre != nil {
+			pre.sigs.collect()
+		}
+	}
+	pv, err := c.openProofWith(alpha, &resp.Checkpoint, &resp.Proof, now, preVRF)
 	if err != nil {
 		return nil, c.fail(pv, err, resp)
 	}
@@ -83,7 +101,7 @@ func (c *Client) VerifyLookup(tenant org.TenantID, user org.UserID, resp *Lookup
 		v.devices, v.unusable = usable(cv.value.Certificates, t, cv.revoked)
 	} else {
 		var err error
-		if v, err = c.verifyUserValue(pv, user, resp.Record.Value, org.TimelineHead{}, false, t, nil); err != nil {
+		if v, err = c.verifyUserValueWith(pv, user, resp.Record.Value, org.TimelineHead{}, false, t, nil, pre); err != nil {
 			return nil, c.fail(pv, err, resp)
 		}
 	}
@@ -226,20 +244,55 @@ func (c *Client) verifyOrgValue(name string, value []byte) (any, error) {
 // is the directory's doing (T31) and fails the whole value.
 func (c *Client) verifyUserValue(pv *proven, user org.UserID, value []byte, since org.TimelineHead, fromStart bool,
 	now time.Time, revoked map[uint64]bool) (*userValue, error) {
-	tenant := c.bundle.Tenant
+	return c.verifyUserValueWith(pv, user, value, since, fromStart, now, revoked, nil)
+}
+
+// preValue is a user value parsed, naming the expected tenant and user,
+// with its CA signatures checked, ahead of verifyUserValueWith.
+type preValue struct {
+	v    *org.UserValue
+	rv   map[uint64]bool
+	sigs *valueSigs
+}
+
+// prepareUserValue parses value and, if it names the tenant and user,
+// returns it with the jobs that check its CA signatures at now against
+// revoked (as verifyUserValue would); the caller runs the jobs and then
+// calls sigs.collect. A value that fails before the signatures is nil:
+// verifyUserValue reports it.
+func (c *Client) prepareUserValue(user org.UserID, value []byte, now time.Time, revoked map[uint64]bool) (*preValue, []func()) {
 	v, err := org.ParseUserValue(value)
-	if err != nil {
-		return nil, ktErr(StepValue, pv, "user value does not parse", err)
+	if err != nil || v.Tenant != c.bundle.Tenant || v.User != user {
+		return nil, nil
 	}
-	if v.Tenant != tenant || v.User != user {
-		return nil, ktErr(StepValue, pv, "value of another tenant or user", org.ErrWrongSubject)
-	}
-	// The entries' and certificates' CA signatures, in parallel, except
-	// those verified before; errors are reported in the order of the
-	// sequential checks: entries, the timeline, then certificates.
 	rv := revokedBy(v.Entries)
 	isRevoked := func(s uint64) bool { return revoked[s] || rv[s] }
-	sigs := c.checkValueSigs(v, user, now, isRevoked)
+	sigs, jobs := c.prepareValueSigs(v, user, now, isRevoked)
+	return &preValue{v: v, rv: rv, sigs: sigs}, jobs
+}
+
+// verifyUserValueWith is verifyUserValue, taking the parsed value and
+// its signature checks from pre when it is not nil; pre must be
+// prepareUserValue's for the same user, value, now and revoked, its jobs
+// run, with no change to the signature cache since.
+func (c *Client) verifyUserValueWith(pv *proven, user org.UserID, value []byte, since org.TimelineHead, fromStart bool,
+	now time.Time, revoked map[uint64]bool, pre *preValue) (*userValue, error) {
+	if pre == nil {
+		var jobs []func()
+		if pre, jobs = c.prepareUserValue(user, value, now, revoked); pre == nil {
+			if _, err := org.ParseUserValue(value); err != nil {
+				return nil, ktErr(StepValue, pv, "user value does not parse", err)
+			}
+			return nil, ktErr(StepValue, pv, "value of another tenant or user", org.ErrWrongSubject)
+		}
+		// The entries' and certificates' CA signatures, in parallel,
+		// except those verified before.
+		runJobs(jobs)
+		pre.sigs.collect()
+	}
+	// Errors are reported in the order of the sequential checks: entries,
+	// the timeline, then certificates.
+	v, rv, sigs := pre.v, pre.rv, pre.sigs
 	for i, e := range v.Entries {
 		if err := sigs.entries[i]; err != nil {
 			return nil, ktErr(StepValue, pv, fmt.Sprintf("timeline entry %d", e.Seq), err)
