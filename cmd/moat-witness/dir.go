@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/moat-im/moat/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -227,7 +228,7 @@ func (d *witnessDir) saveConfig() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(d.path, configFile), append(data, '\n'), 0o644)
+	return atomicfile.WriteFile(filepath.Join(d.path, configFile), append(data, '\n'), 0o644)
 }
 
 // logKeyTextPrefix is the text-encoding prefix of a log public key
@@ -289,56 +290,5 @@ func writeNewFile(file string, data []byte, perm fs.FileMode) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(file))
-}
-
-// writeFileAtomic replaces file with data: it writes a temporary file in
-// the same directory, syncs it, renames it over file and syncs the
-// directory, so that after a crash file holds either the old or the new
-// contents, and after a successful return the new contents are durable.
-func writeFileAtomic(file string, data []byte, perm fs.FileMode) (err error) {
-	dir := filepath.Dir(file)
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(file)+"-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, file); err != nil {
-		return err
-	}
-	// After the rename the new contents are in place; a failing directory
-	// sync means only that they may not survive a crash.
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return atomicfile.SyncDir(filepath.Dir(file))
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"github.com/moat-im/moat/internal/atomicfile"
 	"io"
 	"log/slog"
 	"net"
@@ -80,7 +81,7 @@ func serve(ctx context.Context, o serveOptions, logw io.Writer) error {
 	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("name", d.cfg.Name),
 		slog.Any("vkeys", d.vkeys()), slog.Any("origins", d.origins()))
 	if o.AddrFile != "" {
-		if err := writeFileAtomic(o.AddrFile, []byte(ln.Addr().String()+"\n"), 0o644); err != nil {
+		if err := atomicfile.WriteFile(o.AddrFile, []byte(ln.Addr().String()+"\n"), 0o644); err != nil {
 			srv.Close()
 			return err
 		}

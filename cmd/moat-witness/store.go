@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/moat-im/moat/internal/atomicfile"
 	"io"
 	"io/fs"
 	"os"
@@ -45,7 +46,7 @@ func openFileStore(dir string) (*fileStore, error) {
 		return nil, err
 	}
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), ".tmp-") {
+		if strings.HasPrefix(e.Name(), atomicfile.TempPrefix) {
 			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
 				return nil, err
 			}
@@ -105,5 +106,5 @@ func (s *fileStore) CompareAndSwap(ctx context.Context, origin string, old, new 
 	if (cur == nil) != (old == nil) || !bytes.Equal(cur, old) {
 		return fmt.Errorf("%w: %q", tlog.ErrRecordChanged, origin)
 	}
-	return writeFileAtomic(filepath.Join(s.dir, originFile(origin)), new, 0o600)
+	return atomicfile.WriteFile(filepath.Join(s.dir, originFile(origin)), new, 0o600)
 }

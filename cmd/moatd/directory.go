@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/moat-im/moat/internal/atomicfile"
 	"io"
 	"log/slog"
 	"net"
@@ -257,7 +258,7 @@ func runDirectory(ctx context.Context, o directoryOptions, stdout, stderr io.Wri
 	}
 	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.Bool("tls", tlsOn), slog.Int("witnesses", len(o.Witnesses)))
 	if o.AddrFile != "" {
-		if err := service.WriteFileAtomic(o.AddrFile, []byte(ln.Addr().String()+"\n"), 0o644); err != nil {
+		if err := atomicfile.WriteFile(o.AddrFile, []byte(ln.Addr().String()+"\n"), 0o644); err != nil {
 			srv.Close()
 			return err
 		}

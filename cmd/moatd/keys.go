@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/moat-im/moat/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"sync"
@@ -178,5 +179,5 @@ func (s *fileWitnessStore) CompareAndSwap(_ context.Context, origin string, old,
 	if (cur == nil) != (old == nil) || !bytes.Equal(cur, old) {
 		return tlog.ErrRecordChanged
 	}
-	return service.WriteFileAtomic(s.path(origin), new, 0o600)
+	return atomicfile.WriteFile(s.path(origin), new, 0o600)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/moat-im/moat/internal/atomicfile"
 	"io"
 	"log/slog"
 	"net/http"
@@ -251,7 +252,7 @@ func (c *cosigner) round(ctx context.Context) (uint64, error) {
 	} else {
 		c.last = t.now()
 		if t.noteFile != "" {
-			if werr := WriteFileAtomic(t.noteFile, note, 0o644); werr != nil {
+			if werr := atomicfile.WriteFile(t.noteFile, note, 0o644); werr != nil {
 				t.log.Error("storing the cosigned checkpoint", slog.Any("err", werr))
 			}
 		}
