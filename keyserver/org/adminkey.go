@@ -21,11 +21,6 @@ const (
 	AdminHybrid AdminScheme = 0x02
 )
 
-const (
-	adminHybridKeySize = ed25519.PublicKeySize + mldsa65.PublicKeySize
-	adminHybridSigSize = ed25519.SignatureSize + mldsa65.SignatureSize
-)
-
 // AdminKey is an admin's public key in the tenant's roster. Admins sign
 // dual-control approvals with it; it is distinct from the org CA key and
 // from any device key.
@@ -53,16 +48,9 @@ func NewAdminKey(id AdminID, scheme AdminScheme, raw []byte) (*AdminKey, error) 
 		}
 		k.ed = ed25519.PublicKey(clone(raw))
 	case AdminHybrid:
-		if len(raw) != adminHybridKeySize {
-			return nil, ErrMalformed
-		}
-		if err := checkEd25519(raw[:32]); err != nil {
+		var err error
+		if k.ed, k.pq, err = parseHybridPublic(raw); err != nil {
 			return nil, err
-		}
-		k.ed = ed25519.PublicKey(clone(raw[:32]))
-		k.pq = new(mldsa65.PublicKey)
-		if k.pq.UnmarshalBinary(raw[32:]) != nil || subtle.ConstantTimeCompare(k.pq.Bytes(), raw[32:]) != 1 {
-			return nil, ErrMalformed
 		}
 	default:
 		return nil, ErrMalformed
@@ -96,13 +84,7 @@ func (k *AdminKey) Verify(msg, sig []byte) error {
 		}
 		return nil
 	case AdminHybrid:
-		if len(sig) != adminHybridSigSize {
-			return ErrBadSignature
-		}
-		m := labelled(labelHybridAdmin, msg)
-		edOK := ed25519.Verify(k.ed, m, sig[:ed25519.SignatureSize])
-		pqOK := mldsa65.Verify(k.pq, m, nil, sig[ed25519.SignatureSize:])
-		if !edOK || !pqOK {
+		if !verifyHybrid(k.ed, k.pq, labelled(labelHybridAdmin, msg), sig) {
 			return ErrBadSignature
 		}
 		return nil
@@ -213,11 +195,5 @@ func (k *AdminPrivateKey) Sign(msg []byte) ([]byte, error) {
 	if k.pub.scheme == AdminEd25519 {
 		return ed25519.Sign(*k.ed, msg), nil
 	}
-	m := labelled(labelHybridAdmin, msg)
-	sig := make([]byte, adminHybridSigSize)
-	copy(sig, ed25519.Sign(*k.ed, m))
-	if err := mldsa65.SignTo(k.pq, m, nil, true, sig[ed25519.SignatureSize:]); err != nil {
-		return nil, err
-	}
-	return sig, nil
+	return signHybrid(*k.ed, k.pq, labelled(labelHybridAdmin, msg))
 }

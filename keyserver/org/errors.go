@@ -118,6 +118,22 @@ var (
 	ErrApprovalReplayed = errors.New("org: approval already used")
 	// ErrDuplicateApproval: two approvals by the same signer.
 	ErrDuplicateApproval = errors.New("org: duplicate approval by one signer")
+
+	// Org statements (§Org statements, §Escrow policy, §Admin roster).
+
+	// ErrStatementSequence: a statement does not follow the previous one
+	// of its label (its sequence, or an escrow policy's version, is not
+	// the next one), or a proposal is not for the next statement.
+	ErrStatementSequence = errors.New("org: statement does not follow the previous one")
+	// ErrAuditorQuorum: an escrow policy carries fewer valid signatures
+	// of its auditor set (or of the previous set, for a new set) than
+	// that set's threshold. Wrapped in an *AuditorSignatureError.
+	ErrAuditorQuorum = errors.New("org: escrow policy lacks its auditor set's signatures")
+	// ErrUnknownAuditor: a key that is not an auditor of the set.
+	ErrUnknownAuditor = errors.New("org: not an auditor of the escrow policy")
+	// ErrRosterTooSmall: a proposed admin roster has fewer admins than
+	// its threshold (or a threshold below 2).
+	ErrRosterTooSmall = errors.New("org: roster would have fewer admins than its threshold")
 )
 
 // CertificateError reports why a device certificate, or a statement signed
@@ -161,3 +177,30 @@ type KeyError struct{ Err error }
 
 func (e *KeyError) Error() string { return "org: " + e.Err.Error() }
 func (e *KeyError) Unwrap() error { return e.Err }
+
+// AuditorSignatureError reports an escrow policy refused for its auditor
+// signatures (§Escrow policy, Verification, steps 2 and 4): Err is
+// ErrBadSignature (the signature of auditor Auditor does not verify, or
+// names no auditor) or ErrAuditorQuorum (Valid of Required). Previous is
+// set for the previous auditor set's signatures. A client must not use an
+// escrow key of such a policy.
+type AuditorSignatureError struct {
+	Previous bool
+	Auditor  int // the auditor index of a bad signature, -1 otherwise
+	Valid    int // valid signatures, -1 if a bad one stopped the count
+	Required int
+	Err      error
+}
+
+func (e *AuditorSignatureError) Error() string {
+	set := "its auditors"
+	if e.Previous {
+		set = "the previous auditors"
+	}
+	if e.Auditor >= 0 {
+		return fmt.Sprintf("org: escrow policy: signature of auditor %d of %s: %v", e.Auditor, set, e.Err)
+	}
+	return fmt.Sprintf("org: escrow policy: %d of %d signatures of %s: %v", e.Valid, e.Required, set, e.Err)
+}
+
+func (e *AuditorSignatureError) Unwrap() error { return e.Err }

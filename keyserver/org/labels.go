@@ -44,6 +44,7 @@ const (
 	labelOrgChart          = "moat/v1/org/org-chart"
 	labelPolicyBundle      = "moat/v1/org/policy-bundle"
 	labelEscrowPolicy      = "moat/v1/org/escrow-policy"
+	labelEscrowAuditor     = "moat/v1/org/escrow-auditor-signature"
 	labelRevocation        = "moat/v1/org/revocation"
 	labelWipeInstruction   = "moat/v1/org/wipe-instruction"
 	labelTimelineEntry     = "moat/v1/org/timeline-entry"
@@ -55,7 +56,7 @@ const (
 var allLabels = []string{
 	labelDeviceCertificate, labelTrustBundle, labelTrustFingerprint, labelEnrolmentSecret,
 	labelEnrolmentRequest, labelDeviceApproval, labelRosterApproval, labelBundleApproval, labelCARotation,
-	labelAdminRoster, labelOrgChart, labelPolicyBundle, labelEscrowPolicy, labelRevocation,
+	labelAdminRoster, labelOrgChart, labelPolicyBundle, labelEscrowPolicy, labelEscrowAuditor, labelRevocation,
 	labelWipeInstruction, labelTimelineEntry, labelHybridAdmin, labelDeviceID,
 }
 

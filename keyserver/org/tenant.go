@@ -916,66 +916,119 @@ func (t *Tenant) AssignPolicy(actor AdminID, uid UserID, id string, now time.Tim
 	return e, nil
 }
 
-// SetEscrowPolicy signs p as the tenant's new escrow policy. Its header is
-// filled in here; the other fields must satisfy §Escrow policy.
+// SetEscrowPolicy publishes p, signed by its auditors, as the tenant's new
+// escrow policy (docs/spec/org.md §Escrow policy): p names the tenant, its
+// PolicyVersion is one more than the current policy's (1 for the first),
+// at least M of its auditors signed it and, if it replaces the current
+// policy's auditor set, at least the current M of the current auditors
+// too. The CA then signs it with its Header, which is filled in here; it
+// is published at the next Publish. A policy that fails the auditor
+// checks is an *AuditorSignatureError, a stale one ErrStatementSequence.
 func (t *Tenant) SetEscrowPolicy(actor AdminID, p *EscrowPolicy, now time.Time) (*EscrowPolicy, error) {
 	now = seconds(now)
 	if err := t.checkActor(actor); err != nil {
 		return nil, fmt.Errorf("org: setting escrow policy: %w", err)
 	}
-	seq := uint64(1)
-	if t.escrow != nil {
-		seq = t.escrow.Sequence + 1
+	if p == nil {
+		return nil, fmt.Errorf("org: setting escrow policy: %w", ErrInvalidArgument)
 	}
-	np := *p
+	if p.Tenant != t.id {
+		return nil, fmt.Errorf("org: setting escrow policy: %w", ErrWrongTenant)
+	}
+	seq, version := uint64(1), uint64(1)
+	if t.escrow != nil {
+		seq, version = t.escrow.Sequence+1, t.escrow.PolicyVersion+1
+	}
+	if p.PolicyVersion != version {
+		return nil, fmt.Errorf("org: setting escrow policy version %d, want %d: %w", p.PolicyVersion, version, ErrStatementSequence)
+	}
+	np := cloneEscrowPolicy(p)
 	np.Header = Header{Tenant: t.id, Sequence: seq, IssuedAt: now}
-	np.Auditors = slices.Clone(p.Auditors)
-	slices.SortFunc(np.Auditors, func(a, b Auditor) int { return bytes.Compare([]byte(a.Name), []byte(b.Name)) })
-	np.Classes = slices.Clone(p.Classes)
-	slices.SortFunc(np.Classes, func(a, b ConversationClass) int { return bytes.Compare([]byte(a.Name), []byte(b.Name)) })
-	np.Witnesses.Witnesses = slices.Clone(p.Witnesses.Witnesses)
-	SortWitnesses(np.Witnesses.Witnesses)
+	np.Signature = nil
+	if _, err := np.body(); err != nil {
+		return nil, fmt.Errorf("org: setting escrow policy: %w", ErrInvalidArgument)
+	}
+	if err := np.verifyAuditors(); err != nil {
+		return nil, fmt.Errorf("org: setting escrow policy: %w", err)
+	}
+	if t.escrow == nil {
+		if len(np.PreviousSignatures) > 0 {
+			return nil, fmt.Errorf("org: setting the first escrow policy: previous signatures: %w", ErrInvalidArgument)
+		}
+	} else if err := np.VerifyContinuity(t.escrow); err != nil {
+		return nil, fmt.Errorf("org: setting escrow policy: %w", err)
+	}
 	if err := signStatement(t.signer, labelEscrowPolicy, np.body, &np.Signature); err != nil {
 		return nil, fmt.Errorf("org: setting escrow policy: %w", err)
 	}
-	t.escrow = &np
+	t.escrow = np
 	t.orgDirty[OrgLabelEscrowPolicy] = true
-	return &np, nil
+	return np, nil
+}
+
+// cloneEscrowPolicy copies p deeply enough that the caller's slices are
+// not shared.
+func cloneEscrowPolicy(p *EscrowPolicy) *EscrowPolicy {
+	np := *p
+	np.Auditors = slices.Clone(p.Auditors)
+	np.Classes = slices.Clone(p.Classes)
+	np.Witnesses.Witnesses = slices.Clone(p.Witnesses.Witnesses)
+	np.Keys = slices.Clone(p.Keys)
+	for i := range np.Keys {
+		np.Keys[i].ShareHashes = slices.Clone(np.Keys[i].ShareHashes)
+	}
+	np.AuditorSignatures = slices.Clone(p.AuditorSignatures)
+	np.PreviousSignatures = slices.Clone(p.PreviousSignatures)
+	return &np
 }
 
 // ---------------------------------------------------------------------------
 // Roster and CA
 
+// ProposeRoster returns the unsigned roster that replaces cur by admins
+// (in any order) and threshold, issued at now, for the admins to approve
+// (ApproveRoster) and UpdateRoster to apply. A threshold below 2 or above
+// the number of admins is ErrRosterTooSmall: a roster change never leaves
+// fewer admins than the threshold.
+func ProposeRoster(cur *AdminRoster, admins []*AdminKey, threshold int, now time.Time) (*AdminRoster, error) {
+	if threshold < 2 || threshold > len(admins) {
+		return nil, fmt.Errorf("org: proposing roster: %d admins, threshold %d: %w", len(admins), threshold, ErrRosterTooSmall)
+	}
+	as := slices.Clone(admins)
+	SortAdmins(as)
+	r := &AdminRoster{Header: Header{Tenant: cur.Tenant, Sequence: cur.Sequence + 1, IssuedAt: seconds(now)}, Threshold: threshold, Admins: as}
+	if now.Before(cur.IssuedAt) {
+		r.IssuedAt = cur.IssuedAt
+	}
+	if _, err := r.body(); err != nil {
+		return nil, fmt.Errorf("org: proposing roster: %w", ErrInvalidArgument)
+	}
+	return r, nil
+}
+
 // UpdateRoster replaces the admin roster by proposed, which must be the
-// tenant's, numbered one more than the current roster, and approved by at
-// least the current threshold of distinct current admins, each signing
-// RosterApprovalMessage(proposed). So no admin, alone, can add admins
-// until dual control is theirs.
+// tenant's, numbered one more than the current roster (else
+// ErrInvalidArgument and ErrStatementSequence), issued no earlier than it,
+// with at least as many admins as its threshold (ErrRosterTooSmall), and
+// approved by at least the current threshold of distinct current admins,
+// each signing RosterApprovalMessage(proposed). So no admin, alone, can
+// add admins until dual control is theirs.
 func (t *Tenant) UpdateRoster(proposed *AdminRoster, approvals []*Approval) (*AdminRoster, error) {
-	if proposed == nil || proposed.Tenant != t.id || proposed.Sequence != t.roster.Sequence+1 {
+	if proposed == nil || proposed.Tenant != t.id || proposed.IssuedAt.Before(t.roster.IssuedAt) {
 		return nil, fmt.Errorf("org: updating roster: %w", ErrInvalidArgument)
+	}
+	if proposed.Sequence != t.roster.Sequence+1 {
+		return nil, fmt.Errorf("org: updating roster: %w: %w", ErrInvalidArgument, ErrStatementSequence)
+	}
+	if proposed.Threshold < 2 || proposed.Threshold > len(proposed.Admins) {
+		return nil, fmt.Errorf("org: updating roster: %w", ErrRosterTooSmall)
 	}
 	msg, err := RosterApprovalMessage(proposed)
 	if err != nil {
 		return nil, fmt.Errorf("org: updating roster: %w", ErrInvalidArgument)
 	}
-	seen := map[AdminID]bool{}
-	for _, a := range approvals {
-		if a == nil || a.Kind != ApproverAdmin {
-			return nil, fmt.Errorf("org: updating roster: %w", ErrApprovalInvalid)
-		}
-		id := AdminID(a.Signer)
-		if seen[id] {
-			return nil, fmt.Errorf("org: updating roster: %w", ErrDuplicateApproval)
-		}
-		seen[id] = true
-		k := t.roster.Admin(id)
-		if k == nil || k.Verify(msg, a.Signature) != nil {
-			return nil, fmt.Errorf("org: updating roster: %w", ErrApprovalInvalid)
-		}
-	}
-	if len(seen) < t.roster.Threshold {
-		return nil, fmt.Errorf("org: updating roster: %w", ErrInsufficientApprovals)
+	if err := t.checkAdminApprovals(msg, approvals); err != nil {
+		return nil, fmt.Errorf("org: updating roster: %w", err)
 	}
 	r := &AdminRoster{Header: proposed.Header, Threshold: proposed.Threshold, Admins: slices.Clone(proposed.Admins)}
 	if err := signStatement(t.signer, labelAdminRoster, r.body, &r.Signature); err != nil {

@@ -321,20 +321,44 @@ func TestPoliciesAndEscrow(t *testing.T) {
 }
 
 func testEscrowPolicy(t testing.TB, f *fixture) *EscrowPolicy {
+	p, _ := testEscrowPolicyKeys(t, f)
+	return p
+}
+
+// testEscrowPolicyKeys returns a 2-of-3 escrow policy of version 1 for the
+// fixture's tenant, with one escrow key, signed by auditors 0 and 2, and
+// the auditors' keys (in the order of p.Auditors).
+func testEscrowPolicyKeys(t testing.TB, f *fixture) (*EscrowPolicy, []*AuditorPrivateKey) {
 	var auds []Auditor
-	for i, name := range []string{"carol", "alice", "bob"} {
-		sk := must(GenerateAdminKey(f.rnd, aid(byte(100+i)), AdminHybrid)).Public().Raw()
-		ek := testXWingKey(t, f)
-		auds = append(auds, Auditor{Name: "auditor " + name, SigningKey: sk, EncryptionKey: ek})
+	var ks []*AuditorPrivateKey
+	for _, name := range []string{"alice", "bob", "carol"} {
+		k := must(GenerateAuditorKey(f.rnd))
+		ks = append(ks, k)
+		auds = append(auds, Auditor{Name: "auditor " + name, SigningKey: k.Public(), EncryptionKey: testXWingKey(t, f)})
 	}
-	return &EscrowPolicy{
-		Auditors: auds, M: 2, N: 3, Period: 30 * 24 * time.Hour,
+	period := 30 * 24 * time.Hour
+	p := &EscrowPolicy{
+		Header: Header{Tenant: f.t.ID()}, PolicyVersion: 1,
+		Auditors: auds, M: 2, N: 3, Period: period,
 		Classes: []ConversationClass{
-			{Name: "trading", Retention: 7 * 365 * 24 * time.Hour, Disclosure: DisclosureDelayed, MaxDelay: 90 * 24 * time.Hour},
 			{Name: "hr", Retention: 365 * 24 * time.Hour, Disclosure: DisclosureImmediate},
+			{Name: "trading", Retention: 7 * 365 * 24 * time.Hour, Disclosure: DisclosureDelayed, MaxDelay: 90 * 24 * time.Hour},
 		},
 		Witnesses: f.t.TrustBundle().Witnesses,
+		Keys: []EscrowKey{{NotBefore: t0, NotAfter: t0.Add(period), PublicKey: testXWingKey(t, f),
+			ShareHashes: [][32]byte{{1}, {2}, {3}}}},
 	}
+	signAuditors(t, p, p.Auditors, &p.AuditorSignatures, ks[0], ks[2])
+	return p, ks
+}
+
+// signAuditors appends the signatures of p by ks, auditors of set, to sigs.
+func signAuditors(t testing.TB, p *EscrowPolicy, set []Auditor, sigs *[]AuditorSignature, ks ...*AuditorPrivateKey) {
+	t.Helper()
+	for _, k := range ks {
+		*sigs = append(*sigs, must(SignEscrowPolicy(k, p, set)))
+	}
+	slices.SortFunc(*sigs, func(a, b AuditorSignature) int { return a.Auditor - b.Auditor })
 }
 
 func TestRotateCA(t *testing.T) {
