@@ -151,6 +151,58 @@ func decodeAdmin(body []byte, v any) error {
 	return nil
 }
 
+// Admin operations share one shape (docs/spec/directory-api.md §Admin
+// operations): decode the JSON body strictly, check and apply the change
+// to the tenant's state machine (with the tenant's lock held: see
+// adminOp), mark the state changed, and answer with the epoch that
+// publishes it. withBody, noBody and change build operations of that
+// shape from the part that differs.
+
+// runFunc is an admin operation's implementation.
+type runFunc = func(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error)
+
+// withBody returns the operation that decodes the body into a new In (400
+// if it does not decode) and runs f with it.
+func withBody[In any](f func(s *Service, t *Tenant, p *principal, in *In, now time.Time) (any, error)) runFunc {
+	return func(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
+		var in In
+		if err := decodeAdmin(body, &in); err != nil {
+			return nil, err
+		}
+		return f(s, t, p, &in, now)
+	}
+}
+
+// noBody returns the operation of f, which takes no arguments: the body
+// is empty or {}.
+func noBody(f func(s *Service, t *Tenant, p *principal, now time.Time) (any, error)) runFunc {
+	return func(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
+		if len(body) > 0 {
+			var in struct{}
+			if err := decodeAdmin(body, &in); err != nil {
+				return nil, err
+			}
+		}
+		return f(s, t, p, now)
+	}
+}
+
+// change returns the operation that decodes the body into In and applies
+// it: apply changes the tenant's state (or fails, leaving it unchanged),
+// and may fill in fields of the answer; the state is then marked changed
+// and the answer carries the pending epoch.
+func change[In any](apply func(t *Tenant, p *principal, in *In, now time.Time, out *OKResponse) error) runFunc {
+	return withBody(func(s *Service, t *Tenant, p *principal, in *In, now time.Time) (any, error) {
+		var out OKResponse
+		if err := apply(t, p, in, now, &out); err != nil {
+			return nil, err
+		}
+		t.dirty = true
+		out.PendingEpoch = t.Head().Epoch + 1
+		return out, nil
+	})
+}
+
 func userParam(s string) (org.UserID, error) {
 	id, err := ParseUserID(s)
 	if err != nil {
@@ -171,155 +223,99 @@ func deptParam(s string) (org.DepartmentID, error) {
 	return id, nil
 }
 
-func pending(t *Tenant) OKResponse { return OKResponse{PendingEpoch: t.Head().Epoch + 1} }
-
-func opAddUser(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
-	var in AddUserRequest
-	if err := decodeAdmin(body, &in); err != nil {
-		return nil, err
-	}
+var opAddUser = change(func(t *Tenant, p *principal, in *AddUserRequest, now time.Time, out *OKResponse) error {
 	var uid org.UserID
 	if in.User == "" {
 		rand.Read(uid[:])
 	} else {
 		var err error
 		if uid, err = userParam(in.User); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	dept, err := deptParam(in.Department)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if _, err := t.org.AddUser(p.id, uid, in.DisplayName, dept, now); err != nil {
-		return nil, err
+		return err
 	}
-	t.dirty = true
-	out := pending(t)
 	out.User = uid.String()
-	return out, nil
-}
+	return nil
+})
 
-func opRemoveUser(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
-	var in UserRequest
-	if err := decodeAdmin(body, &in); err != nil {
-		return nil, err
-	}
+var opRemoveUser = change(func(t *Tenant, p *principal, in *UserRequest, now time.Time, out *OKResponse) error {
 	uid, err := userParam(in.User)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if _, err := t.org.RemoveUser(p.id, uid, now); err != nil {
-		return nil, err
+		return err
 	}
-	t.dirty = true
 	t.indexUser(uid)
-	return pending(t), nil
-}
+	return nil
+})
 
-func opAddDepartment(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
-	var in DepartmentRequest
-	if err := decodeAdmin(body, &in); err != nil {
-		return nil, err
-	}
+var opAddDepartment = change(func(t *Tenant, p *principal, in *DepartmentRequest, now time.Time, out *OKResponse) error {
 	id, err := deptParam(in.Department)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if id.IsZero() {
 		rand.Read(id[:])
 	}
 	parent, err := deptParam(in.Parent)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := t.org.AddDepartment(p.id, id, parent, in.Name); err != nil {
-		return nil, err
+		return err
 	}
-	t.dirty = true
-	return struct {
-		Department   string `json:"department"`
-		PendingEpoch uint64 `json:"pending_epoch"`
-	}{id.String(), t.Head().Epoch + 1}, nil
-}
+	out.Department = id.String()
+	return nil
+})
 
-func opMoveDepartment(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
-	var in DepartmentRequest
-	if err := decodeAdmin(body, &in); err != nil {
-		return nil, err
-	}
+var opMoveDepartment = change(func(t *Tenant, p *principal, in *DepartmentRequest, now time.Time, out *OKResponse) error {
 	id, err := deptParam(in.Department)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	parent, err := deptParam(in.Parent)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := t.org.MoveDepartment(p.id, id, parent); err != nil {
-		return nil, err
-	}
-	t.dirty = true
-	return pending(t), nil
-}
+	return t.org.MoveDepartment(p.id, id, parent)
+})
 
-func opRenameDepartment(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
-	var in DepartmentRequest
-	if err := decodeAdmin(body, &in); err != nil {
-		return nil, err
-	}
+var opRenameDepartment = change(func(t *Tenant, p *principal, in *DepartmentRequest, now time.Time, out *OKResponse) error {
 	id, err := deptParam(in.Department)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := t.org.RenameDepartment(p.id, id, in.Name); err != nil {
-		return nil, err
-	}
-	t.dirty = true
-	return pending(t), nil
-}
+	return t.org.RenameDepartment(p.id, id, in.Name)
+})
 
-func opRemoveDepartment(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
-	var in DepartmentRequest
-	if err := decodeAdmin(body, &in); err != nil {
-		return nil, err
-	}
+var opRemoveDepartment = change(func(t *Tenant, p *principal, in *DepartmentRequest, now time.Time, out *OKResponse) error {
 	id, err := deptParam(in.Department)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := t.org.RemoveDepartment(p.id, id); err != nil {
-		return nil, err
-	}
-	t.dirty = true
-	return pending(t), nil
-}
+	return t.org.RemoveDepartment(p.id, id)
+})
 
-func opSetDepartment(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
-	var in DepartmentRequest
-	if err := decodeAdmin(body, &in); err != nil {
-		return nil, err
-	}
+var opSetDepartment = change(func(t *Tenant, p *principal, in *DepartmentRequest, now time.Time, out *OKResponse) error {
 	uid, err := userParam(in.User)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	id, err := deptParam(in.Department)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := t.org.SetUserDepartment(p.id, uid, id); err != nil {
-		return nil, err
-	}
-	t.dirty = true
-	return pending(t), nil
-}
+	return t.org.SetUserDepartment(p.id, uid, id)
+})
 
-func opIssueCode(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
-	var in IssueCodeRequest
-	if err := decodeAdmin(body, &in); err != nil {
-		return nil, err
-	}
+var opIssueCode = withBody(func(s *Service, t *Tenant, p *principal, in *IssueCodeRequest, now time.Time) (any, error) {
 	uid, err := userParam(in.User)
 	if err != nil {
 		return nil, err
@@ -337,34 +333,22 @@ func opIssueCode(s *Service, t *Tenant, p *principal, body []byte, now time.Time
 	}
 	t.dirty = true
 	return &IssueCodeResponse{Code: code.Text(), CodeID: code.ID.String(), ExpiresAt: now.Add(life).Unix()}, nil
-}
+})
 
-func opCancelCode(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
-	var in CancelCodeRequest
-	if err := decodeAdmin(body, &in); err != nil {
-		return nil, err
-	}
+var opCancelCode = change(func(t *Tenant, p *principal, in *CancelCodeRequest, now time.Time, out *OKResponse) error {
 	var id org.CodeID
 	if parseID(in.CodeID, id[:]) != nil {
-		return nil, badRequest("bad code id")
+		return badRequest("bad code id")
 	}
-	if err := t.org.CancelEnrolmentCode(p.id, id); err != nil {
-		return nil, err
-	}
-	t.dirty = true
-	return pending(t), nil
-}
+	return t.org.CancelEnrolmentCode(p.id, id)
+})
 
 var revocationReasons = map[string]org.RevocationReason{
 	"": org.ReasonUnspecified, "unspecified": org.ReasonUnspecified, "lost": org.ReasonLost,
 	"compromised": org.ReasonCompromised, "user-removed": org.ReasonUserRemoved, "retired": org.ReasonRetired,
 }
 
-func opRevokeDevice(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
-	var in RevokeDeviceRequest
-	if err := decodeAdmin(body, &in); err != nil {
-		return nil, err
-	}
+var opRevokeDevice = withBody(func(s *Service, t *Tenant, p *principal, in *RevokeDeviceRequest, now time.Time) (any, error) {
 	uid, err := userParam(in.User)
 	if err != nil {
 		return nil, err
@@ -392,54 +376,50 @@ func opRevokeDevice(s *Service, t *Tenant, p *principal, body []byte, now time.T
 		return nil, err
 	}
 	return &RevokeDeviceResponse{Serials: rv.Revocation.Serials, Revocation: rev, Wipe: wipe}, nil
-}
+})
 
-// opApprove holds an admin's approval of an enrolment request until the
-// device enrols (dual control of a lost-device recovery, org.md §Dual
-// control). The approval must be the signing admin's own and verify over
-// the request; org checks it again, with the threshold, at redemption.
-func opApprove(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
-	var in ApproveRequest
-	if err := decodeAdmin(body, &in); err != nil {
-		return nil, err
-	}
-	uid, err := userParam(in.User)
-	if err != nil {
-		return nil, err
-	}
-	req, err := org.ParseEnrolmentRequest(in.Request)
-	if err != nil || req.Tenant != t.id {
-		return nil, badRequest("bad enrolment request")
-	}
-	ap, err := org.ParseApproval(in.Approval)
+// ownApproval parses an approval that the requesting admin lodges: it
+// must be its own (403 otherwise).
+func ownApproval(p *principal, enc []byte) (*org.Approval, error) {
+	ap, err := org.ParseApproval(enc)
 	if err != nil {
 		return nil, badRequest("bad approval")
 	}
 	if ap.Kind != org.ApproverAdmin || ap.Signer != p.id {
 		return nil, &apiError{http.StatusForbidden, "an admin lodges only its own approval"}
 	}
-	msg, err := org.DeviceApprovalMessage(uid, req)
-	if err != nil {
-		return nil, badRequest("bad enrolment request")
-	}
+	return ap, nil
+}
+
+// verifyOwnApproval checks the requesting admin's approval ap of msg under
+// its roster key (400 "approval does not verify for this <what>").
+func verifyOwnApproval(t *Tenant, p *principal, msg []byte, ap *org.Approval, what string) error {
 	if k := t.trust.Load().roster.Admin(p.id); k == nil || k.Verify(msg, ap.Signature) != nil {
-		return nil, badRequest("approval does not verify for this request")
+		return badRequest("approval does not verify for this " + what)
 	}
-	h := sha256.Sum256(in.Request)
-	for k, v := range t.approvals {
+	return nil
+}
+
+// holdApproval adds ap to the approvals held under key in held (for user,
+// zero for approvals of org statements), after dropping the expired ones:
+// held approvals expire after the tenant's maximum code lifetime, at most
+// Limits.MaxPendingApprovals are held (503 beyond), and an admin approves
+// a request once (409).
+func holdApproval(s *Service, t *Tenant, held map[[32]byte]*pendingApprovals, key [32]byte, user org.UserID, ap *org.Approval, now time.Time) (*pendingApprovals, error) {
+	for k, v := range held {
 		if !now.Before(v.expires) {
-			delete(t.approvals, k)
+			delete(held, k)
 		}
 	}
-	pa := t.approvals[h]
+	pa := held[key]
 	if pa == nil {
-		if len(t.approvals) >= s.opts.Limits.MaxPendingApprovals {
+		if len(held) >= s.opts.Limits.MaxPendingApprovals {
 			return nil, &apiError{http.StatusServiceUnavailable, "too many pending approvals"}
 		}
-		pa = &pendingApprovals{user: uid, expires: now.Add(t.org.Config().MaxCodeLifetime)}
-		t.approvals[h] = pa
+		pa = &pendingApprovals{user: user, expires: now.Add(t.org.Config().MaxCodeLifetime)}
+		held[key] = pa
 	}
-	if pa.user != uid {
+	if pa.user != user {
 		return nil, badRequest("request approved for another user")
 	}
 	for _, a := range pa.approvals {
@@ -448,11 +428,42 @@ func opApprove(s *Service, t *Tenant, p *principal, body []byte, now time.Time) 
 		}
 	}
 	pa.approvals = append(pa.approvals, ap)
+	return pa, nil
+}
+
+// opApprove holds an admin's approval of an enrolment request until the
+// device enrols (dual control of a lost-device recovery, org.md §Dual
+// control). The approval must be the signing admin's own and verify over
+// the request; org checks it again, with the threshold, at redemption.
+var opApprove = withBody(func(s *Service, t *Tenant, p *principal, in *ApproveRequest, now time.Time) (any, error) {
+	uid, err := userParam(in.User)
+	if err != nil {
+		return nil, err
+	}
+	req, err := org.ParseEnrolmentRequest(in.Request)
+	if err != nil || req.Tenant != t.id {
+		return nil, badRequest("bad enrolment request")
+	}
+	ap, err := ownApproval(p, in.Approval)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := org.DeviceApprovalMessage(uid, req)
+	if err != nil {
+		return nil, badRequest("bad enrolment request")
+	}
+	if err := verifyOwnApproval(t, p, msg, ap, "request"); err != nil {
+		return nil, err
+	}
+	pa, err := holdApproval(s, t, t.approvals, sha256.Sum256(in.Request), uid, ap, now)
+	if err != nil {
+		return nil, err
+	}
 	return struct {
 		Approvals int `json:"approvals"`
 		Threshold int `json:"threshold"`
 	}{len(pa.approvals), t.org.Roster().Threshold}, nil
-}
+})
 
 // MarshalProposal returns the encoding of a proposed, unsigned trust
 // bundle (org.Tenant.ProposeWitnesses, ProposeLogKey) for a
@@ -484,54 +495,32 @@ func ProposeWitnesses(cur *org.TrustBundle, ws org.WitnessSet, now time.Time) *o
 // proposal. Once the roster's threshold of distinct admins approved the
 // same proposal, org.Tenant.ReplaceWitnesses signs it, and it is published
 // under the trust-bundle org label at the next epoch.
-func opSetWitnesses(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
-	var in TrustBundleApproveRequest
-	if err := decodeAdmin(body, &in); err != nil {
-		return nil, err
-	}
+var opSetWitnesses = withBody(func(s *Service, t *Tenant, p *principal, in *TrustBundleApproveRequest, now time.Time) (any, error) {
 	prop, err := org.ParseTrustBundle(in.Bundle)
 	if err != nil || prop.Tenant != t.id {
 		return nil, badRequest("bad proposed trust bundle")
 	}
 	prop.Signature = nil
-	ap, err := org.ParseApproval(in.Approval)
+	ap, err := ownApproval(p, in.Approval)
 	if err != nil {
-		return nil, badRequest("bad approval")
-	}
-	if ap.Kind != org.ApproverAdmin || ap.Signer != p.id {
-		return nil, &apiError{http.StatusForbidden, "an admin lodges only its own approval"}
+		return nil, err
 	}
 	msg, err := org.TrustBundleApprovalMessage(prop)
 	if err != nil {
 		return nil, badRequest("bad proposed trust bundle")
 	}
-	if k := t.trust.Load().roster.Admin(p.id); k == nil || k.Verify(msg, ap.Signature) != nil {
-		return nil, badRequest("approval does not verify for this bundle")
+	if err := verifyOwnApproval(t, p, msg, ap, "bundle"); err != nil {
+		return nil, err
 	}
 	cur := t.org.TrustBundle()
 	if prop.Sequence != cur.Sequence+1 {
 		return nil, &apiError{http.StatusConflict, "proposal is not for the next trust bundle"}
 	}
 	h := sha256.Sum256(msg)
-	for k, v := range t.bundleApprovals {
-		if !now.Before(v.expires) {
-			delete(t.bundleApprovals, k)
-		}
+	pa, err := holdApproval(s, t, t.bundleApprovals, h, org.UserID{}, ap, now)
+	if err != nil {
+		return nil, err
 	}
-	pa := t.bundleApprovals[h]
-	if pa == nil {
-		if len(t.bundleApprovals) >= s.opts.Limits.MaxPendingApprovals {
-			return nil, &apiError{http.StatusServiceUnavailable, "too many pending approvals"}
-		}
-		pa = &pendingApprovals{expires: now.Add(t.org.Config().MaxCodeLifetime)}
-		t.bundleApprovals[h] = pa
-	}
-	for _, a := range pa.approvals {
-		if a.Signer == ap.Signer {
-			return nil, &apiError{http.StatusConflict, "already approved"}
-		}
-	}
-	pa.approvals = append(pa.approvals, ap)
 	out := &TrustBundleApproveResponse{Approvals: len(pa.approvals), Threshold: t.org.Roster().Threshold}
 	if out.Approvals < out.Threshold {
 		return out, nil
@@ -544,7 +533,7 @@ func opSetWitnesses(s *Service, t *Tenant, p *principal, body []byte, now time.T
 	t.dirty = true
 	out.Applied, out.Sequence, out.PendingEpoch = true, nb.Sequence, t.Head().Epoch+1
 	return out, nil
-}
+})
 
 // opRotateLogKey is not implemented by the service yet: the directory
 // signs checkpoints with the log key of its key file, and switching it
@@ -582,13 +571,7 @@ func opRotateCA(s *Service, t *Tenant, p *principal, body []byte, now time.Time)
 	return &RotateCAResponse{Sequence: res.Rotation.Sequence, Certificates: len(res.Certificates), PendingEpoch: t.Head().Epoch + 1}, nil
 }
 
-func opList(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
-	if len(body) > 0 {
-		var in struct{}
-		if err := decodeAdmin(body, &in); err != nil {
-			return nil, err
-		}
-	}
+var opList = noBody(func(s *Service, t *Tenant, p *principal, now time.Time) (any, error) {
 	chart, err := t.orgChart(context.Background())
 	if err != nil {
 		return nil, err
@@ -610,17 +593,11 @@ func opList(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (an
 		out.Users = append(out.Users, u)
 	}
 	return out, nil
-}
+})
 
 // opPublish commits an epoch now, and has the witnesses cosign it within
 // 20 seconds.
-func opPublish(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
-	if len(body) > 0 {
-		var in struct{}
-		if err := decodeAdmin(body, &in); err != nil {
-			return nil, err
-		}
-	}
+var opPublish = noBody(func(s *Service, t *Tenant, p *principal, now time.Time) (any, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	ep, err := t.PublishEpoch(ctx, now)
@@ -628,4 +605,4 @@ func opPublish(s *Service, t *Tenant, p *principal, body []byte, now time.Time) 
 		return nil, err
 	}
 	return &PublishResponse{Epoch: ep.Entry.Epoch, Cosigned: ep.Cosigned}, nil
-}
+})

@@ -152,9 +152,13 @@ type PublishResponse struct {
 	Cosigned bool   `json:"cosigned"`
 }
 
-// OKResponse is the answer of admin operations that return nothing else:
-// the change is published at epoch PendingEpoch or later.
+// OKResponse is the answer of admin operations that change the tenant's
+// state: the change is published at epoch PendingEpoch or later. User is
+// set by add-user, Department by add-department, Sequence (of the signed
+// statement) by publish-policy and set-escrow-policy.
 type OKResponse struct {
 	User         string `json:"user,omitempty"`
+	Department   string `json:"department,omitempty"`
+	Sequence     uint64 `json:"sequence,omitempty"`
 	PendingEpoch uint64 `json:"pending_epoch"`
 }
