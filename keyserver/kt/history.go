@@ -86,49 +86,9 @@ func (c *Client) verifyHistory(user org.UserID, since Position, resp *HistoryRes
 	}
 	res := &HistoryResult{Epoch: pv.entry.Epoch, Label: pv.label, Records: resp.Records, Position: since}
 	recs := resp.Records
-	// The chain: versions since+1.. in order, each naming the commitment
-	// of the one before, epochs increasing, the last in the map.
-	prev, prevEpoch := since.Commitment, since.Epoch
-	for i, r := range recs {
-		if r == nil {
-			return pv, nil, ktErr(StepHistory, pv, fmt.Sprintf("record %d missing", i), nil)
-		}
-		want := uint64(since.Version) + 1 + uint64(i)
-		if uint64(r.Version) != want {
-			return pv, nil, ktErr(StepHistory, pv, fmt.Sprintf("record %d has version %d, want %d", i, r.Version, want), nil)
-		}
-		if r.Prev != prev {
-			return pv, nil, ktErr(StepHistory, pv, fmt.Sprintf("version %d does not name the commitment of version %d", r.Version, r.Version-1), nil)
-		}
-		if (r.Version > 1 && r.Epoch <= prevEpoch) || r.Epoch > pv.entry.Epoch {
-			return pv, nil, ktErr(StepHistory, pv, fmt.Sprintf("version %d of epoch %d after epoch %d, proven at %d", r.Version, r.Epoch, prevEpoch, pv.entry.Epoch), nil)
-		}
-		if prev, err = Commit(pv.label, r); err != nil {
-			return pv, nil, ktErr(StepHistory, pv, "record does not encode", err)
-		}
-		if st := c.labels[pv.label]; st != nil && r.Version == st.version && prev != st.commitment {
-			return pv, nil, ktErr(StepRollback, pv, fmt.Sprintf("version %d with another commitment", r.Version), nil)
-		}
-		prevEpoch = r.Epoch
-	}
-	switch {
-	case len(recs) == 0 && since.Version == 0:
-		if pv.mapRes.Present {
-			return pv, nil, ktErr(StepHistory, pv, "label present but no record given", nil)
-		}
-	case !pv.mapRes.Present:
-		return pv, nil, ktErr(StepHistory, pv, "records given for an absent label", nil)
-	case prev != pv.mapRes.Commitment:
-		return pv, nil, ktErr(StepHistory, pv, "the latest record does not open the map's commitment", nil)
-	}
-	latest := since.Version
-	if n := len(recs); n > 0 {
-		latest = recs[n-1].Version
-	}
-	if pv.mapRes.Present {
-		if err := c.checkRollback(pv, latest, pv.mapRes.Commitment); err != nil {
-			return pv, nil, err
-		}
+	prev, err := c.verifyChain(pv, since.Version, since.Commitment, since.Epoch, recs)
+	if err != nil {
+		return pv, nil, err
 	}
 	// The values: each verified, the timeline continuing through them.
 	head := since.Head
@@ -148,4 +108,57 @@ func (c *Client) verifyHistory(user org.UserID, since Position, resp *HistoryRes
 		res.Position = Position{Version: recs[n-1].Version, Commitment: prev, Epoch: recs[n-1].Epoch, Head: head}
 	}
 	return pv, res, nil
+}
+
+// verifyChain checks the records of a history after the version since
+// (with commitment sinceCM, of epoch sinceEpoch) against the proven map
+// (docs/spec/directory.md §History): versions in order, each naming the
+// commitment of the one before, epochs increasing, the last one the map's,
+// no rollback. It returns the commitment of the last record (sinceCM if
+// there is none).
+func (c *Client) verifyChain(pv *proven, since uint32, sinceCM vmap.Commitment, sinceEpoch uint64, recs []*ValueRecord) (vmap.Commitment, error) {
+	var err error
+	prev, prevEpoch := sinceCM, sinceEpoch
+	for i, r := range recs {
+		if r == nil {
+			return prev, ktErr(StepHistory, pv, fmt.Sprintf("record %d missing", i), nil)
+		}
+		want := uint64(since) + 1 + uint64(i)
+		if uint64(r.Version) != want {
+			return prev, ktErr(StepHistory, pv, fmt.Sprintf("record %d has version %d, want %d", i, r.Version, want), nil)
+		}
+		if r.Prev != prev {
+			return prev, ktErr(StepHistory, pv, fmt.Sprintf("version %d does not name the commitment of version %d", r.Version, r.Version-1), nil)
+		}
+		if (r.Version > 1 && r.Epoch <= prevEpoch) || r.Epoch > pv.entry.Epoch {
+			return prev, ktErr(StepHistory, pv, fmt.Sprintf("version %d of epoch %d after epoch %d, proven at %d", r.Version, r.Epoch, prevEpoch, pv.entry.Epoch), nil)
+		}
+		if prev, err = Commit(pv.label, r); err != nil {
+			return prev, ktErr(StepHistory, pv, "record does not encode", err)
+		}
+		if st := c.labels[pv.label]; st != nil && r.Version == st.version && prev != st.commitment {
+			return prev, ktErr(StepRollback, pv, fmt.Sprintf("version %d with another commitment", r.Version), nil)
+		}
+		prevEpoch = r.Epoch
+	}
+	switch {
+	case len(recs) == 0 && since == 0:
+		if pv.mapRes.Present {
+			return prev, ktErr(StepHistory, pv, "label present but no record given", nil)
+		}
+	case !pv.mapRes.Present:
+		return prev, ktErr(StepHistory, pv, "records given for an absent label", nil)
+	case prev != pv.mapRes.Commitment:
+		return prev, ktErr(StepHistory, pv, "the latest record does not open the map's commitment", nil)
+	}
+	latest := since
+	if n := len(recs); n > 0 {
+		latest = recs[n-1].Version
+	}
+	if pv.mapRes.Present {
+		if err := c.checkRollback(pv, latest, pv.mapRes.Commitment); err != nil {
+			return prev, err
+		}
+	}
+	return prev, nil
 }

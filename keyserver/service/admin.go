@@ -37,6 +37,11 @@ var adminOps = map[string]adminOp{
 	"rotate-ca":         {true, opRotateCA},
 	"list":              {true, opList},
 	"publish":           {false, opPublish},
+	"publish-policy":    {true, opPublishPolicy},
+	"assign-policy":     {true, opAssignPolicy},
+	"set-escrow-policy": {true, opSetEscrowPolicy},
+	"update-roster":     {true, opUpdateRoster},
+	"get-roster":        {true, opGetRoster},
 }
 
 // AdminOperations lists the operations of POST /v1/{tenant}/admin/{op}.
@@ -68,7 +73,7 @@ func (s *Service) postAdmin(w http.ResponseWriter, r *http.Request, t *Tenant) {
 		writeError(w, http.StatusNotFound, "unknown admin operation")
 		return
 	}
-	body, ok := readBody(w, r, s.opts.Limits.MaxBody)
+	body, ok := readBody(w, r, s.adminBodyLimit(name))
 	if !ok {
 		return
 	}
@@ -127,7 +132,10 @@ func adminError(err error) (int, string) {
 		return ae.status, ae.msg
 	}
 	switch {
-	case errors.Is(err, org.ErrInvalidArgument), errors.Is(err, org.ErrMalformed):
+	case errors.Is(err, org.ErrStatementSequence):
+		return http.StatusConflict, err.Error()
+	case errors.Is(err, org.ErrInvalidArgument), errors.Is(err, org.ErrMalformed), errors.Is(err, org.ErrWrongTenant),
+		errors.Is(err, org.ErrRosterTooSmall), errors.Is(err, org.ErrAuditorQuorum), errors.Is(err, org.ErrBadSignature):
 		return http.StatusBadRequest, err.Error()
 	case errors.Is(err, org.ErrUnknownUser), errors.Is(err, org.ErrUnknownDepartment),
 		errors.Is(err, org.ErrUnknownDevice), errors.Is(err, org.ErrBadEnrolmentCode):

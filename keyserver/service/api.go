@@ -162,3 +162,45 @@ type OKResponse struct {
 	Sequence     uint64 `json:"sequence,omitempty"`
 	PendingEpoch uint64 `json:"pending_epoch"`
 }
+
+// PolicyEntry is one key and value of a policy bundle.
+type PolicyEntry struct {
+	Key   string `json:"key"`
+	Value []byte `json:"value"`
+}
+
+// PublishPolicyRequest is admin/publish-policy: the next version of the
+// policy bundle PolicyID (org.PolicyBundle), entries in any order, keys
+// distinct.
+type PublishPolicyRequest struct {
+	PolicyID string        `json:"policy_id"`
+	Entries  []PolicyEntry `json:"entries"`
+}
+
+// AssignPolicyRequest is admin/assign-policy: the policy bundle the user
+// is subject to, empty for none.
+type AssignPolicyRequest struct {
+	User     string `json:"user"`
+	PolicyID string `json:"policy_id,omitempty"`
+}
+
+// EscrowPolicyRequest is admin/set-escrow-policy: an org.EscrowPolicy
+// signed by its auditors (MarshalEscrowProposal).
+type EscrowPolicyRequest struct {
+	Policy []byte `json:"policy"`
+}
+
+// RosterApproveRequest is admin/update-roster: an admin's approval
+// (org.ApproveRoster, signed by the requesting admin) of a proposed admin
+// roster (MarshalRosterProposal). The answer is a
+// TrustBundleApproveResponse, as for set-witnesses.
+type RosterApproveRequest struct {
+	Roster   []byte `json:"roster"`
+	Approval []byte `json:"approval"`
+}
+
+// RosterResponse is admin/get-roster: the org.AdminRoster encoding of the
+// tenant's current roster.
+type RosterResponse struct {
+	Roster []byte `json:"roster"`
+}

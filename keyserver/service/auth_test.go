@@ -68,6 +68,11 @@ func TestAdminAuthorization(t *testing.T) {
 		"rotate-ca":         []byte("{}"),
 		"list":              []byte("{}"),
 		"publish":           []byte("{}"),
+		"publish-policy":    jsonBody(service.PublishPolicyRequest{PolicyID: "dlp"}),
+		"assign-policy":     jsonBody(service.AssignPolicyRequest{User: alice.String()}),
+		"set-escrow-policy": jsonBody(service.EscrowPolicyRequest{}),
+		"update-roster":     jsonBody(service.RosterApproveRequest{}),
+		"get-roster":        []byte("{}"),
 	}
 	if len(bodies) != len(service.AdminOperations()) {
 		t.Fatalf("test covers %d operations of %v", len(bodies), service.AdminOperations())

@@ -184,6 +184,18 @@ func (c *Client) History(ctx context.Context, user org.UserID, since uint32, siz
 	return kt.ParseHistoryResponse(b)
 }
 
+// OrgHistory returns the records of the org label name after version
+// since.
+func (c *Client) OrgHistory(ctx context.Context, name string, since uint32, size uint64) (*kt.HistoryResponse, error) {
+	q := sizeQuery("size", size)
+	q.Set("since", strconv.FormatUint(uint64(since), 10))
+	b, err := c.do(ctx, http.MethodGet, c.url("/org-history/"+name, q), nil, signDevice)
+	if err != nil {
+		return nil, err
+	}
+	return kt.ParseHistoryResponse(b)
+}
+
 // Enrol redeems code for the device of req.
 func (c *Client) Enrol(ctx context.Context, code *org.EnrolmentCode, req *org.EnrolmentRequest, approvals ...*org.Approval) (*EnrolResponse, error) {
 	enc, err := req.Marshal()

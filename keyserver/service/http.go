@@ -50,6 +50,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/{tenant}/lookup/{user}", s.tenantRoute(s.getLookup))
 	mux.HandleFunc("GET /v1/{tenant}/org/{name...}", s.tenantRoute(s.getOrgLookup))
 	mux.HandleFunc("GET /v1/{tenant}/history/{user}", s.tenantRoute(s.getHistory))
+	mux.HandleFunc("GET /v1/{tenant}/org-history/{name...}", s.tenantRoute(s.getOrgHistory))
 	mux.HandleFunc("POST /v1/{tenant}/enrol", s.tenantRoute(s.postEnrol))
 	mux.HandleFunc("POST /v1/{tenant}/admin/{op}", s.tenantRoute(s.postAdmin))
 	return s.instrument(mux)
@@ -360,6 +361,10 @@ func (s *Service) getHistory(w http.ResponseWriter, r *http.Request, t *Tenant) 
 		writeError(w, http.StatusBadRequest, "bad user id")
 		return
 	}
+	s.history(w, r, t, org.Label{User: user})
+}
+
+func (s *Service) history(w http.ResponseWriter, r *http.Request, t *Tenant, l org.Label) {
 	size, err := sizeParam(r, "size")
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -373,7 +378,7 @@ func (s *Service) getHistory(w http.ResponseWriter, r *http.Request, t *Tenant) 
 	if !s.deviceAuth(w, r, t) {
 		return
 	}
-	resp, err := t.History(r.Context(), user, uint32(since), size)
+	resp, err := t.LabelHistory(r.Context(), l, uint32(since), size)
 	if err != nil {
 		s.readError(w, t, err)
 		return

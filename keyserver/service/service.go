@@ -62,6 +62,10 @@ type Limits struct {
 	MaxBuckets int
 	// MaxBody bounds enrolment and admin request bodies. Default 64 KiB.
 	MaxBody int64
+	// MaxStatementBody bounds the bodies of the admin operations that
+	// carry org statements (publish-policy, set-escrow-policy). Default
+	// 1 MiB.
+	MaxStatementBody int64
 	// AuthWindow is how far a signed request's time may be from the
 	// service's. Default 5 minutes.
 	AuthWindow time.Duration
@@ -118,6 +122,9 @@ func (o *Options) defaults() {
 	}
 	if l.MaxBody == 0 {
 		l.MaxBody = 64 << 10
+	}
+	if l.MaxStatementBody == 0 {
+		l.MaxStatementBody = 1 << 20
 	}
 	if l.AuthWindow == 0 {
 		l.AuthWindow = 5 * time.Minute

@@ -86,8 +86,9 @@ type Tenant struct {
 	org       *org.Tenant
 	dirty     bool // org changed since the state last committed
 	approvals map[[32]byte]*pendingApprovals
-	// bundleApprovals are the admin approvals of proposed trust bundles,
-	// by the hash of their approval message.
+	// bundleApprovals are the admin approvals of proposed trust bundles
+	// and admin rosters, by the hash of their approval message (the
+	// messages are label-separated, so the two never collide).
 	bundleApprovals map[[32]byte]*pendingApprovals
 	nextCA          func() (org.Signer, error)
 	lastRec         map[vmap.Label]recHead // latest record of labels written, for the next version
@@ -893,7 +894,17 @@ func (t *Tenant) Lookup(ctx context.Context, l org.Label, clientSize uint64) (*k
 // History answers a history request for the user label of user since
 // version since, at the served epoch.
 func (t *Tenant) History(ctx context.Context, user org.UserID, since uint32, clientSize uint64) (*kt.HistoryResponse, error) {
+	return t.LabelHistory(ctx, org.Label{User: user}, since, clientSize)
+}
+
+// LabelHistory answers a history request for the org.Label l (a user's,
+// or an org label) since version since, at the served epoch.
+func (t *Tenant) LabelHistory(ctx context.Context, l org.Label, since uint32, clientSize uint64) (*kt.HistoryResponse, error) {
 	sv, err := t.servedState()
+	if err != nil {
+		return nil, err
+	}
+	alpha, err := kt.Alpha(t.id, l)
 	if err != nil {
 		return nil, err
 	}
@@ -901,7 +912,7 @@ func (t *Tenant) History(ctx context.Context, user org.UserID, since uint32, cli
 	if err != nil {
 		return nil, err
 	}
-	p, label, err := t.labelProof(ctx, sv, kt.UserAlpha(t.id, user))
+	p, label, err := t.labelProof(ctx, sv, alpha)
 	if err != nil {
 		return nil, err
 	}

@@ -469,11 +469,21 @@ func (d *Directory) LookupOrg(name string, clientSize uint64) (*kt.LookupRespons
 
 // History answers a history request for user since version since.
 func (d *Directory) History(user org.UserID, since uint32, clientSize uint64) (*kt.HistoryResponse, error) {
+	return d.history(org.Label{User: user}, since, clientSize)
+}
+
+// HistoryOrg answers a history request for the org label name since
+// version since.
+func (d *Directory) HistoryOrg(name string, since uint32, clientSize uint64) (*kt.HistoryResponse, error) {
+	return d.history(org.Label{Org: name}, since, clientSize)
+}
+
+func (d *Directory) history(l org.Label, since uint32, clientSize uint64) (*kt.HistoryResponse, error) {
 	cu, err := d.checkpointUpdate(clientSize)
 	if err != nil {
 		return nil, err
 	}
-	p, label, err := d.labelProof(org.Label{User: user})
+	p, label, err := d.labelProof(l)
 	if err != nil {
 		return nil, err
 	}
