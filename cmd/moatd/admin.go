@@ -40,6 +40,7 @@ admin publish publishes one now.`,
 	pf.DurationVar(&o.Timeout, "timeout", 30*time.Second, "timeout of one request")
 	cmd.AddCommand(newKeygenCmd(), newAddUserCmd(o), newIssueCodeCmd(o), newRevokeDeviceCmd(o), newListCmd(o), newPublishCmd(o),
 		newSetWitnessesCmd(o), newRotateCACmd(o), newRotateLogKeyCmd(o))
+	cmd.AddCommand(statementCmds(o)...)
 	return cmd
 }
 

@@ -10,12 +10,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/keyserver/kt"
+	"github.com/moat-im/moat/keyserver/kt/kttest"
 	"github.com/moat-im/moat/keyserver/org"
 	"github.com/moat-im/moat/keyserver/service"
 	"github.com/rogpeppe/go-internal/testscript"
@@ -51,6 +53,8 @@ func TestScript(t *testing.T) {
 			"lookup":    cmdLookup,
 			"httpget":   cmdHTTPGet,
 			"perm":      cmdPerm,
+			"orglookup": cmdOrgLookup,
+			"escrow":    cmdEscrow,
 		},
 	})
 }
@@ -203,4 +207,60 @@ func cmdPerm(ts *testscript.TestScript, neg bool, args []string) {
 	if got := fmt.Sprintf("%o", fi.Mode().Perm()); (got == args[1]) == neg {
 		ts.Fatalf("%s has mode %s", args[0], got)
 	}
+}
+
+// orglookup ADDRFILE NAME: the script's device looks up the org label NAME
+// and verifies the answer; prints the statement's type and sequence.
+func cmdOrgLookup(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: orglookup addrfile name")
+	}
+	st := state(ts)
+	if st.api == nil {
+		ts.Fatalf("enrol first")
+	}
+	st.api.BaseURL = addr(ts, args[0])
+	resp, err := st.api.LookupOrg(context.Background(), args[1], st.kt.TreeSize())
+	if err == nil {
+		var res *kt.OrgLookupResult
+		if res, err = st.kt.VerifyOrgLookup(args[1], resp, time.Now()); err == nil {
+			switch s := res.Statement.(type) {
+			case *org.PolicyBundle:
+				fmt.Fprintf(ts.Stdout(), "policy %s sequence %d entries %d\n", s.PolicyID, s.Sequence, len(s.Entries))
+			case *org.EscrowPolicy:
+				fmt.Fprintf(ts.Stdout(), "escrow policy sequence %d version %d auditors %d of %d keys %d\n", s.Sequence, s.PolicyVersion, s.M, s.N, len(s.Keys))
+			case *org.AdminRoster:
+				fmt.Fprintf(ts.Stdout(), "roster sequence %d threshold %d admins %d\n", s.Sequence, s.Threshold, len(s.Admins))
+			default:
+				fmt.Fprintf(ts.Stdout(), "%T\n", s)
+			}
+		}
+	}
+	if (err == nil) == neg {
+		ts.Fatalf("org lookup: %v", err)
+	}
+}
+
+// escrow FILE N: writes to FILE an escrow policy (version 1) of the script
+// device's tenant, 2 of 3 auditors, one escrow key, signed by the first N
+// auditors, as the auditors' key ceremony would hand it to an admin.
+func cmdEscrow(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: escrow file signers")
+	}
+	st := state(ts)
+	if st.kt == nil {
+		ts.Fatalf("enrol first")
+	}
+	n, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	esc, err := kttest.NewEscrow(rand.Reader, 3)
+	ts.Check(err)
+	b := st.kt.Bundle()
+	signers := []int{0, 1, 2}[:n]
+	p, err := esc.Policy(b.Tenant, 1, 2, b.Witnesses, time.Now(), signers...)
+	ts.Check(err)
+	enc, err := service.MarshalEscrowProposal(p)
+	ts.Check(err)
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), enc, 0o644))
 }
