@@ -341,15 +341,18 @@ func (e *EscrowPolicy) verifyAuditors() error {
 }
 
 // verifyAuditorSet checks that every signature verifies under the key of
-// the auditor of set it names, and that at least quorum do.
+// the auditor of set it names, and that at least quorum distinct auditors
+// signed.
 func verifyAuditorSet(msg []byte, set []Auditor, sigs []AuditorSignature, quorum int, previous bool) error {
+	signed := make(map[int]bool, len(sigs))
 	for _, s := range sigs {
 		if s.Auditor < 0 || s.Auditor >= len(set) || !verifyAuditor(set[s.Auditor].SigningKey, msg, s.Signature) {
 			return &AuditorSignatureError{Previous: previous, Auditor: s.Auditor, Valid: -1, Required: quorum, Err: ErrBadSignature}
 		}
+		signed[s.Auditor] = true
 	}
-	if len(sigs) < quorum {
-		return &AuditorSignatureError{Previous: previous, Auditor: -1, Valid: len(sigs), Required: quorum, Err: ErrAuditorQuorum}
+	if len(signed) < quorum {
+		return &AuditorSignatureError{Previous: previous, Auditor: -1, Valid: len(signed), Required: quorum, Err: ErrAuditorQuorum}
 	}
 	return nil
 }

@@ -44,6 +44,14 @@ func TestEscrowPolicyAuditorSignatures(t *testing.T) {
 	if ae.Valid != 1 || ae.Required != 2 {
 		t.Fatalf("counted %d of %d", ae.Valid, ae.Required)
 	}
+	// One auditor's signature twice counts once (a hand-made policy: the
+	// encoding forbids it).
+	twice := cloneEscrowPolicy(one)
+	twice.AuditorSignatures = append(twice.AuditorSignatures, twice.AuditorSignatures[0])
+	wantAuditorError(t, twice.verifyAuditors(), false, ErrAuditorQuorum)
+	if _, err := twice.body(); err == nil {
+		t.Fatal("a policy with one auditor's signature twice encodes")
+	}
 	// A corrupted signature, named by its auditor.
 	bad := cloneEscrowPolicy(p)
 	bad.AuditorSignatures[1].Signature = bytes.Clone(bad.AuditorSignatures[1].Signature)

@@ -114,6 +114,16 @@ func corpus(t testing.TB) map[string][][]byte {
 		}
 		publish()
 		add("EscrowPolicy")(f.t.escrow.Marshal())
+		// One with previous signatures and two escrow keys.
+		ep, eks := testEscrowPolicyKeys(ft, f)
+		ep.Keys = append(ep.Keys, EscrowKey{NotBefore: ep.Keys[0].NotAfter, NotAfter: ep.Keys[0].NotAfter.Add(ep.Period),
+			PublicKey: testXWingKey(ft, f), ShareHashes: [][32]byte{{7}, {8}, {9}}})
+		ep.AuditorSignatures = nil
+		signAuditors(ft, ep, ep.Auditors, &ep.AuditorSignatures, eks[0], eks[1])
+		signAuditors(ft, ep, ep.Auditors, &ep.PreviousSignatures, eks[2])
+		ep.Header = Header{Tenant: ep.Tenant, Sequence: 2, IssuedAt: t0}
+		ep.Signature = make([]byte, SignatureSize)
+		add("EscrowPolicy")(ep.Marshal())
 		add("PolicyBundle")(f.t.policies["dlp"].Marshal())
 		code := f.code(ft, uid(2), t0)
 		add("EnrolmentCode")(code.Marshal(), nil)
