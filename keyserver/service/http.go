@@ -459,9 +459,10 @@ func (s *Service) postEnrol(w http.ResponseWriter, r *http.Request, t *Tenant) {
 		writeError(w, http.StatusInternalServerError, "internal error")
 		return
 	}
+	note, _ := t.ServedNote() // nil before the first cosigned epoch
 	writeJSON(w, &EnrolResponse{
 		User: en.User.String(), Device: en.Certificate.Device.String(), Certificate: cert,
-		TrustBundle: t.trust.Load().enc, Epoch: pending,
+		TrustBundle: t.trust.Load().enc, Epoch: pending, Checkpoint: note,
 	})
 }
 
