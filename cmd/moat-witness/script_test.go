@@ -152,7 +152,7 @@ func cmdLog(ts *testscript.TestScript, neg bool, args []string) {
 			ws = append(ws, k)
 		}
 		v, err := tlog.NewVerifier(tlog.VerifierConfig{Origin: st.log.origin, LogKey: st.log.key.Public(),
-			Witnesses: ws, Quorum: 1, MaxAge: time.Hour})
+			Witnesses: ws, Quorum: 1, MaxAge: time.Hour, NotBefore: time.Now().Add(-time.Hour)})
 		ts.Check(err)
 		cosigned, err := tlog.AddCosignatures(st.lastNote, st.lastResp)
 		if err == nil {

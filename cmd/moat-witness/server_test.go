@@ -181,7 +181,7 @@ func checkCosigned(t *testing.T, l *testLog, ws []*tlog.WitnessPublicKey, note, 
 			t.Fatalf("cosignature time %v is not now", cs[i].Time())
 		}
 	}
-	v, err := tlog.NewVerifier(tlog.VerifierConfig{Origin: l.origin, LogKey: l.key.Public(), Witnesses: ws, Quorum: 1, MaxAge: time.Hour})
+	v, err := tlog.NewVerifier(tlog.VerifierConfig{Origin: l.origin, LogKey: l.key.Public(), Witnesses: ws, Quorum: 1, MaxAge: time.Hour, NotBefore: time.Now().Add(-time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestAddCheckpointChain(t *testing.T) {
 	if c.Size != old {
 		t.Fatalf("monitoring checkpoint size %d, want %d", c.Size, old)
 	}
-	v, _ := tlog.NewVerifier(tlog.VerifierConfig{Origin: l.origin, LogKey: l.key.Public(), Witnesses: ws, Quorum: 1, MaxAge: time.Hour})
+	v, _ := tlog.NewVerifier(tlog.VerifierConfig{Origin: l.origin, LogKey: l.key.Public(), Witnesses: ws, Quorum: 1, MaxAge: time.Hour, NotBefore: time.Now().Add(-time.Hour)})
 	if _, err := v.VerifyCheckpoint(mon.body, nil, time.Now()); err != nil {
 		t.Fatalf("monitoring checkpoint does not carry the cosignatures: %v", err)
 	}

@@ -120,8 +120,10 @@ func cmdEnvFrom(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 // enrol ADDRFILE CODE: a new device enrols with CODE at the directory at
-// the address in ADDRFILE, checks the trust bundle it gets against the
-// code's fingerprint, and becomes the script's device.
+// the address in ADDRFILE, checks the answer (kt.Enrol: the trust bundle
+// against the code's fingerprint, the certificate against its keys, its
+// clock against the enrolment's time floor, the first checkpoint), and
+// becomes the script's device.
 func cmdEnrol(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 2 {
 		ts.Fatalf("usage: enrol addrfile code")
@@ -136,6 +138,7 @@ func cmdEnrol(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	req, err := org.NewEnrolmentRequest(code, id, mls)
 	ts.Check(err)
+	ts.Check(kt.CheckEnrolmentClock(code, 0, time.Now()))
 	api := &service.Client{BaseURL: addr(ts, args[0]), Tenant: code.Tenant}
 	res, err := api.Enrol(context.Background(), code, req)
 	if neg {
@@ -146,11 +149,7 @@ func cmdEnrol(ts *testscript.TestScript, neg bool, args []string) {
 		return
 	}
 	ts.Check(err)
-	bundle, err := org.CheckTrustBundle(code, res.TrustBundle)
-	ts.Check(err)
-	cert, err := org.ParseDeviceCertificate(res.Certificate)
-	ts.Check(err)
-	c, err := kt.NewClient(kt.Config{Bundle: bundle, MaxAge: time.Hour})
+	c, cert, err := kt.Enrol(code, req, res.Enrolment(), time.Hour, 0, time.Now())
 	ts.Check(err)
 	api.Device = &service.DeviceCredentials{User: cert.User, Device: cert.Device, Key: id.Signing}
 	st := state(ts)

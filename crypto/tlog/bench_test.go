@@ -200,7 +200,7 @@ func BenchmarkVerifyCheckpoint(b *testing.B) {
 		}
 	}
 	msg := cosignNote(b, l.sign(3), testTime, ws...)
-	cfg := VerifierConfig{Origin: testOrigin, LogKey: l.key.Public(), Witnesses: pubs, Quorum: 2, MaxAge: time.Hour}
+	cfg := VerifierConfig{Origin: testOrigin, LogKey: l.key.Public(), Witnesses: pubs, Quorum: 2, MaxAge: time.Hour, NotBefore: testFloor}
 	for b.Loop() {
 		v, _ := NewVerifier(cfg)
 		if _, err := v.VerifyCheckpoint(msg, nil, testTime); err != nil {

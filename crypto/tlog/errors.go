@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // Errors (docs/spec/tlog.md §Errors). Sentinels name decisions; callers
@@ -33,6 +34,10 @@ var (
 	// ErrFuture is returned when cosignatures are too far ahead of the
 	// verifier's clock to count: the local clock is probably behind.
 	ErrFuture = errors.New("tlog: cosignature times are ahead of the local clock")
+	// ErrClockBehind is matched by a *ClockError: the local clock is
+	// behind the verifier's authenticated time floor by more than MaxSkew
+	// (docs/spec/tlog.md §Time floor).
+	ErrClockBehind = errors.New("tlog: local clock is behind signed time")
 	// ErrTimeRollback is returned for a checkpoint whose witnessed time is
 	// older than that of the checkpoint the verifier last accepted.
 	ErrTimeRollback = errors.New("tlog: checkpoint is older than the last accepted one")
@@ -48,6 +53,24 @@ var (
 	// stored record is not the expected one.
 	ErrRecordChanged = errors.New("tlog: witness record changed concurrently")
 )
+
+// ClockError reports a local clock that is provably behind: Now, the
+// verifier's local time, is more than MaxSkew before Floor, a time the
+// verifier authenticated (a time floor of docs/spec/tlog.md §Time floor:
+// the enrolment's, or a witness quorum's). The client refuses to decide on
+// such a clock; it SHOULD tell its user to correct the device's clock. It
+// matches ErrClockBehind.
+type ClockError struct {
+	Now, Floor time.Time
+}
+
+func (e *ClockError) Error() string {
+	return fmt.Sprintf("tlog: local clock %v is %v behind signed time %v",
+		e.Now.UTC().Format(time.RFC3339), e.Floor.Sub(e.Now).Truncate(time.Second), e.Floor.UTC().Format(time.RFC3339))
+}
+
+// Is makes errors.Is(err, ErrClockBehind) true.
+func (e *ClockError) Is(target error) bool { return target == ErrClockBehind }
 
 // ConflictError is a witness's answer to an add-checkpoint request whose old
 // size is not the size of the checkpoint it last cosigned for that log

@@ -43,6 +43,9 @@ func Example() {
 		Origin: origin, LogKey: logKey.Public(),
 		Witnesses: []*tlog.WitnessPublicKey{wKey.Public()}, Quorum: 1,
 		MaxAge: time.Hour,
+		// The time floor: here the enrolment's time (docs/spec/tlog.md
+		// §Time floor).
+		NotBefore: now,
 	})
 	cp, err := v.VerifyCheckpoint(signed, nil, now.Add(time.Minute))
 	fmt.Println("client accepts size", cp.Size, err)

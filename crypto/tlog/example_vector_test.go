@@ -60,7 +60,7 @@ func TestExampleCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	v, err := NewVerifier(VerifierConfig{Origin: "moat.example/directory/acme", LogKey: log.Public(),
-		Witnesses: []*WitnessPublicKey{w.Public()}, Quorum: 1, MaxAge: time.Hour})
+		Witnesses: []*WitnessPublicKey{w.Public()}, Quorum: 1, MaxAge: time.Hour, NotBefore: time.Unix(1767225600, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -109,7 +109,7 @@ func FuzzParseWitnessPublicKey(f *testing.F) {
 func trustFixture(tb testing.TB) (VerifierConfig, []byte, []byte) {
 	l := newTestLog(tb, testOrigin, "a")
 	w := testWitnessKey(tb, "witness.example/w1", CosignatureEd25519)
-	cfg := VerifierConfig{Origin: testOrigin, LogKey: l.key.Public(), Witnesses: []*WitnessPublicKey{w.Public()}, Quorum: 1, MaxAge: time.Hour}
+	cfg := VerifierConfig{Origin: testOrigin, LogKey: l.key.Public(), Witnesses: []*WitnessPublicKey{w.Public()}, Quorum: 1, MaxAge: time.Hour, NotBefore: testFloor}
 	v, err := NewVerifier(cfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -126,8 +126,13 @@ func trustFixture(tb testing.TB) (VerifierConfig, []byte, []byte) {
 func FuzzParseTrustState(f *testing.F) {
 	cfg, st, _ := trustFixture(f)
 	f.Add(st)
-	empty, _ := (&trustState{}).marshal()
+	empty, _ := (&trustState{floor: 1}).marshal()
 	f.Add(empty)
+	if ts, err := parseTrustState(st); err == nil {
+		ts.legacy = true
+		legacy, _ := ts.marshal()
+		f.Add(legacy)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := parseTrustState(b)
 		if err == nil {
@@ -136,11 +141,24 @@ func FuzzParseTrustState(f *testing.F) {
 				t.Fatalf("round trip: %v", err)
 			}
 		}
-		// Restoring never panics, and a restored state marshals back.
+		// Restoring never panics, and a restored state marshals back (a
+		// legacy one in the current encoding, with the same values and a
+		// floor no lower than the configured one).
 		if v, err := RestoreVerifier(cfg, b); err == nil {
 			out, err := v.MarshalState()
-			if err != nil || !bytes.Equal(out, b) {
-				t.Fatalf("restored state round trip: %v", err)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !s.legacy {
+				if !bytes.Equal(out, b) && s.floor >= uint64(cfg.NotBefore.Unix()) {
+					t.Fatal("restored state round trip")
+				}
+				return
+			}
+			r, err := parseTrustState(out)
+			if err != nil || r.legacy || r.time != s.time || r.seen != s.seen || r.floor != max(s.time, uint64(cfg.NotBefore.Unix())) ||
+				!bytes.Equal(r.checkpoint, s.checkpoint) || !bytes.Equal(r.fork, s.fork) {
+				t.Fatalf("restored legacy state: %v", err)
 			}
 		}
 	})

@@ -121,4 +121,8 @@ func dropLines(msg []byte, keep func(line []byte) bool) []byte {
 
 var testTime = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
+// testFloor is the time floor (VerifierConfig.NotBefore) of test
+// verifiers that are not about the floor: well before every test time.
+var testFloor = testTime.Add(-30 * 24 * time.Hour)
+
 const cryptoHash0 = crypto.Hash(0)

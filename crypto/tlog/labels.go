@@ -12,7 +12,8 @@ const (
 	sigTypeCosigMLDSA  = 0x06 // timestamped ML-DSA-44 subtree/v1 cosignature
 	sigTypePrivateUse  = 0xff // followed by a longer identifier
 	labelLogMLDSA65    = "moat/v1/tlog/ml-dsa-65-note-signature"
-	labelTrustState    = "moat/v1/tlog/trust-state"
+	labelTrustState    = "moat/v1/tlog/trust-state" // the trust state without a floor: read, never written
+	labelVerifierState = "moat/v1/tlog/verifier-state"
 	labelWitnessRecord = "moat/v1/tlog/witness-record"
 )
 
@@ -29,4 +30,4 @@ const (
 )
 
 // moatLabels lists the Moat labels for the distinctness test.
-var moatLabels = []string{labelLogMLDSA65, labelTrustState, labelWitnessRecord}
+var moatLabels = []string{labelLogMLDSA65, labelTrustState, labelVerifierState, labelWitnessRecord}

@@ -10,14 +10,20 @@ import (
 // Trust state encoding (docs/spec/tlog.md §Trust state):
 //
 //	struct {
-//	    opaque label[24] = "moat/v1/tlog/trust-state";
+//	    opaque label[27] = "moat/v1/tlog/verifier-state";
+//	    uint64 floor;                   /* time floor F, ≥ 1 */
 //	    uint64 time;                    /* witnessed time of the checkpoint */
 //	    uint64 seen;                    /* high-water mark of the verifier's time */
 //	    opaque checkpoint<0..2^24-1>;   /* trusted signed note; empty before bootstrap */
 //	    opaque fork<0..2^24-1>;         /* conflicting note of a proven fork, or empty */
 //	} TrustState;
+//
+// The earlier encoding, labelled "moat/v1/tlog/trust-state" and without
+// the floor, is still read (its floor is its time) and never written.
 
 type trustState struct {
+	legacy     bool // the encoding without a floor
+	floor      uint64
 	time       uint64
 	seen       uint64
 	checkpoint []byte
@@ -26,7 +32,12 @@ type trustState struct {
 
 func (s *trustState) marshal() ([]byte, error) {
 	var b cryptobyte.Builder
-	b.AddBytes([]byte(labelTrustState))
+	if s.legacy {
+		b.AddBytes([]byte(labelTrustState))
+	} else {
+		b.AddBytes([]byte(labelVerifierState))
+		b.AddUint64(s.floor)
+	}
 	b.AddUint64(s.time)
 	b.AddUint64(s.seen)
 	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(s.checkpoint) })
@@ -34,20 +45,36 @@ func (s *trustState) marshal() ([]byte, error) {
 	return b.Bytes()
 }
 
-// parseTrustState decodes the encoding strictly, without verifying the
-// notes: the label, no trailing bytes, time ≤ seen ≤ 2^63-1, notes at most
-// MaxNoteSize, times 0 and no fork before bootstrap.
+// parseTrustState decodes either encoding strictly, without verifying the
+// notes: a label, no trailing bytes, time ≤ seen ≤ 2^63-1, time ≤ floor ≤
+// 2^63-1 and floor ≥ 1, notes at most MaxNoteSize, time and seen 0 and no
+// fork before bootstrap. A legacy state's floor is its time.
 func parseTrustState(b []byte) (*trustState, error) {
 	s := cryptobyte.String(b)
-	var label []byte
 	var cp, fork cryptobyte.String
 	st := &trustState{}
-	if !s.ReadBytes(&label, len(labelTrustState)) || string(label) != labelTrustState ||
-		!s.ReadUint64(&st.time) || !s.ReadUint64(&st.seen) || !s.ReadUint24LengthPrefixed(&cp) ||
+	switch {
+	case bytes.HasPrefix(b, []byte(labelVerifierState)):
+		s.Skip(len(labelVerifierState))
+		if !s.ReadUint64(&st.floor) {
+			return nil, fmt.Errorf("%w: trust state: bad encoding", ErrMalformed)
+		}
+	case bytes.HasPrefix(b, []byte(labelTrustState)):
+		s.Skip(len(labelTrustState))
+		st.legacy = true
+	default:
+		return nil, fmt.Errorf("%w: trust state: bad label", ErrMalformed)
+	}
+	if !s.ReadUint64(&st.time) || !s.ReadUint64(&st.seen) || !s.ReadUint24LengthPrefixed(&cp) ||
 		!s.ReadUint24LengthPrefixed(&fork) || !s.Empty() {
 		return nil, fmt.Errorf("%w: trust state: bad encoding", ErrMalformed)
 	}
-	if st.time > MaxTreeSize || st.seen > MaxTreeSize || st.seen < st.time ||
+	if st.legacy {
+		st.floor = st.time
+	} else if st.floor < 1 || st.floor < st.time {
+		return nil, fmt.Errorf("%w: trust state: floor out of range", ErrMalformed)
+	}
+	if st.time > MaxTreeSize || st.seen > MaxTreeSize || st.floor > MaxTreeSize || st.seen < st.time ||
 		len(cp) > MaxNoteSize || len(fork) > MaxNoteSize {
 		return nil, fmt.Errorf("%w: trust state: out of range", ErrMalformed)
 	}
@@ -70,7 +97,7 @@ func parseTrustState(b []byte) (*trustState, error) {
 func (v *Verifier) MarshalState() ([]byte, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	st := &trustState{time: v.time, seen: v.seen, checkpoint: v.note}
+	st := &trustState{floor: v.floor, time: v.time, seen: v.seen, checkpoint: v.note}
 	if v.fork != nil {
 		st.fork = v.fork.Conflicting
 	}
@@ -82,7 +109,8 @@ func (v *Verifier) MarshalState() ([]byte, error) {
 // key and origin, with the hybrid policy; a fork must be proven (same size,
 // different roots). The witnessed time is taken from the state as is, and
 // cosignatures are not re-verified, so that a change of witnesses in cfg
-// does not invalidate the state.
+// does not invalidate the state. The time floor is the later of the
+// state's and cfg.NotBefore: it never goes back.
 func RestoreVerifier(cfg VerifierConfig, state []byte) (*Verifier, error) {
 	v, err := NewVerifier(cfg)
 	if err != nil {
@@ -92,6 +120,7 @@ func RestoreVerifier(cfg VerifierConfig, state []byte) (*Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
+	v.floor = max(v.floor, st.floor)
 	if st.checkpoint == nil {
 		return v, nil
 	}

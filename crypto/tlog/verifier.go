@@ -42,10 +42,15 @@ type VerifierConfig struct {
 	// MaxSkew is how far a cosignature time may be ahead of the client's
 	// clock and still count. Zero means DefaultMaxSkew.
 	MaxSkew time.Duration
-	// NotBefore is optional: a time the trust bundle vouches for, such as
-	// its issuance time. The verifier's notion of the current time is
-	// never earlier, so a client whose clock is behind cannot bootstrap
-	// from a checkpoint older than NotBefore - MaxAge.
+	// NotBefore is required: an authenticated time floor, a time the
+	// client knows has passed without trusting its own clock
+	// (docs/spec/tlog.md §Time floor). For a key directory client it is
+	// the enrolment's floor (the enrolment code's issue time, the device
+	// certificate's not_before) or at least the trust bundle's issue
+	// time. The verifier's time floor starts here and rises with every
+	// accepted witnessed time; it never goes back, survives MarshalState,
+	// and a checkpoint witnessed before floor - MaxAge is refused whatever
+	// the local clock says.
 	NotBefore time.Time
 }
 
@@ -59,13 +64,13 @@ type Verifier struct {
 	groups    [][]int             // indices into witnesses, one slice per witness name
 	maxAge    int64               // seconds
 	maxSkew   int64               // seconds
-	notBefore int64               // POSIX seconds, 0 if unset
 
 	mu    sync.Mutex
 	note  []byte      // trusted signed note, nil before bootstrap
 	cp    *Checkpoint // its checkpoint
 	time  uint64      // its witnessed time
 	seen  uint64      // high-water mark of the verifier's time T at acceptances
+	floor uint64      // time floor F: NotBefore and every accepted witnessed time, never lower
 	fork  *ForkError  // proven fork, final
 	state verifierState
 }
@@ -97,13 +102,14 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if cfg.MaxSkew < 0 {
 		return nil, errors.New("tlog: verifier config: negative MaxSkew")
 	}
+	if cfg.NotBefore.Unix() < 1 {
+		return nil, errors.New("tlog: verifier config: NotBefore (the time floor) must be set")
+	}
 	v := &Verifier{
 		cfg:     cfg,
 		maxAge:  int64(cfg.MaxAge / time.Second),
 		maxSkew: int64(cfg.MaxSkew / time.Second),
-	}
-	if !cfg.NotBefore.IsZero() {
-		v.notBefore = max(cfg.NotBefore.Unix(), 0)
+		floor:   uint64(cfg.NotBefore.Unix()),
 	}
 	// Witness keys must not collide with each other or with the log's two
 	// lines (same key name and key ID).
@@ -150,15 +156,20 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 //     returned as a *ForkError holding both notes, and final.
 //  3. At least Quorum distinct witnesses validly cosigned it, counting
 //     only cosignatures no later than T + MaxSkew, where T is the
-//     verifier's time: the latest of now, NotBefore, and the times T and
-//     W of every earlier acceptance (so T never goes back). If too few
-//     count because some are later, ErrFuture (the local clock is
-//     probably behind). The witnessed time W is the Quorum-th newest
+//     verifier's time: the latest of now, the time floor F, and the
+//     high-water mark of T at earlier acceptances (so T never goes back).
+//     If too few count because some are later, ErrFuture (the local clock
+//     is probably behind). The witnessed time W is the Quorum-th newest
 //     counted cosignature time.
 //  4. Its size is not smaller (ErrSizeRollback); a larger size needs a
 //     valid consistency proof, else a *ForkError with the proof.
 //  5. W is not older than the trusted checkpoint's (ErrTimeRollback) and
 //     not older than T - MaxAge (ErrStale).
+//  6. The local clock is not behind signed time: now + MaxSkew ≥ max(F, W),
+//     else a *ClockError (ErrClockBehind). A clock proven wrong is
+//     reported, never silently replaced by the floor.
+//
+// On acceptance F := max(F, W).
 func (v *Verifier) VerifyCheckpoint(msg []byte, proof []Hash, now time.Time) (*Checkpoint, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -182,7 +193,7 @@ func (v *Verifier) VerifyCheckpoint(msg []byte, proof []Hash, now time.Time) (*C
 	}
 
 	// 3. Witness quorum, on signed time.
-	t := max(now.Unix(), int64(v.seen), v.notBefore)
+	t := max(now.Unix(), int64(v.seen), int64(v.floor))
 	limit := satAdd(t, v.maxSkew)
 	var counted []int64
 	future := 0
@@ -242,10 +253,45 @@ func (v *Verifier) VerifyCheckpoint(msg []byte, proof []Hash, now time.Time) (*C
 			time.Unix(w, 0).UTC(), t-w, time.Unix(t, 0).UTC())
 	}
 
+	// 6. The local clock against signed time.
+	floor := max(int64(v.floor), w)
+	if err := v.checkClock(now, floor); err != nil {
+		return nil, err
+	}
+
 	// T ≤ W + MaxAge here, so a local clock that runs ahead moves the
 	// high-water mark by at most MaxAge beyond signed time.
-	v.note, v.cp, v.time, v.seen, v.state = bytes.Clone(msg), c, uint64(w), uint64(max(t, w)), stateTracking
+	v.note, v.cp, v.time, v.seen, v.floor, v.state = bytes.Clone(msg), c, uint64(w), uint64(max(t, w)), uint64(floor), stateTracking
 	return c.clone(), nil
+}
+
+// checkClock returns a *ClockError if now is more than MaxSkew before the
+// time floor floor (POSIX seconds).
+func (v *Verifier) checkClock(now time.Time, floor int64) error {
+	if satAdd(max(now.Unix(), 0), v.maxSkew) < floor {
+		return &ClockError{Now: now, Floor: time.Unix(floor, 0)}
+	}
+	return nil
+}
+
+// CheckClock reports whether the local time now is behind the verifier's
+// time floor by more than MaxSkew: a *ClockError if so, which a client
+// shows as "the device clock is wrong" (docs/spec/tlog.md §Time floor).
+// VerifyCheckpoint applies it before every acceptance; a client that
+// reuses its trusted checkpoint without a new one applies it itself.
+func (v *Verifier) CheckClock(now time.Time) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.checkClock(now, int64(v.floor))
+}
+
+// Floor returns the verifier's time floor F: the latest of NotBefore, the
+// floor it was restored with, and every witnessed time it accepted. It
+// never goes back.
+func (v *Verifier) Floor() time.Time {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return time.Unix(int64(v.floor), 0)
 }
 
 func satAdd(a, b int64) int64 {
@@ -298,7 +344,8 @@ func (c *Checkpoint) clone() *Checkpoint {
 }
 
 // Repin returns a verifier for cfg that carries v's trust state: its
-// trusted checkpoint, witnessed time and time high-water mark, for a
+// trusted checkpoint, witnessed time, time high-water mark and time floor
+// (the later of v's and cfg.NotBefore), for a
 // client that moved to a new trust bundle of the same log (new log key,
 // witnesses or quorum). The origin must not change. The carried checkpoint
 // is not re-verified under cfg; the next one must be consistent with it,
@@ -317,6 +364,7 @@ func (v *Verifier) Repin(cfg VerifierConfig) (*Verifier, error) {
 		return nil, errors.New("tlog: repin: origin changed")
 	}
 	n.note, n.time, n.seen, n.state = bytes.Clone(v.note), v.time, v.seen, v.state
+	n.floor = max(n.floor, v.floor)
 	if v.cp != nil {
 		n.cp = v.cp.clone()
 	}

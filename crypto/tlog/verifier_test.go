@@ -51,7 +51,7 @@ func witnessKeys(ws ...*witnessFixture) []*WitnessPublicKey {
 func newTestVerifier(t *testing.T, l *testLog, quorum int, ws ...*witnessFixture) *Verifier {
 	v, err := NewVerifier(VerifierConfig{
 		Origin: l.origin, LogKey: l.key.Public(), Witnesses: witnessKeys(ws...),
-		Quorum: quorum, MaxAge: time.Hour,
+		Quorum: quorum, MaxAge: time.Hour, NotBefore: testFloor,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -356,22 +356,22 @@ func lineIDOf(line []byte) uint32 {
 }
 
 // TestT46ClockSkew: the client's clock is 24 hours off in either direction.
-// The verifier's time T is the latest of the local clock, NotBefore and T
-// at every earlier acceptance; freshness is judged on the signed witness
-// time W against T. Precisely:
+// The verifier's time T is the latest of the local clock, the time floor F
+// (NotBefore, raised by every accepted witnessed time) and T at every
+// earlier acceptance; freshness is judged on the signed witness time W
+// against T. Precisely:
 //
 //   - clock behind: cosignatures more than MaxSkew after T do not count, so
-//     a genuinely fresh checkpoint is refused (ErrFuture), and a stale one
-//     that merely looks fresh against the wrong clock is refused because it
-//     is older than the last accepted checkpoint (ErrTimeRollback) or, when
-//     bootstrapping with a NotBefore, older than NotBefore - MaxAge
-//     (ErrStale);
+//     a genuinely fresh checkpoint is refused (ErrFuture); a stale one that
+//     merely looks fresh against the wrong clock is refused because it is
+//     older than the last accepted checkpoint (ErrTimeRollback), smaller
+//     (ErrSizeRollback), or older than F - MaxAge (ErrStale); and one that
+//     passes every other rule is refused because the clock is provably
+//     behind signed time (a *ClockError): the floor never silently stands
+//     in for the clock;
 //   - clock ahead: a fresh checkpoint looks stale and is refused
 //     (ErrStale); nothing is accepted, so the state is not poisoned, and
 //     once the clock is right the same checkpoint is accepted.
-//
-// The limit is stated as a subtest: a client with no state and no
-// NotBefore has no signed time to compare with.
 func TestT46ClockSkew(t *testing.T) {
 	const day = 24 * time.Hour
 	real := testTime // the true time
@@ -388,6 +388,13 @@ func TestT46ClockSkew(t *testing.T) {
 		v := newTestVerifier(t, l, 2, w1, w2, w3)
 		mustAccept(t, "last", v, last, nil, real.Add(-30*time.Minute))
 		return roundTrip(t, v)
+	}
+	// unchanged fails the test if a refusal changed v's state.
+	unchanged := func(t *testing.T, v *Verifier, before []byte) {
+		t.Helper()
+		if after, _ := v.MarshalState(); !bytes.Equal(before, after) {
+			t.Fatal("a refusal changed the state")
+		}
 	}
 
 	t.Run("Behind/Fresh", func(t *testing.T) {
@@ -411,28 +418,74 @@ func TestT46ClockSkew(t *testing.T) {
 		wantErr(t, "stale smaller checkpoint, clock -24h", err, ErrSizeRollback)
 	})
 	t.Run("Behind/Bootstrap", func(t *testing.T) {
+		// A fresh client whose floor comes from its enrolment ten minutes
+		// ago (docs/spec/tlog.md §Time floor).
 		v, _ := NewVerifier(VerifierConfig{Origin: testOrigin, LogKey: l.key.Public(), Witnesses: witnessKeys(w1, w2, w3),
 			Quorum: 2, MaxAge: time.Hour, NotBefore: real.Add(-10 * time.Minute)})
+		before, _ := v.MarshalState()
 		_, err := v.VerifyCheckpoint(stale, nil, real.Add(-day))
 		wantErr(t, "bootstrap on a stale head, clock -24h", err, ErrStale)
 		_, err = v.VerifyCheckpoint(fresh, nil, real.Add(-day))
 		wantErr(t, "bootstrap on a fresh head, clock -24h", err, ErrFuture)
+		unchanged(t, v, before)
 	})
-	t.Run("Behind/BootstrapWithoutNotBefore", func(t *testing.T) {
-		// The documented limit (docs/spec/tlog.md §Freshness): no state, no
-		// NotBefore, clock 24h behind: a head frozen 24h ago looks fresh.
-		v := newTestVerifier(t, l, 2, w1, w2, w3)
-		if _, err := v.VerifyCheckpoint(stale, nil, real.Add(-day)); err != nil {
-			t.Fatalf("limit changed (update the spec): %v", err)
+	t.Run("Behind/BootstrapOldBundle", func(t *testing.T) {
+		// The gap this floor closes: a trust bundle issued 90 days ago is
+		// the only floor, the clock is a day behind, and the head was
+		// frozen a day ago. Against the bundle's time alone the head
+		// looks fresh; the floor of an enrolment ten minutes ago refuses
+		// it, before and after a restart.
+		bundleIssued, enrolled := real.Add(-90*day), real.Add(-10*time.Minute)
+		cfg := VerifierConfig{Origin: testOrigin, LogKey: l.key.Public(), Witnesses: witnessKeys(w1, w2, w3),
+			Quorum: 2, MaxAge: time.Hour, NotBefore: enrolled} // the later of bundleIssued and enrolled
+		v, _ := NewVerifier(cfg)
+		_, err := v.VerifyCheckpoint(stale, nil, real.Add(-day))
+		wantErr(t, "old bundle, enrolment floor, stale head, clock -24h", err, ErrStale)
+		st, _ := v.MarshalState()
+		cfg.NotBefore = bundleIssued // a restart configures only the bundle's time
+		r, err := RestoreVerifier(cfg, st)
+		if err != nil {
+			t.Fatal(err)
 		}
+		_, err = r.VerifyCheckpoint(stale, nil, real.Add(-day))
+		wantErr(t, "after a restart", err, ErrStale)
+		// No floor at all is not a configuration.
+		cfg.NotBefore = time.Time{}
+		if _, err := NewVerifier(cfg); err == nil {
+			t.Fatal("verifier without a time floor")
+		}
+	})
+	t.Run("Behind/BootstrapFreshHead", func(t *testing.T) {
+		// The floor vouches for the fresh head's time, so its
+		// cosignatures count and it is fresh; but the local clock is a
+		// day behind signed time, and that is reported, not trusted.
+		v, _ := NewVerifier(VerifierConfig{Origin: testOrigin, LogKey: l.key.Public(), Witnesses: witnessKeys(w1, w2, w3),
+			Quorum: 2, MaxAge: time.Hour, NotBefore: real})
+		before, _ := v.MarshalState()
+		_, err := v.VerifyCheckpoint(fresh, nil, real.Add(-day))
+		var ce *ClockError
+		if !errors.As(err, &ce) || !errors.Is(err, ErrClockBehind) || !ce.Floor.Equal(real) || !ce.Now.Equal(real.Add(-day)) {
+			t.Fatalf("clock a day behind the floor: got %v", err)
+		}
+		unchanged(t, v, before)
+		if err := v.CheckClock(real.Add(-day)); !errors.Is(err, ErrClockBehind) {
+			t.Fatalf("CheckClock: %v", err)
+		}
+		// Within MaxSkew of the floor, the clock is believed.
+		if err := v.CheckClock(real.Add(-DefaultMaxSkew)); err != nil {
+			t.Fatalf("CheckClock at the skew: %v", err)
+		}
+		mustAccept(t, "clock fixed", v, fresh, nil, real)
 	})
 	t.Run("Ahead", func(t *testing.T) {
 		v := trusted(t)
+		before, _ := v.MarshalState()
 		_, err := v.VerifyCheckpoint(fresh, l.proof(4, 5), real.Add(day))
 		wantErr(t, "fresh checkpoint, clock +24h", err, ErrStale)
 		if c, _ := v.Checkpoint(); c.Size != 4 || v.Time().Unix() != real.Add(-30*time.Minute).Unix() {
 			t.Fatal("a rejection changed the state")
 		}
+		unchanged(t, v, before)
 		// The clock is fixed: accepted.
 		mustAccept(t, "clock fixed", roundTrip(t, v), fresh, l.proof(4, 5), real)
 	})
@@ -443,23 +496,101 @@ func TestT46ClockSkew(t *testing.T) {
 	})
 	t.Run("ClockGoesBack", func(t *testing.T) {
 		// Accepted with a right clock at real; the clock then jumps back a
-		// day. T stays at its high-water mark, real: checkpoints
-		// witnessed up to MaxSkew after it still count, later ones do not.
+		// day. The floor is now real (the accepted witnessed time): a
+		// checkpoint that would be fresh against it is refused because
+		// the clock is behind signed time, one witnessed later than
+		// T + MaxSkew does not count, and nothing changes the state until
+		// the clock is right again.
 		v := trusted(t)
 		mustAccept(t, "fresh", v, fresh, l.proof(4, 5), real)
+		before, _ := v.MarshalState()
 		l.append("f")
 		soon := publish(t, l, 6, real.Add(4*time.Minute), w1, w2, w3)
-		mustAccept(t, "witnessed 4 min after T, clock -24h", v, soon, l.proof(5, 6), real.Add(-day))
+		_, err := v.VerifyCheckpoint(soon, l.proof(5, 6), real.Add(-day))
+		wantErr(t, "witnessed 4 min after T, clock -24h", err, ErrClockBehind)
 		l.append("g")
 		later := publish(t, l, 7, real.Add(time.Hour), w1, w2, w3)
-		_, err := v.VerifyCheckpoint(later, l.proof(6, 7), real.Add(-day))
+		_, err = v.VerifyCheckpoint(later, l.proof(5, 7), real.Add(-day))
 		wantErr(t, "witnessed an hour after T, clock -24h", err, ErrFuture)
-		mustAccept(t, "clock fixed", v, later, l.proof(6, 7), real.Add(time.Hour))
+		unchanged(t, v, roundTripState(t, v, before))
+		mustAccept(t, "clock fixed", v, later, l.proof(5, 7), real.Add(time.Hour))
 	})
 }
 
-// TestQuorumTime checks that freshness is judged on the Quorum-th newest
-// cosignature: one fresh witness cannot vouch for a stale checkpoint.
+// roundTripState returns before after checking that v restores from it.
+func roundTripState(t *testing.T, v *Verifier, before []byte) []byte {
+	t.Helper()
+	if _, err := RestoreVerifier(v.cfg, before); err != nil {
+		t.Fatal(err)
+	}
+	return before
+}
+
+// TestT46TimeFloor: the time floor is persisted, never goes back (across
+// MarshalState and RestoreVerifier, a restore with an older NotBefore, a
+// repin, and an old-format state), and rises with every accepted witnessed
+// time.
+func TestT46TimeFloor(t *testing.T) {
+	real := testTime
+	l := newTestLog(t, testOrigin, "a")
+	w1, w2, w3 := threeWitnesses(t, l)
+	cfg := VerifierConfig{Origin: testOrigin, LogKey: l.key.Public(), Witnesses: witnessKeys(w1, w2, w3),
+		Quorum: 2, MaxAge: time.Hour, NotBefore: real.Add(-10 * time.Minute)}
+	v, _ := NewVerifier(cfg)
+	if !v.Floor().Equal(cfg.NotBefore) {
+		t.Fatalf("floor %v", v.Floor())
+	}
+	// Before bootstrap the floor is all the state holds, and it survives.
+	st, _ := v.MarshalState()
+	older := cfg
+	older.NotBefore = real.Add(-90 * 24 * time.Hour)
+	r, err := RestoreVerifier(older, st)
+	if err != nil || !r.Floor().Equal(cfg.NotBefore) {
+		t.Fatalf("restored floor %v, %v", r.Floor(), err)
+	}
+	// A later NotBefore raises it.
+	newer := cfg
+	newer.NotBefore = real.Add(-5 * time.Minute)
+	if r, _ := RestoreVerifier(newer, st); !r.Floor().Equal(newer.NotBefore) {
+		t.Fatalf("restored floor %v under a later NotBefore", r.Floor())
+	}
+	// An accepted checkpoint raises it to its witnessed time.
+	l.append("a", "b")
+	c2 := publish(t, l, 2, real, w1, w2, w3)
+	mustAccept(t, "c2", v, c2, nil, real)
+	if !v.Floor().Equal(real) {
+		t.Fatalf("floor %v after accepting a checkpoint witnessed at %v", v.Floor(), real)
+	}
+	st, _ = v.MarshalState()
+	r, err = RestoreVerifier(older, st)
+	if err != nil || !r.Floor().Equal(real) {
+		t.Fatalf("restored floor %v, %v", r.Floor(), err)
+	}
+	// A repin to a bundle with an older issue time keeps it.
+	p, err := r.Repin(older)
+	if err != nil || !p.Floor().Equal(real) {
+		t.Fatalf("repinned floor %v, %v", p.Floor(), err)
+	}
+	if err := p.CheckClock(real.Add(-time.Hour)); !errors.Is(err, ErrClockBehind) {
+		t.Fatalf("repinned verifier believes a clock an hour behind: %v", err)
+	}
+	// A state in the encoding without a floor restores with its witnessed
+	// time as the floor, and is rewritten in the current encoding.
+	ts, _ := parseTrustState(st)
+	ts.legacy = true
+	leg, _ := ts.marshal()
+	if !bytes.HasPrefix(leg, []byte(labelTrustState)) || len(leg) != len(st)-len(labelVerifierState)+len(labelTrustState)-8 {
+		t.Fatal("legacy encoding")
+	}
+	r, err = RestoreVerifier(older, leg)
+	if err != nil || !r.Floor().Equal(real) {
+		t.Fatalf("legacy state: floor %v, %v", r.Floor(), err)
+	}
+	if out, _ := r.MarshalState(); !bytes.Equal(out, st) {
+		t.Fatal("legacy state not rewritten in the current encoding")
+	}
+}
+
 func TestQuorumTime(t *testing.T) {
 	l := newTestLog(t, testOrigin, "a")
 	w1, w2, w3 := threeWitnesses(t, l)
@@ -489,7 +620,7 @@ func TestQuorumTime(t *testing.T) {
 func TestNewVerifierRejects(t *testing.T) {
 	l := newTestLog(t, testOrigin, "a")
 	w1, w2, _ := threeWitnesses(t, l)
-	ok := VerifierConfig{Origin: testOrigin, LogKey: l.key.Public(), Witnesses: witnessKeys(w1, w2), Quorum: 2, MaxAge: time.Hour}
+	ok := VerifierConfig{Origin: testOrigin, LogKey: l.key.Public(), Witnesses: witnessKeys(w1, w2), Quorum: 2, MaxAge: time.Hour, NotBefore: testFloor}
 	if _, err := NewVerifier(ok); err != nil {
 		t.Fatal(err)
 	}
@@ -500,6 +631,8 @@ func TestNewVerifierRejects(t *testing.T) {
 		"bad origin":    func(c *VerifierConfig) { c.Origin = "a b" },
 		"no MaxAge":     func(c *VerifierConfig) { c.MaxAge = 0 },
 		"negative skew": func(c *VerifierConfig) { c.MaxSkew = -1 },
+		"no time floor": func(c *VerifierConfig) { c.NotBefore = time.Time{} },
+		"floor at 0":    func(c *VerifierConfig) { c.NotBefore = time.Unix(0, 0) },
 		"duplicate key": func(c *VerifierConfig) { c.Witnesses = append(c.Witnesses, c.Witnesses[0]) },
 		"nil witness":   func(c *VerifierConfig) { c.Witnesses = append(c.Witnesses, nil) },
 		"two keys one type": func(c *VerifierConfig) {
@@ -548,7 +681,7 @@ func TestTrustStateStrict(t *testing.T) {
 	for name, b := range map[string][]byte{
 		"trailing":  append(bytes.Clone(st), 0),
 		"truncated": st[:len(st)-1],
-		"label":     append([]byte("moat/v1/tlog/trust-statE"), st[len(labelTrustState):]...),
+		"label":     append([]byte("moat/v1/tlog/verifier-statE"), st[len(labelVerifierState):]...),
 		"empty":     nil,
 	} {
 		if _, err := RestoreVerifier(v.cfg, b); err == nil {
@@ -556,12 +689,16 @@ func TestTrustStateStrict(t *testing.T) {
 		}
 	}
 	for name, s := range map[string]*trustState{
-		"seen < time":             {time: 5, seen: 4, checkpoint: []byte("x")},
-		"time without checkpoint": {time: 1, seen: 1},
-		"fork without checkpoint": {fork: []byte("x")},
-		"time 2^63":               {time: 1 << 63, seen: 1 << 63, checkpoint: []byte("x")},
-		"unverifiable checkpoint": {time: 1, seen: 1, checkpoint: []byte("x")},
-		"fork that is not a fork": {time: 1, seen: 1, checkpoint: v.note, fork: v.note},
+		"seen < time":             {floor: 5, time: 5, seen: 4, checkpoint: []byte("x")},
+		"time without checkpoint": {floor: 1, time: 1, seen: 1},
+		"fork without checkpoint": {floor: 1, fork: []byte("x")},
+		"time 2^63":               {floor: 1 << 63, time: 1 << 63, seen: 1 << 63, checkpoint: []byte("x")},
+		"floor 2^63":              {floor: 1 << 63, time: 1, seen: 1, checkpoint: v.note},
+		"floor 0":                 {floor: 0},
+		"floor < time":            {floor: 1, time: 2, seen: 2, checkpoint: v.note},
+		"legacy seen < time":      {legacy: true, time: 5, seen: 4, checkpoint: v.note},
+		"unverifiable checkpoint": {floor: 1, time: 1, seen: 1, checkpoint: []byte("x")},
+		"fork that is not a fork": {floor: 1, time: 1, seen: 1, checkpoint: v.note, fork: v.note},
 	} {
 		b, _ := s.marshal()
 		if _, err := RestoreVerifier(v.cfg, b); err == nil {

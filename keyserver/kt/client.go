@@ -23,14 +23,21 @@ type Config struct {
 	// (docs/spec/tlog.md §Client verification). RECOMMENDED: one hour.
 	MaxAge time.Duration
 	// MaxSkew is how far a cosignature may be ahead of the client's
-	// clock. Zero means tlog.DefaultMaxSkew.
+	// clock, and the clock behind the client's time floor. Zero means
+	// tlog.DefaultMaxSkew.
 	MaxSkew time.Duration
+	// NotBefore is an authenticated time floor later than the bundle's
+	// issue time (docs/spec/org.md §Time floor at enrolment), or zero.
+	// Enrol sets it; the client persists its floor in its state, so a
+	// restored client needs none.
+	NotBefore time.Time
 }
 
 // VerifierConfig returns the crypto/tlog policy a trust bundle implies
 // (docs/spec/directory.md §Client configuration): the log's origin and key,
 // every witness key (both keys of a witness that has two, so that both are
-// required), the quorum, and the bundle's issue time as NotBefore.
+// required), the quorum, and the bundle's issue time as NotBefore, the
+// least time floor.
 func VerifierConfig(b *org.TrustBundle, maxAge, maxSkew time.Duration) (tlog.VerifierConfig, error) {
 	if b == nil || b.Log == nil || b.VRF == nil || b.CA == nil {
 		return tlog.VerifierConfig{}, errors.New("kt: config: incomplete trust bundle")
@@ -69,10 +76,9 @@ func VerifierConfig(b *org.TrustBundle, maxAge, maxSkew time.Duration) (tlog.Ver
 // persists MarshalState after each accepted response. A Client is safe for
 // concurrent use.
 type Client struct {
-	bundle    *org.TrustBundle
-	tcfg      tlog.VerifierConfig
-	maxAge    int64 // seconds
-	notBefore int64 // POSIX seconds
+	bundle *org.TrustBundle
+	tcfg   tlog.VerifierConfig
+	maxAge int64 // seconds
 
 	mu       sync.Mutex
 	verifier *tlog.Verifier
@@ -128,13 +134,13 @@ func newClient(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.NotBefore.After(tcfg.NotBefore) {
+		tcfg.NotBefore = cfg.NotBefore
+	}
 	c := &Client{
 		bundle: cfg.Bundle, tcfg: tcfg, maxAge: int64(cfg.MaxAge / time.Second),
 		labels: map[vmap.Label]*labelState{}, monitors: map[org.UserID]*monitorState{},
 		vrfs: map[string]verifiedVRF{}, values: map[vmap.Label]*verifiedValue{},
-	}
-	if !cfg.Bundle.IssuedAt.IsZero() {
-		c.notBefore = max(cfg.Bundle.IssuedAt.Unix(), 0)
 	}
 	return c, nil
 }
@@ -376,7 +382,7 @@ func (c *Client) finish(pv *proven, now time.Time, commit func()) error {
 		return err
 	}
 	w := c.verifier.Time().Unix()
-	c.seen = max(now.Unix(), c.seen, c.notBefore, w)
+	c.seen = max(now.Unix(), c.seen, c.floor(), w)
 	c.hasEpoch, c.epoch, c.epochAt = true, pv.entry.Epoch, pv.entry.Time.Unix()
 	if commit != nil {
 		commit()
@@ -384,18 +390,31 @@ func (c *Client) finish(pv *proven, now time.Time, commit func()) error {
 	return nil
 }
 
-// clientTime returns the client's time T = max(now, S, NotBefore), which
-// never goes back (docs/spec/directory.md §Client verification).
+// floor returns the client's time floor F (docs/spec/tlog.md §Time
+// floor), POSIX seconds: its tlog verifier's, which includes the bundle's
+// issue time and never goes back.
+func (c *Client) floor() int64 { return c.verifier.Floor().Unix() }
+
+// Floor returns the client's time floor: a time it has authenticated
+// evidence has passed (docs/spec/tlog.md §Time floor). It never goes back.
+func (c *Client) Floor() time.Time { return c.verifier.Floor() }
+
+// clientTime returns the client's time T = max(now, S, F), which never
+// goes back (docs/spec/directory.md §Client verification).
 func (c *Client) clientTime(now time.Time) time.Time {
-	return time.Unix(max(now.Unix(), c.seen, c.notBefore), 0)
+	return time.Unix(max(now.Unix(), c.seen, c.floor()), 0)
 }
 
-// checkFresh applies tlog's freshness rule (docs/spec/tlog.md §Client
-// verification, step 5) to the trusted checkpoint, for a response that
-// reuses it: its witnessed time is at most MaxAge before the client's time,
-// which never goes back.
+// checkFresh applies tlog's freshness and clock rules (docs/spec/tlog.md
+// §Client verification, steps 5 and 6) to the trusted checkpoint, for a
+// response that reuses it: its witnessed time is at most MaxAge before the
+// client's time, which never goes back, and the local clock is not behind
+// the time floor (a *tlog.ClockError).
 func (c *Client) checkFresh(now time.Time) error {
-	t := max(now.Unix(), c.seen, c.notBefore)
+	if err := c.verifier.CheckClock(now); err != nil {
+		return fmt.Errorf("kt: %w", err)
+	}
+	t := max(now.Unix(), c.seen, c.floor())
 	w := c.verifier.Time().Unix()
 	if t-w > c.maxAge {
 		return fmt.Errorf("kt: checkpoint: %w: witnessed at %v, %ds before %v", tlog.ErrStale,
@@ -456,6 +475,6 @@ func (c *Client) UpdateCheckpoint(resp *ConsistencyResponse, now time.Time) (*tl
 	if err != nil {
 		return nil, fmt.Errorf("kt: checkpoint: %w", err)
 	}
-	c.seen = max(now.Unix(), c.seen, c.notBefore, c.verifier.Time().Unix())
+	c.seen = max(now.Unix(), c.seen, c.floor(), c.verifier.Time().Unix())
 	return cp, nil
 }

@@ -25,8 +25,11 @@
 // # Client side
 //
 // A Client holds the trust bundle's anchors and the client's trust state.
-// VerifyLookup, VerifyAbsence, VerifyOrgLookup, VerifyHistory and
-// VerifyOrgHistory (every change of an org statement, in order) verify
+// A new device gets its first one from Enrol, which checks the enrolment
+// answer and starts the client at the enrolment's authenticated time floor
+// (T46); later runs restore it with RestoreClient. VerifyLookup,
+// VerifyAbsence, VerifyOrgLookup, VerifyHistory and VerifyOrgHistory (every
+// change of an org statement, in order) verify
 // responses; Monitor checks the device's own label and returns an Alert for
 // every change the device did not make (adversarial case T29). A response
 // that the directory cannot justify is a *KTProofError (T26), with the

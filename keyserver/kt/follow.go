@@ -101,7 +101,6 @@ func (c *Client) FollowTrustBundle(rot *org.CARotation, resp *LookupResponse, no
 	}
 	c.track(pv.label, resp.Record.Version, pv.mapRes.Commitment)
 	c.verifier, c.bundle, c.tcfg = nv, nb, tcfg
-	c.notBefore = max(c.notBefore, nb.IssuedAt.Unix())
 	clear(c.values) // values verified under the old CA
 	return nb, nil
 }

@@ -13,7 +13,8 @@
 //
 //   - ParseDeviceCertificate and VerifyDeviceCertificate (§Device
 //     certificates, §Certificate verification);
-//   - ParseEnrolmentCodeText and CheckTrustBundle (§Trust bootstrap);
+//   - ParseEnrolmentCodeText, CheckTrustBundle and VerifyEnrolment (§Trust
+//     bootstrap, §Time floor at enrolment);
 //   - ParseCARotation and (*CARotation).Verify (§CA rotation);
 //   - the Parse functions and Verify methods of the org statements, timeline
 //     entries, revocations, wipe instructions and user values.

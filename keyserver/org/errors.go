@@ -39,6 +39,11 @@ var (
 	// ErrFingerprintMismatch: a trust bundle does not match the fingerprint
 	// carried in the enrolment code (§Trust bootstrap).
 	ErrFingerprintMismatch = errors.New("org: trust bundle does not match the enrolment code's fingerprint")
+	// ErrStaleEnrolment is returned by VerifyEnrolment for a device
+	// certificate issued before the enrolment code: not the answer to
+	// this enrolment (a replayed answer, or a directory with a wrong
+	// clock).
+	ErrStaleEnrolment = errors.New("org: enrolment answer predates the enrolment code")
 	// ErrTimelineGap: timeline entries do not continue the chain the
 	// verifier holds (§Timeline).
 	ErrTimelineGap = errors.New("org: timeline entries do not continue the known chain")

@@ -68,8 +68,15 @@ func Example() {
 	check(err)
 	_, reuse := tenant.RedeemEnrolmentCode(dc, req, nil, now.Add(2*time.Minute))
 
-	// --- Any client: verify the certificate offline. ---
+	// --- New device: check the answer against its code and its own keys
+	// (its time floor is the later of the code's issue time and the
+	// certificate's not_before; keyserver/kt.Enrol does all of it). ---
 	certBytes, _ := enrolment.Certificate.Marshal()
+	_, own, err := org.VerifyEnrolment(dc, req, bundle, certBytes)
+	check(err)
+	fmt.Println("own certificate:", own.Device == enrolment.Certificate.Device, !own.NotBefore.Before(dc.IssuedAt))
+
+	// --- Any client: verify the certificate offline. ---
 	cert, err := org.ParseDeviceCertificate(certBytes)
 	check(err)
 	fmt.Println("certificate:", org.VerifyDeviceCertificate(cert, trust.CA, trust.Tenant, now.Add(time.Hour), org.NoRevocations))
@@ -77,6 +84,7 @@ func Example() {
 	fmt.Println("labels published:", len(updates))
 	fmt.Println("code reused:", reuse != nil)
 	// Output:
+	// own certificate: true true
 	// certificate: <nil>
 	// entry: true
 	// labels published: 4

@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 )
 
 type codec struct {
@@ -128,6 +129,10 @@ func corpus(t testing.TB) map[string][][]byte {
 		code := f.code(ft, uid(2), t0)
 		add("EnrolmentCode")(code.Marshal(), nil)
 		add("EnrolmentCodeText")([]byte(code.Text()), nil)
+		codeV1 := *code // version 1: no issue time
+		codeV1.IssuedAt = time.Time{}
+		add("EnrolmentCode")(codeV1.Marshal(), nil)
+		add("EnrolmentCodeText")([]byte(codeV1.Text()), nil)
 		d := f.newDevice(ft)
 		req := f.request(ft, code, d)
 		add("EnrolmentRequest")(req.Marshal())

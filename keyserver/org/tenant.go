@@ -505,7 +505,10 @@ func (t *Tenant) IssueEnrolmentCode(rand io.Reader, actor AdminID, id UserID, li
 	if err != nil {
 		return nil, fmt.Errorf("org: issuing enrolment code: %w", err)
 	}
-	code, err := newEnrolmentCode(rand, t.id, fp)
+	if now.Unix() < 1 {
+		return nil, fmt.Errorf("org: issuing enrolment code: time: %w", ErrInvalidArgument)
+	}
+	code, err := newEnrolmentCode(rand, t.id, fp, now)
 	if err != nil {
 		return nil, fmt.Errorf("org: issuing enrolment code: %w", err)
 	}
@@ -629,6 +632,11 @@ func (t *Tenant) RedeemEnrolmentCode(code *EnrolmentCode, req *EnrolmentRequest,
 		rec.failures++
 		t.recordFailure(now)
 		return nil, fmt.Errorf("org: redeeming enrolment code: %w", ErrBadEnrolmentCode)
+	}
+	if !code.IssuedAt.IsZero() && !code.IssuedAt.Equal(rec.issuedAt) {
+		// The right secret with another issue time: not the code that was
+		// issued. Not a guess, so it does not count as a failure.
+		return nil, fmt.Errorf("org: redeeming enrolment code: issue time: %w", ErrBadEnrolmentCode)
 	}
 	if rec.used {
 		return nil, fmt.Errorf("org: redeeming enrolment code: %w", ErrCodeUsed)

@@ -4,9 +4,11 @@ package service
 // (docs/spec/directory-api.md). Ids are lowercase hex; binary protocol
 // objects are their docs/spec encodings in standard base64 (JSON []byte).
 
+import "github.com/moat-im/moat/keyserver/kt"
+
 // EnrolRequest is the body of POST /v1/{tenant}/enrol.
 type EnrolRequest struct {
-	// Code is the enrolment code's text form (moat-enrol1:…). It carries
+	// Code is the enrolment code's text form (moat-enrol2:…). It carries
 	// a secret: clients send it only here, and the service never logs it.
 	Code string `json:"code"`
 	// Request is the org.EnrolmentRequest encoding.
@@ -27,6 +29,16 @@ type EnrolResponse struct {
 	TrustBundle []byte `json:"trust_bundle"`
 	// Epoch is the first epoch that can publish the device.
 	Epoch uint64 `json:"epoch"`
+	// Checkpoint is the latest witness-cosigned checkpoint note, if the
+	// directory serves one: the device's first checkpoint, judged against
+	// the time floor of its enrolment (docs/spec/org.md §Time floor at
+	// enrolment).
+	Checkpoint []byte `json:"checkpoint,omitempty"`
+}
+
+// Enrolment returns what kt.Enrol verifies of the answer.
+func (r *EnrolResponse) Enrolment() *kt.Enrolment {
+	return &kt.Enrolment{TrustBundle: r.TrustBundle, Certificate: r.Certificate, Checkpoint: r.Checkpoint}
 }
 
 // AddUserRequest is admin/add-user. An empty User asks the service for a

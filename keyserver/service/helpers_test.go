@@ -359,7 +359,8 @@ func (w *world) issueCode(user org.UserID) *org.EnrolmentCode {
 
 // enrol enrols a new device of user through the API, with approvals made
 // by approve (nil for none), and gives it a kt client bootstrapped from
-// the trust bundle checked against its code.
+// the answer (kt.Enrol: the trust bundle checked against its code, the
+// certificate against its keys, the time floor, the first checkpoint).
 func (w *world) enrol(user org.UserID, approve func(*org.EnrolmentRequest) []*org.Approval) (*device, error) {
 	d := w.newDeviceKeys(user)
 	d.code = w.issueCode(user)
@@ -372,9 +373,9 @@ func (w *world) enrol(user org.UserID, approve func(*org.EnrolmentRequest) []*or
 	if err != nil {
 		return nil, err
 	}
-	d.cert = must(org.ParseDeviceCertificate(res.Certificate))
-	bundle := must(org.CheckTrustBundle(d.code, res.TrustBundle))
-	d.kt = must(kt.NewClient(kt.Config{Bundle: bundle, MaxAge: maxAge}))
+	if d.kt, d.cert, err = kt.Enrol(d.code, req, res.Enrolment(), maxAge, 0, w.clk.Now()); err != nil {
+		return nil, err
+	}
 	d.api = &service.Client{BaseURL: w.srv.URL, Tenant: w.tenant, Now: w.clk.Now, Rand: w.rnd,
 		Device: &service.DeviceCredentials{User: user, Device: d.cert.Device, Key: d.id.Signing}}
 	w.devices = append(w.devices, d)

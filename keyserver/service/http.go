@@ -464,9 +464,17 @@ func (s *Service) postEnrol(w http.ResponseWriter, r *http.Request, t *Tenant) {
 		writeError(w, http.StatusInternalServerError, "internal error")
 		return
 	}
+	// The served checkpoint, if the bundle sent is the one it is under:
+	// nil before the first cosigned epoch, and in the epoch that
+	// publishes a new bundle (its checkpoint is under the one before).
+	ti := t.trust.Load()
+	note, size := t.ServedNote()
+	if ti.checkpointTrust(size) != ti {
+		note = nil
+	}
 	writeJSON(w, &EnrolResponse{
 		User: en.User.String(), Device: en.Certificate.Device.String(), Certificate: cert,
-		TrustBundle: t.trust.Load().enc, Epoch: pending,
+		TrustBundle: ti.enc, Epoch: pending, Checkpoint: note,
 	})
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/moat-im/moat/keyserver/org"
 	"github.com/moat-im/moat/keyserver/service"
 )
 
@@ -120,7 +121,7 @@ func TestHealthReadyMetricsAndLogs(t *testing.T) {
 	if !strings.Contains(logs, `route="GET /v1/{tenant}/lookup/{user}" tenant=`+w.tenant.String()) {
 		t.Errorf("access log lacks the lookup route:\n%s", logs)
 	}
-	for _, secret := range []string{alice.String(), a1.cert.Device.String(), code.Text(), "moat-enrol1:"} {
+	for _, secret := range []string{alice.String(), a1.cert.Device.String(), code.Text(), org.EnrolmentCodePrefix, org.EnrolmentCodePrefixV1} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("logs contain %q", secret)
 		}
