@@ -14,6 +14,7 @@ const (
 	labelLogMLDSA65    = "moat/v1/tlog/ml-dsa-65-note-signature"
 	labelTrustState    = "moat/v1/tlog/trust-state"
 	labelWitnessRecord = "moat/v1/tlog/witness-record"
+	labelNextLogKey    = "moat/v1/tlog/next-log-key"
 )
 
 // logMLDSA65Type is the signature type of the log's ML-DSA-65 line, as it
@@ -29,4 +30,4 @@ const (
 )
 
 // moatLabels lists the Moat labels for the distinctness test.
-var moatLabels = []string{labelLogMLDSA65, labelTrustState, labelWitnessRecord}
+var moatLabels = []string{labelLogMLDSA65, labelTrustState, labelWitnessRecord, labelNextLogKey}
