@@ -63,18 +63,25 @@ func openForRecord(msg []byte, origin string, key *keys.LogPublicKey, rec *witne
 			return nil, nil, fmt.Errorf("tlog: stored witness record: %v", err)
 		}
 	}
-	o, err := openNote(msg, origin, key, nil)
-	if err == nil {
-		if announced != nil && o.c.Size > rec.size {
-			return nil, nil, fmt.Errorf("%w: the log announced its next key at size %d; a larger tree must be signed by it", ErrBadSignature, rec.size)
+	var err error
+	if announced == nil || !announced.Equal(key) {
+		var o *opened
+		if o, err = openNote(msg, origin, key, nil); err == nil {
+			if announced != nil && o.c.Size > rec.size {
+				return nil, nil, fmt.Errorf("%w: the log announced its next key at size %d; a larger tree must be signed by it", ErrBadSignature, rec.size)
+			}
+			return o, key, nil
 		}
-		return o, key, nil
+		if announced == nil {
+			return nil, nil, err
+		}
 	}
-	if announced == nil {
-		return nil, nil, err
-	}
+	// (A witness reconfigured with the announced key takes this path too.)
 	o, aerr := openNote(msg, origin, announced, nil)
 	if aerr != nil {
+		if err == nil {
+			err = aerr
+		}
 		return nil, nil, err
 	}
 	if o.c.Size <= rec.size {

@@ -152,3 +152,41 @@ func TestNextLogKey(t *testing.T) {
 		}
 	}
 }
+
+// TestWitnessReconfiguredWithAnnouncedKey: a witness whose operator
+// configures the announced key before the log switches still requires it
+// only for a larger tree than the announcing checkpoint.
+func TestWitnessReconfiguredWithAnnouncedKey(t *testing.T) {
+	ctx := context.Background()
+	l := newTestLog(t, testOrigin, "rec1")
+	k1, k2 := l.key, testLogKey(t, "rec2")
+	st := NewMemoryWitnessStore()
+	wk := testWitnessKey(t, "w.example/2", CosignatureEd25519)
+	newW := func(k *keys.LogPrivateKey) *Witness {
+		w, err := NewWitness(WitnessConfig{Keys: []*WitnessPrivateKey{wk}, Logs: map[string]*keys.LogPublicKey{testOrigin: k.Public()}, Store: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	for i := range 3 {
+		l.append(string(rune('a' + i)))
+	}
+	add := func(w *Witness, old uint64, note []byte, size uint64) error {
+		_, err := w.AddCheckpoint(ctx, &AddCheckpointRequest{OldSize: old, Proof: l.proof(old, size), Checkpoint: note}, testTime)
+		return err
+	}
+	if err := add(newW(k1), 0, l.announce(2, k1, k2.Public()), 2); err != nil {
+		t.Fatal(err)
+	}
+	w := newW(k2)
+	if err := add(w, 2, l.signWith(2, k2), 2); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("announced key at the announcing size: %v", err)
+	}
+	if err := add(w, 2, l.signWith(3, k1), 3); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("old key after the announcement: %v", err)
+	}
+	if err := add(w, 2, l.signWith(3, k2), 3); err != nil {
+		t.Fatal(err)
+	}
+}
