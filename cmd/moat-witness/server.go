@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -199,6 +201,13 @@ func (s *server) addCheckpoint(w http.ResponseWriter, r *http.Request) {
 		s.m.cosignatures.WithLabelValues(origin).Inc()
 		if c := noteCheckpoint(req.Checkpoint); c != nil {
 			s.m.size.WithLabelValues(origin).Set(float64(c.Size))
+			if next, _ := tlog.NextLogKey(c); next != nil {
+				// Verified and recorded: the witness now requires next
+				// for larger trees (docs/spec/tlog.md §Log key rotation).
+				fp := sha256.Sum256(next.Bytes())
+				s.log.LogAttrs(r.Context(), slog.LevelWarn, "log announced its next key; larger trees must be signed by it",
+					slog.String("origin", origin), slog.Uint64("size", c.Size), slog.String("next_key_fingerprint", hex.EncodeToString(fp[:])))
+			}
 		}
 		if cs, perr := tlog.ParseCosignatures(cosigs); perr == nil && len(cs) > 0 {
 			s.m.timestamp.WithLabelValues(origin).Set(float64(cs[0].Timestamp))

@@ -2,10 +2,13 @@ package main
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -338,44 +341,102 @@ publishes it at the next epoch.`,
 }
 
 func newRotateCACmd(o *adminOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "rotate-ca",
-		Short: "Rotate the tenant's CA key",
-		Long: `rotate-ca asks the directory to move the tenant to a new CA key, re-signing
-the trust bundle, roster and policies and re-issuing every device
-certificate. The directory must have a CA key provider; moatd serve has
-none yet, and answers 501.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			var out service.RotateCAResponse
-			if err := c.AdminOp(cmd.Context(), "rotate-ca", nil, &out); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "CA rotation %d, %d certificates re-issued, published at epoch %d or later\n",
-				out.Sequence, out.Certificates, out.PendingEpoch)
-			return nil
-		},
-	}
+	return newRotateCmd(o, "rotate-ca", "CA key", `The new CA key re-signs the trust bundle, the roster, the org chart
+and the policies, and every active device's certificate is re-issued
+under it; outstanding enrolment codes are cancelled. Clients follow the
+rotation statement, which the old and the new key sign.`)
 }
 
 func newRotateLogKeyCmd(o *adminOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "rotate-log-key",
-		Short: "Rotate the log key (not implemented by the directory yet)",
-		Long: `rotate-log-key calls admin/rotate-log-key, which the directory answers with
-501: it cannot yet switch its checkpoint signing key after the epoch that
-publishes the new trust bundle.`,
+	return newRotateCmd(o, "rotate-log-key", "log key", `The checkpoint of the epoch that publishes the new bundle is signed by
+the old key and announces the new one, which the witnesses then require;
+the new key signs from the next epoch on.`)
+}
+
+// newRotateCmd is admin rotate-ca and rotate-log-key: the dual-controlled
+// key rotations of docs/spec/directory-api.md §Key rotations.
+func newRotateCmd(o *adminOptions, op, what, more string) *cobra.Command {
+	var expect string
+	cmd := &cobra.Command{
+		Use:   op + " [--expect FINGERPRINT]",
+		Short: "Approve a rotation of the tenant's " + what,
+		Long: op + ` asks the directory for the rotation of the ` + what + ` under approval
+(the directory generates the new key and stores it with the tenant's keys
+if there is none), prints the new key's fingerprint (hex SHA-256 of its
+binary encoding), and approves the proposed trust bundle with the admin
+key. Once the roster's threshold of admins approved the same proposal the
+directory applies it, and publishes it at the next epoch. Compare the
+fingerprint with the other admins' (--expect refuses to approve another
+key).
+
+` + more,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, w := cmd.Context(), cmd.OutOrStdout()
 			c, err := o.client()
 			if err != nil {
 				return err
 			}
-			return c.AdminOp(cmd.Context(), "rotate-log-key", nil, nil)
+			var prop service.RotationProposal
+			if err := c.AdminOp(ctx, op, nil, &prop); err != nil {
+				return err
+			}
+			b, err := org.ParseTrustBundle(prop.Bundle)
+			if err != nil {
+				return fmt.Errorf("proposal: %w", err)
+			}
+			raw, err := c.TrustBundle(ctx)
+			if err != nil {
+				return err
+			}
+			cur, err := org.ParseTrustBundle(raw)
+			if err != nil {
+				return err
+			}
+			var key []byte
+			switch op {
+			case "rotate-ca":
+				if b.CA.Equal(cur.CA) || b.CA.String() != prop.Key {
+					return errors.New("the proposal does not name a new CA key")
+				}
+				key = b.CA.Bytes()
+			default:
+				if b.Log.Equal(cur.Log) || b.Log.String() != prop.Key {
+					return errors.New("the proposal does not name a new log key")
+				}
+				key = b.Log.Bytes()
+			}
+			if b.Tenant != cur.Tenant || b.LogOrigin != cur.LogOrigin || !b.VRF.Equal(cur.VRF) || b.Sequence <= cur.Sequence {
+				return errors.New("the proposal does not continue the published trust bundle")
+			}
+			fp := sha256.Sum256(key)
+			fmt.Fprintf(w, "bundle %d: new %s %x\n", b.Sequence, what, fp)
+			if expect != "" && !strings.EqualFold(expect, hex.EncodeToString(fp[:])) {
+				return fmt.Errorf("the directory proposes %x, not %s: not approved", fp, expect)
+			}
+			ap, err := org.ApproveTrustBundle(c.Admin, b)
+			if err != nil {
+				return err
+			}
+			apb, err := ap.Marshal()
+			if err != nil {
+				return err
+			}
+			var res service.TrustBundleApproveResponse
+			if err := c.AdminOp(ctx, op, service.RotateRequest{Bundle: prop.Bundle, Approval: apb}, &res); err != nil {
+				return err
+			}
+			if !res.Applied {
+				fmt.Fprintf(w, "approved: %d of %d approvals\n", res.Approvals, res.Threshold)
+				return nil
+			}
+			fmt.Fprintf(w, "applied: bundle %d, published at epoch %d or later\n", res.Sequence, res.PendingEpoch)
+			if op == "rotate-ca" {
+				fmt.Fprintf(w, "certificates re-issued %d\n", res.Certificates)
+			}
+			return nil
 		},
 	}
+	cmd.Flags().StringVar(&expect, "expect", "", "approve only a new key with this fingerprint (hex)")
+	return cmd
 }

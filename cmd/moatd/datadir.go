@@ -21,10 +21,11 @@ import (
 
 // The data directory:
 //
-//	DIR/tenants/<tenant>/keys.json        CA, log and VRF seeds, commitment secret (0600)
-//	DIR/tenants/<tenant>/tenant.json      tenant id, origin, public log key
-//	DIR/tenants/<tenant>/db/              the tenant's badger store
-//	DIR/tenants/<tenant>/checkpoint.note  the latest cosigned checkpoint
+//	DIR/tenants/<tenant>/keys.json        CA, log and VRF seeds, commitment secret,
+//	                                      keys of rotations under approval (0600)
+//	DIR/tenants/<tenant>/tenant.json      tenant id, origin, public log key at creation
+//	DIR/tenants/<tenant>/db/              the tenant's badger store (with the
+//	                                      latest cosigned checkpoint)
 //	DIR/dev/admin-1.key, admin-2.key      dev mode's admin keys (0600)
 //	DIR/dev/witness.json, witness-state/  dev mode's embedded witness (0600)
 
@@ -33,7 +34,6 @@ const (
 	keysFile     = "keys.json"
 	infoFile     = "tenant.json"
 	dbDir        = "db"
-	noteFile     = "checkpoint.note"
 	devDir       = "dev"
 	devWitness   = "witness.json"
 	devWitnessSt = "witness-state"
@@ -44,7 +44,7 @@ const (
 type tenantInfo struct {
 	Tenant string `json:"tenant"`
 	Origin string `json:"origin"`
-	LogKey string `json:"log_key"` // moat-log1:…
+	LogKey string `json:"log_key"` // moat-log1:…, the key at creation
 }
 
 func tenantDir(data string, id org.TenantID) string {

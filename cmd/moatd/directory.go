@@ -197,9 +197,16 @@ func runDirectory(ctx context.Context, o directoryOptions, stdout, stderr io.Wri
 			return err
 		}
 		stores = append(stores, st)
-		tc := service.TenantConfig{ID: id, Store: st, Keys: fk.TenantKeys(), Witnesses: wcs, NoteFile: filepath.Join(dir, noteFile)}
+		tc := service.TenantConfig{ID: id, Store: st, Keys: fk.TenantKeys(), Witnesses: wcs,
+			KeyStore: &service.FileKeyStore{Path: filepath.Join(dir, keysFile), Tenant: id}}
 		if devLogs != nil && info.Origin != "" {
-			devLogs[info.Origin] = fk.Log.Public()
+			// The dev witness, like any witness, is configured with the
+			// log's first key and follows its rotations.
+			k, err := keys.ParseLogPublicKeyText(info.LogKey)
+			if err != nil {
+				return fmt.Errorf("%s: log key: %w", filepath.Join(dir, infoFile), err)
+			}
+			devLogs[info.Origin] = k
 		}
 		tcs = append(tcs, tc)
 	}

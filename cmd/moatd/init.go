@@ -159,7 +159,7 @@ func createTenant(ctx context.Context, o initOptions, out io.Writer, log *slog.L
 	}
 	defer st.Close()
 	svc, err := service.New(ctx, service.Options{Logger: log, Tenants: []service.TenantConfig{{
-		ID: id, Store: st, Keys: fk.TenantKeys(), NoteFile: filepath.Join(dir, noteFile),
+		ID: id, Store: st, Keys: fk.TenantKeys(),
 		Create: &service.CreateParams{Origin: origin, Admins: admins, Threshold: o.Threshold,
 			Witnesses: org.WitnessSet{Witnesses: wks, Quorum: quorum}},
 	}}})

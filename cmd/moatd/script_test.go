@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -55,6 +56,8 @@ func TestScript(t *testing.T) {
 			"perm":      cmdPerm,
 			"orglookup": cmdOrgLookup,
 			"escrow":    cmdEscrow,
+			"follow":    cmdFollow,
+			"history":   cmdHistory,
 		},
 	})
 }
@@ -181,6 +184,60 @@ func cmdLookup(ts *testscript.TestScript, neg bool, args []string) {
 	if (err == nil) == neg {
 		ts.Fatalf("lookup: %v", err)
 	}
+}
+
+// follow ADDRFILE: the script's device follows the tenant's new trust
+// bundle (after verifying the CA rotation to it, if there is one), then
+// saves its state and restores it with the new bundle, as an app that
+// restarts would; prints the bundle's sequence.
+func cmdFollow(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: follow addrfile")
+	}
+	st := state(ts)
+	if st.api == nil {
+		ts.Fatalf("enrol first")
+	}
+	ctx := context.Background()
+	st.api.BaseURL = addr(ts, args[0])
+	var rot *kt.OrgLookupResult
+	rr, err := st.api.LookupOrg(ctx, org.OrgLabelCARotation, st.kt.TreeSize())
+	ts.Check(err)
+	r, err := st.kt.VerifyOrgLookup(org.OrgLabelCARotation, rr, time.Now())
+	switch {
+	case err == nil:
+		if r.Statement.(*org.CARotation).Old.Equal(st.kt.Bundle().CA) {
+			rot = r
+		}
+	case !errors.Is(err, kt.ErrNotFound):
+		ts.Fatalf("CA rotation: %v", err)
+	}
+	resp, err := st.api.LookupOrg(ctx, org.OrgLabelTrustBundle, st.kt.TreeSize())
+	ts.Check(err)
+	nb, err := st.kt.FollowTrustBundle(rot, resp, time.Now())
+	ts.Check(err)
+	saved, err := st.kt.MarshalState()
+	ts.Check(err)
+	st.kt, err = kt.RestoreClient(kt.Config{Bundle: nb, MaxAge: time.Hour}, saved)
+	ts.Check(err)
+	fmt.Fprintf(ts.Stdout(), "bundle %d\n", nb.Sequence)
+}
+
+// history ADDRFILE USER: the script's device verifies USER's whole history
+// and prints the number of versions and the epoch of the first.
+func cmdHistory(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: history addrfile user")
+	}
+	st := state(ts)
+	user, err := service.ParseUserID(args[1])
+	ts.Check(err)
+	st.api.BaseURL = addr(ts, args[0])
+	resp, err := st.api.History(context.Background(), user, 0, st.kt.TreeSize())
+	ts.Check(err)
+	res, err := st.kt.VerifyHistory(st.kt.Tenant(), user, kt.Position{}, resp, time.Now())
+	ts.Check(err)
+	fmt.Fprintf(ts.Stdout(), "versions %d\nfirst-epoch %d\n", len(res.Records), res.Records[0].Epoch)
 }
 
 // httpget ADDRFILE PATH: prints the status and body of GET PATH.

@@ -10,8 +10,11 @@
 //   - a log (the key directory, the escrow release log) appends one batch
 //     of leaves per epoch to a [Tree], signs the new [Checkpoint] with
 //     [SignCheckpoint], sends [AddCheckpointRequest]s to witnesses and
-//     merges their cosignatures with [AddCosignatures];
-//   - a witness runs a [Witness] over a [WitnessStore];
+//     merges their cosignatures with [AddCosignatures]; it moves to a new
+//     key by announcing it ([NextLogKeyLine]) in a checkpoint signed by
+//     the old one (docs/spec/tlog.md §Log key rotation);
+//   - a witness runs a [Witness] over a [WitnessStore], and follows such
+//     announcements;
 //   - a client keeps one [Verifier] per log and passes every checkpoint it
 //     sees to [Verifier.VerifyCheckpoint], then checks inclusion proofs
 //     against the checkpoint it returns with [VerifyInclusion];

@@ -169,6 +169,8 @@ func FuzzParseWitnessRecord(f *testing.F) {
 	l.append("a")
 	r, _ := (&witnessRecord{size: 1, root: l.checkpoint(1).Root, time: 7, checkpoint: l.sign(1)}).marshal()
 	f.Add(r)
+	r, _ = (&witnessRecord{size: 1, root: l.checkpoint(1).Root, time: 7, checkpoint: l.sign(1), logKey: testLogKey(f, "b").Public()}).marshal()
+	f.Add(r)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := parseWitnessRecord(b)
 		if err != nil {
@@ -177,6 +179,20 @@ func FuzzParseWitnessRecord(f *testing.F) {
 		out, err := r.marshal()
 		if err != nil || !bytes.Equal(out, b) {
 			t.Fatalf("round trip: %v", err)
+		}
+	})
+}
+
+func FuzzNextLogKey(f *testing.F) {
+	f.Add(NextLogKeyLine(testLogKey(f, "a").Public()))
+	f.Add(labelNextLogKey + " moat-log1:")
+	f.Fuzz(func(t *testing.T, line string) {
+		k, err := NextLogKey(&Checkpoint{Extensions: []string{line}})
+		if err != nil || k == nil {
+			return
+		}
+		if NextLogKeyLine(k) != line {
+			t.Fatal("an accepted announcement is not canonical")
 		}
 	})
 }

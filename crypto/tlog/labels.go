@@ -15,6 +15,7 @@ const (
 	labelTrustState    = "moat/v1/tlog/trust-state" // the trust state without a floor: read, never written
 	labelVerifierState = "moat/v1/tlog/verifier-state"
 	labelWitnessRecord = "moat/v1/tlog/witness-record"
+	labelNextLogKey    = "moat/v1/tlog/next-log-key"
 )
 
 // logMLDSA65Type is the signature type of the log's ML-DSA-65 line, as it
@@ -30,4 +31,4 @@ const (
 )
 
 // moatLabels lists the Moat labels for the distinctness test.
-var moatLabels = []string{labelLogMLDSA65, labelTrustState, labelVerifierState, labelWitnessRecord}
+var moatLabels = []string{labelLogMLDSA65, labelTrustState, labelVerifierState, labelWitnessRecord, labelNextLogKey}

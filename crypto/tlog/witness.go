@@ -80,6 +80,10 @@ const maxCASAttempts = 4
 // ErrBadSignature (403), ErrUnknownOrigin (404), *ConflictError (409,
 // Body is the response body), ErrInconsistent (422).
 //
+// The note must be signed by the log key in force: the configured one, or
+// the one a checkpoint it cosigned announced (docs/spec/tlog.md §Log key
+// rotation), which it then keeps in its record.
+//
 // The cosignature timestamp is now, but never earlier than the last one
 // this witness gave the log, so a log's cosignature times never go back.
 func (w *Witness) AddCheckpoint(ctx context.Context, req *AddCheckpointRequest, now time.Time) ([]byte, error) {
@@ -87,36 +91,54 @@ func (w *Witness) AddCheckpoint(ctx context.Context, req *AddCheckpointRequest, 
 	if err != nil {
 		return nil, err
 	}
-	logKey, ok := w.logs[c.Origin]
-	if !ok {
+	if _, ok := w.logs[c.Origin]; !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownOrigin, c.Origin)
 	}
-	o, err := openNote(req.Checkpoint, c.Origin, logKey, nil)
-	if err != nil {
-		return nil, err
-	}
-	if req.OldSize > c.Size {
-		return nil, fmt.Errorf("%w: old size %d > checkpoint size %d", ErrMalformed, req.OldSize, c.Size)
-	}
 	for attempt := 0; ; attempt++ {
-		body, err := w.addCheckpoint(ctx, req, o, now)
+		body, err := w.addCheckpoint(ctx, req, c.Origin, now)
 		if !errors.Is(err, ErrRecordChanged) || attempt == maxCASAttempts-1 {
 			return body, err
 		}
 	}
 }
 
-func (w *Witness) addCheckpoint(ctx context.Context, req *AddCheckpointRequest, o *opened, now time.Time) ([]byte, error) {
-	c := o.c
-	oldRaw, err := w.store.Load(ctx, c.Origin)
+// load returns the record of origin, nil if there is none, its encoding,
+// and the log key in force.
+func (w *Witness) load(ctx context.Context, origin string) (*witnessRecord, []byte, *keys.LogPublicKey, error) {
+	raw, err := w.store.Load(ctx, origin)
 	if err != nil {
-		return nil, fmt.Errorf("tlog: loading witness record: %w", err)
+		return nil, nil, nil, fmt.Errorf("tlog: loading witness record: %w", err)
 	}
-	rec := &witnessRecord{root: EmptyRoot}
-	if oldRaw != nil {
-		if rec, err = parseWitnessRecord(oldRaw); err != nil {
-			return nil, fmt.Errorf("tlog: stored witness record: %v", err) // 500, not the client's fault
-		}
+	key := w.logs[origin]
+	if raw == nil {
+		return nil, nil, key, nil
+	}
+	rec, err := parseWitnessRecord(raw)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("tlog: stored witness record: %v", err) // 500, not the client's fault
+	}
+	if rec.logKey != nil {
+		key = rec.logKey
+	}
+	return rec, raw, key, nil
+}
+
+func (w *Witness) addCheckpoint(ctx context.Context, req *AddCheckpointRequest, origin string, now time.Time) ([]byte, error) {
+	stored, oldRaw, key, err := w.load(ctx, origin)
+	if err != nil {
+		return nil, err
+	}
+	o, key, err := openForRecord(req.Checkpoint, origin, key, stored)
+	if err != nil {
+		return nil, err
+	}
+	c := o.c
+	if req.OldSize > c.Size {
+		return nil, fmt.Errorf("%w: old size %d > checkpoint size %d", ErrMalformed, req.OldSize, c.Size)
+	}
+	rec := stored
+	if rec == nil {
+		rec = &witnessRecord{root: EmptyRoot}
 	}
 	// The checks of tlog-witness §add-checkpoint, in its order.
 	if req.OldSize != rec.size {
@@ -143,6 +165,9 @@ func (w *Witness) addCheckpoint(ctx context.Context, req *AddCheckpointRequest, 
 			return nil, fmt.Errorf("%w: %w", ErrInconsistent, err)
 		}
 	}
+	if err := checkAnnouncement(c, key, stored); err != nil {
+		return nil, err
+	}
 
 	ts := rec.time
 	if t := now.Unix(); t > 0 && uint64(t) > ts {
@@ -167,11 +192,15 @@ func (w *Witness) addCheckpoint(ctx context.Context, req *AddCheckpointRequest, 
 	// this witness verified, and its own cosignatures.
 	cp := make([]byte, 0, len(o.text)+1+len(o.logSigs)+len(lines))
 	cp = append(append(append(append(cp, o.text...), '\n'), o.logSigs...), lines...)
-	newRaw, err := (&witnessRecord{size: c.Size, root: c.Root, time: ts, checkpoint: cp}).marshal()
+	nr := &witnessRecord{size: c.Size, root: c.Root, time: ts, checkpoint: cp}
+	if !key.Equal(w.logs[origin]) {
+		nr.logKey = key
+	}
+	newRaw, err := nr.marshal()
 	if err != nil {
 		return nil, err
 	}
-	if err := w.store.CompareAndSwap(ctx, c.Origin, oldRaw, newRaw); err != nil {
+	if err := w.store.CompareAndSwap(ctx, origin, oldRaw, newRaw); err != nil {
 		return nil, fmt.Errorf("tlog: storing witness record: %w", err)
 	}
 	return lines, nil
@@ -197,6 +226,18 @@ func (w *Witness) Checkpoint(ctx context.Context, origin string) ([]byte, error)
 		return nil, fmt.Errorf("tlog: stored witness record: %v", err)
 	}
 	return rec.checkpoint, nil
+}
+
+// LogKey returns the key the witness requires of origin's checkpoints now:
+// the configured one, or the last one a cosigned checkpoint announced
+// (docs/spec/tlog.md §Log key rotation). The key a checkpoint announced
+// is in force once the witness cosigns a checkpoint signed by it.
+func (w *Witness) LogKey(ctx context.Context, origin string) (*keys.LogPublicKey, error) {
+	if _, ok := w.logs[origin]; !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownOrigin, origin)
+	}
+	_, _, key, err := w.load(ctx, origin)
+	return key, err
 }
 
 // StatusCode maps an error of Witness.AddCheckpoint or ParseAddCheckpointRequest

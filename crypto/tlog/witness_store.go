@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/moat-im/moat/crypto/keys"
 	"golang.org/x/crypto/cryptobyte"
 )
 
@@ -35,12 +36,16 @@ type WitnessStore interface {
 //	    opaque root[32];
 //	    uint64 time;                    /* timestamp of the latest cosignature */
 //	    opaque checkpoint<1..2^24-1>;   /* that checkpoint: log and own signatures */
+//	    opaque log_key<0..2^16-1>;      /* the log key in force: empty for the
+//	                                       configured one, else a PublicKey
+//	                                       (keys.md, tag log_signing) */
 //	} WitnessRecord;
 type witnessRecord struct {
 	size       uint64
 	root       Hash
 	time       uint64
 	checkpoint []byte
+	logKey     *keys.LogPublicKey // nil: the configured key
 }
 
 func (r *witnessRecord) marshal() ([]byte, error) {
@@ -50,11 +55,17 @@ func (r *witnessRecord) marshal() ([]byte, error) {
 	b.AddBytes(r.root[:])
 	b.AddUint64(r.time)
 	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(r.checkpoint) })
+	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+		if r.logKey != nil {
+			b.AddBytes(r.logKey.Bytes())
+		}
+	})
 	return b.Bytes()
 }
 
 // parseWitnessRecord is strict: no trailing bytes, size and time at most
-// 2^63-1, and the checkpoint parses with the same size and root.
+// 2^63-1, the checkpoint parses with the same size and root, and the log
+// key, if any, is a valid log key.
 func parseWitnessRecord(b []byte) (*witnessRecord, error) {
 	r, err := parseWitnessRecordInner(b)
 	if err != nil {
@@ -66,12 +77,19 @@ func parseWitnessRecord(b []byte) (*witnessRecord, error) {
 func parseWitnessRecordInner(b []byte) (*witnessRecord, error) {
 	s := cryptobyte.String(b)
 	var label, root []byte
-	var cp cryptobyte.String
+	var cp, lk cryptobyte.String
 	r := &witnessRecord{}
 	if !s.ReadBytes(&label, len(labelWitnessRecord)) || string(label) != labelWitnessRecord ||
 		!s.ReadUint64(&r.size) || !s.ReadBytes(&root, HashSize) || !s.ReadUint64(&r.time) ||
-		!s.ReadUint24LengthPrefixed(&cp) || !s.Empty() {
+		!s.ReadUint24LengthPrefixed(&cp) || !s.ReadUint16LengthPrefixed(&lk) || !s.Empty() {
 		return nil, errors.New("bad encoding")
+	}
+	if len(lk) > 0 {
+		k, err := keys.ParseLogPublicKey(lk)
+		if err != nil {
+			return nil, fmt.Errorf("log key: %v", err)
+		}
+		r.logKey = k
 	}
 	if r.size > MaxTreeSize || r.time > MaxTreeSize || len(cp) == 0 {
 		return nil, errors.New("out of range")

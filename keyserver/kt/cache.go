@@ -144,13 +144,13 @@ func (r *valueSigs) collect() {
 	}
 }
 
-// prepareValueSigs returns the jobs that verify the CA signature of every entry and certificate
+// prepareValueSigs returns the jobs that verify the signature by the CA key ca of every entry and certificate
 // of v, except those byte-identical to ones verified before, for the caller to run
 // (runJobs, possibly with others) before calling r.collect. Certificates are checked by
 // org.VerifyDeviceCertificate at now against revoked; a cached
 // certificate's remaining checks (validity, revocation) are the caller's.
-func (c *Client) prepareValueSigs(v *org.UserValue, user org.UserID, now time.Time, revoked func(uint64) bool) (*valueSigs, []func()) {
-	ca, tenant := c.bundle.CA, c.bundle.Tenant
+func (c *Client) prepareValueSigs(v *org.UserValue, user org.UserID, ca *keys.OrgPublicKey, now time.Time, revoked func(uint64) bool) (*valueSigs, []func()) {
+	tenant := c.bundle.Tenant
 	r := &valueSigs{entries: make([]error, len(v.Entries)), certs: make([]error, len(v.Certificates)), cached: make([]bool, len(v.Certificates))}
 	var jobs []func()
 	job := func(k [32]byte, f func() bool) {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/crypto/tlog"
 	"github.com/moat-im/moat/keyserver/org"
 	"github.com/moat-im/moat/keyserver/vmap"
@@ -88,6 +89,13 @@ type Client struct {
 	epochAt  int64  // its time
 	labels   map[vmap.Label]*labelState
 	monitors map[org.UserID]*monitorState
+	// pastCAs are the CA keys before the pinned one, oldest first
+	// (§CA history, cahistory.go).
+	pastCAs []pastCA
+	// cpLogKey is the log key of the trusted checkpoint when it is not
+	// the pinned bundle's: after following a log key rotation, until the
+	// next checkpoint is accepted.
+	cpLogKey *keys.LogPublicKey
 
 	// In-memory caches, never persisted (§Client verification, caching):
 	// VRF proofs already verified, by VRF input, and the user value last
@@ -378,6 +386,7 @@ func (c *Client) finish(pv *proven, now time.Time, commit func()) error {
 		if _, err := c.verifier.VerifyCheckpoint(pv.note, pv.proof, now); err != nil {
 			return fmt.Errorf("kt: checkpoint: %w", err)
 		}
+		c.cpLogKey = nil
 	} else if err := c.checkFresh(now); err != nil {
 		return err
 	}
@@ -475,6 +484,7 @@ func (c *Client) UpdateCheckpoint(resp *ConsistencyResponse, now time.Time) (*tl
 	if err != nil {
 		return nil, fmt.Errorf("kt: checkpoint: %w", err)
 	}
+	c.cpLogKey = nil
 	c.seen = max(now.Unix(), c.seen, c.floor(), c.verifier.Time().Unix())
 	return cp, nil
 }

@@ -35,4 +35,11 @@
 // that the directory cannot justify is a *KTProofError (T26), with the
 // evidence; checkpoint failures, a *tlog.ForkError among them, come from
 // crypto/tlog unchanged.
+//
+// FollowTrustBundle moves the client to a new trust bundle (a CA rotation,
+// a new log key, new witnesses) published in the directory; the client
+// keeps the CA keys before its pinned one, so that records published
+// before a CA rotation still verify. MarshalState and RestoreClient persist
+// the client's state with its bundle; a state restores with that bundle or
+// a signed successor of it, also right after a rotation.
 package kt

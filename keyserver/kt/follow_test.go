@@ -8,7 +8,7 @@ import (
 	"github.com/moat-im/moat/keyserver/org"
 )
 
-func follow(t testing.TB, w *world, c *kt.Client, rot *org.CARotation, now int) (*org.TrustBundle, error) {
+func follow(t testing.TB, w *world, c *kt.Client, rot *kt.OrgLookupResult, now int) (*org.TrustBundle, error) {
 	t.Helper()
 	resp := must(w.d.LookupOrg(org.OrgLabelTrustBundle, c.TreeSize()))
 	return c.FollowTrustBundle(rot, resp, at(now))
@@ -35,8 +35,7 @@ func TestRotateCAClientFollows(t *testing.T) {
 		t.Fatal("bundle signed by the new CA accepted without the rotation")
 	}
 	rr := must(c.VerifyOrgLookup(org.OrgLabelCARotation, must(w.d.LookupOrg(org.OrgLabelCARotation, c.TreeSize())), at(5)))
-	rot := rr.Statement.(*org.CARotation)
-	nb := must(follow(t, w, c, rot, 5))
+	nb := must(follow(t, w, c, rr, 5))
 	if !nb.CA.Equal(res.TrustBundle.CA) || nb.CA.Equal(oldCA) || !c.Bundle().CA.Equal(nb.CA) {
 		t.Fatal("client did not re-pin the new CA")
 	}

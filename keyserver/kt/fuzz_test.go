@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 
@@ -41,6 +42,9 @@ var (
 	corpusOnce  sync.Once
 	corpusData  map[string][][]byte
 	corpusWorld *world
+	// rotatedBundle is the bundle of the ClientStateRotated corpus: after
+	// a CA rotation and a log key rotation.
+	rotatedBundle *org.TrustBundle
 )
 
 func codecs() []codec {
@@ -52,6 +56,13 @@ func codecs() []codec {
 		{"EpochEntry", rt(kt.ParseEpochEntry, (*kt.EpochEntry).Marshal)},
 		{"ClientState", func(d []byte) ([]byte, error) {
 			c, err := kt.RestoreClient(corpusWorld.d.Config(maxAge), d)
+			if err != nil {
+				return nil, err
+			}
+			return c.MarshalState()
+		}},
+		{"ClientStateRotated", func(d []byte) ([]byte, error) {
+			c, err := kt.RestoreClient(kt.Config{Bundle: rotatedBundle, MaxAge: maxAge}, d)
 			if err != nil {
 				return nil, err
 			}
@@ -97,6 +108,19 @@ func corpus(t testing.TB) map[string][][]byte {
 		add("ClientState")(cl.MarshalState())
 		// An enrolled client before its first checkpoint: a floor, nothing else.
 		add("ClientState")(must(kt.NewClient(kt.Config{Bundle: w.d.TrustBundle(), MaxAge: maxAge, NotBefore: at(1)})).MarshalState())
+		// States with a CA history and a checkpoint under the previous
+		// log key.
+		rw := newWorld(t, 61)
+		rc := rw.client(t)
+		must(rc.VerifyLookup(rw.tenant, rw.bob, must(rw.d.Lookup(rw.bob, 0)), at(2)))
+		must(rw.d.RotateCA(at(3)))
+		must(rw.d.PublishEpoch(at(4)))
+		rot := must(rc.VerifyOrgLookup(org.OrgLabelCARotation, must(rw.d.LookupOrg(org.OrgLabelCARotation, rc.TreeSize())), at(5)))
+		must(rc.FollowTrustBundle(rot, must(rw.d.LookupOrg(org.OrgLabelTrustBundle, rc.TreeSize())), at(5)))
+		must(rw.d.RotateLogKey(at(6)))
+		must(rw.d.PublishEpoch(at(7)))
+		rotatedBundle = must(rc.FollowTrustBundle(nil, must(rw.d.LookupOrg(org.OrgLabelTrustBundle, rc.TreeSize())), at(8)))
+		add("ClientStateRotated")(rc.MarshalState())
 		corpusData, corpusWorld = c, w
 	})
 	return corpusData
@@ -104,7 +128,7 @@ func corpus(t testing.TB) map[string][][]byte {
 
 func checkDecodeError(t *testing.T, name string, err error) {
 	t.Helper()
-	if !errors.Is(err, kt.ErrMalformed) && !(name == "ClientState" && isTlogError(err)) {
+	if !errors.Is(err, kt.ErrMalformed) && !(strings.HasPrefix(name, "ClientState") && (isTlogError(err) || errors.Is(err, kt.ErrStateBundle))) {
 		t.Fatalf("%s: unexpected error %T: %v", name, err, err)
 	}
 }
@@ -165,7 +189,7 @@ func TestEncodingsRoundTrip(t *testing.T) {
 					t.Fatal("trailing byte parsed")
 				}
 				stride := 1 + len(s)/211
-				if testing.Short() && cd.name == "ClientState" {
+				if testing.Short() && strings.HasPrefix(cd.name, "ClientState") {
 					stride = 1 + len(s)/23 // each restore verifies a note
 				}
 				for i := 0; i < len(s); i += stride {
@@ -188,7 +212,7 @@ func TestDecodersRandomMutations(t *testing.T) {
 	c := corpus(t)
 	r := rand.New(rand.NewPCG(0x6b74, 1))
 	for _, cd := range codecs() {
-		if cd.name == "ClientState" {
+		if strings.HasPrefix(cd.name, "ClientState") {
 			continue // covered by TestEncodingsRoundTrip and its fuzz target
 		}
 		for _, s := range c[cd.name] {
@@ -234,6 +258,7 @@ func FuzzParseConsistencyResponse(f *testing.F) { fuzzCodec(f, "ConsistencyRespo
 func FuzzParseValueRecord(f *testing.F)         { fuzzCodec(f, "ValueRecord") }
 func FuzzParseEpochEntry(f *testing.F)          { fuzzCodec(f, "EpochEntry") }
 func FuzzRestoreClient(f *testing.F)            { fuzzCodec(f, "ClientState") }
+func FuzzRestoreClientRotated(f *testing.F)     { fuzzCodec(f, "ClientStateRotated") }
 
 // FuzzVerifyLookup feeds arbitrary lookup responses to a client that
 // trusts the directory's checkpoint: it never panics, and whatever it

@@ -94,7 +94,7 @@ func (c *Client) verifyHistory(user org.UserID, since Position, resp *HistoryRes
 	head := since.Head
 	revoked := map[uint64]bool{}
 	for i, r := range recs {
-		uv, err := c.verifyUserValue(pv, user, r.Value, head, since.Version == 0 && i == 0, c.clientTime(now), revoked)
+		uv, err := c.verifyUserValue(pv, user, r.Value, c.caAt(r.Epoch), head, since.Version == 0 && i == 0, c.clientTime(now), revoked)
 		if err != nil {
 			return pv, nil, err
 		}

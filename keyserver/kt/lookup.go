@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/keyserver/org"
 	"github.com/moat-im/moat/keyserver/vmap"
 )
@@ -73,7 +74,7 @@ func (c *Client) VerifyLookup(tenant org.TenantID, user org.UserID, resp *Lookup
 		preVRF = new(vrfResult)
 		jobs := []func(){func() { preVRF.label, preVRF.err = VerifyLabel(c.bundle.VRF, alpha, resp.Proof.VRFProof) }}
 		var vjobs []func()
-		pre, vjobs = c.prepareUserValue(user, resp.Record.Value, c.clientTime(now), nil)
+		pre, vjobs = c.prepareUserValue(user, resp.Record.Value, c.caAt(resp.Record.Epoch), c.clientTime(now), nil)
 		runJobs(append(jobs, vjobs...))
 		if pre != nil {
 			pre.sigs.collect()
@@ -101,7 +102,7 @@ func (c *Client) VerifyLookup(tenant org.TenantID, user org.UserID, resp *Lookup
 		v.devices, v.unusable = usable(cv.value.Certificates, t, cv.revoked)
 	} else {
 		var err error
-		if v, err = c.verifyUserValueWith(pv, user, resp.Record.Value, org.TimelineHead{}, false, t, nil, pre); err != nil {
+		if v, err = c.verifyUserValueWith(pv, user, resp.Record.Value, c.caAt(resp.Record.Epoch), org.TimelineHead{}, false, t, nil, pre); err != nil {
 			return nil, c.fail(pv, err, resp)
 		}
 	}
@@ -161,8 +162,16 @@ type OrgLookupResult struct {
 }
 
 // VerifyOrgLookup verifies the directory's answer to a lookup of the org
-// label name (org.OrgLabel*) and returns the verified statement. Errors
-// are as for VerifyLookup.
+// label name (org.OrgLabel*) and returns the verified statement, signed
+// by the CA key in force at the record's epoch. Errors are as for
+// VerifyLookup.
+//
+// A CARotation verifies if it rotates away from the pinned CA (the client
+// then follows it with FollowTrustBundle), or if it is the rotation to the
+// CA key in force at its epoch. A client that knows no CA key before its
+// pinned one (enrolled after a rotation) learns the old key of the
+// rotation to it, so that records published before the rotation verify
+// (docs/spec/directory.md §CA history).
 func (c *Client) VerifyOrgLookup(name string, resp *LookupResponse, now time.Time) (*OrgLookupResult, error) {
 	alpha, err := OrgAlpha(c.bundle.Tenant, name)
 	if err != nil {
@@ -183,19 +192,25 @@ func (c *Client) VerifyOrgLookup(name string, resp *LookupResponse, now time.Tim
 	if err := c.checkRecord(pv, resp.Record); err != nil {
 		return nil, c.fail(pv, err, resp)
 	}
-	st, err := c.verifyOrgValue(name, resp.Record.Value)
+	st, err := c.verifyOrgValue(name, resp.Record)
 	if err != nil {
 		return nil, c.fail(pv, ktErr(StepValue, pv, "org statement for "+name, err), resp)
 	}
-	err = c.finish(pv, now, func() { c.track(pv.label, resp.Record.Version, pv.mapRes.Commitment) })
+	err = c.finish(pv, now, func() {
+		c.track(pv.label, resp.Record.Version, pv.mapRes.Commitment)
+		if r, ok := st.(*org.CARotation); ok {
+			c.learnRotation(r, resp.Record.Epoch)
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
 	return &OrgLookupResult{Epoch: pv.entry.Epoch, Label: pv.label, Record: resp.Record, Statement: st}, nil
 }
 
-func (c *Client) verifyOrgValue(name string, value []byte) (any, error) {
-	ca, tenant := c.bundle.CA, c.bundle.Tenant
+func (c *Client) verifyOrgValue(name string, rec *ValueRecord) (any, error) {
+	value := rec.Value
+	ca, tenant := c.caAt(rec.Epoch), c.bundle.Tenant
 	verify := func(st any, err error, v func() error) (any, error) {
 		if err != nil {
 			return nil, err
@@ -214,7 +229,7 @@ func (c *Client) verifyOrgValue(name string, value []byte) (any, error) {
 		return verify(s, err, func() error { return s.Verify(ca, tenant) })
 	case org.OrgLabelCARotation:
 		s, err := org.ParseCARotation(value)
-		return verify(s, err, func() error { return s.Verify(ca, tenant) })
+		return verify(s, err, func() error { return c.verifyRotation(s, rec.Epoch) })
 	case org.OrgLabelOrgChart:
 		s, err := org.ParseOrgChart(value)
 		return verify(s, err, func() error { return s.Verify(ca, tenant) })
@@ -236,15 +251,16 @@ func (c *Client) verifyOrgValue(name string, value []byte) (any, error) {
 
 // verifyUserValue is step 8 for one value of user: it parses and names
 // the tenant and user; every certificate passes
-// org.VerifyDeviceCertificate with the trusted CA, the tenant, the
+// org.VerifyDeviceCertificate with ca (the CA key in force at the
+// record's epoch, caAt), the tenant, the
 // client's time now and revoked, except that an expired, not yet valid or revoked certificate is
 // only unusable; every entry is signed by the CA; and the entries continue
 // the timeline from since (from its first entry if fromStart). A
 // certificate of another tenant, from another CA or with a bad signature
 // is the directory's doing (T31) and fails the whole value.
-func (c *Client) verifyUserValue(pv *proven, user org.UserID, value []byte, since org.TimelineHead, fromStart bool,
+func (c *Client) verifyUserValue(pv *proven, user org.UserID, value []byte, ca *keys.OrgPublicKey, since org.TimelineHead, fromStart bool,
 	now time.Time, revoked map[uint64]bool) (*userValue, error) {
-	return c.verifyUserValueWith(pv, user, value, since, fromStart, now, revoked, nil)
+	return c.verifyUserValueWith(pv, user, value, ca, since, fromStart, now, revoked, nil)
 }
 
 // preValue is a user value parsed, naming the expected tenant and user,
@@ -260,14 +276,14 @@ type preValue struct {
 // revoked (as verifyUserValue would); the caller runs the jobs and then
 // calls sigs.collect. A value that fails before the signatures is nil:
 // verifyUserValue reports it.
-func (c *Client) prepareUserValue(user org.UserID, value []byte, now time.Time, revoked map[uint64]bool) (*preValue, []func()) {
+func (c *Client) prepareUserValue(user org.UserID, value []byte, ca *keys.OrgPublicKey, now time.Time, revoked map[uint64]bool) (*preValue, []func()) {
 	v, err := org.ParseUserValue(value)
 	if err != nil || v.Tenant != c.bundle.Tenant || v.User != user {
 		return nil, nil
 	}
 	rv := revokedBy(v.Entries)
 	isRevoked := func(s uint64) bool { return revoked[s] || rv[s] }
-	sigs, jobs := c.prepareValueSigs(v, user, now, isRevoked)
+	sigs, jobs := c.prepareValueSigs(v, user, ca, now, isRevoked)
 	return &preValue{v: v, rv: rv, sigs: sigs}, jobs
 }
 
@@ -275,11 +291,11 @@ func (c *Client) prepareUserValue(user org.UserID, value []byte, now time.Time, 
 // its signature checks from pre when it is not nil; pre must be
 // prepareUserValue's for the same user, value, now and revoked, its jobs
 // run, with no change to the signature cache since.
-func (c *Client) verifyUserValueWith(pv *proven, user org.UserID, value []byte, since org.TimelineHead, fromStart bool,
+func (c *Client) verifyUserValueWith(pv *proven, user org.UserID, value []byte, ca *keys.OrgPublicKey, since org.TimelineHead, fromStart bool,
 	now time.Time, revoked map[uint64]bool, pre *preValue) (*userValue, error) {
 	if pre == nil {
 		var jobs []func()
-		if pre, jobs = c.prepareUserValue(user, value, now, revoked); pre == nil {
+		if pre, jobs = c.prepareUserValue(user, value, ca, now, revoked); pre == nil {
 			if _, err := org.ParseUserValue(value); err != nil {
 				return nil, ktErr(StepValue, pv, "user value does not parse", err)
 			}

@@ -95,7 +95,7 @@ func (c *Client) verifyOrgHistory(pv *proven, name string, since OrgPosition, re
 	res := &OrgHistoryResult{Epoch: pv.entry.Epoch, Label: pv.label, Records: recs, Position: since}
 	prev := since.Statement
 	for _, r := range recs {
-		st, err := c.verifyOrgValue(name, r.Value)
+		st, err := c.verifyOrgValue(name, r)
 		if err == nil && prev != nil {
 			err = follows(st, prev)
 		}

@@ -2,6 +2,7 @@ package kt
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -17,6 +18,10 @@ import (
 //	struct {
 //	    uint8  type = 0x55;
 //	    uint8  format = 1;
+//	    opaque bundle<1..2^24-1>;           /* the pinned TrustBundle */
+//	    opaque checkpoint_log_key<0..2^16-1>; /* empty, or the log key of the
+//	                                           trusted checkpoint if not the bundle's */
+//	    PastCA past_cas<0..2^16-1>;         /* oldest first, until strictly increasing */
 //	    opaque tlog_state<1..2^24-1>;       /* tlog.md §Trust state */
 //	    uint64 seen;                        /* POSIX seconds, ≤ 2^63-1 */
 //	    uint8  has_epoch;                   /* 0 or 1 */
@@ -25,6 +30,11 @@ import (
 //	    LabelState labels<0..2^32-1>;       /* by label, strictly increasing */
 //	    MonitorState monitors<0..2^32-1>;   /* by user, strictly increasing */
 //	} ClientState;
+//
+//	struct {
+//	    opaque ca_key[1985];                /* PublicKey, tag org_signing */
+//	    uint64 until;                       /* 1 ≤ until ≤ 2^63-1 */
+//	} PastCA;
 //
 //	struct {
 //	    opaque label[32];
@@ -61,9 +71,25 @@ func (c *Client) MarshalState() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	bundle, err := c.bundle.Marshal()
+	if err != nil {
+		return nil, err
+	}
 	return build(func(b *cryptobyte.Builder) {
 		b.AddUint8(typeClientState)
 		b.AddUint8(format1)
+		b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(bundle) })
+		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+			if c.cpLogKey != nil {
+				b.AddBytes(c.cpLogKey.Bytes())
+			}
+		})
+		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+			for _, p := range c.pastCAs {
+				b.AddBytes(p.key.Bytes())
+				b.AddUint64(p.until)
+			}
+		})
 		b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(ts) })
 		b.AddUint64(uint64(c.seen))
 		if c.hasEpoch {
@@ -130,26 +156,63 @@ func addMonitor(b *cryptobyte.Builder, u org.UserID, ms *monitorState) {
 	})
 }
 
+// ErrStateBundle is returned by RestoreClient for a state saved under a
+// trust bundle that the configured one does not continue.
+var ErrStateBundle = errors.New("kt: client state saved under another trust bundle")
+
 // RestoreClient returns a client for cfg with a state from MarshalState.
-// Parsing is strict; the tlog trust state is restored as
-// tlog.RestoreVerifier does it (the checkpoint must open under the bundle's
-// log key).
+// Parsing is strict. cfg.Bundle must be the bundle the state was saved
+// with, or a signed successor of it (same tenant, log origin and VRF key,
+// a higher sequence, signed by the saved bundle's CA); anything else is
+// ErrStateBundle. The tlog trust state is restored as tlog.RestoreVerifier
+// does it, its checkpoint opening under the log key it was accepted
+// under: the saved bundle's, or the old key of a log key rotation the
+// client followed (docs/spec/directory.md §Client state), so that a state
+// restores after any rotation.
 func RestoreClient(cfg Config, state []byte) (*Client, error) {
 	c, err := newClient(cfg)
 	if err != nil {
 		return nil, err
 	}
 	s := newReader(state)
-	var ts cryptobyte.String
+	var bundle, cpKey, cas, ts cryptobyte.String
 	var seen, epochAt uint64
 	var hasEpoch uint8
 	var labels, monitors cryptobyte.String
-	if !readHeader(s, typeClientState) || !s.ReadUint24LengthPrefixed(&ts) || len(ts) == 0 ||
+	if !readHeader(s, typeClientState) || !s.ReadUint24LengthPrefixed(&bundle) || len(bundle) == 0 ||
+		!s.ReadUint16LengthPrefixed(&cpKey) || !s.ReadUint16LengthPrefixed(&cas) ||
+		!s.ReadUint24LengthPrefixed(&ts) || len(ts) == 0 ||
 		!s.ReadUint64(&seen) || seen > MaxEpoch || !s.ReadUint8(&hasEpoch) || hasEpoch > 1 ||
 		!s.ReadUint64(&c.epoch) || c.epoch > MaxEpoch || !s.ReadUint64(&epochAt) || epochAt > MaxEpoch ||
 		(hasEpoch == 0 && (c.epoch != 0 || epochAt != 0)) ||
 		!readUint32Prefixed(s, &labels) || !readUint32Prefixed(s, &monitors) || !s.Empty() {
 		return nil, fmt.Errorf("%w: client state", ErrMalformed)
+	}
+	saved, err := org.ParseTrustBundle(bundle)
+	if err != nil {
+		return nil, fmt.Errorf("%w: client state: trust bundle: %v", ErrMalformed, err)
+	}
+	logKey := saved.Log
+	if len(cpKey) > 0 {
+		if logKey, err = keys.ParseLogPublicKey(cpKey); err != nil || logKey.Equal(saved.Log) {
+			return nil, fmt.Errorf("%w: client state: checkpoint log key", ErrMalformed)
+		}
+	}
+	for !cas.Empty() {
+		var k []byte
+		var until uint64
+		if !cas.ReadBytes(&k, hybridKeySize) || !cas.ReadUint64(&until) || until == 0 || until > MaxEpoch ||
+			len(c.pastCAs) >= maxPastCAs || (len(c.pastCAs) > 0 && until <= c.pastCAs[len(c.pastCAs)-1].until) {
+			return nil, fmt.Errorf("%w: client state: CA history", ErrMalformed)
+		}
+		ca, err := keys.ParseOrgPublicKey(k)
+		if err != nil {
+			return nil, fmt.Errorf("%w: client state: CA history", ErrMalformed)
+		}
+		c.pastCAs = append(c.pastCAs, pastCA{key: ca, until: until})
+	}
+	if err := restoredBundle(saved, bundle, cfg.Bundle); err != nil {
+		return nil, err
 	}
 	c.seen, c.hasEpoch, c.epochAt = int64(seen), hasEpoch == 1, int64(epochAt)
 	var last []byte
@@ -172,10 +235,41 @@ func RestoreClient(cfg Config, state []byte) (*Client, error) {
 		lastUser = bytes.Clone(u[:])
 		c.monitors[u] = ms
 	}
-	if c.verifier, err = tlog.RestoreVerifier(c.tcfg, ts); err != nil {
+	// The trusted checkpoint opens under the key it was accepted under;
+	// the verifier then moves to the configured bundle's policy (a forked
+	// verifier accepts nothing more, under any policy).
+	vcfg := c.tcfg
+	vcfg.LogKey = logKey
+	if c.verifier, err = tlog.RestoreVerifier(vcfg, ts); err != nil {
 		return nil, fmt.Errorf("kt: client state: %w", err)
 	}
+	if cp, _ := c.verifier.Checkpoint(); cp == nil && len(cpKey) > 0 {
+		return nil, fmt.Errorf("%w: client state: checkpoint log key without a checkpoint", ErrMalformed)
+	}
+	if !logKey.Equal(cfg.Bundle.Log) && c.verifier.Fork() == nil {
+		if c.verifier, err = c.verifier.Repin(c.tcfg); err != nil {
+			return nil, fmt.Errorf("kt: client state: %w", err)
+		}
+		if cp, _ := c.verifier.Checkpoint(); cp != nil {
+			c.cpLogKey = logKey
+		}
+	}
 	return c, nil
+}
+
+// restoredBundle checks that nb, the bundle a client is restored with,
+// is saved (whose encoding is enc) or a signed successor of it.
+func restoredBundle(saved *org.TrustBundle, enc []byte, nb *org.TrustBundle) error {
+	if b, err := nb.Marshal(); err == nil && bytes.Equal(b, enc) {
+		return nil
+	}
+	if err := successor(saved, nb); err != nil {
+		return fmt.Errorf("%w: %w", ErrStateBundle, err)
+	}
+	if err := nb.Verify(saved.CA, saved.Tenant); err != nil {
+		return fmt.Errorf("%w: not signed by the saved bundle's CA: %w", ErrStateBundle, err)
+	}
+	return nil
 }
 
 func readMonitor(s *cryptobyte.String) (org.UserID, *monitorState, error) {

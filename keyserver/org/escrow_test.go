@@ -170,7 +170,7 @@ func TestEscrowPolicyContinuity(t *testing.T) {
 	// holds without the auditors. The same version with another content
 	// does not.
 	must(f.t.Publish(t0))
-	must(f.t.RotateCA(aid(1), must(GenerateMemorySigner(f.rnd)), t0.Add(3*time.Hour)))
+	must(rotateCA(t, f, must(GenerateMemorySigner(f.rnd)), t0.Add(3*time.Hour)))
 	rs := f.t.escrow
 	if rs.Sequence != cur.Sequence+1 || rs.PolicyVersion != cur.PolicyVersion {
 		t.Fatalf("re-signed policy %d/%d", rs.Sequence, rs.PolicyVersion)

@@ -149,7 +149,13 @@ func corpus(t testing.TB) map[string][][]byte {
 		add("WipeInstruction")(r.Wipe.Marshal())
 		add("Entry")(r.Entry.Marshal())
 		publish()
-		must(f.t.RotateCA(aid(1), must(GenerateMemorySigner(f.rnd)), t0))
+		next := must(GenerateMemorySigner(f.rnd))
+		prop := must(f.t.ProposeCA(next.Public(), t0))
+		var aps []*Approval
+		for _, k := range f.admins[:2] {
+			aps = append(aps, must(ApproveTrustBundle(k, prop)))
+		}
+		must(f.t.RotateCA(prop, aps, next, t0))
 		add("TenantState")(f.t.MarshalBinary())
 		publish()
 		add("TenantState")(f.t.MarshalBinary())

@@ -1054,21 +1054,49 @@ type CARotationResult struct {
 	Certificates []*DeviceCertificate // every active device, re-issued by the new CA
 }
 
-// RotateCA moves the tenant to the CA key held by next (§CA rotation). The
-// old CA signs a CARotation naming the new key, and the new key signs it
-// too. The trust bundle, the roster, the policy bundles, the escrow policy
-// and the org chart are re-signed by the new key with new sequence
-// numbers; every active device's certificate is re-issued with the same
-// keys and a new serial; outstanding enrolment codes, which carry the old
-// bundle's fingerprint, are cancelled. Unpublished timeline entries must
-// be published first (ErrPendingUpdates).
-func (t *Tenant) RotateCA(actor AdminID, next Signer, now time.Time) (*CARotationResult, error) {
-	now = seconds(now)
-	if err := t.checkActor(actor); err != nil {
-		return nil, fmt.Errorf("org: rotating CA: %w", err)
+// ProposeCA returns the unsigned trust bundle of a rotation to the CA key
+// next, for the admins to approve (§CA rotation): the current bundle with
+// the next sequence number, issued at now, naming next.
+func (t *Tenant) ProposeCA(next *keys.OrgPublicKey, now time.Time) (*TrustBundle, error) {
+	if next == nil || next.Equal(t.trust.CA) {
+		return nil, fmt.Errorf("org: proposing CA: %w", ErrInvalidArgument)
 	}
-	if next == nil || next.Public() == nil || next.Public().Equal(t.trust.CA) {
+	p := t.nextBundle(now)
+	p.CA = next
+	if _, err := p.body(); err != nil {
+		return nil, fmt.Errorf("org: proposing CA: %w", ErrInvalidArgument)
+	}
+	return p, nil
+}
+
+// RotateCA moves the tenant to the CA key held by next (§CA rotation),
+// under dual control: proposed must be the bundle ProposeCA returns for
+// next.Public() (differing from the current bundle only in its CA key, its
+// sequence, one more, and its issue time), approved by at least the
+// roster's threshold of distinct admins (TrustBundleApprovalMessage). The
+// old CA signs a CARotation naming the new key, and the new key signs it
+// too. The trust bundle (proposed), the roster, the policy bundles, the
+// escrow policy and the org chart are signed by the new key with new
+// sequence numbers; every active device's certificate is re-issued with
+// the same keys and a new serial; outstanding enrolment codes, which carry
+// the old bundle's fingerprint, are cancelled. Unpublished timeline
+// entries must be published first (ErrPendingUpdates).
+func (t *Tenant) RotateCA(proposed *TrustBundle, approvals []*Approval, next Signer, now time.Time) (*CARotationResult, error) {
+	now = seconds(now)
+	cur := t.trust
+	if next == nil || next.Public() == nil || next.Public().Equal(cur.CA) || proposed == nil || proposed.CA == nil ||
+		!proposed.CA.Equal(next.Public()) || proposed.Tenant != t.id || proposed.Sequence != cur.Sequence+1 ||
+		proposed.LogOrigin != cur.LogOrigin || proposed.Log == nil || !proposed.Log.Equal(cur.Log) ||
+		proposed.VRF == nil || !proposed.VRF.Equal(cur.VRF) || !sameWitnesses(&proposed.Witnesses, &cur.Witnesses) ||
+		proposed.IssuedAt.Before(cur.IssuedAt) {
 		return nil, fmt.Errorf("org: rotating CA: %w", ErrInvalidArgument)
+	}
+	msg, err := TrustBundleApprovalMessage(proposed)
+	if err != nil {
+		return nil, fmt.Errorf("org: rotating CA: %w", ErrInvalidArgument)
+	}
+	if err := t.checkAdminApprovals(msg, approvals); err != nil {
+		return nil, fmt.Errorf("org: rotating CA: %w", err)
 	}
 	for _, u := range t.users {
 		if len(u.pending) > 0 {
@@ -1090,10 +1118,8 @@ func (t *Tenant) RotateCA(actor AdminID, next Signer, now time.Time) (*CARotatio
 	if rot.NewSignature, err = signCA(next, labelCARotation, body); err != nil {
 		return nil, fmt.Errorf("org: rotating CA: new key: %w", err)
 	}
-	trust := *t.trust
-	trust.Sequence++
-	trust.IssuedAt = now
-	trust.CA = next.Public()
+	trust := *proposed
+	trust.Witnesses.Witnesses = slices.Clone(proposed.Witnesses.Witnesses)
 	if err := signTrustBundle(next, &trust); err != nil {
 		return nil, fmt.Errorf("org: rotating CA: %w", err)
 	}

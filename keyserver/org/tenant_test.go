@@ -367,12 +367,12 @@ func TestRotateCA(t *testing.T) {
 	_, e := f.enrol(t, uid(1), t0)
 	must(f.t.PublishPolicy(aid(1), "dlp", nil, t0))
 	next := must(GenerateMemorySigner(f.rnd))
-	if _, err := f.t.RotateCA(aid(1), next, t0); !errors.Is(err, ErrPendingUpdates) {
+	if _, err := rotateCA(t, f, next, t0); !errors.Is(err, ErrPendingUpdates) {
 		t.Fatalf("rotation with pending entries: %v", err)
 	}
 	must(f.t.Publish(t0))
 	pendingCode := f.code(t, uid(1), t0)
-	res := must(f.t.RotateCA(aid(1), next, t0.Add(time.Hour)))
+	res := must(rotateCA(t, f, next, t0.Add(time.Hour)))
 
 	// A client that trusts the old key moves to the new one.
 	rot := must(ParseCARotation(must(res.Rotation.Marshal())))
@@ -553,8 +553,8 @@ func TestRefusedOperationsLeaveStateUnchanged(t *testing.T) {
 		func() error { _, err := f.t.PublishPolicy(a, "", nil, t0); return err },
 		func() error { _, err := f.t.SetEscrowPolicy(a, &EscrowPolicy{}, t0); return err },
 		func() error { _, err := f.t.UpdateRoster(f.t.Roster(), nil); return err },
-		func() error { _, err := f.t.RotateCA(a, f.signer, t0); return err },
-		func() error { _, err := f.t.RotateCA(a, must(GenerateMemorySigner(f.rnd)), t0); return err }, // pending entries
+		func() error { _, err := rotateCA(t, f, f.signer, t0); return err },
+		func() error { _, err := rotateCA(t, f, must(GenerateMemorySigner(f.rnd)), t0); return err }, // pending entries
 		func() error { _, err := f.t.RedeemEnrolmentCode(nil, nil, nil, t0); return err },
 	}
 	for i, op := range failing {

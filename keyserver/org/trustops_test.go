@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/moat-im/moat/crypto/keys"
 )
@@ -15,6 +16,66 @@ func approveBundle(t *testing.T, f *fixture, p *TrustBundle, admins ...int) []*A
 		out = append(out, must(ApproveTrustBundle(f.admins[i], p)))
 	}
 	return out
+}
+
+// rotateCA rotates to next with the approval of admins 0 and 1.
+func rotateCA(t *testing.T, f *fixture, next Signer, now time.Time) (*CARotationResult, error) {
+	p, err := f.t.ProposeCA(next.Public(), now)
+	if err != nil {
+		return nil, err
+	}
+	return f.t.RotateCA(p, approveBundle(t, f, p, 0, 1), next, now)
+}
+
+// TestRotateCADualControl: a CA rotation needs the roster's threshold of
+// admins approving the proposed bundle that names the new key; a single
+// admin, approvals of another proposal, a proposal for another key than
+// the signer's, or one that changes more than the CA are refused, and
+// leave the state unchanged.
+func TestRotateCADualControl(t *testing.T) {
+	f := newFixture(t, 92)
+	_ = must(f.t.Publish(t0))
+	old := f.t.TrustBundle()
+	next := must(GenerateMemorySigner(f.rnd))
+	p := must(f.t.ProposeCA(next.Public(), t0.Add(60e9)))
+	if p.Sequence != old.Sequence+1 || !p.CA.Equal(next.Public()) || p.Signature != nil {
+		t.Fatal("wrong proposal")
+	}
+	if _, err := f.t.ProposeCA(old.CA, t0); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("proposing the current CA: %v", err)
+	}
+	before := stateBytes(t, f.t)
+	if _, err := f.t.RotateCA(p, approveBundle(t, f, p, 0), next, t0); !errors.Is(err, ErrInsufficientApprovals) {
+		t.Fatalf("single admin: got %v", err)
+	}
+	if _, err := f.t.RotateCA(p, approveBundle(t, f, p, 2, 2), next, t0); !errors.Is(err, ErrDuplicateApproval) {
+		t.Fatalf("same admin twice: got %v", err)
+	}
+	other := must(GenerateMemorySigner(f.rnd))
+	po := must(f.t.ProposeCA(other.Public(), t0.Add(60e9)))
+	if _, err := f.t.RotateCA(p, approveBundle(t, f, po, 0, 1), next, t0); !errors.Is(err, ErrApprovalInvalid) {
+		t.Fatalf("approvals of another proposal: got %v", err)
+	}
+	if _, err := f.t.RotateCA(po, approveBundle(t, f, po, 0, 1), next, t0); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("proposal for another key than the signer's: got %v", err)
+	}
+	pw := *p
+	pw.Witnesses = WitnessSet{Witnesses: old.Witnesses.Witnesses[:1], Quorum: 1}
+	if _, err := f.t.RotateCA(&pw, approveBundle(t, f, &pw, 0, 1), next, t0); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("a CA rotation that also changes the witnesses: got %v", err)
+	}
+	if !bytes.Equal(before, stateBytes(t, f.t)) {
+		t.Fatal("refused rotations changed the state")
+	}
+	res := must(f.t.RotateCA(p, approveBundle(t, f, p, 1, 2), next, t0.Add(120e9)))
+	if !res.TrustBundle.CA.Equal(next.Public()) || res.TrustBundle.Sequence != p.Sequence || !res.TrustBundle.IssuedAt.Equal(p.IssuedAt) {
+		t.Fatal("new bundle is not the proposal")
+	}
+	ok(t, res.TrustBundle.Verify(next.Public(), tid(1)))
+	ok(t, res.Rotation.Verify(old.CA, tid(1)))
+	if _, err := f.t.RotateCA(p, approveBundle(t, f, p, 0, 1), next, t0.Add(180e9)); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("replayed rotation: got %v", err)
+	}
 }
 
 func TestRotateLogKey(t *testing.T) {

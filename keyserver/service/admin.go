@@ -543,42 +543,6 @@ var opSetWitnesses = withBody(func(s *Service, t *Tenant, p *principal, in *Trus
 	return out, nil
 })
 
-// opRotateLogKey is not implemented by the service yet: the directory
-// signs checkpoints with the log key of its key file, and switching it
-// after the publishing epoch (docs/spec/directory.md §Trust bundle
-// changes), persisting the new key and re-keying the witnesses' view of
-// the log are not wired in. org.Tenant.RotateLogKey is the library side.
-func opRotateLogKey(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
-	return nil, &apiError{http.StatusNotImplemented,
-		"rotate-log-key is not implemented by this service: it cannot yet switch its checkpoint signing key after the publishing epoch"}
-}
-
-// opRotateCA moves the tenant to a new CA key (org.md §CA rotation), which
-// TenantConfig.NextCA provides and keeps. Without NextCA it answers 501.
-func opRotateCA(s *Service, t *Tenant, p *principal, body []byte, now time.Time) (any, error) {
-	if len(body) > 0 {
-		var in struct{}
-		if err := decodeAdmin(body, &in); err != nil {
-			return nil, err
-		}
-	}
-	if t.nextCA == nil {
-		return nil, &apiError{http.StatusNotImplemented, "rotate-ca needs a CA key provider, and this service has none configured"}
-	}
-	next, err := t.nextCA()
-	if err != nil {
-		return nil, err
-	}
-	res, err := t.org.RotateCA(p.id, next, now)
-	if err != nil {
-		return nil, err
-	}
-	t.keys.CA = next // read under t.mu only
-	t.dirty = true
-	clear(t.approvals) // enrolment requests name the old bundle
-	return &RotateCAResponse{Sequence: res.Rotation.Sequence, Certificates: len(res.Certificates), PendingEpoch: t.Head().Epoch + 1}, nil
-}
-
 var opList = noBody(func(s *Service, t *Tenant, p *principal, now time.Time) (any, error) {
 	chart, err := t.orgChart(context.Background())
 	if err != nil {

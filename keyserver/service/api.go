@@ -125,15 +125,31 @@ type TrustBundleApproveResponse struct {
 	Applied      bool   `json:"applied,omitempty"`
 	Sequence     uint64 `json:"sequence,omitempty"`
 	PendingEpoch uint64 `json:"pending_epoch,omitempty"`
+	// Certificates is, for an applied CA rotation, the number of device
+	// certificates re-issued under the new key.
+	Certificates int `json:"certificates,omitempty"`
 }
 
-// RotateCAResponse is admin/rotate-ca: the CA rotation's sequence number
-// and the number of device certificates re-issued, published at
-// PendingEpoch.
-type RotateCAResponse struct {
-	Sequence     uint64 `json:"sequence"`
-	Certificates int    `json:"certificates"`
-	PendingEpoch uint64 `json:"pending_epoch"`
+// RotateRequest is admin/rotate-ca and admin/rotate-log-key: empty to get
+// the rotation under approval (proposing one with a new key if there is
+// none), or the proposal's Bundle with the requesting admin's own
+// Approval of it (org.ApproveTrustBundle), answered with a
+// TrustBundleApproveResponse.
+type RotateRequest struct {
+	Bundle   []byte `json:"bundle,omitempty"`
+	Approval []byte `json:"approval,omitempty"`
+}
+
+// RotationProposal is the rotation under approval: the proposed trust
+// bundle (MarshalProposal) naming the new key, that key in its text
+// encoding (moat-org1:… or moat-log1:…), the bundle's sequence number,
+// and the approvals so far.
+type RotationProposal struct {
+	Bundle    []byte `json:"bundle"`
+	Key       string `json:"key"`
+	Sequence  uint64 `json:"sequence"`
+	Approvals int    `json:"approvals"`
+	Threshold int    `json:"threshold"`
 }
 
 // ListResponse is admin/list: the users of the latest published org chart

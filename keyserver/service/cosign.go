@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/moat-im/moat/internal/atomicfile"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/moat-im/moat/crypto/tlog"
 	"github.com/moat-im/moat/keyserver/org"
+	"github.com/moat-im/moat/keyserver/store"
 )
 
 // WitnessClient submits checkpoints to one witness (C2SP tlog-witness
@@ -201,7 +201,9 @@ func (c *cosigner) round(ctx context.Context) (uint64, error) {
 		return 0, errNotServing
 	}
 	if head.LogSize != c.size {
-		c.size, c.signed = head.LogSize, bytes.Clone(head.Checkpoint)
+		// The stored head may carry cosignatures already (a restart):
+		// witnesses are sent the log's signatures only.
+		c.size, c.signed = head.LogSize, logSignedOnly(head.Checkpoint, t.origin)
 		for _, w := range c.ws {
 			w.lines = nil
 		}
@@ -251,10 +253,10 @@ func (c *cosigner) round(ctx context.Context) (uint64, error) {
 		t.log.Warn("checkpoint not cosigned by a witness quorum", slog.Uint64("size", c.size), slog.Any("err", err))
 	} else {
 		c.last = t.now()
-		if t.noteFile != "" {
-			if werr := atomicfile.WriteFile(t.noteFile, note, 0o644); werr != nil {
-				t.log.Error("storing the cosigned checkpoint", slog.Any("err", werr))
-			}
+		// The head keeps the cosigned note, so that it is served at once
+		// after a restart; a head that moved on meanwhile keeps its own.
+		if werr := t.st.UpdateHeadCheckpoint(ctx, c.size-1, note); werr != nil && !errors.Is(werr, store.ErrConflict) {
+			t.log.Error("storing the cosigned checkpoint", slog.Any("err", werr))
 		}
 	}
 	if sv := t.served.Load(); sv != nil {
@@ -311,30 +313,64 @@ func (c *cosigner) lastCosigned() time.Time {
 	return c.last
 }
 
-// submit asks one witness to cosign c.signed, with a consistency proof
-// from the size it last cosigned. A 409 tells that size: the request is
-// made again from it. A 422 means the witness holds a checkpoint of this
-// log that the log's tree does not extend: an alarm. Other failures are
-// retried with exponential backoff.
+// submit asks one witness to cosign c.signed. A witness that refuses its
+// signature (403) and last cosigned a checkpoint before an announcement
+// of a new log key missed it: the announcing checkpoints are submitted to
+// it first, in order, then c.signed again (docs/spec/tlog.md §Log key
+// rotation).
 func (c *cosigner) submit(ctx context.Context, w *witnessState) ([]byte, error) {
+	lines, err := c.submitNote(ctx, w, c.signed, c.size, false)
+	we, isWE := errors.AsType[*WitnessError](err)
+	if !isWE || we.Status != http.StatusForbidden {
+		return lines, err
+	}
+	caught := false
+	for _, tr := range c.t.loadedTransitions() {
+		if tr.size <= w.known || tr.size >= c.size {
+			continue
+		}
+		c.t.log.Info("witness refuses the checkpoint's signature; submitting the log key announcement it missed",
+			slog.String("witness", w.c.Name()), slog.Uint64("witnessed_size", w.known), slog.Uint64("announcement_size", tr.size))
+		if _, terr := c.submitNote(ctx, w, tr.note, tr.size, true); terr != nil {
+			break
+		}
+		caught = true
+	}
+	if !caught {
+		return lines, err
+	}
+	return c.submitNote(ctx, w, c.signed, c.size, false)
+}
+
+// submitNote asks one witness to cosign note, the checkpoint of size,
+// with a consistency proof from the size it last cosigned. A 409 tells
+// that size: the request is made again from it. A 422 means the witness
+// holds a checkpoint of this log that the log's tree does not extend: an
+// alarm. Other failures are retried with exponential backoff. For a
+// catch-up (an older checkpoint than the log's), a witness ahead of it is
+// no alarm.
+func (c *cosigner) submitNote(ctx context.Context, w *witnessState, note []byte, size uint64, catchUp bool) ([]byte, error) {
 	t, o := c.t, c.t.opts
 	tid, name := t.id.String(), w.c.Name()
 	backoff := o.WitnessBackoff
 	conflicts := 0
 	var lastErr error
 	for attempt := 0; attempt < o.WitnessAttempts; {
-		if w.known > c.size {
+		if w.known > size && catchUp {
+			return nil, fmt.Errorf("service: witness %s is at size %d, past the announcement at %d", name, w.known, size)
+		}
+		if w.known > size {
 			t.met.witnessAlarms.WithLabelValues(tid, name, "larger").Inc()
 			t.log.Error("ALARM: witness has cosigned a larger tree of this log than the log has: the log lost epochs, or its key signed another tree",
-				slog.String("witness", name), slog.Uint64("witnessed_size", w.known), slog.Uint64("log_size", c.size))
-			return nil, fmt.Errorf("service: witness %s has cosigned size %d, above the log's %d", name, w.known, c.size)
+				slog.String("witness", name), slog.Uint64("witnessed_size", w.known), slog.Uint64("log_size", size))
+			return nil, fmt.Errorf("service: witness %s has cosigned size %d, above the log's %d", name, w.known, size)
 		}
-		proof, err := t.tree.Load().ConsistencyProof(ctx, w.known, c.size)
+		proof, err := t.tree.Load().ConsistencyProof(ctx, w.known, size)
 		if err != nil {
 			return nil, err
 		}
 		rctx, cancel := context.WithTimeout(ctx, o.WitnessTimeout)
-		lines, err := w.c.AddCheckpoint(rctx, &tlog.AddCheckpointRequest{OldSize: w.known, Proof: proof, Checkpoint: c.signed})
+		lines, err := w.c.AddCheckpoint(rctx, &tlog.AddCheckpointRequest{OldSize: w.known, Proof: proof, Checkpoint: note})
 		cancel()
 		if err == nil {
 			if css, perr := tlog.ParseCosignatures(lines); perr != nil {
@@ -347,18 +383,18 @@ func (c *cosigner) submit(ctx context.Context, w *witnessState) ([]byte, error) 
 						w.names[cs.Name] = true
 					}
 				}
-				w.known = c.size
+				w.known = size
 				return lines, nil
 			}
 		}
 		lastErr = err
 		if ce, ok := errors.AsType[*tlog.ConflictError](err); ok {
 			t.met.witnessReqs.WithLabelValues(tid, name, "conflict").Inc()
-			if ce.Size <= c.size {
+			if ce.Size <= size {
 				t.log.Info("witness is at another size; asking again", slog.String("witness", name),
 					slog.Uint64("witnessed_size", ce.Size), slog.Uint64("old_size", w.known))
 			}
-			w.known = ce.Size // above c.size: the alarm at the top of the loop
+			w.known = ce.Size // above size: the alarm at the top of the loop
 			if conflicts++; conflicts > 2 {
 				return nil, err
 			}
@@ -368,8 +404,8 @@ func (c *cosigner) submit(ctx context.Context, w *witnessState) ([]byte, error) 
 			t.met.witnessReqs.WithLabelValues(tid, name, "inconsistent").Inc()
 			t.met.witnessAlarms.WithLabelValues(tid, name, "inconsistent").Inc()
 			t.log.Error("ALARM: witness refuses the checkpoint as inconsistent with one it cosigned (422): a fork of this log, or the log lost epochs",
-				slog.String("witness", name), slog.Uint64("old_size", w.known), slog.Uint64("size", c.size),
-				slog.String("checkpoint", string(c.signed)), slog.String("reason", we.Message))
+				slog.String("witness", name), slog.Uint64("old_size", w.known), slog.Uint64("size", size),
+				slog.String("checkpoint", string(note)), slog.String("reason", we.Message))
 			return nil, err
 		}
 		result := "error"

@@ -21,4 +21,10 @@
 // authenticated by the enrolment code; admin operations signed by an admin
 // of the tenant's roster, with a timestamp and a nonce against replay.
 // Every /v1 request is rate-limited per client address and per tenant.
+//
+// The CA and log keys rotate under dual control (rotate.go,
+// docs/spec/directory-api.md §Key rotations): the new key comes from the
+// tenant's KeyStore (FileKeyStore keeps a key file), M admins approve the
+// trust bundle naming it, and the epoch that publishes it signs with the
+// old log key and announces the new one to the witnesses.
 package service

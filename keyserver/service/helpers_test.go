@@ -187,7 +187,7 @@ type world struct {
 	quorum    int
 	st        store.DirectoryStore
 	dir       string // badger directory, "" for memstore
-	noteFile  string
+	keyFile   string // the tenant's key file (service.FileKeyStore)
 	logs      *logBuffer
 	opts      worldOptions
 	devices   []*device
@@ -204,6 +204,8 @@ type worldOptions struct {
 	limits service.Limits
 	// wrap wraps the store (for fault injection).
 	wrap func(store.DirectoryStore) store.DirectoryStore
+	// noKeyStore configures no key store (rotations answer 501).
+	noKeyStore bool
 }
 
 func newWorld(t testing.TB, o worldOptions) *world {
@@ -221,6 +223,9 @@ func newWorld(t testing.TB, o worldOptions) *world {
 	w.origin = service.Origin("moat.example", w.tenant)
 	fk := must(service.GenerateFileKeys(w.rnd))
 	w.keys = fk.TenantKeys()
+	w.dir = t.TempDir()
+	w.keyFile = w.dir + "/keys.json"
+	ok(t, service.WriteKeyFile(w.keyFile, w.tenant, fk))
 	for i := range 3 {
 		scheme := org.AdminHybrid
 		if i%2 == 1 {
@@ -232,8 +237,6 @@ func newWorld(t testing.TB, o worldOptions) *world {
 	for i := range o.witnesses + o.extra {
 		w.witnesses = append(w.witnesses, newTestWitness(t, w.rnd, fmt.Sprintf("witness%d.example/w", i+1), logs, w.clk.Now))
 	}
-	w.dir = t.TempDir()
-	w.noteFile = w.dir + "/checkpoint.note"
 	w.start()
 	return w
 }
@@ -274,10 +277,18 @@ func (w *world) tenantConfig() service.TenantConfig {
 	for _, tw := range w.witnesses {
 		wcs = append(wcs, tw.client(w.t))
 	}
-	return service.TenantConfig{
-		ID: w.tenant, Store: w.st, Keys: w.keys, Witnesses: wcs, NoteFile: w.noteFile,
-		Create: &service.CreateParams{Origin: w.origin, Admins: w.adminKeys(), Threshold: 2, Witnesses: w.witnessSet()},
+	// The keys as the key store keeps them: rotated keys included.
+	_, fk, err := service.ReadKeyFile(w.keyFile)
+	ok(w.t, err)
+	tc := service.TenantConfig{
+		ID: w.tenant, Store: w.st, Keys: fk.TenantKeys(), Witnesses: wcs,
+		KeyStore: &service.FileKeyStore{Path: w.keyFile, Tenant: w.tenant},
+		Create:   &service.CreateParams{Origin: w.origin, Admins: w.adminKeys(), Threshold: 2, Witnesses: w.witnessSet()},
 	}
+	if w.opts.noKeyStore {
+		tc.KeyStore = nil
+	}
+	return tc
 }
 
 // start opens the store (a new memstore, or the badger directory again)

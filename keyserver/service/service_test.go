@@ -258,8 +258,8 @@ func (s *failingStore) CommitEpoch(ctx context.Context, c *store.EpochCommit) er
 }
 
 // TestRestartDurability: with badger, epochs survive a restart: the head,
-// the served cosigned checkpoint (from the note file), lookups and the
-// admin state (a code issued before the restart is redeemed after it).
+// the served cosigned checkpoint (kept in the store's head), lookups and
+// the admin state (a code issued before the restart is redeemed after it).
 func TestRestartDurability(t *testing.T) {
 	w := newWorld(t, worldOptions{badger: true, seed: 5})
 	ctx := context.Background()
@@ -274,7 +274,7 @@ func TestRestartDurability(t *testing.T) {
 	note, _ := w.ten().ServedNote()
 
 	w.stop()
-	// The witnesses are down at restart: the note file still serves.
+	// The witnesses are down at restart: the stored head still serves.
 	for _, tw := range w.witnesses {
 		tw.setDown(true)
 	}
@@ -285,8 +285,8 @@ func TestRestartDurability(t *testing.T) {
 	})
 	ok(t, err)
 	w.serve(svc)
-	if got := w.ten().Head(); got.Epoch != head.Epoch || got.LogSize != head.LogSize || string(got.Checkpoint) != string(head.Checkpoint) {
-		t.Fatalf("head after restart %+v, want %+v", got, head)
+	if got := w.ten().Head(); got.Epoch != head.Epoch || got.LogSize != head.LogSize || string(got.Checkpoint) != string(note) {
+		t.Fatalf("head after restart: epoch %d size %d (want %d, %d), cosigned note %v", got.Epoch, got.LogSize, head.Epoch, head.LogSize, string(got.Checkpoint) == string(note))
 	}
 	if n, _ := w.ten().ServedNote(); string(n) != string(note) {
 		t.Fatal("served note lost")
@@ -308,23 +308,47 @@ func TestRestartDurability(t *testing.T) {
 	must(a1.kt.VerifyHistory(w.tenant, alice, kt.Position{}, h, w.clk.Now()))
 }
 
-// TestRestartWithoutNoteFile: without the note file the service serves
-// nothing until the witnesses cosign the stored checkpoint again, which
-// they do (old size = size).
-func TestRestartWithoutNoteFile(t *testing.T) {
+// TestRestartBeforeCosigning: after a restart between an epoch's commit
+// and its cosigning, the store's head holds the log-signed checkpoint
+// only: the service serves nothing until the witnesses cosign it, which
+// they do (the checkpoint they may have cosigned before the restart is
+// the same), and then keeps serving it across the next restart.
+func TestRestartBeforeCosigning(t *testing.T) {
 	w := newWorld(t, worldOptions{badger: true, seed: 6})
 	ctx := context.Background()
 	alice := w.addUser("Alice")
 	a1 := w.mustEnrol(alice)
 	w.publish()
+	for _, tw := range w.witnesses {
+		tw.setDown(true)
+	}
+	w.clk.Advance(time.Minute)
+	ep := must(w.ten().PublishEpoch(ctx, w.clk.Now()))
+	if ep.Cosigned {
+		t.Fatal("cosigned with the witnesses down")
+	}
 	w.stop()
-	w.noteFile = ""
 	w.st = w.openStore()
-	w.serve(must(service.New(ctx, service.Options{Tenants: []service.TenantConfig{w.tenantConfig()}, Now: w.clk.Now, Logger: discardLogger()})))
+	w.serve(must(service.New(ctx, service.Options{Tenants: []service.TenantConfig{w.tenantConfig()}, Now: w.clk.Now, Logger: discardLogger(),
+		WitnessBackoff: time.Millisecond, WitnessAttempts: 1})))
 	_, err := w.lookup(a1, alice)
 	wantStatus(t, err, http.StatusServiceUnavailable)
+	for _, tw := range w.witnesses {
+		tw.setDown(false)
+	}
 	w.clk.Advance(time.Minute)
 	ok(t, w.svc.Cosign(ctx))
+	must(w.lookup(a1, alice))
+	if a1.kt.TreeSize() != ep.Entry.Epoch+1 {
+		t.Fatalf("client at size %d, want %d", a1.kt.TreeSize(), ep.Entry.Epoch+1)
+	}
+	w.stop()
+	for _, tw := range w.witnesses {
+		tw.setDown(true)
+	}
+	w.st = w.openStore()
+	w.serve(must(service.New(ctx, service.Options{Tenants: []service.TenantConfig{w.tenantConfig()}, Now: w.clk.Now, Logger: discardLogger(),
+		WitnessBackoff: time.Millisecond, WitnessAttempts: 1})))
 	must(w.lookup(a1, alice))
 }
 
@@ -343,7 +367,6 @@ func TestMultipleTenants(t *testing.T) {
 	w.srv.Close()
 	w.st, w2.st = w.openStore(), w2.openStore()
 	c1, c2 := w.tenantConfig(), w2.tenantConfig()
-	c1.NoteFile, c2.NoteFile = "", ""
 	svc := must(service.New(ctx, service.Options{Tenants: []service.TenantConfig{c1, c2}, Now: w.clk.Now, Logger: discardLogger()}))
 	ok(t, svc.Cosign(ctx))
 	w.svc, w2.svc = svc, svc

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -39,13 +38,11 @@ type TenantConfig struct {
 	Create *CreateParams
 	// Witnesses are asked to cosign every checkpoint.
 	Witnesses []WitnessClient
-	// NextCA, if set, returns the new CA key of admin/rotate-ca, having
-	// stored it where the service will find it at its next start.
-	NextCA func() (org.Signer, error)
-	// NoteFile, if set, is where the latest cosigned checkpoint note is
-	// kept between restarts (the store's head holds the log-signed note
-	// only; docs/spec/directory-api.md §Storage).
-	NoteFile string
+	// KeyStore, if set, provides the new keys of admin/rotate-ca and
+	// admin/rotate-log-key, having stored them where the service finds
+	// them at its next start (TenantKeys.NextCAs, NextLogs). Without it
+	// those operations answer 501.
+	KeyStore KeyStore
 }
 
 // CreateParams are the parameters of a new tenant.
@@ -78,8 +75,8 @@ type Tenant struct {
 	log      *slog.Logger
 	met      *metrics
 	now      func() time.Time
-	noteFile string
 	opts     *Options
+	keyStore KeyStore
 
 	// mu serialises the admin state machine, enrolment and publishing.
 	mu        sync.Mutex
@@ -90,9 +87,17 @@ type Tenant struct {
 	// and admin rosters, by the hash of their approval message (the
 	// messages are label-separated, so the two never collide).
 	bundleApprovals map[[32]byte]*pendingApprovals
-	nextCA          func() (org.Signer, error)
 	lastRec         map[vmap.Label]recHead // latest record of labels written, for the next version
 	lastEntry       kt.EpochEntry          // entry of the head epoch
+	// cas and logKeys are every CA signer and log key the service holds
+	// (rotate.go): it signs with those the published trust bundle names.
+	cas     []org.Signer
+	logKeys []*keys.LogPrivateKey
+	// caProposal and logProposal are the rotations under approval.
+	caProposal, logProposal *keyProposal
+	// transitions are the checkpoints that announced a new log key, in
+	// order (an immutable slice, replaced on change).
+	transitions atomic.Pointer[[]transition]
 
 	tree   atomic.Pointer[tlog.Tree]
 	head   atomic.Pointer[store.Head] // the latest committed head
@@ -216,10 +221,12 @@ func openTenant(ctx context.Context, cfg TenantConfig, o *Options, met *metrics)
 	t := &Tenant{
 		id: cfg.ID, keys: cfg.Keys, st: cfg.Store, ts: store.NewTreeStore(cfg.Store),
 		m: vmap.New(cfg.Store, nil), log: o.Logger.With(slog.String("tenant", cfg.ID.String())),
-		met: met, now: o.Now, noteFile: cfg.NoteFile, opts: o,
-		approvals: map[[32]byte]*pendingApprovals{}, bundleApprovals: map[[32]byte]*pendingApprovals{}, nextCA: cfg.NextCA, lastRec: map[vmap.Label]recHead{},
+		met: met, now: o.Now, opts: o, keyStore: cfg.KeyStore,
+		approvals: map[[32]byte]*pendingApprovals{}, bundleApprovals: map[[32]byte]*pendingApprovals{}, lastRec: map[vmap.Label]recHead{},
 		vrfCache: map[string]vrfOutput{}, devices: map[org.DeviceID]authDevice{}, byUser: map[org.UserID][]org.DeviceID{},
 		nonces: newReplayCache(o.Limits.MaxNonces), kick: make(chan struct{}, 1),
+		cas:     append([]org.Signer{cfg.Keys.CA}, cfg.Keys.NextCAs...),
+		logKeys: append([]*keys.LogPrivateKey{cfg.Keys.Log}, cfg.Keys.NextLogs...),
 	}
 	head, err := cfg.Store.Head(ctx)
 	switch {
@@ -248,8 +255,10 @@ func openTenant(ctx context.Context, cfg TenantConfig, o *Options, met *metrics)
 			return nil, err
 		}
 	}
-	if err := t.setTrust(); err != nil {
-		return nil, err
+	if t.trust.Load() == nil {
+		if err := t.setTrust(); err != nil {
+			return nil, err
+		}
 	}
 	t.origin = t.trust.Load().bundle.LogOrigin
 	if t.head.Load() == nil {
@@ -259,11 +268,16 @@ func openTenant(ctx context.Context, cfg TenantConfig, o *Options, met *metrics)
 			return nil, fmt.Errorf("service: creating tenant %s: first epoch: %w", cfg.ID, err)
 		}
 	} else {
-		t.loadNote(ctx)
+		// The head's checkpoint is served at once if the witnesses
+		// cosigned it before the restart (cosign.go stores it).
+		if err := t.acceptNote(ctx, t.head.Load().Checkpoint); err != nil {
+			t.log.Info("the stored head checkpoint is not cosigned yet; serving once the witnesses cosign it", slog.Any("reason", err))
+		}
 		if err := t.indexAllDevices(ctx); err != nil {
 			return nil, err
 		}
 	}
+	t.keep()
 	t.cos = newCosigner(t, cfg.Witnesses)
 	return t, nil
 }
@@ -276,19 +290,26 @@ func (t *Tenant) load(ctx context.Context, head store.Head) error {
 	if err != nil {
 		return fmt.Errorf("service: tenant %s: reading state: %w", t.id, err)
 	}
-	ot, err := org.UnmarshalTenant(state, t.keys.CA)
+	ot, err := t.unmarshalTenant(state)
 	if err != nil {
 		return fmt.Errorf("service: tenant %s: %w", t.id, err)
 	}
 	b := ot.TrustBundle()
-	if !b.Log.Equal(t.keys.Log.Public()) || !b.VRF.Equal(t.keys.VRF.Public()) {
+	if t.logKey(b.Log) == nil || !b.VRF.Equal(t.keys.VRF.Public()) {
 		return fmt.Errorf("service: tenant %s: the keys do not match the tenant's trust bundle", t.id)
+	}
+	t.org = ot
+	if err := t.loadTrust(ctx, head.LogSize); err != nil {
+		return fmt.Errorf("service: tenant %s: %w", t.id, err)
 	}
 	tree, err := tlog.NewTree(ctx, t.ts, head.LogSize)
 	if err != nil {
 		return fmt.Errorf("service: tenant %s: %w", t.id, err)
 	}
-	cp, err := tlog.OpenCheckpoint(head.Checkpoint, b.LogOrigin, b.Log)
+	// The head's checkpoint is signed under the bundle in force for its
+	// size: the one before the latest if the head published it.
+	hb := t.trust.Load().checkpointTrust(head.LogSize).bundle
+	cp, err := tlog.OpenCheckpoint(head.Checkpoint, hb.LogOrigin, hb.Log)
 	if err != nil {
 		return fmt.Errorf("service: tenant %s: head checkpoint: %w", t.id, err)
 	}
@@ -306,7 +327,10 @@ func (t *Tenant) load(ctx context.Context, head store.Head) error {
 	if lh, err := entry.LeafHash(); err != nil || !t.leafIs(ctx, tree, head.Epoch, lh) {
 		return fmt.Errorf("service: tenant %s: %w: epoch entry does not match the log", t.id, store.ErrCorrupt)
 	}
-	t.org, t.lastEntry = ot, *entry
+	if err := t.loadTransitions(ctx); err != nil {
+		return fmt.Errorf("service: tenant %s: %w", t.id, err)
+	}
+	t.lastEntry = *entry
 	t.tree.Store(tree)
 	h := head.Clone()
 	t.head.Store(&h)
@@ -322,7 +346,7 @@ func (t *Tenant) leafIs(ctx context.Context, tree *tlog.Tree, index uint64, leaf
 func (t *Tenant) setTrust() error {
 	b := t.org.TrustBundle()
 	cur := t.trust.Load()
-	if cur != nil && cur.bundle == b && cur.roster == t.org.Roster() {
+	if cur != nil && cur.bundle.Sequence == b.Sequence && cur.roster.Sequence == t.org.Roster().Sequence {
 		return nil
 	}
 	enc, err := b.Marshal()
@@ -338,7 +362,7 @@ func (t *Tenant) setTrust() error {
 	ti := &trustInfo{bundle: b, enc: enc, vcfg: vcfg, roster: t.org.Roster()}
 	switch {
 	case cur == nil:
-	case cur.bundle == b:
+	case cur.bundle.Sequence == b.Sequence:
 		// A roster change only.
 		ti.from, ti.prev = cur.from, cur.prev
 	default:
@@ -356,24 +380,6 @@ func (t *Tenant) setTrust() error {
 	}
 	t.trust.Store(ti)
 	return nil
-}
-
-// loadNote restores the served note from NoteFile, if it is a cosigned
-// checkpoint of this log that the store holds.
-func (t *Tenant) loadNote(ctx context.Context) {
-	if t.noteFile == "" {
-		return
-	}
-	note, err := os.ReadFile(t.noteFile)
-	if err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			t.log.Warn("reading the cosigned checkpoint", slog.Any("err", err))
-		}
-		return
-	}
-	if err := t.acceptNote(ctx, note); err != nil {
-		t.log.Warn("ignoring the stored cosigned checkpoint", slog.Any("err", err))
-	}
 }
 
 // acceptNote makes note the served checkpoint if it is a checkpoint of
@@ -508,8 +514,12 @@ func (t *Tenant) publish(ctx context.Context, now time.Time) (*Epoch, error) {
 		return nil, t.failed(ctx, before, err)
 	}
 	t.dirty = false
+	prevBundle := t.trust.Load().bundle
 	if err := t.setTrust(); err != nil {
 		t.log.Error("trust bundle", slog.Any("err", err))
+	}
+	if nb := t.trust.Load().bundle; prevBundle != nil && (!nb.CA.Equal(prevBundle.CA) || !nb.Log.Equal(prevBundle.Log)) {
+		t.keep()
 	}
 	t.indexUpdates(ups)
 	tid := t.id.String()
@@ -532,11 +542,11 @@ func (t *Tenant) failed(ctx context.Context, before []byte, err error) error {
 	var restored *org.Tenant
 	var rerr error
 	if before != nil {
-		restored, rerr = org.UnmarshalTenant(before, t.keys.CA)
+		restored, rerr = t.unmarshalTenant(before)
 	} else if t.head.Load() != nil {
 		var state []byte
 		if state, rerr = t.st.TenantState(ctx, t.id); rerr == nil {
-			restored, rerr = org.UnmarshalTenant(state, t.keys.CA)
+			restored, rerr = t.unmarshalTenant(state)
 		}
 	}
 	if rerr != nil {
@@ -624,6 +634,13 @@ func (t *Tenant) commit(ctx context.Context, epoch uint64, now time.Time, ups []
 	if state != nil {
 		c.Tenants = []store.TenantWrite{{ID: t.id, State: state}}
 	}
+	// The checkpoint is signed with the log key of the published bundle;
+	// if this epoch publishes a bundle with another log key, the
+	// checkpoint announces it (docs/spec/tlog.md §Log key rotation).
+	signer, next, err := t.checkpointKeys()
+	if err != nil {
+		return nil, err
+	}
 	tree := t.tree.Load()
 	t.ts.Begin(c)
 	if _, err := tree.Append(ctx, leaf); err != nil {
@@ -634,9 +651,20 @@ func (t *Tenant) commit(ctx context.Context, epoch uint64, now time.Time, ups []
 	if err != nil {
 		return nil, err
 	}
-	signed, err := tlog.SignCheckpoint(&tlog.Checkpoint{Origin: t.origin, Size: size, Root: root}, t.keys.Log)
+	cp := &tlog.Checkpoint{Origin: t.origin, Size: size, Root: root}
+	if next != nil {
+		cp.Extensions = []string{tlog.NextLogKeyLine(next)}
+	}
+	signed, err := tlog.SignCheckpoint(cp, signer)
 	if err != nil {
 		return nil, err
+	}
+	var tr *transition
+	if next != nil {
+		tr = &transition{size: size, note: signed}
+		if err := t.addTransition(ctx, c, tr); err != nil {
+			return nil, err
+		}
 	}
 	c.Head = store.Head{Epoch: epoch, LogSize: size, Checkpoint: signed}
 	tm.Log = time.Since(start)
@@ -649,6 +677,10 @@ func (t *Tenant) commit(ctx context.Context, epoch uint64, now time.Time, ups []
 	h := c.Head.Clone()
 	t.head.Store(&h)
 	t.lastEntry = entry
+	if tr != nil {
+		trs := append(t.loadedTransitions(), *tr)
+		t.transitions.Store(&trs)
+	}
 	if len(t.lastRec)+len(changes) > t.opts.RecordCache {
 		clear(t.lastRec)
 	}

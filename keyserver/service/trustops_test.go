@@ -75,10 +75,6 @@ func TestSetWitnessesFollowed(t *testing.T) {
 	if _, err := w.lookup(a1, alice); err != nil {
 		t.Fatalf("lookup under the new witness set: %v", err)
 	}
-
-	// rotate-log-key is not implemented; rotate-ca needs a CA key provider.
-	wantStatus(t, w.api().AdminOp(ctx, "rotate-log-key", nil, nil), http.StatusNotImplemented)
-	wantStatus(t, w.api().AdminOp(ctx, "rotate-ca", nil, nil), http.StatusNotImplemented)
 }
 
 // noteSigners returns the key names of note's signature lines.

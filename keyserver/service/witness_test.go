@@ -54,7 +54,6 @@ func TestWitnessDownAndCatchUp(t *testing.T) {
 	// Restart over the same store, with w3 back: it is two epochs behind.
 	w3.setDown(false)
 	w.srv.Close()
-	w.noteFile = ""
 	w.serve(must(service.New(ctx, service.Options{Tenants: []service.TenantConfig{w.tenantConfig()}, Now: w.clk.Now, Logger: discardLogger()})))
 	calls = w3.calls
 	w.clk.Advance(time.Minute)

@@ -158,6 +158,17 @@ type DirectoryStore interface {
 	// an error matching ErrNotFound.
 	TenantState(ctx context.Context, id [16]byte) ([]byte, error)
 
+	// UpdateHeadCheckpoint replaces the checkpoint of the head, which
+	// must be of epoch, by checkpoint, atomically and durably: when it
+	// returns nil, Head returns it (until the next commit), also after a
+	// restart; when it returns an error, the head is unchanged. The
+	// directory uses it to keep the head's checkpoint with the witnesses'
+	// cosignatures, which arrive after the commit. The store does not
+	// interpret the bytes. It returns ErrEmpty for an empty store,
+	// ErrConflict if the head is of another epoch, and ErrInvalidCommit
+	// for an empty checkpoint or one over MaxCheckpointSize.
+	UpdateHeadCheckpoint(ctx context.Context, epoch uint64, checkpoint []byte) error
+
 	// CommitEpoch writes c atomically and durably, then moves the head to
 	// c.Head: when it returns nil every part of c is durable and visible,
 	// and when it returns an error none of it is visible. It calls
@@ -173,6 +184,21 @@ var (
 	_ vmap.NodeStore  = DirectoryStore(nil)
 	_ tlog.NodeReader = DirectoryStore(nil)
 )
+
+// CheckHeadCheckpoint checks an UpdateHeadCheckpoint call against the
+// head it must update (nil for an empty store), as every backend does
+// first.
+func CheckHeadCheckpoint(h *Head, epoch uint64, checkpoint []byte) error {
+	switch {
+	case h == nil:
+		return ErrEmpty
+	case len(checkpoint) == 0 || len(checkpoint) > MaxCheckpointSize:
+		return fmt.Errorf("%w: head checkpoint of %d bytes", ErrInvalidCommit, len(checkpoint))
+	case h.Epoch != epoch:
+		return fmt.Errorf("%w: head checkpoint of epoch %d, head is epoch %d", ErrConflict, epoch, h.Epoch)
+	}
+	return nil
+}
 
 // A VersionRun is the versions First..Last of one label that a commit
 // writes.

@@ -321,7 +321,11 @@ func (d *Directory) PublishEpoch(now time.Time) (*Epoch, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.signed, err = tlog.SignCheckpoint(&tlog.Checkpoint{Origin: d.Origin, Size: d.Tree.Size(), Root: root}, d.LogKey)
+	cp := &tlog.Checkpoint{Origin: d.Origin, Size: d.Tree.Size(), Root: root}
+	if d.pendingLog != nil {
+		cp.Extensions = []string{tlog.NextLogKeyLine(d.pendingLog.Public())}
+	}
+	d.signed, err = tlog.SignCheckpoint(cp, d.LogKey)
 	if err != nil {
 		return nil, err
 	}

@@ -24,14 +24,22 @@ func (d *Directory) approvals(p *org.TrustBundle) ([]*org.Approval, error) {
 }
 
 // RotateCA rotates the tenant's CA to a new key (org.Tenant.RotateCA,
-// acting as the first admin). The next PublishEpoch publishes the rotation
-// and the new bundle.
+// with the approval of Threshold admins). The next PublishEpoch publishes
+// the rotation and the new bundle.
 func (d *Directory) RotateCA(now time.Time) (*org.CARotationResult, error) {
 	next, err := org.GenerateMemorySigner(d.Rand)
 	if err != nil {
 		return nil, err
 	}
-	res, err := d.Tenant.RotateCA(d.Admins[0].Public().ID(), next, now)
+	p, err := d.Tenant.ProposeCA(next.Public(), now)
+	if err != nil {
+		return nil, err
+	}
+	as, err := d.approvals(p)
+	if err != nil {
+		return nil, err
+	}
+	res, err := d.Tenant.RotateCA(p, as, next, now)
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +49,9 @@ func (d *Directory) RotateCA(now time.Time) (*org.CARotationResult, error) {
 
 // RotateLogKey replaces the log key, with the approval of Threshold
 // admins. The next PublishEpoch publishes the new bundle in a checkpoint
-// signed by the old key; later checkpoints are signed by the new key.
+// signed by the old key that announces the new one (docs/spec/tlog.md
+// §Log key rotation); later checkpoints are signed by the new key, and
+// the witnesses follow.
 func (d *Directory) RotateLogKey(now time.Time) (*org.TrustBundle, error) {
 	next, err := keys.GenerateLogKey(d.Rand)
 	if err != nil {
@@ -100,18 +110,17 @@ func (d *Directory) ReplaceWitnesses(n, q int, now time.Time) (*org.TrustBundle,
 }
 
 // switchKeys moves to the pending log key or witnesses after the epoch
-// that published them. New witnesses start from an empty store; each
-// witness of a rotated log key is reconfigured for the new key.
+// that published them. The witnesses follow a log key rotation from the
+// announcing checkpoint; new witnesses start from an empty store, with
+// the log key in force.
 func (d *Directory) switchKeys() error {
-	if d.pendingLog == nil && d.pendingWitnesses == nil {
-		return nil
-	}
 	if d.pendingLog != nil {
 		d.LogKey, d.pendingLog = d.pendingLog, nil
 	}
-	if d.pendingWitnesses != nil {
-		d.WitnessKeys, d.pendingWitnesses = d.pendingWitnesses, nil
+	if d.pendingWitnesses == nil {
+		return nil
 	}
+	d.WitnessKeys, d.pendingWitnesses = d.pendingWitnesses, nil
 	d.Witnesses = nil
 	for _, ks := range d.WitnessKeys {
 		w, err := tlog.NewWitness(tlog.WitnessConfig{

@@ -123,6 +123,9 @@ type Store struct {
 	broken   error       // set when durability is unknown; guarded by commitMu
 	stats    commitStats // of the last commit; guarded by commitMu
 	synced   fileIDs     // newest log files at the last syncAll; guarded by commitMu
+	// noteEpoch and noteSeq name the latest head checkpoint update
+	// (headnote.go); guarded by commitMu.
+	noteEpoch, noteSeq uint64
 
 	// closeMu is held for reading by every operation and for writing by
 	// Close, so that no badger call runs on a closed database.
@@ -228,6 +231,18 @@ func (s *Store) init(ctx context.Context) error {
 	defer s.commitMu.Unlock()
 	if err := s.recover(ctx, h); err != nil {
 		return fmt.Errorf("badgerstore: recovery: %w", err)
+	}
+	if h != nil {
+		cp, seq, err := s.readHeadCheckpoint(h.Epoch)
+		if err != nil {
+			return err
+		}
+		if seq > 0 {
+			nh := h.Clone()
+			nh.Checkpoint = cp
+			s.head.Store(&nh)
+			s.noteEpoch, s.noteSeq = h.Epoch, seq
+		}
 	}
 	return nil
 }

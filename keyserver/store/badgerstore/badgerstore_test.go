@@ -339,3 +339,27 @@ func TestLoggerLevel(t *testing.T) {
 		t.Fatalf("log output:\n%s", out)
 	}
 }
+
+// TestHeadCheckpointGarbage: each head checkpoint update deletes the one
+// before, and a commit deletes those of earlier heads; updates stay out
+// of the value log (fragments below the value threshold).
+func TestHeadCheckpointGarbage(t *testing.T) {
+	s := openTest(t, t.TempDir(), 0)
+	defer s.Close()
+	m := storetest.NewModel(t, s, 7)
+	m.MustCommit(t, storetest.Spec{NewLabels: 3})
+	m.MustUpdateHeadCheckpoint(t, 5000)
+	n := countPrefix(t, s, []byte{prefixCheckpoint})
+	if n < 5 {
+		t.Fatalf("%d checkpoint fragments for 5,000 bytes", n)
+	}
+	m.MustUpdateHeadCheckpoint(t, 100)
+	if n := countPrefix(t, s, []byte{prefixCheckpoint}); n != 1 {
+		t.Fatalf("%d checkpoint keys after a second update, want 1", n)
+	}
+	m.MustCommit(t, storetest.Spec{Updates: 1})
+	if n := countPrefix(t, s, []byte{prefixCheckpoint}); n != 0 {
+		t.Fatalf("%d checkpoint keys after the next commit, want 0", n)
+	}
+	m.Check(t, true)
+}

@@ -35,6 +35,7 @@ import (
 
 	"github.com/moat-im/moat/crypto/tlog"
 	"github.com/moat-im/moat/keyserver/store"
+	"github.com/moat-im/moat/keyserver/store/storetest"
 	"github.com/moat-im/moat/keyserver/vmap"
 )
 
@@ -203,4 +204,26 @@ func ioWriteBytes() int64 {
 		}
 	}
 	return 0
+}
+
+// BenchmarkUpdateHeadCheckpoint replaces the head's checkpoint with a
+// 15 KiB note (a checkpoint cosigned by three hybrid witnesses), as the
+// directory does after each cosigning round: one small transaction and a
+// sync.
+func BenchmarkUpdateHeadCheckpoint(b *testing.B) {
+	s, err := Open(context.Background(), Options{Dir: b.TempDir(), Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	m := storetest.NewModel(b, s, 1)
+	m.MustCommit(b, storetest.Spec{NewLabels: 1})
+	note := make([]byte, 15<<10)
+	epoch := m.Head().Epoch
+	for i := 0; b.Loop(); i++ {
+		note[0] = byte(i)
+		if err := s.UpdateHeadCheckpoint(context.Background(), epoch, note); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

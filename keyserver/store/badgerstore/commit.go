@@ -409,13 +409,21 @@ func (w *writer) sync() error {
 	return nil
 }
 
-// cleanup deletes, after a commit is visible, its staging journal and the
-// tenant versions it superseded. It is best effort: what it leaves is
+// cleanup deletes, after a commit is visible, its staging journal, the
+// tenant versions it superseded and the checkpoint updates of earlier
+// heads. It is best effort: what it leaves is
 // invisible garbage, and Open deletes stale journals.
 func (s *Store) cleanup(epoch uint64, p *plan) {
 	var dels []entry
 	err := s.db.View(func(txn *badger.Txn) error {
 		keys, err := keysWithPrefix(txn, journalPrefix(epoch), nil)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			dels = append(dels, entry{key: k, del: true})
+		}
+		keys, err = checkpointGarbage(txn, epoch)
 		if err != nil {
 			return err
 		}

@@ -16,6 +16,8 @@ package badgerstore
 //	    || uint32 fragment                    blob fragment
 //	"J" || uint64 epoch                       empty (staging marker)
 //	"J" || uint64 epoch || base key           empty (staging journal)
+//	"C" || uint64 epoch || uint64 seq
+//	    || uint32 fragment                    blob fragment (head checkpoint update)
 //
 // Map nodes: the vmap NodeKey encoding starts with the node's version (the
 // epoch that wrote it), so one epoch's nodes are contiguous and ordered as
@@ -58,6 +60,11 @@ package badgerstore
 // epoch's head (the checkpoint history) and lets Open check that "h" is
 // not stale: no "H" may be newer.
 //
+// Head checkpoint updates: "C" || epoch || seq holds version seq of a
+// later checkpoint of the head of that epoch (UpdateHeadCheckpoint), a blob
+// in fragments below the value threshold; the latest version of the
+// head's epoch is the head's checkpoint. See headnote.go.
+//
 // Every key but "h" is written once and never changed (some are deleted):
 // a badger table block that fails its checksum can make a key look absent
 // (see Store.Verify), but cannot make an old value reappear for it.
@@ -86,6 +93,8 @@ const (
 	prefixValue   = 'V'
 	prefixTenant  = 'T'
 	prefixJournal = 'J'
+
+	prefixCheckpoint = 'C'
 )
 
 var (
@@ -103,6 +112,8 @@ const (
 	valueBaseSize  = 1 + vmap.LabelSize + 4
 	tenantBaseSize = 1 + 16 + 8
 	logKeySize     = 1 + 1 + 8
+
+	checkpointBaseSize = 1 + 8 + 8
 )
 
 func headAtKey(epoch uint64) []byte {

@@ -206,6 +206,27 @@ func (s *Store) CommitEpoch(ctx context.Context, c *store.EpochCommit) error {
 	return nil
 }
 
+// UpdateHeadCheckpoint implements store.DirectoryStore.
+func (s *Store) UpdateHeadCheckpoint(ctx context.Context, epoch uint64, checkpoint []byte) error {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	if s.isClosed() {
+		return store.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore: head checkpoint: %w", err)
+	}
+	if err := store.CheckHeadCheckpoint(s.head, epoch, checkpoint); err != nil {
+		return err
+	}
+	h := s.head.Clone()
+	h.Checkpoint = bytes.Clone(checkpoint)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.head = &h
+	return nil
+}
+
 func (s *Store) isClosed() bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

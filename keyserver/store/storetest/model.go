@@ -195,6 +195,21 @@ func (m *Model) Abort(t testing.TB) {
 	m.Reset(t)
 }
 
+// MustUpdateHeadCheckpoint replaces the head's checkpoint with a new one of
+// n bytes and returns the slice it passed to the store.
+func (m *Model) MustUpdateHeadCheckpoint(t testing.TB, n int) []byte {
+	t.Helper()
+	cp := make([]byte, n)
+	for i := range cp {
+		cp[i] = byte(m.rng.Uint64())
+	}
+	if err := m.S.UpdateHeadCheckpoint(context.Background(), m.head.Epoch, cp); err != nil {
+		t.Fatalf("UpdateHeadCheckpoint: %v", err)
+	}
+	m.head.Checkpoint = bytes.Clone(cp)
+	return cp
+}
+
 // Reset rebuilds the Tree from the model's head, after a failed commit or
 // after the store was reopened into m.S.
 func (m *Model) Reset(t testing.TB) {

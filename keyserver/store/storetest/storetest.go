@@ -48,6 +48,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.DirectoryStore) {
 	t.Run("ConcurrentReaders", func(t *testing.T) { testConcurrentReaders(t, newStore(t)) })
 	t.Run("TreeStore", func(t *testing.T) { testTreeStore(t, newStore(t)) })
 	t.Run("Closed", func(t *testing.T) { testClosed(t, newStore(t)) })
+	t.Run("HeadCheckpoint", func(t *testing.T) { testHeadCheckpoint(t, newStore(t)) })
 	t.Run("vmaptest", func(t *testing.T) {
 		vmaptest.StoreConformance(t, func(t *testing.T) vmaptest.Store { return VMapStore(newStore(t)) })
 	})
@@ -79,6 +80,34 @@ func RunDurable(t *testing.T, open func(t *testing.T, dir string) store.Director
 			m.Check(t, false)
 			closeStore(t, s)
 		}
+	})
+	t.Run("ReopenHeadCheckpoint", func(t *testing.T) {
+		dir := t.TempDir()
+		s := open(t, dir)
+		m := NewModel(t, s, 102)
+		m.MustCommit(t, Spec{NewLabels: 10, Tenants: 1})
+		m.MustUpdateHeadCheckpoint(t, 3000) // several fragments
+		m.MustUpdateHeadCheckpoint(t, 200)
+		closeStore(t, s)
+		s = open(t, dir)
+		m.S = s
+		m.Reset(t)
+		m.Check(t, true)
+		m.MustCommit(t, Spec{NewLabels: 5, Tenants: 1})
+		closeStore(t, s)
+		// The commit's own checkpoint, not the update of the previous
+		// head, is the head's after a restart.
+		s = open(t, dir)
+		m.S = s
+		m.Reset(t)
+		m.Check(t, true)
+		m.MustUpdateHeadCheckpoint(t, 5000)
+		closeStore(t, s)
+		s = open(t, dir)
+		m.S = s
+		m.Reset(t)
+		m.Check(t, true)
+		closeStore(t, s)
 	})
 	t.Run("ReopenAfterFault", func(t *testing.T) {
 		dir := t.TempDir()
@@ -653,9 +682,54 @@ func testClosed(t *testing.T, s store.DirectoryStore) {
 	next := *c
 	next.Epoch++
 	checks["CommitEpoch"] = s.CommitEpoch(ctx, &next)
+	checks["UpdateHeadCheckpoint"] = s.UpdateHeadCheckpoint(ctx, c.Epoch, []byte("x"))
 	for name, err := range checks {
 		if !errors.Is(err, store.ErrClosed) {
 			t.Errorf("%s after Close = %v, want ErrClosed", name, err)
 		}
 	}
+}
+
+// testHeadCheckpoint: UpdateHeadCheckpoint replaces the head's checkpoint
+// and nothing else, refuses an empty store, another epoch, an empty or
+// oversized checkpoint and a cancelled context without changing the head,
+// does not alias the caller's slice, and is superseded by the next commit.
+func testHeadCheckpoint(t *testing.T, s store.DirectoryStore) {
+	ctx := context.Background()
+	if err := s.UpdateHeadCheckpoint(ctx, 0, []byte("cp\n")); !errors.Is(err, store.ErrEmpty) {
+		t.Fatalf("update of an empty store = %v, want ErrEmpty", err)
+	}
+	m := NewModel(t, s, 13)
+	m.MustCommit(t, Spec{NewLabels: 20, Tenants: 1})
+	m.MustCommit(t, Spec{NewLabels: 5, Updates: 5})
+	e := m.Head().Epoch
+	for name, tc := range map[string]struct {
+		epoch uint64
+		cp    []byte
+		want  error
+	}{
+		"previous epoch": {e - 1, []byte("x"), store.ErrConflict},
+		"next epoch":     {e + 1, []byte("x"), store.ErrConflict},
+		"empty":          {e, nil, store.ErrInvalidCommit},
+		"too large":      {e, make([]byte, store.MaxCheckpointSize+1), store.ErrInvalidCommit},
+	} {
+		if err := s.UpdateHeadCheckpoint(ctx, tc.epoch, tc.cp); !errors.Is(err, tc.want) {
+			t.Errorf("%s: got %v, want %v", name, err, tc.want)
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.UpdateHeadCheckpoint(cctx, e, []byte("x")); err == nil {
+		t.Error("update with a cancelled context succeeded")
+	}
+	m.Check(t, true)
+	cp := m.MustUpdateHeadCheckpoint(t, 1500)
+	cp[0] ^= 1 // the store keeps its own copy
+	m.Check(t, true)
+	m.MustUpdateHeadCheckpoint(t, store.MaxCheckpointSize)
+	m.Check(t, true)
+	m.MustCommit(t, Spec{Updates: 3})
+	m.Check(t, true)
+	m.MustUpdateHeadCheckpoint(t, 10)
+	m.Check(t, false)
 }

@@ -1,0 +1,130 @@
+package badgerstore
+
+// Head checkpoint updates (store.DirectoryStore.UpdateHeadCheckpoint).
+//
+// An update of the head of epoch e writes the next version s (1, 2, …) of
+// the blob "C" || e || s, in fragments below the value threshold as
+// tenant states are, so that superseded versions leave no value-log
+// garbage; in the same transaction it deletes every older "C" key, of
+// this epoch or an earlier one. Then it syncs, and only then moves the
+// in-memory head. Reading the head (Open) takes the checkpoint of the
+// latest version of the head's epoch, if there is one, in place of the
+// one "H" || e holds: "H" keeps the checkpoint the commit wrote, as the
+// checkpoint history. A commit deletes the versions of earlier epochs
+// (cleanup), which no head shows any more.
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/moat-im/moat/keyserver/store"
+)
+
+// UpdateHeadCheckpoint implements store.DirectoryStore.
+func (s *Store) UpdateHeadCheckpoint(ctx context.Context, epoch uint64, checkpoint []byte) error {
+	if err := s.acquire(); err != nil {
+		return err
+	}
+	defer s.closeMu.RUnlock()
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	if s.broken != nil {
+		return s.broken
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("badgerstore: head checkpoint: %w", err)
+	}
+	h := s.head.Load()
+	if err := store.CheckHeadCheckpoint(h, epoch, checkpoint); err != nil {
+		return err
+	}
+	seq := uint64(1)
+	if s.noteEpoch == epoch && s.noteSeq > 0 {
+		seq = s.noteSeq + 1
+	}
+	var dels [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		dels, err = keysWithPrefix(txn, []byte{prefixCheckpoint}, nil)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("badgerstore: head checkpoint: %w", wrapRead(err))
+	}
+	w := &writer{s: s, ctx: ctx}
+	base := checkpointBase(epoch, seq)
+	for i, f := range fragments(epoch, checkpoint, tenantFragSize) {
+		if err := w.set(entry{key: appendFragKey(nil, base, uint32(i)), val: f}); err != nil {
+			return fmt.Errorf("badgerstore: head checkpoint: %w", err)
+		}
+	}
+	for _, k := range dels {
+		if err := w.set(entry{key: k, del: true}); err != nil {
+			return fmt.Errorf("badgerstore: head checkpoint: %w", err)
+		}
+	}
+	if err := w.finish(false); err != nil {
+		return fmt.Errorf("badgerstore: head checkpoint: %w", err)
+	}
+	s.noteEpoch, s.noteSeq = epoch, seq
+	nh := h.Clone()
+	nh.Checkpoint = append([]byte(nil), checkpoint...)
+	s.head.Store(&nh)
+	return nil
+}
+
+func checkpointBase(epoch, seq uint64) []byte {
+	b := binary.BigEndian.AppendUint64([]byte{prefixCheckpoint}, epoch)
+	return binary.BigEndian.AppendUint64(b, seq)
+}
+
+// readHeadCheckpoint returns the latest checkpoint update of epoch and
+// its version, or nil and 0 if there is none.
+func (s *Store) readHeadCheckpoint(epoch uint64) ([]byte, uint64, error) {
+	var out []byte
+	var seq uint64
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := binary.BigEndian.AppendUint64([]byte{prefixCheckpoint}, epoch)
+		keys, err := keysWithPrefix(txn, prefix, nil)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if len(k) != checkpointBaseSize+fragNumSize {
+				return fmt.Errorf("%w: checkpoint key %x", store.ErrCorrupt, k)
+			}
+			seq = max(seq, binary.BigEndian.Uint64(k[1+8:]))
+		}
+		if seq == 0 {
+			return nil
+		}
+		e, data, err := readBlob(txn, checkpointBase(epoch, seq), store.MaxCheckpointSize)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				err = fmt.Errorf("%w: checkpoint %d of epoch %d has no first fragment", store.ErrCorrupt, seq, epoch)
+			}
+			return err
+		}
+		if e != epoch || len(data) == 0 {
+			return fmt.Errorf("%w: checkpoint %d of epoch %d", store.ErrCorrupt, seq, epoch)
+		}
+		out = data
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("badgerstore: reading head checkpoint: %w", wrapRead(err))
+	}
+	return out, seq, nil
+}
+
+// checkpointGarbage returns the keys of checkpoint updates of epochs
+// before epoch.
+func checkpointGarbage(txn *badger.Txn, epoch uint64) ([][]byte, error) {
+	return keysWithPrefix(txn, []byte{prefixCheckpoint}, func(k []byte) bool {
+		return len(k) >= 9 && binary.BigEndian.Uint64(k[1:]) < epoch
+	})
+}
