@@ -36,6 +36,8 @@ type OrgHistoryResult struct {
 	// Position is the position after the last record (the requested one
 	// if there is none).
 	Position OrgPosition
+
+	learned []pastCA // the CA keys a ca-rotation history proves
 }
 
 // VerifyOrgHistory verifies the directory's answer to a history request
@@ -53,8 +55,16 @@ type OrgHistoryResult struct {
 // StepValue wrapping the org error (org.ErrWrongTenant,
 // org.ErrBadSignature, *org.AuditorSignatureError,
 // org.ErrStatementSequence). Errors and state are otherwise as for
-// VerifyHistory. Statements signed by a CA key the client no longer trusts
-// (before a CA rotation) do not verify.
+// VerifyHistory. Statements signed by a CA key the client does not know
+// (before a CA rotation it has not learnt) do not verify.
+//
+// The history of org.OrgLabelCARotation is verified as a chain back from
+// the pinned CA key (docs/spec/directory.md §CA history): each rotation
+// leads to the key the next one rotates from, the last to the pinned key
+// (or away from it, a rotation not yet followed), each signed by both of
+// its keys. The client then knows every CA key before the pinned one and
+// the epoch it ended, and verifies each record, user values included,
+// under the key in force at its epoch.
 func (c *Client) VerifyOrgHistory(name string, since OrgPosition, resp *HistoryResponse, now time.Time) (*OrgHistoryResult, error) {
 	alpha, err := OrgAlpha(c.bundle.Tenant, name)
 	if err != nil {
@@ -80,6 +90,9 @@ func (c *Client) VerifyOrgHistory(name string, since OrgPosition, resp *HistoryR
 		if pv.mapRes.Present {
 			c.track(pv.label, res.Position.Version, pv.mapRes.Commitment)
 		}
+		if len(res.learned) > 0 {
+			c.pastCAs, _ = mergePastCAs(c.pastCAs, res.learned) // checked by verifyCAChain
+		}
 	})
 	if err != nil {
 		return nil, err
@@ -93,9 +106,22 @@ func (c *Client) verifyOrgHistory(pv *proven, name string, since OrgPosition, re
 		return nil, err
 	}
 	res := &OrgHistoryResult{Epoch: pv.entry.Epoch, Label: pv.label, Records: recs, Position: since}
+	var chain []any
+	if name == org.OrgLabelCARotation {
+		// The CA rotations form a chain back from the pinned key, which
+		// the client learns (§CA history).
+		if chain, res.learned, err = c.verifyCAChain(pv, since, recs); err != nil {
+			return nil, err
+		}
+	}
 	prev := since.Statement
-	for _, r := range recs {
-		st, err := c.verifyOrgValue(name, r)
+	for i, r := range recs {
+		var st any
+		if chain != nil {
+			st = chain[i]
+		} else {
+			st, err = c.verifyOrgValue(name, r)
+		}
 		if err == nil && prev != nil {
 			err = follows(st, prev)
 		}

@@ -201,3 +201,116 @@ func TestFollowLogKeyNeedsAnnouncement(t *testing.T) {
 	}
 	sameState(t, c, before)
 }
+
+// TestCAHistoryThreeRotations: after three CA rotations, a device
+// enrolled under the last CA learns the whole CA chain from the
+// ca-rotation label's history (docs/spec/directory.md §CA history) and
+// verifies its user's records under the CA in force at each epoch. The
+// latest rotation alone teaches only the last old key; a rotation that
+// does not lead to the pinned key is refused and changes nothing.
+func TestCAHistoryThreeRotations(t *testing.T) {
+	w := newWorld(t, 86)
+	c := w.client(t) // follows every rotation
+	lookupBob(t, w, c, 2)
+	cas := []*keys.OrgPublicKey{c.Bundle().CA}
+	now := 3
+	for i := range 3 {
+		must(w.d.RotateCA(at(now)))
+		ep := must(w.d.PublishEpoch(at(now + 1)))
+		rot := must(c.VerifyOrgLookup(org.OrgLabelCARotation, must(w.d.LookupOrg(org.OrgLabelCARotation, c.TreeSize())), at(now+2)))
+		if rot.Record.Epoch != ep.Entry.Epoch {
+			t.Fatalf("rotation %d published at epoch %d, record of %d", i+1, ep.Entry.Epoch, rot.Record.Epoch)
+		}
+		must(follow(t, w, c, rot, now+2))
+		cas = append(cas, c.Bundle().CA)
+		// A new device of bob's under this CA, between the rotations.
+		must(w.d.Enrol(w.bob, w.b1, at(now+3)))
+		must(w.d.PublishEpoch(at(now + 4)))
+		now += 5
+	}
+	whole := func(c *kt.Client) (*kt.HistoryResult, error) {
+		return c.VerifyHistory(w.tenant, w.bob, kt.Position{}, must(w.d.History(w.bob, 0, c.TreeSize())), at(now))
+	}
+	h, err := whole(c)
+	if err != nil {
+		t.Fatalf("history across three rotations, following client: %v", err)
+	}
+	if len(h.Records) != 7 {
+		t.Fatalf("bob's history has %d records, want 7", len(h.Records))
+	}
+
+	// A device enrolled under the fourth CA.
+	fresh := w.client(t)
+	if !fresh.Bundle().CA.Equal(cas[3]) {
+		t.Fatal("the directory's bundle is not the last CA's")
+	}
+	before := state(t, fresh)
+	if _, err := whole(fresh); !errors.Is(err, kt.ErrProof) {
+		t.Fatalf("old records without the CA history: got %v", err)
+	}
+	sameState(t, fresh, before)
+	// The latest rotation teaches the key before the pinned one only.
+	must(fresh.VerifyOrgLookup(org.OrgLabelCARotation, must(w.d.LookupOrg(org.OrgLabelCARotation, fresh.TreeSize())), at(now)))
+	before = state(t, fresh)
+	if _, err := whole(fresh); !errors.Is(err, kt.ErrProof) {
+		t.Fatalf("records of the first two CAs with the last old key only: got %v", err)
+	}
+	sameState(t, fresh, before)
+	// The label's history: the whole chain.
+	oh, err := fresh.VerifyOrgHistory(org.OrgLabelCARotation, kt.OrgPosition{}, must(w.d.HistoryOrg(org.OrgLabelCARotation, 0, fresh.TreeSize())), at(now))
+	if err != nil {
+		t.Fatalf("CA rotation history: %v", err)
+	}
+	if len(oh.Statements) != 3 {
+		t.Fatalf("%d rotations", len(oh.Statements))
+	}
+	for i, st := range oh.Statements {
+		r := st.(*org.CARotation)
+		if !r.Old.Equal(cas[i]) || !r.New.Equal(cas[i+1]) {
+			t.Fatalf("rotation %d does not go from CA %d to CA %d", i+1, i, i+1)
+		}
+	}
+	if h2, err := whole(fresh); err != nil || len(h2.Records) != 7 {
+		t.Fatalf("history with the CA chain: %v", err)
+	}
+	// The chain survives a restore, and agrees with what the following
+	// client learnt one rotation at a time.
+	rf := must(restore(fresh, fresh.Bundle()))
+	if _, err := whole(rf); err != nil {
+		t.Fatalf("history after a restore: %v", err)
+	}
+	must(c.VerifyOrgHistory(org.OrgLabelCARotation, kt.OrgPosition{}, must(w.d.HistoryOrg(org.OrgLabelCARotation, 0, c.TreeSize())), at(now)))
+
+	// A fourth rotation, published, not yet followed: the history since
+	// the position verifies it under the pinned key, and teaches nothing.
+	must(w.d.RotateCA(at(now)))
+	must(w.d.PublishEpoch(at(now + 1)))
+	oh2 := must(fresh.VerifyOrgHistory(org.OrgLabelCARotation, oh.Position, must(w.d.HistoryOrg(org.OrgLabelCARotation, oh.Position.Version, fresh.TreeSize())), at(now+1)))
+	if len(oh2.Statements) != 1 || !oh2.Statements[0].(*org.CARotation).Old.Equal(cas[3]) {
+		t.Fatal("pending rotation")
+	}
+
+	// A rotation by another CA, injected by the operator: it does not lead
+	// to the pinned key.
+	forger := must(org.GenerateMemorySigner(w.d.Rand))
+	cur := w.d.TrustBundle()
+	var admins []*org.AdminKey
+	for _, k := range w.d.Admins {
+		admins = append(admins, k.Public())
+	}
+	ft := must(org.NewTenant(org.TenantParams{ID: w.tenant, Admins: admins, Threshold: 2, LogOrigin: cur.LogOrigin,
+		Log: cur.Log, VRF: cur.VRF, Witnesses: cur.Witnesses}, forger, at(now)))
+	next := must(org.GenerateMemorySigner(w.d.Rand))
+	p := must(ft.ProposeCA(next.Public(), at(now)))
+	var aps []*org.Approval
+	for _, k := range w.d.Admins[:2] {
+		aps = append(aps, must(org.ApproveTrustBundle(k, p)))
+	}
+	fr := must(ft.RotateCA(p, aps, next, at(now)))
+	w.d.Inject(org.Label{Org: org.OrgLabelCARotation}, must(fr.Rotation.Marshal()))
+	must(w.d.PublishEpoch(at(now + 2)))
+	late := w.client(t) // pinned to the fifth CA
+	before = state(t, late)
+	_, err = late.VerifyOrgHistory(org.OrgLabelCARotation, kt.OrgPosition{}, must(w.d.HistoryOrg(org.OrgLabelCARotation, 0, late.TreeSize())), at(now+3))
+	wantStatementError(t, late, before, err, org.ErrUnknownIssuer)
+}
