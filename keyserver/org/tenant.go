@@ -31,8 +31,9 @@ import (
 // admin is in the roster and records it in the timeline.
 
 // ErrPendingUpdates is returned by RotateCA while timeline entries signed
-// by the current CA are still unpublished: call Publish first.
-var ErrPendingUpdates = errors.New("org: unpublished updates; publish before rotating the CA")
+// by the current CA are still unpublished, and by every trust bundle
+// change while the previous one is unpublished: call Publish first.
+var ErrPendingUpdates = errors.New("org: unpublished updates; publish first")
 
 // Config holds a tenant's limits. The zero value of a field selects its
 // default.
@@ -1102,6 +1103,9 @@ func (t *Tenant) RotateCA(proposed *TrustBundle, approvals []*Approval, next Sig
 		if len(u.pending) > 0 {
 			return nil, ErrPendingUpdates
 		}
+	}
+	if err := t.bundleSettled(); err != nil {
+		return nil, fmt.Errorf("org: rotating CA: %w", err)
 	}
 	seq := uint64(1)
 	if t.rotation != nil {

@@ -124,6 +124,9 @@ func (t *Tenant) updateBundle(what string, proposed *TrustBundle, approvals []*A
 	if err := t.checkAdminApprovals(msg, approvals); err != nil {
 		return nil, fmt.Errorf("org: %s: %w", what, err)
 	}
+	if err := t.bundleSettled(); err != nil {
+		return nil, fmt.Errorf("org: %s: %w", what, err)
+	}
 	nb := *proposed
 	nb.Witnesses.Witnesses = slices.Clone(proposed.Witnesses.Witnesses)
 	if err := signTrustBundle(t.signer, &nb); err != nil {
@@ -154,6 +157,17 @@ func (t *Tenant) checkAdminApprovals(msg []byte, approvals []*Approval) error {
 	}
 	if len(seen) < t.roster.Threshold {
 		return ErrInsufficientApprovals
+	}
+	return nil
+}
+
+// bundleSettled refuses a trust bundle change while the previous one is
+// unpublished: each version of the trust-bundle label is the next bundle,
+// so that a client following the bundles one by one sees every one
+// (docs/spec/org.md §Trust bundle changes).
+func (t *Tenant) bundleSettled() error {
+	if t.orgDirty[OrgLabelTrustBundle] {
+		return fmt.Errorf("%w: the trust bundle change before is not published yet", ErrPendingUpdates)
 	}
 	return nil
 }

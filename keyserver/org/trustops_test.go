@@ -122,6 +122,7 @@ func TestRotateLogKey(t *testing.T) {
 
 func TestReplaceWitnesses(t *testing.T) {
 	f := newFixture(t, 91)
+	must(f.t.Publish(t0)) // the first bundle
 	old := f.t.TrustBundle()
 	ws := WitnessSet{Witnesses: append([]WitnessKey{newWitness(t, f.rnd, "witness.example.net/w3", false)}, old.Witnesses.Witnesses...), Quorum: 2}
 	p := must(f.t.ProposeWitnesses(ws, t0))
@@ -135,5 +136,23 @@ func TestReplaceWitnesses(t *testing.T) {
 	ok(t, nb.Verify(f.signer.Public(), tid(1)))
 	if _, err := f.t.ProposeWitnesses(WitnessSet{Witnesses: ws.Witnesses, Quorum: 4}, t0); err == nil {
 		t.Fatal("quorum above the witness count accepted")
+	}
+	// One bundle change per publication: the next waits for Publish, so
+	// that every bundle is a version of the trust-bundle label.
+	p3 := must(f.t.ProposeWitnesses(WitnessSet{Witnesses: ws.Witnesses, Quorum: 3}, t0))
+	before := stateBytes(t, f.t)
+	if _, err := f.t.ReplaceWitnesses(p3, approveBundle(t, f, p3, 1, 2)); !errors.Is(err, ErrPendingUpdates) {
+		t.Fatalf("second change before publishing: got %v", err)
+	}
+	lp := must(f.t.ProposeLogKey(must(keys.GenerateLogKey(f.rnd)).Public(), t0))
+	if _, err := f.t.RotateLogKey(lp, approveBundle(t, f, lp, 1, 2)); !errors.Is(err, ErrPendingUpdates) {
+		t.Fatalf("log key rotation before publishing: got %v", err)
+	}
+	if !bytes.Equal(before, stateBytes(t, f.t)) {
+		t.Fatal("refused change changed the state")
+	}
+	must(f.t.Publish(t0))
+	if nb := must(f.t.ReplaceWitnesses(p3, approveBundle(t, f, p3, 1, 2))); nb.Sequence != 3 {
+		t.Fatalf("sequence %d", nb.Sequence)
 	}
 }

@@ -89,6 +89,15 @@ func (h Head) Clone() Head {
 	return h
 }
 
+// A Transition is the checkpoint of an epoch that published a new trust
+// bundle, which the directory keeps permanently so that a client that was
+// offline across the change can still follow it
+// (docs/spec/directory-api.md §Transitions).
+type Transition struct {
+	Epoch      uint64
+	Checkpoint []byte
+}
+
 // A ValueWrite appends version Version of label Label's value records.
 type ValueWrite struct {
 	Label   vmap.Label
@@ -128,6 +137,11 @@ type EpochCommit struct {
 	// Head is the new head; Head.Epoch must equal Epoch and Head.LogSize
 	// must not be below the previous head's.
 	Head Head
+	// Transition marks an epoch that publishes a new trust bundle: the
+	// store keeps Head.Checkpoint as the epoch's transition, permanently,
+	// and UpdateHeadCheckpoint of this head replaces that too. The head's
+	// checkpoint must not be empty.
+	Transition bool
 }
 
 // DirectoryStore is the directory's storage seam. Implementations are
@@ -163,11 +177,21 @@ type DirectoryStore interface {
 	// returns nil, Head returns it (until the next commit), also after a
 	// restart; when it returns an error, the head is unchanged. The
 	// directory uses it to keep the head's checkpoint with the witnesses'
-	// cosignatures, which arrive after the commit. The store does not
-	// interpret the bytes. It returns ErrEmpty for an empty store,
-	// ErrConflict if the head is of another epoch, and ErrInvalidCommit
-	// for an empty checkpoint or one over MaxCheckpointSize.
+	// cosignatures, which arrive after the commit. If the head's epoch is
+	// a transition (EpochCommit.Transition), the transition's checkpoint
+	// is replaced with it, and keeps the last one once the head moves on.
+	// The store does not interpret the bytes. It returns ErrEmpty for an
+	// empty store, ErrConflict if the head is of another epoch, and
+	// ErrInvalidCommit for an empty checkpoint or one over
+	// MaxCheckpointSize.
 	UpdateHeadCheckpoint(ctx context.Context, epoch uint64, checkpoint []byte) error
+
+	// Transitions returns every transition visible at the head, by
+	// increasing epoch: the epochs committed with EpochCommit.Transition,
+	// each with the checkpoint its commit wrote, or the last one
+	// UpdateHeadCheckpoint gave it while it was the head. They are never
+	// removed.
+	Transitions(ctx context.Context) ([]Transition, error)
 
 	// CommitEpoch writes c atomically and durably, then moves the head to
 	// c.Head: when it returns nil every part of c is durable and visible,
@@ -240,6 +264,9 @@ func (c *EpochCommit) Check(prev *Head) ([]VersionRun, error) {
 	}
 	if len(c.Head.Checkpoint) > MaxCheckpointSize {
 		return nil, fmt.Errorf("%w: checkpoint of %d bytes", ErrInvalidCommit, len(c.Head.Checkpoint))
+	}
+	if c.Transition && len(c.Head.Checkpoint) == 0 {
+		return nil, fmt.Errorf("%w: a transition without a checkpoint", ErrInvalidCommit)
 	}
 	if c.Map == nil {
 		return nil, fmt.Errorf("%w: no map batch", ErrInvalidCommit)

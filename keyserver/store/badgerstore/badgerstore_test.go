@@ -363,3 +363,33 @@ func TestHeadCheckpointGarbage(t *testing.T) {
 	}
 	m.Check(t, true)
 }
+
+// TestTransitionCheckpointGarbage: a transition epoch keeps its latest
+// checkpoint update once the head moves on, and only that one; later
+// heads' updates are deleted as usual.
+func TestTransitionCheckpointGarbage(t *testing.T) {
+	s := openTest(t, t.TempDir(), 0)
+	defer s.Close()
+	m := storetest.NewModel(t, s, 8)
+	m.MustCommit(t, storetest.Spec{NewLabels: 3, Transition: true})
+	m.MustUpdateHeadCheckpoint(t, 2000) // two fragments
+	m.MustUpdateHeadCheckpoint(t, 100)
+	m.MustUpdateHeadCheckpoint(t, 200)
+	if n := countPrefix(t, s, []byte{prefixCheckpoint}); n != 1 {
+		t.Fatalf("%d checkpoint keys after three updates, want 1", n)
+	}
+	m.MustCommit(t, storetest.Spec{Updates: 1})
+	m.MustUpdateHeadCheckpoint(t, 100)
+	m.MustUpdateHeadCheckpoint(t, 100)
+	if n := countPrefix(t, s, []byte{prefixCheckpoint}); n != 2 {
+		t.Fatalf("%d checkpoint keys, want the transition's and the head's", n)
+	}
+	m.MustCommit(t, storetest.Spec{Updates: 1})
+	if n := countPrefix(t, s, []byte{prefixCheckpoint}); n != 1 {
+		t.Fatalf("%d checkpoint keys after the next commit, want the transition's", n)
+	}
+	if n := countPrefix(t, s, []byte{prefixTransition}); n != 1 {
+		t.Fatalf("%d transition keys, want 1", n)
+	}
+	m.Check(t, true)
+}

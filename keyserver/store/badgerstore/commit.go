@@ -250,6 +250,9 @@ func (s *Store) plan(c *store.EpochCommit, prev *store.Head, runs []store.Versio
 		p.addBlob(b, c.Epoch, t.State, tenantFragSize)
 	}
 	p.final = []entry{{key: headAtKey(c.Epoch), val: encodeHead(&c.Head)}, {key: keyHead, val: encodeHeadPointer(c.Epoch)}}
+	if c.Transition {
+		p.final = append(p.final, entry{key: transitionKey(c.Epoch), val: []byte{}})
+	}
 	for _, es := range [][]entry{p.data, p.final} {
 		for _, e := range es {
 			p.size += estimate(e)

@@ -18,6 +18,7 @@ package badgerstore
 //	"J" || uint64 epoch || base key           empty (staging journal)
 //	"C" || uint64 epoch || uint64 seq
 //	    || uint32 fragment                    blob fragment (head checkpoint update)
+//	"X" || uint64 epoch                       empty (the epoch is a transition)
 //
 // Map nodes: the vmap NodeKey encoding starts with the node's version (the
 // epoch that wrote it), so one epoch's nodes are contiguous and ordered as
@@ -65,6 +66,13 @@ package badgerstore
 // in fragments below the value threshold; the latest version of the
 // head's epoch is the head's checkpoint. See headnote.go.
 //
+// Transitions (store.EpochCommit.Transition): "X" || epoch marks a
+// transition epoch, written in the transaction of its head. Its checkpoint
+// is that of the epoch's latest "C" version, if there is one, else the
+// one "H" || epoch holds. The "C" versions of a transition epoch other
+// than its latest are deleted like any other; its latest is kept for
+// good. Stores written before transitions existed have no "X" keys.
+//
 // Every key but "h" is written once and never changed (some are deleted):
 // a badger table block that fails its checksum can make a key look absent
 // (see Store.Verify), but cannot make an old value reappear for it.
@@ -95,6 +103,7 @@ const (
 	prefixJournal = 'J'
 
 	prefixCheckpoint = 'C'
+	prefixTransition = 'X'
 )
 
 var (
@@ -115,6 +124,10 @@ const (
 
 	checkpointBaseSize = 1 + 8 + 8
 )
+
+func transitionKey(epoch uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{prefixTransition}, epoch)
+}
 
 func headAtKey(epoch uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte{prefixHeadAt}, epoch)

@@ -29,6 +29,8 @@ type Store struct {
 	log     map[tlog.NodeID]tlog.Hash
 	values  map[vmap.Label][][]byte // index version-1
 	tenants map[[16]byte][]byte
+	// transitions are the kept transitions, by epoch.
+	transitions []store.Transition
 }
 
 // New returns an empty Store.
@@ -202,8 +204,25 @@ func (s *Store) CommitEpoch(ctx context.Context, c *store.EpochCommit) error {
 	for _, t := range tenants {
 		s.tenants[t.ID] = t.State
 	}
+	if c.Transition {
+		s.transitions = append(s.transitions, store.Transition{Epoch: c.Epoch, Checkpoint: bytes.Clone(head.Checkpoint)})
+	}
 	s.head = &head
 	return nil
+}
+
+// Transitions implements store.DirectoryStore.
+func (s *Store) Transitions(ctx context.Context) ([]store.Transition, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	out := make([]store.Transition, len(s.transitions))
+	for i, tr := range s.transitions {
+		out[i] = store.Transition{Epoch: tr.Epoch, Checkpoint: bytes.Clone(tr.Checkpoint)}
+	}
+	return out, nil
 }
 
 // UpdateHeadCheckpoint implements store.DirectoryStore.
@@ -224,6 +243,9 @@ func (s *Store) UpdateHeadCheckpoint(ctx context.Context, epoch uint64, checkpoi
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.head = &h
+	if n := len(s.transitions); n > 0 && s.transitions[n-1].Epoch == epoch {
+		s.transitions[n-1].Checkpoint = bytes.Clone(checkpoint)
+	}
 	return nil
 }
 
@@ -238,6 +260,6 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
-	s.nodes, s.log, s.values, s.tenants, s.head = nil, nil, nil, nil, nil
+	s.nodes, s.log, s.values, s.tenants, s.head, s.transitions = nil, nil, nil, nil, nil, nil
 	return nil
 }

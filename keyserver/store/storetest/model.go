@@ -34,6 +34,7 @@ type Model struct {
 	roots   []vmap.Hash
 	history []map[vmap.Label]vmap.Commitment // map contents per epoch
 	changes []vmap.Change                    // of the last built commit
+	trans   []store.Transition               // the transitions, by epoch
 }
 
 // NewModel returns a Model of the empty store s.
@@ -71,6 +72,7 @@ type Spec struct {
 	Tenants     int // tenants written (new or existing: tenant i is ID {i})
 	TenantSize  int // bytes per tenant state (default 100)
 	SkipLogLeaf bool
+	Transition  bool // the epoch is a transition (EpochCommit.Transition)
 }
 
 // Epoch returns the next epoch's number.
@@ -109,7 +111,7 @@ func (m *Model) Build(t testing.TB, sp Spec) *store.EpochCommit {
 	}
 	sp.RecordSize, sp.TenantSize = max(sp.RecordSize, 8), max(sp.TenantSize, 8) // room for the epoch
 	e := m.Epoch()
-	c := &store.EpochCommit{Epoch: e}
+	c := &store.EpochCommit{Epoch: e, Transition: sp.Transition}
 	var labels []vmap.Label
 	for range sp.NewLabels {
 		var l vmap.Label
@@ -207,6 +209,9 @@ func (m *Model) MustUpdateHeadCheckpoint(t testing.TB, n int) []byte {
 		t.Fatalf("UpdateHeadCheckpoint: %v", err)
 	}
 	m.head.Checkpoint = bytes.Clone(cp)
+	if n := len(m.trans); n > 0 && m.trans[n-1].Epoch == m.head.Epoch {
+		m.trans[n-1].Checkpoint = bytes.Clone(cp)
+	}
 	return cp
 }
 
@@ -230,6 +235,9 @@ func (m *Model) Reset(t testing.TB) {
 func (m *Model) record(c *store.EpochCommit) {
 	h := c.Head.Clone()
 	m.head = &h
+	if c.Transition {
+		m.trans = append(m.trans, store.Transition{Epoch: c.Epoch, Checkpoint: bytes.Clone(h.Checkpoint)})
+	}
 	snap := map[vmap.Label]vmap.Commitment{}
 	if n := len(m.history); n > 0 {
 		for k, v := range m.history[n-1] {
@@ -306,6 +314,15 @@ func (m *Model) Check(t testing.TB, pastEpochs bool) {
 	}
 	if _, err := s.TenantState(ctx, [16]byte{0xff, 0xee}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("TenantState of an unknown tenant = %v, want ErrNotFound", err)
+	}
+	trs, err := s.Transitions(ctx)
+	if err != nil || len(trs) != len(m.trans) {
+		t.Fatalf("Transitions = %d, %v; want %d", len(trs), err, len(m.trans))
+	}
+	for i, tr := range trs {
+		if tr.Epoch != m.trans[i].Epoch || !bytes.Equal(tr.Checkpoint, m.trans[i].Checkpoint) {
+			t.Fatalf("transition %d: epoch %d with %d bytes, want epoch %d with %d bytes", i, tr.Epoch, len(tr.Checkpoint), m.trans[i].Epoch, len(m.trans[i].Checkpoint))
+		}
 	}
 	// Log: a fresh tree over the store alone has the model's root.
 	tr, err := tlog.NewTree(ctx, store.NewTreeStore(s), m.head.LogSize)

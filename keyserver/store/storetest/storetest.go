@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.DirectoryStore) {
 	t.Run("TreeStore", func(t *testing.T) { testTreeStore(t, newStore(t)) })
 	t.Run("Closed", func(t *testing.T) { testClosed(t, newStore(t)) })
 	t.Run("HeadCheckpoint", func(t *testing.T) { testHeadCheckpoint(t, newStore(t)) })
+	t.Run("Transitions", func(t *testing.T) { testTransitions(t, newStore(t)) })
 	t.Run("vmaptest", func(t *testing.T) {
 		vmaptest.StoreConformance(t, func(t *testing.T) vmaptest.Store { return VMapStore(newStore(t)) })
 	})
@@ -107,6 +108,34 @@ func RunDurable(t *testing.T, open func(t *testing.T, dir string) store.Director
 		m.S = s
 		m.Reset(t)
 		m.Check(t, true)
+		closeStore(t, s)
+	})
+	t.Run("ReopenTransitions", func(t *testing.T) {
+		dir := t.TempDir()
+		s := open(t, dir)
+		m := NewModel(t, s, 103)
+		m.MustCommit(t, Spec{NewLabels: 10, Tenants: 1})
+		m.MustCommit(t, Spec{Updates: 2, Transition: true})
+		m.MustUpdateHeadCheckpoint(t, 3000)
+		m.MustUpdateHeadCheckpoint(t, 200)
+		m.MustCommit(t, Spec{Updates: 2, Transition: true})
+		m.MustCommit(t, Spec{Updates: 2})
+		m.MustUpdateHeadCheckpoint(t, 50)
+		m.MustUpdateHeadCheckpoint(t, 60)
+		closeStore(t, s)
+		s = open(t, dir)
+		m.S = s
+		m.Reset(t)
+		m.Check(t, true)
+		m.MustCommit(t, Spec{Updates: 2, Transition: true})
+		m.MustUpdateHeadCheckpoint(t, 70)
+		closeStore(t, s)
+		s = open(t, dir)
+		m.S = s
+		m.Reset(t)
+		m.Check(t, true)
+		m.MustCommit(t, Spec{Updates: 1})
+		m.Check(t, false)
 		closeStore(t, s)
 	})
 	t.Run("ReopenAfterFault", func(t *testing.T) {
@@ -184,6 +213,9 @@ func testEmpty(t *testing.T, s store.DirectoryStore) {
 	}
 	if _, err := s.TenantState(ctx, [16]byte{1}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("TenantState = %v, want ErrNotFound", err)
+	}
+	if trs, err := s.Transitions(ctx); err != nil || len(trs) != 0 {
+		t.Errorf("Transitions = %d, %v; want none", len(trs), err)
 	}
 	NewModel(t, s, 0).Check(t, true)
 }
@@ -396,6 +428,9 @@ func testInvalidCommits(t *testing.T, s store.DirectoryStore) {
 		}, store.ErrInvalidCommit},
 		{"checkpoint too large", func(c *store.EpochCommit) {
 			c.Head.Checkpoint = make([]byte, store.MaxCheckpointSize+1)
+		}, store.ErrInvalidCommit},
+		{"transition without a checkpoint", func(c *store.EpochCommit) {
+			c.Transition, c.Head.Checkpoint = true, nil
 		}, store.ErrInvalidCommit},
 	}
 	for _, tc := range cases {
@@ -679,6 +714,7 @@ func testClosed(t *testing.T, s store.DirectoryStore) {
 	_, checks["Values"] = s.Values(ctx, l, 1, 1)
 	_, checks["LatestVersion"] = s.LatestVersion(ctx, l)
 	_, checks["TenantState"] = s.TenantState(ctx, [16]byte{1})
+	_, checks["Transitions"] = s.Transitions(ctx)
 	next := *c
 	next.Epoch++
 	checks["CommitEpoch"] = s.CommitEpoch(ctx, &next)
@@ -731,5 +767,47 @@ func testHeadCheckpoint(t *testing.T, s store.DirectoryStore) {
 	m.MustCommit(t, Spec{Updates: 3})
 	m.Check(t, true)
 	m.MustUpdateHeadCheckpoint(t, 10)
+	m.Check(t, false)
+}
+
+// testTransitions: the checkpoints of transition epochs are kept for good:
+// as committed, or as the last UpdateHeadCheckpoint of their head, while
+// later heads' checkpoint updates come and go; a failed commit of a
+// transition keeps nothing; Transitions does not alias.
+func testTransitions(t *testing.T, s store.DirectoryStore) {
+	ctx := context.Background()
+	m := NewModel(t, s, 14)
+	m.MustCommit(t, Spec{NewLabels: 10, Tenants: 1})
+	m.Check(t, false)
+	m.MustCommit(t, Spec{Updates: 3, Transition: true}) // kept as committed
+	m.Check(t, false)
+	m.MustCommit(t, Spec{Updates: 3})
+	m.MustUpdateHeadCheckpoint(t, 300)
+	m.MustCommit(t, Spec{Updates: 3, Transition: true}) // kept as updated
+	m.MustUpdateHeadCheckpoint(t, 2500)
+	m.Check(t, false)
+	m.MustUpdateHeadCheckpoint(t, 400)
+	m.Check(t, false)
+	for range 3 {
+		m.MustCommit(t, Spec{Updates: 2})
+		m.MustUpdateHeadCheckpoint(t, 100)
+		m.MustUpdateHeadCheckpoint(t, 120)
+		m.Check(t, false)
+	}
+	// A transition whose commit fails is not kept.
+	c := m.Build(t, Spec{Updates: 2, Transition: true})
+	c.Map = nil
+	if err := m.Commit(t, ctx, c); !errors.Is(err, store.ErrInvalidCommit) {
+		t.Fatalf("invalid transition commit = %v", err)
+	}
+	m.Check(t, false)
+	m.MustCommit(t, Spec{Updates: 1, Transition: true})
+	m.MustCommit(t, Spec{Updates: 1})
+	m.Check(t, true)
+	trs, err := s.Transitions(ctx)
+	if err != nil || len(trs) != 3 {
+		t.Fatalf("Transitions = %d, %v; want 3", len(trs), err)
+	}
+	trs[0].Checkpoint[0] ^= 1 // the store keeps its own copy
 	m.Check(t, false)
 }
