@@ -45,6 +45,10 @@ var (
 	// rotatedBundle is the bundle of the ClientStateRotated corpus: after
 	// a CA rotation and a log key rotation.
 	rotatedBundle *org.TrustBundle
+	// transitionsState is the state of a client of transitionsWorld
+	// saved before both rotations.
+	transitionsState []byte
+	transitionsWorld *world
 )
 
 func codecs() []codec {
@@ -54,6 +58,7 @@ func codecs() []codec {
 		{"ConsistencyResponse", rt(kt.ParseConsistencyResponse, (*kt.ConsistencyResponse).Marshal)},
 		{"ValueRecord", rt(kt.ParseValueRecord, (*kt.ValueRecord).Marshal)},
 		{"EpochEntry", rt(kt.ParseEpochEntry, (*kt.EpochEntry).Marshal)},
+		{"TransitionsResponse", rt(kt.ParseTransitionsResponse, (*kt.TransitionsResponse).Marshal)},
 		{"ClientState", func(d []byte) ([]byte, error) {
 			c, err := kt.RestoreClient(corpusWorld.d.Config(maxAge), d)
 			if err != nil {
@@ -113,6 +118,9 @@ func corpus(t testing.TB) map[string][][]byte {
 		rw := newWorld(t, 61)
 		rc := rw.client(t)
 		must(rc.VerifyLookup(rw.tenant, rw.bob, must(rw.d.Lookup(rw.bob, 0)), at(2)))
+		offline := rw.client(t)
+		must(offline.VerifyLookup(rw.tenant, rw.bob, must(rw.d.Lookup(rw.bob, 0)), at(2)))
+		add("TransitionsResponse")(must(rw.d.Transitions(1, 0)).Marshal())
 		must(rw.d.RotateCA(at(3)))
 		must(rw.d.PublishEpoch(at(4)))
 		rot := must(rc.VerifyOrgLookup(org.OrgLabelCARotation, must(rw.d.LookupOrg(org.OrgLabelCARotation, rc.TreeSize())), at(5)))
@@ -121,6 +129,10 @@ func corpus(t testing.TB) map[string][][]byte {
 		must(rw.d.PublishEpoch(at(7)))
 		rotatedBundle = must(rc.FollowTrustBundle(nil, must(rw.d.LookupOrg(org.OrgLabelTrustBundle, rc.TreeSize())), at(8)))
 		add("ClientStateRotated")(rc.MarshalState())
+		add("TransitionsResponse")(must(rw.d.Transitions(1, offline.TreeSize())).Marshal())
+		add("TransitionsResponse")(must(rw.d.Transitions(1, 0)).Marshal())
+		transitionsState = must(offline.MarshalState())
+		transitionsWorld = rw
 		corpusData, corpusWorld = c, w
 	})
 	return corpusData
@@ -257,6 +269,7 @@ func FuzzParseHistoryResponse(f *testing.F)     { fuzzCodec(f, "HistoryResponse"
 func FuzzParseConsistencyResponse(f *testing.F) { fuzzCodec(f, "ConsistencyResponse") }
 func FuzzParseValueRecord(f *testing.F)         { fuzzCodec(f, "ValueRecord") }
 func FuzzParseEpochEntry(f *testing.F)          { fuzzCodec(f, "EpochEntry") }
+func FuzzParseTransitionsResponse(f *testing.F) { fuzzCodec(f, "TransitionsResponse") }
 func FuzzRestoreClient(f *testing.F)            { fuzzCodec(f, "ClientState") }
 func FuzzRestoreClientRotated(f *testing.F)     { fuzzCodec(f, "ClientStateRotated") }
 
@@ -279,6 +292,30 @@ func FuzzVerifyLookup(f *testing.F) {
 		cl := must(kt.RestoreClient(w.d.Config(maxAge), st))
 		if _, err := cl.VerifyLookup(w.tenant, w.alice, r, at(6)); err != nil && !errors.Is(err, kt.ErrNotFound) {
 			if !bytes.Equal(must(cl.MarshalState()), st) && cl.Fork() == nil {
+				t.Fatalf("rejected response (%v) changed the state", err)
+			}
+		}
+	})
+}
+
+// FuzzFollowTransitions feeds arbitrary transitions responses to a client
+// saved before a CA and a log key rotation: it never panics, and whatever
+// it rejects leaves its state byte-identical.
+func FuzzFollowTransitions(f *testing.F) {
+	c := corpus(f)
+	for _, s := range c["TransitionsResponse"] {
+		f.Add(s)
+	}
+	w := transitionsWorld
+	cfg := kt.Config{Bundle: w.firstBundle, MaxAge: maxAge}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := kt.ParseTransitionsResponse(data)
+		if err != nil {
+			return
+		}
+		cl := must(kt.RestoreClient(cfg, transitionsState))
+		if _, err := cl.FollowTransitions(r, at(9)); err != nil {
+			if !bytes.Equal(must(cl.MarshalState()), transitionsState) {
 				t.Fatalf("rejected response (%v) changed the state", err)
 			}
 		}

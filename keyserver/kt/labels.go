@@ -21,6 +21,7 @@ const (
 	typeHistoryResponse     = 0x53
 	typeConsistencyResponse = 0x54
 	typeClientState         = 0x55
+	typeTransitionsResponse = 0x56
 
 	format1 = 0x01
 )

@@ -87,6 +87,9 @@ type Directory struct {
 	// that publishes the trust bundle naming it.
 	pendingLog       *keys.LogPrivateKey
 	pendingWitnesses [][]*tlog.WitnessPrivateKey
+	// transitions are the epochs that published a trust bundle, with
+	// their cosigned checkpoints (rotate.go).
+	transitions []transition
 }
 
 type vrfOutput struct {
@@ -333,6 +336,12 @@ func (d *Directory) PublishEpoch(now time.Time) (*Epoch, error) {
 	if err := d.cosign(now); err != nil {
 		return nil, err
 	}
+	for _, up := range ups {
+		if up.Label.Org == org.OrgLabelTrustBundle && epoch > 0 {
+			d.transitions = append(d.transitions, transition{epoch: epoch, note: bytes.Clone(d.note)})
+			break
+		}
+	}
 	if err := d.switchKeys(); err != nil {
 		return nil, err
 	}
@@ -346,7 +355,13 @@ func (d *Directory) Cosign(now time.Time) error {
 		return errors.New("kttest: no checkpoint yet")
 	}
 	d.note = d.signed
-	return d.cosign(now)
+	if err := d.cosign(now); err != nil {
+		return err
+	}
+	if n := len(d.transitions); n > 0 && d.transitions[n-1].epoch == d.Tree.Size()-1 {
+		d.transitions[n-1].note = bytes.Clone(d.note)
+	}
+	return nil
 }
 
 func (d *Directory) cosign(now time.Time) error {
@@ -432,7 +447,13 @@ func (d *Directory) labelProof(l org.Label) (kt.LabelProof, vmap.Label, error) {
 	if size == 0 {
 		return kt.LabelProof{}, vmap.Label{}, errors.New("kttest: no epoch published")
 	}
-	epoch := size - 1
+	return d.labelProofAt(l, size-1)
+}
+
+// labelProofAt returns the proof of l at epoch, against the checkpoint of
+// size epoch + 1.
+func (d *Directory) labelProofAt(l org.Label, epoch uint64) (kt.LabelProof, vmap.Label, error) {
+	size := epoch + 1
 	label, pi, err := d.label(l)
 	if err != nil {
 		return kt.LabelProof{}, label, err

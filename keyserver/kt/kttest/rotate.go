@@ -1,11 +1,14 @@
 package kttest
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/crypto/tlog"
+	"github.com/moat-im/moat/keyserver/kt"
 	"github.com/moat-im/moat/keyserver/org"
 )
 
@@ -133,4 +136,96 @@ func (d *Directory) switchKeys() error {
 	}
 	d.cosigned = make([]uint64, len(d.Witnesses))
 	return nil
+}
+
+// transition is an epoch that published a trust bundle, with its
+// checkpoint as last cosigned while it was the latest.
+type transition struct {
+	epoch uint64
+	note  []byte
+}
+
+// Transitions answers a request for the transitions after the trust
+// bundle of sequence after by a client that trusts a tree of size
+// clientSize (docs/spec/directory.md §Following transitions): for each
+// epoch that published a bundle of a higher sequence, its cosigned
+// checkpoint and the proofs of the trust-bundle label (and the
+// ca-rotation label, if it rotated) at that epoch; then the latest
+// checkpoint.
+func (d *Directory) Transitions(after, clientSize uint64) (*kt.TransitionsResponse, error) {
+	ctx := context.Background()
+	if clientSize > d.Tree.Size() {
+		return nil, fmt.Errorf("kttest: client at size %d, log at %d", clientSize, d.Tree.Size())
+	}
+	resp := &kt.TransitionsResponse{BaseSize: clientSize, After: after}
+	walk := clientSize
+	for _, tr := range d.transitions {
+		rec, err := d.recordAt(org.Label{Org: org.OrgLabelTrustBundle}, tr.epoch)
+		if err != nil {
+			return nil, err
+		}
+		b, err := org.ParseTrustBundle(rec.Value)
+		if err != nil {
+			return nil, err
+		}
+		if b.Sequence <= after {
+			continue
+		}
+		m := tr.epoch + 1
+		t := &kt.Transition{Note: bytes.Clone(tr.note), BundleRecord: cloneRecord(rec)}
+		switch {
+		case m > walk && walk > 0:
+			t.Consistency, err = d.Tree.ConsistencyProof(ctx, walk, m)
+		case m < walk:
+			t.Consistency, err = d.Tree.ConsistencyProof(ctx, m, walk)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if t.Bundle, _, err = d.labelProofAt(org.Label{Org: org.OrgLabelTrustBundle}, tr.epoch); err != nil {
+			return nil, err
+		}
+		if rr, err := d.recordAt(org.Label{Org: org.OrgLabelCARotation}, tr.epoch); err == nil {
+			p, _, err := d.labelProofAt(org.Label{Org: org.OrgLabelCARotation}, tr.epoch)
+			if err != nil {
+				return nil, err
+			}
+			t.Rotation, t.RotationRecord = &p, cloneRecord(rr)
+		}
+		resp.Transitions = append(resp.Transitions, t)
+		walk = max(walk, m)
+	}
+	cu, err := d.checkpointUpdate(walk)
+	if err != nil {
+		return nil, err
+	}
+	resp.Latest = cu
+	p, label, err := d.labelProof(org.Label{Org: org.OrgLabelTrustBundle})
+	if err != nil {
+		return nil, err
+	}
+	resp.Bundle, resp.BundleRecord = p, cloneRecord(d.latest(label))
+	return resp, nil
+}
+
+// recordAt returns the record of l published at epoch.
+func (d *Directory) recordAt(l org.Label, epoch uint64) (*kt.ValueRecord, error) {
+	rs, err := d.Records(l)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rs {
+		if r.Epoch == epoch {
+			return r, nil
+		}
+	}
+	return nil, fmt.Errorf("kttest: no record of %v at epoch %d", l, epoch)
+}
+
+// cloneRecord returns a copy of r that shares no memory with it, so that
+// tests may tamper with responses.
+func cloneRecord(r *kt.ValueRecord) *kt.ValueRecord {
+	c := *r
+	c.Value = bytes.Clone(r.Value)
+	return &c
 }
