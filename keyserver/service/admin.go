@@ -573,6 +573,9 @@ var opPublish = noBody(func(s *Service, t *Tenant, p *principal, now time.Time) 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	ep, err := t.PublishEpoch(ctx, now)
+	if errors.Is(err, errTransitionUncosigned) {
+		return nil, &apiError{http.StatusServiceUnavailable, err.Error()}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -155,6 +155,19 @@ func (c *Client) Consistency(ctx context.Context, from uint64) (*kt.ConsistencyR
 	return kt.ParseConsistencyResponse(b)
 }
 
+// Transitions returns the transitions after the trust bundle of sequence
+// after (kt.Client.Bundle().Sequence), relative to the tree size the
+// client trusts, for kt.Client.FollowTransitions.
+func (c *Client) Transitions(ctx context.Context, after, size uint64) (*kt.TransitionsResponse, error) {
+	q := sizeQuery("size", size)
+	q.Set("after", strconv.FormatUint(after, 10))
+	b, err := c.do(ctx, http.MethodGet, c.url("/transitions", q), nil, unsigned)
+	if err != nil {
+		return nil, err
+	}
+	return kt.ParseTransitionsResponse(b)
+}
+
 // Lookup looks user up, relative to the tree size the client trusts.
 func (c *Client) Lookup(ctx context.Context, user org.UserID, size uint64) (*kt.LookupResponse, error) {
 	b, err := c.do(ctx, http.MethodGet, c.url("/lookup/"+user.String(), sizeQuery("size", size)), nil, signDevice)

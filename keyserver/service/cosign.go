@@ -257,6 +257,8 @@ func (c *cosigner) round(ctx context.Context) (uint64, error) {
 		// after a restart; a head that moved on meanwhile keeps its own.
 		if werr := t.st.UpdateHeadCheckpoint(ctx, c.size-1, note); werr != nil && !errors.Is(werr, store.ErrConflict) {
 			t.log.Error("storing the cosigned checkpoint", slog.Any("err", werr))
+		} else if werr == nil {
+			t.transitionCosigned(c.size, note)
 		}
 	}
 	if sv := t.served.Load(); sv != nil {
@@ -326,12 +328,12 @@ func (c *cosigner) submit(ctx context.Context, w *witnessState) ([]byte, error) 
 	}
 	caught := false
 	for _, tr := range c.t.loadedTransitions() {
-		if tr.size <= w.known || tr.size >= c.size {
+		if tr.size <= w.known || tr.size >= c.size || !announcesKey(tr.note) {
 			continue
 		}
 		c.t.log.Info("witness refuses the checkpoint's signature; submitting the log key announcement it missed",
 			slog.String("witness", w.c.Name()), slog.Uint64("witnessed_size", w.known), slog.Uint64("announcement_size", tr.size))
-		if _, terr := c.submitNote(ctx, w, tr.note, tr.size, true); terr != nil {
+		if _, terr := c.submitNote(ctx, w, logSignedOnly(tr.note, c.t.origin), tr.size, true); terr != nil {
 			break
 		}
 		caught = true

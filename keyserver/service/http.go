@@ -47,6 +47,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/{tenant}/trust-bundle", s.tenantRoute(s.getTrustBundle))
 	mux.HandleFunc("GET /v1/{tenant}/checkpoint", s.tenantRoute(s.getCheckpoint))
 	mux.HandleFunc("GET /v1/{tenant}/consistency", s.tenantRoute(s.getConsistency))
+	mux.HandleFunc("GET /v1/{tenant}/transitions", s.tenantRoute(s.getTransitions))
 	mux.HandleFunc("GET /v1/{tenant}/lookup/{user}", s.tenantRoute(s.getLookup))
 	mux.HandleFunc("GET /v1/{tenant}/org/{name...}", s.tenantRoute(s.getOrgLookup))
 	mux.HandleFunc("GET /v1/{tenant}/history/{user}", s.tenantRoute(s.getHistory))
@@ -281,6 +282,50 @@ func (s *Service) getConsistency(w http.ResponseWriter, r *http.Request, t *Tena
 		return
 	}
 	writeBinary(w, b)
+}
+
+// getTransitions serves the transitions after the trust bundle of
+// sequence after, to a client at tree size size (§Transitions). It is
+// public, like the trust bundle and the checkpoint: it carries trust
+// bundles, CA rotations and checkpoints, and the VRF proofs of the two org
+// labels that hold them, which reveal nothing about users; a device whose
+// certificate expired while it was offline can still catch up.
+func (s *Service) getTransitions(w http.ResponseWriter, r *http.Request, t *Tenant) {
+	size, err := sizeParam(r, "size")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	after, err := sequenceParam(r, "after")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	resp, err := t.Transitions(r.Context(), after, size)
+	if err != nil {
+		s.readError(w, t, err)
+		return
+	}
+	b, err := resp.Marshal()
+	if err != nil {
+		s.readError(w, t, err)
+		return
+	}
+	writeBinary(w, b)
+}
+
+// sequenceParam parses a trust bundle sequence query parameter: absent
+// is 0.
+func sequenceParam(r *http.Request, name string) (uint64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || strconv.FormatUint(n, 10) != v {
+		return 0, fmt.Errorf("bad %s", name)
+	}
+	return n, nil
 }
 
 // deviceAuth authenticates a read request that returns VRF proofs: only

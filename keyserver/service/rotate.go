@@ -29,18 +29,6 @@ import (
 // publishing epoch, signed by the old key, announces it to the witnesses
 // (docs/spec/tlog.md §Log key rotation).
 
-// transitionsLabel is the store label under which the service keeps, as
-// version k, the k-th checkpoint that announced a new log key (signed by
-// the old key), to bring up to date a witness that missed it. Like
-// entriesLabel it is not a VRF output and is never in the map.
-var transitionsLabel = [32]byte(sha256.Sum256([]byte("moat/v1/directory-service/log-key-announcements")))
-
-// transition is a checkpoint that announced a new log key.
-type transition struct {
-	size uint64
-	note []byte // log-signed, without cosignatures
-}
-
 // keyProposal is a rotation under approval: the new key, the proposed
 // bundle naming it and the approvals lodged so far.
 type keyProposal struct {
@@ -169,36 +157,6 @@ func (t *Tenant) loadTrust(ctx context.Context, headSize uint64) error {
 	return nil
 }
 
-// loadTransitions reads the checkpoints that announced a new log key.
-func (t *Tenant) loadTransitions(ctx context.Context) error {
-	v, err := t.st.LatestVersion(ctx, transitionsLabel)
-	if err != nil || v == 0 {
-		return err
-	}
-	notes, err := t.st.Values(ctx, transitionsLabel, 1, v)
-	if err != nil {
-		return err
-	}
-	var trs []transition
-	for _, n := range notes {
-		cp, err := noteSize(n)
-		if err != nil {
-			return fmt.Errorf("%w: log key announcement: %v", store.ErrCorrupt, err)
-		}
-		trs = append(trs, transition{size: cp, note: n})
-	}
-	t.transitions.Store(&trs)
-	return nil
-}
-
-// loadedTransitions returns a copy of the transitions.
-func (t *Tenant) loadedTransitions() []transition {
-	if p := t.transitions.Load(); p != nil {
-		return append([]transition(nil), (*p)...)
-	}
-	return nil
-}
-
 // logSignedOnly returns note with its log signature lines only: the
 // checkpoint the log signed, without cosignatures.
 func logSignedOnly(note []byte, origin string) []byte {
@@ -226,16 +184,6 @@ func noteSize(note []byte) (uint64, error) {
 		return 0, err
 	}
 	return cp.Size, nil
-}
-
-// addTransition adds the announcing checkpoint tr to the epoch commit c.
-func (t *Tenant) addTransition(ctx context.Context, c *store.EpochCommit, tr *transition) error {
-	v, err := t.st.LatestVersion(ctx, transitionsLabel)
-	if err != nil {
-		return err
-	}
-	c.Values = append(c.Values, store.ValueWrite{Label: transitionsLabel, Version: v + 1, Record: tr.note})
-	return nil
 }
 
 // keep tells the key store, and the service's own key lists, which keys

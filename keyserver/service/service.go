@@ -262,8 +262,8 @@ func (s *Service) Run(ctx context.Context) error {
 		t.mu.Lock()
 		_, err := t.publish(commitCtx, s.opts.Now())
 		t.mu.Unlock()
-		if err == nil {
-			kick(t)
+		if err == nil || errors.Is(err, errTransitionUncosigned) {
+			kick(t) // the new checkpoint, or the transition that holds it up
 		}
 	}
 	epochs := time.NewTicker(s.opts.EpochInterval)

@@ -95,8 +95,8 @@ type Tenant struct {
 	logKeys []*keys.LogPrivateKey
 	// caProposal and logProposal are the rotations under approval.
 	caProposal, logProposal *keyProposal
-	// transitions are the checkpoints that announced a new log key, in
-	// order (an immutable slice, replaced on change).
+	// transitions are the epochs that published a new trust bundle, in
+	// order (transitions.go; an immutable slice, replaced on change).
 	transitions atomic.Pointer[[]transition]
 
 	tree   atomic.Pointer[tlog.Tree]
@@ -273,6 +273,7 @@ func openTenant(ctx context.Context, cfg TenantConfig, o *Options, met *metrics)
 		if err := t.acceptNote(ctx, t.head.Load().Checkpoint); err != nil {
 			t.log.Info("the stored head checkpoint is not cosigned yet; serving once the witnesses cosign it", slog.Any("reason", err))
 		}
+		t.checkHeadTransition()
 		if err := t.indexAllDevices(ctx); err != nil {
 			return nil, err
 		}
@@ -464,6 +465,11 @@ type Timings struct {
 // the previous epoch stays served and the tenant's state is what it was
 // before, unpublished changes included.
 func (t *Tenant) PublishEpoch(ctx context.Context, now time.Time) (*Epoch, error) {
+	if t.transitionPending() {
+		// The head published a new trust bundle: its checkpoint is
+		// cosigned first (errTransitionUncosigned).
+		t.cos.round(ctx)
+	}
 	t.mu.Lock()
 	ep, err := t.publish(ctx, now)
 	t.mu.Unlock()
@@ -481,6 +487,10 @@ func (t *Tenant) PublishEpoch(ctx context.Context, now time.Time) (*Epoch, error
 
 // publish is PublishEpoch up to and including the commit. t.mu is held.
 func (t *Tenant) publish(ctx context.Context, now time.Time) (*Epoch, error) {
+	if t.transitionPending() {
+		t.log.Warn("epoch deferred: the witnesses have not cosigned the epoch that published the new trust bundle", slog.Uint64("epoch", t.head.Load().Epoch))
+		return nil, errTransitionUncosigned
+	}
 	start := time.Now()
 	now = now.UTC().Truncate(time.Second)
 	epoch := uint64(0)
@@ -630,7 +640,10 @@ func (t *Tenant) commit(ctx context.Context, epoch uint64, now time.Time, ups []
 	if epoch+1 > uint64(^uint32(0)) {
 		return nil, errors.New("service: epoch space of the entry index exhausted")
 	}
-	c := &store.EpochCommit{Epoch: epoch, Map: batch, Values: values}
+	// An epoch that publishes a new trust bundle is a transition: the
+	// store keeps its checkpoint for good (transitions.go).
+	isTransition := epoch > 0 && t.org.TrustBundle().Sequence != t.trust.Load().bundle.Sequence
+	c := &store.EpochCommit{Epoch: epoch, Map: batch, Values: values, Transition: isTransition}
 	if state != nil {
 		c.Tenants = []store.TenantWrite{{ID: t.id, State: state}}
 	}
@@ -659,13 +672,6 @@ func (t *Tenant) commit(ctx context.Context, epoch uint64, now time.Time, ups []
 	if err != nil {
 		return nil, err
 	}
-	var tr *transition
-	if next != nil {
-		tr = &transition{size: size, note: signed}
-		if err := t.addTransition(ctx, c, tr); err != nil {
-			return nil, err
-		}
-	}
 	c.Head = store.Head{Epoch: epoch, LogSize: size, Checkpoint: signed}
 	tm.Log = time.Since(start)
 	start = time.Now()
@@ -677,9 +683,8 @@ func (t *Tenant) commit(ctx context.Context, epoch uint64, now time.Time, ups []
 	h := c.Head.Clone()
 	t.head.Store(&h)
 	t.lastEntry = entry
-	if tr != nil {
-		trs := append(t.loadedTransitions(), *tr)
-		t.transitions.Store(&trs)
+	if isTransition {
+		t.addTransition(size, signed)
 	}
 	if len(t.lastRec)+len(changes) > t.opts.RecordCache {
 		clear(t.lastRec)
