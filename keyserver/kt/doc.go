@@ -17,9 +17,10 @@
 // the label's next ValueRecord with NextRecord, updates the map with the
 // records' commitments, appends the EpochEntry that holds the new map root
 // to the log, and has the checkpoint signed and cosigned. It answers
-// lookups with a LookupResponse, history requests with a HistoryResponse
-// and checkpoint requests with a ConsistencyResponse, each relative to the
-// tree size the client says it trusts. Package kttest wires all of it up in
+// lookups with a LookupResponse, history requests with a HistoryResponse,
+// checkpoint requests with a ConsistencyResponse and requests for the
+// transitions after a trust bundle with a TransitionsResponse, each
+// relative to the tree size the client says it trusts. Package kttest wires all of it up in
 // memory and is the reference for a service.
 //
 // # Client side
@@ -37,9 +38,12 @@
 // crypto/tlog unchanged.
 //
 // FollowTrustBundle moves the client to a new trust bundle (a CA rotation,
-// a new log key, new witnesses) published in the directory; the client
-// keeps the CA keys before its pinned one, so that records published
-// before a CA rotation still verify. MarshalState and RestoreClient persist
+// a new log key, new witnesses) published in the directory;
+// FollowTransitions moves a client that was offline across any number of
+// them, from the transitions the directory keeps (TransitionsResponse).
+// The client keeps the CA keys before its pinned one, learnt as it follows
+// CA rotations or from the ca-rotation label's history (VerifyOrgHistory),
+// so that records published before a CA rotation still verify. MarshalState and RestoreClient persist
 // the client's state with its bundle; a state restores with that bundle or
 // a signed successor of it, also right after a rotation.
 package kt

@@ -321,3 +321,25 @@ func TestFollowTransitionsCorpus(t *testing.T) {
 		t.Fatalf("corpus seed: %v", err)
 	}
 }
+
+// BenchmarkFollowTransitions measures a walk over a log key rotation, a
+// witness change and a CA rotation (each checkpoint with three hybrid
+// witnesses), and reports the response's size.
+func BenchmarkFollowTransitions(b *testing.B) {
+	w := newWorld(b, 97)
+	c := w.client(b)
+	lookupBob(b, w, c, 2)
+	st := state(b, c)
+	now := rotateAll(b, w, 3)
+	resp := transitions(w, c)
+	enc := must(resp.Marshal())
+	for b.Loop() {
+		b.StopTimer()
+		cl := must(kt.RestoreClient(kt.Config{Bundle: w.firstBundle, MaxAge: maxAge}, st))
+		b.StartTimer()
+		if _, err := cl.FollowTransitions(must(kt.ParseTransitionsResponse(enc)), at(now)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(enc)), "response-bytes")
+}
