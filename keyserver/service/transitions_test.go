@@ -208,6 +208,14 @@ func TestOfflineClientFollowsRotations(t *testing.T) {
 	if r := must(w.api().Transitions(ctx, nb.Sequence, rc.TreeSize())); len(r.Transitions) != 0 {
 		t.Fatalf("%d transitions after the current bundle", len(r.Transitions))
 	}
+	// Strict parameters; a client ahead of the served tree is 409.
+	base := w.srv.URL + "/v1/" + w.tenant.String() + "/transitions"
+	for q, want := range map[string]int{"?after=01": http.StatusBadRequest, "?after=x": http.StatusBadRequest,
+		"?size=-1": http.StatusBadRequest, "?size=1000000": http.StatusConflict, "?after=1&size=3": http.StatusOK} {
+		if code, body := rawRequest(t, must(http.NewRequest(http.MethodGet, base+q, nil))); code != want {
+			t.Errorf("%s: status %d (%s), want %d", q, code, body, want)
+		}
+	}
 }
 
 // TestTransitionWaitsForCosigning: the epoch after one that published a
