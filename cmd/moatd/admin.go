@@ -41,8 +41,9 @@ admin publish publishes one now.`,
 	pf.StringVar(&o.Key, "key", "", "admin private key file")
 	pf.StringVar(&o.Tenant, "tenant", "", "tenant id (default: the key file's)")
 	pf.DurationVar(&o.Timeout, "timeout", 30*time.Second, "timeout of one request")
-	cmd.AddCommand(newKeygenCmd(), newAddUserCmd(o), newIssueCodeCmd(o), newRevokeDeviceCmd(o), newListCmd(o), newPublishCmd(o),
-		newSetWitnessesCmd(o), newRotateCACmd(o), newRotateLogKeyCmd(o))
+	cmd.AddCommand(newKeygenCmd(), newAddUserCmd(o), newIssueCodeCmd(o), newRevokeDeviceCmd(o), newApproveCmd(o), newListCmd(o),
+		newPublishCmd(o), newSetWitnessesCmd(o), newRotateCACmd(o), newRotateLogKeyCmd(o))
+	cmd.AddCommand(orgTreeCmds(o)...)
 	cmd.AddCommand(statementCmds(o)...)
 	return cmd
 }
@@ -199,6 +200,86 @@ func newRevokeDeviceCmd(o *adminOptions) *cobra.Command {
 	return cmd
 }
 
+// approveResponse is the answer of admin/approve.
+type approveResponse struct {
+	Approvals int `json:"approvals"`
+	Threshold int `json:"threshold"`
+}
+
+// requestFingerprint returns what an admin compares before approving an
+// enrolment request: the hex SHA-256 of its encoding, which names the
+// tenant, the code and every key of the new device.
+func requestFingerprint(enc []byte) string {
+	h := sha256.Sum256(enc)
+	return hex.EncodeToString(h[:])
+}
+
+func newApproveCmd(o *adminOptions) *cobra.Command {
+	var user, request, expect string
+	cmd := &cobra.Command{
+		Use:   "approve --user HEX --request FILE [--expect FINGERPRINT]",
+		Short: "Approve a lost-device recovery: a new device without the user's other devices",
+		Long: `approve approves, with the admin key, the enrolment request in FILE (the
+EnrolmentRequest encoding that the new device made for its code) as a
+device of the user, for a user who lost their devices (docs/spec/org.md
+§Dual control). It prints the request's code id and fingerprint (hex
+SHA-256 of FILE): compare them with the code issued to the user and with
+the fingerprint the new device shows (--expect refuses any other request).
+The directory holds the approval, in memory, until the device enrols; the
+device enrols once the roster's threshold of admins approved the same
+request. Its enrolment is a device_recovered entry in the user's
+timeline, which the user's other devices report when they monitor it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			uid, err := service.ParseUserID(user)
+			if err != nil {
+				return fmt.Errorf("--user: %w", err)
+			}
+			enc, err := os.ReadFile(request)
+			if err != nil {
+				return err
+			}
+			req, err := org.ParseEnrolmentRequest(enc)
+			if err != nil {
+				return fmt.Errorf("--request: %w", err)
+			}
+			if req.Tenant != c.Tenant {
+				return fmt.Errorf("--request: a request of tenant %s, not %s", req.Tenant, c.Tenant)
+			}
+			fp := requestFingerprint(enc)
+			fmt.Fprintf(cmd.OutOrStdout(), "request for code %s: fingerprint %s\n", req.Code, fp)
+			if expect != "" && !strings.EqualFold(expect, fp) {
+				return fmt.Errorf("the request's fingerprint is %s, not %s: not approved", fp, expect)
+			}
+			ap, err := org.ApproveByAdmin(c.Admin, uid, req)
+			if err != nil {
+				return err
+			}
+			apb, err := ap.Marshal()
+			if err != nil {
+				return err
+			}
+			var out approveResponse
+			if err := c.AdminOp(cmd.Context(), "approve", service.ApproveRequest{User: user, Request: enc, Approval: apb}, &out); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "approved: %d of %d approvals\n", out.Approvals, out.Threshold)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&user, "user", "", "user id")
+	cmd.MarkFlagRequired("user")
+	f.StringVar(&request, "request", "", "the new device's enrolment request (EnrolmentRequest encoding)")
+	cmd.MarkFlagRequired("request")
+	f.StringVar(&expect, "expect", "", "approve only a request with this fingerprint (hex)")
+	return cmd
+}
+
 func newListCmd(o *adminOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
@@ -215,13 +296,17 @@ func newListCmd(o *adminOptions) *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
 			fmt.Fprintf(tw, "epoch %d\n", out.Epoch)
-			fmt.Fprintln(tw, "USER\tNAME\tDEVICE\tSERIAL\tNOT AFTER")
+			fmt.Fprintln(tw, "USER\tNAME\tDEPARTMENT\tDEVICE\tSERIAL\tNOT AFTER")
 			for _, u := range out.Users {
+				dept := u.Department
+				if dept == "" {
+					dept = "-"
+				}
 				if len(u.Devices) == 0 {
-					fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\n", u.User, u.DisplayName)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\n", u.User, u.DisplayName, dept)
 				}
 				for _, d := range u.Devices {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", u.User, u.DisplayName, d.Device, d.Serial,
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", u.User, u.DisplayName, dept, d.Device, d.Serial,
 						time.Unix(d.NotAfter, 0).UTC().Format(time.RFC3339))
 				}
 			}
