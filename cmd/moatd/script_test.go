@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/keyserver/kt"
 	"github.com/moat-im/moat/keyserver/kt/kttest"
 	"github.com/moat-im/moat/keyserver/org"
@@ -29,9 +28,38 @@ func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){"moatd": main})
 }
 
-// TestScript runs the transcripts in testdata/script. They also run the
-// real moat-witness, built here from ./cmd/moat-witness.
+// TestScript runs the transcripts in testdata/script, but for the
+// adversarial cases' (t<NN>_*.txtar), which run under their own TestT<NN>
+// names. They also run the real moat-witness, built here from
+// ./cmd/moat-witness.
 func TestScript(t *testing.T) {
+	all, err := filepath.Glob("testdata/script/*.txtar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for _, f := range all {
+		if !adversarialScript.MatchString(filepath.Base(f)) {
+			files = append(files, f)
+		}
+	}
+	runScripts(t, files...)
+}
+
+// adversarialScript matches the names of the adversarial cases'
+// transcripts, t<NN>_*.txtar.
+var adversarialScript = regexp.MustCompile(`^t\d\d_`)
+
+// TestT27SplitViewWithWitnessBinaries (adversarial case T27) runs
+// testdata/script/t27_split_view.txtar: a split view against three real
+// moat-witness processes in a 2-of-3 set, with moatd.
+func TestT27SplitViewWithWitnessBinaries(t *testing.T) {
+	runScripts(t, "testdata/script/t27_split_view.txtar")
+}
+
+// runScripts runs the transcripts files with moatd, the real moat-witness
+// (built here from ./cmd/moat-witness) and the script commands below.
+func runScripts(t *testing.T, files ...string) {
 	bin := t.TempDir()
 	build := exec.Command("go", "build", "-o", filepath.Join(bin, "moat-witness"), "github.com/moat-im/moat/cmd/moat-witness")
 	build.Stderr = os.Stderr
@@ -39,7 +67,7 @@ func TestScript(t *testing.T) {
 		t.Fatalf("building moat-witness: %v", err)
 	}
 	testscript.Run(t, testscript.Params{
-		Dir:                 "testdata/script",
+		Files:               files,
 		RequireExplicitExec: true,
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("PATH", bin+string(os.PathListSeparator)+env.Getenv("PATH"))
@@ -58,14 +86,31 @@ func TestScript(t *testing.T) {
 			"escrow":    cmdEscrow,
 			"follow":    cmdFollow,
 			"history":   cmdHistory,
+			"request":   cmdRequest,
+			"use":       cmdUse,
+			"monitor":   cmdMonitor,
+			"splitview": cmdSplitView,
 		},
 	})
 }
 
 type scriptStateKey struct{}
 
-// scriptState is the script's device: its keys, API client and kt client.
+// scriptState is the script's device (its API client, with its keys, and
+// its kt client), the other devices it enrolled, the enrolment requests it
+// made, and the views of a split-view attack (splitview).
 type scriptState struct {
+	api *service.Client
+	kt  *kt.Client
+
+	devices map[org.DeviceID]*scriptDevice
+	pending map[string]*pendingDevice // by the request file's absolute path
+	views   map[string]*logView
+}
+
+// scriptDevice is an enrolled device that is not the script's device at
+// the moment (use switches).
+type scriptDevice struct {
 	api *service.Client
 	kt  *kt.Client
 }
@@ -122,28 +167,34 @@ func cmdEnvFrom(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Setenv(args[0], m[1])
 }
 
-// enrol ADDRFILE CODE: a new device enrols with CODE at the directory at
-// the address in ADDRFILE, checks the answer (kt.Enrol: the trust bundle
-// against the code's fingerprint, the certificate against its keys, its
-// clock against the enrolment's time floor, the first checkpoint), and
-// becomes the script's device.
+// enrol ADDRFILE CODE [REQUESTFILE]: a new device enrols with CODE at the
+// directory at the address in ADDRFILE, checks the answer (kt.Enrol: the
+// trust bundle against the code's fingerprint, the certificate against its
+// keys, its clock against the enrolment's time floor, the first
+// checkpoint), and becomes the script's device. With REQUESTFILE, the
+// device is the one request made that file for (it stays pending if the
+// enrolment is refused). Prints the device id.
 func cmdEnrol(ts *testscript.TestScript, neg bool, args []string) {
-	if len(args) != 2 {
-		ts.Fatalf("usage: enrol addrfile code")
+	if len(args) != 2 && len(args) != 3 {
+		ts.Fatalf("usage: enrol addrfile code [requestfile]")
 	}
 	code, err := org.ParseEnrolmentCodeText(args[1])
 	ts.Check(err)
-	id, err := keys.GenerateDeviceIdentity(rand.Reader)
-	ts.Check(err)
-	mk, err := keys.GenerateIdentitySigningKey(rand.Reader)
-	ts.Check(err)
-	mls, err := org.NewMLSSignatureKey(org.MLSSchemeEd25519, mk.Public().Raw())
-	ts.Check(err)
-	req, err := org.NewEnrolmentRequest(code, id, mls)
-	ts.Check(err)
+	st := state(ts)
+	var p *pendingDevice
+	if len(args) == 3 {
+		if p = st.pending[ts.MkAbs(args[2])]; p == nil {
+			ts.Fatalf("no request in %s: make one with request", args[2])
+		}
+		if p.req.Code != code.ID {
+			ts.Fatalf("%s is a request for another code", args[2])
+		}
+	} else {
+		p = newPendingDevice(ts, code)
+	}
 	ts.Check(kt.CheckEnrolmentClock(code, 0, time.Now()))
 	api := &service.Client{BaseURL: addr(ts, args[0]), Tenant: code.Tenant}
-	res, err := api.Enrol(context.Background(), code, req)
+	res, err := api.Enrol(context.Background(), code, p.req)
 	if neg {
 		if err == nil {
 			ts.Fatalf("enrolment succeeded")
@@ -152,17 +203,20 @@ func cmdEnrol(ts *testscript.TestScript, neg bool, args []string) {
 		return
 	}
 	ts.Check(err)
-	c, cert, err := kt.Enrol(code, req, res.Enrolment(), time.Hour, 0, time.Now())
+	c, cert, err := kt.Enrol(code, p.req, res.Enrolment(), time.Hour, 0, time.Now())
 	ts.Check(err)
-	api.Device = &service.DeviceCredentials{User: cert.User, Device: cert.Device, Key: id.Signing}
-	st := state(ts)
+	if len(args) == 3 {
+		delete(st.pending, ts.MkAbs(args[2]))
+	}
+	api.Device = &service.DeviceCredentials{User: cert.User, Device: cert.Device, Key: p.id.Signing}
+	st.stash()
 	st.api, st.kt = api, c
 	fmt.Fprintf(ts.Stdout(), "device %s\n", cert.Device)
 }
 
 // lookup ADDRFILE USER: the script's device looks USER up at the address
 // in ADDRFILE and verifies the answer; prints the epoch and the number of
-// usable devices.
+// usable devices, or the error.
 func cmdLookup(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 2 {
 		ts.Fatalf("usage: lookup addrfile user")
@@ -183,6 +237,9 @@ func cmdLookup(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if (err == nil) == neg {
 		ts.Fatalf("lookup: %v", err)
+	}
+	if err != nil {
+		fmt.Fprintf(ts.Stdout(), "%v\n", err)
 	}
 }
 
@@ -266,7 +323,9 @@ func cmdPerm(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 // orglookup ADDRFILE NAME: the script's device looks up the org label NAME
-// and verifies the answer; prints the statement's type and sequence.
+// and verifies the answer; prints the statement's type and sequence, and
+// for the org chart each department (id, parent or -, name) and member
+// (user, department or -, display name).
 func cmdOrgLookup(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 2 {
 		ts.Fatalf("usage: orglookup addrfile name")
@@ -287,6 +346,14 @@ func cmdOrgLookup(ts *testscript.TestScript, neg bool, args []string) {
 				fmt.Fprintf(ts.Stdout(), "escrow policy sequence %d version %d auditors %d of %d keys %d\n", s.Sequence, s.PolicyVersion, s.M, s.N, len(s.Keys))
 			case *org.AdminRoster:
 				fmt.Fprintf(ts.Stdout(), "roster sequence %d threshold %d admins %d\n", s.Sequence, s.Threshold, len(s.Admins))
+			case *org.OrgChart:
+				fmt.Fprintf(ts.Stdout(), "org chart sequence %d departments %d members %d\n", s.Sequence, len(s.Departments), len(s.Members))
+				for _, d := range s.Departments {
+					fmt.Fprintf(ts.Stdout(), "department %s parent %s name %q\n", d.ID, idOrNone(d.Parent), d.Name)
+				}
+				for _, m := range s.Members {
+					fmt.Fprintf(ts.Stdout(), "member %s department %s name %q\n", m.User, idOrNone(m.Department), m.DisplayName)
+				}
 			default:
 				fmt.Fprintf(ts.Stdout(), "%T\n", s)
 			}
@@ -319,4 +386,12 @@ func cmdEscrow(ts *testscript.TestScript, neg bool, args []string) {
 	enc, err := service.MarshalEscrowProposal(p)
 	ts.Check(err)
 	ts.Check(os.WriteFile(ts.MkAbs(args[0]), enc, 0o644))
+}
+
+// idOrNone is the hex id, or - for the zero id (none).
+func idOrNone(id org.DepartmentID) string {
+	if id.IsZero() {
+		return "-"
+	}
+	return id.String()
 }
