@@ -19,6 +19,7 @@ const (
 	TagRatchetDH       Tag = 0x06 // X25519 ratchet key
 	TagRatchetKEM      Tag = 0x07 // ML-KEM-768 ratchet key
 	TagEphemeralDH     Tag = 0x08 // X25519 PQXDH ephemeral key
+	TagSealedSender    Tag = 0x09 // X-Wing (ML-KEM-768 + X25519) sealed-sender key
 	TagOrgSigning      Tag = 0x10 // hybrid org CA key
 	TagDirectorySign   Tag = 0x11 // hybrid key-directory key
 	TagLogSigning      Tag = 0x12 // hybrid transparency-log key
@@ -35,6 +36,7 @@ var prefixes = map[Tag]string{
 	TagRatchetDH:       "moat-rdh1:",
 	TagRatchetKEM:      "moat-rkem1:",
 	TagEphemeralDH:     "moat-eph1:",
+	TagSealedSender:    "moat-ssk1:",
 	TagOrgSigning:      "moat-org1:",
 	TagDirectorySign:   "moat-dir1:",
 	TagLogSigning:      "moat-log1:",
