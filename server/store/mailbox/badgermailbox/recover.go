@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/table"
 
 	"github.com/moat-im/moat/internal/atomicfile"
 	"github.com/moat-im/moat/internal/badgerutil"
@@ -59,9 +60,9 @@ const watermarkMagic = "moat relay mailbox watermark 1\n"
 // empty database and checks the commit record and the watermark. It sets
 // s.db, s.syncer, s.ts and s.readTs.
 func (s *Store) openDB(ctx context.Context) error {
-	db, err := badger.OpenManaged(s.badgerOptions())
+	db, err := s.openBadger()
 	if err != nil {
-		return fmt.Errorf("badgermailbox: opening %s: %w", s.dir, classifyOpen(err))
+		return fmt.Errorf("badgermailbox: opening %s: %w", s.dir, err)
 	}
 	s.db = db
 	s.syncer = badgerutil.NewSyncer(s.dir)
@@ -69,6 +70,84 @@ func (s *Store) openDB(ctx context.Context) error {
 		db.Close()
 		s.db = nil
 		return err
+	}
+	return nil
+}
+
+// openBadger checks the tables' trailers, then opens badger.
+func (s *Store) openBadger() (*badger.DB, error) {
+	bo := s.badgerOptions()
+	if err := checkTableTrailers(s.dir, bo); err != nil {
+		return nil, err
+	}
+	db, err := badger.OpenManaged(bo)
+	if err != nil {
+		return nil, classifyOpen(err)
+	}
+	return db, nil
+}
+
+// checkTableTrailers checks that the trailer of every table the manifest
+// lists names an index inside the table file. (Badger deletes the other
+// table files: a flush or compaction cut short by a crash.) Badger v4.9.6 reads a table's index at the
+// offsets its trailer gives without checking them, and a truncated table
+// makes it panic in a goroutine of its own (table.initIndex), which
+// crashes the process; with the trailer in bounds, badger verifies the
+// index checksum and returns an error instead.
+//
+// Trailer (badger table format): index || uint32 index_len || checksum ||
+// uint32 checksum_len, big-endian; the checksum is a protobuf of two
+// varints.
+func checkTableTrailers(dir string, opt badger.Options) error {
+	fp, err := os.Open(filepath.Join(dir, badger.ManifestFilename))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer fp.Close()
+	mf, _, err := badger.ReplayManifestFile(fp, opt.ExternalMagicVersion, opt)
+	if err != nil {
+		return nil // badger's open reports it
+	}
+	for id := range mf.Tables {
+		p := table.NewFilename(id, dir)
+		if err := checkTableTrailer(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: table %s: %v", mailbox.ErrCorrupt, filepath.Base(p), err)
+		}
+	}
+	return nil
+}
+
+func checkTableTrailer(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := fi.Size()
+	var b [4]byte
+	if size < 8 {
+		return fmt.Errorf("%d bytes", size)
+	}
+	if _, err := f.ReadAt(b[:], size-4); err != nil {
+		return err
+	}
+	sumLen := int64(binary.BigEndian.Uint32(b[:]))
+	if sumLen == 0 || sumLen > 32 || sumLen+8 > size {
+		return fmt.Errorf("checksum length %d in a file of %d bytes", sumLen, size)
+	}
+	if _, err := f.ReadAt(b[:], size-8-sumLen); err != nil {
+		return err
+	}
+	indexLen := int64(binary.BigEndian.Uint32(b[:]))
+	if indexLen == 0 || indexLen+sumLen+8 > size {
+		return fmt.Errorf("index length %d in a file of %d bytes", indexLen, size)
 	}
 	return nil
 }
@@ -215,7 +294,7 @@ func (s *Store) recoverOnce(failed []entry) error {
 			s.logger.Warn("badgermailbox: closing after a failed batch", "err", err)
 		}
 	}
-	db, err := badger.OpenManaged(s.badgerOptions())
+	db, err := s.openBadger()
 	if err != nil {
 		return fmt.Errorf("reopening: %w", err)
 	}
