@@ -20,6 +20,7 @@ type Injector struct {
 	mu        sync.Mutex
 	budget    int64 // bytes writable before ENOSPC; < 0: unlimited
 	syncFails int   // syncs to fail with EIO; < 0: all
+	syncSkip  int   // syncs to let succeed before failing
 	free      int64 // free bytes to report; < 0: the real figure
 	injected  int
 }
@@ -48,10 +49,13 @@ func (i *Injector) SetWriteBudget(n int64) {
 
 // FailSyncs makes the next n syncs fail with EIO (n < 0: every sync until
 // FailSyncs(0)).
-func (i *Injector) FailSyncs(n int) {
+func (i *Injector) FailSyncs(n int) { i.FailSyncsAfter(0, n) }
+
+// FailSyncsAfter lets ok syncs succeed, then fails n (n < 0: all).
+func (i *Injector) FailSyncsAfter(ok, n int) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	i.syncFails = n
+	i.syncSkip, i.syncFails = ok, n
 }
 
 // SetFree makes free-space queries report n bytes (n < 0: the real
@@ -102,6 +106,10 @@ func (i *Injector) Sync() error {
 	if i.syncFails == 0 {
 		return nil
 	}
+	if i.syncSkip > 0 {
+		i.syncSkip--
+		return nil
+	}
 	if i.syncFails > 0 {
 		i.syncFails--
 	}
@@ -145,14 +153,19 @@ func (f *faultFS) OpenFile(name string, flag int, perm fs.FileMode) (vfs.File, e
 	return &faultFile{File: file, i: f.i}, nil
 }
 
-// full reports whether no byte may be written.
+// full reports whether no byte may be written, counting the fault it
+// then injects.
 func (f *faultFS) full() bool {
 	if f.i == nil {
 		return false
 	}
 	f.i.mu.Lock()
 	defer f.i.mu.Unlock()
-	return f.i.budget == 0
+	if f.i.budget == 0 {
+		f.i.injected++
+		return true
+	}
+	return false
 }
 
 func (f *faultFS) Mkdir(name string, perm fs.FileMode) error {

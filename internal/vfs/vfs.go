@@ -31,6 +31,7 @@ type File interface {
 	io.Closer
 	Sync() error
 	Stat() (fs.FileInfo, error)
+	Chmod(mode fs.FileMode) error
 	Name() string
 }
 
