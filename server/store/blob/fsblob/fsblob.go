@@ -184,7 +184,9 @@ func (s *Store) Close() error {
 	return nil
 }
 
-func (s *Store) shardDir(id blob.ID) string { return filepath.Join(s.blobs, hex.EncodeToString(id[:1])) }
+func (s *Store) shardDir(id blob.ID) string {
+	return filepath.Join(s.blobs, hex.EncodeToString(id[:1]))
+}
 
 func (s *Store) blobDir(id blob.ID) string {
 	return filepath.Join(s.shardDir(id), hex.EncodeToString(id[:]))
