@@ -95,8 +95,8 @@ func (k *IssuerPublicKey) KeyID() [32]byte { return k.id }
 // verify reports whether t's authenticator is a valid RSASSA-PSS signature
 // under k over its authenticator input (RFC 9578 §6.4), with circl's
 // verifier (SHA-384, MGF1 with SHA-384, 48-byte salt). The standard
-// library's rsa.VerifyPSS gives the same answers (TestVerifiersAgree) but
-// measured 10× the instructions, as it sets up its modulus on every call.
+// library's rsa.VerifyPSS gives the same answers (TestVerifiersAgree) at
+// about the same cost (docs/performance.md §Sealed sender).
 func (k *IssuerPublicKey) verify(t *AnonymousToken) bool {
 	return k.verifier.Verify(t.authenticatorInput(), t.Authenticator[:]) == nil
 }
