@@ -15,6 +15,10 @@ const (
 	// KEMPrekey prefixes the message an identity key signs to certify an
 	// ML-KEM-768 prekey (docs/spec/keys.md §KEM prekeys).
 	KEMPrekey = "moat/v1/kem-prekey"
+	// OneTimePrekey prefixes the message an identity key signs to certify
+	// a one-time X25519 prekey it publishes (docs/spec/keys.md §One-time
+	// prekeys).
+	OneTimePrekey = "moat/v1/one-time-prekey"
 	// SealedSenderKey prefixes the message an identity key signs to certify
 	// a sealed-sender key (docs/spec/keys.md §Sealed-sender keys).
 	SealedSenderKey = "moat/v1/sealed-sender-key"
@@ -68,7 +72,7 @@ const (
 
 // All lists every label, for the distinctness test.
 var All = []string{
-	SignedPrekey, KEMPrekey, SealedSenderKey, HybridSignature,
+	SignedPrekey, KEMPrekey, OneTimePrekey, SealedSenderKey, HybridSignature,
 	PQXDHInfo, PQXDHAD,
 	RatchetRootAB, RatchetRootBA, RatchetChainStep, RatchetCKMessage, RatchetCKNext, RatchetAD, RatchetAttribution,
 	SealedEnvelope, DeliveryTokenMAC, DeliveryTokenVerifier, DeliveryTokenIssuer,
