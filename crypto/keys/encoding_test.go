@@ -147,7 +147,7 @@ func (c codec[K]) checkText(t *testing.T, s string) bool {
 	return true
 }
 
-// Codecs for all eleven public key types.
+// Codecs for all twelve public key types.
 var (
 	codecIdentitySigning = codec[*IdentitySigningPublicKey]{TagIdentitySigning, ParseIdentitySigningPublicKey, ParseIdentitySigningPublicKeyText, NewIdentitySigningPublicKey}
 	codecIdentityDH      = codec[*IdentityDHPublicKey]{TagIdentityDH, ParseIdentityDHPublicKey, ParseIdentityDHPublicKeyText, NewIdentityDHPublicKey}
