@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/moat-im/moat/internal/atomicfile"
 	"io"
 	"log/slog"
 	"net"
@@ -20,6 +18,8 @@ import (
 
 	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/crypto/tlog"
+	"github.com/moat-im/moat/internal/atomicfile"
+	"github.com/moat-im/moat/internal/httpserve"
 	"github.com/moat-im/moat/keyserver/service"
 	"github.com/moat-im/moat/keyserver/store/badgerstore"
 	"github.com/spf13/cobra"
@@ -96,20 +96,6 @@ func newLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, erro
 	return nil, errors.New("--log-format must be text or json")
 }
 
-// isLoopback reports whether addr's host is a loopback address or
-// localhost.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 const devBanner = `
 **********************************************************************
 *  moatd DEV MODE: plaintext HTTP on loopback, keys in clear on disk, *
@@ -126,11 +112,11 @@ func runDirectory(ctx context.Context, o directoryOptions, stdout, stderr io.Wri
 	if tlsOn && (o.TLSCert == "" || o.TLSKey == "") {
 		return errors.New("give both --tls-cert and --tls-key")
 	}
-	if !tlsOn && !isLoopback(o.Listen) {
+	if !tlsOn && !httpserve.IsLoopback(o.Listen) {
 		return fmt.Errorf("refusing plaintext HTTP on %s: listen on loopback, or give --tls-cert and --tls-key", o.Listen)
 	}
 	if o.Dev {
-		if tlsOn || !isLoopback(o.Listen) {
+		if tlsOn || !httpserve.IsLoopback(o.Listen) {
 			return errors.New("--dev serves plaintext HTTP on loopback only")
 		}
 		fmt.Fprint(stderr, devBanner)
@@ -236,23 +222,24 @@ func runDirectory(ctx context.Context, o directoryOptions, stdout, stderr io.Wri
 		return err
 	}
 	srv := service.NewHTTPServer(svc.Handler(), log)
+	var sc httpserve.ServeConfig
 	if tlsOn {
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS13}
+		srv.TLSConfig = httpserve.TLSConfig()
+		sc.CertFile, sc.KeyFile = o.TLSCert, o.TLSKey
 	}
+	sc.Shutdown, sc.Logger = o.ShutdownTimeout, log
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal kills the process
+	}()
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
 	runErr := make(chan error, 1)
 	go func() { runErr <- svc.Run(runCtx) }()
 	serveErr := make(chan error, 1)
-	go func() {
-		if tlsOn {
-			serveErr <- srv.ServeTLS(ln, o.TLSCert, o.TLSKey)
-		} else {
-			serveErr <- srv.Serve(ln)
-		}
-	}()
+	go func() { serveErr <- httpserve.Serve(ctx, srv, ln, sc) }()
 	for _, t := range svc.Tenants() {
 		log.Info("serving tenant", slog.String("tenant", t.ID().String()), slog.String("origin", t.Origin()))
 	}
@@ -263,21 +250,7 @@ func runDirectory(ctx context.Context, o directoryOptions, stdout, stderr io.Wri
 			return err
 		}
 	}
-	select {
-	case err := <-serveErr:
-		cancelRun()
-		<-runErr
-		return err
-	case <-ctx.Done():
-	}
-	stop() // a second signal kills the process
-	log.Info("shutting down", slog.Duration("timeout", o.ShutdownTimeout))
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.ShutdownTimeout)
-	defer cancel()
-	err = srv.Shutdown(sctx)
-	if serr := <-serveErr; !errors.Is(serr, http.ErrServerClosed) && err == nil {
-		err = serr
-	}
+	err = <-serveErr
 	cancelRun()
 	if rerr := <-runErr; err == nil {
 		err = rerr
