@@ -23,6 +23,7 @@ const (
 	TagOrgSigning      Tag = 0x10 // hybrid org CA key
 	TagDirectorySign   Tag = 0x11 // hybrid key-directory key
 	TagLogSigning      Tag = 0x12 // hybrid transparency-log key
+	TagRelaySigning    Tag = 0x13 // Ed25519 relay key (signed mailbox heads)
 )
 
 // prefixes maps each tag to its text-encoding prefix (docs/spec/keys.md §Text
@@ -40,6 +41,7 @@ var prefixes = map[Tag]string{
 	TagOrgSigning:      "moat-org1:",
 	TagDirectorySign:   "moat-dir1:",
 	TagLogSigning:      "moat-log1:",
+	TagRelaySigning:    "moat-relay1:",
 }
 
 func encodeBinary(t Tag, raw []byte) []byte {

@@ -161,6 +161,7 @@ var (
 	codecDirectory       = codec[*DirectoryPublicKey]{TagDirectorySign, ParseDirectoryPublicKey, testParseHybridText[roleDirectory], nil}
 	codecLog             = codec[*LogPublicKey]{TagLogSigning, ParseLogPublicKey, testParseHybridText[roleLog], nil}
 	codecSealedSender    = codec[*SealedSenderPublicKey]{TagSealedSender, ParseSealedSenderPublicKey, ParseSealedSenderPublicKeyText, NewSealedSenderPublicKey}
+	codecRelay           = codec[*RelaySigningPublicKey]{TagRelaySigning, ParseRelaySigningPublicKey, ParseRelaySigningPublicKeyText, NewRelaySigningPublicKey}
 )
 
 // sampleKeys holds one generated key pair of every type (deterministic).
@@ -174,6 +175,7 @@ type sampleKeys struct {
 	rkem     *RatchetKEMPrivateKey
 	eph      *EphemeralDHPrivateKey
 	ssk      *SealedSenderPrivateKey
+	relay    *RelaySigningPrivateKey
 	org      *OrgPrivateKey
 	dir      *DirectoryPrivateKey
 	log      *LogPrivateKey
@@ -210,6 +212,8 @@ func newSampleKeys(t testing.TB, seed byte) *sampleKeys {
 	must(err)
 	s.ssk, err = GenerateSealedSenderKey(r)
 	must(err)
+	s.relay, err = GenerateRelaySigningKey(r)
+	must(err)
 	s.org, err = GenerateOrgKey(r)
 	must(err)
 	s.dir, err = GenerateDirectoryKey(r)
@@ -227,6 +231,7 @@ func newSampleKeys(t testing.TB, seed byte) *sampleKeys {
 		TagKEMPrekey: s.kem.Public(), TagRatchetDH: s.rdh.Public(),
 		TagRatchetKEM: s.rkem.Public(), TagEphemeralDH: s.eph.Public(), TagSealedSender: s.ssk.Public(),
 		TagOrgSigning: s.org.Public(), TagDirectorySign: s.dir.Public(), TagLogSigning: s.log.Public(),
+		TagRelaySigning: s.relay.Public(),
 	} {
 		s.binaries[tag], s.texts[tag] = k.Bytes(), k.String()
 	}
@@ -239,7 +244,7 @@ func newSampleKeys(t testing.TB, seed byte) *sampleKeys {
 // encodedLen is the size of a tag's raw key.
 func rawLen(tag Tag) int {
 	switch tag {
-	case TagIdentitySigning, TagIdentityDH, TagSignedPrekey, TagOneTimePrekey, TagRatchetDH, TagEphemeralDH:
+	case TagIdentitySigning, TagIdentityDH, TagSignedPrekey, TagOneTimePrekey, TagRatchetDH, TagEphemeralDH, TagRelaySigning:
 		return 32
 	case TagKEMPrekey, TagRatchetKEM:
 		return KEMPublicKeySize
@@ -304,6 +309,7 @@ func TestEncodingRoundTrip(t *testing.T) {
 			{TagDirectorySign, codecDirectory.checkBinary, codecDirectory.checkText},
 			{TagLogSigning, codecLog.checkBinary, codecLog.checkText},
 			{TagSealedSender, codecSealedSender.checkBinary, codecSealedSender.checkText},
+			{TagRelaySigning, codecRelay.checkBinary, codecRelay.checkText},
 		}
 		if len(checks) != len(prefixes) {
 			t.Fatalf("%d codecs for %d types", len(checks), len(prefixes))
