@@ -6,6 +6,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/moat-im/moat/crypto/keys"
 )
 
 type edSigner ed25519.PrivateKey
@@ -132,4 +134,28 @@ func FuzzParseSignedHead(f *testing.F) {
 			t.Fatalf("round trip changed %x to %x", b, out)
 		}
 	})
+}
+
+// The relay's signing key signs and verifies heads.
+var (
+	_ Signer   = (*keys.RelaySigningPrivateKey)(nil)
+	_ Verifier = (*keys.RelaySigningPublicKey)(nil)
+)
+
+func TestSignedHeadRelayKey(t *testing.T) {
+	k, err := keys.NewRelaySigningKeyFromSeed(bytes.Repeat([]byte{3}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := SignHead(k, ID{4}, 7, time.UnixMilli(1_800_000_000_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Verify(k.Public()); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := keys.NewRelaySigningKeyFromSeed(bytes.Repeat([]byte{4}, 32))
+	if err := h.Verify(other.Public()); err == nil {
+		t.Fatal("a head verifies under another relay's key")
+	}
 }

@@ -145,9 +145,9 @@ type Store interface {
 	// are enqueued in mb after the call. It does not survive Close.
 	Subscribe(mb ID) *Subscription
 
-	// Sweep removes expired messages and deduplication records of every
-	// mailbox and returns how many messages it removed. Backends may also
-	// sweep on their own schedule.
+	// Sweep removes the expired messages of every mailbox and returns how
+	// many it removed. Backends may also sweep on their own schedule, and
+	// remove deduplication records past their time by their own means.
 	Sweep(ctx context.Context) (int, error)
 
 	// Close releases the store, waiting for running calls. Subscriptions

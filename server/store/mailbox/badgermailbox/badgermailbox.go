@@ -137,6 +137,8 @@ const (
 	maxBatch = 8192
 	// queueSize is the capacity of the writer's queue.
 	queueSize = 8192
+	// metaCacheSize bounds metaCache (about 100 bytes an entry).
+	metaCacheSize = 1 << 16
 	// discardLag is how far the discard timestamp trails the durable one.
 	discardLag = 10 * time.Second
 )
@@ -169,7 +171,13 @@ type Store struct {
 	softSize int64 // soft bound of a batch's estimated size
 	softN    int64 // and of its entry count
 	discard  discardClock
-	lastMark time.Time
+	// inflight is the committed batch whose sync runs; its result comes
+	// on syncDone.
+	inflight *pending
+	syncDone chan error
+	// metaCache holds the committed meta records of recently written
+	// mailboxes, so that a batch need not read them back from badger.
+	metaCache map[mailbox.ID]meta
 
 	reqs     chan *request
 	senders  sync.WaitGroup // callers between their closed check and their send
@@ -224,15 +232,17 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("badgermailbox: %w", err)
 	}
 	s := &Store{
-		dir:    opts.Dir,
-		opts:   opts,
-		limits: limits,
-		now:    opts.Now,
-		logger: opts.Logger,
-		faults: opts.Faults,
-		reqs:   make(chan *request, queueSize),
-		stop:   make(chan struct{}),
-		markc:  make(chan struct{}, 1),
+		dir:       opts.Dir,
+		opts:      opts,
+		limits:    limits,
+		now:       opts.Now,
+		logger:    opts.Logger,
+		faults:    opts.Faults,
+		reqs:      make(chan *request, queueSize),
+		stop:      make(chan struct{}),
+		markc:     make(chan struct{}, 1),
+		metaCache: make(map[mailbox.ID]meta),
+		syncDone:  make(chan error, 1),
 	}
 	if err := s.openDB(ctx); err != nil {
 		return nil, err
@@ -284,10 +294,12 @@ func (s *Store) checkBatchLimits() error {
 	s.softSize, s.softN = maxSize/2, maxN/2
 	// The largest request: an enqueue at a full mailbox that first
 	// deletes every expired message, an ack of a full mailbox, or a sweep
-	// chunk (three deletes and a meta record per expiry entry).
-	worstN := max(int64(s.limits.MaxMessages)+8, 4*sweepChunk)
-	worstSize := max(int64(s.limits.MaxMessages)*estimate(msgKeySize, 0)+estimate(msgKeySize, msgOverhead+s.limits.MaxBodySize)+8*estimate(expiryKeySize, dedupValSize),
-		sweepChunk*(estimate(msgKeySize, 0)+estimate(dedupKeySize, 0)+estimate(expiryKeySize, 0)+estimate(metaKeySize, metaValSize)))
+	// chunk (an expiry entry and a meta record per mailbox; the sweep
+	// stops taking mailboxes at the soft bound, and one mailbox's expiry
+	// is the enqueue case).
+	worstN := max(int64(s.limits.MaxMessages)+8, 3*sweepChunk)
+	worstSize := max(int64(s.limits.MaxMessages)*estimate(msgKeySize, 0)+estimate(msgKeySize, msgOverhead+s.limits.MaxBodySize)+8*estimate(dedupKeySize, dedupValSize),
+		sweepChunk*(2*estimate(expiryKeySize, expiryValSize)+estimate(metaKeySize, metaValSize)))
 	if worstN > maxN-s.softN || worstSize > maxSize-s.softSize {
 		return fmt.Errorf("badgermailbox: a memtable of %d bytes is too small for %d messages a mailbox", s.opts.MemTableSize, s.limits.MaxMessages)
 	}

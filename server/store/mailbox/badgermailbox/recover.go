@@ -249,7 +249,7 @@ func (s *Store) initDB(ctx context.Context) error {
 
 // goDown takes the store down after a batch failed past the point where
 // badger may hold it, and starts recovery. Called by the writer.
-func (s *Store) goDown(cause error, failed []entry) {
+func (s *Store) goDown(cause error, failed [][]entry) {
 	s.mu.Lock()
 	s.down = cause
 	s.mu.Unlock()
@@ -260,7 +260,7 @@ func (s *Store) goDown(cause error, failed []entry) {
 
 // recoverLoop retries recovery with backoff until it succeeds or the store
 // closes.
-func (s *Store) recoverLoop(failed []entry) {
+func (s *Store) recoverLoop(failed [][]entry) {
 	defer s.bg.Done()
 	backoff := 20 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -282,9 +282,10 @@ func (s *Store) recoverLoop(failed []entry) {
 	}
 }
 
-// recoverOnce closes and reopens the database and writes the failed batch
-// again. While the store is down, only this goroutine uses s.db.
-func (s *Store) recoverOnce(failed []entry) error {
+// recoverOnce closes and reopens the database and writes the failed
+// batches again, each in a transaction of its own. While the store is
+// down, only this goroutine uses s.db.
+func (s *Store) recoverOnce(failed [][]entry) error {
 	if s.db != nil {
 		err := s.db.Close()
 		s.mu.Lock()
@@ -305,37 +306,40 @@ func (s *Store) recoverOnce(failed []entry) error {
 	if err := badgerutil.SyncAllFiles(s.dir); err != nil {
 		return err
 	}
-	ts := max(db.MaxVersion(), s.ts) + 1
-	txn := db.NewTransactionAt(ts-1, true)
-	defer txn.Discard()
-	size := int64(0)
-	for _, e := range failed {
-		size += estimate(len(e.key), len(e.val))
-		var err error
-		if e.del {
-			err = txn.Delete(e.key)
-		} else if string(e.key) == string(keyCommit) {
-			err = txn.Set(keyCommit, encodeCommit(ts))
-		} else {
-			err = txn.Set(e.key, e.val)
+	ts := max(db.MaxVersion(), s.ts)
+	for _, batch := range failed {
+		ts++
+		if err := s.rewrite(db, batch, ts); err != nil {
+			return fmt.Errorf("rewriting a failed batch: %w", err)
 		}
-		if err != nil {
-			return fmt.Errorf("rewriting the failed batch: %w", err)
-		}
-	}
-	if _, err := s.faults.Write(int(size)); err != nil {
-		return fmt.Errorf("rewriting the failed batch: %w", err)
-	}
-	if err := txn.CommitAt(ts, nil); err != nil {
-		return fmt.Errorf("rewriting the failed batch: %w", err)
 	}
 	if err := s.sync(); err != nil {
-		return fmt.Errorf("syncing the rewritten batch: %w", err)
+		return fmt.Errorf("syncing the rewritten batches: %w", err)
 	}
 	s.ts = ts
 	s.readTs.Store(ts)
 	s.markWatermark()
 	return nil
+}
+
+// rewrite writes the entries of a failed batch again at ts.
+func (s *Store) rewrite(db *badger.DB, batch []entry, ts uint64) error {
+	txn := db.NewTransactionAt(ts-1, true)
+	defer txn.Discard()
+	size := int64(0)
+	for _, e := range batch {
+		size += estimate(len(e.key), len(e.val))
+		if string(e.key) == string(keyCommit) {
+			e.val = encodeCommit(ts)
+		}
+		if err := apply(txn, e); err != nil {
+			return err
+		}
+	}
+	if _, err := s.faults.Write(int(size)); err != nil {
+		return err
+	}
+	return txn.CommitAt(ts, nil)
 }
 
 // markWatermark asks the watermark goroutine to record the durable

@@ -12,9 +12,8 @@ package badgermailbox
 //	"M" || mailbox[16] || uint64 seq             message: 0x01 || id[16] || int64 expires_ms
 //	                                                 || body || crc
 //	"D" || mailbox[16] || id[16]                 dedup: 0x01 || uint64 seq || int64 until_ms
-//	                                                 || digest[32] || crc
-//	"E" || int64 at_ms || mailbox[16] || uint64 seq
-//	                                             expiry: 0x01 || uint8 flags || id[16] || crc
+//	                                                 || digest[32] || crc   (badger TTL)
+//	"E" || int64 at_ms || mailbox[16]            expiry: 0x01 || crc
 //
 // crc is the CRC-32C (Castagnoli) of the key and of the value before it:
 // a record read under another key fails its check as surely as a flipped
@@ -27,16 +26,20 @@ package badgermailbox
 // head is the highest sequence number ever assigned in the mailbox, so a
 // sequence number is never reused, whatever is acknowledged or expires.
 // count and bytes are the messages "M" of the mailbox and their body
-// bytes. low_expiry_ms is at most the earliest expiry of those messages
-// (0: none), so that a full mailbox is scanned for expired messages only
-// when one may have expired.
+// bytes. low_expiry_ms is at most the earliest expiry of those messages,
+// and non-zero while there are any: the mailbox then has exactly one
+// expiry entry "E", at low_expiry_ms. The sweep finds the mailboxes whose
+// entry is due, deletes their expired messages and moves the entry to the
+// earliest remaining expiry. An enqueue moves it only if the new message
+// expires earlier, so most enqueues write no expiry entry; an ack leaves
+// it (a lower bound stays a lower bound) unless the mailbox is empty.
 //
 // Message "M" is deleted by Ack, by expiry at a full mailbox, and by the
 // sweep. Dedup "D" outlives its message until until_ms (the earlier of the
-// expiry and the enqueue time plus the deduplication window). Expiry "E"
-// entries index both by time for the sweep: flags bit 0 (flagMessage) is
-// set on the entry at the message's expiry, bit 1 (flagDedup) on the entry
-// at until_ms; one entry carries both when the times are equal.
+// expiry and the enqueue time plus the deduplication window): reads treat
+// it as absent from then on, and badger drops it by itself, for it is
+// written with a badger TTL a second past until_ms (badger counts whole
+// seconds of the real clock), so no index or sweep is needed for it.
 //
 // "t" names the commit timestamp of the latest batch: badger runs in
 // managed mode, every batch is one transaction at the next timestamp, and
@@ -71,25 +74,19 @@ var (
 
 const recordVersion = 1
 
-// Expiry entry flags.
-const (
-	flagMessage = 1 << 0
-	flagDedup   = 1 << 1
-)
-
 // Sizes.
 const (
 	crcSize       = 4
 	metaKeySize   = 1 + 16
 	msgKeySize    = 1 + 16 + 8
 	dedupKeySize  = 1 + 16 + 16
-	expiryKeySize = 1 + 8 + 16 + 8
+	expiryKeySize = 1 + 8 + 16
 
 	commitValSize = 1 + 8 + crcSize
 	metaValSize   = 1 + 8 + 4 + 8 + 8 + crcSize
 	msgOverhead   = 1 + 16 + 8 + crcSize // message value without the body
 	dedupValSize  = 1 + 8 + 8 + 32 + crcSize
-	expiryValSize = 1 + 1 + 16 + crcSize
+	expiryValSize = 1 + crcSize
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -145,26 +142,20 @@ func dedupKey(mb mailbox.ID, id mailbox.MessageID) []byte {
 	return append(k, id[:]...)
 }
 
-func expiryKey(atMs int64, mb mailbox.ID, seq uint64) []byte {
+func expiryKey(atMs int64, mb mailbox.ID) []byte {
 	k := make([]byte, 0, expiryKeySize)
 	k = append(k, prefixExpiry)
 	k = binary.BigEndian.AppendUint64(k, uint64(atMs))
-	k = append(k, mb[:]...)
-	return binary.BigEndian.AppendUint64(k, seq)
+	return append(k, mb[:]...)
 }
 
-// expiryBefore is the first expiry key at or after time atMs.
-func expiryBefore(atMs int64) []byte {
-	return binary.BigEndian.AppendUint64([]byte{prefixExpiry}, uint64(atMs))
-}
-
-func parseExpiryKey(k []byte) (atMs int64, mb mailbox.ID, seq uint64, err error) {
+func parseExpiryKey(k []byte) (atMs int64, mb mailbox.ID, err error) {
 	if len(k) != expiryKeySize || k[0] != prefixExpiry {
-		return 0, mb, 0, fmt.Errorf("%w: expiry key %x", mailbox.ErrCorrupt, k)
+		return 0, mb, fmt.Errorf("%w: expiry key %x", mailbox.ErrCorrupt, k)
 	}
 	atMs = int64(binary.BigEndian.Uint64(k[1:]))
 	copy(mb[:], k[9:25])
-	return atMs, mb, binary.BigEndian.Uint64(k[25:]), nil
+	return atMs, mb, nil
 }
 
 // meta is a mailbox's meta record.
@@ -261,24 +252,22 @@ func decodeDedup(key, v []byte) (dedup, error) {
 	return d, nil
 }
 
-func encodeExpiry(key []byte, flags byte, id mailbox.MessageID) []byte {
-	v := make([]byte, 0, expiryValSize)
-	v = append(v, recordVersion, flags)
-	v = append(v, id[:]...)
-	return seal(key, v)
-}
+func encodeExpiry(key []byte) []byte { return seal(key, []byte{recordVersion}) }
 
-func decodeExpiry(key, v []byte) (flags byte, id mailbox.MessageID, err error) {
+func decodeExpiry(key, v []byte) error {
 	b, err := open(key, v, "expiry")
 	if err != nil {
-		return 0, id, err
+		return err
 	}
-	if len(b) != expiryValSize-1-crcSize || b[0] == 0 || b[0]&^(flagMessage|flagDedup) != 0 {
-		return 0, id, fmt.Errorf("%w: expiry %x", mailbox.ErrCorrupt, key)
+	if len(b) != 0 {
+		return fmt.Errorf("%w: expiry %x", mailbox.ErrCorrupt, key)
 	}
-	copy(id[:], b[1:])
-	return b[0], id, nil
+	return nil
 }
+
+// dedupTTL returns the badger expiry, in Unix seconds, of a dedup record
+// kept until untilMs: a second past it, rounded up.
+func dedupTTL(untilMs int64) uint64 { return uint64((untilMs+999)/1000 + 1) }
 
 func encodeCommit(ts uint64) []byte {
 	v := binary.BigEndian.AppendUint64([]byte{recordVersion}, ts)

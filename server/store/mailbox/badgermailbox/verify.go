@@ -44,8 +44,9 @@ func (s *Store) verify(ctx context.Context) error {
 type boxStats struct {
 	count    uint32
 	bytes    uint64
-	maxSeq   uint64 // of messages, dedup and expiry records
-	lowestEx int64
+	maxSeq   uint64 // of messages and dedup records
+	lowestEx int64  // earliest message expiry
+	expiry   int64  // time of the expiry entry
 }
 
 func (s *Store) check(ctx context.Context, txn *badger.Txn) (err error) {
@@ -130,15 +131,18 @@ func (s *Store) check(ctx context.Context, txn *badger.Txn) (err error) {
 				st := get(mailbox.ID(k[1:17]))
 				st.maxSeq = max(st.maxSeq, d.seq)
 			case prefixExpiry:
-				_, mb, seq, err := parseExpiryKey(k)
+				at, mb, err := parseExpiryKey(k)
 				if err != nil {
 					return err
 				}
-				if _, _, err := decodeExpiry(k, v); err != nil {
+				if err := decodeExpiry(k, v); err != nil {
 					return err
 				}
 				st := get(mb)
-				st.maxSeq = max(st.maxSeq, seq)
+				if st.expiry != 0 {
+					return fmt.Errorf("%w: mailbox %v has two expiry entries", mailbox.ErrCorrupt, mb)
+				}
+				st.expiry = at
 			default:
 				return fmt.Errorf("%w: unknown key %x", mailbox.ErrCorrupt, k)
 			}
@@ -162,10 +166,13 @@ func (s *Store) check(ctx context.Context, txn *badger.Txn) (err error) {
 		if st.count > 0 && (m.lowExpiry == 0 || m.lowExpiry > st.lowestEx) {
 			return fmt.Errorf("%w: mailbox %v: meta low expiry %d above the earliest expiry %d", mailbox.ErrCorrupt, mb, m.lowExpiry, st.lowestEx)
 		}
+		if st.expiry != m.lowExpiry {
+			return fmt.Errorf("%w: mailbox %v: expiry entry at %d, meta low expiry %d", mailbox.ErrCorrupt, mb, st.expiry, m.lowExpiry)
+		}
 	}
 	for mb, m := range metas {
-		if _, ok := stats[mb]; !ok && m.count != 0 {
-			return fmt.Errorf("%w: mailbox %v: meta record counts %d messages, none stored", mailbox.ErrCorrupt, mb, m.count)
+		if _, ok := stats[mb]; !ok && (m.count != 0 || m.lowExpiry != 0) {
+			return fmt.Errorf("%w: mailbox %v: meta record counts %d messages, expiry %d; none stored", mailbox.ErrCorrupt, mb, m.count, m.lowExpiry)
 		}
 	}
 	return nil

@@ -128,45 +128,64 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 	}
 }
 
-// writeLoop is the writer goroutine.
+// writeLoop is the writer goroutine. It pipelines: while the sync of one
+// committed batch runs (in a goroutine of its own), it collects, builds
+// and commits the next; then it waits for that sync, answers its batch,
+// and starts the next sync. A batch is answered only after a sync that
+// started after its commit has succeeded, and readers move to its
+// timestamp only then.
 func (s *Store) writeLoop() {
 	defer s.bg.Done()
 	var batch []*request
 	for {
 		batch = batch[:0]
+		var r *request
+		if s.inflight != nil {
+			select {
+			case r = <-s.reqs:
+			case err := <-s.syncDone:
+				s.finishSync(err, nil)
+				continue
+			}
+		} else {
+			select {
+			case r = <-s.reqs:
+			case <-s.stop:
+				s.drainStopped()
+				return
+			}
+		}
+		batch = append(batch, r)
+		batch = s.drain(batch)
+		s.runBatch(batch)
+	}
+}
+
+// drain appends what is queued to batch, up to maxBatch.
+func (s *Store) drain(batch []*request) []*request {
+	for len(batch) < maxBatch {
 		select {
 		case r := <-s.reqs:
 			batch = append(batch, r)
-		case <-s.stop:
-			// Close waited for every sender: what is queued is all there
-			// is. Finish it.
-			for {
-				batch = batch[:0]
-			drain:
-				for len(batch) < maxBatch {
-					select {
-					case r := <-s.reqs:
-						batch = append(batch, r)
-					default:
-						break drain
-					}
-				}
-				if len(batch) == 0 {
-					return
-				}
-				s.runBatch(batch)
-			}
+		default:
+			return batch
 		}
-	more:
-		for len(batch) < maxBatch {
-			select {
-			case r := <-s.reqs:
-				batch = append(batch, r)
-			default:
-				break more
-			}
+	}
+	return batch
+}
+
+// drainStopped finishes what is queued once Close has stopped the
+// senders, and the sync in flight.
+func (s *Store) drainStopped() {
+	for {
+		batch := s.drain(nil)
+		if len(batch) == 0 {
+			break
 		}
 		s.runBatch(batch)
+	}
+	if s.inflight != nil {
+		s.finishSync(<-s.syncDone, nil)
 	}
 }
 
@@ -178,22 +197,84 @@ func (s *Store) runBatch(batch []*request) {
 	}
 }
 
-// A builder accumulates one batch's transaction.
+// A pending batch is committed and waits for its sync.
+type pending struct {
+	ts      uint64
+	reqs    []*request // answered when the sync completes
+	entries []entry    // the batch's writes, to redo if the sync fails
+	notify  map[mailbox.ID]bool
+}
+
+// finishSync completes the sync in flight: on success it publishes its
+// timestamp and answers its requests; on failure it fails them, and the
+// requests of next (committed after it, so depending on it) too, and takes
+// the store down.
+func (s *Store) finishSync(err error, next *pending) {
+	p := s.inflight
+	s.inflight = nil
+	if err != nil {
+		failed := [][]entry{p.entries}
+		if next != nil {
+			failed = append(failed, next.entries)
+		}
+		s.failPending(fmt.Errorf("sync: %w", err), failed, p, next)
+		return
+	}
+	s.readTs.Store(p.ts)
+	if d := s.discard.advance(time.Now(), p.ts); d > 0 {
+		s.db.SetDiscardTs(d)
+	}
+	s.markWatermark()
+	for mb := range p.notify {
+		s.n.Notify(mb)
+	}
+	s.answer(p.reqs, nil)
+}
+
+// failPending answers the requests of the given batches with
+// ErrUnavailable and takes the store down to redo failed.
+func (s *Store) failPending(cause error, failed [][]entry, batches ...*pending) {
+	clear(s.metaCache)
+	s.goDown(cause, failed)
+	for _, p := range batches {
+		if p != nil {
+			s.answer(p.reqs, fmt.Errorf("%w: %v", mailbox.ErrUnavailable, cause))
+		}
+	}
+}
+
+// A builder accumulates one batch's transaction. Point reads go through
+// txn, which sees the batch's own writes. Range scans go through snap, a
+// read-only transaction at the same timestamp that does not (badger sorts
+// every pending write each time an iterator opens on a writing
+// transaction); the builder merges in what the batch changed itself
+// (added, gone).
 type builder struct {
 	s       *Store
 	txn     *badger.Txn
+	snap    *badger.Txn
 	nowMs   int64
-	metas   map[mailbox.ID]*meta // read or changed in this batch
-	dirty   map[mailbox.ID]bool  // metas to write
-	notify  map[mailbox.ID]bool  // mailboxes with new messages
-	entries []entry              // every write, kept to redo the batch
-	size, n int64                // badger's estimate of the transaction
+	metas   map[mailbox.ID]*meta      // read or changed in this batch
+	dirty   map[mailbox.ID]bool       // metas to write
+	notify  map[mailbox.ID]bool       // mailboxes with new messages
+	added   map[mailbox.ID][]addedMsg // messages this batch enqueued
+	gone    map[string]struct{}       // keys this batch deleted
+	entries []entry                   // every write, kept to redo the batch
+	size, n int64                     // badger's estimate of the transaction
+}
+
+// addedMsg is a message enqueued by the current batch.
+type addedMsg struct {
+	seq   uint64
+	size  int
+	expMs int64
 }
 
 // An entry is one write of a batch.
 type entry struct {
-	key, val []byte
-	del      bool
+	key, val  []byte
+	del       bool
+	expiresAt uint64 // badger TTL, Unix seconds; 0: none
 }
 
 // runTxn applies a prefix of batch in one transaction and returns the
@@ -210,12 +291,16 @@ func (s *Store) runTxn(batch []*request) (rest []*request) {
 	b := &builder{
 		s:      s,
 		txn:    s.db.NewTransactionAt(s.ts, true),
+		snap:   s.db.NewTransactionAt(s.ts, false),
 		nowMs:  now.UnixMilli(),
 		metas:  make(map[mailbox.ID]*meta),
 		dirty:  make(map[mailbox.ID]bool),
 		notify: make(map[mailbox.ID]bool),
+		added:  make(map[mailbox.ID][]addedMsg),
+		gone:   make(map[string]struct{}),
 	}
 	defer b.txn.Discard()
+	defer b.snap.Discard()
 	lowSpace := s.checkSpace(batch)
 	taken := batch
 	for i, r := range batch {
@@ -234,7 +319,13 @@ func (s *Store) runTxn(batch []*request) (rest []*request) {
 		}
 	}
 	if len(b.entries) == 0 {
-		s.answer(taken, nil)
+		// Everything the batch read is committed; it is durable once the
+		// sync in flight (if any) is.
+		if s.inflight != nil {
+			s.inflight.reqs = append(s.inflight.reqs, taken...)
+		} else {
+			s.answer(taken, nil)
+		}
 		return rest
 	}
 	for mb := range b.dirty {
@@ -243,40 +334,42 @@ func (s *Store) runTxn(batch []*request) (rest []*request) {
 	}
 	ts := s.ts + 1
 	b.set(keyCommit, encodeCommit(ts))
-	if err := s.commit(b, ts); err != nil {
-		s.answer(taken, err)
-		return rest
-	}
-	for mb := range b.notify {
-		s.n.Notify(mb)
-	}
-	s.answer(taken, nil)
-	return rest
-}
-
-// commit writes b at ts and makes it durable. On failure nothing of b is
-// acknowledged; if badger may hold part of it, the store goes down and
-// recovers.
-func (s *Store) commit(b *builder, ts uint64) error {
 	if _, err := s.faults.Write(int(b.size)); err != nil {
 		// Refused before badger saw it: nothing to undo.
-		return fmt.Errorf("%w: writing a batch: %v", mailbox.ErrUnavailable, err)
+		s.answer(taken, fmt.Errorf("%w: writing a batch: %v", mailbox.ErrUnavailable, err))
+		return rest
 	}
+	p := &pending{ts: ts, reqs: slices.Clone(taken), entries: b.entries, notify: b.notify}
 	if err := b.txn.CommitAt(ts, nil); err != nil {
-		s.goDown(fmt.Errorf("commit: %w", err), b.entries)
-		return fmt.Errorf("%w: committing a batch: %v", mailbox.ErrUnavailable, err)
-	}
-	if err := s.sync(); err != nil {
-		s.goDown(err, b.entries)
-		return fmt.Errorf("%w: syncing a batch: %v", mailbox.ErrUnavailable, err)
+		// Badger refuses a commit before writing it, but the batch is
+		// redone on recovery in case it wrote some.
+		failed := [][]entry{b.entries}
+		var prev *pending
+		if s.inflight != nil {
+			prev = s.inflight
+			s.inflight = nil
+			<-s.syncDone // whatever it says, what follows it failed
+			failed = [][]entry{prev.entries, b.entries}
+		}
+		s.failPending(fmt.Errorf("commit: %w", err), failed, prev, p)
+		return rest
 	}
 	s.ts = ts
-	s.readTs.Store(ts)
-	if d := s.discard.advance(time.Now(), ts); d > 0 {
-		s.db.SetDiscardTs(d)
+	if len(s.metaCache)+len(b.dirty) > metaCacheSize {
+		clear(s.metaCache)
 	}
-	s.markWatermark()
-	return nil
+	for mb := range b.dirty {
+		s.metaCache[mb] = *b.metas[mb]
+	}
+	if s.inflight != nil {
+		err := <-s.syncDone
+		if s.finishSync(err, p); err != nil {
+			return rest
+		}
+	}
+	s.inflight = p
+	go func() { s.syncDone <- s.sync() }()
+	return rest
 }
 
 // sync makes every badger write so far durable.
@@ -324,12 +417,7 @@ func (b *builder) del(k []byte) {
 }
 
 func (b *builder) write(e entry) {
-	var err error
-	if e.del {
-		err = b.txn.Delete(e.key)
-	} else {
-		err = b.txn.Set(e.key, e.val)
-	}
+	err := apply(b.txn, e)
 	if err != nil {
 		// The soft bounds leave room for the largest request
 		// (checkBatchLimits), so badger refusing an entry is a bug.
@@ -338,12 +426,90 @@ func (b *builder) write(e entry) {
 	b.entries = append(b.entries, e)
 	b.size += estimate(len(e.key), len(e.val))
 	b.n++
+	if e.del {
+		b.gone[string(e.key)] = struct{}{}
+	}
+}
+
+// apply writes e in txn.
+func apply(txn *badger.Txn, e entry) error {
+	switch {
+	case e.del:
+		return txn.Delete(e.key)
+	case e.expiresAt != 0:
+		be := badger.NewEntry(e.key, e.val)
+		be.ExpiresAt = e.expiresAt
+		return txn.SetEntry(be)
+	}
+	return txn.Set(e.key, e.val)
+}
+
+// isGone reports whether the batch deleted key.
+func (b *builder) isGone(key []byte) bool {
+	_, ok := b.gone[string(key)]
+	return ok
+}
+
+// forMessages calls fn for each message of mb up to seq upTo that the
+// batch still sees, in order: those stored before the batch, then those
+// it added. size is the body size; fn may delete the message. It stops
+// at fn's first error.
+func (b *builder) forMessages(mb mailbox.ID, upTo uint64, withValues bool, fn func(key []byte, seq uint64, size int, expMs int64) error) error {
+	p := msgPrefix(mb)
+	it := b.snap.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: withValues})
+	for it.Seek(p); it.Valid(); it.Next() {
+		item := it.Item()
+		_, seq, err := parseMsgKey(item.Key())
+		if err != nil {
+			it.Close()
+			return err
+		}
+		if seq > upTo {
+			break
+		}
+		if b.isGone(item.Key()) {
+			continue
+		}
+		size, exp := msgBodySize(int(item.ValueSize())), int64(0)
+		if withValues {
+			if err := item.Value(func(v []byte) error {
+				_, e, body, err := decodeMsg(item.Key(), v)
+				exp, size = e, len(body)
+				return err
+			}); err != nil {
+				it.Close()
+				return wrapRead(err)
+			}
+		}
+		if err := fn(item.KeyCopy(nil), seq, size, exp); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	it.Close()
+	for _, a := range b.added[mb] {
+		if a.seq > upTo {
+			break
+		}
+		k := msgKey(mb, a.seq)
+		if b.isGone(k) {
+			continue
+		}
+		if err := fn(k, a.seq, a.size, a.expMs); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // meta returns the meta record of mb as the batch sees it.
 func (b *builder) meta(mb mailbox.ID) (*meta, error) {
 	if m, ok := b.metas[mb]; ok {
 		return m, nil
+	}
+	if m, ok := b.s.metaCache[mb]; ok {
+		b.metas[mb] = &m
+		return &m, nil
 	}
 	m, found, err := getMeta(b.txn, mb)
 	if err != nil {
@@ -360,10 +526,11 @@ func (b *builder) meta(mb mailbox.ID) (*meta, error) {
 	return &m, nil
 }
 
-// checkEmpty returns ErrCorrupt if mailbox mb holds a message.
+// checkEmpty returns ErrCorrupt if mailbox mb holds a message. (The batch
+// has written nothing in a mailbox whose meta it has not read.)
 func (b *builder) checkEmpty(mb mailbox.ID) error {
 	p := msgPrefix(mb)
-	it := b.txn.NewIterator(badger.IteratorOptions{Prefix: p})
+	it := b.snap.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: false})
 	defer it.Close()
 	it.Seek(p)
 	if it.Valid() {
@@ -418,7 +585,8 @@ func (b *builder) enqueue(r *request) error {
 		return int(m.count)+1 > b.s.limits.MaxMessages || m.bytes+size > uint64(b.s.limits.MaxBytes)
 	}
 	if full() && m.lowExpiry != 0 && m.lowExpiry <= b.nowMs {
-		if err := b.expireMailbox(r.mb, m); err != nil {
+		var n int
+		if err := b.expireMailbox(r.mb, m, &n); err != nil {
 			return err
 		}
 	}
@@ -434,65 +602,59 @@ func (b *builder) enqueue(r *request) error {
 	mk := msgKey(r.mb, seq)
 	b.set(mk, seal(mk, r.value))
 	until := b.s.limits.DedupUntil(b.nowMs, r.expMs)
-	b.set(dk, encodeDedup(dk, dedup{seq: seq, untilMs: until, digest: r.digest}))
-	if until == r.expMs {
-		ek := expiryKey(r.expMs, r.mb, seq)
-		b.set(ek, encodeExpiry(ek, flagMessage|flagDedup, r.id))
-	} else {
-		ek := expiryKey(until, r.mb, seq)
-		b.set(ek, encodeExpiry(ek, flagDedup, r.id))
-		ek = expiryKey(r.expMs, r.mb, seq)
-		b.set(ek, encodeExpiry(ek, flagMessage, r.id))
+	b.write(entry{key: dk, val: encodeDedup(dk, dedup{seq: seq, untilMs: until, digest: r.digest}), expiresAt: dedupTTL(until)})
+	if m.lowExpiry == 0 || r.expMs < m.lowExpiry {
+		b.reschedule(r.mb, m, r.expMs)
 	}
+	b.added[r.mb] = append(b.added[r.mb], addedMsg{seq: seq, size: r.size, expMs: r.expMs})
 	m.head = seq
 	m.count++
 	m.bytes += size
-	if m.lowExpiry == 0 || r.expMs < m.lowExpiry {
-		m.lowExpiry = r.expMs
-	}
 	b.dirty[r.mb] = true
 	b.notify[r.mb] = true
 	r.receipt = mailbox.Receipt{Seq: seq}
 	return nil
 }
 
-// expireMailbox deletes the expired messages of mb (their expiry and
-// dedup entries are left to the sweep, which finds the messages gone) and
-// recomputes m.lowExpiry.
-func (b *builder) expireMailbox(mb mailbox.ID, m *meta) error {
-	type victim struct {
-		key  []byte
-		size int
+// reschedule moves the expiry entry of mb to at (0: none) and records it
+// in m.lowExpiry.
+func (b *builder) reschedule(mb mailbox.ID, m *meta, at int64) {
+	if m.lowExpiry == at {
+		return
 	}
-	var victims []victim
+	if m.lowExpiry != 0 {
+		b.del(expiryKey(m.lowExpiry, mb))
+	}
+	if at != 0 {
+		ek := expiryKey(at, mb)
+		b.set(ek, encodeExpiry(ek))
+	}
+	m.lowExpiry = at
+	b.dirty[mb] = true
+}
+
+// expireMailbox deletes the expired messages of mb, counting them in
+// *removed, and moves its expiry entry to the earliest remaining expiry.
+// (Their dedup records expire by themselves.)
+func (b *builder) expireMailbox(mb mailbox.ID, m *meta, removed *int) error {
 	low := int64(0)
-	p := msgPrefix(mb)
-	it := b.txn.NewIterator(badger.IteratorOptions{Prefix: p})
-	for it.Seek(p); it.Valid(); it.Next() {
-		item := it.Item()
-		var exp int64
-		var size int
-		if err := item.Value(func(v []byte) error {
-			_, e, body, err := decodeMsg(item.Key(), v)
-			exp, size = e, len(body)
-			return err
-		}); err != nil {
-			it.Close()
-			return wrapRead(err)
+	err := b.forMessages(mb, ^uint64(0), true, func(key []byte, seq uint64, size int, exp int64) error {
+		if exp > b.nowMs {
+			if low == 0 || exp < low {
+				low = exp
+			}
+			return nil
 		}
-		if exp <= b.nowMs {
-			victims = append(victims, victim{item.KeyCopy(nil), size})
-		} else if low == 0 || exp < low {
-			low = exp
-		}
-	}
-	it.Close()
-	for _, v := range victims {
-		b.del(v.key)
+		b.del(key)
 		m.count--
-		m.bytes -= uint64(v.size)
+		m.bytes -= uint64(size)
+		*removed++
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	m.lowExpiry = low
+	b.reschedule(mb, m, low)
 	b.dirty[mb] = true
 	return nil
 }
@@ -509,55 +671,47 @@ func (b *builder) ack(r *request) error {
 	if r.upTo == 0 || m.count == 0 {
 		return nil
 	}
-	var keys [][]byte
-	var sizes []int
-	p := msgPrefix(r.mb)
-	it := b.txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: false})
-	for it.Seek(p); it.Valid(); it.Next() {
-		item := it.Item()
-		_, seq, err := parseMsgKey(item.Key())
-		if err != nil {
-			it.Close()
-			return err
+	deleted := 0
+	err = b.forMessages(r.mb, r.upTo, false, func(key []byte, seq uint64, size int, _ int64) error {
+		if m.count == 0 {
+			return fmt.Errorf("%w: mailbox %v holds more messages than its meta counts", mailbox.ErrCorrupt, r.mb)
 		}
-		if seq > r.upTo {
-			break
-		}
-		keys = append(keys, item.KeyCopy(nil))
-		sizes = append(sizes, msgBodySize(int(item.ValueSize())))
-	}
-	it.Close()
-	if len(keys) > int(m.count) {
-		return fmt.Errorf("%w: mailbox %v holds more messages than its meta counts", mailbox.ErrCorrupt, r.mb)
-	}
-	for i, k := range keys {
-		b.del(k)
+		b.del(key)
 		m.count--
-		m.bytes -= uint64(max(sizes[i], 0))
+		m.bytes -= uint64(max(size, 0))
+		deleted++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if deleted > 0 {
+		b.dirty[r.mb] = true
 	}
 	if m.count == 0 {
-		m.bytes, m.lowExpiry = 0, 0
-	}
-	if len(keys) > 0 {
-		b.dirty[r.mb] = true
+		m.bytes = 0
+		b.reschedule(r.mb, m, 0)
 	}
 	return nil
 }
 
+// sweep expires the mailboxes whose expiry entries are due, as many as
+// fit the batch.
 func (b *builder) sweep(r *request) error {
-	type exp struct {
-		key   []byte
-		mb    mailbox.ID
-		seq   uint64
-		flags byte
-		id    mailbox.MessageID
+	type due struct {
+		key []byte
+		at  int64
+		mb  mailbox.ID
 	}
-	var due []exp
+	var dues []due
 	p := []byte{prefixExpiry}
-	it := b.txn.NewIterator(badger.IteratorOptions{Prefix: p})
+	it := b.snap.NewIterator(badger.IteratorOptions{Prefix: p})
 	for it.Seek(p); it.Valid(); it.Next() {
 		item := it.Item()
-		at, mb, seq, err := parseExpiryKey(item.Key())
+		if b.isGone(item.Key()) {
+			continue
+		}
+		at, mb, err := parseExpiryKey(item.Key())
 		if err != nil {
 			it.Close()
 			return err
@@ -565,75 +719,32 @@ func (b *builder) sweep(r *request) error {
 		if at > b.nowMs {
 			break
 		}
-		if len(due) == sweepChunk {
+		if len(dues) == sweepChunk {
 			r.more = true
 			break
 		}
-		e := exp{key: item.KeyCopy(nil), mb: mb, seq: seq}
-		if err := item.Value(func(v []byte) error {
-			var err error
-			e.flags, e.id, err = decodeExpiry(e.key, v)
-			return err
-		}); err != nil {
+		if err := item.Value(func(v []byte) error { return decodeExpiry(item.Key(), v) }); err != nil {
 			it.Close()
 			return wrapRead(err)
 		}
-		due = append(due, e)
+		dues = append(dues, due{key: item.KeyCopy(nil), at: at, mb: mb})
 	}
 	it.Close()
-	for _, e := range due {
-		if e.flags&flagMessage != 0 {
-			mk := msgKey(e.mb, e.seq)
-			item, err := b.txn.Get(mk)
-			switch {
-			case errors.Is(err, badger.ErrKeyNotFound):
-			case err != nil:
-				return wrapRead(err)
-			default:
-				var size int
-				if err := item.Value(func(v []byte) error {
-					_, _, body, err := decodeMsg(mk, v)
-					size = len(body)
-					return err
-				}); err != nil {
-					return wrapRead(err)
-				}
-				m, err := b.meta(e.mb)
-				if err != nil {
-					return err
-				}
-				b.del(mk)
-				m.count--
-				m.bytes -= uint64(size)
-				if m.count == 0 {
-					m.bytes, m.lowExpiry = 0, 0
-				}
-				b.dirty[e.mb] = true
-				r.removed++
-			}
+	for i, d := range dues {
+		if i > 0 && (b.size >= b.s.softSize || b.n >= b.s.softN) {
+			r.more = true
+			return nil
 		}
-		if e.flags&flagDedup != 0 {
-			dk := dedupKey(e.mb, e.id)
-			item, err := b.txn.Get(dk)
-			switch {
-			case errors.Is(err, badger.ErrKeyNotFound):
-			case err != nil:
-				return wrapRead(err)
-			default:
-				var d dedup
-				if err := item.Value(func(v []byte) error {
-					var err error
-					d, err = decodeDedup(dk, v)
-					return err
-				}); err != nil {
-					return wrapRead(err)
-				}
-				if d.seq == e.seq {
-					b.del(dk)
-				}
-			}
+		m, err := b.meta(d.mb)
+		if err != nil {
+			return err
 		}
-		b.del(e.key)
+		if m.lowExpiry != d.at {
+			return fmt.Errorf("%w: mailbox %v: expiry entry at %d, meta names %d", mailbox.ErrCorrupt, d.mb, d.at, m.lowExpiry)
+		}
+		if err := b.expireMailbox(d.mb, m, &r.removed); err != nil {
+			return err
+		}
 	}
 	return nil
 }
