@@ -11,7 +11,8 @@
 // and sweeps, applies each drained batch as ONE badger transaction, makes
 // it durable with ONE sync (badgerutil.Syncer: db.Sync plus the log files
 // badger rotated meanwhile; SyncWrites is off), and only then answers
-// every caller of the batch. Badger runs in managed mode: each batch
+// every caller of the batch. It builds and commits the next batch while
+// the previous one syncs. Badger runs in managed mode: each batch
 // commits at the next timestamp, and readers read at the timestamp of the
 // latest durable batch, so a reader never sees a write that a crash could
 // still take back.

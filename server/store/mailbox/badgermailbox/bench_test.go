@@ -16,7 +16,9 @@ package badgermailbox
 // from then) and reports p50 and p99. cpu-µs/msg is the process's CPU
 // time (producers included) per message: on a shared machine it is the
 // steadier figure. BenchmarkIdleMailbox reports the
-// heap each idle mailbox costs, with and without a subscription.
+// heap each idle mailbox costs (20,000 mailboxes of one 1 KiB message;
+// the store's meta cache holds them all, as it does up to 65,536), and
+// each subscription.
 
 import (
 	"context"
@@ -242,6 +244,7 @@ func BenchmarkIdleMailbox(b *testing.B) {
 			for range b.N {
 				b.StopTimer()
 				s := benchStore(b)
+				empty := heapInUse()
 				now := time.Now()
 				var wg sync.WaitGroup
 				for w := range 64 {
@@ -266,7 +269,7 @@ func BenchmarkIdleMailbox(b *testing.B) {
 				}
 				after := heapInUse()
 				b.ReportMetric(float64(int64(after)-int64(before))/n, "heap-B/subscription")
-				b.ReportMetric(float64(before)/n, "heap-B/mailbox(total-heap/n)")
+				b.ReportMetric(float64(int64(before)-int64(empty))/n, "heap-B/mailbox")
 				runtime.KeepAlive(subs)
 				s.Close()
 			}
