@@ -258,7 +258,11 @@ func TestT38DiskFull(t *testing.T) {
 	if _, err := s.Fetch(ctx, boxes[0], 0, 10); !errors.Is(err, mailbox.ErrUnavailable) {
 		t.Fatalf("Fetch while down: %v", err)
 	}
+	deadline := time.Now().Add(60 * time.Second)
 	for inj.Injected() < before+3 { // recovery attempts keep failing
+		if time.Now().After(deadline) {
+			t.Fatal("no recovery attempt")
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	if _, err := s.Status(ctx, boxes[0]); !errors.Is(err, mailbox.ErrUnavailable) {
