@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/moat-im/moat/crypto/bundle"
 	"github.com/moat-im/moat/crypto/deliverytoken"
+	"github.com/moat-im/moat/crypto/deviceauth"
 	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/crypto/pqxdh"
 	"github.com/moat-im/moat/crypto/sealed"
@@ -139,7 +141,13 @@ func (d *device) mailbox() sealed.MailboxID { return sealed.NewMailboxID(d.tenan
 // one-time X25519 prekeys, nKEM one-time KEM prekeys and a last-resort one.
 func (w *world) newDevice(tenant [16]byte, nOPK, nKEM int) *device {
 	w.n++
-	d := &device{tenant: tenant, id: [16]byte{0xde, w.n}, user: [16]byte{0xa0, w.n},
+	return w.newDeviceID(tenant, [16]byte{0xde, w.n}, nOPK, nKEM)
+}
+
+// newDeviceID is newDevice with a given device id.
+func (w *world) newDeviceID(tenant, id [16]byte, nOPK, nKEM int) *device {
+	w.n++
+	d := &device{tenant: tenant, id: id, user: [16]byte{0xa0, w.n},
 		opks: map[uint32]*keys.OneTimePrekeyPrivateKey{}, kems: map[uint32]*keys.KEMPrekeyPrivateKey{}}
 	d.idk = must(keys.GenerateDeviceIdentity(rand.Reader))
 	w.dir.Add(tenant, d.id, d.user, d.idk.Public(), time.Now().Add(24*time.Hour))
@@ -237,4 +245,40 @@ func raw(t testing.TB, req *http.Request) (int, string, []byte) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header.Get("Retry-After"), b
+}
+
+// session authenticates d for purpose over raw HTTP and returns the
+// Authorization header value.
+func (w *world) session(d *device, p deviceauth.Purpose) string {
+	w.t.Helper()
+	resp := w.authResponse(d, p)
+	code, _, body := raw(w.t, must(http.NewRequest(http.MethodPost, w.srv.URL+"/relay/v1/auth/session?purpose="+relay.PurposeName(p), bytes.NewReader(resp))))
+	if code != http.StatusOK {
+		w.t.Fatalf("session: %d %s", code, body)
+	}
+	var sr relay.SessionResponse
+	ok(w.t, json.Unmarshal(body, &sr))
+	return relay.AuthScheme + " " + sr.Token
+}
+
+// authResponse fetches a challenge for p and answers it as d.
+func (w *world) authResponse(d *device, p deviceauth.Purpose) []byte {
+	w.t.Helper()
+	code, _, chal := raw(w.t, must(http.NewRequest(http.MethodPost, w.srv.URL+"/relay/v1/auth/challenge?purpose="+relay.PurposeName(p), nil)))
+	if code != http.StatusOK {
+		w.t.Fatalf("challenge: %d", code)
+	}
+	return must(deviceauth.Respond(chal, "relay.test", p, d.tenant, d.id, d.idk.Signing, nil))
+}
+
+// call sends method path with the Authorization value auth ("" for none)
+// and body, and returns the status.
+func (w *world) call(method, path, auth string, body []byte) int {
+	w.t.Helper()
+	req := must(http.NewRequest(method, w.srv.URL+path, bytes.NewReader(body)))
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	code, _, _ := raw(w.t, req)
+	return code
 }
