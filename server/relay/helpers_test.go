@@ -282,3 +282,15 @@ func (w *world) call(method, path, auth string, body []byte) int {
 	code, _, _ := raw(w.t, req)
 	return code
 }
+
+func farFuture() time.Time { return time.Now().Add(24 * time.Hour) }
+
+func mailboxHeader(env []byte) (sealed.MailboxID, error) {
+	h, err := sealed.ParseHeader(env)
+	if err != nil {
+		return sealed.MailboxID{}, err
+	}
+	return h.Mailbox, nil
+}
+
+func mailboxText(d *device) string { return relay.MailboxText(d.mailbox()) }

@@ -33,9 +33,9 @@ type Directory interface {
 // others.
 func TestDeviceDirectory(t *testing.T, d Directory) {
 	ta, tb := d.Tenants()
-	now := d.Now()
 	dev1, user1, id1 := d.Enrol(t, ta)
 	dev2, _, id2 := d.Enrol(t, ta)
+	now := d.Now()
 	got, err := d.Device(ta, dev1, now)
 	if err != nil {
 		t.Fatalf("enrolled device: %v", err)
