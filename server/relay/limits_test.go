@@ -244,7 +244,9 @@ func TestT42PushFrames(t *testing.T) {
 		ok(t, err)
 		_, err = p.Next(ctx)
 		ok(t, err)
-		ok(t, pushWriteRaw(p, frame))
+		// The relay may reset the connection before the whole frame is
+		// written; what matters is that the channel ends.
+		_ = pushWriteRaw(p, frame)
 		if _, err := p.Next(ctx); err == nil {
 			t.Fatal("the relay kept a channel that sent a bad frame")
 		}
