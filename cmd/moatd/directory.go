@@ -40,10 +40,19 @@ type directoryOptions struct {
 	LogFormat       string
 	LogLevel        slog.Level
 	ShutdownTimeout time.Duration
+	// Relay also serves the blind relay (/relay/v1) with the directory as
+	// its device directory (moatd serve).
+	Relay     bool
+	RelayName string
 }
 
-func newDirectoryCmd() *cobra.Command {
-	o := directoryOptions{LogLevel: slog.LevelInfo}
+func newDirectoryCmd() *cobra.Command { return directoryCmd(false) }
+
+// newServeCmd is moatd serve: the directory and the relay in one process.
+func newServeCmd() *cobra.Command { return directoryCmd(true) }
+
+func directoryCmd(withRelay bool) *cobra.Command {
+	o := directoryOptions{LogLevel: slog.LevelInfo, Relay: withRelay}
 	cmd := &cobra.Command{
 		Use:   "directory --data DIR [--listen ADDR] [--witness URL ...] [--dev]",
 		Short: "Serve the key directory of every tenant in DIR",
@@ -82,6 +91,24 @@ Dev mode serves plaintext HTTP on loopback only.`,
 	f.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
 	f.TextVar(&o.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to wait for in-flight requests on SIGINT/SIGTERM")
+	if withRelay {
+		cmd.Use = "serve --data DIR [--listen ADDR] [--relay-name NAME] [--witness URL ...] [--dev]"
+		cmd.Short = "Serve the key directory and the blind relay in one process"
+		cmd.Long = `serve runs everything moatd directory runs, and the blind relay
+(/relay/v1, docs/spec/api.md) on the same listener, with the directory as
+the relay's device directory: an enrolment or a revocation takes effect at
+the relay at once. The relay keeps its mailboxes and prekeys in badger
+stores under DIR/relay, and its signing key in DIR/relay/relay.key, made on
+first start; DIR/relay/relay.pub is the public key that devices must get
+from their organisation to detect a rolled-back relay (T40).
+
+--relay-name is the name devices use to reach the relay (the host, and the
+port if not the default), which device authentication binds to; it
+defaults to the --listen address.
+
+` + cmd.Long
+		f.StringVar(&o.RelayName, "relay-name", "", "the relay's name as devices address it (default: the listen address)")
+	}
 	return cmd
 }
 
@@ -221,7 +248,22 @@ func runDirectory(ctx context.Context, o directoryOptions, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	srv := service.NewHTTPServer(svc.Handler(), log)
+	handler := svc.Handler()
+	var rs *relayServer
+	if o.Relay {
+		name := o.RelayName
+		if name == "" {
+			name = ln.Addr().String()
+		}
+		rs, err = openRelay(ctx, o.Data, name, svc, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer rs.close(log)
+		handler = rs.handler(handler)
+	}
+	srv := service.NewHTTPServer(handler, log)
 	var sc httpserve.ServeConfig
 	if tlsOn {
 		srv.TLSConfig = httpserve.TLSConfig()
@@ -233,6 +275,9 @@ func runDirectory(ctx context.Context, o directoryOptions, stdout, stderr io.Wri
 	go func() {
 		<-ctx.Done()
 		stop() // a second signal kills the process
+		if rs != nil {
+			rs.relay.Close() // push channels are hijacked: Shutdown does not wait for them
+		}
 	}()
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
