@@ -2,12 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"github.com/moat-im/moat/internal/atomicfile"
+	"github.com/moat-im/moat/internal/httpserve"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -64,19 +63,22 @@ func serve(ctx context.Context, o serveOptions, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           s.handler(),
-		ReadHeaderTimeout: o.Timeouts.ReadHeader,
-		ReadTimeout:       o.Timeouts.Read,
-		WriteTimeout:      o.Timeouts.Write,
-		IdleTimeout:       o.Timeouts.Idle,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := httpserve.NewServer(s.handler(), httpserve.Options{
+		Timeouts: httpserve.Timeouts{ReadHeader: o.Timeouts.ReadHeader, Read: o.Timeouts.Read,
+			Write: o.Timeouts.Write, Idle: o.Timeouts.Idle, Shutdown: o.Timeouts.Shutdown},
+		MaxHeaderBytes: 16 << 10,
+		Logger:         log,
+	})
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal kills the process
+	}()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		errc <- httpserve.Serve(ctx, srv, ln, httpserve.ServeConfig{Shutdown: o.Timeouts.Shutdown, Logger: log})
+	}()
 
 	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("name", d.cfg.Name),
 		slog.Any("vkeys", d.vkeys()), slog.Any("origins", d.origins()))
@@ -87,20 +89,7 @@ func serve(ctx context.Context, o serveOptions, logw io.Writer) error {
 		}
 	}
 
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	stop() // a second signal kills the process
-	log.Info("shutting down", slog.Duration("timeout", o.Timeouts.Shutdown))
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.Timeouts.Shutdown)
-	defer cancel()
-	err = srv.Shutdown(sctx)
-	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
-		err = serr
-	}
-	if err != nil {
+	if err := <-errc; err != nil {
 		return err
 	}
 	log.Info("stopped")

@@ -10,12 +10,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/moat-im/moat/crypto/tlog"
+	"github.com/moat-im/moat/internal/httpserve"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -44,13 +43,12 @@ type server struct {
 }
 
 type metrics struct {
-	requests     *prometheus.CounterVec   // handler, code
-	duration     *prometheus.HistogramVec // handler
-	cosignatures *prometheus.CounterVec   // origin
-	conflicts    *prometheus.CounterVec   // origin
-	inconsistent *prometheus.CounterVec   // origin
-	size         *prometheus.GaugeVec     // origin
-	timestamp    *prometheus.GaugeVec     // origin
+	http         *httpserve.Metrics     // requests{handler, code}, duration{handler}
+	cosignatures *prometheus.CounterVec // origin
+	conflicts    *prometheus.CounterVec // origin
+	inconsistent *prometheus.CounterVec // origin
+	size         *prometheus.GaugeVec   // origin
+	timestamp    *prometheus.GaugeVec   // origin
 }
 
 // newServer returns the HTTP server of witness w, which serves origins. Its
@@ -66,15 +64,6 @@ func newServer(w *tlog.Witness, origins []string, log *slog.Logger) *server {
 	}
 	byOrigin := []string{"origin"}
 	s.m = &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "moat_witness_http_requests_total",
-			Help: "HTTP requests by route pattern and status code.",
-		}, []string{"handler", "code"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "moat_witness_http_request_duration_seconds",
-			Help:    "HTTP request latency by route pattern.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
-		}, []string{"handler"}),
 		cosignatures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "moat_witness_cosignatures_total",
 			Help: "Checkpoints cosigned (add-checkpoint 200 responses, one cosignature line per witness key each).",
@@ -96,9 +85,9 @@ func newServer(w *tlog.Witness, origins []string, log *slog.Logger) *server {
 			Help: "Timestamp of the latest cosignature issued by this process.",
 		}, byOrigin),
 	}
-	s.reg.MustRegister(s.m.requests, s.m.duration, s.m.cosignatures, s.m.conflicts, s.m.inconsistent,
-		s.m.size, s.m.timestamp,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.reg.MustRegister(s.m.cosignatures, s.m.conflicts, s.m.inconsistent, s.m.size, s.m.timestamp)
+	s.m.http = httpserve.NewMetrics(s.reg, "moat_witness", "handler")
+	httpserve.RegisterProcess(s.reg)
 	for _, o := range origins {
 		s.byHash[originFile(o)] = o
 		// Expose zeroes for every configured log, so that rate() and
@@ -120,45 +109,10 @@ func (s *server) handler() http.Handler {
 	return s.instrument(mux)
 }
 
-// statusWriter records the status code of a response.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
 // instrument counts requests by route pattern (never by raw path, so that
 // label cardinality stays bounded) and status.
 func (s *server) instrument(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-		route := r.Pattern // set by the ServeMux on r
-		if route == "" {
-			route = "unmatched"
-		}
-		if sw.code == 0 {
-			sw.code = http.StatusOK
-		}
-		s.m.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
-		s.m.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
-	})
+	return httpserve.Instrument(next, s.m.http, nil)
 }
 
 // addCheckpoint is POST /add-checkpoint (C2SP tlog-witness).

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/moat-im/moat/internal/atomicfile"
 	"io"
 	"log/slog"
 	"net"
@@ -20,6 +18,8 @@ import (
 
 	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/crypto/tlog"
+	"github.com/moat-im/moat/internal/atomicfile"
+	"github.com/moat-im/moat/internal/httpserve"
 	"github.com/moat-im/moat/keyserver/service"
 	"github.com/moat-im/moat/keyserver/store/badgerstore"
 	"github.com/spf13/cobra"
@@ -40,10 +40,19 @@ type directoryOptions struct {
 	LogFormat       string
 	LogLevel        slog.Level
 	ShutdownTimeout time.Duration
+	// Relay also serves the blind relay (/relay/v1) with the directory as
+	// its device directory (moatd serve).
+	Relay     bool
+	RelayName string
 }
 
-func newDirectoryCmd() *cobra.Command {
-	o := directoryOptions{LogLevel: slog.LevelInfo}
+func newDirectoryCmd() *cobra.Command { return directoryCmd(false) }
+
+// newServeCmd is moatd serve: the directory and the relay in one process.
+func newServeCmd() *cobra.Command { return directoryCmd(true) }
+
+func directoryCmd(withRelay bool) *cobra.Command {
+	o := directoryOptions{LogLevel: slog.LevelInfo, Relay: withRelay}
 	cmd := &cobra.Command{
 		Use:   "directory --data DIR [--listen ADDR] [--witness URL ...] [--dev]",
 		Short: "Serve the key directory of every tenant in DIR",
@@ -82,6 +91,24 @@ Dev mode serves plaintext HTTP on loopback only.`,
 	f.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
 	f.TextVar(&o.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to wait for in-flight requests on SIGINT/SIGTERM")
+	if withRelay {
+		cmd.Use = "serve --data DIR [--listen ADDR] [--relay-name NAME] [--witness URL ...] [--dev]"
+		cmd.Short = "Serve the key directory and the blind relay in one process"
+		cmd.Long = `serve runs everything moatd directory runs, and the blind relay
+(/relay/v1, docs/spec/api.md) on the same listener, with the directory as
+the relay's device directory: an enrolment or a revocation takes effect at
+the relay at once. The relay keeps its mailboxes and prekeys in badger
+stores under DIR/relay, and its signing key in DIR/relay/relay.key, made on
+first start; DIR/relay/relay.pub is the public key that devices must get
+from their organisation to detect a rolled-back relay (T40).
+
+--relay-name is the name devices use to reach the relay (the host, and the
+port if not the default), which device authentication binds to; it
+defaults to the --listen address.
+
+` + cmd.Long
+		f.StringVar(&o.RelayName, "relay-name", "", "the relay's name as devices address it (default: the listen address)")
+	}
 	return cmd
 }
 
@@ -94,20 +121,6 @@ func newLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, erro
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, errors.New("--log-format must be text or json")
-}
-
-// isLoopback reports whether addr's host is a loopback address or
-// localhost.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 const devBanner = `
@@ -126,11 +139,11 @@ func runDirectory(ctx context.Context, o directoryOptions, stdout, stderr io.Wri
 	if tlsOn && (o.TLSCert == "" || o.TLSKey == "") {
 		return errors.New("give both --tls-cert and --tls-key")
 	}
-	if !tlsOn && !isLoopback(o.Listen) {
+	if !tlsOn && !httpserve.IsLoopback(o.Listen) {
 		return fmt.Errorf("refusing plaintext HTTP on %s: listen on loopback, or give --tls-cert and --tls-key", o.Listen)
 	}
 	if o.Dev {
-		if tlsOn || !isLoopback(o.Listen) {
+		if tlsOn || !httpserve.IsLoopback(o.Listen) {
 			return errors.New("--dev serves plaintext HTTP on loopback only")
 		}
 		fmt.Fprint(stderr, devBanner)
@@ -242,24 +255,43 @@ func runDirectory(ctx context.Context, o directoryOptions, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	srv := service.NewHTTPServer(svc.Handler(), log)
-	if tlsOn {
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS13}
+	handler := svc.Handler()
+	var rs *relayServer
+	if o.Relay {
+		name := o.RelayName
+		if name == "" {
+			name = ln.Addr().String()
+		}
+		rs, err = openRelay(ctx, o.Data, name, svc, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer rs.close(log)
+		handler = rs.handler(handler)
 	}
+	srv := service.NewHTTPServer(handler, log)
+	var sc httpserve.ServeConfig
+	if tlsOn {
+		srv.TLSConfig = httpserve.TLSConfig()
+		sc.CertFile, sc.KeyFile = o.TLSCert, o.TLSKey
+	}
+	sc.Shutdown, sc.Logger = o.ShutdownTimeout, log
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal kills the process
+		if rs != nil {
+			rs.relay.Close() // push channels are hijacked: Shutdown does not wait for them
+		}
+	}()
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
 	runErr := make(chan error, 1)
 	go func() { runErr <- svc.Run(runCtx) }()
 	serveErr := make(chan error, 1)
-	go func() {
-		if tlsOn {
-			serveErr <- srv.ServeTLS(ln, o.TLSCert, o.TLSKey)
-		} else {
-			serveErr <- srv.Serve(ln)
-		}
-	}()
+	go func() { serveErr <- httpserve.Serve(ctx, srv, ln, sc) }()
 	for _, t := range svc.Tenants() {
 		log.Info("serving tenant", slog.String("tenant", t.ID().String()), slog.String("origin", t.Origin()))
 	}
@@ -270,21 +302,7 @@ func runDirectory(ctx context.Context, o directoryOptions, stdout, stderr io.Wri
 			return err
 		}
 	}
-	select {
-	case err := <-serveErr:
-		cancelRun()
-		<-runErr
-		return err
-	case <-ctx.Done():
-	}
-	stop() // a second signal kills the process
-	log.Info("shutting down", slog.Duration("timeout", o.ShutdownTimeout))
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.ShutdownTimeout)
-	defer cancel()
-	err = srv.Shutdown(sctx)
-	if serr := <-serveErr; !errors.Is(serr, http.ErrServerClosed) && err == nil {
-		err = serr
-	}
+	err = <-serveErr
 	cancelRun()
 	if rerr := <-runErr; err == nil {
 		err = rerr

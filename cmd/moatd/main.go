@@ -67,7 +67,7 @@ witnesses cosign (docs/spec/directory.md, docs/spec/directory-api.md).`,
 		},
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(newInitCmd(), newDirectoryCmd(), newAdminCmd())
+	root.AddCommand(newInitCmd(), newDirectoryCmd(), newServeCmd(), newAdminCmd())
 	return root
 }
 

@@ -16,10 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/keyserver/kt"
 	"github.com/moat-im/moat/keyserver/kt/kttest"
 	"github.com/moat-im/moat/keyserver/org"
 	"github.com/moat-im/moat/keyserver/service"
+	"github.com/moat-im/moat/server/relay"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -75,21 +77,22 @@ func runScripts(t *testing.T, files ...string) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"waitfile":  cmdWaitFile,
-			"waitready": cmdWaitReady,
-			"envfrom":   cmdEnvFrom,
-			"enrol":     cmdEnrol,
-			"lookup":    cmdLookup,
-			"httpget":   cmdHTTPGet,
-			"perm":      cmdPerm,
-			"orglookup": cmdOrgLookup,
-			"escrow":    cmdEscrow,
-			"follow":    cmdFollow,
-			"history":   cmdHistory,
-			"request":   cmdRequest,
-			"use":       cmdUse,
-			"monitor":   cmdMonitor,
-			"splitview": cmdSplitView,
+			"waitfile":   cmdWaitFile,
+			"waitready":  cmdWaitReady,
+			"envfrom":    cmdEnvFrom,
+			"enrol":      cmdEnrol,
+			"lookup":     cmdLookup,
+			"httpget":    cmdHTTPGet,
+			"perm":       cmdPerm,
+			"orglookup":  cmdOrgLookup,
+			"escrow":     cmdEscrow,
+			"follow":     cmdFollow,
+			"history":    cmdHistory,
+			"request":    cmdRequest,
+			"use":        cmdUse,
+			"monitor":    cmdMonitor,
+			"splitview":  cmdSplitView,
+			"relayfetch": cmdRelayFetch,
 		},
 	})
 }
@@ -394,4 +397,32 @@ func idOrNone(id org.DepartmentID) string {
 		return "-"
 	}
 	return id.String()
+}
+
+// relayfetch ADDRFILE PUBFILE: the script's enrolled device authenticates
+// to the relay at ADDRFILE (moatd serve) and fetches its mailbox, checking
+// the signed head with the relay key in PUBFILE; prints the head and the
+// number of messages.
+func cmdRelayFetch(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: relayfetch addrfile pubfile")
+	}
+	st := state(ts)
+	if st.api == nil || st.api.Device == nil {
+		ts.Fatalf("relayfetch: enrol first")
+	}
+	key, err := keys.ParseRelaySigningPublicKeyText(strings.TrimSpace(ts.ReadFile(args[1])))
+	ts.Check(err)
+	c := &relay.Client{BaseURL: addr(ts, args[0]), RelayKey: key, Device: &relay.DeviceCredentials{
+		Tenant: st.api.Tenant, Device: st.api.Device.Device, Key: st.api.Device.Key}}
+	p, err := c.Fetch(context.Background(), 0, 10)
+	if neg {
+		if err == nil {
+			ts.Fatalf("relay fetch succeeded")
+		}
+		fmt.Fprintf(ts.Stdout(), "%v\n", err)
+		return
+	}
+	ts.Check(err)
+	fmt.Fprintf(ts.Stdout(), "head %d messages %d\n", p.Head.Head, len(p.Messages))
 }

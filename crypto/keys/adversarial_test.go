@@ -41,6 +41,8 @@ func TestT08KeyTypeConfusion(t *testing.T) {
 		TagOrgSigning:      {func(b []byte) error { return ignore(ParseOrgPublicKey(b)) }, func(s string) error { return ignore(testParseHybridText[roleOrg](s)) }},
 		TagDirectorySign:   {func(b []byte) error { return ignore(ParseDirectoryPublicKey(b)) }, func(s string) error { return ignore(testParseHybridText[roleDirectory](s)) }},
 		TagLogSigning:      {func(b []byte) error { return ignore(ParseLogPublicKey(b)) }, func(s string) error { return ignore(testParseHybridText[roleLog](s)) }},
+		TagSealedSender:    {func(b []byte) error { return ignore(ParseSealedSenderPublicKey(b)) }, func(s string) error { return ignore(ParseSealedSenderPublicKeyText(s)) }},
+		TagRelaySigning:    {func(b []byte) error { return ignore(ParseRelaySigningPublicKey(b)) }, func(s string) error { return ignore(ParseRelaySigningPublicKeyText(s)) }},
 	}
 	if len(dec) != len(prefixes) {
 		t.Fatalf("decoders for %d types, %d types exist", len(dec), len(prefixes))
@@ -67,7 +69,7 @@ func TestT08KeyTypeConfusion(t *testing.T) {
 			// tag cannot stop, and is why every key carries one.
 		}
 	}
-	if pairs != 11*10 {
+	if pairs != 13*12 {
 		t.Fatalf("checked %d pairs", pairs)
 	}
 

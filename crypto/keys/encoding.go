@@ -19,9 +19,11 @@ const (
 	TagRatchetDH       Tag = 0x06 // X25519 ratchet key
 	TagRatchetKEM      Tag = 0x07 // ML-KEM-768 ratchet key
 	TagEphemeralDH     Tag = 0x08 // X25519 PQXDH ephemeral key
+	TagSealedSender    Tag = 0x09 // X-Wing (ML-KEM-768 + X25519) sealed-sender key
 	TagOrgSigning      Tag = 0x10 // hybrid org CA key
 	TagDirectorySign   Tag = 0x11 // hybrid key-directory key
 	TagLogSigning      Tag = 0x12 // hybrid transparency-log key
+	TagRelaySigning    Tag = 0x13 // Ed25519 relay key (signed mailbox heads)
 )
 
 // prefixes maps each tag to its text-encoding prefix (docs/spec/keys.md §Text
@@ -35,9 +37,11 @@ var prefixes = map[Tag]string{
 	TagRatchetDH:       "moat-rdh1:",
 	TagRatchetKEM:      "moat-rkem1:",
 	TagEphemeralDH:     "moat-eph1:",
+	TagSealedSender:    "moat-ssk1:",
 	TagOrgSigning:      "moat-org1:",
 	TagDirectorySign:   "moat-dir1:",
 	TagLogSigning:      "moat-log1:",
+	TagRelaySigning:    "moat-relay1:",
 }
 
 func encodeBinary(t Tag, raw []byte) []byte {

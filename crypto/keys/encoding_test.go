@@ -147,7 +147,7 @@ func (c codec[K]) checkText(t *testing.T, s string) bool {
 	return true
 }
 
-// Codecs for all eleven public key types.
+// Codecs for all twelve public key types.
 var (
 	codecIdentitySigning = codec[*IdentitySigningPublicKey]{TagIdentitySigning, ParseIdentitySigningPublicKey, ParseIdentitySigningPublicKeyText, NewIdentitySigningPublicKey}
 	codecIdentityDH      = codec[*IdentityDHPublicKey]{TagIdentityDH, ParseIdentityDHPublicKey, ParseIdentityDHPublicKeyText, NewIdentityDHPublicKey}
@@ -160,6 +160,8 @@ var (
 	codecOrg             = codec[*OrgPublicKey]{TagOrgSigning, ParseOrgPublicKey, testParseHybridText[roleOrg], nil}
 	codecDirectory       = codec[*DirectoryPublicKey]{TagDirectorySign, ParseDirectoryPublicKey, testParseHybridText[roleDirectory], nil}
 	codecLog             = codec[*LogPublicKey]{TagLogSigning, ParseLogPublicKey, testParseHybridText[roleLog], nil}
+	codecSealedSender    = codec[*SealedSenderPublicKey]{TagSealedSender, ParseSealedSenderPublicKey, ParseSealedSenderPublicKeyText, NewSealedSenderPublicKey}
+	codecRelay           = codec[*RelaySigningPublicKey]{TagRelaySigning, ParseRelaySigningPublicKey, ParseRelaySigningPublicKeyText, NewRelaySigningPublicKey}
 )
 
 // sampleKeys holds one generated key pair of every type (deterministic).
@@ -172,6 +174,8 @@ type sampleKeys struct {
 	rdh      *RatchetDHPrivateKey
 	rkem     *RatchetKEMPrivateKey
 	eph      *EphemeralDHPrivateKey
+	ssk      *SealedSenderPrivateKey
+	relay    *RelaySigningPrivateKey
 	org      *OrgPrivateKey
 	dir      *DirectoryPrivateKey
 	log      *LogPrivateKey
@@ -206,6 +210,10 @@ func newSampleKeys(t testing.TB, seed byte) *sampleKeys {
 	must(err)
 	s.eph, err = GenerateEphemeralDHKey(r)
 	must(err)
+	s.ssk, err = GenerateSealedSenderKey(r)
+	must(err)
+	s.relay, err = GenerateRelaySigningKey(r)
+	must(err)
 	s.org, err = GenerateOrgKey(r)
 	must(err)
 	s.dir, err = GenerateDirectoryKey(r)
@@ -221,8 +229,9 @@ func newSampleKeys(t testing.TB, seed byte) *sampleKeys {
 		TagIdentitySigning: s.idSig.Public(), TagIdentityDH: s.idDH.Public(),
 		TagSignedPrekey: s.spk.Public(), TagOneTimePrekey: s.opk.Public(),
 		TagKEMPrekey: s.kem.Public(), TagRatchetDH: s.rdh.Public(),
-		TagRatchetKEM: s.rkem.Public(), TagEphemeralDH: s.eph.Public(),
+		TagRatchetKEM: s.rkem.Public(), TagEphemeralDH: s.eph.Public(), TagSealedSender: s.ssk.Public(),
 		TagOrgSigning: s.org.Public(), TagDirectorySign: s.dir.Public(), TagLogSigning: s.log.Public(),
+		TagRelaySigning: s.relay.Public(),
 	} {
 		s.binaries[tag], s.texts[tag] = k.Bytes(), k.String()
 	}
@@ -235,12 +244,14 @@ func newSampleKeys(t testing.TB, seed byte) *sampleKeys {
 // encodedLen is the size of a tag's raw key.
 func rawLen(tag Tag) int {
 	switch tag {
-	case TagIdentitySigning, TagIdentityDH, TagSignedPrekey, TagOneTimePrekey, TagRatchetDH, TagEphemeralDH:
+	case TagIdentitySigning, TagIdentityDH, TagSignedPrekey, TagOneTimePrekey, TagRatchetDH, TagEphemeralDH, TagRelaySigning:
 		return 32
 	case TagKEMPrekey, TagRatchetKEM:
 		return KEMPublicKeySize
 	case TagOrgSigning, TagDirectorySign, TagLogSigning:
 		return hybridPublicSize
+	case TagSealedSender:
+		return SealedSenderPublicKeySize
 	}
 	panic("unknown tag")
 }
@@ -297,6 +308,8 @@ func TestEncodingRoundTrip(t *testing.T) {
 			{TagOrgSigning, codecOrg.checkBinary, codecOrg.checkText},
 			{TagDirectorySign, codecDirectory.checkBinary, codecDirectory.checkText},
 			{TagLogSigning, codecLog.checkBinary, codecLog.checkText},
+			{TagSealedSender, codecSealedSender.checkBinary, codecSealedSender.checkText},
+			{TagRelaySigning, codecRelay.checkBinary, codecRelay.checkText},
 		}
 		if len(checks) != len(prefixes) {
 			t.Fatalf("%d codecs for %d types", len(checks), len(prefixes))
@@ -472,6 +485,7 @@ func TestPrivateKeysRedacted(t *testing.T) {
 		{"OrgPrivateKey", s.org, *s.org, append([][]byte{s.org.Seed()}, mldsaSecrets(s.org.pq.Bytes())...)},
 		{"DirectoryPrivateKey", s.dir, *s.dir, append([][]byte{s.dir.Seed()}, mldsaSecrets(s.dir.pq.Bytes())...)},
 		{"LogPrivateKey", s.log, *s.log, [][]byte{s.log.Seed()}},
+		{"SealedSenderPrivateKey", s.ssk, *s.ssk, [][]byte{s.ssk.Seed()}},
 		{"DeviceIdentityPrivate", &DeviceIdentityPrivate{Signing: s.idSig, DH: s.idDH},
 			DeviceIdentityPrivate{Signing: s.idSig, DH: s.idDH}, [][]byte{s.idSig.Seed(), s.idDH.Bytes()}},
 	}
@@ -555,6 +569,8 @@ func TestEqual(t *testing.T) {
 	check("RatchetKEMPrivateKey", a.rkem.Equal(a.rkem), a.rkem.Equal(a2.rkem), a.rkem.Equal(b.rkem))
 	check("OrgPublicKey", a.org.Public().Equal(a.org.Public()), a.org.Public().Equal(a2.org.Public()), a.org.Public().Equal(b.org.Public()))
 	check("LogPublicKey", a.log.Public().Equal(a.log.Public()), a.log.Public().Equal(a2.log.Public()), a.log.Public().Equal(b.log.Public()))
+	check("SealedSenderPrivateKey", a.ssk.Equal(a.ssk), a.ssk.Equal(a2.ssk), a.ssk.Equal(b.ssk))
+	check("SealedSenderPublicKey", a.ssk.Public().Equal(a.ssk.Public()), a.ssk.Public().Equal(a2.ssk.Public()), a.ssk.Public().Equal(b.ssk.Public()))
 
 	// A parsed key equals the generated one.
 	p, err := ParseKEMPrekeyPublicKey(a.kem.Public().Bytes())
@@ -602,6 +618,8 @@ func TestImportLengths(t *testing.T) {
 		_, errs["NewKEMPrekeyPrivateKey"] = NewKEMPrekeyPrivateKey(b)
 		_, errs["NewRatchetKEMPrivateKey"] = NewRatchetKEMPrivateKey(b)
 		_, errs["NewOrgPrivateKey"] = NewOrgPrivateKey(b)
+		_, errs["NewSealedSenderPublicKey"] = NewSealedSenderPublicKey(b)
+		_, errs["NewSealedSenderPrivateKey"] = NewSealedSenderPrivateKey(b)
 		for name, err := range errs {
 			if !errors.Is(err, ErrMalformed) {
 				t.Errorf("%s(%d bytes) = %v, want ErrMalformed", name, n, err)
@@ -773,6 +791,7 @@ func TestTextParsersEveryType(t *testing.T) {
 	org, _ := GenerateOrgKey(crand.Reader)
 	lg, _ := GenerateLogKey(crand.Reader)
 	dir, _ := GenerateDirectoryKey(crand.Reader)
+	ssk, _ := GenerateSealedSenderKey(crand.Reader)
 	codecs := []codec{
 		{"identity signing", idsig.Public().String(), func(s string) (string, error) { return str(ParseIdentitySigningPublicKeyText(s)) }},
 		{"identity DH", iddh.Public().String(), func(s string) (string, error) { return str(ParseIdentityDHPublicKeyText(s)) }},
@@ -785,6 +804,7 @@ func TestTextParsersEveryType(t *testing.T) {
 		{"org", org.Public().String(), func(s string) (string, error) { return str(ParseOrgPublicKeyText(s)) }},
 		{"log", lg.Public().String(), func(s string) (string, error) { return str(ParseLogPublicKeyText(s)) }},
 		{"directory", dir.Public().String(), func(s string) (string, error) { return str(ParseDirectoryPublicKeyText(s)) }},
+		{"sealed sender", ssk.Public().String(), func(s string) (string, error) { return str(ParseSealedSenderPublicKeyText(s)) }},
 	}
 	for _, c := range codecs {
 		for _, d := range codecs {

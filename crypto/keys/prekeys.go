@@ -134,3 +134,36 @@ func (d *DeviceIdentityPrivate) Public() DeviceIdentity {
 func (d DeviceIdentity) Equal(o DeviceIdentity) bool {
 	return d.Signing.Equal(o.Signing) && d.DH.Equal(o.DH)
 }
+
+// SignedOneTimePrekey is a one-time X25519 prekey signed by the device
+// identity key, as the relay stores and serves it (docs/spec/keys.md
+// §One-time prekeys), so that a relay cannot substitute a key of its own.
+type SignedOneTimePrekey struct {
+	ID        uint32
+	Key       *OneTimePrekeyPublicKey
+	Signature []byte // Ed25519 over OneTimePrekeySigningMessage
+}
+
+// OneTimePrekeySigningMessage is the message the identity key signs:
+//
+//	"moat/v1/one-time-prekey" || 0x00 || uint32 id || tagged key
+func OneTimePrekeySigningMessage(id uint32, k *OneTimePrekeyPublicKey) []byte {
+	m := make([]byte, 0, len(label.OneTimePrekey)+1+4+1+x25519Len)
+	m = append(m, label.OneTimePrekey...)
+	m = append(m, 0)
+	m = binary.BigEndian.AppendUint32(m, id)
+	return append(m, k.Bytes()...)
+}
+
+// SignOneTimePrekey certifies k under the identity signing key.
+func SignOneTimePrekey(id uint32, k *OneTimePrekeyPublicKey, by *IdentitySigningPrivateKey) *SignedOneTimePrekey {
+	return &SignedOneTimePrekey{ID: id, Key: k, Signature: by.Sign(OneTimePrekeySigningMessage(id, k))}
+}
+
+// Verify checks the signature under the device's identity signing key.
+func (p *SignedOneTimePrekey) Verify(by *IdentitySigningPublicKey) error {
+	if p == nil || p.Key == nil || by.Verify(OneTimePrekeySigningMessage(p.ID, p.Key), p.Signature) != nil {
+		return ErrUnsignedPrekey
+	}
+	return nil
+}

@@ -5,9 +5,14 @@
 package atomicfile
 
 import (
+	"errors"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+
+	"github.com/moat-im/moat/internal/vfs"
 )
 
 // TempPrefix starts the name of every temporary file WriteFile creates, so
@@ -17,16 +22,21 @@ const TempPrefix = ".tmp-"
 // WriteFile replaces file with data and mode perm: it writes a temporary
 // file in the same directory, syncs it, renames it over file and syncs the
 // directory.
-func WriteFile(file string, data []byte, perm fs.FileMode) (err error) {
+func WriteFile(file string, data []byte, perm fs.FileMode) error {
+	return WriteFileFS(vfs.OS, file, data, perm)
+}
+
+// WriteFileFS is WriteFile on fsys.
+func WriteFileFS(fsys vfs.FS, file string, data []byte, perm fs.FileMode) (err error) {
 	dir := filepath.Dir(file)
-	f, err := os.CreateTemp(dir, TempPrefix+filepath.Base(file)+"-*")
+	f, err := createTemp(fsys, dir, TempPrefix+filepath.Base(file)+"-")
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
 	defer func() {
 		if err != nil {
-			os.Remove(tmp)
+			fsys.Remove(tmp)
 		}
 	}()
 	if err := f.Chmod(perm); err != nil {
@@ -44,23 +54,27 @@ func WriteFile(file string, data []byte, perm fs.FileMode) (err error) {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, file); err != nil {
+	if err := fsys.Rename(tmp, file); err != nil {
 		return err
 	}
 	// After the rename the new contents are in place; a failing directory
 	// sync means only that they may not survive a crash.
-	return SyncDir(dir)
+	return vfs.SyncDir(fsys, dir)
+}
+
+// createTemp creates a new file in dir whose name starts with prefix, as
+// os.CreateTemp does (mode 0600).
+func createTemp(fsys vfs.FS, dir, prefix string) (vfs.File, error) {
+	for range 100 {
+		name := filepath.Join(dir, prefix+strconv.FormatUint(uint64(rand.Uint32()), 10))
+		f, err := fsys.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return f, err
+	}
+	return nil, &fs.PathError{Op: "createtemp", Path: filepath.Join(dir, prefix+"*"), Err: fs.ErrExist}
 }
 
 // SyncDir fsyncs a directory, making renames and creations in it durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+func SyncDir(dir string) error { return vfs.SyncDir(vfs.OS, dir) }

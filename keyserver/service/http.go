@@ -7,43 +7,30 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/moat-im/moat/crypto/tlog"
+	"github.com/moat-im/moat/internal/httpserve"
 	"github.com/moat-im/moat/keyserver/kt"
 	"github.com/moat-im/moat/keyserver/org"
 	"github.com/moat-im/moat/keyserver/store"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Content types.
 const (
-	contentBinary = "application/octet-stream"
-	contentJSON   = "application/json"
-	contentText   = "text/plain; charset=utf-8"
+	contentBinary = httpserve.ContentBinary
+	contentJSON   = httpserve.ContentJSON
+	contentText   = httpserve.ContentText
 )
 
 // Handler returns the service's HTTP handler: the /v1 API of
 // docs/spec/directory-api.md, /healthz, /readyz and /metrics.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", contentText)
-		io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := s.Ready(); err != nil {
-			writeError(w, http.StatusServiceUnavailable, err.Error())
-			return
-		}
-		w.Header().Set("Content-Type", contentText)
-		io.WriteString(w, "ready\n")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	httpserve.HandleOps(mux, s.Ready, s.reg)
 	mux.HandleFunc("GET /v1/{tenant}/trust-bundle", s.tenantRoute(s.getTrustBundle))
 	mux.HandleFunc("GET /v1/{tenant}/checkpoint", s.tenantRoute(s.getCheckpoint))
 	mux.HandleFunc("GET /v1/{tenant}/consistency", s.tenantRoute(s.getConsistency))
@@ -57,89 +44,40 @@ func (s *Service) Handler() http.Handler {
 	return s.instrument(mux)
 }
 
-// statusWriter records the status code of a response.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
 // instrument applies the per-address rate limit to /v1, counts requests
 // by route pattern and status, and writes the access log: method, route
 // pattern, tenant, status and duration. It never logs raw paths, user or
 // device ids, codes or addresses.
 func (s *Service) instrument(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
-		w.Header().Set("X-Content-Type-Options", "nosniff")
+	limited := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if len(r.URL.Path) >= 4 && r.URL.Path[:4] == "/v1/" {
-			if ok, wait := s.ipLimit.allow(clientKey(r.RemoteAddr)); !ok {
+			if ok, wait := s.ipLimit.Allow(httpserve.ClientKey(r.RemoteAddr)); !ok {
 				s.met.rateLimited.WithLabelValues("ip").Inc()
-				tooMany(sw, wait)
-				s.logRequest(r, "rate-limited", "-", sw.code, start)
+				tooMany(w, wait)
 				return
 			}
 		}
-		next.ServeHTTP(sw, r)
-		route := r.Pattern
-		if route == "" {
-			route = "unmatched"
-		}
-		if sw.code == 0 {
-			sw.code = http.StatusOK
-		}
+		next.ServeHTTP(w, r)
+	})
+	return httpserve.Instrument(limited, s.met.http, func(r *http.Request, route string, code int, start time.Time) {
 		tenant := "-"
 		if id, err := ParseTenantID(r.PathValue("tenant")); err == nil && s.tenants[id] != nil {
 			tenant = id.String()
 		}
-		s.met.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
-		s.met.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
-		s.logRequest(r, route, tenant, sw.code, start)
+		if code == http.StatusTooManyRequests && route == "unmatched" {
+			route = "rate-limited"
+		}
+		s.opts.Logger.LogAttrs(r.Context(), httpserve.LogLevel(code), "request",
+			slog.String("route", route), slog.String("tenant", tenant),
+			slog.Int("status", code), slog.Duration("duration", time.Since(start)))
 	})
 }
 
-func (s *Service) logRequest(r *http.Request, route, tenant string, code int, start time.Time) {
-	level := slog.LevelInfo
-	switch {
-	case code >= 500:
-		level = slog.LevelError
-	case code == http.StatusUnauthorized || code == http.StatusForbidden || code == http.StatusTooManyRequests:
-		level = slog.LevelWarn
-	}
-	s.opts.Logger.LogAttrs(r.Context(), level, "request",
-		slog.String("route", route), slog.String("tenant", tenant),
-		slog.Int("status", code), slog.Duration("duration", time.Since(start)))
-}
-
-func tooMany(w http.ResponseWriter, wait time.Duration) {
-	w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
-	writeError(w, http.StatusTooManyRequests, "rate limited")
-}
-
-func writeError(w http.ResponseWriter, code int, msg string) {
-	if code == http.StatusRequestEntityTooLarge {
-		w.Header().Set("Connection", "close")
-	}
-	w.Header().Set("Content-Type", contentText)
-	w.WriteHeader(code)
-	fmt.Fprintln(w, msg)
-}
+var (
+	tooMany    = httpserve.TooMany
+	writeError = httpserve.WriteError
+	readBody   = httpserve.ReadBody
+)
 
 func writeBinary(w http.ResponseWriter, b []byte) {
 	w.Header().Set("Content-Type", contentBinary)
@@ -168,32 +106,13 @@ func (s *Service) tenantRoute(h func(http.ResponseWriter, *http.Request, *Tenant
 			writeError(w, http.StatusNotFound, "unknown tenant")
 			return
 		}
-		if ok, wait := s.tenantLimit.allow(id.String()); !ok {
+		if ok, wait := s.tenantLimit.Allow(id.String()); !ok {
 			s.met.rateLimited.WithLabelValues("tenant").Inc()
 			tooMany(w, wait)
 			return
 		}
 		h(w, r, t)
 	}
-}
-
-// readBody reads a request body of at most limit bytes, refusing a larger
-// one with 413 before reading it when Content-Length says so.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
-	if r.ContentLength > limit {
-		writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
-		return nil, false
-	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
-		} else {
-			writeError(w, http.StatusBadRequest, "reading request body")
-		}
-		return nil, false
-	}
-	return b, true
 }
 
 // sizeParam parses a tree size query parameter: absent is 0.
@@ -441,7 +360,7 @@ func (s *Service) history(w http.ResponseWriter, r *http.Request, t *Tenant, l o
 // per-tenant failure limits.
 func (s *Service) postEnrol(w http.ResponseWriter, r *http.Request, t *Tenant) {
 	tid := t.id.String()
-	if ok, wait := s.enrolLimit.allow(clientKey(r.RemoteAddr)); !ok {
+	if ok, wait := s.enrolLimit.Allow(httpserve.ClientKey(r.RemoteAddr)); !ok {
 		s.met.rateLimited.WithLabelValues("enrol").Inc()
 		tooMany(w, wait)
 		return

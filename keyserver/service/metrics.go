@@ -1,16 +1,15 @@
 package service
 
 import (
+	"github.com/moat-im/moat/internal/httpserve"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // metrics are the service's Prometheus metrics. Labels are bounded: route
 // patterns (never raw paths), tenant ids, witness names, and fixed sets of
 // results.
 type metrics struct {
-	requests      *prometheus.CounterVec   // route, code
-	duration      *prometheus.HistogramVec // route
+	http          *httpserve.Metrics       // requests{route, code}, duration{route}
 	rateLimited   *prometheus.CounterVec   // scope
 	epochs        *prometheus.CounterVec   // tenant
 	publishFail   *prometheus.CounterVec   // tenant
@@ -28,15 +27,6 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	t := []string{"tenant"}
 	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "moat_directory_http_requests_total",
-			Help: "HTTP requests by route pattern and status code.",
-		}, []string{"route", "code"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "moat_directory_http_request_duration_seconds",
-			Help:    "HTTP request latency by route pattern.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
-		}, []string{"route"}),
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "moat_directory_rate_limited_total",
 			Help: "Requests refused with 429, by limit (ip, tenant, enrol).",
@@ -87,12 +77,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Authenticated admin operations by result.",
 		}, []string{"tenant", "op", "result"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.rateLimited, m.epochs, m.publishFail, m.publishTime, m.updates,
+	reg.MustRegister(m.rateLimited, m.epochs, m.publishFail, m.publishTime, m.updates,
 		m.logSize, m.servedSize, m.servedTime, m.witnessReqs, m.witnessAlarms, m.enrolments, m.adminOps)
+	m.http = httpserve.NewMetrics(reg, "moat_directory", "route")
 	return m
-}
-
-// registerProcess adds the Go and process collectors.
-func registerProcess(reg prometheus.Registerer) {
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moat-im/moat/internal/httpserve"
 	"github.com/moat-im/moat/keyserver/org"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -147,7 +148,7 @@ type Service struct {
 	tenants map[org.TenantID]*Tenant
 	order   []*Tenant
 
-	ipLimit, tenantLimit, enrolLimit *limiter
+	ipLimit, tenantLimit, enrolLimit *httpserve.Limiter
 
 	runMu   sync.Mutex
 	running bool
@@ -161,15 +162,15 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	s := &Service{opts: opts, reg: opts.Registry, tenants: map[org.TenantID]*Tenant{}}
 	if s.reg == nil {
 		s.reg = prometheus.NewRegistry()
-		registerProcess(s.reg)
+		httpserve.RegisterProcess(s.reg)
 	}
 	s.met = newMetrics(s.reg)
 	s.opts.Registry = s.reg
 	l := &s.opts.Limits
 	// Rate limits run on the wall clock, whatever Now says.
-	s.ipLimit = newLimiter(l.PerIP, l.MaxBuckets, time.Now)
-	s.tenantLimit = newLimiter(l.PerTenant, l.MaxBuckets, time.Now)
-	s.enrolLimit = newLimiter(l.Enrol, l.MaxBuckets, time.Now)
+	s.ipLimit = httpserve.NewLimiter(l.PerIP, l.MaxBuckets, time.Now)
+	s.tenantLimit = httpserve.NewLimiter(l.PerTenant, l.MaxBuckets, time.Now)
+	s.enrolLimit = httpserve.NewLimiter(l.Enrol, l.MaxBuckets, time.Now)
 	for _, tc := range opts.Tenants {
 		if _, dup := s.tenants[tc.ID]; dup {
 			return nil, fmt.Errorf("service: tenant %s configured twice", tc.ID)
@@ -319,20 +320,9 @@ func (s *Service) Ready() error {
 }
 
 // NewHTTPServer returns an http.Server for h with the service's
-// timeouts: 5s to read headers, 30s to read a request, 30s to write a
-// response, 120s idle, and 32 KiB of headers (a hybrid admin signature
-// is 4.5 KB of base64).
+// limits (internal/httpserve defaults: 5s to read headers, 30s to read a
+// request, 30s to write a response, 120s idle, HTTP/2 stream limits) and
+// 32 KiB of headers (a hybrid admin signature is 4.5 KB of base64).
 func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
-	if log == nil {
-		log = slog.Default()
-	}
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	return httpserve.NewServer(h, httpserve.Options{MaxHeaderBytes: 32 << 10, Logger: log})
 }

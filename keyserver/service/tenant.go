@@ -163,6 +163,8 @@ func (ti *trustInfo) checkpointTrust(n uint64) *trustInfo {
 type authDevice struct {
 	user      org.UserID
 	key       *keys.IdentitySigningPublicKey
+	identity  keys.DeviceIdentity
+	serial    uint64
 	notBefore time.Time
 	notAfter  time.Time
 }
@@ -1022,7 +1024,8 @@ func (t *Tenant) indexUser(uid org.UserID) {
 	}
 	var ids []org.DeviceID
 	for _, c := range v.Certificates {
-		t.devices[c.Device] = authDevice{user: uid, key: c.Identity.Signing, notBefore: c.NotBefore, notAfter: c.NotAfter}
+		t.devices[c.Device] = authDevice{user: uid, key: c.Identity.Signing, identity: c.Identity, serial: c.Serial,
+			notBefore: c.NotBefore, notAfter: c.NotAfter}
 		ids = append(ids, c.Device)
 	}
 	if len(ids) > 0 {
@@ -1085,6 +1088,27 @@ func (t *Tenant) device(dev org.DeviceID, now time.Time) (authDevice, bool) {
 		return authDevice{}, false
 	}
 	return d, true
+}
+
+// ActiveDevice is a device of the tenant with a current certificate.
+type ActiveDevice struct {
+	User     org.UserID
+	Identity keys.DeviceIdentity
+	Serial   uint64
+	NotAfter time.Time
+}
+
+// Device returns the device dev of the tenant if it has a certificate
+// valid at now that is not revoked: the devices that may sign requests to
+// the directory, and that a relay in the same process accepts
+// (server/relay DeviceDirectory). An enrolment or a revocation takes
+// effect here at once, before the epoch that publishes it.
+func (t *Tenant) Device(dev org.DeviceID, now time.Time) (ActiveDevice, bool) {
+	d, ok := t.device(dev, now)
+	if !ok {
+		return ActiveDevice{}, false
+	}
+	return ActiveDevice{User: d.user, Identity: d.identity, Serial: d.serial, NotAfter: d.notAfter}, true
 }
 
 // Kick asks for an epoch as soon as possible (a running Service publishes

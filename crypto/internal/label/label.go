@@ -3,8 +3,9 @@
 // label by accident. Each label is a distinct ASCII string; TestLabelsDistinct
 // checks that none is a prefix of another.
 //
-// Specified in docs/spec/keys.md §Labels, docs/spec/pqxdh.md §Labels and
-// docs/spec/ratchet.md §Labels.
+// Specified in docs/spec/keys.md §Labels, docs/spec/pqxdh.md §Labels,
+// docs/spec/ratchet.md §Labels, docs/spec/envelope.md §Labels and
+// docs/spec/api.md §Device authentication.
 package label
 
 const (
@@ -14,6 +15,13 @@ const (
 	// KEMPrekey prefixes the message an identity key signs to certify an
 	// ML-KEM-768 prekey (docs/spec/keys.md §KEM prekeys).
 	KEMPrekey = "moat/v1/kem-prekey"
+	// OneTimePrekey prefixes the message an identity key signs to certify
+	// a one-time X25519 prekey it publishes (docs/spec/keys.md §One-time
+	// prekeys).
+	OneTimePrekey = "moat/v1/one-time-prekey"
+	// SealedSenderKey prefixes the message an identity key signs to certify
+	// a sealed-sender key (docs/spec/keys.md §Sealed-sender keys).
+	SealedSenderKey = "moat/v1/sealed-sender-key"
 	// HybridSignature prefixes the message both halves of a hybrid
 	// signature cover; the role name follows it (docs/spec/keys.md §Hybrid).
 	HybridSignature = "moat/v1/hybrid-signature/"
@@ -40,11 +48,33 @@ const (
 	// RatchetAttribution prefixes the message a sender signs in an
 	// attributable conversation (docs/spec/ratchet.md §Attribution).
 	RatchetAttribution = "moat/v1/ratchet/attribution"
+
+	// SealedEnvelope is the HPKE info string of a sealed envelope
+	// (docs/spec/envelope.md §Sealing).
+	SealedEnvelope = "moat/v1/sealed-envelope"
+
+	// DeliveryTokenMAC is the HMAC input prefix that derives a delivery
+	// token, DeliveryTokenVerifier the hash prefix of the verifier a relay
+	// stores (docs/spec/envelope.md §MAC delivery tokens).
+	DeliveryTokenMAC      = "moat/v1/delivery-token/mac"
+	DeliveryTokenVerifier = "moat/v1/delivery-token/verifier"
+	// DeliveryTokenIssuer prefixes the Privacy Pass issuer name of a
+	// tenant; the tenant id in hexadecimal follows it
+	// (docs/spec/envelope.md §Anonymous delivery tokens).
+	DeliveryTokenIssuer = "moat/v1/delivery-token/issuer/"
+
+	// DeviceAuthChallenge is the HMAC prefix of a relay's challenge tag,
+	// DeviceAuthResponse the prefix of the message a device signs
+	// (docs/spec/api.md §Device authentication).
+	DeviceAuthChallenge = "moat/v1/device-auth-challenge"
+	DeviceAuthResponse  = "moat/v1/device-auth-response"
 )
 
 // All lists every label, for the distinctness test.
 var All = []string{
-	SignedPrekey, KEMPrekey, HybridSignature,
+	SignedPrekey, KEMPrekey, OneTimePrekey, SealedSenderKey, HybridSignature,
 	PQXDHInfo, PQXDHAD,
 	RatchetRootAB, RatchetRootBA, RatchetChainStep, RatchetCKMessage, RatchetCKNext, RatchetAD, RatchetAttribution,
+	SealedEnvelope, DeliveryTokenMAC, DeliveryTokenVerifier, DeliveryTokenIssuer,
+	DeviceAuthChallenge, DeviceAuthResponse,
 }

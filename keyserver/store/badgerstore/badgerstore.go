@@ -39,13 +39,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 
+	"github.com/moat-im/moat/internal/badgerutil"
 	"github.com/moat-im/moat/keyserver/store"
 )
 
@@ -122,7 +122,8 @@ type Store struct {
 	commitMu sync.Mutex  // serialises CommitEpoch and recovery
 	broken   error       // set when durability is unknown; guarded by commitMu
 	stats    commitStats // of the last commit; guarded by commitMu
-	synced   fileIDs     // newest log files at the last syncAll; guarded by commitMu
+	// syncer makes writes durable (badgerutil.Syncer); guarded by commitMu.
+	syncer *badgerutil.Syncer
 	// noteEpoch and noteSeq name the latest head checkpoint update
 	// (headnote.go); guarded by commitMu.
 	noteEpoch, noteSeq uint64
@@ -154,7 +155,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("badgerstore: memtable size %d below %d", opts.MemTableSize, minMemTableSize)
 	}
 	bo := badger.DefaultOptions(opts.Dir).
-		WithLogger(&slogLogger{l: opts.Logger, level: opts.LogLevel}).
+		WithLogger(badgerutil.NewLogger(opts.Logger, opts.LogLevel, "badgerstore")).
 		WithSyncWrites(false).
 		WithMemTableSize(opts.MemTableSize).
 		WithValueThreshold(valueThreshold).
@@ -174,7 +175,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		dir:     opts.Dir,
 		logger:  opts.Logger,
 		crashAt: opts.testCrashAfterChunk,
-		synced:  fileIDs{mem: -1, vlog: -1},
+		syncer:  badgerutil.NewSyncer(opts.Dir),
 	}
 	if err := s.init(ctx); err != nil {
 		db.Close()
@@ -351,21 +352,3 @@ func wrapRead(err error) error {
 	}
 	return fmt.Errorf("%w: %w", store.ErrCorrupt, err)
 }
-
-// slogLogger passes badger's log lines to slog.
-type slogLogger struct {
-	l     *slog.Logger
-	level slog.Leveler
-}
-
-func (l *slogLogger) log(level slog.Level, format string, args []any) {
-	if level < l.level.Level() {
-		return
-	}
-	l.l.Log(context.Background(), level, "badger: "+strings.TrimSpace(fmt.Sprintf(format, args...)), "component", "badgerstore")
-}
-
-func (l *slogLogger) Errorf(f string, a ...any)   { l.log(slog.LevelError, f, a) }
-func (l *slogLogger) Warningf(f string, a ...any) { l.log(slog.LevelWarn, f, a) }
-func (l *slogLogger) Infof(f string, a ...any)    { l.log(slog.LevelInfo, f, a) }
-func (l *slogLogger) Debugf(f string, a ...any)   { l.log(slog.LevelDebug, f, a) }

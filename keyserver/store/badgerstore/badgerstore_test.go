@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -324,19 +323,6 @@ func testCorruption(t *testing.T, recordSize int, pattern string, older, onlyHit
 	}
 	if sample != nil && !errors.Is(sample, store.ErrCorrupt) {
 		t.Fatalf("read error %v does not match ErrCorrupt", sample)
-	}
-}
-
-func TestLoggerLevel(t *testing.T) {
-	var buf bytes.Buffer
-	l := &slogLogger{l: slog.New(slog.NewTextHandler(&buf, nil)), level: slog.LevelWarn}
-	l.Infof("opened %s\n", "x")
-	l.Debugf("noise")
-	l.Warningf("truncating %d", 3)
-	l.Errorf("bad")
-	out := buf.String()
-	if strings.Contains(out, "opened") || strings.Contains(out, "noise") || !strings.Contains(out, "truncating 3") || !strings.Contains(out, "bad") {
-		t.Fatalf("log output:\n%s", out)
 	}
 }
 

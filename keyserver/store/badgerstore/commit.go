@@ -2,7 +2,7 @@ package badgerstore
 
 // How an epoch commit is made atomic and durable.
 //
-// Durability. SyncWrites is off; CommitEpoch calls syncAll (sync.go) after
+// Durability. SyncWrites is off; CommitEpoch calls syncAll (badgerutil.Syncer) after
 // the transaction that holds the head, and acknowledges only then. syncAll
 // covers every file badger wrote since the previous one, including
 // memtable logs and value-log files that badger rotated out, which
@@ -590,3 +590,7 @@ func (s *Store) recover(ctx context.Context, h *store.Head) error {
 
 // keyEpoch returns the uint64 after the prefix byte of a key.
 func keyEpoch(k []byte) uint64 { return binary.BigEndian.Uint64(k[1:9]) }
+
+// syncAll makes every write so far durable (badgerutil.Syncer). Callers
+// hold commitMu (or are single-threaded in Open).
+func (s *Store) syncAll() error { return s.syncer.Sync(s.db) }

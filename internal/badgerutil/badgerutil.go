@@ -1,0 +1,38 @@
+// Package badgerutil holds what Moat's badger-backed stores share: making
+// badger's writes durable without SyncWrites (Syncer), and passing badger's
+// log lines to slog (NewLogger).
+package badgerutil
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// NewLogger returns a badger.Logger that passes badger's lines at level or
+// above to l, tagged with component. Badger logs file names, sizes,
+// recovery and compaction events, never stored values.
+func NewLogger(l *slog.Logger, level slog.Leveler, component string) badger.Logger {
+	return &slogLogger{l: l, level: level, component: component}
+}
+
+type slogLogger struct {
+	l         *slog.Logger
+	level     slog.Leveler
+	component string
+}
+
+func (l *slogLogger) log(level slog.Level, format string, args []any) {
+	if level < l.level.Level() {
+		return
+	}
+	l.l.Log(context.Background(), level, "badger: "+strings.TrimSpace(fmt.Sprintf(format, args...)), "component", l.component)
+}
+
+func (l *slogLogger) Errorf(f string, a ...any)   { l.log(slog.LevelError, f, a) }
+func (l *slogLogger) Warningf(f string, a ...any) { l.log(slog.LevelWarn, f, a) }
+func (l *slogLogger) Infof(f string, a ...any)    { l.log(slog.LevelInfo, f, a) }
+func (l *slogLogger) Debugf(f string, a ...any)   { l.log(slog.LevelDebug, f, a) }

@@ -1,0 +1,453 @@
+package relay
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/moat-im/moat/crypto/deliverytoken"
+	"github.com/moat-im/moat/crypto/sealed"
+	"github.com/moat-im/moat/internal/httpserve"
+	"github.com/moat-im/moat/server/store/mailbox"
+)
+
+// HeaderSendAuthorization carries the base64url (no padding) encoding of
+// a SendAuthorization (docs/spec/envelope.md §Delivery tokens).
+const HeaderSendAuthorization = "Moat-Send-Authorization"
+
+// maxAuthHeader bounds the header's text: a SendAuthorization is at most
+// 357 bytes.
+var maxAuthHeader = base64.RawURLEncoding.EncodedLen(357)
+
+func writeBinary(w http.ResponseWriter, b []byte) {
+	w.Header().Set("Content-Type", httpserve.ContentBinary)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(b)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		httpserve.WriteError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	w.Header().Set("Content-Type", httpserve.ContentJSON)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(append(b, '\n'))
+}
+
+// storeError answers a mailbox store error (docs/spec/relay-storage.md
+// §Interface, error table).
+func (r *Relay) storeError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, mailbox.ErrInvalid):
+		httpserve.WriteError(w, http.StatusBadRequest, "invalid request")
+	case errors.Is(err, mailbox.ErrIDConflict):
+		httpserve.WriteError(w, http.StatusConflict, "message id already used with another envelope")
+	case errors.Is(err, mailbox.ErrBeyondHead):
+		httpserve.WriteError(w, http.StatusConflict, "ack beyond the mailbox head")
+	case errors.Is(err, mailbox.ErrQuota):
+		httpserve.WriteError(w, http.StatusInsufficientStorage, "mailbox full")
+	case errors.Is(err, mailbox.ErrUnavailable), errors.Is(err, mailbox.ErrClosed), errors.Is(err, context.Canceled):
+		r.met.unavailable.Inc()
+		httpserve.Unavailable(w, 5*time.Second, "storage unavailable; try again")
+	case errors.Is(err, mailbox.ErrCorrupt):
+		r.opts.Logger.Error("ALARM: corrupt mailbox store", "err", err)
+		httpserve.WriteError(w, http.StatusInternalServerError, "internal error")
+	default:
+		r.opts.Logger.Error("mailbox store", "err", err)
+		httpserve.WriteError(w, http.StatusInternalServerError, "internal error")
+	}
+}
+
+// signHead signs the head of mb at the relay's clock.
+func (r *Relay) signHead(id mailbox.ID, head uint64) (*mailbox.SignedHead, error) {
+	return mailbox.SignHead(r.opts.SigningKey, id, head, r.opts.Now())
+}
+
+// postSend is POST /relay/v1/send: an anonymous send of one sealed
+// envelope, authorised by the delivery token in HeaderSendAuthorization
+// (docs/spec/api.md §Send).
+func (r *Relay) postSend(w http.ResponseWriter, req *http.Request) {
+	addr := httpserve.ClientKey(req.RemoteAddr)
+	if ok, wait := r.sendAddrLimit.Allow(addr); !ok {
+		r.sendRefused(w, "address", wait)
+		return
+	}
+	// Size before allocation (T42): the body must declare its length, and
+	// that length must be a size bucket within the limit.
+	n := req.ContentLength
+	switch {
+	case n < 0:
+		httpserve.WriteError(w, http.StatusLengthRequired, "Content-Length required")
+		return
+	case n > int64(r.opts.Limits.MaxEnvelope):
+		r.met.sends.WithLabelValues("too-large").Inc()
+		httpserve.WriteError(w, http.StatusRequestEntityTooLarge, "envelope too large")
+		return
+	case !sealed.IsBucket(int(n)):
+		r.met.sends.WithLabelValues("malformed").Inc()
+		httpserve.WriteError(w, http.StatusBadRequest, "envelope size is not a bucket")
+		return
+	}
+	authText := req.Header.Get(HeaderSendAuthorization)
+	if len(authText) > maxAuthHeader {
+		httpserve.WriteError(w, http.StatusBadRequest, "malformed send authorization")
+		return
+	}
+	auth, err := base64.RawURLEncoding.Strict().DecodeString(authText)
+	if err != nil || len(auth) == 0 {
+		r.met.sends.WithLabelValues("unauthorized").Inc()
+		httpserve.WriteError(w, http.StatusUnauthorized, "send authorization required")
+		return
+	}
+	sa, err := deliverytoken.ParseSendAuthorization(auth)
+	if err != nil {
+		r.met.sends.WithLabelValues("malformed").Inc()
+		httpserve.WriteError(w, http.StatusBadRequest, "malformed send authorization")
+		return
+	}
+	body, ok := httpserve.ReadBody(w, req, n)
+	if !ok {
+		return
+	}
+	if int64(len(body)) != n {
+		httpserve.WriteError(w, http.StatusBadRequest, "short body")
+		return
+	}
+	h, err := sealed.ParseHeader(body)
+	if err != nil {
+		r.met.sends.WithLabelValues("malformed").Inc()
+		httpserve.WriteError(w, http.StatusBadRequest, "malformed envelope")
+		return
+	}
+	now := r.opts.Now()
+	if _, err := r.opts.Directory.Device(h.Mailbox.Tenant(), h.Mailbox.Device(), now); err != nil {
+		if errors.Is(err, ErrUnknownDevice) {
+			r.met.sends.WithLabelValues("unknown-mailbox").Inc()
+			httpserve.WriteError(w, http.StatusNotFound, "no such mailbox")
+		} else {
+			httpserve.Unavailable(w, 5*time.Second, "device directory unavailable")
+		}
+		return
+	}
+	if ok, wait := r.sendMailboxLimit.Allow(string(h.Mailbox[:])); !ok {
+		r.sendRefused(w, "mailbox", wait)
+		return
+	}
+	// The token's limit is checked before the token is redeemed, so that
+	// a limited send does not burn an anonymous token.
+	var tokenKey string
+	if sa.Kind == deliverytoken.KindMAC {
+		v := deliverytoken.VerifierOf(h.Mailbox, sa.MAC)
+		tokenKey = "mac/" + string(h.Mailbox[:]) + string(v[:])
+	} else {
+		t := h.Mailbox.Tenant()
+		tokenKey = "anon/" + string(t[:])
+	}
+	if ok, wait := r.sendTokenLimit.Allow(tokenKey); !ok {
+		r.sendRefused(w, "token", wait)
+		return
+	}
+	if _, err := r.author.Authorize(h.Mailbox, auth); err != nil {
+		switch {
+		case errors.Is(err, deliverytoken.ErrBadToken), errors.Is(err, deliverytoken.ErrDoubleSpend):
+			r.met.sends.WithLabelValues("forbidden").Inc()
+			httpserve.WriteError(w, http.StatusForbidden, "token does not authorise this send")
+		case errors.Is(err, deliverytoken.ErrMalformed):
+			r.met.sends.WithLabelValues("malformed").Inc()
+			httpserve.WriteError(w, http.StatusBadRequest, "malformed send authorization")
+		default:
+			r.opts.Logger.Error("token check", "err", err)
+			httpserve.Unavailable(w, 5*time.Second, "token store unavailable")
+		}
+		return
+	}
+	ttl := min(time.Duration(h.TTL)*time.Second, r.opts.Limits.MaxTTL)
+	id := StoreMailboxID(h.Mailbox)
+	rc, err := r.opts.Mailboxes.Enqueue(req.Context(), id, mailbox.Message{
+		ID: mailbox.MessageID(h.MessageID), Expires: now.Add(ttl), Body: body,
+	})
+	if err != nil {
+		r.met.sends.WithLabelValues("store-error").Inc()
+		r.storeError(w, err)
+		return
+	}
+	st, err := r.opts.Mailboxes.Status(req.Context(), id)
+	if err != nil {
+		r.storeError(w, err)
+		return
+	}
+	head, err := r.signHead(id, max(st.Head, rc.Seq))
+	if err != nil {
+		httpserve.WriteError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	out, err := (&Receipt{Seq: rc.Seq, Duplicate: rc.Duplicate, Head: head}).Marshal()
+	if err != nil {
+		httpserve.WriteError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	if rc.Duplicate {
+		r.met.sends.WithLabelValues("duplicate").Inc()
+	} else {
+		r.met.sends.WithLabelValues("ok").Inc()
+		r.met.sendBytes.Observe(float64(len(body)))
+	}
+	writeBinary(w, out)
+}
+
+func (r *Relay) sendRefused(w http.ResponseWriter, scope string, wait time.Duration) {
+	r.met.rateLimited.WithLabelValues("send-" + scope).Inc()
+	r.met.sends.WithLabelValues("rate-limited").Inc()
+	httpserve.TooMany(w, wait)
+}
+
+func uintParam(req *http.Request, name string, def uint64) (uint64, bool) {
+	v := req.URL.Query().Get(name)
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || strconv.FormatUint(n, 10) != v {
+		return 0, false
+	}
+	return n, true
+}
+
+// page fetches the messages after cursor and signs the page's head.
+func (r *Relay) page(ctx context.Context, id mailbox.ID, after uint64, limit int) (*Page, error) {
+	pg, err := r.opts.Mailboxes.Fetch(ctx, id, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	head, err := r.signHead(id, pg.Head)
+	if err != nil {
+		return nil, err
+	}
+	p := &Page{Head: head}
+	for _, m := range pg.Messages {
+		p.Messages = append(p.Messages, Message{Seq: m.Seq, Envelope: m.Body})
+	}
+	return p, nil
+}
+
+// getMessages is GET /relay/v1/mailboxes/{mailbox}/messages?after=N&limit=L.
+func (r *Relay) getMessages(w http.ResponseWriter, req *http.Request, ss *session) {
+	after, ok1 := uintParam(req, "after", 0)
+	limit, ok2 := uintParam(req, "limit", 100)
+	if !ok1 || !ok2 || limit < 1 || limit > mailbox.MaxFetch {
+		httpserve.WriteError(w, http.StatusBadRequest, "bad after or limit")
+		return
+	}
+	p, err := r.page(req.Context(), StoreMailboxID(ss.Mailbox()), after, int(limit))
+	if err != nil {
+		r.storeError(w, err)
+		return
+	}
+	b, err := p.Marshal()
+	if err != nil {
+		httpserve.WriteError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	writeBinary(w, b)
+}
+
+// postAck is POST /relay/v1/mailboxes/{mailbox}/ack?up-to=N.
+func (r *Relay) postAck(w http.ResponseWriter, req *http.Request, ss *session) {
+	upTo, ok := uintParam(req, "up-to", 0)
+	if !ok || upTo == 0 {
+		httpserve.WriteError(w, http.StatusBadRequest, "bad up-to")
+		return
+	}
+	if err := r.opts.Mailboxes.Ack(req.Context(), StoreMailboxID(ss.Mailbox()), upTo); err != nil {
+		r.storeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// getPush is GET /relay/v1/mailboxes/{mailbox}/push?after=N: a WebSocket
+// on which the relay sends a MailboxPage of the messages after the cursor,
+// then one page whenever new messages arrive; the device sends PushAcks
+// (docs/spec/api.md §Push channel).
+func (r *Relay) getPush(w http.ResponseWriter, req *http.Request, ss *session) {
+	after, ok := uintParam(req, "after", 0)
+	if !ok {
+		httpserve.WriteError(w, http.StatusBadRequest, "bad after")
+		return
+	}
+	mb := ss.Mailbox()
+	r.pushMu.Lock()
+	if r.push[mb] >= r.opts.Limits.MaxPushPerDevice {
+		r.pushMu.Unlock()
+		r.met.rateLimited.WithLabelValues("push").Inc()
+		httpserve.TooMany(w, 5*time.Second)
+		return
+	}
+	r.push[mb]++
+	r.pushWait.Add(1)
+	r.pushMu.Unlock()
+	defer func() {
+		r.pushMu.Lock()
+		if r.push[mb]--; r.push[mb] == 0 {
+			delete(r.push, mb)
+		}
+		r.pushMu.Unlock()
+		r.pushWait.Done()
+	}()
+	// The server's read and write timeouts are for requests; this
+	// connection lives on, with the pings below as its liveness check.
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Time{})
+	rc.SetWriteDeadline(time.Time{})
+	c, err := websocket.Accept(w, req, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	if err != nil {
+		return
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(64)
+	r.met.pushOpen.Inc()
+	defer r.met.pushOpen.Dec()
+
+	ctx, cancel := context.WithCancel(req.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-r.stopCtx.Done():
+			c.Close(websocket.StatusGoingAway, "relay shutting down")
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	id := StoreMailboxID(mb)
+	acks := make(chan uint64, 1)
+	go func() {
+		defer cancel()
+		for {
+			typ, b, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			upTo, err := ParsePushAck(b)
+			if typ != websocket.MessageBinary || err != nil {
+				c.Close(websocket.StatusUnsupportedData, "malformed frame")
+				return
+			}
+			select {
+			case acks <- upTo:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	sub := r.opts.Mailboxes.Subscribe(id)
+	defer sub.Close()
+	ping := time.NewTicker(r.opts.Limits.PushPing)
+	defer ping.Stop()
+	cursor, first := after, true
+	for {
+		// T45: a device revoked while connected stops receiving.
+		if _, err := r.opts.Directory.Device(ss.Tenant, ss.Device, r.opts.Now()); err != nil {
+			c.Close(websocket.StatusPolicyViolation, "device no longer certified")
+			return
+		}
+		if !r.opts.Now().Before(ss.expires) {
+			c.Close(websocket.StatusPolicyViolation, "session expired")
+			return
+		}
+		p, err := r.page(ctx, id, cursor, 100)
+		if err != nil {
+			c.Close(websocket.StatusTryAgainLater, "storage unavailable")
+			return
+		}
+		if len(p.Messages) > 0 || first {
+			b, err := p.Marshal()
+			if err != nil {
+				return
+			}
+			wctx, wcancel := context.WithTimeout(ctx, r.opts.Limits.PushPing)
+			err = c.Write(wctx, websocket.MessageBinary, b)
+			wcancel()
+			if err != nil {
+				return
+			}
+			r.met.pushPages.Inc()
+			first = false
+			if n := len(p.Messages); n > 0 {
+				cursor = p.Messages[n-1].Seq
+				continue // fetch again until the mailbox is drained
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-sub.C:
+			if !ok {
+				c.Close(websocket.StatusGoingAway, "relay shutting down")
+				return
+			}
+		case upTo := <-acks:
+			if err := r.opts.Mailboxes.Ack(ctx, id, upTo); err != nil {
+				code := websocket.StatusTryAgainLater
+				if errors.Is(err, mailbox.ErrBeyondHead) || errors.Is(err, mailbox.ErrInvalid) {
+					code = websocket.StatusPolicyViolation
+				}
+				c.Close(code, "ack failed")
+				return
+			}
+		case <-ping.C:
+			pctx, pcancel := context.WithTimeout(ctx, r.opts.Limits.PushPing)
+			err := c.Ping(pctx)
+			pcancel()
+			if err != nil {
+				return
+			}
+		}
+	}
+}
+
+// parseVerifier parses the hex path text of a verifier.
+func parseVerifier(s string) (deliverytoken.Verifier, bool) {
+	var v deliverytoken.Verifier
+	if len(s) != 64 {
+		return v, false
+	}
+	_, err := hex.Decode(v[:], []byte(s))
+	return v, err == nil && hex.EncodeToString(v[:]) == s
+}
+
+// putVerifier is PUT /relay/v1/mailboxes/{mailbox}/verifiers/{verifier}.
+func (r *Relay) putVerifier(w http.ResponseWriter, req *http.Request, ss *session) {
+	v, ok := parseVerifier(req.PathValue("verifier"))
+	if !ok {
+		httpserve.WriteError(w, http.StatusBadRequest, "bad verifier")
+		return
+	}
+	if err := r.opts.Verifiers.Add(ss.Mailbox(), v); err != nil {
+		if errors.Is(err, deliverytoken.ErrTooManyVerifiers) {
+			httpserve.WriteError(w, http.StatusInsufficientStorage, "too many verifiers")
+			return
+		}
+		httpserve.Unavailable(w, 5*time.Second, "verifier store unavailable")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// deleteVerifier is DELETE /relay/v1/mailboxes/{mailbox}/verifiers/{verifier}.
+func (r *Relay) deleteVerifier(w http.ResponseWriter, req *http.Request, ss *session) {
+	v, ok := parseVerifier(req.PathValue("verifier"))
+	if !ok {
+		httpserve.WriteError(w, http.StatusBadRequest, "bad verifier")
+		return
+	}
+	r.opts.Verifiers.Remove(ss.Mailbox(), v)
+	w.WriteHeader(http.StatusNoContent)
+}
