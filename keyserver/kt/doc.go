@@ -35,7 +35,10 @@
 // every change the device did not make (adversarial case T29). A response
 // that the directory cannot justify is a *KTProofError (T26), with the
 // evidence; checkpoint failures, a *tlog.ForkError among them, come from
-// crypto/tlog unchanged.
+// crypto/tlog unchanged. A key that reaches the client outside the
+// directory (a prekey bundle's identity, an MLS credential's key) is used
+// only if LookupResult.CheckIdentity or CheckMLSKey finds it in a verified
+// lookup; otherwise they return a *KeyNotInDirectoryError, the alarm (T26).
 //
 // FollowTrustBundle moves the client to a new trust bundle (a CA rotation,
 // a new log key, new witnesses) published in the directory;
