@@ -55,6 +55,7 @@ func codecs() []codec {
 	return []codec{
 		{"LookupResponse", rt(kt.ParseLookupResponse, (*kt.LookupResponse).Marshal)},
 		{"HistoryResponse", rt(kt.ParseHistoryResponse, (*kt.HistoryResponse).Marshal)},
+		{"MonitorResponse", rt(kt.ParseMonitorResponse, (*kt.MonitorResponse).Marshal)},
 		{"ConsistencyResponse", rt(kt.ParseConsistencyResponse, (*kt.ConsistencyResponse).Marshal)},
 		{"ValueRecord", rt(kt.ParseValueRecord, (*kt.ValueRecord).Marshal)},
 		{"EpochEntry", rt(kt.ParseEpochEntry, (*kt.EpochEntry).Marshal)},
@@ -109,7 +110,10 @@ func corpus(t testing.TB) map[string][][]byte {
 		}
 		add("ValueRecord")((&kt.ValueRecord{Version: 1}).Marshal())
 		add("EpochEntry")(must(w.d.Lookup(w.alice, 0)).Proof.Entry.Marshal())
-		must(cl.Monitor(w.alice, kt.Expected{Self: w.a1.ID}, must(w.d.History(w.alice, 0, cl.TreeSize())), at(5)))
+		add("MonitorResponse")(must(w.d.Monitor(w.alice, w.a1.ID, 0, 0, cl.TreeSize())).Marshal())
+		add("MonitorResponse")(must(w.d.Monitor(w.alice, w.a1.ID, 1, 2, 0)).Marshal())
+		add("MonitorResponse")(must(w.d.Monitor(w.alice, w.a1.ID, 2, 3, 3)).Marshal())
+		must(cl.Monitor(w.alice, kt.Expected{Self: w.a1.ID}, must(w.d.Monitor(w.alice, w.a1.ID, 0, 0, cl.TreeSize())), at(5)))
 		add("ClientState")(cl.MarshalState())
 		// An enrolled client before its first checkpoint: a floor, nothing else.
 		add("ClientState")(must(kt.NewClient(kt.Config{Bundle: w.d.TrustBundle(), MaxAge: maxAge, NotBefore: at(1)})).MarshalState())
@@ -266,6 +270,7 @@ func fuzzCodec(f *testing.F, name string) {
 
 func FuzzParseLookupResponse(f *testing.F)      { fuzzCodec(f, "LookupResponse") }
 func FuzzParseHistoryResponse(f *testing.F)     { fuzzCodec(f, "HistoryResponse") }
+func FuzzParseMonitorResponse(f *testing.F)     { fuzzCodec(f, "MonitorResponse") }
 func FuzzParseConsistencyResponse(f *testing.F) { fuzzCodec(f, "ConsistencyResponse") }
 func FuzzParseValueRecord(f *testing.F)         { fuzzCodec(f, "ValueRecord") }
 func FuzzParseEpochEntry(f *testing.F)          { fuzzCodec(f, "EpochEntry") }
