@@ -95,10 +95,17 @@ func corpus(t testing.TB) map[string][][]byte {
 		add("LookupResponse")(must(w.d.Lookup(w.alice, 0)).Marshal())
 		add("LookupResponse")(must(w.d.Lookup(uid(9), 0)).Marshal())
 		add("LookupResponse")(must(w.d.LookupOrg(org.OrgLabelAdminRoster, 0)).Marshal())
-		must(cl.VerifyLookup(w.tenant, w.alice, must(w.d.Lookup(w.alice, 0)), at(2)))
+		aliceLabel := must(cl.VerifyLookup(w.tenant, w.alice, must(w.d.Lookup(w.alice, 0)), at(2))).Label
 		must(w.d.Enrol(w.alice, w.a1, at(2)))
 		must(w.d.PublishEpoch(at(3)))
 		must(w.d.PublishEpoch(at(4)))
+		// Responses with a record proof.
+		withProof := must(w.d.Lookup(w.alice, 1))
+		withProof.RecordProof = must(w.d.EpochProof(aliceLabel, withProof.Record.Epoch))
+		add("LookupResponse")(withProof.Marshal())
+		histProof := must(w.d.History(w.alice, 0, 1))
+		histProof.RecordProof = must(w.d.EpochProof(aliceLabel, 0))
+		add("HistoryResponse")(histProof.Marshal())
 		add("HistoryResponse")(must(w.d.History(w.alice, 0, 1)).Marshal())
 		add("HistoryResponse")(must(w.d.History(w.alice, 2, 0)).Marshal())
 		add("HistoryResponse")(must(w.d.History(uid(9), 0, 3)).Marshal())
