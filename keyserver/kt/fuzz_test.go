@@ -117,6 +117,7 @@ func corpus(t testing.TB) map[string][][]byte {
 		}
 		add("ValueRecord")((&kt.ValueRecord{Version: 1}).Marshal())
 		add("EpochEntry")(must(w.d.Lookup(w.alice, 0)).Proof.Entry.Marshal())
+		add("MonitorResponse")(must(w.d.Monitor(w.alice, w.a1.ID, 0, 0, 0)).Marshal())
 		add("MonitorResponse")(must(w.d.Monitor(w.alice, w.a1.ID, 0, 0, cl.TreeSize())).Marshal())
 		add("MonitorResponse")(must(w.d.Monitor(w.alice, w.a1.ID, 1, 2, 0)).Marshal())
 		add("MonitorResponse")(must(w.d.Monitor(w.alice, w.a1.ID, 2, 3, 3)).Marshal())
@@ -303,6 +304,34 @@ func FuzzVerifyLookup(f *testing.F) {
 		}
 		cl := must(kt.RestoreClient(w.d.Config(maxAge), st))
 		if _, err := cl.VerifyLookup(w.tenant, w.alice, r, at(6)); err != nil && !errors.Is(err, kt.ErrNotFound) {
+			if !bytes.Equal(must(cl.MarshalState()), st) && cl.Fork() == nil {
+				t.Fatalf("rejected response (%v) changed the state", err)
+			}
+		}
+	})
+}
+
+// FuzzMonitor feeds arbitrary monitoring responses to a new client of
+// alice's device a1 (docs/spec/directory.md §Per-epoch monitoring): it
+// never panics, and whatever it rejects leaves its state byte-identical.
+func FuzzMonitor(f *testing.F) {
+	c := corpus(f)
+	for _, s := range c["MonitorResponse"] {
+		f.Add(s)
+	}
+	w := corpusWorld
+	st := c["ClientState"][0] // no checkpoint yet
+	first := must(kt.RestoreClient(w.d.Config(maxAge), st))
+	if _, err := first.Monitor(w.alice, kt.Expected{Self: w.a1.ID}, must(kt.ParseMonitorResponse(c["MonitorResponse"][0])), at(6)); err != nil {
+		f.Fatalf("the first seed is refused: %v", err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := kt.ParseMonitorResponse(data)
+		if err != nil {
+			return
+		}
+		cl := must(kt.RestoreClient(w.d.Config(maxAge), st))
+		if _, err := cl.Monitor(w.alice, kt.Expected{Self: w.a1.ID}, r, at(6)); err != nil {
 			if !bytes.Equal(must(cl.MarshalState()), st) && cl.Fork() == nil {
 				t.Fatalf("rejected response (%v) changed the state", err)
 			}

@@ -122,6 +122,19 @@ type Alert struct {
 }
 
 func (a Alert) String() string {
+	switch a.Kind {
+	case AlertHistoryRewritten:
+		if a.Absent {
+			return fmt.Sprintf("%v: no value at epoch %d (after version %d)", a.Kind, a.Epoch, a.Version)
+		}
+		return fmt.Sprintf("%v: commitment %x at epoch %d (after version %d)", a.Kind, a.Commitment[:8], a.Epoch, a.Version)
+	case AlertRecordEpoch:
+		claimed := "?"
+		if a.Record != nil {
+			claimed = fmt.Sprint(a.Record.Epoch)
+		}
+		return fmt.Sprintf("%v: version %d, of epoch %s, at epoch %d", a.Kind, a.Version, claimed, a.Epoch)
+	}
 	return fmt.Sprintf("%v: device %v at epoch %d (version %d)", a.Kind, a.Device, a.Epoch, a.Version)
 }
 
@@ -343,6 +356,9 @@ func (c *Client) verifyMonitor(user org.UserID, self org.DeviceID, prev *monitor
 		held[i] = res
 	}
 	if count == 0 {
+		if len(resp.Records) > 0 {
+			return pv, nil, ktErr(StepHistory, pv, "records without epochs", nil)
+		}
 		// Up to date: nothing to verify but the checkpoint.
 		pv.keepEpoch = true
 		run.verified = prev.verifiedOr(0)
