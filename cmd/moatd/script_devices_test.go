@@ -104,15 +104,26 @@ func cmdMonitor(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	user, self := st.api.Device.User, st.api.Device.Device
 	st.api.BaseURL = addr(ts, args[0])
-	resp, err := st.api.History(context.Background(), user, st.kt.MonitorSince(user), st.kt.TreeSize())
-	if err == nil {
+	var err error
+	var alerts []kt.Alert // of every page
+	for more := true; more && err == nil; {
+		var resp *kt.MonitorResponse
+		resp, err = st.api.Monitor(context.Background(), user, st.kt.MonitorSince(user), st.kt.MonitorStart(user), st.kt.TreeSize())
+		if err != nil {
+			break
+		}
 		var res *kt.MonitorResult
 		if res, err = st.kt.Monitor(user, kt.Expected{Self: self}, resp, time.Now()); err == nil {
+			more = res.More
+			alerts = append(alerts, res.Alerts...)
+			if more {
+				continue
+			}
 			fmt.Fprintf(ts.Stdout(), "epoch %d\nversion %d\n", res.Epoch, res.Version)
-			for _, a := range res.Alerts {
+			for _, a := range alerts {
 				fmt.Fprintf(ts.Stdout(), "alert %v: device %s\n", a.Kind, a.Device)
 			}
-			fmt.Fprintf(ts.Stdout(), "alerts %d\n", len(res.Alerts))
+			fmt.Fprintf(ts.Stdout(), "alerts %d\n", len(alerts))
 		}
 	}
 	if (err == nil) == neg {

@@ -123,6 +123,7 @@ type verifiedValue struct {
 type labelState struct {
 	version    uint32
 	commitment vmap.Commitment
+	epoch      uint64 // the version's record epoch
 }
 
 // NewClient returns a client with no trusted checkpoint.
@@ -197,6 +198,12 @@ type proven struct {
 	label  vmap.Label
 	entry  EpochEntry
 	mapRes vmap.Result
+	// rec is the record checkRecord accepted: finish records its epoch
+	// with the label's version.
+	rec *ValueRecord
+	// keepEpoch leaves the client's last accepted epoch entry as it is: a
+	// monitoring page that ends before it (monitor.go).
+	keepEpoch bool
 }
 
 // ktErr builds a *KTProofError; fail fills in the evidence.
@@ -235,43 +242,9 @@ func (c *Client) vrfCached(alpha, pi []byte) bool {
 // p.VRFProof). Its outcome is consulted at step 4 only, so errors keep
 // their order.
 func (c *Client) openProofWith(alpha []byte, cu *CheckpointUpdate, p *LabelProof, now time.Time, pre *vrfResult) (*proven, error) {
-	if f := c.verifier.Fork(); f != nil {
-		return nil, f
-	}
-	trusted, trustedNote := c.verifier.Checkpoint()
-	var trustedSize uint64
-	if trusted != nil {
-		trustedSize = trusted.Size
-	}
-	// 1. The checkpoint, relative to the client's.
-	if cu.BaseSize != trustedSize {
-		return nil, fmt.Errorf("%w: response from size %d, client at %d", ErrBaseSize, cu.BaseSize, trustedSize)
-	}
-	pv := &proven{}
-	switch {
-	case len(cu.Note) == 0 || bytes.Equal(cu.Note, trustedNote):
-		if trusted == nil {
-			return nil, ErrNoCheckpoint
-		}
-		if len(cu.Consistency) != 0 {
-			return nil, fmt.Errorf("kt: %w: consistency proof for the trusted checkpoint", tlog.ErrBadProof)
-		}
-		pv.cp, pv.note = trusted, trustedNote
-	default:
-		cp, err := noteCheckpoint(cu.Note)
-		if err != nil {
-			return nil, err
-		}
-		pv.cp, pv.note, pv.fresh, pv.proof = cp, cu.Note, true, cu.Consistency
-		// A smaller tree, or another root for the trusted size, is the
-		// tlog Verifier's to judge (ErrSizeRollback, a fork): it rejects
-		// it whatever the rest of the response says.
-		if trusted != nil && (cp.Size < trusted.Size || (cp.Size == trusted.Size && cp.Root != trusted.Root)) {
-			if _, err := c.verifier.VerifyCheckpoint(cu.Note, cu.Consistency, now); err != nil {
-				return nil, fmt.Errorf("kt: checkpoint: %w", err)
-			}
-			return nil, errors.New("kt: checkpoint: tlog accepted a rolled-back checkpoint")
-		}
+	pv, err := c.openCheckpoint(cu, now)
+	if err != nil {
+		return pv, err
 	}
 	// 2. The epoch entry is the checkpoint's last leaf and does not go back.
 	pv.entry = p.Entry
@@ -325,6 +298,50 @@ func (c *Client) openProofWith(alpha []byte, cu *CheckpointUpdate, p *LabelProof
 	return pv, nil
 }
 
+// openCheckpoint is step 1: the response's checkpoint, relative to the
+// client's. It changes no state.
+func (c *Client) openCheckpoint(cu *CheckpointUpdate, now time.Time) (*proven, error) {
+	if f := c.verifier.Fork(); f != nil {
+		return nil, f
+	}
+	trusted, trustedNote := c.verifier.Checkpoint()
+	var trustedSize uint64
+	if trusted != nil {
+		trustedSize = trusted.Size
+	}
+	// 1. The checkpoint, relative to the client's.
+	if cu.BaseSize != trustedSize {
+		return nil, fmt.Errorf("%w: response from size %d, client at %d", ErrBaseSize, cu.BaseSize, trustedSize)
+	}
+	pv := &proven{}
+	switch {
+	case len(cu.Note) == 0 || bytes.Equal(cu.Note, trustedNote):
+		if trusted == nil {
+			return nil, ErrNoCheckpoint
+		}
+		if len(cu.Consistency) != 0 {
+			return nil, fmt.Errorf("kt: %w: consistency proof for the trusted checkpoint", tlog.ErrBadProof)
+		}
+		pv.cp, pv.note = trusted, trustedNote
+	default:
+		cp, err := noteCheckpoint(cu.Note)
+		if err != nil {
+			return nil, err
+		}
+		pv.cp, pv.note, pv.fresh, pv.proof = cp, cu.Note, true, cu.Consistency
+		// A smaller tree, or another root for the trusted size, is the
+		// tlog Verifier's to judge (ErrSizeRollback, a fork): it rejects
+		// it whatever the rest of the response says.
+		if trusted != nil && (cp.Size < trusted.Size || (cp.Size == trusted.Size && cp.Root != trusted.Root)) {
+			if _, err := c.verifier.VerifyCheckpoint(cu.Note, cu.Consistency, now); err != nil {
+				return nil, fmt.Errorf("kt: checkpoint: %w", err)
+			}
+			return nil, errors.New("kt: checkpoint: tlog accepted a rolled-back checkpoint")
+		}
+	}
+	return pv, nil
+}
+
 // checkRecord runs step 7 for a lookup: the record opens the map's
 // commitment, was published no later than the entry's epoch, and does not
 // roll the label back.
@@ -342,9 +359,18 @@ func (c *Client) checkRecord(pv *proven, rec *ValueRecord) error {
 	if rec.Epoch > pv.entry.Epoch {
 		return ktErr(StepRecord, pv, fmt.Sprintf("record of epoch %d in the map of epoch %d", rec.Epoch, pv.entry.Epoch), nil)
 	}
-	return c.checkRollback(pv, rec.Version, cm)
+	if err := c.checkRollback(pv, rec.Version, cm); err != nil {
+		return err
+	}
+	if err := c.checkRecordOrder(pv, rec.Version, rec.Epoch); err != nil {
+		return err
+	}
+	pv.rec = rec
+	return nil
 }
 
+// checkRollback is step 7's rollback rule on versions: no version below
+// the one the client saw, and the same commitment for that version.
 func (c *Client) checkRollback(pv *proven, version uint32, cm vmap.Commitment) error {
 	st := c.labels[pv.label]
 	switch {
@@ -353,6 +379,17 @@ func (c *Client) checkRollback(pv *proven, version uint32, cm vmap.Commitment) e
 		return ktErr(StepRollback, pv, fmt.Sprintf("version %d after version %d", version, st.version), nil)
 	case version == st.version && cm != st.commitment:
 		return ktErr(StepRollback, pv, fmt.Sprintf("version %d with another commitment", version), nil)
+	}
+	return nil
+}
+
+// checkRecordOrder is step 7's rule on epochs: a version after the one
+// the client saw has a later epoch (a label changes at most once per
+// epoch), so that a record cannot claim an epoch before one the client
+// knows the label had already passed.
+func (c *Client) checkRecordOrder(pv *proven, version uint32, epoch uint64) error {
+	if st := c.labels[pv.label]; st != nil && version > st.version && epoch <= st.epoch {
+		return ktErr(StepRollback, pv, fmt.Sprintf("version %d of epoch %d after version %d of epoch %d", version, epoch, st.version, st.epoch), nil)
 	}
 	return nil
 }
@@ -392,9 +429,18 @@ func (c *Client) finish(pv *proven, now time.Time, commit func()) error {
 	}
 	w := c.verifier.Time().Unix()
 	c.seen = max(now.Unix(), c.seen, c.floor(), w)
-	c.hasEpoch, c.epoch, c.epochAt = true, pv.entry.Epoch, pv.entry.Time.Unix()
+	if !pv.keepEpoch {
+		c.hasEpoch, c.epoch, c.epochAt = true, pv.entry.Epoch, pv.entry.Time.Unix()
+	}
 	if commit != nil {
 		commit()
+	}
+	if r := pv.rec; r != nil {
+		// The epoch of the version tracked, from the record checkRecord
+		// accepted (step 7's rule on epochs needs it).
+		if st := c.labels[pv.label]; st != nil && st.version == r.Version {
+			st.epoch = r.Epoch
+		}
 	}
 	return nil
 }
@@ -447,10 +493,20 @@ func noteCheckpoint(note []byte) (*tlog.Checkpoint, error) {
 	return cp, nil
 }
 
-// track records the latest version and commitment of a label.
+// track records the latest version and commitment of a label. The
+// version's epoch is set by finish, from the record checkRecord accepted,
+// or by trackEpoch.
 func (c *Client) track(label vmap.Label, version uint32, cm vmap.Commitment) {
 	if st := c.labels[label]; st == nil || version > st.version {
 		c.labels[label] = &labelState{version: version, commitment: cm}
+	}
+}
+
+// trackEpoch is track with the version's record epoch.
+func (c *Client) trackEpoch(label vmap.Label, version uint32, cm vmap.Commitment, epoch uint64) {
+	c.track(label, version, cm)
+	if st := c.labels[label]; st.version == version {
+		st.epoch = epoch
 	}
 }
 

@@ -31,11 +31,19 @@
 // (T46); later runs restore it with RestoreClient. VerifyLookup,
 // VerifyAbsence, VerifyOrgLookup, VerifyHistory and VerifyOrgHistory (every
 // change of an org statement, in order) verify
-// responses; Monitor checks the device's own label and returns an Alert for
-// every change the device did not make (adversarial case T29). A response
+// responses; Monitor checks the device's own label at every epoch since its
+// last step (MonitorResponse, in pages of MaxMonitorEpochs) and returns an
+// Alert for every change the device did not make (adversarial case T29),
+// and for every epoch at which the map held what the label's records do
+// not explain (a rewritten history, a backdated record). A record older
+// than a CA rotation the client knows needs a record proof (EpochProof),
+// else ErrRecordEpoch. A response
 // that the directory cannot justify is a *KTProofError (T26), with the
 // evidence; checkpoint failures, a *tlog.ForkError among them, come from
-// crypto/tlog unchanged.
+// crypto/tlog unchanged. A key that reaches the client outside the
+// directory (a prekey bundle's identity, an MLS credential's key) is used
+// only if LookupResult.CheckIdentity or CheckMLSKey finds it in a verified
+// lookup; otherwise they return a *KeyNotInDirectoryError, the alarm (T26).
 //
 // FollowTrustBundle moves the client to a new trust bundle (a CA rotation,
 // a new log key, new witnesses) published in the directory;

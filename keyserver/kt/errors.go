@@ -42,6 +42,12 @@ var (
 	// ErrNoCheckpoint is returned when a response relies on the client's
 	// trusted checkpoint (an empty note) and the client has none.
 	ErrNoCheckpoint = errors.New("kt: no trusted checkpoint")
+	// ErrRecordEpoch is wrapped by the *KTProofError (step
+	// StepRecordEpoch) of a record that claims an epoch before a CA
+	// rotation the client knows without a valid proof that the map held
+	// it then (docs/spec/directory.md §Client verification, step 7): a
+	// value a retired CA key may have signed after its rotation.
+	ErrRecordEpoch = errors.New("kt: record epoch not proven")
 )
 
 // ProofStep names the check of docs/spec/directory.md §Client verification
@@ -73,12 +79,15 @@ const (
 	// (it does not parse, names another tenant or user, or is not signed
 	// by the org CA).
 	StepValue
+	// StepRecordEpoch: a record older than a CA rotation the client
+	// knows comes without a valid record proof (ErrRecordEpoch).
+	StepRecordEpoch
 )
 
 var stepNames = [...]string{
 	StepEpoch: "epoch entry", StepLogInclusion: "log inclusion", StepVRF: "VRF proof",
 	StepMap: "map proof", StepRecord: "value record", StepHistory: "history",
-	StepRollback: "rollback", StepValue: "value",
+	StepRollback: "rollback", StepValue: "value", StepRecordEpoch: "record epoch",
 }
 
 func (s ProofStep) String() string {

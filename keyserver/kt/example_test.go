@@ -33,15 +33,15 @@ func Example() {
 	// Alice's phone monitors her label from its own enrolment on.
 	mon, _ := kt.NewClient(kt.Config{Bundle: d.TrustBundle(), MaxAge: time.Hour})
 	self := kt.Expected{Self: phone.ID}
-	hist, _ := d.History(alice, mon.MonitorSince(alice), mon.TreeSize())
-	r, _ := mon.Monitor(alice, self, hist, now.Add(2*time.Minute))
+	step, _ := d.Monitor(alice, phone.ID, mon.MonitorSince(alice), mon.MonitorStart(alice), mon.TreeSize())
+	r, _ := mon.Monitor(alice, self, step, now.Add(2*time.Minute))
 	fmt.Println("baseline alerts:", len(r.Alerts))
 
 	// Two admins "recover" a device for alice without her phone.
 	_, _ = d.Recover(alice, 2, now.Add(3*time.Minute))
 	_, _ = d.PublishEpoch(now.Add(4 * time.Minute))
-	hist, _ = d.History(alice, mon.MonitorSince(alice), mon.TreeSize())
-	r, _ = mon.Monitor(alice, self, hist, now.Add(5*time.Minute))
+	step, _ = d.Monitor(alice, phone.ID, mon.MonitorSince(alice), mon.MonitorStart(alice), mon.TreeSize())
+	r, _ = mon.Monitor(alice, self, step, now.Add(5*time.Minute))
 	for _, a := range r.Alerts {
 		fmt.Println("alert:", a.Kind, "at epoch", a.Epoch)
 	}

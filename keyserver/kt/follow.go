@@ -114,7 +114,7 @@ func (c *Client) FollowTrustBundle(rot *OrgLookupResult, resp *LookupResponse, n
 	if err != nil {
 		return nil, err
 	}
-	c.track(pv.label, resp.Record.Version, pv.mapRes.Commitment)
+	c.trackEpoch(pv.label, resp.Record.Version, pv.mapRes.Commitment, resp.Record.Epoch)
 	c.verifier, c.bundle, c.tcfg = nv, nb, tcfg
 	if rot != nil {
 		c.pastCAs = append(c.pastCAs, pastCA{key: cur.CA, until: rotEpoch})

@@ -55,6 +55,7 @@ func codecs() []codec {
 	return []codec{
 		{"LookupResponse", rt(kt.ParseLookupResponse, (*kt.LookupResponse).Marshal)},
 		{"HistoryResponse", rt(kt.ParseHistoryResponse, (*kt.HistoryResponse).Marshal)},
+		{"MonitorResponse", rt(kt.ParseMonitorResponse, (*kt.MonitorResponse).Marshal)},
 		{"ConsistencyResponse", rt(kt.ParseConsistencyResponse, (*kt.ConsistencyResponse).Marshal)},
 		{"ValueRecord", rt(kt.ParseValueRecord, (*kt.ValueRecord).Marshal)},
 		{"EpochEntry", rt(kt.ParseEpochEntry, (*kt.EpochEntry).Marshal)},
@@ -94,10 +95,17 @@ func corpus(t testing.TB) map[string][][]byte {
 		add("LookupResponse")(must(w.d.Lookup(w.alice, 0)).Marshal())
 		add("LookupResponse")(must(w.d.Lookup(uid(9), 0)).Marshal())
 		add("LookupResponse")(must(w.d.LookupOrg(org.OrgLabelAdminRoster, 0)).Marshal())
-		must(cl.VerifyLookup(w.tenant, w.alice, must(w.d.Lookup(w.alice, 0)), at(2)))
+		aliceLabel := must(cl.VerifyLookup(w.tenant, w.alice, must(w.d.Lookup(w.alice, 0)), at(2))).Label
 		must(w.d.Enrol(w.alice, w.a1, at(2)))
 		must(w.d.PublishEpoch(at(3)))
 		must(w.d.PublishEpoch(at(4)))
+		// Responses with a record proof.
+		withProof := must(w.d.Lookup(w.alice, 1))
+		withProof.RecordProof = must(w.d.EpochProof(aliceLabel, withProof.Record.Epoch))
+		add("LookupResponse")(withProof.Marshal())
+		histProof := must(w.d.History(w.alice, 0, 1))
+		histProof.RecordProof = must(w.d.EpochProof(aliceLabel, 0))
+		add("HistoryResponse")(histProof.Marshal())
 		add("HistoryResponse")(must(w.d.History(w.alice, 0, 1)).Marshal())
 		add("HistoryResponse")(must(w.d.History(w.alice, 2, 0)).Marshal())
 		add("HistoryResponse")(must(w.d.History(uid(9), 0, 3)).Marshal())
@@ -109,7 +117,11 @@ func corpus(t testing.TB) map[string][][]byte {
 		}
 		add("ValueRecord")((&kt.ValueRecord{Version: 1}).Marshal())
 		add("EpochEntry")(must(w.d.Lookup(w.alice, 0)).Proof.Entry.Marshal())
-		must(cl.Monitor(w.alice, kt.Expected{Self: w.a1.ID}, must(w.d.History(w.alice, 0, cl.TreeSize())), at(5)))
+		add("MonitorResponse")(must(w.d.Monitor(w.alice, w.a1.ID, 0, 0, 0)).Marshal())
+		add("MonitorResponse")(must(w.d.Monitor(w.alice, w.a1.ID, 0, 0, cl.TreeSize())).Marshal())
+		add("MonitorResponse")(must(w.d.Monitor(w.alice, w.a1.ID, 1, 2, 0)).Marshal())
+		add("MonitorResponse")(must(w.d.Monitor(w.alice, w.a1.ID, 2, 3, 3)).Marshal())
+		must(cl.Monitor(w.alice, kt.Expected{Self: w.a1.ID}, must(w.d.Monitor(w.alice, w.a1.ID, 0, 0, cl.TreeSize())), at(5)))
 		add("ClientState")(cl.MarshalState())
 		// An enrolled client before its first checkpoint: a floor, nothing else.
 		add("ClientState")(must(kt.NewClient(kt.Config{Bundle: w.d.TrustBundle(), MaxAge: maxAge, NotBefore: at(1)})).MarshalState())
@@ -266,6 +278,7 @@ func fuzzCodec(f *testing.F, name string) {
 
 func FuzzParseLookupResponse(f *testing.F)      { fuzzCodec(f, "LookupResponse") }
 func FuzzParseHistoryResponse(f *testing.F)     { fuzzCodec(f, "HistoryResponse") }
+func FuzzParseMonitorResponse(f *testing.F)     { fuzzCodec(f, "MonitorResponse") }
 func FuzzParseConsistencyResponse(f *testing.F) { fuzzCodec(f, "ConsistencyResponse") }
 func FuzzParseValueRecord(f *testing.F)         { fuzzCodec(f, "ValueRecord") }
 func FuzzParseEpochEntry(f *testing.F)          { fuzzCodec(f, "EpochEntry") }
@@ -291,6 +304,34 @@ func FuzzVerifyLookup(f *testing.F) {
 		}
 		cl := must(kt.RestoreClient(w.d.Config(maxAge), st))
 		if _, err := cl.VerifyLookup(w.tenant, w.alice, r, at(6)); err != nil && !errors.Is(err, kt.ErrNotFound) {
+			if !bytes.Equal(must(cl.MarshalState()), st) && cl.Fork() == nil {
+				t.Fatalf("rejected response (%v) changed the state", err)
+			}
+		}
+	})
+}
+
+// FuzzMonitor feeds arbitrary monitoring responses to a new client of
+// alice's device a1 (docs/spec/directory.md §Per-epoch monitoring): it
+// never panics, and whatever it rejects leaves its state byte-identical.
+func FuzzMonitor(f *testing.F) {
+	c := corpus(f)
+	for _, s := range c["MonitorResponse"] {
+		f.Add(s)
+	}
+	w := corpusWorld
+	st := c["ClientState"][0] // no checkpoint yet
+	first := must(kt.RestoreClient(w.d.Config(maxAge), st))
+	if _, err := first.Monitor(w.alice, kt.Expected{Self: w.a1.ID}, must(kt.ParseMonitorResponse(c["MonitorResponse"][0])), at(6)); err != nil {
+		f.Fatalf("the first seed is refused: %v", err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := kt.ParseMonitorResponse(data)
+		if err != nil {
+			return
+		}
+		cl := must(kt.RestoreClient(w.d.Config(maxAge), st))
+		if _, err := cl.Monitor(w.alice, kt.Expected{Self: w.a1.ID}, r, at(6)); err != nil {
 			if !bytes.Equal(must(cl.MarshalState()), st) && cl.Fork() == nil {
 				t.Fatalf("rejected response (%v) changed the state", err)
 			}

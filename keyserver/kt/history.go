@@ -68,7 +68,7 @@ func (c *Client) VerifyHistory(tenant org.TenantID, user org.UserID, since Posit
 
 func (c *Client) trackHistory(pv *proven, res *HistoryResult) {
 	if pv.mapRes.Present {
-		c.track(pv.label, res.Position.Version, pv.mapRes.Commitment)
+		c.trackEpoch(pv.label, res.Position.Version, pv.mapRes.Commitment, res.Position.Epoch)
 	}
 }
 
@@ -90,13 +90,30 @@ func (c *Client) verifyHistory(user org.UserID, since Position, resp *HistoryRes
 	if err != nil {
 		return pv, nil, err
 	}
-	// The values: each verified, the timeline continuing through them.
+	if n := len(recs); n > 0 {
+		if err := c.checkRecordEpoch(pv, recs[n-1], resp.RecordProof); err != nil {
+			return pv, nil, err
+		}
+	}
+	if err := c.verifyValues(pv, user, since, recs, prev, now, res); err != nil {
+		return pv, nil, err
+	}
+	return pv, res, nil
+}
+
+// verifyValues verifies the values of the records recs of user after the
+// position since (docs/spec/directory.md §History: each passes step 8
+// under the CA key in force at its record's epoch, the timeline running on
+// through them, revocations accumulating) and fills in res's Values,
+// Devices, Unusable and Position, last being the last record's
+// commitment.
+func (c *Client) verifyValues(pv *proven, user org.UserID, since Position, recs []*ValueRecord, last vmap.Commitment, now time.Time, res *HistoryResult) error {
 	head := since.Head
 	revoked := map[uint64]bool{}
 	for i, r := range recs {
 		uv, err := c.verifyUserValue(pv, user, r.Value, c.caAt(r.Epoch), head, since.Version == 0 && i == 0, c.clientTime(now), revoked)
 		if err != nil {
-			return pv, nil, err
+			return err
 		}
 		head = uv.Head
 		res.Values = append(res.Values, uv.UserValue)
@@ -105,9 +122,9 @@ func (c *Client) verifyHistory(user org.UserID, since Position, resp *HistoryRes
 		}
 	}
 	if n := len(recs); n > 0 {
-		res.Position = Position{Version: recs[n-1].Version, Commitment: prev, Epoch: recs[n-1].Epoch, Head: head}
+		res.Position = Position{Version: recs[n-1].Version, Commitment: last, Epoch: recs[n-1].Epoch, Head: head}
 	}
-	return pv, res, nil
+	return nil
 }
 
 // verifyChain checks the records of a history after the version since
@@ -151,12 +168,15 @@ func (c *Client) verifyChain(pv *proven, since uint32, sinceCM vmap.Commitment, 
 	case prev != pv.mapRes.Commitment:
 		return prev, ktErr(StepHistory, pv, "the latest record does not open the map's commitment", nil)
 	}
-	latest := since
+	latest, latestEpoch := since, sinceEpoch
 	if n := len(recs); n > 0 {
-		latest = recs[n-1].Version
+		latest, latestEpoch = recs[n-1].Version, recs[n-1].Epoch
 	}
 	if pv.mapRes.Present {
 		if err := c.checkRollback(pv, latest, pv.mapRes.Commitment); err != nil {
+			return prev, err
+		}
+		if err := c.checkRecordOrder(pv, latest, latestEpoch); err != nil {
 			return prev, err
 		}
 	}

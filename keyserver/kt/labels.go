@@ -11,7 +11,7 @@ import (
 )
 
 // Type bytes (docs/spec/directory.md §Type bytes). Every encoding of this
-// package starts with one of them, then the format version byte 0x01. The
+// package starts with one of them, then its format byte. The
 // range 0x50–0x5f is reserved for this package; the repository-wide registry
 // is in the spec.
 const (
@@ -22,8 +22,13 @@ const (
 	typeConsistencyResponse = 0x54
 	typeClientState         = 0x55
 	typeTransitionsResponse = 0x56
+	typeMonitorResponse     = 0x57
 
 	format1 = 0x01
+	// format2 is the format of LookupResponse, HistoryResponse (with the
+	// record proof) and ClientState (with record epochs and verified
+	// epochs).
+	format2 = 0x02
 )
 
 // Domain-separation labels (docs/spec/directory.md §Domain separation), all

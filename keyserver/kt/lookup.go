@@ -93,6 +93,9 @@ func (c *Client) VerifyLookup(tenant org.TenantID, user org.UserID, resp *Lookup
 	if err := c.checkRecord(pv, resp.Record); err != nil {
 		return nil, c.fail(pv, err, resp)
 	}
+	if err := c.checkRecordEpoch(pv, resp.Record, resp.RecordProof); err != nil {
+		return nil, c.fail(pv, err, resp)
+	}
 	t := c.clientTime(now)
 	var v *userValue
 	if cv := c.values[pv.label]; cv != nil && cv.commitment == pv.mapRes.Commitment {
@@ -190,6 +193,9 @@ func (c *Client) VerifyOrgLookup(name string, resp *LookupResponse, now time.Tim
 		return nil, ErrNotFound
 	}
 	if err := c.checkRecord(pv, resp.Record); err != nil {
+		return nil, c.fail(pv, err, resp)
+	}
+	if err := c.checkRecordEpoch(pv, resp.Record, resp.RecordProof); err != nil {
 		return nil, c.fail(pv, err, resp)
 	}
 	st, err := c.verifyOrgValue(name, resp.Record)

@@ -10,11 +10,17 @@ import (
 	"github.com/moat-im/moat/keyserver/org"
 )
 
-// monitor runs one monitoring step of the client c of device self.
+// monitor runs one monitoring step of the client c of device exp.Self.
 func monitor(t testing.TB, w *world, c *kt.Client, user org.UserID, exp kt.Expected, now int) *kt.MonitorResult {
 	t.Helper()
-	resp := must(w.d.History(user, c.MonitorSince(user), c.TreeSize()))
-	return must(c.Monitor(user, exp, resp, at(now)))
+	return must(c.Monitor(user, exp, monitorResp(t, w, c, user, exp.Self), at(now)))
+}
+
+// monitorResp is the directory's answer to the next monitoring step of
+// the client c of device self.
+func monitorResp(t testing.TB, w *world, c *kt.Client, user org.UserID, self org.DeviceID) *kt.MonitorResponse {
+	t.Helper()
+	return must(w.d.Monitor(user, self, c.MonitorSince(user), c.MonitorStart(user), c.TreeSize()))
 }
 
 func alertKinds(r *kt.MonitorResult) []kt.AlertKind {
@@ -186,7 +192,7 @@ func TestMonitorBootstrap(t *testing.T) {
 	// A device enrolled but not yet published cannot start monitoring.
 	b3 := must(w.d.Enrol(w.bob, w.b2, at(2)))
 	c := w.client(t)
-	resp := must(w.d.History(w.bob, 0, 0))
+	resp := must(w.d.Monitor(w.bob, b3.ID, 0, 0, 0))
 	before := state(t, c)
 	if _, err := c.Monitor(w.bob, kt.Expected{Self: b3.ID}, resp, at(2)); !errors.Is(err, kt.ErrNotEnrolled) {
 		t.Fatalf("got %v", err)

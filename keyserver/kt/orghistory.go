@@ -82,13 +82,13 @@ func (c *Client) VerifyOrgHistory(name string, since OrgPosition, resp *HistoryR
 	if err != nil {
 		return nil, c.fail(pv, err, resp)
 	}
-	res, err := c.verifyOrgHistory(pv, name, since, resp.Records)
+	res, err := c.verifyOrgHistory(pv, name, since, resp.Records, resp.RecordProof)
 	if err != nil {
 		return nil, c.fail(pv, err, resp)
 	}
 	err = c.finish(pv, now, func() {
 		if pv.mapRes.Present {
-			c.track(pv.label, res.Position.Version, pv.mapRes.Commitment)
+			c.trackEpoch(pv.label, res.Position.Version, pv.mapRes.Commitment, res.Position.Epoch)
 		}
 		if len(res.learned) > 0 {
 			c.pastCAs, _ = mergePastCAs(c.pastCAs, res.learned) // checked by verifyCAChain
@@ -100,10 +100,15 @@ func (c *Client) VerifyOrgHistory(name string, since OrgPosition, resp *HistoryR
 	return res, nil
 }
 
-func (c *Client) verifyOrgHistory(pv *proven, name string, since OrgPosition, recs []*ValueRecord) (*OrgHistoryResult, error) {
+func (c *Client) verifyOrgHistory(pv *proven, name string, since OrgPosition, recs []*ValueRecord, recordProof *EpochProof) (*OrgHistoryResult, error) {
 	last, err := c.verifyChain(pv, since.Version, since.Commitment, since.Epoch, recs)
 	if err != nil {
 		return nil, err
+	}
+	if n := len(recs); n > 0 {
+		if err := c.checkRecordEpoch(pv, recs[n-1], recordProof); err != nil {
+			return nil, err
+		}
 	}
 	res := &OrgHistoryResult{Epoch: pv.entry.Epoch, Label: pv.label, Records: recs, Position: since}
 	var chain []any

@@ -17,7 +17,7 @@ import (
 //
 //	struct {
 //	    uint8  type = 0x55;
-//	    uint8  format = 1;
+//	    uint8  format = 2;
 //	    opaque bundle<1..2^24-1>;           /* the pinned TrustBundle */
 //	    opaque checkpoint_log_key<0..2^16-1>; /* empty, or the log key of the
 //	                                           trusted checkpoint if not the bundle's */
@@ -40,6 +40,7 @@ import (
 //	    opaque label[32];
 //	    uint32 version;                     /* ≥ 1 */
 //	    opaque commitment[32];
+//	    uint64 epoch;                       /* ≤ 2^63-1 */
 //	} LabelState;
 //
 //	struct {
@@ -50,6 +51,7 @@ import (
 //	    uint64 epoch;
 //	    uint64 head_seq;                    /* ≥ 1 */
 //	    opaque head_hash[32];
+//	    uint64 verified;                    /* the last epoch verified, ≤ 2^63-1 */
 //	    MonitoredDevice devices<0..2^24-1>; /* by device, strictly increasing */
 //	} MonitorState;
 //
@@ -77,7 +79,7 @@ func (c *Client) MarshalState() ([]byte, error) {
 	}
 	return build(func(b *cryptobyte.Builder) {
 		b.AddUint8(typeClientState)
-		b.AddUint8(format1)
+		b.AddUint8(format2)
 		b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(bundle) })
 		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
 			if c.cpLogKey != nil {
@@ -112,6 +114,7 @@ func (c *Client) MarshalState() ([]byte, error) {
 				b.AddBytes(l[:])
 				b.AddUint32(st.version)
 				b.AddBytes(st.commitment[:])
+				b.AddUint64(st.epoch)
 			}
 		})
 		users := make([]org.UserID, 0, len(c.monitors))
@@ -135,6 +138,7 @@ func addMonitor(b *cryptobyte.Builder, u org.UserID, ms *monitorState) {
 	b.AddUint64(ms.pos.Epoch)
 	b.AddUint64(ms.pos.Head.Seq)
 	b.AddBytes(ms.pos.Head.Hash[:])
+	b.AddUint64(ms.verified)
 	ids := make([]org.DeviceID, 0, len(ms.devices))
 	for id := range ms.devices {
 		ids = append(ids, id)
@@ -179,7 +183,7 @@ func RestoreClient(cfg Config, state []byte) (*Client, error) {
 	var seen, epochAt uint64
 	var hasEpoch uint8
 	var labels, monitors cryptobyte.String
-	if !readHeader(s, typeClientState) || !s.ReadUint24LengthPrefixed(&bundle) || len(bundle) == 0 ||
+	if !readHeaderFormat(s, typeClientState, format2) || !s.ReadUint24LengthPrefixed(&bundle) || len(bundle) == 0 ||
 		!s.ReadUint16LengthPrefixed(&cpKey) || !s.ReadUint16LengthPrefixed(&cas) ||
 		!s.ReadUint24LengthPrefixed(&ts) || len(ts) == 0 ||
 		!s.ReadUint64(&seen) || seen > MaxEpoch || !s.ReadUint8(&hasEpoch) || hasEpoch > 1 ||
@@ -219,12 +223,14 @@ func RestoreClient(cfg Config, state []byte) (*Client, error) {
 	for !labels.Empty() {
 		var l, cm []byte
 		var v uint32
+		var e uint64
 		if !labels.ReadBytes(&l, vmap.LabelSize) || !labels.ReadUint32(&v) || v == 0 ||
-			!labels.ReadBytes(&cm, vmap.CommitmentSize) || (last != nil && bytes.Compare(last, l) >= 0) {
+			!labels.ReadBytes(&cm, vmap.CommitmentSize) || !labels.ReadUint64(&e) || e > MaxEpoch ||
+			(last != nil && bytes.Compare(last, l) >= 0) {
 			return nil, fmt.Errorf("%w: client state: label", ErrMalformed)
 		}
 		last = l
-		c.labels[vmap.Label(l)] = &labelState{version: v, commitment: vmap.Commitment(cm)}
+		c.labels[vmap.Label(l)] = &labelState{version: v, commitment: vmap.Commitment(cm), epoch: e}
 	}
 	var lastUser []byte
 	for !monitors.Empty() {
@@ -278,8 +284,9 @@ func readMonitor(s *cryptobyte.String) (org.UserID, *monitorState, error) {
 	var devs cryptobyte.String
 	if !s.CopyBytes(u[:]) || !s.CopyBytes(ms.self[:]) || !s.ReadUint32(&ms.pos.Version) ||
 		!s.CopyBytes(ms.pos.Commitment[:]) || !s.ReadUint64(&ms.pos.Epoch) || !s.ReadUint64(&ms.pos.Head.Seq) ||
-		!s.CopyBytes(ms.pos.Head.Hash[:]) || !s.ReadUint24LengthPrefixed(&devs) ||
-		u.IsZero() || ms.self.IsZero() || ms.pos.Version == 0 || ms.pos.Epoch > MaxEpoch || ms.pos.Head.Seq == 0 {
+		!s.CopyBytes(ms.pos.Head.Hash[:]) || !s.ReadUint64(&ms.verified) || !s.ReadUint24LengthPrefixed(&devs) ||
+		u.IsZero() || ms.self.IsZero() || ms.pos.Version == 0 || ms.pos.Epoch > MaxEpoch || ms.pos.Head.Seq == 0 ||
+		ms.verified > MaxEpoch {
 		return u, nil, ErrMalformed
 	}
 	var last []byte

@@ -344,16 +344,16 @@ func (c *Client) stepAt(w *walk, tr *Transition, cp *tlog.Checkpoint, prev uint6
 	}
 	if tr.Rotation != nil {
 		w.pastCAs, _ = mergePastCAs(w.pastCAs, []pastCA{{key: h.CA, until: pv.entry.Epoch}})
-		trackWalk(w, c.walkLabel(w, rLabel), rLabel, tr.RotationRecord.Version, rCM)
+		trackWalk(w, c.walkLabel(w, rLabel), rLabel, tr.RotationRecord.Version, rCM, tr.RotationRecord.Epoch)
 	}
-	trackWalk(w, c.walkLabel(w, bLabel), bLabel, tr.BundleRecord.Version, bCM)
+	trackWalk(w, c.walkLabel(w, bLabel), bLabel, tr.BundleRecord.Version, bCM, tr.BundleRecord.Epoch)
 	w.bundle, w.v = nb, nv
 	return nil
 }
 
-func trackWalk(w *walk, st *labelState, l vmap.Label, version uint32, cm vmap.Commitment) {
+func trackWalk(w *walk, st *labelState, l vmap.Label, version uint32, cm vmap.Commitment, epoch uint64) {
 	if st == nil || version > st.version {
-		w.labels[l] = &labelState{version: version, commitment: cm}
+		w.labels[l] = &labelState{version: version, commitment: cm, epoch: epoch}
 	}
 }
 
@@ -526,7 +526,7 @@ func (c *Client) latestBundle(w *walk, v *tlog.Verifier, resp *TransitionsRespon
 		}
 		return fmt.Errorf("%w: the latest checkpoint's trust bundle is %s, the transitions end at bundle %d", ErrTransitionsIncomplete, seq, w.bundle.Sequence)
 	}
-	trackWalk(w, c.walkLabel(w, label), label, resp.BundleRecord.Version, cm)
+	trackWalk(w, c.walkLabel(w, label), label, resp.BundleRecord.Version, cm, resp.BundleRecord.Epoch)
 	w.hasEpoch, w.epoch, w.epochAt = true, pv.entry.Epoch, pv.entry.Time.Unix()
 	return nil
 }

@@ -127,6 +127,77 @@ func (p *LabelProof) read(s *cryptobyte.String) bool {
 	return true
 }
 
+// EpochProof is the proof of a label at an earlier epoch of a response's
+// checkpoint (docs/spec/directory.md §Proof bundles): that epoch's log
+// entry, its inclusion in the checkpoint's tree, and the label's map
+// proof at the entry's map root. A response carries one as the record
+// proof: the label at its record's epoch.
+type EpochProof struct {
+	Entry     EpochEntry
+	Inclusion []tlog.Hash // leaf Entry.Epoch in the checkpoint's tree
+	MapProof  *vmap.Proof
+}
+
+//	struct {
+//	    EpochEntry entry;
+//	    opaque inclusion<0..2^16-1>;      /* Hash[n], n ≤ 63 */
+//	    opaque map_proof<1..2^16-1>;      /* vmap.md §Proof encoding */
+//	} EpochProof;
+//
+//	struct {
+//	    uint8 has_record_proof;           /* 0 or 1 */
+//	    select (has_record_proof) {
+//	        case 0: struct {};
+//	        case 1: EpochProof record_proof;
+//	    };
+//	} OptionalRecordProof;
+
+func addRecordProof(b *cryptobyte.Builder, p *EpochProof) {
+	if p == nil {
+		b.AddUint8(0)
+		return
+	}
+	entry, err := p.Entry.Marshal()
+	if err != nil || len(p.Inclusion) > MaxProofHashes || p.MapProof == nil {
+		b.SetError(ErrMalformed)
+		return
+	}
+	mp, err := p.MapProof.Marshal()
+	if err != nil {
+		b.SetError(ErrMalformed)
+		return
+	}
+	b.AddUint8(1)
+	b.AddBytes(entry)
+	addHashes(b, p.Inclusion)
+	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(mp) })
+}
+
+func readRecordProof(s *cryptobyte.String, out **EpochProof) bool {
+	var has uint8
+	if !s.ReadUint8(&has) || has > 1 {
+		return false
+	}
+	*out = nil
+	if has == 0 {
+		return true
+	}
+	e, err := readEpochEntry(s)
+	if err != nil {
+		return false
+	}
+	p := &EpochProof{Entry: *e}
+	var mp cryptobyte.String
+	if !readHashes(s, &p.Inclusion) || !s.ReadUint16LengthPrefixed(&mp) || len(mp) == 0 {
+		return false
+	}
+	if p.MapProof, err = vmap.ParseProof(mp); err != nil {
+		return false
+	}
+	*out = p
+	return true
+}
+
 // LookupResponse is the directory's answer to a lookup of one label
 // (docs/spec/directory.md §Proof bundles).
 type LookupResponse struct {
@@ -135,15 +206,19 @@ type LookupResponse struct {
 	// Record is the label's latest value record, present exactly when
 	// Proof.MapProof is an inclusion proof.
 	Record *ValueRecord
+	// RecordProof is the label's proof at Record.Epoch, or nil: the
+	// directory sends it when the record is older than the tenant's
+	// latest CA rotation. Only with a Record.
+	RecordProof *EpochProof
 }
 
 //	struct {
 //	    uint8 type = 0x52;
-//	    uint8 format = 1;
+//	    uint8 format = 2;
 //	    CheckpointUpdate checkpoint;
 //	    LabelProof proof;
 //	    select (proof.map_proof.kind) {
-//	        case inclusion: ValueRecord record;
+//	        case inclusion: ValueRecord record; OptionalRecordProof record_proof;
 //	        default:        struct {};
 //	    };
 //	} LookupResponse;
@@ -152,15 +227,17 @@ type LookupResponse struct {
 func (r *LookupResponse) Marshal() ([]byte, error) {
 	return build(func(b *cryptobyte.Builder) {
 		b.AddUint8(typeLookupResponse)
-		b.AddUint8(format1)
+		b.AddUint8(format2)
 		r.Checkpoint.add(b)
 		r.Proof.add(b)
-		if r.Proof.MapProof != nil && (r.Proof.MapProof.Kind == vmap.ProofInclusion) != (r.Record != nil) {
+		if r.Proof.MapProof != nil && (r.Proof.MapProof.Kind == vmap.ProofInclusion) != (r.Record != nil) ||
+			(r.Record == nil && r.RecordProof != nil) {
 			b.SetError(ErrMalformed)
 			return
 		}
 		if r.Record != nil {
 			addRecord(b, r.Record)
+			addRecordProof(b, r.RecordProof)
 		}
 	})
 }
@@ -170,7 +247,7 @@ func (r *LookupResponse) Marshal() ([]byte, error) {
 func ParseLookupResponse(data []byte) (*LookupResponse, error) {
 	s := newReader(data)
 	r := &LookupResponse{}
-	if !readHeader(s, typeLookupResponse) || !r.Checkpoint.read(s) || !r.Proof.read(s) {
+	if !readHeaderFormat(s, typeLookupResponse, format2) || !r.Checkpoint.read(s) || !r.Proof.read(s) {
 		return nil, fmt.Errorf("%w: lookup response", ErrMalformed)
 	}
 	if r.Proof.MapProof.Kind == vmap.ProofInclusion {
@@ -179,6 +256,9 @@ func ParseLookupResponse(data []byte) (*LookupResponse, error) {
 			return nil, fmt.Errorf("%w: lookup response record", ErrMalformed)
 		}
 		r.Record = rec
+		if !readRecordProof(s, &r.RecordProof) {
+			return nil, fmt.Errorf("%w: lookup response record proof", ErrMalformed)
+		}
 	}
 	if !s.Empty() {
 		return nil, fmt.Errorf("%w: lookup response: trailing bytes", ErrMalformed)
@@ -198,22 +278,26 @@ type HistoryResponse struct {
 	// Records are versions Since+1 to the latest, in order; empty if the
 	// label has not changed since version Since.
 	Records []*ValueRecord
+	// RecordProof is the label's proof at the last record's epoch, or nil
+	// (as LookupResponse.RecordProof). Only with records.
+	RecordProof *EpochProof
 }
 
 //	struct {
 //	    uint8 type = 0x53;
-//	    uint8 format = 1;
+//	    uint8 format = 2;
 //	    CheckpointUpdate checkpoint;
 //	    LabelProof proof;
 //	    uint32 since;
 //	    opaque records<0..2^32-1>;        /* ValueRecord, consecutive versions */
+//	    OptionalRecordProof record_proof; /* none without records */
 //	} HistoryResponse;
 
 // Marshal returns the HistoryResponse encoding.
 func (r *HistoryResponse) Marshal() ([]byte, error) {
 	return build(func(b *cryptobyte.Builder) {
 		b.AddUint8(typeHistoryResponse)
-		b.AddUint8(format1)
+		b.AddUint8(format2)
 		r.Checkpoint.add(b)
 		r.Proof.add(b)
 		b.AddUint32(r.Since)
@@ -226,6 +310,11 @@ func (r *HistoryResponse) Marshal() ([]byte, error) {
 				addRecord(b, rec)
 			}
 		})
+		if len(r.Records) == 0 && r.RecordProof != nil {
+			b.SetError(ErrMalformed)
+			return
+		}
+		addRecordProof(b, r.RecordProof)
 	})
 }
 
@@ -236,8 +325,8 @@ func ParseHistoryResponse(data []byte) (*HistoryResponse, error) {
 	s := newReader(data)
 	r := &HistoryResponse{}
 	var recs cryptobyte.String
-	if !readHeader(s, typeHistoryResponse) || !r.Checkpoint.read(s) || !r.Proof.read(s) ||
-		!s.ReadUint32(&r.Since) || !readUint32Prefixed(s, &recs) || !s.Empty() {
+	if !readHeaderFormat(s, typeHistoryResponse, format2) || !r.Checkpoint.read(s) || !r.Proof.read(s) ||
+		!s.ReadUint32(&r.Since) || !readUint32Prefixed(s, &recs) || !readRecordProof(s, &r.RecordProof) || !s.Empty() {
 		return nil, fmt.Errorf("%w: history response", ErrMalformed)
 	}
 	for !recs.Empty() {
@@ -246,6 +335,9 @@ func ParseHistoryResponse(data []byte) (*HistoryResponse, error) {
 			return nil, fmt.Errorf("%w: history response record %d", ErrMalformed, len(r.Records))
 		}
 		r.Records = append(r.Records, rec)
+	}
+	if len(r.Records) == 0 && r.RecordProof != nil {
+		return nil, fmt.Errorf("%w: history response: record proof without records", ErrMalformed)
 	}
 	return r, nil
 }
@@ -289,9 +381,11 @@ func newReader(data []byte) *cryptobyte.String {
 	return &s
 }
 
-func readHeader(s *cryptobyte.String, typ uint8) bool {
+func readHeader(s *cryptobyte.String, typ uint8) bool { return readHeaderFormat(s, typ, format1) }
+
+func readHeaderFormat(s *cryptobyte.String, typ, format uint8) bool {
 	var t, f uint8
-	return s.ReadUint8(&t) && t == typ && s.ReadUint8(&f) && f == format1
+	return s.ReadUint8(&t) && t == typ && s.ReadUint8(&f) && f == format
 }
 
 func build(f func(b *cryptobyte.Builder)) ([]byte, error) {

@@ -254,55 +254,107 @@ func BenchmarkEnrolment(b *testing.B) {
 	}
 }
 
-// BenchmarkMonitoringDownload measures what a device downloads to monitor
-// its own label when nothing changed: a HistoryResponse since its latest
-// version, with the new checkpoint (the log grew by one epoch) and its
-// consistency proof from the previous one. The directory is synthetic:
-// 1,000,000 labels in the map, and a log of 2^20 epochs (a year of
-// 30-second epochs). It reports the response size with three witnesses
-// cosigning with Ed25519 and ML-DSA-44 (hybrid-B) and with Ed25519 only
-// (ed25519-B), its parts, and the download per device per day at one
-// response per 30-second epoch (hybrid-MB/day, ed25519-MB/day). HTTP
-// framing is not counted.
+// BenchmarkMonitoringDownload measures what a device downloads a day to
+// monitor its own label at 30-second epochs (docs/spec/directory.md
+// §Per-epoch monitoring): MonitorResponses for a label that does not
+// change, on a synthetic directory of 1,000,000 labels and a log of 2^20
+// epochs (a year), whose other labels change k times an epoch (k = 1, 10,
+// 100: a day of 2,880 epochs is simulated for each, the map updated epoch
+// by epoch). The device polls every epoch, every 15 minutes, every hour or
+// once a day; each response carries the new checkpoint (three witnesses
+// cosigning with Ed25519 and ML-DSA-44, or with Ed25519 only) and its
+// consistency proof, the label's map proof at each epoch since the last
+// poll (delta-encoded), and one range proof of their log entries. The
+// metrics are MB a day, named k<k>-<interval>-MB/day (hybrid cosignatures)
+// and k<k>-<interval>-ed-MB/day (Ed25519 only), and the mean size of an
+// epoch's map proof after the first of a page, k<k>-epoch-B. HTTP framing
+// is not counted.
 func BenchmarkMonitoringDownload(b *testing.B) {
-	monitorOnce.Do(func() { monitorResp, monitorNotes = buildMonitoring(b) })
-	resp, hybrid, ed, signed := monitorResp, monitorNotes[0], monitorNotes[1], monitorNotes[2]
-	var hybridSize, edSize int
+	monitorOnce.Do(func() { monitorData = buildMonitoring(b) })
+	md := monitorData
+	const perDay = 24 * 60 * 2 // 30-second epochs
+	intervals := []struct {
+		name   string
+		epochs int
+	}{{"epoch", 1}, {"15min", 30}, {"hour", 120}, {"day", perDay}}
+	type result struct{ hybrid, ed float64 }
+	results := map[string]result{}
 	b.ResetTimer()
 	for range b.N {
-		resp.Checkpoint.Note = hybrid
-		hybridSize = len(bmust(resp.Marshal()))
-		resp.Checkpoint.Note = ed
-		edSize = len(bmust(resp.Marshal()))
+		for _, k := range md.ks {
+			proofs := md.proofs[k]
+			for _, iv := range intervals {
+				var hybrid, ed int
+				for from := 0; from < perDay; from += iv.epochs {
+					page := proofs[from : from+iv.epochs]
+					for i, note := range [][]byte{md.hybrid, md.ed} {
+						n := len(bmust(md.response(page, note).Marshal()))
+						if i == 0 {
+							hybrid += n
+						} else {
+							ed += n
+						}
+					}
+				}
+				results[fmt.Sprintf("k%d-%s", k, iv.name)] = result{float64(hybrid) / 1e6, float64(ed) / 1e6}
+			}
+		}
 	}
 	b.StopTimer()
-	mp := bmust(resp.Proof.MapProof.Marshal())
-	const perDay = 24 * 60 * 2 // 30-second epochs
-	b.ReportMetric(float64(hybridSize), "hybrid-B")
-	b.ReportMetric(float64(edSize), "ed25519-B")
-	b.ReportMetric(float64(hybridSize*perDay)/1e6, "hybrid-MB/day")
-	b.ReportMetric(float64(edSize*perDay)/1e6, "ed25519-MB/day")
-	b.ReportMetric(float64(len(hybrid)), "note-hybrid-B")
-	b.ReportMetric(float64(len(signed)), "note-log-only-B")
-	b.ReportMetric(float64(len(mp)), "map-proof-B")
-	b.ReportMetric(float64(32*len(resp.Proof.Inclusion)), "inclusion-B")
-	b.ReportMetric(float64(32*len(resp.Checkpoint.Consistency)), "consistency-B")
+	for name, r := range results {
+		b.ReportMetric(r.hybrid, name+"-MB/day")
+		b.ReportMetric(r.ed, name+"-ed-MB/day")
+	}
+	for _, k := range md.ks {
+		whole := len(bmust(md.response(md.proofs[k], md.ed).Marshal()))
+		first := len(bmust(md.response(md.proofs[k][:1], md.ed).Marshal()))
+		b.ReportMetric(float64(whole-first)/float64(perDay-1), fmt.Sprintf("k%d-epoch-B", k))
+	}
+	b.ReportMetric(float64(len(md.hybrid)), "note-hybrid-B")
+	b.ReportMetric(float64(len(md.ed)), "note-ed25519-B")
+}
+
+// monitoring is the synthetic directory of BenchmarkMonitoringDownload.
+type monitoring struct {
+	ks       []int
+	proofs   map[int][]kt.MonitoredEpoch // per k, the label at each epoch of a day
+	pi       []byte
+	n        uint64 // the log's size
+	tree     *tlog.Tree
+	hybrid   []byte // the checkpoint with hybrid cosignatures
+	ed       []byte // with Ed25519 cosignatures
+	consProf map[int][]tlog.Hash
+}
+
+// response returns the MonitorResponse of a poll whose page is the last
+// len(page) epochs of the log.
+func (m *monitoring) response(page []kt.MonitoredEpoch, note []byte) *kt.MonitorResponse {
+	start := m.n - uint64(len(page))
+	cons, ok := m.consProf[len(page)]
+	if !ok {
+		cons = bmust(m.tree.ConsistencyProof(context.Background(), start, m.n))
+		m.consProf[len(page)] = cons
+	}
+	return &kt.MonitorResponse{
+		Checkpoint: kt.CheckpointUpdate{BaseSize: start, Note: note, Consistency: cons},
+		VRFProof:   m.pi, Since: 1, Start: start, Epochs: page,
+		RangeProof: make([]tlog.Hash, tlog.RangeProofLen(start, m.n, m.n)),
+	}
 }
 
 var (
-	monitorOnce  sync.Once
-	monitorResp  *kt.HistoryResponse
-	monitorNotes [3][]byte // hybrid cosignatures, Ed25519 cosignatures, log signatures only
+	monitorOnce sync.Once
+	monitorData *monitoring
 )
 
-func buildMonitoring(b *testing.B) (*kt.HistoryResponse, [3][]byte) {
+func buildMonitoring(b *testing.B) *monitoring {
 	ctx := context.Background()
 	rnd := mrand.NewChaCha8([32]byte{4})
 	id := org.TenantID{0xbe, 0x02}
 	tk, cp, wkeys := benchTenantParams(rnd, id)
-	// The device's label and its latest record.
+	// The device's label and its record.
 	label, pi := kt.EvaluateLabel(tk.VRF, kt.UserAlpha(id, org.UserID{0x4d}))
-	rec, cm := bmust2(kt.NextRecord(tk.Secret, label, 0, nil, realUserValue(b)))
+	_, cm := bmust2(kt.NextRecord(tk.Secret, label, 0, nil, realUserValue(b)))
 	const labels = 1_000_000
 	cs := make([]vmap.Change, labels, labels+1)
 	for i := range cs {
@@ -311,12 +363,42 @@ func buildMonitoring(b *testing.B) (*kt.HistoryResponse, [3][]byte) {
 	}
 	cs = append(cs, vmap.Change{Label: label, Commitment: cm})
 	ms := vmap.NewMemStore()
-	m := vmap.New(ms, nil)
-	batch := bmust(m.Update(0, cs))
+	mp := vmap.New(ms, nil)
+	batch := bmust(mp.Update(0, cs))
 	if err := ms.Commit(batch); err != nil {
 		b.Fatal(err)
 	}
-	// The log: 2^20 epochs, the last one's entry with the map root.
+	// A day of epochs for each k, the other labels changing (new labels
+	// and new values of existing ones, half each).
+	const perDay = 24 * 60 * 2
+	md := &monitoring{ks: []int{1, 10, 100}, proofs: map[int][]kt.MonitoredEpoch{}, pi: pi, consProf: map[int][]tlog.Hash{}}
+	epoch := uint64(0)
+	t0 := benchT0
+	for _, k := range md.ks {
+		for range perDay {
+			epoch++
+			ch := make([]vmap.Change, k)
+			seen := map[vmap.Label]bool{}
+			for i := range ch {
+				for ch[i].Label == (vmap.Label{}) || seen[ch[i].Label] {
+					if i%2 == 0 {
+						ch[i].Label = cs[rnd.Uint64()%labels].Label
+					} else {
+						rnd.Read(ch[i].Label[:])
+					}
+				}
+				seen[ch[i].Label] = true
+				rnd.Read(ch[i].Commitment[:])
+			}
+			batch := bmust(mp.Update(epoch, ch))
+			if err := ms.Commit(batch); err != nil {
+				b.Fatal(err)
+			}
+			md.proofs[k] = append(md.proofs[k], kt.MonitoredEpoch{
+				Time: t0.Add(time.Duration(epoch) * 30 * time.Second), MapProof: bmust(mp.Prove(epoch, label))})
+		}
+	}
+	// The log: 2^20 epochs; only its shape matters for the proofs' sizes.
 	const n = 1 << 20
 	tree := bmust(tlog.NewTree(ctx, tlog.NewMemoryNodeStore(), 0))
 	leaves := make([][]byte, 0, 1<<16)
@@ -341,13 +423,8 @@ func buildMonitoring(b *testing.B) (*kt.HistoryResponse, [3][]byte) {
 			}
 		}
 	}
-	resp := &kt.HistoryResponse{
-		Checkpoint: kt.CheckpointUpdate{BaseSize: n - 1, Note: hybrid, Consistency: bmust(tree.ConsistencyProof(ctx, n-1, n))},
-		Proof: kt.LabelProof{Entry: entry, Inclusion: bmust(tree.InclusionProof(ctx, n-1, n)), VRFProof: pi,
-			MapProof: bmust(m.Prove(0, label))},
-		Since: rec.Version,
-	}
-	return resp, [3][]byte{hybrid, ed, signed}
+	md.n, md.tree, md.hybrid, md.ed = n, tree, hybrid, ed
+	return md
 }
 
 func bmust2[A, B any](a A, c B, err error) (A, B) {

@@ -206,6 +206,10 @@ type worldOptions struct {
 	wrap func(store.DirectoryStore) store.DirectoryStore
 	// noKeyStore configures no key store (rotations answer 501).
 	noKeyStore bool
+	// tenant, if not zero, is the tenant id (default: from the seed).
+	tenant org.TenantID
+	// orgConfig is the new tenant's org.Config.
+	orgConfig org.Config
 }
 
 func newWorld(t testing.TB, o worldOptions) *world {
@@ -220,6 +224,9 @@ func newWorld(t testing.TB, o worldOptions) *world {
 	copy(seed[:], fmt.Sprintf("service test %d", o.seed))
 	w := &world{t: t, clk: &clock{t: t0}, rnd: rand.NewChaCha8(seed), quorum: o.quorum, logs: &logBuffer{}, opts: o}
 	w.tenant = org.TenantID{0x7e, byte(o.seed), 0x01}
+	if !o.tenant.IsZero() {
+		w.tenant = o.tenant
+	}
 	w.origin = service.Origin("moat.example", w.tenant)
 	fk := must(service.GenerateFileKeys(w.rnd))
 	w.keys = fk.TenantKeys()
@@ -283,7 +290,7 @@ func (w *world) tenantConfig() service.TenantConfig {
 	tc := service.TenantConfig{
 		ID: w.tenant, Store: w.st, Keys: fk.TenantKeys(), Witnesses: wcs,
 		KeyStore: &service.FileKeyStore{Path: w.keyFile, Tenant: w.tenant},
-		Create:   &service.CreateParams{Origin: w.origin, Admins: w.adminKeys(), Threshold: 2, Witnesses: w.witnessSet()},
+		Create:   &service.CreateParams{Origin: w.origin, Admins: w.adminKeys(), Threshold: 2, Witnesses: w.witnessSet(), Config: w.opts.orgConfig},
 	}
 	if w.opts.noKeyStore {
 		tc.KeyStore = nil

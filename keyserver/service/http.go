@@ -39,6 +39,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/{tenant}/org/{name...}", s.tenantRoute(s.getOrgLookup))
 	mux.HandleFunc("GET /v1/{tenant}/history/{user}", s.tenantRoute(s.getHistory))
 	mux.HandleFunc("GET /v1/{tenant}/org-history/{name...}", s.tenantRoute(s.getOrgHistory))
+	mux.HandleFunc("GET /v1/{tenant}/monitor/{user}", s.tenantRoute(s.getMonitor))
 	mux.HandleFunc("POST /v1/{tenant}/enrol", s.tenantRoute(s.postEnrol))
 	mux.HandleFunc("POST /v1/{tenant}/admin/{op}", s.tenantRoute(s.postAdmin))
 	return s.instrument(mux)
@@ -132,6 +133,7 @@ func sizeParam(r *http.Request, name string) (uint64, error) {
 func (s *Service) readError(w http.ResponseWriter, t *Tenant, err error) {
 	var ahead *errAhead
 	var since *errSince
+	var start *errStart
 	switch {
 	case errors.Is(err, errNotServing):
 		w.Header().Set("Retry-After", "5")
@@ -145,6 +147,8 @@ func (s *Service) readError(w http.ResponseWriter, t *Tenant, err error) {
 		fmt.Fprintf(w, "%d\n", ahead.served)
 	case errors.As(err, &since):
 		writeError(w, http.StatusBadRequest, "since is after the latest version")
+	case errors.As(err, &start):
+		writeError(w, http.StatusBadRequest, "start is after the served epoch")
 	case errors.Is(err, context.Canceled):
 		writeError(w, http.StatusServiceUnavailable, "canceled")
 	default:
@@ -251,20 +255,26 @@ func sequenceParam(r *http.Request, name string) (uint64, error) {
 // active devices of the tenant may have them (docs/spec/directory.md
 // §Labels).
 func (s *Service) deviceAuth(w http.ResponseWriter, r *http.Request, t *Tenant) bool {
+	_, ok := s.devicePrincipal(w, r, t)
+	return ok
+}
+
+// devicePrincipal is deviceAuth, returning the signing device.
+func (s *Service) devicePrincipal(w http.ResponseWriter, r *http.Request, t *Tenant) (principal, bool) {
 	body, ok := readBody(w, r, 0)
 	if !ok {
-		return false
+		return principal{}, false
 	}
 	p, err := t.authenticate(r, body, s.opts.Now())
 	if err != nil {
 		writeAuthError(w, err)
-		return false
+		return principal{}, false
 	}
 	if p.admin {
 		writeError(w, http.StatusForbidden, "lookups are for the tenant's devices")
-		return false
+		return principal{}, false
 	}
-	return true
+	return *p, true
 }
 
 func writeAuthError(w http.ResponseWriter, err error) {

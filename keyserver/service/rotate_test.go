@@ -277,7 +277,7 @@ func TestRotateCAOverHTTP(t *testing.T) {
 	exp := kt.Expected{Self: a1.cert.Device}
 	mon := func(d *device, exp kt.Expected) *kt.MonitorResult {
 		t.Helper()
-		h := must(d.api.History(ctx, alice, d.kt.MonitorSince(alice), d.kt.TreeSize()))
+		h := must(d.api.Monitor(ctx, alice, d.kt.MonitorSince(alice), d.kt.MonitorStart(alice), d.kt.TreeSize()))
 		r, err := d.kt.Monitor(alice, exp, h, w.clk.Now())
 		if err != nil {
 			t.Fatalf("monitoring: %v", err)

@@ -77,7 +77,7 @@ func TestLookupOverHTTP(t *testing.T) {
 		if len(hr.Records) != 2 || len(hr.Devices) != 2 {
 			t.Fatalf("history: %d records, %d devices", len(hr.Records), len(hr.Devices))
 		}
-		mon := must(a1.kt.Monitor(alice, kt.Expected{Self: a1.cert.Device}, must(a1.api.History(ctx, alice, 0, a1.kt.TreeSize())), w.clk.Now()))
+		mon := must(a1.kt.Monitor(alice, kt.Expected{Self: a1.cert.Device}, must(a1.api.Monitor(ctx, alice, 0, 0, a1.kt.TreeSize())), w.clk.Now()))
 		if len(mon.Alerts) != 0 {
 			t.Fatalf("alerts for a device approved by an own device: %v", mon.Alerts)
 		}

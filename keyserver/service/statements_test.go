@@ -133,7 +133,7 @@ func TestOrgStatementsOverHTTP(t *testing.T) {
 		}
 		// The assignment is in alice's security timeline: her device
 		// alerts on it.
-		mon := must(a1.kt.Monitor(alice, kt.Expected{Self: a1.cert.Device}, must(a1.api.History(ctx, alice, 0, a1.kt.TreeSize())), w.clk.Now()))
+		mon := must(a1.kt.Monitor(alice, kt.Expected{Self: a1.cert.Device}, must(a1.api.Monitor(ctx, alice, 0, 0, a1.kt.TreeSize())), w.clk.Now()))
 		if len(mon.Alerts) != 1 || mon.Alerts[0].Kind != kt.AlertPolicyChanged {
 			t.Fatalf("alerts %v", mon.Alerts)
 		}

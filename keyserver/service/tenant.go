@@ -926,6 +926,9 @@ func (t *Tenant) Lookup(ctx context.Context, l org.Label, clientSize uint64) (*k
 			return nil, fmt.Errorf("service: %w: label in the map without a record", store.ErrCorrupt)
 		}
 		r.Record = rec
+		if r.RecordProof, err = t.recordProof(ctx, sv, label, rec); err != nil {
+			return nil, err
+		}
 	}
 	return r, nil
 }
@@ -974,6 +977,9 @@ func (t *Tenant) LabelHistory(ctx context.Context, l org.Label, since uint32, cl
 				return nil, fmt.Errorf("service: %w: %v", store.ErrCorrupt, err)
 			}
 			r.Records = append(r.Records, rec)
+		}
+		if r.RecordProof, err = t.recordProof(ctx, sv, label, r.Records[len(r.Records)-1]); err != nil {
+			return nil, err
 		}
 	}
 	return r, nil

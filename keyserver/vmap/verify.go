@@ -14,8 +14,26 @@ type Result struct {
 // Verify checks proof for label against the map root and returns what it
 // proves. Any failure is a *ProofError, which matches ErrInvalidProof.
 func Verify(root Hash, label Label, proof *Proof) (Result, error) {
-	fail := func(reason string) (Result, error) {
-		return Result{}, &ProofError{Label: label, Root: root, Reason: reason}
+	h, res, err := ProofRoot(label, proof)
+	if err != nil {
+		err.(*ProofError).Root = root
+		return Result{}, err
+	}
+	if h != root {
+		return Result{}, &ProofError{Label: label, Root: root, Reason: "root mismatch"}
+	}
+	return res, nil
+}
+
+// ProofRoot runs steps 1 to 3 of docs/spec/vmap.md §Verification: it
+// checks proof for label and returns the root it leads to and what it
+// shows there. It is for a verifier that checks the root by other means
+// (the key directory's monitoring finds it in a log leaf, directory.md
+// §Monitoring); Verify is ProofRoot followed by the comparison with a
+// known root. Any failure is a *ProofError, without a root.
+func ProofRoot(label Label, proof *Proof) (Hash, Result, error) {
+	fail := func(reason string) (Hash, Result, error) {
+		return Hash{}, Result{}, &ProofError{Label: label, Reason: reason}
 	}
 	depth := len(proof.Siblings)
 	if depth > MaxDepth {
@@ -61,10 +79,7 @@ func Verify(root Hash, label Label, proof *Proof) (Result, error) {
 			h = interiorHash(&proof.Siblings[d], &h)
 		}
 	}
-	if h != root {
-		return fail("root mismatch")
-	}
-	return res, nil
+	return h, res, nil
 }
 
 // VerifyInclusion checks that proof shows label mapped to commitment at

@@ -348,6 +348,54 @@ func (d *Directory) PublishEpoch(now time.Time) (*Epoch, error) {
 	return &Epoch{Entry: entry, Note: bytes.Clone(d.note), Updates: ups}, nil
 }
 
+// PublishQuietEpochs publishes n epochs in which nothing changes, all at
+// time now, and signs and cosigns only the last one's checkpoint, as a
+// fast way for tests to grow the log (a directory serves only its latest
+// checkpoint anyway). The tenant must have nothing to publish.
+func (d *Directory) PublishQuietEpochs(n int, now time.Time) error {
+	ctx := context.Background()
+	now = now.Truncate(time.Second)
+	if len(d.inject) > 0 || len(d.injectRec) > 0 || d.pendingLog != nil || d.pendingWitnesses != nil {
+		return errors.New("kttest: quiet epochs with injected values or keys to switch")
+	}
+	for range n {
+		ups, err := d.Tenant.Publish(now)
+		if err != nil {
+			return err
+		}
+		if len(ups) > 0 {
+			return errors.New("kttest: quiet epochs with tenant updates")
+		}
+		epoch := uint64(len(d.entries))
+		batch, err := d.Map.Update(epoch, nil)
+		if err != nil {
+			return err
+		}
+		entry := kt.EpochEntry{Epoch: epoch, Time: now.UTC(), MapRoot: batch.Root}
+		leaf, err := entry.Marshal()
+		if err != nil {
+			return err
+		}
+		if err := d.store.Commit(batch); err != nil {
+			return err
+		}
+		if _, err := d.Tree.Append(ctx, leaf); err != nil {
+			return err
+		}
+		d.entries = append(d.entries, entry)
+	}
+	root, err := d.Tree.Root(ctx, d.Tree.Size())
+	if err != nil {
+		return err
+	}
+	cp := &tlog.Checkpoint{Origin: d.Origin, Size: d.Tree.Size(), Root: root}
+	if d.signed, err = tlog.SignCheckpoint(cp, d.LogKey); err != nil {
+		return err
+	}
+	d.note = d.signed
+	return d.cosign(now)
+}
+
 // Cosign has every witness cosign the latest checkpoint again at time now,
 // as a log must more often than clients' MaxAge even when it does not grow.
 func (d *Directory) Cosign(now time.Time) error {
@@ -478,7 +526,47 @@ func (d *Directory) lookup(l org.Label, clientSize uint64) (*kt.LookupResponse, 
 	if err != nil {
 		return nil, err
 	}
-	return &kt.LookupResponse{Checkpoint: cu, Proof: p, Record: d.latest(label)}, nil
+	r := &kt.LookupResponse{Checkpoint: cu, Proof: p, Record: d.latest(label)}
+	if r.RecordProof, err = d.recordProof(label, r.Record); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// recordProof returns the record proof of rec, label's record at the
+// latest epoch (docs/spec/directory.md §Proof bundles): its proof at
+// rec.Epoch, if that is before the latest CA rotation, else nil.
+func (d *Directory) recordProof(label vmap.Label, rec *kt.ValueRecord) (*kt.EpochProof, error) {
+	if rec == nil {
+		return nil, nil
+	}
+	rl, _, err := d.label(org.Label{Org: org.OrgLabelCARotation})
+	if err != nil {
+		return nil, err
+	}
+	rot := d.latest(rl)
+	if rot == nil || rec.Epoch >= rot.Epoch {
+		return nil, nil
+	}
+	return d.EpochProof(label, rec.Epoch)
+}
+
+// EpochProof returns the proof of label at epoch in the tree of the
+// latest checkpoint.
+func (d *Directory) EpochProof(label vmap.Label, epoch uint64) (*kt.EpochProof, error) {
+	size := d.Tree.Size()
+	if epoch >= size {
+		return nil, fmt.Errorf("kttest: epoch %d of %d", epoch, size)
+	}
+	incl, err := d.Tree.InclusionProof(context.Background(), epoch, size)
+	if err != nil {
+		return nil, err
+	}
+	mp, err := d.Map.Prove(epoch, label)
+	if err != nil {
+		return nil, err
+	}
+	return &kt.EpochProof{Entry: d.entries[epoch], Inclusion: incl, MapProof: mp}, nil
 }
 
 // Lookup answers a lookup of user by a client that trusts a tree of size
@@ -516,7 +604,76 @@ func (d *Directory) history(l org.Label, since uint32, clientSize uint64) (*kt.H
 	if uint64(since) > uint64(len(rs)) {
 		return nil, fmt.Errorf("kttest: history since version %d of %d", since, len(rs))
 	}
-	return &kt.HistoryResponse{Checkpoint: cu, Proof: p, Since: since, Records: rs[since:]}, nil
+	r := &kt.HistoryResponse{Checkpoint: cu, Proof: p, Since: since, Records: rs[since:]}
+	if len(r.Records) > 0 {
+		if r.RecordProof, err = d.recordProof(label, r.Records[len(r.Records)-1]); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// Monitor answers a monitoring step of device for user, since version
+// since, from epoch start, by a client that trusts a tree of size
+// clientSize (docs/spec/directory.md §Per-epoch monitoring): the map
+// proofs of the page of epochs from start, the records they show, and the
+// range proof of their entries. At a first step (since 0) the directory
+// chooses start: the epoch of the first record that adds device
+// (kt.BaselineEpoch), or the latest epoch.
+func (d *Directory) Monitor(user org.UserID, device org.DeviceID, since uint32, start, clientSize uint64) (*kt.MonitorResponse, error) {
+	ctx := context.Background()
+	cu, err := d.checkpointUpdate(clientSize)
+	if err != nil {
+		return nil, err
+	}
+	label, pi, err := d.label(org.Label{User: user})
+	if err != nil {
+		return nil, err
+	}
+	n := d.Tree.Size()
+	rs := d.records[label]
+	if uint64(since) > uint64(len(rs)) {
+		return nil, fmt.Errorf("kttest: monitoring since version %d of %d", since, len(rs))
+	}
+	if since == 0 {
+		var ok bool
+		if start, ok = kt.BaselineEpoch(rs, device); !ok && n > 0 {
+			start = n - 1
+		}
+	}
+	if start > n {
+		return nil, fmt.Errorf("kttest: monitoring from epoch %d of %d", start, n)
+	}
+	r := &kt.MonitorResponse{Checkpoint: cu, VRFProof: pi, Since: since, Start: start}
+	end := min(start+kt.MaxMonitorEpochs, n)
+	if end == start {
+		return r, nil
+	}
+	for e := start; e < end; e++ {
+		mp, err := d.Map.Prove(e, label)
+		if err != nil {
+			return nil, err
+		}
+		r.Epochs = append(r.Epochs, kt.MonitoredEpoch{Time: d.entries[e].Time, MapProof: mp})
+	}
+	if r.RangeProof, err = d.Tree.RangeProof(ctx, start, end, n); err != nil {
+		return nil, err
+	}
+	// The records up to the one the map holds at the page's last epoch.
+	cm, present, err := d.Map.Lookup(end-1, label)
+	if err != nil {
+		return nil, err
+	}
+	for _, rec := range rs[since:] {
+		if !present {
+			break
+		}
+		r.Records = append(r.Records, rec)
+		if c, err := kt.Commit(label, rec); err == nil && c == cm {
+			break
+		}
+	}
+	return r, nil
 }
 
 // Consistency answers a checkpoint request by a client at clientSize.
