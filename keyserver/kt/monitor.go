@@ -583,8 +583,11 @@ func judge(prev *monitorState, exp Expected, res *HistoryResult) (*judgement, er
 		if selfEntry == nil {
 			return nil, ErrNotEnrolled
 		}
+		rooted := rootedDevices(res, known, exp.Devices)
 		// The devices that approved the enrolment of one of the user's own
-		// devices are the user's own, back to the first device.
+		// devices are the user's own, back to the first device, if their
+		// own additions trace back to it (or the user confirmed them): a
+		// device admins recovered does not become own by approving one.
 		for grew := true; grew; {
 			grew = false
 			for _, v := range res.Values {
@@ -595,7 +598,7 @@ func judge(prev *monitorState, exp Expected, res *HistoryResult) (*judgement, er
 					}
 					for _, ap := range e.Approvals {
 						id := org.DeviceID(ap.Signer)
-						if ap.Kind == org.ApproverDevice && !expected[id] && validDeviceApproval(e, known[id], ap) {
+						if ap.Kind == org.ApproverDevice && !expected[id] && rooted[id] && validDeviceApproval(e, known[id], ap) {
 							expected[id], grew = true, true
 						}
 					}
@@ -693,6 +696,36 @@ func judge(prev *monitorState, exp Expected, res *HistoryResult) (*judgement, er
 		}
 	}
 	return &judgement{alerts: append(kept, alerts...), devices: devices}, nil
+}
+
+// rootedDevices returns the devices of a whole history whose additions
+// trace back through device approvals to the user's first device (the
+// first device_added entry of the history) or to a confirmed device: each
+// a device_added entry validly approved by such a device
+// (docs/spec/directory.md §Monitoring rules). A device_recovered entry
+// roots nothing but a confirmed device. known holds the identity keys of
+// the history's devices.
+func rootedDevices(res *HistoryResult, known map[org.DeviceID]*keys.IdentitySigningPublicKey, confirmed []org.DeviceID) map[org.DeviceID]bool {
+	rooted := map[org.DeviceID]bool{}
+	rootKeys := map[org.DeviceID]*keys.IdentitySigningPublicKey{}
+	root := func(id org.DeviceID) { rooted[id], rootKeys[id] = true, known[id] }
+	for _, d := range confirmed {
+		root(d)
+	}
+	first := true
+	for _, v := range res.Values {
+		for _, e := range v.Entries {
+			cert := e.Certificate()
+			if cert == nil {
+				continue
+			}
+			if _, isAdd := e.Action.(*org.DeviceAdded); isAdd && (first || approvedByOwn(e, rootKeys)) {
+				root(cert.Device)
+			}
+			first = false
+		}
+	}
+	return rooted
 }
 
 // approvedByOwn reports whether one of the user's own devices (keys in

@@ -316,3 +316,47 @@ func TestMonitorUserRemoved(t *testing.T) {
 		}
 	}
 }
+
+// TestT29BootstrapAfterRecovery: admins recover r for bob (b1 alerts), and
+// r then approves, with b2, the enrolment of bob's next device s through
+// the ordinary device-approval path. At s's first step r approved an own
+// device, but r's addition does not trace back through device approvals
+// to bob's first device and bob never confirmed r: r's recovery alerts at
+// s too. Once bob confirms r, it does not.
+func TestT29BootstrapAfterRecovery(t *testing.T) {
+	w := newWorld(t, 83)
+	cb1 := w.client(t)
+	exp := kt.Expected{Self: w.b1.ID}
+	wantAlerts(t, monitor(t, w, cb1, w.bob, exp, 2))
+
+	r := must(w.d.Recover(w.bob, 2, at(3)))
+	must(w.d.PublishEpoch(at(4)))
+	res := monitor(t, w, cb1, w.bob, exp, 5)
+	wantAlerts(t, res, kt.AlertDeviceRecovered)
+	if res.Alerts[0].Device != r.ID {
+		t.Fatalf("alert %+v", res.Alerts[0])
+	}
+
+	// s, approved by r and by b2.
+	s := must(w.d.NewDeviceKeys(w.bob))
+	code, req := must2(w.d.Request(s, at(6)))
+	approvals := []*org.Approval{
+		must(org.ApproveByDevice(r.Identity.Signing, r.ID, w.bob, req)),
+		must(org.ApproveByDevice(w.b2.Identity.Signing, w.b2.ID, w.bob, req)),
+	}
+	ok(t, w.d.Redeem(s, code, req, approvals, at(6)))
+	if !s.Entry.ApprovedByDevice(r.ID) || !s.Entry.ApprovedByDevice(w.b2.ID) {
+		t.Fatal("s's entry does not carry r's and b2's approvals")
+	}
+	must(w.d.PublishEpoch(at(7)))
+	// b1 judges s as bob's own (b2 approved it).
+	wantAlerts(t, monitor(t, w, cb1, w.bob, exp, 8))
+
+	res = monitor(t, w, w.client(t), w.bob, kt.Expected{Self: s.ID}, 8)
+	wantAlerts(t, res, kt.AlertDeviceRecovered)
+	if res.Alerts[0].Device != r.ID {
+		t.Fatalf("alert %+v", res.Alerts[0])
+	}
+	// Confirmed by bob, r is own at s's first step.
+	wantAlerts(t, monitor(t, w, w.client(t), w.bob, kt.Expected{Self: s.ID, Devices: []org.DeviceID{r.ID}}, 8))
+}
