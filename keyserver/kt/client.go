@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/crypto/tlog"
 	"github.com/moat-im/moat/keyserver/org"
 	"github.com/moat-im/moat/keyserver/vmap"
@@ -88,7 +89,10 @@ type Client struct {
 	// verified under each label, by commitment.
 	vrfs   map[string]verifiedVRF
 	values map[vmap.Label]*verifiedValue
-	sigs   sigCache // CA signatures verified (cache.go)
+	// CA signatures verified (cache.go), part of the client state.
+	sigs   sigCache
+	caID   [32]byte           // SHA-256 of caIDOf's encoding
+	caIDOf *keys.OrgPublicKey // the CA key caID is of
 }
 
 // maxCache bounds each in-memory cache; a full cache is emptied.
@@ -224,6 +228,8 @@ func (c *Client) openProofWith(alpha []byte, cu *CheckpointUpdate, p *LabelProof
 	if f := c.verifier.Fork(); f != nil {
 		return nil, f
 	}
+	// Signatures staged by an earlier call that was not accepted.
+	c.sigs.discard()
 	trusted, trustedNote := c.verifier.Checkpoint()
 	var trustedSize uint64
 	if trusted != nil {
@@ -378,6 +384,7 @@ func (c *Client) finish(pv *proven, now time.Time, commit func()) error {
 	w := c.verifier.Time().Unix()
 	c.seen = max(now.Unix(), c.seen, c.notBefore, w)
 	c.hasEpoch, c.epoch, c.epochAt = true, pv.entry.Epoch, pv.entry.Time.Unix()
+	c.sigs.commit()
 	if commit != nil {
 		commit()
 	}

@@ -55,7 +55,17 @@ func codecs() []codec {
 			if err != nil {
 				return nil, err
 			}
-			return c.MarshalState()
+			out, err := c.MarshalState()
+			// A format-1 state (no verified signatures) is written back
+			// as format 2 with an empty cache: undo that upgrade.
+			if err == nil && d[1] == 1 {
+				up := append(append([]byte{d[0], 2}, d[2:]...), 0, 0, 0)
+				if !bytes.Equal(out, up) {
+					return nil, errors.New("format 1 state not upgraded to format 2 as is")
+				}
+				out = d
+			}
+			return out, err
 		}},
 	}
 }

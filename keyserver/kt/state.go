@@ -16,7 +16,7 @@ import (
 //
 //	struct {
 //	    uint8  type = 0x55;
-//	    uint8  format = 1;
+//	    uint8  format = 2;                  /* 1: no verified_signatures */
 //	    opaque tlog_state<1..2^24-1>;       /* tlog.md §Trust state */
 //	    uint64 seen;                        /* POSIX seconds, ≤ 2^63-1 */
 //	    uint8  has_epoch;                   /* 0 or 1 */
@@ -24,6 +24,7 @@ import (
 //	    uint64 epoch_time;                  /* 0 unless has_epoch */
 //	    LabelState labels<0..2^32-1>;       /* by label, strictly increasing */
 //	    MonitorState monitors<0..2^32-1>;   /* by user, strictly increasing */
+//	    opaque verified_signatures<0..2^24-1>; /* format 2 only: ≤ 4,096 distinct 32-byte keys, oldest first */
 //	} ClientState;
 //
 //	struct {
@@ -53,7 +54,9 @@ import (
 
 // MarshalState returns the client's state, for the caller to persist after
 // every accepted response. It holds only public data, but its integrity
-// matters: whoever can rewrite it can roll the client back.
+// matters: whoever can rewrite it can roll the client back, and, through
+// the cache of verified CA signatures it carries, make the client accept
+// a certificate or timeline entry the CA never signed.
 func (c *Client) MarshalState() ([]byte, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -63,7 +66,7 @@ func (c *Client) MarshalState() ([]byte, error) {
 	}
 	return build(func(b *cryptobyte.Builder) {
 		b.AddUint8(typeClientState)
-		b.AddUint8(format1)
+		b.AddUint8(stateFormat2)
 		b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(ts) })
 		b.AddUint64(uint64(c.seen))
 		if c.hasEpoch {
@@ -98,8 +101,16 @@ func (c *Client) MarshalState() ([]byte, error) {
 				addMonitor(b, u, c.monitors[u])
 			}
 		})
+		b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
+			for _, k := range c.sigs.order {
+				b.AddBytes(k[:])
+			}
+		})
 	})
 }
+
+// stateFormat2 is the ClientState format with verified_signatures.
+const stateFormat2 = 0x02
 
 func addMonitor(b *cryptobyte.Builder, u org.UserID, ms *monitorState) {
 	b.AddBytes(u[:])
@@ -141,15 +152,27 @@ func RestoreClient(cfg Config, state []byte) (*Client, error) {
 	}
 	s := newReader(state)
 	var ts cryptobyte.String
+	var typ, format uint8
 	var seen, epochAt uint64
 	var hasEpoch uint8
-	var labels, monitors cryptobyte.String
-	if !readHeader(s, typeClientState) || !s.ReadUint24LengthPrefixed(&ts) || len(ts) == 0 ||
+	var labels, monitors, sigs cryptobyte.String
+	if !s.ReadUint8(&typ) || typ != typeClientState || !s.ReadUint8(&format) || (format != format1 && format != stateFormat2) ||
+		!s.ReadUint24LengthPrefixed(&ts) || len(ts) == 0 ||
 		!s.ReadUint64(&seen) || seen > MaxEpoch || !s.ReadUint8(&hasEpoch) || hasEpoch > 1 ||
 		!s.ReadUint64(&c.epoch) || c.epoch > MaxEpoch || !s.ReadUint64(&epochAt) || epochAt > MaxEpoch ||
 		(hasEpoch == 0 && (c.epoch != 0 || epochAt != 0)) ||
-		!readUint32Prefixed(s, &labels) || !readUint32Prefixed(s, &monitors) || !s.Empty() {
+		!readUint32Prefixed(s, &labels) || !readUint32Prefixed(s, &monitors) ||
+		(format == stateFormat2 && !s.ReadUint24LengthPrefixed(&sigs)) || !s.Empty() ||
+		len(sigs)%32 != 0 || len(sigs) > 32*maxVerifiedSigs {
 		return nil, fmt.Errorf("%w: client state", ErrMalformed)
+	}
+	for !sigs.Empty() {
+		var k [32]byte
+		sigs.CopyBytes(k[:])
+		if c.sigs.has(k) {
+			return nil, fmt.Errorf("%w: client state: verified signatures", ErrMalformed)
+		}
+		c.sigs.add(k)
 	}
 	c.seen, c.hasEpoch, c.epochAt = int64(seen), hasEpoch == 1, int64(epochAt)
 	var last []byte
