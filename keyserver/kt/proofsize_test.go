@@ -31,7 +31,7 @@ func pathShapes(n, samples int, r *rand.Rand) map[pathShape]int {
 	const maxD = 96 // (n-1) 2^-97 is negligible for any n here
 	var p [maxD]float64
 	for d := range p {
-		p[d] = -math.Expm1(-float64(n-1) * math.Ldexp(1, -(d + 1)))
+		p[d] = -math.Expm1(-float64(n-1) * math.Ldexp(1, -(d+1)))
 	}
 	out := map[pathShape]int{}
 	for range samples {
@@ -131,7 +131,7 @@ func TestLookupProofSizeSynthetic(t *testing.T) {
 			var sum, sumWhole float64
 			for s, count := range shapes {
 				resp := &kt.LookupResponse{
-					Proof: kt.LabelProof{Entry: entry, Inclusion: incl, VRFProof: pi, MapProof: syntheticProof(t, label, s, r)},
+					Proof:  kt.LabelProof{Entry: entry, Inclusion: incl, VRFProof: pi, MapProof: syntheticProof(t, label, s, r)},
 					Record: rec,
 				}
 				enc := must(resp.Marshal())
