@@ -74,6 +74,12 @@ type Options struct {
 	// 4 MiB.
 	MemTableSize int64
 
+	// TileCacheSize is the budget, in bytes, of the cache of map tiles
+	// recently read (tiles.go). Default 32 MiB: what one level band of
+	// a 32,768-update epoch on a 1,000,000-label map reads. Negative: no
+	// cache.
+	TileCacheSize int
+
 	// Badger options that are fixed, not configurable:
 	//   - SyncWrites false: CommitEpoch makes its writes durable itself
 	//     (syncAll in commit.go), once per epoch (twice if staged).
@@ -103,15 +109,17 @@ type Options struct {
 }
 
 const (
-	defaultMemTableSize = 256 << 20
-	minMemTableSize     = 4 << 20
-	valueThreshold      = 1 << 10
+	defaultMemTableSize  = 256 << 20
+	defaultTileCacheSize = 32 << 20
+	minMemTableSize      = 4 << 20
+	valueThreshold       = 1 << 10
 )
 
 // Store is a badger-backed DirectoryStore.
 type Store struct {
 	db      *badger.DB
 	dir     string
+	tiles   *tileCache // nil: none
 	logger  *slog.Logger
 	crashAt int
 
@@ -147,6 +155,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.MemTableSize == 0 {
 		opts.MemTableSize = defaultMemTableSize
 	}
+	if opts.TileCacheSize == 0 {
+		opts.TileCacheSize = defaultTileCacheSize
+	}
 	if opts.MemTableSize < minMemTableSize {
 		return nil, fmt.Errorf("badgerstore: memtable size %d below %d", opts.MemTableSize, minMemTableSize)
 	}
@@ -172,6 +183,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		logger:  opts.Logger,
 		crashAt: opts.testCrashAfterChunk,
 		synced:  fileIDs{mem: -1, vlog: -1},
+		tiles:   newTileCache(opts.TileCacheSize),
 	}
 	if err := s.init(ctx); err != nil {
 		db.Close()
