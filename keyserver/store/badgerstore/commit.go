@@ -9,7 +9,7 @@ package badgerstore
 // db.Sync alone does not.
 //
 // Atomicity. A commit that fits one badger transaction (15% of the
-// memtable: about 38 MB and 400,000 entries at the default 256 MiB; values
+// memtable: about 29 MB and 300,000 entries at the default 192 MiB; values
 // in the value log count as 12-byte pointers) is one transaction: data,
 // "H" || epoch and "h". A larger commit is staged: transactions of data,
 // the first carrying the staging journal, then syncAll, then the last
