@@ -72,8 +72,10 @@ func listTenants(data string) ([]org.TenantID, error) {
 	return ids, nil
 }
 
-func openStore(ctx context.Context, dir string, log *slog.Logger) (*badgerstore.Store, error) {
-	return badgerstore.Open(ctx, badgerstore.Options{Dir: filepath.Join(dir, dbDir), Logger: log})
+// openStore opens a tenant's badger store; memTableMB is badger's
+// memtable size in MiB, 0 for the store's default.
+func openStore(ctx context.Context, dir string, log *slog.Logger, memTableMB int) (*badgerstore.Store, error) {
+	return badgerstore.Open(ctx, badgerstore.Options{Dir: filepath.Join(dir, dbDir), Logger: log, MemTableSize: int64(memTableMB) << 20})
 }
 
 // readVkeys reads witness vkeys (one per line, as moat-witness init and

@@ -38,6 +38,7 @@ type directoryOptions struct {
 	WitnessVkeys    []string
 	TLSCert, TLSKey string
 	LogFormat       string
+	MemTableMB      int
 	LogLevel        slog.Level
 	ShutdownTimeout time.Duration
 	// Relay also serves the blind relay (/relay/v1) with the directory as
@@ -89,6 +90,7 @@ Dev mode serves plaintext HTTP on loopback only.`,
 	f.StringVar(&o.TLSCert, "tls-cert", "", "TLS certificate chain file (PEM)")
 	f.StringVar(&o.TLSKey, "tls-key", "", "TLS private key file (PEM)")
 	f.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
+	f.IntVar(&o.MemTableMB, "memtable-mb", 0, "badger memtable size of each tenant's store, MiB (0: the store's default; see docs/performance.md)")
 	f.TextVar(&o.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to wait for in-flight requests on SIGINT/SIGTERM")
 	if withRelay {
@@ -205,7 +207,10 @@ func runDirectory(ctx context.Context, o directoryOptions, stdout, stderr io.Wri
 		if b, err := os.ReadFile(filepath.Join(dir, infoFile)); err == nil {
 			json.Unmarshal(b, &info)
 		}
-		st, err := openStore(ctx, dir, log)
+		if o.MemTableMB < 0 {
+			return fmt.Errorf("--memtable-mb %d: must not be negative", o.MemTableMB)
+		}
+		st, err := openStore(ctx, dir, log, o.MemTableMB)
 		if err != nil {
 			return err
 		}

@@ -153,7 +153,7 @@ func createTenant(ctx context.Context, o initOptions, out io.Writer, log *slog.L
 	if err := service.WriteKeyFile(filepath.Join(dir, keysFile), id, fk); err != nil {
 		return id, err
 	}
-	st, err := openStore(ctx, dir, log)
+	st, err := openStore(ctx, dir, log, 0)
 	if err != nil {
 		return id, err
 	}

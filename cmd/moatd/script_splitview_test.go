@@ -164,7 +164,7 @@ func splitViews(ts *testscript.TestScript, data, tenant string) map[string]*logV
 	b, err := os.ReadFile(filepath.Join(dir, infoFile))
 	ts.Check(err)
 	ts.Check(json.Unmarshal(b, &info))
-	st, err := openStore(ctx, dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	st, err := openStore(ctx, dir, slog.New(slog.NewTextHandler(io.Discard, nil)), 0)
 	ts.Check(err)
 	defer st.Close()
 	head, err := st.Head(ctx)

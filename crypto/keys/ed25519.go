@@ -5,7 +5,7 @@ import (
 	"crypto/subtle"
 	"io"
 
-	"filippo.io/edwards25519"
+	"github.com/moat-im/moat/crypto/internal/edpoint"
 )
 
 // IdentitySigningPublicKey is a device's Ed25519 identity signing key, one
@@ -117,14 +117,15 @@ func checkEd25519Point(raw []byte) error {
 	if len(raw) != ed25519.PublicKeySize {
 		return ErrMalformed
 	}
-	p, err := new(edwards25519.Point).SetBytes(raw)
-	if err != nil {
+	p, err := edpoint.Decode(raw)
+	switch err {
+	case nil:
+	case edpoint.ErrNonCanonical:
+		return ErrNonCanonical
+	default:
 		return ErrMalformed
 	}
-	if subtle.ConstantTimeCompare(p.Bytes(), raw) != 1 {
-		return ErrNonCanonical
-	}
-	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
+	if edpoint.SmallOrder(p) {
 		return ErrLowOrder
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"filippo.io/edwards25519"
+	"github.com/moat-im/moat/crypto/internal/edpoint"
 )
 
 // Sizes of the suite's encodings (RFC 9381, Section 5.5; docs/spec/vrf.md
@@ -46,21 +47,11 @@ const (
 //
 // RFC 8032 decoding fails for a y coordinate that is not reduced modulo p
 // and for x = 0 with the sign bit set. edwards25519.Point.SetBytes accepts
-// both, and they are the only encodings it accepts that are not the
-// canonical encoding of the point, so requiring the canonical re-encoding
-// to equal the input gives exactly the RFC 8032 decoder.
+// both; edpoint.Decode rejects them, which is the same as requiring the
+// canonical re-encoding to equal the input, without its field inversion.
 func stringToPoint(s []byte) (*edwards25519.Point, bool) {
-	if len(s) != ptLen {
-		return nil, false
-	}
-	p, err := new(edwards25519.Point).SetBytes(s)
-	if err != nil {
-		return nil, false
-	}
-	if !bytes.Equal(p.Bytes(), s) {
-		return nil, false
-	}
-	return p, true
+	p, err := edpoint.Decode(s)
+	return p, err == nil
 }
 
 // challengeToScalar is string_to_int on a cLen-octet challenge, as a scalar.

@@ -12,12 +12,17 @@ package kt_test
 
 import (
 	"context"
+	"crypto"
+	"crypto/ed25519"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
+	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/crypto/tlog"
 	"github.com/moat-im/moat/keyserver/kt"
 	"github.com/moat-im/moat/keyserver/org"
@@ -196,7 +201,7 @@ func TestLookupProofSize(t *testing.T) {
 //     timeline entry carries a hybrid Ed25519 + ML-DSA-65 signature);
 //   - first-cached: as first, but the client's signature cache already
 //     holds the value's certificates and entries (verified in an earlier
-//     version of the value, or restored with RestoreSignatureCache);
+//     version of the value, and kept in the client state);
 //   - repeat: the same client again, for an unchanged value: its VRF proof
 //     and its value were verified before and are cached;
 //   - new-checkpoint: a client with no checkpoint, which also checks the
@@ -222,17 +227,17 @@ func benchVerify(b *testing.B, w *world, user org.UserID, resp *kt.LookupRespons
 			verify(c, &r)
 		}
 	})
-	// first-cached: as first, with the signature cache of a client that
-	// verified the same value before (MarshalSignatureCache), so only the
-	// KT proof and the certificates' validity remain.
+	// first-cached: as first, with the state of a client that verified
+	// the same value before, whose signature cache holds the value's
+	// certificates and entries, so only the KT proof and the
+	// certificates' validity remain.
 	cv := must(kt.RestoreClient(w.d.Config(maxAge), state))
 	verify(cv, &r)
-	sigs := must(cv.MarshalSignatureCache())
+	cached := must(cv.MarshalState())
 	b.Run("first-cached", func(b *testing.B) {
 		for b.Loop() {
 			b.StopTimer()
-			c := must(kt.RestoreClient(w.d.Config(maxAge), state))
-			ok(b, c.RestoreSignatureCache(sigs))
+			c := must(kt.RestoreClient(w.d.Config(maxAge), cached))
 			b.StartTimer()
 			verify(c, &r)
 		}
@@ -271,4 +276,100 @@ func BenchmarkVerifyLookup(b *testing.B) {
 	w := newWorld(b, 71)
 	b.Run("absence", func(b *testing.B) { benchVerify(b, w, uid(9), must(w.d.Lookup(uid(9), 0)), at(2)) })
 	b.Run("user", func(b *testing.B) { benchVerify(b, w, w.alice, must(w.d.Lookup(w.alice, 0)), at(2)) })
+}
+
+// BenchmarkVerifyLookupDevices verifies the lookup of a user with 1, 2 and
+// 3 devices, on a client that already trusts the checkpoint (so the
+// checkpoint's signatures are not part of it):
+//
+//   - cold: first sight of the label, nothing cached: the VRF proof, the
+//     log inclusion, the map proof, the record, and every hybrid CA
+//     signature of the value (a user with n devices has n certificates
+//     and n+1 timeline entries: user added, then one device added per
+//     device);
+//   - warm: the same, with the value's certificates and entries in the
+//     signature cache (verified before, in an earlier version of the
+//     value).
+//
+// Each iteration drops the client's caches (DropCaches) rather than
+// building a new client, so that instruction counts (.ci/instructions)
+// measure the verification alone.
+func BenchmarkVerifyLookupDevices(b *testing.B) {
+	w := newWorld(b, 73) // alice: 1 device, bob: 2
+	carol := uid(3)
+	ok(b, w.d.AddUser(carol, "Carol", at(1)))
+	c1 := must(w.d.Enrol(carol, nil, at(1)))
+	must(w.d.Enrol(carol, c1, at(1)))
+	must(w.d.Enrol(carol, c1, at(1)))
+	must(w.d.PublishEpoch(at(2)))
+	now := at(3)
+	for n, user := range []org.UserID{w.alice, w.bob, carol} {
+		resp := must(w.d.Lookup(user, 0))
+		b.Run(fmt.Sprintf("devices=%d", n+1), func(b *testing.B) {
+			c := w.client(b)
+			must(c.UpdateCheckpoint(&kt.ConsistencyResponse{Checkpoint: resp.Checkpoint}, now))
+			r := *resp
+			r.Checkpoint = kt.CheckpointUpdate{BaseSize: c.TreeSize()}
+			verify := func() {
+				res, err := c.VerifyLookup(w.tenant, user, &r, now)
+				if err != nil || len(res.Devices) != n+1 {
+					b.Fatal(err)
+				}
+			}
+			b.Run("cold", func(b *testing.B) {
+				for b.Loop() {
+					c.DropCaches(false)
+					verify()
+				}
+			})
+			verify()
+			b.Run("warm", func(b *testing.B) {
+				for b.Loop() {
+					c.DropCaches(true)
+					verify()
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkPrimitive measures the primitives a cold lookup is made of:
+// one hybrid CA signature over a device certificate's TBS size (both
+// halves, as keys.OrgPublicKey.Verify does them), each half alone, and
+// the VRF proof verification.
+func BenchmarkPrimitive(b *testing.B) {
+	w := newWorld(b, 74)
+	ca := must(keys.GenerateOrgKey(rand.NewChaCha8([32]byte{74})))
+	msg := make([]byte, 290)
+	sig := must(ca.Sign(msg))
+	edMsg := make([]byte, 256)
+	edSig := must(ca.Ed25519Signer().Sign(nil, edMsg, crypto.Hash(0)))
+	pqSig := must(ca.MLDSA65Signer().Sign(nil, edMsg, crypto.Hash(0)))
+	pub := ca.Public()
+	b.Run("hybrid-verify", func(b *testing.B) {
+		for b.Loop() {
+			ok(b, pub.Verify(msg, sig))
+		}
+	})
+	b.Run("ed25519-verify", func(b *testing.B) {
+		for b.Loop() {
+			if !ed25519.Verify(pub.Ed25519(), edMsg, edSig) {
+				b.Fatal("ed25519")
+			}
+		}
+	})
+	b.Run("mldsa65-verify", func(b *testing.B) {
+		for b.Loop() {
+			if !mldsa65.Verify(pub.MLDSA65(), edMsg, nil, pqSig) {
+				b.Fatal("mldsa65")
+			}
+		}
+	})
+	alpha := kt.UserAlpha(w.tenant, w.alice)
+	_, pi := kt.EvaluateLabel(w.d.VRF, alpha)
+	b.Run("vrf-verify", func(b *testing.B) {
+		for b.Loop() {
+			must(kt.VerifyLabel(w.d.VRF.Public(), alpha, pi))
+		}
+	})
 }

@@ -3,7 +3,6 @@ package kt
 import (
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -11,11 +10,11 @@ import (
 
 	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/keyserver/org"
-	"golang.org/x/crypto/cryptobyte"
 )
 
 // maxVerifiedSigs bounds the cache of verified CA signatures; when full,
-// the oldest half is dropped.
+// the oldest half is dropped. It bounds the cache's part of the client
+// state to 128 KiB.
 const maxVerifiedSigs = 4096
 
 // Kinds of signed object in the signature cache.
@@ -25,32 +24,68 @@ const (
 )
 
 // sigCache is the set of CA-signed objects (device certificates and
-// timeline entries) whose hybrid signature the client verified, each
-// named by sigKey: SHA-256 of the object's kind, the CA key, the tenant
-// and the object's full encoding, signature included. A hit therefore
-// stands only for a byte-identical object verified under the same CA key
-// for the same tenant. The cache is not part of MarshalState; the caller
-// may persist MarshalSignatureCache alongside it.
+// timeline entries) whose hybrid signature the client verified
+// (docs/spec/directory.md §Client verification, caching), each named by
+// sigKey: SHA-256 of the object's kind, the CA key's id, the tenant and
+// the SHA-256 of the object's full encoding, signature included. A hit
+// therefore stands only for a byte-identical object verified under the
+// same CA key for the same tenant.
+//
+// The cache is part of the client state (MarshalState), so it has the
+// state's integrity and no more: whoever can rewrite the state can add a
+// key, and the client then accepts that object without checking its
+// signature. Keys found by a call are staged and become part of the state
+// only when the call is accepted (finish), so that a rejected response
+// leaves the state byte-identical.
 type sigCache struct {
-	set   map[[32]byte]struct{}
-	order [][32]byte // insertion order, for eviction
+	set     map[[32]byte]struct{}
+	order   [][32]byte // insertion order, for eviction and encoding
+	pending map[[32]byte]struct{}
+	staged  [][32]byte // pending's keys in staging order, so that commit is deterministic
 }
 
-func sigKey(kind byte, ca *keys.OrgPublicKey, tenant org.TenantID, enc []byte) [32]byte {
-	caID := sha256.Sum256(ca.Bytes())
-	h := sha256.New()
-	h.Write([]byte{kind})
-	h.Write(caID[:])
-	h.Write(tenant[:])
-	h.Write(enc)
-	var k [32]byte
-	h.Sum(k[:0])
-	return k
+func sigKey(kind byte, caID [32]byte, tenant org.TenantID, encHash [32]byte) [32]byte {
+	var in [1 + 32 + 16 + 32]byte
+	in[0] = kind
+	copy(in[1:], caID[:])
+	copy(in[33:], tenant[:])
+	copy(in[49:], encHash[:])
+	return sha256.Sum256(in[:])
 }
 
+// has reports whether k was verified, in the state or earlier in this
+// call.
 func (s *sigCache) has(k [32]byte) bool {
-	_, ok := s.set[k]
+	if _, ok := s.set[k]; ok {
+		return true
+	}
+	_, ok := s.pending[k]
 	return ok
+}
+
+// stage records k, verified by the current call, until commit or discard.
+func (s *sigCache) stage(k [32]byte) {
+	if s.pending == nil {
+		s.pending = map[[32]byte]struct{}{}
+	}
+	if _, ok := s.pending[k]; !ok {
+		s.pending[k] = struct{}{}
+		s.staged = append(s.staged, k)
+	}
+}
+
+// discard drops the staged keys of a call that was not accepted.
+func (s *sigCache) discard() {
+	clear(s.pending)
+	s.staged = s.staged[:0]
+}
+
+// commit adds the staged keys to the cache.
+func (s *sigCache) commit() {
+	for _, k := range s.staged {
+		s.add(k)
+	}
+	s.discard()
 }
 
 func (s *sigCache) add(k [32]byte) {
@@ -71,54 +106,14 @@ func (s *sigCache) add(k [32]byte) {
 	s.order = append(s.order, k)
 }
 
-// Signature cache encoding (local to the client, not a protocol message):
-//
-//	struct {
-//	    opaque ca_id[32];                   /* SHA-256 of the CA key */
-//	    opaque tenant[16];
-//	    opaque keys[0..2^32-1];             /* 32-byte keys, oldest first */
-//	} SignatureCache;
-
-// MarshalSignatureCache returns the client's cache of verified CA
-// signatures, for the caller to persist with MarshalState. Its integrity
-// matters as the state's does, and more: whoever can rewrite it can make
-// the client accept a certificate or timeline entry the CA never signed.
-func (c *Client) MarshalSignatureCache() ([]byte, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	caID := sha256.Sum256(c.bundle.CA.Bytes())
-	return build(func(b *cryptobyte.Builder) {
-		b.AddBytes(caID[:])
-		b.AddBytes(c.bundle.Tenant[:])
-		b.AddUint32LengthPrefixed(func(b *cryptobyte.Builder) {
-			for _, k := range c.sigs.order {
-				b.AddBytes(k[:])
-			}
-		})
-	})
-}
-
-// RestoreSignatureCache adds the keys of a MarshalSignatureCache of a
-// client of the same tenant and CA key to c's cache. A cache of another
-// tenant or CA key, as after a CA rotation, is ignored.
-func (c *Client) RestoreSignatureCache(data []byte) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s := cryptobyte.String(data)
-	var caID, tenant []byte
-	var ks cryptobyte.String
-	if !s.ReadBytes(&caID, 32) || !s.ReadBytes(&tenant, 16) || !readUint32Prefixed(&s, &ks) || !s.Empty() || len(ks)%32 != 0 {
-		return fmt.Errorf("%w: signature cache", ErrMalformed)
+// caKeyID returns the SHA-256 of the CA key ca's tagged encoding (the
+// issuer id of org.DeviceCertificate), computed once while ca stays the
+// same key.
+func (c *Client) caKeyID(ca *keys.OrgPublicKey) [32]byte {
+	if c.caIDOf != ca {
+		c.caID, c.caIDOf = sha256.Sum256(ca.Bytes()), ca
 	}
-	if [32]byte(caID) != sha256.Sum256(c.bundle.CA.Bytes()) || org.TenantID(tenant) != c.bundle.Tenant {
-		return nil
-	}
-	for !ks.Empty() {
-		var k [32]byte
-		ks.CopyBytes(k[:])
-		c.sigs.add(k)
-	}
-	return nil
+	return c.caID
 }
 
 // valueSigs is the outcome of the CA-signature checks of one user value:
@@ -145,12 +140,12 @@ func (r *valueSigs) collect() {
 }
 
 // prepareValueSigs returns the jobs that verify the signature by the CA key ca of every entry and certificate
-// of v, except those byte-identical to ones verified before, for the caller to run
+// of v, a value from org.ParseUserValue, except those byte-identical to ones verified before, for the caller to run
 // (runJobs, possibly with others) before calling r.collect. Certificates are checked by
 // org.VerifyDeviceCertificate at now against revoked; a cached
 // certificate's remaining checks (validity, revocation) are the caller's.
 func (c *Client) prepareValueSigs(v *org.UserValue, user org.UserID, ca *keys.OrgPublicKey, now time.Time, revoked func(uint64) bool) (*valueSigs, []func()) {
-	tenant := c.bundle.Tenant
+	tenant, caID := c.bundle.Tenant, c.caKeyID(ca)
 	r := &valueSigs{entries: make([]error, len(v.Entries)), certs: make([]error, len(v.Certificates)), cached: make([]bool, len(v.Certificates))}
 	var jobs []func()
 	job := func(k [32]byte, f func() bool) {
@@ -167,12 +162,14 @@ func (c *Client) prepareValueSigs(v *org.UserValue, user org.UserID, ca *keys.Or
 			r.entries[i] = org.ErrWrongSubject
 			continue
 		}
-		enc, err := e.Marshal()
-		if err != nil {
-			r.entries[i] = org.ErrMalformed
-			continue
+		// v parsed, so its hash chain holds: the next entry's Prev, or
+		// the head, is this entry's EntryHash, the SHA-256 of its
+		// encoding.
+		h := v.Head.Hash
+		if i+1 < len(v.Entries) {
+			h = v.Entries[i+1].Prev
 		}
-		k := sigKey(sigKindEntry, ca, tenant, enc)
+		k := sigKey(sigKindEntry, caID, tenant, h)
 		if c.sigs.has(k) {
 			continue
 		}
@@ -195,7 +192,7 @@ func (c *Client) prepareValueSigs(v *org.UserValue, user org.UserID, ca *keys.Or
 			jobs = append(jobs, func() { check() })
 			continue
 		}
-		k := sigKey(sigKindCertificate, ca, tenant, enc)
+		k := sigKey(sigKindCertificate, caID, tenant, sha256.Sum256(enc))
 		if c.sigs.has(k) {
 			r.cached[i] = true
 			continue

@@ -102,7 +102,10 @@ type Client struct {
 	// verified under each label, by commitment.
 	vrfs   map[string]verifiedVRF
 	values map[vmap.Label]*verifiedValue
-	sigs   sigCache // CA signatures verified (cache.go)
+	// CA signatures verified (cache.go), part of the client state.
+	sigs   sigCache
+	caID   [32]byte           // SHA-256 of caIDOf's encoding
+	caIDOf *keys.OrgPublicKey // the CA key caID is of
 }
 
 // maxCache bounds each in-memory cache; a full cache is emptied.
@@ -299,8 +302,12 @@ func (c *Client) openProofWith(alpha []byte, cu *CheckpointUpdate, p *LabelProof
 }
 
 // openCheckpoint is step 1: the response's checkpoint, relative to the
-// client's. It changes no state.
+// client's. It changes no state. Every call that may reach finish starts
+// here (openProofWith, Monitor), so it first drops the signatures staged by
+// an earlier call that was not accepted: finish commits only the current
+// call's.
 func (c *Client) openCheckpoint(cu *CheckpointUpdate, now time.Time) (*proven, error) {
+	c.sigs.discard()
 	if f := c.verifier.Fork(); f != nil {
 		return nil, f
 	}
@@ -432,6 +439,7 @@ func (c *Client) finish(pv *proven, now time.Time, commit func()) error {
 	if !pv.keepEpoch {
 		c.hasEpoch, c.epoch, c.epochAt = true, pv.entry.Epoch, pv.entry.Time.Unix()
 	}
+	c.sigs.commit()
 	if commit != nil {
 		commit()
 	}

@@ -25,10 +25,13 @@ const (
 	typeMonitorResponse     = 0x57
 
 	format1 = 0x01
-	// format2 is the format of LookupResponse, HistoryResponse (with the
-	// record proof) and ClientState (with record epochs and verified
-	// epochs).
+	// format2 is the format of LookupResponse and HistoryResponse (with
+	// the record proof).
 	format2 = 0x02
+	// format3 is the format of ClientState (with the pinned bundle, the
+	// CA history, record epochs, verified epochs and verified
+	// signatures).
+	format3 = 0x03
 )
 
 // Domain-separation labels (docs/spec/directory.md §Domain separation), all

@@ -63,19 +63,26 @@ func (c *Client) VerifyLookup(tenant org.TenantID, user org.UserID, resp *Lookup
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	alpha := UserAlpha(tenant, user)
-	// On first sight of the label, the VRF proof and the value's CA
-	// signatures are verified together, on up to GOMAXPROCS goroutines:
-	// both depend on the response alone, and their outcomes are consulted
-	// where the sequential checks would make them, so errors and their
-	// order are unchanged, and so is the state on any rejection.
+	// On first sight of the label, the VRF proof is verified on a
+	// goroutine of its own while this one parses the value, and then
+	// alongside the value's CA signatures, on up to GOMAXPROCS
+	// goroutines: both depend on the response alone, and their outcomes
+	// are consulted where the sequential checks would make them, so
+	// errors and their order are unchanged, and so is the state on any
+	// rejection.
 	var preVRF *vrfResult
 	var pre *preValue
 	if resp.Record != nil && !c.vrfCached(alpha, resp.Proof.VRFProof) {
 		preVRF = new(vrfResult)
-		jobs := []func(){func() { preVRF.label, preVRF.err = VerifyLabel(c.bundle.VRF, alpha, resp.Proof.VRFProof) }}
-		var vjobs []func()
-		pre, vjobs = c.prepareUserValue(user, resp.Record.Value, c.caAt(resp.Record.Epoch), c.clientTime(now), nil)
-		runJobs(append(jobs, vjobs...))
+		vrfDone := make(chan struct{})
+		go func() {
+			defer close(vrfDone)
+			preVRF.label, preVRF.err = VerifyLabel(c.bundle.VRF, alpha, resp.Proof.VRFProof)
+		}()
+		var jobs []func()
+		pre, jobs = c.prepareUserValue(user, resp.Record.Value, c.caAt(resp.Record.Epoch), c.clientTime(now), nil)
+		runJobs(jobs)
+		<-vrfDone
 		if pre != nil {
 			pre.sigs.collect()
 		}
@@ -361,10 +368,10 @@ func (c *Client) verifyUserValueWith(pv *proven, user org.UserID, value []byte, 
 			return nil, ktErr(StepValue, pv, "certificate in the value not issued to this user by the tenant's CA", err)
 		}
 	}
-	// The signatures verified are remembered even if the response fails
-	// later: they are the CA's whatever the directory did.
+	// The signatures verified join the cache if the response is
+	// accepted (finish).
 	for _, k := range sigs.keys {
-		c.sigs.add(k)
+		c.sigs.stage(k)
 	}
 	return uv, nil
 }

@@ -98,11 +98,13 @@ func ParseValueRecord(data []byte) (*ValueRecord, error) {
 //
 //	SHA-256("moat/v1/kt/commitment" || 0x00 || label[32] || ValueRecord)
 func Commit(label vmap.Label, r *ValueRecord) (vmap.Commitment, error) {
-	enc, err := r.Marshal()
+	b := make([]byte, 0, len(labelCommitment)+1+len(label)+RecordOverhead+len(r.Value))
+	b = append(append(append(b, labelCommitment...), 0), label[:]...)
+	b, err := r.appendTo(b)
 	if err != nil {
 		return vmap.Commitment{}, err
 	}
-	return vmap.Commitment(sha256Sum(labelled(labelCommitment, label[:], enc))), nil
+	return vmap.Commitment(sha256Sum(b)), nil
 }
 
 // DeriveNonce returns the nonce of version of label, derived from the

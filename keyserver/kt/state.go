@@ -17,7 +17,7 @@ import (
 //
 //	struct {
 //	    uint8  type = 0x55;
-//	    uint8  format = 2;
+//	    uint8  format = 3;
 //	    opaque bundle<1..2^24-1>;           /* the pinned TrustBundle */
 //	    opaque checkpoint_log_key<0..2^16-1>; /* empty, or the log key of the
 //	                                           trusted checkpoint if not the bundle's */
@@ -29,6 +29,7 @@ import (
 //	    uint64 epoch_time;                  /* 0 unless has_epoch */
 //	    LabelState labels<0..2^32-1>;       /* by label, strictly increasing */
 //	    MonitorState monitors<0..2^32-1>;   /* by user, strictly increasing */
+//	    opaque verified_signatures<0..2^24-1>; /* ≤ 4,096 distinct 32-byte keys, oldest first */
 //	} ClientState;
 //
 //	struct {
@@ -65,7 +66,9 @@ import (
 
 // MarshalState returns the client's state, for the caller to persist after
 // every accepted response. It holds only public data, but its integrity
-// matters: whoever can rewrite it can roll the client back.
+// matters: whoever can rewrite it can roll the client back, and, through
+// the cache of verified CA signatures it carries, make the client accept
+// a certificate or timeline entry the CA never signed.
 func (c *Client) MarshalState() ([]byte, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -79,7 +82,7 @@ func (c *Client) MarshalState() ([]byte, error) {
 	}
 	return build(func(b *cryptobyte.Builder) {
 		b.AddUint8(typeClientState)
-		b.AddUint8(format2)
+		b.AddUint8(format3)
 		b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(bundle) })
 		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
 			if c.cpLogKey != nil {
@@ -125,6 +128,11 @@ func (c *Client) MarshalState() ([]byte, error) {
 		b.AddUint32LengthPrefixed(func(b *cryptobyte.Builder) {
 			for _, u := range users {
 				addMonitor(b, u, c.monitors[u])
+			}
+		})
+		b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
+			for _, k := range c.sigs.order {
+				b.AddBytes(k[:])
 			}
 		})
 	})
@@ -182,14 +190,16 @@ func RestoreClient(cfg Config, state []byte) (*Client, error) {
 	var bundle, cpKey, cas, ts cryptobyte.String
 	var seen, epochAt uint64
 	var hasEpoch uint8
-	var labels, monitors cryptobyte.String
-	if !readHeaderFormat(s, typeClientState, format2) || !s.ReadUint24LengthPrefixed(&bundle) || len(bundle) == 0 ||
+	var labels, monitors, sigs cryptobyte.String
+	if !readHeaderFormat(s, typeClientState, format3) || !s.ReadUint24LengthPrefixed(&bundle) || len(bundle) == 0 ||
 		!s.ReadUint16LengthPrefixed(&cpKey) || !s.ReadUint16LengthPrefixed(&cas) ||
 		!s.ReadUint24LengthPrefixed(&ts) || len(ts) == 0 ||
 		!s.ReadUint64(&seen) || seen > MaxEpoch || !s.ReadUint8(&hasEpoch) || hasEpoch > 1 ||
 		!s.ReadUint64(&c.epoch) || c.epoch > MaxEpoch || !s.ReadUint64(&epochAt) || epochAt > MaxEpoch ||
 		(hasEpoch == 0 && (c.epoch != 0 || epochAt != 0)) ||
-		!readUint32Prefixed(s, &labels) || !readUint32Prefixed(s, &monitors) || !s.Empty() {
+		!readUint32Prefixed(s, &labels) || !readUint32Prefixed(s, &monitors) ||
+		!s.ReadUint24LengthPrefixed(&sigs) || !s.Empty() ||
+		len(sigs)%32 != 0 || len(sigs) > 32*maxVerifiedSigs {
 		return nil, fmt.Errorf("%w: client state", ErrMalformed)
 	}
 	saved, err := org.ParseTrustBundle(bundle)
@@ -217,6 +227,14 @@ func RestoreClient(cfg Config, state []byte) (*Client, error) {
 	}
 	if err := restoredBundle(saved, bundle, cfg.Bundle); err != nil {
 		return nil, err
+	}
+	for !sigs.Empty() {
+		var k [32]byte
+		sigs.CopyBytes(k[:])
+		if c.sigs.has(k) {
+			return nil, fmt.Errorf("%w: client state: verified signatures", ErrMalformed)
+		}
+		c.sigs.add(k)
 	}
 	c.seen, c.hasEpoch, c.epochAt = int64(seen), hasEpoch == 1, int64(epochAt)
 	var last []byte

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 
-	"filippo.io/edwards25519"
 	"github.com/moat-im/moat/crypto/keys"
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -75,22 +74,17 @@ func readMLSKey(s *cryptobyte.String) (*MLSSignatureKey, error) {
 }
 
 // checkEd25519 applies docs/spec/keys.md §Ed25519 keys to a raw key:
-// 32 bytes, a point, canonical, not of small order.
+// 32 bytes, a point, canonical, not of small order. The rule is the one
+// keys applies to identity signing keys, so it is checked by keys.
 func checkEd25519(raw []byte) error {
-	if len(raw) != 32 {
+	switch _, err := keys.NewIdentitySigningPublicKey(raw); err {
+	case nil:
+		return nil
+	case keys.ErrNonCanonical, keys.ErrLowOrder:
+		return &KeyError{err}
+	default:
 		return ErrMalformed
 	}
-	p, err := new(edwards25519.Point).SetBytes(raw)
-	if err != nil {
-		return ErrMalformed
-	}
-	if subtle.ConstantTimeCompare(p.Bytes(), raw) != 1 {
-		return &KeyError{keys.ErrNonCanonical}
-	}
-	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
-		return &KeyError{keys.ErrLowOrder}
-	}
-	return nil
 }
 
 func sha256Sum(parts ...[]byte) [32]byte {

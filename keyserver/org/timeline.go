@@ -282,6 +282,29 @@ func ParseEntry(data []byte) (*Entry, error) {
 }
 
 func parseEntryBody(s *cryptobyte.String, sig []byte) (*Entry, error) {
+	return parseEntryBodyWith(s, sig, nil)
+}
+
+// certParser parses device certificates, each distinct encoding once: a
+// user value carries the certificate of a device added in it twice, in
+// its certificate list and in the entry that added the device. A nil
+// certParser parses every time.
+type certParser map[string]*DeviceCertificate
+
+func (m certParser) parse(enc []byte) (*DeviceCertificate, error) {
+	if c, ok := m[string(enc)]; ok {
+		cp := *c
+		cp.Signature = clone(c.Signature)
+		return &cp, nil
+	}
+	c, err := parseDeviceCertificate(enc)
+	if err == nil && m != nil {
+		m[string(enc)] = c
+	}
+	return c, err
+}
+
+func parseEntryBodyWith(s *cryptobyte.String, sig []byte, certs certParser) (*Entry, error) {
 	e := &Entry{Signature: sig}
 	var typ, ver, kind uint8
 	var actors, approvals cryptobyte.String
@@ -321,7 +344,7 @@ func parseEntryBody(s *cryptobyte.String, sig []byte) (*Entry, error) {
 		if !readID(s, (*[16]byte)(&code)) || !s.ReadUint16LengthPrefixed(&enc) {
 			return nil, ErrMalformed
 		}
-		c, err := parseDeviceCertificate(enc)
+		c, err := certs.parse(enc)
 		if err != nil {
 			return nil, err
 		}
@@ -505,6 +528,11 @@ type UserValue struct {
 //	} UserValue;
 
 func (v *UserValue) check() error {
+	return v.checkWith(func(i int) ([32]byte, error) { return v.Entries[i].Hash() })
+}
+
+// checkWith is check, with entryHash(i) the EntryHash of v.Entries[i].
+func (v *UserValue) checkWith(entryHash func(i int) ([32]byte, error)) error {
 	if v.Tenant.IsZero() || v.User.IsZero() || v.Head.Seq == 0 {
 		return ErrMalformed
 	}
@@ -518,14 +546,14 @@ func (v *UserValue) check() error {
 			return ErrMalformed
 		}
 		if i > 0 {
-			h, err := v.Entries[i-1].Hash()
+			h, err := entryHash(i - 1)
 			if err != nil || e.Seq != v.Entries[i-1].Seq+1 || e.Prev != h {
 				return ErrMalformed
 			}
 		}
 	}
 	if n := len(v.Entries); n > 0 {
-		h, err := v.Entries[n-1].Hash()
+		h, err := entryHash(n - 1)
 		if err != nil || v.Entries[n-1].Seq != v.Head.Seq || h != v.Head.Hash {
 			return ErrMalformed
 		}
@@ -588,29 +616,36 @@ func parseUserValue(data []byte) (*UserValue, error) {
 		!s.ReadUint64(&v.Head.Seq) || !s.CopyBytes(v.Head.Hash[:]) || !s.Empty() {
 		return nil, ErrMalformed
 	}
+	// Parsing is strict, so each entry's encoding is the input's bytes,
+	// and EntryHash is their hash: no need to re-encode.
+	parser := certParser{}
 	for !certs.Empty() {
 		var enc cryptobyte.String
 		if !certs.ReadUint16LengthPrefixed(&enc) {
 			return nil, ErrMalformed
 		}
-		c, err := parseDeviceCertificate(enc)
+		c, err := parser.parse(enc)
 		if err != nil {
 			return nil, err
 		}
 		v.Certificates = append(v.Certificates, c)
 	}
+	var hashes [][32]byte
 	for !entries.Empty() {
 		var enc cryptobyte.String
 		if !entries.ReadUint24LengthPrefixed(&enc) {
 			return nil, ErrMalformed
 		}
-		e, err := ParseEntry(enc)
+		e, err := parseSigned("timeline entry", enc, func(s *cryptobyte.String, sig []byte) (*Entry, error) {
+			return parseEntryBodyWith(s, sig, parser)
+		})
 		if err != nil {
 			return nil, err
 		}
 		v.Entries = append(v.Entries, e)
+		hashes = append(hashes, sha256.Sum256(enc))
 	}
-	if err := v.check(); err != nil {
+	if err := v.checkWith(func(i int) ([32]byte, error) { return hashes[i], nil }); err != nil {
 		return nil, err
 	}
 	return v, nil

@@ -43,31 +43,62 @@ func (s *Store) GetNodes(keys []vmap.NodeKey) ([]vmap.Node, error) {
 	}
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
+	// The map is stored by tile (tiles.go): each tile is read and parsed
+	// once per call, however many of its nodes are asked for, and not at
+	// all if the tile cache has it.
+	var local map[vmap.NodeKey]*parsedTile
+	if s.tiles == nil {
+		local = map[vmap.NodeKey]*parsedTile{}
+	}
 	buf := make([]byte, 0, 1+vmap.MaxNodeKeySize)
 	for i, k := range keys {
 		if h == nil || k.Version > h.Epoch || !k.Valid() {
 			return nil, fmt.Errorf("badgerstore: map node %v: %w", k, vmap.ErrNodeNotFound)
 		}
-		buf = appendMapKey(buf[:0], k)
-		item, err := txn.Get(buf)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			if k.Depth == 0 {
-				// Every visible epoch has its root.
-				return nil, fmt.Errorf("badgerstore: %w: root node of epoch %d missing", store.ErrCorrupt, k.Version)
+		tk := tileKey(k)
+		var tile *parsedTile
+		var ok bool
+		if local != nil {
+			tile, ok = local[tk]
+		} else {
+			tile, ok = s.tiles.get(tk)
+		}
+		if !ok {
+			buf = appendMapKey(buf[:0], tk)
+			item, err := txn.Get(buf)
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				if k.Depth == 0 {
+					// Every visible epoch has its root.
+					return nil, fmt.Errorf("badgerstore: %w: root node of epoch %d missing", store.ErrCorrupt, k.Version)
+				}
+				return nil, fmt.Errorf("badgerstore: map node %v: %w", k, vmap.ErrNodeNotFound)
 			}
-			return nil, fmt.Errorf("badgerstore: map node %v: %w", k, vmap.ErrNodeNotFound)
+			if err != nil {
+				return nil, fmt.Errorf("badgerstore: map node %v: %w", k, wrapRead(err))
+			}
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return nil, fmt.Errorf("badgerstore: map node %v: %w", k, wrapRead(err))
+			}
+			if tile, err = parseTile(v, int(tk.Depth)); err != nil {
+				return nil, fmt.Errorf("badgerstore: %w: map node %v: %w", store.ErrCorrupt, k, err)
+			}
+			if local != nil {
+				local[tk] = tile
+			} else {
+				s.tiles.put(tk, tile)
+			}
 		}
-		if err != nil {
-			return nil, fmt.Errorf("badgerstore: map node %v: %w", k, wrapRead(err))
+		n, err := tile.node(k)
+		switch {
+		case errors.Is(err, vmap.ErrNodeNotFound) && k.Depth == 0:
+			return nil, fmt.Errorf("badgerstore: %w: root node of epoch %d missing", store.ErrCorrupt, k.Version)
+		case errors.Is(err, vmap.ErrNodeNotFound):
+			return nil, fmt.Errorf("badgerstore: map node %v: %w", k, err)
+		case err != nil:
+			return nil, fmt.Errorf("badgerstore: %w: map node %v: %w", store.ErrCorrupt, k, err)
 		}
-		err = item.Value(func(v []byte) error {
-			n, err := vmap.ParseNode(v)
-			out[i] = n
-			return err
-		})
-		if err != nil {
-			return nil, fmt.Errorf("badgerstore: map node %v: %w", k, wrapRead(err))
-		}
+		out[i] = n
 	}
 	return out, nil
 }

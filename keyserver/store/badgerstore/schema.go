@@ -8,7 +8,7 @@ package badgerstore
 //	"m"                                       schemaVersion (ASCII)
 //	"h"                                       uint64 epoch of the latest head
 //	"H" || uint64 epoch                       head of that epoch
-//	"M" || vmap NodeKey encoding              vmap Node encoding
+//	"M" || vmap NodeKey encoding of a tile    map tile (tiles.go)
 //	"L" || uint8 level || uint64 index        32-byte log node hash
 //	"V" || label[32] || uint32 version
 //	    || uint32 fragment                    blob fragment
@@ -20,10 +20,13 @@ package badgerstore
 //	    || uint32 fragment                    blob fragment (head checkpoint update)
 //	"X" || uint64 epoch                       empty (the epoch is a transition)
 //
-// Map nodes: the vmap NodeKey encoding starts with the node's version (the
-// epoch that wrote it), so one epoch's nodes are contiguous and ordered as
-// vmap.CompareNodeKeys orders them. A node is visible while its version is
-// at most the head's epoch.
+// Map nodes: stored by tile (tiles.go), the nodes of one version in a band
+// of tileHeight levels under one path prefix, under the NodeKey of the
+// band's top position: depth a multiple of tileHeight. The vmap NodeKey
+// encoding starts with the version (the epoch that wrote the nodes), so
+// one epoch's tiles are contiguous and ordered as vmap.CompareNodeKeys
+// orders their keys. A node is visible while its version is at most the
+// head's epoch.
 //
 // Log nodes: the perfect-subtree node (level, index) of the RFC 6962 tree.
 // A node is visible while it lies inside the head's tree
@@ -71,7 +74,7 @@ package badgerstore
 // is that of the epoch's latest "C" version, if there is one, else the
 // one "H" || epoch holds. The "C" versions of a transition epoch other
 // than its latest are deleted like any other; its latest is kept for
-// good. Stores written before transitions existed have no "X" keys.
+// good.
 //
 // Every key but "h" is written once and never changed (some are deleted):
 // a badger table block that fails its checksum can make a key look absent
@@ -89,7 +92,8 @@ import (
 	"github.com/moat-im/moat/keyserver/vmap"
 )
 
-const schemaVersion = "moat keyserver directory store, badger schema 1"
+// Schema 2 stores map nodes by tile; schema 1 stored one key per node.
+const schemaVersion = "moat keyserver directory store, badger schema 2"
 
 // Key prefixes.
 const (
