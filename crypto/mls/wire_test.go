@@ -24,6 +24,7 @@ func testLeafNode(source LeafNodeSource) LeafNode {
 		Capabilities: Capabilities{
 			Versions:     []ProtocolVersion{ProtocolVersionMLS10},
 			CipherSuites: []CipherSuite{1, 0x4d},
+			Extensions:   []ExtensionType{0x0a0a},
 			Credentials:  []CredentialType{CredentialTypeBasic, CredentialTypeMoatOrg},
 		},
 		Source:     source,
@@ -219,7 +220,7 @@ func TestDecodeInvalidEnums(t *testing.T) {
 	// LeafNode: leaf_node_source after keys, credential and capabilities.
 	ln := testLeafNode(LeafNodeSourceUpdate)
 	enc = mustEncode(t, ln.Encode)
-	srcAt := 33 + 33 + 2 + 1 + 5 + 3 + 5 + 1 + 1 + 5
+	srcAt := 33 + 33 + (2 + 1 + 5) + (3 + 5 + 3 + 1 + 5) // keys, credential, capabilities
 	if LeafNodeSource(enc[srcAt]) != LeafNodeSourceUpdate {
 		t.Fatalf("unexpected layout at %d: %x", srcAt, enc)
 	}
