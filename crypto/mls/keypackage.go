@@ -13,13 +13,13 @@ import (
 // Signature and reference labels this file uses (RFC 9420 §5.1.2, §5.2,
 // §17.6). SignWithLabel and RefHash prefix them as the RFC says.
 const (
-	labelLeafNodeTBS     = "LeafNodeTBS"
-	labelKeyPackageTBS   = "KeyPackageTBS"
-	labelKeyPackageRef   = "MLS 1.0 KeyPackage Reference"
-	labelGroupInfoTBS    = "GroupInfoTBS"
-	labelFramedContent   = "FramedContentTBS"
-	labelProposalRef     = "MLS 1.0 Proposal Reference"
-	labelWelcome         = "Welcome"
+	labelLeafNodeTBS   = "LeafNodeTBS"
+	labelKeyPackageTBS = "KeyPackageTBS"
+	labelKeyPackageRef = "MLS 1.0 KeyPackage Reference"
+	labelGroupInfoTBS  = "GroupInfoTBS"
+	labelFramedContent = "FramedContentTBS"
+	labelProposalRef   = "MLS 1.0 Proposal Reference"
+	labelWelcome       = "Welcome"
 )
 
 // Validation failures. Errors from the validation functions wrap one of
