@@ -382,12 +382,7 @@ func checkKeyPackageVector(v *welcomeVector) error {
 		return fmt.Errorf("KeyPackageRef %x not among the Welcome's recipients", ref)
 	}
 	s, _ := suite.Get(suite.ID(cs))
-	initPriv := v.InitPriv
-	if cs == CipherSuite(suite.P521_AES256GCM_SHA512_P521) && len(initPriv) < 66 {
-		// Some P-521 vectors drop the leading zero octet of the scalar;
-		// RFC 9180 SerializePrivateKey is always 66 octets.
-		initPriv = append(make([]byte, 66-len(initPriv)), initPriv...)
-	}
+	initPriv := padP521Scalar(cs, v.InitPriv)
 	pt, err := s.DecryptWithLabel(suite.HPKEPrivateKey(initPriv), labelWelcome, w.Welcome.EncryptedGroupInfo,
 		mine.EncryptedGroupSecrets.KEMOutput, mine.EncryptedGroupSecrets.Ciphertext)
 	if err != nil {
@@ -401,4 +396,15 @@ func checkKeyPackageVector(v *welcomeVector) error {
 		return fmt.Errorf("joiner_secret of %d bytes", len(gs.JoinerSecret))
 	}
 	return nil
+}
+
+// padP521Scalar restores the leading zero octets some P-521 interop vectors
+// drop from private scalars: RFC 9180 SerializePrivateKey and the
+// Field-Element-to-Octet-String encoding FORMAT.md names are always 66
+// octets, and the suite package parses exactly that.
+func padP521Scalar(cs CipherSuite, priv []byte) []byte {
+	if cs != CipherSuite(suite.P521_AES256GCM_SHA512_P521) || len(priv) >= 66 {
+		return priv
+	}
+	return append(make([]byte, 66-len(priv)), priv...)
 }
