@@ -255,10 +255,10 @@ func (e *Epoch) Destroy() {
 }
 
 // String redacts the secrets.
-func (e *Epoch) String() string { return "schedule.Epoch{REDACTED}" }
+func (e Epoch) String() string { return "schedule.Epoch{REDACTED}" }
 
 // GoString redacts the secrets for %#v.
-func (e *Epoch) GoString() string { return e.String() }
+func (e Epoch) GoString() string { return e.String() }
 
 // WelcomeKeyNonce derives the key and nonce that encrypt a Welcome's
 // GroupInfo (§12.4.3.1):

@@ -125,6 +125,9 @@ type SecretTree struct {
 	retained int    // total len(skipped) over all ratchets
 	version  uint64 // bumped by every mutation; guards Pending
 	dead     bool
+	// derivations counts KDF calls made by Prepare (tests check bounds
+	// are enforced before any).
+	derivations uint64
 }
 
 // NewSecretTree returns the secret tree of a tree with nLeaves leaves (a
@@ -262,6 +265,7 @@ func (t *SecretTree) leafState(p *Pending) (leafRatchets, error) {
 	for i := 0; i+1 < len(path); i++ {
 		node, child := path[i], path[i+1]
 		l, r := treemath.Children(node)
+		t.derivations += 2
 		left, err := s.ExpandWithLabel(secret, "tree", []byte("left"), s.Nh())
 		if err != nil {
 			return leafRatchets{}, err
@@ -284,6 +288,7 @@ func (t *SecretTree) leafState(p *Pending) (leafRatchets, error) {
 	}
 	var lr leafRatchets
 	var err error
+	t.derivations += 2
 	if lr.r[Handshake].secret, err = s.ExpandWithLabel(secret, "handshake", nil, s.Nh()); err != nil {
 		return leafRatchets{}, err
 	}
@@ -302,6 +307,7 @@ func (t *SecretTree) leafState(p *Pending) (leafRatchets, error) {
 // ratchet_secret_[N]_[j] (§9.1).
 func (t *SecretTree) keyAndNonce(secret []byte, j uint32) (key, nonce []byte, err error) {
 	s := t.suite
+	t.derivations += 2
 	if nonce, err = s.DeriveTreeSecret(secret, "nonce", j, s.Nn()); err != nil {
 		return nil, nil, err
 	}
@@ -313,6 +319,7 @@ func (t *SecretTree) keyAndNonce(secret []byte, j uint32) (key, nonce []byte, er
 
 // advance derives ratchet_secret_[N]_[j+1] from ratchet_secret_[N]_[j].
 func (t *SecretTree) advance(secret []byte, j uint32) ([]byte, error) {
+	t.derivations++
 	return t.suite.DeriveTreeSecret(secret, "secret", j, t.suite.Nh())
 }
 
@@ -532,20 +539,20 @@ func (t *SecretTree) Destroy() {
 }
 
 // String redacts the secrets.
-func (t *SecretTree) String() string {
+func (t SecretTree) String() string {
 	return fmt.Sprintf("schedule.SecretTree{leaves: %d, REDACTED}", t.nLeaves)
 }
 
 // GoString redacts the secrets for %#v.
-func (t *SecretTree) GoString() string { return t.String() }
+func (t SecretTree) GoString() string { return t.String() }
 
 // String redacts the key.
-func (p *Pending) String() string {
+func (p Pending) String() string {
 	return fmt.Sprintf("schedule.Pending{leaf: %d, %v, generation: %d, REDACTED}", p.leaf, p.kind, p.generation)
 }
 
 // GoString redacts the key for %#v.
-func (p *Pending) GoString() string { return p.String() }
+func (p Pending) GoString() string { return p.String() }
 
 // SenderDataKeyNonce derives the key and nonce that protect a
 // PrivateMessage's sender data (§6.3.2):
