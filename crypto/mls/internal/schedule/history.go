@@ -48,7 +48,9 @@ func (p *PastEpoch) Destroy() {
 }
 
 // String redacts the secrets.
-func (p PastEpoch) String() string { return fmt.Sprintf("schedule.PastEpoch{epoch: %d, REDACTED}", p.Epoch) }
+func (p PastEpoch) String() string {
+	return fmt.Sprintf("schedule.PastEpoch{epoch: %d, REDACTED}", p.Epoch)
+}
 
 // GoString redacts the secrets for %#v.
 func (p PastEpoch) GoString() string { return p.String() }
