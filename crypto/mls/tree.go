@@ -88,10 +88,6 @@ func (t *publicTree) leaf(i LeafIndex) *LeafNode {
 	return t.leaves[i]
 }
 
-// parent returns parent node x, nil if blank; x must be odd and in the
-// tree.
-func (t *publicTree) parent(x NodeIndex) *ParentNode { return t.parents[x>>1] }
-
 // blank reports whether node x is blank.
 func (t *publicTree) blank(x NodeIndex) bool {
 	if x.IsLeaf() {

@@ -331,3 +331,114 @@ func TestUnmergedLeavesChecked(t *testing.T) {
 		t.Fatal("no case ran")
 	}
 }
+
+type treeOperationsVector struct {
+	CipherSuite    uint16 `json:"cipher_suite"`
+	TreeBefore     optHex `json:"tree_before"`
+	Proposal       optHex `json:"proposal"`
+	ProposalSender uint32 `json:"proposal_sender"`
+	TreeHashBefore optHex `json:"tree_hash_before"`
+	TreeAfter      optHex `json:"tree_after"`
+	TreeHashAfter  optHex `json:"tree_hash_after"`
+}
+
+// applyProposalToTree applies one Add, Update or Remove to tr.
+func applyProposalToTree(tr *publicTree, p *Proposal, sender LeafIndex) error {
+	switch p.Type {
+	case ProposalTypeAdd:
+		_, err := tr.addLeaf(&p.Add.KeyPackage.LeafNode)
+		return err
+	case ProposalTypeUpdate:
+		return tr.updateLeaf(sender, &p.Update.LeafNode)
+	case ProposalTypeRemove:
+		return tr.removeLeaf(LeafIndex(p.Remove.Removed))
+	}
+	return fmt.Errorf("proposal type %d does not change the tree", p.Type)
+}
+
+// TestTreeOperationsVectors runs tree-operations.json (FORMAT.md "Tree
+// Operations"): apply a proposal, compare the encoded tree and its hash.
+// Each case also runs inside a journal that is rolled back, which must
+// restore the tree before.
+func TestTreeOperationsVectors(t *testing.T) {
+	var vs []treeOperationsVector
+	readJSON(t, "tree-operations.json", &vs)
+	passed, total := map[uint16]int{}, map[uint16]int{}
+	for i, v := range vs {
+		total[v.CipherSuite]++
+		if t.Run(fmt.Sprintf("%d/suite=%d", i, v.CipherSuite), func(t *testing.T) {
+			s := mustSuite(t, v.CipherSuite)
+			p, err := DecodeProposal(v.Proposal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, journal := range []bool{false, true} {
+				tr := loadTree(t, s, v.TreeBefore)
+				h, err := tr.treeHash()
+				if err != nil || !bytes.Equal(h, v.TreeHashBefore) {
+					t.Fatalf("tree hash before: %x, %v", h, err)
+				}
+				if journal {
+					tr.begin()
+				}
+				if err := applyProposalToTree(tr, p, LeafIndex(v.ProposalSender)); err != nil {
+					t.Fatal(err)
+				}
+				if got := encodeTree(t, tr); !bytes.Equal(got, v.TreeAfter) {
+					t.Fatalf("tree after differs (journal=%v)", journal)
+				}
+				h, err = tr.treeHash()
+				if err != nil || !bytes.Equal(h, v.TreeHashAfter) {
+					t.Fatalf("tree hash after: %x, %v", h, err)
+				}
+				fresh := loadTree(t, s, v.TreeAfter)
+				fh, _ := fresh.treeHash()
+				if !bytes.Equal(fh, h) {
+					t.Fatal("incremental tree hash differs from a fresh computation")
+				}
+				if journal {
+					tr.rollback()
+					assertTreeEqual(t, tr, loadTree(t, s, v.TreeBefore))
+				}
+			}
+		}) {
+			passed[v.CipherSuite]++
+		}
+	}
+	logPassCounts(t, "tree-operations.json", passed, total)
+}
+
+// assertTreeEqual checks two trees have the same encoding, size, tree
+// hashes at every node and key index.
+func assertTreeEqual(t testing.TB, got, want *publicTree) {
+	t.Helper()
+	if !bytes.Equal(encodeTree(t, got), encodeTree(t, want)) || got.nLeaves != want.nLeaves {
+		t.Fatal("trees differ")
+	}
+	if _, err := got.treeHash(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := want.treeHash(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.hashes, want.hashes) {
+		t.Fatal("cached tree hashes differ")
+	}
+	if len(got.encKeys.m) != len(want.encKeys.m) || len(got.sigKeys.m) != len(want.sigKeys.m) {
+		t.Fatalf("key index sizes differ: %d/%d vs %d/%d", len(got.encKeys.m), len(got.sigKeys.m), len(want.encKeys.m), len(want.sigKeys.m))
+	}
+	for x := NodeIndex(0); uint32(x) < want.width(); x++ {
+		if k := want.encryptionKey(x); k != nil {
+			if y, ok := got.findEncryptionKey(k); !ok || y != x {
+				t.Fatalf("encryption key of node %d indexed at %d, %v", x, y, ok)
+			}
+		}
+	}
+	for i, l := range want.leaves {
+		if l != nil {
+			if j, ok := got.findSignatureKey(l.SignatureKey); !ok || j != LeafIndex(i) {
+				t.Fatalf("signature key of leaf %d indexed at %d, %v", i, j, ok)
+			}
+		}
+	}
+}

@@ -1,0 +1,299 @@
+package mls
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/moat-im/moat/crypto/mls/internal/suite"
+)
+
+type treeKEMVector struct {
+	CipherSuite             uint16 `json:"cipher_suite"`
+	GroupID                 optHex `json:"group_id"`
+	Epoch                   uint64 `json:"epoch"`
+	ConfirmedTranscriptHash optHex `json:"confirmed_transcript_hash"`
+	RatchetTree             optHex `json:"ratchet_tree"`
+	LeavesPrivate           []struct {
+		Index          uint32 `json:"index"`
+		EncryptionPriv optHex `json:"encryption_priv"`
+		SignaturePriv  optHex `json:"signature_priv"`
+		PathSecrets    []struct {
+			Node       uint32 `json:"node"`
+			PathSecret optHex `json:"path_secret"`
+		} `json:"path_secrets"`
+	} `json:"leaves_private"`
+	UpdatePaths []struct {
+		Sender        uint32   `json:"sender"`
+		UpdatePath    optHex   `json:"update_path"`
+		PathSecrets   []optHex `json:"path_secrets"`
+		CommitSecret  optHex   `json:"commit_secret"`
+		TreeHashAfter optHex   `json:"tree_hash_after"`
+	} `json:"update_paths"`
+}
+
+// TestTreeKEMVectors runs treekem.json (FORMAT.md "TreeKEM"): every
+// UpdatePath is parent-hash checked, merged and decrypted at every other
+// leaf (path secret, commit secret, tree hash after); then a fresh
+// UpdatePath from the same sender is created and decrypted at every other
+// leaf to the same commit secret.
+func TestTreeKEMVectors(t *testing.T) {
+	var vs []treeKEMVector
+	readJSON(t, "treekem.json", &vs)
+	passed, total := map[uint16]int{}, map[uint16]int{}
+	decrypted := 0
+	for i, v := range vs {
+		total[v.CipherSuite]++
+		if t.Run(fmt.Sprintf("%d/suite=%d", i, v.CipherSuite), func(t *testing.T) { decrypted += checkTreeKEM(t, v) }) {
+			passed[v.CipherSuite]++
+		}
+	}
+	t.Logf("treekem.json: %d path decryptions checked", decrypted)
+	logPassCounts(t, "treekem.json", passed, total)
+}
+
+func checkTreeKEM(t *testing.T, v treeKEMVector) int {
+	s := mustSuite(t, v.CipherSuite)
+	gc := GroupContext{
+		CipherSuite:             CipherSuite(v.CipherSuite),
+		GroupID:                 v.GroupID,
+		Epoch:                   v.Epoch,
+		ConfirmedTranscriptHash: v.ConfirmedTranscriptHash,
+	}
+	base := loadTree(t, s, v.RatchetTree)
+	th0, err := base.treeHash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := base.validate(treeValidation{groupID: v.GroupID, treeHash: bytes.Clone(th0)}); err != nil {
+		t.Fatalf("ratchet_tree does not validate: %v", err)
+	}
+
+	// Private states, checked against the tree.
+	privs := map[LeafIndex]*privateTree{}
+	sigPrivs := map[LeafIndex]SignaturePrivateKey{}
+	for _, lp := range v.LeavesPrivate {
+		i := LeafIndex(lp.Index)
+		ln := base.leaf(i)
+		if ln == nil {
+			t.Fatalf("private leaf %d is blank", i)
+		}
+		pub, err := s.HPKEPublicKeyOf(suite.HPKEPrivateKey(lp.EncryptionPriv))
+		if err != nil || !bytes.Equal(pub, ln.EncryptionKey) {
+			t.Fatalf("leaf %d: encryption_priv does not match the tree", i)
+		}
+		p := newPrivateTree(s, i, HPKEPrivateKey(bytes.Clone(lp.EncryptionPriv)), ln.EncryptionKey)
+		for _, ps := range lp.PathSecrets {
+			if err := p.setPathSecret(base, NodeIndex(ps.Node), ps.PathSecret); err != nil {
+				t.Fatalf("leaf %d node %d: %v", i, ps.Node, err)
+			}
+		}
+		privs[i] = p
+		sigPrivs[i] = SignaturePrivateKey(lp.SignaturePriv)
+	}
+
+	decrypted := 0
+	for _, up := range v.UpdatePaths {
+		sender := LeafIndex(up.Sender)
+		path, err := DecodeUpdatePath(up.UpdatePath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(up.PathSecrets) != int(base.nLeaves) {
+			t.Fatalf("path_secrets has %d entries for %d leaves", len(up.PathSecrets), base.nLeaves)
+		}
+		// Merge without decrypting: parent hashes and tree hash after.
+		tr := loadTree(t, s, v.RatchetTree)
+		if _, err := tr.applyUpdatePath(sender, path, gc, nil, nil, nil); err != nil {
+			t.Fatalf("sender %d: merging: %v", sender, err)
+		}
+		if h, _ := tr.treeHash(); !bytes.Equal(h, up.TreeHashAfter) {
+			t.Fatalf("sender %d: tree hash after %x, want %x", sender, h, up.TreeHashAfter)
+		}
+		merged := tr
+
+		for _, j := range receivers(privs, sender) {
+			p := privs[j]
+			base.begin()
+			r, err := base.applyUpdatePath(sender, path, gc, nil, p, nil)
+			if err != nil {
+				t.Fatalf("sender %d, leaf %d: %v", sender, j, err)
+			}
+			if !bytes.Equal(r.pathSecret, up.PathSecrets[j]) {
+				t.Errorf("sender %d, leaf %d: path secret %x, want %x", sender, j, r.pathSecret, up.PathSecrets[j])
+			}
+			if !bytes.Equal(r.commitSecret, up.CommitSecret) {
+				t.Errorf("sender %d, leaf %d: commit secret differs", sender, j)
+			}
+			if decrypted == 0 {
+				assertTreeEqual(t, base, merged)
+			} else if h, _ := base.treeHash(); !bytes.Equal(h, up.TreeHashAfter) {
+				t.Fatalf("sender %d, leaf %d: tree hash after differs", sender, j)
+			}
+			// The new private state matches the merged tree.
+			for _, k := range r.priv.keys {
+				if pub, err := s.HPKEPublicKeyOf(k.priv); err != nil || !bytes.Equal(pub, base.encryptionKey(k.node)) {
+					t.Errorf("leaf %d: private key of node %d does not match", j, k.node)
+				}
+			}
+			base.rollback()
+			if decrypted == 0 {
+				assertTreeEqual(t, base, loadTree(t, s, v.RatchetTree))
+			}
+			decrypted++
+		}
+
+		// Re-encrypt: a new UpdatePath from the same sender, decrypted by
+		// everyone else to the same commit secret.
+		tr = loadTree(t, s, v.RatchetTree)
+		template := *tr.leaf(sender)
+		cr, err := tr.createUpdatePath(sender, &template, sigPrivs[sender], gc, nil)
+		if err != nil {
+			t.Fatalf("sender %d: creating UpdatePath: %v", sender, err)
+		}
+		enc, err := cr.path.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		newPath, err := DecodeUpdatePath(enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		created := tr
+		for k, j := range receivers(privs, sender) {
+			p := privs[j]
+			base.begin()
+			r, err := base.applyUpdatePath(sender, newPath, gc, nil, p, nil)
+			if err != nil {
+				t.Fatalf("new path from %d at leaf %d: %v", sender, j, err)
+			}
+			if !bytes.Equal(r.commitSecret, cr.commitSecret) {
+				t.Errorf("new path from %d at leaf %d: commit secret differs", sender, j)
+			}
+			if !bytes.Equal(r.groupContext, cr.groupContext) {
+				t.Errorf("new path from %d at leaf %d: provisional GroupContext differs", sender, j)
+			}
+			if node, secret := cr.pathSecretFor(sender, j); node != r.pathSecretNode || !bytes.Equal(secret, r.pathSecret) {
+				t.Errorf("new path from %d at leaf %d: path secret at node %d, committer says node %d", sender, j, r.pathSecretNode, node)
+			}
+			if k == 0 {
+				assertTreeEqual(t, base, created)
+			}
+			base.rollback()
+			decrypted++
+		}
+		// The created tree validates as a joiner would see it.
+		th, _ := created.treeHash()
+		if err := created.validate(treeValidation{groupID: v.GroupID, treeHash: bytes.Clone(th)}); err != nil {
+			t.Fatalf("tree after created path does not validate: %v", err)
+		}
+		cr.Zero()
+	}
+	return decrypted
+}
+
+// receivers lists the leaves other than sender that hold private state, in
+// order; with -short, at most four of them (first, last and two between),
+// which still covers every level of the tree in the small vectors.
+func receivers(privs map[LeafIndex]*privateTree, sender LeafIndex) []LeafIndex {
+	var all []LeafIndex
+	for j := range privs {
+		if j != sender {
+			all = append(all, j)
+		}
+	}
+	slices.Sort(all)
+	if !testing.Short() || len(all) <= 4 {
+		return all
+	}
+	n := len(all)
+	return []LeafIndex{all[0], all[n/3], all[2*n/3], all[n-1]}
+}
+
+// TestApplyUpdatePathRejects feeds corrupted UpdatePaths from treekem.json
+// and checks each is refused with its typed error and leaves the tree
+// unchanged.
+func TestApplyUpdatePathRejects(t *testing.T) {
+	var vs []treeKEMVector
+	readJSON(t, "treekem.json", &vs)
+	ran := 0
+	for vi, v := range vs {
+		if v.CipherSuite != 1 || len(v.UpdatePaths) == 0 {
+			continue
+		}
+		s := mustSuite(t, 1)
+		gc := GroupContext{CipherSuite: 1, GroupID: v.GroupID, Epoch: v.Epoch, ConfirmedTranscriptHash: v.ConfirmedTranscriptHash}
+		up := v.UpdatePaths[0]
+		sender := LeafIndex(up.Sender)
+		var recv *privateTree
+		for _, lp := range v.LeavesPrivate {
+			if LeafIndex(lp.Index) != sender {
+				base := loadTree(t, s, v.RatchetTree)
+				recv = newPrivateTree(s, LeafIndex(lp.Index), HPKEPrivateKey(lp.EncryptionPriv), base.leaf(LeafIndex(lp.Index)).EncryptionKey)
+				for _, ps := range lp.PathSecrets {
+					if err := recv.setPathSecret(base, NodeIndex(ps.Node), ps.PathSecret); err != nil {
+						t.Fatal(err)
+					}
+				}
+				break
+			}
+		}
+		try := func(what string, mutate func(p *UpdatePath), want error) {
+			t.Helper()
+			path, err := DecodeUpdatePath(up.UpdatePath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mutate(path)
+			tr := loadTree(t, s, v.RatchetTree)
+			before := encodeTree(t, tr)
+			_, err = tr.applyUpdatePath(sender, path, gc, nil, recv, nil)
+			if !errors.Is(err, want) {
+				t.Errorf("vector %d: %s: got %v, want %v", vi, what, err, want)
+			}
+			if !bytes.Equal(encodeTree(t, tr), before) {
+				t.Errorf("vector %d: %s: tree changed", vi, what)
+			}
+			assertTreeEqual(t, tr, loadTree(t, s, v.RatchetTree))
+			ran++
+		}
+		try("leaf signature", func(p *UpdatePath) { p.LeafNode.Signature[3] ^= 1 }, ErrInvalidLeafSignature)
+		try("leaf source", func(p *UpdatePath) { p.LeafNode.Source = LeafNodeSourceUpdate; p.LeafNode.ParentHash = nil }, ErrInvalidLeafNode)
+		if len(up.PathSecrets) > 0 {
+			try("too few nodes", func(p *UpdatePath) { p.Nodes = p.Nodes[:len(p.Nodes)-1] }, ErrInvalidUpdatePath)
+			try("extra ciphertext", func(p *UpdatePath) {
+				p.Nodes[0].EncryptedPathSecret = append(p.Nodes[0].EncryptedPathSecret, p.Nodes[0].EncryptedPathSecret[0])
+			}, ErrInvalidUpdatePath)
+			try("node key reused", func(p *UpdatePath) {
+				p.Nodes[len(p.Nodes)-1].EncryptionKey = p.LeafNode.EncryptionKey
+			}, ErrDuplicateKey)
+			try("node key changed", func(p *UpdatePath) {
+				k := bytes.Clone(p.Nodes[0].EncryptionKey)
+				// Another valid key: the receiver's own leaf key would be a
+				// duplicate, so take the sender's old leaf key's sibling:
+				// swapping two path keys keeps them unique.
+				if len(p.Nodes) > 1 {
+					p.Nodes[0].EncryptionKey, p.Nodes[1].EncryptionKey = p.Nodes[1].EncryptionKey, k
+				} else {
+					p.Nodes[0].EncryptionKey = k[:len(k)-1]
+				}
+			}, ErrInvalidParentHash)
+			try("ciphertext", func(p *UpdatePath) {
+				for i := range p.Nodes {
+					for k := range p.Nodes[i].EncryptedPathSecret {
+						p.Nodes[i].EncryptedPathSecret[k].Ciphertext[0] ^= 1
+					}
+				}
+			}, ErrPathDecrypt)
+		}
+		try("duplicate of old leaf key", func(p *UpdatePath) {
+			base := loadTree(t, s, v.RatchetTree)
+			p.LeafNode.EncryptionKey = base.leaf(sender).EncryptionKey
+		}, ErrInvalidLeafSignature) // the signature covers the key
+	}
+	if ran == 0 {
+		t.Fatal("no case ran")
+	}
+}
