@@ -402,3 +402,60 @@ func resize(b []byte, n int) []byte {
 	}
 	return out
 }
+
+// TestT16LabelSeparation is adversarial case T16 at the primitive level: a
+// signature or ciphertext made for one purpose (label, context) is rejected
+// for any other, including when bytes move between label and content (the
+// fields are length-prefixed, so "ab"+"c" and "a"+"bc" differ).
+func TestT16LabelSeparation(t *testing.T) {
+	forEachSuite(t, func(t *testing.T, s *Suite) {
+		sigPriv, sigPub, err := s.GenerateSignatureKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig, err := s.SignWithLabel(sigPriv, "FramedContentTBS", []byte("abc"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			label   string
+			content string
+		}{
+			{"LeafNodeTBS", "abc"}, {"KeyPackageTBS", "abc"}, {"GroupInfoTBS", "abc"},
+			{"FramedContentTB", "Sabc"}, {"FramedContentTBSa", "bc"}, {"", "FramedContentTBSabc"},
+		} {
+			if err := s.VerifyWithLabel(sigPub, c.label, []byte(c.content), sig); err != ErrVerify {
+				t.Errorf("signature for FramedContentTBS accepted as %q/%q", c.label, c.content)
+			}
+		}
+		priv, pub, err := s.GenerateHPKEKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, ct, err := s.EncryptWithLabel(pub, "UpdatePathNode", []byte("ctx"), []byte("secret"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			label   string
+			context string
+		}{
+			{"Welcome", "ctx"}, {"UpdatePathNod", "ectx"}, {"UpdatePathNodec", "tx"}, {"UpdatePathNode", ""},
+		} {
+			if _, err := s.DecryptWithLabel(priv, c.label, []byte(c.context), enc, ct); err != ErrDecrypt {
+				t.Errorf("ciphertext for UpdatePathNode opened as %q/%q", c.label, c.context)
+			}
+		}
+		// Same for the KDF: the label and context of ExpandWithLabel are
+		// separated, and RefHash labels are distinct.
+		secret := make([]byte, s.Nh())
+		a, _ := s.ExpandWithLabel(secret, "ab", []byte("c"), 32)
+		b, _ := s.ExpandWithLabel(secret, "a", []byte("bc"), 32)
+		if bytes.Equal(a, b) {
+			t.Error("ExpandWithLabel label/context boundary not separated")
+		}
+		if bytes.Equal(s.RefHash("MLS 1.0 KeyPackage Reference", []byte("v")), s.RefHash("MLS 1.0 Proposal Reference", []byte("v"))) {
+			t.Error("RefHash ignores its label")
+		}
+	})
+}
