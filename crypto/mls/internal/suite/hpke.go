@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"crypto/sha3"
 	"crypto/sha512"
-	"errors"
 
 	circlhpke "github.com/cloudflare/circl/hpke"
 )
@@ -276,13 +275,10 @@ func (k *stdKEM) publicOf(priv HPKEPrivateKey) (HPKEPublicKey, error) {
 	return sk.PublicKey().Bytes(), nil
 }
 
-// errInvalidPublicKey is returned when an HPKE public key does not parse.
-var errInvalidPublicKey = errors.New("mls/suite: invalid HPKE public key")
-
 func (k *stdKEM) setupS(pub HPKEPublicKey, info []byte) ([]byte, senderCtx, error) {
 	pk, err := k.kem.NewPublicKey(pub)
 	if err != nil {
-		return nil, nil, errInvalidPublicKey
+		return nil, nil, ErrInvalidPublicKey
 	}
 	enc, c, err := hpke.NewSender(pk, k.kdf, k.aead, info)
 	if err != nil {
@@ -428,7 +424,7 @@ func circlSetupS(s circlhpke.Suite, pub HPKEPublicKey, info []byte, rnd interfac
 	kemID, _, _ := s.Params()
 	pk, err := kemID.Scheme().UnmarshalBinaryPublicKey(pub)
 	if err != nil {
-		return nil, nil, errInvalidPublicKey
+		return nil, nil, ErrInvalidPublicKey
 	}
 	snd, err := s.NewSender(pk, info)
 	if err != nil {

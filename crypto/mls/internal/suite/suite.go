@@ -134,6 +134,9 @@ var (
 	ErrVerify = errors.New("mls/suite: invalid signature")
 	// ErrInvalidKey is returned when a private key does not parse.
 	ErrInvalidKey = errors.New("mls/suite: invalid key")
+	// ErrInvalidPublicKey is returned by EncryptWithLabel and ExportSend
+	// when the HPKE public key does not parse.
+	ErrInvalidPublicKey = errors.New("mls/suite: invalid HPKE public key")
 	// ErrLength is returned for a KDF output length the suite cannot
 	// produce, or a label or context too long to encode.
 	ErrLength = errors.New("mls/suite: invalid length")
