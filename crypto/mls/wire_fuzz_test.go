@@ -205,3 +205,26 @@ func FuzzDecodePrivateMessageContent(f *testing.F) {
 			return append([]byte{byte(p.ContentType)}, b...), err
 		})
 }
+
+func FuzzDecodeOrgCredential(f *testing.F) {
+	o := &OrgCredential{Tenant: [16]byte{1}, User: [16]byte{2}, Device: [16]byte{3}, Serial: 9}
+	c, err := o.Credential()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(c.Data)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		got, err := DecodeOrgCredential(&Credential{Type: CredentialTypeMoatOrg, Data: in})
+		if err != nil {
+			var de *DecodeError
+			if !errors.As(err, &de) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		c, err := got.Credential()
+		if err != nil || !bytes.Equal(c.Data, in) {
+			t.Fatalf("round trip %x -> %x (%v)", in, c.Data, err)
+		}
+	})
+}

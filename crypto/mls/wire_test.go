@@ -527,3 +527,38 @@ func TestExtensionPayloads(t *testing.T) {
 		t.Errorf("application_id: %q %v", got, err)
 	}
 }
+
+func TestOrgCredential(t *testing.T) {
+	o := &OrgCredential{Serial: 7}
+	o.Tenant[0], o.User[1], o.Device[2] = 1, 2, 3
+	c, err := o.Credential()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Type != CredentialTypeMoatOrg || len(c.Data) != 57 {
+		t.Fatalf("credential %d with %d bytes", c.Type, len(c.Data))
+	}
+	enc := mustEncode(t, c.Encode)
+	if len(enc) != 60 {
+		t.Errorf("encoded credential is %d bytes, want 60", len(enc))
+	}
+	got, err := DecodeOrgCredential(&c)
+	if err != nil || *got != *o {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+	for name, mutate := range map[string]func(b []byte) []byte{
+		"version 2":     func(b []byte) []byte { b[0] = 2; return b },
+		"zero tenant":   func(b []byte) []byte { b[1] = 0; return b },
+		"zero serial":   func(b []byte) []byte { b[56] = 0; return b },
+		"truncated":     func(b []byte) []byte { return b[:56] },
+		"trailing data": func(b []byte) []byte { return append(b, 0) },
+	} {
+		bad := Credential{Type: CredentialTypeMoatOrg, Data: mutate(bytes.Clone(c.Data))}
+		if _, err := DecodeOrgCredential(&bad); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := DecodeOrgCredential(&Credential{Type: CredentialTypeBasic, Identity: c.Data}); !errors.Is(err, ErrInvalidValue) {
+		t.Errorf("basic credential: %v", err)
+	}
+}
