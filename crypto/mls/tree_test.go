@@ -442,3 +442,61 @@ func assertTreeEqual(t testing.TB, got, want *publicTree) {
 		}
 	}
 }
+
+// FuzzTreeLoad feeds arbitrary ratchet_tree encodings through loading and
+// joiner validation: no panic, and a tree that loads re-encodes to its
+// input.
+func FuzzTreeLoad(f *testing.F) {
+	var vs []treeValidationVector
+	readJSON(f, "tree-validation.json", &vs)
+	for _, v := range vs {
+		if v.CipherSuite == 1 && len(v.Tree) < 4096 {
+			f.Add([]byte(v.Tree))
+		}
+	}
+	s := mustSuite(f, 1)
+	f.Fuzz(func(t *testing.T, enc []byte) {
+		rt, err := DecodeRatchetTree(enc)
+		if err != nil {
+			return
+		}
+		tr, err := newTreeFromRatchetTree(s, rt)
+		if err != nil {
+			var te *TreeError
+			if !errors.As(err, &te) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		if got := encodeTree(t, tr); !bytes.Equal(got, enc) {
+			t.Fatal("loaded tree does not re-encode to its input")
+		}
+		th, err := tr.treeHash()
+		if err != nil {
+			return
+		}
+		err = tr.validate(treeValidation{groupID: []byte("g"), treeHash: bytes.Clone(th)})
+		var te *TreeError
+		if err != nil && !errors.As(err, &te) {
+			t.Fatalf("untyped error %v", err)
+		}
+	})
+}
+
+func TestTreeClone(t *testing.T) {
+	h := newOpsHarness(t, 9)
+	r := mrandNew(5)
+	for range 20 {
+		h.step(r, false)
+	}
+	c := h.tr.clone()
+	assertTreeEqual(t, c, h.tr)
+	before := encodeTree(t, h.tr)
+	for range 10 {
+		h.step(r, false)
+	}
+	if !bytes.Equal(encodeTree(t, c), before) {
+		t.Fatal("changing the original changed the clone")
+	}
+	assertTreeEqual(t, c, loadTree(t, h.s, before))
+}

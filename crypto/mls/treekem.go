@@ -50,8 +50,9 @@ func (r *updatePathResult) Zero() {
 }
 
 // pathSecretFor returns the path secret a new member at leaf j gets in its
-// Welcome: that of the lowest node of the committer's filtered direct path
-// above j (§12.4.3.1), or nil if there is none.
+// Welcome: that of the lowest common ancestor of j and the committer
+// (§12.4.3.1), which is on the filtered direct path whenever j is a
+// member. It returns nil if it is not.
 func (r *updatePathResult) pathSecretFor(from, j LeafIndex) (NodeIndex, []byte) {
 	a := treemath.CommonAncestor(from.Node(), j.Node())
 	for _, s := range r.pathSecrets {
@@ -59,13 +60,8 @@ func (r *updatePathResult) pathSecretFor(from, j LeafIndex) (NodeIndex, []byte) 
 			return s.node, s.secret
 		}
 	}
-	// The common ancestor is blank (filtered out): a new member below it
-	// gets the secret of the next node of the path above it.
-	for _, s := range r.pathSecrets {
-		if treemath.IsDescendant(a, s.node) {
-			return s.node, s.secret
-		}
-	}
+	// Not on the filtered direct path: j's side of a has an empty
+	// resolution, so j is not a member.
 	return 0, nil
 }
 
