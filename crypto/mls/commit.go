@@ -529,7 +529,6 @@ func (g *Group) install(ne *newEpochValues, ap *appliedPlan, priv *privateTree) 
 		interim:         ne.interim,
 		confirmationTag: ne.confirmationTag,
 	}
-	g.clearPending()
 	return nil
 }
 
@@ -726,6 +725,8 @@ func (g *Group) processCommit(ac *AuthenticatedContent) (info *CommitInfo, err e
 	}
 	t.commit()
 	committed = true
+	// Another member's Commit won the epoch: the own pending one is void.
+	g.clearPending()
 	if plan.reinit != nil {
 		g.reinit = plan.reinit
 		g.status = statusReInit

@@ -1,0 +1,143 @@
+package mls
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+)
+
+// TestGroupLifecycle runs a group through every kind of Commit for the
+// classical baseline suite and Moat's default: adds with and without a
+// path, application messages, Updates by proposal, Removes, an external
+// PSK, a GroupContextExtensions change and proposals by reference from
+// several members. After every Commit all members agree on the epoch
+// authenticator, tree and GroupContext.
+func TestGroupLifecycle(t *testing.T) {
+	for _, cs := range testSuites {
+		t.Run(fmt.Sprintf("suite%04x", uint16(cs)), func(t *testing.T) {
+			tg := newTestGroup(t, cs, 4)
+			a, b := tg.members[0], tg.members[1]
+
+			// Application messages in both directions, in the epoch.
+			for i, sender := range tg.members {
+				msg, err := sender.g.Encrypt([]byte(fmt.Sprintf("hello %d", i)), []byte("ad"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, m := range tg.members {
+					if m == sender {
+						continue
+					}
+					p, err := m.g.Process(msg)
+					if err != nil {
+						t.Fatalf("%s decrypting %s: %v", m.name, sender.name, err)
+					}
+					if p.Kind != ProcessedApplication || string(p.ApplicationData) != fmt.Sprintf("hello %d", i) ||
+						string(p.AuthenticatedData) != "ad" || p.Sender.Index != sender.g.LeafIndex() {
+						t.Fatalf("%s: got %+v", m.name, p)
+					}
+				}
+			}
+
+			// An empty Commit (path only) by b.
+			tg.commit(b, CommitOptions{})
+
+			// Add without a path.
+			c := newTestClient(t, cs, "late")
+			res := tg.commit(a, CommitOptions{Add: []*KeyPackage{c.kp}, NoPath: true}, c)
+			if res.Welcome == nil {
+				t.Fatal("no Welcome")
+			}
+
+			// Update proposed by c, committed by b; Remove proposed by a of
+			// the member at leaf 2, committed together.
+			upd, err := c.g.ProposeUpdate()
+			if err != nil {
+				t.Fatal(err)
+			}
+			tg.deliver(c, upd)
+			victim := tg.member(2)
+			rem, err := a.g.ProposeRemove(2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tg.deliver(a, rem)
+			before := len(tg.members)
+			tg.commit(b, CommitOptions{})
+			if len(tg.members) != before-1 || victim.g.Active() {
+				t.Fatalf("member at leaf 2 not removed")
+			}
+
+			// The removed member can no longer decrypt.
+			msg, err := a.g.Encrypt([]byte("secret"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := victim.g.Process(msg); err == nil {
+				t.Fatal("removed member decrypted a message of the next epoch")
+			}
+			tg.deliver(a, msg)
+
+			// External PSK and a GroupContextExtensions change.
+			psk := []byte("0123456789abcdef0123456789abcdef")
+			for _, m := range tg.members {
+				m.g.cfg.ExternalPSK = func(id []byte) ([]byte, bool) { return psk, string(id) == "psk-1" }
+			}
+			p, err := b.g.ProposePSK(PreSharedKeyID{Type: PSKTypeExternal, PSKID: []byte("psk-1")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tg.deliver(b, p)
+			gce := Extensions{{Type: ExtensionTypeApplicationID, Data: []byte{2, 'h', 'i'}}}
+			tg.commit(a, CommitOptions{Proposals: []Proposal{{Type: ProposalTypeGroupContextExtensions,
+				GroupContextExtensions: &GroupContextExtensions{Extensions: gce}}}})
+			for _, m := range tg.members {
+				if !m.g.GroupContext().Extensions.Equal(gce) {
+					t.Fatalf("%s: extensions not replaced", m.name)
+				}
+			}
+
+			// Exporter values agree.
+			e0, err := tg.members[0].g.Export("test", []byte("ctx"), 32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range tg.members[1:] {
+				if e, _ := m.g.Export("test", []byte("ctx"), 32); !bytes.Equal(e, e0) {
+					t.Fatalf("%s: exporter differs", m.name)
+				}
+			}
+		})
+	}
+}
+
+// TestLateApplicationMessage decrypts an application message of the
+// previous epoch that arrives after the Commit, and refuses one from an
+// epoch no longer retained.
+func TestLateApplicationMessage(t *testing.T) {
+	tg := newTestGroup(t, testSuites[0], 3)
+	a, b := tg.members[0], tg.members[1]
+	late, err := a.g.Encrypt([]byte("late"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.commit(b, CommitOptions{})
+	p, err := b.g.Process(late)
+	if err != nil || string(p.ApplicationData) != "late" || p.Epoch != tg.members[0].g.Epoch()-1 {
+		t.Fatalf("late message: %v %+v", err, p)
+	}
+	// Twice is refused (the key was consumed).
+	wantUnchanged(t, b.g, "late message replayed", func() error { _, err := b.g.Process(late); return err })
+	old, err := a.g.Encrypt([]byte("old"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		tg.commit(a, CommitOptions{})
+	}
+	err = wantUnchanged(t, b.g, "message of an expired epoch", func() error { _, err := b.g.Process(old); return err })
+	if !errors.Is(err, ErrWrongEpoch) {
+		t.Fatalf("expired epoch: %v", err)
+	}
+}
