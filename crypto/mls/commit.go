@@ -553,6 +553,11 @@ func (g *Group) processCommit(ac *AuthenticatedContent) (info *CommitInfo, err e
 	if c.Path == nil && pathRequired(props) {
 		return nil, ErrPathRequired
 	}
+	if external {
+		if err := g.checkResync(plan, &c.Path.LeafNode); err != nil {
+			return nil, err
+		}
+	}
 	pskSecret, err := g.pskSecret(plan.psks)
 	if err != nil {
 		return nil, err
@@ -624,9 +629,6 @@ func (g *Group) processCommit(ac *AuthenticatedContent) (info *CommitInfo, err e
 				t.resize(2 * t.nLeaves)
 			}
 			info.Added = append(info.Added, uint32(sender))
-			if err := g.checkResync(plan, &c.Path.LeafNode); err != nil {
-				return nil, err
-			}
 		} else {
 			sender = LeafIndex(committer.Index)
 			if t.leaf(sender) == nil {

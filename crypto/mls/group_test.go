@@ -141,3 +141,76 @@ func TestLateApplicationMessage(t *testing.T) {
 		t.Fatalf("expired epoch: %v", err)
 	}
 }
+
+// TestExternalJoin has a new member join with an external Commit from a
+// published GroupInfo (tree in it and out of band), then resync: join
+// again, removing its old leaf.
+func TestExternalJoin(t *testing.T) {
+	for _, cs := range testSuites {
+		t.Run(fmt.Sprintf("suite%04x", uint16(cs)), func(t *testing.T) {
+			tg := newTestGroup(t, cs, 3)
+			a := tg.members[0]
+			for _, withTree := range []bool{true, false} {
+				gi, err := a.g.GroupInfo(withTree)
+				if err != nil {
+					t.Fatal(err)
+				}
+				x := newTestClient(t, cs, fmt.Sprintf("ext-%v", withTree))
+				var opts ExternalJoinOptions
+				if !withTree {
+					opts.RatchetTree = a.g.RatchetTree()
+				}
+				g, msg, err := ExternalJoin(x.cfg, gi, &x.kp.LeafNode, x.sig, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				x.g = g
+				for _, m := range tg.members {
+					p, err := m.g.Process(msg)
+					if err != nil {
+						t.Fatalf("%s: %v", m.name, err)
+					}
+					if !p.Commit.External || len(p.Commit.Added) != 1 || p.Commit.Added[0] != g.LeafIndex() {
+						t.Fatalf("%s: %+v", m.name, p.Commit)
+					}
+				}
+				tg.members = append(tg.members, x)
+				tg.checkAgree()
+			}
+
+			// Resync: the last joiner lost its state and joins again.
+			x := tg.members[len(tg.members)-1]
+			gi, err := a.g.GroupInfo(true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x.newKeyPackage(t)
+			g, msg, err := ExternalJoin(x.cfg, gi, &x.kp.LeafNode, x.sig, ExternalJoinOptions{Resync: true, ResyncLeaf: x.g.LeafIndex()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			old := x.g
+			tg.members = tg.members[:len(tg.members)-1]
+			for _, m := range tg.members {
+				p, err := m.g.Process(msg)
+				if err != nil {
+					t.Fatalf("%s: %v", m.name, err)
+				}
+				if len(p.Commit.Removed) != 1 || p.Commit.Removed[0] != old.LeafIndex() {
+					t.Fatalf("%s: %+v", m.name, p.Commit)
+				}
+			}
+			x.g = g
+			tg.members = append(tg.members, x)
+			tg.checkAgree()
+
+			// A resync for someone else's leaf is refused by the joiner's
+			// own checks.
+			gi, _ = a.g.GroupInfo(true)
+			y := newTestClient(t, cs, "intruder")
+			if _, _, err := ExternalJoin(y.cfg, gi, &y.kp.LeafNode, y.sig, ExternalJoinOptions{Resync: true, ResyncLeaf: 1}); !errors.Is(err, ErrInvalidProposalList) {
+				t.Fatalf("resync of another member's leaf: %v", err)
+			}
+		})
+	}
+}
