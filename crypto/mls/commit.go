@@ -14,6 +14,12 @@ import (
 	"github.com/moat-im/moat/crypto/mls/internal/suite"
 )
 
+// testHookCommit, set only by tests, may change a Commit after its
+// UpdatePath is built (gc is the encoded provisional GroupContext the path
+// secrets are encrypted under) and before it is signed: it plays a
+// malicious committer (adversarial case T18).
+var testHookCommit func(g *Group, c *Commit, gc []byte)
+
 // CommitOptions choose what a Commit covers.
 type CommitOptions struct {
 	// Add, Remove and Proposals are proposals included by value, after the
@@ -221,6 +227,9 @@ func (g *Group) Commit(opts CommitOptions) (res *CommitResult, err error) {
 	}
 
 	commit := &Commit{Proposals: pors, Path: pc.path}
+	if testHookCommit != nil && upr != nil {
+		testHookCommit(g, commit, upr.groupContext)
+	}
 	content := &FramedContent{
 		GroupID:           g.st.ctx.GroupID,
 		Epoch:             g.st.ctx.Epoch,
@@ -511,7 +520,7 @@ func (g *Group) install(ne *newEpochValues, ap *appliedPlan, priv *privateTree) 
 	}
 	ne.keys.ConsumeEncryptionSecret()
 	old := g.st
-	g.pushHistory(&old, ap.changed)
+	g.pushHistory(&old, ap)
 	if old.keys != nil {
 		old.keys.Destroy()
 	}
@@ -681,7 +690,7 @@ func (g *Group) processCommit(ac *AuthenticatedContent) (info *CommitInfo, err e
 		// removal; the last epoch's receiving keys stay in the history
 		// for late application messages.
 		old := g.st
-		g.pushHistory(&old, ap.changed)
+		g.pushHistory(&old, ap)
 		old.keys.Destroy()
 		if old.priv != nil {
 			old.priv.Zero()

@@ -188,6 +188,10 @@ type pastEpochInfo struct {
 	ctx     GroupContext
 	nLeaves uint32
 	old     map[LeafIndex]*LeafNode
+	// removed are the leaves the Commit that ended the epoch removed: a
+	// late message "from" them may have been made after their removal
+	// and is refused (adversarial case T20).
+	removed []LeafIndex
 }
 
 type resumptionEntry struct {
@@ -467,7 +471,7 @@ func (g *Group) groupParams(exts Extensions, stats *memberStats, checkNow bool) 
 // pushHistory records the epoch being left: its receiving keys (for late
 // application messages), the leaves the Commit changes and its
 // resumption PSK.
-func (g *Group) pushHistory(old *epochState, changed map[LeafIndex]*LeafNode) {
+func (g *Group) pushHistory(old *epochState, ap *appliedPlan) {
 	if old.keys == nil {
 		return
 	}
@@ -488,10 +492,21 @@ func (g *Group) pushHistory(old *epochState, changed map[LeafIndex]*LeafNode) {
 	if err := g.history.Push(past); err != nil {
 		past.Destroy()
 	}
-	g.pastInfo = append(g.pastInfo, pastEpochInfo{ctx: old.ctx, nLeaves: old.tree.nLeaves, old: changed})
+	g.pastInfo = append(g.pastInfo, pastEpochInfo{ctx: old.ctx, nLeaves: old.tree.nLeaves, old: ap.changed, removed: ap.removed})
 	for len(g.pastInfo) > g.history.Len() {
 		g.pastInfo = g.pastInfo[1:]
 	}
+}
+
+// removedSince reports whether a Commit since the start of the given past
+// epoch removed leaf i.
+func (g *Group) removedSince(epoch uint64, i LeafIndex) bool {
+	for _, p := range g.pastInfo {
+		if p.ctx.Epoch >= epoch && slices.Contains(p.removed, i) {
+			return true
+		}
+	}
+	return false
 }
 
 // pastLeaf returns leaf i as it was in a retained past epoch.

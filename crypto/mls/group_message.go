@@ -227,7 +227,7 @@ func (g *Group) processPastApplication(pm *PrivateMessage) (*Processed, error) {
 	}
 	key := func(leaf uint32) (SignaturePublicKey, error) {
 		ln := g.pastLeaf(pm.Epoch, LeafIndex(leaf))
-		if ln == nil {
+		if ln == nil || g.removedSince(pm.Epoch, LeafIndex(leaf)) {
 			return nil, fmt.Errorf("%w: leaf %d", ErrUnknownSender, leaf)
 		}
 		return ln.SignatureKey, nil

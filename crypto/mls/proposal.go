@@ -142,6 +142,11 @@ func (g *Group) validateProposals(props []committedProposal, committer Sender) (
 		if err := checkProposalSender(cp); err != nil {
 			return nil, proposalErr(i, err.Error(), nil)
 		}
+		if cp.sender.Type == SenderTypeNewMemberProposal && g.cfg.Policy == nil {
+			// §12.1.8: an unauthorised external proposal is invalid, and
+			// only the application's policy can authorise a self-Add.
+			return nil, proposalErr(i, "new member proposal without a policy to authorise it", ErrPolicy)
+		}
 		if external {
 			switch p.Type {
 			case ProposalTypeExternalInit, ProposalTypeRemove, ProposalTypePSK:
@@ -306,6 +311,7 @@ type appliedPlan struct {
 	addedKP []*KeyPackage
 	// changed holds the value before the Commit of every leaf it changed.
 	changed     map[LeafIndex]*LeafNode
+	removed     []LeafIndex
 	removedSelf bool
 }
 
@@ -344,6 +350,7 @@ func (g *Group) applyPlan(plan *proposalPlan) (*appliedPlan, error) {
 			return nil, err
 		}
 		ap.stats.remove(old)
+		ap.removed = append(ap.removed, i)
 		if i == g.self {
 			ap.removedSelf = true
 		}
