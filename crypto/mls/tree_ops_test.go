@@ -298,7 +298,7 @@ func TestPrivateTreeRedacted(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := newPrivateTree(s, 0, HPKEPrivateKey(priv), HPKEPublicKey(pub))
-	for _, str := range []string{fmt.Sprintf("%v", p), fmt.Sprintf("%+v", p), fmt.Sprintf("%#v", p), fmt.Sprintf("%s", p)} {
+	for _, str := range []string{fmt.Sprintf("%v", p), fmt.Sprintf("%+v", p), fmt.Sprintf("%#v", p), p.String()} {
 		if bytes.Contains([]byte(str), []byte(string(priv[:4]))) || !bytes.Contains([]byte(str), []byte("REDACTED")) {
 			t.Errorf("private tree prints as %q", str)
 		}

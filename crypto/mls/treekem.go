@@ -180,12 +180,7 @@ func (t *publicTree) createUpdatePath(from LeafIndex, template *LeafNode, sigPri
 		resBuf = t.resolutionExcept(resBuf[:0], cop[i], exclude)
 		cts := make([]HPKECiphertext, len(resBuf))
 		for k, r := range resBuf {
-			seed := make([]byte, s.EncapSeedSize())
-			if _, err := io.ReadFull(treeKEMRand, seed); err != nil {
-				return nil, err
-			}
-			kem, ct, err := s.EncryptWithLabelDerand(suite.HPKEPublicKey(t.encryptionKey(r)), labelUpdatePathNode, res.groupContext, res.pathSecrets[i].secret, seed)
-			suite.Zero(seed)
+			kem, ct, err := s.EncryptWithLabel(suite.HPKEPublicKey(t.encryptionKey(r)), labelUpdatePathNode, res.groupContext, res.pathSecrets[i].secret)
 			if err != nil {
 				return nil, &TreeError{Op: op, Node: uint32(r), Err: ErrInvalidUpdatePath, Cause: err}
 			}
