@@ -37,6 +37,9 @@ type CommitOptions struct {
 	RatchetTreeInWelcome bool
 	// AuthenticatedData is sent in clear with the Commit, authenticated.
 	AuthenticatedData []byte
+	// GroupInfo asks for the new epoch's signed GroupInfo (with
+	// external_pub) in the result, for publishing to external joiners.
+	GroupInfo bool
 }
 
 // CommitResult is what Commit produces.
@@ -47,7 +50,7 @@ type CommitResult struct {
 	// the Commit adds none.
 	Welcome []byte
 	// GroupInfo is the signed GroupInfo of the new epoch (an MLSMessage),
-	// with external_pub, for publishing to external joiners.
+	// with external_pub, if CommitOptions.GroupInfo asked for it.
 	GroupInfo []byte
 }
 
@@ -265,11 +268,11 @@ func (g *Group) Commit(opts CommitOptions) (res *CommitResult, err error) {
 
 	// GroupInfo of the new epoch (§12.4.3), for the Welcome and for
 	// external joiners.
-	gi, err := g.newGroupInfo(ne, t, opts.RatchetTreeInWelcome)
-	if err != nil {
-		return nil, err
-	}
 	if len(ap.added) > 0 {
+		gi, err := g.newGroupInfo(ne, t, false, opts.RatchetTreeInWelcome)
+		if err != nil {
+			return nil, err
+		}
 		w, err := g.newWelcome(ne, gi, ap, upr, plan.psks)
 		if err != nil {
 			return nil, err
@@ -278,12 +281,14 @@ func (g *Group) Commit(opts CommitOptions) (res *CommitResult, err error) {
 			return nil, err
 		}
 	}
-	pubGI, err := g.newGroupInfo(ne, t, false)
-	if err != nil {
-		return nil, err
-	}
-	if res.GroupInfo, err = (&MLSMessage{WireFormat: WireFormatGroupInfo, GroupInfo: pubGI}).Encode(); err != nil {
-		return nil, err
+	if opts.GroupInfo {
+		gi, err := g.newGroupInfo(ne, t, true, false)
+		if err != nil {
+			return nil, err
+		}
+		if res.GroupInfo, err = (&MLSMessage{WireFormat: WireFormatGroupInfo, GroupInfo: gi}).Encode(); err != nil {
+			return nil, err
+		}
 	}
 	g.pending = pc
 	return res, nil
@@ -352,17 +357,21 @@ func (g *Group) selectCachedProposals() ([]committedProposal, []ProposalOrRef) {
 
 // newGroupInfo builds and signs the GroupInfo of the epoch ne describes
 // (§12.4.3) over tree t (already reflecting the Commit), with the
-// external_pub extension and, if withTree, the ratchet_tree extension.
-func (g *Group) newGroupInfo(ne *newEpochValues, t *publicTree, withTree bool) (*GroupInfo, error) {
-	_, extPub, err := ne.keys.ExternalKeyPair()
-	if err != nil {
-		return nil, err
+// external_pub extension if withExternalPub and the ratchet_tree extension
+// if withTree.
+func (g *Group) newGroupInfo(ne *newEpochValues, t *publicTree, withExternalPub, withTree bool) (*GroupInfo, error) {
+	var exts Extensions
+	if withExternalPub {
+		_, extPub, err := ne.keys.ExternalKeyPair()
+		if err != nil {
+			return nil, err
+		}
+		epData, err := (&ExternalPub{ExternalPub: HPKEPublicKey(extPub)}).Encode()
+		if err != nil {
+			return nil, err
+		}
+		exts = append(exts, Extension{Type: ExtensionTypeExternalPub, Data: epData})
 	}
-	epData, err := (&ExternalPub{ExternalPub: HPKEPublicKey(extPub)}).Encode()
-	if err != nil {
-		return nil, err
-	}
-	exts := Extensions{{Type: ExtensionTypeExternalPub, Data: epData}}
 	if withTree {
 		rt, err := t.ratchetTree().Encode()
 		if err != nil {

@@ -21,7 +21,7 @@ func (g *Group) GroupInfo(withTree bool) ([]byte, error) {
 		return nil, err
 	}
 	ne := &newEpochValues{ctx: g.st.ctx, keys: g.st.keys, confirmationTag: g.st.confirmationTag}
-	gi, err := g.newGroupInfo(ne, g.st.tree, withTree)
+	gi, err := g.newGroupInfo(ne, g.st.tree, true, withTree)
 	if err != nil {
 		return nil, err
 	}
