@@ -211,11 +211,15 @@ type Group struct {
 	st epochState
 
 	history    schedule.History
-	pastInfo   []pastEpochInfo      // newest last, as many as history holds
-	resumption []resumptionEntry    // newest last
-	pending    *pendingCommit       // own Commit awaiting confirmation
-	reinit     *ReInit              // the ReInit a processed Commit carried
-	ownProps   map[string]*Proposal // own proposals by ref, to recognise them
+	pastInfo   []pastEpochInfo   // newest last, as many as history holds
+	resumption []resumptionEntry // newest last
+	pending    *pendingCommit    // own Commit awaiting confirmation
+	reinit     *ReInit           // the ReInit a processed Commit carried
+	// resumingWith is set only while this member builds the first Commit
+	// of a group it creates by reinitialisation or branching: the one
+	// context where a reinit or branch PSK proposal is valid (§12.1.4).
+	resumingWith ResumptionPSKUsage
+	ownProps     map[string]*Proposal // own proposals by ref, to recognise them
 }
 
 // GroupID returns the group's identifier.

@@ -21,6 +21,10 @@ type JoinOptions struct {
 	// come from a trusted source, since Join checks it against the signed
 	// tree_hash. It is ignored if the GroupInfo carries a tree.
 	RatchetTree RatchetTree
+	// Resumes is the old group a reinitialised or branched group resumes
+	// (§11.2, §11.3). A Welcome with a reinit or branch PSK needs it: the
+	// PSK is its resumption_psk, and the new group is checked against it.
+	Resumes *Group
 }
 
 // Join processes a Welcome (an MLSMessage) addressed to kp, whose private
@@ -55,7 +59,14 @@ func Join(cfg Config, welcome []byte, kp *KeyPackage, kps *KeyPackageSecrets, si
 	if err := checkOwnSignatureKey(s, sigKey, kp.LeafNode.SignatureKey); err != nil {
 		return nil, err
 	}
-	resolve := func(id *PreSharedKeyID) ([]byte, error) { return cfg.joinerPSK(id) }
+	resolve := func(id *PreSharedKeyID) ([]byte, error) {
+		if old := opts.Resumes; old != nil && id.Type == PSKTypeResumption && bytes.Equal(id.PSKGroupID, old.st.ctx.GroupID) {
+			if v, ok := old.ResumptionPSK(id.PSKEpoch); ok {
+				return v, nil
+			}
+		}
+		return cfg.joinerPSK(id)
+	}
 	js, err := openWelcome(s, w, kp, kps.InitKey, resolve)
 	if err != nil {
 		return nil, err
@@ -68,11 +79,20 @@ func Join(cfg Config, welcome []byte, kp *KeyPackage, kps *KeyPackageSecrets, si
 	if err != nil {
 		return nil, err
 	}
-	// §12.4.3.1: a reinit or branch PSK only starts a new group at epoch 1.
+	// §12.4.3.1: a reinit or branch PSK starts a new group at epoch 1 that
+	// must match the group it resumes.
 	for _, p := range js.secrets.PSKs {
-		if p.Type == PSKTypeResumption && p.Usage != ResumptionPSKUsageApplication && gi.GroupContext.Epoch != 1 {
+		if p.Type != PSKTypeResumption || p.Usage == ResumptionPSKUsageApplication {
+			continue
+		}
+		old := opts.Resumes
+		if old == nil || !bytes.Equal(p.PSKGroupID, old.st.ctx.GroupID) {
 			g.Close()
-			return nil, fmt.Errorf("%w: resumption PSK for reinit or branch in epoch %d", ErrInvalidWelcome, gi.GroupContext.Epoch)
+			return nil, fmt.Errorf("%w: reinit or branch PSK without the group it resumes", ErrInvalidWelcome)
+		}
+		if err := checkResumption(g, p.Usage, old); err != nil {
+			g.Close()
+			return nil, err
 		}
 	}
 	return g, nil

@@ -214,3 +214,98 @@ func TestExternalJoin(t *testing.T) {
 		})
 	}
 }
+
+// TestReInit moves a classical group to the post-quantum suite: a ReInit
+// is committed, after which the old group refuses to send; one member
+// creates the new group and the others join it from the Welcome, which
+// they check against the ReInit.
+func TestReInit(t *testing.T) {
+	old := newTestGroup(t, testSuites[0], 3)
+	a := old.members[0]
+	newID := []byte("reinitialised group")
+	r := ReInit{GroupID: newID, Version: ProtocolVersionMLS10, CipherSuite: testSuites[1]}
+	p, err := a.g.ProposeReInit(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.deliver(a, p)
+	res, err := old.members[1].g.Commit(CommitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.deliverCommit(res)
+	for _, m := range old.members {
+		if m.g.Active() || m.g.ReInitParams() == nil {
+			t.Fatalf("%s: still active after the ReInit", m.name)
+		}
+		if _, err := m.g.Encrypt([]byte("x"), nil); !errors.Is(err, ErrGroupInactive) {
+			t.Fatalf("%s: sends after the ReInit: %v", m.name, err)
+		}
+	}
+	// Everyone needs a KeyPackage in the new suite.
+	fresh := make([]*testClient, len(old.members))
+	for i, m := range old.members {
+		c := *m
+		c.cs = testSuites[1]
+		s, _ := getSuite(c.cs)
+		priv, _, _ := s.GenerateSignatureKey(nil)
+		c.sig = SignaturePrivateKey(priv)
+		c.newKeyPackage(t)
+		fresh[i] = &c
+	}
+	var kps []*KeyPackage
+	for _, c := range fresh[1:] {
+		kps = append(kps, c.kp)
+	}
+	ng, cres, err := a.g.ReInit(fresh[0].kp, fresh[0].kps, fresh[0].sig, kps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ng.Epoch() != 1 || !bytes.Equal(ng.GroupID(), newID) || ng.CipherSuite() != testSuites[1] {
+		t.Fatalf("new group: epoch %d suite %#x", ng.Epoch(), uint16(ng.CipherSuite()))
+	}
+	for i, c := range fresh[1:] {
+		// Without the old group the reinit PSK cannot be resolved.
+		if _, err := Join(c.cfg, cres.Welcome, c.kp, c.kps, c.sig, JoinOptions{RatchetTree: ng.RatchetTree()}); err == nil {
+			t.Fatal("joined a reinitialised group without the old one")
+		}
+		g, err := Join(c.cfg, cres.Welcome, c.kp, c.kps, c.sig, JoinOptions{RatchetTree: ng.RatchetTree(), Resumes: old.members[i+1].g})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if !bytes.Equal(g.EpochAuthenticator(), ng.EpochAuthenticator()) {
+			t.Fatalf("%s: disagrees with the creator", c.name)
+		}
+	}
+}
+
+// TestBranch creates a subgroup of two members bound to the parent group,
+// and refuses to branch with an outsider.
+func TestBranch(t *testing.T) {
+	tg := newTestGroup(t, testSuites[1], 3)
+	a, b := tg.members[0], tg.members[1]
+	a.newKeyPackage(t)
+	b.newKeyPackage(t)
+	ng, res, err := a.g.Branch(a.kp, a.kps, a.sig, []*KeyPackage{b.kp}, NewGroupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := Join(b.cfg, res.Welcome, b.kp, b.kps, b.sig, JoinOptions{RatchetTree: ng.RatchetTree(), Resumes: b.g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(g.EpochAuthenticator(), ng.EpochAuthenticator()) || g.Epoch() != 1 {
+		t.Fatal("branch members disagree")
+	}
+	outsider := newTestClient(t, testSuites[1], "outsider")
+	if _, _, err := a.g.Branch(a.kp, a.kps, a.sig, []*KeyPackage{outsider.kp}, NewGroupOptions{}); err == nil {
+		t.Fatal("branched with a non-member")
+	}
+	// A PreSharedKey proposal with a branch PSK is invalid in the group
+	// itself (§12.1.4).
+	_, err = a.g.Commit(CommitOptions{Proposals: []Proposal{{Type: ProposalTypePSK, PreSharedKey: &PreSharedKey{PSK: PreSharedKeyID{
+		Type: PSKTypeResumption, Usage: ResumptionPSKUsageBranch, PSKGroupID: a.g.GroupID(), PSKEpoch: a.g.Epoch()}}}}})
+	if !errors.Is(err, ErrInvalidProposalList) {
+		t.Fatalf("branch PSK proposal: %v", err)
+	}
+}

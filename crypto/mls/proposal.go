@@ -211,7 +211,7 @@ func (g *Group) validateProposals(props []committedProposal, committer Sender) (
 			if len(id.Nonce) != s.Nh() {
 				return nil, proposalErr(i, "psk_nonce not KDF.Nh bytes", nil)
 			}
-			if id.Type == PSKTypeResumption && id.Usage != ResumptionPSKUsageApplication {
+			if id.Type == PSKTypeResumption && id.Usage != ResumptionPSKUsageApplication && id.Usage != g.resumingWith {
 				return nil, proposalErr(i, "PreSharedKey proposal with a reinit or branch resumption PSK", nil)
 			}
 			k := pskIdentity(id)
