@@ -297,22 +297,40 @@ type senderKeyFunc func(leaf uint32) (SignaturePublicKey, error)
 // used is the secret tree's error; an authenticated plaintext that does not
 // parse is a *DecodeError; a bad signature is ErrInvalidSignature.
 func unprotectPrivate(s *suite.Suite, senderDataSecret []byte, tree *schedule.SecretTree, ctx *GroupContext, pm *PrivateMessage, senderKey senderKeyFunc) (*AuthenticatedContent, error) {
-	sd, err := openSenderData(s, senderDataSecret, pm)
+	ac, pending, err := unprotectPrivateDeferred(s, senderDataSecret, tree, ctx, pm, senderKey)
 	if err != nil {
 		return nil, err
+	}
+	if err := tree.Commit(pending); err != nil {
+		return nil, fmt.Errorf("mls: unprotecting message: %w", err)
+	}
+	return ac, nil
+}
+
+// unprotectPrivateDeferred is unprotectPrivate without the final
+// tree.Commit: on success the caller owns pending and must call
+// tree.Commit(pending) once it accepts the message (a Commit, for example,
+// only after every check of §12.4.2), or pending.Discard(). On error tree
+// is unchanged and nothing is pending.
+func unprotectPrivateDeferred(s *suite.Suite, senderDataSecret []byte, tree *schedule.SecretTree, ctx *GroupContext, pm *PrivateMessage, senderKey senderKeyFunc) (ac *AuthenticatedContent, pending *schedule.Pending, err error) {
+	sd, err := openSenderData(s, senderDataSecret, pm)
+	if err != nil {
+		return nil, nil, err
 	}
 	key, err := senderKey(sd.LeafIndex)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	pending, err := tree.Prepare(treemath.LeafIndex(sd.LeafIndex), ratchetKind(pm.ContentType), sd.Generation)
+	pending, err = tree.Prepare(treemath.LeafIndex(sd.LeafIndex), ratchetKind(pm.ContentType), sd.Generation)
 	if err != nil {
-		return nil, fmt.Errorf("mls: unprotecting message: %w", err)
+		return nil, nil, fmt.Errorf("mls: unprotecting message: %w", err)
 	}
-	committed := false
+	// A return sets the named results before deferred calls run, so the
+	// Pending is captured here.
+	p := pending
 	defer func() {
-		if !committed {
-			pending.Discard()
+		if err != nil {
+			p.Discard()
 		}
 	}()
 	nonce := append([]byte(nil), pending.Nonce()...)
@@ -320,18 +338,18 @@ func unprotectPrivate(s *suite.Suite, senderDataSecret []byte, tree *schedule.Se
 	applyReuseGuard(nonce, sd.ReuseGuard)
 	aad, err := (&PrivateContentAAD{GroupID: pm.GroupID, Epoch: pm.Epoch, ContentType: pm.ContentType, AuthenticatedData: pm.AuthenticatedData}).Encode()
 	if err != nil {
-		return nil, ErrDecrypt
+		return nil, nil, ErrDecrypt
 	}
 	plaintext, err := s.Open(pending.Key(), nonce, aad, pm.Ciphertext)
 	if err != nil {
-		return nil, ErrDecrypt
+		return nil, nil, ErrDecrypt
 	}
 	defer suite.Zero(plaintext)
 	pc, err := DecodePrivateMessageContent(pm.ContentType, plaintext)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	ac := &AuthenticatedContent{
+	ac = &AuthenticatedContent{
 		WireFormat: WireFormatPrivateMessage,
 		Content: FramedContent{
 			GroupID: pm.GroupID, Epoch: pm.Epoch,
@@ -341,14 +359,10 @@ func unprotectPrivate(s *suite.Suite, senderDataSecret []byte, tree *schedule.Se
 		},
 		Auth: pc.Auth,
 	}
-	if err := verifyContent(s, ac, ctx, key); err != nil {
-		return nil, err
+	if err = verifyContent(s, ac, ctx, key); err != nil {
+		return nil, nil, err
 	}
-	if err := tree.Commit(pending); err != nil {
-		return nil, fmt.Errorf("mls: unprotecting message: %w", err)
-	}
-	committed = true
-	return ac, nil
+	return ac, pending, nil
 }
 
 // Ref returns MakeProposalRef(ac) = RefHash("MLS 1.0 Proposal Reference",
