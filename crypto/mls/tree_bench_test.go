@@ -51,7 +51,7 @@ func getBenchTree(b testing.TB, id suite.ID, members int) *benchTree {
 		return v.(*benchTree)
 	}
 	dir := os.Getenv("MOAT_BENCH_TREES")
-	file := filepath.Join(dir, fmt.Sprintf("tree-%04x-%d.json", uint16(id), members))
+	file := filepath.Join(dir, fmt.Sprintf("tree-%04x-%d.bin", uint16(id), members))
 	var bt *benchTree
 	if dir != "" {
 		bt = readBenchTree(b, id, members, file)
@@ -66,42 +66,50 @@ func getBenchTree(b testing.TB, id suite.ID, members int) *benchTree {
 	return bt
 }
 
-type benchTreeFile struct {
-	Tree     []byte
+// benchTreeKeys is the key file kept next to a cached tree (the tree
+// itself is stored as its ratchet_tree encoding).
+type benchTreeKeys struct {
 	SigPriv  [2][]byte
 	LeafPriv [2][]byte
 }
 
 func writeBenchTree(tb testing.TB, bt *benchTree, file string) {
-	f := benchTreeFile{Tree: bt.enc}
+	var k benchTreeKeys
 	for i := range 2 {
-		f.SigPriv[i], f.LeafPriv[i] = bt.sigPriv[i], bt.leafPriv[i]
+		k.SigPriv[i], k.LeafPriv[i] = bt.sigPriv[i], bt.leafPriv[i]
 	}
-	data, err := json.Marshal(f)
+	data, err := json.Marshal(k)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := os.WriteFile(file, data, 0o600); err != nil {
+	if err := os.WriteFile(file+".keys", data, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(file, bt.enc, 0o600); err != nil {
 		tb.Fatal(err)
 	}
 }
 
 func readBenchTree(tb testing.TB, id suite.ID, members int, file string) *benchTree {
-	data, err := os.ReadFile(file)
+	data, err := os.ReadFile(file + ".keys")
 	if err != nil {
 		return nil
 	}
-	var f benchTreeFile
-	if err := json.Unmarshal(data, &f); err != nil {
+	var k benchTreeKeys
+	if err := json.Unmarshal(data, &k); err != nil {
 		tb.Fatal(err)
+	}
+	enc, err := os.ReadFile(file)
+	if err != nil {
+		return nil
 	}
 	s, err := suite.Get(id)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	bt := &benchTree{s: s, enc: f.Tree, gid: []byte("benchmark group"), members: members}
+	bt := &benchTree{s: s, enc: enc, gid: []byte("benchmark group"), members: members}
 	for i := range 2 {
-		bt.sigPriv[i], bt.leafPriv[i] = f.SigPriv[i], f.LeafPriv[i]
+		bt.sigPriv[i], bt.leafPriv[i] = k.SigPriv[i], k.LeafPriv[i]
 	}
 	bt.tr = bt.load(tb)
 	if _, err := bt.tr.treeHash(); err != nil {
@@ -498,6 +506,7 @@ func BenchmarkTreeSize(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/members=%d", suiteName(id), m), func(b *testing.B) {
 				bt := getBenchTree(b, id, m)
 				var before, after runtime.MemStats
+				runtime.GC()
 				runtime.GC()
 				runtime.ReadMemStats(&before)
 				tr := bt.load(b)
