@@ -321,3 +321,128 @@ func TestApplyUpdatePathRejects(t *testing.T) {
 		t.Fatal("no case ran")
 	}
 }
+
+// TestUpdatePathExcludesJoiners builds a group with real keys, adds two
+// members, and commits with a path that leaves them out (§7.6, §12.4.2):
+// no ciphertext is addressed to them, every old member decrypts, the new
+// members reach the same commit secret from the path secret their Welcome
+// would carry, and a receiver that does not exclude them refuses the path.
+func TestUpdatePathExcludesJoiners(t *testing.T) {
+	h := newOpsHarness(t, 11)
+	s := h.s
+	encPriv := map[LeafIndex]suite.HPKEPrivateKey{}
+	addMember := func() LeafIndex {
+		ln, sk := h.synthLeaf(0, LeafNodeSourceKeyPackage)
+		priv, pub, err := s.GenerateHPKEKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln.EncryptionKey = HPKEPublicKey(pub)
+		if err := ln.Sign(1, sk, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		i, err := h.tr.addLeaf(ln)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.sig[i], encPriv[i] = sk, priv
+		return i
+	}
+	// Leaf 0 of the harness has no known private key: replace it.
+	h.tr = newBlankTree(s, 1)
+	first := addMember()
+	for range 6 {
+		addMember()
+	}
+	gc := GroupContext{CipherSuite: 1, GroupID: h.gid, Epoch: 1}
+	// Leaf 0 commits so that parent nodes exist; everyone applies it.
+	template := *h.tr.leaf(first)
+	c0, err := h.tr.clone().createUpdatePath(first, &template, h.sig[first], gc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	privs := map[LeafIndex]*privateTree{first: c0.priv}
+	merged := h.tr.clone()
+	if _, err := merged.applyUpdatePath(first, c0.path, gc, nil, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range encPriv {
+		if i == first {
+			continue
+		}
+		r, err := h.tr.clone().applyUpdatePath(first, c0.path, gc, nil, newPrivateTree(s, i, HPKEPrivateKey(k), h.tr.leaf(i).EncryptionKey), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		privs[i] = r.priv
+	}
+	h.tr = merged
+
+	// Two joiners, then leaf 3 commits excluding them.
+	j1, j2 := addMember(), addMember()
+	exclude := []LeafIndex{j1, j2}
+	committer := LeafIndex(3)
+	gc.Epoch = 2
+	template = *h.tr.leaf(committer)
+	tr := h.tr.clone()
+	res, err := tr.createUpdatePath(committer, &template, h.sig[committer], gc, exclude)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fdp, cop := h.tr.filteredDirectPath(nil, nil, committer)
+	withJoiners := 0
+	for i := range fdp {
+		all := h.tr.resolution(nil, cop[i])
+		some := h.tr.resolutionExcept(nil, cop[i], exclude)
+		if len(res.path.Nodes[i].EncryptedPathSecret) != len(some) {
+			t.Fatalf("node %d: %d ciphertexts for a resolution of %d without joiners", fdp[i], len(res.path.Nodes[i].EncryptedPathSecret), len(some))
+		}
+		if len(all) > len(some) {
+			withJoiners++
+		}
+		// No ciphertext opens with a joiner's leaf key.
+		for _, j := range exclude {
+			for _, c := range res.path.Nodes[i].EncryptedPathSecret {
+				if _, err := s.DecryptWithLabel(encPriv[j], labelUpdatePathNode, res.groupContext, c.KEMOutput, c.Ciphertext); err == nil {
+					t.Fatalf("joiner %d can decrypt the path secret of node %d", j, fdp[i])
+				}
+			}
+		}
+	}
+	if withJoiners == 0 {
+		t.Fatal("the joiners are in no copath resolution; the test checks nothing")
+	}
+	for i, p := range privs {
+		if i == committer {
+			continue
+		}
+		r, err := h.tr.clone().applyUpdatePath(committer, res.path, gc, exclude, p, nil)
+		if err != nil {
+			t.Fatalf("member %d: %v", i, err)
+		}
+		if !bytes.Equal(r.commitSecret, res.commitSecret) {
+			t.Fatalf("member %d: commit secret differs", i)
+		}
+	}
+	for _, j := range exclude {
+		node, secret := res.pathSecretFor(committer, j)
+		if secret == nil {
+			t.Fatalf("no path secret for joiner %d", j)
+		}
+		joiner := &privateTree{suite: s, leaf: j}
+		cs, err := joiner.setPathSecretsFrom(tr, node, secret)
+		if err != nil || !bytes.Equal(cs, res.commitSecret) {
+			t.Fatalf("joiner %d: commit secret differs: %v", j, err)
+		}
+		// A joiner never processes the path itself.
+		p := newPrivateTree(s, j, HPKEPrivateKey(encPriv[j]), h.tr.leaf(j).EncryptionKey)
+		if _, err := h.tr.clone().applyUpdatePath(committer, res.path, gc, exclude, p, nil); !errors.Is(err, ErrPathDecrypt) {
+			t.Fatalf("joiner %d processing the path: %v", j, err)
+		}
+	}
+	// A receiver that does not know the joiners were excluded counts more
+	// resolution entries than ciphertexts.
+	if _, err := h.tr.clone().applyUpdatePath(committer, res.path, gc, nil, privs[0], nil); !errors.Is(err, ErrInvalidUpdatePath) {
+		t.Fatalf("path applied without the exclusion list: %v", err)
+	}
+}
