@@ -477,7 +477,7 @@ func (g *Group) MergePendingCommit() (*CommitInfo, error) {
 	if !bytes.Equal(th, pc.epoch.ctx.TreeHash) {
 		return nil, fmt.Errorf("mls: merging own commit: tree hash differs from the one committed to")
 	}
-	if err := g.install(pc.epoch, ap, priv); err != nil {
+	if err := g.install(pc.epoch, ap, priv, nil); err != nil {
 		return nil, err
 	}
 	t.commit()
@@ -520,12 +520,19 @@ func (g *Group) commitInfo(ap *appliedPlan, plan *proposalPlan, external bool) *
 // member's private keys in it and ap what the proposals did. The old
 // epoch's receiving keys go to the history. Nothing after the secret tree
 // is built can fail.
-func (g *Group) install(ne *newEpochValues, ap *appliedPlan, priv *privateTree) error {
+func (g *Group) install(ne *newEpochValues, ap *appliedPlan, priv *privateTree, pending *schedule.Pending) error {
 	s := g.suite
 	t := g.st.tree
 	secrets, err := schedule.NewSecretTree(s, ne.keys.EncryptionSecret, t.nLeaves)
 	if err != nil {
 		return err
+	}
+	if pending != nil {
+		// The Commit's own message key, consumed now that it is accepted.
+		if err := g.st.secrets.Commit(pending); err != nil {
+			secrets.Destroy()
+			return err
+		}
 	}
 	ne.keys.ConsumeEncryptionSecret()
 	old := g.st
@@ -553,7 +560,10 @@ func (g *Group) install(ne *newEpochValues, ap *appliedPlan, priv *privateTree) 
 // processCommit applies a Commit from another member or an external
 // joiner (§12.4.2). ac has passed framing: membership tag or decryption,
 // and the signature.
-func (g *Group) processCommit(ac *AuthenticatedContent) (info *CommitInfo, err error) {
+//
+// pending is the Commit's unconsumed PrivateMessage key (nil for a
+// PublicMessage): it is consumed only once every check has passed.
+func (g *Group) processCommit(ac *AuthenticatedContent, pending *schedule.Pending) (info *CommitInfo, err error) {
 	st := &g.st
 	s := g.suite
 	c := ac.Content.Commit
@@ -698,6 +708,11 @@ func (g *Group) processCommit(ac *AuthenticatedContent) (info *CommitInfo, err e
 		// §12.4.2: the member cannot derive the new epoch. Record the
 		// removal; the last epoch's receiving keys stay in the history
 		// for late application messages.
+		if pending != nil {
+			if err := st.secrets.Commit(pending); err != nil {
+				return nil, err
+			}
+		}
 		old := g.st
 		g.pushHistory(&old, ap)
 		old.keys.Destroy()
@@ -739,7 +754,7 @@ func (g *Group) processCommit(ac *AuthenticatedContent) (info *CommitInfo, err e
 		ne.destroy()
 		return nil, err
 	}
-	if err := g.install(ne, ap, priv); err != nil {
+	if err := g.install(ne, ap, priv, pending); err != nil {
 		ne.destroy()
 		return nil, err
 	}

@@ -223,7 +223,7 @@ func ExternalJoin(cfg Config, groupInfo []byte, leaf *LeafNode, sigKey Signature
 		ne.destroy()
 		return nil, nil, err
 	}
-	if err := g.install(ne, ap, upr.priv.clone()); err != nil {
+	if err := g.install(ne, ap, upr.priv.clone(), nil); err != nil {
 		ne.destroy()
 		return nil, nil, err
 	}

@@ -69,8 +69,8 @@ func groupBenchSizes() []int { return treeBenchSizes(1000, 50000) }
 func BenchmarkGroupCommit(b *testing.B) {
 	for _, id := range treeBenchSuites {
 		for _, n := range groupBenchSizes() {
-			bt := getBenchTree(b, id, n)
 			b.Run(fmt.Sprintf("%s/%d/commit", suiteName(id), n), func(b *testing.B) {
+				bt := getBenchTree(b, id, n)
 				g := benchGroupAt(b, bt, 0, bt.tr.clone())
 				b.ReportAllocs()
 				for b.Loop() {
@@ -81,7 +81,7 @@ func BenchmarkGroupCommit(b *testing.B) {
 				}
 			})
 			b.Run(fmt.Sprintf("%s/%d/floor", suiteName(id), n), func(b *testing.B) {
-				benchCommitFloor(b, bt, 0)
+				benchCommitFloor(b, getBenchTree(b, id, n), 0)
 			})
 		}
 	}
@@ -118,8 +118,8 @@ func benchCommitFloor(b *testing.B, bt *benchTree, leaf LeafIndex) {
 func BenchmarkGroupProcessCommit(b *testing.B) {
 	for _, id := range treeBenchSuites {
 		for _, n := range groupBenchSizes() {
-			bt := getBenchTree(b, id, n)
 			b.Run(fmt.Sprintf("%s/%d", suiteName(id), n), func(b *testing.B) {
+				bt := getBenchTree(b, id, n)
 				committer := benchGroupAt(b, bt, 0, bt.tr.clone())
 				res, err := committer.Commit(CommitOptions{})
 				if err != nil {
@@ -143,8 +143,8 @@ func BenchmarkGroupProcessCommit(b *testing.B) {
 // a group of 1,000.
 func BenchmarkGroupAddMember(b *testing.B) {
 	for _, id := range treeBenchSuites {
-		bt := getBenchTree(b, id, 1000)
 		b.Run(fmt.Sprintf("%s/1000", suiteName(id)), func(b *testing.B) {
+			bt := getBenchTree(b, id, 1000)
 			g := benchGroupAt(b, bt, 0, bt.tr.clone())
 			j := newTestClient(b, CipherSuite(id), "joiner")
 			b.ReportAllocs()
@@ -183,9 +183,19 @@ func benchWelcome(b *testing.B, bt *benchTree) (*testClient, []byte, RatchetTree
 func BenchmarkGroupJoin(b *testing.B) {
 	for _, id := range treeBenchSuites {
 		for _, n := range treeBenchSizes(1000, 10000, 50000) {
-			bt := getBenchTree(b, id, n)
-			j, w, tree := benchWelcome(b, bt)
+			var once sync.Once
+			var bt *benchTree
+			var j *testClient
+			var w []byte
+			var tree RatchetTree
+			setup := func(b *testing.B) {
+				once.Do(func() {
+					bt = getBenchTree(b, id, n)
+					j, w, tree = benchWelcome(b, bt)
+				})
+			}
 			b.Run(fmt.Sprintf("%s/%d/join", suiteName(id), n), func(b *testing.B) {
+				setup(b)
 				b.ReportMetric(float64(runtime.GOMAXPROCS(0)), "cores")
 				for b.Loop() {
 					g, err := Join(j.cfg, w, j.kp, j.kps, j.sig, JoinOptions{RatchetTree: tree})
@@ -196,9 +206,11 @@ func BenchmarkGroupJoin(b *testing.B) {
 				}
 			})
 			b.Run(fmt.Sprintf("%s/%d/verify-leaf-signatures", suiteName(id), n), func(b *testing.B) {
+				setup(b)
 				benchVerifyLeaves(b, bt, tree)
 			})
 			b.Run(fmt.Sprintf("%s/%d/join-cert-validator", suiteName(id), n), func(b *testing.B) {
+				setup(b)
 				cfg := j.cfg
 				cfg.Credentials = certStandIn(b)
 				for b.Loop() {
@@ -269,9 +281,9 @@ func certStandIn(tb testing.TB) CredentialValidator {
 func BenchmarkGroupApplication(b *testing.B) {
 	for _, id := range treeBenchSuites {
 		for _, n := range []int{2, 1000} {
-			bt := getBenchTree(b, id, n)
 			msg := make([]byte, 100)
 			b.Run(fmt.Sprintf("%s/%d/send", suiteName(id), n), func(b *testing.B) {
+				bt := getBenchTree(b, id, n)
 				g := benchGroupAt(b, bt, 0, bt.tr.clone())
 				b.ReportAllocs()
 				for i := 0; b.Loop(); i++ {
@@ -287,6 +299,7 @@ func BenchmarkGroupApplication(b *testing.B) {
 				}
 			})
 			b.Run(fmt.Sprintf("%s/%d/receive", suiteName(id), n), func(b *testing.B) {
+				bt := getBenchTree(b, id, n)
 				send := benchGroupAt(b, bt, 0, bt.tr.clone())
 				recv := benchGroupAt(b, bt, 1, bt.tr.clone())
 				const batch = 1000
@@ -319,10 +332,10 @@ func BenchmarkGroupApplication(b *testing.B) {
 func BenchmarkGroupMemory(b *testing.B) {
 	for _, id := range treeBenchSuites {
 		for _, n := range treeBenchSizes(1000, 50000) {
-			bt := getBenchTree(b, id, n)
-			j, w, tree := benchWelcome(b, bt)
-			enc, _ := tree.Encode()
 			b.Run(fmt.Sprintf("%s/%d", suiteName(id), n), func(b *testing.B) {
+				bt := getBenchTree(b, id, n)
+				j, w, tree := benchWelcome(b, bt)
+				enc, _ := tree.Encode()
 				var g *Group
 				for b.Loop() {
 					runtime.GC()
@@ -353,8 +366,8 @@ func BenchmarkGroupMemory(b *testing.B) {
 func BenchmarkGroupSizes(b *testing.B) {
 	for _, id := range treeBenchSuites {
 		for _, n := range treeBenchSizes(2, 1000, 50000) {
-			bt := getBenchTree(b, id, n)
 			b.Run(fmt.Sprintf("%s/%d", suiteName(id), n), func(b *testing.B) {
+				bt := getBenchTree(b, id, n)
 				g := benchGroupAt(b, bt, 0, bt.tr.clone())
 				j := newTestClient(b, CipherSuite(id), "joiner")
 				kp, _ := (&MLSMessage{WireFormat: WireFormatKeyPackage, KeyPackage: j.kp}).Encode()

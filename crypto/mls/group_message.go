@@ -202,14 +202,18 @@ func (g *Group) processPrivate(pm *PrivateMessage) (*Processed, error) {
 	} else if err := g.checkHandshakeEpoch(pm.GroupID, pm.Epoch); err != nil {
 		return nil, err
 	}
-	// TODO(M2 API): use a deferred-commit unprotect for handshake messages
-	// so a Commit that fails later checks does not consume its key (see
-	// BUGS-for-M2.md).
-	ac, err := unprotectPrivate(g.suite, g.st.keys.SenderDataSecret, g.st.secrets, &g.st.ctx, pm, g.memberKey)
+	// The message key is consumed only once the content is accepted: a
+	// Commit that fails a later check leaves the secret tree as it was.
+	ac, pending, err := unprotectPrivateDeferred(g.suite, g.st.keys.SenderDataSecret, g.st.secrets, &g.st.ctx, pm, g.memberKey)
 	if err != nil {
 		return nil, err
 	}
-	return g.handleContent(ac, nil)
+	p, err := g.handleContent(ac, pending)
+	if err != nil {
+		pending.Discard()
+		return nil, err
+	}
+	return p, nil
 }
 
 // processPastApplication decrypts a late application message of a retained
@@ -241,11 +245,23 @@ func (g *Group) processPastApplication(pm *PrivateMessage) (*Processed, error) {
 }
 
 // handleContent dispatches authenticated content of the current epoch.
-func (g *Group) handleContent(ac *AuthenticatedContent, _ *schedule.Pending) (*Processed, error) {
+// pending, for a PrivateMessage, is its unconsumed message key: it is
+// committed to the secret tree exactly when the content is accepted, and
+// left to the caller to discard otherwise.
+func (g *Group) handleContent(ac *AuthenticatedContent, pending *schedule.Pending) (*Processed, error) {
 	c := &ac.Content
 	out := &Processed{Epoch: c.Epoch, Sender: c.Sender, AuthenticatedData: c.AuthenticatedData}
+	consume := func() error {
+		if pending == nil {
+			return nil
+		}
+		return g.st.secrets.Commit(pending)
+	}
 	switch c.ContentType {
 	case ContentTypeApplication:
+		if err := consume(); err != nil {
+			return nil, err
+		}
 		out.Kind = ProcessedApplication
 		out.ApplicationData = c.ApplicationData
 		return out, nil
@@ -255,6 +271,9 @@ func (g *Group) handleContent(ac *AuthenticatedContent, _ *schedule.Pending) (*P
 			return nil, err
 		}
 		if err := g.checkReceivedProposal(ac); err != nil {
+			return nil, err
+		}
+		if err := consume(); err != nil {
 			return nil, err
 		}
 		if g.st.findProposal(ref) == nil {
@@ -268,7 +287,7 @@ func (g *Group) handleContent(ac *AuthenticatedContent, _ *schedule.Pending) (*P
 		if c.Sender.Type == SenderTypeMember && LeafIndex(c.Sender.Index) == g.self {
 			return nil, fmt.Errorf("%w: own commit that is not the pending one", ErrPendingCommit)
 		}
-		info, err := g.processCommit(ac)
+		info, err := g.processCommit(ac, pending)
 		if err != nil {
 			return nil, err
 		}

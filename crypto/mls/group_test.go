@@ -309,3 +309,30 @@ func TestBranch(t *testing.T) {
 		t.Fatalf("branch PSK proposal: %v", err)
 	}
 }
+
+// TestFailedCommitLeavesStateUnchanged: Commits from a member that decrypt
+// and verify but fail a later check (a wrong confirmation tag, an invalid
+// proposal list, a missing path) leave the receiver byte-identical, its
+// secret tree included, in both wire formats; the member then still
+// processes a genuine Commit.
+func TestFailedCommitLeavesStateUnchanged(t *testing.T) {
+	for _, public := range []bool{false, true} {
+		t.Run(fmt.Sprintf("public=%v", public), func(t *testing.T) {
+			tg := newTestGroup(t, testSuites[0], 3)
+			a, b := tg.members[0], tg.members[1]
+			bad := map[string]*Commit{
+				"empty without path":        {},
+				"remove of blank leaf":      {Proposals: []ProposalOrRef{{Proposal: &Proposal{Type: ProposalTypeRemove, Remove: &Remove{Removed: 9}}}}},
+				"unknown reference":         {Proposals: []ProposalOrRef{{Reference: make([]byte, 32)}}},
+				"add without path, bad tag": {Proposals: []ProposalOrRef{{Proposal: &Proposal{Type: ProposalTypeAdd, Add: &Add{KeyPackage: *newTestClient(t, testSuites[0], "x").kp}}}}},
+			}
+			for name, c := range bad {
+				fc := a.g.contentFrom(a.g.LeafIndex())
+				fc.ContentType, fc.Commit = ContentTypeCommit, c
+				msg := forgeMessage(t, a.g, fc, a.sig, public, make([]byte, 32))
+				wantUnchanged(t, b.g, name, func() error { _, err := b.g.Process(msg); return err })
+			}
+			tg.commit(a, CommitOptions{})
+		})
+	}
+}
