@@ -22,6 +22,11 @@ import (
 	"github.com/moat-im/moat/crypto/mls/internal/suite"
 )
 
+// MaxCachedProposals bounds the proposals a member caches in one epoch; a
+// proposal beyond it is refused, so a member cannot be made to hold an
+// unbounded cache.
+const MaxCachedProposals = 4096
+
 // DefaultResumptionEpochs is how many past epochs' resumption PSKs (§8.6) a
 // Group keeps for PreSharedKey proposals and Welcomes that name them
 // (docs/spec/mls-profile.md "Old epochs retained").
@@ -529,4 +534,18 @@ func (g *Group) pastLeaf(epoch uint64, i LeafIndex) *LeafNode {
 		}
 	}
 	return nil
+}
+
+// GenerateSignatureKey returns a fresh signature key pair for cipher suite
+// cs, for a member's LeafNode (§5.1.2).
+func GenerateSignatureKey(cs CipherSuite) (SignaturePrivateKey, SignaturePublicKey, error) {
+	s, err := getSuite(cs)
+	if err != nil {
+		return nil, nil, err
+	}
+	priv, pub, err := s.GenerateSignatureKey(nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return SignaturePrivateKey(priv), SignaturePublicKey(pub), nil
 }

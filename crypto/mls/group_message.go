@@ -273,6 +273,9 @@ func (g *Group) handleContent(ac *AuthenticatedContent, pending *schedule.Pendin
 		if err := g.checkReceivedProposal(ac); err != nil {
 			return nil, err
 		}
+		if g.st.findProposal(ref) == nil && len(g.st.proposals) >= MaxCachedProposals {
+			return nil, fmt.Errorf("%w: more than %d proposals in one epoch", ErrInvalidProposal, MaxCachedProposals)
+		}
 		if err := consume(); err != nil {
 			return nil, err
 		}
