@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"io"
+	"slices"
 
 	"github.com/moat-im/moat/crypto/mls/internal/suite"
 	"github.com/moat-im/moat/crypto/mls/internal/treemath"
@@ -70,7 +71,7 @@ var treeKEMRand io.Reader = rand.Reader
 
 // createUpdatePath generates fresh keys for leaf from and its filtered
 // direct path, merges them into t, and encrypts each path secret to the
-// resolution of the copath child, new members (exclude, sorted) left out
+// resolution of the copath child, new members (exclude) left out
 // (§7.4–§7.6).
 //
 // template supplies the new LeafNode's signature key, credential,
@@ -90,6 +91,7 @@ func (t *publicTree) createUpdatePath(from LeafIndex, template *LeafNode, sigPri
 	if j, dup := t.findSignatureKey(template.SignatureKey); dup && j != from {
 		return nil, treeErr(op, j.Node(), ErrDuplicateKey)
 	}
+	exclude = leavesInOrder(exclude)
 	fdp, cop := t.filteredDirectPath(nil, nil, from)
 	for _, c := range cop {
 		t.freshen(c)
@@ -192,6 +194,17 @@ func (t *publicTree) createUpdatePath(from LeafIndex, template *LeafNode, sigPri
 	return res, nil
 }
 
+// leavesInOrder returns leaves in increasing order, copying only if they
+// are not already.
+func leavesInOrder(leaves []LeafIndex) []LeafIndex {
+	if slices.IsSorted(leaves) {
+		return leaves
+	}
+	s := slices.Clone(leaves)
+	slices.Sort(s)
+	return s
+}
+
 // freshen brings the cached tree hashes of x's subtree up to date.
 func (t *publicTree) freshen(x NodeIndex) {
 	n, err := t.computeHash(x, &t.buf)
@@ -252,7 +265,7 @@ func (r *applyUpdatePathResult) Zero() {
 
 // applyUpdatePath validates path from leaf sender against t, merges it,
 // and decrypts the path secret meant for priv's leaf (§7.5, §12.4.2). t
-// must already reflect the Commit's proposals; exclude (sorted) are the
+// must already reflect the Commit's proposals; exclude are the
 // leaves those proposals added. gc is the provisional GroupContext; its
 // tree_hash is replaced by the new tree's hash. checkLeaf, if not nil, is
 // the application's validation of the new LeafNode (credential,
@@ -288,6 +301,7 @@ func (t *publicTree) applyUpdatePath(sender LeafIndex, path *UpdatePath, gc Grou
 	if j, dup := t.findSignatureKey(ln.SignatureKey); dup && j != sender {
 		return nil, treeErr(op, j.Node(), ErrDuplicateKey)
 	}
+	exclude = leavesInOrder(exclude)
 	fdp, cop := t.filteredDirectPath(nil, nil, sender)
 	if len(path.Nodes) != len(fdp) {
 		return nil, treeErr(op, sender.Node(), ErrInvalidUpdatePath)

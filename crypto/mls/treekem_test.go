@@ -385,7 +385,7 @@ func TestUpdatePathExcludesJoiners(t *testing.T) {
 	gc.Epoch = 2
 	template = *h.tr.leaf(committer)
 	tr := h.tr.clone()
-	res, err := tr.createUpdatePath(committer, &template, h.sig[committer], gc, exclude)
+	res, err := tr.createUpdatePath(committer, &template, h.sig[committer], gc, []LeafIndex{j2, j1}) // any order
 	if err != nil {
 		t.Fatal(err)
 	}
