@@ -175,20 +175,13 @@ func (g *Group) Commit(opts CommitOptions) (res *CommitResult, err error) {
 		props = append(props, committedProposal{p: p, sender: me})
 		pors = append(pors, ProposalOrRef{Proposal: p})
 	}
-	plan, err := g.validateProposals(props, me)
+	// Own Commits check leaf lifetimes against the clock (§7.3: MUST when
+	// sending).
+	plan, err := g.validateProposals(props, me, true)
 	if err != nil {
 		return nil, err
 	}
-	if plan.reinit != nil && opts.NoPath {
-		// fine: ReInit does not require a path
-	}
 	withPath := pathRequired(props) || !opts.NoPath
-	// Own Adds are checked against the clock (§7.3: MUST when sending).
-	for _, cp := range plan.adds {
-		if err := ValidateKeyPackage(&cp.p.Add.KeyPackage, g.groupParams(g.newExts(plan), &g.st.stats, true)); err != nil {
-			return nil, proposalErr(-1, "invalid KeyPackage", err)
-		}
-	}
 	pskSecret, err := g.pskSecret(plan.psks)
 	if err != nil {
 		return nil, err
@@ -292,14 +285,6 @@ func (g *Group) Commit(opts CommitOptions) (res *CommitResult, err error) {
 	}
 	g.pending = pc
 	return res, nil
-}
-
-// newExts returns the GroupContext extensions a plan leads to.
-func (g *Group) newExts(plan *proposalPlan) Extensions {
-	if plan.newExts != nil {
-		return *plan.newExts
-	}
-	return g.st.ctx.Extensions
 }
 
 // selectCachedProposals picks the cached proposals a Commit by this member
@@ -574,7 +559,7 @@ func (g *Group) processCommit(ac *AuthenticatedContent, pending *schedule.Pendin
 	if err != nil {
 		return nil, err
 	}
-	plan, err := g.validateProposals(props, committer)
+	plan, err := g.validateProposals(props, committer, false)
 	if err != nil {
 		return nil, err
 	}

@@ -116,7 +116,11 @@ func ExternalJoin(cfg Config, groupInfo []byte, leaf *LeafNode, sigKey Signature
 
 	// A Group in the GroupInfo's epoch without its secrets: enough to
 	// validate, apply and sign the external Commit.
-	g := &Group{cfg: cfg, suite: s, sigKey: slices.Clone(sigKey)}
+	signing, err := s.SigningKey(suite.SignaturePrivateKey(sigKey))
+	if err != nil {
+		return nil, nil, err
+	}
+	g := &Group{cfg: cfg, suite: s, sigKey: SignaturePrivateKey(signing)}
 	g.history.Max = cfg.PastEpochs
 	g.st = epochState{ctx: cloneGroupContext(gc), ctxBytes: gcBytes, tree: tree, stats: computeMemberStats(tree),
 		interim: interim, confirmationTag: slices.Clone(gi.ConfirmationTag)}
@@ -145,7 +149,7 @@ func ExternalJoin(cfg Config, groupInfo []byte, leaf *LeafNode, sigKey Signature
 		props = append(props, committedProposal{p: &proposals[i], sender: me})
 		pors = append(pors, ProposalOrRef{Proposal: &proposals[i]})
 	}
-	plan, err := g.validateProposals(props, me)
+	plan, err := g.validateProposals(props, me, true)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -181,7 +185,7 @@ func ExternalJoin(cfg Config, groupInfo []byte, leaf *LeafNode, sigKey Signature
 		ConfirmedTranscriptHash: gc.ConfirmedTranscriptHash,
 		Extensions:              ap.exts,
 	}
-	upr, err := tree.createUpdatePath(self, &template, sigKey, pgc, nil)
+	upr, err := tree.createUpdatePath(self, &template, g.sigKey, pgc, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -200,7 +204,7 @@ func ExternalJoin(cfg Config, groupInfo []byte, leaf *LeafNode, sigKey Signature
 		ContentType:       ContentTypeCommit,
 		Commit:            &Commit{Proposals: pors, Path: upr.path},
 	}
-	ac, err := signContent(s, sigKey, WireFormatPublicMessage, content, &g.st.ctx)
+	ac, err := signContent(s, g.sigKey, WireFormatPublicMessage, content, &g.st.ctx)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -431,7 +431,11 @@ func NewGroup(cfg Config, kp *KeyPackage, kps *KeyPackageSecrets, sigKey Signatu
 	if err != nil {
 		return nil, err
 	}
-	g := &Group{cfg: cfg, suite: s, self: 0, sigKey: slices.Clone(sigKey)}
+	signing, err := s.SigningKey(suite.SignaturePrivateKey(sigKey))
+	if err != nil {
+		return nil, err
+	}
+	g := &Group{cfg: cfg, suite: s, self: 0, sigKey: SignaturePrivateKey(signing)}
 	g.history.Max = cfg.PastEpochs
 	st := epochState{ctx: ctx, ctxBytes: ctxBytes, tree: tree, keys: keys}
 	st.priv = newPrivateTree(s, 0, kps.EncryptionKey, leaf.EncryptionKey)

@@ -205,7 +205,13 @@ func joinWithGroupInfo(cfg Config, s *suite.Suite, gi *GroupInfo, kp *KeyPackage
 		return nil, err
 	}
 	keys.ConsumeEncryptionSecret()
-	g := &Group{cfg: cfg, suite: s, self: self, sigKey: slices.Clone(sigKey)}
+	signing, err := s.SigningKey(suite.SignaturePrivateKey(sigKey))
+	if err != nil {
+		keys.Destroy()
+		secrets.Destroy()
+		return nil, err
+	}
+	g := &Group{cfg: cfg, suite: s, self: self, sigKey: SignaturePrivateKey(signing)}
 	g.history.Max = cfg.PastEpochs
 	g.st = epochState{
 		ctx:             cloneGroupContext(gc),

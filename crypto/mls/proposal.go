@@ -100,7 +100,10 @@ func pskIdentity(p *PreSharedKeyID) string {
 // committer, before anything is applied, and sorts it into a plan. The
 // checks that need the tree as changed by earlier proposals (key
 // uniqueness of Adds, credential support) happen in applyPlan.
-func (g *Group) validateProposals(props []committedProposal, committer Sender) (*proposalPlan, error) {
+//
+// own is set when this member is the committer: leaf lifetimes are then
+// always checked against the clock.
+func (g *Group) validateProposals(props []committedProposal, committer Sender, own bool) (*proposalPlan, error) {
 	st := &g.st
 	s := g.suite
 	external := committer.Type == SenderTypeNewMemberCommit
@@ -125,7 +128,7 @@ func (g *Group) validateProposals(props []committedProposal, committer Sender) (
 	addKeys := map[string]bool{}    // signature keys of Adds
 	removed := map[LeafIndex]bool{}
 	pskSeen := map[string]bool{}
-	params := g.groupParams(exts, &st.stats, false)
+	params := g.groupParams(exts, &st.stats, own)
 	nExtInit, nRemove := 0, 0
 
 	for i, cp := range props {
