@@ -55,33 +55,31 @@ func TestTreeMathVectors(t *testing.T) {
 }
 
 func checkTreeMath(t *testing.T, v treeMathVector) {
-	{
-		n := v.NLeaves
-		if got := NodeWidth(n); got != v.NNodes {
-			t.Errorf("n=%d: NodeWidth = %d, want %d", n, got, v.NNodes)
+	n := v.NLeaves
+	if got := NodeWidth(n); got != v.NNodes {
+		t.Errorf("n=%d: NodeWidth = %d, want %d", n, got, v.NNodes)
+	}
+	if got := LeafCount(v.NNodes); got != n {
+		t.Errorf("n=%d: LeafCount(%d) = %d", n, v.NNodes, got)
+	}
+	if got := Root(n); uint32(got) != v.Root {
+		t.Errorf("n=%d: Root = %d, want %d", n, got, v.Root)
+	}
+	for _, l := range [][]*uint32{v.Left, v.Right, v.Parent, v.Sibling} {
+		if uint32(len(l)) != v.NNodes {
+			t.Fatalf("n=%d: vector arrays have %d entries, want %d", n, len(l), v.NNodes)
 		}
-		if got := LeafCount(v.NNodes); got != n {
-			t.Errorf("n=%d: LeafCount(%d) = %d", n, v.NNodes, got)
-		}
-		if got := Root(n); uint32(got) != v.Root {
-			t.Errorf("n=%d: Root = %d, want %d", n, got, v.Root)
-		}
-		for _, l := range [][]*uint32{v.Left, v.Right, v.Parent, v.Sibling} {
-			if uint32(len(l)) != v.NNodes {
-				t.Fatalf("n=%d: vector arrays have %d entries, want %d", n, len(l), v.NNodes)
-			}
-		}
-		for i := range int(v.NNodes) {
-			x := NodeIndex(i)
-			got, ok := Left(x)
-			check(t, "left", i, got, ok, v.Left[i])
-			got, ok = Right(x)
-			check(t, "right", i, got, ok, v.Right[i])
-			got, ok = Parent(x, n)
-			check(t, "parent", i, got, ok, v.Parent[i])
-			got, ok = Sibling(x, n)
-			check(t, "sibling", i, got, ok, v.Sibling[i])
-		}
+	}
+	for i := range int(v.NNodes) {
+		x := NodeIndex(i)
+		got, ok := Left(x)
+		check(t, "left", i, got, ok, v.Left[i])
+		got, ok = Right(x)
+		check(t, "right", i, got, ok, v.Right[i])
+		got, ok = Parent(x, n)
+		check(t, "parent", i, got, ok, v.Parent[i])
+		got, ok = Sibling(x, n)
+		check(t, "sibling", i, got, ok, v.Sibling[i])
 	}
 }
 
