@@ -146,7 +146,11 @@ func checkTreeKEM(t *testing.T, v treeKEMVector) int {
 		}
 
 		// Re-encrypt: a new UpdatePath from the same sender, decrypted by
-		// everyone else to the same commit secret.
+		// everyone else to the same commit secret. With -short, slow
+		// suites do this for the first sender only.
+		if testing.Short() && slowSuite(v.CipherSuite) && sender != LeafIndex(v.UpdatePaths[0].Sender) {
+			continue
+		}
 		tr = loadTree(t, s, v.RatchetTree)
 		template := *tr.leaf(sender)
 		cr, err := tr.createUpdatePath(sender, &template, sigPrivs[sender], gc, nil)
@@ -194,7 +198,7 @@ func checkTreeKEM(t *testing.T, v treeKEMVector) int {
 		}
 		// The created tree validates as a joiner would see it.
 		th, _ := created.treeHash()
-		if testing.Short() && (slowSuite(v.CipherSuite) || sender != LeafIndex(v.UpdatePaths[0].Sender)) {
+		if testing.Short() && sender != LeafIndex(v.UpdatePaths[0].Sender) {
 			cr.Zero()
 			continue
 		}
