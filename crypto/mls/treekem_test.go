@@ -450,3 +450,55 @@ func TestUpdatePathExcludesJoiners(t *testing.T) {
 		t.Fatalf("path applied without the exclusion list: %v", err)
 	}
 }
+
+// FuzzApplyUpdatePath applies arbitrary UpdatePaths (seeded with the
+// suite-1 paths of treekem.json) to the vector's tree as a member that
+// holds private keys: it must never panic, every refusal must be a
+// *TreeError, and a refused path must leave the tree unchanged.
+func FuzzApplyUpdatePath(f *testing.F) {
+	var vs []treeKEMVector
+	readJSON(f, "treekem.json", &vs)
+	var v *treeKEMVector
+	for i := range vs {
+		if vs[i].CipherSuite == 1 && len(vs[i].LeavesPrivate) >= 3 {
+			v = &vs[i]
+			break
+		}
+	}
+	if v == nil {
+		f.Fatal("no suite-1 treekem vector with three private leaves")
+	}
+	for _, up := range v.UpdatePaths {
+		f.Add(uint8(up.Sender), []byte(up.UpdatePath))
+	}
+	s := mustSuite(f, 1)
+	gc := GroupContext{CipherSuite: 1, GroupID: v.GroupID, Epoch: v.Epoch, ConfirmedTranscriptHash: v.ConfirmedTranscriptHash}
+	base := loadTree(f, s, v.RatchetTree)
+	before := encodeTree(f, base)
+	lp := v.LeavesPrivate[0]
+	priv := newPrivateTree(s, LeafIndex(lp.Index), HPKEPrivateKey(lp.EncryptionPriv), base.leaf(LeafIndex(lp.Index)).EncryptionKey)
+	for _, ps := range lp.PathSecrets {
+		if err := priv.setPathSecret(base, NodeIndex(ps.Node), ps.PathSecret); err != nil {
+			f.Fatal(err)
+		}
+	}
+	f.Fuzz(func(t *testing.T, sender uint8, enc []byte) {
+		path, err := DecodeUpdatePath(enc)
+		if err != nil {
+			return
+		}
+		tr := loadTree(t, s, v.RatchetTree)
+		res, err := tr.applyUpdatePath(LeafIndex(sender), path, gc, nil, priv, nil)
+		if err != nil {
+			var te *TreeError
+			if !errors.As(err, &te) {
+				t.Fatalf("untyped error %v", err)
+			}
+			if !bytes.Equal(encodeTree(t, tr), before) {
+				t.Fatal("refused path changed the tree")
+			}
+			return
+		}
+		res.Zero()
+	})
+}
