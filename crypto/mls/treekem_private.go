@@ -31,10 +31,11 @@ func (p *privateTree) String() string   { return "mls.privateTree(REDACTED)" }
 func (p *privateTree) GoString() string { return "mls.privateTree(REDACTED)" }
 
 // newPrivateTree starts the private state of the member at leaf with the
-// private key of its leaf's encryption key.
+// private key of its leaf's encryption key (copied; the caller keeps and
+// wipes its own).
 func newPrivateTree(s *suite.Suite, leaf LeafIndex, leafPriv HPKEPrivateKey, leafPub HPKEPublicKey) *privateTree {
 	p := &privateTree{suite: s, leaf: leaf}
-	p.set(leaf.Node(), suite.HPKEPrivateKey(leafPriv), leafPub)
+	p.set(leaf.Node(), append(suite.HPKEPrivateKey(nil), leafPriv...), leafPub)
 	return p
 }
 
