@@ -20,6 +20,7 @@ import (
 
 	"github.com/moat-im/moat/crypto/mls/internal/schedule"
 	"github.com/moat-im/moat/crypto/mls/internal/suite"
+	"github.com/moat-im/moat/crypto/mls/internal/treemath"
 )
 
 func benchConfig() Config {
@@ -98,7 +99,6 @@ func benchCommitFloor(b *testing.B, bt *benchTree, leaf LeafIndex) {
 	fdp, _ := bt.tr.filteredDirectPath(nil, nil, leaf)
 	pub := bt.tr.encryptionKey(1)
 	secret := make([]byte, s.Nh())
-	seed := make([]byte, s.EncapSeedSize())
 	priv := bt.sigPriv[0]
 	b.ReportMetric(float64(len(fdp)), "path-nodes")
 	for b.Loop() {
@@ -106,7 +106,7 @@ func benchCommitFloor(b *testing.B, bt *benchTree, leaf LeafIndex) {
 			if _, _, err := s.DeriveKeyPair(secret); err != nil {
 				b.Fatal(err)
 			}
-			if _, _, err := s.EncryptWithLabelDerand(suite.HPKEPublicKey(pub), labelUpdatePathNode, secret, secret, seed); err != nil {
+			if _, _, err := s.EncryptWithLabel(suite.HPKEPublicKey(pub), labelUpdatePathNode, secret, secret); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -145,6 +145,95 @@ func BenchmarkGroupProcessCommit(b *testing.B) {
 				bt := getBenchTree(b, id, n)
 				for b.Loop() {
 					benchGroupAt(b, bt, 1, bt.tr.clone())
+				}
+			})
+		}
+	}
+}
+
+// farReceiver is a variant of a bench tree for the common case of
+// processing a Commit: the committer (a fresh member at the last leaf) is
+// in the other half of the tree, so the receiver at leaf 0 decrypts at the
+// root's left child and derives only the root's key pair. The left child
+// gets a key pair the receiver knows (the tree's parent hashes no longer
+// verify, which processing a Commit does not check).
+type farReceiver struct {
+	tree       *publicTree
+	nodePriv   suite.HPKEPrivateKey
+	node       NodeIndex
+	committer  LeafIndex
+	signingKey SignaturePrivateKey
+}
+
+func newFarReceiver(tb testing.TB, bt *benchTree) *farReceiver {
+	s := bt.s
+	tr := bt.tr.clone()
+	f := &farReceiver{tree: tr, committer: LeafIndex(bt.members - 1)}
+	f.node, _ = treemath.Left(tr.root())
+	priv, pub, err := s.GenerateHPKEKey()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	old := tr.parents[f.node>>1]
+	tr.setParent(f.node, &ParentNode{EncryptionKey: HPKEPublicKey(pub), ParentHash: old.ParentHash, UnmergedLeaves: old.UnmergedLeaves})
+	f.nodePriv = priv
+	sk, pk, err := s.GenerateSignatureKey(rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_, encPub, err := s.GenerateHPKEKey()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ln := *tr.leaf(f.committer)
+	ln.SignatureKey, ln.EncryptionKey = SignaturePublicKey(pk), HPKEPublicKey(encPub)
+	if err := ln.Sign(CipherSuite(s.ID()), SignaturePrivateKey(sk), bt.gid, uint32(f.committer)); err != nil {
+		tb.Fatal(err)
+	}
+	tr.setLeaf(f.committer, &ln)
+	if _, err := tr.treeHash(); err != nil {
+		tb.Fatal(err)
+	}
+	f.signingKey = SignaturePrivateKey(sk)
+	return f
+}
+
+// groups returns the committer's and the receiver's Group.
+func (f *farReceiver) groups(tb testing.TB, bt *benchTree) (committer, receiver *Group) {
+	committer = benchGroupAt(tb, bt, 1, f.tree.clone())
+	committer.self = f.committer
+	signing, err := bt.s.SigningKey(suite.SignaturePrivateKey(f.signingKey))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	committer.sigKey = SignaturePrivateKey(signing)
+	receiver = benchGroupAt(tb, bt, 0, f.tree.clone())
+	receiver.st.priv.set(f.node, append(suite.HPKEPrivateKey(nil), f.nodePriv...), f.tree.encryptionKey(f.node))
+	return committer, receiver
+}
+
+// BenchmarkGroupProcessCommitFar processes a full-path Commit at a member
+// in the other half of the tree from the committer (half of all members
+// are there): one path key pair to derive.
+func BenchmarkGroupProcessCommitFar(b *testing.B) {
+	for _, id := range treeBenchSuites {
+		for _, n := range groupBenchSizes() {
+			b.Run(fmt.Sprintf("%s/%d", suiteName(id), n), func(b *testing.B) {
+				bt := getBenchTree(b, id, n)
+				f := newFarReceiver(b, bt)
+				committer, _ := f.groups(b, bt)
+				res, err := committer.Commit(CommitOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					b.StopTimer()
+					_, recv := f.groups(b, bt)
+					b.StartTimer()
+					if _, err := recv.Process(res.Message); err != nil {
+						b.Fatal(err)
+					}
 				}
 			})
 		}
@@ -198,19 +287,29 @@ func BenchmarkGroupJoin(b *testing.B) {
 			var once sync.Once
 			var bt *benchTree
 			var j *testClient
-			var w []byte
+			var w, enc []byte
 			var tree RatchetTree
 			setup := func(b *testing.B) {
 				once.Do(func() {
 					bt = getBenchTree(b, id, n)
 					j, w, tree = benchWelcome(b, bt)
+					var err error
+					if enc, err = tree.Encode(); err != nil {
+						b.Fatal(err)
+					}
 				})
 			}
+			// The tree arrives encoded, out of band: decoding it is part
+			// of joining.
 			b.Run(fmt.Sprintf("%s/%d/join", suiteName(id), n), func(b *testing.B) {
 				setup(b)
 				b.ReportMetric(float64(runtime.GOMAXPROCS(0)), "cores")
 				for b.Loop() {
-					g, err := Join(j.cfg, w, j.kp, j.kps, j.sig, JoinOptions{RatchetTree: tree})
+					rt, err := DecodeRatchetTree(enc)
+					if err != nil {
+						b.Fatal(err)
+					}
+					g, err := Join(j.cfg, w, j.kp, j.kps, j.sig, JoinOptions{RatchetTree: rt})
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -226,7 +325,11 @@ func BenchmarkGroupJoin(b *testing.B) {
 				cfg := j.cfg
 				cfg.Credentials = certStandIn(b)
 				for b.Loop() {
-					g, err := Join(cfg, w, j.kp, j.kps, j.sig, JoinOptions{RatchetTree: tree})
+					rt, err := DecodeRatchetTree(enc)
+					if err != nil {
+						b.Fatal(err)
+					}
+					g, err := Join(cfg, w, j.kp, j.kps, j.sig, JoinOptions{RatchetTree: rt})
 					if err != nil {
 						b.Fatal(err)
 					}
