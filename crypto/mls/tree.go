@@ -68,10 +68,16 @@ func newKeyIndex(n int) keyIndex {
 // newPublicTree returns a one-member tree holding leaf at index 0 (a new
 // group, §11).
 func newPublicTree(s *suite.Suite, leaf *LeafNode) *publicTree {
-	t := &publicTree{suite: s, seed: maphash.MakeSeed()}
-	t.resize(1)
-	t.encKeys, t.sigKeys = newKeyIndex(1), newKeyIndex(1)
+	t := newBlankTree(s, 1)
 	t.setLeaf(0, leaf)
+	return t
+}
+
+// newBlankTree returns a tree of n leaves (a power of two), all blank.
+func newBlankTree(s *suite.Suite, n uint32) *publicTree {
+	t := &publicTree{suite: s, seed: maphash.MakeSeed()}
+	t.resize(n)
+	t.encKeys, t.sigKeys = newKeyIndex(int(n)), newKeyIndex(int(n))
 	return t
 }
 
@@ -537,9 +543,7 @@ func newTreeFromRatchetTree(s *suite.Suite, rt RatchetTree) (*publicTree, error)
 	if len(rt) == 0 || rt[len(rt)-1] == nil || len(rt) > 2*MaxTreeLeaves-1 {
 		return nil, treeErr(op, 0, ErrMalformedTree)
 	}
-	n := treemath.LeafCount(uint32(len(rt)))
-	t := &publicTree{suite: s, seed: maphash.MakeSeed()}
-	t.resize(n)
+	t := newBlankTree(s, treemath.LeafCount(uint32(len(rt))))
 	for x, node := range rt {
 		if node == nil {
 			continue
