@@ -218,7 +218,7 @@ func (f *farReceiver) groups(tb testing.TB, bt *benchTree) (committer, receiver 
 func BenchmarkGroupProcessCommitFar(b *testing.B) {
 	for _, id := range treeBenchSuites {
 		for _, n := range groupBenchSizes() {
-			b.Run(fmt.Sprintf("%s/%d", suiteName(id), n), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/%d/process", suiteName(id), n), func(b *testing.B) {
 				bt := getBenchTree(b, id, n)
 				f := newFarReceiver(b, bt)
 				committer, _ := f.groups(b, bt)
@@ -234,6 +234,13 @@ func BenchmarkGroupProcessCommitFar(b *testing.B) {
 					if _, err := recv.Process(res.Message); err != nil {
 						b.Fatal(err)
 					}
+				}
+			})
+			b.Run(fmt.Sprintf("%s/%d/reset", suiteName(id), n), func(b *testing.B) {
+				bt := getBenchTree(b, id, n)
+				f := newFarReceiver(b, bt)
+				for b.Loop() {
+					f.groups(b, bt)
 				}
 			})
 		}
