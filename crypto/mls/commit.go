@@ -116,7 +116,6 @@ type pendingCommit struct {
 	path    *UpdatePath
 	priv    *privateTree // own private keys after the Commit
 	epoch   *newEpochValues
-	ownUpd  bool
 }
 
 func (g *Group) clearPending() {

@@ -224,7 +224,6 @@ type Group struct {
 	// of a group it creates by reinitialisation or branching: the one
 	// context where a reinit or branch PSK proposal is valid (§12.1.4).
 	resumingWith ResumptionPSKUsage
-	ownProps     map[string]*Proposal // own proposals by ref, to recognise them
 }
 
 // GroupID returns the group's identifier.
