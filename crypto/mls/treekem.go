@@ -254,8 +254,11 @@ type applyUpdatePathResult struct {
 	groupContext []byte
 }
 
-// Zero overwrites the result's secrets (best effort).
+// Zero overwrites the result's secrets (best effort). It accepts nil.
 func (r *applyUpdatePathResult) Zero() {
+	if r == nil {
+		return
+	}
 	suite.Zero(r.commitSecret)
 	suite.Zero(r.pathSecret)
 	if r.priv != nil {
@@ -400,11 +403,14 @@ func (t *publicTree) applyUpdatePath(sender LeafIndex, path *UpdatePath, gc Grou
 	res.pathSecret, res.pathSecretNode = ps, fdp[pos]
 
 	// Derive the rest of the path and check every public key (§7.5).
+	// A return sets the named result res to nil before deferred calls run,
+	// so the result to wipe on failure is captured here.
 	newPriv := priv.clone()
+	r := res
 	defer func() {
 		if err != nil {
 			newPriv.Zero()
-			res.Zero()
+			r.Zero()
 		}
 	}()
 	cur := append([]byte(nil), ps...)
