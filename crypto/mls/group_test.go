@@ -336,3 +336,59 @@ func TestFailedCommitLeavesStateUnchanged(t *testing.T) {
 		})
 	}
 }
+
+// TestExternalProposals: a sender listed in external_senders proposes a
+// Remove, and a new member proposes its own Add (allowed by the policy);
+// a member commits both by reference.
+func TestExternalProposals(t *testing.T) {
+	cs := testSuites[0]
+	s, _ := getSuite(cs)
+	extPriv, extPub, err := s.GenerateSignatureKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := ExternalSenders{{SignatureKey: SignaturePublicKey(extPub), Credential: Credential{Type: CredentialTypeBasic, Identity: []byte("admin bot")}}}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := newTestGroup(t, cs, 3)
+	a := tg.members[0]
+	tg.commit(a, CommitOptions{Proposals: []Proposal{{Type: ProposalTypeGroupContextExtensions,
+		GroupContextExtensions: &GroupContextExtensions{Extensions: Extensions{{Type: ExtensionTypeExternalSenders, Data: es}}}}}})
+	allowSelfAdd := PolicyFunc(func(*GroupContext, Sender, *LeafNode, *Proposal) error { return nil })
+	for _, m := range tg.members {
+		m.g.cfg.Policy = allowSelfAdd
+	}
+
+	victim := tg.member(2)
+	rem := a.g.contentFrom(0)
+	rem.Sender = Sender{Type: SenderTypeExternal, Index: 0}
+	rem.ContentType, rem.Proposal = ContentTypeProposal, &Proposal{Type: ProposalTypeRemove, Remove: &Remove{Removed: 2}}
+	remMsg := forgeMessage(t, a.g, rem, SignaturePrivateKey(extPriv), true, nil)
+
+	joiner := newTestClient(t, cs, "self-adder")
+	add := a.g.contentFrom(0)
+	add.Sender = Sender{Type: SenderTypeNewMemberProposal}
+	add.ContentType, add.Proposal = ContentTypeProposal, &Proposal{Type: ProposalTypeAdd, Add: &Add{KeyPackage: *joiner.kp}}
+	addMsg := forgeMessage(t, a.g, add, joiner.sig, true, nil)
+
+	// A proposal signed by anyone else than the listed sender is refused.
+	bad := forgeMessage(t, a.g, rem, a.sig, true, nil)
+	wantUnchanged(t, a.g, "external proposal with the wrong key", func() error { _, err := a.g.Process(bad); return err })
+
+	for _, m := range tg.members {
+		for _, msg := range [][]byte{remMsg, addMsg} {
+			if _, err := m.g.Process(msg); err != nil {
+				t.Fatalf("%s: %v", m.name, err)
+			}
+		}
+	}
+	res, err := tg.member(1).g.Commit(CommitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.deliverCommit(res, joiner)
+	if victim.g.Active() || !joiner.g.Active() {
+		t.Fatal("external proposals not applied")
+	}
+}
