@@ -1,0 +1,333 @@
+package mls
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// FuzzGroupInteraction drives a group of up to fzMaxMembers clients
+// through adds, removes, updates and commits proposed and committed by
+// different members, with a delivery service that orders handshake
+// messages (the first Commit of an epoch wins; handshake messages for
+// another epoch are dropped) while members catch up with it at different
+// times, and with application messages delivered late, in any order,
+// duplicated or not at all. It checks that:
+//
+//   - every rejected message leaves the receiver's state byte-identical;
+//   - members that have caught up agree on the epoch authenticator and tree;
+//   - an application message decrypts only to what was sent, at most once
+//     per receiver, and never for a member that was not in the group in
+//     the message's epoch (removed members cannot decrypt);
+//   - a first delivery to a member in the sending epoch always decrypts.
+func FuzzGroupInteraction(f *testing.F) {
+	f.Add([]byte{0, 0, 6, 0, 6, 1, 4, 0, 5, 0, 1, 2, 1, 6, 0, 6, 1, 3, 1, 6, 0, 6, 1, 4, 1, 5, 0, 0})
+	f.Add([]byte{0, 0, 0, 1, 3, 0, 6, 1, 6, 2, 1, 0, 1, 3, 1, 6, 0, 6, 1, 6, 2, 4, 2, 5, 1, 0, 5, 1, 1, 7, 1, 0})
+	f.Add([]byte{0, 0, 3, 0, 4, 0, 2, 1, 6, 1, 3, 1, 6, 0, 4, 1, 6, 0, 5, 0, 0, 5, 0, 0, 7, 0, 1, 1, 3, 0, 3, 2})
+	f.Add([]byte{0, 0, 0, 1, 0, 2, 3, 0, 6, 1, 6, 2, 6, 3, 2, 1, 2, 2, 3, 3, 6, 0, 6, 1, 6, 2, 6, 3, 4, 3, 5, 0, 2})
+	// Sequences found by random search in which members are removed while
+	// application messages are in flight.
+	for _, h := range []string{
+		"01ba066d064f047b0347015f011a045c06f1002207c8015b061606df020b065005a9039905fb013301bb05b9057105cf032501a200bf050f01eb067803cc0059067e00e7044e001e062e0686039a02bb066d04880693003c05d604da01d90144",
+		"017903cf074605a303ca04270483032b067f03e406e005fb068902de01fa06e703a3079005b606df07f80658009305d603a4007101ad042e0119039701990148076406860676036400d2030004ea055000c300e6004204ab049702fb03100150",
+		"011002a401a3078e06f40710028900a500f9034a05b90601071e071406bb002206fd013803ea00d8048f0608011206890077019e05e1023f03c9062807f205f402c40354027e01b506c8077203b906030086061b043906ed067b03ac038404bd",
+		"063400cf04ca01080687042803bb06f6075505d6011900690073027b070e061e053406ef003e01b0020506f4003f064f036302dd02a8069d033306c00386026805820314071e042d0649043e0442034905a50322063a05d104e001b2036c0598",
+	} {
+		b, _ := hex.DecodeString(h)
+		f.Add(b)
+	}
+	// Pseudo-random op sequences exercise every operation from the start.
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 6 {
+		seed := make([]byte, 96)
+		for i := range seed {
+			seed[i] = byte(r.Uint32())
+		}
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		if len(ops) > 96 {
+			ops = ops[:96]
+		}
+		runInteraction(t, ops)
+	})
+}
+
+const fzMaxMembers = 5
+
+type fzMember struct {
+	c       *testClient
+	cursor  int    // next handshake log entry to process
+	joined  uint64 // first epoch it is a member in
+	removed uint64 // first epoch it is no longer a member in (0: member)
+	got     map[int]bool
+}
+
+type fzApp struct {
+	epoch  uint64
+	sender *fzMember
+	text   []byte
+	msg    []byte
+}
+
+type fzWorld struct {
+	t       *testing.T
+	members []*fzMember // everyone who ever joined
+	log     [][]byte    // the delivery service's handshake log
+	dsEpoch uint64
+	apps    []fzApp
+	next    int
+	joiners []*testClient // clients whose Add was proposed, in order
+}
+
+func (w *fzWorld) active() []*fzMember {
+	var out []*fzMember
+	for _, m := range w.members {
+		if m.removed == 0 {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// deliverHandshake has m process log entries until it has seen n more or
+// the log ends.
+func (w *fzWorld) catchUp(m *fzMember, n int) {
+	for ; n > 0 && m.cursor < len(w.log) && m.removed == 0; n-- {
+		msg := w.log[m.cursor]
+		m.cursor++
+		p, err := m.c.g.Process(msg)
+		if err != nil {
+			w.t.Fatalf("%s: log entry %d: %v", m.c.name, m.cursor-1, err)
+		}
+		if p.Kind == ProcessedCommit && p.Commit.RemovedSelf {
+			m.removed = p.Commit.NewEpoch
+		}
+	}
+}
+
+// submit offers a handshake message to the delivery service.
+func (w *fzWorld) submit(msg []byte) bool {
+	m, err := DecodeMLSMessage(msg)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var epoch uint64
+	if m.PublicMessage != nil {
+		epoch = m.PublicMessage.Content.Epoch
+	} else {
+		epoch = m.PrivateMessage.Epoch
+	}
+	if epoch != w.dsEpoch {
+		return false
+	}
+	w.log = append(w.log, msg)
+	return true
+}
+
+type interactionStats struct {
+	removedCount, apps int
+	epoch              uint64
+}
+
+func runInteraction(t *testing.T, ops []byte) { probeInteraction(t, ops) }
+
+func probeInteraction(t *testing.T, ops []byte) (st interactionStats) {
+	cs := testSuites[0]
+	w := &fzWorld{t: t}
+	creator := newTestClient(t, cs, "m0")
+	g, err := NewGroup(creator.cfg, creator.kp, creator.kps, creator.sig, NewGroupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creator.g = g
+	w.members = []*fzMember{{c: creator, got: map[int]bool{}}}
+	w.next = 1
+	arg := func(i int) int {
+		if i < len(ops) {
+			return int(ops[i])
+		}
+		return 0
+	}
+	for i := 0; i < len(ops); i += 2 {
+		act := w.active()
+		if len(act) == 0 {
+			return st
+		}
+		m := act[arg(i+1)%len(act)]
+		switch ops[i] % 8 {
+		case 0, 1, 2: // propose Add / Remove / Update
+			if !m.c.g.Active() || m.c.g.HasPendingCommit() || m.c.cursorBehind(m, w) {
+				continue
+			}
+			var msg []byte
+			switch ops[i] % 8 {
+			case 0:
+				if len(act) >= fzMaxMembers {
+					continue
+				}
+				nc := newTestClient(t, cs, fmt.Sprintf("m%d", w.next))
+				w.next++
+				msg, err = m.c.g.ProposeAdd(nc.kp)
+				w.joiners = append(w.joiners, nc)
+			case 1:
+				others := m.c.g.Members()
+				if len(others) < 2 {
+					continue
+				}
+				victim := others[(arg(i+1)/5)%len(others)].LeafIndex
+				if victim == m.c.g.LeafIndex() {
+					continue
+				}
+				msg, err = m.c.g.ProposeRemove(victim)
+			case 2:
+				msg, err = m.c.g.ProposeUpdate()
+			}
+			if err != nil {
+				t.Fatalf("%s: propose: %v", m.c.name, err)
+			}
+			if !w.submit(msg) {
+				t.Fatalf("proposal for the current epoch refused")
+			}
+			m.cursor = len(w.log) // its own proposal is cached already
+		case 3: // commit
+			if !m.c.g.Active() || m.c.g.HasPendingCommit() || m.c.cursorBehind(m, w) {
+				continue
+			}
+			res, err := m.c.g.Commit(CommitOptions{NoPath: arg(i+1)&0x80 != 0})
+			if err != nil {
+				t.Fatalf("%s: commit: %v", m.c.name, err)
+			}
+			if !w.submit(res.Message) {
+				m.c.g.ClearPendingCommit()
+				continue
+			}
+			w.dsEpoch++
+			// The delivery service acknowledges: the committer merges.
+			if _, err := m.c.g.MergePendingCommit(); err != nil {
+				t.Fatalf("%s: merge: %v", m.c.name, err)
+			}
+			m.cursor = len(w.log)
+			w.admit(res, m.c.g.RatchetTree())
+		case 4: // send an application message
+			if !m.c.g.Active() || len(m.c.g.st.proposals) > 0 {
+				continue
+			}
+			text := []byte(fmt.Sprintf("app %d from %s", len(w.apps), m.c.name))
+			msg, err := m.c.g.Encrypt(text, nil)
+			if err != nil {
+				t.Fatalf("%s: encrypt: %v", m.c.name, err)
+			}
+			w.apps = append(w.apps, fzApp{epoch: m.c.g.Epoch(), sender: m, text: text, msg: msg})
+		case 5: // deliver an application message (maybe again, maybe late)
+			if len(w.apps) == 0 {
+				continue
+			}
+			k := arg(i+1) % len(w.apps)
+			recv := w.members[(arg(i+1)/7)%len(w.members)]
+			w.deliverApp(k, recv)
+		case 6: // a member catches up with the log
+			w.catchUp(m, 1+arg(i+1)%4)
+		case 7: // a handshake message re-delivered to someone who saw it
+			if m.cursor == 0 {
+				continue
+			}
+			msg := w.log[arg(i+1)%m.cursor]
+			before := stateFingerprint(m.c.g)
+			if _, err := m.c.g.Process(msg); err == nil {
+				// A PublicMessage proposal may be accepted again: it is
+				// cached once.
+			}
+			if stateFingerprint(m.c.g) != before {
+				pm, _ := DecodeMLSMessage(msg)
+				if pm.PublicMessage == nil || pm.PublicMessage.Content.ContentType != ContentTypeProposal {
+					t.Fatalf("%s: re-delivered handshake message changed the state", m.c.name)
+				}
+			}
+		}
+	}
+	// Everyone catches up; the members agree.
+	for _, m := range w.members {
+		w.catchUp(m, len(w.log))
+	}
+	st = interactionStats{removedCount: len(w.members) - len(w.active()), apps: len(w.apps), epoch: w.dsEpoch}
+	if testing.Verbose() {
+		t.Logf("%d members ever, %d active, epoch %d, %d handshake messages, %d application messages",
+			len(w.members), len(w.active()), w.dsEpoch, len(w.log), len(w.apps))
+	}
+	act := w.active()
+	for _, m := range act[1:] {
+		if !bytes.Equal(m.c.g.EpochAuthenticator(), act[0].c.g.EpochAuthenticator()) || m.c.g.Epoch() != act[0].c.g.Epoch() {
+			t.Fatalf("%s and %s disagree", m.c.name, act[0].c.name)
+		}
+	}
+	// Every application message to every member once more.
+	for k := range w.apps {
+		for _, m := range w.members {
+			w.deliverApp(k, m)
+		}
+	}
+	return st
+}
+
+// cursorBehind reports whether m has log entries left to process (it
+// then cannot propose or commit for the delivery service's epoch).
+func (c *testClient) cursorBehind(m *fzMember, w *fzWorld) bool {
+	return m.cursor != len(w.log) || c.g.Epoch() != w.dsEpoch
+}
+
+// admit joins the members a Commit accepted by the delivery service adds,
+// with the tree served out of band.
+func (w *fzWorld) admit(res *CommitResult, tree RatchetTree) {
+	if res.Welcome == nil {
+		return
+	}
+	m, _ := DecodeMLSMessage(res.Welcome)
+	var waiting []*testClient
+	for _, c := range w.joiners {
+		ref, _ := c.kp.Ref()
+		if findWelcomeSecrets(m.Welcome, ref) == nil {
+			waiting = append(waiting, c)
+			continue
+		}
+		g, err := Join(c.cfg, res.Welcome, c.kp, c.kps, c.sig, JoinOptions{RatchetTree: tree})
+		if err != nil {
+			w.t.Fatalf("%s: join: %v", c.name, err)
+		}
+		c.g = g
+		w.members = append(w.members, &fzMember{c: c, cursor: len(w.log), joined: g.Epoch(), got: map[int]bool{}})
+	}
+	w.joiners = waiting
+}
+
+func (w *fzWorld) deliverApp(k int, recv *fzMember) {
+	a := w.apps[k]
+	if recv == a.sender || recv.c.g == nil {
+		return
+	}
+	g := recv.c.g
+	before := stateFingerprint(g)
+	p, err := g.Process(a.msg)
+	inEpoch := a.epoch >= recv.joined && (recv.removed == 0 || a.epoch < recv.removed)
+	if err != nil {
+		if stateFingerprint(g) != before {
+			w.t.Fatalf("%s: rejected application message %d changed the state: %v", recv.c.name, k, err)
+		}
+		if inEpoch && !recv.got[k] && g.Epoch() == a.epoch && g.Active() && a.sender.removed == 0 {
+			w.t.Fatalf("%s: first delivery of message %d in its epoch failed: %v", recv.c.name, k, err)
+		}
+		return
+	}
+	if !inEpoch {
+		w.t.Fatalf("%s: decrypted message %d of epoch %d while not a member (joined %d, removed %d)", recv.c.name, k, a.epoch, recv.joined, recv.removed)
+	}
+	if recv.got[k] {
+		w.t.Fatalf("%s: decrypted message %d twice", recv.c.name, k)
+	}
+	if !bytes.Equal(p.ApplicationData, a.text) {
+		w.t.Fatalf("%s: message %d decrypted to something else", recv.c.name, k)
+	}
+	recv.got[k] = true
+}

@@ -1,0 +1,440 @@
+package mls
+
+// TreeKEM (RFC 9420 §7.4–§7.6): creating an UpdatePath for a Commit and
+// merging and decrypting a received one.
+
+import (
+	"bytes"
+	"crypto/rand"
+	"io"
+	"slices"
+
+	"github.com/moat-im/moat/crypto/mls/internal/suite"
+	"github.com/moat-im/moat/crypto/mls/internal/treemath"
+)
+
+// labelUpdatePathNode is the EncryptWithLabel label of path secrets (§7.6).
+const labelUpdatePathNode = "UpdatePathNode"
+
+// nodeSecret is the path secret of one node of the committer's filtered
+// direct path: what a Welcome gives a new member (§12.4.3.1).
+type nodeSecret struct {
+	node   NodeIndex
+	secret []byte
+}
+
+// updatePathResult is what creating an UpdatePath yields. Its secrets must
+// be zeroed (Zero) once the Commit and Welcome are built.
+type updatePathResult struct {
+	path *UpdatePath
+	// commitSecret is path_secret[n+1] (§12.4.2).
+	commitSecret []byte
+	// pathSecrets are the path secrets of the filtered direct path, leaf
+	// to root.
+	pathSecrets []nodeSecret
+	// priv is the committer's private state after the commit.
+	priv *privateTree
+	// groupContext is the encoded provisional GroupContext the path
+	// secrets were encrypted under (its tree_hash is the new tree's).
+	groupContext []byte
+}
+
+// Zero overwrites the result's secrets (best effort).
+func (r *updatePathResult) Zero() {
+	suite.Zero(r.commitSecret)
+	for _, s := range r.pathSecrets {
+		suite.Zero(s.secret)
+	}
+	if r.priv != nil {
+		r.priv.Zero()
+	}
+}
+
+// pathSecretFor returns the path secret a new member at leaf j gets in its
+// Welcome: that of the lowest common ancestor of j and the committer
+// (§12.4.3.1), which is on the filtered direct path whenever j is a
+// member. It returns nil if it is not.
+func (r *updatePathResult) pathSecretFor(from, j LeafIndex) (NodeIndex, []byte) {
+	a := treemath.CommonAncestor(from.Node(), j.Node())
+	for _, s := range r.pathSecrets {
+		if s.node == a {
+			return s.node, s.secret
+		}
+	}
+	// Not on the filtered direct path: j's side of a has an empty
+	// resolution, so j is not a member.
+	return 0, nil
+}
+
+// treeKEMRand is where createUpdatePath draws secrets; tests replace it.
+var treeKEMRand io.Reader = rand.Reader
+
+// createUpdatePath generates fresh keys for leaf from and its filtered
+// direct path, merges them into t, and encrypts each path secret to the
+// resolution of the copath child, new members (exclude) left out
+// (§7.4–§7.6).
+//
+// template supplies the new LeafNode's signature key, credential,
+// capabilities and extensions; the encryption key, source (commit),
+// parent hash and signature are set here, the signature by sigPriv over
+// gc.GroupID and from. gc is the provisional GroupContext of the new epoch;
+// its tree_hash is replaced by the hash of the tree after the merge.
+//
+// On error t is unchanged (unless the caller's journal is open, in which
+// case the caller rolls back).
+func (t *publicTree) createUpdatePath(from LeafIndex, template *LeafNode, sigPriv SignaturePrivateKey, gc GroupContext, exclude []LeafIndex) (res *updatePathResult, err error) {
+	const op = "creating UpdatePath"
+	s := t.suite
+	if uint32(from) >= t.nLeaves {
+		return nil, treeErr(op, from.Node(), ErrMalformedTree)
+	}
+	if j, dup := t.findSignatureKey(template.SignatureKey); dup && j != from {
+		return nil, treeErr(op, j.Node(), ErrDuplicateKey)
+	}
+	exclude = leavesInOrder(exclude)
+	fdp, cop := t.filteredDirectPath(nil, nil, from)
+	for _, c := range cop {
+		t.freshen(c)
+	}
+
+	res = &updatePathResult{pathSecrets: make([]nodeSecret, len(fdp))}
+	defer func() {
+		if err != nil {
+			res.Zero()
+			res = nil
+		}
+	}()
+
+	// Secrets (§7.4): leaf_secret at random; path_secret[0] =
+	// DeriveSecret(leaf_secret, "path"), each next one the DeriveSecret(.,
+	// "path") of the previous; commit_secret one step past the last.
+	leafSecret := make([]byte, s.Nh())
+	defer suite.Zero(leafSecret)
+	if _, err := io.ReadFull(treeKEMRand, leafSecret); err != nil {
+		return nil, err
+	}
+	leafPriv, leafPub, err := deriveNodeKeyPair(s, leafSecret)
+	if err != nil {
+		return nil, err
+	}
+	res.priv = &privateTree{suite: s, leaf: from}
+	res.priv.set(from.Node(), leafPriv, HPKEPublicKey(leafPub))
+	ps, err := s.DeriveSecret(leafSecret, "path")
+	if err != nil {
+		return nil, err
+	}
+	nodes := make([]ParentNode, len(fdp))
+	for i, x := range fdp {
+		res.pathSecrets[i] = nodeSecret{node: x, secret: ps}
+		priv, pub, err := deriveNodeKeyPair(s, ps)
+		if err != nil {
+			return nil, err
+		}
+		if y, dup := t.findEncryptionKey(pub); dup {
+			return nil, treeErr(op, y, ErrDuplicateKey)
+		}
+		res.priv.set(x, priv, HPKEPublicKey(pub))
+		nodes[i].EncryptionKey = HPKEPublicKey(pub)
+		if ps, err = s.DeriveSecret(ps, "path"); err != nil {
+			return nil, err
+		}
+	}
+	res.commitSecret = ps
+
+	// Parent hashes, root first (§7.9): each node's parent_hash is the
+	// parent hash of the next node up with its copath child.
+	leafParentHash := t.chainParentHashes(nodes, cop)
+	ln := *template
+	ln.EncryptionKey = HPKEPublicKey(leafPub)
+	ln.Source = LeafNodeSourceCommit
+	ln.Lifetime = nil
+	ln.ParentHash = leafParentHash
+	ln.Signature = nil
+	if err := ln.Sign(CipherSuite(s.ID()), sigPriv, gc.GroupID, uint32(from)); err != nil {
+		return nil, err
+	}
+
+	// Merge (§7.5), then encrypt under the provisional GroupContext.
+	own := t.journal == nil
+	if own {
+		t.begin()
+		defer func() {
+			if err != nil {
+				t.rollback()
+			} else {
+				t.commit()
+			}
+		}()
+	}
+	t.mergePath(from, &ln, nodes, fdp)
+	th, err := t.treeHash()
+	if err != nil {
+		return nil, err
+	}
+	gc.TreeHash = th
+	if res.groupContext, err = gc.Encode(); err != nil {
+		return nil, err
+	}
+	path := &UpdatePath{LeafNode: ln, Nodes: make([]UpdatePathNode, len(fdp))}
+	var resBuf []NodeIndex
+	for i := range fdp {
+		path.Nodes[i].EncryptionKey = nodes[i].EncryptionKey
+		resBuf = t.resolutionExcept(resBuf[:0], cop[i], exclude)
+		cts := make([]HPKECiphertext, len(resBuf))
+		for k, r := range resBuf {
+			kem, ct, err := s.EncryptWithLabel(suite.HPKEPublicKey(t.encryptionKey(r)), labelUpdatePathNode, res.groupContext, res.pathSecrets[i].secret)
+			if err != nil {
+				return nil, &TreeError{Op: op, Node: uint32(r), Err: ErrInvalidUpdatePath, Cause: err}
+			}
+			cts[k] = HPKECiphertext{KEMOutput: kem, Ciphertext: ct}
+		}
+		path.Nodes[i].EncryptedPathSecret = cts
+	}
+	res.path = path
+	return res, nil
+}
+
+// leavesInOrder returns leaves in increasing order, copying only if they
+// are not already.
+func leavesInOrder(leaves []LeafIndex) []LeafIndex {
+	if slices.IsSorted(leaves) {
+		return leaves
+	}
+	s := slices.Clone(leaves)
+	slices.Sort(s)
+	return s
+}
+
+// freshen brings the cached tree hashes of x's subtree up to date.
+func (t *publicTree) freshen(x NodeIndex) {
+	n, err := t.computeHash(x, &t.buf)
+	t.staleCount -= n
+	_ = err // an unencodable node surfaces again from treeHash
+}
+
+// chainParentHashes sets the parent_hash of each node of a filtered direct
+// path (nodes, leaf to root, with copath children cop) to the parent hash
+// of the next node up, the root's to empty, and returns the parent hash
+// the leaf must carry (§7.9). The nodes' unmerged lists are empty, so the
+// original sibling tree hash is the copath child's current tree hash,
+// which must be fresh.
+func (t *publicTree) chainParentHashes(nodes []ParentNode, cop []NodeIndex) []byte {
+	above := []byte{}
+	for i := len(nodes) - 1; i >= 0; i-- {
+		nodes[i].ParentHash = above
+		nodes[i].UnmergedLeaves = nil
+		above = t.parentHash(&t.buf, &nodes[i], t.nodeHash(cop[i]))
+	}
+	return above
+}
+
+// mergePath writes a committer's new leaf and filtered direct path into
+// the tree: the direct path is blanked, then the path nodes set (§7.5).
+func (t *publicTree) mergePath(from LeafIndex, ln *LeafNode, nodes []ParentNode, fdp []NodeIndex) {
+	t.setLeaf(from, nil) // drop the old leaf's keys from the index first
+	t.blankDirectPath(from)
+	for i, x := range fdp {
+		t.setParent(x, &nodes[i])
+	}
+	t.setLeaf(from, ln)
+}
+
+// applyUpdatePathResult is what merging and decrypting an UpdatePath
+// yields.
+type applyUpdatePathResult struct {
+	// commitSecret is path_secret[n+1] (§12.4.2).
+	commitSecret []byte
+	// pathSecret is the path secret this member decrypted and the node it
+	// belongs to.
+	pathSecret     []byte
+	pathSecretNode NodeIndex
+	// priv is this member's private state after the merge.
+	priv *privateTree
+	// groupContext is the encoded provisional GroupContext.
+	groupContext []byte
+}
+
+// Zero overwrites the result's secrets (best effort). It accepts nil.
+func (r *applyUpdatePathResult) Zero() {
+	if r == nil {
+		return
+	}
+	suite.Zero(r.commitSecret)
+	suite.Zero(r.pathSecret)
+	if r.priv != nil {
+		r.priv.Zero()
+	}
+}
+
+// applyUpdatePath validates path from leaf sender against t, merges it,
+// and decrypts the path secret meant for priv's leaf (§7.5, §12.4.2). t
+// must already reflect the Commit's proposals; exclude are the
+// leaves those proposals added. gc is the provisional GroupContext; its
+// tree_hash is replaced by the new tree's hash. checkLeaf, if not nil, is
+// the application's validation of the new LeafNode (credential,
+// capabilities); the signature, source, parent hash and key uniqueness
+// are checked here.
+//
+// With priv nil the path is validated and merged but nothing decrypted.
+// On error t is unchanged (unless the caller's journal is open) and priv
+// is never modified; on success the new private state is in the result.
+func (t *publicTree) applyUpdatePath(sender LeafIndex, path *UpdatePath, gc GroupContext, exclude []LeafIndex, priv *privateTree, checkLeaf LeafNodeValidator) (res *applyUpdatePathResult, err error) {
+	const op = "applying UpdatePath"
+	s := t.suite
+	if uint32(sender) >= t.nLeaves {
+		return nil, treeErr(op, sender.Node(), ErrMalformedTree)
+	}
+	ln := &path.LeafNode
+	if ln.Source != LeafNodeSourceCommit {
+		return nil, treeErr(op, sender.Node(), ErrInvalidLeafNode)
+	}
+	if err := ln.verifySignature(s, gc.GroupID, uint32(sender)); err != nil {
+		return nil, &TreeError{Op: op, Node: uint32(sender.Node()), Err: ErrInvalidLeafSignature, Cause: err}
+	}
+	if checkLeaf != nil {
+		if err := checkLeaf(sender, ln); err != nil {
+			return nil, &TreeError{Op: op, Node: uint32(sender.Node()), Err: ErrInvalidLeafNode, Cause: err}
+		}
+	}
+	// New keys (§12.4.2): none of them may already be in the tree (the
+	// committer's old leaf included), nor repeat within the path.
+	if x, dup := t.findEncryptionKey(ln.EncryptionKey); dup {
+		return nil, treeErr(op, x, ErrDuplicateKey)
+	}
+	if j, dup := t.findSignatureKey(ln.SignatureKey); dup && j != sender {
+		return nil, treeErr(op, j.Node(), ErrDuplicateKey)
+	}
+	exclude = leavesInOrder(exclude)
+	fdp, cop := t.filteredDirectPath(nil, nil, sender)
+	if len(path.Nodes) != len(fdp) {
+		return nil, treeErr(op, sender.Node(), ErrInvalidUpdatePath)
+	}
+	var resBuf []NodeIndex
+	nodes := make([]ParentNode, len(fdp))
+	for i := range fdp {
+		k := path.Nodes[i].EncryptionKey
+		if x, dup := t.findEncryptionKey(k); dup {
+			return nil, treeErr(op, x, ErrDuplicateKey)
+		}
+		if bytes.Equal(k, ln.EncryptionKey) {
+			return nil, treeErr(op, fdp[i], ErrDuplicateKey)
+		}
+		for j := range i {
+			if bytes.Equal(k, path.Nodes[j].EncryptionKey) {
+				return nil, treeErr(op, fdp[i], ErrDuplicateKey)
+			}
+		}
+		resBuf = t.resolutionExcept(resBuf[:0], cop[i], exclude)
+		if len(path.Nodes[i].EncryptedPathSecret) != len(resBuf) {
+			return nil, treeErr(op, fdp[i], ErrInvalidUpdatePath)
+		}
+		nodes[i].EncryptionKey = k
+	}
+	// Parent hashes (§7.9.2): the leaf's parent_hash must be the one the
+	// path implies.
+	for _, c := range cop {
+		t.freshen(c)
+	}
+	if !bytes.Equal(t.chainParentHashes(nodes, cop), ln.ParentHash) {
+		return nil, treeErr(op, sender.Node(), ErrInvalidParentHash)
+	}
+
+	// Where this member decrypts: the path node whose copath child covers
+	// its leaf, and in that child's resolution a node it holds a key for.
+	pos, ct := -1, -1
+	var key suite.HPKEPrivateKey
+	if priv != nil {
+		me := priv.leaf
+		if me == sender || containsLeaf(exclude, me) {
+			return nil, treeErr(op, me.Node(), ErrPathDecrypt)
+		}
+		for i, c := range cop {
+			if treemath.IsDescendant(me.Node(), c) {
+				pos = i
+				break
+			}
+		}
+		if pos < 0 {
+			return nil, treeErr(op, me.Node(), ErrPathDecrypt)
+		}
+		resBuf = t.resolutionExcept(resBuf[:0], cop[pos], exclude)
+		for k, r := range resBuf {
+			if kk, ok := priv.keyFor(t, r); ok {
+				ct, key = k, kk
+				break
+			}
+		}
+		if ct < 0 {
+			return nil, treeErr(op, cop[pos], ErrPathDecrypt)
+		}
+	}
+
+	// Merge, then decrypt under the provisional GroupContext.
+	own := t.journal == nil
+	if own {
+		t.begin()
+		defer func() {
+			if err != nil {
+				t.rollback()
+			} else {
+				t.commit()
+			}
+		}()
+	}
+	t.mergePath(sender, ln, nodes, fdp)
+	th, err := t.treeHash()
+	if err != nil {
+		return nil, err
+	}
+	gc.TreeHash = th
+	res = &applyUpdatePathResult{}
+	if res.groupContext, err = gc.Encode(); err != nil {
+		return nil, err
+	}
+	if priv == nil {
+		return res, nil
+	}
+	c := &path.Nodes[pos].EncryptedPathSecret[ct]
+	ps, err := s.DecryptWithLabel(key, labelUpdatePathNode, res.groupContext, c.KEMOutput, c.Ciphertext)
+	if err != nil || len(ps) != s.Nh() {
+		suite.Zero(ps)
+		return nil, &TreeError{Op: op, Node: uint32(fdp[pos]), Err: ErrPathDecrypt, Cause: err}
+	}
+	res.pathSecret, res.pathSecretNode = ps, fdp[pos]
+
+	// Derive the rest of the path and check every public key (§7.5).
+	// A return sets the named result res to nil before deferred calls run,
+	// so the result to wipe on failure is captured here.
+	newPriv := priv.clone()
+	r := res
+	defer func() {
+		if err != nil {
+			newPriv.Zero()
+			r.Zero()
+		}
+	}()
+	cur := append([]byte(nil), ps...)
+	for i := pos; i < len(fdp); i++ {
+		np, pub, err := deriveNodeKeyPair(s, cur)
+		if err != nil {
+			suite.Zero(cur)
+			return nil, err
+		}
+		if !bytes.Equal(pub, nodes[i].EncryptionKey) {
+			suite.Zero(np)
+			suite.Zero(cur)
+			return nil, treeErr(op, fdp[i], ErrPathKeyMismatch)
+		}
+		newPriv.set(fdp[i], np, nodes[i].EncryptionKey)
+		next, err := s.DeriveSecret(cur, "path")
+		suite.Zero(cur)
+		if err != nil {
+			return nil, err
+		}
+		cur = next
+	}
+	res.commitSecret = cur
+	newPriv.prune(t)
+	res.priv = newPriv
+	return res, nil
+}

@@ -1,0 +1,504 @@
+package mls
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/moat-im/moat/crypto/mls/internal/suite"
+)
+
+type treeKEMVector struct {
+	CipherSuite             uint16 `json:"cipher_suite"`
+	GroupID                 optHex `json:"group_id"`
+	Epoch                   uint64 `json:"epoch"`
+	ConfirmedTranscriptHash optHex `json:"confirmed_transcript_hash"`
+	RatchetTree             optHex `json:"ratchet_tree"`
+	LeavesPrivate           []struct {
+		Index          uint32 `json:"index"`
+		EncryptionPriv optHex `json:"encryption_priv"`
+		SignaturePriv  optHex `json:"signature_priv"`
+		PathSecrets    []struct {
+			Node       uint32 `json:"node"`
+			PathSecret optHex `json:"path_secret"`
+		} `json:"path_secrets"`
+	} `json:"leaves_private"`
+	UpdatePaths []struct {
+		Sender        uint32   `json:"sender"`
+		UpdatePath    optHex   `json:"update_path"`
+		PathSecrets   []optHex `json:"path_secrets"`
+		CommitSecret  optHex   `json:"commit_secret"`
+		TreeHashAfter optHex   `json:"tree_hash_after"`
+	} `json:"update_paths"`
+}
+
+// TestTreeKEMVectors runs treekem.json (FORMAT.md "TreeKEM"): every
+// UpdatePath is parent-hash checked, merged and decrypted at every other
+// leaf (path secret, commit secret, tree hash after); then a fresh
+// UpdatePath from the same sender is created and decrypted at every other
+// leaf to the same commit secret.
+func TestTreeKEMVectors(t *testing.T) {
+	var vs []treeKEMVector
+	readJSON(t, "treekem.json", &vs)
+	passed, total := map[uint16]int{}, map[uint16]int{}
+	decrypted := 0
+	for i, v := range vs {
+		total[v.CipherSuite]++
+		if t.Run(fmt.Sprintf("%d/suite=%d", i, v.CipherSuite), func(t *testing.T) { decrypted += checkTreeKEM(t, v) }) {
+			passed[v.CipherSuite]++
+		}
+	}
+	t.Logf("treekem.json: %d path decryptions checked", decrypted)
+	logPassCounts(t, "treekem.json", passed, total)
+}
+
+func checkTreeKEM(t *testing.T, v treeKEMVector) int {
+	s := mustSuite(t, v.CipherSuite)
+	gc := GroupContext{
+		CipherSuite:             CipherSuite(v.CipherSuite),
+		GroupID:                 v.GroupID,
+		Epoch:                   v.Epoch,
+		ConfirmedTranscriptHash: v.ConfirmedTranscriptHash,
+	}
+	base := loadTree(t, s, v.RatchetTree)
+	th0, err := base.treeHash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := base.validate(treeValidation{groupID: v.GroupID, treeHash: bytes.Clone(th0)}); err != nil {
+		t.Fatalf("ratchet_tree does not validate: %v", err)
+	}
+
+	// Private states, checked against the tree.
+	privs := map[LeafIndex]*privateTree{}
+	sigPrivs := map[LeafIndex]SignaturePrivateKey{}
+	for _, lp := range v.LeavesPrivate {
+		i := LeafIndex(lp.Index)
+		ln := base.leaf(i)
+		if ln == nil {
+			t.Fatalf("private leaf %d is blank", i)
+		}
+		pub, err := s.HPKEPublicKeyOf(suite.HPKEPrivateKey(lp.EncryptionPriv))
+		if err != nil || !bytes.Equal(pub, ln.EncryptionKey) {
+			t.Fatalf("leaf %d: encryption_priv does not match the tree", i)
+		}
+		p := newPrivateTree(s, i, HPKEPrivateKey(bytes.Clone(lp.EncryptionPriv)), ln.EncryptionKey)
+		for _, ps := range lp.PathSecrets {
+			if err := p.setPathSecret(base, NodeIndex(ps.Node), ps.PathSecret); err != nil {
+				t.Fatalf("leaf %d node %d: %v", i, ps.Node, err)
+			}
+		}
+		privs[i] = p
+		sigPrivs[i] = SignaturePrivateKey(lp.SignaturePriv)
+	}
+
+	decrypted := 0
+	for _, up := range v.UpdatePaths {
+		sender := LeafIndex(up.Sender)
+		path, err := DecodeUpdatePath(up.UpdatePath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(up.PathSecrets) != int(base.nLeaves) {
+			t.Fatalf("path_secrets has %d entries for %d leaves", len(up.PathSecrets), base.nLeaves)
+		}
+		// Merge without decrypting: parent hashes and tree hash after.
+		tr := loadTree(t, s, v.RatchetTree)
+		if _, err := tr.applyUpdatePath(sender, path, gc, nil, nil, nil); err != nil {
+			t.Fatalf("sender %d: merging: %v", sender, err)
+		}
+		if h, _ := tr.treeHash(); !bytes.Equal(h, up.TreeHashAfter) {
+			t.Fatalf("sender %d: tree hash after %x, want %x", sender, h, up.TreeHashAfter)
+		}
+		merged := tr
+
+		for _, j := range receivers(privs, sender, v.CipherSuite) {
+			p := privs[j]
+			base.begin()
+			r, err := base.applyUpdatePath(sender, path, gc, nil, p, nil)
+			if err != nil {
+				t.Fatalf("sender %d, leaf %d: %v", sender, j, err)
+			}
+			if !bytes.Equal(r.pathSecret, up.PathSecrets[j]) {
+				t.Errorf("sender %d, leaf %d: path secret %x, want %x", sender, j, r.pathSecret, up.PathSecrets[j])
+			}
+			if !bytes.Equal(r.commitSecret, up.CommitSecret) {
+				t.Errorf("sender %d, leaf %d: commit secret differs", sender, j)
+			}
+			if decrypted == 0 {
+				assertTreeEqual(t, base, merged)
+			} else if h, _ := base.treeHash(); !bytes.Equal(h, up.TreeHashAfter) {
+				t.Fatalf("sender %d, leaf %d: tree hash after differs", sender, j)
+			}
+			// The new private state matches the merged tree.
+			for _, k := range r.priv.keys {
+				if pub, err := s.HPKEPublicKeyOf(k.priv); err != nil || !bytes.Equal(pub, base.encryptionKey(k.node)) {
+					t.Errorf("leaf %d: private key of node %d does not match", j, k.node)
+				}
+			}
+			base.rollback()
+			if decrypted == 0 {
+				assertTreeEqual(t, base, loadTree(t, s, v.RatchetTree))
+			}
+			decrypted++
+		}
+
+		// Re-encrypt: a new UpdatePath from the same sender, decrypted by
+		// everyone else to the same commit secret. With -short, slow
+		// suites do this for the first sender only.
+		if testing.Short() && slowSuite(v.CipherSuite) && sender != LeafIndex(v.UpdatePaths[0].Sender) {
+			continue
+		}
+		tr = loadTree(t, s, v.RatchetTree)
+		template := *tr.leaf(sender)
+		cr, err := tr.createUpdatePath(sender, &template, sigPrivs[sender], gc, nil)
+		if err != nil {
+			t.Fatalf("sender %d: creating UpdatePath: %v", sender, err)
+		}
+		enc, err := cr.path.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		newPath, err := DecodeUpdatePath(enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		created := tr
+		for k, j := range receivers(privs, sender, v.CipherSuite) {
+			p := privs[j]
+			base.begin()
+			r, err := base.applyUpdatePath(sender, newPath, gc, nil, p, nil)
+			if err != nil {
+				t.Fatalf("new path from %d at leaf %d: %v", sender, j, err)
+			}
+			if !bytes.Equal(r.commitSecret, cr.commitSecret) {
+				t.Errorf("new path from %d at leaf %d: commit secret differs", sender, j)
+			}
+			if !bytes.Equal(r.groupContext, cr.groupContext) {
+				t.Errorf("new path from %d at leaf %d: provisional GroupContext differs", sender, j)
+			}
+			node, secret := cr.pathSecretFor(sender, j)
+			if node != r.pathSecretNode || !bytes.Equal(secret, r.pathSecret) {
+				t.Errorf("new path from %d at leaf %d: path secret at node %d, committer says node %d", sender, j, r.pathSecretNode, node)
+			}
+			if k == 0 {
+				assertTreeEqual(t, base, created)
+			}
+			base.rollback()
+			// As a new member would, from the Welcome's path secret
+			// (§12.4.3.1): derive from the common ancestor upwards.
+			joiner := &privateTree{suite: s, leaf: j}
+			commitSecret, err := joiner.setPathSecretsFrom(created, node, secret)
+			if err != nil || !bytes.Equal(commitSecret, cr.commitSecret) {
+				t.Errorf("joiner at leaf %d from node %d: commit secret differs, %v", j, node, err)
+			}
+			decrypted++
+		}
+		// The created tree validates as a joiner would see it.
+		th, _ := created.treeHash()
+		if testing.Short() && sender != LeafIndex(v.UpdatePaths[0].Sender) {
+			cr.Zero()
+			continue
+		}
+		if err := created.validate(treeValidation{groupID: v.GroupID, treeHash: bytes.Clone(th)}); err != nil {
+			t.Fatalf("tree after created path does not validate: %v", err)
+		}
+		cr.Zero()
+	}
+	return decrypted
+}
+
+// receivers lists the leaves other than sender that hold private state, in
+// order. With -short it samples: at most three of them (first, middle,
+// last: the first and last decrypt at opposite ends of the sender's path),
+// and only the last for the suites whose curves the standard library
+// implements slowly (P-384, P-521) or that come from circl (X448, Ed448).
+func receivers(privs map[LeafIndex]*privateTree, sender LeafIndex, cs uint16) []LeafIndex {
+	var all []LeafIndex
+	for j := range privs {
+		if j != sender {
+			all = append(all, j)
+		}
+	}
+	slices.Sort(all)
+	if !testing.Short() || len(all) <= 1 {
+		return all
+	}
+	n := len(all)
+	if slowSuite(cs) {
+		return all[n-1:]
+	}
+	if n <= 3 {
+		return all
+	}
+	return []LeafIndex{all[0], all[n/2], all[n-1]}
+}
+
+func slowSuite(cs uint16) bool {
+	return cs == 4 || cs == 5 || cs == 6 || cs == 7
+}
+
+// TestApplyUpdatePathRejects feeds corrupted UpdatePaths from treekem.json
+// and checks each is refused with its typed error and leaves the tree
+// unchanged.
+func TestApplyUpdatePathRejects(t *testing.T) {
+	var vs []treeKEMVector
+	readJSON(t, "treekem.json", &vs)
+	ran := 0
+	for vi, v := range vs {
+		if v.CipherSuite != 1 || len(v.UpdatePaths) == 0 {
+			continue
+		}
+		s := mustSuite(t, 1)
+		gc := GroupContext{CipherSuite: 1, GroupID: v.GroupID, Epoch: v.Epoch, ConfirmedTranscriptHash: v.ConfirmedTranscriptHash}
+		up := v.UpdatePaths[0]
+		sender := LeafIndex(up.Sender)
+		var recv *privateTree
+		for _, lp := range v.LeavesPrivate {
+			if LeafIndex(lp.Index) != sender {
+				base := loadTree(t, s, v.RatchetTree)
+				recv = newPrivateTree(s, LeafIndex(lp.Index), HPKEPrivateKey(lp.EncryptionPriv), base.leaf(LeafIndex(lp.Index)).EncryptionKey)
+				for _, ps := range lp.PathSecrets {
+					if err := recv.setPathSecret(base, NodeIndex(ps.Node), ps.PathSecret); err != nil {
+						t.Fatal(err)
+					}
+				}
+				break
+			}
+		}
+		try := func(what string, mutate func(p *UpdatePath), want error) {
+			t.Helper()
+			path, err := DecodeUpdatePath(up.UpdatePath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mutate(path)
+			tr := loadTree(t, s, v.RatchetTree)
+			before := encodeTree(t, tr)
+			_, err = tr.applyUpdatePath(sender, path, gc, nil, recv, nil)
+			if !errors.Is(err, want) {
+				t.Errorf("vector %d: %s: got %v, want %v", vi, what, err, want)
+			}
+			if !bytes.Equal(encodeTree(t, tr), before) {
+				t.Errorf("vector %d: %s: tree changed", vi, what)
+			}
+			assertTreeEqual(t, tr, loadTree(t, s, v.RatchetTree))
+			ran++
+		}
+		try("leaf signature", func(p *UpdatePath) { p.LeafNode.Signature[3] ^= 1 }, ErrInvalidLeafSignature)
+		try("leaf source", func(p *UpdatePath) { p.LeafNode.Source = LeafNodeSourceUpdate; p.LeafNode.ParentHash = nil }, ErrInvalidLeafNode)
+		if len(up.PathSecrets) > 0 {
+			try("too few nodes", func(p *UpdatePath) { p.Nodes = p.Nodes[:len(p.Nodes)-1] }, ErrInvalidUpdatePath)
+			try("extra ciphertext", func(p *UpdatePath) {
+				p.Nodes[0].EncryptedPathSecret = append(p.Nodes[0].EncryptedPathSecret, p.Nodes[0].EncryptedPathSecret[0])
+			}, ErrInvalidUpdatePath)
+			try("node key reused", func(p *UpdatePath) {
+				p.Nodes[len(p.Nodes)-1].EncryptionKey = p.LeafNode.EncryptionKey
+			}, ErrDuplicateKey)
+			try("node key changed", func(p *UpdatePath) {
+				k := bytes.Clone(p.Nodes[0].EncryptionKey)
+				// Another valid key: the receiver's own leaf key would be a
+				// duplicate, so take the sender's old leaf key's sibling:
+				// swapping two path keys keeps them unique.
+				if len(p.Nodes) > 1 {
+					p.Nodes[0].EncryptionKey, p.Nodes[1].EncryptionKey = p.Nodes[1].EncryptionKey, k
+				} else {
+					p.Nodes[0].EncryptionKey = k[:len(k)-1]
+				}
+			}, ErrInvalidParentHash)
+			try("ciphertext", func(p *UpdatePath) {
+				for i := range p.Nodes {
+					for k := range p.Nodes[i].EncryptedPathSecret {
+						p.Nodes[i].EncryptedPathSecret[k].Ciphertext[0] ^= 1
+					}
+				}
+			}, ErrPathDecrypt)
+		}
+		try("duplicate of old leaf key", func(p *UpdatePath) {
+			base := loadTree(t, s, v.RatchetTree)
+			p.LeafNode.EncryptionKey = base.leaf(sender).EncryptionKey
+		}, ErrInvalidLeafSignature) // the signature covers the key
+	}
+	if ran == 0 {
+		t.Fatal("no case ran")
+	}
+}
+
+// TestUpdatePathExcludesJoiners builds a group with real keys, adds two
+// members, and commits with a path that leaves them out (§7.6, §12.4.2):
+// no ciphertext is addressed to them, every old member decrypts, the new
+// members reach the same commit secret from the path secret their Welcome
+// would carry, and a receiver that does not exclude them refuses the path.
+func TestUpdatePathExcludesJoiners(t *testing.T) {
+	h := newOpsHarness(t, 11)
+	s := h.s
+	encPriv := map[LeafIndex]suite.HPKEPrivateKey{}
+	addMember := func() LeafIndex {
+		ln, sk := h.synthLeaf(0, LeafNodeSourceKeyPackage)
+		priv, pub, err := s.GenerateHPKEKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln.EncryptionKey = HPKEPublicKey(pub)
+		if err := ln.Sign(1, sk, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		i, err := h.tr.addLeaf(ln)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.sig[i], encPriv[i] = sk, priv
+		return i
+	}
+	// Leaf 0 of the harness has no known private key: replace it.
+	h.tr = newBlankTree(s, 1)
+	first := addMember()
+	for range 6 {
+		addMember()
+	}
+	gc := GroupContext{CipherSuite: 1, GroupID: h.gid, Epoch: 1}
+	// Leaf 0 commits so that parent nodes exist; everyone applies it.
+	template := *h.tr.leaf(first)
+	c0, err := h.tr.clone().createUpdatePath(first, &template, h.sig[first], gc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	privs := map[LeafIndex]*privateTree{first: c0.priv}
+	merged := h.tr.clone()
+	if _, err := merged.applyUpdatePath(first, c0.path, gc, nil, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range encPriv {
+		if i == first {
+			continue
+		}
+		r, err := h.tr.clone().applyUpdatePath(first, c0.path, gc, nil, newPrivateTree(s, i, HPKEPrivateKey(k), h.tr.leaf(i).EncryptionKey), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		privs[i] = r.priv
+	}
+	h.tr = merged
+
+	// Two joiners, then leaf 3 commits excluding them.
+	j1, j2 := addMember(), addMember()
+	exclude := []LeafIndex{j1, j2}
+	committer := LeafIndex(3)
+	gc.Epoch = 2
+	template = *h.tr.leaf(committer)
+	tr := h.tr.clone()
+	res, err := tr.createUpdatePath(committer, &template, h.sig[committer], gc, []LeafIndex{j2, j1}) // any order
+	if err != nil {
+		t.Fatal(err)
+	}
+	fdp, cop := h.tr.filteredDirectPath(nil, nil, committer)
+	withJoiners := 0
+	for i := range fdp {
+		all := h.tr.resolution(nil, cop[i])
+		some := h.tr.resolutionExcept(nil, cop[i], exclude)
+		if len(res.path.Nodes[i].EncryptedPathSecret) != len(some) {
+			t.Fatalf("node %d: %d ciphertexts for a resolution of %d without joiners", fdp[i], len(res.path.Nodes[i].EncryptedPathSecret), len(some))
+		}
+		if len(all) > len(some) {
+			withJoiners++
+		}
+		// No ciphertext opens with a joiner's leaf key.
+		for _, j := range exclude {
+			for _, c := range res.path.Nodes[i].EncryptedPathSecret {
+				if _, err := s.DecryptWithLabel(encPriv[j], labelUpdatePathNode, res.groupContext, c.KEMOutput, c.Ciphertext); err == nil {
+					t.Fatalf("joiner %d can decrypt the path secret of node %d", j, fdp[i])
+				}
+			}
+		}
+	}
+	if withJoiners == 0 {
+		t.Fatal("the joiners are in no copath resolution; the test checks nothing")
+	}
+	for i, p := range privs {
+		if i == committer {
+			continue
+		}
+		r, err := h.tr.clone().applyUpdatePath(committer, res.path, gc, exclude, p, nil)
+		if err != nil {
+			t.Fatalf("member %d: %v", i, err)
+		}
+		if !bytes.Equal(r.commitSecret, res.commitSecret) {
+			t.Fatalf("member %d: commit secret differs", i)
+		}
+	}
+	for _, j := range exclude {
+		node, secret := res.pathSecretFor(committer, j)
+		if secret == nil {
+			t.Fatalf("no path secret for joiner %d", j)
+		}
+		joiner := &privateTree{suite: s, leaf: j}
+		cs, err := joiner.setPathSecretsFrom(tr, node, secret)
+		if err != nil || !bytes.Equal(cs, res.commitSecret) {
+			t.Fatalf("joiner %d: commit secret differs: %v", j, err)
+		}
+		// A joiner never processes the path itself.
+		p := newPrivateTree(s, j, HPKEPrivateKey(encPriv[j]), h.tr.leaf(j).EncryptionKey)
+		if _, err := h.tr.clone().applyUpdatePath(committer, res.path, gc, exclude, p, nil); !errors.Is(err, ErrPathDecrypt) {
+			t.Fatalf("joiner %d processing the path: %v", j, err)
+		}
+	}
+	// A receiver that does not know the joiners were excluded counts more
+	// resolution entries than ciphertexts.
+	if _, err := h.tr.clone().applyUpdatePath(committer, res.path, gc, nil, privs[0], nil); !errors.Is(err, ErrInvalidUpdatePath) {
+		t.Fatalf("path applied without the exclusion list: %v", err)
+	}
+}
+
+// FuzzApplyUpdatePath applies arbitrary UpdatePaths (seeded with the
+// suite-1 paths of treekem.json) to the vector's tree as a member that
+// holds private keys: it must never panic, every refusal must be a
+// *TreeError, and a refused path must leave the tree unchanged.
+func FuzzApplyUpdatePath(f *testing.F) {
+	var vs []treeKEMVector
+	readJSON(f, "treekem.json", &vs)
+	var v *treeKEMVector
+	for i := range vs {
+		if vs[i].CipherSuite == 1 && len(vs[i].LeavesPrivate) >= 3 {
+			v = &vs[i]
+			break
+		}
+	}
+	if v == nil {
+		f.Fatal("no suite-1 treekem vector with three private leaves")
+	}
+	for _, up := range v.UpdatePaths {
+		f.Add(uint8(up.Sender), []byte(up.UpdatePath))
+	}
+	s := mustSuite(f, 1)
+	gc := GroupContext{CipherSuite: 1, GroupID: v.GroupID, Epoch: v.Epoch, ConfirmedTranscriptHash: v.ConfirmedTranscriptHash}
+	base := loadTree(f, s, v.RatchetTree)
+	before := encodeTree(f, base)
+	lp := v.LeavesPrivate[0]
+	priv := newPrivateTree(s, LeafIndex(lp.Index), HPKEPrivateKey(lp.EncryptionPriv), base.leaf(LeafIndex(lp.Index)).EncryptionKey)
+	for _, ps := range lp.PathSecrets {
+		if err := priv.setPathSecret(base, NodeIndex(ps.Node), ps.PathSecret); err != nil {
+			f.Fatal(err)
+		}
+	}
+	f.Fuzz(func(t *testing.T, sender uint8, enc []byte) {
+		path, err := DecodeUpdatePath(enc)
+		if err != nil {
+			return
+		}
+		tr := loadTree(t, s, v.RatchetTree)
+		res, err := tr.applyUpdatePath(LeafIndex(sender), path, gc, nil, priv, nil)
+		if err != nil {
+			var te *TreeError
+			if !errors.As(err, &te) {
+				t.Fatalf("untyped error %v", err)
+			}
+			if !bytes.Equal(encodeTree(t, tr), before) {
+				t.Fatal("refused path changed the tree")
+			}
+			return
+		}
+		res.Zero()
+	})
+}
