@@ -59,7 +59,8 @@ type Limits struct {
 	MaxBuckets int
 
 	// MaxEnvelope bounds a sealed envelope; it must be a size bucket.
-	// Default and maximum mailbox.MaxBodySize (256 KiB).
+	// Default and maximum mailbox.MaxBodySize (512 KiB, the largest
+	// bucket, which the ratchet's largest message needs).
 	MaxEnvelope int
 	// MaxTTL caps an envelope's TTL. Default mailbox.DefaultMaxTTL (30
 	// days), the store's default.

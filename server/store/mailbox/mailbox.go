@@ -69,8 +69,10 @@ func (id MessageID) String() string { return fmt.Sprintf("%x", id[:]) }
 // Hard limits, the most any Limits may allow.
 const (
 	// MaxBodySize bounds one message body (a sealed envelope; attachments
-	// go to the blob store).
-	MaxBodySize = 256 << 10
+	// go to the blob store): the largest envelope size bucket, 512 KiB
+	// (docs/spec/envelope.md §Size buckets), which the ratchet's largest
+	// message needs.
+	MaxBodySize = 512 << 10
 	// MaxFetch bounds the number of messages one Fetch returns.
 	MaxFetch = 1000
 	// FetchBytes is the soft byte bound of one Fetch: a page stops after

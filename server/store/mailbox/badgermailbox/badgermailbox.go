@@ -113,7 +113,7 @@ type Options struct {
 	// Badger options that are fixed, not configurable:
 	//   - Managed transactions; SyncWrites false (group commit, writer.go).
 	//   - ValueThreshold 1 MiB (badger's maximum): every record, a body of
-	//     at most 256 KiB included, stays in the LSM tree. Messages are
+	//     at most 512 KiB included, stays in the LSM tree. Messages are
 	//     short-lived, and deleted values in the value log would need
 	//     value-log GC; in the tree, compaction drops them.
 	//   - ValueLogFileSize 64 MiB: the value log stays empty, and badger
