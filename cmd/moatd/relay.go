@@ -19,6 +19,7 @@ import (
 	"github.com/moat-im/moat/server/relay/keyserverdir"
 	"github.com/moat-im/moat/server/store/mailbox/badgermailbox"
 	"github.com/moat-im/moat/server/store/prekey/badgerprekey"
+	"github.com/moat-im/moat/server/store/tokens/badgertokens"
 )
 
 // The relay's files under the data directory.
@@ -28,6 +29,7 @@ const (
 	relayPubFile = "relay.pub" // its public key, text encoding
 	relayMailbox = "mailbox"   // badgermailbox directory
 	relayPrekeys = "prekeys"   // badgerprekey directory
+	relayTokens  = "tokens"    // badgertokens directory: verifiers, spent tokens
 )
 
 // relayKey reads the relay's signing key from DATA/relay/relay.key, or
@@ -71,6 +73,7 @@ type relayServer struct {
 	relay   *relay.Relay
 	mbox    *badgermailbox.Store
 	prekeys *badgerprekey.Store
+	tokens  *badgertokens.Store
 }
 
 // openRelay opens the relay's stores under DATA/relay and a relay whose
@@ -89,17 +92,25 @@ func openRelay(ctx context.Context, data, name string, svc *service.Service, log
 		mb.Close()
 		return nil, err
 	}
-	rl, err := relay.New(relay.Options{
-		Name: name, SigningKey: key, Directory: keyserverdir.Directory{Service: svc},
-		Mailboxes: mb, Prekeys: pk, Logger: log, Registry: svc.Registry(),
-	})
+	tk, err := badgertokens.Open(ctx, badgertokens.Options{Dir: filepath.Join(data, relayDir, relayTokens), Logger: log})
 	if err != nil {
 		pk.Close()
 		mb.Close()
 		return nil, err
 	}
+	rl, err := relay.New(relay.Options{
+		Name: name, SigningKey: key, Directory: keyserverdir.Directory{Service: svc},
+		Mailboxes: mb, Prekeys: pk, Verifiers: tk, Spent: tk,
+		Logger: log, Registry: svc.Registry(),
+	})
+	if err != nil {
+		tk.Close()
+		pk.Close()
+		mb.Close()
+		return nil, err
+	}
 	log.Info("relay", slog.String("name", name), slog.String("key", key.Public().String()))
-	return &relayServer{relay: rl, mbox: mb, prekeys: pk}, nil
+	return &relayServer{relay: rl, mbox: mb, prekeys: pk, tokens: tk}, nil
 }
 
 // handler serves /relay/ with the relay and everything else with next.
@@ -119,6 +130,9 @@ func (s *relayServer) handler(next http.Handler) http.Handler {
 // close ends the push channels and closes the stores.
 func (s *relayServer) close(log *slog.Logger) {
 	s.relay.Close()
+	if err := s.tokens.Close(); err != nil {
+		log.Error("closing token store", slog.Any("err", err))
+	}
 	if err := s.prekeys.Close(); err != nil {
 		log.Error("closing prekey store", slog.Any("err", err))
 	}

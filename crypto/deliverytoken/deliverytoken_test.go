@@ -128,7 +128,7 @@ func TestMACTokens(t *testing.T) {
 		}
 	}
 	// Revoking Alice stops Alice and nobody else.
-	v.Remove(mb, k.Verifier(mb, alice, 0))
+	must(t, v.Remove(mb, k.Verifier(mb, alice, 0)))
 	if _, err := a.Authorize(mb, macAuth(t, ta)); err != ErrBadToken {
 		t.Fatalf("revoked token: %v", err)
 	}

@@ -137,6 +137,9 @@ type VerifierStore interface {
 }
 
 // MemoryVerifiers is an in-memory VerifierStore, safe for concurrent use.
+// A relay needs a durable one (a restart would otherwise forget every
+// registered verifier: server/store/tokens/badgertokens); this one serves
+// tests and single-process development.
 type MemoryVerifiers struct {
 	mu sync.RWMutex
 	m  map[sealed.MailboxID]map[Verifier]struct{}
@@ -167,11 +170,13 @@ func (s *MemoryVerifiers) Add(mailbox sealed.MailboxID, v Verifier) error {
 	return nil
 }
 
-// Remove deletes v from mailbox: the contact's token stops working.
-func (s *MemoryVerifiers) Remove(mailbox sealed.MailboxID, v Verifier) {
+// Remove deletes v from mailbox: the contact's token stops working. It
+// never fails; the error is that of a durable store's Remove.
+func (s *MemoryVerifiers) Remove(mailbox sealed.MailboxID, v Verifier) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.m[mailbox], v)
+	return nil
 }
 
 // HasVerifier implements VerifierStore.

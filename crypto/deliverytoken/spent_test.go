@@ -12,3 +12,9 @@ func TestMemorySpentStore(t *testing.T) {
 		return deliverytoken.NewMemorySpentStore()
 	})
 }
+
+func TestMemoryVerifiers(t *testing.T) {
+	deliverytokentest.TestVerifiers(t, func(*testing.T) deliverytokentest.Verifiers {
+		return deliverytoken.NewMemoryVerifiers()
+	})
+}

@@ -82,6 +82,9 @@ type worldOptions struct {
 	mbox   mailbox.Store
 	// issuers enables anonymous tokens.
 	issuers deliverytoken.IssuerKeys
+	// verifiers and spent replace the in-memory token stores.
+	verifiers relay.Verifiers
+	spent     deliverytoken.SpentStore
 }
 
 // unlimited lifts every rate limit a test does not set.
@@ -107,6 +110,7 @@ func newWorld(t testing.TB, o worldOptions) *world {
 	w.opts = relay.Options{
 		Name: "relay.test", SigningKey: w.key, Directory: w.dir, Mailboxes: w.mbox,
 		Prekeys: memprekey.New(0), Issuers: o.issuers, Limits: unlimited(o.limits),
+		Verifiers: o.verifiers, Spent: o.spent,
 		Logger: slog.New(slog.NewTextHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	w.start()

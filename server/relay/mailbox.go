@@ -448,6 +448,9 @@ func (r *Relay) deleteVerifier(w http.ResponseWriter, req *http.Request, ss *ses
 		httpserve.WriteError(w, http.StatusBadRequest, "bad verifier")
 		return
 	}
-	r.opts.Verifiers.Remove(ss.Mailbox(), v)
+	if err := r.opts.Verifiers.Remove(ss.Mailbox(), v); err != nil {
+		httpserve.Unavailable(w, 5*time.Second, "verifier store unavailable")
+		return
+	}
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -130,11 +130,12 @@ func (l *Limits) defaults() error {
 
 // Verifiers is the relay's registry of MAC delivery-token verifiers per
 // mailbox (docs/spec/envelope.md §MAC delivery tokens).
-// deliverytoken.MemoryVerifiers implements it.
+// deliverytoken.MemoryVerifiers and badgertokens.Store implement it; Add
+// and Remove are durable when they return nil.
 type Verifiers interface {
 	deliverytoken.VerifierStore
 	Add(mb sealed.MailboxID, v deliverytoken.Verifier) error
-	Remove(mb sealed.MailboxID, v deliverytoken.Verifier)
+	Remove(mb sealed.MailboxID, v deliverytoken.Verifier) error
 }
 
 // Options configure a Relay.
@@ -152,12 +153,15 @@ type Options struct {
 	Directory DeviceDirectory // required
 	Mailboxes mailbox.Store   // required
 	Prekeys   prekey.Store    // required
-	// Verifiers holds MAC-token verifiers. Default: in memory.
+	// Verifiers holds MAC-token verifiers. Default: in memory (forgotten
+	// at a restart: a production relay passes a durable store).
 	Verifiers Verifiers
 	// Issuers are the tenants' anonymous-token issuer keys; nil refuses
 	// anonymous tokens.
 	Issuers deliverytoken.IssuerKeys
-	// Spent records redeemed anonymous tokens. Default: in memory.
+	// Spent records redeemed anonymous tokens. Default: in memory (a
+	// restart would let every token be spent again: a production relay
+	// passes a durable store).
 	Spent deliverytoken.SpentStore
 
 	Limits Limits

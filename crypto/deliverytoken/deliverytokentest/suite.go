@@ -1,14 +1,98 @@
-// Package deliverytokentest holds the conformance suite that every
-// deliverytoken.SpentStore implementation must pass.
+// Package deliverytokentest holds the conformance suites that every
+// deliverytoken.SpentStore and every relay verifier registry must pass.
 package deliverytokentest
 
 import (
 	"crypto/rand"
+	"errors"
 	"sync"
 	"testing"
 
 	"github.com/moat-im/moat/crypto/deliverytoken"
+	"github.com/moat-im/moat/crypto/sealed"
 )
+
+// Verifiers is a relay's registry of MAC-token verifiers: a
+// deliverytoken.VerifierStore that registrations change.
+type Verifiers interface {
+	deliverytoken.VerifierStore
+	Add(mb sealed.MailboxID, v deliverytoken.Verifier) error
+	Remove(mb sealed.MailboxID, v deliverytoken.Verifier) error
+}
+
+// TestVerifiers checks a verifier registry on stores made by newStore,
+// each empty: a verifier is registered per mailbox, twice is once, Remove
+// revokes it alone, and a mailbox holds at most deliverytoken.MaxVerifiers
+// (a refused Add registers nothing).
+func TestVerifiers(t *testing.T, newStore func(t *testing.T) Verifiers) {
+	random := func() (b [32]byte) {
+		_, _ = rand.Read(b[:])
+		return b
+	}
+	has := func(t *testing.T, s Verifiers, mb sealed.MailboxID, v deliverytoken.Verifier, want bool) {
+		t.Helper()
+		got, err := s.HasVerifier(mb, v)
+		if err != nil || got != want {
+			t.Fatalf("HasVerifier = %v, %v; want %v", got, err, want)
+		}
+	}
+	t.Run("AddRemove", func(t *testing.T) {
+		s := newStore(t)
+		mb1, mb2 := sealed.MailboxID(random()), sealed.MailboxID(random())
+		v1, v2 := deliverytoken.Verifier(random()), deliverytoken.Verifier(random())
+		has(t, s, mb1, v1, false)
+		for range 2 {
+			if err := s.Add(mb1, v1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Add(mb1, v2); err != nil {
+			t.Fatal(err)
+		}
+		has(t, s, mb1, v1, true)
+		has(t, s, mb2, v1, false) // another mailbox
+		if err := s.Remove(mb1, v1); err != nil {
+			t.Fatal(err)
+		}
+		has(t, s, mb1, v1, false)
+		has(t, s, mb1, v2, true)
+		if err := s.Remove(mb1, v1); err != nil {
+			t.Fatalf("removing an absent verifier: %v", err)
+		}
+	})
+	t.Run("MaxVerifiers", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("registers MaxVerifiers verifiers")
+		}
+		s := newStore(t)
+		mb := sealed.MailboxID(random())
+		vs := make([]deliverytoken.Verifier, deliverytoken.MaxVerifiers)
+		for i := range vs {
+			vs[i] = random()
+			if err := s.Add(mb, vs[i]); err != nil {
+				t.Fatalf("verifier %d: %v", i, err)
+			}
+		}
+		extra := deliverytoken.Verifier(random())
+		if err := s.Add(mb, extra); !errors.Is(err, deliverytoken.ErrTooManyVerifiers) {
+			t.Fatalf("verifier %d: %v, want ErrTooManyVerifiers", len(vs), err)
+		}
+		has(t, s, mb, extra, false)
+		if err := s.Add(mb, vs[0]); err != nil {
+			t.Fatalf("re-adding a registered verifier at the limit: %v", err)
+		}
+		if err := s.Add(sealed.MailboxID(random()), extra); err != nil {
+			t.Fatalf("another mailbox at the limit: %v", err)
+		}
+		if err := s.Remove(mb, vs[0]); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Add(mb, extra); err != nil {
+			t.Fatalf("after a removal: %v", err)
+		}
+		has(t, s, mb, extra, true)
+	})
+}
 
 // TestSpentStore checks the rules of deliverytoken.SpentStore on stores
 // made by newStore, each empty: a nonce is spent once per key, the same

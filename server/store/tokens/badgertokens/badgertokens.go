@@ -1,0 +1,267 @@
+// Package badgertokens is the relay's durable delivery-token state: the
+// registered MAC-token verifiers of each mailbox
+// (deliverytoken.VerifierStore) and the redeemed anonymous tokens
+// (deliverytoken.SpentStore), in one badger/v4 database in one data
+// directory (docs/spec/relay-storage.md §Delivery-token state). The key
+// schema is in schema.go.
+//
+// Writes are serialised by one mutex: each Add, Remove, Spend and Forget
+// is one badger transaction made durable by one sync
+// (internal/badgerutil.Syncer) before it returns, so a registered verifier
+// survives a restart and a spent token stays spent across crashes.
+// Registrations are rate-limited per device by the relay, and anonymous
+// sends per address and per token; one writer is enough here.
+package badgertokens
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"github.com/moat-im/moat/crypto/deliverytoken"
+	"github.com/moat-im/moat/crypto/sealed"
+	"github.com/moat-im/moat/internal/badgerutil"
+)
+
+var (
+	// ErrClosed is returned by calls on a closed Store.
+	ErrClosed = errors.New("badgertokens: store closed")
+	// ErrUnavailable wraps a failed commit or sync: nothing the call
+	// reported is known to be durable, and a Spend that returns it must
+	// refuse its token.
+	ErrUnavailable = errors.New("badgertokens: store unavailable")
+	// ErrCorrupt is returned for a record that fails its check.
+	ErrCorrupt = errors.New("badgertokens: corrupt record")
+)
+
+// Options configures a Store. Only Dir is required.
+type Options struct {
+	// Dir is the data directory; it is created if missing.
+	Dir string
+	// Logger receives badger's warnings. Default slog.Default().
+	Logger *slog.Logger
+	// MemTableSize is badger's memtable size. Default 16 MiB.
+	MemTableSize int64
+}
+
+// Store is a badger-backed deliverytoken.VerifierStore and
+// deliverytoken.SpentStore, safe for concurrent use.
+type Store struct {
+	db *badger.DB
+
+	mu     sync.Mutex // serialises writes and guards syncer and closed
+	syncer *badgerutil.Syncer
+	closed bool
+}
+
+var (
+	_ deliverytoken.VerifierStore = (*Store)(nil)
+	_ deliverytoken.SpentStore    = (*Store)(nil)
+)
+
+// Open opens or creates the store in opts.Dir.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("badgertokens: no data directory")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MemTableSize == 0 {
+		opts.MemTableSize = 16 << 20
+	}
+	bo := badger.DefaultOptions(opts.Dir).
+		WithLogger(badgerutil.NewLogger(opts.Logger, slog.LevelWarn, "badgertokens")).
+		WithSyncWrites(false).
+		WithMemTableSize(opts.MemTableSize).
+		WithNumMemtables(2).
+		WithValueThreshold(1 << 20).
+		WithChecksumVerificationMode(options.OnBlockRead).
+		WithVerifyValueChecksum(true).
+		WithCompression(options.None).
+		WithBlockCacheSize(0).
+		WithIndexCacheSize(0).
+		WithDetectConflicts(false).
+		WithMetricsEnabled(false).
+		WithNumVersionsToKeep(1).
+		WithNumCompactors(2)
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("badgertokens: opening %s: %w", opts.Dir, err)
+	}
+	s := &Store{db: db, syncer: badgerutil.NewSyncer(opts.Dir)}
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) init() error {
+	return s.write(func(txn *badger.Txn) error {
+		v, found, err := get(txn, keyVersion)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return txn.Set(keyVersion, []byte(schemaVersion))
+		}
+		if string(v) != schemaVersion {
+			return fmt.Errorf("badgertokens: schema version %q, want %q", v, schemaVersion)
+		}
+		return nil
+	})
+}
+
+// write runs f in one transaction and makes it durable. s.mu is taken.
+func (s *Store) write(f func(txn *badger.Txn) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	if err := f(txn); err != nil {
+		return err
+	}
+	if err := txn.Commit(); err != nil {
+		return fmt.Errorf("%w: commit: %v", ErrUnavailable, err)
+	}
+	if err := s.syncer.Sync(s.db); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// get reads key's value; found is false if there is none.
+func get(txn *badger.Txn, key []byte) (v []byte, found bool, err error) {
+	it, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	v, err = it.ValueCopy(nil)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return v, true, nil
+}
+
+// present reports whether key holds a marker record.
+func present(txn *badger.Txn, key []byte) (bool, error) {
+	v, found, err := get(txn, key)
+	if err != nil || !found {
+		return false, err
+	}
+	if string(v) != marker {
+		return false, fmt.Errorf("%w: key %x", ErrCorrupt, key)
+	}
+	return true, nil
+}
+
+// Add registers v for mailbox, durably. Registering a verifier twice is
+// not an error; a mailbox holds at most deliverytoken.MaxVerifiers
+// (deliverytoken.ErrTooManyVerifiers).
+func (s *Store) Add(mailbox sealed.MailboxID, v deliverytoken.Verifier) error {
+	return s.write(func(txn *badger.Txn) error {
+		key := verifierKey(mailbox, v)
+		ok, err := present(txn, key)
+		if err != nil || ok {
+			return err
+		}
+		if n := countPrefix(txn, verifierPrefix(mailbox), deliverytoken.MaxVerifiers); n >= deliverytoken.MaxVerifiers {
+			return deliverytoken.ErrTooManyVerifiers
+		}
+		return txn.Set(key, []byte(marker))
+	})
+}
+
+// countPrefix counts the keys under prefix, stopping at limit.
+func countPrefix(txn *badger.Txn, prefix []byte, limit int) int {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	n := 0
+	for it.Rewind(); it.Valid() && n < limit; it.Next() {
+		n++
+	}
+	return n
+}
+
+// Remove deletes v from mailbox, durably: the contact's token stops
+// working. Removing an absent verifier is not an error.
+func (s *Store) Remove(mailbox sealed.MailboxID, v deliverytoken.Verifier) error {
+	return s.write(func(txn *badger.Txn) error {
+		return txn.Delete(verifierKey(mailbox, v))
+	})
+}
+
+// HasVerifier implements deliverytoken.VerifierStore.
+func (s *Store) HasVerifier(mailbox sealed.MailboxID, v deliverytoken.Verifier) (bool, error) {
+	var ok bool
+	err := s.view(func(txn *badger.Txn) (err error) {
+		ok, err = present(txn, verifierKey(mailbox, v))
+		return err
+	})
+	return ok, err
+}
+
+// Spend implements deliverytoken.SpentStore: the spend is durable before
+// it returns nil.
+func (s *Store) Spend(keyID, nonce [32]byte) error {
+	return s.write(func(txn *badger.Txn) error {
+		key := spentKey(keyID, nonce)
+		ok, err := present(txn, key)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return deliverytoken.ErrDoubleSpend
+		}
+		return txn.Set(key, []byte(marker))
+	})
+}
+
+// Forget drops the spent nonces of a retired issuer key, once the relay
+// refuses that key's tokens.
+func (s *Store) Forget(keyID [32]byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if err := s.db.DropPrefix(spentPrefix(keyID)); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if err := s.syncer.Sync(s.db); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+func (s *Store) view(f func(txn *badger.Txn) error) error {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	return s.db.View(f)
+}
+
+// Close closes the database. Calls after Close return ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.db.Close()
+}
