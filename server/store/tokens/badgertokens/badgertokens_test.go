@@ -14,7 +14,7 @@ import (
 	"github.com/moat-im/moat/server/store/tokens/badgertokens"
 )
 
-func open(t *testing.T, dir string) *badgertokens.Store {
+func open(t testing.TB, dir string) *badgertokens.Store {
 	t.Helper()
 	s, err := badgertokens.Open(context.Background(), badgertokens.Options{
 		Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

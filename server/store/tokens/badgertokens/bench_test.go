@@ -1,0 +1,37 @@
+package badgertokens_test
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/moat-im/moat/crypto/deliverytoken"
+	"github.com/moat-im/moat/crypto/sealed"
+)
+
+// BenchmarkSpend: one durable spend (a transaction and a sync) per op.
+func BenchmarkSpend(b *testing.B) {
+	s := open(b, b.TempDir())
+	var key, nonce [32]byte
+	key[0] = 1
+	for i := 0; b.Loop(); i++ {
+		binary.BigEndian.PutUint64(nonce[:], uint64(i))
+		if err := s.Spend(key, nonce); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkHasVerifier: the check of a MAC token's verifier at each send.
+func BenchmarkHasVerifier(b *testing.B) {
+	s := open(b, b.TempDir())
+	mb := sealed.MailboxID{1}
+	v := deliverytoken.Verifier{2}
+	if err := s.Add(mb, v); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if ok, err := s.HasVerifier(mb, v); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+	}
+}
