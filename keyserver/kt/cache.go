@@ -40,6 +40,7 @@ type sigCache struct {
 	set     map[[32]byte]struct{}
 	order   [][32]byte // insertion order, for eviction and encoding
 	pending map[[32]byte]struct{}
+	staged  [][32]byte // pending, in staging order
 }
 
 func sigKey(kind byte, caID [32]byte, tenant org.TenantID, encHash [32]byte) [32]byte {
@@ -66,18 +67,24 @@ func (s *sigCache) stage(k [32]byte) {
 	if s.pending == nil {
 		s.pending = map[[32]byte]struct{}{}
 	}
-	s.pending[k] = struct{}{}
+	if _, ok := s.pending[k]; !ok {
+		s.pending[k] = struct{}{}
+		s.staged = append(s.staged, k)
+	}
 }
 
 // discard drops the staged keys of a call that was not accepted.
-func (s *sigCache) discard() { clear(s.pending) }
+func (s *sigCache) discard() {
+	clear(s.pending)
+	s.staged = s.staged[:0]
+}
 
-// commit adds the staged keys to the cache.
+// commit adds the staged keys to the cache, in the order they were staged.
 func (s *sigCache) commit() {
-	for k := range s.pending {
+	for _, k := range s.staged {
 		s.add(k)
 	}
-	clear(s.pending)
+	s.discard()
 }
 
 func (s *sigCache) add(k [32]byte) {
