@@ -405,16 +405,7 @@ publishes it at the next epoch.`,
 			if err != nil {
 				return err
 			}
-			var res service.TrustBundleApproveResponse
-			if err := c.AdminOp(cmd.Context(), "set-witnesses", service.TrustBundleApproveRequest{Bundle: enc, Approval: apb}, &res); err != nil {
-				return err
-			}
-			if res.Applied {
-				fmt.Fprintf(cmd.OutOrStdout(), "applied: bundle %d, published at epoch %d or later\n", res.Sequence, res.PendingEpoch)
-			} else {
-				fmt.Fprintf(cmd.OutOrStdout(), "approved: %d of %d approvals\n", res.Approvals, res.Threshold)
-			}
-			return nil
+			return postApproval(cmd, c, "set-witnesses", "bundle", service.TrustBundleApproveRequest{Bundle: enc, Approval: apb})
 		},
 	}
 	f := cmd.Flags()
@@ -524,4 +515,20 @@ key).
 	}
 	cmd.Flags().StringVar(&expect, "expect", "", "approve only a new key with this fingerprint (hex)")
 	return cmd
+}
+
+// postApproval sends an admin's approval of a dual-controlled proposal
+// (set-witnesses, update-roster) and prints how far it got: applied, or
+// the approvals so far. what names the proposal's kind in the output.
+func postApproval(cmd *cobra.Command, c *service.Client, op, what string, req any) error {
+	var res service.TrustBundleApproveResponse
+	if err := c.AdminOp(cmd.Context(), op, req, &res); err != nil {
+		return err
+	}
+	if res.Applied {
+		fmt.Fprintf(cmd.OutOrStdout(), "applied: %s %d, published at epoch %d or later\n", what, res.Sequence, res.PendingEpoch)
+	} else {
+		fmt.Fprintf(cmd.OutOrStdout(), "approved: %d of %d approvals\n", res.Approvals, res.Threshold)
+	}
+	return nil
 }

@@ -214,16 +214,7 @@ new admin can sign requests from then on.`,
 			if err != nil {
 				return err
 			}
-			var res service.TrustBundleApproveResponse
-			if err := c.AdminOp(cmd.Context(), "update-roster", service.RosterApproveRequest{Roster: enc, Approval: apb}, &res); err != nil {
-				return err
-			}
-			if res.Applied {
-				fmt.Fprintf(cmd.OutOrStdout(), "applied: roster %d, published at epoch %d or later\n", res.Sequence, res.PendingEpoch)
-			} else {
-				fmt.Fprintf(cmd.OutOrStdout(), "approved: %d of %d approvals\n", res.Approvals, res.Threshold)
-			}
-			return nil
+			return postApproval(cmd, c, "update-roster", "roster", service.RosterApproveRequest{Roster: enc, Approval: apb})
 		},
 	}
 	f := cmd.Flags()
