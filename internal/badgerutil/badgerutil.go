@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 )
 
 // NewLogger returns a badger.Logger that passes badger's lines at level or
@@ -36,3 +37,26 @@ func (l *slogLogger) Errorf(f string, a ...any)   { l.log(slog.LevelError, f, a)
 func (l *slogLogger) Warningf(f string, a ...any) { l.log(slog.LevelWarn, f, a) }
 func (l *slogLogger) Infof(f string, a ...any)    { l.log(slog.LevelInfo, f, a) }
 func (l *slogLogger) Debugf(f string, a ...any)   { l.log(slog.LevelDebug, f, a) }
+
+// SmallStoreOptions are the badger options of the relay's small durable
+// stores (prekeys, delivery tokens): durability by an explicit Syncer (no
+// SyncWrites), checksums verified on every read, no caches, compression or
+// conflict detection, one version per key. component names the store in
+// its log lines.
+func SmallStoreOptions(dir string, memTableSize int64, logger *slog.Logger, component string) badger.Options {
+	return badger.DefaultOptions(dir).
+		WithLogger(NewLogger(logger, slog.LevelWarn, component)).
+		WithSyncWrites(false).
+		WithMemTableSize(memTableSize).
+		WithNumMemtables(2).
+		WithValueThreshold(1 << 20).
+		WithChecksumVerificationMode(options.OnBlockRead).
+		WithVerifyValueChecksum(true).
+		WithCompression(options.None).
+		WithBlockCacheSize(0).
+		WithIndexCacheSize(0).
+		WithDetectConflicts(false).
+		WithMetricsEnabled(false).
+		WithNumVersionsToKeep(1).
+		WithNumCompactors(2)
+}

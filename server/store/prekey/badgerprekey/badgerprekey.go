@@ -19,7 +19,6 @@ import (
 	"sync"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/options"
 	"github.com/moat-im/moat/internal/badgerutil"
 	"github.com/moat-im/moat/server/store/prekey"
 )
@@ -60,21 +59,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.MemTableSize == 0 {
 		opts.MemTableSize = 16 << 20
 	}
-	bo := badger.DefaultOptions(opts.Dir).
-		WithLogger(badgerutil.NewLogger(opts.Logger, slog.LevelWarn, "badgerprekey")).
-		WithSyncWrites(false).
-		WithMemTableSize(opts.MemTableSize).
-		WithNumMemtables(2).
-		WithValueThreshold(1 << 20).
-		WithChecksumVerificationMode(options.OnBlockRead).
-		WithVerifyValueChecksum(true).
-		WithCompression(options.None).
-		WithBlockCacheSize(0).
-		WithIndexCacheSize(0).
-		WithDetectConflicts(false).
-		WithMetricsEnabled(false).
-		WithNumVersionsToKeep(1).
-		WithNumCompactors(2)
+	bo := badgerutil.SmallStoreOptions(opts.Dir, opts.MemTableSize, opts.Logger, "badgerprekey")
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("badgerprekey: opening %s: %w", opts.Dir, err)
