@@ -344,3 +344,27 @@ func TestAttachmentsNotServed(t *testing.T) {
 		t.Fatalf("download: %d", code)
 	}
 }
+
+// FuzzAttachmentRange: a Range value the relay accepts names a non-empty
+// range inside the blob, and its canonical form parses to the same range.
+func FuzzAttachmentRange(f *testing.F) {
+	for _, s := range []string{"bytes=0-", "bytes=1-2", "bytes=5-4", "bytes=-1", "bytes=01-", "bytes=9223372036854775807-", "bytes=1-2,3-4"} {
+		f.Add(s, int64(100))
+	}
+	f.Fuzz(func(t *testing.T, v string, size int64) {
+		if size < 1 {
+			return
+		}
+		off, n, ok := relay.ParseRange(v, size)
+		if !ok {
+			return
+		}
+		if off < 0 || n < 1 || off >= size || n > size-off {
+			t.Fatalf("%q in %d: %d+%d", v, size, off, n)
+		}
+		canon := "bytes=" + strconv.FormatInt(off, 10) + "-" + strconv.FormatInt(off+n-1, 10)
+		if o2, n2, ok := relay.ParseRange(canon, size); !ok || o2 != off || n2 != n {
+			t.Fatalf("%q: canonical %q parses to %d+%d", v, canon, o2, n2)
+		}
+	})
+}
