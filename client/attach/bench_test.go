@@ -58,7 +58,6 @@ func (nullRelay) AppendAttachment(_ context.Context, _ blob.ID, off int64, chunk
 
 func (nullRelay) FinalizeAttachment(context.Context, blob.ID) error { return nil }
 
-
 // BenchmarkEncryptOnly is Upload to a relay that discards the chunks.
 func BenchmarkEncryptOnly(b *testing.B) {
 	b.SetBytes(benchSize)
