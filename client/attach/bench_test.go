@@ -3,6 +3,9 @@ package attach_test
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"testing"
@@ -96,5 +99,33 @@ func BenchmarkDecryptOnly(b *testing.B) {
 	b.SetBytes(benchSize)
 	for b.Loop() {
 		ok(b, attach.Download(bg, m, ref, io.Discard, nil))
+	}
+}
+
+// BenchmarkPrimitiveSHA256 and BenchmarkPrimitiveAESGCM are the
+// primitives alone over the same 64 MiB, for the ratios in
+// docs/performance.md.
+func BenchmarkPrimitiveSHA256(b *testing.B) {
+	buf := make([]byte, attach.SegmentSize)
+	b.SetBytes(benchSize)
+	for b.Loop() {
+		h := sha256.New()
+		for range benchSize / attach.SegmentSize {
+			h.Write(buf)
+		}
+		h.Sum(nil)
+	}
+}
+
+func BenchmarkPrimitiveAESGCM(b *testing.B) {
+	aead := must(cipher.NewGCM(must(aes.NewCipher(make([]byte, 32)))))
+	buf := make([]byte, attach.SegmentPlaintext, attach.SegmentSize)
+	nonce := make([]byte, 12)
+	b.SetBytes(benchSize)
+	for b.Loop() {
+		for i := range benchSize / attach.SegmentSize {
+			nonce[0] = byte(i)
+			aead.Seal(buf[:0], nonce, buf, nil)
+		}
 	}
 }
