@@ -48,6 +48,7 @@ type env struct {
 	opts    relay.Options
 	relay   *relay.Relay
 	faults  *faultTransport
+	logs    *logBuffer
 	dev     *relay.Client
 	anon    *relay.Client
 }
@@ -59,14 +60,14 @@ func newEnv(t testing.TB, store blob.Store) *env {
 	}
 	off := relay.Rate{PerSecond: -1}
 	dir := relay.NewMemoryDirectory()
-	e := &env{t: t}
+	e := &env{t: t, logs: &logBuffer{}}
 	e.opts = relay.Options{
 		Name: "relay.test", SigningKey: must(keys.GenerateRelaySigningKey(rand.Reader)), Directory: dir,
 		Mailboxes: must(memmailbox.New(memmailbox.Options{})), Prekeys: memprekey.New(0), Blobs: store,
 		Limits: relay.Limits{PerAddress: off, Challenge: off, PerDevice: off, PerTenant: off,
 			SendPerAddress: off, SendPerToken: off, SendPerMailbox: off, BundlePerTarget: off},
 		AttachmentLimits: relay.AttachmentLimits{MaxSize: 4 << 30, SweepInterval: -1},
-		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:           slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	e.restart()
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -254,3 +255,21 @@ func (c *checker) Write(p []byte) (int, error) {
 }
 
 var bg = context.Background()
+
+// logBuffer collects log output, safe for concurrent writes.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
