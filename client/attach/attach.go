@@ -36,6 +36,12 @@ var (
 	// ErrTampered is returned by Download when the ciphertext fails
 	// authentication or its digest differs from the reference's.
 	ErrTampered = errors.New("attach: attachment fails authentication")
+	// ErrTooLarge is returned by Upload when the relay refuses the size
+	// (413).
+	ErrTooLarge = errors.New("attach: attachment too large for the relay")
+	// ErrQuota is returned by Upload when the device's or tenant's upload
+	// budget is spent (507); retry later.
+	ErrQuota = errors.New("attach: upload quota exceeded")
 	// ErrRelay is returned when the relay breaks the upload protocol (it
 	// lost committed bytes, or answered out of range).
 	ErrRelay = errors.New("attach: relay broke the upload protocol")
@@ -101,15 +107,20 @@ func (o *Options) withDefaults() Options {
 	return d
 }
 
-// retryable reports whether an error is worth a retry: a network error, a
-// 5xx or a 429. It returns the wait the relay asked for, if any.
+// retryable reports whether an error is worth a retry: a network error,
+// a 429, 500, 502, 503 or 504. It returns the wait the relay asked for, if
+// any.
 func retryable(err error) (bool, time.Duration) {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false, 0
 	}
 	var ae *relay.APIError
 	if errors.As(err, &ae) {
-		return ae.Status == 429 || ae.Status/100 == 5, ae.RetryAfter
+		switch ae.Status {
+		case 429, 500, 502, 503, 504:
+			return true, ae.RetryAfter
+		}
+		return false, 0
 	}
 	if errors.Is(err, relay.ErrMalformed) {
 		return false, 0

@@ -73,7 +73,7 @@ func TestUploadSizeMismatch(t *testing.T) {
 	}
 	// Over the relay's limit: refused at creation (413), nothing sent.
 	_, err = attach.Upload(bg, e.dev, gen(1, 5<<30), 5<<30, nil)
-	if err == nil || e.faults.count("PATCH upload") != 0 {
+	if !errors.Is(err, attach.ErrTooLarge) || e.faults.count("PATCH upload") != 0 {
 		t.Fatalf("5 GiB: %v", err)
 	}
 }
@@ -234,5 +234,19 @@ func TestAttachmentKeyNotPrinted(t *testing.T) {
 				t.Fatalf("key in %q", s)
 			}
 		}
+	}
+}
+
+// TestUploadQuota: a spent device budget is ErrQuota at once, not retried.
+func TestUploadQuota(t *testing.T) {
+	e := newEnv(t, nil)
+	e.opts.AttachmentLimits.DeviceBudget.PerSecond = 0.001
+	e.opts.AttachmentLimits.DeviceBudget.Burst = 1 << 20
+	e.restart()
+	_, err := attach.Upload(bg, e.dev, gen(1, 600<<10), 600<<10, nil)
+	ok(t, err)
+	_, err = attach.Upload(bg, e.dev, gen(1, 600<<10), 600<<10, nil)
+	if !errors.Is(err, attach.ErrQuota) || e.faults.count("POST /relay/v1/attachments") != 2 {
+		t.Fatalf("%v after %d creations", err, e.faults.count("POST /relay/v1/attachments"))
 	}
 }

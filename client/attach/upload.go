@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"net/http"
 
 	"github.com/moat-im/moat/server/relay"
 	"github.com/moat-im/moat/server/store/blob"
@@ -36,6 +37,14 @@ func Upload(ctx context.Context, rl Relay, r io.Reader, size int64, o *Options) 
 		ref.ID, ref.Expires, err = rl.CreateAttachment(ctx, ref.CiphertextSize, opts.Now().Add(opts.TTL))
 		return err
 	})
+	if ae, ok := errors.AsType[*relay.APIError](err); ok {
+		switch ae.Status {
+		case http.StatusRequestEntityTooLarge:
+			return nil, fmt.Errorf("%w: %d ciphertext bytes: %w", ErrTooLarge, ref.CiphertextSize, err)
+		case http.StatusInsufficientStorage:
+			return nil, fmt.Errorf("%w: %w", ErrQuota, err)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("attach: creating the upload: %w", err)
 	}
