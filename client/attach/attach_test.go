@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"runtime"
 	"strings"
@@ -248,5 +249,26 @@ func TestUploadQuota(t *testing.T) {
 	_, err = attach.Upload(bg, e.dev, gen(1, 600<<10), 600<<10, nil)
 	if !errors.Is(err, attach.ErrQuota) || e.faults.count("POST /relay/v1/attachments") != 2 {
 		t.Fatalf("%v after %d creations", err, e.faults.count("POST /relay/v1/attachments"))
+	}
+}
+
+// TestRoundTripHTTP2TLS: upload and download over HTTP/2 and TLS, with
+// device authentication bound to the TLS channel.
+func TestRoundTripHTTP2TLS(t *testing.T) {
+	e := newEnvTLS(t, nil, true)
+	const size = 3<<20 + 5
+	ref, err := attach.Upload(bg, e.dev, gen(9, size), size, &attach.Options{ChunkSize: 1 << 20})
+	ok(t, err)
+	c := newChecker(9)
+	ok(t, attach.Download(bg, e.anon, ref, c, nil))
+	if c.bad != nil || c.n != size {
+		t.Fatalf("got %d bytes: %v", c.n, c.bad)
+	}
+	// The transport the clients use speaks HTTP/2 to the relay.
+	resp, err := (&http.Client{Transport: e.faults.base}).Get(e.srv.URL + "/healthz")
+	ok(t, err)
+	resp.Body.Close()
+	if resp.Proto != "HTTP/2.0" || resp.TLS == nil {
+		t.Fatalf("served %s", resp.Proto)
 	}
 }

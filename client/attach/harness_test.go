@@ -53,7 +53,10 @@ type env struct {
 	anon    *relay.Client
 }
 
-func newEnv(t testing.TB, store blob.Store) *env {
+func newEnv(t testing.TB, store blob.Store) *env { return newEnvTLS(t, store, false) }
+
+// newEnvTLS is newEnv, serving HTTP/2 over TLS if tls is set.
+func newEnvTLS(t testing.TB, store blob.Store, tls bool) *env {
 	t.Helper()
 	if store == nil {
 		store = must(memblob.New(memblob.Options{}))
@@ -70,11 +73,18 @@ func newEnv(t testing.TB, store blob.Store) *env {
 		Logger:           slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	e.restart()
-	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	e.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		(*e.handler.Load()).ServeHTTP(w, r)
 	}))
-	t.Cleanup(func() { e.srv.Close(); e.relay.Close() })
 	e.faults = &faultTransport{base: http.DefaultTransport}
+	if tls {
+		e.srv.EnableHTTP2 = true
+		e.srv.StartTLS()
+		e.faults.base = e.srv.Client().Transport
+	} else {
+		e.srv.Start()
+	}
+	t.Cleanup(func() { e.srv.Close(); e.relay.Close() })
 	hc := &http.Client{Transport: e.faults}
 	tenant, device := [16]byte{0x7a, 1}, [16]byte{0xde, 1}
 	idk := must(keys.GenerateDeviceIdentity(rand.Reader))
