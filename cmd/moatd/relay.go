@@ -90,20 +90,20 @@ func openRelay(ctx context.Context, data, name string, svc *service.Service, log
 	if err != nil {
 		return nil, err
 	}
+	bl, err := fsblob.Open(ctx, fsblob.Options{Dir: filepath.Join(data, relayDir, relayBlobs), Logger: log})
+	if err != nil {
+		mb.Close()
+		return nil, err
+	}
 	pk, err := badgerprekey.Open(ctx, badgerprekey.Options{Dir: filepath.Join(data, relayDir, relayPrekeys), Logger: log})
 	if err != nil {
+		bl.Close()
 		mb.Close()
 		return nil, err
 	}
 	tk, err := badgertokens.Open(ctx, badgertokens.Options{Dir: filepath.Join(data, relayDir, relayTokens), Logger: log})
 	if err != nil {
-		pk.Close()
-		mb.Close()
-		return nil, err
-	}
-	bl, err := fsblob.Open(ctx, fsblob.Options{Dir: filepath.Join(data, relayDir, relayBlobs), Logger: log})
-	if err != nil {
-		tk.Close()
+		bl.Close()
 		pk.Close()
 		mb.Close()
 		return nil, err

@@ -160,13 +160,13 @@ type Options struct {
 	// Issuers are the tenants' anonymous-token issuer keys; nil refuses
 	// anonymous tokens.
 	Issuers deliverytoken.IssuerKeys
+	// Blobs holds attachments (docs/spec/attachments.md); nil: the
+	// attachment endpoints answer 404.
+	Blobs blob.Store
 	// Spent records redeemed anonymous tokens. Default: in memory (a
 	// restart would let every token be spent again: a production relay
 	// passes a durable store).
 	Spent deliverytoken.SpentStore
-	// Blobs holds attachments (docs/spec/attachments.md); nil: the
-	// attachment endpoints answer 404.
-	Blobs blob.Store
 
 	Limits Limits
 	// AttachmentLimits bound attachments.
@@ -317,6 +317,11 @@ func (r *Relay) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /relay/v1/auth/challenge", r.postChallenge)
 	mux.HandleFunc("POST /relay/v1/auth/session", r.postSession)
 	mux.HandleFunc("POST /relay/v1/send", r.postSend)
+	mux.HandleFunc("POST /relay/v1/attachments", r.authedAttach(r.postAttachment))
+	mux.HandleFunc("GET /relay/v1/attachments/{id}/upload", r.authedAttach(r.getAttachmentUpload))
+	mux.HandleFunc("PATCH /relay/v1/attachments/{id}/upload", r.authedAttach(r.patchAttachmentUpload))
+	mux.HandleFunc("POST /relay/v1/attachments/{id}/finalize", r.authedAttach(r.postAttachmentFinalize))
+	mux.HandleFunc("GET /relay/v1/attachments/{id}", r.getAttachment)
 	mux.HandleFunc("GET /relay/v1/mailboxes/{mailbox}/messages", r.authed(deviceauth.PurposeMailbox, r.getMessages))
 	mux.HandleFunc("POST /relay/v1/mailboxes/{mailbox}/ack", r.authed(deviceauth.PurposeMailbox, r.postAck))
 	mux.HandleFunc("GET /relay/v1/mailboxes/{mailbox}/push", r.authed(deviceauth.PurposeMailbox, r.getPush))
@@ -326,11 +331,6 @@ func (r *Relay) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /relay/v1/devices/{mailbox}/prekeys", r.authed(deviceauth.PurposePrekeys, r.getPrekeyStatus))
 	mux.HandleFunc("GET /relay/v1/devices/{mailbox}/bundle", r.authedAny(deviceauth.PurposePrekeys, r.getBundle))
 	mux.HandleFunc("GET /relay/v1/devices/{mailbox}/key-package", r.authedAny(deviceauth.PurposePrekeys, r.getKeyPackage))
-	mux.HandleFunc("POST /relay/v1/attachments", r.authedAttach(r.postAttachment))
-	mux.HandleFunc("GET /relay/v1/attachments/{id}/upload", r.authedAttach(r.getAttachmentUpload))
-	mux.HandleFunc("PATCH /relay/v1/attachments/{id}/upload", r.authedAttach(r.patchAttachmentUpload))
-	mux.HandleFunc("POST /relay/v1/attachments/{id}/finalize", r.authedAttach(r.postAttachmentFinalize))
-	mux.HandleFunc("GET /relay/v1/attachments/{id}", r.getAttachment)
 }
 
 // Instrument applies the per-address limit to /relay/v1 requests, counts
