@@ -23,13 +23,14 @@ import (
 // checks that every envelope the relay acknowledged is delivered, under
 // one sequence number, and that no message reappears once its ack was
 // confirmed. Senders retry what was not acknowledged (the relay must then
-// deduplicate by message id). The short version kills 5 times; MOAT_LONG=1
-// kills 30 times with 10 times the messages. The storage-level test is
-// badgermailbox's TestT36CrashRecovery.
+// deduplicate by message id). The short version kills 5 times; with
+// MOAT_LONG=1 the test kills at least 30 times and until all of 20,000
+// messages are acknowledged. The storage-level test is badgermailbox's
+// TestT36CrashRecovery.
 func TestT36KillUnderLoad(t *testing.T) {
 	kills, total, senders := 5, 5000, 8
 	if os.Getenv("MOAT_LONG") == "1" {
-		kills, total, senders = 30, 50000, 16
+		kills, total, senders = 30, 20000, 16
 	}
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -158,13 +159,17 @@ func TestT36KillUnderLoad(t *testing.T) {
 	}()
 
 	// Kill at random moments under load, restart on the same data.
-	for k := range kills {
+	// The short version kills the first kills times; the long one keeps
+	// killing until every send is acknowledged.
+	long := os.Getenv("MOAT_LONG") == "1"
+	for k := 0; k < kills || (long && ackedN.Load() < int64(total)); k++ {
 		time.Sleep(time.Duration(100+rng.IntN(600)) * time.Millisecond)
 		before := ackedN.Load()
 		srv.kill()
 		srv = startServe(t, bin, data, "--dev-unlimited")
 		base.Store(&srv.url)
 		t.Logf("kill %d: %d of %d acknowledged at the kill", k+1, before, total)
+		kills = max(kills, k+1)
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
