@@ -81,8 +81,12 @@ type relayServer struct {
 
 // openRelay opens the relay's stores under DATA/relay and a relay whose
 // device directory is svc, in the same process.
-func openRelay(ctx context.Context, data, name string, svc *service.Service, log *slog.Logger) (*relayServer, error) {
+func openRelay(ctx context.Context, data, name string, svc *service.Service, rc relayConfig, log *slog.Logger) (*relayServer, error) {
 	key, err := relayKey(data)
+	if err != nil {
+		return nil, err
+	}
+	issuers, err := issuerSet(ctx, data, svc, rc.Dev, log)
 	if err != nil {
 		return nil, err
 	}
@@ -111,6 +115,7 @@ func openRelay(ctx context.Context, data, name string, svc *service.Service, log
 	rl, err := relay.New(relay.Options{
 		Name: name, SigningKey: key, Directory: keyserverdir.Directory{Service: svc},
 		Mailboxes: mb, Prekeys: pk, Verifiers: tk, Spent: tk,
+		Issuers: issuers, TokenIssuer: issuers, Limits: rc.limits(), Issuance: rc.issuance(),
 		Logger: log, Registry: svc.Registry(),
 		Blobs: bl,
 	})

@@ -93,6 +93,7 @@ func runScripts(t *testing.T, files ...string) {
 			"monitor":    cmdMonitor,
 			"splitview":  cmdSplitView,
 			"relayfetch": cmdRelayFetch,
+			"relaytoken": cmdRelayTokens,
 		},
 	})
 }

@@ -167,6 +167,10 @@ type Options struct {
 	// restart would let every token be spent again: a production relay
 	// passes a durable store).
 	Spent deliverytoken.SpentStore
+	// TokenIssuer issues anonymous tokens (tokens_issue.go); nil answers
+	// issuance with 404. Issuance bounds it per device and tenant.
+	TokenIssuer TokenIssuer
+	Issuance    IssuanceLimits
 
 	Limits Limits
 	// AttachmentLimits bound attachments.
@@ -207,6 +211,8 @@ type Relay struct {
 
 	pushMu sync.Mutex
 	push   map[sealed.MailboxID]int // open push channels per device
+
+	issue issuance // anonymous-token quotas of the day
 
 	stop     context.CancelFunc
 	stopCtx  context.Context
@@ -255,7 +261,7 @@ func New(opts Options) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
-	r.author = &deliverytoken.Authorizer{Verifiers: opts.Verifiers, Issuers: opts.Issuers, Spent: opts.Spent}
+	r.author = &deliverytoken.Authorizer{Verifiers: opts.Verifiers, Issuers: hideAbsence(opts.Issuers), Spent: opts.Spent}
 	l := &r.opts.Limits
 	lim := func(rt Rate) *httpserve.Limiter {
 		if rt.PerSecond < 0 {
@@ -331,6 +337,8 @@ func (r *Relay) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /relay/v1/devices/{mailbox}/prekeys", r.authed(deviceauth.PurposePrekeys, r.getPrekeyStatus))
 	mux.HandleFunc("GET /relay/v1/devices/{mailbox}/bundle", r.authedAny(deviceauth.PurposePrekeys, r.getBundle))
 	mux.HandleFunc("GET /relay/v1/devices/{mailbox}/key-package", r.authedAny(deviceauth.PurposePrekeys, r.getKeyPackage))
+	mux.HandleFunc("GET /relay/v1/tokens/issuer-key", r.getIssuerKey)
+	mux.HandleFunc("POST /relay/v1/tokens/issue", r.postIssueTokens)
 }
 
 // Instrument applies the per-address limit to /relay/v1 requests, counts
