@@ -299,7 +299,8 @@ type relayProc struct {
 	url   string
 	addr  string
 	key   *keys.RelaySigningPublicKey
-	http  *http.Client
+	http  *http.Client // HTTP/2 sends, memory queries
+	h1    *h1pool      // HTTP/1.1 sends
 }
 
 // startRelay starts a relay process on a fresh data directory.
@@ -343,6 +344,7 @@ func (g *gen) startRelay(ctx context.Context, name string, conns int) (*relayPro
 	go io.Copy(io.Discard, stdout)
 	p.addr, p.url = h.Addr, "https://"+h.Addr
 	p.http = &http.Client{Transport: g.transport(conns, g.f.http2), Timeout: time.Minute}
+	p.h1 = newH1Pool(p.addr, &tls.Config{RootCAs: g.pool, MinVersion: tls.VersionTLS13}, 4096)
 	return p, nil
 }
 
@@ -369,6 +371,9 @@ func (g *gen) transport(conns int, h2 bool) *http.Transport {
 func (p *relayProc) stop() {
 	if p.http != nil {
 		p.http.CloseIdleConnections()
+	}
+	if p.h1 != nil {
+		p.h1.close()
 	}
 	p.stdin.Close()
 	done := make(chan struct{})
@@ -424,24 +429,38 @@ func (p *relayProc) mem(ctx context.Context) (memInfo, error) {
 // receipt of a new message (its signature is not checked: that would be
 // the generator's cost, not the relay's).
 func (g *gen) send(ctx context.Context, p *relayProc, path string, i int, check bool) error {
-	env := g.envs[i]
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url+path, bytes.NewReader(env))
-	if err != nil {
-		return err
+	env, auth := g.envs[i], g.auths[i%len(g.auths)]
+	var status int
+	var b []byte
+	if g.f.http2 {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url+path, bytes.NewReader(env))
+		if err != nil {
+			return err
+		}
+		req.Header.Set(relay.HeaderSendAuthorization, auth)
+		req.Header.Set("Content-Type", "application/octet-stream")
+		resp, err := p.http.Do(req)
+		if err != nil {
+			return err
+		}
+		b, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		status = resp.StatusCode
+	} else {
+		c, err := p.h1.get(ctx)
+		if err != nil {
+			return err
+		}
+		if status, b, err = c.post(path, auth, env); err != nil {
+			return err
+		}
+		p.h1.put(c)
 	}
-	req.Header.Set(relay.HeaderSendAuthorization, g.auths[i%len(g.auths)])
-	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := p.http.Do(req)
-	if err != nil {
-		return err
-	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(b[:min(len(b), 200)]))
+	if status != http.StatusOK {
+		return fmt.Errorf("status %d: %s", status, bytes.TrimSpace(b[:min(len(b), 200)]))
 	}
 	if check {
 		rc, err := relay.ParseReceipt(b)
@@ -844,7 +863,7 @@ func (g *gen) e2e(ctx context.Context) error {
 		missing := ph.n - len(lat)
 		g.add(result{metric: fmt.Sprintf("online delivery, send to push, %s load (%d msgs/s offered)", ph.rateName, ph.rate),
 			goal: "report p50, p99", measured: fmt.Sprintf("p50 %.1f ms, p99 %.1f ms, max %.1f ms", quantile(s, .5), quantile(s, .99), quantile(s, 1)),
-			ratio: "—",
+			ratio:      "—",
 			conditions: fmt.Sprintf("%d sends (%.0f/s achieved, %d undelivered after 10 s) to %d devices each holding a WebSocket push channel over TLS; the devices verify each page's signed head and ack", ph.n, achieved, missing, len(g.devs))})
 		if missing > 0 {
 			g.logf("e2e %s: %d of %d not delivered", ph.name, missing, ph.n)

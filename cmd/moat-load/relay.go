@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -32,12 +33,11 @@ import (
 
 // relayFlags configure the relay process.
 type relayFlags struct {
-	data, listen     string
-	tlsCert, tlsKey  string
-	seed             string
-	devices          int
-	memoryVerifiers  bool
-	receiptBodyBytes int
+	data, listen    string
+	tlsCert, tlsKey string
+	seed            string
+	devices         int
+	memoryVerifiers bool
 }
 
 // relayHello is the line the relay process prints once it serves.
@@ -164,6 +164,17 @@ func runRelay(ctx context.Context, f relayFlags, stdin io.Reader, stdout io.Writ
 	})
 	mux.Handle("/", rl.Handler())
 
+	if path := os.Getenv("MOAT_LOAD_RELAY_CPUPROFILE"); path != "" {
+		pf, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pf.Close()
+		defer pprof.StopCPUProfile()
+	}
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return err
