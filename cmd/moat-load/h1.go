@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -41,18 +42,50 @@ func newH1Pool(addr string, cfg *tls.Config, size int) *h1pool {
 	return &h1pool{addr: addr, cfg: cfg, idle: make(chan *h1conn, size)}
 }
 
+// get takes an idle connection, waiting for one: the pool is filled
+// before a phase (fill) so that no TLS handshake happens while sends are
+// timed, and an open-loop phase queues for the connections like the
+// requests of that many clients.
 func (p *h1pool) get(ctx context.Context) (*h1conn, error) {
 	select {
 	case c := <-p.idle:
 		return c, nil
-	default:
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	d := tls.Dialer{Config: p.cfg}
-	c, err := d.DialContext(ctx, "tcp", p.addr)
-	if err != nil {
-		return nil, err
+}
+
+// fill dials connections until the pool holds n.
+func (p *h1pool) fill(ctx context.Context, n int) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 16)
+	for range n - len(p.idle) {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			d := tls.Dialer{Config: p.cfg}
+			c, err := d.DialContext(ctx, "tcp", p.addr)
+			if err == nil {
+				// One request, so that the server holds the connection
+				// under its idle timeout, not its first-request one.
+				err = healthz(c)
+			}
+			if err != nil {
+				if c != nil {
+					c.Close()
+				}
+				errs <- err
+				return
+			}
+			p.put(&h1conn{c: c, r: bufio.NewReaderSize(c, 4096)})
+		}()
 	}
-	return &h1conn{c: c, r: bufio.NewReaderSize(c, 4096)}, nil
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
 
 func (p *h1pool) put(c *h1conn) {

@@ -46,8 +46,9 @@ type runFlags struct {
 	content      int
 	concurrency  int
 	producers    int
-	rate         int
+	rates        []int
 	rateFor      time.Duration
+	openConns    int
 	conns        []int
 	e2eLow       int
 	e2eHigh      int
@@ -83,8 +84,9 @@ prints a table. Each phase that stores envelopes gets a fresh relay.`,
 	fl.IntVar(&f.content, "content", 1024, "content bytes per envelope (1 KiB seals to a 4 KiB envelope)")
 	fl.IntVar(&f.concurrency, "concurrency", 256, "concurrent senders in the closed-loop phases")
 	fl.IntVar(&f.producers, "raw-producers", 1024, "producers of the raw group-commit baseline")
-	fl.IntVar(&f.rate, "rate", 10000, "offered sends per second in the latency phase")
-	fl.DurationVar(&f.rateFor, "rate-duration", 4*time.Second, "length of the latency phase (at most --messages sends)")
+	fl.IntSliceVar(&f.rates, "rate", []int{10000, 5000}, "offered sends per second in the latency phase, one row each")
+	fl.DurationVar(&f.rateFor, "rate-duration", 4*time.Second, "length of each latency rate (at most --messages sends)")
+	fl.IntVar(&f.openConns, "open-conns", 512, "client connections the open-loop phases (latency, e2e) send over")
 	fl.IntSliceVar(&f.conns, "conns", []int{10000, 18000}, "two idle TLS connection counts for the memory slope")
 	fl.IntVar(&f.e2eLow, "e2e-low", 200, "low offered rate of the e2e phase, sends per second")
 	fl.IntVar(&f.e2eHigh, "e2e-high", 5000, "high offered rate of the e2e phase, sends per second")
@@ -116,6 +118,8 @@ type gen struct {
 	log     io.Writer
 	results []result
 	ratios  map[string]float64
+	// lastLoad is the load average when the last closed loop started.
+	lastLoad string
 }
 
 func (g *gen) logf(format string, a ...any) {
@@ -128,7 +132,7 @@ func runLoad(ctx context.Context, f runFlags, stdout, stderr io.Writer) error {
 	if len(f.conns) != 2 || f.conns[0] <= 0 || f.conns[1] <= f.conns[0] {
 		return errors.New("--conns: want two counts, the second larger")
 	}
-	if f.devices < 1 || f.messages < 1 || f.concurrency < 1 || f.producers < 1 || f.rate < 1 || f.e2eLow < 1 || f.e2eHigh < 1 {
+	if f.devices < 1 || f.messages < 1 || f.concurrency < 1 || f.producers < 1 || f.openConns < 1 || len(f.rates) == 0 || slices.Min(f.rates) < 1 || f.e2eLow < 1 || f.e2eHigh < 1 {
 		return errors.New("counts and rates must be positive")
 	}
 	for _, p := range f.phases {
@@ -170,6 +174,8 @@ func runLoad(ctx context.Context, f runFlags, stdout, stderr io.Writer) error {
 	}
 	g.logf("sealed %d envelopes of %d bytes in %v", len(g.envs), len(g.envs[0]), time.Since(start).Round(time.Millisecond))
 
+	// What was measured is reported even if a later phase fails.
+	defer g.report(stdout)
 	has := func(p string) bool { return slices.Contains(f.phases, p) }
 	if has("raw") {
 		if err := g.raw(); err != nil {
@@ -196,7 +202,6 @@ func runLoad(ctx context.Context, f runFlags, stdout, stderr io.Writer) error {
 			return fmt.Errorf("e2e: %w", err)
 		}
 	}
-	g.report(stdout)
 	return nil
 }
 
@@ -344,7 +349,13 @@ func (g *gen) startRelay(ctx context.Context, name string, conns int) (*relayPro
 	go io.Copy(io.Discard, stdout)
 	p.addr, p.url = h.Addr, "https://"+h.Addr
 	p.http = &http.Client{Transport: g.transport(conns, g.f.http2), Timeout: time.Minute}
-	p.h1 = newH1Pool(p.addr, &tls.Config{RootCAs: g.pool, MinVersion: tls.VersionTLS13}, 4096)
+	p.h1 = newH1Pool(p.addr, &tls.Config{RootCAs: g.pool, MinVersion: tls.VersionTLS13}, conns)
+	if !g.f.http2 {
+		if err := p.h1.fill(ctx, conns); err != nil {
+			p.stop()
+			return nil, err
+		}
+	}
 	return p, nil
 }
 
@@ -482,6 +493,7 @@ func (g *gen) closedLoop(ctx context.Context, p *relayProc, path string, n int, 
 	var wg sync.WaitGroup
 	var firstErr atomic.Pointer[error]
 	rc0, sc0 := p.cpu(), selfCPU()
+	g.lastLoad = loadAvg()
 	start := time.Now()
 	for range g.f.concurrency {
 		wg.Add(1)
@@ -587,7 +599,7 @@ func (g *gen) sends(ctx context.Context, tlsPhase, sendPhase bool) error {
 		g.add(result{metric: fmt.Sprintf("HTTP+TLS alone: %d-byte POSTs to a handler that discards them", g.envSize()),
 			goal: "(baseline)", measured: fmt.Sprintf("%.0f req/s", rate),
 			ratio:      g.rawRatio(rate),
-			conditions: fmt.Sprintf("%d senders, %s, closed loop; relay CPU %.1f µs/req, generator %.1f µs/req; p50 %.1f ms, p99 %.1f ms", g.f.concurrency, g.proto(), us(rcpu, n), us(scpu, n), quantile(s, .5), quantile(s, .99))})
+			conditions: fmt.Sprintf("%d senders, %s, closed loop; relay CPU %.1f µs/req, generator %.1f µs/req; p50 %.1f ms, p99 %.1f ms; load average %s → %s", g.f.concurrency, g.proto(), us(rcpu, n), us(scpu, n), quantile(s, .5), quantile(s, .99), g.lastLoad, loadAvg())})
 	}
 	if sendPhase {
 		g.logf("send: %d sealed sends of %d bytes through the relay, %d senders", n, g.envSize(), g.f.concurrency)
@@ -601,6 +613,7 @@ func (g *gen) sends(ctx context.Context, tlsPhase, sendPhase bool) error {
 		if t := g.ratios["tls"]; t > 0 {
 			cond += fmt.Sprintf("; %.2f× HTTP+TLS alone", rate/t)
 		}
+		cond += fmt.Sprintf("; load average %s → %s", g.lastLoad, loadAvg())
 		g.add(result{metric: fmt.Sprintf("durable %d-byte sealed sends (%d B content) through the relay over TLS", g.envSize(), g.f.content),
 			goal: "≥ 0.6× raw", measured: fmt.Sprintf("%.0f msgs/s", rate), ratio: g.rawRatio(rate), conditions: cond})
 	}
@@ -617,28 +630,40 @@ func (g *gen) rawRatio(rate float64) string {
 	return fmt.Sprintf("**%.2f×** raw", rate/raw)
 }
 
-// latency runs the latency phase: enqueue-ack latency at the offered rate.
+// latency runs the latency phase: enqueue-ack latency at each offered
+// rate, each on a fresh relay.
 func (g *gen) latency(ctx context.Context) error {
-	n := min(len(g.envs), int(float64(g.f.rate)*g.f.rateFor.Seconds()))
+	for _, rate := range g.f.rates {
+		if err := g.latencyAt(ctx, rate); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (g *gen) latencyAt(ctx context.Context, rate int) error {
+	n := min(len(g.envs), int(float64(rate)*g.f.rateFor.Seconds()))
 	if n < 1 {
 		return errors.New("no sends: raise --rate-duration")
 	}
-	p, err := g.startRelay(ctx, "latency", 1024)
+	p, err := g.startRelay(ctx, fmt.Sprintf("latency-%d", rate), g.f.openConns)
 	if err != nil {
 		return err
 	}
 	defer p.stop()
-	g.logf("latency: %d sends offered at %d/s", n, g.f.rate)
-	_, lat, achieved, failed, err := g.openLoop(ctx, p, 0, n, g.f.rate)
+	g.logf("latency: %d sends offered at %d/s over %d connections", n, rate, g.f.openConns)
+	u := snapshot(p)
+	_, lat, achieved, failed, err := g.openLoop(ctx, p, 0, n, rate)
+	use := u.since(p)
 	if err != nil {
 		return fmt.Errorf("%d of %d sends failed: %w", failed, n, err)
 	}
 	s := sorted(lat)
 	p99 := quantile(s, .99)
-	g.add(result{metric: fmt.Sprintf("enqueue-ack latency at an offered %d msgs/s", g.f.rate),
+	g.add(result{metric: fmt.Sprintf("enqueue-ack latency at an offered %d msgs/s", rate),
 		goal: "p99 ≤ 50 ms", measured: fmt.Sprintf("p50 %.1f ms, p99 %.1f ms, max %.1f ms", quantile(s, .5), p99, quantile(s, 1)),
 		ratio:      fmt.Sprintf("p99 %.2f× the goal", p99/50),
-		conditions: fmt.Sprintf("open loop, %d sends, %.0f/s achieved, %s, latency from each send's scheduled time to its receipt", n, achieved, g.proto())})
+		conditions: fmt.Sprintf("open loop, %d sends, %.0f/s achieved, over %d %s connections; latency from each send's scheduled time to its receipt (queueing for a connection included); %s", n, achieved, g.f.openConns, g.proto(), use)})
 	return nil
 }
 
@@ -758,7 +783,7 @@ func (g *gen) e2e(ctx context.Context) error {
 			return errors.New("too few --messages for the e2e rates")
 		}
 	}
-	p, err := g.startRelay(ctx, "e2e", 1024)
+	p, err := g.startRelay(ctx, "e2e", g.f.openConns)
 	if err != nil {
 		return err
 	}
@@ -840,6 +865,7 @@ func (g *gen) e2e(ctx context.Context) error {
 		rateName string
 	}{{"low", 0, nLow, g.f.e2eLow, "low"}, {"high", nLow, nHigh, g.f.e2eHigh, "high"}} {
 		g.logf("e2e: %d sends at %d/s to %d online devices", ph.n, ph.rate, len(g.devs))
+		u := snapshot(p)
 		sched, _, achieved, failed, err := g.openLoop(ctx, p, ph.from, ph.n, ph.rate)
 		if err != nil {
 			return fmt.Errorf("%d of %d sends failed: %w", failed, ph.n, err)
@@ -859,12 +885,13 @@ func (g *gen) e2e(ctx context.Context) error {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+		use := u.since(p)
 		s := sorted(lat)
 		missing := ph.n - len(lat)
 		g.add(result{metric: fmt.Sprintf("online delivery, send to push, %s load (%d msgs/s offered)", ph.rateName, ph.rate),
 			goal: "report p50, p99", measured: fmt.Sprintf("p50 %.1f ms, p99 %.1f ms, max %.1f ms", quantile(s, .5), quantile(s, .99), quantile(s, 1)),
 			ratio:      "—",
-			conditions: fmt.Sprintf("%d sends (%.0f/s achieved, %d undelivered after 10 s) to %d devices each holding a WebSocket push channel over TLS; the devices verify each page's signed head and ack", ph.n, achieved, missing, len(g.devs))})
+			conditions: fmt.Sprintf("%d sends (%.0f/s achieved, %d undelivered after 10 s) to %d devices each holding a WebSocket push channel over TLS; the devices verify each page's signed head and ack; %s", ph.n, achieved, missing, len(g.devs), use)})
 		if missing > 0 {
 			g.logf("e2e %s: %d of %d not delivered", ph.name, missing, ph.n)
 		}
@@ -879,10 +906,46 @@ func (g *gen) e2e(ctx context.Context) error {
 
 // report prints the results as a Markdown table.
 func (g *gen) report(w io.Writer) {
+	if len(g.results) == 0 {
+		return
+	}
 	fmt.Fprintf(w, "moat-load: %s, GOMAXPROCS %d, %d CPUs, %s/%s, %s\n\n", time.Now().UTC().Format(time.RFC3339), runtime.GOMAXPROCS(0), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	fmt.Fprintln(w, "| metric | goal | measured | ratio | conditions |")
 	fmt.Fprintln(w, "|---|---|---|---|---|")
 	for _, r := range g.results {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", r.metric, r.goal, r.measured, r.ratio, r.conditions)
 	}
+}
+
+// usage is a snapshot of CPU time and load, to say in each row how much
+// of the machine the relay and the generator had.
+type usage struct {
+	wall        time.Time
+	relay, self time.Duration
+	load        string
+}
+
+func snapshot(p *relayProc) usage {
+	return usage{wall: time.Now(), relay: p.cpu(), self: selfCPU(), load: loadAvg()}
+}
+
+// since describes the CPU the relay and the generator used since u, in
+// cores, and the machine's load average then and now.
+func (u usage) since(p *relayProc) string {
+	el := time.Since(u.wall).Seconds()
+	return fmt.Sprintf("relay used %.2f cores, generator %.2f; load average %s → %s",
+		(p.cpu()-u.relay).Seconds()/el, (selfCPU()-u.self).Seconds()/el, u.load, loadAvg())
+}
+
+// loadAvg returns the 1-minute load average (Linux), or "?".
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }

@@ -25,7 +25,7 @@ func TestRunSmoke(t *testing.T) {
 	var out, errs bytes.Buffer
 	code := run(t.Context(), []string{"run", "--messages", "120", "--devices", "6", "--content", "100",
 		"--concurrency", "4", "--raw-producers", "8", "--rate", "200", "--rate-duration", "200ms",
-		"--conns", "5,10", "--e2e-low", "20", "--e2e-high", "100", "--e2e-duration", "500ms",
+		"--conns", "5,10", "--open-conns", "8", "--e2e-low", "20", "--e2e-high", "100", "--e2e-duration", "500ms",
 		"--memory-verifiers"}, &out, &errs)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errs.String())

@@ -82,7 +82,7 @@ func (g *gen) raw() error {
 	var next atomic.Int64
 	var firstErr atomic.Pointer[error]
 	var wg sync.WaitGroup
-	c0 := selfCPU()
+	c0, load0 := selfCPU(), loadAvg()
 	start := time.Now()
 	for range g.f.producers {
 		wg.Add(1)
@@ -113,7 +113,7 @@ func (g *gen) raw() error {
 	g.ratios["raw"] = rate
 	g.add(result{metric: fmt.Sprintf("raw badger group commit, %d-byte values (the envelopes' bytes)", g.envSize()),
 		goal: "(baseline)", measured: fmt.Sprintf("%.0f msgs/s", rate), ratio: "1×",
-		conditions: fmt.Sprintf("%d producers, in the generator's process; one transaction and one db.Sync per drained batch, %.0f msgs/batch; %.1f CPU µs/msg; the mailbox store's badger options (badgermailbox.BaselineOptions)",
-			g.f.producers, float64(n)/float64(batches.Load()), us(cpu, n))})
+		conditions: fmt.Sprintf("%d producers, in the generator's process; one transaction and one db.Sync per drained batch, %.0f msgs/batch; %.1f CPU µs/msg; the mailbox store's badger options (badgermailbox.BaselineOptions); load average %s → %s",
+			g.f.producers, float64(n)/float64(batches.Load()), us(cpu, n), load0, loadAvg())})
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -174,6 +175,10 @@ func runRelay(ctx context.Context, f relayFlags, stdin io.Reader, stdout io.Writ
 		}
 		defer pf.Close()
 		defer pprof.StopCPUProfile()
+	}
+	if addr := os.Getenv("MOAT_LOAD_RELAY_PPROF"); addr != "" {
+		// net/http/pprof's handlers on a side listener, for diagnosis.
+		go http.ListenAndServe(addr, http.DefaultServeMux)
 	}
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
