@@ -50,6 +50,7 @@ type runFlags struct {
 	rateFor      time.Duration
 	openConns    int
 	conns        []int
+	pushConns    []int
 	e2eLow       int
 	e2eHigh      int
 	e2eFor       time.Duration
@@ -59,7 +60,7 @@ type runFlags struct {
 	relayBin     string
 }
 
-var allPhases = []string{"raw", "tls", "send", "latency", "memory", "e2e"}
+var allPhases = []string{"raw", "tls", "send", "latency", "memory", "pushmem", "e2e"}
 
 func newRunCmd() *cobra.Command {
 	var f runFlags
@@ -88,6 +89,7 @@ prints a table. Each phase that stores envelopes gets a fresh relay.`,
 	fl.DurationVar(&f.rateFor, "rate-duration", 4*time.Second, "length of each latency rate (at most --messages sends)")
 	fl.IntVar(&f.openConns, "open-conns", 512, "client connections the open-loop phases (latency, e2e) send over")
 	fl.IntSliceVar(&f.conns, "conns", []int{10000, 18000}, "two idle TLS connection counts for the memory slope")
+	fl.IntSliceVar(&f.pushConns, "push-conns", []int{2000, 4000}, "two idle push-channel counts for the pushmem slope")
 	fl.IntVar(&f.e2eLow, "e2e-low", 200, "low offered rate of the e2e phase, sends per second")
 	fl.IntVar(&f.e2eHigh, "e2e-high", 5000, "high offered rate of the e2e phase, sends per second")
 	fl.DurationVar(&f.e2eFor, "e2e-duration", 3*time.Second, "length of each e2e rate")
@@ -131,6 +133,9 @@ func (g *gen) add(r result) { g.results = append(g.results, r) }
 func runLoad(ctx context.Context, f runFlags, stdout, stderr io.Writer) error {
 	if len(f.conns) != 2 || f.conns[0] <= 0 || f.conns[1] <= f.conns[0] {
 		return errors.New("--conns: want two counts, the second larger")
+	}
+	if len(f.pushConns) != 2 || f.pushConns[0] <= 0 || f.pushConns[1] <= f.pushConns[0] {
+		return errors.New("--push-conns: want two counts, the second larger")
 	}
 	if f.devices < 1 || f.messages < 1 || f.concurrency < 1 || f.producers < 1 || f.openConns < 1 || len(f.rates) == 0 || slices.Min(f.rates) < 1 || f.e2eLow < 1 || f.e2eHigh < 1 {
 		return errors.New("counts and rates must be positive")
@@ -195,6 +200,11 @@ func runLoad(ctx context.Context, f runFlags, stdout, stderr io.Writer) error {
 	if has("memory") {
 		if err := g.memory(ctx); err != nil {
 			return fmt.Errorf("memory: %w", err)
+		}
+	}
+	if has("pushmem") {
+		if err := g.pushMemory(ctx); err != nil {
+			return fmt.Errorf("pushmem: %w", err)
 		}
 	}
 	if has("e2e") {
@@ -310,11 +320,17 @@ type relayProc struct {
 
 // startRelay starts a relay process on a fresh data directory.
 func (g *gen) startRelay(ctx context.Context, name string, conns int) (*relayProc, error) {
+	return g.startRelayWith(ctx, name, conns, g.f.devices, g.f.memVerifiers)
+}
+
+// startRelayWith starts a relay process certifying the run's first
+// devices devices.
+func (g *gen) startRelayWith(ctx context.Context, name string, conns, devices int, memVerifiers bool) (*relayProc, error) {
 	data := filepath.Join(g.tmp, name)
 	args := []string{"relay", "--data", data, "--tls-cert", filepath.Join(g.tmp, "cert.pem"),
 		"--tls-key", filepath.Join(g.tmp, "key.pem"), "--seed", hex.EncodeToString(g.seed),
-		"--devices", strconv.Itoa(g.f.devices)}
-	if g.f.memVerifiers {
+		"--devices", strconv.Itoa(devices)}
+	if memVerifiers {
 		args = append(args, "--memory-verifiers")
 	}
 	cmd := exec.CommandContext(ctx, g.f.relayBin, args...)
@@ -793,38 +809,9 @@ func (g *gen) e2e(ctx context.Context) error {
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g.logf("e2e: opening %d push channels", len(g.devs))
-	pushes := make([]*relay.Push, len(g.devs))
-	var next atomic.Int64
-	var firstErr atomic.Pointer[error]
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(g.devs) || firstErr.Load() != nil {
-					return
-				}
-				d := g.devs[i]
-				c := &relay.Client{BaseURL: p.url, Name: relayName, RelayKey: p.key,
-					HTTP:   &http.Client{Transport: g.transport(2, false)},
-					Device: &relay.DeviceCredentials{Tenant: loadTenant, Device: d.id, Key: d.idk.Signing}}
-				ps, err := c.Push(pctx, 0)
-				if err == nil {
-					_, err = ps.Next(pctx) // the first, empty page
-				}
-				if err != nil {
-					firstErr.CompareAndSwap(nil, &err)
-					return
-				}
-				pushes[i] = ps
-			}
-		}()
-	}
-	wg.Wait()
-	if e := firstErr.Load(); e != nil {
-		return *e
+	pushes, err := g.openPushes(pctx, p, g.devs)
+	if err != nil {
+		return err
 	}
 	var readers sync.WaitGroup
 	for _, ps := range pushes {
@@ -901,6 +888,112 @@ func (g *gen) e2e(ctx context.Context) error {
 	}
 	cancel()
 	readers.Wait()
+	return nil
+}
+
+// openPushes opens a push channel of each device and reads its first
+// page.
+func (g *gen) openPushes(ctx context.Context, p *relayProc, devs []*loadDevice) ([]*relay.Push, error) {
+	pushes := make([]*relay.Push, len(devs))
+	var next atomic.Int64
+	var firstErr atomic.Pointer[error]
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(devs) || firstErr.Load() != nil {
+					return
+				}
+				d := devs[i]
+				hc := &http.Client{Transport: g.transport(2, false)}
+				c := &relay.Client{BaseURL: p.url, Name: relayName, RelayKey: p.key, HTTP: hc,
+					Device: &relay.DeviceCredentials{Tenant: loadTenant, Device: d.id, Key: d.idk.Signing}}
+				ps, err := c.Push(ctx, 0)
+				if err == nil {
+					_, err = ps.Next(ctx) // the first, empty page
+				}
+				if err != nil {
+					firstErr.CompareAndSwap(nil, &err)
+					return
+				}
+				hc.CloseIdleConnections() // the channel's connection is its own now
+				pushes[i] = ps
+			}
+		}()
+	}
+	wg.Wait()
+	if e := firstErr.Load(); e != nil {
+		for _, ps := range pushes {
+			if ps != nil {
+				ps.Close()
+			}
+		}
+		return nil, *e
+	}
+	return pushes, nil
+}
+
+// pushMemory runs the pushmem phase: the relay process's memory at two
+// counts of idle push channels (online devices waiting for messages).
+func (g *gen) pushMemory(ctx context.Context) error {
+	n1, n2 := g.f.pushConns[0], g.f.pushConns[1]
+	devs, err := deriveDevices(g.seed, n2)
+	if err != nil {
+		return err
+	}
+	p, err := g.startRelayWith(ctx, "pushmem", 4, n2, true)
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var readers sync.WaitGroup
+	defer readers.Wait()
+	defer cancel()
+	m0, err := p.mem(ctx)
+	if err != nil {
+		return err
+	}
+	var ms [2]memInfo
+	from := 0
+	for k, to := range []int{n1, n2} {
+		g.logf("pushmem: opening idle push channels up to %d", to)
+		pushes, err := g.openPushes(pctx, p, devs[from:to])
+		if err != nil {
+			return fmt.Errorf("after %d channels: %w", from, err)
+		}
+		for _, ps := range pushes {
+			readers.Add(1)
+			go func() {
+				// An idle device: it reads (answering the relay's pings)
+				// until the phase ends.
+				defer readers.Done()
+				defer ps.Close()
+				for {
+					if _, err := ps.Next(pctx); err != nil {
+						return
+					}
+				}
+			}()
+		}
+		from = to
+		time.Sleep(time.Second)
+		if ms[k], err = p.mem(ctx); err != nil {
+			return err
+		}
+	}
+	dn := float64(n2 - n1)
+	rssSlope := float64(ms[1].RSS-ms[0].RSS) / dn
+	heapSlope := float64(int64(ms[1].HeapInuse+ms[1].StackInuse)-int64(ms[0].HeapInuse+ms[0].StackInuse)) / dn
+	g.add(result{metric: "relay memory per idle push channel (slope)",
+		goal: "(≤ 32 KB, as a connection)", measured: fmt.Sprintf("%.1f KiB RSS (heap+stacks %.1f KiB)", rssSlope/1024, heapSlope/1024),
+		ratio: fmt.Sprintf("%.2f× 32 KiB", rssSlope/32768),
+		conditions: fmt.Sprintf("between %d and %d authenticated devices each holding a WebSocket push channel over TLS (RSS %.0f → %.0f MiB, %d → %d goroutines; %.0f MiB with none); measured in the relay process after a GC",
+			n1, n2, mib(ms[0].RSS), mib(ms[1].RSS), ms[0].Goroutines, ms[1].Goroutines, mib(m0.RSS))})
 	return nil
 }
 

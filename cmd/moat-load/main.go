@@ -10,14 +10,18 @@
 //   - durable sealed sends through the relay over TLS, envelopes sealed
 //     before the timed part, closed loop;
 //   - enqueue-ack latency at a fixed offered rate (open loop);
-//   - the relay process's memory per idle TLS connection, as the slope
-//     between two connection counts;
+//   - the relay process's memory per idle TLS connection, and per idle
+//     push channel of an authenticated device, as the slope between two
+//     counts;
 //   - online delivery latency, send to push on the WebSocket, at a low and
 //     a high rate.
 //
 // Usage:
 //
-//	moat-load run [--messages 50000] [--devices 1000] [--concurrency 256] [--rate 10000] [--conns 10000,18000] ...
+//	moat-load run [--phases raw,tls,send,latency,memory,pushmem,e2e] [--messages 50000] [--devices 1000]
+//	              [--concurrency 256] [--rate 10000,5000] [--conns 10000,18000] [--push-conns 2000,4000] ...
+//
+// cmd/README.md §moat-load describes every flag.
 //
 // The relay runs in a process of its own (the hidden subcommand relay,
 // started by run), with a self-signed certificate made for the run, the

@@ -25,7 +25,7 @@ func TestRunSmoke(t *testing.T) {
 	var out, errs bytes.Buffer
 	code := run(t.Context(), []string{"run", "--messages", "120", "--devices", "6", "--content", "100",
 		"--concurrency", "4", "--raw-producers", "8", "--rate", "200", "--rate-duration", "200ms",
-		"--conns", "5,10", "--open-conns", "8", "--e2e-low", "20", "--e2e-high", "100", "--e2e-duration", "500ms",
+		"--conns", "5,10", "--push-conns", "3,6", "--open-conns", "8", "--e2e-low", "20", "--e2e-high", "100", "--e2e-duration", "500ms",
 		"--memory-verifiers"}, &out, &errs)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errs.String())
@@ -37,6 +37,8 @@ func TestRunSmoke(t *testing.T) {
 		"| enqueue-ack latency at an offered 200 msgs/s |",
 		"| relay memory per idle TLS connection (slope) |",
 		"between 5 and 10 connections",
+		"| relay memory per idle push channel (slope) |",
+		"between 3 and 6 authenticated devices",
 		"| online delivery, send to push, low load (20 msgs/s offered) |",
 		"| online delivery, send to push, high load (100 msgs/s offered) |",
 		"0 undelivered",
@@ -52,6 +54,7 @@ func TestRunFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"run", "--conns", "10"},
 		{"run", "--conns", "10,5"},
+		{"run", "--push-conns", "4"},
 		{"run", "--phases", "raw,bogus"},
 		{"run", "--rate", "0"},
 	} {
