@@ -19,7 +19,7 @@
 // Usage:
 //
 //	moat-load run [--phases raw,tls,send,latency,memory,pushmem,e2e] [--messages 50000] [--devices 1000]
-//	              [--concurrency 256] [--rate 10000,5000] [--conns 10000,18000] [--push-conns 2000,4000] ...
+//	              [--concurrency 256] [--rate 10000,5000,2000] [--conns 10000,18000] [--push-conns 2000,4000] ...
 //
 // cmd/README.md §moat-load describes every flag.
 //
