@@ -908,7 +908,14 @@ func (g *gen) openPushes(ctx context.Context, p *relayProc, devs []*loadDevice) 
 					return
 				}
 				d := devs[i]
-				hc := &http.Client{Transport: g.transport(2, false)}
+				// One connection: a device's challenge and session
+				// requests must share it, for the session's TLS channel
+				// binding; a transport free to dial could send the second
+				// on a new connection while the first is being returned
+				// to its pool.
+				tr := g.transport(1, false)
+				tr.MaxConnsPerHost = 1
+				hc := &http.Client{Transport: tr}
 				c := &relay.Client{BaseURL: p.url, Name: relayName, RelayKey: p.key, HTTP: hc,
 					Device: &relay.DeviceCredentials{Tenant: loadTenant, Device: d.id, Key: d.idk.Signing}}
 				ps, err := c.Push(ctx, 0)
