@@ -34,6 +34,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/moat-im/moat/crypto/deliverytoken"
 	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/crypto/sealed"
 	"github.com/moat-im/moat/server/relay"
@@ -51,6 +52,7 @@ type runFlags struct {
 	openConns    int
 	conns        []int
 	pushConns    []int
+	anonMessages int
 	e2eLow       int
 	e2eHigh      int
 	e2eFor       time.Duration
@@ -60,7 +62,7 @@ type runFlags struct {
 	relayBin     string
 }
 
-var allPhases = []string{"raw", "tls", "send", "latency", "memory", "pushmem", "e2e"}
+var allPhases = []string{"raw", "tls", "send", "anon", "latency", "memory", "pushmem", "e2e"}
 
 func newRunCmd() *cobra.Command {
 	var f runFlags
@@ -89,6 +91,7 @@ prints a table. Each phase that stores envelopes gets a fresh relay.`,
 	fl.DurationVar(&f.rateFor, "rate-duration", 4*time.Second, "length of each latency rate (at most --messages sends)")
 	fl.IntVar(&f.openConns, "open-conns", 512, "client connections the open-loop phases (latency, e2e) send over")
 	fl.IntSliceVar(&f.conns, "conns", []int{10000, 18000}, "two idle TLS connection counts for the memory slope")
+	fl.IntVar(&f.anonMessages, "anon-messages", 500, "sends with anonymous tokens in the anon phase (tokens issued beforehand, about 9 ms of CPU each)")
 	fl.IntSliceVar(&f.pushConns, "push-conns", []int{2000, 4000}, "two idle push-channel counts for the pushmem slope")
 	fl.IntVar(&f.e2eLow, "e2e-low", 200, "low offered rate of the e2e phase, sends per second")
 	fl.IntVar(&f.e2eHigh, "e2e-high", 2000, "high offered rate of the e2e phase, sends per second")
@@ -118,8 +121,11 @@ type gen struct {
 	envs    [][]byte
 	ids     map[sealed.MessageID]int
 	log     io.Writer
-	results []result
-	ratios  map[string]float64
+	// anonAuths, when set, authorise envelope i with anonymous token i.
+	anonAuths []string
+	issuerDER []byte
+	results   []result
+	ratios    map[string]float64
 	// lastLoad is the load average when the last closed loop started.
 	lastLoad string
 }
@@ -137,7 +143,7 @@ func runLoad(ctx context.Context, f runFlags, stdout, stderr io.Writer) error {
 	if len(f.pushConns) != 2 || f.pushConns[0] <= 0 || f.pushConns[1] <= f.pushConns[0] {
 		return errors.New("--push-conns: want two counts, the second larger")
 	}
-	if f.devices < 1 || f.messages < 1 || f.concurrency < 1 || f.producers < 1 || f.openConns < 1 || len(f.rates) == 0 || slices.Min(f.rates) < 1 || f.e2eLow < 1 || f.e2eHigh < 1 {
+	if f.devices < 1 || f.messages < 1 || f.anonMessages < 1 || f.concurrency < 1 || f.producers < 1 || f.openConns < 1 || len(f.rates) == 0 || slices.Min(f.rates) < 1 || f.e2eLow < 1 || f.e2eHigh < 1 {
 		return errors.New("counts and rates must be positive")
 	}
 	for _, p := range f.phases {
@@ -190,6 +196,11 @@ func runLoad(ctx context.Context, f runFlags, stdout, stderr io.Writer) error {
 	if has("tls") || has("send") {
 		if err := g.sends(ctx, has("tls"), has("send")); err != nil {
 			return fmt.Errorf("send: %w", err)
+		}
+	}
+	if has("anon") {
+		if err := g.anon(ctx); err != nil {
+			return fmt.Errorf("anon: %w", err)
 		}
 	}
 	if has("latency") {
@@ -333,6 +344,9 @@ func (g *gen) startRelayWith(ctx context.Context, name string, conns, devices in
 	if memVerifiers {
 		args = append(args, "--memory-verifiers")
 	}
+	if g.issuerDER != nil {
+		args = append(args, "--issuer-key", filepath.Join(g.tmp, "issuer.der"))
+	}
 	cmd := exec.CommandContext(ctx, g.f.relayBin, args...)
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	cmd.Stderr = g.log
@@ -457,6 +471,9 @@ func (p *relayProc) mem(ctx context.Context) (memInfo, error) {
 // the generator's cost, not the relay's).
 func (g *gen) send(ctx context.Context, p *relayProc, path string, i int, check bool) error {
 	env, auth := g.envs[i], g.auths[i%len(g.auths)]
+	if g.anonAuths != nil {
+		auth = g.anonAuths[i]
+	}
 	var status int
 	var b []byte
 	if g.f.http2 {
@@ -644,6 +661,72 @@ func (g *gen) rawRatio(rate float64) string {
 		return "—"
 	}
 	return fmt.Sprintf("**%.2f×** raw", rate/raw)
+}
+
+// anon runs the anon phase: durable sends each authorised by an
+// anonymous token, which the relay spends durably (one badgertokens
+// transaction and sync per spend).
+func (g *gen) anon(ctx context.Context) error {
+	n := min(g.f.anonMessages, len(g.envs))
+	ik, err := deliverytoken.GenerateIssuerKey()
+	if err != nil {
+		return err
+	}
+	if g.issuerDER, err = ik.MarshalPKCS8(); err != nil {
+		return err
+	}
+	defer func() { g.issuerDER, g.anonAuths = nil, nil }()
+	if err := os.WriteFile(filepath.Join(g.tmp, "issuer.der"), g.issuerDER, 0o600); err != nil {
+		return err
+	}
+	g.logf("anon: issuing %d anonymous tokens", n)
+	t0 := time.Now()
+	for len(g.anonAuths) < n {
+		req, pending, err := deliverytoken.RequestTokens(ik.Public(), loadTenant, min(deliverytoken.MaxBatch, n-len(g.anonAuths)))
+		if err != nil {
+			return err
+		}
+		resp, _, err := ik.Issue(req)
+		if err != nil {
+			return err
+		}
+		toks, err := pending.Finalize(resp)
+		if err != nil {
+			return err
+		}
+		for _, t := range toks {
+			a, err := (&deliverytoken.SendAuthorization{Kind: deliverytoken.KindAnonymous, Anonymous: t}).Marshal()
+			if err != nil {
+				return err
+			}
+			g.anonAuths = append(g.anonAuths, base64.RawURLEncoding.EncodeToString(a))
+		}
+	}
+	g.logf("anon: issued in %v", time.Since(t0).Round(time.Millisecond))
+	conc := min(g.f.concurrency, n)
+	p, err := g.startRelay(ctx, "anon", conc)
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	saved := g.f.concurrency
+	g.f.concurrency = conc
+	defer func() { g.f.concurrency = saved }()
+	g.logf("anon: %d sends with anonymous tokens, %d senders", n, conc)
+	rate, lat, rcpu, scpu, err := g.closedLoop(ctx, p, "/relay/v1/send", n, true)
+	if err != nil {
+		return err
+	}
+	s := sorted(lat)
+	verifiers := "badgertokens, one transaction and sync per spend"
+	if g.f.memVerifiers {
+		verifiers = "spent tokens in memory"
+	}
+	g.add(result{metric: fmt.Sprintf("durable %d-byte sealed sends with anonymous tokens", g.envSize()),
+		goal: "(none; MAC-token sends ≥ 0.6× raw)", measured: fmt.Sprintf("%.0f msgs/s", rate), ratio: g.rawRatio(rate),
+		conditions: fmt.Sprintf("%d senders, %d sends, closed loop, tokens issued beforehand; spends: %s; relay CPU %.1f µs/send, generator %.1f µs/send; p50 %.1f ms, p99 %.1f ms; load average %s → %s",
+			conc, n, verifiers, us(rcpu, n), us(scpu, n), quantile(s, .5), quantile(s, .99), g.lastLoad, loadAvg())})
+	return nil
 }
 
 // latency runs the latency phase: enqueue-ack latency at each offered

@@ -25,7 +25,7 @@ func TestRunSmoke(t *testing.T) {
 	var out, errs bytes.Buffer
 	code := run(t.Context(), []string{"run", "--messages", "120", "--devices", "6", "--content", "100",
 		"--concurrency", "4", "--raw-producers", "8", "--rate", "200", "--rate-duration", "200ms",
-		"--conns", "5,10", "--push-conns", "3,6", "--open-conns", "8", "--e2e-low", "20", "--e2e-high", "100", "--e2e-duration", "500ms",
+		"--anon-messages", "5", "--conns", "5,10", "--push-conns", "3,6", "--open-conns", "8", "--e2e-low", "20", "--e2e-high", "100", "--e2e-duration", "500ms",
 		"--memory-verifiers"}, &out, &errs)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errs.String())
@@ -34,6 +34,7 @@ func TestRunSmoke(t *testing.T) {
 		"| raw badger group commit, 2048-byte values",
 		"| HTTP+TLS alone: 2048-byte POSTs",
 		"| durable 2048-byte sealed sends (100 B content) through the relay over TLS |",
+		"| durable 2048-byte sealed sends with anonymous tokens |",
 		"| enqueue-ack latency at an offered 200 msgs/s |",
 		"| relay memory per idle TLS connection (slope) |",
 		"between 5 and 10 connections",

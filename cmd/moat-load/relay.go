@@ -39,6 +39,7 @@ type relayFlags struct {
 	seed            string
 	devices         int
 	memoryVerifiers bool
+	issuerKey       string
 }
 
 // relayHello is the line the relay process prints once it serves.
@@ -83,7 +84,8 @@ func newRelayCmd() *cobra.Command {
 	fl.StringVar(&f.tlsKey, "tls-key", "", "TLS key (PEM)")
 	fl.StringVar(&f.seed, "seed", "", "hex seed of the run's devices")
 	fl.IntVar(&f.devices, "devices", 1000, "devices to certify")
-	fl.BoolVar(&f.memoryVerifiers, "memory-verifiers", false, "keep verifiers in memory instead of badgertokens")
+	fl.BoolVar(&f.memoryVerifiers, "memory-verifiers", false, "keep verifiers and spent tokens in memory instead of badgertokens")
+	fl.StringVar(&f.issuerKey, "issuer-key", "", "anonymous-token issuer key of the tenant (PKCS #8 DER file); none refuses anonymous tokens")
 	for _, n := range []string{"data", "tls-cert", "tls-key", "seed"} {
 		_ = cmd.MarkFlagRequired(n)
 	}
@@ -114,15 +116,30 @@ func runRelay(ctx context.Context, f relayFlags, stdin io.Reader, stdout io.Writ
 	}
 	defer mb.Close()
 	var ver relay.Verifiers
+	var spent deliverytoken.SpentStore
 	if f.memoryVerifiers {
-		ver = deliverytoken.NewMemoryVerifiers()
+		ver, spent = deliverytoken.NewMemoryVerifiers(), deliverytoken.NewMemorySpentStore()
 	} else {
 		tk, err := badgertokens.Open(ctx, badgertokens.Options{Dir: filepath.Join(f.data, "tokens"), Logger: log})
 		if err != nil {
 			return err
 		}
 		defer tk.Close()
-		ver = tk
+		ver, spent = tk, tk
+	}
+	var issuers deliverytoken.IssuerKeys
+	if f.issuerKey != "" {
+		der, err := os.ReadFile(f.issuerKey)
+		if err != nil {
+			return err
+		}
+		ik, err := deliverytoken.ParseIssuerPrivateKey(der)
+		if err != nil {
+			return err
+		}
+		iks := deliverytoken.NewMemoryIssuerKeys()
+		iks.Add(loadTenant, ik.Public())
+		issuers = iks
 	}
 	dir := relay.NewMemoryDirectory()
 	until := time.Now().Add(24 * time.Hour)
@@ -139,7 +156,7 @@ func runRelay(ctx context.Context, f relayFlags, stdin io.Reader, stdout io.Writ
 	off := relay.Rate{PerSecond: -1}
 	rl, err := relay.New(relay.Options{
 		Name: relayName, SigningKey: key, Directory: dir, Mailboxes: mb, Prekeys: memprekey.New(0),
-		Verifiers: ver, Logger: log,
+		Verifiers: ver, Spent: spent, Issuers: issuers, Logger: log,
 		Limits: relay.Limits{PerAddress: off, Challenge: off, PerDevice: off, PerTenant: off,
 			SendPerAddress: off, SendPerToken: off, SendPerMailbox: off, BundlePerTarget: off,
 			MaxSessions: 4 * f.devices},
