@@ -179,6 +179,9 @@ func runLoad(ctx context.Context, f runFlags, stdout, stderr io.Writer) error {
 		}
 		g.auths = append(g.auths, base64.RawURLEncoding.EncodeToString(a))
 	}
+	if !slices.ContainsFunc(f.phases, func(p string) bool { return p != "memory" && p != "pushmem" }) {
+		g.f.messages = 1 // the memory phases send nothing
+	}
 	start := time.Now()
 	if err := g.seal(); err != nil {
 		return err
