@@ -381,13 +381,17 @@ func testLimits(t *testing.T, s localstore.Store) {
 		},
 	}
 	bad := []func(tx localstore.Tx) error{
-		func(tx localstore.Tx) error { return tx.Put(localstore.Scope(long(localstore.MaxScopeLen+1)), "k", nil, nil) },
+		func(tx localstore.Tx) error {
+			return tx.Put(localstore.Scope(long(localstore.MaxScopeLen+1)), "k", nil, nil)
+		},
 		func(tx localstore.Tx) error { return tx.Put("", string(long(localstore.MaxKindLen+1)), nil, nil) },
 		func(tx localstore.Tx) error { return tx.Put("", "k", long(localstore.MaxIDLen+1), nil) },
 		func(tx localstore.Tx) error { return tx.Put("", "k", nil, long(localstore.MaxValueLen+1)) },
 		func(tx localstore.Tx) error { _, err := tx.Get("", "k", long(localstore.MaxIDLen+1)); return err },
 		func(tx localstore.Tx) error { return tx.Delete("", "k", long(localstore.MaxIDLen+1)) },
-		func(tx localstore.Tx) error { return tx.DeleteScope(localstore.Scope(long(localstore.MaxScopeLen + 1))) },
+		func(tx localstore.Tx) error {
+			return tx.DeleteScope(localstore.Scope(long(localstore.MaxScopeLen + 1)))
+		},
 	}
 	for i, fn := range ok {
 		if err := s.Update(fn); err != nil {
