@@ -286,7 +286,10 @@ func open(dir string, f *os.File, opts *Options) (*DB, error) {
 		}
 	}
 	recDir := filepath.Join(dir, recordsName)
-	bo := badgerutil.SmallStoreOptions(recDir, opts.MemTableSize, opts.Logger, "localstore")
+	// Values above badger's 1 MiB threshold go to the value log; files of
+	// 16 MiB hold several of the largest (MaxValueLen) and stay small.
+	bo := badgerutil.SmallStoreOptions(recDir, opts.MemTableSize, opts.Logger, "localstore").
+		WithValueLogFileSize(16 << 20)
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("localstore: opening records: %w", err)
