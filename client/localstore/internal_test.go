@@ -2,6 +2,7 @@ package localstore
 
 import (
 	"bytes"
+	"encoding/binary"
 	"crypto/hkdf"
 	"crypto/sha256"
 	"errors"
@@ -53,12 +54,27 @@ func get(t testing.TB, s Store, scope Scope, kind, id string) ([]byte, error) {
 	return v, err
 }
 
+// keyOf returns the badger key of a record.
+func keyOf(t *testing.T, s *DB, scope Scope, kind, id string) []byte {
+	t.Helper()
+	var k []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		k, err = (&tx{s: s, txn: txn}).recordKey(scope, kind, []byte(id))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
 // rawValue reads the stored (sealed) value of a record from badger.
 func rawValue(t *testing.T, s *DB, scope Scope, kind, id string) []byte {
 	t.Helper()
 	var v []byte
 	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(s.recordKey(scope, kind, []byte(id)))
+		item, err := txn.Get(keyOf(t, s, scope, kind, id))
 		if err != nil {
 			return err
 		}
@@ -140,12 +156,9 @@ func attackerKeys(t *testing.T, dir, pass string) []recordKey {
 	var keys []recordKey
 	for i := uint32(0); slotOffset(i+1) <= int64(len(b)); i++ {
 		s := b[slotOffset(i):slotOffset(i+1)]
-		// Try every slot position's AD too, in case slots were moved.
-		for j := uint32(0); slotOffset(j+1) <= int64(len(b)); j++ {
-			var k recordKey
-			if _, err := aead.Open(k[:0], s[:nonceSize], s[nonceSize:], slotAD(j)); err == nil {
-				keys = append(keys, k)
-			}
+		var k recordKey
+		if _, err := aead.Open(k[:0], s[:nonceSize], s[nonceSize:], slotAD(i)); err == nil {
+			keys = append(keys, k)
 		}
 	}
 	return keys
@@ -383,7 +396,7 @@ func TestTamper(t *testing.T) {
 	rawB := rawValue(t, s, "c", "m", "b")
 	set := func(scope Scope, id string, v []byte) {
 		t.Helper()
-		if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(s.recordKey(scope, "m", []byte(id)), v) }); err != nil {
+		if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(keyOf(t, s, scope, "m", id), v) }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -742,4 +755,97 @@ func TestFormatRedacts(t *testing.T) {
 			}
 		}
 	}
+}
+
+// countRecords counts the record entries in badger, garbage included.
+func countRecords(t *testing.T, s *DB) int {
+	t.Helper()
+	n := 0
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixRecord}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestDeleteScopeLarge: DeleteScope of a scope too large for one badger
+// transaction of deletions succeeds at once, erases every key, and the
+// records of the old generation are removed by later Updates; a crash
+// after its commit is recovered.
+func TestDeleteScopeLarge(t *testing.T) {
+	const n = 20000 // beyond one transaction of an 8 MiB memtable
+	dir := t.TempDir()
+	s := openTest(t, dir, testOptions())
+	var id [4]byte
+	for start := 0; start < n; start += 2000 {
+		err := s.Update(func(tx Tx) error {
+			for i := start; i < start+2000; i++ {
+				binary.BigEndian.PutUint32(id[:], uint32(i))
+				if err := tx.Put("big", "msg", id[:], []byte("m")); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(t, s, "other", "msg", "keep", "keep")
+	sample := rawValue(t, s, "big", "msg", "\x00\x00\x00\x07")
+	s.Close()
+
+	crashed := crashAt(t, dir, "committed", func(tx Tx) error { return tx.DeleteScope("big") })
+	r := openTest(t, crashed, testOptions())
+	if r.recovery != n {
+		t.Fatalf("recovery erased %d keys, want %d", r.recovery, n)
+	}
+	r.Close()
+	if keys := attackerKeys(t, crashed, testPass); len(keys) != 1 {
+		t.Fatalf("after recovery %d keys remain, want 1", len(keys))
+	}
+
+	s = openTest(t, dir, testOptions())
+	defer s.Close()
+	if err := s.Update(func(tx Tx) error { return tx.DeleteScope("big") }); err != nil {
+		t.Fatalf("DeleteScope of %d records: %v", n, err)
+	}
+	if ids, _ := listIDs(t, s, "big", "msg"); ids != 0 {
+		t.Fatalf("%d records left in the deleted scope", ids)
+	}
+	if keys := attackerKeys(t, dir, testPass); len(keys) != 1 || canDecrypt(keys, "big", "msg", "\x00\x00\x00\x07", sample) {
+		t.Fatalf("after DeleteScope %d keys remain, want 1 (the other scope's)", len(keys))
+	}
+	// Garbage goes in batches with the following Updates.
+	for i := 0; countRecords(t, s) > 2; i++ { // "keep" and "tick"
+		if i > n/garbageBatch+2 {
+			t.Fatalf("garbage not collected: %d records in badger", countRecords(t, s))
+		}
+		put(t, s, "other", "msg", "tick", "x")
+	}
+	if v, err := get(t, s, "other", "msg", "keep"); err != nil || string(v) != "keep" {
+		t.Fatalf("other scope: %q, %v", v, err)
+	}
+	put(t, s, "big", "msg", "again", "again")
+	if v, err := get(t, s, "big", "msg", "again"); err != nil || string(v) != "again" {
+		t.Fatalf("scope reused: %q, %v", v, err)
+	}
+}
+
+func listIDs(t *testing.T, s *DB, scope Scope, kind string) (int, error) {
+	n := 0
+	err := s.View(func(tx Tx) error {
+		return tx.List(scope, kind, func(_, _ []byte) error { n++; return nil })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, err
 }

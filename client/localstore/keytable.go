@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
@@ -145,15 +146,25 @@ func (kt *keyTable) erase(slots []uint32) error {
 	if len(slots) == 0 {
 		return nil
 	}
-	for _, i := range slots {
-		if err := kt.writeAt(zeroSlot[:], slotOffset(i)); err != nil {
+	sorted := slices.Clone(slots)
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted)
+	// One write per run of adjacent slots, at most 256 slots long.
+	zeros := make([]byte, min(len(sorted), 256)*slotSize)
+	for start := 0; start < len(sorted); {
+		end := start + 1
+		for end < len(sorted) && end-start < 256 && sorted[end] == sorted[end-1]+1 {
+			end++
+		}
+		if err := kt.writeAt(zeros[:(end-start)*slotSize], slotOffset(sorted[start])); err != nil {
 			return fmt.Errorf("localstore: erasing keys: %w", err)
 		}
+		start = end
 	}
 	if err := kt.sync(); err != nil {
 		return fmt.Errorf("localstore: erasing keys: %w", err)
 	}
-	kt.release(slots)
+	kt.release(sorted)
 	return nil
 }
 
