@@ -1,11 +1,11 @@
 package localstore
 
 import (
-	"encoding/binary"
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"

@@ -2,9 +2,9 @@ package localstore
 
 import (
 	"bytes"
-	"encoding/binary"
 	"crypto/hkdf"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
