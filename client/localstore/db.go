@@ -550,7 +550,9 @@ func (s *DB) Close() error {
 	clear(s.index)
 	err := s.db.Close()
 	if err == nil && s.failed == nil && !s.kt.leaked {
-		err = s.kt.setState(stateClean)
+		if err = s.kt.shrink(); err == nil {
+			err = s.kt.setState(stateClean)
+		}
 	}
 	if cerr := s.kt.close(); err == nil {
 		err = cerr

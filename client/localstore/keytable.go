@@ -280,6 +280,34 @@ func (kt *keyTable) scan(size int64, inUse map[uint32]bool, recovering bool) (in
 	return len(erase), nil
 }
 
+// shrink truncates free slots at the end of the file and syncs.
+func (kt *keyTable) shrink() error {
+	free := slices.Sorted(slices.Values(kt.free))
+	n := kt.nslots
+	for j := len(free) - 1; j >= 0 && n > 0 && free[j] == n-1; j-- {
+		n--
+	}
+	if n == kt.nslots {
+		return nil
+	}
+	if err := kt.f.Truncate(slotOffset(n)); err != nil {
+		return fmt.Errorf("localstore: truncating the key table: %w", err)
+	}
+	if err := kt.sync(); err != nil {
+		return fmt.Errorf("localstore: syncing the key table: %w", err)
+	}
+	kt.nslots = n
+	kept := kt.free[:0]
+	for _, i := range kt.free {
+		if i < n {
+			kept = append(kept, i)
+		}
+	}
+	kt.free = kept
+	heap.Init(&kt.free)
+	return nil
+}
+
 func (kt *keyTable) close() error { return kt.f.Close() }
 
 // slotHeap is a min-heap of free slot numbers, so that the table stays
