@@ -328,8 +328,7 @@ func (s *DB) recover(size int64) error {
 			if len(k) < recordPrefixLen {
 				continue // not a record key we wrote; holds no slot
 			}
-			tag, gen := string(k[1:1+tagLen]), binary.BigEndian.Uint64(k[1+tagLen:])
-			if gen != gens[tag] {
+			if binary.BigEndian.Uint64(k[1+tagLen:]) != gens[string(k[1:1+tagLen])] {
 				continue // garbage of a deleted scope generation
 			}
 			err := it.Item().Value(func(v []byte) error {

@@ -197,11 +197,10 @@ func TestDeleteErases(t *testing.T) {
 	put(t, s, "", "note", "n", "version 1")
 
 	type rec struct {
-		scope     Scope
-		kind, id  string
-		raw       []byte
-		deleted   bool
-		lingering bool
+		scope    Scope
+		kind, id string
+		raw      []byte
+		deleted  bool
 	}
 	recs := []*rec{
 		{scope: "", kind: "contact", id: "alice", deleted: true},
@@ -848,4 +847,42 @@ func listIDs(t *testing.T, s *DB, scope Scope, kind string) (int, error) {
 		t.Fatal(err)
 	}
 	return n, err
+}
+
+// TestNestedIteration: List or DeleteScope inside List of an Update fails
+// with ErrInvalid (badger allows one iterator per read-write transaction);
+// Put and Get inside it work; in a View nesting is allowed.
+func TestNestedIteration(t *testing.T) {
+	s := openTest(t, t.TempDir(), testOptions())
+	defer s.Close()
+	put(t, s, "c", "m", "a", "a")
+	put(t, s, "c", "m", "b", "b")
+	err := s.Update(func(tx Tx) error {
+		return tx.List("c", "m", func(id, _ []byte) error {
+			if err := tx.List("c", "m", func(_, _ []byte) error { return nil }); !errors.Is(err, ErrInvalid) {
+				return fmt.Errorf("nested List: %v, want ErrInvalid", err)
+			}
+			if err := tx.DeleteScope("c"); !errors.Is(err, ErrInvalid) {
+				return fmt.Errorf("nested DeleteScope: %v, want ErrInvalid", err)
+			}
+			if _, err := tx.Get("c", "m", id); err != nil {
+				return err
+			}
+			return tx.Put("c", "copy", id, []byte("copied"))
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := listIDs(t, s, "c", "copy"); n != 2 {
+		t.Fatalf("%d copies, want 2", n)
+	}
+	err = s.View(func(tx Tx) error {
+		return tx.List("c", "m", func(_, _ []byte) error {
+			return tx.List("c", "copy", func(_, _ []byte) error { return nil })
+		})
+	})
+	if err != nil {
+		t.Fatalf("nested List in View: %v", err)
+	}
 }
