@@ -886,3 +886,42 @@ func TestNestedIteration(t *testing.T) {
 		t.Fatalf("nested List in View: %v", err)
 	}
 }
+
+// TestWipeDir: a closed store is destroyed without its passphrase; an
+// attacker who kept the open file sees no key.
+func TestWipeDir(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "store")
+	s := openTest(t, dir, testOptions())
+	put(t, s, "c", "m", "a", "value")
+	raw := rawValue(t, s, "c", "m", "a")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stolen := t.TempDir()
+	copyDir(t, dir, stolen)
+	if !canDecrypt(attackerKeys(t, stolen, testPass), "c", "m", "a", raw) {
+		t.Fatal("before the wipe the record should decrypt (the test would prove nothing)")
+	}
+	f, err := os.Open(filepath.Join(dir, keyTableName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := WipeDir(dir); err != nil {
+		t.Fatalf("WipeDir: %v", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("after WipeDir: %v, want not exist", err)
+	}
+	b := make([]byte, slotOffset(1))
+	if _, err := f.ReadAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b[offWrapped:], make([]byte, len(b)-offWrapped)) {
+		t.Fatal("WipeDir left key material in the key table")
+	}
+	if err := WipeDir(dir); err != nil {
+		t.Fatalf("WipeDir of a missing store: %v", err)
+	}
+}
