@@ -215,10 +215,12 @@ func (kt *keyTable) scan(size int64, inUse map[uint32]bool, recovering bool) (in
 			return 0, fmt.Errorf("%w: key table of %d bytes", ErrCorrupt, size)
 		}
 		// A crash while the table grew: the partial slot was never
-		// referenced (keys are synced before records).
-		n -= n % slotSize
-		if err := kt.f.Truncate(headerSize + n); err != nil {
-			return 0, fmt.Errorf("localstore: truncating the key table: %w", err)
+		// referenced (keys are synced before records). Zero it before
+		// truncating, so that no part of a key is left in freed blocks.
+		partial := n % slotSize
+		n -= partial
+		if err := kt.writeAt(make([]byte, partial), headerSize+n); err != nil {
+			return 0, fmt.Errorf("localstore: erasing keys: %w", err)
 		}
 	}
 	if n/slotSize > 1<<32-1 {
@@ -257,11 +259,23 @@ func (kt *keyTable) scan(size int64, inUse map[uint32]bool, recovering bool) (in
 			kt.free = append(kt.free, i)
 		}
 	}
-	if inUse != nil && int64(kt.nslots) > last+1 {
-		// Trailing free slots: shrink the file.
+	if inUse == nil {
+		heap.Init(&kt.free)
+		return 0, nil
+	}
+	// The zeros reach the disk before the file shrinks: truncating first
+	// could free blocks still holding the keys.
+	if err := kt.sync(); err != nil {
+		return 0, fmt.Errorf("localstore: syncing the key table: %w", err)
+	}
+	if end := slotOffset(uint32(last + 1)); end < size {
+		// Trailing free slots and any partial slot: shrink the file.
 		kt.nslots = uint32(last + 1)
-		if err := kt.f.Truncate(slotOffset(kt.nslots)); err != nil {
+		if err := kt.f.Truncate(end); err != nil {
 			return 0, fmt.Errorf("localstore: truncating the key table: %w", err)
+		}
+		if err := kt.sync(); err != nil {
+			return 0, fmt.Errorf("localstore: syncing the key table: %w", err)
 		}
 		kept := kt.free[:0]
 		for _, i := range kt.free {
@@ -270,11 +284,6 @@ func (kt *keyTable) scan(size int64, inUse map[uint32]bool, recovering bool) (in
 			}
 		}
 		kt.free = kept
-	}
-	if inUse != nil {
-		if err := kt.sync(); err != nil {
-			return 0, fmt.Errorf("localstore: syncing the key table: %w", err)
-		}
 	}
 	heap.Init(&kt.free)
 	return len(erase), nil
