@@ -7,7 +7,6 @@ package localstore
 // of the file the store itself made.
 
 import (
-	"bytes"
 	"container/heap"
 	"crypto/cipher"
 	"crypto/rand"
@@ -184,14 +183,14 @@ func (kt *keyTable) setState(state byte) error {
 // place, and syncs: no key of the table can be recovered from the file
 // afterwards (docs/spec/client-store.md §Wipe).
 func (kt *keyTable) destroy() error {
-	var errs []error
-	if err := kt.writeAt(make([]byte, wrappedSize), offWrapped); err != nil {
-		errs = append(errs, err)
+	end := slotOffset(kt.nslots)
+	if st, err := kt.f.Stat(); err == nil {
+		end = max(end, st.Size())
 	}
-	zeros := bytes.Repeat(zeroSlot[:], 256)
-	for i := uint32(0); i < kt.nslots; i += 256 {
-		n := min(256, kt.nslots-i)
-		if err := kt.writeAt(zeros[:n*slotSize], slotOffset(i)); err != nil {
+	var errs []error
+	zeros := make([]byte, 64<<10)
+	for off := int64(offWrapped); off < end; off += int64(len(zeros)) {
+		if err := kt.writeAt(zeros[:min(int64(len(zeros)), end-off)], off); err != nil {
 			errs = append(errs, err)
 			break
 		}
