@@ -1,0 +1,321 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"maps"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moat-im/moat/client"
+	"github.com/moat-im/moat/client/clienttest"
+)
+
+// clock is a settable clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// TestDisappearingMessages sets a timer in a conversation: later messages
+// carry it and are destroyed on both sides once it has run out, through
+// the store (whose deletion destroys each record's key).
+func TestDisappearingMessages(t *testing.T) {
+	s := clienttest.New(t)
+	ctx := context.Background()
+	alice, bob := s.AddUser("Alice"), s.AddUser("Bob")
+	ca, cb := &clock{t: time.Now()}, &clock{t: time.Now()}
+	a := enrol(t, s, alice, nil, func(c *client.Config) { c.Now = ca.Now })
+	b := enrol(t, s, bob, nil, func(c *client.Config) { c.Now = cb.Now })
+	s.Publish()
+
+	_, err := a.Send(ctx, bob, client.Message{Kind: client.KindTimer, Timer: time.Minute})
+	ok(t, err)
+	syncAll(t, b)
+	id, err := a.SendText(ctx, bob, "this disappears")
+	ok(t, err)
+	syncAll(t, b)
+	h := history(t, b, alice)
+	if len(h) != 2 || h[0].Kind != client.KindTimer || h[0].Timer != time.Minute || h[1].ID != id || h[1].ExpiresAt.IsZero() {
+		t.Fatalf("Bob's history: %+v", h)
+	}
+	if h := history(t, a, bob); len(h) != 2 || h[1].ExpiresAt.IsZero() {
+		t.Fatalf("Alice's history: %+v", h)
+	}
+	cb.Advance(2 * time.Minute)
+	ca.Advance(2 * time.Minute)
+	for _, d := range []struct {
+		d    *device
+		conv client.UserID
+	}{{b, alice}, {a, bob}} {
+		h := history(t, d.d, d.conv)
+		if len(h) != 1 || h[0].Kind != client.KindTimer {
+			t.Fatalf("after the timer: %+v", h)
+		}
+		for k, v := range d.d.st.Snapshot() {
+			if strings.Contains(v, "this disappears") {
+				t.Fatalf("the store still holds the message under %q", k)
+			}
+		}
+	}
+}
+
+// TestOfflineDeliveryAndCatchUp runs Bob's push loop: a message arrives
+// while he is online; after he goes offline, two more are waiting and
+// arrive on reconnection, in order, exactly once.
+func TestOfflineDeliveryAndCatchUp(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	events := w.b1.Events()
+	run := func() (stop func()) {
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- w.b1.Run(rctx) }()
+		return func() {
+			cancel()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Errorf("Run: %v", err)
+			}
+		}
+	}
+	// next waits for the next message event (a generous bound guards
+	// against a hang; it is no timing assertion).
+	next := func() client.Event {
+		t.Helper()
+		for {
+			select {
+			case e := <-events:
+				if e.Kind == client.EventMessage {
+					return e
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("no message event")
+			}
+		}
+	}
+	stop := run()
+	_, err := w.a1.SendText(ctx, w.bob, "online")
+	ok(t, err)
+	if e := next(); e.Record.Text != "online" || e.Conversation != w.alice {
+		t.Fatalf("event %+v", e)
+	}
+	stop()
+	_, err = w.a1.SendText(ctx, w.bob, "while away 1")
+	ok(t, err)
+	_, err = w.a2.SendText(ctx, w.bob, "while away 2")
+	ok(t, err)
+	stop = run()
+	defer stop()
+	if e := next(); e.Record.Text != "while away 1" {
+		t.Fatalf("first caught-up event %+v", e.Record)
+	}
+	if e := next(); e.Record.Text != "while away 2" {
+		t.Fatalf("second caught-up event %+v", e.Record)
+	}
+	h := history(t, w.b1, w.alice)
+	if len(h) != 3 {
+		t.Fatalf("history %+v", h)
+	}
+}
+
+// TestUnverifiedContactRefused: a user whose device the directory has not
+// published yet cannot be sent to, and its messages are refused with the
+// reason; once published, both work.
+func TestUnverifiedContactRefused(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	carol := w.s.AddUser("Carol")
+	c1 := enrol(t, w.s, carol, nil)
+	_, err := w.a1.SendText(ctx, carol, "hi Carol")
+	var ue *client.UnverifiedContactError
+	if !errors.As(err, &ue) || ue.User != carol || ue.Reason == "" {
+		t.Fatalf("sending to an unpublished user: %v", err)
+	}
+	v, err := w.a1.Verify(ctx, carol)
+	ok(t, err)
+	if v.Verified || v.Reason == "" {
+		t.Fatalf("verification of an unpublished user: %+v", v)
+	}
+	// Carol's message to Bob is refused: her key is not in the directory.
+	_, err = c1.SendText(ctx, w.bob, "from an unverified device")
+	ok(t, err)
+	events := w.b1.Events()
+	syncAll(t, w.b1)
+	if h := history(t, w.b1, carol); len(h) != 0 {
+		t.Fatalf("Bob accepted %+v", h)
+	}
+	refused := false
+	for len(events) > 0 {
+		e := <-events
+		if e.Kind == client.EventError && errors.As(e.Err, &ue) && ue.User == carol {
+			refused = true
+		}
+	}
+	if !refused {
+		t.Fatal("no refusal event naming Carol")
+	}
+	w.s.Publish()
+	_, err = c1.SendText(ctx, w.bob, "now verified")
+	ok(t, err)
+	syncAll(t, w.b1)
+	if h := history(t, w.b1, carol); len(h) != 1 || h[0].Text != "now verified" {
+		t.Fatalf("after publication: %+v", h)
+	}
+	v, err = w.a1.Verify(ctx, carol)
+	ok(t, err)
+	if !v.Verified || len(v.Devices) != 1 {
+		t.Fatalf("verification after publication: %+v", v)
+	}
+}
+
+// TestRevocationWipe: an admin revokes Alice's second device; the wipe
+// instruction the organisation signed makes that device wipe its store
+// and refuse further use; an instruction for another device changes
+// nothing; Alice's other device stops fanning out to it.
+func TestRevocationWipe(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	dave := w.s.AddUser("Dave")
+	d1 := enrol(t, w.s, dave, nil)
+	other := w.s.RevokeDevice(dave, d1.Self().Device)
+	before := w.a2.st.Snapshot()
+	if err := w.a2.Wipe(other); err == nil || errors.Is(err, client.ErrRevoked) {
+		t.Fatalf("a wipe instruction for another device: %v", err)
+	}
+	if !maps.Equal(before, w.a2.st.Snapshot()) || w.a2.st.Wiped() {
+		t.Fatal("a refused wipe instruction changed the store")
+	}
+	if err := w.a2.Wipe(bytes.Repeat([]byte{1}, 100)); err == nil {
+		t.Fatal("garbage accepted as a wipe instruction")
+	}
+
+	instr := w.s.RevokeDevice(w.alice, w.a2.Self().Device)
+	if err := w.a2.Wipe(instr); !errors.Is(err, client.ErrRevoked) {
+		t.Fatalf("Wipe: %v", err)
+	}
+	if !w.a2.st.Wiped() {
+		t.Fatal("store not wiped")
+	}
+	if err := w.a2.Sync(ctx); !errors.Is(err, client.ErrRevoked) {
+		t.Fatalf("Sync after the wipe: %v", err)
+	}
+	if _, err := w.a2.SendText(ctx, w.bob, "x"); !errors.Is(err, client.ErrRevoked) {
+		t.Fatalf("Send after the wipe: %v", err)
+	}
+	if _, err := client.Open(ctx, w.a2.cfg, w.a2.st); err == nil {
+		t.Fatal("a wiped store opened")
+	}
+	w.s.Publish()
+	// Alice's remaining device sees one device of her own now.
+	own, err := w.a1.Contact(ctx, w.alice)
+	ok(t, err)
+	if len(own.Devices) != 1 || own.Devices[0].Device != w.a1.Self().Device {
+		t.Fatalf("Alice's devices after the revocation: %+v", own.Devices)
+	}
+	tl, err := w.a1.Timeline(ctx)
+	ok(t, err)
+	var actions []string
+	for _, e := range tl {
+		actions = append(actions, e.Action)
+	}
+	if got := strings.Join(actions, ","); got != "user_added,device_added,device_added,device_revoked" {
+		t.Fatalf("timeline %s", got)
+	}
+	_, err = w.a1.SendText(ctx, w.bob, "still here")
+	ok(t, err)
+}
+
+// TestBadEnvelopeLeavesStateUnchanged delivers a tampered copy of a real
+// envelope: Bob refuses it with an event, acknowledges it, and changes no
+// session, prekey or history record.
+func TestBadEnvelopeLeavesStateUnchanged(t *testing.T) {
+	s := clienttest.New(t)
+	ctx := context.Background()
+	alice, bob := s.AddUser("Alice"), s.AddUser("Bob")
+	capture := &clienttest.Capture{}
+	a := enrol(t, s, alice, nil, func(c *client.Config) { c.HTTP = &http.Client{Transport: capture} })
+	b := enrol(t, s, bob, nil)
+	s.Publish()
+	_, err := a.SendText(ctx, bob, "first")
+	ok(t, err)
+	first := capture.Last()
+	syncAll(t, b)
+	_, err = a.SendText(ctx, bob, "second")
+	ok(t, err)
+	second := capture.Last()
+	syncAll(t, b)
+
+	for name, bad := range map[string][]byte{
+		"flipped ciphertext": flip(second, len(second)-1),
+		"altered header":     first,
+	} {
+		before := stateOf(b.st)
+		events := b.Events()
+		for len(events) > 0 {
+			<-events
+		}
+		ok(t, s.Send(resealID(bad), s.AnonymousAuthorization()))
+		syncAll(t, b)
+		if !maps.Equal(before, stateOf(b.st)) {
+			t.Fatalf("%s: Bob's state changed", name)
+		}
+		refused := false
+		for len(events) > 0 {
+			if e := <-events; e.Kind == client.EventError {
+				refused = true
+			}
+		}
+		if !refused {
+			t.Fatalf("%s: no refusal event", name)
+		}
+	}
+	syncAll(t, b)
+	if h := history(t, b, alice); len(h) != 2 || h[1].Text != "second" {
+		t.Fatalf("history %+v", h)
+	}
+}
+
+func flip(b []byte, i int) []byte {
+	b = bytes.Clone(b)
+	b[i] ^= 1
+	return b
+}
+
+// resealID gives a copy of an envelope a new header message id
+// (docs/spec/envelope.md §Header: bytes 34..50), so that the relay takes
+// it as a new message; the header is the AEAD's associated data, so the
+// copy no longer opens.
+func resealID(env []byte) []byte {
+	env = bytes.Clone(env)
+	rand.Read(env[34:50])
+	return env
+}
+
+// stateOf is every record of the store but the device record and the
+// directory state, which a processed message moves on (cursor, head).
+func stateOf(st *clienttest.Store) map[string]string {
+	m := st.Snapshot()
+	for k := range m {
+		if strings.HasPrefix(k, "\x00device\x00") || strings.HasPrefix(k, "\x00kt\x00") {
+			delete(m, k)
+		}
+	}
+	return m
+}
