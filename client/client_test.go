@@ -14,6 +14,7 @@ import (
 
 	"github.com/moat-im/moat/client"
 	"github.com/moat-im/moat/client/clienttest"
+	"github.com/moat-im/moat/crypto/deliverytoken"
 )
 
 // clock is the real clock moved ahead by Advance (a frozen clock would
@@ -319,4 +320,130 @@ func stateOf(st *clienttest.Store) map[string]string {
 		}
 	}
 	return m
+}
+
+// TestTokensAndRestart: the first message to a device goes on an
+// anonymous token, later ones on the MAC token the device sent back; a
+// device closed and opened again from its store carries on its sessions;
+// a message committed but not acknowledged (a crash before the ack) comes
+// again and is recognised, not applied twice.
+func TestTokensAndRestart(t *testing.T) {
+	s := clienttest.New(t)
+	ctx := context.Background()
+	alice, bob := s.AddUser("Alice"), s.AddUser("Bob")
+	ca, cb := &clienttest.Capture{}, &clienttest.Capture{}
+	a := enrol(t, s, alice, nil, func(c *client.Config) { c.HTTP = &http.Client{Transport: ca} })
+	b := enrol(t, s, bob, nil, func(c *client.Config) { c.HTTP = &http.Client{Transport: cb} })
+	s.Publish()
+
+	_, err := a.SendText(ctx, bob, "one")
+	ok(t, err)
+	if k := ca.LastKind(); k != deliverytoken.KindAnonymous {
+		t.Fatalf("first message on token kind %v", k)
+	}
+	syncAll(t, b) // Bob also sends a delivered receipt, with his token
+	_, err = b.SendText(ctx, alice, "two")
+	ok(t, err)
+	if k := cb.LastKind(); k != deliverytoken.KindMAC {
+		t.Fatalf("Bob's message after Alice's on token kind %v", k)
+	}
+	syncAll(t, a)
+	_, err = a.SendText(ctx, bob, "three")
+	ok(t, err)
+	if k := ca.LastKind(); k != deliverytoken.KindMAC {
+		t.Fatalf("Alice's second message on token kind %v", k)
+	}
+
+	// Bob's device stops; his store stays.
+	ok(t, b.Close())
+	if _, err := b.SendText(ctx, alice, "x"); !errors.Is(err, client.ErrClosed) {
+		t.Fatalf("Send after Close: %v", err)
+	}
+	b2, err := client.Open(ctx, b.cfg, b.st)
+	ok(t, err)
+	defer b2.Close()
+	bb := &device{b2, b.st, b.cfg}
+	cb.SetFailAcks(true)
+	ok(t, bb.Sync(ctx)) // processed and committed, not acknowledged
+	cb.SetFailAcks(false)
+	events := bb.Events()
+	for len(events) > 0 {
+		<-events
+	}
+	ok(t, bb.Sync(ctx)) // the relay sends it again
+	for len(events) > 0 {
+		if e := <-events; e.Kind == client.EventMessage || e.Kind == client.EventError {
+			t.Fatalf("a redelivered message was processed again: %+v", e)
+		}
+	}
+	h := history(t, bb, alice)
+	if len(h) != 3 || h[2].Text != "three" {
+		t.Fatalf("Bob's history after the restart: %+v", h)
+	}
+	_, err = bb.SendText(ctx, alice, "four")
+	ok(t, err)
+	syncAll(t, a)
+	if h := history(t, a, bob); len(h) != 4 || h[3].Text != "four" {
+		t.Fatalf("Alice's history: %+v", h)
+	}
+	// Opening with another relay key is refused.
+	other := b.cfg
+	other.RelayKey = s.AnotherRelayKey()
+	if _, err := client.Open(ctx, other, b.st); !errors.Is(err, client.ErrRelayKeyMismatch) {
+		t.Fatalf("Open with another relay key: %v", err)
+	}
+}
+
+// TestInvalidMessageLeavesStateUnchanged: a Send the content format
+// refuses stores nothing and sends nothing.
+func TestInvalidMessageLeavesStateUnchanged(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	_, err := w.a1.SendText(ctx, w.bob, "hello")
+	ok(t, err)
+	before := w.a1.st.Snapshot()
+	for name, m := range map[string]client.Message{
+		"empty text":       {Kind: client.KindText},
+		"invalid utf-8":    {Kind: client.KindText, Text: "\xff"},
+		"reply no target":  {Kind: client.KindReply, Text: "x"},
+		"unknown kind":     {Kind: 42, Text: "x"},
+		"receipt no ids":   {Kind: client.KindRead},
+		"negative timer":   {Kind: client.KindTimer, Timer: -time.Second},
+		"fractional timer": {Kind: client.KindTimer, Timer: time.Millisecond},
+		"attachment":       {Kind: client.KindAttachment},
+		"edit unknown":     {Kind: client.KindEdit, Target: client.MessageID{1}, Text: "x"},
+	} {
+		_, err := w.a1.Send(ctx, w.bob, m)
+		if !errors.Is(err, client.ErrInvalidMessage) && !errors.Is(err, client.ErrUnknownMessage) {
+			t.Errorf("%s: %v", name, err)
+		}
+		if !maps.Equal(before, w.a1.st.Snapshot()) {
+			t.Fatalf("%s: the store changed", name)
+		}
+	}
+	if _, err := w.a1.SendText(ctx, w.alice, "to myself"); !errors.Is(err, client.ErrInvalidMessage) {
+		t.Fatalf("a conversation with oneself: %v", err)
+	}
+}
+
+// TestAttachment carries an attachment reference to the other user and
+// the sender's other device.
+func TestAttachment(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	att := &client.Attachment{Name: "report.pdf", MediaType: "application/pdf", Size: 1 << 20, Ref: []byte("opaque attach reference")}
+	id, err := w.a1.Send(ctx, w.bob, client.Message{Kind: client.KindAttachment, Attachment: att, Text: "the report"})
+	ok(t, err)
+	syncAll(t, w.b1, w.a2)
+	for _, r := range []client.Record{only(t, history(t, w.b1, w.alice)), only(t, history(t, w.a2, w.bob))} {
+		if r.ID != id || r.Kind != client.KindAttachment || r.Text != "the report" || r.Attachment == nil ||
+			r.Attachment.Name != att.Name || r.Attachment.Size != att.Size || !bytes.Equal(r.Attachment.Ref, att.Ref) {
+			t.Fatalf("record %+v", r)
+		}
+	}
+	res, err := w.b1.Search("REPORT.pdf")
+	ok(t, err)
+	if len(res) != 1 {
+		t.Fatalf("search by file name: %+v", res)
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -247,6 +249,11 @@ func (s *Server) Send(env, auth []byte) error {
 type Capture struct {
 	mu        sync.Mutex
 	Envelopes [][]byte
+	// Kinds are the delivery-token kinds of the sends' authorizations.
+	Kinds []deliverytoken.Kind
+	// FailAcks makes acknowledgements fail (a crash between a client's
+	// commit and its acknowledgement).
+	FailAcks bool
 }
 
 // RoundTrip implements http.RoundTripper.
@@ -257,12 +264,42 @@ func (c *Capture) RoundTrip(r *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		r.Body.Close()
+		var kind deliverytoken.Kind
+		if raw, err := base64.RawURLEncoding.DecodeString(r.Header.Get(relay.HeaderSendAuthorization)); err == nil {
+			if a, err := deliverytoken.ParseSendAuthorization(raw); err == nil {
+				kind = a.Kind
+			}
+		}
 		c.mu.Lock()
 		c.Envelopes = append(c.Envelopes, b)
+		c.Kinds = append(c.Kinds, kind)
 		c.mu.Unlock()
 		r.Body = io.NopCloser(bytes.NewReader(b))
 	}
+	c.mu.Lock()
+	fail := c.FailAcks && strings.HasSuffix(r.URL.Path, "/ack")
+	c.mu.Unlock()
+	if fail {
+		return nil, errors.New("clienttest: acknowledgement dropped")
+	}
 	return http.DefaultTransport.RoundTrip(r)
+}
+
+// SetFailAcks sets FailAcks.
+func (c *Capture) SetFailAcks(v bool) {
+	c.mu.Lock()
+	c.FailAcks = v
+	c.mu.Unlock()
+}
+
+// LastKind returns the token kind of the last send.
+func (c *Capture) LastKind() deliverytoken.Kind {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.Kinds) == 0 {
+		return 0
+	}
+	return c.Kinds[len(c.Kinds)-1]
 }
 
 // Last returns the last envelope captured.
@@ -273,4 +310,9 @@ func (c *Capture) Last() []byte {
 		return nil
 	}
 	return bytes.Clone(c.Envelopes[len(c.Envelopes)-1])
+}
+
+// AnotherRelayKey returns a relay public key that is not this server's.
+func (s *Server) AnotherRelayKey() *keys.RelaySigningPublicKey {
+	return must(keys.GenerateRelaySigningKey(rand.Reader)).Public()
 }
