@@ -13,7 +13,6 @@ import (
 	"github.com/moat-im/moat/client/internal/content"
 	"github.com/moat-im/moat/client/localstore"
 	"github.com/moat-im/moat/crypto/deliverytoken"
-	"github.com/moat-im/moat/crypto/sealed"
 	"github.com/moat-im/moat/keyserver/org"
 )
 
@@ -636,6 +635,3 @@ func beUint64(b []byte) uint64 {
 	}
 	return n
 }
-
-// mailboxOf is the mailbox of a device of this tenant.
-func (c *Client) mailboxOf(d DeviceID) sealed.MailboxID { return sealed.NewMailboxID(c.dev.Tenant, d) }
