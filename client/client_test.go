@@ -177,7 +177,8 @@ func TestUnverifiedContactRefused(t *testing.T) {
 	_, err = c1.SendText(ctx, w.bob, "now verified")
 	ok(t, err)
 	syncAll(t, w.b1)
-	if h := history(t, w.b1, carol); len(h) != 1 || h[0].Text != "now verified" {
+	// The refused message was kept and is accepted now, before the new one.
+	if h := history(t, w.b1, carol); len(h) != 2 || h[0].Text != "from an unverified device" || h[1].Text != "now verified" {
 		t.Fatalf("after publication: %+v", h)
 	}
 	v, err = w.a1.Verify(ctx, carol)
