@@ -448,3 +448,45 @@ func TestAttachment(t *testing.T) {
 		t.Fatalf("search by file name: %+v", res)
 	}
 }
+
+// TestT45RevokedDeviceMessagesRefused (adversarial case T45): once a
+// device's revocation is published, its messages are refused, even on a
+// session it established before, with the reason; the user's other
+// device is still accepted.
+func TestT45RevokedDeviceMessagesRefused(t *testing.T) {
+	s := clienttest.New(t)
+	ctx := context.Background()
+	alice, bob := s.AddUser("Alice"), s.AddUser("Bob")
+	a1 := enrol(t, s, alice, nil)
+	a2 := enrol(t, s, alice, a1)
+	b := enrol(t, s, bob, nil, func(c *client.Config) { c.RecheckAfter = -1 })
+	s.Publish()
+	_, err := a2.SendText(ctx, bob, "before")
+	ok(t, err)
+	syncAll(t, b)
+	_, err = a2.SendText(ctx, bob, "after") // what a thief of the device could still make
+	ok(t, err)
+	s.RevokeDevice(alice, a2.Self().Device)
+	s.Publish()
+	_, err = a1.SendText(ctx, bob, "from the other device")
+	ok(t, err)
+	events := b.Events()
+	for len(events) > 0 {
+		<-events
+	}
+	syncAll(t, b)
+	h := history(t, b, alice)
+	if len(h) != 2 || h[0].Text != "before" || h[1].Text != "from the other device" {
+		t.Fatalf("history %+v", h)
+	}
+	refused := false
+	for len(events) > 0 {
+		var ue *client.UnverifiedContactError
+		if e := <-events; e.Kind == client.EventError && errors.As(e.Err, &ue) && ue.Device == a2.Self().Device {
+			refused = true
+		}
+	}
+	if !refused {
+		t.Fatal("no refusal naming the revoked device")
+	}
+}
