@@ -45,7 +45,7 @@ func ParseMessageID(s string) (MessageID, error) {
 func ParseUserID(s string) (UserID, error) {
 	var id UserID
 	b, err := hex.DecodeString(s)
-	if err != nil || len(b) != len(id) || id == (UserID{}) && allZero(b) {
+	if err != nil || len(b) != len(id) || allZero(b) {
 		return id, fmt.Errorf("client: user id %q: want %d non-zero hex bytes", s, len(id))
 	}
 	copy(id[:], b)

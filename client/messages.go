@@ -13,6 +13,7 @@ import (
 	"github.com/moat-im/moat/client/internal/content"
 	"github.com/moat-im/moat/client/localstore"
 	"github.com/moat-im/moat/crypto/deliverytoken"
+	"github.com/moat-im/moat/crypto/sealed"
 	"github.com/moat-im/moat/keyserver/org"
 )
 
@@ -592,6 +593,26 @@ func (c *Client) expire() error {
 	var events []Event
 	err = c.st.Update(func(tx localstore.Tx) error {
 		events = nil
+		// A processed envelope's id is kept as long as the relay could
+		// deliver it again: its largest time-to-live.
+		var old [][]byte
+		if err := tx.List("", kindSeen, func(k, v []byte) error {
+			var r seenRecord
+			if err := unmarshalJSON(v, &r); err != nil {
+				return err
+			}
+			if now.Sub(r.At) > sealed.MaxTTL*time.Second {
+				old = append(old, append([]byte(nil), k...))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range old {
+			if err := tx.Delete("", kindSeen, k); err != nil {
+				return err
+			}
+		}
 		for _, conv := range convs {
 			type dead struct {
 				id  MessageID
