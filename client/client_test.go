@@ -490,3 +490,28 @@ func TestT45RevokedDeviceMessagesRefused(t *testing.T) {
 		t.Fatal("no refusal naming the revoked device")
 	}
 }
+
+// TestMonitor (adversarial case T29): Alice's first device monitors her
+// label; the second device, which it approved, raises no alert; an admin
+// revoking it does, once.
+func TestMonitor(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	alerts, err := w.a1.Monitor(ctx)
+	ok(t, err)
+	if len(alerts) != 0 {
+		t.Fatalf("alerts for approved changes: %+v", alerts)
+	}
+	w.s.RevokeDevice(w.alice, w.a2.Self().Device)
+	w.s.Publish()
+	alerts, err = w.a1.Monitor(ctx)
+	ok(t, err)
+	if len(alerts) != 1 || alerts[0].Device != w.a2.Self().Device || alerts[0].Kind != "device revoked" {
+		t.Fatalf("alerts after an admin revocation: %+v", alerts)
+	}
+	alerts, err = w.a1.Monitor(ctx)
+	ok(t, err)
+	if len(alerts) != 0 {
+		t.Fatalf("an alert reported twice: %+v", alerts)
+	}
+}
