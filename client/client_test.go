@@ -137,10 +137,11 @@ func TestOfflineDeliveryAndCatchUp(t *testing.T) {
 	}
 }
 
-// TestUnverifiedContactRefused: a user whose device the directory has not
-// published yet cannot be sent to, and its messages are refused with the
-// reason; once published, both work.
-func TestUnverifiedContactRefused(t *testing.T) {
+// TestT26UnverifiedContactRefused (adversarial case T26): a user whose
+// device the directory has not published yet cannot be sent to, and its
+// messages are refused with the reason (an error event, nothing in the
+// history); they are kept, and accepted once the directory publishes it.
+func TestT26UnverifiedContactRefused(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
 	carol := w.s.AddUser("Carol")
@@ -491,10 +492,10 @@ func TestT45RevokedDeviceMessagesRefused(t *testing.T) {
 	}
 }
 
-// TestMonitor (adversarial case T29): Alice's first device monitors her
+// TestT29Monitor (adversarial case T29): Alice's first device monitors her
 // label; the second device, which it approved, raises no alert; an admin
 // revoking it does, once.
-func TestMonitor(t *testing.T) {
+func TestT29Monitor(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
 	alerts, err := w.a1.Monitor(ctx)
