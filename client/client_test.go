@@ -516,3 +516,43 @@ func TestT29Monitor(t *testing.T) {
 		t.Fatalf("an alert reported twice: %+v", alerts)
 	}
 }
+
+// TestLostSendAnswer: the relay accepts a first message (on an anonymous
+// token) but its answer is lost; the envelope stays in the outbox, its
+// retry meets the spent token (403) and goes again with a fresh one,
+// which the relay takes as the duplicate it is; Bob gets it once.
+func TestLostSendAnswer(t *testing.T) {
+	s := clienttest.New(t)
+	ctx := context.Background()
+	alice, bob := s.AddUser("Alice"), s.AddUser("Bob")
+	capture := &clienttest.Capture{}
+	a := enrol(t, s, alice, nil, func(c *client.Config) { c.HTTP = &http.Client{Transport: capture} })
+	b := enrol(t, s, bob, nil)
+	s.Publish()
+	capture.SetDropSendAnswers(true)
+	_, err := a.SendText(ctx, bob, "once")
+	ok(t, err) // stored; the send is retried later
+	capture.SetDropSendAnswers(false)
+	events := a.Events()
+	for len(events) > 0 {
+		<-events
+	}
+	ok(t, a.Sync(ctx)) // flushes the outbox
+	for len(events) > 0 {
+		if e := <-events; e.Kind == client.EventError {
+			t.Fatalf("the retry failed: %v", e.Err)
+		}
+	}
+	n := len(capture.Envelopes)
+	if n != 3 {
+		t.Fatalf("%d sends, want 3: lost answer, spent token, fresh token", n)
+	}
+	ok(t, a.Sync(ctx))
+	if len(capture.Envelopes) != n {
+		t.Fatal("the outbox still held the envelope")
+	}
+	syncAll(t, b)
+	if h := history(t, b, alice); len(h) != 1 || h[0].Text != "once" {
+		t.Fatalf("Bob's history %+v", h)
+	}
+}

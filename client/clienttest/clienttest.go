@@ -254,6 +254,9 @@ type Capture struct {
 	// FailAcks makes acknowledgements fail (a crash between a client's
 	// commit and its acknowledgement).
 	FailAcks bool
+	// DropSendAnswers makes sends reach the relay but their answers get
+	// lost.
+	DropSendAnswers bool
 }
 
 // RoundTrip implements http.RoundTripper.
@@ -278,17 +281,30 @@ func (c *Capture) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	c.mu.Lock()
 	fail := c.FailAcks && strings.HasSuffix(r.URL.Path, "/ack")
+	drop := c.DropSendAnswers && r.URL.Path == "/relay/v1/send"
 	c.mu.Unlock()
 	if fail {
 		return nil, errors.New("clienttest: acknowledgement dropped")
 	}
-	return http.DefaultTransport.RoundTrip(r)
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err == nil && drop {
+		resp.Body.Close()
+		return nil, errors.New("clienttest: answer lost")
+	}
+	return resp, err
 }
 
 // SetFailAcks sets FailAcks.
 func (c *Capture) SetFailAcks(v bool) {
 	c.mu.Lock()
 	c.FailAcks = v
+	c.mu.Unlock()
+}
+
+// SetDropSendAnswers sets DropSendAnswers.
+func (c *Capture) SetDropSendAnswers(v bool) {
+	c.mu.Lock()
+	c.DropSendAnswers = v
 	c.mu.Unlock()
 }
 
