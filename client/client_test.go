@@ -494,7 +494,9 @@ func TestT45RevokedDeviceMessagesRefused(t *testing.T) {
 
 // TestT29Monitor (adversarial case T29): Alice's first device monitors her
 // label; the second device, which it approved, raises no alert; an admin
-// revoking it does, once.
+// revoking it does, once; so does a device the admins enrol for her
+// without her devices (dual control by admins: the recovery path of
+// Enrol's ApprovalRequiredError).
 func TestT29Monitor(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
@@ -514,6 +516,24 @@ func TestT29Monitor(t *testing.T) {
 	ok(t, err)
 	if len(alerts) != 0 {
 		t.Fatalf("an alert reported twice: %+v", alerts)
+	}
+
+	st := clienttest.NewStore()
+	code := w.s.IssueCode(w.alice)
+	_, err = client.Enrol(ctx, w.s.Config(), st, code)
+	var are *client.ApprovalRequiredError
+	if !errors.As(err, &are) || len(are.Fingerprint) != 64 {
+		t.Fatalf("enrolment without approval: %v", err)
+	}
+	w.s.ApproveAsAdmins(w.alice, are.Request)
+	a3, err := client.Enrol(ctx, w.s.Config(), st, code)
+	ok(t, err)
+	defer a3.Close()
+	w.s.Publish()
+	alerts, err = w.a1.Monitor(ctx)
+	ok(t, err)
+	if len(alerts) != 1 || alerts[0].Device != a3.Self().Device || alerts[0].Kind != "device recovered by admins" {
+		t.Fatalf("alerts after an admin recovery: %+v", alerts)
 	}
 }
 

@@ -332,3 +332,27 @@ func (c *Capture) Last() []byte {
 func (s *Server) AnotherRelayKey() *keys.RelaySigningPublicKey {
 	return must(keys.GenerateRelaySigningKey(rand.Reader)).Public()
 }
+
+// ApproveAsAdmins has every admin approve the enrolment request of a new
+// device of user (lost-device recovery, docs/spec/org.md §Dual control).
+func (s *Server) ApproveAsAdmins(user org.UserID, request []byte) {
+	s.t.Helper()
+	req, err := org.ParseEnrolmentRequest(request)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for i, a := range s.Admins {
+		ap, err := org.ApproveByAdmin(a, user, req)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		apb, err := ap.Marshal()
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if err := s.admin(i).AdminOp(context.Background(), "approve",
+			service.ApproveRequest{User: user.String(), Request: request, Approval: apb}, nil); err != nil {
+			s.t.Fatalf("clienttest: approve: %v", err)
+		}
+	}
+}
