@@ -576,3 +576,30 @@ func TestLostSendAnswer(t *testing.T) {
 		t.Fatalf("Bob's history %+v", h)
 	}
 }
+
+// TestRunMonitors: Run monitors this user's label on connecting and
+// reports an admin's revocation of the user's other device as an alert.
+func TestRunMonitors(t *testing.T) {
+	w := newWorld(t)
+	w.s.RevokeDevice(w.alice, w.a2.Self().Device)
+	w.s.Publish()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.a1.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for {
+		select {
+		case e := <-w.a1.Events():
+			if e.Kind == client.EventAlert {
+				if e.Alert.Device != w.a2.Self().Device || e.Alert.Kind != "device revoked" {
+					t.Fatalf("alert %+v", e.Alert)
+				}
+				return
+			}
+		case err := <-done:
+			t.Fatalf("Run: %v", err)
+		case <-time.After(30 * time.Second): // a hang guard, not a timing assertion
+			t.Fatal("no alert")
+		}
+	}
+}
