@@ -586,7 +586,13 @@ func TestRunMonitors(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.a1.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	stopped := false
+	defer func() {
+		cancel()
+		if !stopped {
+			<-done
+		}
+	}()
 	for {
 		select {
 		case e := <-w.a1.Events():
@@ -597,6 +603,7 @@ func TestRunMonitors(t *testing.T) {
 				return
 			}
 		case err := <-done:
+			stopped = true
 			t.Fatalf("Run: %v", err)
 		case <-time.After(30 * time.Second): // a hang guard, not a timing assertion
 			t.Fatal("no alert")
