@@ -144,7 +144,14 @@ func (r *valueSigs) collect() {
 // (runJobs, possibly with others) before calling r.collect. Certificates are checked by
 // org.VerifyDeviceCertificate at now against revoked; a cached
 // certificate's remaining checks (validity, revocation) are the caller's.
-func (c *Client) prepareValueSigs(v *org.UserValue, user org.UserID, ca *keys.OrgPublicKey, now time.Time, revoked func(uint64) bool) (*valueSigs, []func()) {
+//
+// With chain set (a lookup, docs/spec/directory.md §Client verification,
+// step 8), only the last entry's signature is checked: each entry's
+// signed body names the EntryHash of the one before (Prev), which
+// ParseUserValue checked, so the CA's signature on the last entry
+// authenticates every entry of the value. Every entry is still checked
+// to name the tenant and the user.
+func (c *Client) prepareValueSigs(v *org.UserValue, user org.UserID, ca *keys.OrgPublicKey, now time.Time, revoked func(uint64) bool, chain bool) (*valueSigs, []func()) {
 	tenant, caID := c.bundle.Tenant, c.caKeyID(ca)
 	r := &valueSigs{entries: make([]error, len(v.Entries)), certs: make([]error, len(v.Certificates)), cached: make([]bool, len(v.Certificates))}
 	var jobs []func()
@@ -168,6 +175,9 @@ func (c *Client) prepareValueSigs(v *org.UserValue, user org.UserID, ca *keys.Or
 		h := v.Head.Hash
 		if i+1 < len(v.Entries) {
 			h = v.Entries[i+1].Prev
+		}
+		if chain && i+1 < len(v.Entries) {
+			continue // authenticated by the last entry's signature
 		}
 		k := sigKey(sigKindEntry, caID, tenant, h)
 		if c.sigs.has(k) {
