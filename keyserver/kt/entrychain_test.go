@@ -145,3 +145,84 @@ func checkValueErr(t *testing.T, what string, err, want error) {
 		t.Fatalf("%s: %v, want a value error matching %v", what, err, want)
 	}
 }
+
+// TestLookupCertificateVouchedByEntry: in a lookup, a certificate
+// byte-identical to the one a device_added entry of the value carries is
+// authenticated by the CA's signature on that entry (through the chain
+// and the last entry's signature), so its own signature is not checked;
+// its issuer, validity and revocation are. Any difference from the
+// entry's certificate, a signature bit included, makes it a certificate
+// of its own, whose signature is checked. History and monitoring check
+// every certificate's signature.
+func TestLookupCertificateVouchedByEntry(t *testing.T) {
+	user := uid(9)
+	// cert returns a certificate of user (alice's, moved to user) signed
+	// by the CA, then changed by mut.
+	cert := func(w *world, mut func(c *org.DeviceCertificate)) *org.DeviceCertificate {
+		c := *w.a1.Certificate
+		c.User = user
+		resignCert(t, w.d, &c)
+		c.Signature = bytes.Clone(c.Signature)
+		if mut != nil {
+			mut(&c)
+		}
+		return &c
+	}
+	flipSig := func(c *org.DeviceCertificate) { c.Signature[70] ^= 1 }
+	value := func(w *world, inEntry, inValue *org.DeviceCertificate) []byte {
+		actor := []org.Actor{{Kind: org.ActorAdmin, ID: [16]byte{1}}}
+		es := []*org.Entry{
+			{Tenant: w.tenant, User: user, Seq: 1, Time: at(1), Actors: actor, Action: &org.UserAdded{}},
+			{Tenant: w.tenant, User: user, Seq: 2, Time: at(1), Actors: actor, Action: &org.DeviceAdded{Code: org.CodeID{9}, Certificate: inEntry}},
+		}
+		for i, e := range es {
+			if i > 0 {
+				e.Prev = must(es[i-1].Hash())
+			}
+			signEntry(t, w.d, e)
+		}
+		v := &org.UserValue{Tenant: w.tenant, User: user, Certificates: []*org.DeviceCertificate{inValue}, Entries: es,
+			Head: org.TimelineHead{Seq: 2, Hash: must(es[1].Hash())}}
+		return must(v.Marshal())
+	}
+	for _, tc := range []struct {
+		name            string
+		inEntry         func(w *world) *org.DeviceCertificate
+		inValue         func(w *world, inEntry *org.DeviceCertificate) *org.DeviceCertificate
+		lookup, history error
+	}{
+		{"honest", func(w *world) *org.DeviceCertificate { return cert(w, nil) },
+			func(_ *world, e *org.DeviceCertificate) *org.DeviceCertificate { return e }, nil, nil},
+		{"value's certificate signature flipped", func(w *world) *org.DeviceCertificate { return cert(w, nil) },
+			func(w *world, _ *org.DeviceCertificate) *org.DeviceCertificate { return cert(w, flipSig) },
+			org.ErrBadSignature, org.ErrBadSignature},
+		{"the CA signed an entry carrying a certificate with a bad signature", func(w *world) *org.DeviceCertificate { return cert(w, flipSig) },
+			func(_ *world, e *org.DeviceCertificate) *org.DeviceCertificate { return e }, nil, org.ErrBadSignature},
+		{"the CA signed an entry carrying a certificate of another issuer", func(w *world) *org.DeviceCertificate {
+			return cert(w, func(c *org.DeviceCertificate) { c.Issuer[0] ^= 1; resignCert(t, w.d, c) })
+		}, func(_ *world, e *org.DeviceCertificate) *org.DeviceCertificate { return e }, org.ErrUnknownIssuer, org.ErrUnknownIssuer},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, 78)
+			inEntry := tc.inEntry(w)
+			w.d.Inject(org.Label{User: user}, value(w, inEntry, tc.inValue(w, inEntry)))
+			must(w.d.PublishEpoch(at(2)))
+
+			c := w.client(t)
+			must(c.UpdateCheckpoint(must(w.d.Consistency(0)), at(3)))
+			before := state(t, c)
+			res, err := c.VerifyLookup(w.tenant, user, must(w.d.Lookup(user, c.TreeSize())), at(3))
+			checkValueErr(t, "lookup", err, tc.lookup)
+			if tc.lookup != nil {
+				sameState(t, c, before)
+			} else if len(res.Devices) != 1 {
+				t.Fatalf("%d usable devices, want 1", len(res.Devices))
+			}
+
+			h := w.client(t)
+			must(h.UpdateCheckpoint(must(w.d.Consistency(0)), at(3)))
+			_, err = h.VerifyHistory(w.tenant, user, kt.Position{}, must(w.d.History(user, 0, h.TreeSize())), at(3))
+			checkValueErr(t, "history", err, tc.history)
+		})
+	}
+}

@@ -22,10 +22,11 @@ type LookupResult struct {
 	// Record is the label's latest value record; Record.Version is the
 	// value's version.
 	Record *ValueRecord
-	// Value is the user's value: every certificate in it verified under
-	// the trusted CA key, and its timeline entries authenticated by the
-	// CA's signature on the last of them through their hash chain
-	// (docs/spec/directory.md §Client verification, step 8).
+	// Value is the user's value: its timeline entries authenticated by
+	// the CA's signature on the last of them through their hash chain,
+	// and every certificate either carried by one of those entries or
+	// verified under the trusted CA key (docs/spec/directory.md §Client
+	// verification, step 8).
 	Value *org.UserValue
 	// Devices are the certificates of Value that a client may use now:
 	// each passed org.VerifyDeviceCertificate with the trusted CA, the
