@@ -15,7 +15,6 @@ import (
 	"crypto"
 	"crypto/ed25519"
 	"encoding/binary"
-	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -292,21 +291,42 @@ func BenchmarkVerifyLookup(b *testing.B) {
 //     signature cache (verified before, in an earlier version of the
 //     value).
 //
+// A lookup verifies only the last entry's CA signature, which
+// authenticates the other entries and the certificates they carry
+// (directory.md §Client verification, step 8): for these users, whose
+// devices were all added in the epoch of their latest value, that one
+// signature covers every certificate too. spread-3 is a user
+// whose three devices were added in three epochs, the latest value
+// carrying the last one's entry only: a cold lookup verifies that entry
+// and the two other certificates (sub-benchmark spread-3).
+//
 // Each iteration drops the client's caches (DropCaches) rather than
 // building a new client, so that instruction counts (.ci/instructions)
 // measure the verification alone.
 func BenchmarkVerifyLookupDevices(b *testing.B) {
 	w := newWorld(b, 73) // alice: 1 device, bob: 2
-	carol := uid(3)
+	carol, dave := uid(3), uid(4)
 	ok(b, w.d.AddUser(carol, "Carol", at(1)))
 	c1 := must(w.d.Enrol(carol, nil, at(1)))
 	must(w.d.Enrol(carol, c1, at(1)))
 	must(w.d.Enrol(carol, c1, at(1)))
+	ok(b, w.d.AddUser(dave, "Dave", at(1)))
+	d1 := must(w.d.Enrol(dave, nil, at(1)))
+	must(w.d.PublishEpoch(at(2)))
+	must(w.d.Enrol(dave, d1, at(2)))
+	must(w.d.PublishEpoch(at(2)))
+	must(w.d.Enrol(dave, d1, at(2)))
 	must(w.d.PublishEpoch(at(2)))
 	now := at(3)
-	for n, user := range []org.UserID{uid(9), w.alice, w.bob, carol} {
+	for _, u := range []struct {
+		name string
+		user org.UserID
+		n    int
+	}{{"devices=0", uid(9), 0}, {"devices=1", w.alice, 1}, {"devices=2", w.bob, 2}, {"devices=3", carol, 3},
+		{"spread-3", dave, 3}} { // not "devices=3…": -bench devices=3 would match it too
+		user, n := u.user, u.n
 		resp := must(w.d.Lookup(user, 0))
-		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
+		b.Run(u.name, func(b *testing.B) {
 			c := w.client(b)
 			must(c.UpdateCheckpoint(&kt.ConsistencyResponse{Checkpoint: resp.Checkpoint}, now))
 			r := *resp

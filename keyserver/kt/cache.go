@@ -123,7 +123,7 @@ func (c *Client) caKeyID(ca *keys.OrgPublicKey) [32]byte {
 type valueSigs struct {
 	entries []error
 	certs   []error
-	cached  []bool // certs whose signature was verified before
+	cached  []bool // certs whose signature was verified before, or that a CA-signed entry carries (chain)
 	keys    [][32]byte
 
 	pending [][32]byte // keys of the objects the jobs verify
@@ -144,7 +144,18 @@ func (r *valueSigs) collect() {
 // (runJobs, possibly with others) before calling r.collect. Certificates are checked by
 // org.VerifyDeviceCertificate at now against revoked; a cached
 // certificate's remaining checks (validity, revocation) are the caller's.
-func (c *Client) prepareValueSigs(v *org.UserValue, user org.UserID, ca *keys.OrgPublicKey, now time.Time, revoked func(uint64) bool) (*valueSigs, []func()) {
+//
+// With chain set (a lookup, docs/spec/directory.md §Client verification,
+// step 8), only the last entry's signature is checked: each entry's
+// signed body names the EntryHash of the one before (Prev), which
+// ParseUserValue checked, so the CA's signature on the last entry
+// authenticates every entry of the value. Every entry is still checked
+// to name the tenant and the user. A certificate byte-identical to the
+// one a device_added or device_recovered entry of the value carries is
+// authenticated the same way, by the CA's signature on that entry: its
+// issuer is checked, its own signature is not, and, as for a cached one,
+// its validity and revocation are the caller's.
+func (c *Client) prepareValueSigs(v *org.UserValue, user org.UserID, ca *keys.OrgPublicKey, now time.Time, revoked func(uint64) bool, chain bool) (*valueSigs, []func()) {
 	tenant, caID := c.bundle.Tenant, c.caKeyID(ca)
 	r := &valueSigs{entries: make([]error, len(v.Entries)), certs: make([]error, len(v.Certificates)), cached: make([]bool, len(v.Certificates))}
 	var jobs []func()
@@ -169,6 +180,9 @@ func (c *Client) prepareValueSigs(v *org.UserValue, user org.UserID, ca *keys.Or
 		if i+1 < len(v.Entries) {
 			h = v.Entries[i+1].Prev
 		}
+		if chain && i+1 < len(v.Entries) {
+			continue // authenticated by the last entry's signature
+		}
 		k := sigKey(sigKindEntry, caID, tenant, h)
 		if c.sigs.has(k) {
 			continue
@@ -177,6 +191,20 @@ func (c *Client) prepareValueSigs(v *org.UserValue, user org.UserID, ca *keys.Or
 			r.entries[i] = e.Verify(ca, tenant, user)
 			return r.entries[i] == nil
 		})
+	}
+	// The certificates the value's entries carry, by encoding (chain).
+	var vouched map[string]bool
+	if chain {
+		for _, e := range v.Entries {
+			if ec := e.Certificate(); ec != nil {
+				if enc, err := ec.Marshal(); err == nil {
+					if vouched == nil {
+						vouched = map[string]bool{}
+					}
+					vouched[string(enc)] = true
+				}
+			}
+		}
 	}
 	for i, cert := range v.Certificates {
 		check := func() bool {
@@ -190,6 +218,10 @@ func (c *Client) prepareValueSigs(v *org.UserValue, user org.UserID, ca *keys.Or
 		enc, err := cert.Marshal()
 		if err != nil {
 			jobs = append(jobs, func() { check() })
+			continue
+		}
+		if vouched[string(enc)] && cert.Issuer == caID {
+			r.cached[i] = true // in an entry the CA signed, through the chain
 			continue
 		}
 		k := sigKey(sigKindCertificate, caID, tenant, sha256.Sum256(enc))

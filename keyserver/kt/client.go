@@ -102,6 +102,11 @@ type Client struct {
 	// verified under each label, by commitment.
 	vrfs   map[string]verifiedVRF
 	values map[vmap.Label]*verifiedValue
+	// held is the epoch entry last proven to be the last leaf of the
+	// checkpoint of size heldSize and root heldRoot (§Held entry).
+	held     *EpochEntry
+	heldSize uint64
+	heldRoot tlog.Hash
 	// CA signatures verified (cache.go), part of the client state.
 	sigs   sigCache
 	caID   [32]byte           // SHA-256 of caIDOf's encoding
@@ -207,6 +212,9 @@ type proven struct {
 	// keepEpoch leaves the client's last accepted epoch entry as it is: a
 	// monitoring page that ends before it (monitor.go).
 	keepEpoch bool
+	// lastLeaf: entry was shown to be the last leaf of cp's tree (steps
+	// 2 and 3); finish then holds it (§Held entry).
+	lastLeaf bool
 }
 
 // ktErr builds a *KTProofError; fail fills in the evidence.
@@ -265,9 +273,14 @@ func (c *Client) openProofWith(alpha []byte, cu *CheckpointUpdate, p *LabelProof
 	if err != nil {
 		return pv, ktErr(StepEpoch, pv, "entry does not encode", err)
 	}
-	if err := tlog.VerifyInclusion(leaf, p.Entry.Epoch, pv.cp.Size, p.Inclusion, pv.cp.Root); err != nil {
-		return pv, ktErr(StepLogInclusion, pv, "epoch entry not in the checkpoint's tree", err)
+	// An empty inclusion proof may stand for the entry the client holds
+	// as the last leaf of this very tree (§Held entry).
+	if held := len(p.Inclusion) == 0 && c.holds(pv.cp, leaf); !held {
+		if err := tlog.VerifyInclusion(leaf, p.Entry.Epoch, pv.cp.Size, p.Inclusion, pv.cp.Root); err != nil {
+			return pv, ktErr(StepLogInclusion, pv, "epoch entry not in the checkpoint's tree", err)
+		}
 	}
+	pv.lastLeaf = true
 	// 4. The label is the VRF output of alpha under the pinned key. A
 	// proof byte-identical to one verified before needs no new check.
 	if c.vrfCached(alpha, p.VRFProof) {
@@ -439,6 +452,10 @@ func (c *Client) finish(pv *proven, now time.Time, commit func()) error {
 	if !pv.keepEpoch {
 		c.hasEpoch, c.epoch, c.epochAt = true, pv.entry.Epoch, pv.entry.Time.Unix()
 	}
+	if pv.lastLeaf {
+		e := pv.entry
+		c.held, c.heldSize, c.heldRoot = &e, pv.cp.Size, pv.cp.Root
+	}
 	c.sigs.commit()
 	if commit != nil {
 		commit()
@@ -451,6 +468,33 @@ func (c *Client) finish(pv *proven, now time.Time, commit func()) error {
 		}
 	}
 	return nil
+}
+
+// holds reports whether the client holds, as the last leaf of the tree
+// of cp, the entry whose leaf hash is leaf (§Held entry).
+func (c *Client) holds(cp *tlog.Checkpoint, leaf tlog.Hash) bool {
+	if c.held == nil || c.heldSize != cp.Size || c.heldRoot != cp.Root {
+		return false
+	}
+	h, err := c.held.LeafHash()
+	return err == nil && h == leaf
+}
+
+// HeldEntry returns the epoch of the entry the client holds as the last
+// leaf of the checkpoint it trusts, and whether it holds one
+// (docs/spec/directory.md §Held entry). A client that does sends it with
+// its tree size in lookups, and the directory then leaves out the
+// entry's inclusion proof while its checkpoint is still the client's.
+// The held entry is kept in memory only, like the VRF and value caches:
+// a client restored from its state holds none until its next proof.
+func (c *Client) HeldEntry() (epoch uint64, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cp, _ := c.verifier.Checkpoint()
+	if cp == nil || c.held == nil || c.heldSize != cp.Size || c.heldRoot != cp.Root {
+		return 0, false
+	}
+	return c.held.Epoch, true
 }
 
 // floor returns the client's time floor F (docs/spec/tlog.md §Time

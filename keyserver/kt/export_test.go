@@ -15,6 +15,7 @@ func (c *Client) DropCaches(keepSigs bool) {
 	defer c.mu.Unlock()
 	clear(c.vrfs)
 	clear(c.values)
+	c.held = nil
 	if !keepSigs {
 		c.sigs = sigCache{}
 	}

@@ -22,8 +22,11 @@ type LookupResult struct {
 	// Record is the label's latest value record; Record.Version is the
 	// value's version.
 	Record *ValueRecord
-	// Value is the user's value, every certificate and timeline entry in
-	// it verified under the trusted CA key.
+	// Value is the user's value: its timeline entries authenticated by
+	// the CA's signature on the last of them through their hash chain,
+	// and every certificate either carried by one of those entries or
+	// verified under the trusted CA key (docs/spec/directory.md §Client
+	// verification, step 8).
 	Value *org.UserValue
 	// Devices are the certificates of Value that a client may use now:
 	// each passed org.VerifyDeviceCertificate with the trusted CA, the
@@ -80,7 +83,7 @@ func (c *Client) VerifyLookup(tenant org.TenantID, user org.UserID, resp *Lookup
 			preVRF.label, preVRF.err = VerifyLabel(c.bundle.VRF, alpha, resp.Proof.VRFProof)
 		}()
 		var jobs []func()
-		pre, jobs = c.prepareUserValue(user, resp.Record.Value, c.caAt(resp.Record.Epoch), c.clientTime(now), nil)
+		pre, jobs = c.prepareUserValue(user, resp.Record.Value, c.caAt(resp.Record.Epoch), c.clientTime(now), nil, true)
 		runJobs(jobs)
 		<-vrfDone
 		if pre != nil {
@@ -112,7 +115,7 @@ func (c *Client) VerifyLookup(tenant org.TenantID, user org.UserID, resp *Lookup
 		v.devices, v.unusable = usable(cv.value.Certificates, t, cv.revoked)
 	} else {
 		var err error
-		if v, err = c.verifyUserValueWith(pv, user, resp.Record.Value, c.caAt(resp.Record.Epoch), org.TimelineHead{}, false, t, nil, pre); err != nil {
+		if v, err = c.verifyUserValueWith(pv, user, resp.Record.Value, c.caAt(resp.Record.Epoch), org.TimelineHead{}, false, t, nil, pre, true); err != nil {
 			return nil, c.fail(pv, err, resp)
 		}
 	}
@@ -270,10 +273,12 @@ func (c *Client) verifyOrgValue(name string, rec *ValueRecord) (any, error) {
 // only unusable; every entry is signed by the CA; and the entries continue
 // the timeline from since (from its first entry if fromStart). A
 // certificate of another tenant, from another CA or with a bad signature
-// is the directory's doing (T31) and fails the whole value.
+// is the directory's doing (T31) and fails the whole value. History and
+// monitoring use it; a lookup checks only the last entry's signature
+// (verifyUserValueWith with chain set).
 func (c *Client) verifyUserValue(pv *proven, user org.UserID, value []byte, ca *keys.OrgPublicKey, since org.TimelineHead, fromStart bool,
 	now time.Time, revoked map[uint64]bool) (*userValue, error) {
-	return c.verifyUserValueWith(pv, user, value, ca, since, fromStart, now, revoked, nil)
+	return c.verifyUserValueWith(pv, user, value, ca, since, fromStart, now, revoked, nil, false)
 }
 
 // preValue is a user value parsed, naming the expected tenant and user,
@@ -289,26 +294,28 @@ type preValue struct {
 // revoked (as verifyUserValue would); the caller runs the jobs and then
 // calls sigs.collect. A value that fails before the signatures is nil:
 // verifyUserValue reports it.
-func (c *Client) prepareUserValue(user org.UserID, value []byte, ca *keys.OrgPublicKey, now time.Time, revoked map[uint64]bool) (*preValue, []func()) {
+func (c *Client) prepareUserValue(user org.UserID, value []byte, ca *keys.OrgPublicKey, now time.Time, revoked map[uint64]bool, chain bool) (*preValue, []func()) {
 	v, err := org.ParseUserValue(value)
 	if err != nil || v.Tenant != c.bundle.Tenant || v.User != user {
 		return nil, nil
 	}
 	rv := revokedBy(v.Entries)
 	isRevoked := func(s uint64) bool { return revoked[s] || rv[s] }
-	sigs, jobs := c.prepareValueSigs(v, user, ca, now, isRevoked)
+	sigs, jobs := c.prepareValueSigs(v, user, ca, now, isRevoked, chain)
 	return &preValue{v: v, rv: rv, sigs: sigs}, jobs
 }
 
 // verifyUserValueWith is verifyUserValue, taking the parsed value and
 // its signature checks from pre when it is not nil; pre must be
-// prepareUserValue's for the same user, value, now and revoked, its jobs
-// run, with no change to the signature cache since.
+// prepareUserValue's for the same user, value, now, revoked and chain,
+// its jobs run, with no change to the signature cache since. With chain
+// set (a lookup) only the last entry's signature is checked
+// (prepareValueSigs).
 func (c *Client) verifyUserValueWith(pv *proven, user org.UserID, value []byte, ca *keys.OrgPublicKey, since org.TimelineHead, fromStart bool,
-	now time.Time, revoked map[uint64]bool, pre *preValue) (*userValue, error) {
+	now time.Time, revoked map[uint64]bool, pre *preValue, chain bool) (*userValue, error) {
 	if pre == nil {
 		var jobs []func()
-		if pre, jobs = c.prepareUserValue(user, value, ca, now, revoked); pre == nil {
+		if pre, jobs = c.prepareUserValue(user, value, ca, now, revoked, chain); pre == nil {
 			if _, err := org.ParseUserValue(value); err != nil {
 				return nil, ktErr(StepValue, pv, "user value does not parse", err)
 			}

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/moat-im/moat/crypto/keys"
@@ -76,6 +77,12 @@ const (
 	// for instance one signed by a retired CA key after its rotation), or
 	// never appears (Epoch is then where the map moved past it).
 	AlertRecordEpoch
+	// AlertDeviceAddedByOwnDevice: a device_added entry for a device not
+	// in Expected.Devices, approved by another of the user's own devices,
+	// ApprovedBy (not by this one). It is informational (Informational):
+	// the device is own, and the alert tells each of the user's other
+	// devices of a change it did not make.
+	AlertDeviceAddedByOwnDevice
 )
 
 var alertNames = [...]string{
@@ -83,8 +90,14 @@ var alertNames = [...]string{
 	AlertDeviceRevoked: "device revoked", AlertPolicyChanged: "policy changed", AlertUserRemoved: "user removed",
 	AlertUnexplainedCertificate: "certificate without a timeline entry", AlertKeyChanged: "device keys changed",
 	AlertDeviceRemoved: "device removed without a revocation", AlertHistoryRewritten: "value not in the history at an epoch",
-	AlertRecordEpoch: "record published at another epoch than it claims",
+	AlertRecordEpoch:            "record published at another epoch than it claims",
+	AlertDeviceAddedByOwnDevice: "device added with the approval of another of the user's devices",
 }
+
+// Informational reports whether k tells of a change the user's own
+// devices made (AlertDeviceAddedByOwnDevice), rather than of one that
+// the user did not approve.
+func (k AlertKind) Informational() bool { return k == AlertDeviceAddedByOwnDevice }
 
 func (k AlertKind) String() string {
 	if int(k) < len(alertNames) && alertNames[k] != "" {
@@ -107,6 +120,9 @@ type Alert struct {
 	Entry *org.Entry
 	// Certificate is the certificate concerned, if any.
 	Certificate *org.DeviceCertificate
+	// ApprovedBy is the own device whose approval added Device
+	// (AlertDeviceAddedByOwnDevice).
+	ApprovedBy org.DeviceID
 
 	// For the per-epoch alerts (AlertHistoryRewritten, AlertRecordEpoch),
 	// Epoch is the epoch at which the map showed it, Commitment what the
@@ -134,6 +150,8 @@ func (a Alert) String() string {
 			claimed = fmt.Sprint(a.Record.Epoch)
 		}
 		return fmt.Sprintf("%v: version %d, of epoch %s, at epoch %d", a.Kind, a.Version, claimed, a.Epoch)
+	case AlertDeviceAddedByOwnDevice:
+		return fmt.Sprintf("%v: device %v, approved by device %v, at epoch %d (version %d)", a.Kind, a.Device, a.ApprovedBy, a.Epoch, a.Version)
 	}
 	return fmt.Sprintf("%v: device %v at epoch %d (version %d)", a.Kind, a.Device, a.Epoch, a.Version)
 }
@@ -629,9 +647,17 @@ func judge(prev *monitorState, exp Expected, res *HistoryResult) (*judgement, er
 				id := cert.Device
 				added[id] = cert
 				_, isAdd := a.(*org.DeviceAdded)
-				if expected[id] || (isAdd && approvedByOwn(e, ownKeys)) {
+				var approvers []org.DeviceID
+				if isAdd {
+					approvers = ownApprovers(e, ownKeys)
+				}
+				if expected[id] || len(approvers) > 0 {
 					ownAdd[id] = true
 					ownKeys[id] = cert.Identity.Signing
+					if !expected[id] && !slices.Contains(approvers, exp.Self) {
+						// Another own device made this change: tell this one.
+						emit(Alert{Kind: AlertDeviceAddedByOwnDevice, Device: id, Entry: e, Certificate: cert, ApprovedBy: approvers[0]})
+					}
 					continue
 				}
 				kind := AlertDeviceAdded
@@ -731,12 +757,20 @@ func rootedDevices(res *HistoryResult, known map[org.DeviceID]*keys.IdentitySign
 // approvedByOwn reports whether one of the user's own devices (keys in
 // ownKeys) validly approved the device_added entry e.
 func approvedByOwn(e *org.Entry, ownKeys map[org.DeviceID]*keys.IdentitySigningPublicKey) bool {
+	return len(ownApprovers(e, ownKeys)) > 0
+}
+
+// ownApprovers returns the user's own devices (keys in ownKeys) that
+// validly approved the device_added entry e, in the entry's order.
+func ownApprovers(e *org.Entry, ownKeys map[org.DeviceID]*keys.IdentitySigningPublicKey) []org.DeviceID {
+	var ids []org.DeviceID
 	for _, ap := range e.Approvals {
-		if ap.Kind == org.ApproverDevice && validDeviceApproval(e, ownKeys[org.DeviceID(ap.Signer)], ap) {
-			return true
+		id := org.DeviceID(ap.Signer)
+		if ap.Kind == org.ApproverDevice && validDeviceApproval(e, ownKeys[id], ap) {
+			ids = append(ids, id)
 		}
 	}
-	return false
+	return ids
 }
 
 // validDeviceApproval checks a device approval of a device_added or

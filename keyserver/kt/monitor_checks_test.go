@@ -137,11 +137,12 @@ func TestMonitorApprovalByRecoveredDevice(t *testing.T) {
 		t.Fatalf("alerts %v", res.Alerts)
 	}
 
-	// Bob confirms r: from then on r's approvals are bob's.
+	// Bob confirms r: from then on r's approvals are bob's (told to b1,
+	// which did not make the change).
 	exp.Devices = []org.DeviceID{r.ID}
-	must(w.d.Enrol(w.bob, r, at(9)))
+	z := must(w.d.Enrol(w.bob, r, at(9)))
 	must(w.d.PublishEpoch(at(10)))
-	wantAlerts(t, monitor(t, w, cb1, w.bob, exp, 11))
+	wantAddedByOwn(t, monitor(t, w, cb1, w.bob, exp, 11), z.ID, r.ID)
 
 	// A new device of bob's, approved by b2, judges the same history at its
 	// first step: r, x and y alert, whoever approved them.
@@ -349,8 +350,8 @@ func TestT29BootstrapAfterRecovery(t *testing.T) {
 		t.Fatal("s's entry does not carry r's and b2's approvals")
 	}
 	must(w.d.PublishEpoch(at(7)))
-	// b1 judges s as bob's own (b2 approved it).
-	wantAlerts(t, monitor(t, w, cb1, w.bob, exp, 8))
+	// b1 judges s as bob's own (b2 approved it), and is told.
+	wantAddedByOwn(t, monitor(t, w, cb1, w.bob, exp, 8), s.ID, w.b2.ID)
 
 	res = monitor(t, w, w.client(t), w.bob, kt.Expected{Self: s.ID}, 8)
 	wantAlerts(t, res, kt.AlertDeviceRecovered)

@@ -38,6 +38,18 @@ func wantAlerts(t testing.TB, r *kt.MonitorResult, want ...kt.AlertKind) {
 	}
 }
 
+// wantAddedByOwn checks that r's only alert is the informational one for
+// device, added with the approval of the user's own device approver.
+func wantAddedByOwn(t testing.TB, r *kt.MonitorResult, device, approver org.DeviceID) {
+	t.Helper()
+	wantAlerts(t, r, kt.AlertDeviceAddedByOwnDevice)
+	a := r.Alerts[0]
+	if a.Device != device || a.ApprovedBy != approver || a.Entry == nil || a.Certificate == nil || a.Certificate.Device != device ||
+		!a.Kind.Informational() || kt.AlertDeviceAdded.Informational() {
+		t.Fatalf("alert %v, want device %v approved by %v", a, device, approver)
+	}
+}
+
 // TestT29RogueDeviceAlert is adversarial case T29: a rogue key openly
 // inserted for a user makes that user's devices alert within the
 // monitoring window. Here M-of-N admins "recover" a device for alice
@@ -85,20 +97,36 @@ func TestMonitoringCatchesAdminInsertedDeviceWithinOneEpoch(t *testing.T) {
 	// Bootstrap: b2, which b1 approved, is bob's own.
 	wantAlerts(t, monitor(t, w, cb1, w.bob, exp, 2))
 
-	t.Run("own changes are not alerts", func(t *testing.T) {
-		// b1 approves b3: no alert. b2 approves b4: no alert either, b2
-		// being one of bob's own devices.
+	t.Run("own changes are informational", func(t *testing.T) {
+		// b1 approves b3: b1 made the change, no alert. b2 approves
+		// b4: b2 being one of bob's own devices, b4 is own, and b1 is
+		// told, naming b2 (the issue: any change the device did not
+		// make raises an alert).
 		b3 := must(w.d.Enrol(w.bob, w.b1, at(3)))
 		b4 := must(w.d.Enrol(w.bob, w.b2, at(3)))
 		must(w.d.PublishEpoch(at(4)))
 		r := monitor(t, w, cb1, w.bob, exp, 5)
-		wantAlerts(t, r)
+		wantAddedByOwn(t, r, b4.ID, w.b2.ID)
 		if len(r.Devices) != 4 {
 			t.Fatalf("%d devices", len(r.Devices))
 		}
 		// b4 (approved by a trusted device) then approves b5.
 		b5 := must(w.d.Enrol(w.bob, b4, at(6)))
 		must(w.d.PublishEpoch(at(7)))
+		wantAddedByOwn(t, monitor(t, w, cb1, w.bob, exp, 8), b5.ID, b4.ID)
+		// b5's own first step: b5's enrolment is its baseline, so the
+		// history before it is quiet.
+		cb5 := w.client(t)
+		wantAlerts(t, monitor(t, w, cb5, w.bob, kt.Expected{Self: b5.ID}, 8))
+		// b5 approves b6: b5 is not told, b1 is.
+		b6 := must(w.d.Enrol(w.bob, b5, at(8)))
+		must(w.d.PublishEpoch(at(8)))
+		wantAlerts(t, monitor(t, w, cb5, w.bob, kt.Expected{Self: b5.ID}, 8))
+		wantAddedByOwn(t, monitor(t, w, cb1, w.bob, exp, 8), b6.ID, b5.ID)
+		// A device the user expects is no news.
+		b7 := must(w.d.Enrol(w.bob, w.b2, at(8)))
+		must(w.d.PublishEpoch(at(8)))
+		exp.Devices = append(exp.Devices, b7.ID)
 		wantAlerts(t, monitor(t, w, cb1, w.bob, exp, 8))
 		// Bob asks an admin to revoke b3: expected.
 		ok(t, w.d.Revoke(b3, org.ReasonRetired, at(9)))

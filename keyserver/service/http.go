@@ -313,10 +313,15 @@ func (s *Service) lookup(w http.ResponseWriter, r *http.Request, t *Tenant, l or
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	held, err := heldParam(r, size)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if !s.deviceAuth(w, r, t) {
 		return
 	}
-	resp, err := t.Lookup(r.Context(), l, size)
+	resp, err := t.LookupHeld(r.Context(), l, size, held)
 	if err != nil {
 		s.readError(w, t, err)
 		return

@@ -152,6 +152,8 @@ type Service struct {
 
 	runMu   sync.Mutex
 	running bool
+	// epochTicks, if set (tests), replaces Run's EpochInterval ticker.
+	epochTicks <-chan time.Time
 }
 
 // New opens every tenant of opts: it loads each one's head and admin state
@@ -269,6 +271,10 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	epochs := time.NewTicker(s.opts.EpochInterval)
 	defer epochs.Stop()
+	epochTicks := epochs.C
+	if s.epochTicks != nil {
+		epochTicks = s.epochTicks
+	}
 	recheck := time.NewTicker(max(s.opts.RecosignInterval/4, time.Second))
 	defer recheck.Stop()
 	// One goroutine per tenant's on-demand epochs.
@@ -291,7 +297,7 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			s.opts.Logger.Info("directory stopping")
 			return nil
-		case <-epochs.C:
+		case <-epochTicks:
 			for _, t := range s.order {
 				if ctx.Err() != nil {
 					break

@@ -177,35 +177,43 @@ func TestRecosign(t *testing.T) {
 	}
 }
 
-// TestRunCadence: Run publishes an epoch of every tenant on its cadence
-// and stops gracefully.
+// TestRunCadence: Run publishes one epoch of every tenant per tick of its
+// epoch ticker (EpochInterval's, injected here), none without one, and
+// stops gracefully. The ticks are sent on an unbuffered channel, and Run
+// publishes before it takes the next one, so once it has taken tick k+1
+// the epochs of ticks 1..k are done and the one of tick k+1 at most
+// started: the log has grown by k or k+1. Nothing is timed.
 func TestRunCadence(t *testing.T) {
-	// Run publishes one epoch per EpochInterval: three more epochs take at
-	// least two intervals. (Publishing flat out, ignoring the interval,
-	// takes a few milliseconds an epoch here.) Only the lower bound is
-	// asserted, so a slow machine cannot make the test fail.
-	const interval = 300 * time.Millisecond
 	w := newWorld(t, worldOptions{seed: 43})
 	ctx, cancel := context.WithCancel(context.Background())
 	w.srv.Close()
 	svc := must(service.New(ctx, service.Options{Tenants: []service.TenantConfig{w.tenantConfig()}, Now: w.clk.Now,
-		Logger: discardLogger(), EpochInterval: interval}))
+		Logger: discardLogger(), EpochInterval: time.Hour}))
 	w.svc = svc
-	_, s0 := w.ten().ServedNote()
-	start := time.Now()
+	ticks := make(chan time.Time)
+	svc.SetEpochTicks(ticks)
+	head0 := w.ten().Head().LogSize
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
-	waitFor(t, 20*time.Second, func() bool {
-		_, s := w.ten().ServedNote()
-		return s >= s0+3
-	})
-	elapsed := time.Since(start)
+	for k := range 4 {
+		select { // taken: the epochs of the k ticks before are published
+		case ticks <- w.clk.Now():
+		case <-time.After(time.Minute): // a bound against hanging, not a timing
+			t.Fatalf("Run does not take tick %d", k+1)
+		}
+		if got := w.ten().Head().LogSize - head0; got != uint64(k) && got != uint64(k+1) {
+			t.Fatalf("after taking tick %d the log has %d epochs more, want %d or %d", k+1, got, k, k+1)
+		}
+		w.clk.Advance(time.Minute)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if elapsed < 2*interval {
-		t.Fatalf("three epochs in %v with an interval of %v", elapsed, interval)
+	// The fourth tick's epoch is published or, if the stop came first,
+	// not started: never torn.
+	if got := w.ten().Head().LogSize; got != head0+3 && got != head0+4 {
+		t.Fatalf("after 4 ticks and a stop the log has %d epochs more, want 3 or 4", got-head0)
 	}
 }
 

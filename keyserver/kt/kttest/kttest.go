@@ -684,3 +684,19 @@ func (d *Directory) Consistency(clientSize uint64) (*kt.ConsistencyResponse, err
 	}
 	return &kt.ConsistencyResponse{Checkpoint: cu}, nil
 }
+
+// LookupHeld answers a lookup of user by a client that trusts a tree of
+// size clientSize and holds the entry of epoch held as its last leaf
+// (kt.Client.HeldEntry): as Lookup, with the entry's inclusion proof left
+// out if the latest checkpoint is still of size clientSize and held is
+// its last epoch (docs/spec/directory.md §Held entry).
+func (d *Directory) LookupHeld(user org.UserID, clientSize, held uint64) (*kt.LookupResponse, error) {
+	r, err := d.lookup(org.Label{User: user}, clientSize)
+	if err != nil {
+		return nil, err
+	}
+	if clientSize > 0 && held == clientSize-1 && r.Proof.Entry.Epoch == held {
+		r.Proof.Inclusion = nil
+	}
+	return r, nil
+}

@@ -1,0 +1,95 @@
+package kt_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/moat-im/moat/keyserver/kt"
+	"github.com/moat-im/moat/keyserver/vmap"
+)
+
+// TestHeldEntry: once a client has verified a label proof at its trusted
+// checkpoint, it holds the checkpoint's last entry, and a lookup against
+// that checkpoint may leave the entry's inclusion proof out
+// (docs/spec/directory.md §Held entry). An empty inclusion proof is
+// refused, with the state unchanged, for any other entry, by a client
+// that holds nothing (a restored one, or one that moved to a newer
+// checkpoint), and for a tree of another size.
+func TestHeldEntry(t *testing.T) {
+	w := newWorld(t, 93)
+	ok(t, w.d.PublishQuietEpochs(5, at(2))) // size 6: inclusion proofs are not empty
+	c := w.client(t)
+	if _, held := c.HeldEntry(); held {
+		t.Fatal("a new client holds an entry")
+	}
+	first := must(w.d.Lookup(w.alice, 0))
+	if len(first.Proof.Inclusion) == 0 {
+		t.Fatal("the first proof has no inclusion proof: the test would not exercise anything")
+	}
+	must(c.VerifyLookup(w.tenant, w.alice, first, at(3)))
+	e, held := c.HeldEntry()
+	if !held || e != c.TreeSize()-1 {
+		t.Fatalf("held entry %d, %v; want %d", e, held, c.TreeSize()-1)
+	}
+	r := must(w.d.LookupHeld(w.bob, c.TreeSize(), e))
+	if len(r.Proof.Inclusion) != 0 {
+		t.Fatal("inclusion proof not left out")
+	}
+	withProof := must(w.d.Lookup(w.bob, c.TreeSize()))
+	if saved := len(must(withProof.Marshal())) - len(must(r.Marshal())); saved != 32*len(withProof.Proof.Inclusion) || saved == 0 {
+		t.Fatalf("leaving the inclusion proof out saves %d bytes", saved)
+	}
+	res := must(c.VerifyLookup(w.tenant, w.bob, r, at(3)))
+	if len(res.Devices) != 2 {
+		t.Fatalf("%d devices", len(res.Devices))
+	}
+
+	refused := func(t *testing.T, c *kt.Client, r *kt.LookupResponse, step kt.ProofStep) {
+		t.Helper()
+		before := state(t, c)
+		_, err := c.VerifyLookup(w.tenant, w.bob, r, at(3))
+		var ke *kt.KTProofError
+		if !errors.As(err, &ke) || ke.Step != step {
+			t.Fatalf("got %v, want a proof error at step %v", err, step)
+		}
+		sameState(t, c, before)
+	}
+	t.Run("another entry", func(t *testing.T) {
+		bad := cloneLookup(t, r)
+		bad.Proof.Entry.MapRoot = vmap.Hash{1}
+		refused(t, c, bad, kt.StepLogInclusion)
+	})
+	t.Run("client that holds nothing", func(t *testing.T) {
+		c2 := w.client(t)
+		must(c2.UpdateCheckpoint(must(w.d.Consistency(0)), at(3)))
+		if _, held := c2.HeldEntry(); held {
+			t.Fatal("a consistency response made the client hold an entry")
+		}
+		refused(t, c2, cloneLookup(t, r), kt.StepLogInclusion)
+	})
+	t.Run("restored client", func(t *testing.T) {
+		c2 := must(kt.RestoreClient(w.d.Config(maxAge), state(t, c)))
+		if _, held := c2.HeldEntry(); held {
+			t.Fatal("the held entry is in the state")
+		}
+		refused(t, c2, cloneLookup(t, r), kt.StepLogInclusion)
+	})
+	t.Run("newer checkpoint", func(t *testing.T) {
+		c2 := w.client(t)
+		must(c2.VerifyLookup(w.tenant, w.alice, must(w.d.Lookup(w.alice, 0)), at(3)))
+		must(w.d.PublishEpoch(at(4)))
+		must(c2.UpdateCheckpoint(must(w.d.Consistency(c2.TreeSize())), at(4)))
+		if _, held := c2.HeldEntry(); held {
+			t.Fatal("the client holds an entry of an older tree")
+		}
+		// The new tree's last entry, without its inclusion proof.
+		bad := must(w.d.Lookup(w.bob, c2.TreeSize()))
+		bad.Proof.Inclusion = nil
+		refused(t, c2, bad, kt.StepLogInclusion)
+		// The directory does not leave it out for a client that does not
+		// name the new tree's last entry.
+		if r := must(w.d.LookupHeld(w.bob, c2.TreeSize(), e)); len(r.Proof.Inclusion) == 0 {
+			t.Fatal("inclusion left out for an entry of another tree")
+		}
+	})
+}

@@ -1,0 +1,62 @@
+package service_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+
+	"github.com/moat-im/moat/keyserver/org"
+)
+
+// TestLookupHeldEntryOverHTTP: a client that verified a lookup at the
+// served checkpoint says so with its next lookups (entry = size − 1,
+// directory-api.md §HTTP API), which then carry no inclusion proof and
+// verify; after a new epoch the first lookup carries it again. An entry
+// parameter other than size − 1 is 400.
+func TestLookupHeldEntryOverHTTP(t *testing.T) {
+	w := newWorld(t, worldOptions{seed: 44})
+	ctx := context.Background()
+	alice, bob := w.addUser("Alice"), w.addUser("Bob")
+	a1 := w.mustEnrol(alice)
+	w.mustEnrol(bob)
+	for range 3 { // a tree of 4 or more: inclusion proofs are not empty
+		w.publish()
+	}
+	for round := range 2 {
+		if _, held := a1.kt.HeldEntry(); held {
+			t.Fatalf("round %d: the client holds an entry of an older tree", round)
+		}
+		r := must(a1.api.LookupFrom(ctx, alice, a1.kt))
+		if len(r.Proof.Inclusion) == 0 {
+			t.Fatalf("round %d: first lookup without an inclusion proof", round)
+		}
+		must(a1.kt.VerifyLookup(w.tenant, alice, r, w.clk.Now()))
+		if _, held := a1.kt.HeldEntry(); !held {
+			t.Fatalf("round %d: no entry held after a lookup", round)
+		}
+		for _, user := range []org.UserID{bob, alice} {
+			r := must(a1.api.LookupFrom(ctx, user, a1.kt))
+			if len(r.Proof.Inclusion) != 0 {
+				t.Fatalf("round %d: inclusion proof sent to a client that holds the entry", round)
+			}
+			if res := must(a1.kt.VerifyLookup(w.tenant, user, r, w.clk.Now())); len(res.Devices) != 1 {
+				t.Fatalf("round %d: %d devices", round, len(res.Devices))
+			}
+		}
+		or := must(a1.api.LookupOrgFrom(ctx, org.OrgLabelOrgChart, a1.kt))
+		if len(or.Proof.Inclusion) != 0 {
+			t.Fatalf("round %d: org lookup with an inclusion proof", round)
+		}
+		must(a1.kt.VerifyOrgLookup(org.OrgLabelOrgChart, or, w.clk.Now()))
+		w.publish()
+		must(a1.kt.UpdateCheckpoint(must(a1.api.Consistency(ctx, a1.kt.TreeSize())), w.clk.Now()))
+	}
+	size := a1.kt.TreeSize()
+	for _, q := range []string{fmt.Sprintf("size=%d&entry=%d", size, size-2), fmt.Sprintf("size=%d&entry=%d", size, size), "size=0&entry=0", fmt.Sprintf("size=%d&entry=", size)} {
+		req := must(http.NewRequest(http.MethodGet, w.srv.URL+"/v1/"+w.tenant.String()+"/lookup/"+alice.String()+"?"+q, nil))
+		if code, body := rawRequest(t, req); code != http.StatusBadRequest {
+			t.Errorf("%s: status %d (%s), want 400", q, code, body)
+		}
+	}
+}
