@@ -130,6 +130,11 @@ const (
 	valueThreshold       = 1 << 10
 )
 
+// ErrOldSchema is returned by Open for a directory written by an earlier
+// version of this store, whose key schema it no longer reads. There is no
+// in-place migration.
+var ErrOldSchema = errors.New("badgerstore: directory written with an older schema")
+
 // Store is a badger-backed DirectoryStore.
 type Store struct {
 	db      *badger.DB
@@ -250,6 +255,9 @@ func (s *Store) init(ctx context.Context) error {
 		}
 	case meta == nil:
 		return errors.New("badgerstore: directory holds a badger database that is not a directory store")
+	case oldSchemas[string(meta)] != "":
+		return fmt.Errorf("%w: %s holds %q (%s); this version reads only %q: restore the directory from a backup made by the matching version, or create it anew",
+			ErrOldSchema, s.dir, meta, oldSchemas[string(meta)], schemaVersion)
 	case string(meta) != schemaVersion:
 		return fmt.Errorf("badgerstore: unsupported schema %q", meta)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -378,4 +379,71 @@ func TestTransitionCheckpointGarbage(t *testing.T) {
 		t.Fatalf("%d transition keys, want 1", n)
 	}
 	m.Check(t, true)
+}
+
+// TestTenantRecordGarbage: a commit deletes the older versions of the
+// tenant records it writes, keeps one small version for a deleted record,
+// and leaves the other records alone.
+func TestTenantRecordGarbage(t *testing.T) {
+	s := openTest(t, t.TempDir(), 0)
+	defer s.Close()
+	m := storetest.NewModel(t, s, 9)
+	ctx := context.Background()
+	id := [16]byte{1}
+	a, b, c := store.TenantKey{1, 1}, store.TenantKey{1, 2}, store.TenantKey{1, 3}
+	big := make([]byte, 3000) // 3 fragments
+	commit := func(recs ...store.TenantRecord) {
+		t.Helper()
+		ec := m.Build(t, storetest.Spec{})
+		ec.Tenants = []store.TenantWrite{{ID: id, Records: recs}}
+		if err := m.Commit(t, ctx, ec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit(store.TenantRecord{Key: a, Value: big}, store.TenantRecord{Key: b, Value: []byte("b")}, store.TenantRecord{Key: c, Value: []byte("c")})
+	if n := countPrefix(t, s, tenantPrefix(id)); n != 5 {
+		t.Fatalf("%d tenant keys, want 3 + 1 + 1", n)
+	}
+	commit(store.TenantRecord{Key: a, Value: []byte("a2")})
+	commit(store.TenantRecord{Key: a, Value: []byte("a3")}, store.TenantRecord{Key: c})
+	if n := countPrefix(t, s, tenantPrefix(id)); n != 3 {
+		t.Fatalf("%d tenant keys, want a3, b and c's deletion", n)
+	}
+	m.Check(t, true)
+}
+
+// TestOldSchemaRefused: a directory of schema 2 (tenant state stored
+// whole) is refused with ErrOldSchema, and left as it was.
+func TestOldSchemaRefused(t *testing.T) {
+	dir := t.TempDir()
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := []byte("moat keyserver directory store, badger schema 2")
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Set(keyMeta, old) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := Open(context.Background(), Options{Dir: dir, Logger: quietLogger()}); !errors.Is(err, ErrOldSchema) {
+		t.Fatalf("Open of a schema 2 directory = %v, want ErrOldSchema", err)
+	}
+	db, err = badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(keyMeta)
+		if err != nil {
+			return err
+		}
+		v, err := item.ValueCopy(nil)
+		if err == nil && string(v) != string(old) {
+			err = fmt.Errorf("schema now %q", v)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
 }

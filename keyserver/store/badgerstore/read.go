@@ -294,68 +294,128 @@ func blobEpoch(txn *badger.Txn, base []byte) (uint64, error) {
 	var e uint64
 	err = item.Value(func(v []byte) error {
 		var err error
-		e, _, _, err = parseBlobHeader(v, store.MaxTenantStateSize)
+		e, _, _, err = parseBlobHeader(v, store.MaxRecordSize)
 		return err
 	})
 	return e, wrapRead(err)
 }
 
-// TenantState implements store.DirectoryStore.
-func (s *Store) TenantState(ctx context.Context, id [16]byte) ([]byte, error) {
+// TenantRecords implements store.DirectoryStore. Its badger transaction
+// is opened between two loads of the same head, so that its snapshot holds
+// every record version that head shows: cleanup deletes a version only
+// after a later head is published (schema.go).
+func (s *Store) TenantRecords(ctx context.Context, id [16]byte, fn func(store.TenantKey, []byte) error) error {
 	if err := s.acquire(); err != nil {
-		return nil, err
+		return err
 	}
 	defer s.closeMu.RUnlock()
-	// gcTenants deletes only versions older than the one the previous head
-	// showed: if the head did not move while we read, ours is still there.
 	for {
 		h := s.head.Load()
 		if h == nil {
-			return nil, fmt.Errorf("badgerstore: tenant %x: %w", id, store.ErrNotFound)
+			return fmt.Errorf("badgerstore: tenant %x: %w", id, store.ErrNotFound)
 		}
-		data, err := s.tenantAt(id, h.Epoch)
+		txn := s.db.NewTransaction(false)
 		if s.head.Load() != h {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
+			txn.Discard()
 			continue
 		}
-		if err != nil {
-			return nil, fmt.Errorf("badgerstore: tenant %x: %w", id, err)
+		n, err := walkTenant(ctx, txn, id, h.Epoch, fn)
+		txn.Discard()
+		if err == nil && n == 0 {
+			err = store.ErrNotFound
 		}
-		return data, nil
+		if err != nil {
+			return fmt.Errorf("badgerstore: tenant %x: %w", id, err)
+		}
+		return nil
 	}
 }
 
-// tenantAt reads the latest state of a tenant written at most at epoch.
-func (s *Store) tenantAt(id [16]byte, epoch uint64) ([]byte, error) {
-	txn := s.db.NewTransaction(false)
-	defer txn.Discard()
-	base, err := latestTenantBase(txn, id, epoch)
-	if err != nil {
-		return nil, err
-	}
-	_, data, err := readBlob(txn, base, store.MaxTenantStateSize)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%w: tenant state %x without header", store.ErrCorrupt, base)
-	}
-	return data, err
-}
-
-// latestTenantBase returns the base key of the latest state of a tenant
-// written at most at epoch, or ErrNotFound.
-func latestTenantBase(txn *badger.Txn, id [16]byte, epoch uint64) ([]byte, error) {
-	prefix := tenantPrefix(id)
-	it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: prefix})
+// walkTenant calls fn with the latest version at most epoch of each
+// record of a tenant, unless it is a deletion, and returns how many it
+// passed. Keys come in order: by record key, then epoch, then fragment.
+func walkTenant(ctx context.Context, txn *badger.Txn, id [16]byte, epoch uint64, fn func(store.TenantKey, []byte) error) (int, error) {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: tenantPrefix(id)})
 	defer it.Close()
-	seek := appendFragKey(nil, appendTenantBase(nil, id, epoch), ^uint32(0))
-	it.Seek(seek)
-	if !it.Valid() {
-		return nil, store.ErrNotFound
+	var (
+		n              int
+		cur            store.TenantKey
+		have           bool
+		cand, buf      []byte // the latest complete version so far, the one being read
+		candOK, inVer  bool
+		total, nextFrg int
+	)
+	done := func() error {
+		if inVer {
+			return fmt.Errorf("%w: tenant record %x: fragments missing", store.ErrCorrupt, cur[:])
+		}
+		if !candOK || len(cand) == 0 {
+			return nil
+		}
+		n++
+		return fn(cur, cand)
 	}
-	k := it.Item().KeyCopy(nil)
-	if len(k) != tenantBaseSize+fragNumSize {
-		return nil, fmt.Errorf("%w: tenant key %x", store.ErrCorrupt, k)
+	for it.Rewind(); it.Valid(); it.Next() {
+		item := it.Item()
+		k := item.Key()
+		if len(k) != tenantBaseSize+fragNumSize {
+			return n, fmt.Errorf("%w: tenant key %x", store.ErrCorrupt, k)
+		}
+		rk := store.TenantKey(k[tenantPrefixSize:tenantRecordSize])
+		if !have || rk != cur {
+			if have {
+				if err := done(); err != nil {
+					return n, err
+				}
+			}
+			if n%1024 == 0 {
+				if err := ctx.Err(); err != nil {
+					return n, err
+				}
+			}
+			cur, have, candOK, inVer = rk, true, false, false
+		}
+		e := tenantKeyEpoch(k)
+		if e > epoch {
+			// Staged by a commit in progress, or not yet visible.
+			continue
+		}
+		frag := int(binary.BigEndian.Uint32(k[tenantBaseSize:]))
+		err := item.Value(func(v []byte) error {
+			if frag == 0 {
+				if inVer {
+					return fmt.Errorf("%w: tenant record %x: fragments missing", store.ErrCorrupt, cur[:])
+				}
+				ve, t, payload, err := parseBlobHeader(v, store.MaxTenantRecordSize)
+				if err != nil {
+					return err
+				}
+				if ve != e {
+					return fmt.Errorf("%w: tenant record %x of epoch %d in the key of epoch %d", store.ErrCorrupt, cur[:], ve, e)
+				}
+				buf = append(buf[:0], payload...)
+				total, nextFrg, inVer = t, 1, true
+			} else {
+				if !inVer || frag != nextFrg || len(v) == 0 || len(v) > total-len(buf) {
+					return fmt.Errorf("%w: tenant record %x fragment %d", store.ErrCorrupt, cur[:], frag)
+				}
+				buf = append(buf, v...)
+				nextFrg++
+			}
+			if len(buf) == total {
+				cand, buf = buf, cand
+				candOK, inVer = true, false
+			}
+			return nil
+		})
+		if err != nil {
+			return n, wrapRead(err)
+		}
 	}
-	return k[:tenantBaseSize], nil
+	if have {
+		if err := done(); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }

@@ -28,7 +28,7 @@ type Store struct {
 	nodes   map[vmap.NodeKey]vmap.Node
 	log     map[tlog.NodeID]tlog.Hash
 	values  map[vmap.Label][][]byte // index version-1
-	tenants map[[16]byte][]byte
+	tenants map[[16]byte]map[store.TenantKey][]byte
 	// transitions are the kept transitions, by epoch.
 	transitions []store.Transition
 }
@@ -39,7 +39,7 @@ func New() *Store {
 		nodes:   make(map[vmap.NodeKey]vmap.Node),
 		log:     make(map[tlog.NodeID]tlog.Hash),
 		values:  make(map[vmap.Label][][]byte),
-		tenants: make(map[[16]byte][]byte),
+		tenants: make(map[[16]byte]map[store.TenantKey][]byte),
 	}
 }
 
@@ -122,18 +122,32 @@ func (s *Store) LatestVersion(ctx context.Context, label vmap.Label) (uint32, er
 	return uint32(len(s.values[label])), nil
 }
 
-// TenantState implements store.DirectoryStore.
-func (s *Store) TenantState(ctx context.Context, id [16]byte) ([]byte, error) {
+// TenantRecords implements store.DirectoryStore. It copies the tenant's
+// records under the read lock, then calls fn without it.
+func (s *Store) TenantRecords(ctx context.Context, id [16]byte, fn func(store.TenantKey, []byte) error) error {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	if s.closed {
-		return nil, store.ErrClosed
+		s.mu.RUnlock()
+		return store.ErrClosed
 	}
-	st, ok := s.tenants[id]
-	if !ok {
-		return nil, fmt.Errorf("memstore: tenant %x: %w", id, store.ErrNotFound)
+	recs := make([]store.TenantRecord, 0, len(s.tenants[id]))
+	for k, v := range s.tenants[id] {
+		recs = append(recs, store.TenantRecord{Key: k, Value: v}) // never modified: replaced on write
 	}
-	return bytes.Clone(st), nil
+	s.mu.RUnlock()
+	if len(recs) == 0 {
+		return fmt.Errorf("memstore: tenant %x: %w", id, store.ErrNotFound)
+	}
+	slices.SortFunc(recs, func(a, b store.TenantRecord) int { return bytes.Compare(a.Key[:], b.Key[:]) })
+	for _, r := range recs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(r.Key, r.Value); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // CommitEpoch implements store.DirectoryStore.
@@ -185,7 +199,10 @@ func (s *Store) CommitEpoch(ctx context.Context, c *store.EpochCommit) error {
 	}
 	tenants := make([]store.TenantWrite, len(c.Tenants))
 	for i, t := range c.Tenants {
-		tenants[i] = store.TenantWrite{ID: t.ID, State: bytes.Clone(t.State)}
+		tenants[i] = store.TenantWrite{ID: t.ID, Records: make([]store.TenantRecord, len(t.Records))}
+		for j, r := range t.Records {
+			tenants[i].Records[j] = store.TenantRecord{Key: r.Key, Value: bytes.Clone(r.Value)}
+		}
 	}
 	head := c.Head.Clone()
 
@@ -202,7 +219,21 @@ func (s *Store) CommitEpoch(ctx context.Context, c *store.EpochCommit) error {
 		s.values[l] = append(s.values[l], records[j])
 	}
 	for _, t := range tenants {
-		s.tenants[t.ID] = t.State
+		m := s.tenants[t.ID]
+		if m == nil {
+			m = make(map[store.TenantKey][]byte, len(t.Records))
+			s.tenants[t.ID] = m
+		}
+		for _, r := range t.Records {
+			if len(r.Value) == 0 {
+				delete(m, r.Key)
+			} else {
+				m[r.Key] = r.Value
+			}
+		}
+		if len(m) == 0 {
+			delete(s.tenants, t.ID)
+		}
 	}
 	if c.Transition {
 		s.transitions = append(s.transitions, store.Transition{Epoch: c.Epoch, Checkpoint: bytes.Clone(head.Checkpoint)})
