@@ -289,11 +289,7 @@ func openTenant(ctx context.Context, cfg TenantConfig, o *Options, met *metrics)
 // log tree, and the head's epoch entry. It checks that the stored state
 // belongs to these keys and that the log matches the head's checkpoint.
 func (t *Tenant) load(ctx context.Context, head store.Head) error {
-	state, err := t.st.TenantState(ctx, t.id)
-	if err != nil {
-		return fmt.Errorf("service: tenant %s: reading state: %w", t.id, err)
-	}
-	ot, err := t.unmarshalTenant(state)
+	ot, err := t.loadOrg(ctx)
 	if err != nil {
 		return fmt.Errorf("service: tenant %s: %w", t.id, err)
 	}
@@ -504,26 +500,32 @@ func (t *Tenant) publish(ctx context.Context, now time.Time) (*Epoch, error) {
 			now = t.lastEntry.Time
 		}
 	}
-	var before []byte
+	// The tenant's state is stored per record (org.PendingRecords): the
+	// epoch writes the records that changed, and the same records taken
+	// before Publish undo it if the commit fails.
+	var before []org.StateRecord
 	if t.dirty {
 		var err error
-		if before, err = t.org.MarshalBinary(); err != nil {
-			return nil, t.failed(ctx, before, fmt.Errorf("service: encoding tenant state: %w", err))
+		if before, err = t.org.PendingRecords(); err != nil {
+			return nil, t.failed(ctx, nil, fmt.Errorf("service: encoding tenant state: %w", err))
 		}
 	}
 	ups, err := t.org.Publish(now)
 	if err != nil {
 		return nil, t.failed(ctx, before, err)
 	}
-	var state []byte
+	var state []org.StateRecord
 	if t.dirty || len(ups) > 0 {
-		if state, err = t.org.MarshalBinary(); err != nil {
+		if state, err = t.org.PendingRecords(); err != nil {
 			return nil, t.failed(ctx, before, fmt.Errorf("service: encoding tenant state: %w", err))
 		}
 	}
 	ep, err := t.commit(ctx, epoch, now, ups, state)
 	if err != nil {
 		return nil, t.failed(ctx, before, err)
+	}
+	if state != nil {
+		t.org.MarkPersisted()
 	}
 	t.dirty = false
 	prevBundle := t.trust.Load().bundle
@@ -545,28 +547,31 @@ func (t *Tenant) publish(ctx context.Context, now time.Time) (*Epoch, error) {
 	return ep, nil
 }
 
-// failed restores the tenant's state from before the epoch and the log
-// tree from the store's head, and returns err.
-func (t *Tenant) failed(ctx context.Context, before []byte, err error) error {
+// failed restores the tenant's state from before the epoch (before: its
+// pending records taken before Publish; nil if it had none, then from the
+// store) and the log tree from the store's head, and returns err.
+func (t *Tenant) failed(ctx context.Context, before []org.StateRecord, err error) error {
 	t.met.publishFail.WithLabelValues(t.id.String()).Inc()
 	t.log.Error("epoch failed; the previous epoch stays served", slog.Any("err", err))
 	t.ts.Abort()
-	var restored *org.Tenant
 	var rerr error
 	if before != nil {
-		restored, rerr = t.unmarshalTenant(before)
-	} else if t.head.Load() != nil {
-		var state []byte
-		if state, rerr = t.st.TenantState(ctx, t.id); rerr == nil {
-			restored, rerr = t.unmarshalTenant(state)
+		if rerr = t.org.RestoreRecords(before); rerr != nil {
+			t.log.Error("restoring the tenant state after a failed epoch; reloading it from the store", slog.Any("err", rerr))
+			before = nil
+		}
+	}
+	if before == nil && t.head.Load() != nil {
+		var restored *org.Tenant
+		if restored, rerr = t.loadOrg(ctx); rerr == nil {
+			t.org = restored
 		}
 	}
 	if rerr != nil {
 		t.log.Error("restoring the tenant state after a failed epoch", slog.Any("err", rerr))
 		return errors.Join(err, rerr)
 	}
-	if restored != nil {
-		t.org = restored
+	if before != nil || t.head.Load() != nil {
 		t.dirty = before != nil
 	}
 	size := uint64(0)
@@ -582,9 +587,9 @@ func (t *Tenant) failed(ctx context.Context, before []byte, err error) error {
 	return err
 }
 
-// commit writes ups as epoch at time now, with the tenant's state (nil if
-// unchanged), in one EpochCommit.
-func (t *Tenant) commit(ctx context.Context, epoch uint64, now time.Time, ups []org.Update, state []byte) (*Epoch, error) {
+// commit writes ups as epoch at time now, with the tenant's changed state
+// records (none if unchanged), in one EpochCommit.
+func (t *Tenant) commit(ctx context.Context, epoch uint64, now time.Time, ups []org.Update, state []org.StateRecord) (*Epoch, error) {
 	var tm Timings
 	start := time.Now()
 	// The records are independent of each other: build them on every core
@@ -646,8 +651,12 @@ func (t *Tenant) commit(ctx context.Context, epoch uint64, now time.Time, ups []
 	// store keeps its checkpoint for good (transitions.go).
 	isTransition := epoch > 0 && t.org.TrustBundle().Sequence != t.trust.Load().bundle.Sequence
 	c := &store.EpochCommit{Epoch: epoch, Map: batch, Values: values, Transition: isTransition}
-	if state != nil {
-		c.Tenants = []store.TenantWrite{{ID: t.id, State: state}}
+	if len(state) > 0 {
+		tw := store.TenantWrite{ID: t.id, Records: make([]store.TenantRecord, len(state))}
+		for i, r := range state {
+			tw.Records[i] = store.TenantRecord{Key: store.TenantKey(r.Key), Value: r.Value}
+		}
+		c.Tenants = []store.TenantWrite{tw}
 	}
 	// The checkpoint is signed with the log key of the published bundle;
 	// if this epoch publishes a bundle with another log key, the
