@@ -770,13 +770,16 @@ func (t *Tenant) prevRecord(ctx context.Context, label vmap.Label) (recHead, err
 	if h, ok := t.lastRec[label]; ok {
 		return h, nil
 	}
-	v, err := t.st.LatestVersion(ctx, label)
+	v, enc, err := t.st.LatestValue(ctx, label)
 	if err != nil || v == 0 {
 		return recHead{}, err
 	}
-	rec, err := t.record(ctx, label, v)
+	rec, err := kt.ParseValueRecord(enc)
 	if err != nil {
-		return recHead{}, err
+		return recHead{}, fmt.Errorf("service: %w: %v", store.ErrCorrupt, err)
+	}
+	if rec.Version != v {
+		return recHead{}, fmt.Errorf("service: %w: record of version %d stored as version %d", store.ErrCorrupt, rec.Version, v)
 	}
 	cm, err := kt.Commit(label, rec)
 	if err != nil {

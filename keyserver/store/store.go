@@ -188,6 +188,13 @@ type DirectoryStore interface {
 	// records, 0 if it has none.
 	LatestVersion(ctx context.Context, label vmap.Label) (uint32, error)
 
+	// LatestValue returns the latest visible version of label's value
+	// records and that record, or 0 and nil if it has none: LatestVersion
+	// and Values in one read, which the directory makes for every label
+	// it writes whose latest record it has not cached (after a restart,
+	// every label of the first epochs).
+	LatestValue(ctx context.Context, label vmap.Label) (uint32, []byte, error)
+
 	// TenantRecords calls fn with every record of a tenant's admin state
 	// as of the head (deleted records excluded), by increasing key, all
 	// read at one head; it returns ErrNotFound if the tenant has no

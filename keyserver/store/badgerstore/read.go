@@ -254,34 +254,110 @@ func (s *Store) LatestVersion(ctx context.Context, label vmap.Label) (uint32, er
 	return v, nil
 }
 
+// LatestValue implements store.DirectoryStore.
+func (s *Store) LatestValue(ctx context.Context, label vmap.Label) (uint32, []byte, error) {
+	if err := s.acquire(); err != nil {
+		return 0, nil, err
+	}
+	defer s.closeMu.RUnlock()
+	h := s.head.Load()
+	if h == nil {
+		return 0, nil, nil
+	}
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	v, data, err := latestValue(txn, label, h.Epoch, true)
+	if err != nil {
+		return 0, nil, fmt.Errorf("badgerstore: label %x: %w", label[:], err)
+	}
+	return v, data, nil
+}
+
 // latestVersion returns the highest version of label written in an epoch
-// at most epoch. Versions are contiguous, and those past the head (staged
-// by a commit in progress) are the highest, so it walks down from the top.
+// at most epoch.
 func latestVersion(txn *badger.Txn, label vmap.Label, epoch uint64) (uint32, error) {
-	prefix := valuePrefix(label)
-	it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: prefix})
-	defer it.Close()
-	it.Seek(append(prefix, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
-	if !it.Valid() {
-		return 0, nil
+	v, _, err := latestValue(txn, label, epoch, false)
+	return v, err
+}
+
+// latestValue returns the highest version of label written in an epoch
+// at most epoch, and its record if read is set. Versions are contiguous
+// from 1, and those past the head (staged by a commit in progress) are
+// the highest, so it finds the top stored version by point lookups
+// (badger's bloom filters answer most misses without reading a table
+// block), doubling then bisecting, and walks down from it to the head.
+// Point lookups are much cheaper than an iterator, which badger opens
+// over every table of every level.
+func latestValue(txn *badger.Txn, label vmap.Label, epoch uint64, read bool) (uint32, []byte, error) {
+	key := make([]byte, 0, valueBaseSize+fragNumSize)
+	exists := func(v uint32) (bool, error) {
+		key = appendFragKey(appendValueBase(key[:0], label, v), nil, 0)
+		_, err := txn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return false, nil
+		}
+		return err == nil, wrapRead(err)
 	}
-	k := it.Item().Key()
-	if len(k) != valueBaseSize+fragNumSize {
-		return 0, fmt.Errorf("%w: value key %x", store.ErrCorrupt, k)
+	ok, err := exists(1)
+	if err != nil || !ok {
+		return 0, nil, err
 	}
-	top := binary.BigEndian.Uint32(k[1+vmap.LabelSize:])
-	base := make([]byte, 0, valueBaseSize)
-	for v := top; v > 0; v-- {
-		base = appendValueBase(base[:0], label, v)
-		e, err := blobEpoch(txn, base)
+	lo, hi := uint32(1), uint32(2) // lo exists; hi is the next probe
+	for {
+		ok, err := exists(hi)
 		if err != nil {
-			return 0, fmt.Errorf("version %d: %w", v, err)
+			return 0, nil, err
+		}
+		if !ok {
+			break
+		}
+		lo = hi
+		if hi > 1<<31 {
+			hi = ^uint32(0)
+			if ok, err := exists(hi); err != nil || ok {
+				return 0, nil, fmt.Errorf("%w: version %d stored", store.ErrCorrupt, hi)
+			}
+			break
+		}
+		hi *= 2
+	}
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		ok, err := exists(mid)
+		if err != nil {
+			return 0, nil, err
+		}
+		if ok {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	base := make([]byte, 0, valueBaseSize)
+	for v := lo; v > 0; v-- {
+		base = appendValueBase(base[:0], label, v)
+		if !read {
+			e, err := blobEpoch(txn, base)
+			if err != nil {
+				return 0, nil, fmt.Errorf("version %d: %w", v, err)
+			}
+			if e <= epoch {
+				return v, nil, nil
+			}
+			continue
+		}
+		e, data, err := readBlob(txn, base, store.MaxRecordSize)
+		if errors.Is(err, store.ErrNotFound) {
+			err = fmt.Errorf("%w: version %d below version %d missing", store.ErrCorrupt, v, lo)
+		}
+		if err != nil {
+			return 0, nil, fmt.Errorf("version %d: %w", v, err)
 		}
 		if e <= epoch {
-			return v, nil
+			return v, data, nil
 		}
 	}
-	return 0, nil
+	return 0, nil, nil
 }
 
 // blobEpoch reads the epoch in the header of the blob at base.

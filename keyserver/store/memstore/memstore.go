@@ -122,6 +122,20 @@ func (s *Store) LatestVersion(ctx context.Context, label vmap.Label) (uint32, er
 	return uint32(len(s.values[label])), nil
 }
 
+// LatestValue implements store.DirectoryStore.
+func (s *Store) LatestValue(ctx context.Context, label vmap.Label) (uint32, []byte, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, nil, store.ErrClosed
+	}
+	vs := s.values[label]
+	if len(vs) == 0 {
+		return 0, nil, nil
+	}
+	return uint32(len(vs)), bytes.Clone(vs[len(vs)-1]), nil
+}
+
 // TenantRecords implements store.DirectoryStore. It copies the tenant's
 // records under the read lock, then calls fn without it.
 func (s *Store) TenantRecords(ctx context.Context, id [16]byte, fn func(store.TenantKey, []byte) error) error {

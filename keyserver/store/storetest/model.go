@@ -328,6 +328,10 @@ func (m *Model) Check(t testing.TB, pastEpochs bool) {
 		if err != nil || v != uint32(len(want)) {
 			t.Fatalf("LatestVersion(%x) = %d, %v; want %d", l[:4], v, err, len(want))
 		}
+		lv, lrec, err := s.LatestValue(ctx, l)
+		if err != nil || lv != v || !bytes.Equal(lrec, want[len(want)-1]) {
+			t.Fatalf("LatestValue(%x) = %d, %d bytes, %v; want %d, %d bytes", l[:4], lv, len(lrec), err, v, len(want[len(want)-1]))
+		}
 		got, err := s.Values(ctx, l, 1, v)
 		if err != nil {
 			t.Fatalf("Values(%x, 1, %d): %v", l[:4], v, err)

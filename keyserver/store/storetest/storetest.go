@@ -212,6 +212,9 @@ func testEmpty(t *testing.T, s store.DirectoryStore) {
 	if _, err := s.Values(ctx, l, 1, 1); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Values = %v, want ErrNotFound", err)
 	}
+	if v, rec, err := s.LatestValue(ctx, l); err != nil || v != 0 || rec != nil {
+		t.Errorf("LatestValue = %d, %x, %v; want 0, nil, nil", v, rec, err)
+	}
 	if err := s.TenantRecords(ctx, [16]byte{1}, func(store.TenantKey, []byte) error { return nil }); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("TenantRecords = %v, want ErrNotFound", err)
 	}
@@ -650,6 +653,10 @@ func readConsistent(ctx context.Context, s store.DirectoryStore, clock vmap.Labe
 	if err != nil {
 		return fmt.Errorf("latest version %d: %w", v, err)
 	}
+	lv, lrec, err := s.LatestValue(ctx, clock)
+	if err != nil {
+		return fmt.Errorf("latest value: %w", err)
+	}
 	// The clock record is rewritten every epoch, so at one head no
 	// record is newer than it.
 	clockE, maxE := uint64(0), uint64(0)
@@ -676,6 +683,9 @@ func readConsistent(ctx context.Context, s store.DirectoryStore, clock vmap.Labe
 	}
 	if string(vs[0]) != fmt.Sprint(v-1) {
 		return fmt.Errorf("version %d holds %q", v, vs[0])
+	}
+	if lv < v || uint64(lv) > h2.Epoch+1 || string(lrec) != fmt.Sprint(lv-1) {
+		return fmt.Errorf("latest value %d (%q) after latest version %d, head %d", lv, lrec, v, h2.Epoch)
 	}
 	if clockE < h1.Epoch || clockE > h2.Epoch {
 		return fmt.Errorf("tenant records of epoch %d outside heads %d..%d", clockE, h1.Epoch, h2.Epoch)
@@ -788,6 +798,7 @@ func testClosed(t *testing.T, s store.DirectoryStore) {
 	_, checks["ReadNodes"] = s.ReadNodes(ctx, []tlog.NodeID{{}})
 	_, checks["Values"] = s.Values(ctx, l, 1, 1)
 	_, checks["LatestVersion"] = s.LatestVersion(ctx, l)
+	_, _, checks["LatestValue"] = s.LatestValue(ctx, l)
 	checks["TenantRecords"] = s.TenantRecords(ctx, [16]byte{1}, func(store.TenantKey, []byte) error { return nil })
 	_, checks["Transitions"] = s.Transitions(ctx)
 	next := *c
