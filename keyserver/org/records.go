@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -344,10 +347,23 @@ func readCodeState(s *cryptobyte.String, limit int) (CodeID, *codeRecord, bool) 
 // the records need not all be in memory at once. Each record is checked
 // as it is added, against the ones before; Finish checks the whole.
 type TenantLoader struct {
-	t    *Tenant
-	last *StateKey
-	err  error
+	t     *Tenant
+	last  *StateKey
+	err   error
+	users []loadedUser // user records not yet parsed (flush)
 }
+
+// loadedUser is a user record the loader parses in a batch.
+type loadedUser struct {
+	key   StateKey
+	value []byte
+	u     *user
+	err   error
+}
+
+// loaderBatch is how many user records the loader parses at once, on
+// every core: parsing a user's device keys is most of a restart's cost.
+const loaderBatch = 4096
 
 // NewTenantLoader returns an empty loader.
 func NewTenantLoader() *TenantLoader {
@@ -360,7 +376,9 @@ func NewTenantLoader() *TenantLoader {
 }
 
 // Add adds the next record. Keys must increase; value is not retained.
-// After an error every later call fails.
+// User records are parsed in batches, on every core, so an error in one
+// may be returned by a later Add or by Finish. After an error every later
+// call fails.
 func (l *TenantLoader) Add(key StateKey, value []byte) error {
 	if l.err != nil {
 		return l.err
@@ -374,14 +392,67 @@ func (l *TenantLoader) Add(key StateKey, value []byte) error {
 		l.err = fmt.Errorf("org: tenant state without its core record: %w", ErrMalformed)
 	case key[0] > recTrust && l.last != nil && l.last[0] < recTrust:
 		l.err = fmt.Errorf("org: tenant state without its trust record: %w", ErrMalformed)
+	case key[0] == recUser:
+		// Users refer to policies and departments, whose keys are
+		// smaller: those are all applied already.
+		l.users = append(l.users, loadedUser{key: key, value: bytes.Clone(value)})
+		if len(l.users) >= loaderBatch {
+			l.flush()
+		}
 	default:
-		if err := l.t.applyRecord(key, value); err != nil {
-			l.err = parseErr("tenant state record", err)
+		if l.flush(); l.err == nil {
+			if err := l.t.applyRecord(key, value); err != nil {
+				l.err = parseErr("tenant state record", err)
+			}
 		}
 	}
 	k := key
 	l.last = &k
 	return l.err
+}
+
+// flush parses the pending user records, in parallel, then adds them in
+// order, as applyRecord would.
+func (l *TenantLoader) flush() {
+	if len(l.users) == 0 || l.err != nil {
+		return
+	}
+	// readUserState reads the tenant (id, departments, policies) and
+	// writes only the user it returns.
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), (len(l.users)+63)/64) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(l.users) {
+					return
+				}
+				p := &l.users[i]
+				s := cryptobyte.String(p.value)
+				id, u, err := l.t.readUserState(&s)
+				switch {
+				case err != nil:
+					p.err = err
+				case !s.Empty() || [16]byte(id) != [16]byte(p.key[1:17]) || !bytes.Equal(p.key[17:], make([]byte, 16)):
+					p.err = ErrMalformed
+				default:
+					p.u = u
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i := range l.users {
+		p := &l.users[i]
+		if p.err != nil {
+			l.err = parseErr("tenant state record", p.err)
+			break
+		}
+		l.t.users[p.u.id] = p.u
+	}
+	clear(l.users)
+	l.users = l.users[:0]
 }
 
 // Finish checks the tenant as a whole and returns it, with signer, which
@@ -402,7 +473,7 @@ func (l *TenantLoader) Finish(signer Signer) (*Tenant, error) {
 
 // check is Finish without the signer.
 func (l *TenantLoader) check() (*Tenant, error) {
-	if l.err != nil {
+	if l.flush(); l.err != nil {
 		return nil, l.err
 	}
 	t := l.t

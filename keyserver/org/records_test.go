@@ -132,7 +132,7 @@ func TestStateRecordsIncremental(t *testing.T) {
 	}
 	// With many users, a change to one writes that user's record, not
 	// the others'.
-	for i := range 40 {
+	for i := range 150 { // more than one loader worker's share
 		must(f.t.AddUser(a, uid(byte(100+i)), "U", DepartmentID{}, t0))
 	}
 	must(f.t.Publish(t0.Add(3 * time.Hour)))
