@@ -3,6 +3,7 @@ package service
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -627,7 +628,7 @@ func (t *Tenant) commit(ctx context.Context, epoch uint64, now time.Time, ups []
 		}
 		seen[b.label] = struct{}{}
 		changes = append(changes, vmap.Change{Label: b.label, Commitment: b.cm})
-		values = append(values, store.ValueWrite{Label: b.label, Version: b.rec.Version, Record: b.enc})
+		values = append(values, store.ValueWrite{Label: b.label, Version: b.rec.Version, Record: b.enc, Summary: recSummary(epoch, b.cm)})
 		heads = append(heads, recHead{version: b.rec.Version, epoch: epoch, commitment: b.cm})
 	}
 	tm.Records = time.Since(start)
@@ -764,11 +765,24 @@ func (t *Tenant) parallel(n int, f func(i int)) {
 	wg.Wait()
 }
 
+// recSummary is the store summary of a record (store.ValueWrite.Summary):
+// its epoch and commitment, what the label's next record needs of it.
+func recSummary(epoch uint64, cm vmap.Commitment) []byte {
+	return append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(cm)), epoch), cm[:]...)
+}
+
 // prevRecord returns the latest record of label: from the cache of labels
-// written, else from the store.
+// written, else from the store's summary of it, else from the record.
 func (t *Tenant) prevRecord(ctx context.Context, label vmap.Label) (recHead, error) {
 	if h, ok := t.lastRec[label]; ok {
 		return h, nil
+	}
+	v, sum, err := t.st.LatestSummary(ctx, label)
+	if err != nil || v == 0 {
+		return recHead{}, err
+	}
+	if len(sum) == 8+len(vmap.Commitment{}) {
+		return recHead{version: v, epoch: binary.BigEndian.Uint64(sum), commitment: vmap.Commitment(sum[8:])}, nil
 	}
 	v, enc, err := t.st.LatestValue(ctx, label)
 	if err != nil || v == 0 {

@@ -71,6 +71,8 @@ const (
 	MaxTenantRecordSize = 16<<20 + 64<<10
 	// MaxTenantRecords bounds the tenant records one commit writes.
 	MaxTenantRecords = 1 << 24
+	// MaxSummarySize bounds a value record's summary (ValueWrite.Summary).
+	MaxSummarySize = 64
 	// MaxCheckpointSize bounds the checkpoint note kept in the head
 	// (a signed note with its cosignatures).
 	MaxCheckpointSize = 256 << 10
@@ -101,10 +103,14 @@ type Transition struct {
 }
 
 // A ValueWrite appends version Version of label Label's value records.
+// Summary, optional, is what the writer needs of the record to write the
+// label's next version (the directory: its epoch and commitment), which
+// LatestSummary returns without reading the record.
 type ValueWrite struct {
 	Label   vmap.Label
 	Version uint32
 	Record  []byte
+	Summary []byte
 }
 
 // TenantKeySize is the size of a tenant record key.
@@ -194,6 +200,15 @@ type DirectoryStore interface {
 	// it writes whose latest record it has not cached (after a restart,
 	// every label of the first epochs).
 	LatestValue(ctx context.Context, label vmap.Label) (uint32, []byte, error)
+
+	// LatestSummary returns the latest visible version of label (0 if
+	// none) and the Summary it was written with. The summary is nil if
+	// the version was written without one, or if the store does not have
+	// it at hand (badger after a failed commit, or corruption); then the
+	// caller reads the record (LatestValue). It is the cheapest way to
+	// the latest version: badger answers it from one small index key,
+	// checked against the version keys, without reading the record.
+	LatestSummary(ctx context.Context, label vmap.Label) (uint32, []byte, error)
 
 	// TenantRecords calls fn with every record of a tenant's admin state
 	// as of the head (deleted records excluded), by increasing key, all
@@ -367,6 +382,9 @@ func (c *EpochCommit) Check(prev *Head) ([]VersionRun, error) {
 		}
 		if len(w.Record) == 0 || len(w.Record) > MaxRecordSize {
 			return nil, fmt.Errorf("%w: record of %d bytes for label %x", ErrInvalidCommit, len(w.Record), w.Label[:])
+		}
+		if len(w.Summary) > MaxSummarySize {
+			return nil, fmt.Errorf("%w: summary of %d bytes for label %x", ErrInvalidCommit, len(w.Summary), w.Label[:])
 		}
 		vs[i] = lv{w.Label, w.Version}
 	}

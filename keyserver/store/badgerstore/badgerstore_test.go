@@ -3,6 +3,7 @@ package badgerstore
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -445,5 +446,45 @@ func TestOldSchemaRefused(t *testing.T) {
 		return err
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStaleVersionHint: a latest-version hint that names a version not
+// stored, an older version, or a version of an epoch past the head (as a
+// rolled-back commit or a skipped table block can leave) is not trusted:
+// LatestSummary returns the stored latest version, without a summary.
+func TestStaleVersionHint(t *testing.T) {
+	s := openTest(t, t.TempDir(), 0)
+	defer s.Close()
+	ctx := context.Background()
+	m := storetest.NewModel(t, s, 10)
+	m.MustCommit(t, storetest.Spec{NewLabels: 3})
+	m.MustCommit(t, storetest.Spec{Updates: 3, Versions: 2})
+	l := m.Labels()[0]
+	vs, _ := m.Values(l)
+	want := uint32(len(vs))
+	if v, sum, err := s.LatestSummary(ctx, l); err != nil || v != want || sum == nil {
+		t.Fatalf("LatestSummary = %d, %x, %v; want %d with a summary", v, sum, err, want)
+	}
+	head := m.Head().Epoch
+	for _, h := range []struct {
+		version uint32
+		epoch   uint64
+	}{{want + 1, head}, {want - 1, head}, {want, head + 1}, {0, head}} {
+		hint := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32(nil, h.version), h.epoch)
+		hint = append(hint, "stale"...)
+		if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(appendHintKey(nil, l), hint) }); err != nil {
+			t.Fatal(err)
+		}
+		v, sum, err := s.LatestSummary(ctx, l)
+		if err != nil || v != want || sum != nil {
+			t.Fatalf("hint (%d, %d): LatestSummary = %d, %q, %v; want %d without a summary", h.version, h.epoch, v, sum, err, want)
+		}
+	}
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(appendHintKey(nil, l), []byte{1}) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.LatestSummary(ctx, l); !errors.Is(err, store.ErrCorrupt) {
+		t.Fatalf("malformed hint: %v, want ErrCorrupt", err)
 	}
 }

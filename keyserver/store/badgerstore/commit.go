@@ -215,6 +215,23 @@ func (s *Store) plan(c *store.EpochCommit, prev *store.Head, runs []store.Versio
 		p.data = append(p.data, entry{key: key, val: frags[start:len(frags):len(frags)]})
 		p.journal = append(p.journal, entry{key: jkey})
 	}
+	// Latest-version hints: the last version of each label written.
+	last := make(map[vmap.Label]int, len(runs))
+	for i := range c.Values {
+		w := &c.Values[i]
+		if j, ok := last[w.Label]; !ok || c.Values[j].Version < w.Version {
+			last[w.Label] = i
+		}
+	}
+	hints := make([]byte, 0, len(last)*(1+vmap.LabelSize))
+	for _, i := range last {
+		w := &c.Values[i]
+		start := len(hints)
+		hints = appendHintKey(hints, w.Label)
+		val := binary.BigEndian.AppendUint32(make([]byte, 0, hintHeaderSize+len(w.Summary)), w.Version)
+		val = binary.BigEndian.AppendUint64(val, c.Epoch)
+		p.data = append(p.data, entry{key: hints[start:len(hints):len(hints)], val: append(val, w.Summary...)})
+	}
 	for i := range c.Tenants {
 		t := &c.Tenants[i]
 		for j := range t.Records {

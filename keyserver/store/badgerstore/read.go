@@ -273,6 +273,82 @@ func (s *Store) LatestValue(ctx context.Context, label vmap.Label) (uint32, []by
 	return v, data, nil
 }
 
+// LatestSummary implements store.DirectoryStore: from the label's hint
+// (schema.go), checked against its version keys, else LatestValue's search
+// without a summary.
+func (s *Store) LatestSummary(ctx context.Context, label vmap.Label) (uint32, []byte, error) {
+	if err := s.acquire(); err != nil {
+		return 0, nil, err
+	}
+	defer s.closeMu.RUnlock()
+	h := s.head.Load()
+	if h == nil {
+		return 0, nil, nil
+	}
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	v, sum, err := hintedVersion(txn, label, h.Epoch)
+	if err == nil && v == 0 {
+		v, _, err = latestValue(txn, label, h.Epoch, false)
+		sum = nil
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("badgerstore: label %x: %w", label[:], err)
+	}
+	return v, sum, nil
+}
+
+// hintedVersion returns the version and summary of label's hint if it
+// holds (schema.go): the hint's epoch is at most epoch, version v is
+// stored, and v+1 is not stored or not visible. It returns 0 otherwise
+// (no hint, or a stale one). Version v's own epoch is the hint's: a commit
+// that writes a version of the label rewrites its hint, so a hint that
+// names a stored version was written with it.
+func hintedVersion(txn *badger.Txn, label vmap.Label, epoch uint64) (uint32, []byte, error) {
+	item, err := txn.Get(appendHintKey(make([]byte, 0, 1+vmap.LabelSize), label))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil, nil
+	}
+	if err != nil {
+		return 0, nil, wrapRead(err)
+	}
+	hint, err := item.ValueCopy(nil)
+	if err != nil {
+		return 0, nil, wrapRead(err)
+	}
+	if len(hint) < hintHeaderSize || len(hint) > hintHeaderSize+store.MaxSummarySize {
+		return 0, nil, fmt.Errorf("%w: version hint of %d bytes", store.ErrCorrupt, len(hint))
+	}
+	v, e := binary.BigEndian.Uint32(hint), binary.BigEndian.Uint64(hint[4:])
+	if v == 0 || e > epoch {
+		return 0, nil, nil
+	}
+	base := make([]byte, 0, valueBaseSize)
+	key := make([]byte, 0, valueBaseSize+fragNumSize)
+	if v < ^uint32(0) {
+		_, err := txn.Get(appendFragKey(key[:0], appendValueBase(base[:0], label, v+1), 0))
+		switch {
+		case errors.Is(err, badger.ErrKeyNotFound):
+		case err != nil:
+			return 0, nil, wrapRead(err)
+		default:
+			// Stored: stale, unless staged past the head.
+			e, err := blobEpoch(txn, appendValueBase(base[:0], label, v+1))
+			if err != nil || e <= epoch {
+				return 0, nil, err
+			}
+		}
+	}
+	_, err = txn.Get(appendFragKey(key[:0], appendValueBase(base[:0], label, v), 0))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil, nil
+	}
+	if err != nil {
+		return 0, nil, wrapRead(err)
+	}
+	return v, hint[hintHeaderSize:], nil
+}
+
 // latestVersion returns the highest version of label written in an epoch
 // at most epoch.
 func latestVersion(txn *badger.Txn, label vmap.Label, epoch uint64) (uint32, error) {

@@ -10,6 +10,8 @@ package badgerstore
 //	"H" || uint64 epoch                       head of that epoch
 //	"M" || vmap NodeKey encoding of a tile    map tile (tiles.go)
 //	"L" || uint8 level || uint64 index        32-byte log node hash
+//	"R" || label[32]                          uint32 version || uint64 epoch
+//	                                          || summary (latest-version hint)
 //	"V" || label[32] || uint32 version
 //	    || uint32 fragment                    blob fragment
 //	"U" || tenant[16] || record key[33]
@@ -44,6 +46,16 @@ package badgerstore
 //
 // Value records are visible while their epoch is at most the head's epoch.
 // Versions of a label are 1, 2, … without gaps once visible.
+//
+// Latest-version hints: "R" || label holds the highest version a commit
+// wrote of the label, the commit's epoch and the version's
+// ValueWrite.Summary, overwritten by every
+// commit that writes the label, so that LatestSummary costs one lookup
+// instead of a search over the label's version keys and a record read.
+// It is only a hint: a reader uses it only if version v is stored and
+// visible and version v+1 is not (visible), and otherwise searches the
+// version keys. A hint can be stale after a rolled-back staged commit or
+// a skipped table block; it is never journaled nor rolled back.
 //
 // Tenant records (store.TenantRecord, one per user, code, department, …
 // of a tenant's admin state; docs/spec/org.md §Tenant state) are versioned
@@ -82,7 +94,8 @@ package badgerstore
 // than its latest are deleted like any other; its latest is kept for
 // good.
 //
-// Every key but "h" is written once and never changed (some are deleted):
+// Every key but "h" and the "R" hints is written once and never changed
+// (some are deleted):
 // a badger table block that fails its checksum can make a key look absent
 // (see Store.Verify), but cannot make an old value reappear for it.
 //
@@ -117,6 +130,7 @@ const (
 	prefixMap     = 'M'
 	prefixLog     = 'L'
 	prefixValue   = 'V'
+	prefixHint    = 'R'
 	prefixTenant  = 'U' // 'T' held schema 2's tenant state blobs
 	prefixJournal = 'J'
 
@@ -134,6 +148,7 @@ const (
 	headHeaderSize = 1 + 8 + 8
 
 	blobHeaderSize = 8 + 4
+	hintHeaderSize = 4 + 8
 	fragNumSize    = 4
 
 	valueBaseSize    = 1 + vmap.LabelSize + 4
@@ -175,6 +190,10 @@ func appendValueBase(b []byte, label vmap.Label, version uint32) []byte {
 
 func valuePrefix(label vmap.Label) []byte {
 	return append([]byte{prefixValue}, label[:]...)
+}
+
+func appendHintKey(b []byte, label vmap.Label) []byte {
+	return append(append(b, prefixHint), label[:]...)
 }
 
 func appendTenantRecord(b []byte, id [16]byte, key store.TenantKey) []byte {

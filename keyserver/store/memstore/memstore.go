@@ -28,6 +28,7 @@ type Store struct {
 	nodes   map[vmap.NodeKey]vmap.Node
 	log     map[tlog.NodeID]tlog.Hash
 	values  map[vmap.Label][][]byte // index version-1
+	sums    map[vmap.Label][][]byte // summaries, index version-1
 	tenants map[[16]byte]map[store.TenantKey][]byte
 	// transitions are the kept transitions, by epoch.
 	transitions []store.Transition
@@ -39,6 +40,7 @@ func New() *Store {
 		nodes:   make(map[vmap.NodeKey]vmap.Node),
 		log:     make(map[tlog.NodeID]tlog.Hash),
 		values:  make(map[vmap.Label][][]byte),
+		sums:    make(map[vmap.Label][][]byte),
 		tenants: make(map[[16]byte]map[store.TenantKey][]byte),
 	}
 }
@@ -136,6 +138,20 @@ func (s *Store) LatestValue(ctx context.Context, label vmap.Label) (uint32, []by
 	return uint32(len(vs)), bytes.Clone(vs[len(vs)-1]), nil
 }
 
+// LatestSummary implements store.DirectoryStore.
+func (s *Store) LatestSummary(ctx context.Context, label vmap.Label) (uint32, []byte, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, nil, store.ErrClosed
+	}
+	ss := s.sums[label]
+	if len(ss) == 0 {
+		return 0, nil, nil
+	}
+	return uint32(len(ss)), bytes.Clone(ss[len(ss)-1]), nil
+}
+
 // TenantRecords implements store.DirectoryStore. It copies the tenant's
 // records under the read lock, then calls fn without it.
 func (s *Store) TenantRecords(ctx context.Context, id [16]byte, fn func(store.TenantKey, []byte) error) error {
@@ -208,8 +224,10 @@ func (s *Store) CommitEpoch(ctx context.Context, c *store.EpochCommit) error {
 		return cmp.Compare(c.Values[a].Version, c.Values[b].Version)
 	})
 	records := make([][]byte, len(order))
+	sums := make([][]byte, len(order))
 	for j, i := range order {
 		records[j] = bytes.Clone(c.Values[i].Record)
+		sums[j] = bytes.Clone(c.Values[i].Summary)
 	}
 	tenants := make([]store.TenantWrite, len(c.Tenants))
 	for i, t := range c.Tenants {
@@ -231,6 +249,7 @@ func (s *Store) CommitEpoch(ctx context.Context, c *store.EpochCommit) error {
 	for j, i := range order {
 		l := c.Values[i].Label
 		s.values[l] = append(s.values[l], records[j])
+		s.sums[l] = append(s.sums[l], sums[j])
 	}
 	for _, t := range tenants {
 		m := s.tenants[t.ID]

@@ -27,10 +27,13 @@ type Model struct {
 	TS   *store.TreeStore
 	Tree *tlog.Tree
 
-	rng     *rand.ChaCha8
-	head    *store.Head
-	values  map[vmap.Label][][]byte
-	labels  []vmap.Label
+	rng    *rand.ChaCha8
+	head   *store.Head
+	values map[vmap.Label][][]byte
+	labels []vmap.Label
+	// failed is set once a commit failed: a store may then have lost
+	// summaries (LatestSummary returns nil for them).
+	failed  bool
 	tenants map[[16]byte]map[store.TenantKey][]byte
 	roots   []vmap.Hash
 	history []map[vmap.Label]vmap.Commitment // map contents per epoch
@@ -139,7 +142,7 @@ func (m *Model) Build(t testing.TB, sp Spec) *store.EpochCommit {
 			rec := make([]byte, sp.RecordSize)
 			_, _ = m.rng.Read(rec)
 			binary.BigEndian.PutUint64(rec, e) // records name their epoch
-			c.Values = append(c.Values, store.ValueWrite{Label: l, Version: latest + 1 + uint32(v), Record: rec})
+			c.Values = append(c.Values, store.ValueWrite{Label: l, Version: latest + 1 + uint32(v), Record: rec, Summary: summaryOf(rec)})
 			last = rec
 		}
 		changes = append(changes, vmap.Change{Label: l, Commitment: sha256.Sum256(last)})
@@ -246,6 +249,7 @@ func (m *Model) MustUpdateHeadCheckpoint(t testing.TB, n int) []byte {
 // after the store was reopened into m.S.
 func (m *Model) Reset(t testing.TB) {
 	t.Helper()
+	m.failed = true
 	m.Map = vmap.New(m.S, &vmap.Options{Parallelism: 2})
 	m.TS = store.NewTreeStore(m.S)
 	var size uint64
@@ -327,6 +331,10 @@ func (m *Model) Check(t testing.TB, pastEpochs bool) {
 		v, err := s.LatestVersion(ctx, l)
 		if err != nil || v != uint32(len(want)) {
 			t.Fatalf("LatestVersion(%x) = %d, %v; want %d", l[:4], v, err, len(want))
+		}
+		sv, sum, err := s.LatestSummary(ctx, l)
+		if err != nil || sv != v || (sum == nil && !m.failed) || (sum != nil && !bytes.Equal(sum, summaryOf(want[len(want)-1]))) {
+			t.Fatalf("LatestSummary(%x) = %d, %x, %v; want %d, %x", l[:4], sv, sum, err, v, summaryOf(want[len(want)-1]))
 		}
 		lv, lrec, err := s.LatestValue(ctx, l)
 		if err != nil || lv != v || !bytes.Equal(lrec, want[len(want)-1]) {
@@ -467,3 +475,9 @@ func CheckTenant(ctx context.Context, s store.DirectoryStore, id [16]byte, want 
 
 // Tenant returns the model's records of a tenant.
 func (m *Model) Tenant(id [16]byte) map[store.TenantKey][]byte { return maps.Clone(m.tenants[id]) }
+
+// summaryOf is the summary the model writes with a record.
+func summaryOf(rec []byte) []byte {
+	h := sha256.Sum256(rec)
+	return h[:20]
+}

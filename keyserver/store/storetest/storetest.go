@@ -16,6 +16,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -215,6 +216,9 @@ func testEmpty(t *testing.T, s store.DirectoryStore) {
 	if v, rec, err := s.LatestValue(ctx, l); err != nil || v != 0 || rec != nil {
 		t.Errorf("LatestValue = %d, %x, %v; want 0, nil, nil", v, rec, err)
 	}
+	if v, sum, err := s.LatestSummary(ctx, l); err != nil || v != 0 || sum != nil {
+		t.Errorf("LatestSummary = %d, %x, %v; want 0, nil, nil", v, sum, err)
+	}
 	if err := s.TenantRecords(ctx, [16]byte{1}, func(store.TenantKey, []byte) error { return nil }); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("TenantRecords = %v, want ErrNotFound", err)
 	}
@@ -381,9 +385,9 @@ func testValueVersions(t *testing.T, s store.DirectoryStore) {
 	// Several versions in one commit, in any order.
 	c := m.Build(t, Spec{})
 	c.Values = append(c.Values,
-		store.ValueWrite{Label: l, Version: 4, Record: []byte("v4")},
-		store.ValueWrite{Label: l, Version: 2, Record: []byte("v2")},
-		store.ValueWrite{Label: l, Version: 3, Record: []byte("v3")})
+		store.ValueWrite{Label: l, Version: 4, Record: []byte("v4"), Summary: summaryOf([]byte("v4"))},
+		store.ValueWrite{Label: l, Version: 2, Record: []byte("v2"), Summary: summaryOf([]byte("v2"))},
+		store.ValueWrite{Label: l, Version: 3, Record: []byte("v3"), Summary: summaryOf([]byte("v3"))})
 	if err := m.Commit(t, ctx, c); err != nil {
 		t.Fatalf("versions 2..4 in one commit: %v", err)
 	}
@@ -393,6 +397,9 @@ func testValueVersions(t *testing.T, s store.DirectoryStore) {
 	}
 	if v, _ := s.LatestVersion(ctx, l); v != 4 {
 		t.Fatalf("LatestVersion = %d, want 4", v)
+	}
+	if v, sum, err := s.LatestSummary(ctx, l); err != nil || v != 4 || !bytes.Equal(sum, summaryOf([]byte("v4"))) {
+		t.Fatalf("LatestSummary = %d, %x, %v; want 4 and v4's summary", v, sum, err)
 	}
 	m.Check(t, false)
 }
@@ -430,6 +437,7 @@ func testInvalidCommits(t *testing.T, s store.DirectoryStore) {
 		{"tenant record twice", func(c *store.EpochCommit) {
 			c.Tenants[0].Records = append(c.Tenants[0].Records, store.TenantRecord{Key: c.Tenants[0].Records[0].Key})
 		}, store.ErrInvalidCommit},
+		{"oversized summary", func(c *store.EpochCommit) { c.Values[0].Summary = make([]byte, store.MaxSummarySize+1) }, store.ErrInvalidCommit},
 		{"oversized tenant record", func(c *store.EpochCommit) {
 			c.Tenants[0].Records[0].Value = make([]byte, store.MaxTenantRecordSize+1)
 		}, store.ErrInvalidCommit},
@@ -588,7 +596,8 @@ func testConcurrentReaders(t *testing.T, s store.DirectoryStore) {
 		}
 		c := m.Build(t, sp)
 		c.Values = slices.DeleteFunc(c.Values, func(w store.ValueWrite) bool { return w.Label == clock })
-		c.Values = append(c.Values, store.ValueWrite{Label: clock, Version: uint32(c.Epoch + 1), Record: fmt.Appendf(nil, "%d", c.Epoch)})
+		rec := fmt.Appendf(nil, "%d", c.Epoch)
+		c.Values = append(c.Values, store.ValueWrite{Label: clock, Version: uint32(c.Epoch + 1), Record: rec, Summary: summaryOf(rec)})
 		c.Tenants[0].Records = append(c.Tenants[0].Records, store.TenantRecord{Key: tenantClock, Value: epochBytes(c.Epoch)})
 		if err := m.Commit(t, ctx, c); err != nil {
 			t.Error(err)
@@ -799,6 +808,7 @@ func testClosed(t *testing.T, s store.DirectoryStore) {
 	_, checks["Values"] = s.Values(ctx, l, 1, 1)
 	_, checks["LatestVersion"] = s.LatestVersion(ctx, l)
 	_, _, checks["LatestValue"] = s.LatestValue(ctx, l)
+	_, _, checks["LatestSummary"] = s.LatestSummary(ctx, l)
 	checks["TenantRecords"] = s.TenantRecords(ctx, [16]byte{1}, func(store.TenantKey, []byte) error { return nil })
 	_, checks["Transitions"] = s.Transitions(ctx)
 	next := *c
