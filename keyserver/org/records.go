@@ -192,6 +192,20 @@ func (t *Tenant) MarkPersisted() {
 
 // StateRecords returns every record of the tenant's state, by key.
 func (t *Tenant) StateRecords() ([]StateRecord, error) {
+	keys := t.stateKeys()
+	out := make([]StateRecord, 0, len(keys))
+	for _, k := range keys {
+		v, err := t.encodeRecord(k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, StateRecord{Key: k, Value: v})
+	}
+	return out, nil
+}
+
+// stateKeys returns the key of every record of the tenant's state, sorted.
+func (t *Tenant) stateKeys() []StateKey {
 	keys := []StateKey{stateKey(recCore, nil), stateKey(recTrust, nil)}
 	if t.chart != nil {
 		keys = append(keys, stateKey(recChart, nil))
@@ -215,15 +229,7 @@ func (t *Tenant) StateRecords() ([]StateRecord, error) {
 		keys = append(keys, stateKey(recUsedApproval, h[:]))
 	}
 	slices.SortFunc(keys, func(a, b StateKey) int { return bytes.Compare(a[:], b[:]) })
-	out := make([]StateRecord, 0, len(keys))
-	for _, k := range keys {
-		v, err := t.encodeRecord(k)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, StateRecord{Key: k, Value: v})
-	}
-	return out, nil
+	return keys
 }
 
 // encodeRecord returns the current encoding of record k, nil if the
