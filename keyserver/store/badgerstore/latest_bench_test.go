@@ -16,10 +16,9 @@ import (
 // BenchmarkLatest compares the ways the directory finds a label's latest
 // version, epoch and commitment when it has not cached them (every label
 // of the first epochs after a restart): LatestSummary (one hint key,
-// checked with two version keys), LatestValue (a search over the
-// version keys by point lookups, then the record), and the iterator
-// search that LatestVersion used before, followed by a Values read, which
-// the directory made before. 2,000 labels with 8 versions of 3.6 KB each;
+// checked with two version keys), LatestValue (an iterator search over
+// the version keys, then the record), and LatestVersion's iterator search
+// followed by a Values read, which the directory made before. 2,000 labels with 8 versions of 3.6 KB each;
 // one lookup per op. For instruction counts:
 //
 //	bash .ci/instructions ./keyserver/store/badgerstore 2000 'BenchmarkLatest/summary' …
