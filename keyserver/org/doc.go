@@ -20,6 +20,9 @@
 //     entries, revocations, wipe instructions and user values.
 //
 // The key directory service runs a Tenant (§Admin operations): it applies
-// admin operations to it, persists it with MarshalBinary, and at every epoch
-// calls Publish to obtain the label values to write into the map.
+// admin operations to it, at every epoch calls Publish to obtain the label
+// values to write into the map, and persists the state records that
+// changed (PendingRecords, MarkPersisted; §Tenant state records), which a
+// TenantLoader reads back. MarshalBinary is the whole state in one
+// encoding (§Tenant state), for copies.
 package org

@@ -50,6 +50,45 @@ var codecs = []codec{
 		}
 		return t.MarshalBinary()
 	}},
+	{"TenantRecords", func(d []byte) ([]byte, error) {
+		// The loader without the signer check; records are framed as
+		// key || uint32 length || value.
+		l := NewTenantLoader()
+		for len(d) > 0 {
+			if len(d) < StateKeySize+4 {
+				return nil, ErrMalformed
+			}
+			k := StateKey(d[:StateKeySize])
+			n := int(d[StateKeySize])<<24 | int(d[StateKeySize+1])<<16 | int(d[StateKeySize+2])<<8 | int(d[StateKeySize+3])
+			d = d[StateKeySize+4:]
+			if n > len(d) {
+				return nil, ErrMalformed
+			}
+			if err := l.Add(k, d[:n]); err != nil {
+				return nil, err
+			}
+			d = d[n:]
+		}
+		t, err := l.check()
+		if err != nil {
+			return nil, err
+		}
+		recs, err := t.StateRecords()
+		if err != nil {
+			return nil, err
+		}
+		return frameRecords(recs), nil
+	}},
+}
+
+func frameRecords(recs []StateRecord) []byte {
+	var out []byte
+	for _, r := range recs {
+		out = append(out, r.Key[:]...)
+		out = append(out, byte(len(r.Value)>>24), byte(len(r.Value)>>16), byte(len(r.Value)>>8), byte(len(r.Value)))
+		out = append(out, r.Value...)
+	}
+	return out
 }
 
 func rt[T any](parse func([]byte) (T, error), marshal func(T) ([]byte, error)) func([]byte) ([]byte, error) {
@@ -157,8 +196,10 @@ func corpus(t testing.TB) map[string][][]byte {
 		}
 		must(f.t.RotateCA(prop, aps, next, t0))
 		add("TenantState")(f.t.MarshalBinary())
+		add("TenantRecords")(frameRecords(must(f.t.StateRecords())), nil)
 		publish()
 		add("TenantState")(f.t.MarshalBinary())
+		add("TenantRecords")(frameRecords(must(f.t.StateRecords())), nil)
 		corpusData, corpusFix = c, f
 	})
 	return corpusData
@@ -285,3 +326,4 @@ func FuzzParseWipeInstruction(f *testing.F)   { fuzzCodec(f, "WipeInstruction") 
 func FuzzParseEntry(f *testing.F)             { fuzzCodec(f, "Entry") }
 func FuzzParseUserValue(f *testing.F)         { fuzzCodec(f, "UserValue") }
 func FuzzUnmarshalTenant(f *testing.F)        { fuzzCodec(f, "TenantState") }
+func FuzzTenantLoader(f *testing.F)           { fuzzCodec(f, "TenantRecords") }

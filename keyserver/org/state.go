@@ -409,6 +409,12 @@ func parseTenant(data []byte) (*Tenant, error) {
 			return nil, ErrMalformed
 		}
 	}
+	// A dirty user is a changed record (dirtyUsers).
+	for id, u := range t.users {
+		if u.dirty {
+			t.touch(recUser, id[:])
+		}
+	}
 	return t, t.checkSerials()
 }
 
@@ -426,6 +432,7 @@ func (t *Tenant) readUserState(s *cryptobyte.String) (UserID, *user, error) {
 	var id UserID
 	u := &user{devices: map[DeviceID]*device{}}
 	var devices, pending cryptobyte.String
+	defer func() { u.id = id }()
 	if !readID(s, (*[16]byte)(&id)) || id.IsZero() || !readOptText(s, &u.displayName) || !readID(s, (*[16]byte)(&u.department)) ||
 		!readBool(s, &u.removed) || !readBool(s, &u.hadDevice) || !readBool(s, &u.dirty) || !readOptText(s, &u.policy) ||
 		!s.ReadUint64(&u.head.Seq) || u.head.Seq == 0 || !s.CopyBytes(u.head.Hash[:]) ||

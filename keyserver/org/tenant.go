@@ -126,6 +126,11 @@ type Tenant struct {
 
 	chartDirty bool
 	orgDirty   map[string]bool // org labels to publish
+
+	// changed and persisted track what PendingRecords returns
+	// (records.go).
+	changed   map[StateKey]struct{}
+	persisted persistedState
 }
 
 type department struct {
@@ -134,6 +139,7 @@ type department struct {
 }
 
 type user struct {
+	id          UserID
 	displayName string // empty once removed
 	department  DepartmentID
 	removed     bool
@@ -271,10 +277,12 @@ func (t *Tenant) newEntry(id UserID, head TimelineHead, now time.Time, actors []
 	return e, TimelineHead{Seq: e.Seq, Hash: h}, nil
 }
 
-func (u *user) append(es []*Entry, head TimelineHead) {
+// appendTo appends entries to a user's timeline, to be published.
+func (t *Tenant) appendTo(u *user, es []*Entry, head TimelineHead) {
 	u.pending = append(u.pending, es...)
 	u.head = head
 	u.dirty = true
+	t.touchUser(u)
 }
 
 func adminActor(a AdminID) []Actor { return []Actor{{Kind: ActorAdmin, ID: a}} }
@@ -303,8 +311,8 @@ func (t *Tenant) AddUser(actor AdminID, id UserID, displayName string, dept Depa
 	if err != nil {
 		return nil, fmt.Errorf("org: adding user: %w", err)
 	}
-	u := &user{displayName: displayName, department: dept, devices: map[DeviceID]*device{}}
-	u.append([]*Entry{e}, head)
+	u := &user{id: id, displayName: displayName, department: dept, devices: map[DeviceID]*device{}}
+	t.appendTo(u, []*Entry{e}, head)
 	t.users[id] = u
 	t.chartDirty = true
 	return e, nil
@@ -357,9 +365,10 @@ func (t *Tenant) RemoveUser(actor AdminID, id UserID, now time.Time) (*UserRemov
 	for cid, c := range t.codes {
 		if c.user == id {
 			delete(t.codes, cid)
+			t.touch(recCode, cid[:])
 		}
 	}
-	u.append(append(entries, e), head)
+	t.appendTo(u, append(entries, e), head)
 	u.removed, u.displayName, u.department, u.policy = true, "", DepartmentID{}, ""
 	t.chartDirty = true
 	return res, nil
@@ -392,6 +401,7 @@ func (t *Tenant) AddDepartment(actor AdminID, id, parent DepartmentID, name stri
 		return fmt.Errorf("org: adding department %s: parent: %w", id, ErrUnknownDepartment)
 	}
 	t.departments[id] = &department{parent: parent, name: name}
+	t.touch(recDepartment, id[:])
 	t.chartDirty = true
 	return nil
 }
@@ -418,6 +428,7 @@ func (t *Tenant) MoveDepartment(actor AdminID, id, parent DepartmentID) error {
 		}
 	}
 	d.parent = parent
+	t.touch(recDepartment, id[:])
 	t.chartDirty = true
 	return nil
 }
@@ -435,6 +446,7 @@ func (t *Tenant) RenameDepartment(actor AdminID, id DepartmentID, name string) e
 		return fmt.Errorf("org: renaming department: %w", ErrInvalidArgument)
 	}
 	d.name = name
+	t.touch(recDepartment, id[:])
 	t.chartDirty = true
 	return nil
 }
@@ -459,6 +471,7 @@ func (t *Tenant) RemoveDepartment(actor AdminID, id DepartmentID) error {
 		}
 	}
 	delete(t.departments, id)
+	t.touch(recDepartment, id[:])
 	t.chartDirty = true
 	return nil
 }
@@ -476,6 +489,7 @@ func (t *Tenant) SetUserDepartment(actor AdminID, id UserID, dept DepartmentID) 
 		return fmt.Errorf("org: moving user %s: %w", id, ErrUnknownDepartment)
 	}
 	u.department = dept
+	t.touchUser(u)
 	t.chartDirty = true
 	return nil
 }
@@ -521,6 +535,7 @@ func (t *Tenant) IssueEnrolmentCode(rand io.Reader, actor AdminID, id UserID, li
 		user: id, hash: secretHash(t.id, code.ID, code.secretBytes()), issuedBy: actor,
 		issuedAt: now, expiresAt: now.Add(lifetime),
 	}
+	t.touch(recCode, code.ID[:])
 	return code, nil
 }
 
@@ -533,6 +548,7 @@ func (t *Tenant) CancelEnrolmentCode(actor AdminID, id CodeID) error {
 		return fmt.Errorf("org: cancelling enrolment code: %w", ErrBadEnrolmentCode)
 	}
 	delete(t.codes, id)
+	t.touch(recCode, id[:])
 	return nil
 }
 
@@ -542,6 +558,7 @@ func (t *Tenant) pruneCodes(now time.Time) {
 	for id, c := range t.codes {
 		if !now.Before(c.expiresAt) {
 			delete(t.codes, id)
+			t.touch(recCode, id[:])
 		}
 	}
 }
@@ -631,6 +648,7 @@ func (t *Tenant) RedeemEnrolmentCode(code *EnrolmentCode, req *EnrolmentRequest,
 	h := secretHash(t.id, code.ID, code.secretBytes())
 	if !secretEqual(h[:], rec.hash[:]) {
 		rec.failures++
+		t.touch(recCode, code.ID[:])
 		t.recordFailure(now)
 		return nil, fmt.Errorf("org: redeeming enrolment code: %w", ErrBadEnrolmentCode)
 	}
@@ -720,16 +738,19 @@ func (t *Tenant) RedeemEnrolmentCode(code *EnrolmentCode, req *EnrolmentRequest,
 
 	// Commit.
 	rec.used = true
+	t.touch(recCode, code.ID[:])
 	t.nextSerial++
 	for _, kh := range khs {
 		t.usedKeys[kh] = true
+		t.touch(recUsedKey, kh[:])
 	}
 	for _, ah := range approvalHashes {
 		t.usedApprovals[ah] = true
+		t.touch(recUsedApproval, ah[:])
 	}
 	u.devices[cert.Device] = &device{cert: cert, serials: []uint64{cert.Serial}}
 	u.hadDevice = true
-	u.append([]*Entry{e}, head)
+	t.appendTo(u, []*Entry{e}, head)
 	return &Enrolment{User: rec.user, Certificate: cert, Entry: e, TrustBundle: t.trust}, nil
 }
 
@@ -789,7 +810,7 @@ func (t *Tenant) RevokeDevice(actor AdminID, id UserID, devID DeviceID, reason R
 		return nil, fmt.Errorf("org: revoking device %s: %w", devID, err)
 	}
 	d.revoked, d.revokedAt = true, now
-	u.append([]*Entry{r.Entry}, head)
+	t.appendTo(u, []*Entry{r.Entry}, head)
 	return r, nil
 }
 
@@ -820,6 +841,7 @@ func (t *Tenant) RenewCertificate(actor AdminID, id UserID, devID DeviceID, now 
 	t.nextSerial++
 	d.cert, d.serials = c, append(d.serials, c.Serial)
 	u.dirty = true
+	t.touchUser(u)
 	return c, nil
 }
 
@@ -880,9 +902,10 @@ func (t *Tenant) PublishPolicy(actor AdminID, id string, entries []PolicyEntry, 
 		updates = append(updates, pend{u, e, head})
 	}
 	t.policies[id] = p
+	t.touch(recPolicy, policyKeyID(id))
 	t.orgDirty[OrgLabelPolicyPrefix+id] = true
 	for _, up := range updates {
-		up.u.append([]*Entry{up.e}, up.head)
+		t.appendTo(up.u, []*Entry{up.e}, up.head)
 	}
 	return p, nil
 }
@@ -921,7 +944,7 @@ func (t *Tenant) AssignPolicy(actor AdminID, uid UserID, id string, now time.Tim
 		return nil, fmt.Errorf("org: assigning policy: %w", err)
 	}
 	u.policy = id
-	u.append([]*Entry{e}, head)
+	t.appendTo(u, []*Entry{e}, head)
 	return e, nil
 }
 
@@ -1177,12 +1200,22 @@ func (t *Tenant) RotateCA(proposed *TrustBundle, approvals []*Approval, next Sig
 	}
 	// Commit.
 	res := &CARotationResult{Rotation: rot, TrustBundle: &trust}
+	for id := range t.policies {
+		t.touch(recPolicy, policyKeyID(id))
+	}
+	for id := range policies {
+		t.touch(recPolicy, policyKeyID(id))
+	}
 	t.signer, t.rotation, t.trust, t.roster, t.policies, t.escrow = next, rot, &trust, &roster, policies, escrow
 	t.nextSerial = serial
 	for _, r := range certs {
 		r.d.cert, r.d.serials = r.c, append(r.d.serials, r.c.Serial)
 		r.u.dirty = true
+		t.touchUser(r.u)
 		res.Certificates = append(res.Certificates, r.c)
+	}
+	for id := range t.codes {
+		t.touch(recCode, id[:])
 	}
 	clear(t.codes)
 	t.chartDirty = true
@@ -1253,11 +1286,11 @@ func (t *Tenant) Publish(now time.Time) ([]Update, error) {
 	for _, l := range names {
 		out = append(out, Update{Label: Label{Org: l}, Value: org[l]})
 	}
-	for _, uid := range t.sortedUsers() {
+	// Every dirty user is a changed record (appendTo, touchUser): only
+	// those are visited, not every user of the tenant.
+	dirty := t.dirtyUsers()
+	for _, uid := range dirty {
 		u := t.users[uid]
-		if !u.dirty {
-			continue
-		}
 		v := t.userValue(uid, u)
 		enc, err := v.Marshal()
 		if err != nil {
@@ -1271,7 +1304,8 @@ func (t *Tenant) Publish(now time.Time) ([]Update, error) {
 	}
 	t.chartDirty = false
 	clear(t.orgDirty)
-	for _, u := range t.users {
+	for _, uid := range dirty {
+		u := t.users[uid]
 		u.pending, u.dirty = nil, false
 	}
 	return out, nil

@@ -49,20 +49,25 @@ func fingerprint(b []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
-// unmarshalTenant restores a tenant state with the CA signer, among those
-// the service holds, that its trust bundle names.
-func (t *Tenant) unmarshalTenant(state []byte) (*org.Tenant, error) {
-	var err error
+// loadOrg reads the tenant's state from the store's records, one at a
+// time (org.TenantLoader), with the CA signer, among those the service
+// holds, that its trust bundle names.
+func (t *Tenant) loadOrg(ctx context.Context) (*org.Tenant, error) {
+	l := org.NewTenantLoader()
+	err := t.st.TenantRecords(ctx, t.id, func(k store.TenantKey, v []byte) error { return l.Add(org.StateKey(k), v) })
+	if err != nil {
+		return nil, fmt.Errorf("reading state: %w", err)
+	}
 	for _, ca := range t.cas {
-		var ot *org.Tenant
-		if ot, err = org.UnmarshalTenant(state, ca); err == nil {
+		ot, err := l.Finish(ca)
+		if err == nil {
 			return ot, nil
 		}
 		if !errors.Is(err, org.ErrSignerMismatch) {
 			return nil, err
 		}
 	}
-	return nil, fmt.Errorf("%w: no CA key held for the tenant's trust bundle", err)
+	return nil, fmt.Errorf("%w: no CA key held for the tenant's trust bundle", org.ErrSignerMismatch)
 }
 
 // logKey returns the private log key of pub, or nil.

@@ -13,6 +13,7 @@ import (
 	"github.com/moat-im/moat/keyserver/kt"
 	"github.com/moat-im/moat/keyserver/org"
 	"github.com/moat-im/moat/keyserver/service"
+	"github.com/moat-im/moat/keyserver/store"
 	"github.com/moat-im/moat/keyserver/vmap"
 )
 
@@ -75,8 +76,9 @@ func TestT27SystemSplitView(t *testing.T) {
 	// stored one, in which the operator enrols a rogue device for Alice
 	// with two forged admin approvals (it holds no admin key in reality;
 	// here the test plays every part).
-	state := must(w.st.TenantState(ctx, w.tenant))
-	forked := must(org.UnmarshalTenant(state, w.keys.CA))
+	loader := org.NewTenantLoader()
+	ok(t, w.st.TenantRecords(ctx, w.tenant, func(k store.TenantKey, v []byte) error { return loader.Add(org.StateKey(k), v) }))
+	forked := must(loader.Finish(w.keys.CA))
 	rogue := w.newDeviceKeys(alice)
 	code := must(forked.IssueEnrolmentCode(w.rnd, w.admins[0].Public().ID(), alice, time.Hour, w.clk.Now()))
 	req := must(org.NewEnrolmentRequest(code, rogue.id, rogue.mls))

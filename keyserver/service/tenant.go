@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -289,11 +290,7 @@ func openTenant(ctx context.Context, cfg TenantConfig, o *Options, met *metrics)
 // log tree, and the head's epoch entry. It checks that the stored state
 // belongs to these keys and that the log matches the head's checkpoint.
 func (t *Tenant) load(ctx context.Context, head store.Head) error {
-	state, err := t.st.TenantState(ctx, t.id)
-	if err != nil {
-		return fmt.Errorf("service: tenant %s: reading state: %w", t.id, err)
-	}
-	ot, err := t.unmarshalTenant(state)
+	ot, err := t.loadOrg(ctx)
 	if err != nil {
 		return fmt.Errorf("service: tenant %s: %w", t.id, err)
 	}
@@ -504,26 +501,32 @@ func (t *Tenant) publish(ctx context.Context, now time.Time) (*Epoch, error) {
 			now = t.lastEntry.Time
 		}
 	}
-	var before []byte
+	// The tenant's state is stored per record (org.PendingRecords): the
+	// epoch writes the records that changed, and the same records taken
+	// before Publish undo it if the commit fails.
+	var before []org.StateRecord
 	if t.dirty {
 		var err error
-		if before, err = t.org.MarshalBinary(); err != nil {
-			return nil, t.failed(ctx, before, fmt.Errorf("service: encoding tenant state: %w", err))
+		if before, err = t.org.PendingRecords(); err != nil {
+			return nil, t.failed(ctx, nil, fmt.Errorf("service: encoding tenant state: %w", err))
 		}
 	}
 	ups, err := t.org.Publish(now)
 	if err != nil {
 		return nil, t.failed(ctx, before, err)
 	}
-	var state []byte
+	var state []org.StateRecord
 	if t.dirty || len(ups) > 0 {
-		if state, err = t.org.MarshalBinary(); err != nil {
+		if state, err = t.org.PendingRecords(); err != nil {
 			return nil, t.failed(ctx, before, fmt.Errorf("service: encoding tenant state: %w", err))
 		}
 	}
 	ep, err := t.commit(ctx, epoch, now, ups, state)
 	if err != nil {
 		return nil, t.failed(ctx, before, err)
+	}
+	if state != nil {
+		t.org.MarkPersisted()
 	}
 	t.dirty = false
 	prevBundle := t.trust.Load().bundle
@@ -545,28 +548,31 @@ func (t *Tenant) publish(ctx context.Context, now time.Time) (*Epoch, error) {
 	return ep, nil
 }
 
-// failed restores the tenant's state from before the epoch and the log
-// tree from the store's head, and returns err.
-func (t *Tenant) failed(ctx context.Context, before []byte, err error) error {
+// failed restores the tenant's state from before the epoch (before: its
+// pending records taken before Publish; nil if it had none, then from the
+// store) and the log tree from the store's head, and returns err.
+func (t *Tenant) failed(ctx context.Context, before []org.StateRecord, err error) error {
 	t.met.publishFail.WithLabelValues(t.id.String()).Inc()
 	t.log.Error("epoch failed; the previous epoch stays served", slog.Any("err", err))
 	t.ts.Abort()
-	var restored *org.Tenant
 	var rerr error
 	if before != nil {
-		restored, rerr = t.unmarshalTenant(before)
-	} else if t.head.Load() != nil {
-		var state []byte
-		if state, rerr = t.st.TenantState(ctx, t.id); rerr == nil {
-			restored, rerr = t.unmarshalTenant(state)
+		if rerr = t.org.RestoreRecords(before); rerr != nil {
+			t.log.Error("restoring the tenant state after a failed epoch; reloading it from the store", slog.Any("err", rerr))
+			before = nil
+		}
+	}
+	if before == nil && t.head.Load() != nil {
+		var restored *org.Tenant
+		if restored, rerr = t.loadOrg(ctx); rerr == nil {
+			t.org = restored
 		}
 	}
 	if rerr != nil {
 		t.log.Error("restoring the tenant state after a failed epoch", slog.Any("err", rerr))
 		return errors.Join(err, rerr)
 	}
-	if restored != nil {
-		t.org = restored
+	if before != nil || t.head.Load() != nil {
 		t.dirty = before != nil
 	}
 	size := uint64(0)
@@ -582,9 +588,9 @@ func (t *Tenant) failed(ctx context.Context, before []byte, err error) error {
 	return err
 }
 
-// commit writes ups as epoch at time now, with the tenant's state (nil if
-// unchanged), in one EpochCommit.
-func (t *Tenant) commit(ctx context.Context, epoch uint64, now time.Time, ups []org.Update, state []byte) (*Epoch, error) {
+// commit writes ups as epoch at time now, with the tenant's changed state
+// records (none if unchanged), in one EpochCommit.
+func (t *Tenant) commit(ctx context.Context, epoch uint64, now time.Time, ups []org.Update, state []org.StateRecord) (*Epoch, error) {
 	var tm Timings
 	start := time.Now()
 	// The records are independent of each other: build them on every core
@@ -622,7 +628,7 @@ func (t *Tenant) commit(ctx context.Context, epoch uint64, now time.Time, ups []
 		}
 		seen[b.label] = struct{}{}
 		changes = append(changes, vmap.Change{Label: b.label, Commitment: b.cm})
-		values = append(values, store.ValueWrite{Label: b.label, Version: b.rec.Version, Record: b.enc})
+		values = append(values, store.ValueWrite{Label: b.label, Version: b.rec.Version, Record: b.enc, Summary: recSummary(epoch, b.cm)})
 		heads = append(heads, recHead{version: b.rec.Version, epoch: epoch, commitment: b.cm})
 	}
 	tm.Records = time.Since(start)
@@ -646,8 +652,12 @@ func (t *Tenant) commit(ctx context.Context, epoch uint64, now time.Time, ups []
 	// store keeps its checkpoint for good (transitions.go).
 	isTransition := epoch > 0 && t.org.TrustBundle().Sequence != t.trust.Load().bundle.Sequence
 	c := &store.EpochCommit{Epoch: epoch, Map: batch, Values: values, Transition: isTransition}
-	if state != nil {
-		c.Tenants = []store.TenantWrite{{ID: t.id, State: state}}
+	if len(state) > 0 {
+		tw := store.TenantWrite{ID: t.id, Records: make([]store.TenantRecord, len(state))}
+		for i, r := range state {
+			tw.Records[i] = store.TenantRecord{Key: store.TenantKey(r.Key), Value: r.Value}
+		}
+		c.Tenants = []store.TenantWrite{tw}
 	}
 	// The checkpoint is signed with the log key of the published bundle;
 	// if this epoch publishes a bundle with another log key, the
@@ -755,19 +765,35 @@ func (t *Tenant) parallel(n int, f func(i int)) {
 	wg.Wait()
 }
 
+// recSummary is the store summary of a record (store.ValueWrite.Summary):
+// its epoch and commitment, what the label's next record needs of it.
+func recSummary(epoch uint64, cm vmap.Commitment) []byte {
+	return append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(cm)), epoch), cm[:]...)
+}
+
 // prevRecord returns the latest record of label: from the cache of labels
-// written, else from the store.
+// written, else from the store's summary of it, else from the record.
 func (t *Tenant) prevRecord(ctx context.Context, label vmap.Label) (recHead, error) {
 	if h, ok := t.lastRec[label]; ok {
 		return h, nil
 	}
-	v, err := t.st.LatestVersion(ctx, label)
+	v, sum, err := t.st.LatestSummary(ctx, label)
 	if err != nil || v == 0 {
 		return recHead{}, err
 	}
-	rec, err := t.record(ctx, label, v)
-	if err != nil {
+	if len(sum) == 8+len(vmap.Commitment{}) {
+		return recHead{version: v, epoch: binary.BigEndian.Uint64(sum), commitment: vmap.Commitment(sum[8:])}, nil
+	}
+	v, enc, err := t.st.LatestValue(ctx, label)
+	if err != nil || v == 0 {
 		return recHead{}, err
+	}
+	rec, err := kt.ParseValueRecord(enc)
+	if err != nil {
+		return recHead{}, fmt.Errorf("service: %w: %v", store.ErrCorrupt, err)
+	}
+	if rec.Version != v {
+		return recHead{}, fmt.Errorf("service: %w: record of version %d stored as version %d", store.ErrCorrupt, rec.Version, v)
 	}
 	cm, err := kt.Commit(label, rec)
 	if err != nil {

@@ -13,14 +13,14 @@
 // The head is the visibility barrier. A reader sees only what the head it
 // observes covers: map nodes of epochs up to Head.Epoch, log nodes inside
 // a tree of Head.LogSize leaves, value records written in epochs up to
-// Head.Epoch, and tenant states as of Head.Epoch. A commit becomes visible
+// Head.Epoch, and tenant records as of Head.Epoch. A commit becomes visible
 // all at once when the head moves, and only after it is durable.
 //
 // Each read call sees one head, at least as new as any head returned
 // before the call began. Map nodes, log nodes and value records are
 // immutable once visible, so a caller that pins an epoch (for example a
 // proof at Head.Epoch) can make several calls and still read one epoch's
-// state; LatestVersion and TenantState move with the head.
+// state; LatestVersion and TenantRecords move with the head.
 package store
 
 import (
@@ -67,8 +67,12 @@ const (
 	// MaxRecordSize bounds one value record: a kt value of up to 16 MiB
 	// and its framing.
 	MaxRecordSize = 16<<20 + 64<<10
-	// MaxTenantStateSize bounds one tenant's admin state blob.
-	MaxTenantStateSize = 1 << 30
+	// MaxTenantRecordSize bounds one record of a tenant's admin state.
+	MaxTenantRecordSize = 16<<20 + 64<<10
+	// MaxTenantRecords bounds the tenant records one commit writes.
+	MaxTenantRecords = 1 << 24
+	// MaxSummarySize bounds a value record's summary (ValueWrite.Summary).
+	MaxSummarySize = 64
 	// MaxCheckpointSize bounds the checkpoint note kept in the head
 	// (a signed note with its cosignatures).
 	MaxCheckpointSize = 256 << 10
@@ -99,17 +103,39 @@ type Transition struct {
 }
 
 // A ValueWrite appends version Version of label Label's value records.
+// Summary, optional, is what the writer needs of the record to write the
+// label's next version (the directory: its epoch and commitment), which
+// LatestSummary returns without reading the record.
 type ValueWrite struct {
 	Label   vmap.Label
 	Version uint32
 	Record  []byte
+	Summary []byte
 }
 
-// A TenantWrite replaces a tenant's admin state (org.Tenant.MarshalBinary)
-// as of the commit's epoch.
+// TenantKeySize is the size of a tenant record key.
+const TenantKeySize = 33
+
+// A TenantKey names one record of a tenant's admin state. The store does
+// not interpret it; the org package defines it (docs/spec/org.md §Tenant
+// state: a kind byte and a 32-byte id), and records are read back in
+// increasing key order.
+type TenantKey [TenantKeySize]byte
+
+// A TenantRecord is one record of a tenant's admin state
+// (org.StateRecord). An empty Value deletes the record.
+type TenantRecord struct {
+	Key   TenantKey
+	Value []byte
+}
+
+// A TenantWrite changes a tenant's admin state as of the commit's epoch:
+// it writes (or deletes) the records the epoch changed, and leaves every
+// other record as it was. The admin state is stored per record so that
+// an epoch writes what changed, not the whole state.
 type TenantWrite struct {
-	ID    [16]byte
-	State []byte
+	ID      [16]byte
+	Records []TenantRecord
 }
 
 // An EpochCommit is everything one epoch writes. The store must not be
@@ -131,8 +157,8 @@ type EpochCommit struct {
 	// is its latest version + 1, and several versions of one label may be
 	// written in one commit.
 	Values []ValueWrite
-	// Tenants are the admin states that changed in the epoch, at most one
-	// per tenant.
+	// Tenants are the admin-state records that changed in the epoch, at
+	// most one TenantWrite per tenant, each key at most once.
 	Tenants []TenantWrite
 	// Head is the new head; Head.Epoch must equal Epoch and Head.LogSize
 	// must not be below the previous head's.
@@ -168,9 +194,29 @@ type DirectoryStore interface {
 	// records, 0 if it has none.
 	LatestVersion(ctx context.Context, label vmap.Label) (uint32, error)
 
-	// TenantState returns the admin state of a tenant as of the head, or
-	// an error matching ErrNotFound.
-	TenantState(ctx context.Context, id [16]byte) ([]byte, error)
+	// LatestValue returns the latest visible version of label's value
+	// records and that record, or 0 and nil if it has none: LatestVersion
+	// and Values in one read, which the directory makes for every label
+	// it writes whose latest record it has not cached (after a restart,
+	// every label of the first epochs).
+	LatestValue(ctx context.Context, label vmap.Label) (uint32, []byte, error)
+
+	// LatestSummary returns the latest visible version of label (0 if
+	// none) and the Summary it was written with. The summary is nil if
+	// the version was written without one, or if the store does not have
+	// it at hand (badger after a failed commit, or corruption); then the
+	// caller reads the record (LatestValue). It is the cheapest way to
+	// the latest version: badger answers it from one small index key,
+	// checked against the version keys, without reading the record.
+	LatestSummary(ctx context.Context, label vmap.Label) (uint32, []byte, error)
+
+	// TenantRecords calls fn with every record of a tenant's admin state
+	// as of the head (deleted records excluded), by increasing key, all
+	// read at one head; it returns ErrNotFound if the tenant has no
+	// record. fn must not retain value, nor call the store. An error
+	// from fn stops the walk and is returned. Memory use is bounded by
+	// one record, not by the tenant's size.
+	TenantRecords(ctx context.Context, id [16]byte, fn func(key TenantKey, value []byte) error) error
 
 	// UpdateHeadCheckpoint replaces the checkpoint of the head, which
 	// must be of epoch, by checkpoint, atomically and durably: when it
@@ -310,8 +356,18 @@ func (c *EpochCommit) Check(prev *Head) ([]VersionRun, error) {
 			return nil, fmt.Errorf("%w: tenant %x written twice", ErrInvalidCommit, t.ID)
 		}
 		seenTenant[t.ID] = true
-		if len(t.State) == 0 || len(t.State) > MaxTenantStateSize {
-			return nil, fmt.Errorf("%w: tenant %x state of %d bytes", ErrInvalidCommit, t.ID, len(t.State))
+		if len(t.Records) == 0 || len(t.Records) > MaxTenantRecords {
+			return nil, fmt.Errorf("%w: tenant %x: %d records", ErrInvalidCommit, t.ID, len(t.Records))
+		}
+		seenKey := make(map[TenantKey]bool, len(t.Records))
+		for _, r := range t.Records {
+			if seenKey[r.Key] {
+				return nil, fmt.Errorf("%w: tenant %x record %x written twice", ErrInvalidCommit, t.ID, r.Key[:])
+			}
+			seenKey[r.Key] = true
+			if len(r.Value) > MaxTenantRecordSize {
+				return nil, fmt.Errorf("%w: tenant %x record %x of %d bytes", ErrInvalidCommit, t.ID, r.Key[:], len(r.Value))
+			}
 		}
 	}
 	type lv struct {
@@ -326,6 +382,9 @@ func (c *EpochCommit) Check(prev *Head) ([]VersionRun, error) {
 		}
 		if len(w.Record) == 0 || len(w.Record) > MaxRecordSize {
 			return nil, fmt.Errorf("%w: record of %d bytes for label %x", ErrInvalidCommit, len(w.Record), w.Label[:])
+		}
+		if len(w.Summary) > MaxSummarySize {
+			return nil, fmt.Errorf("%w: summary of %d bytes for label %x", ErrInvalidCommit, len(w.Summary), w.Label[:])
 		}
 		vs[i] = lv{w.Label, w.Version}
 	}

@@ -70,8 +70,9 @@ type Options struct {
 	// commit that does not fit is staged over several transactions
 	// (commit.go), which costs about half as much again. An epoch of
 	// 32,768 updates on a 1,000,000-label map is about 93,000 entries
-	// and 20 MB by badger's count, and 3 MB more each time the map
-	// doubles: the default keeps it one transaction up to about 6
+	// and 20 MB by badger's count (before the latest-version hints of
+	// schema 3: 32,768 more entries, about 3 MB), and 3 MB more each time
+	// the map doubles: the default keeps it one transaction up to about 6
 	// million labels, 256 MiB up to about 50 million, while 128 MiB
 	// stages it already at 1 million. Badger allocates each memtable's
 	// arena (about 1.3 times this size) in the Go heap, and keeps full
@@ -129,6 +130,11 @@ const (
 	minMemTableSize      = 4 << 20
 	valueThreshold       = 1 << 10
 )
+
+// ErrOldSchema is returned by Open for a directory written by an earlier
+// version of this store, whose key schema it no longer reads. There is no
+// in-place migration.
+var ErrOldSchema = errors.New("badgerstore: directory written with an older schema")
 
 // Store is a badger-backed DirectoryStore.
 type Store struct {
@@ -250,6 +256,9 @@ func (s *Store) init(ctx context.Context) error {
 		}
 	case meta == nil:
 		return errors.New("badgerstore: directory holds a badger database that is not a directory store")
+	case oldSchemas[string(meta)] != "":
+		return fmt.Errorf("%w: %s holds %q (%s); this version reads only %q: restore the directory from a backup made by the matching version, or create it anew",
+			ErrOldSchema, s.dir, meta, oldSchemas[string(meta)], schemaVersion)
 	case string(meta) != schemaVersion:
 		return fmt.Errorf("badgerstore: unsupported schema %q", meta)
 	}

@@ -3,7 +3,9 @@ package badgerstore
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -378,4 +380,111 @@ func TestTransitionCheckpointGarbage(t *testing.T) {
 		t.Fatalf("%d transition keys, want 1", n)
 	}
 	m.Check(t, true)
+}
+
+// TestTenantRecordGarbage: a commit deletes the older versions of the
+// tenant records it writes, keeps one small version for a deleted record,
+// and leaves the other records alone.
+func TestTenantRecordGarbage(t *testing.T) {
+	s := openTest(t, t.TempDir(), 0)
+	defer s.Close()
+	m := storetest.NewModel(t, s, 9)
+	ctx := context.Background()
+	id := [16]byte{1}
+	a, b, c := store.TenantKey{1, 1}, store.TenantKey{1, 2}, store.TenantKey{1, 3}
+	big := make([]byte, 3000) // 3 fragments
+	commit := func(recs ...store.TenantRecord) {
+		t.Helper()
+		ec := m.Build(t, storetest.Spec{})
+		ec.Tenants = []store.TenantWrite{{ID: id, Records: recs}}
+		if err := m.Commit(t, ctx, ec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit(store.TenantRecord{Key: a, Value: big}, store.TenantRecord{Key: b, Value: []byte("b")}, store.TenantRecord{Key: c, Value: []byte("c")})
+	if n := countPrefix(t, s, tenantPrefix(id)); n != 5 {
+		t.Fatalf("%d tenant keys, want 3 + 1 + 1", n)
+	}
+	commit(store.TenantRecord{Key: a, Value: []byte("a2")})
+	commit(store.TenantRecord{Key: a, Value: []byte("a3")}, store.TenantRecord{Key: c})
+	if n := countPrefix(t, s, tenantPrefix(id)); n != 3 {
+		t.Fatalf("%d tenant keys, want a3, b and c's deletion", n)
+	}
+	m.Check(t, true)
+}
+
+// TestOldSchemaRefused: a directory of schema 2 (tenant state stored
+// whole) is refused with ErrOldSchema, and left as it was.
+func TestOldSchemaRefused(t *testing.T) {
+	dir := t.TempDir()
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := []byte("moat keyserver directory store, badger schema 2")
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Set(keyMeta, old) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := Open(context.Background(), Options{Dir: dir, Logger: quietLogger()}); !errors.Is(err, ErrOldSchema) {
+		t.Fatalf("Open of a schema 2 directory = %v, want ErrOldSchema", err)
+	}
+	db, err = badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(keyMeta)
+		if err != nil {
+			return err
+		}
+		v, err := item.ValueCopy(nil)
+		if err == nil && string(v) != string(old) {
+			err = fmt.Errorf("schema now %q", v)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStaleVersionHint: a latest-version hint that names a version not
+// stored, an older version, or a version of an epoch past the head (as a
+// rolled-back commit or a skipped table block can leave) is not trusted:
+// LatestSummary returns the stored latest version, without a summary.
+func TestStaleVersionHint(t *testing.T) {
+	s := openTest(t, t.TempDir(), 0)
+	defer s.Close()
+	ctx := context.Background()
+	m := storetest.NewModel(t, s, 10)
+	m.MustCommit(t, storetest.Spec{NewLabels: 3})
+	m.MustCommit(t, storetest.Spec{Updates: 3, Versions: 2})
+	l := m.Labels()[0]
+	vs, _ := m.Values(l)
+	want := uint32(len(vs))
+	if v, sum, err := s.LatestSummary(ctx, l); err != nil || v != want || sum == nil {
+		t.Fatalf("LatestSummary = %d, %x, %v; want %d with a summary", v, sum, err, want)
+	}
+	head := m.Head().Epoch
+	for _, h := range []struct {
+		version uint32
+		epoch   uint64
+	}{{want + 1, head}, {want - 1, head}, {want, head + 1}, {0, head}} {
+		hint := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32(nil, h.version), h.epoch)
+		hint = append(hint, "stale"...)
+		if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(appendHintKey(nil, l), hint) }); err != nil {
+			t.Fatal(err)
+		}
+		v, sum, err := s.LatestSummary(ctx, l)
+		if err != nil || v != want || sum != nil {
+			t.Fatalf("hint (%d, %d): LatestSummary = %d, %q, %v; want %d without a summary", h.version, h.epoch, v, sum, err, want)
+		}
+	}
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(appendHintKey(nil, l), []byte{1}) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.LatestSummary(ctx, l); !errors.Is(err, store.ErrCorrupt) {
+		t.Fatalf("malformed hint: %v, want ErrCorrupt", err)
+	}
 }

@@ -23,11 +23,13 @@ package badgerstore
 // transaction is synced; readers use it, never the stored "h".
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -111,8 +113,8 @@ type plan struct {
 }
 
 type gcTenant struct {
-	id     [16]byte
-	before uint64 // delete versions written before this epoch
+	id   [16]byte
+	keys []store.TenantKey // the records written, sorted: delete their older versions
 }
 
 // plan checks c against the stored state and builds its entries.
@@ -155,20 +157,15 @@ func (s *Store) plan(c *store.EpochCommit, prev *store.Head, runs []store.Versio
 		}
 	}
 
-	// Tenants: after the commit, versions older than the one the previous
-	// head showed are garbage.
+	// Tenants: after the commit, the older versions of every record it
+	// writes are garbage.
 	for _, t := range c.Tenants {
-		if prev == nil {
-			continue
+		g := gcTenant{id: t.ID, keys: make([]store.TenantKey, len(t.Records))}
+		for i := range t.Records {
+			g.keys[i] = t.Records[i].Key
 		}
-		b, err := latestTenantBase(txn, t.ID, prev.Epoch)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("badgerstore: tenant %x: %w", t.ID, err)
-		}
-		p.gc = append(p.gc, gcTenant{id: t.ID, before: tenantBaseEpoch(b)})
+		slices.SortFunc(g.keys, func(a, b store.TenantKey) int { return bytes.Compare(a[:], b[:]) })
+		p.gc = append(p.gc, g)
 	}
 
 	// Entries. Map nodes go by tile (tiles.go); the tiles' keys share one
@@ -218,10 +215,29 @@ func (s *Store) plan(c *store.EpochCommit, prev *store.Head, runs []store.Versio
 		p.data = append(p.data, entry{key: key, val: frags[start:len(frags):len(frags)]})
 		p.journal = append(p.journal, entry{key: jkey})
 	}
+	// Latest-version hints: the last version of each label written.
+	last := make(map[vmap.Label]int, len(runs))
+	for i := range c.Values {
+		w := &c.Values[i]
+		if j, ok := last[w.Label]; !ok || c.Values[j].Version < w.Version {
+			last[w.Label] = i
+		}
+	}
+	hints := make([]byte, 0, len(last)*(1+vmap.LabelSize))
+	for _, i := range last {
+		w := &c.Values[i]
+		start := len(hints)
+		hints = appendHintKey(hints, w.Label)
+		val := binary.BigEndian.AppendUint32(make([]byte, 0, hintHeaderSize+len(w.Summary)), w.Version)
+		val = binary.BigEndian.AppendUint64(val, c.Epoch)
+		p.data = append(p.data, entry{key: hints[start:len(hints):len(hints)], val: append(val, w.Summary...)})
+	}
 	for i := range c.Tenants {
 		t := &c.Tenants[i]
-		b := appendTenantBase(nil, t.ID, c.Epoch)
-		p.addBlob(b, c.Epoch, t.State, tenantFragSize)
+		for j := range t.Records {
+			r := &t.Records[j]
+			p.addBlob(appendTenantBase(nil, t.ID, r.Key, c.Epoch), c.Epoch, r.Value, tenantFragSize)
+		}
 	}
 	p.final = []entry{{key: headAtKey(c.Epoch), val: encodeHead(&c.Head)}, {key: keyHead, val: encodeHeadPointer(c.Epoch)}}
 	if c.Transition {
@@ -320,9 +336,6 @@ func estimate(e entry) int64 {
 	}
 	return int64(len(e.key) + v + 2 + 8 + 2)
 }
-
-// tenantBaseEpoch returns the epoch of a tenant state key.
-func tenantBaseEpoch(b []byte) uint64 { return binary.BigEndian.Uint64(b[1+16:]) }
 
 // write writes the plan: in one transaction unless split is set, else
 // staged. It returns how many transactions it committed before failing.
@@ -474,9 +487,7 @@ func (s *Store) cleanup(epoch uint64, p *plan) {
 			dels = append(dels, entry{key: k, del: true})
 		}
 		for _, g := range p.gc {
-			keys, err := keysWithPrefix(txn, tenantPrefix(g.id), func(k []byte) bool {
-				return len(k) == tenantBaseSize+fragNumSize && tenantBaseEpoch(k) < g.before
-			})
+			keys, err := tenantGarbage(txn, g, epoch)
 			if err != nil {
 				return err
 			}
@@ -500,6 +511,32 @@ func (s *Store) cleanup(epoch uint64, p *plan) {
 	if err != nil {
 		s.logger.Warn("badgerstore: cleanup after commit failed; garbage left", "epoch", epoch, "err", err)
 	}
+}
+
+// tenantGarbage returns the keys of the versions before epoch of the
+// records g names: one iterator, one seek per record.
+func tenantGarbage(txn *badger.Txn, g gcTenant, epoch uint64) ([][]byte, error) {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: tenantPrefix(g.id)})
+	defer it.Close()
+	var out [][]byte
+	rec := make([]byte, 0, tenantRecordSize)
+	for _, k := range g.keys {
+		rec = appendTenantRecord(rec[:0], g.id, k)
+		for it.Seek(rec); it.Valid(); it.Next() {
+			key := it.Item().Key()
+			if !bytes.HasPrefix(key, rec) {
+				break
+			}
+			if len(key) != tenantBaseSize+fragNumSize {
+				return nil, fmt.Errorf("%w: tenant key %x", store.ErrCorrupt, key)
+			}
+			if tenantKeyEpoch(key) >= epoch {
+				break
+			}
+			out = append(out, it.Item().KeyCopy(nil))
+		}
+	}
+	return out, nil
 }
 
 // keysWithPrefix returns copies of the keys with prefix that keep accepts

@@ -10,10 +10,12 @@ package badgerstore
 //	"H" || uint64 epoch                       head of that epoch
 //	"M" || vmap NodeKey encoding of a tile    map tile (tiles.go)
 //	"L" || uint8 level || uint64 index        32-byte log node hash
+//	"R" || label[32]                          uint32 version || uint64 epoch
+//	                                          || summary (latest-version hint)
 //	"V" || label[32] || uint32 version
 //	    || uint32 fragment                    blob fragment
-//	"T" || tenant[16] || uint64 epoch
-//	    || uint32 fragment                    blob fragment
+//	"U" || tenant[16] || record key[33]
+//	    || uint64 epoch || uint32 fragment    blob fragment (tenant record)
 //	"J" || uint64 epoch                       empty (staging marker)
 //	"J" || uint64 epoch || base key           empty (staging journal)
 //	"C" || uint64 epoch || uint64 seq
@@ -32,12 +34,12 @@ package badgerstore
 // A node is visible while it lies inside the head's tree
 // (store.LogNodeInside).
 //
-// Blobs (value records and tenant states) start with a header, uint64
+// Blobs (value records and tenant records) start with a header, uint64
 // epoch || uint32 length: the epoch that wrote the blob and its total
 // length. A value record is one badger value (fragment 0), which goes to
-// the value log when it is 1 KiB or more. A tenant state is split into
+// the value log when it is 1 KiB or more. A tenant record is split into
 // fragments of less than 1 KiB, so that it stays in the LSM tree: tenant
-// states are superseded and deleted, and deleted values in the value log
+// records are superseded and deleted, and deleted values in the value log
 // would be garbage that only value-log GC reclaims. The fragments'
 // payloads concatenate to the blob; fragment 0 holds the header. The base
 // key of a blob is its key without the fragment number.
@@ -45,10 +47,26 @@ package badgerstore
 // Value records are visible while their epoch is at most the head's epoch.
 // Versions of a label are 1, 2, … without gaps once visible.
 //
-// Tenant states are versioned by the epoch that wrote them, which is also
-// in the key; a reader takes the latest at most the head's epoch. A commit
-// deletes, after it is visible, the versions older than the one the
-// previous head showed (Store.cleanup).
+// Latest-version hints: "R" || label holds the highest version a commit
+// wrote of the label, the commit's epoch and the version's
+// ValueWrite.Summary, overwritten by every
+// commit that writes the label, so that LatestSummary costs one lookup
+// instead of a search over the label's version keys and a record read.
+// It is only a hint: a reader uses it only if version v is stored and
+// visible and version v+1 is not (visible), and otherwise searches the
+// version keys. A hint can be stale after a rolled-back staged commit or
+// a skipped table block; it is never journaled nor rolled back.
+//
+// Tenant records (store.TenantRecord, one per user, code, department, …
+// of a tenant's admin state; docs/spec/org.md §Tenant state) are versioned
+// by the epoch that wrote them, which is also in the key; a reader takes,
+// for each record key, the latest version at most the head's epoch. A
+// version of length 0 is a deletion. An epoch writes only the records it
+// changed. A commit deletes, after it is visible, every older version of
+// each record key it wrote (Store.cleanup); a deletion's own version stays,
+// 74 bytes per deleted record. Readers open their badger transaction
+// between two loads of the same head (TenantRecords), so that its
+// snapshot holds every version that head shows.
 //
 // Staging journal: a commit too large for one badger transaction is
 // written in several, then made visible by the head write. Its first
@@ -76,7 +94,8 @@ package badgerstore
 // than its latest are deleted like any other; its latest is kept for
 // good.
 //
-// Every key but "h" is written once and never changed (some are deleted):
+// Every key but "h" and the "R" hints is written once and never changed
+// (some are deleted):
 // a badger table block that fails its checksum can make a key look absent
 // (see Store.Verify), but cannot make an old value reappear for it.
 //
@@ -92,8 +111,16 @@ import (
 	"github.com/moat-im/moat/keyserver/vmap"
 )
 
-// Schema 2 stores map nodes by tile; schema 1 stored one key per node.
-const schemaVersion = "moat keyserver directory store, badger schema 2"
+// Schema 3 stores tenant admin state per record ("U"); schema 2 stored it
+// as one blob per epoch ("T"). Schema 2 stores map nodes by tile; schema 1
+// stored one key per node.
+const schemaVersion = "moat keyserver directory store, badger schema 3"
+
+// oldSchemas are the schemas Open recognises and refuses with advice.
+var oldSchemas = map[string]string{
+	"moat keyserver directory store, badger schema 2": "tenant admin state stored whole every epoch",
+	"moat keyserver directory store, badger schema 1": "map nodes stored one key per node",
+}
 
 // Key prefixes.
 const (
@@ -103,7 +130,8 @@ const (
 	prefixMap     = 'M'
 	prefixLog     = 'L'
 	prefixValue   = 'V'
-	prefixTenant  = 'T'
+	prefixHint    = 'R'
+	prefixTenant  = 'U' // 'T' held schema 2's tenant state blobs
 	prefixJournal = 'J'
 
 	prefixCheckpoint = 'C'
@@ -120,11 +148,14 @@ const (
 	headHeaderSize = 1 + 8 + 8
 
 	blobHeaderSize = 8 + 4
+	hintHeaderSize = 4 + 8
 	fragNumSize    = 4
 
-	valueBaseSize  = 1 + vmap.LabelSize + 4
-	tenantBaseSize = 1 + 16 + 8
-	logKeySize     = 1 + 1 + 8
+	valueBaseSize    = 1 + vmap.LabelSize + 4
+	tenantPrefixSize = 1 + 16
+	tenantRecordSize = tenantPrefixSize + store.TenantKeySize // a record key's versions
+	tenantBaseSize   = tenantRecordSize + 8
+	logKeySize       = 1 + 1 + 8
 
 	checkpointBaseSize = 1 + 8 + 8
 )
@@ -161,11 +192,23 @@ func valuePrefix(label vmap.Label) []byte {
 	return append([]byte{prefixValue}, label[:]...)
 }
 
-func appendTenantBase(b []byte, id [16]byte, epoch uint64) []byte {
+func appendHintKey(b []byte, label vmap.Label) []byte {
+	return append(append(b, prefixHint), label[:]...)
+}
+
+func appendTenantRecord(b []byte, id [16]byte, key store.TenantKey) []byte {
 	b = append(b, prefixTenant)
 	b = append(b, id[:]...)
-	return binary.BigEndian.AppendUint64(b, epoch)
+	return append(b, key[:]...)
 }
+
+func appendTenantBase(b []byte, id [16]byte, key store.TenantKey, epoch uint64) []byte {
+	return binary.BigEndian.AppendUint64(appendTenantRecord(b, id, key), epoch)
+}
+
+// tenantKeyEpoch returns the epoch of a tenant record key (base or
+// fragment).
+func tenantKeyEpoch(k []byte) uint64 { return binary.BigEndian.Uint64(k[tenantRecordSize:]) }
 
 func tenantPrefix(id [16]byte) []byte {
 	return append([]byte{prefixTenant}, id[:]...)

@@ -28,7 +28,8 @@ type Store struct {
 	nodes   map[vmap.NodeKey]vmap.Node
 	log     map[tlog.NodeID]tlog.Hash
 	values  map[vmap.Label][][]byte // index version-1
-	tenants map[[16]byte][]byte
+	sums    map[vmap.Label][][]byte // summaries, index version-1
+	tenants map[[16]byte]map[store.TenantKey][]byte
 	// transitions are the kept transitions, by epoch.
 	transitions []store.Transition
 }
@@ -39,7 +40,8 @@ func New() *Store {
 		nodes:   make(map[vmap.NodeKey]vmap.Node),
 		log:     make(map[tlog.NodeID]tlog.Hash),
 		values:  make(map[vmap.Label][][]byte),
-		tenants: make(map[[16]byte][]byte),
+		sums:    make(map[vmap.Label][][]byte),
+		tenants: make(map[[16]byte]map[store.TenantKey][]byte),
 	}
 }
 
@@ -122,18 +124,60 @@ func (s *Store) LatestVersion(ctx context.Context, label vmap.Label) (uint32, er
 	return uint32(len(s.values[label])), nil
 }
 
-// TenantState implements store.DirectoryStore.
-func (s *Store) TenantState(ctx context.Context, id [16]byte) ([]byte, error) {
+// LatestValue implements store.DirectoryStore.
+func (s *Store) LatestValue(ctx context.Context, label vmap.Label) (uint32, []byte, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return nil, store.ErrClosed
+		return 0, nil, store.ErrClosed
 	}
-	st, ok := s.tenants[id]
-	if !ok {
-		return nil, fmt.Errorf("memstore: tenant %x: %w", id, store.ErrNotFound)
+	vs := s.values[label]
+	if len(vs) == 0 {
+		return 0, nil, nil
 	}
-	return bytes.Clone(st), nil
+	return uint32(len(vs)), bytes.Clone(vs[len(vs)-1]), nil
+}
+
+// LatestSummary implements store.DirectoryStore.
+func (s *Store) LatestSummary(ctx context.Context, label vmap.Label) (uint32, []byte, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, nil, store.ErrClosed
+	}
+	ss := s.sums[label]
+	if len(ss) == 0 {
+		return 0, nil, nil
+	}
+	return uint32(len(ss)), bytes.Clone(ss[len(ss)-1]), nil
+}
+
+// TenantRecords implements store.DirectoryStore. It copies the tenant's
+// records under the read lock, then calls fn without it.
+func (s *Store) TenantRecords(ctx context.Context, id [16]byte, fn func(store.TenantKey, []byte) error) error {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return store.ErrClosed
+	}
+	recs := make([]store.TenantRecord, 0, len(s.tenants[id]))
+	for k, v := range s.tenants[id] {
+		recs = append(recs, store.TenantRecord{Key: k, Value: v}) // never modified: replaced on write
+	}
+	s.mu.RUnlock()
+	if len(recs) == 0 {
+		return fmt.Errorf("memstore: tenant %x: %w", id, store.ErrNotFound)
+	}
+	slices.SortFunc(recs, func(a, b store.TenantRecord) int { return bytes.Compare(a.Key[:], b.Key[:]) })
+	for _, r := range recs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(r.Key, r.Value); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // CommitEpoch implements store.DirectoryStore.
@@ -180,12 +224,17 @@ func (s *Store) CommitEpoch(ctx context.Context, c *store.EpochCommit) error {
 		return cmp.Compare(c.Values[a].Version, c.Values[b].Version)
 	})
 	records := make([][]byte, len(order))
+	sums := make([][]byte, len(order))
 	for j, i := range order {
 		records[j] = bytes.Clone(c.Values[i].Record)
+		sums[j] = bytes.Clone(c.Values[i].Summary)
 	}
 	tenants := make([]store.TenantWrite, len(c.Tenants))
 	for i, t := range c.Tenants {
-		tenants[i] = store.TenantWrite{ID: t.ID, State: bytes.Clone(t.State)}
+		tenants[i] = store.TenantWrite{ID: t.ID, Records: make([]store.TenantRecord, len(t.Records))}
+		for j, r := range t.Records {
+			tenants[i].Records[j] = store.TenantRecord{Key: r.Key, Value: bytes.Clone(r.Value)}
+		}
 	}
 	head := c.Head.Clone()
 
@@ -200,9 +249,24 @@ func (s *Store) CommitEpoch(ctx context.Context, c *store.EpochCommit) error {
 	for j, i := range order {
 		l := c.Values[i].Label
 		s.values[l] = append(s.values[l], records[j])
+		s.sums[l] = append(s.sums[l], sums[j])
 	}
 	for _, t := range tenants {
-		s.tenants[t.ID] = t.State
+		m := s.tenants[t.ID]
+		if m == nil {
+			m = make(map[store.TenantKey][]byte, len(t.Records))
+			s.tenants[t.ID] = m
+		}
+		for _, r := range t.Records {
+			if len(r.Value) == 0 {
+				delete(m, r.Key)
+			} else {
+				m[r.Key] = r.Value
+			}
+		}
+		if len(m) == 0 {
+			delete(s.tenants, t.ID)
+		}
 	}
 	if c.Transition {
 		s.transitions = append(s.transitions, store.Transition{Epoch: c.Epoch, Checkpoint: bytes.Clone(head.Checkpoint)})

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -26,11 +27,14 @@ type Model struct {
 	TS   *store.TreeStore
 	Tree *tlog.Tree
 
-	rng     *rand.ChaCha8
-	head    *store.Head
-	values  map[vmap.Label][][]byte
-	labels  []vmap.Label
-	tenants map[[16]byte][]byte
+	rng    *rand.ChaCha8
+	head   *store.Head
+	values map[vmap.Label][][]byte
+	labels []vmap.Label
+	// failed is set once a commit failed: a store may then have lost
+	// summaries (LatestSummary returns nil for them).
+	failed  bool
+	tenants map[[16]byte]map[store.TenantKey][]byte
 	roots   []vmap.Hash
 	history []map[vmap.Label]vmap.Commitment // map contents per epoch
 	changes []vmap.Change                    // of the last built commit
@@ -46,7 +50,7 @@ func NewModel(t testing.TB, s store.DirectoryStore, seed uint64) *Model {
 		TS:      store.NewTreeStore(s),
 		rng:     rng(seed),
 		values:  map[vmap.Label][][]byte{},
-		tenants: map[[16]byte][]byte{},
+		tenants: map[[16]byte]map[store.TenantKey][]byte{},
 	}
 	tr, err := tlog.NewTree(context.Background(), m.TS, 0)
 	if err != nil {
@@ -65,14 +69,20 @@ func rng(seed uint64) *rand.ChaCha8 {
 
 // Spec says what the next epoch writes.
 type Spec struct {
-	NewLabels   int // labels written for the first time
-	Updates     int // existing labels written again (at most all of them)
-	Versions    int // versions per label written (default 1)
-	RecordSize  int // bytes per record (default 64)
-	Tenants     int // tenants written (new or existing: tenant i is ID {i})
-	TenantSize  int // bytes per tenant state (default 100)
-	SkipLogLeaf bool
-	Transition  bool // the epoch is a transition (EpochCommit.Transition)
+	NewLabels  int // labels written for the first time
+	Updates    int // existing labels written again (at most all of them)
+	Versions   int // versions per label written (default 1)
+	RecordSize int // bytes per record (default 64)
+	Tenants    int // tenants written (new or existing: tenant i is ID {i})
+	TenantSize int // bytes per tenant record written (default 100)
+	// TenantRecords is the number of records written per tenant (default
+	// 3): about half rewrite existing records, the rest are new.
+	TenantRecords int
+	// TenantDeletes is the number of existing records deleted per tenant
+	// (as many as exist, at most), besides TenantRecords.
+	TenantDeletes int
+	SkipLogLeaf   bool
+	Transition    bool // the epoch is a transition (EpochCommit.Transition)
 }
 
 // Epoch returns the next epoch's number.
@@ -132,20 +142,40 @@ func (m *Model) Build(t testing.TB, sp Spec) *store.EpochCommit {
 			rec := make([]byte, sp.RecordSize)
 			_, _ = m.rng.Read(rec)
 			binary.BigEndian.PutUint64(rec, e) // records name their epoch
-			c.Values = append(c.Values, store.ValueWrite{Label: l, Version: latest + 1 + uint32(v), Record: rec})
+			c.Values = append(c.Values, store.ValueWrite{Label: l, Version: latest + 1 + uint32(v), Record: rec, Summary: summaryOf(rec)})
 			last = rec
 		}
 		changes = append(changes, vmap.Change{Label: l, Commitment: sha256.Sum256(last)})
 	}
 	// Shuffle value writes: order within a commit is not significant.
 	m.rng2().Shuffle(len(c.Values), func(i, j int) { c.Values[i], c.Values[j] = c.Values[j], c.Values[i] })
+	if sp.TenantRecords == 0 {
+		sp.TenantRecords = 3
+	}
 	for i := range sp.Tenants {
 		var id [16]byte
 		id[0] = byte(i + 1)
-		st := make([]byte, sp.TenantSize)
-		_, _ = m.rng.Read(st)
-		binary.BigEndian.PutUint64(st, e)
-		c.Tenants = append(c.Tenants, store.TenantWrite{ID: id, State: st})
+		tw := store.TenantWrite{ID: id}
+		existing := slices.SortedFunc(maps.Keys(m.tenants[id]), func(a, b store.TenantKey) int { return bytes.Compare(a[:], b[:]) })
+		m.rng2().Shuffle(len(existing), func(i, j int) { existing[i], existing[j] = existing[j], existing[i] })
+		for j := range sp.TenantRecords {
+			var k store.TenantKey
+			if j%2 == 1 && len(existing) > 0 {
+				k, existing = existing[0], existing[1:]
+			} else {
+				_, _ = m.rng.Read(k[:])
+				k[0] %= 4 // a few kinds, as the org package uses
+			}
+			v := make([]byte, sp.TenantSize)
+			_, _ = m.rng.Read(v)
+			binary.BigEndian.PutUint64(v, e)
+			tw.Records = append(tw.Records, store.TenantRecord{Key: k, Value: v})
+		}
+		for range min(sp.TenantDeletes, len(existing)) {
+			tw.Records = append(tw.Records, store.TenantRecord{Key: existing[0]})
+			existing = existing[1:]
+		}
+		c.Tenants = append(c.Tenants, tw)
 	}
 	m.changes = changes
 	b, err := m.Map.Update(e, changes)
@@ -219,6 +249,7 @@ func (m *Model) MustUpdateHeadCheckpoint(t testing.TB, n int) []byte {
 // after the store was reopened into m.S.
 func (m *Model) Reset(t testing.TB) {
 	t.Helper()
+	m.failed = true
 	m.Map = vmap.New(m.S, &vmap.Options{Parallelism: 2})
 	m.TS = store.NewTreeStore(m.S)
 	var size uint64
@@ -261,7 +292,18 @@ func (m *Model) record(c *store.EpochCommit) {
 		snap[ch.Label] = ch.Commitment
 	}
 	for _, tw := range c.Tenants {
-		m.tenants[tw.ID] = bytes.Clone(tw.State)
+		t := m.tenants[tw.ID]
+		if t == nil {
+			t = map[store.TenantKey][]byte{}
+			m.tenants[tw.ID] = t
+		}
+		for _, r := range tw.Records {
+			if len(r.Value) == 0 {
+				delete(t, r.Key)
+			} else {
+				t[r.Key] = bytes.Clone(r.Value)
+			}
+		}
 	}
 	m.roots = append(m.roots, c.Map.Root)
 	m.history = append(m.history, snap)
@@ -290,6 +332,14 @@ func (m *Model) Check(t testing.TB, pastEpochs bool) {
 		if err != nil || v != uint32(len(want)) {
 			t.Fatalf("LatestVersion(%x) = %d, %v; want %d", l[:4], v, err, len(want))
 		}
+		sv, sum, err := s.LatestSummary(ctx, l)
+		if err != nil || sv != v || (sum == nil && !m.failed) || (sum != nil && !bytes.Equal(sum, summaryOf(want[len(want)-1]))) {
+			t.Fatalf("LatestSummary(%x) = %d, %x, %v; want %d, %x", l[:4], sv, sum, err, v, summaryOf(want[len(want)-1]))
+		}
+		lv, lrec, err := s.LatestValue(ctx, l)
+		if err != nil || lv != v || !bytes.Equal(lrec, want[len(want)-1]) {
+			t.Fatalf("LatestValue(%x) = %d, %d bytes, %v; want %d, %d bytes", l[:4], lv, len(lrec), err, v, len(want[len(want)-1]))
+		}
 		got, err := s.Values(ctx, l, 1, v)
 		if err != nil {
 			t.Fatalf("Values(%x, 1, %d): %v", l[:4], v, err)
@@ -307,13 +357,12 @@ func (m *Model) Check(t testing.TB, pastEpochs bool) {
 		}
 	}
 	for id, want := range m.tenants {
-		got, err := s.TenantState(ctx, id)
-		if err != nil || !bytes.Equal(got, want) {
-			t.Fatalf("TenantState(%x) = %d bytes, %v; want %d bytes", id[:1], len(got), err, len(want))
+		if err := CheckTenant(ctx, s, id, want); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if _, err := s.TenantState(ctx, [16]byte{0xff, 0xee}); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("TenantState of an unknown tenant = %v, want ErrNotFound", err)
+	if _, err := ReadTenant(ctx, s, [16]byte{0xff, 0xee}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("TenantRecords of an unknown tenant = %v, want ErrNotFound", err)
 	}
 	trs, err := s.Transitions(ctx)
 	if err != nil || len(trs) != len(m.trans) {
@@ -379,4 +428,56 @@ func (m *Model) Check(t testing.TB, pastEpochs bool) {
 	if _, err := s.GetNodes([]vmap.NodeKey{vmap.RootKey(m.head.Epoch + 1)}); !errors.Is(err, vmap.ErrNodeNotFound) {
 		t.Fatalf("root of the epoch after the head = %v, want ErrNodeNotFound", err)
 	}
+}
+
+// ReadTenant returns a tenant's records (TenantRecords), checking that
+// they come in increasing key order.
+func ReadTenant(ctx context.Context, s store.DirectoryStore, id [16]byte) (map[store.TenantKey][]byte, error) {
+	out := map[store.TenantKey][]byte{}
+	var prev *store.TenantKey
+	err := s.TenantRecords(ctx, id, func(k store.TenantKey, v []byte) error {
+		if prev != nil && bytes.Compare(prev[:], k[:]) >= 0 {
+			return fmt.Errorf("TenantRecords(%x): key %x after %x", id[:1], k[:4], prev[:4])
+		}
+		if len(v) == 0 {
+			return fmt.Errorf("TenantRecords(%x): empty record %x", id[:1], k[:4])
+		}
+		kk := k
+		prev = &kk
+		out[k] = bytes.Clone(v)
+		return nil
+	})
+	return out, err
+}
+
+// CheckTenant checks that a tenant's records are want.
+func CheckTenant(ctx context.Context, s store.DirectoryStore, id [16]byte, want map[store.TenantKey][]byte) error {
+	got, err := ReadTenant(ctx, s, id)
+	if len(want) == 0 {
+		if !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("TenantRecords(%x) of a tenant without records = %d records, %v; want ErrNotFound", id[:1], len(got), err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("TenantRecords(%x): %w", id[:1], err)
+	}
+	if len(got) != len(want) {
+		return fmt.Errorf("TenantRecords(%x) = %d records, want %d", id[:1], len(got), len(want))
+	}
+	for k, v := range want {
+		if !bytes.Equal(got[k], v) {
+			return fmt.Errorf("TenantRecords(%x): record %x = %d bytes, want %d", id[:1], k[:4], len(got[k]), len(v))
+		}
+	}
+	return nil
+}
+
+// Tenant returns the model's records of a tenant.
+func (m *Model) Tenant(id [16]byte) map[store.TenantKey][]byte { return maps.Clone(m.tenants[id]) }
+
+// summaryOf is the summary the model writes with a record.
+func summaryOf(rec []byte) []byte {
+	h := sha256.Sum256(rec)
+	return h[:20]
 }

@@ -16,6 +16,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -45,6 +46,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.DirectoryStore) {
 	t.Run("LateConflict", func(t *testing.T) { testLateConflict(t, newStore(t)) })
 	t.Run("MidCommitFault", func(t *testing.T) { testMidCommitFault(t, newStore) })
 	t.Run("LargeBlobs", func(t *testing.T) { testLargeBlobs(t, newStore(t)) })
+	t.Run("TenantRecords", func(t *testing.T) { testTenantRecords(t, newStore(t)) })
 	t.Run("ConcurrentReaders", func(t *testing.T) { testConcurrentReaders(t, newStore(t)) })
 	t.Run("TreeStore", func(t *testing.T) { testTreeStore(t, newStore(t)) })
 	t.Run("Closed", func(t *testing.T) { testClosed(t, newStore(t)) })
@@ -211,8 +213,14 @@ func testEmpty(t *testing.T, s store.DirectoryStore) {
 	if _, err := s.Values(ctx, l, 1, 1); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Values = %v, want ErrNotFound", err)
 	}
-	if _, err := s.TenantState(ctx, [16]byte{1}); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("TenantState = %v, want ErrNotFound", err)
+	if v, rec, err := s.LatestValue(ctx, l); err != nil || v != 0 || rec != nil {
+		t.Errorf("LatestValue = %d, %x, %v; want 0, nil, nil", v, rec, err)
+	}
+	if v, sum, err := s.LatestSummary(ctx, l); err != nil || v != 0 || sum != nil {
+		t.Errorf("LatestSummary = %d, %x, %v; want 0, nil, nil", v, sum, err)
+	}
+	if err := s.TenantRecords(ctx, [16]byte{1}, func(store.TenantKey, []byte) error { return nil }); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("TenantRecords = %v, want ErrNotFound", err)
 	}
 	if trs, err := s.Transitions(ctx); err != nil || len(trs) != 0 {
 		t.Errorf("Transitions = %d, %v; want none", len(trs), err)
@@ -266,7 +274,9 @@ func testNoAliasing(t *testing.T, s store.DirectoryStore) {
 		clear(c.Values[i].Record)
 	}
 	for i := range c.Tenants {
-		clear(c.Tenants[i].State)
+		for j := range c.Tenants[i].Records {
+			clear(c.Tenants[i].Records[j].Value)
+		}
 	}
 	clear(c.Head.Checkpoint)
 	for i := range c.Map.Nodes {
@@ -279,8 +289,6 @@ func testNoAliasing(t *testing.T, s store.DirectoryStore) {
 	l := m.Labels()[0]
 	vs, _ := s.Values(ctx, l, 1, 1)
 	clear(vs[0])
-	st, _ := s.TenantState(ctx, [16]byte{1})
-	clear(st)
 	m.Check(t, true)
 	keys := []vmap.NodeKey{vmap.RootKey(0)}
 	saved := slices.Clone(keys)
@@ -377,9 +385,9 @@ func testValueVersions(t *testing.T, s store.DirectoryStore) {
 	// Several versions in one commit, in any order.
 	c := m.Build(t, Spec{})
 	c.Values = append(c.Values,
-		store.ValueWrite{Label: l, Version: 4, Record: []byte("v4")},
-		store.ValueWrite{Label: l, Version: 2, Record: []byte("v2")},
-		store.ValueWrite{Label: l, Version: 3, Record: []byte("v3")})
+		store.ValueWrite{Label: l, Version: 4, Record: []byte("v4"), Summary: summaryOf([]byte("v4"))},
+		store.ValueWrite{Label: l, Version: 2, Record: []byte("v2"), Summary: summaryOf([]byte("v2"))},
+		store.ValueWrite{Label: l, Version: 3, Record: []byte("v3"), Summary: summaryOf([]byte("v3"))})
 	if err := m.Commit(t, ctx, c); err != nil {
 		t.Fatalf("versions 2..4 in one commit: %v", err)
 	}
@@ -389,6 +397,9 @@ func testValueVersions(t *testing.T, s store.DirectoryStore) {
 	}
 	if v, _ := s.LatestVersion(ctx, l); v != 4 {
 		t.Fatalf("LatestVersion = %d, want 4", v)
+	}
+	if v, sum, err := s.LatestSummary(ctx, l); err != nil || v != 4 || !bytes.Equal(sum, summaryOf([]byte("v4"))) {
+		t.Fatalf("LatestSummary = %d, %x, %v; want 4 and v4's summary", v, sum, err)
 	}
 	m.Check(t, false)
 }
@@ -422,7 +433,14 @@ func testInvalidCommits(t *testing.T, s store.DirectoryStore) {
 			c.LogNodes = append(c.LogNodes, tlog.Node{ID: tlog.NodeID{Level: 0, Index: 0}, Hash: tlog.Hash{1}})
 		}, store.ErrConflict},
 		{"tenant twice", func(c *store.EpochCommit) { c.Tenants = append(c.Tenants, c.Tenants[0]) }, store.ErrInvalidCommit},
-		{"empty tenant state", func(c *store.EpochCommit) { c.Tenants[0].State = nil }, store.ErrInvalidCommit},
+		{"tenant write without records", func(c *store.EpochCommit) { c.Tenants[0].Records = nil }, store.ErrInvalidCommit},
+		{"tenant record twice", func(c *store.EpochCommit) {
+			c.Tenants[0].Records = append(c.Tenants[0].Records, store.TenantRecord{Key: c.Tenants[0].Records[0].Key})
+		}, store.ErrInvalidCommit},
+		{"oversized summary", func(c *store.EpochCommit) { c.Values[0].Summary = make([]byte, store.MaxSummarySize+1) }, store.ErrInvalidCommit},
+		{"oversized tenant record", func(c *store.EpochCommit) {
+			c.Tenants[0].Records[0].Value = make([]byte, store.MaxTenantRecordSize+1)
+		}, store.ErrInvalidCommit},
 		{"record too large", func(c *store.EpochCommit) {
 			c.Values[len(c.Values)-1].Record = make([]byte, store.MaxRecordSize+1)
 		}, store.ErrInvalidCommit},
@@ -519,6 +537,49 @@ func testLargeBlobs(t *testing.T, s store.DirectoryStore) {
 	m.Check(t, true)
 }
 
+// testTenantRecords: a commit writes only the records it names; the others
+// keep their latest version; deleted records disappear, and a tenant whose
+// records are all deleted is not found.
+func testTenantRecords(t *testing.T, s store.DirectoryStore) {
+	ctx := context.Background()
+	m := NewModel(t, s, 13)
+	m.MustCommit(t, Spec{NewLabels: 5, Tenants: 2, TenantRecords: 40, TenantSize: 3000})
+	for e := range 6 {
+		m.MustCommit(t, Spec{Updates: 2, Tenants: 1 + e%2, TenantRecords: 4, TenantDeletes: 3, TenantSize: 10 + 500*e})
+		m.Check(t, false)
+	}
+	// Delete a key never written, and rewrite one deleted in this epoch's
+	// predecessor: both are plain record writes.
+	c := m.Build(t, Spec{Tenants: 1, TenantRecords: 1})
+	c.Tenants[0].Records = append(c.Tenants[0].Records, store.TenantRecord{Key: store.TenantKey{3, 0xde, 0xad}})
+	if err := m.Commit(t, ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	m.Check(t, true)
+	// Delete every record of tenant 2.
+	id := [16]byte{2}
+	c = m.Build(t, Spec{})
+	tw := store.TenantWrite{ID: id}
+	for k := range m.Tenant(id) {
+		tw.Records = append(tw.Records, store.TenantRecord{Key: k})
+	}
+	c.Tenants = append(c.Tenants, tw)
+	if err := m.Commit(t, ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	m.Check(t, false)
+	if _, err := ReadTenant(ctx, s, id); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("TenantRecords of a tenant whose records were all deleted = %v, want ErrNotFound", err)
+	}
+	// An error from fn stops the walk and is returned.
+	stop := errors.New("stop")
+	calls := 0
+	err := s.TenantRecords(ctx, [16]byte{1}, func(store.TenantKey, []byte) error { calls++; return stop })
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Fatalf("TenantRecords with a failing fn = %v after %d calls, want stop after 1", err, calls)
+	}
+}
+
 // testConcurrentReaders commits epochs while readers check that what they
 // see is the state of one head: the root of the head's epoch is there, a
 // label written at every epoch e with version e+1 has a version between
@@ -535,7 +596,9 @@ func testConcurrentReaders(t *testing.T, s store.DirectoryStore) {
 		}
 		c := m.Build(t, sp)
 		c.Values = slices.DeleteFunc(c.Values, func(w store.ValueWrite) bool { return w.Label == clock })
-		c.Values = append(c.Values, store.ValueWrite{Label: clock, Version: uint32(c.Epoch + 1), Record: fmt.Appendf(nil, "%d", c.Epoch)})
+		rec := fmt.Appendf(nil, "%d", c.Epoch)
+		c.Values = append(c.Values, store.ValueWrite{Label: clock, Version: uint32(c.Epoch + 1), Record: rec, Summary: summaryOf(rec)})
+		c.Tenants[0].Records = append(c.Tenants[0].Records, store.TenantRecord{Key: tenantClock, Value: epochBytes(c.Epoch)})
 		if err := m.Commit(t, ctx, c); err != nil {
 			t.Error(err)
 		}
@@ -574,6 +637,10 @@ func testConcurrentReaders(t *testing.T, s store.DirectoryStore) {
 	m.Check(t, true)
 }
 
+// tenantClock is the tenant record testConcurrentReaders rewrites every
+// epoch (the model's random keys have a first byte below 4).
+var tenantClock = store.TenantKey{0xff, 0xc1}
+
 func readConsistent(ctx context.Context, s store.DirectoryStore, clock vmap.Label, tenant [16]byte) error {
 	h1, err := s.Head(ctx)
 	if err != nil {
@@ -595,9 +662,22 @@ func readConsistent(ctx context.Context, s store.DirectoryStore, clock vmap.Labe
 	if err != nil {
 		return fmt.Errorf("latest version %d: %w", v, err)
 	}
-	st, err := s.TenantState(ctx, tenant)
+	lv, lrec, err := s.LatestValue(ctx, clock)
 	if err != nil {
-		return fmt.Errorf("tenant state: %w", err)
+		return fmt.Errorf("latest value: %w", err)
+	}
+	// The clock record is rewritten every epoch, so at one head no
+	// record is newer than it.
+	clockE, maxE := uint64(0), uint64(0)
+	err = s.TenantRecords(ctx, tenant, func(k store.TenantKey, v []byte) error {
+		if k == tenantClock {
+			clockE = binaryEpoch(v)
+		}
+		maxE = max(maxE, binaryEpoch(v))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("tenant records: %w", err)
 	}
 	next, nerr := s.GetNodes([]vmap.NodeKey{vmap.RootKey(h1.Epoch + 1)})
 	h2, err := s.Head(ctx)
@@ -613,8 +693,14 @@ func readConsistent(ctx context.Context, s store.DirectoryStore, clock vmap.Labe
 	if string(vs[0]) != fmt.Sprint(v-1) {
 		return fmt.Errorf("version %d holds %q", v, vs[0])
 	}
-	if te := binaryEpoch(st); te < h1.Epoch || te > h2.Epoch {
-		return fmt.Errorf("tenant state of epoch %d outside heads %d..%d", te, h1.Epoch, h2.Epoch)
+	if lv < v || uint64(lv) > h2.Epoch+1 || string(lrec) != fmt.Sprint(lv-1) {
+		return fmt.Errorf("latest value %d (%q) after latest version %d, head %d", lv, lrec, v, h2.Epoch)
+	}
+	if clockE < h1.Epoch || clockE > h2.Epoch {
+		return fmt.Errorf("tenant records of epoch %d outside heads %d..%d", clockE, h1.Epoch, h2.Epoch)
+	}
+	if maxE != clockE {
+		return fmt.Errorf("tenant records of epochs %d and %d read together", clockE, maxE)
 	}
 	if nerr == nil && len(next) == 1 && h2.Epoch <= h1.Epoch {
 		return fmt.Errorf("root of epoch %d visible while the head stayed at %d", h1.Epoch+1, h2.Epoch)
@@ -623,6 +709,14 @@ func readConsistent(ctx context.Context, s store.DirectoryStore, clock vmap.Labe
 		return nerr
 	}
 	return nil
+}
+
+func epochBytes(e uint64) []byte {
+	b := make([]byte, 8)
+	for i := range b {
+		b[i] = byte(e >> (56 - 8*i))
+	}
+	return b
 }
 
 func binaryEpoch(b []byte) uint64 {
@@ -713,7 +807,9 @@ func testClosed(t *testing.T, s store.DirectoryStore) {
 	_, checks["ReadNodes"] = s.ReadNodes(ctx, []tlog.NodeID{{}})
 	_, checks["Values"] = s.Values(ctx, l, 1, 1)
 	_, checks["LatestVersion"] = s.LatestVersion(ctx, l)
-	_, checks["TenantState"] = s.TenantState(ctx, [16]byte{1})
+	_, _, checks["LatestValue"] = s.LatestValue(ctx, l)
+	_, _, checks["LatestSummary"] = s.LatestSummary(ctx, l)
+	checks["TenantRecords"] = s.TenantRecords(ctx, [16]byte{1}, func(store.TenantKey, []byte) error { return nil })
 	_, checks["Transitions"] = s.Transitions(ctx)
 	next := *c
 	next.Epoch++

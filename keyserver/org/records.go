@@ -1,0 +1,710 @@
+package org
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+)
+
+// Tenant state records (docs/spec/org.md §Tenant state records): the
+// directory stores a tenant's state as records, one per user, code,
+// department, policy and certified-key hash, plus three tenant-wide ones,
+// so that an epoch writes only what changed. Each record is named by a
+// StateKey, a kind byte and a 32-byte id:
+//
+//	kind  id                                   value
+//	0x01  zero                                 TenantCore
+//	0x02  zero                                 TenantTrust
+//	0x03  zero                                 OrgChart (the last published)
+//	0x04  SHA-256(policy id)                   PolicyBundle
+//	0x05  department id || 16 zero bytes       DepartmentState
+//	0x06  user id || 16 zero bytes             UserState (state.go)
+//	0x07  code id || 16 zero bytes             CodeState (state.go)
+//	0x08  SHA-256 of a certified key           uint8 1
+//	0x09  SHA-256 of a consumed approval       uint8 1
+//
+//	struct {
+//	    uint8  type = 0x3e;
+//	    uint8  version = 2;
+//	    opaque tenant[16];
+//	    uint64 certificate_lifetime;        /* seconds */
+//	    uint64 max_code_lifetime;           /* seconds */
+//	    uint8  code_failure_limit;
+//	    uint32 tenant_failure_limit;
+//	    uint64 tenant_failure_window;       /* seconds */
+//	    uint64 next_serial;
+//	    uint64 fail_window_start;           /* 0 when fail_count is 0 */
+//	    uint32 fail_count;
+//	    uint8  chart_dirty;
+//	    opaque org_dirty<0..2^32-1>;        /* labels, each opaque<1..2^16-1>, increasing */
+//	} TenantCore;
+//
+//	struct {
+//	    opaque trust_bundle<1..2^24-1>;
+//	    opaque admin_roster<1..2^24-1>;
+//	    opaque ca_rotation<0..2^24-1>;
+//	    opaque escrow_policy<0..2^24-1>;
+//	} TenantTrust;
+//
+//	struct {
+//	    opaque id[16];
+//	    opaque parent[16];
+//	    opaque name<1..255>;
+//	} DepartmentState;
+//
+// Records come back in increasing key order, so the core and trust
+// records come first and every record a later one refers to (policies and
+// departments before users, users before codes) before it.
+
+// StateKeySize is the size of a StateKey.
+const StateKeySize = 33
+
+// A StateKey names one record of a tenant's state.
+type StateKey [StateKeySize]byte
+
+// A StateRecord is one record of a tenant's state; a nil Value means the
+// record was deleted.
+type StateRecord struct {
+	Key   StateKey
+	Value []byte
+}
+
+// Record kinds.
+const (
+	recCore         = 0x01
+	recTrust        = 0x02
+	recChart        = 0x03
+	recPolicy       = 0x04
+	recDepartment   = 0x05
+	recUser         = 0x06
+	recCode         = 0x07
+	recUsedKey      = 0x08
+	recUsedApproval = 0x09
+)
+
+// persistedState is what the last MarkPersisted saw of the records that
+// are compared rather than tracked: the tenant-wide ones.
+type persistedState struct {
+	valid    bool // false: every record is pending
+	trust    *TrustBundle
+	roster   *AdminRoster
+	rotation *CARotation
+	escrow   *EscrowPolicy
+	chart    *OrgChart
+}
+
+func stateKey(kind byte, id []byte) StateKey {
+	var k StateKey
+	k[0] = kind
+	copy(k[1:], id)
+	return k
+}
+
+func policyKeyID(id string) []byte {
+	h := sha256.Sum256([]byte(id))
+	return h[:]
+}
+
+// touch marks a record changed.
+func (t *Tenant) touch(kind byte, id []byte) {
+	if t.changed == nil {
+		t.changed = map[StateKey]struct{}{}
+	}
+	t.changed[stateKey(kind, id)] = struct{}{}
+}
+
+func (t *Tenant) touchUser(u *user) { t.touch(recUser, u.id[:]) }
+
+// dirtyUsers returns the users with unpublished changes, by id. Every one
+// of them is a changed record (appendTo and touchUser mark them), so it
+// looks at the changed records only.
+func (t *Tenant) dirtyUsers() []UserID {
+	var out []UserID
+	for k := range t.changed {
+		if k[0] != recUser {
+			continue
+		}
+		id := UserID(k[1:17])
+		if u := t.users[id]; u != nil && u.dirty {
+			out = append(out, id)
+		}
+	}
+	sortByteArrays(out)
+	return out
+}
+
+// PendingRecords returns the records of the tenant's state that changed
+// since the last MarkPersisted, by key: every record of a tenant never
+// persisted, else the core record, the trust and chart records if they
+// changed, and every user, code, department, policy and hash record an
+// operation changed (a nil Value for one deleted). The chart record is
+// also included while the chart is to be republished, so that the records
+// returned before Publish restore everything Publish changes
+// (RestoreRecords). The cost is that of the records returned, not of the
+// tenant's size.
+func (t *Tenant) PendingRecords() ([]StateRecord, error) {
+	if !t.persisted.valid {
+		return t.StateRecords()
+	}
+	keys := make([]StateKey, 0, len(t.changed)+3)
+	keys = append(keys, stateKey(recCore, nil))
+	p := &t.persisted
+	if p.trust != t.trust || p.roster != t.roster || p.rotation != t.rotation || p.escrow != t.escrow {
+		keys = append(keys, stateKey(recTrust, nil))
+	}
+	if t.chart != nil && (p.chart != t.chart || t.chartDirty) {
+		keys = append(keys, stateKey(recChart, nil))
+	}
+	for k := range t.changed {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b StateKey) int { return bytes.Compare(a[:], b[:]) })
+	out := make([]StateRecord, 0, len(keys))
+	for _, k := range keys {
+		v, err := t.encodeRecord(k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, StateRecord{Key: k, Value: v})
+	}
+	return out, nil
+}
+
+// MarkPersisted records that the records PendingRecords returned are
+// stored: the next PendingRecords returns only what changes from now on,
+// and the users with unpublished changes.
+func (t *Tenant) MarkPersisted() {
+	for k := range t.changed {
+		// A user with unpublished changes stays changed (dirtyUsers).
+		if u := t.users[UserID(k[1:17])]; k[0] != recUser || u == nil || !u.dirty {
+			delete(t.changed, k)
+		}
+	}
+	t.persisted = persistedState{valid: true, trust: t.trust, roster: t.roster, rotation: t.rotation, escrow: t.escrow, chart: t.chart}
+}
+
+// StateRecords returns every record of the tenant's state, by key.
+func (t *Tenant) StateRecords() ([]StateRecord, error) {
+	keys := t.stateKeys()
+	out := make([]StateRecord, 0, len(keys))
+	for _, k := range keys {
+		v, err := t.encodeRecord(k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, StateRecord{Key: k, Value: v})
+	}
+	return out, nil
+}
+
+// stateKeys returns the key of every record of the tenant's state, sorted.
+func (t *Tenant) stateKeys() []StateKey {
+	keys := []StateKey{stateKey(recCore, nil), stateKey(recTrust, nil)}
+	if t.chart != nil {
+		keys = append(keys, stateKey(recChart, nil))
+	}
+	for id := range t.policies {
+		keys = append(keys, stateKey(recPolicy, policyKeyID(id)))
+	}
+	for id := range t.departments {
+		keys = append(keys, stateKey(recDepartment, id[:]))
+	}
+	for id := range t.users {
+		keys = append(keys, stateKey(recUser, id[:]))
+	}
+	for id := range t.codes {
+		keys = append(keys, stateKey(recCode, id[:]))
+	}
+	for h := range t.usedKeys {
+		keys = append(keys, stateKey(recUsedKey, h[:]))
+	}
+	for h := range t.usedApprovals {
+		keys = append(keys, stateKey(recUsedApproval, h[:]))
+	}
+	slices.SortFunc(keys, func(a, b StateKey) int { return bytes.Compare(a[:], b[:]) })
+	return keys
+}
+
+// encodeRecord returns the current encoding of record k, nil if the
+// record does not exist.
+func (t *Tenant) encodeRecord(k StateKey) ([]byte, error) {
+	id16 := [16]byte(k[1:17])
+	var f func(b *cryptobyte.Builder)
+	switch k[0] {
+	case recCore:
+		f = t.addCore
+	case recTrust:
+		f = func(b *cryptobyte.Builder) {
+			addEncoded(b, t.trust, true)
+			addEncoded(b, t.roster, true)
+			addEncoded(b, t.rotation, t.rotation != nil)
+			addEncoded(b, t.escrow, t.escrow != nil)
+		}
+	case recChart:
+		if t.chart == nil {
+			return nil, nil
+		}
+		return t.chart.Marshal()
+	case recPolicy:
+		for id, p := range t.policies {
+			if bytes.Equal(policyKeyID(id), k[1:]) {
+				return p.Marshal()
+			}
+		}
+		return nil, nil
+	case recDepartment:
+		d, ok := t.departments[DepartmentID(id16)]
+		if !ok {
+			return nil, nil
+		}
+		f = func(b *cryptobyte.Builder) {
+			addID(b, id16[:])
+			addID(b, d.parent[:])
+			addText(b, d.name)
+		}
+	case recUser:
+		u, ok := t.users[UserID(id16)]
+		if !ok {
+			return nil, nil
+		}
+		f = func(b *cryptobyte.Builder) { addUserState(b, UserID(id16), u) }
+	case recCode:
+		c, ok := t.codes[CodeID(id16)]
+		if !ok {
+			return nil, nil
+		}
+		f = func(b *cryptobyte.Builder) { addCodeState(b, CodeID(id16), c) }
+	case recUsedKey, recUsedApproval:
+		set := t.usedKeys
+		if k[0] == recUsedApproval {
+			set = t.usedApprovals
+		}
+		if !set[[32]byte(k[1:])] {
+			return nil, nil
+		}
+		return []byte{1}, nil
+	default:
+		return nil, fmt.Errorf("org: state record kind %#x: %w", k[0], ErrInvalidArgument)
+	}
+	out, err := build(f)
+	if err != nil {
+		return nil, fmt.Errorf("org: encoding state record %x: %w", k[:1], err)
+	}
+	return out, nil
+}
+
+func (t *Tenant) addCore(b *cryptobyte.Builder) {
+	b.AddUint8(typeTenantState)
+	b.AddUint8(version2)
+	addID(b, t.id[:])
+	addDuration(b, t.config.CertificateLifetime)
+	addDuration(b, t.config.MaxCodeLifetime)
+	b.AddUint8(uint8(t.config.CodeFailureLimit))
+	b.AddUint32(uint32(t.config.TenantFailureLimit))
+	addDuration(b, t.config.TenantFailureWindow)
+	b.AddUint64(t.nextSerial)
+	if t.failCount == 0 {
+		b.AddUint64(0)
+	} else {
+		addTime(b, t.failWindowStart)
+	}
+	b.AddUint32(uint32(t.failCount))
+	addBool(b, t.chartDirty)
+	addU32Prefixed(b, func(b *cryptobyte.Builder) {
+		for _, l := range sortedKeys(t.orgDirty) {
+			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(l)) })
+		}
+	})
+}
+
+func addCodeState(b *cryptobyte.Builder, id CodeID, c *codeRecord) {
+	addID(b, id[:])
+	addID(b, c.user[:])
+	b.AddBytes(c.hash[:])
+	addID(b, c.issuedBy[:])
+	addTime(b, c.issuedAt)
+	addTime(b, c.expiresAt)
+	b.AddUint8(uint8(c.failures))
+	addBool(b, c.used)
+}
+
+func readCodeState(s *cryptobyte.String, limit int) (CodeID, *codeRecord, bool) {
+	var id CodeID
+	c := &codeRecord{}
+	var failures uint8
+	if !readID(s, (*[16]byte)(&id)) || !readID(s, (*[16]byte)(&c.user)) || !s.CopyBytes(c.hash[:]) ||
+		!readID(s, (*[16]byte)(&c.issuedBy)) || !readTime(s, &c.issuedAt) || !readTime(s, &c.expiresAt) ||
+		!s.ReadUint8(&failures) || !readBool(s, &c.used) {
+		return id, nil, false
+	}
+	c.failures = int(failures)
+	return id, c, c.failures <= limit
+}
+
+// TenantLoader restores a Tenant from its records (StateRecords or a
+// store's copy of them), one at a time, in increasing key order, so that
+// the records need not all be in memory at once. Each record is checked
+// as it is added, against the ones before; Finish checks the whole.
+type TenantLoader struct {
+	t     *Tenant
+	last  *StateKey
+	err   error
+	users []loadedUser // user records not yet parsed (flush)
+}
+
+// loadedUser is a user record the loader parses in a batch.
+type loadedUser struct {
+	key   StateKey
+	value []byte
+	u     *user
+	err   error
+}
+
+// loaderBatch is how many user records the loader parses at once, on
+// every core: parsing a user's device keys is most of a restart's cost.
+const loaderBatch = 4096
+
+// NewTenantLoader returns an empty loader.
+func NewTenantLoader() *TenantLoader {
+	return &TenantLoader{t: &Tenant{
+		policies: map[string]*PolicyBundle{}, departments: map[DepartmentID]*department{},
+		users: map[UserID]*user{}, codes: map[CodeID]*codeRecord{},
+		usedKeys: map[[32]byte]bool{}, usedApprovals: map[[32]byte]bool{}, orgDirty: map[string]bool{},
+		changed: map[StateKey]struct{}{},
+	}}
+}
+
+// Add adds the next record. Keys must increase; value is not retained.
+// User records are parsed in batches, on every core, so an error in one
+// may be returned by a later Add or by Finish. After an error every later
+// call fails.
+func (l *TenantLoader) Add(key StateKey, value []byte) error {
+	if l.err != nil {
+		return l.err
+	}
+	switch {
+	case l.last != nil && bytes.Compare(l.last[:], key[:]) >= 0:
+		l.err = fmt.Errorf("org: tenant state record %x out of order: %w", key[:1], ErrMalformed)
+	case len(value) == 0:
+		l.err = fmt.Errorf("org: tenant state record %x empty: %w", key[:1], ErrMalformed)
+	case l.last == nil && key[0] != recCore:
+		l.err = fmt.Errorf("org: tenant state without its core record: %w", ErrMalformed)
+	case key[0] > recTrust && l.last != nil && l.last[0] < recTrust:
+		l.err = fmt.Errorf("org: tenant state without its trust record: %w", ErrMalformed)
+	case key[0] == recUser:
+		// Users refer to policies and departments, whose keys are
+		// smaller: those are all applied already.
+		l.users = append(l.users, loadedUser{key: key, value: bytes.Clone(value)})
+		if len(l.users) >= loaderBatch {
+			l.flush()
+		}
+	default:
+		if l.flush(); l.err == nil {
+			if err := l.t.applyRecord(key, value); err != nil {
+				l.err = parseErr("tenant state record", err)
+			}
+		}
+	}
+	k := key
+	l.last = &k
+	return l.err
+}
+
+// flush parses the pending user records, in parallel, then adds them in
+// order, as applyRecord would.
+func (l *TenantLoader) flush() {
+	if len(l.users) == 0 || l.err != nil {
+		return
+	}
+	// readUserState reads the tenant (id, departments, policies) and
+	// writes only the user it returns.
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), (len(l.users)+63)/64) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(l.users) {
+					return
+				}
+				p := &l.users[i]
+				s := cryptobyte.String(p.value)
+				id, u, err := l.t.readUserState(&s)
+				switch {
+				case err != nil:
+					p.err = err
+				case !s.Empty() || [16]byte(id) != [16]byte(p.key[1:17]) || !bytes.Equal(p.key[17:], make([]byte, 16)):
+					p.err = ErrMalformed
+				default:
+					p.u = u
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i := range l.users {
+		p := &l.users[i]
+		if p.err != nil {
+			l.err = parseErr("tenant state record", p.err)
+			break
+		}
+		l.t.users[p.u.id] = p.u
+	}
+	clear(l.users)
+	l.users = l.users[:0]
+}
+
+// Finish checks the tenant as a whole and returns it, with signer, which
+// must hold the CA key of the state's trust bundle (ErrSignerMismatch
+// otherwise). The tenant's state counts as persisted.
+func (l *TenantLoader) Finish(signer Signer) (*Tenant, error) {
+	t, err := l.check()
+	if err != nil {
+		return nil, err
+	}
+	if signer == nil || signer.Public() == nil || !signer.Public().Equal(t.trust.CA) {
+		return nil, ErrSignerMismatch
+	}
+	t.signer = signer
+	l.err = fmt.Errorf("org: tenant loader already finished: %w", ErrInvalidArgument)
+	return t, nil
+}
+
+// check is Finish without the signer.
+func (l *TenantLoader) check() (*Tenant, error) {
+	if l.flush(); l.err != nil {
+		return nil, l.err
+	}
+	t := l.t
+	if l.last == nil || t.trust == nil {
+		return nil, fmt.Errorf("org: tenant state incomplete: %w", ErrMalformed)
+	}
+	if !t.departmentsAcyclic() || t.checkSerials() != nil {
+		return nil, parseErr("tenant state", ErrMalformed)
+	}
+	for _, d := range t.departments {
+		if _, ok := t.departments[d.parent]; !d.parent.IsZero() && !ok {
+			return nil, parseErr("tenant state", ErrMalformed)
+		}
+	}
+	for lb := range t.orgDirty {
+		if _, err := t.orgValue(lb); err != nil {
+			return nil, parseErr("tenant state", ErrMalformed)
+		}
+	}
+	t.MarkPersisted()
+	// A dirty user is a changed record (dirtyUsers).
+	for id, u := range t.users {
+		if u.dirty {
+			t.touch(recUser, id[:])
+		}
+	}
+	return t, nil
+}
+
+// RestoreRecords puts back records that PendingRecords returned, undoing
+// what happened to them since: the directory calls it with the records it
+// took before Publish when the epoch's commit fails (§Publishing). The
+// records are the tenant's own encodings; each is parsed strictly. The
+// records stay pending.
+func (t *Tenant) RestoreRecords(recs []StateRecord) error {
+	for _, r := range recs {
+		if err := t.applyRecord(r.Key, r.Value); err != nil {
+			return parseErr("tenant state record", err)
+		}
+	}
+	return nil
+}
+
+// applyRecord parses record k and puts it in the tenant's state, or
+// deletes it if value is empty. Cross-record checks use the records
+// applied so far.
+func (t *Tenant) applyRecord(k StateKey, value []byte) error {
+	id16 := [16]byte(k[1:17])
+	zeroTail := func(n int) bool {
+		for _, x := range k[1+n:] {
+			if x != 0 {
+				return false
+			}
+		}
+		return true
+	}
+	s := cryptobyte.String(value)
+	if len(value) == 0 {
+		switch k[0] {
+		case recPolicy:
+			for id := range t.policies {
+				if bytes.Equal(policyKeyID(id), k[1:]) {
+					delete(t.policies, id)
+				}
+			}
+		case recDepartment:
+			delete(t.departments, DepartmentID(id16))
+		case recUser:
+			delete(t.users, UserID(id16))
+		case recCode:
+			delete(t.codes, CodeID(id16))
+		case recUsedKey:
+			delete(t.usedKeys, [32]byte(k[1:]))
+		case recUsedApproval:
+			delete(t.usedApprovals, [32]byte(k[1:]))
+		case recChart:
+			t.chart = nil
+		default:
+			return ErrMalformed
+		}
+		return nil
+	}
+	switch k[0] {
+	case recCore:
+		return t.parseCore(k, s)
+	case recTrust:
+		if !zeroTail(0) || t.id.IsZero() {
+			return ErrMalformed
+		}
+		return t.parseTrust(s)
+	case recChart:
+		c, err := ParseOrgChart(value)
+		if err != nil {
+			return err
+		}
+		if !zeroTail(0) || c.Tenant != t.id {
+			return ErrMalformed
+		}
+		t.chart = c
+	case recPolicy:
+		p, err := ParsePolicyBundle(value)
+		if err != nil {
+			return err
+		}
+		if p.Tenant != t.id || !bytes.Equal(policyKeyID(p.PolicyID), k[1:]) {
+			return ErrMalformed
+		}
+		t.policies[p.PolicyID] = p
+	case recDepartment:
+		var id, parent DepartmentID
+		d := &department{}
+		if !readID(&s, (*[16]byte)(&id)) || !readID(&s, (*[16]byte)(&parent)) || !readText(&s, &d.name) || !s.Empty() ||
+			id.IsZero() || [16]byte(id) != id16 || !zeroTail(16) {
+			return ErrMalformed
+		}
+		d.parent = parent
+		t.departments[id] = d
+	case recUser:
+		id, u, err := t.readUserState(&s)
+		if err != nil {
+			return err
+		}
+		if !s.Empty() || [16]byte(id) != id16 || !zeroTail(16) {
+			return ErrMalformed
+		}
+		t.users[id] = u
+	case recCode:
+		id, c, ok := readCodeState(&s, t.config.CodeFailureLimit)
+		if !ok || !s.Empty() || [16]byte(id) != id16 || !zeroTail(16) {
+			return ErrMalformed
+		}
+		if u, ok := t.users[c.user]; !ok || u.removed {
+			return ErrMalformed
+		}
+		t.codes[id] = c
+	case recUsedKey, recUsedApproval:
+		if len(value) != 1 || value[0] != 1 {
+			return ErrMalformed
+		}
+		if k[0] == recUsedKey {
+			t.usedKeys[[32]byte(k[1:])] = true
+		} else {
+			t.usedApprovals[[32]byte(k[1:])] = true
+		}
+	default:
+		return ErrMalformed
+	}
+	return nil
+}
+
+func (t *Tenant) parseCore(k StateKey, s cryptobyte.String) error {
+	var typ, ver, codeLimit uint8
+	var tenantLimit, failCount uint32
+	var id TenantID
+	var cfg Config
+	var nextSerial, windowStart uint64
+	var chartDirty bool
+	var dirty cryptobyte.String
+	if k != stateKey(recCore, nil) ||
+		!s.ReadUint8(&typ) || typ != typeTenantState || !s.ReadUint8(&ver) || ver != version2 ||
+		!readID(&s, (*[16]byte)(&id)) || id.IsZero() || (!t.id.IsZero() && id != t.id) ||
+		!readDuration(&s, &cfg.CertificateLifetime) || !readDuration(&s, &cfg.MaxCodeLifetime) ||
+		!s.ReadUint8(&codeLimit) || !s.ReadUint32(&tenantLimit) || !readDuration(&s, &cfg.TenantFailureWindow) ||
+		!s.ReadUint64(&nextSerial) || nextSerial == 0 ||
+		!s.ReadUint64(&windowStart) || windowStart > maxUnix || !s.ReadUint32(&failCount) || !readBool(&s, &chartDirty) ||
+		!readU32Prefixed(&s, &dirty) || !s.Empty() {
+		return ErrMalformed
+	}
+	cfg.CodeFailureLimit, cfg.TenantFailureLimit = int(codeLimit), int(tenantLimit)
+	if !cfg.valid() || (failCount == 0 && windowStart != 0) {
+		return ErrMalformed
+	}
+	orgDirty := map[string]bool{}
+	last := ""
+	for !dirty.Empty() {
+		var l cryptobyte.String
+		if !dirty.ReadUint16LengthPrefixed(&l) || len(l) == 0 || (len(orgDirty) > 0 && string(l) <= last) {
+			return ErrMalformed
+		}
+		last = string(l)
+		orgDirty[last] = true
+	}
+	t.id, t.config, t.nextSerial, t.failCount, t.chartDirty, t.orgDirty = id, cfg, nextSerial, int(failCount), chartDirty, orgDirty
+	t.failWindowStart = time.Time{}
+	if failCount > 0 {
+		t.failWindowStart = time.Unix(int64(windowStart), 0).UTC()
+	}
+	return nil
+}
+
+func (t *Tenant) parseTrust(s cryptobyte.String) error {
+	var trust, roster, rotation, escrow cryptobyte.String
+	if !s.ReadUint24LengthPrefixed(&trust) || !s.ReadUint24LengthPrefixed(&roster) ||
+		!s.ReadUint24LengthPrefixed(&rotation) || !s.ReadUint24LengthPrefixed(&escrow) || !s.Empty() {
+		return ErrMalformed
+	}
+	tb, err := ParseTrustBundle(trust)
+	if err != nil {
+		return err
+	}
+	r, err := ParseAdminRoster(roster)
+	if err != nil {
+		return err
+	}
+	if tb.Tenant != t.id || r.Tenant != t.id {
+		return ErrMalformed
+	}
+	var rot *CARotation
+	if len(rotation) > 0 {
+		if rot, err = ParseCARotation(rotation); err != nil {
+			return err
+		}
+		if rot.Tenant != t.id || !rot.New.Equal(tb.CA) {
+			return ErrMalformed
+		}
+	}
+	var esc *EscrowPolicy
+	if len(escrow) > 0 {
+		if esc, err = ParseEscrowPolicy(escrow); err != nil {
+			return err
+		}
+		if esc.Tenant != t.id {
+			return ErrMalformed
+		}
+	}
+	t.trust, t.roster, t.rotation, t.escrow = tb, r, rot, esc
+	return nil
+}
