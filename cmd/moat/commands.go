@@ -194,23 +194,29 @@ func newSyncCmd(g *globalOptions) *cobra.Command {
 		Short: "Fetch and decrypt what is waiting at the relay, print it, and exit",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return watch(cmd, g, false)
+			return watch(cmd, g, false, 0)
 		},
 	}
 }
 
 func newWatchCmd(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "watch",
+	var count int
+	cmd := &cobra.Command{
+		Use:   "watch [--count N]",
 		Short: "Print events (messages, receipts, security events) as they arrive, until interrupted",
 		Long: `watch fetches what is waiting, then stays connected to the relay's push
 channel and prints every event as it arrives, one per line, until SIGINT
-or SIGTERM.`,
+or SIGTERM, or (with --count) until N messages have arrived.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return watch(cmd, g, true)
+			if count < 0 {
+				return errors.New("--count must not be negative")
+			}
+			return watch(cmd, g, true, count)
 		},
 	}
+	cmd.Flags().IntVar(&count, "count", 0, "exit once this many new messages have arrived (0: run until interrupted)")
+	return cmd
 }
 
 func newHistoryCmd(g *globalOptions) *cobra.Command {

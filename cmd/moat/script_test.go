@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -22,7 +21,7 @@ func TestMain(m *testing.M) {
 // TestScript runs the transcripts in testdata/script with moat, and the
 // real moatd built here from ./cmd/moatd.
 func TestScript(t *testing.T) {
-	bin := buildMoatd(t)
+	bin := buildCommands(t, "moatd")
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
@@ -39,18 +38,7 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	"waitfile":  cmdWaitFile,
 	"waitready": cmdWaitReady,
 	"envfrom":   cmdEnvFrom,
-}
-
-// buildMoatd builds moatd into a temporary directory and returns it.
-func buildMoatd(t *testing.T) string {
-	t.Helper()
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", filepath.Join(bin, "moatd"), "github.com/moat-im/moat/cmd/moatd")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatalf("building moatd: %v", err)
-	}
-	return bin
+	"glob":      cmdGlob,
 }
 
 func addr(ts *testscript.TestScript, file string) string {
@@ -121,4 +109,17 @@ func cmdEnvFrom(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("%s: no match for %s", args[1], args[2])
 	}
 	ts.Setenv(args[0], m[1])
+}
+
+// glob VAR PATTERN: sets VAR to the one file that matches PATTERN.
+func cmdGlob(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: glob var pattern")
+	}
+	m, err := filepath.Glob(ts.MkAbs(args[1]))
+	ts.Check(err)
+	if len(m) != 1 {
+		ts.Fatalf("%s: %d matches, want 1", args[1], len(m))
+	}
+	ts.Setenv(args[0], m[0])
 }

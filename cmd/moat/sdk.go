@@ -77,7 +77,7 @@ func getFile(cmd *cobra.Command, g *globalOptions, msg, out string) error {
 	return errSDK
 }
 
-func watch(cmd *cobra.Command, g *globalOptions, follow bool) error {
+func watch(cmd *cobra.Command, g *globalOptions, follow bool, count int) error {
 	d, err := g.open(cmd)
 	if err != nil {
 		return err
