@@ -267,7 +267,7 @@ func runDirectory(ctx context.Context, o directoryOptions, stdout, stderr io.Wri
 		if name == "" {
 			name = ln.Addr().String()
 		}
-		rs, err = openRelay(ctx, o.Data, name, svc, log)
+		rs, err = openRelay(ctx, o.Data, name, svc, o.Dev, log)
 		if err != nil {
 			ln.Close()
 			return err

@@ -20,6 +20,7 @@ type metrics struct {
 	pushPages   prometheus.Counter
 	bundles     *prometheus.CounterVec // kem: one-time, last-resort; opk: yes, no
 	uploads     *prometheus.CounterVec // result
+	issued      *prometheus.CounterVec // result: anonymous tokens issued
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -69,5 +70,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	reg.MustRegister(m.rateLimited, m.auth, m.sends, m.sendBytes, m.forbidden, m.unavailable,
 		m.pushOpen, m.pushPages, m.bundles, m.uploads)
+	m.issued = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "moat_relay_tokens_issued_total",
+		Help: "Anonymous delivery tokens issued (ok, counted per token) and refused issuance requests (malformed).",
+	}, []string{"result"})
+	reg.MustRegister(m.issued)
 	return m
 }

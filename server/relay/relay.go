@@ -163,6 +163,10 @@ type Options struct {
 	// restart would let every token be spent again: a production relay
 	// passes a durable store).
 	Spent deliverytoken.SpentStore
+	// TokenIssuer issues anonymous tokens (tokens_issue.go); nil answers
+	// issuance with 404. Issuance bounds it per device and tenant.
+	TokenIssuer TokenIssuer
+	Issuance    IssuanceLimits
 
 	Limits Limits
 	// ReplayCache bounds device-authentication replay entries. Default
@@ -200,6 +204,8 @@ type Relay struct {
 
 	pushMu sync.Mutex
 	push   map[sealed.MailboxID]int // open push channels per device
+
+	issue issuance // anonymous-token quotas of the day
 
 	stop     context.CancelFunc
 	stopCtx  context.Context
@@ -318,6 +324,8 @@ func (r *Relay) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /relay/v1/devices/{mailbox}/prekeys", r.authed(deviceauth.PurposePrekeys, r.getPrekeyStatus))
 	mux.HandleFunc("GET /relay/v1/devices/{mailbox}/bundle", r.authedAny(deviceauth.PurposePrekeys, r.getBundle))
 	mux.HandleFunc("GET /relay/v1/devices/{mailbox}/key-package", r.authedAny(deviceauth.PurposePrekeys, r.getKeyPackage))
+	mux.HandleFunc("GET /relay/v1/tokens/issuer-key", r.getIssuerKey)
+	mux.HandleFunc("POST /relay/v1/tokens/issue", r.postIssueTokens)
 }
 
 // Instrument applies the per-address limit to /relay/v1 requests, counts

@@ -5,12 +5,15 @@
 // directory (docs/spec/relay-storage.md §Delivery-token state). The key
 // schema is in schema.go.
 //
-// Writes are serialised by one mutex: each Add, Remove, Spend and Forget
-// is one badger transaction made durable by one sync
-// (internal/badgerutil.Syncer) before it returns, so a registered verifier
-// survives a restart and a spent token stays spent across crashes.
-// Registrations are rate-limited per device by the relay, and anonymous
-// sends per address and per token; one writer is enough here.
+// Writes use group commit: the Add, Remove and Spend calls that arrive
+// while a batch is being written wait, and the next leader runs all of
+// them (up to maxBatch) in one badger transaction made durable by one
+// sync (internal/badgerutil.Syncer); each call returns only after that
+// sync, so a registered verifier survives a restart and a spent token
+// stays spent across crashes. A call that fails (a double spend, a full
+// mailbox) has written nothing and does not affect the others of its
+// batch; a failed commit or sync fails every call of the batch. Forget
+// runs alone.
 package badgertokens
 
 import (
@@ -52,10 +55,25 @@ type Options struct {
 type Store struct {
 	db *badger.DB
 
-	mu     sync.Mutex // serialises writes and guards syncer and closed
-	syncer *badgerutil.Syncer
-	closed bool
+	batchMu sync.Mutex // held while a batch, Forget or Close runs; guards syncer
+	syncer  *badgerutil.Syncer
+
+	mu      sync.Mutex // guards closed, queue and leading
+	closed  bool
+	queue   []*writeOp
+	leading bool // a caller is running batches
 }
+
+// writeOp is one call waiting for its batch.
+type writeOp struct {
+	f    func(txn *badger.Txn) error
+	err  error
+	done bool          // err is final (set before wake)
+	wake chan struct{} // done, or lead the next batch
+}
+
+// maxBatch bounds the calls of one transaction.
+const maxBatch = 1024
 
 var (
 	_ deliverytoken.VerifierStore = (*Store)(nil)
@@ -102,25 +120,92 @@ func (s *Store) init() error {
 	})
 }
 
-// write runs f in one transaction and makes it durable. s.mu is taken.
+// write runs f in a transaction with the calls queued with it, and
+// returns once that transaction is durable. f must write nothing when it
+// returns an error.
 func (s *Store) write(f func(txn *badger.Txn) error) error {
+	o := &writeOp{f: f, wake: make(chan struct{}, 1)}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return ErrClosed
+	}
+	s.queue = append(s.queue, o)
+	if s.leading {
+		s.mu.Unlock()
+		<-o.wake
+		if o.done {
+			return o.err
+		}
+	} else {
+		s.leading = true
+		s.mu.Unlock()
+	}
+	// o leads: it is still queued, and runs the queue's first maxBatch
+	// calls, then hands over to the first call left, if any.
+	for !o.done {
+		s.runBatch()
+	}
+	s.mu.Lock()
+	if len(s.queue) > 0 {
+		s.queue[0].wake <- struct{}{}
+	} else {
+		s.leading = false
+	}
+	s.mu.Unlock()
+	return o.err
+}
+
+// runBatch runs up to maxBatch queued calls in one transaction, syncs,
+// and wakes each of them but the leader.
+func (s *Store) runBatch() {
+	s.batchMu.Lock()
+	defer s.batchMu.Unlock()
+	s.mu.Lock()
+	n := min(len(s.queue), maxBatch)
+	batch := s.queue[:n:n]
+	s.queue = s.queue[n:]
+	closed := s.closed
+	s.mu.Unlock()
+	finish := func(err error) {
+		for _, o := range batch {
+			if err != nil && o.err == nil {
+				o.err = err
+			}
+			o.done = true
+			select {
+			case o.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+	if closed {
+		finish(ErrClosed)
+		return
 	}
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
-	if err := f(txn); err != nil {
-		return err
+	wrote := false
+	for _, o := range batch {
+		if o.err = o.f(txn); o.err == nil {
+			wrote = true
+		} else if errors.Is(o.err, badger.ErrTxnTooBig) {
+			o.err = fmt.Errorf("%w: %v", ErrUnavailable, o.err)
+		}
+	}
+	if !wrote {
+		finish(nil)
+		return
 	}
 	if err := txn.Commit(); err != nil {
-		return fmt.Errorf("%w: commit: %v", ErrUnavailable, err)
+		finish(fmt.Errorf("%w: commit: %v", ErrUnavailable, err))
+		return
 	}
 	if err := s.syncer.Sync(s.db); err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		finish(fmt.Errorf("%w: %v", ErrUnavailable, err))
+		return
 	}
-	return nil
+	finish(nil)
 }
 
 // get reads key's value; found is false if there is none.
@@ -216,9 +301,12 @@ func (s *Store) Spend(keyID, nonce [32]byte) error {
 // Forget drops the spent nonces of a retired issuer key, once the relay
 // refuses that key's tokens.
 func (s *Store) Forget(keyID [32]byte) error {
+	s.batchMu.Lock()
+	defer s.batchMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
 		return ErrClosed
 	}
 	if err := s.db.DropPrefix(spentPrefix(keyID)); err != nil {
@@ -242,11 +330,14 @@ func (s *Store) view(f func(txn *badger.Txn) error) error {
 
 // Close closes the database. Calls after Close return ErrClosed.
 func (s *Store) Close() error {
+	s.batchMu.Lock()
+	defer s.batchMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return nil
 	}
 	s.closed = true
+	s.mu.Unlock()
 	return s.db.Close()
 }

@@ -2,6 +2,7 @@ package badgertokens_test
 
 import (
 	"encoding/binary"
+	"sync/atomic"
 	"testing"
 
 	"github.com/moat-im/moat/crypto/deliverytoken"
@@ -34,4 +35,24 @@ func BenchmarkHasVerifier(b *testing.B) {
 			b.Fatal(ok, err)
 		}
 	}
+}
+
+// BenchmarkSpendParallel: concurrent durable spends, which group commit
+// batches into one transaction and one sync.
+func BenchmarkSpendParallel(b *testing.B) {
+	s := open(b, b.TempDir())
+	var key [32]byte
+	key[0] = 1
+	var n atomic.Uint64
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			var nonce [32]byte
+			binary.BigEndian.PutUint64(nonce[:], n.Add(1))
+			if err := s.Spend(key, nonce); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

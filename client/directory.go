@@ -1,0 +1,265 @@
+package client
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/moat-im/moat/client/localstore"
+	"github.com/moat-im/moat/keyserver/kt"
+	"github.com/moat-im/moat/keyserver/org"
+)
+
+// lookup looks user up in the directory and verifies the answer
+// (docs/spec/directory.md §Client verification). Any failure is an
+// *UnverifiedContactError saying why. A verified lookup of this device's
+// own user that shows this device revoked wipes the store (§Revocation,
+// checkSelf). c.mu is held.
+func (c *Client) lookup(ctx context.Context, user UserID) (*kt.LookupResult, error) {
+	resp, err := c.dir.Lookup(ctx, user, c.kt.TreeSize())
+	if err != nil {
+		return nil, &UnverifiedContactError{User: user, Reason: "the directory lookup failed", Err: err}
+	}
+	res, err := c.kt.VerifyLookup(c.dev.Tenant, user, resp, c.now())
+	if errors.Is(err, kt.ErrNotFound) {
+		return nil, &UnverifiedContactError{User: user, Reason: "not in the directory (unknown, or not yet published)", Err: err}
+	}
+	if err != nil {
+		return nil, &UnverifiedContactError{User: user, Reason: "the directory's answer does not verify", Err: err}
+	}
+	// The kt state moved on: keep it (a failure here only costs a
+	// re-verification later).
+	if err := c.update(func(localstore.Tx) error { return nil }); err != nil {
+		return nil, err
+	}
+	if user == c.dev.User {
+		if err := c.checkSelf(res.Value, res.Devices); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// checkSelf wipes the store if a verified value of this device's own user
+// revokes this device: a device_revoked entry for it, signed by the CA and
+// logged, or its certificate among the revoked (docs/spec/org.md
+// §Revocation).
+func (c *Client) checkSelf(v *org.UserValue, usable []*org.DeviceCertificate) error {
+	revoked := false
+	for _, e := range v.Entries {
+		if a, isRev := e.Action.(*org.DeviceRevoked); isRev && a.Device == c.dev.Device {
+			revoked = true
+		}
+	}
+	if !revoked {
+		return nil
+	}
+	return c.wipe("a verified directory record revokes this device")
+}
+
+// wipe destroys the store and marks the client revoked. c.mu is held.
+func (c *Client) wipe(why string) error {
+	c.log.Warn("device revoked: wiping the local store", "reason", why)
+	c.dev.Revoked = true
+	err := c.st.Wipe()
+	c.emit(Event{Kind: EventRevoked, Err: ErrRevoked})
+	if err != nil {
+		return fmt.Errorf("%w (wipe failed: %v)", ErrRevoked, err)
+	}
+	return ErrRevoked
+}
+
+// Wipe acts on a wipe instruction the organisation issued when it revoked
+// this device (moatd admin revoke-device prints it; docs/spec/org.md §Wipe
+// instructions): if it names this tenant, this device and its current
+// certificate serial, and verifies under the pinned CA key, the store is
+// wiped and the client refuses further use (ErrRevoked is returned).
+// Anything else is refused with the store untouched.
+func (c *Client) Wipe(instruction []byte) error {
+	if err := c.lock(); err != nil {
+		return err
+	}
+	defer c.mu.Unlock()
+	w, err := org.ParseWipeInstruction(instruction)
+	if err != nil {
+		return fmt.Errorf("client: wipe instruction: %w", err)
+	}
+	if err := w.Verify(c.kt.Bundle().CA, c.dev.Tenant, c.dev.Device, c.dev.Serial); err != nil {
+		return fmt.Errorf("client: wipe instruction refused: %w", err)
+	}
+	return c.wipe("a wipe instruction signed by the organisation")
+}
+
+func fingerprint(cert *org.DeviceCertificate) string {
+	fp := kt.IdentityFingerprint(cert.Identity)
+	return hex.EncodeToString(fp[:])
+}
+
+// orgInfo returns the display name and department of user from the
+// verified org chart; empty strings if it has none.
+func (c *Client) orgInfo(ctx context.Context, user UserID) (name, dept string) {
+	resp, err := c.dir.LookupOrg(ctx, org.OrgLabelOrgChart, c.kt.TreeSize())
+	if err != nil {
+		return "", ""
+	}
+	res, err := c.kt.VerifyOrgLookup(org.OrgLabelOrgChart, resp, c.now())
+	if err != nil {
+		return "", ""
+	}
+	chart, isChart := res.Statement.(*org.OrgChart)
+	if !isChart {
+		return "", ""
+	}
+	for _, m := range chart.Members {
+		if m.User == user {
+			name = m.DisplayName
+			for _, d := range chart.Departments {
+				if d.ID == m.Department {
+					dept = d.Name
+				}
+			}
+		}
+	}
+	return name, dept
+}
+
+// Contact looks user up in the directory, verifies the answer, and
+// returns the user's usable devices and display name. An unverifiable
+// user, or one without a usable device, is an *UnverifiedContactError.
+func (c *Client) Contact(ctx context.Context, user UserID) (*Contact, error) {
+	if err := c.lock(); err != nil {
+		return nil, err
+	}
+	defer c.mu.Unlock()
+	return c.contact(ctx, user)
+}
+
+func (c *Client) contact(ctx context.Context, user UserID) (*Contact, error) {
+	res, err := c.lookup(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	if len(res.Devices) == 0 {
+		return nil, &UnverifiedContactError{User: user, Reason: "no usable device in the directory"}
+	}
+	ct := &Contact{User: user, Epoch: res.Epoch}
+	for _, d := range res.Devices {
+		ct.Devices = append(ct.Devices, ContactDevice{Device: d.Device, Fingerprint: fingerprint(d)})
+	}
+	ct.DisplayName, ct.Department = c.orgInfo(ctx, user)
+	if err := c.update(func(tx localstore.Tx) error {
+		return putJSON(tx, kindContact, user[:], &contactRecord{Contact: *ct, Verified: c.now()})
+	}); err != nil {
+		return nil, err
+	}
+	return ct, nil
+}
+
+// Contacts returns the contacts verified so far, from the store.
+func (c *Client) Contacts() ([]Contact, error) {
+	if err := c.lock(); err != nil {
+		return nil, err
+	}
+	defer c.mu.Unlock()
+	var out []Contact
+	err := c.st.View(func(tx localstore.Tx) error {
+		return tx.List("", kindContact, func(_, v []byte) error {
+			var r contactRecord
+			if err := unmarshalJSON(v, &r); err != nil {
+				return err
+			}
+			out = append(out, r.Contact)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Verify returns the verification status of user now: whether the
+// directory's answer verifies, with the usable devices and why the others
+// are not.
+func (c *Client) Verify(ctx context.Context, user UserID) (*Verification, error) {
+	if err := c.lock(); err != nil {
+		return nil, err
+	}
+	defer c.mu.Unlock()
+	v := &Verification{User: user}
+	res, err := c.lookup(ctx, user)
+	if errors.Is(err, ErrRevoked) {
+		return nil, err
+	}
+	var ue *UnverifiedContactError
+	if errors.As(err, &ue) {
+		v.Reason = ue.Error()
+		return v, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	v.Epoch = res.Epoch
+	for _, d := range res.Devices {
+		v.Devices = append(v.Devices, ContactDevice{Device: d.Device, Fingerprint: fingerprint(d)})
+	}
+	for _, u := range res.Unusable {
+		v.Unusable = append(v.Unusable, fmt.Sprintf("device %s: %v", u.Device, u.Err))
+	}
+	v.Verified = len(v.Devices) > 0
+	if !v.Verified {
+		v.Reason = "no usable device in the directory"
+	}
+	return v, nil
+}
+
+// Timeline returns this user's security timeline: every timeline entry of
+// the user's label, from a verified history of all its records
+// (docs/spec/directory.md §History, docs/spec/org.md §Timeline entries).
+func (c *Client) Timeline(ctx context.Context) ([]TimelineEntry, error) {
+	if err := c.lock(); err != nil {
+		return nil, err
+	}
+	defer c.mu.Unlock()
+	resp, err := c.dir.History(ctx, c.dev.User, 0, c.kt.TreeSize())
+	if err != nil {
+		return nil, fmt.Errorf("client: timeline: %w", err)
+	}
+	res, err := c.kt.VerifyHistory(c.dev.Tenant, c.dev.User, kt.Position{}, resp, c.now())
+	if err != nil {
+		return nil, fmt.Errorf("client: timeline does not verify: %w", err)
+	}
+	if err := c.update(func(localstore.Tx) error { return nil }); err != nil {
+		return nil, err
+	}
+	var out []TimelineEntry
+	for i, v := range res.Values {
+		for _, e := range v.Entries {
+			te := TimelineEntry{Seq: e.Seq, Time: e.Time, Epoch: res.Records[i].Epoch}
+			switch a := e.Action.(type) {
+			case *org.UserAdded:
+				te.Action = "user_added"
+			case *org.UserRemoved:
+				te.Action = "user_removed"
+			case *org.DeviceAdded:
+				te.Action, te.Device = "device_added", a.Certificate.Device
+			case *org.DeviceRecovered:
+				te.Action, te.Device = "device_recovered", a.Certificate.Device
+			case *org.DeviceRevoked:
+				te.Action, te.Device = "device_revoked", a.Device
+			case *org.PolicyChanged:
+				te.Action = "policy_changed"
+			}
+			for _, ac := range e.Actors {
+				kind := "admin"
+				if ac.Kind == org.ActorDevice {
+					kind = "device"
+				}
+				te.Actors = append(te.Actors, kind+":"+hex.EncodeToString(ac.ID[:]))
+			}
+			out = append(out, te)
+		}
+		if err := c.checkSelf(v, nil); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,345 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+
+	"github.com/moat-im/moat/client/localstore"
+	"github.com/moat-im/moat/crypto/bundle"
+	"github.com/moat-im/moat/crypto/deliverytoken"
+	"github.com/moat-im/moat/crypto/keys"
+	"github.com/moat-im/moat/crypto/pqxdh"
+	"github.com/moat-im/moat/crypto/ratchet"
+	"github.com/moat-im/moat/crypto/sealed"
+	"github.com/moat-im/moat/keyserver/org"
+)
+
+// envelopeTTL is the relay time-to-live of the envelopes this client
+// sends (docs/spec/envelope.md §Header): 30 days.
+const envelopeTTL = 30 * 24 * 3600
+
+// peerSession is a sessionRecord with its sessions restored.
+type peerSession struct {
+	rec       sessionRecord
+	cur, prev *ratchet.Session
+}
+
+func (c *Client) ratchetConfig() ratchet.Config { return ratchet.Config{Now: c.cfg.Now} }
+
+// loadSession returns the sessions with peer device mb, or nil.
+func (c *Client) loadSession(tx localstore.Tx, mb sealed.MailboxID) (*peerSession, error) {
+	var rec sessionRecord
+	found, err := getJSON(tx, kindSession, mb[:], &rec)
+	if err != nil || !found {
+		return nil, err
+	}
+	ps := &peerSession{rec: rec}
+	if len(rec.Current) > 0 {
+		if ps.cur, err = ratchet.Unmarshal(c.ratchetConfig(), rec.Current, rec.CurGen); err != nil {
+			return nil, fmt.Errorf("client: stored session: %w", err)
+		}
+	}
+	if len(rec.Previous) > 0 {
+		if ps.prev, err = ratchet.Unmarshal(c.ratchetConfig(), rec.Previous, rec.PrevGen); err != nil {
+			return nil, fmt.Errorf("client: stored session: %w", err)
+		}
+	}
+	return ps, nil
+}
+
+// saveSession writes ps; the states it replaces are destroyed with their
+// record keys.
+func saveSession(tx localstore.Tx, mb sealed.MailboxID, ps *peerSession) error {
+	ps.rec.Current, ps.rec.CurGen, ps.rec.Previous, ps.rec.PrevGen = nil, 0, nil, 0
+	if ps.cur != nil {
+		ps.rec.Current, ps.rec.CurGen = ps.cur.Marshal(), ps.cur.Generation()
+	}
+	if ps.prev != nil {
+		ps.rec.Previous, ps.rec.PrevGen = ps.prev.Marshal(), ps.prev.Generation()
+	}
+	if err := tx.Delete("", kindSession, mb[:]); err != nil && !errors.Is(err, localstore.ErrNotFound) {
+		return err
+	}
+	return putJSON(tx, kindSession, mb[:], &ps.rec)
+}
+
+// outgoing is one envelope prepared for one device.
+type outgoing struct {
+	mb   sealed.MailboxID
+	ps   *peerSession
+	env  []byte
+	auth []byte
+}
+
+// bundleFor fetches and opens the prekey bundle of device cert (whose
+// identity the caller verified in the directory).
+func (c *Client) bundleFor(ctx context.Context, cert *org.DeviceCertificate) (*pqxdh.Bundle, []byte, error) {
+	mb := sealed.NewMailboxID(cert.Tenant, cert.Device)
+	resp, err := c.rel.FetchBundle(ctx, mb)
+	if err != nil {
+		return nil, nil, fmt.Errorf("client: prekey bundle of device %s: %w", cert.Device, err)
+	}
+	bun, _, err := bundle.Open(resp, cert.Identity, mb, c.now())
+	if err != nil {
+		return nil, nil, &UnverifiedContactError{User: cert.User, Device: cert.Device, Reason: "its prekey bundle does not verify under its directory identity", Err: err}
+	}
+	r, err := bundle.ParseResponse(resp)
+	if err != nil {
+		return nil, nil, err
+	}
+	ssk, err := sealed.MarshalKeyRecord(r.SealedSenderKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	return bun, ssk, nil
+}
+
+// prepare encrypts plaintext for device cert with its current session,
+// starting one with PQXDH if there is none, and seals it. Nothing is
+// stored: the caller commits the session with the envelope (outbox).
+func (c *Client) prepare(ctx context.Context, tx localstore.Tx, cert *org.DeviceCertificate, plaintext []byte) (*outgoing, error) {
+	mb := sealed.NewMailboxID(cert.Tenant, cert.Device)
+	ps, err := c.loadSession(tx, mb)
+	if err != nil {
+		return nil, err
+	}
+	if ps != nil && (ps.rec.User != cert.User || ps.cur == nil || !ps.cur.Peer().Equal(cert.Identity)) {
+		// The device's keys changed in the directory: start over.
+		if ps.cur != nil && !ps.cur.Peer().Equal(cert.Identity) {
+			ps = nil
+		}
+	}
+	var rec *sealed.Recipient
+	if ps != nil {
+		k, err := sealed.ParseKeyRecord(ps.rec.Sealed)
+		if err == nil {
+			rec, err = sealed.NewRecipient(mb, cert.Identity.Signing, k, c.now())
+		}
+		if err != nil {
+			rec = nil // expired or unusable: fetch a new bundle below
+		}
+	}
+	if ps == nil || rec == nil {
+		bun, ssk, err := c.bundleFor(ctx, cert)
+		if err != nil {
+			return nil, err
+		}
+		k, err := sealed.ParseKeyRecord(ssk)
+		if err != nil {
+			return nil, err
+		}
+		if rec, err = sealed.NewRecipient(mb, cert.Identity.Signing, k, c.now()); err != nil {
+			return nil, err
+		}
+		if ps == nil {
+			im, res, err := pqxdh.Initiate(rand.Reader, c.id, bun)
+			if err != nil {
+				return nil, err
+			}
+			pre, err := im.Marshal()
+			if err != nil {
+				return nil, err
+			}
+			s, err := ratchet.NewInitiator(c.ratchetConfig(), ratchet.Params{SharedKey: res.SharedKey, AD: res.AD,
+				Self: c.id.Public(), Peer: cert.Identity}, bun.SignedPrekey.Key, bun.KEMPrekey.Key, pre)
+			if err != nil {
+				return nil, err
+			}
+			ps = &peerSession{rec: sessionRecord{User: cert.User, Device: cert.Device}, cur: s}
+		}
+		ps.rec.Sealed = ssk
+	}
+	ct, err := ps.cur.Encrypt(plaintext)
+	if err != nil {
+		return nil, err
+	}
+	env, err := rec.Seal(&sealed.Message{MessageID: sealed.NewMessageID(), TTL: envelopeTTL,
+		Sender:    sealed.Sender{Tenant: c.dev.Tenant, User: c.dev.User, Device: c.dev.Device, Serial: c.dev.Serial, Identity: c.id.Public()},
+		Timestamp: c.now(), ContentType: sealed.ContentRatchetMessage, Content: ct})
+	if err != nil {
+		return nil, err
+	}
+	return &outgoing{mb: mb, ps: ps, env: env}, nil
+}
+
+// authorization returns the SendAuthorization for device o.mb: its MAC
+// token if it gave us one, else an anonymous token from the pool
+// (docs/spec/envelope.md §Delivery tokens).
+func (c *Client) authorization(tx localstore.Tx, o *outgoing) ([]byte, error) {
+	if t := o.ps.rec.Token; len(t) == 64 {
+		a := &deliverytoken.SendAuthorization{Kind: deliverytoken.KindMAC, MAC: deliverytoken.Token(t[32:])}
+		return a.Marshal()
+	}
+	var tok []byte
+	var id []byte
+	err := tx.List("", kindAnon, func(k, v []byte) error {
+		if tok == nil {
+			tok, id = append([]byte(nil), v...), append([]byte(nil), k...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if tok == nil {
+		return nil, ErrNoAnonymousToken
+	}
+	if err := tx.Delete("", kindAnon, id); err != nil {
+		return nil, err
+	}
+	at, err := deliverytoken.ParseAnonymousToken(tok)
+	if err != nil {
+		return nil, err
+	}
+	a := &deliverytoken.SendAuthorization{Kind: deliverytoken.KindAnonymous, Anonymous: at}
+	return a.Marshal()
+}
+
+// decrypted is an incoming message after the ratchet.
+type decrypted struct {
+	opened    *sealed.Opened
+	mb        sealed.MailboxID
+	ps        *peerSession
+	plaintext []byte
+	// consumed are the one-time prekeys a new session used.
+	consumedOPK *uint32
+	consumedKEM *uint32
+}
+
+// decrypt opens the ratchet message of o: with a stored session of the
+// sender's device if one decrypts it, else as the first message of a new
+// session (PQXDH responder), whose initiator's identity must be the
+// sender device's in a verified directory lookup. Nothing is stored.
+func (c *Client) decrypt(ctx context.Context, tx localstore.Tx, o *sealed.Opened) (*decrypted, error) {
+	s := o.Sender
+	if s.Tenant != c.dev.Tenant {
+		return nil, &UnverifiedContactError{User: s.User, Device: s.Device, Reason: "sender of another tenant"}
+	}
+	if o.ContentType != sealed.ContentRatchetMessage {
+		return nil, fmt.Errorf("client: unknown envelope content type")
+	}
+	mb := sealed.NewMailboxID(s.Tenant, s.Device)
+	ps, err := c.loadSession(tx, mb)
+	if err != nil {
+		return nil, err
+	}
+	if ps != nil && ps.rec.User == UserID(s.User) {
+		for i, sess := range []*ratchet.Session{ps.cur, ps.prev} {
+			if sess == nil || o.CheckPeer(sess.Peer()) != nil {
+				continue
+			}
+			got, err := sess.Decrypt(o.Content)
+			if err != nil {
+				continue
+			}
+			if i == 1 {
+				// The peer uses the other session: make it current.
+				ps.cur, ps.prev = ps.prev, ps.cur
+			}
+			return &decrypted{opened: o, mb: mb, ps: ps, plaintext: got.Plaintext}, nil
+		}
+	}
+	// A new session.
+	pre, err := ratchet.PeekPreamble(o.Content)
+	if err != nil || len(pre) == 0 {
+		return nil, fmt.Errorf("client: message of device %x matches no session", s.Device[:])
+	}
+	m, err := pqxdh.ParseInitialMessage(pre)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.CheckPeer(m.Identity); err != nil {
+		return nil, err
+	}
+	res, err := c.lookup(ctx, UserID(s.User))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := res.CheckIdentity(org.DeviceID(s.Device), m.Identity); err != nil {
+		return nil, &UnverifiedContactError{User: s.User, Device: s.Device, Reason: "the sender's key is not in the directory", Err: err}
+	}
+	rk, err := c.responderKeys(tx, m)
+	if err != nil {
+		return nil, err
+	}
+	r, err := pqxdh.Respond(c.id, m, rk)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := ratchet.NewResponder(c.ratchetConfig(), ratchet.Params{SharedKey: r.SharedKey, AD: r.AD,
+		Self: c.id.Public(), Peer: m.Identity}, rk.SignedPrekey, rk.KEMPrekey)
+	if err != nil {
+		return nil, err
+	}
+	got, err := sess.Decrypt(o.Content)
+	if err != nil {
+		return nil, err
+	}
+	if ps == nil || ps.rec.User != UserID(s.User) {
+		ps = &peerSession{rec: sessionRecord{User: s.User, Device: s.Device}}
+	}
+	if ps.cur != nil && ps.cur.Peer().Equal(m.Identity) {
+		ps.prev = ps.cur
+	} else {
+		ps.prev = nil
+	}
+	ps.cur = sess
+	d := &decrypted{opened: o, mb: mb, ps: ps, plaintext: got.Plaintext, consumedOPK: m.OneTimePrekeyID}
+	if !m.LastResort {
+		id := m.KEMPrekeyID
+		d.consumedKEM = &id
+	}
+	return d, nil
+}
+
+// responderKeys reads the private prekeys m names from the store.
+func (c *Client) responderKeys(tx localstore.Tx, m *pqxdh.InitialMessage) (pqxdh.ResponderKeys, error) {
+	var k pqxdh.ResponderKeys
+	b, err := tx.Get("", kindSPK, u32(m.SignedPrekeyID))
+	if err != nil {
+		return k, fmt.Errorf("client: initial message names an unknown signed prekey: %w", err)
+	}
+	if k.SignedPrekey, err = keys.NewSignedPrekeyPrivateKey(b); err != nil {
+		return k, err
+	}
+	if m.OneTimePrekeyID != nil {
+		b, err := tx.Get("", kindOPK, u32(*m.OneTimePrekeyID))
+		if err != nil {
+			return k, fmt.Errorf("client: initial message names an unknown or used one-time prekey: %w", err)
+		}
+		if k.OneTimePrekey, err = keys.NewOneTimePrekeyPrivateKey(b); err != nil {
+			return k, err
+		}
+	}
+	var pr prekeyRecord
+	found, err := getJSON(tx, kindKEM, u32(m.KEMPrekeyID), &pr)
+	if err != nil {
+		return k, err
+	}
+	if !found || pr.LastResort != m.LastResort {
+		return k, errors.New("client: initial message names an unknown or used KEM prekey")
+	}
+	if k.KEMPrekey, err = keys.NewKEMPrekeyPrivateKey(pr.Seed); err != nil {
+		return k, err
+	}
+	return k, nil
+}
+
+// commitDecrypted stores the session state a decryption produced and
+// destroys the one-time prekeys it consumed, in the transaction that also
+// stores what the message did.
+func commitDecrypted(tx localstore.Tx, d *decrypted) error {
+	if d.consumedOPK != nil {
+		if err := tx.Delete("", kindOPK, u32(*d.consumedOPK)); err != nil {
+			return err
+		}
+	}
+	if d.consumedKEM != nil {
+		if err := tx.Delete("", kindKEM, u32(*d.consumedKEM)); err != nil {
+			return err
+		}
+	}
+	return saveSession(tx, d.mb, d.ps)
+}

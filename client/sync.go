@@ -1,0 +1,269 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/moat-im/moat/client/internal/content"
+	"github.com/moat-im/moat/client/localstore"
+	"github.com/moat-im/moat/crypto/sealed"
+	"github.com/moat-im/moat/server/relay"
+)
+
+// pageLimit is how many messages Sync fetches at a time.
+const pageLimit = 100
+
+// Sync catches up: it retries the outbox, fetches every message waiting
+// in the device's mailbox, processes and acknowledges them, and destroys
+// expired disappearing messages. It returns once the mailbox is empty.
+func (c *Client) Sync(ctx context.Context) error {
+	if err := c.lock(); err != nil {
+		return err
+	}
+	defer c.mu.Unlock()
+	if err := c.register(ctx); err != nil {
+		return c.relayErr(err)
+	}
+	if err := c.flushOutbox(ctx); err != nil {
+		c.log.Warn("outbox not flushed", "err", err)
+	}
+	for {
+		p, err := c.rel.Fetch(ctx, c.dev.Cursor, pageLimit)
+		if err != nil {
+			return c.relayErr(err)
+		}
+		if err := c.process(ctx, p.Messages); err != nil {
+			return err
+		}
+		if len(p.Messages) < pageLimit {
+			break
+		}
+	}
+	return c.expire()
+}
+
+// relayErr says that a relay refusing the device may mean a revocation;
+// the relay's word alone is no reason to wipe (only a CA-signed record
+// is: Wipe and checkSelf).
+func (c *Client) relayErr(err error) error {
+	var ae *relay.APIError
+	if errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden) {
+		return fmt.Errorf("client: the relay refuses this device (revoked?): %w", err)
+	}
+	return err
+}
+
+// Run keeps the device's push channel open until ctx ends or the client
+// is closed: it catches up after every (re)connection from the last
+// processed sequence number, processes pushed messages as they arrive,
+// and reconnects with backoff after an error. It returns ErrRevoked if
+// the device learns it was revoked.
+func (c *Client) Run(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := c.runOnce(ctx)
+		if errors.Is(err, ErrRevoked) || errors.Is(err, ErrClosed) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.log.Info("push channel closed; reconnecting", "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.done:
+			return ErrClosed
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+func (c *Client) runOnce(ctx context.Context) error {
+	if err := c.Sync(ctx); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := c.lock(); err != nil {
+		return err
+	}
+	cursor := c.dev.Cursor
+	c.mu.Unlock()
+	push, err := c.rel.Push(ctx, cursor)
+	if err != nil {
+		return c.relayErr(err)
+	}
+	defer push.Close()
+	first := true
+	for {
+		p, err := push.Next(ctx)
+		if err != nil {
+			return err
+		}
+		if err := c.lock(); err != nil {
+			return err
+		}
+		err = c.process(ctx, p.Messages)
+		c.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if first {
+			first = false
+			c.emit(Event{Kind: EventConnected})
+		}
+	}
+}
+
+// process handles fetched or pushed messages in order: each is opened,
+// decrypted and applied, and its session state, consumed prekeys, history
+// change and the new cursor are committed in one transaction; only then is
+// it acknowledged at the relay. A message that cannot be opened, verified
+// or decrypted is refused with an EventError, leaves every session
+// unchanged, and is acknowledged so that it does not block the mailbox.
+// c.mu is held.
+func (c *Client) process(ctx context.Context, msgs []relay.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	receipts := map[UserID][]MessageID{}
+	for _, m := range msgs {
+		if m.Seq <= c.dev.Cursor {
+			continue
+		}
+		var events []Event
+		var refused error
+		err := c.update(func(tx localstore.Tx) error {
+			events, refused = nil, nil
+			evs, rcpt, err := c.receive(ctx, tx, m.Envelope)
+			if err != nil {
+				if errors.Is(err, ErrRevoked) {
+					return err
+				}
+				var se storeError
+				if errors.As(err, &se) {
+					return se.err
+				}
+				refused = err
+			}
+			events = evs
+			if rcpt != nil {
+				receipts[rcpt.conv] = append(receipts[rcpt.conv], rcpt.id)
+			}
+			c.dev.Cursor = m.Seq
+			return nil
+		})
+		if errors.Is(err, ErrRevoked) {
+			return err
+		}
+		if err != nil {
+			return fmt.Errorf("client: storing a received message: %w", err)
+		}
+		if refused != nil {
+			c.log.Warn("incoming message refused", "err", refused)
+			c.emit(Event{Kind: EventError, Err: refused})
+		}
+		for _, e := range events {
+			c.emit(e)
+		}
+	}
+	if err := c.rel.Ack(ctx, c.dev.Cursor); err != nil {
+		c.log.Warn("ack failed; the messages come again and are recognised", "err", err)
+	}
+	for conv, ids := range receipts {
+		if _, err := c.send(ctx, conv, &Message{Kind: KindDelivered, Targets: ids}); err != nil {
+			c.log.Warn("delivered receipt not sent", "err", err)
+		}
+	}
+	return nil
+}
+
+// storeError marks an error of the store, which aborts processing rather
+// than refusing the message.
+type storeError struct{ err error }
+
+func (e storeError) Error() string { return e.err.Error() }
+
+type receipt struct {
+	conv UserID
+	id   MessageID
+}
+
+// receive opens, decrypts and applies one envelope in tx
+// (docs/spec/content.md §Processing).
+func (c *Client) receive(ctx context.Context, tx localstore.Tx, env []byte) ([]Event, *receipt, error) {
+	o, err := c.ring.Open(env)
+	if err != nil {
+		return nil, nil, fmt.Errorf("client: envelope does not open: %w", err)
+	}
+	if _, err := tx.Get("", kindSeen, o.MessageID[:]); err == nil {
+		return nil, nil, nil // processed before: a redelivery
+	} else if !errors.Is(err, localstore.ErrNotFound) {
+		return nil, nil, storeError{err}
+	}
+	d, err := c.decrypt(ctx, tx, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	ct, err := content.Parse(d.plaintext)
+	sender := UserID(o.Sender.User)
+	if err == nil {
+		err = c.checkConversation(ct, sender, d)
+	}
+	// The ratchet authenticated the message: its session state is kept
+	// even if the content is refused (the keys it used are spent).
+	if cerr := commitDecrypted(tx, d); cerr != nil {
+		return nil, nil, storeError{cerr}
+	}
+	if perr := putJSON(tx, kindSeen, o.MessageID[:], &seenRecord{At: c.now()}); perr != nil {
+		return nil, nil, storeError{perr}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	conv := sender
+	if sender == c.dev.User {
+		conv = UserID(ct.Conversation)
+	}
+	events, err := c.apply(tx, conv, sender, DeviceID(o.Sender.Device), ct)
+	if err != nil {
+		return nil, nil, storeError{err}
+	}
+	var rc *receipt
+	if sender != c.dev.User && len(events) > 0 && events[0].Kind == EventMessage {
+		rc = &receipt{conv, MessageID(ct.MessageID)}
+	}
+	return events, rc, nil
+}
+
+// checkConversation checks the content's conversation and delivery token
+// against its sender (docs/spec/content.md §Sync transcripts, §Delivery
+// tokens), and takes the sender device's token.
+func (c *Client) checkConversation(ct *content.Content, sender UserID, d *decrypted) error {
+	if sender == c.dev.User {
+		if ct.Conversation == (content.ID{}) || UserID(ct.Conversation) == c.dev.User {
+			return errors.New("client: a message of this user's own device without its conversation")
+		}
+	} else if ct.Conversation != (content.ID{}) {
+		return errors.New("client: a contact's message names a conversation")
+	}
+	if len(ct.Token) == content.TokenSize {
+		if sealed.MailboxID(ct.Token[:32]) != d.mb {
+			return errors.New("client: delivery token of another mailbox")
+		}
+		d.ps.rec.Token = append([]byte(nil), ct.Token...)
+	}
+	return nil
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/moat-im/moat/crypto/deliverytoken"
+	"github.com/moat-im/moat/internal/atomicfile"
+	"github.com/moat-im/moat/keyserver/org"
+	"github.com/moat-im/moat/keyserver/service"
+	"github.com/moat-im/moat/server/relay"
+)
+
+// Anonymous-token issuer keys of moatd serve (docs/spec/api.md
+// §Anonymous-token issuance): one per tenant, under DATA/relay/issuer/,
+// TENANT.key (hex PKCS #8, 0600) and TENANT.spki (the public SPKI, the
+// value an admin publishes with
+//
+//	moatd admin publish-policy --id delivery-token-issuer --entry-file issuer-key=DATA/relay/issuer/TENANT.spki
+//
+// so that devices take the key from the directory, never from the relay).
+const relayIssuerDir = "issuer"
+
+// loadIssuerKey reads tenant's issuer key from DATA/relay/issuer, or
+// returns nil if there is none.
+func loadIssuerKey(data string, tenant org.TenantID) (*deliverytoken.IssuerPrivateKey, error) {
+	path := filepath.Join(data, relayDir, relayIssuerDir, tenant.String()+".key")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := service.CheckPrivateFile(path); err != nil {
+		return nil, err
+	}
+	der, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	k, err := deliverytoken.ParseIssuerPrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return k, nil
+}
+
+// saveIssuerKey writes a new issuer key of tenant (0600) and its SPKI.
+func saveIssuerKey(data string, tenant org.TenantID, k *deliverytoken.IssuerPrivateKey) (spkiPath string, err error) {
+	dir := filepath.Join(data, relayDir, relayIssuerDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	der, err := k.MarshalPKCS8()
+	if err != nil {
+		return "", err
+	}
+	spkiPath = filepath.Join(dir, tenant.String()+".spki")
+	if err := atomicfile.WriteFile(spkiPath, k.Public().Bytes(), 0o644); err != nil {
+		return "", err
+	}
+	return spkiPath, service.WriteFileExclusive(filepath.Join(dir, tenant.String()+".key"), []byte(hex.EncodeToString(der)+"\n"), 0o600)
+}
+
+// issuerSet loads or creates the issuer key of every tenant of svc. With
+// dev, a new key is first published as the tenant's delivery-token-issuer
+// policy, in the name of the roster's first admin (the dev tenant's
+// admin), in an epoch of its own, and saved only then; otherwise the log
+// says how to publish it.
+func issuerSet(ctx context.Context, data string, svc *service.Service, dev bool, log *slog.Logger) (*relay.IssuerSet, error) {
+	set := relay.NewIssuerSet()
+	for _, t := range svc.Tenants() {
+		k, err := loadIssuerKey(data, t.ID())
+		if err != nil {
+			return nil, err
+		}
+		created := k == nil
+		if created {
+			if k, err = deliverytoken.GenerateIssuerKey(); err != nil {
+				return nil, err
+			}
+		}
+		id := k.Public().KeyID()
+		attrs := []any{slog.String("tenant", t.ID().String()), slog.String("key_id", hex.EncodeToString(id[:]))}
+		if created && dev {
+			err := t.Admin(func(o *org.Tenant) error {
+				r := o.Roster()
+				if r == nil || len(r.Admins) == 0 {
+					return errors.New("no admin")
+				}
+				_, err := o.PublishPolicy(r.Admins[0].ID(), relay.IssuerPolicyID,
+					[]org.PolicyEntry{{Key: relay.IssuerPolicyKey, Value: k.Public().Bytes()}}, time.Now())
+				return err
+			})
+			if err == nil {
+				_, err = t.PublishEpoch(ctx, time.Now())
+			}
+			if err != nil {
+				return nil, fmt.Errorf("publishing the dev token issuer key: %w", err)
+			}
+		}
+		if created {
+			spki, err := saveIssuerKey(data, t.ID(), k)
+			if err != nil {
+				return nil, err
+			}
+			if dev {
+				log.Info("token issuer key published (dev)", attrs...)
+			} else {
+				log.Warn("new token issuer key: publish it with moatd admin publish-policy --id "+relay.IssuerPolicyID+
+					" --entry-file "+relay.IssuerPolicyKey+"="+spki, attrs...)
+			}
+		} else {
+			log.Info("token issuer key", attrs...)
+		}
+		set.Set(t.ID(), k)
+	}
+	return set, nil
+}
