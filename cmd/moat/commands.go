@@ -262,11 +262,16 @@ USER is not verified.`,
 
 func newTimelineCmd(g *globalOptions) *cobra.Command {
 	return &cobra.Command{
-		Use:   "timeline USER",
-		Short: "Show USER's security timeline: devices added, recovered and revoked",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return timeline(cmd, g, args[0])
+		Use:   "timeline",
+		Short: "Show this user's security timeline: devices added, recovered and revoked",
+		Long: `timeline verifies the whole history of this user's label in the key
+directory and prints every entry of the user's timeline (docs/spec/org.md
+§Timeline): the user added, each device added, recovered by admins or
+revoked, with the epoch that published it and who made the change. A
+device that finds itself revoked there wipes its local store.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return timeline(cmd, g)
 		},
 	}
 }

@@ -1,17 +1,51 @@
 package main
 
 import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
 
+	"github.com/moat-im/moat/client"
+	"github.com/moat-im/moat/client/localstore"
+	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/keyserver/org"
 	"github.com/spf13/cobra"
 )
 
-// errSDK marks a command whose client SDK call does not exist yet.
-var errSDK = errors.New("not available yet: waiting on package client")
-
 // device is this device's client, open on its unlocked local store.
-type device struct{}
+type device struct {
+	*client.Client
+	st    localstore.Store
+	data  string
+	names map[client.UserID]string // display names, filled by resolve
+}
+
+// Close closes the client, then its store.
+func (d *device) Close() error {
+	err := d.Client.Close()
+	return errors.Join(err, d.st.Close())
+}
+
+// clientConfig is the SDK's configuration for the server at base.
+func clientConfig(base string, timeout time.Duration) client.Config {
+	base = strings.TrimSuffix(base, "/")
+	return client.Config{
+		DirectoryURL: base,
+		RelayURL:     base,
+		HTTP:         &http.Client{Timeout: timeout},
+	}
+}
 
 // open unlocks the local store in --data and opens the device's client.
 func (g *globalOptions) open(cmd *cobra.Command) (*device, error) {
@@ -23,13 +57,100 @@ func (g *globalOptions) open(cmd *cobra.Command) (*device, error) {
 		return nil, err
 	}
 	defer sec.wipe()
-	return nil, errSDK
+	cfg, err := readConfig(g.Data)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(g.Data, storeDir, storeKeyTable)); errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s holds no local store (wiped after a revocation?)", g.Data)
+	}
+	st, err := openStore(cmd, g.Data, sec)
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.Open(cmd.Context(), clientConfig(cfg.Server, g.Timeout), st)
+	if err != nil {
+		st.Close()
+		if errors.Is(err, client.ErrRevoked) {
+			revoked(g.Data)
+		}
+		return nil, err
+	}
+	return &device{Client: c, st: st, data: g.Data}, nil
 }
 
-func (d *device) Close() error { return nil }
+// storeKeyTable is the local store's key table file in its directory
+// (docs/spec/client-store.md §Files): the store exists if it does.
+const storeKeyTable = "keys"
+
+// openStore opens (or, at enrolment, creates) the sealed local store in
+// DATA/store with the secret.
+func openStore(cmd *cobra.Command, data string, sec *storeSecret) (*localstore.DB, error) {
+	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return localstore.Open(filepath.Join(data, storeDir), localstore.Options{
+		Passphrase: sec.passphrase, KeyFile: sec.keyFile, Logger: log,
+	})
+}
+
+// revoked removes what is left of a revoked device's data directory
+// once the SDK wiped its store: its configuration.
+func revoked(data string) {
+	os.Remove(filepath.Join(data, configFile))
+}
 
 func enrol(cmd *cobra.Command, g *globalOptions, o *enrolOptions, code *org.EnrolmentCode, sec *storeSecret) error {
-	return errSDK
+	if err := checkServer(o.Server); err != nil {
+		return fmt.Errorf("--server: %w", err)
+	}
+	if o.RelayKey == "" {
+		return errors.New("--relay-key is required (moatd serve's DATA/relay/relay.pub, from the organisation)")
+	}
+	rk, err := keys.ParseRelaySigningPublicKeyText(strings.TrimSpace(o.RelayKey))
+	if err != nil {
+		return fmt.Errorf("--relay-key: %w", err)
+	}
+	var approvals [][]byte
+	if o.Approval != "" {
+		b, err := os.ReadFile(o.Approval)
+		if err != nil {
+			return fmt.Errorf("--approval: %w", err)
+		}
+		approvals = append(approvals, b)
+	}
+	if err := os.MkdirAll(g.Data, 0o700); err != nil {
+		return err
+	}
+	if err := writeConfig(g.Data, &deviceConfig{Server: o.Server}); err != nil {
+		return err
+	}
+	st, err := openStore(cmd, g.Data, sec)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	cfg := clientConfig(o.Server, g.Timeout)
+	cfg.RelayKey = rk
+	c, err := client.Enrol(cmd.Context(), cfg, st, code.Text(), approvals...)
+	var ar *client.ApprovalRequiredError
+	if errors.As(err, &ar) {
+		out := cmd.OutOrStdout()
+		fmt.Fprintf(out, "request %s\n", ar.Fingerprint)
+		if o.Request != "" {
+			if werr := os.WriteFile(o.Request, ar.Request, 0o644); werr != nil {
+				return werr
+			}
+			fmt.Fprintf(out, "wrote %s: approve it on another device of this user (moat approve --request %s --expect %s --out FILE),\nthen run moat enrol again with --approval FILE\n", o.Request, o.Request, ar.Fingerprint)
+		}
+		return err
+	}
+	if c == nil {
+		return err
+	}
+	defer c.Close()
+	self := c.Self()
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "tenant %s\nuser %s\ndevice %s\nfingerprint %s\n", self.Tenant, self.User, self.Device, self.Fingerprint)
+	return err // a relay registration failure: enrolled, Open retries it
 }
 
 func whoami(cmd *cobra.Command, g *globalOptions) error {
@@ -38,7 +159,9 @@ func whoami(cmd *cobra.Command, g *globalOptions) error {
 		return err
 	}
 	defer d.Close()
-	return errSDK
+	self := d.Self()
+	fmt.Fprintf(cmd.OutOrStdout(), "tenant %s\nuser %s\ndevice %s\nfingerprint %s\n", self.Tenant, self.User, self.Device, self.Fingerprint)
+	return nil
 }
 
 func contacts(cmd *cobra.Command, g *globalOptions) error {
@@ -47,7 +170,73 @@ func contacts(cmd *cobra.Command, g *globalOptions) error {
 		return err
 	}
 	defer d.Close()
-	return errSDK
+	list, err := d.Contacts()
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "USER\tNAME\tDEPARTMENT\tDEVICES\tVERIFIED")
+	for _, c := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\tepoch %d\n", c.User, orDash(c.DisplayName), orDash(c.Department), len(c.Devices), c.Epoch)
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// resolve returns the user that s names: a user id in hex, or the display
+// name of exactly one of the contacts verified so far.
+func (d *device) resolve(s string) (client.UserID, error) {
+	if id, err := client.ParseUserID(s); err == nil {
+		return id, nil
+	}
+	list, err := d.Contacts()
+	if err != nil {
+		return client.UserID{}, err
+	}
+	var found []client.UserID
+	for _, c := range list {
+		if strings.EqualFold(c.DisplayName, s) {
+			found = append(found, c.User)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return client.UserID{}, fmt.Errorf("no contact named %q: give the user id (moat verify ID makes it a contact)", s)
+	case 1:
+		return found[0], nil
+	}
+	return client.UserID{}, fmt.Errorf("%d contacts are named %q: give the user id", len(found), s)
+}
+
+// name returns a user's display name: a contact's, or else the one the
+// directory's verified org chart gives (which makes the user a contact);
+// the user id if there is none.
+func (d *device) name(ctx context.Context, u client.UserID) string {
+	if d.names == nil {
+		d.names = map[client.UserID]string{}
+		if list, err := d.Contacts(); err == nil {
+			for _, c := range list {
+				d.names[c.User] = c.DisplayName
+			}
+		}
+	}
+	n, ok := d.names[u]
+	if !ok {
+		if c, err := d.Contact(ctx, u); err == nil {
+			n = c.DisplayName
+		}
+		d.names[u] = n
+	}
+	if n == "" {
+		return u.String()
+	}
+	return n
 }
 
 func send(cmd *cobra.Command, g *globalOptions, o *sendOptions, user, text string) error {
@@ -56,8 +245,52 @@ func send(cmd *cobra.Command, g *globalOptions, o *sendOptions, user, text strin
 		return err
 	}
 	defer d.Close()
-	return errSDK
+	ctx := cmd.Context()
+	to, err := d.resolve(user)
+	if err != nil {
+		return err
+	}
+	m := client.Message{Kind: client.KindText, Text: text}
+	for _, s := range []struct {
+		id   string
+		kind client.Kind
+	}{{o.Reply, client.KindReply}, {o.Edit, client.KindEdit}, {o.Delete, client.KindDelete}, {o.React, client.KindReaction}} {
+		if s.id == "" {
+			continue
+		}
+		if m.Target, err = client.ParseMessageID(s.id); err != nil {
+			return err
+		}
+		m.Kind = s.kind
+	}
+	if m.Kind == client.KindReaction {
+		m.Text, m.Reaction = "", text
+	}
+	for _, u := range o.Mentions {
+		id, err := d.resolve(u)
+		if err != nil {
+			return fmt.Errorf("--mention: %w", err)
+		}
+		m.Mentions = append(m.Mentions, id)
+	}
+	if o.TTL != 0 {
+		// The timer is the conversation's (docs/spec/content.md §Kinds):
+		// set it first, then send.
+		if _, err := d.Send(ctx, to, client.Message{Kind: client.KindTimer, Timer: o.TTL}); err != nil {
+			return err
+		}
+	}
+	id, err := d.Send(ctx, to, m)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "sent %s\n", id)
+	return nil
 }
+
+// errAttach: files wait on package client/attach, which the client SDK
+// does not carry yet.
+var errAttach = errors.New("files are not available yet: the client SDK has no attachment upload and download")
 
 func sendFile(cmd *cobra.Command, g *globalOptions, user, path, caption string) error {
 	d, err := g.open(cmd)
@@ -65,7 +298,7 @@ func sendFile(cmd *cobra.Command, g *globalOptions, user, path, caption string) 
 		return err
 	}
 	defer d.Close()
-	return errSDK
+	return errAttach
 }
 
 func getFile(cmd *cobra.Command, g *globalOptions, msg, out string) error {
@@ -74,16 +307,159 @@ func getFile(cmd *cobra.Command, g *globalOptions, msg, out string) error {
 		return err
 	}
 	defer d.Close()
-	return errSDK
+	return errAttach
 }
 
+// watch prints the events of a sync (follow false), or of the push
+// channel until the context ends or count messages arrived.
 func watch(cmd *cobra.Command, g *globalOptions, follow bool, count int) error {
 	d, err := g.open(cmd)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	return errSDK
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+	out := cmd.OutOrStdout()
+	done := make(chan error, 1)
+	go func() {
+		if follow {
+			done <- d.Run(ctx)
+		} else {
+			done <- d.Sync(ctx)
+		}
+	}()
+	messages := 0
+	for {
+		select {
+		case ev := <-d.Events():
+			d.printEvent(ctx, out, ev)
+			if ev.Kind == client.EventMessage {
+				messages++
+				if count > 0 && messages == count {
+					cancel()
+					err := <-done
+					d.drain(ctx, out)
+					if errors.Is(err, context.Canceled) {
+						err = nil
+					}
+					return d.checkRevoked(cmd.Context(), err)
+				}
+			}
+		case err := <-done:
+			d.drain(ctx, out)
+			if follow && errors.Is(err, context.Canceled) && cmd.Context().Err() != nil {
+				return nil // interrupted
+			}
+			return d.checkRevoked(cmd.Context(), err)
+		}
+	}
+}
+
+// drain prints the events already emitted.
+func (d *device) drain(ctx context.Context, w io.Writer) {
+	for {
+		select {
+		case ev := <-d.Events():
+			d.printEvent(ctx, w, ev)
+		default:
+			return
+		}
+	}
+}
+
+// checkRevoked: when the relay refuses this device, the device checks its
+// own label in the key directory, which wipes the store if a verified
+// record revokes it (the relay's word alone is no reason to wipe).
+// It returns err, or client.ErrRevoked after a wipe.
+func (d *device) checkRevoked(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, client.ErrRevoked) {
+		if _, verr := d.Timeline(ctx); !errors.Is(verr, client.ErrRevoked) {
+			return err
+		}
+		err = client.ErrRevoked
+	}
+	revoked(d.data)
+	d.drain(ctx, io.Discard)
+	return fmt.Errorf("this device was revoked by the organisation; its local store is wiped: %w", err)
+}
+
+// printEvent prints one event on one line.
+func (d *device) printEvent(ctx context.Context, w io.Writer, ev client.Event) {
+	switch ev.Kind {
+	case client.EventMessage:
+		if ev.Record != nil {
+			d.printRecord(ctx, w, ev.Record)
+		}
+	case client.EventEdited:
+		if ev.Record != nil {
+			fmt.Fprintf(w, "edited %s %s: %s\n", ev.Message, d.name(ctx, ev.Record.From), ev.Record.Text)
+		}
+	case client.EventDeleted:
+		fmt.Fprintf(w, "deleted %s\n", ev.Message)
+	case client.EventExpired:
+		fmt.Fprintf(w, "expired %s\n", ev.Message)
+	case client.EventReaction:
+		if ev.Record != nil {
+			for u, r := range ev.Record.Reactions {
+				fmt.Fprintf(w, "reaction %s %s %s\n", ev.Message, d.name(ctx, u), r)
+			}
+		}
+	case client.EventReceipt:
+		if ev.Record != nil {
+			for _, u := range ev.Record.Delivered {
+				fmt.Fprintf(w, "delivered %s %s\n", ev.Message, d.name(ctx, u))
+			}
+			for _, u := range ev.Record.Read {
+				fmt.Fprintf(w, "read %s %s\n", ev.Message, d.name(ctx, u))
+			}
+		}
+	case client.EventTimer:
+		fmt.Fprintf(w, "timer %s\n", d.name(ctx, ev.Conversation))
+	case client.EventError:
+		fmt.Fprintf(w, "refused: %v\n", ev.Err)
+	case client.EventRevoked:
+		fmt.Fprintln(w, "revoked: the organisation revoked this device; its local store is wiped")
+	case client.EventConnected:
+	}
+}
+
+// printRecord prints a history record on one line:
+//
+//	ID YYYY-MM-DD HH:MM NAME: TEXT [(reply to ID)] [(edited)] [[file NAME SIZE]] [reactions]
+func (d *device) printRecord(ctx context.Context, w io.Writer, r *client.Record) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s %s: ", r.ID, r.Sent.Local().Format("2006-01-02 15:04"), d.name(ctx, r.From))
+	switch r.Kind {
+	case client.KindTimer:
+		if r.Timer == 0 {
+			b.WriteString("[disappearing messages off]")
+		} else {
+			fmt.Fprintf(&b, "[disappearing messages: %v]", r.Timer)
+		}
+	case client.KindAttachment:
+		if a := r.Attachment; a != nil {
+			fmt.Fprintf(&b, "[file %q %d bytes]", a.Name, a.Size)
+		}
+		if r.Text != "" {
+			b.WriteString(" " + r.Text)
+		}
+	default:
+		b.WriteString(r.Text)
+	}
+	if !r.ReplyTo.IsZero() {
+		fmt.Fprintf(&b, " (reply to %s)", r.ReplyTo)
+	}
+	if r.Edited {
+		b.WriteString(" (edited)")
+	}
+	for u, e := range r.Reactions {
+		fmt.Fprintf(&b, " [%s %s]", d.name(ctx, u), e)
+	}
+	fmt.Fprintln(w, b.String())
 }
 
 func history(cmd *cobra.Command, g *globalOptions, user string, n int) error {
@@ -92,7 +468,19 @@ func history(cmd *cobra.Command, g *globalOptions, user string, n int) error {
 		return err
 	}
 	defer d.Close()
-	return errSDK
+	ctx := cmd.Context()
+	u, err := d.resolve(user)
+	if err != nil {
+		return err
+	}
+	recs, err := d.History(u, n)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		d.printRecord(ctx, cmd.OutOrStdout(), &r)
+	}
+	return nil
 }
 
 func search(cmd *cobra.Command, g *globalOptions, q string) error {
@@ -101,7 +489,14 @@ func search(cmd *cobra.Command, g *globalOptions, q string) error {
 		return err
 	}
 	defer d.Close()
-	return errSDK
+	recs, err := d.Search(q)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		d.printRecord(cmd.Context(), cmd.OutOrStdout(), &r)
+	}
+	return nil
 }
 
 func verify(cmd *cobra.Command, g *globalOptions, user string) error {
@@ -110,23 +505,79 @@ func verify(cmd *cobra.Command, g *globalOptions, user string) error {
 		return err
 	}
 	defer d.Close()
-	return errSDK
+	ctx := cmd.Context()
+	u, err := d.resolve(user)
+	if err != nil {
+		return err
+	}
+	v, err := d.Verify(ctx, u)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	name := d.name(ctx, u)
+	if !v.Verified {
+		fmt.Fprintf(out, "unverified %s %s: %s\n", u, name, v.Reason)
+		return exitError(2)
+	}
+	fmt.Fprintf(out, "verified %s %s at epoch %d\n", u, name, v.Epoch)
+	for _, dv := range v.Devices {
+		fmt.Fprintf(out, "device %s fingerprint %s\n", dv.Device, dv.Fingerprint)
+	}
+	for _, s := range v.Unusable {
+		fmt.Fprintf(out, "unusable %s\n", s)
+	}
+	return nil
 }
 
-func timeline(cmd *cobra.Command, g *globalOptions, user string) error {
+func timeline(cmd *cobra.Command, g *globalOptions) error {
 	d, err := g.open(cmd)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	return errSDK
+	ctx := cmd.Context()
+	entries, err := d.Timeline(ctx)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	for _, e := range entries {
+		fmt.Fprintf(out, "%d %s epoch %d %s", e.Seq, e.Time.UTC().Format(time.RFC3339), e.Epoch, e.Action)
+		if e.Device != (client.DeviceID{}) {
+			fmt.Fprintf(out, " device %s", e.Device)
+		}
+		if len(e.Actors) > 0 {
+			fmt.Fprintf(out, " by %s", strings.Join(e.Actors, ","))
+		}
+		fmt.Fprintln(out)
+	}
+	return nil
 }
 
 func approve(cmd *cobra.Command, g *globalOptions, o *approveOptions) error {
+	req, err := os.ReadFile(o.Request)
+	if err != nil {
+		return fmt.Errorf("--request: %w", err)
+	}
+	h := sha256.Sum256(req)
+	fp := hex.EncodeToString(h[:])
+	want := strings.ToLower(strings.TrimSpace(o.Expect))
+	if subtle.ConstantTimeCompare([]byte(fp), []byte(want)) != 1 {
+		return fmt.Errorf("the request's fingerprint is %s, not the expected %s: not approved", fp, want)
+	}
 	d, err := g.open(cmd)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	return errSDK
+	ap, err := d.ApproveDevice(req)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(o.Out, ap, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "approved request %s\nwrote %s\n", fp, filepath.Clean(o.Out))
+	return nil
 }

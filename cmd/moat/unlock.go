@@ -2,14 +2,12 @@ package main
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
+	"github.com/moat-im/moat/client/localstore"
 	"github.com/moat-im/moat/keyserver/service"
 )
 
@@ -29,22 +27,18 @@ type globalOptions struct {
 // that cannot write it to a file.
 const envPassphrase = envPrefix + "PASSPHRASE"
 
-// keyFileSize is the size of a key file's key: 256 bits, hex-encoded on
-// one line in the file.
-const keyFileSize = 32
-
 // storeSecret unlocks the local store: a passphrase, which the store
-// stretches with Argon2id, or a key file's key, used as is
-// (docs/spec/client-store.md). Exactly one is set.
+// stretches with Argon2id, or a key file of 32 random bytes
+// (docs/spec/client-store.md §Key derivation). Exactly one is set.
 type storeSecret struct {
 	passphrase []byte
-	key        []byte
+	keyFile    string
 }
 
-// wipe overwrites the secret in memory (best effort: Go may have copied it).
+// wipe overwrites the passphrase in memory (best effort: Go may have
+// copied it).
 func (s *storeSecret) wipe() {
 	clear(s.passphrase)
-	clear(s.key)
 }
 
 var errNoSecret = errors.New("the local store needs a passphrase or a key: give --passphrase-file, MOAT_PASSPHRASE or --key-file")
@@ -82,43 +76,15 @@ func (o *globalOptions) secret(create bool) (*storeSecret, error) {
 		}
 		return &storeSecret{passphrase: p}, nil
 	}
-	key, err := readKeyFile(o.KeyFile)
+	_, err := os.Stat(o.KeyFile)
 	if errors.Is(err, os.ErrNotExist) && create {
-		key, err = newKeyFile(o.KeyFile)
+		err = localstore.CreateKeyFile(o.KeyFile)
+	}
+	if err == nil {
+		err = service.CheckPrivateFile(o.KeyFile)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("--key-file: %w", err)
 	}
-	return &storeSecret{key: key}, nil
-}
-
-// readKeyFile reads a key file: the key in hex on one line, in a file
-// that is not group- or world-readable.
-func readKeyFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(b)
-	if err := service.CheckPrivateFile(path); err != nil {
-		return nil, err
-	}
-	key, err := hex.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil || len(key) != keyFileSize {
-		clear(key)
-		return nil, fmt.Errorf("%s: not a key file (%d bytes in hex on one line)", path, keyFileSize)
-	}
-	return key, nil
-}
-
-// newKeyFile generates a key and writes it to a new file, mode 0600.
-func newKeyFile(path string) ([]byte, error) {
-	key := make([]byte, keyFileSize)
-	rand.Read(key)
-	enc := []byte(hex.EncodeToString(key) + "\n")
-	defer clear(enc)
-	if err := service.WriteFileExclusive(path, enc, 0o600); err != nil {
-		return nil, err
-	}
-	return key, nil
+	return &storeSecret{keyFile: o.KeyFile}, nil
 }
