@@ -56,11 +56,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
 	if err := cmd.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(stderr, "moat:", err)
 		var ee exitError
 		if errors.As(err, &ee) {
-			return int(ee)
+			return int(ee) // the command said why
 		}
+		fmt.Fprintln(stderr, "moat:", err)
 		return 1
 	}
 	return 0

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -39,6 +40,7 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	"waitready": cmdWaitReady,
 	"envfrom":   cmdEnvFrom,
 	"glob":      cmdGlob,
+	"perm":      cmdPerm,
 }
 
 func addr(ts *testscript.TestScript, file string) string {
@@ -122,4 +124,16 @@ func cmdGlob(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("%s: %d matches, want 1", args[1], len(m))
 	}
 	ts.Setenv(args[0], m[0])
+}
+
+// perm FILE MODE: FILE's permission bits are MODE (octal).
+func cmdPerm(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: perm file mode")
+	}
+	fi, err := os.Stat(ts.MkAbs(args[0]))
+	ts.Check(err)
+	if got := fmt.Sprintf("%o", fi.Mode().Perm()); (got == args[1]) == neg {
+		ts.Fatalf("%s has mode %s", args[0], got)
+	}
 }

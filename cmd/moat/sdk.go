@@ -515,12 +515,11 @@ func verify(cmd *cobra.Command, g *globalOptions, user string) error {
 		return err
 	}
 	out := cmd.OutOrStdout()
-	name := d.name(ctx, u)
 	if !v.Verified {
-		fmt.Fprintf(out, "unverified %s %s: %s\n", u, name, v.Reason)
+		fmt.Fprintf(out, "unverified %s: %s\n", u, v.Reason)
 		return exitError(2)
 	}
-	fmt.Fprintf(out, "verified %s %s at epoch %d\n", u, name, v.Epoch)
+	fmt.Fprintf(out, "verified %s %s at epoch %d\n", u, d.name(ctx, u), v.Epoch)
 	for _, dv := range v.Devices {
 		fmt.Fprintf(out, "device %s fingerprint %s\n", dv.Device, dv.Fingerprint)
 	}
