@@ -305,3 +305,25 @@ other fingerprint is refused.`,
 	f.StringVar(&o.Out, "out", "", "write the approval here")
 	return cmd
 }
+
+func newWipeCmd(g *globalOptions) *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "wipe --instruction FILE",
+		Short: "Act on the organisation's wipe instruction for this revoked device",
+		Long: `wipe verifies a wipe instruction (moatd admin revoke-device --wipe-out)
+under the organisation's CA key pinned at enrolment: it must name this
+tenant, this device and its current certificate. If it does, the local
+store's keys and records are destroyed and the device is unusable;
+anything else is refused with the store untouched.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return errors.New("--instruction is required")
+			}
+			return wipe(cmd, g, file)
+		},
+	}
+	cmd.Flags().StringVar(&file, "instruction", "", "the signed wipe instruction")
+	return cmd
+}

@@ -18,8 +18,9 @@
 //	moat history   --data DIR USER
 //	moat search    --data DIR QUERY
 //	moat verify    --data DIR USER
-//	moat timeline  --data DIR USER
+//	moat timeline  --data DIR
 //	moat approve   --data DIR --request FILE --expect FINGERPRINT --out FILE
+//	moat wipe      --data DIR --instruction FILE
 //
 // The local store is unlocked with a passphrase (--passphrase-file, or
 // the passphrase itself in MOAT_PASSPHRASE) or a key file (--key-file;
@@ -101,7 +102,7 @@ the reason.`,
 		newEnrolCmd(o), newWhoamiCmd(o), newContactsCmd(o),
 		newSendCmd(o), newSendFileCmd(o), newGetFileCmd(o),
 		newSyncCmd(o), newWatchCmd(o), newHistoryCmd(o), newSearchCmd(o),
-		newVerifyCmd(o), newTimelineCmd(o), newApproveCmd(o),
+		newVerifyCmd(o), newTimelineCmd(o), newApproveCmd(o), newWipeCmd(o),
 	)
 	return root
 }

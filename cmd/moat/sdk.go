@@ -368,23 +368,35 @@ func (d *device) drain(ctx context.Context, w io.Writer) {
 	}
 }
 
-// checkRevoked: when the relay refuses this device, the device checks its
-// own label in the key directory, which wipes the store if a verified
-// record revokes it (the relay's word alone is no reason to wipe).
-// It returns err, or client.ErrRevoked after a wipe.
+// checkRevoked returns err; if the client found this device revoked
+// (and wiped its store), it also removes the device's configuration and
+// says so.
 func (d *device) checkRevoked(ctx context.Context, err error) error {
-	if err == nil {
-		return nil
-	}
 	if !errors.Is(err, client.ErrRevoked) {
-		if _, verr := d.Timeline(ctx); !errors.Is(verr, client.ErrRevoked) {
-			return err
-		}
-		err = client.ErrRevoked
+		return err
 	}
 	revoked(d.data)
 	d.drain(ctx, io.Discard)
 	return fmt.Errorf("this device was revoked by the organisation; its local store is wiped: %w", err)
+}
+
+func wipe(cmd *cobra.Command, g *globalOptions, file string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("--instruction: %w", err)
+	}
+	d, err := g.open(cmd)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	err = d.Wipe(b)
+	if !errors.Is(err, client.ErrRevoked) {
+		return err
+	}
+	revoked(d.data)
+	fmt.Fprintln(cmd.OutOrStdout(), "wiped: the organisation's wipe instruction verified; the local store is destroyed")
+	return nil
 }
 
 // printEvent prints one event on one line.
