@@ -140,6 +140,8 @@ func enrol(cmd *cobra.Command, g *globalOptions, o *enrolOptions, code *org.Enro
 				return werr
 			}
 			fmt.Fprintf(out, "wrote %s: approve it on another device of this user (moat approve --request %s --expect %s --out FILE),\nthen run moat enrol again with --approval FILE\n", o.Request, o.Request, ar.Fingerprint)
+		} else {
+			fmt.Fprintln(out, "give --request FILE to write the request for another device of this user to approve (moat approve)")
 		}
 		return err
 	}
