@@ -54,6 +54,10 @@ type Client struct {
 
 	events chan Event
 	done   chan struct{}
+
+	// inTx is set while update runs; a wipe decided inside a transaction
+	// is done once it ends (wipePending).
+	inTx, wipePending bool
 }
 
 func (cfg *Config) defaults() error {
@@ -256,12 +260,21 @@ func (c *Client) saveDevice(tx localstore.Tx) error {
 // it; if the transaction fails, the in-memory device state is restored.
 func (c *Client) update(fn func(tx localstore.Tx) error) error {
 	saved := *c.dev
+	c.inTx = true
 	err := c.st.Update(func(tx localstore.Tx) error {
 		if err := fn(tx); err != nil {
 			return err
 		}
 		return c.saveDevice(tx)
 	})
+	c.inTx = false
+	if c.wipePending {
+		c.wipePending = false
+		if werr := c.st.Wipe(); werr != nil {
+			return fmt.Errorf("%w (wipe failed: %v)", ErrRevoked, werr)
+		}
+		return ErrRevoked
+	}
 	if err != nil {
 		*c.dev = saved
 	}

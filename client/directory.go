@@ -28,11 +28,8 @@ func (c *Client) lookup(ctx context.Context, user UserID) (*kt.LookupResult, err
 	if err != nil {
 		return nil, &UnverifiedContactError{User: user, Reason: "the directory's answer does not verify", Err: err}
 	}
-	// The kt state moved on: keep it (a failure here only costs a
-	// re-verification later).
-	if err := c.update(func(localstore.Tx) error { return nil }); err != nil {
-		return nil, err
-	}
+	// The kt state moved on; the caller's next c.update stores it (this
+	// may run inside one).
 	if user == c.dev.User {
 		if err := c.checkSelf(res.Value, res.Devices); err != nil {
 			return nil, err
@@ -62,8 +59,12 @@ func (c *Client) checkSelf(v *org.UserValue, usable []*org.DeviceCertificate) er
 func (c *Client) wipe(why string) error {
 	c.log.Warn("device revoked: wiping the local store", "reason", why)
 	c.dev.Revoked = true
-	err := c.st.Wipe()
 	c.emit(Event{Kind: EventRevoked, Err: ErrRevoked})
+	if c.inTx {
+		c.wipePending = true // update wipes once the transaction ends
+		return ErrRevoked
+	}
+	err := c.st.Wipe()
 	if err != nil {
 		return fmt.Errorf("%w (wipe failed: %v)", ErrRevoked, err)
 	}
@@ -195,6 +196,9 @@ func (c *Client) Verify(ctx context.Context, user UserID) (*Verification, error)
 		return v, nil
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := c.update(func(localstore.Tx) error { return nil }); err != nil {
 		return nil, err
 	}
 	v.Epoch = res.Epoch

@@ -166,6 +166,17 @@ func (c *Client) send(ctx context.Context, to UserID, m *Message) (MessageID, er
 		}
 		targets = append(targets, target{d, pt})
 	}
+	var certs []*org.DeviceCertificate
+	for _, t := range targets {
+		certs = append(certs, t.cert)
+	}
+	need, err := c.needAnon(certs)
+	if err != nil {
+		return MessageID{}, err
+	}
+	if err := c.ensureAnonTokens(ctx, need); err != nil {
+		return MessageID{}, err
+	}
 	var events []Event
 	var failed []error
 	err = c.update(func(tx localstore.Tx) error {
@@ -285,6 +296,44 @@ func (c *Client) flushOutbox(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+
+// storedRecord is a Record as the store keeps it (JSON has no arrays as
+// map keys).
+type storedRecord struct {
+	Record
+	Reactions []reactionEntry // shadows Record.Reactions
+}
+
+type reactionEntry struct {
+	User     UserID
+	Reaction string
+}
+
+func putRecord(tx localstore.Tx, conv UserID, seq uint64, r *Record) error {
+	sr := storedRecord{Record: *r}
+	sr.Record.Reactions = nil
+	for u, e := range r.Reactions {
+		sr.Reactions = append(sr.Reactions, reactionEntry{u, e})
+	}
+	slices.SortFunc(sr.Reactions, func(a, b reactionEntry) int { return strings.Compare(string(a.User[:]), string(b.User[:])) })
+	return putJSON(tx, msgKind(conv), u64(seq), &sr)
+}
+
+func decodeRecord(b []byte) (*Record, error) {
+	var sr storedRecord
+	if err := unmarshalJSON(b, &sr); err != nil {
+		return nil, err
+	}
+	r := sr.Record
+	if len(sr.Reactions) > 0 {
+		r.Reactions = map[UserID]string{}
+		for _, e := range sr.Reactions {
+			r.Reactions[e.User] = e.Reaction
+		}
+	}
+	return &r, nil
+}
+
 // findRecord returns the record of message id in conversation conv, and
 // its local sequence number; nil if there is none.
 func findRecord(tx localstore.Tx, conv UserID, id MessageID) (*Record, uint64, error) {
@@ -293,12 +342,15 @@ func findRecord(tx localstore.Tx, conv UserID, id MessageID) (*Record, uint64, e
 	if err != nil || !found || ix.Conversation != conv {
 		return nil, 0, err
 	}
-	var r Record
-	found, err = getJSON(tx, msgKind(conv), u64(ix.Seq), &r)
-	if err != nil || !found {
+	b, err := tx.Get("", msgKind(conv), u64(ix.Seq))
+	if errors.Is(err, localstore.ErrNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
 		return nil, 0, err
 	}
-	return &r, ix.Seq, nil
+	r, err := decodeRecord(b)
+	return r, ix.Seq, err
 }
 
 // destroy deletes a message record and its index entry; each had a key of
@@ -359,7 +411,7 @@ func (c *Client) apply(tx localstore.Tx, conv, from UserID, fromDev DeviceID, ct
 			return nil, err
 		}
 		c.dev.Seq++
-		if err := putJSON(tx, msgKind(conv), u64(c.dev.Seq), r); err != nil {
+		if err := putRecord(tx, conv, c.dev.Seq, r); err != nil {
 			return nil, err
 		}
 		if err := putJSON(tx, kindMsgIdx, id[:], &msgIndex{Conversation: conv, Seq: c.dev.Seq}); err != nil {
@@ -382,7 +434,7 @@ func (c *Client) apply(tx localstore.Tx, conv, from UserID, fromDev DeviceID, ct
 				r.Mentions = append(r.Mentions, UserID(m))
 			}
 			return []Event{{Kind: EventEdited, Conversation: conv, Message: target, Record: r}},
-				putJSON(tx, msgKind(conv), u64(seq), r)
+				putRecord(tx, conv, seq, r)
 		case content.Delete:
 			if r.From != from {
 				return nil, nil // only the author deletes for everyone
@@ -398,7 +450,7 @@ func (c *Client) apply(tx localstore.Tx, conv, from UserID, fromDev DeviceID, ct
 				r.Reactions[from] = ct.Reaction
 			}
 			return []Event{{Kind: EventReaction, Conversation: conv, Message: target, Record: r}},
-				putJSON(tx, msgKind(conv), u64(seq), r)
+				putRecord(tx, conv, seq, r)
 		}
 
 	case content.Delivered, content.Read:
@@ -420,7 +472,7 @@ func (c *Client) apply(tx localstore.Tx, conv, from UserID, fromDev DeviceID, ct
 				r.Read = addUser(r.Read, from)
 				r.Delivered = addUser(r.Delivered, from)
 			}
-			if err := putJSON(tx, msgKind(conv), u64(seq), r); err != nil {
+			if err := putRecord(tx, conv, seq, r); err != nil {
 				return nil, err
 			}
 			events = append(events, Event{Kind: EventReceipt, Conversation: conv, Message: MessageID(t), Record: r})
@@ -444,11 +496,11 @@ func (c *Client) History(user UserID, limit int) ([]Record, error) {
 	var out []Record
 	err := c.st.View(func(tx localstore.Tx) error {
 		return tx.List("", msgKind(user), func(_, v []byte) error {
-			var r Record
-			if err := unmarshalJSON(v, &r); err != nil {
+			r, err := decodeRecord(v)
+			if err != nil {
 				return err
 			}
-			out = append(out, r)
+			out = append(out, *r)
 			return nil
 		})
 	})
@@ -501,8 +553,8 @@ func (c *Client) Search(query string) ([]Record, error) {
 	err = c.st.View(func(tx localstore.Tx) error {
 		for _, conv := range convs {
 			if err := tx.List("", msgKind(conv), func(_, v []byte) error {
-				var r Record
-				if err := unmarshalJSON(v, &r); err != nil {
+				r, err := decodeRecord(v)
+				if err != nil {
 					return err
 				}
 				hay := r.Text
@@ -510,7 +562,7 @@ func (c *Client) Search(query string) ([]Record, error) {
 					hay += "\x00" + r.Attachment.Name
 				}
 				if strings.Contains(strings.ToLower(hay), q) {
-					out = append(out, r)
+					out = append(out, *r)
 				}
 				return nil
 			}); err != nil {
@@ -540,8 +592,8 @@ func (c *Client) expire() error {
 			}
 			var ds []dead
 			if err := tx.List("", msgKind(conv), func(k, v []byte) error {
-				var r Record
-				if err := unmarshalJSON(v, &r); err != nil {
+				r, err := decodeRecord(v)
+				if err != nil {
 					return err
 				}
 				if !r.ExpiresAt.IsZero() && !now.Before(r.ExpiresAt) {

@@ -14,6 +14,7 @@ import (
 	"github.com/moat-im/moat/crypto/ratchet"
 	"github.com/moat-im/moat/crypto/sealed"
 	"github.com/moat-im/moat/keyserver/org"
+	"github.com/moat-im/moat/server/relay"
 )
 
 // envelopeTTL is the relay time-to-live of the envelopes this client
@@ -342,4 +343,84 @@ func commitDecrypted(tx localstore.Tx, d *decrypted) error {
 		}
 	}
 	return saveSession(tx, d.mb, d.ps)
+}
+
+// anonBatch is how many anonymous tokens the device obtains at a time.
+const anonBatch = 10
+
+// ensureAnonTokens makes the pool of anonymous delivery tokens hold at
+// least need tokens, obtaining more from the relay's issuance endpoint
+// under the issuer key verified in the directory (docs/spec/api.md
+// §Anonymous-token issuance). c.mu is held.
+func (c *Client) ensureAnonTokens(ctx context.Context, need int) error {
+	if need == 0 {
+		return nil
+	}
+	have := 0
+	if err := c.st.View(func(tx localstore.Tx) error {
+		return tx.List("", kindAnon, func(_, _ []byte) error { have++; return nil })
+	}); err != nil {
+		return err
+	}
+	if have >= need {
+		return nil
+	}
+	pub, err := c.issuerKey(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrNoAnonymousToken, err)
+	}
+	toks, ierr := c.rel.IssueTokens(ctx, pub, max(need-have, anonBatch))
+	if err := c.st.Update(func(tx localstore.Tx) error {
+		for _, t := range toks {
+			var id [16]byte
+			rand.Read(id[:])
+			if err := tx.Put("", kindAnon, id[:], t.Marshal()); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if ierr != nil && have+len(toks) < need {
+		return fmt.Errorf("%w: %v", ErrNoAnonymousToken, ierr)
+	}
+	return nil
+}
+
+// issuerKey returns the tenant's anonymous-token issuer key from the
+// verified directory (relay.IssuerPolicyID), never the relay's word.
+func (c *Client) issuerKey(ctx context.Context) (*deliverytoken.IssuerPublicKey, error) {
+	name := org.OrgLabelPolicyPrefix + relay.IssuerPolicyID
+	resp, err := c.dir.LookupOrg(ctx, name, c.kt.TreeSize())
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.kt.VerifyOrgLookup(name, resp, c.now())
+	if err != nil {
+		return nil, err
+	}
+	pb, _ := res.Statement.(*org.PolicyBundle)
+	return relay.IssuerKeyFromPolicy(pb)
+}
+
+// needAnon counts the devices of certs that have given this device no
+// MAC delivery token yet.
+func (c *Client) needAnon(certs []*org.DeviceCertificate) (int, error) {
+	n := 0
+	err := c.st.View(func(tx localstore.Tx) error {
+		for _, d := range certs {
+			mb := sealed.NewMailboxID(d.Tenant, d.Device)
+			var rec sessionRecord
+			found, err := getJSON(tx, kindSession, mb[:], &rec)
+			if err != nil {
+				return err
+			}
+			if !found || len(rec.Token) != 64 {
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
 }

@@ -1,0 +1,211 @@
+// Package clienttest runs a key directory and a relay in the test's
+// process, on one loopback HTTP listener, the way moatd serve wires them
+// (cmd/moatd/relay.go: the directory service is the relay's device
+// directory through server/relay/keyserverdir, and /relay/ goes to the
+// relay), with in-memory stores, an in-process witness and generated
+// admin keys. Tests enrol real client devices against it over HTTP.
+package clienttest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moat-im/moat/client"
+	"github.com/moat-im/moat/crypto/deliverytoken"
+	"github.com/moat-im/moat/crypto/keys"
+	"github.com/moat-im/moat/crypto/tlog"
+	"github.com/moat-im/moat/keyserver/org"
+	"github.com/moat-im/moat/keyserver/service"
+	"github.com/moat-im/moat/keyserver/store/memstore"
+	"github.com/moat-im/moat/server/relay"
+	"github.com/moat-im/moat/server/relay/keyserverdir"
+	"github.com/moat-im/moat/server/store/mailbox/memmailbox"
+	"github.com/moat-im/moat/server/store/prekey/memprekey"
+)
+
+// Server is a directory and a relay of one tenant on loopback.
+type Server struct {
+	t        testing.TB
+	Tenant   org.TenantID
+	Service  *service.Service
+	Relay    *relay.Relay
+	RelayKey *keys.RelaySigningPrivateKey
+	HTTP     *httptest.Server
+	Admins   []*org.AdminPrivateKey
+	// Issuer is the tenant's anonymous-token issuer key, known to the
+	// relay.
+	Issuer *deliverytoken.IssuerPrivateKey
+	Logs   *LogBuffer
+}
+
+// LogBuffer collects log output, safe for concurrent writes.
+type LogBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// must panics on a setup error: the harness cannot run without it.
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic("clienttest: " + err.Error())
+	}
+	return v
+}
+
+// New starts a server; it stops when the test ends.
+func New(t testing.TB) *Server {
+	t.Helper()
+	ctx := context.Background()
+	s := &Server{t: t, Logs: &LogBuffer{}}
+	rand.Read(s.Tenant[:])
+	log := slog.New(slog.NewTextHandler(s.Logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	origin := service.Origin("moat.test", s.Tenant)
+	fk := must(service.GenerateFileKeys(nil))
+	for i, scheme := range []org.AdminScheme{org.AdminEd25519, org.AdminEd25519} {
+		s.Admins = append(s.Admins, must(org.GenerateAdminKey(rand.Reader, org.AdminID{0xad, byte(i + 1)}, scheme)))
+	}
+	wname := "witness.moat.test/w"
+	ed := must(tlog.GenerateWitnessKey(rand.Reader, wname, tlog.CosignatureEd25519))
+	pq := must(tlog.GenerateWitnessKey(rand.Reader, wname, tlog.CosignatureMLDSA44))
+	w := must(tlog.NewWitness(tlog.WitnessConfig{Keys: []*tlog.WitnessPrivateKey{ed, pq},
+		Logs: map[string]*keys.LogPublicKey{origin: fk.TenantKeys().Log.Public()}, Store: tlog.NewMemoryWitnessStore()}))
+	wk := org.WitnessKey{Name: wname, Ed25519: ed.Public().Bytes(), MLDSA44: pq.Public().Bytes()}
+	var admins []*org.AdminKey
+	for _, a := range s.Admins {
+		admins = append(admins, a.Public())
+	}
+	many := service.Rate{PerSecond: 1e6, Burst: 1e6}
+	s.Service = must(service.New(ctx, service.Options{
+		Logger: log,
+		Tenants: []service.TenantConfig{{ID: s.Tenant, Store: memstore.New(), Keys: fk.TenantKeys(),
+			Witnesses: []service.WitnessClient{&service.LocalWitness{W: w, ID: "witness"}},
+			Create: &service.CreateParams{Origin: origin, Admins: admins, Threshold: 2,
+				Witnesses: org.WitnessSet{Witnesses: []org.WitnessKey{wk}, Quorum: 1}}}},
+		Limits: service.Limits{PerIP: many, PerTenant: many, Enrol: many},
+	}))
+	if err := s.Service.Cosign(ctx); err != nil {
+		t.Fatalf("clienttest: first cosigning: %v", err)
+	}
+	s.RelayKey = must(keys.GenerateRelaySigningKey(rand.Reader))
+	// The tenant's anonymous-token issuer key, at the relay and published
+	// in the directory, as moatd serve --dev does (cmd/moatd/issuer.go).
+	s.Issuer = must(deliverytoken.GenerateIssuerKey())
+	issuers := relay.NewIssuerSet()
+	issuers.Set(s.Tenant, s.Issuer)
+	ten := s.Service.Tenant(s.Tenant)
+	if err := ten.Admin(func(o *org.Tenant) error {
+		_, err := o.PublishPolicy(s.Admins[0].Public().ID(), relay.IssuerPolicyID,
+			[]org.PolicyEntry{{Key: relay.IssuerPolicyKey, Value: s.Issuer.Public().Bytes()}}, time.Now())
+		return err
+	}); err != nil {
+		t.Fatalf("clienttest: issuer policy: %v", err)
+	}
+	s.Publish()
+	off := relay.Rate{PerSecond: -1}
+	s.HTTP = httptest.NewUnstartedServer(nil)
+	name := s.HTTP.Listener.Addr().String()
+	s.Relay = must(relay.New(relay.Options{
+		Name: name, SigningKey: s.RelayKey, Directory: keyserverdir.Directory{Service: s.Service},
+		Mailboxes: must(memmailbox.New(memmailbox.Options{})), Prekeys: memprekey.New(0),
+		Issuers: issuers, TokenIssuer: issuers, Logger: log,
+		Limits: relay.Limits{PerAddress: off, Challenge: off, PerDevice: off, PerTenant: off,
+			SendPerAddress: off, SendPerToken: off, SendPerMailbox: off, BundlePerTarget: off},
+	}))
+	mux := http.NewServeMux()
+	s.Relay.Routes(mux)
+	rh := s.Relay.Instrument(mux)
+	dh := s.Service.Handler()
+	s.HTTP.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/relay/") {
+			rh.ServeHTTP(w, r)
+			return
+		}
+		dh.ServeHTTP(w, r)
+	})
+	s.HTTP.Start()
+	t.Cleanup(func() {
+		s.Relay.Close()
+		s.HTTP.Close()
+	})
+	return s
+}
+
+// Config returns a client configuration for this server.
+func (s *Server) Config() client.Config {
+	return client.Config{DirectoryURL: s.HTTP.URL, RelayURL: s.HTTP.URL, RelayKey: s.RelayKey.Public(),
+		OneTimePrekeys: 4, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+// admin returns a directory client signing as admin i.
+func (s *Server) admin(i int) *service.Client {
+	return &service.Client{BaseURL: s.HTTP.URL, Tenant: s.Tenant, Admin: s.Admins[i]}
+}
+
+// AddUser adds a user with a display name and returns its id.
+func (s *Server) AddUser(name string) org.UserID {
+	s.t.Helper()
+	var out service.OKResponse
+	if err := s.admin(0).AdminOp(context.Background(), "add-user", service.AddUserRequest{DisplayName: name}, &out); err != nil {
+		s.t.Fatalf("clienttest: add-user: %v", err)
+	}
+	return must(service.ParseUserID(out.User))
+}
+
+// IssueCode issues an enrolment code for user and returns its text.
+func (s *Server) IssueCode(user org.UserID) string {
+	s.t.Helper()
+	var out service.IssueCodeResponse
+	if err := s.admin(0).AdminOp(context.Background(), "issue-code", service.IssueCodeRequest{User: user.String()}, &out); err != nil {
+		s.t.Fatalf("clienttest: issue-code: %v", err)
+	}
+	return out.Code
+}
+
+// Publish publishes an epoch and requires it cosigned, so that every
+// enrolment and revocation so far is in the directory.
+func (s *Server) Publish() {
+	s.t.Helper()
+	ep, err := s.Service.Tenant(s.Tenant).PublishEpoch(context.Background(), time.Now())
+	if err != nil {
+		s.t.Fatalf("clienttest: publishing an epoch: %v", err)
+	}
+	if !ep.Cosigned {
+		s.t.Fatalf("clienttest: epoch %d not cosigned: %v", ep.Entry.Epoch, ep.CosignError)
+	}
+}
+
+// RevokeDevice revokes device of user and returns the wipe instruction.
+func (s *Server) RevokeDevice(user org.UserID, device org.DeviceID) []byte {
+	s.t.Helper()
+	var out service.RevokeDeviceResponse
+	if err := s.admin(0).AdminOp(context.Background(), "revoke-device",
+		service.RevokeDeviceRequest{User: user.String(), Device: device.String(), Reason: "lost"}, &out); err != nil {
+		s.t.Fatalf("clienttest: revoke-device: %v", err)
+	}
+	return out.Wipe
+}
+
+// String names the server in test logs.
+func (s *Server) String() string { return fmt.Sprintf("clienttest server %s tenant %s", s.HTTP.URL, s.Tenant) }
