@@ -114,8 +114,10 @@ otherwise the message is refused and moat says why.
 --reply ID sends TEXT as a reply to message ID; --edit ID replaces the text
 of this user's message ID; --delete ID deletes message ID for everyone (no
 TEXT); --react ID sends TEXT (an emoji) as a reaction to message ID.
---mention USER mentions a user (repeatable). --ttl D makes the message
-disappear D after it is read.`,
+--mention USER mentions a user (repeatable). --ttl D first sets the
+conversation's disappearing-message timer to D (whole seconds; 0 turns it
+off), for both sides: from then on every message of the conversation is
+destroyed D after it arrives.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if o.Delete != "" {
 				return cobra.ExactArgs(1)(cmd, args)
@@ -132,6 +134,9 @@ disappear D after it is read.`,
 			if n > 1 {
 				return errors.New("give at most one of --reply, --edit, --delete and --react")
 			}
+			if o.TTL > 0 && o.TTL%time.Second != 0 {
+				return errors.New("--ttl must be whole seconds")
+			}
 			text := ""
 			if len(args) == 2 {
 				text = args[1]
@@ -145,7 +150,7 @@ disappear D after it is read.`,
 	f.StringVar(&o.Delete, "delete", "", "delete this message id for everyone")
 	f.StringVar(&o.React, "react", "", "react to this message id with TEXT")
 	f.StringArrayVar(&o.Mentions, "mention", nil, "mention this user (repeatable)")
-	f.DurationVar(&o.TTL, "ttl", 0, "disappearing timer: delete the message this long after it is read")
+	f.DurationVar(&o.TTL, "ttl", -1, "set the conversation's disappearing-message timer first (0: off)")
 	return cmd
 }
 

@@ -43,11 +43,14 @@ import (
 	"github.com/spf13/pflag"
 )
 
-func main() {
+func main() { os.Exit(moatMain()) }
+
+// moatMain runs the command line until SIGINT or SIGTERM and returns the
+// exit status.
+func moatMain() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	defer stop()
+	return run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 }
 
 // run runs the command line args and returns the exit status.

@@ -42,7 +42,7 @@ func TestREADMEQuickstart(t *testing.T) {
 		t.Fatalf("the server block is %d lines, want one command", n+1)
 	}
 
-	bin := buildCommands(t, "moatd", "moat")
+	bin := buildCommands(t)
 	tmp := t.TempDir()
 	rewrite := func(s string) string {
 		s = regexp.MustCompile(`go run \./cmd/([a-z-]+)`).ReplaceAllString(s, "$1")
@@ -125,21 +125,6 @@ func quickstartBlock(readme []byte, name string) (string, error) {
 		return "", fmt.Errorf("README.md: unterminated block after %q", strings.TrimSpace(marker))
 	}
 	return block, nil
-}
-
-// buildCommands builds ./cmd/NAME for each name into a temporary
-// directory and returns it.
-func buildCommands(t *testing.T, names ...string) string {
-	t.Helper()
-	bin := t.TempDir()
-	for _, n := range names {
-		build := exec.Command("go", "build", "-o", filepath.Join(bin, n), "github.com/moat-im/moat/cmd/"+n)
-		build.Stderr = os.Stderr
-		if err := build.Run(); err != nil {
-			t.Fatalf("building %s: %v", n, err)
-		}
-	}
-	return bin
 }
 
 func TestQuickstartBlock(t *testing.T) {

@@ -275,7 +275,7 @@ func send(cmd *cobra.Command, g *globalOptions, o *sendOptions, user, text strin
 		}
 		m.Mentions = append(m.Mentions, id)
 	}
-	if o.TTL != 0 {
+	if o.TTL >= 0 {
 		// The timer is the conversation's (docs/spec/content.md §Kinds):
 		// set it first, then send.
 		if _, err := d.Send(ctx, to, client.Message{Kind: client.KindTimer, Timer: o.TTL}); err != nil {
@@ -432,7 +432,9 @@ func (d *device) printEvent(ctx context.Context, w io.Writer, ev client.Event) {
 			}
 		}
 	case client.EventTimer:
-		fmt.Fprintf(w, "timer %s\n", d.name(ctx, ev.Conversation))
+		if ev.Record != nil {
+			fmt.Fprintf(w, "timer %s %s %v\n", ev.Message, d.name(ctx, ev.Record.From), ev.Record.Timer)
+		}
 	case client.EventError:
 		fmt.Fprintf(w, "refused: %v\n", ev.Err)
 	case client.EventRevoked:
@@ -443,7 +445,7 @@ func (d *device) printEvent(ctx context.Context, w io.Writer, ev client.Event) {
 
 // printRecord prints a history record on one line:
 //
-//	ID YYYY-MM-DD HH:MM NAME: TEXT [(reply to ID)] [(edited)] [[file NAME SIZE]] [reactions]
+//	ID YYYY-MM-DD HH:MM NAME: TEXT [(reply to ID)] [(mentions NAME, ...)] [(edited)] [(disappears TIME)] [[NAME EMOJI] ...]
 func (d *device) printRecord(ctx context.Context, w io.Writer, r *client.Record) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s %s: ", r.ID, r.Sent.Local().Format("2006-01-02 15:04"), d.name(ctx, r.From))
@@ -467,8 +469,18 @@ func (d *device) printRecord(ctx context.Context, w io.Writer, r *client.Record)
 	if !r.ReplyTo.IsZero() {
 		fmt.Fprintf(&b, " (reply to %s)", r.ReplyTo)
 	}
+	if len(r.Mentions) > 0 {
+		names := make([]string, len(r.Mentions))
+		for i, u := range r.Mentions {
+			names[i] = d.name(ctx, u)
+		}
+		fmt.Fprintf(&b, " (mentions %s)", strings.Join(names, ", "))
+	}
 	if r.Edited {
 		b.WriteString(" (edited)")
+	}
+	if !r.ExpiresAt.IsZero() {
+		fmt.Fprintf(&b, " (disappears %s)", r.ExpiresAt.Local().Format("2006-01-02 15:04:05"))
 	}
 	for u, e := range r.Reactions {
 		fmt.Fprintf(&b, " [%s %s]", d.name(ctx, u), e)
