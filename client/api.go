@@ -171,16 +171,16 @@ type EventKind uint8
 
 // Event kinds.
 const (
-	EventMessage  EventKind = iota + 1 // a new record, Record set
-	EventEdited                        // Record edited, Record set
-	EventDeleted                       // Message deleted for everyone
-	EventExpired                       // Message destroyed by its timer
-	EventReaction                      // Record's reactions changed
-	EventReceipt                       // Record's receipts changed
-	EventTimer                         // the conversation's timer changed
-	EventError                         // an incoming message was refused, Err says why
-	EventRevoked                       // this device was revoked: the store is wiped
-	EventConnected                     // the push channel is up and caught up
+	EventMessage   EventKind = iota + 1 // a new record, Record set
+	EventEdited                         // Record edited, Record set
+	EventDeleted                        // Message deleted for everyone
+	EventExpired                        // Message destroyed by its timer
+	EventReaction                       // Record's reactions changed
+	EventReceipt                        // Record's receipts changed
+	EventTimer                          // the conversation's timer changed
+	EventError                          // an incoming message was refused, Err says why
+	EventRevoked                        // this device was revoked: the store is wiped
+	EventConnected                      // the push channel is up and caught up
 )
 
 var eventNames = [...]string{EventMessage: "message", EventEdited: "edited", EventDeleted: "deleted",

@@ -219,7 +219,7 @@ func (c *Client) Self() Self {
 }
 
 // Events returns the event stream. There is one stream per Client; it is
-// closed by Close. Events are best-effort for UIs: when the buffer is
+// never closed (Run returns when the client is closed). Events are best-effort for UIs: when the buffer is
 // full the oldest is dropped; History is the record.
 func (c *Client) Events() <-chan Event { return c.events }
 

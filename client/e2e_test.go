@@ -5,7 +5,6 @@ import (
 	"errors"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/moat-im/moat/client"
 	"github.com/moat-im/moat/client/clienttest"
@@ -20,17 +19,22 @@ func ok(t testing.TB, err error) {
 
 type device struct {
 	*client.Client
-	st *clienttest.Store
+	st  *clienttest.Store
+	cfg client.Config
 }
 
 // enrol enrols a new device of user; approver, if not nil, approves it
 // (dual control for a user's second device).
-func enrol(t *testing.T, s *clienttest.Server, user client.UserID, approver *device) *device {
+func enrol(t *testing.T, s *clienttest.Server, user client.UserID, approver *device, opts ...func(*client.Config)) *device {
 	t.Helper()
 	ctx := context.Background()
 	st := clienttest.NewStore()
 	code := s.IssueCode(user)
-	c, err := client.Enrol(ctx, s.Config(), st, code)
+	cfg := s.Config()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := client.Enrol(ctx, cfg, st, code)
 	if approver != nil {
 		var are *client.ApprovalRequiredError
 		if !errors.As(err, &are) {
@@ -38,13 +42,13 @@ func enrol(t *testing.T, s *clienttest.Server, user client.UserID, approver *dev
 		}
 		ap, err := approver.ApproveDevice(are.Request)
 		ok(t, err)
-		c, err = client.Enrol(ctx, s.Config(), st, code, ap)
+		c, err = client.Enrol(ctx, cfg, st, code, ap)
 		ok(t, err)
 	} else {
 		ok(t, err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &device{c, st}
+	return &device{c, st, cfg}
 }
 
 // world is two users, Alice with two devices and Bob with one, enrolled
@@ -186,25 +190,4 @@ func TestEndToEnd(t *testing.T) {
 	if res, _ := w.b1.Search("hello"); len(res) != 0 {
 		t.Fatalf("a deleted message is still found: %+v", res)
 	}
-}
-
-// TestDisappearingMessages sets a timer in a conversation: later messages
-// carry it and are destroyed on both sides when it runs out.
-func TestDisappearingMessages(t *testing.T) {
-	w := newWorld(t)
-	ctx := context.Background()
-	now := time.Now()
-	clock := func() time.Time { return now }
-	_ = clock
-	_, err := w.a1.Send(ctx, w.bob, client.Message{Kind: client.KindTimer, Timer: time.Second})
-	ok(t, err)
-	syncAll(t, w.b1)
-	id, err := w.a1.SendText(ctx, w.bob, "this disappears")
-	ok(t, err)
-	syncAll(t, w.b1)
-	r := history(t, w.b1, w.alice)
-	if len(r) != 2 || r[0].Kind != client.KindTimer || r[0].Timer != time.Second || r[1].ID != id || r[1].ExpiresAt.IsZero() {
-		t.Fatalf("Bob's history: %+v", r)
-	}
-	_ = now
 }

@@ -201,7 +201,7 @@ func (c *Client) register(ctx context.Context) error {
 		SignedPrekey:    keys.SignSignedPrekey(c.dev.SignedID, now, spk.Public(), c.id.Signing),
 		SealedSenderKey: keys.SignSealedSenderKey(c.dev.SealedID, now, c.dev.SealedExpires, ssk.Public(), c.id.Signing),
 	}
-	opks, kems, err := c.newOneTimePrekeys(u, now, true)
+	opks, kems, err := c.newOneTimePrekeys(u, true)
 	if err != nil {
 		return err
 	}
@@ -232,7 +232,7 @@ type newKEM struct {
 
 // newOneTimePrekeys adds cfg.OneTimePrekeys one-time X25519 and ML-KEM
 // prekeys (and a last-resort ML-KEM prekey if lastResort) to u.
-func (c *Client) newOneTimePrekeys(u *bundle.Upload, now interface{ UnixMilli() int64 }, lastResort bool) (map[uint32]*keys.OneTimePrekeyPrivateKey, []newKEM, error) {
+func (c *Client) newOneTimePrekeys(u *bundle.Upload, lastResort bool) (map[uint32]*keys.OneTimePrekeyPrivateKey, []newKEM, error) {
 	t := c.now().Truncate(1e9).UTC()
 	opks := map[uint32]*keys.OneTimePrekeyPrivateKey{}
 	var kems []newKEM
@@ -300,4 +300,32 @@ func (c *Client) ApproveDevice(request []byte) ([]byte, error) {
 		return nil, err
 	}
 	return ap.Marshal()
+}
+
+// replenish uploads new one-time prekeys when the relay holds fewer than
+// half of Config.OneTimePrekeys of either kind (docs/spec/bundle.md: the
+// relay adds one-time prekeys to those it holds). c.mu is held.
+func (c *Client) replenish(ctx context.Context) error {
+	st, err := c.rel.PrekeyStatus(ctx)
+	if err != nil {
+		return err
+	}
+	low := c.cfg.OneTimePrekeys / 2
+	if st.OneTimePrekeys > low && st.OneTimeKEM > low {
+		return nil
+	}
+	u := &bundle.Upload{}
+	opks, kems, err := c.newOneTimePrekeys(u, false)
+	if err != nil {
+		return err
+	}
+	enc, err := u.Marshal()
+	if err != nil {
+		return err
+	}
+	// The private halves are stored before the public ones are published.
+	if err := c.update(func(tx localstore.Tx) error { return putPrekeys(tx, opks, kems) }); err != nil {
+		return err
+	}
+	return c.rel.UploadPrekeys(ctx, enc)
 }

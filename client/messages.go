@@ -129,9 +129,18 @@ func (c *Client) send(ctx context.Context, to UserID, m *Message) (MessageID, er
 	if len(peer.Devices) == 0 {
 		return MessageID{}, &UnverifiedContactError{User: to, Reason: "no usable device in the directory"}
 	}
+	// This user's other devices get a sync transcript; if the directory
+	// cannot show them (this device's user not published yet), they get
+	// none.
 	own, err := c.lookup(ctx, c.dev.User)
-	if err != nil {
+	if errors.Is(err, ErrRevoked) {
 		return MessageID{}, err
+	}
+	var ownDevices []*org.DeviceCertificate
+	if err != nil {
+		c.log.Warn("own devices not verified: no sync transcript", "err", err)
+	} else {
+		ownDevices = own.Devices
 	}
 	if err := c.ensureVerifier(ctx, to); err != nil {
 		return MessageID{}, err
@@ -153,7 +162,7 @@ func (c *Client) send(ctx context.Context, to UserID, m *Message) (MessageID, er
 		}
 		targets = append(targets, target{d, pt})
 	}
-	for _, d := range own.Devices {
+	for _, d := range ownDevices {
 		if d.Device == c.dev.Device {
 			continue
 		}
@@ -295,7 +304,6 @@ func (c *Client) flushOutbox(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
-
 
 // storedRecord is a Record as the store keeps it (JSON has no arrays as
 // map keys).

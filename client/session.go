@@ -106,11 +106,9 @@ func (c *Client) prepare(ctx context.Context, tx localstore.Tx, cert *org.Device
 	if err != nil {
 		return nil, err
 	}
-	if ps != nil && (ps.rec.User != cert.User || ps.cur == nil || !ps.cur.Peer().Equal(cert.Identity)) {
-		// The device's keys changed in the directory: start over.
-		if ps.cur != nil && !ps.cur.Peer().Equal(cert.Identity) {
-			ps = nil
-		}
+	if ps != nil && (ps.rec.User != cert.User || ps.cur != nil && !ps.cur.Peer().Equal(cert.Identity)) {
+		// The device's keys or user changed in the directory: start over.
+		ps = nil
 	}
 	var rec *sealed.Recipient
 	if ps != nil {
@@ -122,7 +120,7 @@ func (c *Client) prepare(ctx context.Context, tx localstore.Tx, cert *org.Device
 			rec = nil // expired or unusable: fetch a new bundle below
 		}
 	}
-	if ps == nil || rec == nil {
+	if ps == nil || ps.cur == nil || rec == nil {
 		bun, ssk, err := c.bundleFor(ctx, cert)
 		if err != nil {
 			return nil, err
@@ -134,7 +132,7 @@ func (c *Client) prepare(ctx context.Context, tx localstore.Tx, cert *org.Device
 		if rec, err = sealed.NewRecipient(mb, cert.Identity.Signing, k, c.now()); err != nil {
 			return nil, err
 		}
-		if ps == nil {
+		if ps == nil || ps.cur == nil {
 			im, res, err := pqxdh.Initiate(rand.Reader, c.id, bun)
 			if err != nil {
 				return nil, err
@@ -148,7 +146,10 @@ func (c *Client) prepare(ctx context.Context, tx localstore.Tx, cert *org.Device
 			if err != nil {
 				return nil, err
 			}
-			ps = &peerSession{rec: sessionRecord{User: cert.User, Device: cert.Device}, cur: s}
+			if ps == nil {
+				ps = &peerSession{rec: sessionRecord{User: cert.User, Device: cert.Device}}
+			}
+			ps.cur = s
 		}
 		ps.rec.Sealed = ssk
 	}

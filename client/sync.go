@@ -30,6 +30,9 @@ func (c *Client) Sync(ctx context.Context) error {
 	if err := c.flushOutbox(ctx); err != nil {
 		c.log.Warn("outbox not flushed", "err", err)
 	}
+	if err := c.replenish(ctx); err != nil {
+		c.log.Warn("prekeys not replenished", "err", err)
+	}
 	for {
 		p, err := c.rel.Fetch(ctx, c.dev.Cursor, pageLimit)
 		if err != nil {

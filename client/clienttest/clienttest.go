@@ -10,6 +10,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -208,4 +210,109 @@ func (s *Server) RevokeDevice(user org.UserID, device org.DeviceID) []byte {
 }
 
 // String names the server in test logs.
-func (s *Server) String() string { return fmt.Sprintf("clienttest server %s tenant %s", s.HTTP.URL, s.Tenant) }
+func (s *Server) String() string {
+	return fmt.Sprintf("clienttest server %s tenant %s", s.HTTP.URL, s.Tenant)
+}
+
+// AnonymousAuthorization returns a SendAuthorization with a fresh
+// anonymous token of the tenant, issued directly with the issuer key.
+func (s *Server) AnonymousAuthorization() []byte {
+	s.t.Helper()
+	req, pending, err := deliverytoken.RequestTokens(s.Issuer.Public(), s.Tenant, 1)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	resp, _, err := s.Issuer.Issue(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	toks, err := pending.Finalize(resp)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	auth, err := relay.AnonymousAuthorization(toks[0])
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return auth
+}
+
+// Send sends an envelope to the relay as anyone would.
+func (s *Server) Send(env, auth []byte) error {
+	c := &relay.Client{BaseURL: s.HTTP.URL, RelayKey: s.RelayKey.Public()}
+	_, err := c.Send(context.Background(), auth, env)
+	return err
+}
+
+// Capture is an http.RoundTripper that keeps the body of every envelope
+// sent (POST /relay/v1/send) through it.
+type Capture struct {
+	mu        sync.Mutex
+	Envelopes [][]byte
+	// Kinds are the delivery-token kinds of the sends' authorizations.
+	Kinds []deliverytoken.Kind
+	// FailAcks makes acknowledgements fail (a crash between a client's
+	// commit and its acknowledgement).
+	FailAcks bool
+}
+
+// RoundTrip implements http.RoundTripper.
+func (c *Capture) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPost && r.URL.Path == "/relay/v1/send" && r.Body != nil {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		r.Body.Close()
+		var kind deliverytoken.Kind
+		if raw, err := base64.RawURLEncoding.DecodeString(r.Header.Get(relay.HeaderSendAuthorization)); err == nil {
+			if a, err := deliverytoken.ParseSendAuthorization(raw); err == nil {
+				kind = a.Kind
+			}
+		}
+		c.mu.Lock()
+		c.Envelopes = append(c.Envelopes, b)
+		c.Kinds = append(c.Kinds, kind)
+		c.mu.Unlock()
+		r.Body = io.NopCloser(bytes.NewReader(b))
+	}
+	c.mu.Lock()
+	fail := c.FailAcks && strings.HasSuffix(r.URL.Path, "/ack")
+	c.mu.Unlock()
+	if fail {
+		return nil, errors.New("clienttest: acknowledgement dropped")
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// SetFailAcks sets FailAcks.
+func (c *Capture) SetFailAcks(v bool) {
+	c.mu.Lock()
+	c.FailAcks = v
+	c.mu.Unlock()
+}
+
+// LastKind returns the token kind of the last send.
+func (c *Capture) LastKind() deliverytoken.Kind {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.Kinds) == 0 {
+		return 0
+	}
+	return c.Kinds[len(c.Kinds)-1]
+}
+
+// Last returns the last envelope captured.
+func (c *Capture) Last() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.Envelopes) == 0 {
+		return nil
+	}
+	return bytes.Clone(c.Envelopes[len(c.Envelopes)-1])
+}
+
+// AnotherRelayKey returns a relay public key that is not this server's.
+func (s *Server) AnotherRelayKey() *keys.RelaySigningPublicKey {
+	return must(keys.GenerateRelaySigningKey(rand.Reader)).Public()
+}

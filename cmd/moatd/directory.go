@@ -45,6 +45,8 @@ type directoryOptions struct {
 	// its device directory (moatd serve).
 	Relay     bool
 	RelayName string
+	// RelayUnlimited lifts the relay's rate limits (with Dev only).
+	RelayUnlimited bool
 }
 
 func newDirectoryCmd() *cobra.Command { return directoryCmd(false) }
@@ -110,6 +112,7 @@ defaults to the --listen address.
 
 ` + cmd.Long
 		f.StringVar(&o.RelayName, "relay-name", "", "the relay's name as devices address it (default: the listen address)")
+		f.BoolVar(&o.RelayUnlimited, "dev-unlimited", false, "with --dev: lift the relay's rate limits (load and crash tests)")
 	}
 	return cmd
 }
@@ -143,6 +146,9 @@ func runDirectory(ctx context.Context, o directoryOptions, stdout, stderr io.Wri
 	}
 	if !tlsOn && !httpserve.IsLoopback(o.Listen) {
 		return fmt.Errorf("refusing plaintext HTTP on %s: listen on loopback, or give --tls-cert and --tls-key", o.Listen)
+	}
+	if o.RelayUnlimited && !o.Dev {
+		return errors.New("--dev-unlimited needs --dev")
 	}
 	if o.Dev {
 		if tlsOn || !httpserve.IsLoopback(o.Listen) {
@@ -267,7 +273,7 @@ func runDirectory(ctx context.Context, o directoryOptions, stdout, stderr io.Wri
 		if name == "" {
 			name = ln.Addr().String()
 		}
-		rs, err = openRelay(ctx, o.Data, name, svc, o.Dev, log)
+		rs, err = openRelay(ctx, o.Data, name, svc, relayConfig{Dev: o.Dev, Unlimited: o.RelayUnlimited}, log)
 		if err != nil {
 			ln.Close()
 			return err

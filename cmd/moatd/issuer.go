@@ -125,3 +125,23 @@ func issuerSet(ctx context.Context, data string, svc *service.Service, dev bool,
 	}
 	return set, nil
 }
+
+// relayConfig is what moatd serve's flags say of the relay.
+type relayConfig struct {
+	Dev       bool // --dev
+	Unlimited bool // --dev-unlimited: no rate limits
+}
+
+// limits returns the relay's limits: the defaults, or with Unlimited every
+// rate limit lifted (sizes stay bounded).
+func (c relayConfig) limits() relay.Limits {
+	var l relay.Limits
+	if c.Unlimited {
+		off := relay.Rate{PerSecond: -1}
+		for _, r := range []*relay.Rate{&l.PerAddress, &l.Challenge, &l.PerDevice, &l.PerTenant,
+			&l.SendPerAddress, &l.SendPerToken, &l.SendPerMailbox, &l.BundlePerTarget} {
+			*r = off
+		}
+	}
+	return l
+}

@@ -78,12 +78,12 @@ type relayServer struct {
 
 // openRelay opens the relay's stores under DATA/relay and a relay whose
 // device directory is svc, in the same process.
-func openRelay(ctx context.Context, data, name string, svc *service.Service, dev bool, log *slog.Logger) (*relayServer, error) {
+func openRelay(ctx context.Context, data, name string, svc *service.Service, rc relayConfig, log *slog.Logger) (*relayServer, error) {
 	key, err := relayKey(data)
 	if err != nil {
 		return nil, err
 	}
-	issuers, err := issuerSet(ctx, data, svc, dev, log)
+	issuers, err := issuerSet(ctx, data, svc, rc.Dev, log)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +105,7 @@ func openRelay(ctx context.Context, data, name string, svc *service.Service, dev
 	rl, err := relay.New(relay.Options{
 		Name: name, SigningKey: key, Directory: keyserverdir.Directory{Service: svc},
 		Mailboxes: mb, Prekeys: pk, Verifiers: tk, Spent: tk,
-		Issuers: issuers, TokenIssuer: issuers,
+		Issuers: issuers, TokenIssuer: issuers, Limits: rc.limits(),
 		Logger: log, Registry: svc.Registry(),
 	})
 	if err != nil {

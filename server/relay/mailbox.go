@@ -127,16 +127,9 @@ func (r *Relay) postSend(w http.ResponseWriter, req *http.Request) {
 		httpserve.WriteError(w, http.StatusBadRequest, "malformed envelope")
 		return
 	}
-	now := r.opts.Now()
-	if _, err := r.opts.Directory.Device(h.Mailbox.Tenant(), h.Mailbox.Device(), now); err != nil {
-		if errors.Is(err, ErrUnknownDevice) {
-			r.met.sends.WithLabelValues("unknown-mailbox").Inc()
-			httpserve.WriteError(w, http.StatusNotFound, "no such mailbox")
-		} else {
-			httpserve.Unavailable(w, 5*time.Second, "device directory unavailable")
-		}
-		return
-	}
+	// Existence hiding (existence.go): the limits and the token come
+	// before the device directory, so that a caller without a valid token
+	// gets the same answer for a mailbox that does not exist.
 	if ok, wait := r.sendMailboxLimit.Allow(string(h.Mailbox[:])); !ok {
 		r.sendRefused(w, "mailbox", wait)
 		return
@@ -166,6 +159,16 @@ func (r *Relay) postSend(w http.ResponseWriter, req *http.Request) {
 		default:
 			r.opts.Logger.Error("token check", "err", err)
 			httpserve.Unavailable(w, 5*time.Second, "token store unavailable")
+		}
+		return
+	}
+	now := r.opts.Now()
+	if _, err := r.opts.Directory.Device(h.Mailbox.Tenant(), h.Mailbox.Device(), now); err != nil {
+		if errors.Is(err, ErrUnknownDevice) {
+			r.met.sends.WithLabelValues("unknown-mailbox").Inc()
+			httpserve.WriteError(w, http.StatusNotFound, "no such mailbox")
+		} else {
+			httpserve.Unavailable(w, 5*time.Second, "device directory unavailable")
 		}
 		return
 	}

@@ -167,6 +167,13 @@ func (r *Relay) getPrekeyStatus(w http.ResponseWriter, req *http.Request, ss *se
 // target checks that the device whose keys are asked for is active, and
 // the per-target limit. It returns the device or writes the response.
 func (r *Relay) target(w http.ResponseWriter, mb sealed.MailboxID) *Device {
+	// The per-target limit comes first, so that a 429 does not tell an
+	// existing device from an absent one (existence.go).
+	if ok, wait := r.bundleLimit.Allow(string(mb[:])); !ok {
+		r.met.rateLimited.WithLabelValues("bundle").Inc()
+		httpserve.TooMany(w, wait)
+		return nil
+	}
 	dev, err := r.opts.Directory.Device(mb.Tenant(), mb.Device(), r.opts.Now())
 	if err != nil {
 		if errors.Is(err, ErrUnknownDevice) {
@@ -174,11 +181,6 @@ func (r *Relay) target(w http.ResponseWriter, mb sealed.MailboxID) *Device {
 		} else {
 			httpserve.Unavailable(w, 5*time.Second, "device directory unavailable")
 		}
-		return nil
-	}
-	if ok, wait := r.bundleLimit.Allow(string(mb[:])); !ok {
-		r.met.rateLimited.WithLabelValues("bundle").Inc()
-		httpserve.TooMany(w, wait)
 		return nil
 	}
 	return dev

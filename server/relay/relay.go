@@ -254,7 +254,7 @@ func New(opts Options) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
-	r.author = &deliverytoken.Authorizer{Verifiers: opts.Verifiers, Issuers: opts.Issuers, Spent: opts.Spent}
+	r.author = &deliverytoken.Authorizer{Verifiers: opts.Verifiers, Issuers: hideAbsence(opts.Issuers), Spent: opts.Spent}
 	l := &r.opts.Limits
 	lim := func(rt Rate) *httpserve.Limiter {
 		if rt.PerSecond < 0 {

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/moat-im/moat/crypto/sealed"
+	"github.com/moat-im/moat/server/relay"
+	"github.com/moat-im/moat/server/store/mailbox"
+)
+
+// TestT36KillUnderLoad (adversarial case T36) runs moatd serve as a
+// subprocess, sends pre-sealed envelopes to an enrolled device from
+// several senders while the device fetches and acks, kills the server with
+// SIGKILL at random moments, restarts it on the same data directory, and
+// checks that every envelope the relay acknowledged is delivered, under
+// one sequence number, and that no message reappears once its ack was
+// confirmed. Senders retry what was not acknowledged (the relay must then
+// deduplicate by message id). The short version kills 5 times; MOAT_LONG=1
+// kills 30 times with 10 times the messages. The storage-level test is
+// badgermailbox's TestT36CrashRecovery.
+func TestT36KillUnderLoad(t *testing.T) {
+	kills, total, senders := 5, 5000, 8
+	if os.Getenv("MOAT_LONG") == "1" {
+		kills, total, senders = 30, 50000, 16
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 36))
+
+	bin := buildMoatd(t)
+	data := t.TempDir()
+	srv := startServe(t, bin, data, "--dev-unlimited")
+	d := enrolDemo(t, bin, srv)
+	var base atomic.Pointer[string]
+	base.Store(&srv.url)
+	boot := relayClient(t, d, data, srv.url)
+	auth := macToken(t, boot, d, 1)
+
+	// Pre-sealed envelopes, so that the load is the relay's work.
+	s := newSealer(t, d)
+	ids := make([]sealed.MessageID, total)
+	envs := make([][]byte, total)
+	index := map[sealed.MessageID]int{}
+	for i := range total {
+		ids[i], envs[i] = s.seal(t, fmt.Appendf(nil, "t36 message %d", i))
+		index[ids[i]] = i
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	acked := make([]atomic.Bool, total)
+	var ackedN, attempts, dups atomic.Int64
+	queue := make(chan int, total)
+	for i := range total {
+		queue <- i
+	}
+	close(queue)
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Go(func() {
+			c := relayClient(t, d, data, *base.Load())
+			for i := range queue {
+				for !acked[i].Load() {
+					if ctx.Err() != nil {
+						return
+					}
+					c.BaseURL = *base.Load()
+					attempts.Add(1)
+					rc, err := c.Send(ctx, auth, envs[i])
+					if err != nil {
+						time.Sleep(10 * time.Millisecond) // down or restarting: retry
+						continue
+					}
+					if rc.Seq == 0 {
+						t.Errorf("receipt without a sequence number")
+					}
+					if rc.Duplicate {
+						dups.Add(1) // durable before a kill, unacknowledged
+					}
+					acked[i].Store(true)
+					ackedN.Add(1)
+				}
+			}
+		})
+	}
+
+	// The device fetches from the start of its mailbox and acks what it
+	// got; a message whose ack was confirmed must never come back, and a
+	// message keeps its sequence number.
+	seq := map[sealed.MessageID]uint64{}
+	confirmed := map[sealed.MessageID]bool{}
+	var failures []string
+	consume := func(c *relay.Client) (int, error) {
+		c.BaseURL = *base.Load()
+		p, err := c.Fetch(ctx, 0, 1000)
+		if err != nil {
+			return 0, err
+		}
+		for _, m := range p.Messages {
+			h, err := sealed.ParseHeader(m.Envelope)
+			if err != nil {
+				return 0, err
+			}
+			if _, known := index[h.MessageID]; !known {
+				failures = append(failures, fmt.Sprintf("unknown message %x", h.MessageID[:4]))
+			}
+			if confirmed[h.MessageID] {
+				failures = append(failures, fmt.Sprintf("message %x delivered again after its ack", h.MessageID[:4]))
+			}
+			if s, ok := seq[h.MessageID]; ok && s != m.Seq {
+				failures = append(failures, fmt.Sprintf("message %x at sequence numbers %d and %d", h.MessageID[:4], s, m.Seq))
+			}
+			seq[h.MessageID] = m.Seq
+		}
+		if n := len(p.Messages); n > 0 {
+			if err := c.Ack(ctx, p.Messages[n-1].Seq); err != nil {
+				return 0, err
+			}
+			for _, m := range p.Messages {
+				h, _ := sealed.ParseHeader(m.Envelope)
+				confirmed[h.MessageID] = true
+			}
+		}
+		return len(p.Messages), nil
+	}
+	consumerDone := make(chan struct{})
+	stopConsumer := make(chan struct{})
+	var fetchErrs atomic.Int64
+	go func() {
+		defer close(consumerDone)
+		c := relayClient(t, d, data, *base.Load())
+		for {
+			select {
+			case <-stopConsumer:
+				return
+			default:
+			}
+			if _, err := consume(c); err != nil {
+				var ae *relay.APIError
+				if errors.As(err, &ae) && ae.Status == 409 {
+					failures = append(failures, fmt.Sprintf("ack refused: %v", err))
+				}
+				if errors.Is(err, sealed.ErrMalformed) || errors.Is(err, relay.ErrMalformed) || errors.Is(err, mailbox.ErrRollback) {
+					failures = append(failures, fmt.Sprintf("fetch: %v", err))
+				}
+				fetchErrs.Add(1)
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}()
+
+	// Kill at random moments under load, restart on the same data.
+	for k := range kills {
+		time.Sleep(time.Duration(100+rng.IntN(600)) * time.Millisecond)
+		before := ackedN.Load()
+		srv.kill()
+		srv = startServe(t, bin, data, "--dev-unlimited")
+		base.Store(&srv.url)
+		t.Logf("kill %d: %d of %d acknowledged at the kill", k+1, before, total)
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		t.Fatalf("senders did not finish: %d of %d acknowledged", ackedN.Load(), total)
+	}
+	close(stopConsumer)
+	<-consumerDone
+
+	// Drain what is left.
+	c := relayClient(t, d, data, srv.url)
+	for {
+		n, err := consume(c)
+		check(t, err)
+		if n == 0 {
+			break
+		}
+	}
+	for _, f := range failures[:min(len(failures), 20)] {
+		t.Error(f)
+	}
+	missing := 0
+	for i := range total {
+		if !acked[i].Load() {
+			t.Fatalf("message %d never acknowledged", i)
+		}
+		if _, ok := seq[ids[i]]; !ok {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%d acknowledged messages lost", missing)
+	}
+	t.Logf("%d messages, %d send attempts, %d duplicate receipts, %d kills, %d fetch errors", total, attempts.Load(), dups.Load(), kills, fetchErrs.Load())
+	srv.stop(t)
+}
