@@ -38,12 +38,13 @@ func (d *device) Close() error {
 }
 
 // clientConfig is the SDK's configuration for the server at base.
-func clientConfig(base string, timeout time.Duration) client.Config {
+func clientConfig(cmd *cobra.Command, base string, timeout time.Duration) client.Config {
 	base = strings.TrimSuffix(base, "/")
 	return client.Config{
 		DirectoryURL: base,
 		RelayURL:     base,
-		HTTP:         &http.Client{Timeout: timeout},
+		HTTP: &http.Client{Timeout: timeout, Transport: &retryTransport{
+			next: http.DefaultTransport, log: cmd.ErrOrStderr()}},
 	}
 }
 
@@ -68,7 +69,7 @@ func (g *globalOptions) open(cmd *cobra.Command) (*device, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := client.Open(cmd.Context(), clientConfig(cfg.Server, g.Timeout), st)
+	c, err := client.Open(cmd.Context(), clientConfig(cmd, cfg.Server, g.Timeout), st)
 	if err != nil {
 		st.Close()
 		if errors.Is(err, client.ErrRevoked) {
@@ -128,7 +129,7 @@ func enrol(cmd *cobra.Command, g *globalOptions, o *enrolOptions, code *org.Enro
 		return err
 	}
 	defer st.Close()
-	cfg := clientConfig(o.Server, g.Timeout)
+	cfg := clientConfig(cmd, o.Server, g.Timeout)
 	cfg.RelayKey = rk
 	c, err := client.Enrol(cmd.Context(), cfg, st, code.Text(), approvals...)
 	var ar *client.ApprovalRequiredError
