@@ -45,7 +45,7 @@ func ParseMessageID(s string) (MessageID, error) {
 func ParseUserID(s string) (UserID, error) {
 	var id UserID
 	b, err := hex.DecodeString(s)
-	if err != nil || len(b) != len(id) || id == (UserID{}) && allZero(b) {
+	if err != nil || len(b) != len(id) || allZero(b) {
 		return id, fmt.Errorf("client: user id %q: want %d non-zero hex bytes", s, len(id))
 	}
 	copy(id[:], b)
@@ -86,6 +86,12 @@ type Config struct {
 	// OneTimePrekeys is how many one-time X25519 and ML-KEM prekeys the
 	// device keeps published; default 20.
 	OneTimePrekeys int
+	// RecheckAfter is how long a contact's verified device list is used
+	// for incoming messages before the directory is asked again, so that a
+	// revoked device's messages are refused within RecheckAfter of its
+	// revocation's publication (T45). Default one minute; negative: every
+	// message.
+	RecheckAfter time.Duration
 }
 
 // Kind is a message content kind (docs/spec/content.md §Kinds).

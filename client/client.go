@@ -76,6 +76,9 @@ func (cfg *Config) defaults() error {
 	if cfg.MaxAge == 0 {
 		cfg.MaxAge = time.Hour
 	}
+	if cfg.RecheckAfter == 0 {
+		cfg.RecheckAfter = time.Minute
+	}
 	if cfg.OneTimePrekeys <= 0 {
 		cfg.OneTimePrekeys = 20
 	}

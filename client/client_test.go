@@ -177,7 +177,8 @@ func TestUnverifiedContactRefused(t *testing.T) {
 	_, err = c1.SendText(ctx, w.bob, "now verified")
 	ok(t, err)
 	syncAll(t, w.b1)
-	if h := history(t, w.b1, carol); len(h) != 1 || h[0].Text != "now verified" {
+	// The refused message was kept and is accepted now, before the new one.
+	if h := history(t, w.b1, carol); len(h) != 2 || h[0].Text != "from an unverified device" || h[1].Text != "now verified" {
 		t.Fatalf("after publication: %+v", h)
 	}
 	v, err = w.a1.Verify(ctx, carol)
@@ -445,5 +446,47 @@ func TestAttachment(t *testing.T) {
 	ok(t, err)
 	if len(res) != 1 {
 		t.Fatalf("search by file name: %+v", res)
+	}
+}
+
+// TestT45RevokedDeviceMessagesRefused (adversarial case T45): once a
+// device's revocation is published, its messages are refused, even on a
+// session it established before, with the reason; the user's other
+// device is still accepted.
+func TestT45RevokedDeviceMessagesRefused(t *testing.T) {
+	s := clienttest.New(t)
+	ctx := context.Background()
+	alice, bob := s.AddUser("Alice"), s.AddUser("Bob")
+	a1 := enrol(t, s, alice, nil)
+	a2 := enrol(t, s, alice, a1)
+	b := enrol(t, s, bob, nil, func(c *client.Config) { c.RecheckAfter = -1 })
+	s.Publish()
+	_, err := a2.SendText(ctx, bob, "before")
+	ok(t, err)
+	syncAll(t, b)
+	_, err = a2.SendText(ctx, bob, "after") // what a thief of the device could still make
+	ok(t, err)
+	s.RevokeDevice(alice, a2.Self().Device)
+	s.Publish()
+	_, err = a1.SendText(ctx, bob, "from the other device")
+	ok(t, err)
+	events := b.Events()
+	for len(events) > 0 {
+		<-events
+	}
+	syncAll(t, b)
+	h := history(t, b, alice)
+	if len(h) != 2 || h[0].Text != "before" || h[1].Text != "from the other device" {
+		t.Fatalf("history %+v", h)
+	}
+	refused := false
+	for len(events) > 0 {
+		var ue *client.UnverifiedContactError
+		if e := <-events; e.Kind == client.EventError && errors.As(e.Err, &ue) && ue.Device == a2.Self().Device {
+			refused = true
+		}
+	}
+	if !refused {
+		t.Fatal("no refusal naming the revoked device")
 	}
 }

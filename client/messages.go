@@ -593,6 +593,26 @@ func (c *Client) expire() error {
 	var events []Event
 	err = c.st.Update(func(tx localstore.Tx) error {
 		events = nil
+		// A processed envelope's id is kept as long as the relay could
+		// deliver it again: its largest time-to-live.
+		var old [][]byte
+		if err := tx.List("", kindSeen, func(k, v []byte) error {
+			var r seenRecord
+			if err := unmarshalJSON(v, &r); err != nil {
+				return err
+			}
+			if now.Sub(r.At) > sealed.MaxTTL*time.Second {
+				old = append(old, append([]byte(nil), k...))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range old {
+			if err := tx.Delete("", kindSeen, k); err != nil {
+				return err
+			}
+		}
 		for _, conv := range convs {
 			type dead struct {
 				id  MessageID
@@ -636,6 +656,3 @@ func beUint64(b []byte) uint64 {
 	}
 	return n
 }
-
-// mailboxOf is the mailbox of a device of this tenant.
-func (c *Client) mailboxOf(d DeviceID) sealed.MailboxID { return sealed.NewMailboxID(c.dev.Tenant, d) }

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/moat-im/moat/crypto/pqxdh"
 	"github.com/moat-im/moat/crypto/ratchet"
 	"github.com/moat-im/moat/crypto/sealed"
+	"github.com/moat-im/moat/keyserver/kt"
 	"github.com/moat-im/moat/keyserver/org"
 	"github.com/moat-im/moat/server/relay"
 )
@@ -228,6 +230,10 @@ func (c *Client) decrypt(ctx context.Context, tx localstore.Tx, o *sealed.Opened
 		return nil, err
 	}
 	if ps != nil && ps.rec.User == UserID(s.User) {
+		// T45: a device revoked since the session began is refused.
+		if err := c.checkSender(ctx, tx, UserID(s.User), DeviceID(s.Device), o.Sender.Identity); err != nil {
+			return nil, err
+		}
 		for i, sess := range []*ratchet.Session{ps.cur, ps.prev} {
 			if sess == nil || o.CheckPeer(sess.Peer()) != nil {
 				continue
@@ -261,6 +267,9 @@ func (c *Client) decrypt(ctx context.Context, tx localstore.Tx, o *sealed.Opened
 	}
 	if _, err := res.CheckIdentity(org.DeviceID(s.Device), m.Identity); err != nil {
 		return nil, &UnverifiedContactError{User: s.User, Device: s.Device, Reason: "the sender's key is not in the directory", Err: err}
+	}
+	if err := c.saveContact(ctx, tx, UserID(s.User), res); err != nil {
+		return nil, storeError{err}
 	}
 	rk, err := c.responderKeys(tx, m)
 	if err != nil {
@@ -424,4 +433,54 @@ func (c *Client) needAnon(certs []*org.DeviceCertificate) (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// saveContact stores the verified devices of user from res, keeping the
+// display name it had.
+func (c *Client) saveContact(ctx context.Context, tx localstore.Tx, user UserID, res *kt.LookupResult) error {
+	var rec contactRecord
+	found, err := getJSON(tx, kindContact, user[:], &rec)
+	if err != nil {
+		return err
+	}
+	if !found {
+		rec.DisplayName, rec.Department = c.orgInfo(ctx, user)
+	}
+	rec.User, rec.Epoch, rec.Devices, rec.Verified = user, res.Epoch, nil, c.now()
+	for _, d := range res.Devices {
+		rec.Devices = append(rec.Devices, ContactDevice{Device: d.Device, Fingerprint: fingerprint(d)})
+	}
+	return putJSON(tx, kindContact, user[:], &rec)
+}
+
+// checkSender checks that device of user, with identity id, is among the
+// user's usable devices in a verified lookup at most Config.RecheckAfter
+// old, looking the user up again if it is older (adversarial case T45:
+// a revoked device's later messages are refused).
+func (c *Client) checkSender(ctx context.Context, tx localstore.Tx, user UserID, device DeviceID, id keys.DeviceIdentity) error {
+	var rec contactRecord
+	found, err := getJSON(tx, kindContact, user[:], &rec)
+	if err != nil {
+		return storeError{err}
+	}
+	if !found || c.now().Sub(rec.Verified) >= c.cfg.RecheckAfter || c.now().Before(rec.Verified) {
+		res, err := c.lookup(ctx, user)
+		if err != nil {
+			return err
+		}
+		if err := c.saveContact(ctx, tx, user, res); err != nil {
+			return storeError{err}
+		}
+		if _, err := getJSON(tx, kindContact, user[:], &rec); err != nil {
+			return storeError{err}
+		}
+	}
+	fp := kt.IdentityFingerprint(id)
+	want := hex.EncodeToString(fp[:])
+	for _, d := range rec.Devices {
+		if d.Device == device && d.Fingerprint == want {
+			return nil
+		}
+	}
+	return &UnverifiedContactError{User: user, Device: device, Reason: "the device is not among the user's devices in the directory (revoked?)"}
 }

@@ -27,6 +27,7 @@ const (
 	kindAnon    = "anon"    // n: an unspent anonymous delivery token
 	kindOutbox  = "outbox"  // n: outboxRecord, an envelope not yet accepted by the relay
 	kindSeen    = "seen"    // envelope message id: seenRecord (duplicate suppression)
+	kindParked  = "parked"  // mailbox seq: parkedRecord, from a sender not verified yet
 	kindConv    = "conv"    // user: convRecord
 	kindMsgIdx  = "msgidx"  // message id: msgIndex
 	kindMsgPfx  = "msg/"    // + conversation hex; id: local seq: Record

@@ -33,6 +33,9 @@ func (c *Client) Sync(ctx context.Context) error {
 	if err := c.replenish(ctx); err != nil {
 		c.log.Warn("prekeys not replenished", "err", err)
 	}
+	if err := c.retryParked(ctx); err != nil {
+		return err
+	}
 	for {
 		p, err := c.rel.Fetch(ctx, c.dev.Cursor, pageLimit)
 		if err != nil {
@@ -160,6 +163,14 @@ func (c *Client) process(ctx context.Context, msgs []relay.Message) error {
 					return se.err
 				}
 				refused = err
+				var ue *UnverifiedContactError
+				if errors.As(err, &ue) {
+					// Kept and tried again at every Sync: the sender may
+					// not be published yet, or the directory unreachable.
+					if err := putJSON(tx, kindParked, u64(m.Seq), &parkedRecord{Envelope: m.Envelope, Since: c.now()}); err != nil {
+						return err
+					}
+				}
 			}
 			events = evs
 			if rcpt != nil {
@@ -185,11 +196,93 @@ func (c *Client) process(ctx context.Context, msgs []relay.Message) error {
 	if err := c.rel.Ack(ctx, c.dev.Cursor); err != nil {
 		c.log.Warn("ack failed; the messages come again and are recognised", "err", err)
 	}
+	c.sendReceipts(ctx, receipts)
+	return nil
+}
+
+func (c *Client) sendReceipts(ctx context.Context, receipts map[UserID][]MessageID) {
 	for conv, ids := range receipts {
-		if _, err := c.send(ctx, conv, &Message{Kind: KindDelivered, Targets: ids}); err != nil {
-			c.log.Warn("delivered receipt not sent", "err", err)
+		for len(ids) > 0 {
+			n := min(len(ids), content.MaxTargets)
+			if _, err := c.send(ctx, conv, &Message{Kind: KindDelivered, Targets: ids[:n]}); err != nil {
+				c.log.Warn("delivered receipt not sent", "err", err)
+			}
+			ids = ids[n:]
 		}
 	}
+}
+
+// parkTTL is how long a message from a sender that cannot be verified yet
+// is kept and tried again.
+const parkTTL = 7 * 24 * time.Hour
+
+type parkedRecord struct {
+	Envelope []byte
+	Since    time.Time
+}
+
+var errStillUnverified = errors.New("client: sender still unverified")
+
+// retryParked tries the parked messages again (docs/spec/content.md
+// §Processing): one whose sender now verifies is processed; one still
+// unverified after parkTTL is dropped with an EventError. c.mu is held.
+func (c *Client) retryParked(ctx context.Context) error {
+	type item struct {
+		id  []byte
+		rec parkedRecord
+	}
+	var items []item
+	if err := c.st.View(func(tx localstore.Tx) error {
+		return tx.List("", kindParked, func(id, v []byte) error {
+			var r parkedRecord
+			if err := unmarshalJSON(v, &r); err != nil {
+				return err
+			}
+			items = append(items, item{append([]byte(nil), id...), r})
+			return nil
+		})
+	}); err != nil {
+		return err
+	}
+	receipts := map[UserID][]MessageID{}
+	for _, it := range items {
+		var events []Event
+		var refused error
+		err := c.update(func(tx localstore.Tx) error {
+			evs, rcpt, err := c.receive(ctx, tx, it.rec.Envelope)
+			var se storeError
+			switch {
+			case errors.Is(err, ErrRevoked):
+				return err
+			case errors.As(err, &se):
+				return se.err
+			case err != nil:
+				var ue *UnverifiedContactError
+				if errors.As(err, &ue) && c.now().Sub(it.rec.Since) < parkTTL {
+					return errStillUnverified
+				}
+				refused = err
+			}
+			events = evs
+			if rcpt != nil {
+				receipts[rcpt.conv] = append(receipts[rcpt.conv], rcpt.id)
+			}
+			return tx.Delete("", kindParked, it.id)
+		})
+		if errors.Is(err, errStillUnverified) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if refused != nil {
+			c.emit(Event{Kind: EventError, Err: fmt.Errorf("client: message dropped after %v: %w", parkTTL, refused)})
+		}
+		for _, e := range events {
+			c.emit(e)
+		}
+	}
+	c.sendReceipts(ctx, receipts)
 	return nil
 }
 

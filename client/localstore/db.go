@@ -1,11 +1,11 @@
 package localstore
 
 import (
-	"bytes"
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -73,6 +73,7 @@ type DB struct {
 	closed   bool
 	failed   error // an I/O failure after which writes are refused
 	recovery int   // slots erased by recovery at Open
+	garbage  bool  // records of deleted scope generations remain
 }
 
 var _ Store = (*DB)(nil)
@@ -286,12 +287,15 @@ func open(dir string, f *os.File, opts *Options) (*DB, error) {
 		}
 	}
 	recDir := filepath.Join(dir, recordsName)
-	bo := badgerutil.SmallStoreOptions(recDir, opts.MemTableSize, opts.Logger, "localstore")
+	// Values above badger's 1 MiB threshold go to the value log; files of
+	// 16 MiB hold several of the largest (MaxValueLen) and stay small.
+	bo := badgerutil.SmallStoreOptions(recDir, opts.MemTableSize, opts.Logger, "localstore").
+		WithValueLogFileSize(16 << 20)
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("localstore: opening records: %w", err)
 	}
-	s := &DB{dir: dir, logger: opts.Logger, hook: opts.hook, db: db, syncer: badgerutil.NewSyncer(recDir), kt: kt, index: index}
+	s := &DB{dir: dir, logger: opts.Logger, hook: opts.hook, db: db, syncer: badgerutil.NewSyncer(recDir), kt: kt, index: index, garbage: true}
 	if recovering {
 		err = s.recover(st.Size())
 	} else {
@@ -313,9 +317,20 @@ func (s *DB) recover(size int64) error {
 	}
 	inUse := map[uint32]bool{}
 	err := s.db.View(func(txn *badger.Txn) error {
+		gens, err := loadGens(txn)
+		if err != nil {
+			return err
+		}
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixRecord}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) < recordPrefixLen {
+				continue // not a record key we wrote; holds no slot
+			}
+			if binary.BigEndian.Uint64(k[1+tagLen:]) != gens[string(k[1:1+tagLen])] {
+				continue // garbage of a deleted scope generation
+			}
 			err := it.Item().Value(func(v []byte) error {
 				r, err := parseRecordValue(v)
 				if err != nil {
@@ -341,6 +356,28 @@ func (s *DB) recover(size int64) error {
 	return nil
 }
 
+// loadGens reads the generation of every scope that has one (by tag).
+func loadGens(txn *badger.Txn) (map[string]uint64, error) {
+	gens := map[string]uint64{}
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixScope}})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		k := it.Item().Key()
+		if len(k) != 1+tagLen {
+			return nil, fmt.Errorf("%w: scope key of %d bytes", ErrCorrupt, len(k))
+		}
+		err := it.Item().Value(func(v []byte) error {
+			g, err := parseGen(v)
+			gens[string(k[1:])] = g
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return gens, nil
+}
+
 // scopeTag and kindTag name a scope and a (scope, kind) in badger keys
 // without revealing them (docs/spec/client-store.md §Records).
 func (s *DB) tag(scope Scope, kind *string) []byte {
@@ -349,16 +386,10 @@ func (s *DB) tag(scope Scope, kind *string) []byte {
 	return m.Sum(nil)[:tagLen]
 }
 
-func (s *DB) scopePrefix(scope Scope) []byte {
-	return append([]byte{prefixRecord}, s.tag(scope, nil)...)
-}
+func (s *DB) scopeTag(scope Scope) []byte { return s.tag(scope, nil) }
 
-func (s *DB) kindPrefix(scope Scope, kind string) []byte {
-	return append(s.scopePrefix(scope), s.tag(scope, &kind)...)
-}
-
-func (s *DB) recordKey(scope Scope, kind string, id []byte) []byte {
-	return append(s.kindPrefix(scope, kind), id...)
+func (s *DB) kindPrefix(scope Scope, gen uint64, kind string) []byte {
+	return append(genPrefix(s.scopeTag(scope), gen), s.tag(scope, &kind)...)
 }
 
 // Update runs fn in a read-write transaction and makes its changes
@@ -417,7 +448,63 @@ func (s *DB) Update(fn func(Tx) error) error {
 		s.failed = err
 		return fmt.Errorf("%w: %v", ErrNotErased, err)
 	}
+	if tx.garbage || s.garbage {
+		s.collectGarbage()
+	}
 	return nil
+}
+
+// garbageBatch bounds the records of deleted scope generations that one
+// Update removes after it commits.
+const garbageBatch = 4096
+
+// collectGarbage removes up to garbageBatch records of deleted scope
+// generations (docs/spec/client-store.md §DeleteScope). Their keys are
+// already erased; removing them frees space and drops their ids. It needs
+// no sync: a removal lost in a crash is redone later. Called with wmu held.
+func (s *DB) collectGarbage() {
+	more := false
+	err := s.db.Update(func(txn *badger.Txn) error {
+		var markers [][]byte
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixGarbage}})
+		for it.Rewind(); it.Valid(); it.Next() {
+			markers = append(markers, it.Item().KeyCopy(nil))
+		}
+		it.Close()
+		budget := garbageBatch
+		for _, m := range markers {
+			if len(m) != 1+tagLen+genLen {
+				return fmt.Errorf("%w: garbage key of %d bytes", ErrCorrupt, len(m))
+			}
+			prefix := append([]byte{prefixRecord}, m[1:]...)
+			var keys [][]byte
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
+			for it.Rewind(); it.Valid() && len(keys) < budget; it.Next() {
+				keys = append(keys, it.Item().KeyCopy(nil))
+			}
+			done := !it.Valid()
+			it.Close()
+			for _, k := range keys {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+			budget -= len(keys)
+			if !done {
+				more = true
+				return nil
+			}
+			if err := txn.Delete(m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.logger.Warn("localstore: removing records of deleted scopes", "err", err)
+		more = true
+	}
+	s.garbage = more
 }
 
 // at calls the test hook at point; an error stands for a crash there:
@@ -462,7 +549,9 @@ func (s *DB) Close() error {
 	clear(s.index)
 	err := s.db.Close()
 	if err == nil && s.failed == nil && !s.kt.leaked {
-		err = s.kt.setState(stateClean)
+		if err = s.kt.shrink(); err == nil {
+			err = s.kt.setState(stateClean)
+		}
 	}
 	if cerr := s.kt.close(); err == nil {
 		err = cerr
@@ -506,6 +595,44 @@ type tx struct {
 	iterating bool
 	newKeys   map[uint32]*recordKey // slots reserved by this Update
 	freed     []uint32              // committed slots to erase after commit
+	gens      map[Scope]uint64      // scope generations read or set
+	garbage   bool                  // DeleteScope made garbage
+}
+
+// gen returns the current generation of scope.
+func (t *tx) gen(scope Scope) (uint64, error) {
+	if g, ok := t.gens[scope]; ok {
+		return g, nil
+	}
+	item, err := t.txn.Get(scopeMetaKey(t.s.scopeTag(scope)))
+	var g uint64
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+	case err != nil:
+		return 0, fmt.Errorf("localstore: %w", err)
+	default:
+		if err := item.Value(func(v []byte) error {
+			g, err = parseGen(v)
+			return err
+		}); err != nil {
+			return 0, err
+		}
+	}
+	if t.gens == nil {
+		t.gens = map[Scope]uint64{}
+	}
+	t.gens[scope] = g
+	return g, nil
+}
+
+// recordKey returns the badger key of a record in its scope's current
+// generation.
+func (t *tx) recordKey(scope Scope, kind string, id []byte) ([]byte, error) {
+	g, err := t.gen(scope)
+	if err != nil {
+		return nil, err
+	}
+	return append(t.s.kindPrefix(scope, g, kind), id...), nil
 }
 
 func (t *tx) reserved() []uint32 {
@@ -568,7 +695,11 @@ func (t *tx) Get(scope Scope, kind string, id []byte) ([]byte, error) {
 	if err := CheckName(scope, kind, id); err != nil {
 		return nil, err
 	}
-	item, err := t.txn.Get(t.s.recordKey(scope, kind, id))
+	key, err := t.recordKey(scope, kind, id)
+	if err != nil {
+		return nil, err
+	}
+	item, err := t.txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return nil, ErrNotFound
 	}
@@ -627,7 +758,10 @@ func (t *tx) Put(scope Scope, kind string, id, value []byte) error {
 	if err := CheckValue(value); err != nil {
 		return err
 	}
-	key := t.s.recordKey(scope, kind, id)
+	key, err := t.recordKey(scope, kind, id)
+	if err != nil {
+		return err
+	}
 	if err := t.drop(key); err != nil {
 		return err
 	}
@@ -653,7 +787,10 @@ func (t *tx) Delete(scope Scope, kind string, id []byte) error {
 	if err := CheckName(scope, kind, id); err != nil {
 		return err
 	}
-	key := t.s.recordKey(scope, kind, id)
+	key, err := t.recordKey(scope, kind, id)
+	if err != nil {
+		return err
+	}
 	if err := t.drop(key); err != nil {
 		return err
 	}
@@ -688,7 +825,11 @@ func (t *tx) List(scope Scope, kind string, fn func(id, value []byte) error) err
 	if err := CheckName(scope, kind, nil); err != nil {
 		return err
 	}
-	prefix := t.s.kindPrefix(scope, kind)
+	g, err := t.gen(scope)
+	if err != nil {
+		return err
+	}
+	prefix := t.s.kindPrefix(scope, g, kind)
 	return t.iterate(prefix, func(key, v []byte) error {
 		id := key[len(prefix):]
 		pt, err := t.open(scope, kind, id, v)
@@ -706,19 +847,32 @@ func (t *tx) DeleteScope(scope Scope) error {
 	if err := CheckName(scope, "", nil); err != nil {
 		return err
 	}
-	var keys [][]byte
-	err := t.iterate(t.s.scopePrefix(scope), func(key, v []byte) error {
-		keys = append(keys, bytes.Clone(key))
+	g, err := t.gen(scope)
+	if err != nil {
+		return err
+	}
+	// The scope moves to its next generation; the keys of this one's
+	// records are erased after commit and the records removed later.
+	tag := t.s.scopeTag(scope)
+	found := false
+	err = t.iterate(genPrefix(tag, g), func(_, v []byte) error {
+		found = true
 		t.dropValue(v)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	for _, k := range keys {
-		if err := t.txn.Delete(k); err != nil {
-			return fmt.Errorf("localstore: %w", err)
-		}
+	if !found {
+		return nil
 	}
+	if err := t.txn.Set(scopeMetaKey(tag), binary.BigEndian.AppendUint64(nil, g+1)); err != nil {
+		return fmt.Errorf("localstore: %w", err)
+	}
+	if err := t.txn.Set(garbageKey(tag, g), nil); err != nil {
+		return fmt.Errorf("localstore: %w", err)
+	}
+	t.gens[scope] = g + 1
+	t.garbage = true
 	return nil
 }

@@ -212,13 +212,45 @@ func recordAD(scope Scope, kind string, id []byte, slot uint32) []byte {
 	return binary.BigEndian.AppendUint32(b, slot)
 }
 
-// Record keys in badger (docs/spec/client-store.md §Records):
-// 'r' || scope tag (16) || kind tag (16) || id.
+// Keys in badger (docs/spec/client-store.md §Records):
+//
+//	record:  'r' || scope tag (16) || generation (8) || kind tag (16) || id
+//	scope:   's' || scope tag (16)                    -> generation (8)
+//	garbage: 'g' || scope tag (16) || generation (8)  -> empty
+//
+// DeleteScope moves a scope to its next generation; the records of older
+// generations are garbage, their keys erased, and are removed in batches.
 const (
-	prefixRecord = 'r'
-	tagLen       = 16
-	recordKeyLen = 1 + 2*tagLen
+	prefixRecord  = 'r'
+	prefixScope   = 's'
+	prefixGarbage = 'g'
+	tagLen        = 16
+	genLen        = 8
+	// recordPrefixLen is the length of a record key before the id.
+	recordPrefixLen = 1 + tagLen + genLen + tagLen
 )
+
+func scopeMetaKey(scopeTag []byte) []byte {
+	return append([]byte{prefixScope}, scopeTag...)
+}
+
+func genPrefix(scopeTag []byte, gen uint64) []byte {
+	b := append([]byte{prefixRecord}, scopeTag...)
+	return binary.BigEndian.AppendUint64(b, gen)
+}
+
+func garbageKey(scopeTag []byte, gen uint64) []byte {
+	b := append([]byte{prefixGarbage}, scopeTag...)
+	return binary.BigEndian.AppendUint64(b, gen)
+}
+
+// parseGen parses a scope's generation value.
+func parseGen(b []byte) (uint64, error) {
+	if len(b) != genLen {
+		return 0, fmt.Errorf("%w: scope generation of %d bytes", ErrCorrupt, len(b))
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
 
 // tagInput is the HMAC input of a scope tag (kind == nil) or kind tag.
 func tagInput(scope Scope, kind *string) []byte {

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
@@ -145,15 +146,25 @@ func (kt *keyTable) erase(slots []uint32) error {
 	if len(slots) == 0 {
 		return nil
 	}
-	for _, i := range slots {
-		if err := kt.writeAt(zeroSlot[:], slotOffset(i)); err != nil {
+	sorted := slices.Clone(slots)
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted)
+	// One write per run of adjacent slots, at most 256 slots long.
+	zeros := make([]byte, min(len(sorted), 256)*slotSize)
+	for start := 0; start < len(sorted); {
+		end := start + 1
+		for end < len(sorted) && end-start < 256 && sorted[end] == sorted[end-1]+1 {
+			end++
+		}
+		if err := kt.writeAt(zeros[:(end-start)*slotSize], slotOffset(sorted[start])); err != nil {
 			return fmt.Errorf("localstore: erasing keys: %w", err)
 		}
+		start = end
 	}
 	if err := kt.sync(); err != nil {
 		return fmt.Errorf("localstore: erasing keys: %w", err)
 	}
-	kt.release(slots)
+	kt.release(sorted)
 	return nil
 }
 
@@ -267,6 +278,34 @@ func (kt *keyTable) scan(size int64, inUse map[uint32]bool, recovering bool) (in
 	}
 	heap.Init(&kt.free)
 	return len(erase), nil
+}
+
+// shrink truncates free slots at the end of the file and syncs.
+func (kt *keyTable) shrink() error {
+	free := slices.Sorted(slices.Values(kt.free))
+	n := kt.nslots
+	for j := len(free) - 1; j >= 0 && n > 0 && free[j] == n-1; j-- {
+		n--
+	}
+	if n == kt.nslots {
+		return nil
+	}
+	if err := kt.f.Truncate(slotOffset(n)); err != nil {
+		return fmt.Errorf("localstore: truncating the key table: %w", err)
+	}
+	if err := kt.sync(); err != nil {
+		return fmt.Errorf("localstore: syncing the key table: %w", err)
+	}
+	kt.nslots = n
+	kept := kt.free[:0]
+	for _, i := range kt.free {
+		if i < n {
+			kept = append(kept, i)
+		}
+	}
+	kt.free = kept
+	heap.Init(&kt.free)
+	return nil
 }
 
 func (kt *keyTable) close() error { return kt.f.Close() }

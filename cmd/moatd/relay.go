@@ -17,6 +17,7 @@ import (
 	"github.com/moat-im/moat/keyserver/service"
 	"github.com/moat-im/moat/server/relay"
 	"github.com/moat-im/moat/server/relay/keyserverdir"
+	"github.com/moat-im/moat/server/store/blob/fsblob"
 	"github.com/moat-im/moat/server/store/mailbox/badgermailbox"
 	"github.com/moat-im/moat/server/store/prekey/badgerprekey"
 	"github.com/moat-im/moat/server/store/tokens/badgertokens"
@@ -30,6 +31,7 @@ const (
 	relayMailbox = "mailbox"   // badgermailbox directory
 	relayPrekeys = "prekeys"   // badgerprekey directory
 	relayTokens  = "tokens"    // badgertokens directory: verifiers, spent tokens
+	relayBlobs   = "blobs"     // fsblob directory: attachments
 )
 
 // relayKey reads the relay's signing key from DATA/relay/relay.key, or
@@ -74,6 +76,7 @@ type relayServer struct {
 	mbox    *badgermailbox.Store
 	prekeys *badgerprekey.Store
 	tokens  *badgertokens.Store
+	blobs   *fsblob.Store
 }
 
 // openRelay opens the relay's stores under DATA/relay and a relay whose
@@ -91,13 +94,20 @@ func openRelay(ctx context.Context, data, name string, svc *service.Service, rc 
 	if err != nil {
 		return nil, err
 	}
+	bl, err := fsblob.Open(ctx, fsblob.Options{Dir: filepath.Join(data, relayDir, relayBlobs), Logger: log})
+	if err != nil {
+		mb.Close()
+		return nil, err
+	}
 	pk, err := badgerprekey.Open(ctx, badgerprekey.Options{Dir: filepath.Join(data, relayDir, relayPrekeys), Logger: log})
 	if err != nil {
+		bl.Close()
 		mb.Close()
 		return nil, err
 	}
 	tk, err := badgertokens.Open(ctx, badgertokens.Options{Dir: filepath.Join(data, relayDir, relayTokens), Logger: log})
 	if err != nil {
+		bl.Close()
 		pk.Close()
 		mb.Close()
 		return nil, err
@@ -107,15 +117,17 @@ func openRelay(ctx context.Context, data, name string, svc *service.Service, rc 
 		Mailboxes: mb, Prekeys: pk, Verifiers: tk, Spent: tk,
 		Issuers: issuers, TokenIssuer: issuers, Limits: rc.limits(),
 		Logger: log, Registry: svc.Registry(),
+		Blobs: bl,
 	})
 	if err != nil {
+		bl.Close()
 		tk.Close()
 		pk.Close()
 		mb.Close()
 		return nil, err
 	}
 	log.Info("relay", slog.String("name", name), slog.String("key", key.Public().String()))
-	return &relayServer{relay: rl, mbox: mb, prekeys: pk, tokens: tk}, nil
+	return &relayServer{relay: rl, mbox: mb, prekeys: pk, tokens: tk, blobs: bl}, nil
 }
 
 // handler serves /relay/ with the relay and everything else with next.
@@ -135,6 +147,9 @@ func (s *relayServer) handler(next http.Handler) http.Handler {
 // close ends the push channels and closes the stores.
 func (s *relayServer) close(log *slog.Logger) {
 	s.relay.Close()
+	if err := s.blobs.Close(); err != nil {
+		log.Error("closing blob store", slog.Any("err", err))
+	}
 	if err := s.tokens.Close(); err != nil {
 		log.Error("closing token store", slog.Any("err", err))
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/crypto/sealed"
 	"github.com/moat-im/moat/internal/httpserve"
+	"github.com/moat-im/moat/server/store/blob"
 	"github.com/moat-im/moat/server/store/mailbox"
 	"github.com/moat-im/moat/server/store/prekey"
 	"github.com/prometheus/client_golang/prometheus"
@@ -159,6 +160,9 @@ type Options struct {
 	// Issuers are the tenants' anonymous-token issuer keys; nil refuses
 	// anonymous tokens.
 	Issuers deliverytoken.IssuerKeys
+	// Blobs holds attachments (docs/spec/attachments.md); nil: the
+	// attachment endpoints answer 404.
+	Blobs blob.Store
 	// Spent records redeemed anonymous tokens. Default: in memory (a
 	// restart would let every token be spent again: a production relay
 	// passes a durable store).
@@ -169,6 +173,8 @@ type Options struct {
 	Issuance    IssuanceLimits
 
 	Limits Limits
+	// AttachmentLimits bound attachments.
+	AttachmentLimits AttachmentLimits
 	// ReplayCache bounds device-authentication replay entries. Default
 	// 1,000,000.
 	ReplayCache int
@@ -201,6 +207,7 @@ type Relay struct {
 	addrLimit, challengeLimit, deviceLimit, tenantLimit *httpserve.Limiter
 	sendAddrLimit, sendTokenLimit, sendMailboxLimit     *httpserve.Limiter
 	bundleLimit                                         *httpserve.Limiter
+	att                                                 *attachments
 
 	pushMu sync.Mutex
 	push   map[sealed.MailboxID]int // open push channels per device
@@ -268,6 +275,7 @@ func New(opts Options) (*Relay, error) {
 	r.bundleLimit = lim(l.BundlePerTarget)
 	r.sessions = newSessions(l.MaxSessions, l.MaxSessionsPerDevice)
 	r.stopCtx, r.stop = context.WithCancel(context.Background())
+	r.initAttachments()
 	return r, nil
 }
 
@@ -315,6 +323,11 @@ func (r *Relay) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /relay/v1/auth/challenge", r.postChallenge)
 	mux.HandleFunc("POST /relay/v1/auth/session", r.postSession)
 	mux.HandleFunc("POST /relay/v1/send", r.postSend)
+	mux.HandleFunc("POST /relay/v1/attachments", r.authedAttach(r.postAttachment))
+	mux.HandleFunc("GET /relay/v1/attachments/{id}/upload", r.authedAttach(r.getAttachmentUpload))
+	mux.HandleFunc("PATCH /relay/v1/attachments/{id}/upload", r.authedAttach(r.patchAttachmentUpload))
+	mux.HandleFunc("POST /relay/v1/attachments/{id}/finalize", r.authedAttach(r.postAttachmentFinalize))
+	mux.HandleFunc("GET /relay/v1/attachments/{id}", r.getAttachment)
 	mux.HandleFunc("GET /relay/v1/mailboxes/{mailbox}/messages", r.authed(deviceauth.PurposeMailbox, r.getMessages))
 	mux.HandleFunc("POST /relay/v1/mailboxes/{mailbox}/ack", r.authed(deviceauth.PurposeMailbox, r.postAck))
 	mux.HandleFunc("GET /relay/v1/mailboxes/{mailbox}/push", r.authed(deviceauth.PurposeMailbox, r.getPush))
@@ -346,6 +359,7 @@ func (r *Relay) instrument(next http.Handler) http.Handler {
 	return httpserve.Instrument(limited, r.met.http, func(req *http.Request, route string, code int, start time.Time) {
 		if !strings.HasPrefix(route, "GET /relay/") && !strings.HasPrefix(route, "POST /relay/") &&
 			!strings.HasPrefix(route, "PUT /relay/") && !strings.HasPrefix(route, "DELETE /relay/") &&
+			!strings.HasPrefix(route, "PATCH /relay/") &&
 			code < 400 {
 			return // health checks and scrapes
 		}

@@ -220,7 +220,7 @@ func testReadOwnWrites(t *testing.T, s localstore.Store) {
 			return err
 		}
 		if v, err := tx.Get("c", "m", []byte("new")); err != nil || string(v) != "new" {
-			return fmt.Errorf("Get of own Put = %q, %v", v, err)
+			return fmt.Errorf("get of own Put = %q, %v", v, err)
 		}
 		if err := tx.Put("c", "m", []byte("new"), []byte("newer")); err != nil {
 			return err
@@ -229,14 +229,14 @@ func testReadOwnWrites(t *testing.T, s localstore.Store) {
 			return err
 		}
 		if _, err := tx.Get("", "m", []byte("gone")); !errors.Is(err, localstore.ErrNotFound) {
-			return fmt.Errorf("Get of own Delete: %v, want ErrNotFound", err)
+			return fmt.Errorf("get of own Delete: %v, want ErrNotFound", err)
 		}
 		var ids []string
 		if err := tx.List("c", "m", func(id, _ []byte) error { ids = append(ids, string(id)); return nil }); err != nil {
 			return err
 		}
 		if strings.Join(ids, ",") != "new,old" {
-			return fmt.Errorf("List in Update = %v, want [new old]", ids)
+			return fmt.Errorf("list in Update = %v, want [new old]", ids)
 		}
 		return nil
 	})
@@ -289,13 +289,13 @@ func testViewReadOnly(t *testing.T, s localstore.Store) {
 	Put(t, s, "c", "m", []byte("a"), []byte("a"))
 	err := s.View(func(tx localstore.Tx) error {
 		if err := tx.Put("c", "m", []byte("b"), []byte("b")); !errors.Is(err, localstore.ErrReadOnly) {
-			return fmt.Errorf("Put in View: %v, want ErrReadOnly", err)
+			return fmt.Errorf("put in View: %v, want ErrReadOnly", err)
 		}
 		if err := tx.Delete("c", "m", []byte("a")); !errors.Is(err, localstore.ErrReadOnly) {
-			return fmt.Errorf("Delete in View: %v, want ErrReadOnly", err)
+			return fmt.Errorf("delete in View: %v, want ErrReadOnly", err)
 		}
 		if err := tx.DeleteScope("c"); !errors.Is(err, localstore.ErrReadOnly) {
-			return fmt.Errorf("DeleteScope in View: %v, want ErrReadOnly", err)
+			return fmt.Errorf("deleteScope in View: %v, want ErrReadOnly", err)
 		}
 		return nil
 	})
@@ -455,7 +455,7 @@ func testConcurrency(t *testing.T, s localstore.Store) {
 						return err
 					}
 					if n := int(v[0])<<8 | int(v[1]); n != total {
-						return fmt.Errorf("View: counter %d, records %d", n, total)
+						return fmt.Errorf("view: counter %d, records %d", n, total)
 					}
 					return nil
 				})

@@ -1,0 +1,4 @@
+package relay
+
+// ParseRange exports parseRange to the tests.
+var ParseRange = parseRange
