@@ -17,18 +17,22 @@ import (
 	"time"
 
 	"github.com/moat-im/moat/client"
+	"github.com/moat-im/moat/client/attach"
 	"github.com/moat-im/moat/client/localstore"
 	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/keyserver/org"
+	"github.com/moat-im/moat/server/relay"
 	"github.com/spf13/cobra"
 )
 
 // device is this device's client, open on its unlocked local store.
 type device struct {
 	*client.Client
-	st    localstore.Store
-	data  string
-	names map[client.UserID]string // display names, filled by resolve
+	st     localstore.Store
+	data   string
+	server string                   // the relay's base URL
+	http   *http.Client             // the client's, for downloads
+	names  map[client.UserID]string // display names, filled by resolve
 }
 
 // Close closes the client, then its store.
@@ -69,7 +73,8 @@ func (g *globalOptions) open(cmd *cobra.Command) (*device, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := client.Open(cmd.Context(), clientConfig(cmd, cfg.Server, g.Timeout), st)
+	ccfg := clientConfig(cmd, cfg.Server, g.Timeout)
+	c, err := client.Open(cmd.Context(), ccfg, st)
 	if err != nil {
 		st.Close()
 		if errors.Is(err, client.ErrRevoked) {
@@ -77,7 +82,7 @@ func (g *globalOptions) open(cmd *cobra.Command) (*device, error) {
 		}
 		return nil, err
 	}
-	return &device{Client: c, st: st, data: g.Data}, nil
+	return &device{Client: c, st: st, data: g.Data, server: ccfg.RelayURL, http: ccfg.HTTP}, nil
 }
 
 // storeKeyTable is the local store's key table file in its directory
@@ -291,9 +296,9 @@ func send(cmd *cobra.Command, g *globalOptions, o *sendOptions, user, text strin
 	return nil
 }
 
-// errAttach: files wait on package client/attach, which the client SDK
-// does not carry yet.
-var errAttach = errors.New("files are not available yet: the client SDK has no attachment upload and download")
+// errAttach: uploading needs the device's relay credentials, which the
+// client SDK keeps to itself and has no attachment upload for yet.
+var errAttach = errors.New("send-file is not available yet: the client SDK has no attachment upload")
 
 func sendFile(cmd *cobra.Command, g *globalOptions, user, path, caption string) error {
 	d, err := g.open(cmd)
@@ -305,12 +310,70 @@ func sendFile(cmd *cobra.Command, g *globalOptions, user, path, caption string) 
 }
 
 func getFile(cmd *cobra.Command, g *globalOptions, msg, out string) error {
+	id, err := client.ParseMessageID(msg)
+	if err != nil {
+		return err
+	}
 	d, err := g.open(cmd)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	return errAttach
+	rec, err := d.find(id)
+	if err != nil {
+		return err
+	}
+	if rec.Attachment == nil {
+		return fmt.Errorf("message %s carries no file", id)
+	}
+	ref, err := attach.ParseReference(rec.Attachment.Ref)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Lstat(out); err == nil {
+		return fmt.Errorf("--out: %s exists", out)
+	}
+	// Downloads are anonymous, by the attachment's id (docs/spec/attachments.md
+	// §Download); the file is written under a temporary name and renamed
+	// only once every segment and the whole-file digest authenticated.
+	tmp, err := os.CreateTemp(filepath.Dir(out), ".moat-download-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	rl := &relay.Client{BaseURL: d.server, HTTP: d.http}
+	err = attach.Download(cmd.Context(), rl, ref, tmp, nil)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Link(tmp.Name(), out); err != nil { // fails if out appeared meanwhile
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d bytes\n", out, ref.PlaintextSize)
+	return nil
+}
+
+// find returns the history record of message id, in any conversation.
+func (d *device) find(id client.MessageID) (*client.Record, error) {
+	convs, err := d.Conversations()
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range convs {
+		recs, err := d.History(u, 0)
+		if err != nil {
+			return nil, err
+		}
+		for i := range recs {
+			if recs[i].ID == id {
+				return &recs[i], nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("no message %s in the local history", id)
 }
 
 // watch prints the events of a sync (follow false), or of the push
