@@ -137,10 +137,11 @@ func TestOfflineDeliveryAndCatchUp(t *testing.T) {
 	}
 }
 
-// TestUnverifiedContactRefused: a user whose device the directory has not
-// published yet cannot be sent to, and its messages are refused with the
-// reason; once published, both work.
-func TestUnverifiedContactRefused(t *testing.T) {
+// TestT26UnverifiedContactRefused (adversarial case T26): a user whose
+// device the directory has not published yet cannot be sent to, and its
+// messages are refused with the reason (an error event, nothing in the
+// history); they are kept, and accepted once the directory publishes it.
+func TestT26UnverifiedContactRefused(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
 	carol := w.s.AddUser("Carol")
@@ -488,5 +489,30 @@ func TestT45RevokedDeviceMessagesRefused(t *testing.T) {
 	}
 	if !refused {
 		t.Fatal("no refusal naming the revoked device")
+	}
+}
+
+// TestT29Monitor (adversarial case T29): Alice's first device monitors her
+// label; the second device, which it approved, raises no alert; an admin
+// revoking it does, once.
+func TestT29Monitor(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	alerts, err := w.a1.Monitor(ctx)
+	ok(t, err)
+	if len(alerts) != 0 {
+		t.Fatalf("alerts for approved changes: %+v", alerts)
+	}
+	w.s.RevokeDevice(w.alice, w.a2.Self().Device)
+	w.s.Publish()
+	alerts, err = w.a1.Monitor(ctx)
+	ok(t, err)
+	if len(alerts) != 1 || alerts[0].Device != w.a2.Self().Device || alerts[0].Kind != "device revoked" {
+		t.Fatalf("alerts after an admin revocation: %+v", alerts)
+	}
+	alerts, err = w.a1.Monitor(ctx)
+	ok(t, err)
+	if len(alerts) != 0 {
+		t.Fatalf("an alert reported twice: %+v", alerts)
 	}
 }

@@ -267,3 +267,53 @@ func (c *Client) Timeline(ctx context.Context) ([]TimelineEntry, error) {
 	}
 	return out, nil
 }
+
+// Alert is a change under this user's directory label that no device of
+// the user made or approved (docs/spec/directory.md §Monitoring rules):
+// a device added or recovered by admins, a revocation, keys changed, a
+// rewritten history. The UI shows it.
+type Alert struct {
+	Kind    string // kt.AlertKind's description
+	Device  DeviceID
+	Epoch   uint64
+	Version uint32
+}
+
+// Monitor checks this user's label at every epoch since the last call
+// (the first call: since enrolment) and returns the alerts (adversarial
+// case T29). An alert that this device itself is revoked wipes the store
+// (ErrRevoked). On error the monitoring position is unchanged.
+func (c *Client) Monitor(ctx context.Context) ([]Alert, error) {
+	if err := c.lock(); err != nil {
+		return nil, err
+	}
+	defer c.mu.Unlock()
+	user := c.dev.User
+	var out []Alert
+	for {
+		resp, err := c.dir.Monitor(ctx, user, c.kt.MonitorSince(user), c.kt.MonitorStart(user), c.kt.TreeSize())
+		if err != nil {
+			return nil, fmt.Errorf("client: monitor: %w", err)
+		}
+		res, err := c.kt.Monitor(user, kt.Expected{Self: c.dev.Device}, resp, c.now())
+		if err != nil {
+			return nil, fmt.Errorf("client: monitor: %w", err)
+		}
+		self := false
+		for _, a := range res.Alerts {
+			out = append(out, Alert{Kind: a.Kind.String(), Device: a.Device, Epoch: a.Epoch, Version: a.Version})
+			if a.Kind == kt.AlertDeviceRevoked && a.Device == c.dev.Device {
+				self = true
+			}
+		}
+		if err := c.update(func(localstore.Tx) error { return nil }); err != nil {
+			return nil, err
+		}
+		if self {
+			return out, c.wipe("the directory's history of this user revokes this device")
+		}
+		if !res.More {
+			return out, nil
+		}
+	}
+}

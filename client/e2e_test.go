@@ -25,7 +25,7 @@ type device struct {
 
 // enrol enrols a new device of user; approver, if not nil, approves it
 // (dual control for a user's second device).
-func enrol(t *testing.T, s *clienttest.Server, user client.UserID, approver *device, opts ...func(*client.Config)) *device {
+func enrol(t testing.TB, s *clienttest.Server, user client.UserID, approver *device, opts ...func(*client.Config)) *device {
 	t.Helper()
 	ctx := context.Background()
 	st := clienttest.NewStore()
@@ -59,7 +59,9 @@ type world struct {
 	a1, a2, b1 *device
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *world { return newWorldTB(t) }
+
+func newWorldTB(t testing.TB) *world {
 	s := clienttest.New(t)
 	w := &world{s: s, alice: s.AddUser("Alice Liddell"), bob: s.AddUser("Bob Dobbs")}
 	w.a1 = enrol(t, s, w.alice, nil)
@@ -69,14 +71,14 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
-func syncAll(t *testing.T, ds ...*device) {
+func syncAll(t testing.TB, ds ...*device) {
 	t.Helper()
 	for _, d := range ds {
 		ok(t, d.Sync(context.Background()))
 	}
 }
 
-func history(t *testing.T, d *device, conv client.UserID) []client.Record {
+func history(t testing.TB, d *device, conv client.UserID) []client.Record {
 	t.Helper()
 	h, err := d.History(conv, 0)
 	ok(t, err)
