@@ -387,6 +387,9 @@ func watch(cmd *cobra.Command, g *globalOptions, follow bool, count int) error {
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
 	out := cmd.OutOrStdout()
+	if err := d.monitor(ctx, cmd); err != nil {
+		return d.checkRevoked(ctx, err)
+	}
 	done := make(chan error, 1)
 	go func() {
 		if follow {
@@ -419,6 +422,28 @@ func watch(cmd *cobra.Command, g *globalOptions, follow bool, count int) error {
 			}
 			return d.checkRevoked(cmd.Context(), err)
 		}
+	}
+}
+
+// monitor checks this user's own label in the key directory since the
+// last check (client.Monitor) and prints an alert line for every change
+// that no device of the user made. Only a revocation of this device is an
+// error (the store is wiped); a failed check is reported on stderr.
+func (d *device) monitor(ctx context.Context, cmd *cobra.Command) error {
+	alerts, err := d.Monitor(ctx)
+	d.printAlerts(cmd.OutOrStdout(), alerts)
+	if errors.Is(err, client.ErrRevoked) {
+		return err
+	}
+	if err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "moat: could not check this user's label in the key directory: %v\n", err)
+	}
+	return nil
+}
+
+func (d *device) printAlerts(w io.Writer, alerts []client.Alert) {
+	for _, a := range alerts {
+		fmt.Fprintf(w, "alert %s: device %s (epoch %d)\n", a.Kind, a.Device, a.Epoch)
 	}
 }
 
@@ -628,7 +653,7 @@ func timeline(cmd *cobra.Command, g *globalOptions) error {
 	ctx := cmd.Context()
 	entries, err := d.Timeline(ctx)
 	if err != nil {
-		return err
+		return d.checkRevoked(ctx, err)
 	}
 	out := cmd.OutOrStdout()
 	for _, e := range entries {
@@ -641,7 +666,9 @@ func timeline(cmd *cobra.Command, g *globalOptions) error {
 		}
 		fmt.Fprintln(out)
 	}
-	return nil
+	alerts, err := d.Monitor(ctx)
+	d.printAlerts(out, alerts)
+	return d.checkRevoked(ctx, err)
 }
 
 func approve(cmd *cobra.Command, g *globalOptions, o *approveOptions) error {
