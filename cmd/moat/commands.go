@@ -49,12 +49,7 @@ FILE --expect FINGERPRINT --out APPROVAL approves it; then enrol
 			if err != nil {
 				return fmt.Errorf("--code: %w", err)
 			}
-			sec, err := g.secret(true)
-			if err != nil {
-				return err
-			}
-			defer sec.wipe()
-			return enrol(cmd, g, o, code, sec)
+			return enrol(cmd, g, o, code)
 		},
 	}
 	f := cmd.Flags()

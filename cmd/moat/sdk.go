@@ -32,7 +32,7 @@ type device struct {
 	data   string
 	server string                   // the relay's base URL
 	http   *http.Client             // the client's, for downloads
-	names  map[client.UserID]string // display names, filled by resolve
+	names  map[client.UserID]string // display names, filled by name
 }
 
 // Close closes the client, then its store.
@@ -104,7 +104,9 @@ func revoked(data string) {
 	os.Remove(filepath.Join(data, configFile))
 }
 
-func enrol(cmd *cobra.Command, g *globalOptions, o *enrolOptions, code *org.EnrolmentCode, sec *storeSecret) error {
+// enrol enrols a new device (or resumes an enrolment that waited for
+// approval) into the store in DATA/store, then writes DATA/moat.json.
+func enrol(cmd *cobra.Command, g *globalOptions, o *enrolOptions, code *org.EnrolmentCode) error {
 	if err := checkServer(o.Server); err != nil {
 		return fmt.Errorf("--server: %w", err)
 	}
@@ -123,10 +125,12 @@ func enrol(cmd *cobra.Command, g *globalOptions, o *enrolOptions, code *org.Enro
 		}
 		approvals = append(approvals, b)
 	}
-	if err := os.MkdirAll(g.Data, 0o700); err != nil {
+	sec, err := g.secret(true)
+	if err != nil {
 		return err
 	}
-	if err := writeConfig(g.Data, &deviceConfig{Server: o.Server}); err != nil {
+	defer sec.wipe()
+	if err := os.MkdirAll(g.Data, 0o700); err != nil {
 		return err
 	}
 	st, err := openStore(cmd, g.Data, sec)
@@ -138,6 +142,12 @@ func enrol(cmd *cobra.Command, g *globalOptions, o *enrolOptions, code *org.Enro
 	cfg.RelayKey = rk
 	c, err := client.Enrol(cmd.Context(), cfg, st, code.Text(), approvals...)
 	var ar *client.ApprovalRequiredError
+	if c != nil || errors.As(err, &ar) {
+		// Enrolled, or pending with its keys in the store.
+		if werr := writeConfig(g.Data, &deviceConfig{Server: o.Server}); werr != nil {
+			return errors.Join(err, werr)
+		}
+	}
 	if errors.As(err, &ar) {
 		out := cmd.OutOrStdout()
 		fmt.Fprintf(out, "request %s\n", ar.Fingerprint)
