@@ -187,11 +187,12 @@ const (
 	EventError                          // an incoming message was refused, Err says why
 	EventRevoked                        // this device was revoked: the store is wiped
 	EventConnected                      // the push channel is up and caught up
+	EventAlert                          // Run's monitoring found a change to this user: Alert set
 )
 
 var eventNames = [...]string{EventMessage: "message", EventEdited: "edited", EventDeleted: "deleted",
 	EventExpired: "expired", EventReaction: "reaction", EventReceipt: "receipt", EventTimer: "timer",
-	EventError: "error", EventRevoked: "revoked", EventConnected: "connected"}
+	EventError: "error", EventRevoked: "revoked", EventConnected: "connected", EventAlert: "alert"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) && eventNames[k] != "" {
@@ -207,6 +208,7 @@ type Event struct {
 	Message      MessageID
 	Record       *Record
 	Err          error
+	Alert        *Alert
 }
 
 // Self describes this device.

@@ -494,7 +494,9 @@ func TestT45RevokedDeviceMessagesRefused(t *testing.T) {
 
 // TestT29Monitor (adversarial case T29): Alice's first device monitors her
 // label; the second device, which it approved, raises no alert; an admin
-// revoking it does, once.
+// revoking it does, once; so does a device the admins enrol for her
+// without her devices (dual control by admins: the recovery path of
+// Enrol's ApprovalRequiredError).
 func TestT29Monitor(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
@@ -514,5 +516,97 @@ func TestT29Monitor(t *testing.T) {
 	ok(t, err)
 	if len(alerts) != 0 {
 		t.Fatalf("an alert reported twice: %+v", alerts)
+	}
+
+	st := clienttest.NewStore()
+	code := w.s.IssueCode(w.alice)
+	_, err = client.Enrol(ctx, w.s.Config(), st, code)
+	var are *client.ApprovalRequiredError
+	if !errors.As(err, &are) || len(are.Fingerprint) != 64 {
+		t.Fatalf("enrolment without approval: %v", err)
+	}
+	w.s.ApproveAsAdmins(w.alice, are.Request)
+	a3, err := client.Enrol(ctx, w.s.Config(), st, code)
+	ok(t, err)
+	defer a3.Close()
+	w.s.Publish()
+	alerts, err = w.a1.Monitor(ctx)
+	ok(t, err)
+	if len(alerts) != 1 || alerts[0].Device != a3.Self().Device || alerts[0].Kind != "device recovered by admins" {
+		t.Fatalf("alerts after an admin recovery: %+v", alerts)
+	}
+}
+
+// TestLostSendAnswer: the relay accepts a first message (on an anonymous
+// token) but its answer is lost; the envelope stays in the outbox, its
+// retry meets the spent token (403) and goes again with a fresh one,
+// which the relay takes as the duplicate it is; Bob gets it once.
+func TestLostSendAnswer(t *testing.T) {
+	s := clienttest.New(t)
+	ctx := context.Background()
+	alice, bob := s.AddUser("Alice"), s.AddUser("Bob")
+	capture := &clienttest.Capture{}
+	a := enrol(t, s, alice, nil, func(c *client.Config) { c.HTTP = &http.Client{Transport: capture} })
+	b := enrol(t, s, bob, nil)
+	s.Publish()
+	capture.SetDropSendAnswers(true)
+	_, err := a.SendText(ctx, bob, "once")
+	ok(t, err) // stored; the send is retried later
+	capture.SetDropSendAnswers(false)
+	events := a.Events()
+	for len(events) > 0 {
+		<-events
+	}
+	ok(t, a.Sync(ctx)) // flushes the outbox
+	for len(events) > 0 {
+		if e := <-events; e.Kind == client.EventError {
+			t.Fatalf("the retry failed: %v", e.Err)
+		}
+	}
+	n := len(capture.Envelopes)
+	if n != 3 {
+		t.Fatalf("%d sends, want 3: lost answer, spent token, fresh token", n)
+	}
+	ok(t, a.Sync(ctx))
+	if len(capture.Envelopes) != n {
+		t.Fatal("the outbox still held the envelope")
+	}
+	syncAll(t, b)
+	if h := history(t, b, alice); len(h) != 1 || h[0].Text != "once" {
+		t.Fatalf("Bob's history %+v", h)
+	}
+}
+
+// TestRunMonitors: Run monitors this user's label on connecting and
+// reports an admin's revocation of the user's other device as an alert.
+func TestRunMonitors(t *testing.T) {
+	w := newWorld(t)
+	w.s.RevokeDevice(w.alice, w.a2.Self().Device)
+	w.s.Publish()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.a1.Run(ctx) }()
+	stopped := false
+	defer func() {
+		cancel()
+		if !stopped {
+			<-done
+		}
+	}()
+	for {
+		select {
+		case e := <-w.a1.Events():
+			if e.Kind == client.EventAlert {
+				if e.Alert.Device != w.a2.Self().Device || e.Alert.Kind != "device revoked" {
+					t.Fatalf("alert %+v", e.Alert)
+				}
+				return
+			}
+		case err := <-done:
+			stopped = true
+			t.Fatalf("Run: %v", err)
+		case <-time.After(30 * time.Second): // a hang guard, not a timing assertion
+			t.Fatal("no alert")
+		}
 	}
 }

@@ -288,6 +288,11 @@ func (c *Client) Monitor(ctx context.Context) ([]Alert, error) {
 		return nil, err
 	}
 	defer c.mu.Unlock()
+	return c.monitor(ctx)
+}
+
+// monitor is Monitor with c.mu held.
+func (c *Client) monitor(ctx context.Context) ([]Alert, error) {
 	user := c.dev.User
 	var out []Alert
 	for {

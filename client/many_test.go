@@ -12,7 +12,7 @@ import (
 func TestManyUnansweredMessages(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
-	const n = 40
+	const n = 20
 	for i := range n {
 		_, err := w.a1.SendText(ctx, w.bob, fmt.Sprint("message ", i))
 		ok(t, err)

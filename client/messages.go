@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/moat-im/moat/crypto/deliverytoken"
 	"github.com/moat-im/moat/crypto/sealed"
 	"github.com/moat-im/moat/keyserver/org"
+	"github.com/moat-im/moat/server/relay"
 )
 
 func unmarshalJSON(b []byte, v any) error {
@@ -273,7 +275,12 @@ func (c *Client) putOutbox(tx localstore.Tx, o *outgoing) error {
 }
 
 // flushOutbox sends every stored envelope and deletes the ones the relay
-// accepted (a retry of an accepted one is idempotent at the relay).
+// accepted (a retry of an accepted one is idempotent at the relay). An
+// envelope refused for its token (403: a spent anonymous token whose
+// first send was accepted but its answer lost, or a MAC token the peer
+// withdrew) is tried once more with a fresh anonymous token; one refused
+// for good (400, 404, 413, or 403 again) is dropped with an EventError;
+// anything else stays for the next flush.
 func (c *Client) flushOutbox(ctx context.Context) error {
 	type item struct {
 		id  []byte
@@ -294,15 +301,44 @@ func (c *Client) flushOutbox(ctx context.Context) error {
 	}
 	var errs []error
 	for _, it := range items {
-		if _, err := c.anon.Send(ctx, it.rec.Auth, it.rec.Envelope); err != nil {
+		_, err := c.anon.Send(ctx, it.rec.Auth, it.rec.Envelope)
+		var ae *relay.APIError
+		if errors.As(err, &ae) && ae.Status == http.StatusForbidden && !it.rec.Retried {
+			if terr := c.ensureAnonTokens(ctx, 1); terr == nil {
+				if terr := c.st.Update(func(tx localstore.Tx) error {
+					auth, err := c.authorization(tx, &outgoing{ps: &peerSession{}})
+					if err != nil {
+						return err
+					}
+					it.rec.Auth, it.rec.Retried = auth, true
+					return putJSON(tx, kindOutbox, it.id, &it.rec)
+				}); terr == nil {
+					_, err = c.anon.Send(ctx, it.rec.Auth, it.rec.Envelope)
+				}
+			}
+		}
+		if err != nil && !(errors.As(err, &ae) && permanent(ae.Status)) {
 			errs = append(errs, err)
 			continue
 		}
 		if err := c.st.Update(func(tx localstore.Tx) error { return tx.Delete("", kindOutbox, it.id) }); err != nil {
 			return err
 		}
+		if err != nil {
+			c.emit(Event{Kind: EventError, Err: fmt.Errorf("client: the relay refused a message for good: %w", err)})
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// permanent reports whether a relay answer to a send will not change on
+// a retry.
+func permanent(status int) bool {
+	switch status {
+	case http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound, http.StatusRequestEntityTooLarge:
+		return true
+	}
+	return false
 }
 
 // storedRecord is a Record as the store keeps it (JSON has no arrays as

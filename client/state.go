@@ -100,6 +100,7 @@ type contactRecord struct {
 type outboxRecord struct {
 	Envelope []byte
 	Auth     []byte
+	Retried  bool // sent again with a fresh anonymous token after a 403
 }
 
 type seenRecord struct {

@@ -64,8 +64,9 @@ func (c *Client) relayErr(err error) error {
 
 // Run keeps the device's push channel open until ctx ends or the client
 // is closed: it catches up after every (re)connection from the last
-// processed sequence number, processes pushed messages as they arrive,
-// and reconnects with backoff after an error. It returns ErrRevoked if
+// processed sequence number and monitors this user's label (EventAlert),
+// processes pushed messages as they arrive, and reconnects with backoff
+// after an error. It returns ErrRevoked if
 // the device learns it was revoked.
 func (c *Client) Run(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
@@ -92,6 +93,21 @@ func (c *Client) Run(ctx context.Context) error {
 func (c *Client) runOnce(ctx context.Context) error {
 	if err := c.Sync(ctx); err != nil {
 		return err
+	}
+	// Each (re)connection also monitors this user's label (T29).
+	if err := c.lock(); err != nil {
+		return err
+	}
+	alerts, err := c.monitor(ctx)
+	c.mu.Unlock()
+	if errors.Is(err, ErrRevoked) {
+		return err
+	}
+	if err != nil {
+		c.log.Warn("monitoring this user's label failed", "err", err)
+	}
+	for i := range alerts {
+		c.emit(Event{Kind: EventAlert, Alert: &alerts[i]})
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

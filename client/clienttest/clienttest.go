@@ -254,6 +254,9 @@ type Capture struct {
 	// FailAcks makes acknowledgements fail (a crash between a client's
 	// commit and its acknowledgement).
 	FailAcks bool
+	// DropSendAnswers makes sends reach the relay but their answers get
+	// lost.
+	DropSendAnswers bool
 }
 
 // RoundTrip implements http.RoundTripper.
@@ -278,17 +281,30 @@ func (c *Capture) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	c.mu.Lock()
 	fail := c.FailAcks && strings.HasSuffix(r.URL.Path, "/ack")
+	drop := c.DropSendAnswers && r.URL.Path == "/relay/v1/send"
 	c.mu.Unlock()
 	if fail {
 		return nil, errors.New("clienttest: acknowledgement dropped")
 	}
-	return http.DefaultTransport.RoundTrip(r)
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err == nil && drop {
+		resp.Body.Close()
+		return nil, errors.New("clienttest: answer lost")
+	}
+	return resp, err
 }
 
 // SetFailAcks sets FailAcks.
 func (c *Capture) SetFailAcks(v bool) {
 	c.mu.Lock()
 	c.FailAcks = v
+	c.mu.Unlock()
+}
+
+// SetDropSendAnswers sets DropSendAnswers.
+func (c *Capture) SetDropSendAnswers(v bool) {
+	c.mu.Lock()
+	c.DropSendAnswers = v
 	c.mu.Unlock()
 }
 
@@ -315,4 +331,28 @@ func (c *Capture) Last() []byte {
 // AnotherRelayKey returns a relay public key that is not this server's.
 func (s *Server) AnotherRelayKey() *keys.RelaySigningPublicKey {
 	return must(keys.GenerateRelaySigningKey(rand.Reader)).Public()
+}
+
+// ApproveAsAdmins has every admin approve the enrolment request of a new
+// device of user (lost-device recovery, docs/spec/org.md §Dual control).
+func (s *Server) ApproveAsAdmins(user org.UserID, request []byte) {
+	s.t.Helper()
+	req, err := org.ParseEnrolmentRequest(request)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for i, a := range s.Admins {
+		ap, err := org.ApproveByAdmin(a, user, req)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		apb, err := ap.Marshal()
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if err := s.admin(i).AdminOp(context.Background(), "approve",
+			service.ApproveRequest{User: user.String(), Request: request, Approval: apb}, nil); err != nil {
+			s.t.Fatalf("clienttest: approve: %v", err)
+		}
+	}
 }
