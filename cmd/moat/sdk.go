@@ -397,8 +397,10 @@ func watch(cmd *cobra.Command, g *globalOptions, follow bool, count int) error {
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
 	out := cmd.OutOrStdout()
-	if err := d.monitor(ctx, cmd); err != nil {
-		return d.checkRevoked(ctx, err)
+	if !follow { // Run monitors on every connection (EventAlert)
+		if err := d.monitor(ctx, cmd); err != nil {
+			return d.checkRevoked(ctx, err)
+		}
 	}
 	done := make(chan error, 1)
 	go func() {
@@ -538,6 +540,10 @@ func (d *device) printEvent(ctx context.Context, w io.Writer, ev client.Event) {
 		fmt.Fprintf(w, "refused: %v\n", ev.Err)
 	case client.EventRevoked:
 		fmt.Fprintln(w, "revoked: the organisation revoked this device; its local store is wiped")
+	case client.EventAlert:
+		if ev.Alert != nil {
+			d.printAlerts(w, []client.Alert{*ev.Alert})
+		}
 	case client.EventConnected:
 	}
 }
