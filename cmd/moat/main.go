@@ -1,21 +1,23 @@
 // Command moat is Moat's user client: it enrols a device with an
 // enrolment code, then sends and receives end-to-end encrypted 1:1
-// messages and files, and shows the organisation's directory, each
-// contact's verification state and security timeline. Everything goes
-// through package client (the SDK); the device's keys and history live in
-// its sealed local store (docs/spec/client-store.md) under --data.
+// messages, receives files, and shows each contact's verification state
+// and this user's security timeline. Everything goes through the client
+// SDK (package client, and client/attach for downloads); the device's
+// keys and history live in its sealed local store
+// (docs/spec/client-store.md) under --data.
 //
 // Usage:
 //
-//	moat enrol     --data DIR --code CODE [--server URL] [--relay-key KEY] (--passphrase-file F | --key-file F)
+//	moat enrol     --data DIR --code CODE --relay-key KEY [--server URL] (--passphrase-file F | --key-file F) [--request FILE | --approval FILE]
 //	moat whoami    --data DIR
 //	moat contacts  --data DIR
-//	moat send      --data DIR USER TEXT [--reply ID | --edit ID | --delete ID | --react ID] [--mention USER] [--ttl D]
-//	moat send-file --data DIR USER PATH
+//	moat send      --data DIR USER TEXT [--reply ID | --edit ID | --react ID] [--mention USER ...] [--ttl D]
+//	moat send      --data DIR USER --delete ID
+//	moat send-file --data DIR USER PATH      (waits on an attachment upload in the SDK)
 //	moat get-file  --data DIR MESSAGE --out PATH
 //	moat sync      --data DIR
-//	moat watch     --data DIR
-//	moat history   --data DIR USER
+//	moat watch     --data DIR [--count N]
+//	moat history   --data DIR USER [--limit N]
 //	moat search    --data DIR QUERY
 //	moat verify    --data DIR USER
 //	moat timeline  --data DIR
@@ -26,7 +28,8 @@
 // the passphrase itself in MOAT_PASSPHRASE) or a key file (--key-file;
 // enrol creates it if it does not exist). Every flag can also come from
 // the environment: MOAT_ and the flag's name in upper case with - as _
-// (MOAT_DATA, MOAT_KEY_FILE, MOAT_SERVER, ...).
+// (MOAT_DATA, MOAT_KEY_FILE, MOAT_SERVER, MOAT_RELAY_KEY, ...).
+// cmd/README.md describes the commands and their output.
 package main
 
 import (
