@@ -23,7 +23,7 @@ type enrolOptions struct {
 func newEnrolCmd(g *globalOptions) *cobra.Command {
 	o := &enrolOptions{}
 	cmd := &cobra.Command{
-		Use:   "enrol --data DIR --code CODE [--server URL] [--relay-key KEY] (--passphrase-file F | --key-file F)",
+		Use:   "enrol --data DIR --code CODE --relay-key KEY [--server URL] (--passphrase-file F | --key-file F)",
 		Short: "Enrol this device with an enrolment code",
 		Long: `enrol makes a new device of the code's user: it generates the device's
 keys, redeems the code at the directory (--server), checks the answer (the
@@ -154,10 +154,10 @@ func newSendFileCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "send-file USER PATH [--caption TEXT]",
 		Short: "Send a file, encrypted, as an attachment",
-		Long: `send-file encrypts the file at PATH with a fresh key (chunked streaming
-AEAD, docs/spec/attachments.md), uploads the ciphertext to the relay and
-sends USER a message that carries the reference and the key; prints the
-message id.`,
+		Long: `send-file is to encrypt the file at PATH with a fresh key (chunked
+streaming AEAD, docs/spec/attachments.md), upload the ciphertext to the
+relay and send USER a message that carries the reference and the key. It
+is not available yet: the client SDK has no attachment upload.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return sendFile(cmd, g, args[0], args[1], caption)
