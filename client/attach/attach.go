@@ -4,6 +4,9 @@
 // to the relay, and a Reference that the message layer carries inside an
 // end-to-end encrypted message.
 //
+// UploadFile and DownloadFile are the same for files on disk; DownloadFile
+// renames its temporary file into place only after every byte verified.
+//
 // Neither Upload nor Download holds a file in memory: Upload keeps one
 // upload chunk of ciphertext (Options.ChunkSize) until the relay has
 // committed it, Download one segment.

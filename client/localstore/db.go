@@ -167,10 +167,12 @@ func Open(dir string, opts Options) (*DB, error) {
 		opts.MemTableSize = 64 << 20
 	}
 	ktPath := filepath.Join(dir, keyTableName)
+	var created *wrappingKey // spares a second Argon2id run on creation
 	if _, err := os.Stat(ktPath); errors.Is(err, fs.ErrNotExist) {
-		if err := create(dir, &opts); err != nil {
+		if created, err = create(dir, &opts); err != nil {
 			return nil, err
 		}
+		defer clear(created[:])
 	} else if err != nil {
 		return nil, fmt.Errorf("localstore: %w", err)
 	}
@@ -178,7 +180,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("localstore: opening the key table: %w", err)
 	}
-	s, err := open(dir, f, &opts)
+	s, err := open(dir, f, &opts, created)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -188,9 +190,9 @@ func Open(dir string, opts Options) (*DB, error) {
 
 // create writes the key table of a new store (docs/spec/client-store.md
 // §Creation). It refuses a directory that holds records but no key table.
-func create(dir string, opts *Options) error {
+func create(dir string, opts *Options) (*wrappingKey, error) {
 	if entries, err := os.ReadDir(filepath.Join(dir, recordsName)); err == nil && len(entries) > 0 {
-		return fmt.Errorf("%w: records without a key table", ErrCorrupt)
+		return nil, fmt.Errorf("%w: records without a key table", ErrCorrupt)
 	}
 	h := &header{state: stateClean}
 	if len(opts.Passphrase) > 0 {
@@ -200,35 +202,37 @@ func create(dir string, opts *Options) error {
 			h.argon = DefaultArgon2
 		}
 		if err := h.argon.check(); err != nil {
-			return fmt.Errorf("%w: %v", ErrInvalid, err)
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 	} else {
 		h.kdf = kdfKeyFile
 	}
 	if _, err := rand.Read(h.salt[:]); err != nil {
-		return err
+		return nil, err
 	}
 	w, err := deriveWrappingKey(h, opts)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer clear(w[:])
 	var tk tableKey
 	defer clear(tk[:])
 	if _, err := rand.Read(tk[:]); err != nil {
-		return err
+		clear(w[:])
+		return nil, err
 	}
 	b := h.marshal()
 	copy(h.wrapped[:nonceSize], randBytes(nonceSize))
 	newAEAD(w[:]).Seal(h.wrapped[:nonceSize], h.wrapped[:nonceSize], tk[:], wrapAD(b))
 	b = h.marshal()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("localstore: %w", err)
+		clear(w[:])
+		return nil, fmt.Errorf("localstore: %w", err)
 	}
 	if err := atomicfile.WriteFile(filepath.Join(dir, keyTableName), b, 0o600); err != nil {
-		return fmt.Errorf("localstore: creating the key table: %w", err)
+		clear(w[:])
+		return nil, fmt.Errorf("localstore: creating the key table: %w", err)
 	}
-	return nil
+	return w, nil
 }
 
 func randBytes(n int) []byte {
@@ -241,7 +245,7 @@ func randBytes(n int) []byte {
 
 // open unlocks the key table f and opens the records. It writes nothing
 // before the table key is unwrapped (docs/spec/client-store.md §Opening).
-func open(dir string, f *os.File, opts *Options) (*DB, error) {
+func open(dir string, f *os.File, opts *Options, created *wrappingKey) (*DB, error) {
 	b := make([]byte, headerSize)
 	if _, err := f.ReadAt(b, 0); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -253,9 +257,11 @@ func open(dir string, f *os.File, opts *Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := deriveWrappingKey(h, opts)
-	if err != nil {
-		return nil, err
+	w := created
+	if w == nil {
+		if w, err = deriveWrappingKey(h, opts); err != nil {
+			return nil, err
+		}
 	}
 	var tk tableKey
 	_, err = newAEAD(w[:]).Open(tk[:0], h.wrapped[:nonceSize], h.wrapped[nonceSize:], wrapAD(b))

@@ -664,10 +664,10 @@ func TestCrashRecovery(t *testing.T) {
 	}
 }
 
-// TestT38ENOSPC: a full disk fails an Update cleanly and the store works
+// TestT38LocalStoreDiskFull: a full disk fails an Update cleanly and the store works
 // once space returns; a failing sync while erasing reports ErrNotErased,
 // refuses writes, and the key is erased at the next Open.
-func TestT38ENOSPC(t *testing.T) {
+func TestT38LocalStoreDiskFull(t *testing.T) {
 	dir := t.TempDir()
 	inj := faultfs.New()
 	opts := testOptions()
@@ -884,5 +884,76 @@ func TestNestedIteration(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatalf("nested List in View: %v", err)
+	}
+}
+
+// TestWipeDir: a closed store is destroyed without its passphrase; an
+// attacker who kept the open file sees no key.
+func TestWipeDir(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "store")
+	s := openTest(t, dir, testOptions())
+	put(t, s, "c", "m", "a", "value")
+	raw := rawValue(t, s, "c", "m", "a")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stolen := t.TempDir()
+	copyDir(t, dir, stolen)
+	if !canDecrypt(attackerKeys(t, stolen, testPass), "c", "m", "a", raw) {
+		t.Fatal("before the wipe the record should decrypt (the test would prove nothing)")
+	}
+	f, err := os.Open(filepath.Join(dir, keyTableName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := WipeDir(dir); err != nil {
+		t.Fatalf("WipeDir: %v", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("after WipeDir: %v, want not exist", err)
+	}
+	b := make([]byte, slotOffset(1))
+	if _, err := f.ReadAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b[offWrapped:], make([]byte, len(b)-offWrapped)) {
+		t.Fatal("WipeDir left key material in the key table")
+	}
+	if err := WipeDir(dir); err != nil {
+		t.Fatalf("WipeDir of a missing store: %v", err)
+	}
+}
+
+// TestRejectedLeavesFiles: an Update whose fn fails, or whose request is
+// refused, leaves every file of the store byte-identical.
+func TestRejectedLeavesFiles(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, testOptions())
+	defer s.Close()
+	put(t, s, "c", "m", "a", "a")
+	put(t, s, "", "m", "b", "b")
+	before := snapshot(t, dir)
+	fail := errors.New("fail")
+	for name, fn := range map[string]func(Tx) error{
+		"fn error": func(tx Tx) error {
+			tx.Put("c", "m", []byte("x"), []byte("x"))
+			tx.Delete("", "m", []byte("b"))
+			tx.DeleteScope("c")
+			return fail
+		},
+		"too large": func(tx Tx) error { return tx.Put("c", "m", []byte("x"), make([]byte, MaxValueLen+1)) },
+		"bad name":  func(tx Tx) error { return tx.Delete(Scope(make([]byte, MaxScopeLen+1)), "m", nil) },
+	} {
+		if err := s.Update(fn); err == nil {
+			t.Fatalf("%s: Update succeeded", name)
+		}
+		if after := snapshot(t, dir); !equalSnapshots(before, after) {
+			t.Fatalf("%s: a rejected Update changed the files", name)
+		}
+	}
+	if v, err := get(t, s, "", "m", "b"); err != nil || string(v) != "b" {
+		t.Fatalf("Get = %q, %v", v, err)
 	}
 }

@@ -7,7 +7,6 @@ package localstore
 // of the file the store itself made.
 
 import (
-	"bytes"
 	"container/heap"
 	"crypto/cipher"
 	"crypto/rand"
@@ -184,14 +183,14 @@ func (kt *keyTable) setState(state byte) error {
 // place, and syncs: no key of the table can be recovered from the file
 // afterwards (docs/spec/client-store.md §Wipe).
 func (kt *keyTable) destroy() error {
-	var errs []error
-	if err := kt.writeAt(make([]byte, wrappedSize), offWrapped); err != nil {
-		errs = append(errs, err)
+	end := slotOffset(kt.nslots)
+	if st, err := kt.f.Stat(); err == nil {
+		end = max(end, st.Size())
 	}
-	zeros := bytes.Repeat(zeroSlot[:], 256)
-	for i := uint32(0); i < kt.nslots; i += 256 {
-		n := min(256, kt.nslots-i)
-		if err := kt.writeAt(zeros[:n*slotSize], slotOffset(i)); err != nil {
+	var errs []error
+	zeros := make([]byte, 64<<10)
+	for off := int64(offWrapped); off < end; off += int64(len(zeros)) {
+		if err := kt.writeAt(zeros[:min(int64(len(zeros)), end-off)], off); err != nil {
 			errs = append(errs, err)
 			break
 		}
@@ -215,10 +214,12 @@ func (kt *keyTable) scan(size int64, inUse map[uint32]bool, recovering bool) (in
 			return 0, fmt.Errorf("%w: key table of %d bytes", ErrCorrupt, size)
 		}
 		// A crash while the table grew: the partial slot was never
-		// referenced (keys are synced before records).
-		n -= n % slotSize
-		if err := kt.f.Truncate(headerSize + n); err != nil {
-			return 0, fmt.Errorf("localstore: truncating the key table: %w", err)
+		// referenced (keys are synced before records). Zero it before
+		// truncating, so that no part of a key is left in freed blocks.
+		partial := n % slotSize
+		n -= partial
+		if err := kt.writeAt(make([]byte, partial), headerSize+n); err != nil {
+			return 0, fmt.Errorf("localstore: erasing keys: %w", err)
 		}
 	}
 	if n/slotSize > 1<<32-1 {
@@ -257,11 +258,23 @@ func (kt *keyTable) scan(size int64, inUse map[uint32]bool, recovering bool) (in
 			kt.free = append(kt.free, i)
 		}
 	}
-	if inUse != nil && int64(kt.nslots) > last+1 {
-		// Trailing free slots: shrink the file.
+	if inUse == nil {
+		heap.Init(&kt.free)
+		return 0, nil
+	}
+	// The zeros reach the disk before the file shrinks: truncating first
+	// could free blocks still holding the keys.
+	if err := kt.sync(); err != nil {
+		return 0, fmt.Errorf("localstore: syncing the key table: %w", err)
+	}
+	if end := slotOffset(uint32(last + 1)); end < size {
+		// Trailing free slots and any partial slot: shrink the file.
 		kt.nslots = uint32(last + 1)
-		if err := kt.f.Truncate(slotOffset(kt.nslots)); err != nil {
+		if err := kt.f.Truncate(end); err != nil {
 			return 0, fmt.Errorf("localstore: truncating the key table: %w", err)
+		}
+		if err := kt.sync(); err != nil {
+			return 0, fmt.Errorf("localstore: syncing the key table: %w", err)
 		}
 		kept := kt.free[:0]
 		for _, i := range kt.free {
@@ -270,11 +283,6 @@ func (kt *keyTable) scan(size int64, inUse map[uint32]bool, recovering bool) (in
 			}
 		}
 		kt.free = kept
-	}
-	if inUse != nil {
-		if err := kt.sync(); err != nil {
-			return 0, fmt.Errorf("localstore: syncing the key table: %w", err)
-		}
 	}
 	heap.Init(&kt.free)
 	return len(erase), nil

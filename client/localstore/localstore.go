@@ -1,8 +1,8 @@
 // Package localstore is a device's sealed local store: every record is
-// sealed with an AEAD under a key of its scope (a conversation) or of its
-// own, and those keys live in a small encrypted key table, so that
-// deleting a record or a scope destroys its key and the ciphertext left
-// behind in the underlying files cannot be opened again
+// sealed with an AEAD under a key of its own, grouped by its scope (a
+// conversation), and those keys live in a small encrypted key table, so
+// that deleting a record or a scope destroys its keys and the ciphertext
+// left behind in the underlying files cannot be opened again
 // (docs/spec/client-store.md).
 package localstore
 
@@ -11,8 +11,10 @@ import "errors"
 // ErrNotFound is returned by Get for an absent record.
 var ErrNotFound = errors.New("localstore: record not found")
 
-// Scope names a group of records sealed under one key, such as a
-// conversation. The empty scope means every record gets a key of its own.
+// Scope names a group of records, such as a conversation, whose keys
+// DeleteScope destroys together. Every record, in every scope, has a key
+// of its own (docs/spec/client-store.md §Interface); the empty scope is
+// the store's general scope.
 type Scope string
 
 // Tx is one atomic unit of reads and writes.
@@ -21,8 +23,7 @@ type Tx interface {
 	Get(scope Scope, kind string, id []byte) ([]byte, error)
 	// Put creates or replaces a record.
 	Put(scope Scope, kind string, id, value []byte) error
-	// Delete removes a record; in the empty scope it also destroys the
-	// record's own key.
+	// Delete removes a record and destroys its key.
 	Delete(scope Scope, kind string, id []byte) error
 	// List calls fn for every record of (scope, kind) in ascending id
 	// order; fn must not keep id or value after it returns.

@@ -112,7 +112,7 @@ defaults to the --listen address.
 
 ` + cmd.Long
 		f.StringVar(&o.RelayName, "relay-name", "", "the relay's name as devices address it (default: the listen address)")
-		f.BoolVar(&o.RelayUnlimited, "dev-unlimited", false, "with --dev: lift the relay's rate limits (load and crash tests)")
+		f.BoolVar(&o.RelayUnlimited, "dev-unlimited", false, "with --dev: lift the relay's rate limits and token quotas (load and crash tests)")
 	}
 	return cmd
 }

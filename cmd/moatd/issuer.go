@@ -145,3 +145,12 @@ func (c relayConfig) limits() relay.Limits {
 	}
 	return l
 }
+
+// issuance returns the relay's token issuance quotas: the defaults, or
+// with Unlimited about a billion a day.
+func (c relayConfig) issuance() relay.IssuanceLimits {
+	if c.Unlimited {
+		return relay.IssuanceLimits{PerDevicePerDay: 1 << 30, PerTenantPerDay: 1 << 30}
+	}
+	return relay.IssuanceLimits{}
+}

@@ -140,7 +140,15 @@ func enrolDemo(t testing.TB, bin string, p *serverProc) *enrolledDevice {
 	if m == nil {
 		t.Fatalf("no enrolment code in %q", p.stdout)
 	}
-	code, err := org.ParseEnrolmentCodeText(m[1])
+	d := enrolCode(t, p, m[1])
+	publishEpoch(t, bin, p)
+	return d
+}
+
+// enrolCode enrols a new device with the enrolment code text.
+func enrolCode(t testing.TB, p *serverProc, text string) *enrolledDevice {
+	t.Helper()
+	code, err := org.ParseEnrolmentCodeText(text)
 	check(t, err)
 	id, err := keys.GenerateDeviceIdentity(rand.Reader)
 	check(t, err)
@@ -156,7 +164,6 @@ func enrolDemo(t testing.TB, bin string, p *serverProc) *enrolledDevice {
 	c, cert, err := kt.Enrol(code, req, res.Enrolment(), time.Hour, 0, time.Now())
 	check(t, err)
 	api.Device = &service.DeviceCredentials{User: cert.User, Device: cert.Device, Key: id.Signing}
-	publishEpoch(t, bin, p)
 	return &enrolledDevice{tenant: code.Tenant, id: id, cert: cert, api: api, kt: c}
 }
 
@@ -220,18 +227,27 @@ func check(t testing.TB, err error) {
 	}
 }
 
-// publishEpoch runs moatd admin publish with the first dev admin key the
-// first start of p printed.
+// publishEpoch has an admin publish an epoch (moatd admin publish).
 func publishEpoch(t testing.TB, bin string, p *serverProc) {
+	t.Helper()
+	if out := adminRun(t, bin, p, "publish"); !strings.Contains(out, "cosigned true") {
+		t.Fatalf("moatd admin publish: %s", out)
+	}
+}
+
+// adminRun runs moatd admin ARGS as the first dev admin, whose key file
+// the first start of p printed, and returns its output.
+func adminRun(t testing.TB, bin string, p *serverProc, args ...string) string {
 	t.Helper()
 	m := regexp.MustCompile(`(?m)^admin-key (\S+)$`).FindStringSubmatch(p.stdout.String())
 	if m == nil {
 		t.Fatalf("no admin key in %q", p.stdout)
 	}
-	cmd := exec.Command(bin, "admin", "publish")
+	cmd := exec.Command(bin, append([]string{"admin"}, args...)...)
 	cmd.Env = append(os.Environ(), "MOATD_SERVER="+p.url, "MOATD_KEY="+m[1])
 	out, err := cmd.CombinedOutput()
-	if err != nil || !bytes.Contains(out, []byte("cosigned true")) {
-		t.Fatalf("moatd admin publish: %v\n%s", err, out)
+	if err != nil {
+		t.Fatalf("moatd admin %v: %v\n%s", args, err, out)
 	}
+	return string(out)
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
-// relaytokens ADDRFILE PUBFILE N: the script's device takes its tenant's
+// relaytoken ADDRFILE PUBFILE N: the script's device takes its tenant's
 // token issuer key from the directory (the verified policy bundle
 // delivery-token-issuer), checks that the relay serves the same key,
 // obtains N anonymous tokens from the relay under it, and sends one
@@ -24,11 +24,11 @@ import (
 // second send with the same token must be refused.
 func cmdRelayTokens(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 3 {
-		ts.Fatalf("usage: relaytokens addrfile pubfile n")
+		ts.Fatalf("usage: relaytoken addrfile pubfile n")
 	}
 	st := state(ts)
 	if st.api == nil || st.api.Device == nil {
-		ts.Fatalf("relaytokens: enrol first")
+		ts.Fatalf("relaytoken: enrol first")
 	}
 	n, err := strconv.Atoi(args[2])
 	ts.Check(err)

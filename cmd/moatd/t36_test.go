@@ -23,13 +23,15 @@ import (
 // checks that every envelope the relay acknowledged is delivered, under
 // one sequence number, and that no message reappears once its ack was
 // confirmed. Senders retry what was not acknowledged (the relay must then
-// deduplicate by message id). The short version kills 5 times; MOAT_LONG=1
-// kills 30 times with 10 times the messages. The storage-level test is
-// badgermailbox's TestT36CrashRecovery.
+// deduplicate by message id). One message in 50 goes with an anonymous
+// token; every token of an acknowledged send must stay spent. The short version kills 5 times; with
+// MOAT_LONG=1 the test kills at least 30 times and until all of 20,000
+// messages are acknowledged. The storage-level test is badgermailbox's
+// TestT36CrashRecovery.
 func TestT36KillUnderLoad(t *testing.T) {
 	kills, total, senders := 5, 5000, 8
 	if os.Getenv("MOAT_LONG") == "1" {
-		kills, total, senders = 30, 50000, 16
+		kills, total, senders = 30, 20000, 16
 	}
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -43,6 +45,20 @@ func TestT36KillUnderLoad(t *testing.T) {
 	base.Store(&srv.url)
 	boot := relayClient(t, d, data, srv.url)
 	auth := macToken(t, boot, d, 1)
+	// Every anonEvery-th message goes with an anonymous token, a fresh one
+	// at each attempt (a token spent by an attempt whose answer was lost
+	// stays spent); when the pool runs dry, with the MAC token.
+	const anonEvery = 50
+	issuer, err := boot.IssuerKey(context.Background())
+	check(t, err)
+	toks, err := boot.IssueTokens(context.Background(), issuer, 2*total/anonEvery+64)
+	check(t, err)
+	pool := make(chan []byte, len(toks))
+	for _, tk := range toks {
+		pool <- must(relay.AnonymousAuthorization(tk))
+	}
+	var spentMu sync.Mutex
+	var spentAcked [][]byte // tokens of acknowledged sends
 
 	// Pre-sealed envelopes, so that the load is the relay's work.
 	s := newSealer(t, d)
@@ -74,7 +90,15 @@ func TestT36KillUnderLoad(t *testing.T) {
 					}
 					c.BaseURL = *base.Load()
 					attempts.Add(1)
-					rc, err := c.Send(ctx, auth, envs[i])
+					a, anon := auth, false
+					if i%anonEvery == 0 {
+						select {
+						case a = <-pool:
+							anon = true
+						default:
+						}
+					}
+					rc, err := c.Send(ctx, a, envs[i])
 					if err != nil {
 						time.Sleep(10 * time.Millisecond) // down or restarting: retry
 						continue
@@ -84,6 +108,11 @@ func TestT36KillUnderLoad(t *testing.T) {
 					}
 					if rc.Duplicate {
 						dups.Add(1) // durable before a kill, unacknowledged
+					}
+					if anon {
+						spentMu.Lock()
+						spentAcked = append(spentAcked, a)
+						spentMu.Unlock()
 					}
 					acked[i].Store(true)
 					ackedN.Add(1)
@@ -158,13 +187,17 @@ func TestT36KillUnderLoad(t *testing.T) {
 	}()
 
 	// Kill at random moments under load, restart on the same data.
-	for k := range kills {
+	// The short version kills the first kills times; the long one keeps
+	// killing until every send is acknowledged.
+	long := os.Getenv("MOAT_LONG") == "1"
+	for k := 0; k < kills || (long && ackedN.Load() < int64(total)); k++ {
 		time.Sleep(time.Duration(100+rng.IntN(600)) * time.Millisecond)
 		before := ackedN.Load()
 		srv.kill()
 		srv = startServe(t, bin, data, "--dev-unlimited")
 		base.Store(&srv.url)
 		t.Logf("kill %d: %d of %d acknowledged at the kill", k+1, before, total)
+		kills = max(kills, k+1)
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
@@ -185,6 +218,19 @@ func TestT36KillUnderLoad(t *testing.T) {
 	for _, f := range failures[:min(len(failures), 20)] {
 		t.Error(f)
 	}
+	// Every anonymous token of an acknowledged send stays spent across
+	// the kills: presented again, with a new envelope, it is refused.
+	if len(spentAcked) == 0 {
+		t.Fatal("no acknowledged anonymous send")
+	}
+	for _, a := range spentAcked {
+		_, env := s.seal(t, []byte("again"))
+		_, err := c.Send(ctx, a, env)
+		var ae *relay.APIError
+		if !errors.As(err, &ae) || ae.Status != 403 {
+			t.Errorf("a spent token was accepted again after the kills: %v", err)
+		}
+	}
 	missing := 0
 	for i := range total {
 		if !acked[i].Load() {
@@ -197,6 +243,7 @@ func TestT36KillUnderLoad(t *testing.T) {
 	if missing > 0 {
 		t.Errorf("%d acknowledged messages lost", missing)
 	}
-	t.Logf("%d messages, %d send attempts, %d duplicate receipts, %d kills, %d fetch errors", total, attempts.Load(), dups.Load(), kills, fetchErrs.Load())
+	t.Logf("%d messages, %d send attempts, %d duplicate receipts, %d anonymous tokens spent by acknowledged sends, %d kills, %d fetch errors",
+		total, attempts.Load(), dups.Load(), len(spentAcked), kills, fetchErrs.Load())
 	srv.stop(t)
 }

@@ -28,7 +28,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		http: httpserve.NewMetrics(reg, "moat_relay", "route"),
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "moat_relay_rate_limited_total",
-			Help: "Requests refused with 429, by limit (address, challenge, device, tenant, send-address, send-token, send-mailbox, bundle, push).",
+			Help: "Requests refused with 429, by limit (address, challenge, device, tenant, send-address, send-token, send-mailbox, bundle, push, issue-device, issue-tenant).",
 		}, []string{"scope"}),
 		auth: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "moat_relay_device_auth_total",

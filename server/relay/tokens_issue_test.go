@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/moat-im/moat/crypto/deliverytoken"
 	"github.com/moat-im/moat/crypto/deviceauth"
@@ -26,6 +27,8 @@ func issuerWorld(t *testing.T, lim relay.IssuanceLimits) (*world, *deliverytoken
 	w.srv.Close()
 	w.relay.Close()
 	w.opts.TokenIssuer, w.opts.Issuance = set, lim
+	now := time.Now() // one day's quota, even across midnight
+	w.opts.Now = func() time.Time { return now }
 	w.start()
 	return w, k
 }

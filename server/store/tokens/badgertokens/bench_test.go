@@ -7,6 +7,7 @@ import (
 
 	"github.com/moat-im/moat/crypto/deliverytoken"
 	"github.com/moat-im/moat/crypto/sealed"
+	"github.com/moat-im/moat/server/store/tokens/badgertokens"
 )
 
 // BenchmarkSpend: one durable spend (a transaction and a sync) per op.
@@ -45,6 +46,7 @@ func BenchmarkSpendParallel(b *testing.B) {
 	key[0] = 1
 	var n atomic.Uint64
 	b.SetParallelism(16)
+	before := badgertokens.Syncs(s)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			var nonce [32]byte
@@ -55,4 +57,5 @@ func BenchmarkSpendParallel(b *testing.B) {
 			}
 		}
 	})
+	b.ReportMetric(float64(badgertokens.Syncs(s)-before)/float64(b.N), "syncs/op")
 }
