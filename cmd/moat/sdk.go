@@ -344,22 +344,9 @@ func getFile(cmd *cobra.Command, g *globalOptions, msg, out string) error {
 		return fmt.Errorf("--out: %s exists", out)
 	}
 	// Downloads are anonymous, by the attachment's id (docs/spec/attachments.md
-	// §Download); the file is written under a temporary name and renamed
-	// only once every segment and the whole-file digest authenticated.
-	tmp, err := os.CreateTemp(filepath.Dir(out), ".moat-download-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
+	// §Download); PATH appears only once every byte verified.
 	rl := &relay.Client{BaseURL: d.server, HTTP: d.http}
-	err = attach.Download(cmd.Context(), rl, ref, tmp, nil)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := os.Link(tmp.Name(), out); err != nil { // fails if out appeared meanwhile
+	if err := attach.DownloadFile(cmd.Context(), rl, ref, out, nil); err != nil {
 		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d bytes\n", out, ref.PlaintextSize)
