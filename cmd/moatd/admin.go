@@ -175,10 +175,15 @@ secret: hand it to its user only.`,
 
 func newRevokeDeviceCmd(o *adminOptions) *cobra.Command {
 	var in service.RevokeDeviceRequest
+	var wipeOut string
 	cmd := &cobra.Command{
-		Use:   "revoke-device --user HEX --device HEX [--reason lost]",
+		Use:   "revoke-device --user HEX --device HEX [--reason lost] [--wipe-out FILE]",
 		Short: "Revoke a device",
-		Args:  cobra.NoArgs,
+		Long: `revoke-device revokes a device's certificates; the next epoch publishes a
+device_revoked entry in its user's timeline. --wipe-out writes the CA-signed
+wipe instruction for the device (docs/spec/org.md §Wipe instructions), which
+the device acts on with moat wipe --instruction FILE.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := o.client()
 			if err != nil {
@@ -189,9 +194,16 @@ func newRevokeDeviceCmd(o *adminOptions) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "revoked %s serials %v\n", in.Device, out.Serials)
+			if wipeOut != "" {
+				if err := os.WriteFile(wipeOut, out.Wipe, 0o644); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "wipe instruction %s\n", wipeOut)
+			}
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&wipeOut, "wipe-out", "", "write the device's signed wipe instruction to this file")
 	cmd.Flags().StringVar(&in.User, "user", "", "user id")
 	cmd.MarkFlagRequired("user")
 	cmd.Flags().StringVar(&in.Device, "device", "", "device id")

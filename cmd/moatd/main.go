@@ -8,7 +8,7 @@
 //	moatd admin keygen        --out FILE [--ed25519]
 //	moatd admin add-user      --name NAME [--user HEX]
 //	moatd admin issue-code    --user HEX [--lifetime 24h]
-//	moatd admin revoke-device --user HEX --device HEX [--reason lost]
+//	moatd admin revoke-device --user HEX --device HEX [--reason lost] [--wipe-out FILE]
 //	moatd admin list
 //	moatd admin publish
 //
