@@ -79,6 +79,12 @@ func (cfg *Config) defaults() error {
 	if cfg.RecheckAfter == 0 {
 		cfg.RecheckAfter = time.Minute
 	}
+	if cfg.KeyRotation == 0 {
+		cfg.KeyRotation = defaultKeyRotation
+	}
+	if cfg.KeyGrace <= 0 {
+		cfg.KeyGrace = defaultKeyGrace
+	}
 	if cfg.OneTimePrekeys <= 0 {
 		cfg.OneTimePrekeys = 20
 	}
@@ -157,6 +163,15 @@ func newClient(cfg Config, st localstore.Store, dev *deviceState, ktState []byte
 		events: make(chan Event, eventBuffer), done: make(chan struct{})}
 	c.ring = sealed.NewKeyring(c.mailbox())
 	c.ring.Add(dev.SealedID, ssk)
+	for _, r := range dev.Retired {
+		if r.Kind == retiredSealed {
+			k, err := keys.NewSealedSenderPrivateKey(r.Seed)
+			if err != nil {
+				return nil, fmt.Errorf("client: stored sealed-sender key: %w", err)
+			}
+			c.ring.Add(r.ID, k)
+		}
+	}
 	c.dir = &service.Client{BaseURL: cfg.DirectoryURL, Tenant: dev.Tenant, HTTP: cfg.HTTP, Now: cfg.Now,
 		Device: &service.DeviceCredentials{User: dev.User, Device: dev.Device, Key: id.Signing}}
 	c.rel = &relay.Client{BaseURL: cfg.RelayURL, Name: cfg.RelayName, RelayKey: rk, HTTP: cfg.HTTP,

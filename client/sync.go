@@ -27,6 +27,9 @@ func (c *Client) Sync(ctx context.Context) error {
 	if err := c.register(ctx); err != nil {
 		return c.relayErr(ctx, err)
 	}
+	if err := c.rotateKeys(ctx, c.now()); err != nil {
+		c.log.Warn("medium-term keys not rotated", "err", err)
+	}
 	if err := c.flushOutbox(ctx); err != nil {
 		c.log.Warn("outbox not flushed", "err", err)
 	}
