@@ -20,11 +20,6 @@ import (
 // whether the pinned bundle changed. A refused transition leaves the
 // client as it was. c.mu is held.
 func (c *Client) followTrust(ctx context.Context) (moved bool, err error) {
-	if c.inTx {
-		// Inside a store transaction (a message being received): the
-		// next Sync or Run connection follows instead.
-		return false, nil
-	}
 	before := c.kt.Bundle()
 	resp, err := c.dir.Transitions(ctx, before.Sequence, c.kt.TreeSize())
 	if err != nil {
@@ -40,18 +35,30 @@ func (c *Client) followTrust(ctx context.Context) (moved bool, err error) {
 	if nb.Sequence == before.Sequence {
 		return false, nil
 	}
-	enc, err := nb.Marshal()
-	if err != nil {
-		return false, err
-	}
 	c.log.Info("following the organisation's new trust bundle", "sequence", nb.Sequence)
-	if err := c.update(func(localstore.Tx) error {
-		c.dev.TrustBundle = enc
-		return nil
-	}); err != nil {
-		return true, err
+	if c.inTx {
+		return true, nil // the enclosing update saves it (saveDevice)
 	}
-	return true, nil
+	// A CA rotation re-issued this device's certificate: adopt it.
+	if _, err := c.lookup(ctx, c.dev.User); err != nil {
+		c.log.Warn("looking up this device's own user after a trust-bundle change failed", "err", err)
+	}
+	return true, c.update(func(localstore.Tx) error { return nil })
+}
+
+// syncTrustBundle sets the device record's pinned bundle to the one the
+// directory client holds, before both are saved together (saveDevice).
+func (c *Client) syncTrustBundle() error {
+	b := c.kt.Bundle()
+	if b.Sequence == c.bundleSeq {
+		return nil
+	}
+	enc, err := b.Marshal()
+	if err != nil {
+		return err
+	}
+	c.dev.TrustBundle, c.bundleSeq = enc, b.Sequence
+	return nil
 }
 
 // refreshOwnCertificate adopts the latest certificate of this device from
