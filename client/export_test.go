@@ -25,3 +25,11 @@ func (c *Client) MediumTermKeys() (spk, kem, ssk uint32, ring []uint32, seed []b
 	slices.Sort(ring)
 	return c.dev.SignedID, c.dev.LastResortID, c.dev.SealedID, ring, slices.Clone(c.dev.SealedSeed)
 }
+
+// CertificateSerial returns the serial of the certificate the device
+// holds.
+func (c *Client) CertificateSerial() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dev.Serial
+}

@@ -14,7 +14,7 @@ import (
 // control (moatd admin rotate-log-key, rotate-ca, set-witnesses). Devices enrolled before keep working: the
 // first directory answer that does not verify under the bundle they
 // pinned makes them follow the published transitions (kt
-// FollowTransitions), and they carry on. A device that stayed offline
+// FollowTransitions), adopt their re-issued certificates, and carry on. A device that stayed offline
 // through both rotations and was then revoked still verifies its wipe
 // instruction, signed by the new CA and naming its re-issued certificate,
 // after following the transitions, and wipes itself.
@@ -39,9 +39,13 @@ func TestFollowsTrustRotations(t *testing.T) {
 		t.Fatalf("Alice's history after the log key rotation: %+v", h)
 	}
 
+	serial := a1.CertificateSerial()
 	s.RotateCA()
 	_, err = a1.SendText(ctx, bob, "after the CA rotation")
 	ok(t, err)
+	if a1.CertificateSerial() <= serial {
+		t.Fatal("the device did not adopt its certificate re-issued by the new CA")
+	}
 	syncAll(t, b)
 	if h := history(t, b, alice); len(h) != 3 || h[2].Text != "after the CA rotation" {
 		t.Fatalf("Bob's history after the CA rotation: %+v", h)

@@ -23,15 +23,17 @@ import (
 var errNoWipe = errors.New("client: no wipe instruction for this device")
 
 // refusal reports whether err is the relay's or the directory's refusal
-// of this device's credentials (401 or 403).
+// of this device's credentials: 401, which both answer for a device they
+// do not know as active (a 403 is about something else, such as a spent
+// delivery token).
 func refusal(err error) bool {
 	var re *relay.APIError
 	if errors.As(err, &re) {
-		return re.Status == http.StatusUnauthorized || re.Status == http.StatusForbidden
+		return re.Status == http.StatusUnauthorized
 	}
 	var de *service.APIError
 	if errors.As(err, &de) {
-		return de.Status == http.StatusUnauthorized || de.Status == http.StatusForbidden
+		return de.Status == http.StatusUnauthorized
 	}
 	return false
 }
