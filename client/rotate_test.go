@@ -5,10 +5,12 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -142,5 +144,85 @@ func TestKeyRotation(t *testing.T) {
 	syncAll(t, a)
 	if h := history(t, a, eve); len(h) != 1 {
 		t.Fatalf("Alice's history with Eve: %+v", h)
+	}
+}
+
+// failUploads is a transport that fails prekey uploads while set.
+type failUploads struct{ fail atomic.Bool }
+
+func (f *failUploads) RoundTrip(r *http.Request) (*http.Response, error) {
+	if f.fail.Load() && r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/prekeys") {
+		return nil, errors.New("upload lost")
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestKeyRotationFailures: a rotation whose store commit fails changes
+// nothing, in the store or in memory; one whose upload fails keeps the
+// new keys (the old ones in their grace period) and uploads the same
+// keys at the next attempt, generating none; an erasure whose commit
+// fails erases nothing and is done at the next attempt.
+func TestKeyRotationFailures(t *testing.T) {
+	s := clienttest.New(t)
+	ctx := context.Background()
+	alice, bob := s.AddUser("Alice"), s.AddUser("Bob")
+	st := &failingStore{Store: clienttest.NewStore()}
+	fu := &failUploads{}
+	cfg := s.Config()
+	cfg.HTTP = &http.Client{Transport: fu}
+	a, err := client.Enrol(ctx, cfg, st, s.IssueCode(alice))
+	ok(t, err)
+	defer a.Close()
+	b := enrol(t, s, bob, nil)
+	s.Publish()
+	spk1, kem1, ssk1, ring1, _ := a.MediumTermKeys()
+	t0 := time.Now()
+
+	before := st.Snapshot()
+	st.fail.Store(true)
+	if err := a.RotateKeysAt(ctx, t0.Add(8*24*time.Hour)); !errors.Is(err, errInjected) {
+		t.Fatalf("rotation with a failing store: %v", err)
+	}
+	st.fail.Store(false)
+	spk, kem, ssk, ring, _ := a.MediumTermKeys()
+	if !maps.Equal(before, st.Snapshot()) || spk != spk1 || kem != kem1 || ssk != ssk1 || !slices.Equal(ring, ring1) {
+		t.Fatal("a rotation whose commit failed changed something")
+	}
+
+	fu.fail.Store(true)
+	if err := a.RotateKeysAt(ctx, t0.Add(8*24*time.Hour)); err == nil {
+		t.Fatal("rotation with a lost upload succeeded")
+	}
+	fu.fail.Store(false)
+	spk2, kem2, ssk2, _, _ := a.MediumTermKeys()
+	if spk2 == spk1 || kem2 == kem1 || ssk2 == ssk1 {
+		t.Fatal("the new keys were not kept after a lost upload")
+	}
+	// The relay still serves the old keys: a message made with them
+	// decrypts (grace period).
+	_, err = b.SendText(ctx, alice, "to the old keys")
+	ok(t, err)
+	ok(t, a.Sync(ctx)) // uploads the pending keys, at the real time
+	if h, err := a.History(bob, 0); err != nil || len(h) != 1 {
+		t.Fatalf("Alice's history: %+v %v", h, err)
+	}
+	if spk, kem, ssk, _, _ := a.MediumTermKeys(); spk != spk2 || kem != kem2 || ssk != ssk2 {
+		t.Fatal("the retried upload generated other keys")
+	}
+
+	st.fail.Store(true)
+	if err := a.RotateKeysAt(ctx, t0.Add(70*24*time.Hour)); !errors.Is(err, errInjected) {
+		t.Fatalf("erasure with a failing store: %v", err)
+	}
+	st.fail.Store(false)
+	if _, ok := st.Snapshot()[recordKey("spk", spk1)]; !ok {
+		t.Fatal("an erasure whose commit failed erased the signed prekey")
+	}
+	if _, _, _, ring, _ := a.MediumTermKeys(); !slices.Contains(ring, ssk1) {
+		t.Fatal("an erasure whose commit failed removed the sealed-sender key")
+	}
+	ok(t, a.RotateKeysAt(ctx, t0.Add(70*24*time.Hour)))
+	if _, ok := st.Snapshot()[recordKey("spk", spk1)]; ok {
+		t.Fatal("the signed prekey not erased at the next attempt")
 	}
 }
