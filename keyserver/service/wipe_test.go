@@ -69,3 +69,18 @@ func TestWipeInstructionEndpoint(t *testing.T) {
 	_, err = b1.api.Wipe(ctx)
 	wantStatus(t, err, http.StatusNotFound)
 }
+
+// BenchmarkWipeInstruction: the directory's cost of answering a revoked
+// device's GET /v1/{tenant}/wipe, without HTTP: one CA signature.
+func BenchmarkWipeInstruction(b *testing.B) {
+	ctx := context.Background()
+	w := newWorld(b, worldOptions{seed: 62})
+	alice := w.addUser("Alice")
+	a1 := w.mustEnrol(alice)
+	ok(b, w.api().AdminOp(ctx, "revoke-device", service.RevokeDeviceRequest{User: alice.String(), Device: a1.cert.Device.String()}, nil))
+	for b.Loop() {
+		if _, err := w.ten().WipeInstruction(alice, a1.cert.Device); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
