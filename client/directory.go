@@ -309,12 +309,21 @@ func (c *Client) Monitor(ctx context.Context) ([]Alert, error) {
 func (c *Client) monitor(ctx context.Context) ([]Alert, error) {
 	user := c.dev.User
 	var out []Alert
+	followed := false
 	for {
 		resp, err := c.dir.Monitor(ctx, user, c.kt.MonitorSince(user), c.kt.MonitorStart(user), c.kt.TreeSize())
 		if err != nil {
-			return nil, fmt.Errorf("client: monitor: %w", err)
+			return nil, c.refused(ctx, fmt.Errorf("client: monitor: %w", err))
 		}
 		res, err := c.kt.Monitor(user, kt.Expected{Self: c.dev.Device}, resp, c.now())
+		if err != nil && !followed {
+			// A trust-bundle change the device missed: follow, then ask
+			// again (trust.go).
+			followed = true
+			if moved, ferr := c.followTrust(ctx); ferr == nil && moved {
+				continue
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("client: monitor: %w", err)
 		}

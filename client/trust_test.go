@@ -53,6 +53,9 @@ func TestFollowsTrustRotations(t *testing.T) {
 	// The witness is replaced; checkpoints are cosigned by the new one
 	// only.
 	s.ReplaceWitness()
+	if _, err := b.Monitor(ctx); err != nil { // Bob's first directory request since
+		t.Fatalf("monitoring after the witness change: %v", err)
+	}
 	_, err = b.SendText(ctx, alice, "after the witness change")
 	ok(t, err)
 	syncAll(t, a1)
