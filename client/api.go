@@ -92,6 +92,13 @@ type Config struct {
 	// revocation's publication (T45). Default one minute; negative: every
 	// message.
 	RecheckAfter time.Duration
+	// KeyRotation is how often the device replaces its signed prekey,
+	// last-resort KEM prekey and sealed-sender key at the relay (at Sync);
+	// default 7 days, negative: never. KeyGrace is how long a replaced
+	// key is kept for messages still in flight before it is erased (a
+	// sealed-sender key: after its published expiry); default 30 days,
+	// the relay's default maximum envelope TTL.
+	KeyRotation, KeyGrace time.Duration
 }
 
 // Kind is a message content kind (docs/spec/content.md §Kinds).

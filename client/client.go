@@ -55,6 +55,9 @@ type Client struct {
 	events chan Event
 	done   chan struct{}
 
+	// bundleSeq is the sequence of the trust bundle in dev.TrustBundle.
+	bundleSeq uint64
+
 	// inTx is set while update runs; a wipe decided inside a transaction
 	// is done once it ends (wipePending).
 	inTx, wipePending bool
@@ -78,6 +81,12 @@ func (cfg *Config) defaults() error {
 	}
 	if cfg.RecheckAfter == 0 {
 		cfg.RecheckAfter = time.Minute
+	}
+	if cfg.KeyRotation == 0 {
+		cfg.KeyRotation = defaultKeyRotation
+	}
+	if cfg.KeyGrace <= 0 {
+		cfg.KeyGrace = defaultKeyGrace
 	}
 	if cfg.OneTimePrekeys <= 0 {
 		cfg.OneTimePrekeys = 20
@@ -153,10 +162,19 @@ func newClient(cfg Config, st localstore.Store, dev *deviceState, ktState []byte
 	if err != nil {
 		return nil, fmt.Errorf("client: stored sealed-sender key: %w", err)
 	}
-	c := &Client{cfg: cfg, st: st, log: cfg.Logger, dev: dev, id: id, cert: cert, tokens: tk, kt: ktc,
+	c := &Client{cfg: cfg, st: st, log: cfg.Logger, dev: dev, id: id, cert: cert, tokens: tk, kt: ktc, bundleSeq: tb.Sequence,
 		events: make(chan Event, eventBuffer), done: make(chan struct{})}
 	c.ring = sealed.NewKeyring(c.mailbox())
 	c.ring.Add(dev.SealedID, ssk)
+	for _, r := range dev.Retired {
+		if r.Kind == retiredSealed {
+			k, err := keys.NewSealedSenderPrivateKey(r.Seed)
+			if err != nil {
+				return nil, fmt.Errorf("client: stored sealed-sender key: %w", err)
+			}
+			c.ring.Add(r.ID, k)
+		}
+	}
 	c.dir = &service.Client{BaseURL: cfg.DirectoryURL, Tenant: dev.Tenant, HTTP: cfg.HTTP, Now: cfg.Now,
 		Device: &service.DeviceCredentials{User: dev.User, Device: dev.Device, Key: id.Signing}}
 	c.rel = &relay.Client{BaseURL: cfg.RelayURL, Name: cfg.RelayName, RelayKey: rk, HTTP: cfg.HTTP,
@@ -249,6 +267,9 @@ func (c *Client) saveDevice(tx localstore.Tx) error {
 		}
 		c.dev.Head = b
 	}
+	if err := c.syncTrustBundle(); err != nil {
+		return err
+	}
 	if err := putJSON(tx, kindDevice, selfID, c.dev); err != nil {
 		return err
 	}
@@ -262,7 +283,7 @@ func (c *Client) saveDevice(tx localstore.Tx) error {
 // update runs fn in a store transaction and saves the device state with
 // it; if the transaction fails, the in-memory device state is restored.
 func (c *Client) update(fn func(tx localstore.Tx) error) error {
-	saved := *c.dev
+	saved, savedSeq := *c.dev, c.bundleSeq
 	c.inTx = true
 	err := c.st.Update(func(tx localstore.Tx) error {
 		if err := fn(tx); err != nil {
@@ -279,7 +300,7 @@ func (c *Client) update(fn func(tx localstore.Tx) error) error {
 		return ErrRevoked
 	}
 	if err != nil {
-		*c.dev = saved
+		*c.dev, c.bundleSeq = saved, savedSeq
 	}
 	return err
 }

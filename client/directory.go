@@ -17,11 +17,17 @@ import (
 // own user that shows this device revoked wipes the store (§Revocation,
 // checkSelf). c.mu is held.
 func (c *Client) lookup(ctx context.Context, user UserID) (*kt.LookupResult, error) {
-	resp, err := c.dir.Lookup(ctx, user, c.kt.TreeSize())
-	if err != nil {
+	res, fetchErr, err := c.verifiedLookup(ctx, user)
+	if err != nil && !fetchErr && !errors.Is(err, kt.ErrNotFound) {
+		// The organisation may have rotated its CA or log key, or changed
+		// its witnesses: follow, then try once more (trust.go).
+		if moved, ferr := c.followTrust(ctx); ferr == nil && moved {
+			res, fetchErr, err = c.verifiedLookup(ctx, user)
+		}
+	}
+	if fetchErr {
 		return nil, &UnverifiedContactError{User: user, Reason: "the directory lookup failed", Err: err}
 	}
-	res, err := c.kt.VerifyLookup(c.dev.Tenant, user, resp, c.now())
 	if errors.Is(err, kt.ErrNotFound) {
 		return nil, &UnverifiedContactError{User: user, Reason: "not in the directory (unknown, or not yet published)", Err: err}
 	}
@@ -34,8 +40,22 @@ func (c *Client) lookup(ctx context.Context, user UserID) (*kt.LookupResult, err
 		if err := c.checkSelf(res.Value, res.Devices); err != nil {
 			return nil, err
 		}
+		if err := c.refreshOwnCertificate(res.Devices); err != nil {
+			return nil, err
+		}
 	}
 	return res, nil
+}
+
+// verifiedLookup fetches and verifies user's value; fetchErr says that
+// the fetch failed, not the verification.
+func (c *Client) verifiedLookup(ctx context.Context, user UserID) (res *kt.LookupResult, fetchErr bool, err error) {
+	resp, err := c.dir.Lookup(ctx, user, c.kt.TreeSize())
+	if err != nil {
+		return nil, true, err
+	}
+	res, err = c.kt.VerifyLookup(c.dev.Tenant, user, resp, c.now())
+	return res, false, err
 }
 
 // checkSelf wipes the store if a verified value of this device's own user
@@ -74,7 +94,8 @@ func (c *Client) wipe(why string) error {
 // Wipe acts on a wipe instruction the organisation issued when it revoked
 // this device (moatd admin revoke-device prints it; docs/spec/org.md §Wipe
 // instructions): if it names this tenant, this device and its current
-// certificate serial, and verifies under the pinned CA key, the store is
+// certificate serial (or a later one: wipe.go), and verifies under the
+// pinned CA key, the store is
 // wiped and the client refuses further use (ErrRevoked is returned).
 // Anything else is refused with the store untouched.
 func (c *Client) Wipe(instruction []byte) error {
@@ -82,14 +103,7 @@ func (c *Client) Wipe(instruction []byte) error {
 		return err
 	}
 	defer c.mu.Unlock()
-	w, err := org.ParseWipeInstruction(instruction)
-	if err != nil {
-		return fmt.Errorf("client: wipe instruction: %w", err)
-	}
-	if err := w.Verify(c.kt.Bundle().CA, c.dev.Tenant, c.dev.Device, c.dev.Serial); err != nil {
-		return fmt.Errorf("client: wipe instruction refused: %w", err)
-	}
-	return c.wipe("a wipe instruction signed by the organisation")
+	return c.applyWipe(context.Background(), false, instruction, "a wipe instruction signed by the organisation")
 }
 
 func fingerprint(cert *org.DeviceCertificate) string {
@@ -295,12 +309,21 @@ func (c *Client) Monitor(ctx context.Context) ([]Alert, error) {
 func (c *Client) monitor(ctx context.Context) ([]Alert, error) {
 	user := c.dev.User
 	var out []Alert
+	followed := false
 	for {
 		resp, err := c.dir.Monitor(ctx, user, c.kt.MonitorSince(user), c.kt.MonitorStart(user), c.kt.TreeSize())
 		if err != nil {
-			return nil, fmt.Errorf("client: monitor: %w", err)
+			return nil, c.refused(ctx, fmt.Errorf("client: monitor: %w", err))
 		}
 		res, err := c.kt.Monitor(user, kt.Expected{Self: c.dev.Device}, resp, c.now())
+		if err != nil && !followed {
+			// A trust-bundle change the device missed: follow, then ask
+			// again (trust.go).
+			followed = true
+			if moved, ferr := c.followTrust(ctx); ferr == nil && moved {
+				continue
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("client: monitor: %w", err)
 		}

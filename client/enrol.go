@@ -197,6 +197,7 @@ func (c *Client) register(ctx context.Context) error {
 		return err
 	}
 	c.dev.SealedExpires = now.Add(sealedKeyLifetime * 1e9)
+	c.dev.SignedCreated, c.dev.SealedCreated = now, now
 	u := &bundle.Upload{
 		SignedPrekey:    keys.SignSignedPrekey(c.dev.SignedID, now, spk.Public(), c.id.Signing),
 		SealedSenderKey: keys.SignSealedSenderKey(c.dev.SealedID, now, c.dev.SealedExpires, ssk.Public(), c.id.Signing),
@@ -212,6 +213,11 @@ func (c *Client) register(ctx context.Context) error {
 	if err := c.update(func(tx localstore.Tx) error {
 		if err := tx.Put("", kindSPK, u32(c.dev.SignedID), spk.Bytes()); err != nil {
 			return err
+		}
+		for _, k := range kems {
+			if k.lastResort {
+				c.dev.LastResortID = k.id
+			}
 		}
 		return putPrekeys(tx, opks, kems)
 	}); err != nil {

@@ -80,7 +80,8 @@ func (c *Client) Send(ctx context.Context, to UserID, m Message) (MessageID, err
 		return MessageID{}, err
 	}
 	defer c.mu.Unlock()
-	return c.send(ctx, to, &m)
+	id, err := c.send(ctx, to, &m)
+	return id, c.refused(ctx, err)
 }
 
 // SendText sends a text message.

@@ -62,6 +62,13 @@ type deviceState struct {
 	NextPrekeyID  uint32
 	Registered    bool // prekeys and sealed-sender key uploaded
 
+	// Medium-term key rotation (rotate.go).
+	SignedCreated   time.Time // of the current signed prekey and last-resort KEM prekey
+	SealedCreated   time.Time
+	LastResortID    uint32
+	RotationPending bool         // rotated keys not uploaded yet
+	Retired         []retiredKey // replaced keys kept for the grace period
+
 	Head   []byte // the relay's latest signed head of our mailbox (T40)
 	Cursor uint64 // the last mailbox sequence number processed
 	Seq    uint64 // local sequence of history records

@@ -25,7 +25,10 @@ func (c *Client) Sync(ctx context.Context) error {
 	}
 	defer c.mu.Unlock()
 	if err := c.register(ctx); err != nil {
-		return c.relayErr(err)
+		return c.relayErr(ctx, err)
+	}
+	if err := c.rotateKeys(ctx, c.now()); err != nil {
+		c.log.Warn("medium-term keys not rotated", "err", err)
 	}
 	if err := c.flushOutbox(ctx); err != nil {
 		c.log.Warn("outbox not flushed", "err", err)
@@ -39,7 +42,7 @@ func (c *Client) Sync(ctx context.Context) error {
 	for {
 		p, err := c.rel.Fetch(ctx, c.dev.Cursor, pageLimit)
 		if err != nil {
-			return c.relayErr(err)
+			return c.relayErr(ctx, err)
 		}
 		if err := c.process(ctx, p.Messages); err != nil {
 			return err
@@ -53,8 +56,12 @@ func (c *Client) Sync(ctx context.Context) error {
 
 // relayErr says that a relay refusing the device may mean a revocation;
 // the relay's word alone is no reason to wipe (only a CA-signed record
-// is: Wipe and checkSelf).
-func (c *Client) relayErr(err error) error {
+// is: Wipe, checkSelf, and the wipe instruction the device then fetches
+// from the directory, wipe.go). c.mu is held.
+func (c *Client) relayErr(ctx context.Context, err error) error {
+	if err = c.refused(ctx, err); errors.Is(err, ErrRevoked) {
+		return err
+	}
 	var ae *relay.APIError
 	if errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden) {
 		return fmt.Errorf("client: the relay refuses this device (revoked?): %w", err)
@@ -91,6 +98,9 @@ func (c *Client) Run(ctx context.Context) error {
 }
 
 func (c *Client) runOnce(ctx context.Context) error {
+	if err := c.connectChecks(ctx); err != nil {
+		return err
+	}
 	if err := c.Sync(ctx); err != nil {
 		return err
 	}
@@ -125,7 +135,11 @@ func (c *Client) runOnce(ctx context.Context) error {
 	c.mu.Unlock()
 	push, err := c.rel.Push(ctx, cursor)
 	if err != nil {
-		return c.relayErr(err)
+		if lerr := c.lock(); lerr != nil {
+			return lerr
+		}
+		defer c.mu.Unlock()
+		return c.relayErr(ctx, err)
 	}
 	defer push.Close()
 	first := true

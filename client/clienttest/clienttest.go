@@ -19,6 +19,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,6 +49,23 @@ type Server struct {
 	// relay.
 	Issuer *deliverytoken.IssuerPrivateKey
 	Logs   *LogBuffer
+
+	witnesses   []*switchWitness
+	witnessKeys []org.WitnessKey
+}
+
+// switchWitness is an in-process witness that can be taken down.
+type switchWitness struct {
+	service.LocalWitness
+	down atomic.Bool
+}
+
+// AddCheckpoint implements service.WitnessClient.
+func (w *switchWitness) AddCheckpoint(ctx context.Context, req *tlog.AddCheckpointRequest) ([]byte, error) {
+	if w.down.Load() {
+		return nil, errors.New("clienttest: witness down")
+	}
+	return w.LocalWitness.AddCheckpoint(ctx, req)
 }
 
 // LogBuffer collects log output, safe for concurrent writes.
@@ -85,15 +103,28 @@ func New(t testing.TB) *Server {
 	log := slog.New(slog.NewTextHandler(s.Logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	origin := service.Origin("moat.test", s.Tenant)
 	fk := must(service.GenerateFileKeys(nil))
+	// A key file and key store, so that the CA and the log key can be
+	// rotated (RotateCA, RotateLogKey).
+	keyFile := t.TempDir() + "/keys.json"
+	if err := service.WriteKeyFile(keyFile, s.Tenant, fk); err != nil {
+		t.Fatalf("clienttest: key file: %v", err)
+	}
 	for i, scheme := range []org.AdminScheme{org.AdminEd25519, org.AdminEd25519} {
 		s.Admins = append(s.Admins, must(org.GenerateAdminKey(rand.Reader, org.AdminID{0xad, byte(i + 1)}, scheme)))
 	}
-	wname := "witness.moat.test/w"
-	ed := must(tlog.GenerateWitnessKey(rand.Reader, wname, tlog.CosignatureEd25519))
-	pq := must(tlog.GenerateWitnessKey(rand.Reader, wname, tlog.CosignatureMLDSA44))
-	w := must(tlog.NewWitness(tlog.WitnessConfig{Keys: []*tlog.WitnessPrivateKey{ed, pq},
-		Logs: map[string]*keys.LogPublicKey{origin: fk.TenantKeys().Log.Public()}, Store: tlog.NewMemoryWitnessStore()}))
-	wk := org.WitnessKey{Name: wname, Ed25519: ed.Public().Bytes(), MLDSA44: pq.Public().Bytes()}
+	// Two witnesses: the first is the tenant's, the second is configured
+	// (it cosigns) but only enters the trust bundle at ReplaceWitness.
+	newWitness := func(name string) (*switchWitness, org.WitnessKey) {
+		ed := must(tlog.GenerateWitnessKey(rand.Reader, name, tlog.CosignatureEd25519))
+		pq := must(tlog.GenerateWitnessKey(rand.Reader, name, tlog.CosignatureMLDSA44))
+		w := must(tlog.NewWitness(tlog.WitnessConfig{Keys: []*tlog.WitnessPrivateKey{ed, pq},
+			Logs: map[string]*keys.LogPublicKey{origin: fk.TenantKeys().Log.Public()}, Store: tlog.NewMemoryWitnessStore()}))
+		return &switchWitness{LocalWitness: service.LocalWitness{W: w, ID: name}},
+			org.WitnessKey{Name: name, Ed25519: ed.Public().Bytes(), MLDSA44: pq.Public().Bytes()}
+	}
+	w1, wk := newWitness("witness.moat.test/w")
+	w2, wk2 := newWitness("witness2.moat.test/w")
+	s.witnesses, s.witnessKeys = []*switchWitness{w1, w2}, []org.WitnessKey{wk, wk2}
 	var admins []*org.AdminKey
 	for _, a := range s.Admins {
 		admins = append(admins, a.Public())
@@ -102,10 +133,13 @@ func New(t testing.TB) *Server {
 	s.Service = must(service.New(ctx, service.Options{
 		Logger: log,
 		Tenants: []service.TenantConfig{{ID: s.Tenant, Store: memstore.New(), Keys: fk.TenantKeys(),
-			Witnesses: []service.WitnessClient{&service.LocalWitness{W: w, ID: "witness"}},
+			KeyStore:  &service.FileKeyStore{Path: keyFile, Tenant: s.Tenant},
+			Witnesses: []service.WitnessClient{w1, w2},
 			Create: &service.CreateParams{Origin: origin, Admins: admins, Threshold: 2,
 				Witnesses: org.WitnessSet{Witnesses: []org.WitnessKey{wk}, Quorum: 1}}}},
 		Limits: service.Limits{PerIP: many, PerTenant: many, Enrol: many},
+		// In-process witnesses fail only when taken down: no retries.
+		WitnessAttempts: 1,
 	}))
 	if err := s.Service.Cosign(ctx); err != nil {
 		t.Fatalf("clienttest: first cosigning: %v", err)
@@ -207,6 +241,61 @@ func (s *Server) RevokeDevice(user org.UserID, device org.DeviceID) []byte {
 		s.t.Fatalf("clienttest: revoke-device: %v", err)
 	}
 	return out.Wipe
+}
+
+// RotateCA rotates the tenant's CA through the admin API under dual
+// control (both admins approve), as moatd admin rotate-ca does, and
+// publishes two epochs.
+func (s *Server) RotateCA() { s.rotate("rotate-ca") }
+
+// RotateLogKey rotates the tenant's log key likewise.
+func (s *Server) RotateLogKey() { s.rotate("rotate-log-key") }
+
+func (s *Server) rotate(op string) {
+	s.t.Helper()
+	ctx := context.Background()
+	var p service.RotationProposal
+	if err := s.admin(0).AdminOp(ctx, op, nil, &p); err != nil {
+		s.t.Fatalf("clienttest: %s: proposing: %v", op, err)
+	}
+	b, err := org.ParseTrustBundle(p.Bundle)
+	if err != nil {
+		s.t.Fatalf("clienttest: %s: proposal: %v", op, err)
+	}
+	var out service.TrustBundleApproveResponse
+	for i := range s.Admins {
+		ap := must(org.ApproveTrustBundle(s.Admins[i], b))
+		if err := s.admin(i).AdminOp(ctx, op, service.RotateRequest{Bundle: p.Bundle, Approval: must(ap.Marshal())}, &out); err != nil {
+			s.t.Fatalf("clienttest: %s: approval %d: %v", op, i, err)
+		}
+	}
+	if !out.Applied {
+		s.t.Fatalf("clienttest: %s not applied: %+v", op, out)
+	}
+	s.Publish()
+	s.Publish()
+}
+
+// ReplaceWitness replaces the tenant's witness by the second one through
+// the admin API under dual control (moatd admin set-witnesses), publishes
+// two epochs, and takes the first witness down: later checkpoints carry
+// only the new witness's cosignature.
+func (s *Server) ReplaceWitness() {
+	s.t.Helper()
+	ctx := context.Background()
+	ten := s.Service.Tenant(s.Tenant)
+	prop := service.ProposeWitnesses(ten.TrustBundle(), org.WitnessSet{Witnesses: s.witnessKeys[1:], Quorum: 1}, time.Now())
+	enc := must(service.MarshalProposal(prop))
+	for i := range s.Admins {
+		ap := must(org.ApproveTrustBundle(s.Admins[i], prop))
+		if err := s.admin(i).AdminOp(ctx, "set-witnesses", service.TrustBundleApproveRequest{Bundle: enc, Approval: must(ap.Marshal())}, nil); err != nil {
+			s.t.Fatalf("clienttest: set-witnesses: approval %d: %v", i, err)
+		}
+	}
+	s.Publish()
+	s.Publish()
+	s.witnesses[0].down.Store(true)
+	s.Publish()
 }
 
 // String names the server in test logs.

@@ -153,6 +153,24 @@ func unauthorized(msg string) error { return &authError{http.StatusUnauthorized,
 // now, and records its nonce. Only the credential kind the request names
 // is checked; the caller authorises the principal.
 func (t *Tenant) authenticate(r *http.Request, body []byte, now time.Time) (*principal, error) {
+	return t.authenticateAs(r, body, now, t.activeDeviceKey)
+}
+
+// activeDeviceKey returns the signing key of device dev of user if it is
+// active at now.
+func (t *Tenant) activeDeviceKey(user org.UserID, dev org.DeviceID, now time.Time) (*keys.IdentitySigningPublicKey, bool) {
+	d, ok := t.device(dev, now)
+	if !ok || d.user != user {
+		return nil, false
+	}
+	return d.key, true
+}
+
+// authenticateAs is authenticate with deviceKey resolving the key of a
+// signing device (wipe.go accepts revoked devices for their wipe
+// instruction).
+func (t *Tenant) authenticateAs(r *http.Request, body []byte, now time.Time,
+	deviceKey func(org.UserID, org.DeviceID, time.Time) (*keys.IdentitySigningPublicKey, bool)) (*principal, error) {
 	adminH, deviceH := r.Header.Get(HeaderAdmin), r.Header.Get(HeaderDevice)
 	if (adminH == "") == (deviceH == "") {
 		return nil, unauthorized("sign the request with exactly one of Moat-Admin or Moat-Device")
@@ -196,11 +214,11 @@ func (t *Tenant) authenticate(r *http.Request, body []byte, now time.Time) (*pri
 			return nil, unauthorized("bad Moat-Device")
 		}
 		signer = append(p.user[:len(p.user):len(p.user)], p.device[:]...)
-		dev, ok := t.device(p.device, now)
-		if !ok || dev.user != p.user {
+		key, ok := deviceKey(p.user, p.device, now)
+		if !ok {
 			return nil, unauthorized("not an active device of this tenant")
 		}
-		verify = func(msg []byte) error { return dev.key.Verify(msg, sig) }
+		verify = func(msg []byte) error { return key.Verify(msg, sig) }
 	}
 	msg, err := RequestMessage(p.admin, r.Method, r.URL.RequestURI(), t.id, signer, ts, nonce, body)
 	if err != nil {

@@ -40,6 +40,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/{tenant}/history/{user}", s.tenantRoute(s.getHistory))
 	mux.HandleFunc("GET /v1/{tenant}/org-history/{name...}", s.tenantRoute(s.getOrgHistory))
 	mux.HandleFunc("GET /v1/{tenant}/monitor/{user}", s.tenantRoute(s.getMonitor))
+	mux.HandleFunc("GET /v1/{tenant}/wipe", s.tenantRoute(s.getWipe))
 	mux.HandleFunc("POST /v1/{tenant}/enrol", s.tenantRoute(s.postEnrol))
 	mux.HandleFunc("POST /v1/{tenant}/admin/{op}", s.tenantRoute(s.postAdmin))
 	return s.instrument(mux)
