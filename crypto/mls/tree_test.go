@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -235,6 +236,71 @@ func TestTreeValidationRejects(t *testing.T) {
 	}
 	if ran == 0 {
 		t.Fatal("no mutation ran")
+	}
+}
+
+// TestFirstErrorKeepsLowest checks the rule that makes parallel tree
+// validation deterministic: once task 1 has failed, task 0 (dispatched
+// before it but not yet started, as happens under load) must still run,
+// and its error wins. Keeping only a "something failed" flag skipped task
+// 0 and reported task 1's error, so TestTreeValidationRejects got a parent
+// hash error for a corrupted leaf signature now and then.
+func TestFirstErrorKeepsLowest(t *testing.T) {
+	e0, e1, e2 := errors.New("task 0"), errors.New("task 1"), errors.New("task 2")
+	f := newFirstError(4)
+	f.record(2, e2)
+	f.record(1, e1)
+	if f.skip(0) || f.skip(1) {
+		t.Fatal("a task below every failure was skipped")
+	}
+	if !f.skip(3) || !f.skip(2) {
+		t.Fatal("a task above a failure was not skipped")
+	}
+	if err := f.err(); err != e1 {
+		t.Fatalf("got %v, want %v", err, e1)
+	}
+	f.record(0, e0)
+	if err := f.err(); err != e0 {
+		t.Fatalf("got %v, want %v", err, e0)
+	}
+	if g := newFirstError(3); g.skip(2) || g.err() != nil {
+		t.Fatal("fresh firstError skips or fails")
+	}
+}
+
+// TestTreeValidationErrorDeterministic validates a tree with two defects in
+// different chunks (a leaf signature in the first leaf chunk, a parent hash
+// in the last parent chunk) many times on more workers than cores: the
+// error is always the one a sequential check finds first.
+func TestTreeValidationErrorDeterministic(t *testing.T) {
+	bt := buildBenchTree(t, suite.X25519_AES128GCM_SHA256_Ed25519, 3*validationChunk)
+	tr := bt.load(t)
+	l := *tr.leaves[5]
+	l.Signature = bytes.Clone(l.Signature)
+	l.Signature[0] ^= 1
+	tr.leaves[5] = &l
+	tr.markStale(LeafIndex(5).Node())
+	last := -1
+	for pi, p := range tr.parents {
+		if p != nil {
+			last = pi
+		}
+	}
+	p := *tr.parents[last]
+	p.ParentHash = append(bytes.Clone(p.ParentHash), 0)
+	tr.setParent(NodeIndex(2*last+1), &p)
+	th, err := tr.treeHash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	th = bytes.Clone(th)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(8))
+	for range 40 {
+		err := tr.validate(treeValidation{groupID: bt.gid, treeHash: th})
+		var te *TreeError
+		if !errors.Is(err, ErrInvalidLeafSignature) || !errors.As(err, &te) || te.Node != 10 {
+			t.Fatalf("got %v, want invalid leaf signature at node 10", err)
+		}
 	}
 }
 

@@ -52,13 +52,16 @@ func (t *publicTree) validate(v treeValidation) error {
 		return err
 	}
 
-	// Leaf nodes and parent hashes, in chunks, on a bounded pool.
+	// Leaf nodes and parent hashes, in chunks, on a bounded pool. The
+	// error reported is the one a sequential check would report (leaves
+	// first, then parents, in index order), whatever the scheduling: a
+	// tree with several defects, such as a corrupted leaf signature that
+	// also breaks a parent hash, always fails the same way.
 	nLeafChunks := (int(t.nLeaves) + validationChunk - 1) / validationChunk
 	nParentChunks := (len(t.parents) + validationChunk - 1) / validationChunk
-	errs := make([]error, nLeafChunks+nParentChunks)
-	var failed atomic.Bool
-	parallelFor(len(errs), runtime.GOMAXPROCS(0), func(c int, buf *[]byte) {
-		if failed.Load() {
+	first := newFirstError(nLeafChunks + nParentChunks)
+	parallelFor(nLeafChunks+nParentChunks, runtime.GOMAXPROCS(0), func(c int, buf *[]byte) {
+		if first.skip(c) {
 			return
 		}
 		var err error
@@ -68,12 +71,48 @@ func (t *publicTree) validate(v treeValidation) error {
 			c0 := c - nLeafChunks
 			err = t.checkParentHashes(buf, c0*validationChunk, min((c0+1)*validationChunk, len(t.parents)))
 		}
-		if err != nil {
-			errs[c] = err
-			failed.Store(true)
-		}
+		first.record(c, err)
 	})
-	for _, err := range errs {
+	return first.err()
+}
+
+// firstError collects the errors of n tasks run concurrently and keeps the
+// one of the lowest-numbered failing task, so that the outcome does not
+// depend on scheduling. A task may be skipped once a lower-numbered task
+// has failed (its result could not matter); a task below every failure so
+// far always runs.
+type firstError struct {
+	lowest atomic.Int64 // lowest failed task so far; n if none
+	errs   []error
+}
+
+func newFirstError(n int) *firstError {
+	f := &firstError{errs: make([]error, n)}
+	f.lowest.Store(int64(n))
+	return f
+}
+
+// skip reports whether task i need not run.
+func (f *firstError) skip(i int) bool { return int64(i) > f.lowest.Load() }
+
+// record stores task i's result. Each task records at most once.
+func (f *firstError) record(i int, err error) {
+	if err == nil {
+		return
+	}
+	f.errs[i] = err
+	for {
+		cur := f.lowest.Load()
+		if int64(i) >= cur || f.lowest.CompareAndSwap(cur, int64(i)) {
+			return
+		}
+	}
+}
+
+// err returns the error of the lowest-numbered failing task, or nil. Call
+// it after every task has run or been skipped.
+func (f *firstError) err() error {
+	for _, err := range f.errs {
 		if err != nil {
 			return err
 		}

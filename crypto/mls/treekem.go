@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"io"
+	"runtime"
 	"slices"
 
 	"github.com/moat-im/moat/crypto/mls/internal/suite"
@@ -113,33 +114,41 @@ func (t *publicTree) createUpdatePath(from LeafIndex, template *LeafNode, sigPri
 	if _, err := io.ReadFull(treeKEMRand, leafSecret); err != nil {
 		return nil, err
 	}
-	leafPriv, leafPub, err := deriveNodeKeyPair(s, leafSecret)
-	if err != nil {
-		return nil, err
-	}
-	res.priv = &privateTree{suite: s, leaf: from}
-	res.priv.set(from.Node(), leafPriv, HPKEPublicKey(leafPub))
+	// The secrets chain; the key pairs (leaf first) are derived from them
+	// on all cores.
+	secrets := make([][]byte, 1+len(fdp))
+	secrets[0] = leafSecret
 	ps, err := s.DeriveSecret(leafSecret, "path")
 	if err != nil {
 		return nil, err
 	}
-	nodes := make([]ParentNode, len(fdp))
 	for i, x := range fdp {
 		res.pathSecrets[i] = nodeSecret{node: x, secret: ps}
-		priv, pub, err := deriveNodeKeyPair(s, ps)
-		if err != nil {
-			return nil, err
-		}
-		if y, dup := t.findEncryptionKey(pub); dup {
-			return nil, treeErr(op, y, ErrDuplicateKey)
-		}
-		res.priv.set(x, priv, HPKEPublicKey(pub))
-		nodes[i].EncryptionKey = HPKEPublicKey(pub)
+		secrets[1+i] = ps
 		if ps, err = s.DeriveSecret(ps, "path"); err != nil {
 			return nil, err
 		}
 	}
 	res.commitSecret = ps
+	privs, pubs, err := deriveNodeKeyPairs(s, secrets)
+	if err != nil {
+		return nil, err
+	}
+	leafPub := pubs[0]
+	res.priv = &privateTree{suite: s, leaf: from}
+	res.priv.set(from.Node(), privs[0], HPKEPublicKey(leafPub))
+	nodes := make([]ParentNode, len(fdp))
+	for i, x := range fdp {
+		pub := pubs[1+i]
+		if y, dup := t.findEncryptionKey(pub); dup {
+			for _, k := range privs[1+i:] {
+				suite.Zero(k)
+			}
+			return nil, treeErr(op, y, ErrDuplicateKey)
+		}
+		res.priv.set(x, privs[1+i], HPKEPublicKey(pub))
+		nodes[i].EncryptionKey = HPKEPublicKey(pub)
+	}
 
 	// Parent hashes, root first (§7.9): each node's parent_hash is the
 	// parent hash of the next node up with its copath child.
@@ -175,20 +184,35 @@ func (t *publicTree) createUpdatePath(from LeafIndex, template *LeafNode, sigPri
 	if res.groupContext, err = gc.Encode(); err != nil {
 		return nil, err
 	}
+	// Encrypt each path secret to the resolution of its copath child
+	// (§7.6), the seals on all cores.
 	path := &UpdatePath{LeafNode: ln, Nodes: make([]UpdatePathNode, len(fdp))}
+	type sealJob struct {
+		level int
+		to    NodeIndex
+		out   *HPKECiphertext
+	}
+	var jobs []sealJob
 	var resBuf []NodeIndex
 	for i := range fdp {
 		path.Nodes[i].EncryptionKey = nodes[i].EncryptionKey
 		resBuf = t.resolutionExcept(resBuf[:0], cop[i], exclude)
 		cts := make([]HPKECiphertext, len(resBuf))
 		for k, r := range resBuf {
-			kem, ct, err := s.EncryptWithLabel(suite.HPKEPublicKey(t.encryptionKey(r)), labelUpdatePathNode, res.groupContext, res.pathSecrets[i].secret)
-			if err != nil {
-				return nil, &TreeError{Op: op, Node: uint32(r), Err: ErrInvalidUpdatePath, Cause: err}
-			}
-			cts[k] = HPKECiphertext{KEMOutput: kem, Ciphertext: ct}
+			jobs = append(jobs, sealJob{level: i, to: r, out: &cts[k]})
 		}
 		path.Nodes[i].EncryptedPathSecret = cts
+	}
+	errs := make([]error, len(jobs))
+	parallelFor(len(jobs), runtime.GOMAXPROCS(0), func(j int, _ *[]byte) {
+		job := jobs[j]
+		kem, ct, err := s.EncryptWithLabel(suite.HPKEPublicKey(t.encryptionKey(job.to)), labelUpdatePathNode, res.groupContext, res.pathSecrets[job.level].secret)
+		*job.out, errs[j] = HPKECiphertext{KEMOutput: kem, Ciphertext: ct}, err
+	})
+	for j, err := range errs {
+		if err != nil {
+			return nil, &TreeError{Op: op, Node: uint32(jobs[j].to), Err: ErrInvalidUpdatePath, Cause: err}
+		}
 	}
 	res.path = path
 	return res, nil
@@ -413,27 +437,36 @@ func (t *publicTree) applyUpdatePath(sender LeafIndex, path *UpdatePath, gc Grou
 			r.Zero()
 		}
 	}()
+	// The path secrets chain; the key pairs are derived on all cores, then
+	// checked in path order.
+	secrets := make([][]byte, len(fdp)-pos)
+	defer func() {
+		for _, x := range secrets {
+			suite.Zero(x)
+		}
+	}()
 	cur := append([]byte(nil), ps...)
-	for i := pos; i < len(fdp); i++ {
-		np, pub, err := deriveNodeKeyPair(s, cur)
-		if err != nil {
-			suite.Zero(cur)
+	for i := range secrets {
+		secrets[i] = cur
+		if cur, err = s.DeriveSecret(cur, "path"); err != nil {
 			return nil, err
 		}
-		if !bytes.Equal(pub, nodes[i].EncryptionKey) {
-			suite.Zero(np)
-			suite.Zero(cur)
-			return nil, treeErr(op, fdp[i], ErrPathKeyMismatch)
-		}
-		newPriv.set(fdp[i], np, nodes[i].EncryptionKey)
-		next, err := s.DeriveSecret(cur, "path")
-		suite.Zero(cur)
-		if err != nil {
-			return nil, err
-		}
-		cur = next
 	}
 	res.commitSecret = cur
+	privs, pubs, err := deriveNodeKeyPairs(s, secrets)
+	if err != nil {
+		return nil, err
+	}
+	for j := range secrets {
+		i := pos + j
+		if !bytes.Equal(pubs[j], nodes[i].EncryptionKey) {
+			for _, k := range privs[j:] {
+				suite.Zero(k)
+			}
+			return nil, treeErr(op, fdp[i], ErrPathKeyMismatch)
+		}
+		newPriv.set(fdp[i], privs[j], nodes[i].EncryptionKey)
+	}
 	newPriv.prune(t)
 	res.priv = newPriv
 	return res, nil

@@ -6,6 +6,8 @@ package mls
 // shared, encoded and logged without secrets.
 
 import (
+	"runtime"
+
 	"github.com/moat-im/moat/crypto/mls/internal/suite"
 	"github.com/moat-im/moat/crypto/mls/internal/treemath"
 )
@@ -129,6 +131,28 @@ func deriveNodeKeyPair(s *suite.Suite, pathSecret []byte) (suite.HPKEPrivateKey,
 	}
 	defer suite.Zero(nodeSecret)
 	return s.DeriveKeyPair(nodeSecret)
+}
+
+// deriveNodeKeyPairs is deriveNodeKeyPair for each path secret, on all
+// cores: the path secrets of an UpdatePath chain cheaply, but each key
+// pair costs a KEM key generation (for X-Wing an ML-KEM-768 one), and
+// they are independent. On error (the first by index) nothing is returned.
+func deriveNodeKeyPairs(s *suite.Suite, secrets [][]byte) ([]suite.HPKEPrivateKey, []suite.HPKEPublicKey, error) {
+	privs := make([]suite.HPKEPrivateKey, len(secrets))
+	pubs := make([]suite.HPKEPublicKey, len(secrets))
+	errs := make([]error, len(secrets))
+	parallelFor(len(secrets), runtime.GOMAXPROCS(0), func(i int, _ *[]byte) {
+		privs[i], pubs[i], errs[i] = deriveNodeKeyPair(s, secrets[i])
+	})
+	for _, err := range errs {
+		if err != nil {
+			for _, k := range privs {
+				suite.Zero(k)
+			}
+			return nil, nil, err
+		}
+	}
+	return privs, pubs, nil
 }
 
 // setPathSecretsFrom is the joiner's step of §12.4.3.1: given the path

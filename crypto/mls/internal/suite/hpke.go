@@ -6,7 +6,6 @@ import (
 	"crypto/hkdf"
 	"crypto/hpke"
 	"crypto/rand"
-	"crypto/sha3"
 	"crypto/sha512"
 
 	circlhpke "github.com/cloudflare/circl/hpke"
@@ -154,14 +153,13 @@ func (s *Suite) ExportReceive(priv HPKEPrivateKey, kemOutput, info []byte, expor
 	return c.Export(exporterContext, length)
 }
 
-// --- standard library backend: DHKEM(P-256, P-384, P-521, X25519) and X-Wing.
+// --- standard library backend: DHKEM(P-256, P-384, P-521, X25519). X-Wing
+// is in xwing.go.
 
 type stdKEM struct {
 	kem  hpke.KEM
 	kdf  hpke.KDF
 	aead hpke.AEAD
-	// xwing selects the X-Wing DeriveKeyPair and seed-size rules.
-	xwing bool
 	// circl is the same KEM in circl, used only for derandomised
 	// encapsulation, which the standard library does not expose.
 	circl circlhpke.Suite
@@ -185,12 +183,6 @@ func stdDHKEMP384(a aeadKind) *stdKEM {
 func stdDHKEMP521(a aeadKind) *stdKEM {
 	return &stdKEM{kem: hpke.DHKEM(ecdh.P521()), kdf: hpke.HKDFSHA512(), aead: stdAEAD(a),
 		circl: circlhpke.NewSuite(circlhpke.KEM_P521_HKDF_SHA512, circlhpke.KDF_HKDF_SHA512, circlAEAD(a))}
-}
-
-// stdXWing is X-Wing (HPKE KEM 0x647a) with HKDF-SHA256.
-func stdXWing(a aeadKind) *stdKEM {
-	return &stdKEM{kem: hpke.MLKEM768X25519(), kdf: hpke.HKDFSHA256(), aead: stdAEAD(a), xwing: true,
-		circl: circlhpke.NewSuite(circlhpke.KEM_XWING, circlhpke.KDF_HKDF_SHA256, circlAEAD(a))}
 }
 
 func stdAEAD(a aeadKind) hpke.AEAD {
@@ -233,25 +225,7 @@ func (k *stdKEM) generate() (HPKEPrivateKey, HPKEPublicKey, error) {
 	return k.serialise(sk)
 }
 
-// xwingSeedSize is the X-Wing decapsulation key (seed) size.
-const xwingSeedSize = 32
-
 func (k *stdKEM) derive(ikm []byte) (HPKEPrivateKey, HPKEPublicKey, error) {
-	if k.xwing {
-		// draft-connolly-cfrg-xwing-kem-06 "Use in HPKE" and OpenMLS:
-		// DeriveKeyPair(ikm) = GenerateKeyPairDerand(SHAKE256(ikm, 32)).
-		// (crypto/hpke's own DeriveKeyPair follows draft-ietf-hpke-pq
-		// instead and yields different keys.)
-		seed := make([]byte, xwingSeedSize)
-		h := sha3.NewSHAKE256()
-		h.Write(ikm)
-		h.Read(seed)
-		sk, err := k.kem.NewPrivateKey(seed)
-		if err != nil {
-			return nil, nil, err
-		}
-		return k.serialise(sk)
-	}
 	sk, err := k.kem.DeriveKeyPair(ikm)
 	if err != nil {
 		return nil, nil, err
