@@ -35,9 +35,6 @@ const SaltSize = 16
 // HashSize is the size of a tree hash (SHA-256).
 const HashSize = 32
 
-// maxPathLen is the longest inclusion path in a batch of MaxHeadBatch.
-const maxPathLen = 10
-
 // ErrMalformedBatchedHead is returned by ParseBatchedHead.
 var ErrMalformedBatchedHead = errors.New("mailbox: malformed batched head")
 
@@ -185,7 +182,7 @@ func (h *BatchedHead) Verify(v Verifier) error {
 //	    opaque salt[16];
 //	    uint16 index;
 //	    uint16 size;                   /* 1..1024 */
-//	    opaque path<0..2^8-1>;         /* 32-byte hashes */
+//	    opaque path<0..2^16-1>;        /* 32-byte hashes */
 //	    opaque signature<1..2^16-1>;
 //	} BatchedMailboxHead;
 func (h *BatchedHead) MarshalBinary() ([]byte, error) {
@@ -206,7 +203,7 @@ func (h *BatchedHead) MarshalBinary() ([]byte, error) {
 	b.AddBytes(h.Salt[:])
 	b.AddUint16(uint16(h.Index))
 	b.AddUint16(uint16(h.Size))
-	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) {
+	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
 		for i := range h.Path {
 			b.AddBytes(h.Path[i][:])
 		}
@@ -227,7 +224,7 @@ func ParseBatchedHead(b []byte) (*BatchedHead, error) {
 	var index, size uint16
 	var path, sig cryptobyte.String
 	if !s.ReadBytes(&mb, 16) || !s.ReadUint64(&h.Head) || !s.ReadUint64(&ms) || !s.ReadBytes(&salt, SaltSize) ||
-		!s.ReadUint16(&index) || !s.ReadUint16(&size) || !s.ReadUint8LengthPrefixed(&path) ||
+		!s.ReadUint16(&index) || !s.ReadUint16(&size) || !s.ReadUint16LengthPrefixed(&path) ||
 		!s.ReadUint16LengthPrefixed(&sig) || !s.Empty() || len(sig) == 0 || ms > math.MaxInt64 ||
 		size == 0 || size > MaxHeadBatch || index >= size || len(path) != HashSize*pathLen(int(index), int(size)) {
 		return nil, ErrMalformedBatchedHead

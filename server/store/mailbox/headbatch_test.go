@@ -3,9 +3,11 @@ package mailbox
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/moat-im/moat/crypto/keys"
 	"github.com/transparency-dev/merkle/proof"
 )
 
@@ -67,6 +69,26 @@ func TestHeadBatchEverySize(t *testing.T) {
 		}
 		if n > 1 && hs[0].Salt == hs[1].Salt {
 			t.Fatal("leaves share a salt")
+		}
+	}
+	// Large batches, whose paths are up to 10 hashes long.
+	for _, n := range []int{129, 257, 1000, MaxHeadBatch} {
+		hs, err := SignHeadBatch(sk, testLeaves(n), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, i := range []int{0, 1, n / 2, n - 2, n - 1} {
+			b, err := hs[i].MarshalBinary()
+			if err != nil {
+				t.Fatalf("n=%d i=%d: %v", n, i, err)
+			}
+			q, err := ParseBatchedHead(b)
+			if err != nil {
+				t.Fatalf("n=%d i=%d: %v", n, i, err)
+			}
+			if err := q.Verify(vk); err != nil {
+				t.Fatalf("n=%d i=%d: %v", n, i, err)
+			}
 		}
 	}
 	if _, err := SignHeadBatch(sk, nil, now); err == nil {
@@ -209,4 +231,56 @@ func FuzzParseBatchedHead(f *testing.F) {
 			t.Fatal("round trip changed the encoding")
 		}
 	})
+}
+
+// BenchmarkSignHead is one head signed on its own, as every receipt was
+// before batching.
+func BenchmarkSignHead(b *testing.B) {
+	sk := relayKey(b)
+	t := time.UnixMilli(1_800_000_000_000)
+	for i := range b.N {
+		if _, err := SignHead(sk, ID{1}, uint64(i), t); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSignHeadBatch reports the relay's cost per head in batches of
+// 1, 16 and 256 (one op is one head).
+func BenchmarkSignHeadBatch(b *testing.B) {
+	sk := relayKey(b)
+	t := time.UnixMilli(1_800_000_000_000)
+	for _, n := range []int{1, 16, 256} {
+		ls := testLeaves(n)
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			for i := 0; i < b.N; i += n {
+				if _, err := SignHeadBatch(sk, ls, t); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkVerifyBatchedHead is a sender's check of a receipt's head from
+// a batch of 256.
+func BenchmarkVerifyBatchedHead(b *testing.B) {
+	sk := relayKey(b)
+	hs, err := SignHeadBatch(sk, testLeaves(256), time.UnixMilli(1_800_000_000_000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range b.N {
+		if err := hs[i%256].Verify(sk.Public()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func relayKey(b *testing.B) *keys.RelaySigningPrivateKey {
+	k, err := keys.NewRelaySigningKeyFromSeed(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return k
 }
