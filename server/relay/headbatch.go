@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"runtime"
 	"sync"
 
 	"github.com/moat-im/moat/server/store/mailbox"
@@ -13,6 +14,8 @@ import (
 // together in the next batch, with one signature over a Merkle root of
 // their heads (mailbox.SignHeadBatch): the more sends arrive at once, the
 // fewer signatures per send, and a lone send is signed at once.
+// moat_relay_receipt_signatures_total counts the signatures; with
+// moat_relay_sends_total it gives the heads per signature.
 
 type headRequest struct {
 	leaf mailbox.HeadLeaf
@@ -21,6 +24,9 @@ type headRequest struct {
 	res  *mailbox.BatchedHead
 	err  error
 }
+
+// maxYields bounds how often a leader yields to let a batch fill.
+const maxYields = 8
 
 type headBatcher struct {
 	sign func([]mailbox.HeadLeaf) ([]*mailbox.BatchedHead, error)
@@ -46,7 +52,23 @@ func (b *headBatcher) signHead(mb mailbox.ID, head uint64) (*mailbox.BatchedHead
 			return r.res, r.err
 		}
 	}
-	// The leader is at the front of the queue.
+	// The leader is at the front of the queue. Sends of one group commit
+	// are woken together, but each runs its handler's tail before it
+	// asks for its head: yield to them while the queue grows (at most
+	// maxYields times), or on two cores the batches stay of one or two.
+	// A lone send yields once, to no one.
+	for range maxYields {
+		b.mu.Lock()
+		n := len(b.queue)
+		b.mu.Unlock()
+		runtime.Gosched()
+		b.mu.Lock()
+		grew := len(b.queue) > n && len(b.queue) < mailbox.MaxHeadBatch
+		b.mu.Unlock()
+		if !grew {
+			break
+		}
+	}
 	b.mu.Lock()
 	n := min(len(b.queue), mailbox.MaxHeadBatch)
 	batch := append([]*headRequest(nil), b.queue[:n]...)

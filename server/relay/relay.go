@@ -276,6 +276,7 @@ func New(opts Options) (*Relay, error) {
 	r.bundleLimit = lim(l.BundlePerTarget)
 	r.sessions = newSessions(l.MaxSessions, l.MaxSessionsPerDevice)
 	r.heads.sign = func(ls []mailbox.HeadLeaf) ([]*mailbox.BatchedHead, error) {
+		r.met.receiptSigs.Inc()
 		return mailbox.SignHeadBatch(r.opts.SigningKey, ls, r.opts.Now())
 	}
 	r.stopCtx, r.stop = context.WithCancel(context.Background())
