@@ -127,18 +127,24 @@ func (c *Client) checkHead(h *mailbox.SignedHead) error {
 	return nil
 }
 
+func (c *Client) url(path string) string { return strings.TrimSuffix(c.BaseURL, "/") + path }
+
 func (c *Client) do(ctx context.Context, method, path string, body []byte, header http.Header) (*http.Response, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.BaseURL, "/")+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, c.url(path), rd)
 	if err != nil {
 		return nil, nil, err
 	}
 	for k, v := range header {
 		req.Header[k] = v
 	}
+	return c.roundTrip(req)
+}
+
+func (c *Client) roundTrip(req *http.Request) (*http.Response, []byte, error) {
 	resp, err := c.http().Do(req)
 	if err != nil {
 		return nil, nil, err
@@ -159,26 +165,31 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, heade
 }
 
 // Authenticate answers a challenge for purpose p and keeps the session.
+// The challenge may come over any connection; the Response is signed over
+// the channel binding of the connection that carries it, whichever the
+// HTTP client picks (docs/spec/api.md §Sessions).
 func (c *Client) Authenticate(ctx context.Context, p deviceauth.Purpose) error {
 	if c.Device == nil {
 		return errors.New("relay: client has no device credentials")
 	}
-	q := "?purpose=" + PurposeName(p)
-	resp, chal, err := c.do(ctx, http.MethodPost, "/relay/v1/auth/challenge"+q, nil, nil)
+	_, chal, err := c.do(ctx, http.MethodPost, "/relay/v1/auth/challenge?purpose="+PurposeName(p), nil, nil)
 	if err != nil {
 		return err
 	}
-	var cb []byte
-	if resp.TLS != nil && !c.NoChannelBinding {
-		if cb, err = resp.TLS.ExportKeyingMaterial("EXPORTER-Channel-Binding", nil, 32); err != nil {
-			return err
-		}
+	if len(chal) > deviceauth.MaxResponseSize-responseOverhead {
+		return deviceauth.ErrMalformed
 	}
-	ans, err := deviceauth.Respond(chal, c.name(), p, c.Device.Tenant, c.Device.Device, c.Device.Key, cb)
+	req, bound, err := c.sessionRequest(ctx, p, chal)
 	if err != nil {
 		return err
 	}
-	_, b, err := c.do(ctx, http.MethodPost, "/relay/v1/auth/session"+q, ans, http.Header{"Content-Type": {"application/octet-stream"}})
+	_, b, err := c.roundTrip(req)
+	bound.mu.Lock()
+	signErr := bound.err
+	bound.mu.Unlock()
+	if signErr != nil {
+		return signErr
+	}
 	if err != nil {
 		return err
 	}
@@ -357,7 +368,7 @@ func (c *Client) Push(ctx context.Context, after uint64) (*Push, error) {
 		if err != nil {
 			return nil, err
 		}
-		u := strings.TrimSuffix(c.BaseURL, "/") + fmt.Sprintf("/relay/v1/mailboxes/%s/push?after=%d", MailboxText(c.Device.Mailbox()), after)
+		u := c.url(fmt.Sprintf("/relay/v1/mailboxes/%s/push?after=%d", MailboxText(c.Device.Mailbox()), after))
 		conn, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: c.http(), HTTPHeader: h})
 		if err != nil {
 			if resp != nil && resp.StatusCode == http.StatusUnauthorized && attempt == 0 {

@@ -187,7 +187,7 @@ func (r *Relay) postSend(w http.ResponseWriter, req *http.Request) {
 		r.storeError(w, err)
 		return
 	}
-	head, err := r.signHead(id, max(st.Head, rc.Seq))
+	head, err := r.heads.signHead(id, max(st.Head, rc.Seq))
 	if err != nil {
 		httpserve.WriteError(w, http.StatusInternalServerError, "internal error")
 		return

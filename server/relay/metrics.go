@@ -21,6 +21,7 @@ type metrics struct {
 	bundles     *prometheus.CounterVec // kem: one-time, last-resort; opk: yes, no
 	uploads     *prometheus.CounterVec // result
 	issued      *prometheus.CounterVec // result: anonymous tokens issued
+	receiptSigs prometheus.Counter     // signatures of batched receipt heads
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -38,6 +39,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "moat_relay_sends_total",
 			Help: "Anonymous sends by result.",
 		}, []string{"result"}),
+		receiptSigs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "moat_relay_receipt_signatures_total",
+			Help: "Signatures of batches of send-receipt heads (each signs one or more receipts).",
+		}),
 		sendBytes: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "moat_relay_send_envelope_bytes",
 			Help:    "Sizes (buckets) of envelopes enqueued.",
@@ -74,6 +79,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "moat_relay_tokens_issued_total",
 		Help: "Anonymous delivery tokens issued (ok, counted per token) and refused issuance requests (malformed).",
 	}, []string{"result"})
-	reg.MustRegister(m.issued)
+	reg.MustRegister(m.issued, m.receiptSigs)
 	return m
 }

@@ -203,6 +203,7 @@ type Relay struct {
 	met    *metrics
 
 	sessions *sessions
+	heads    headBatcher // receipt heads, signed in batches (headbatch.go)
 
 	addrLimit, challengeLimit, deviceLimit, tenantLimit *httpserve.Limiter
 	sendAddrLimit, sendTokenLimit, sendMailboxLimit     *httpserve.Limiter
@@ -274,6 +275,10 @@ func New(opts Options) (*Relay, error) {
 	r.sendAddrLimit, r.sendTokenLimit, r.sendMailboxLimit = lim(l.SendPerAddress), lim(l.SendPerToken), lim(l.SendPerMailbox)
 	r.bundleLimit = lim(l.BundlePerTarget)
 	r.sessions = newSessions(l.MaxSessions, l.MaxSessionsPerDevice)
+	r.heads.sign = func(ls []mailbox.HeadLeaf) ([]*mailbox.BatchedHead, error) {
+		r.met.receiptSigs.Inc()
+		return mailbox.SignHeadBatch(r.opts.SigningKey, ls, r.opts.Now())
+	}
 	r.stopCtx, r.stop = context.WithCancel(context.Background())
 	r.initAttachments()
 	return r, nil

@@ -137,21 +137,24 @@ func ParsePage(data []byte) (*Page, error) {
 }
 
 // Receipt is a SendReceipt: the message's sequence number in the
-// recipient's mailbox, whether the relay already held it, and a signed
-// head of that mailbox at least the sequence number.
+// recipient's mailbox, whether the relay already held it, and a batched
+// signed head of that mailbox at least the sequence number.
 //
 //	struct {
 //	    uint8  type = 0x61;
-//	    uint8  version = 1;
+//	    uint8  version = 2;
 //	    uint64 seq;
 //	    uint8  duplicate;                   /* 0 or 1 */
-//	    opaque signed_head<1..2^16-1>;      /* SignedMailboxHead */
+//	    opaque batched_head<1..2^16-1>;     /* BatchedMailboxHead */
 //	} SendReceipt;
 type Receipt struct {
 	Seq       uint64
 	Duplicate bool
-	Head      *mailbox.SignedHead
+	Head      *mailbox.BatchedHead
 }
+
+// receiptVersion is the SendReceipt version: 2 carries a batched head.
+const receiptVersion = 2
 
 // Marshal returns the SendReceipt encoding.
 func (r *Receipt) Marshal() ([]byte, error) {
@@ -161,7 +164,7 @@ func (r *Receipt) Marshal() ([]byte, error) {
 	}
 	var b cryptobyte.Builder
 	b.AddUint8(typeSendReceipt)
-	b.AddUint8(wireVersion)
+	b.AddUint8(receiptVersion)
 	b.AddUint64(r.Seq)
 	dup := uint8(0)
 	if r.Duplicate {
@@ -173,18 +176,19 @@ func (r *Receipt) Marshal() ([]byte, error) {
 }
 
 // ParseReceipt parses a SendReceipt strictly; the sequence number must be
-// at least 1 and at most the head's. It does not verify the signature.
+// at least 1 and at most the head's. It does not verify the head's
+// inclusion path or signature (Client.Send does).
 func ParseReceipt(data []byte) (*Receipt, error) {
 	s := cryptobyte.String(data)
 	var typ, ver, dup uint8
 	var r Receipt
 	var head cryptobyte.String
-	if !s.ReadUint8(&typ) || typ != typeSendReceipt || !s.ReadUint8(&ver) || ver != wireVersion ||
+	if !s.ReadUint8(&typ) || typ != typeSendReceipt || !s.ReadUint8(&ver) || ver != receiptVersion ||
 		!s.ReadUint64(&r.Seq) || !s.ReadUint8(&dup) || dup > 1 ||
 		!s.ReadUint16LengthPrefixed(&head) || !s.Empty() {
 		return nil, ErrMalformed
 	}
-	h, err := mailbox.ParseSignedHead(head)
+	h, err := mailbox.ParseBatchedHead(head)
 	if err != nil || r.Seq == 0 || r.Seq > h.Head {
 		return nil, ErrMalformed
 	}

@@ -20,6 +20,14 @@ func testHead(t testing.TB, head uint64) *mailbox.SignedHead {
 	return h
 }
 
+func testBatchedHead(t testing.TB, head uint64) *mailbox.BatchedHead {
+	hs, err := mailbox.SignHeadBatch(fixedSigner{}, []mailbox.HeadLeaf{{Mailbox: mailbox.ID{3}, Head: 1}, {Mailbox: mailbox.ID{1, 2}, Head: head}, {Mailbox: mailbox.ID{4}, Head: 7}}, time.UnixMilli(1_800_000_000_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hs[1]
+}
+
 func TestPageRoundTrip(t *testing.T) {
 	p := &Page{Head: testHead(t, 9), Messages: []Message{{3, []byte("a")}, {9, bytes.Repeat([]byte("b"), 2048)}}}
 	b, err := p.Marshal()
@@ -58,7 +66,7 @@ func TestPageRoundTrip(t *testing.T) {
 }
 
 func TestReceiptRoundTrip(t *testing.T) {
-	r := &Receipt{Seq: 5, Duplicate: true, Head: testHead(t, 5)}
+	r := &Receipt{Seq: 5, Duplicate: true, Head: testBatchedHead(t, 5)}
 	b, err := r.Marshal()
 	if err != nil {
 		t.Fatal(err)
@@ -71,6 +79,18 @@ func TestReceiptRoundTrip(t *testing.T) {
 	bad[10] = 2 // duplicate flag
 	if _, err := ParseReceipt(bad); err != ErrMalformed {
 		t.Fatal("duplicate flag 2 accepted")
+	}
+	bad[1] = 1 // version 1 carried a SignedMailboxHead
+	if _, err := ParseReceipt(bad); err != ErrMalformed {
+		t.Fatal("version 1 accepted")
+	}
+	for i := range len(b) {
+		if _, err := ParseReceipt(b[:i]); err != ErrMalformed {
+			t.Fatalf("truncated at %d: %v", i, err)
+		}
+	}
+	if _, err := ParseReceipt(append(bytes.Clone(b), 0)); err != ErrMalformed {
+		t.Fatal("trailing byte accepted")
 	}
 	r.Seq = 6 // above the head
 	b, _ = r.Marshal()
@@ -110,7 +130,7 @@ func FuzzParsePage(f *testing.F) {
 }
 
 func FuzzParseReceipt(f *testing.F) {
-	r := &Receipt{Seq: 5, Head: testHead(f, 5)}
+	r := &Receipt{Seq: 5, Head: testBatchedHead(f, 5)}
 	b, _ := r.Marshal()
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, data []byte) {

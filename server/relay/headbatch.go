@@ -1,0 +1,103 @@
+package relay
+
+import (
+	"runtime"
+	"sync"
+
+	"github.com/moat-im/moat/server/store/mailbox"
+)
+
+// Group signing of receipt heads (docs/spec/api.md §Send). Every send
+// needs a signed head of its recipient's mailbox; one Ed25519 signature
+// per send was the largest part of the relay's CPU per send. Sends whose
+// enqueues completed while a batch was being signed wait and are signed
+// together in the next batch, with one signature over a Merkle root of
+// their heads (mailbox.SignHeadBatch): the more sends arrive at once, the
+// fewer signatures per send, and a lone send is signed at once.
+// moat_relay_receipt_signatures_total counts the signatures; with
+// moat_relay_sends_total it gives the heads per signature.
+
+type headRequest struct {
+	leaf mailbox.HeadLeaf
+	wake chan struct{} // closed when signed, or to make the waiter lead
+	done bool
+	res  *mailbox.BatchedHead
+	err  error
+}
+
+// maxYields bounds how often a leader yields to let a batch fill.
+const maxYields = 8
+
+type headBatcher struct {
+	sign func([]mailbox.HeadLeaf) ([]*mailbox.BatchedHead, error)
+
+	mu    sync.Mutex
+	busy  bool // a leader is signing; the queue waits for it
+	queue []*headRequest
+}
+
+// signHead returns a batched signed head of (mb, head). The first caller
+// of an idle batcher leads: it signs the queue (itself first), then hands
+// the lead to the oldest waiter, if any, and returns.
+func (b *headBatcher) signHead(mb mailbox.ID, head uint64) (*mailbox.BatchedHead, error) {
+	r := &headRequest{leaf: mailbox.HeadLeaf{Mailbox: mb, Head: head}, wake: make(chan struct{})}
+	b.mu.Lock()
+	b.queue = append(b.queue, r)
+	lead := !b.busy
+	b.busy = true
+	b.mu.Unlock()
+	if !lead {
+		<-r.wake
+		if r.done {
+			return r.res, r.err
+		}
+	}
+	// The leader is at the front of the queue. Sends of one group commit
+	// are woken together, but each runs its handler's tail before it
+	// asks for its head: yield to them while the queue grows (at most
+	// maxYields times), or on two cores the batches stay of one or two.
+	// A lone send yields once, to no one.
+	for range maxYields {
+		b.mu.Lock()
+		n := len(b.queue)
+		b.mu.Unlock()
+		runtime.Gosched()
+		b.mu.Lock()
+		grew := len(b.queue) > n && len(b.queue) < mailbox.MaxHeadBatch
+		b.mu.Unlock()
+		if !grew {
+			break
+		}
+	}
+	b.mu.Lock()
+	n := min(len(b.queue), mailbox.MaxHeadBatch)
+	batch := append([]*headRequest(nil), b.queue[:n]...)
+	b.queue = append(b.queue[:0:0], b.queue[n:]...)
+	b.mu.Unlock()
+
+	leaves := make([]mailbox.HeadLeaf, n)
+	for i, q := range batch {
+		leaves[i] = q.leaf
+	}
+	hs, err := b.sign(leaves)
+	for i, q := range batch {
+		q.done, q.err = true, err
+		if err == nil {
+			q.res = hs[i]
+		}
+		if q != r {
+			close(q.wake)
+		}
+	}
+
+	b.mu.Lock()
+	if len(b.queue) > 0 {
+		next := b.queue[0]
+		b.mu.Unlock()
+		close(next.wake) // next.done is false: it leads
+	} else {
+		b.busy = false
+		b.mu.Unlock()
+	}
+	return r.res, r.err
+}
