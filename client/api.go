@@ -199,7 +199,8 @@ const (
 
 var eventNames = [...]string{EventMessage: "message", EventEdited: "edited", EventDeleted: "deleted",
 	EventExpired: "expired", EventReaction: "reaction", EventReceipt: "receipt", EventTimer: "timer",
-	EventError: "error", EventRevoked: "revoked", EventConnected: "connected", EventAlert: "alert"}
+	EventError: "error", EventRevoked: "revoked", EventConnected: "connected", EventAlert: "alert",
+	EventContactChanged: "contact changed"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) && eventNames[k] != "" {
@@ -216,6 +217,7 @@ type Event struct {
 	Record       *Record
 	Err          error
 	Alert        *Alert
+	Change       *ContactChange
 }
 
 // Self describes this device.
