@@ -79,8 +79,13 @@ type pendingChange struct {
 // noteDevices compares the devices stored for user with devs (from a
 // verified lookup at epoch), records a ContactChange for each difference
 // in tx and queues its event. A user without a stored record (a first
-// contact) has no changes. c.mu is held.
+// contact) has no changes, nor has this device's own user (whose changes
+// Monitor reports, telling those its devices approved from the others).
+// c.mu is held.
 func (c *Client) noteDevices(tx localstore.Tx, user UserID, devs []ContactDevice, epoch uint64) error {
+	if user == c.dev.User {
+		return nil
+	}
 	var old contactRecord
 	found, err := getJSON(tx, kindContact, user[:], &old)
 	if err != nil || !found {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/moat-im/moat/client"
 	"github.com/moat-im/moat/client/clienttest"
@@ -57,5 +58,15 @@ func TestT40RelayRollbackAfterRestart(t *testing.T) {
 	h := history(t, b2, alice)
 	if len(h) != 3 || h[2].Text != "three" {
 		t.Fatalf("history %+v", h)
+	}
+	// Run stops with it too (instead of reconnecting for ever); the
+	// deadline only guards against a hang.
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := b2.Run(rctx); !errors.Is(err, client.ErrRollback) {
+		t.Fatalf("Run from a rolled-back relay: %v", err)
+	}
+	if h := history(t, b2, alice); len(h) != 3 {
+		t.Fatalf("history after Run %+v", h)
 	}
 }
