@@ -195,6 +195,10 @@ const (
 	EventRevoked                        // this device was revoked: the store is wiped
 	EventConnected                      // the push channel is up and caught up
 	EventAlert                          // Run's monitoring found a change to this user: Alert set
+
+	// EventContactChanged: a contact's keys changed (T14), Change set,
+	// Conversation the contact (contactchange.go).
+	EventContactChanged
 )
 
 var eventNames = [...]string{EventMessage: "message", EventEdited: "edited", EventDeleted: "deleted",

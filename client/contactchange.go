@@ -18,10 +18,6 @@ import (
 // directory's identity of its device (a key substitution) is refused and
 // recorded likewise, whether or not the rest of the send goes through.
 
-// EventContactChanged: a contact's keys changed (T14); Event.Change
-// says how, Event.Conversation is the contact.
-const EventContactChanged = EventAlert + 1
-
 // ContactChangeKind says what changed about a contact's keys.
 type ContactChangeKind string
 

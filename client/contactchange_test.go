@@ -54,10 +54,12 @@ func sameChanges(got []client.ContactChange, want ...client.ContactChange) bool 
 
 // TestT14ContactKeyChangeAlert (adversarial case T14, "user alerted"):
 // Bob verified Alice's one device; a device added for her (approved by
-// her device) and then an admin revoking her first device are published
-// in the directory. Bob's next verified lookups record each change in
-// Alice's change history and announce it (EventContactChanged), once; a
-// first contact raises nothing.
+// her device), an admin revoking her first device, and a device the
+// admins re-enrol for her are published in the directory. Bob's next
+// verified lookups (before a send, a contact lookup, the sender check of
+// a new session) record each change in Alice's change history and
+// announce it (EventContactChanged), once; a first contact raises
+// nothing.
 func TestT14ContactKeyChangeAlert(t *testing.T) {
 	s := clienttest.New(t)
 	ctx := context.Background()
@@ -97,9 +99,34 @@ func TestT14ContactKeyChangeAlert(t *testing.T) {
 	if got := changesIn(drain(b)); len(got) != 0 {
 		t.Fatalf("a change announced twice: %+v", got)
 	}
+
+	// The admins re-enrol a device for Alice (recovery under dual
+	// control); its first message to Bob shows it to him.
+	st := clienttest.NewStore()
+	code := s.IssueCode(alice)
+	_, err = client.Enrol(ctx, s.Config(), st, code)
+	var are *client.ApprovalRequiredError
+	if !errors.As(err, &are) {
+		t.Fatalf("enrolment without approval: %v", err)
+	}
+	s.ApproveAsAdmins(alice, are.Request)
+	a3, err := client.Enrol(ctx, s.Config(), st, code)
+	ok(t, err)
+	defer a3.Close()
+	s.Publish()
+	_, err = a3.SendText(ctx, bob, "my new device")
+	ok(t, err)
+	syncAll(t, b)
+	recovered := client.ContactChange{User: alice, Kind: client.ContactDeviceAdded, Device: a3.Self().Device}
+	if got := changesIn(drain(b)); !sameChanges(got, recovered) {
+		t.Fatalf("after a recovery: %+v", got)
+	}
+	if h := history(t, b, alice); len(h) != 3 || h[2].Text != "my new device" {
+		t.Fatalf("history %+v", h)
+	}
 	hist, err := b.ContactChanges(alice)
 	ok(t, err)
-	if !sameChanges(hist, added, removed) || hist[0].Epoch == 0 || hist[1].Epoch <= hist[0].Epoch {
+	if !sameChanges(hist, added, removed, recovered) || hist[0].Epoch == 0 || hist[1].Epoch <= hist[0].Epoch {
 		t.Fatalf("change history %+v", hist)
 	}
 }
