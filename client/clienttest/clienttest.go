@@ -32,6 +32,7 @@ import (
 	"github.com/moat-im/moat/keyserver/store/memstore"
 	"github.com/moat-im/moat/server/relay"
 	"github.com/moat-im/moat/server/relay/keyserverdir"
+	"github.com/moat-im/moat/server/store/mailbox/memmailbox"
 	"github.com/moat-im/moat/server/store/prekey/memprekey"
 )
 
@@ -162,7 +163,7 @@ func New(t testing.TB) *Server {
 	off := relay.Rate{PerSecond: -1}
 	s.HTTP = httptest.NewUnstartedServer(nil)
 	name := s.HTTP.Listener.Addr().String()
-	s.boxes = newBackupMailboxes()
+	s.boxes = &backupMailboxes{live: must(memmailbox.New(memmailbox.Options{})), backup: must(memmailbox.New(memmailbox.Options{}))}
 	s.Relay = must(relay.New(relay.Options{
 		Name: name, SigningKey: s.RelayKey, Directory: keyserverdir.Directory{Service: s.Service},
 		Mailboxes: s.boxes, Prekeys: memprekey.New(0),

@@ -5,7 +5,6 @@ import (
 	"sync"
 
 	"github.com/moat-im/moat/server/store/mailbox"
-	"github.com/moat-im/moat/server/store/mailbox/memmailbox"
 )
 
 // backupMailboxes is the relay's mailbox store with a backup copy: until
@@ -18,10 +17,6 @@ type backupMailboxes struct {
 	live   mailbox.Store
 	backup mailbox.Store // nil once restored
 	frozen bool
-}
-
-func newBackupMailboxes() *backupMailboxes {
-	return &backupMailboxes{live: must(memmailbox.New(memmailbox.Options{})), backup: must(memmailbox.New(memmailbox.Options{}))}
 }
 
 // BackupMailboxes freezes the backup copy of the relay's mailboxes as
