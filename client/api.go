@@ -195,11 +195,16 @@ const (
 	EventRevoked                        // this device was revoked: the store is wiped
 	EventConnected                      // the push channel is up and caught up
 	EventAlert                          // Run's monitoring found a change to this user: Alert set
+
+	// EventContactChanged: a contact's keys changed (T14), Change set,
+	// Conversation the contact (contactchange.go).
+	EventContactChanged
 )
 
 var eventNames = [...]string{EventMessage: "message", EventEdited: "edited", EventDeleted: "deleted",
 	EventExpired: "expired", EventReaction: "reaction", EventReceipt: "receipt", EventTimer: "timer",
-	EventError: "error", EventRevoked: "revoked", EventConnected: "connected", EventAlert: "alert"}
+	EventError: "error", EventRevoked: "revoked", EventConnected: "connected", EventAlert: "alert",
+	EventContactChanged: "contact changed"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) && eventNames[k] != "" {
@@ -216,6 +221,7 @@ type Event struct {
 	Record       *Record
 	Err          error
 	Alert        *Alert
+	Change       *ContactChange
 }
 
 // Self describes this device.

@@ -61,6 +61,10 @@ type Client struct {
 	// inTx is set while update runs; a wipe decided inside a transaction
 	// is done once it ends (wipePending).
 	inTx, wipePending bool
+
+	// changes are the contact key changes of the running transaction
+	// (contactchange.go).
+	changes []pendingChange
 }
 
 func (cfg *Config) defaults() error {
@@ -292,6 +296,7 @@ func (c *Client) update(fn func(tx localstore.Tx) error) error {
 		return c.saveDevice(tx)
 	})
 	c.inTx = false
+	c.flushChanges(err == nil && !c.wipePending)
 	if c.wipePending {
 		c.wipePending = false
 		if werr := c.st.Wipe(); werr != nil {

@@ -164,6 +164,9 @@ func (c *Client) contact(ctx context.Context, user UserID) (*Contact, error) {
 	}
 	ct.DisplayName, ct.Department = c.orgInfo(ctx, user)
 	if err := c.update(func(tx localstore.Tx) error {
+		if err := c.noteDevices(tx, user, ct.Devices, ct.Epoch); err != nil {
+			return err
+		}
 		return putJSON(tx, kindContact, user[:], &contactRecord{Contact: *ct, Verified: c.now()})
 	}); err != nil {
 		return nil, err

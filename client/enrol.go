@@ -310,14 +310,17 @@ func (c *Client) ApproveDevice(request []byte) ([]byte, error) {
 
 // replenish uploads new one-time prekeys when the relay holds fewer than
 // half of Config.OneTimePrekeys of either kind (docs/spec/bundle.md: the
-// relay adds one-time prekeys to those it holds). c.mu is held.
+// relay adds one-time prekeys to those it holds), and at once when the
+// relay flags that it served the last-resort KEM prekey. c.mu is held.
 func (c *Client) replenish(ctx context.Context) error {
 	st, err := c.rel.PrekeyStatus(ctx)
 	if err != nil {
 		return err
 	}
 	low := c.cfg.OneTimePrekeys / 2
-	if st.OneTimePrekeys > low && st.OneTimeKEM > low {
+	if st.LastResortUses > 0 {
+		c.lastResortUsed(ctx, st.LastResortUses) // lastresort.go
+	} else if st.OneTimePrekeys > low && st.OneTimeKEM > low {
 		return nil
 	}
 	u := &bundle.Upload{}

@@ -192,6 +192,10 @@ func (c *Client) send(ctx context.Context, to UserID, m *Message) (MessageID, er
 	var events []Event
 	var failed []error
 	err = c.update(func(tx localstore.Tx) error {
+		// T14: a change of the recipient's keys is recorded and announced.
+		if err := c.saveContact(ctx, tx, to, peer); err != nil {
+			return err
+		}
 		sent := 0
 		for _, t := range targets {
 			o, err := c.prepare(ctx, tx, t.cert, t.pt)

@@ -86,6 +86,7 @@ func (c *Client) bundleFor(ctx context.Context, cert *org.DeviceCertificate) (*p
 	}
 	bun, _, err := bundle.Open(resp, cert.Identity, mb, c.now())
 	if err != nil {
+		c.noteSubstitution(cert.User, cert.Device, fingerprint(cert))
 		return nil, nil, &UnverifiedContactError{User: cert.User, Device: cert.Device, Reason: "its prekey bundle does not verify under its directory identity", Err: err}
 	}
 	r, err := bundle.ParseResponse(resp)
@@ -445,6 +446,9 @@ func (c *Client) saveContact(ctx context.Context, tx localstore.Tx, user UserID,
 	}
 	if !found {
 		rec.DisplayName, rec.Department = c.orgInfo(ctx, user)
+	}
+	if err := c.noteDevices(tx, user, contactDevices(res), res.Epoch); err != nil {
+		return err
 	}
 	rec.User, rec.Epoch, rec.Devices, rec.Verified = user, res.Epoch, nil, c.now()
 	for _, d := range res.Devices {

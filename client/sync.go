@@ -59,6 +59,9 @@ func (c *Client) Sync(ctx context.Context) error {
 // is: Wipe, checkSelf, and the wipe instruction the device then fetches
 // from the directory, wipe.go). c.mu is held.
 func (c *Client) relayErr(ctx context.Context, err error) error {
+	if errors.Is(err, ErrRollback) {
+		return c.noteRollback(err) // rollback.go
+	}
 	if err = c.refused(ctx, err); errors.Is(err, ErrRevoked) {
 		return err
 	}
@@ -74,12 +77,13 @@ func (c *Client) relayErr(ctx context.Context, err error) error {
 // processed sequence number and monitors this user's label (EventAlert),
 // processes pushed messages as they arrive, and reconnects with backoff
 // after an error. It returns ErrRevoked if
-// the device learns it was revoked.
+// the device learns it was revoked, and ErrRollback if the relay rolled
+// its mailbox back.
 func (c *Client) Run(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for {
 		err := c.runOnce(ctx)
-		if errors.Is(err, ErrRevoked) || errors.Is(err, ErrClosed) {
+		if errors.Is(err, ErrRevoked) || errors.Is(err, ErrClosed) || errors.Is(err, ErrRollback) {
 			return err
 		}
 		if ctx.Err() != nil {
@@ -146,7 +150,7 @@ func (c *Client) runOnce(ctx context.Context) error {
 	for {
 		p, err := push.Next(ctx)
 		if err != nil {
-			return err
+			return c.noteRollback(err)
 		}
 		if err := c.lock(); err != nil {
 			return err

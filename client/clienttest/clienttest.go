@@ -52,6 +52,7 @@ type Server struct {
 
 	witnesses   []*switchWitness
 	witnessKeys []org.WitnessKey
+	boxes       *backupMailboxes // rollback.go
 }
 
 // switchWitness is an in-process witness that can be taken down.
@@ -162,9 +163,10 @@ func New(t testing.TB) *Server {
 	off := relay.Rate{PerSecond: -1}
 	s.HTTP = httptest.NewUnstartedServer(nil)
 	name := s.HTTP.Listener.Addr().String()
+	s.boxes = &backupMailboxes{live: must(memmailbox.New(memmailbox.Options{})), backup: must(memmailbox.New(memmailbox.Options{}))}
 	s.Relay = must(relay.New(relay.Options{
 		Name: name, SigningKey: s.RelayKey, Directory: keyserverdir.Directory{Service: s.Service},
-		Mailboxes: must(memmailbox.New(memmailbox.Options{})), Prekeys: memprekey.New(0),
+		Mailboxes: s.boxes, Prekeys: memprekey.New(0),
 		Issuers: issuers, TokenIssuer: issuers, Logger: log,
 		Limits: relay.Limits{PerAddress: off, Challenge: off, PerDevice: off, PerTenant: off,
 			SendPerAddress: off, SendPerToken: off, SendPerMailbox: off, BundlePerTarget: off},

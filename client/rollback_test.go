@@ -1,0 +1,72 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/moat-im/moat/client"
+	"github.com/moat-im/moat/client/clienttest"
+)
+
+// TestT40RelayRollbackAfterRestart (adversarial case T40, at the SDK):
+// Bob's device syncs, closes, and the relay is restarted on an old copy of
+// its mailboxes; Alice sends again (the old copy reuses a sequence
+// number). Bob's device, reopened from its store, refuses the relay's
+// lower signed head: Sync returns ErrRollback, the event stream carries
+// it, and nothing the rolled-back relay serves is accepted.
+func TestT40RelayRollbackAfterRestart(t *testing.T) {
+	s := clienttest.New(t)
+	ctx := context.Background()
+	alice, bob := s.AddUser("Alice"), s.AddUser("Bob")
+	a := enrol(t, s, alice, nil)
+	b := enrol(t, s, bob, nil)
+	s.Publish()
+	for _, text := range []string{"one", "two", "three"} {
+		if text == "two" {
+			s.BackupMailboxes()
+		}
+		_, err := a.SendText(ctx, bob, text)
+		ok(t, err)
+	}
+	syncAll(t, b)
+	ok(t, b.Close())
+	s.RestoreMailboxes()
+	_, err := a.SendText(ctx, bob, "served by the rolled-back relay")
+	ok(t, err)
+
+	c, err := client.Open(ctx, b.cfg, b.st)
+	ok(t, err)
+	defer c.Close()
+	b2 := &device{c, b.st, b.cfg}
+	if err := b2.Sync(ctx); !errors.Is(err, client.ErrRollback) {
+		t.Fatalf("Sync from a rolled-back relay: %v", err)
+	}
+	rolled := false
+	for _, e := range drain(b2) {
+		if e.Kind == client.EventError && errors.Is(e.Err, client.ErrRollback) {
+			rolled = true
+		}
+		if e.Kind == client.EventMessage {
+			t.Fatalf("accepted %+v", e.Record)
+		}
+	}
+	if !rolled {
+		t.Fatal("no rollback on the event stream")
+	}
+	h := history(t, b2, alice)
+	if len(h) != 3 || h[2].Text != "three" {
+		t.Fatalf("history %+v", h)
+	}
+	// Run stops with it too (instead of reconnecting for ever); the
+	// deadline only guards against a hang.
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := b2.Run(rctx); !errors.Is(err, client.ErrRollback) {
+		t.Fatalf("Run from a rolled-back relay: %v", err)
+	}
+	if h := history(t, b2, alice); len(h) != 3 {
+		t.Fatalf("history after Run %+v", h)
+	}
+}
