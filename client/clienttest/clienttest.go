@@ -32,6 +32,7 @@ import (
 	"github.com/moat-im/moat/keyserver/store/memstore"
 	"github.com/moat-im/moat/server/relay"
 	"github.com/moat-im/moat/server/relay/keyserverdir"
+	"github.com/moat-im/moat/server/store/blob/memblob"
 	"github.com/moat-im/moat/server/store/mailbox/memmailbox"
 	"github.com/moat-im/moat/server/store/prekey/memprekey"
 )
@@ -166,6 +167,8 @@ func New(t testing.TB) *Server {
 		Name: name, SigningKey: s.RelayKey, Directory: keyserverdir.Directory{Service: s.Service},
 		Mailboxes: must(memmailbox.New(memmailbox.Options{})), Prekeys: memprekey.New(0),
 		Issuers: issuers, TokenIssuer: issuers, Logger: log,
+		Blobs:            must(memblob.New(memblob.Options{})),
+		AttachmentLimits: relay.AttachmentLimits{SweepInterval: -1},
 		Limits: relay.Limits{PerAddress: off, Challenge: off, PerDevice: off, PerTenant: off,
 			SendPerAddress: off, SendPerToken: off, SendPerMailbox: off, BundlePerTarget: off},
 	}))
