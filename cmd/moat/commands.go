@@ -154,10 +154,12 @@ func newSendFileCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "send-file USER PATH [--caption TEXT]",
 		Short: "Send a file, encrypted, as an attachment",
-		Long: `send-file is to encrypt the file at PATH with a fresh key (chunked
-streaming AEAD, docs/spec/attachments.md), upload the ciphertext to the
-relay and send USER a message that carries the reference and the key. It
-is not available yet: the client SDK has no attachment upload.`,
+		Long: `send-file encrypts the file at PATH with a fresh key (chunked streaming
+AEAD, docs/spec/attachments.md), uploads the ciphertext to the relay and
+sends USER (a user id or a contact's display name) a message that carries
+the file's name, size, reference and key, end-to-end encrypted to every
+device of USER and to this user's other devices. It prints the message
+id; the recipients fetch the file with moat get-file.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return sendFile(cmd, g, args[0], args[1], caption)

@@ -17,22 +17,18 @@ import (
 	"time"
 
 	"github.com/moat-im/moat/client"
-	"github.com/moat-im/moat/client/attach"
 	"github.com/moat-im/moat/client/localstore"
 	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/keyserver/org"
-	"github.com/moat-im/moat/server/relay"
 	"github.com/spf13/cobra"
 )
 
 // device is this device's client, open on its unlocked local store.
 type device struct {
 	*client.Client
-	st     localstore.Store
-	data   string
-	server string                   // the relay's base URL
-	http   *http.Client             // the client's, for downloads
-	names  map[client.UserID]string // display names, filled by name
+	st    localstore.Store
+	data  string
+	names map[client.UserID]string // display names, filled by name
 }
 
 // Close closes the client, then its store.
@@ -82,7 +78,7 @@ func (g *globalOptions) open(cmd *cobra.Command) (*device, error) {
 		}
 		return nil, err
 	}
-	return &device{Client: c, st: st, data: g.Data, server: ccfg.RelayURL, http: ccfg.HTTP}, nil
+	return &device{Client: c, st: st, data: g.Data}, nil
 }
 
 // storeKeyTable is the local store's key table file in its directory
@@ -306,17 +302,22 @@ func send(cmd *cobra.Command, g *globalOptions, o *sendOptions, user, text strin
 	return nil
 }
 
-// errAttach: uploading needs the device's relay credentials, which the
-// client SDK keeps to itself and has no attachment upload for yet.
-var errAttach = errors.New("send-file is not available yet: the client SDK has no attachment upload")
-
 func sendFile(cmd *cobra.Command, g *globalOptions, user, path, caption string) error {
 	d, err := g.open(cmd)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	return errAttach
+	to, err := d.resolve(user)
+	if err != nil {
+		return err
+	}
+	id, err := d.SendFile(cmd.Context(), to, path, &client.FileOptions{Caption: caption})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "sent %s\n", id)
+	return nil
 }
 
 func getFile(cmd *cobra.Command, g *globalOptions, msg, out string) error {
@@ -336,20 +337,15 @@ func getFile(cmd *cobra.Command, g *globalOptions, msg, out string) error {
 	if rec.Attachment == nil {
 		return fmt.Errorf("message %s carries no file", id)
 	}
-	ref, err := attach.ParseReference(rec.Attachment.Ref)
-	if err != nil {
-		return err
-	}
 	if _, err := os.Lstat(out); err == nil {
 		return fmt.Errorf("--out: %s exists", out)
 	}
 	// Downloads are anonymous, by the attachment's id (docs/spec/attachments.md
 	// §Download); PATH appears only once every byte verified.
-	rl := &relay.Client{BaseURL: d.server, HTTP: d.http}
-	if err := attach.DownloadFile(cmd.Context(), rl, ref, out, nil); err != nil {
+	if err := d.DownloadAttachment(cmd.Context(), rec.Attachment, out, nil); err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d bytes\n", out, ref.PlaintextSize)
+	fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d bytes\n", out, rec.Attachment.Size)
 	return nil
 }
 
