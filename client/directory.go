@@ -50,7 +50,7 @@ func (c *Client) lookup(ctx context.Context, user UserID) (*kt.LookupResult, err
 // verifiedLookup fetches and verifies user's value; fetchErr says that
 // the fetch failed, not the verification.
 func (c *Client) verifiedLookup(ctx context.Context, user UserID) (res *kt.LookupResult, fetchErr bool, err error) {
-	resp, err := c.dir.Lookup(ctx, user, c.kt.TreeSize())
+	resp, err := c.dir.LookupFrom(ctx, user, c.kt)
 	if err != nil {
 		return nil, true, err
 	}
@@ -114,7 +114,7 @@ func fingerprint(cert *org.DeviceCertificate) string {
 // orgInfo returns the display name and department of user from the
 // verified org chart; empty strings if it has none.
 func (c *Client) orgInfo(ctx context.Context, user UserID) (name, dept string) {
-	resp, err := c.dir.LookupOrg(ctx, org.OrgLabelOrgChart, c.kt.TreeSize())
+	resp, err := c.dir.LookupOrgFrom(ctx, org.OrgLabelOrgChart, c.kt)
 	if err != nil {
 		return "", ""
 	}
