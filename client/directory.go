@@ -114,16 +114,8 @@ func fingerprint(cert *org.DeviceCertificate) string {
 // orgInfo returns the display name and department of user from the
 // verified org chart; empty strings if it has none.
 func (c *Client) orgInfo(ctx context.Context, user UserID) (name, dept string) {
-	resp, err := c.dir.LookupOrgFrom(ctx, org.OrgLabelOrgChart, c.kt)
+	chart, _, err := c.orgChart(ctx)
 	if err != nil {
-		return "", ""
-	}
-	res, err := c.kt.VerifyOrgLookup(org.OrgLabelOrgChart, resp, c.now())
-	if err != nil {
-		return "", ""
-	}
-	chart, isChart := res.Statement.(*org.OrgChart)
-	if !isChart {
 		return "", ""
 	}
 	for _, m := range chart.Members {

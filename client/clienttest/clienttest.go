@@ -212,6 +212,15 @@ func (s *Server) AddUser(name string) org.UserID {
 	return must(service.ParseUserID(out.User))
 }
 
+// AdminOp runs the admin operation op (docs/spec/directory-api.md §Admin
+// API) as the first admin, with body in, decoding the answer into out.
+func (s *Server) AdminOp(op string, in, out any) {
+	s.t.Helper()
+	if err := s.admin(0).AdminOp(context.Background(), op, in, out); err != nil {
+		s.t.Fatalf("clienttest: %s: %v", op, err)
+	}
+}
+
 // IssueCode issues an enrolment code for user and returns its text.
 func (s *Server) IssueCode(user org.UserID) string {
 	s.t.Helper()
