@@ -59,3 +59,12 @@ func (c *Client) storedOneTimePrekeys() (int, error) {
 	})
 	return n, err
 }
+
+// notePrekeysChecked records that the relay holds the one-time prekeys the
+// store holds now (just uploaded at registration), so that the next Sync
+// need not ask. c.mu is held; the caller's update stores it.
+func (c *Client) notePrekeysChecked() {
+	if n, err := c.storedOneTimePrekeys(); err == nil {
+		c.dev.PrekeysChecked, c.dev.PrekeysStored = c.now(), n
+	}
+}
