@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/moat-im/moat/client/localstore"
+	"github.com/moat-im/moat/keyserver/kt"
 	"github.com/moat-im/moat/keyserver/org"
 )
 
@@ -99,6 +100,9 @@ func (c *Client) orgChart(ctx context.Context) (*org.OrgChart, uint64, error) {
 		return nil, 0, fmt.Errorf("client: fetching the org chart: %w", err)
 	}
 	res, err := c.kt.VerifyOrgLookup(org.OrgLabelOrgChart, resp, c.now())
+	if errors.Is(err, kt.ErrNotFound) {
+		return nil, 0, fmt.Errorf("%w: %w", ErrNoOrgChart, err)
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("client: the org chart does not verify: %w", err)
 	}

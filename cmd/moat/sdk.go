@@ -186,6 +186,18 @@ func contacts(cmd *cobra.Command, g *globalOptions, noVerify bool) error {
 	defer d.Close()
 	ctx := cmd.Context()
 	dir, err := d.OrgDirectory(ctx, !noVerify)
+	if errors.Is(err, client.ErrNoOrgChart) {
+		// No org chart: the contacts verified so far.
+		fmt.Fprintln(cmd.ErrOrStderr(), "moat: the organisation publishes no org chart; listing the contacts verified so far")
+		dir, noVerify, err = &client.OrgDirectory{}, true, nil
+		list, lerr := d.Contacts()
+		if lerr != nil {
+			return lerr
+		}
+		for _, c := range list {
+			dir.Users = append(dir.Users, client.DirectoryUser{User: c.User, DisplayName: c.DisplayName, DepartmentPath: c.Department})
+		}
+	}
 	if err != nil {
 		return d.checkRevoked(ctx, err)
 	}
