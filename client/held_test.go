@@ -20,6 +20,7 @@ type lookupRecorder struct {
 	mu        sync.Mutex
 	held      []bool
 	inclusion []int
+	size      []int
 }
 
 func (l *lookupRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -40,6 +41,7 @@ func (l *lookupRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
 	l.mu.Lock()
 	l.held = append(l.held, r.URL.Query().Has("entry"))
 	l.inclusion = append(l.inclusion, n)
+	l.size = append(l.size, len(b))
 	l.mu.Unlock()
 	return resp, nil
 }
@@ -71,6 +73,7 @@ func TestHeldEntryLookups(t *testing.T) {
 	if len(rec.held) < 3 {
 		t.Fatalf("%d lookups recorded, want at least 3", len(rec.held))
 	}
+	t.Logf("lookup answers: %v bytes; inclusion proofs: %v hashes", rec.size, rec.inclusion)
 	if rec.inclusion[0] <= 0 {
 		t.Fatalf("first lookup after a new checkpoint: inclusion proof of %d hashes, want some", rec.inclusion[0])
 	}
