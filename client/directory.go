@@ -50,7 +50,7 @@ func (c *Client) lookup(ctx context.Context, user UserID) (*kt.LookupResult, err
 // verifiedLookup fetches and verifies user's value; fetchErr says that
 // the fetch failed, not the verification.
 func (c *Client) verifiedLookup(ctx context.Context, user UserID) (res *kt.LookupResult, fetchErr bool, err error) {
-	resp, err := c.dir.Lookup(ctx, user, c.kt.TreeSize())
+	resp, err := c.dir.LookupFrom(ctx, user, c.kt)
 	if err != nil {
 		return nil, true, err
 	}
@@ -114,16 +114,8 @@ func fingerprint(cert *org.DeviceCertificate) string {
 // orgInfo returns the display name and department of user from the
 // verified org chart; empty strings if it has none.
 func (c *Client) orgInfo(ctx context.Context, user UserID) (name, dept string) {
-	resp, err := c.dir.LookupOrg(ctx, org.OrgLabelOrgChart, c.kt.TreeSize())
+	chart, _, err := c.orgChart(ctx)
 	if err != nil {
-		return "", ""
-	}
-	res, err := c.kt.VerifyOrgLookup(org.OrgLabelOrgChart, resp, c.now())
-	if err != nil {
-		return "", ""
-	}
-	chart, isChart := res.Statement.(*org.OrgChart)
-	if !isChart {
 		return "", ""
 	}
 	for _, m := range chart.Members {
@@ -235,54 +227,13 @@ func (c *Client) Verify(ctx context.Context, user UserID) (*Verification, error)
 // Timeline returns this user's security timeline: every timeline entry of
 // the user's label, from a verified history of all its records
 // (docs/spec/directory.md §History, docs/spec/org.md §Timeline entries).
+// A history that revokes this device wipes the store (ErrRevoked).
 func (c *Client) Timeline(ctx context.Context) ([]TimelineEntry, error) {
 	if err := c.lock(); err != nil {
 		return nil, err
 	}
 	defer c.mu.Unlock()
-	resp, err := c.dir.History(ctx, c.dev.User, 0, c.kt.TreeSize())
-	if err != nil {
-		return nil, fmt.Errorf("client: timeline: %w", err)
-	}
-	res, err := c.kt.VerifyHistory(c.dev.Tenant, c.dev.User, kt.Position{}, resp, c.now())
-	if err != nil {
-		return nil, fmt.Errorf("client: timeline does not verify: %w", err)
-	}
-	if err := c.update(func(localstore.Tx) error { return nil }); err != nil {
-		return nil, err
-	}
-	var out []TimelineEntry
-	for i, v := range res.Values {
-		for _, e := range v.Entries {
-			te := TimelineEntry{Seq: e.Seq, Time: e.Time, Epoch: res.Records[i].Epoch}
-			switch a := e.Action.(type) {
-			case *org.UserAdded:
-				te.Action = "user_added"
-			case *org.UserRemoved:
-				te.Action = "user_removed"
-			case *org.DeviceAdded:
-				te.Action, te.Device = "device_added", a.Certificate.Device
-			case *org.DeviceRecovered:
-				te.Action, te.Device = "device_recovered", a.Certificate.Device
-			case *org.DeviceRevoked:
-				te.Action, te.Device = "device_revoked", a.Device
-			case *org.PolicyChanged:
-				te.Action = "policy_changed"
-			}
-			for _, ac := range e.Actors {
-				kind := "admin"
-				if ac.Kind == org.ActorDevice {
-					kind = "device"
-				}
-				te.Actors = append(te.Actors, kind+":"+hex.EncodeToString(ac.ID[:]))
-			}
-			out = append(out, te)
-		}
-		if err := c.checkSelf(v, nil); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return c.timeline(ctx, c.dev.User)
 }
 
 // Alert is a change under this user's directory label that no device of

@@ -227,6 +227,7 @@ func (c *Client) register(ctx context.Context) error {
 		return err
 	}
 	c.dev.Registered = true
+	c.notePrekeysChecked() // the relay holds the full set just uploaded
 	return c.update(func(localstore.Tx) error { return nil })
 }
 

@@ -403,7 +403,7 @@ func (c *Client) ensureAnonTokens(ctx context.Context, need int) error {
 // verified directory (relay.IssuerPolicyID), never the relay's word.
 func (c *Client) issuerKey(ctx context.Context) (*deliverytoken.IssuerPublicKey, error) {
 	name := org.OrgLabelPolicyPrefix + relay.IssuerPolicyID
-	resp, err := c.dir.LookupOrg(ctx, name, c.kt.TreeSize())
+	resp, err := c.dir.LookupOrgFrom(ctx, name, c.kt)
 	if err != nil {
 		return nil, err
 	}

@@ -69,6 +69,11 @@ type deviceState struct {
 	RotationPending bool         // rotated keys not uploaded yet
 	Retired         []retiredKey // replaced keys kept for the grace period
 
+	// One-time prekey checks (prekeycheck.go): when Sync last asked the
+	// relay, and how many one-time prekeys the store held then.
+	PrekeysChecked time.Time
+	PrekeysStored  int
+
 	Head   []byte // the relay's latest signed head of our mailbox (T40)
 	Cursor uint64 // the last mailbox sequence number processed
 	Seq    uint64 // local sequence of history records

@@ -33,7 +33,7 @@ func (c *Client) Sync(ctx context.Context) error {
 	if err := c.flushOutbox(ctx); err != nil {
 		c.log.Warn("outbox not flushed", "err", err)
 	}
-	if err := c.replenish(ctx); err != nil {
+	if err := c.replenishIfDue(ctx); err != nil {
 		c.log.Warn("prekeys not replenished", "err", err)
 	}
 	if err := c.retryParked(ctx); err != nil {

@@ -32,6 +32,7 @@ import (
 	"github.com/moat-im/moat/keyserver/store/memstore"
 	"github.com/moat-im/moat/server/relay"
 	"github.com/moat-im/moat/server/relay/keyserverdir"
+	"github.com/moat-im/moat/server/store/blob/memblob"
 	"github.com/moat-im/moat/server/store/mailbox/memmailbox"
 	"github.com/moat-im/moat/server/store/prekey/memprekey"
 )
@@ -168,6 +169,8 @@ func New(t testing.TB) *Server {
 		Name: name, SigningKey: s.RelayKey, Directory: keyserverdir.Directory{Service: s.Service},
 		Mailboxes: s.boxes, Prekeys: memprekey.New(0),
 		Issuers: issuers, TokenIssuer: issuers, Logger: log,
+		Blobs:            must(memblob.New(memblob.Options{})),
+		AttachmentLimits: relay.AttachmentLimits{SweepInterval: -1},
 		Limits: relay.Limits{PerAddress: off, Challenge: off, PerDevice: off, PerTenant: off,
 			SendPerAddress: off, SendPerToken: off, SendPerMailbox: off, BundlePerTarget: off},
 	}))
@@ -209,6 +212,15 @@ func (s *Server) AddUser(name string) org.UserID {
 		s.t.Fatalf("clienttest: add-user: %v", err)
 	}
 	return must(service.ParseUserID(out.User))
+}
+
+// AdminOp runs the admin operation op (docs/spec/directory-api.md §Admin
+// API) as the first admin, with body in, decoding the answer into out.
+func (s *Server) AdminOp(op string, in, out any) {
+	s.t.Helper()
+	if err := s.admin(0).AdminOp(context.Background(), op, in, out); err != nil {
+		s.t.Fatalf("clienttest: %s: %v", op, err)
+	}
 }
 
 // IssueCode issues an enrolment code for user and returns its text.

@@ -76,17 +76,27 @@ func newWhoamiCmd(g *globalOptions) *cobra.Command {
 }
 
 func newContactsCmd(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "contacts",
+	var noVerify bool
+	cmd := &cobra.Command{
+		Use:   "contacts [--no-verify]",
 		Short: "List the organisation's users by department, with their verification state",
-		Long: `contacts lists the organisation's directory: its departments and users
-(from the CA-signed org chart, verified against the key directory), and for
-each user whether its device keys are verified.`,
+		Long: `contacts lists the organisation's directory: its users, with their display
+names and departments, from the CA-signed org chart verified against the
+key directory. For each user it also looks the user's device keys up and
+verifies them (one lookup per user): DEVICES is the number of usable
+devices and VERIFIED the directory epoch they verified at, or "no", with
+the reason below the table. --no-verify skips those lookups and shows the
+last verification this device stored ("(stored)"), if any.
+
+A user of the directory can be named by display name in the other
+commands (send, verify, history, timeline), if the name is unique.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return contacts(cmd, g)
+			return contacts(cmd, g, noVerify)
 		},
 	}
+	cmd.Flags().BoolVar(&noVerify, "no-verify", false, "list the org chart only; show the stored verification state")
+	return cmd
 }
 
 // sendOptions are send's flags: the message's kind and attributes.
@@ -154,10 +164,12 @@ func newSendFileCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "send-file USER PATH [--caption TEXT]",
 		Short: "Send a file, encrypted, as an attachment",
-		Long: `send-file is to encrypt the file at PATH with a fresh key (chunked
-streaming AEAD, docs/spec/attachments.md), upload the ciphertext to the
-relay and send USER a message that carries the reference and the key. It
-is not available yet: the client SDK has no attachment upload.`,
+		Long: `send-file encrypts the file at PATH with a fresh key (chunked streaming
+AEAD, docs/spec/attachments.md), uploads the ciphertext to the relay and
+sends USER (a user id or a contact's display name) a message that carries
+the file's name, size, reference and key, end-to-end encrypted to every
+device of USER and to this user's other devices. It prints the message
+id; the recipients fetch the file with moat get-file.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return sendFile(cmd, g, args[0], args[1], caption)
@@ -262,16 +274,24 @@ USER is not verified.`,
 
 func newTimelineCmd(g *globalOptions) *cobra.Command {
 	return &cobra.Command{
-		Use:   "timeline",
-		Short: "Show this user's security timeline: devices added, recovered and revoked",
-		Long: `timeline verifies the whole history of this user's label in the key
+		Use:   "timeline [USER]",
+		Short: "Show a user's security timeline: devices added, recovered and revoked",
+		Long: `timeline verifies the whole history of a user's label in the key
 directory and prints every entry of the user's timeline (docs/spec/org.md
 §Timeline): the user added, each device added, recovered by admins or
-revoked, with the epoch that published it and who made the change. A
-device that finds itself revoked there wipes its local store.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return timeline(cmd, g)
+revoked, with the epoch that published it and who made the change.
+
+Without USER it shows this user's own timeline, then checks the label for
+changes no device of the user made (alert lines). A device that finds
+itself revoked there wipes its local store. With USER (a user id or a
+contact's display name) it shows that contact's timeline.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			user := ""
+			if len(args) == 1 {
+				user = args[0]
+			}
+			return timeline(cmd, g, user)
 		},
 	}
 }

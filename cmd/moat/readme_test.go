@@ -101,8 +101,10 @@ func TestREADMEQuickstart(t *testing.T) {
 }
 
 // quickstartWants are what the chat block must print: Bob receives
-// Alice's message, Alice Bob's, and her history has both.
+// Alice's message, Alice Bob's, and her history has both; contacts
+// shows Bob verified.
 var quickstartWants = []string{
+	`^[0-9a-f]{32} +Bob +- +1 +epoch \d+$`,
 	`^verified\b.*Bob`,
 	`Alice.*: Hello Bob, this is end-to-end encrypted\.$`,
 	`Bob.*: Hi Alice! Received\.$`,

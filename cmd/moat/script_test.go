@@ -70,7 +70,6 @@ func TestScript(t *testing.T) {
 		RequireExplicitExec: true,
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("PATH", bin+string(os.PathListSeparator)+env.Getenv("PATH"))
-			env.Values[sdkKey{}] = sdkClients{}
 			return nil
 		},
 		Cmds: scriptCmds,
@@ -84,9 +83,6 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	"envfrom":   cmdEnvFrom,
 	"glob":      cmdGlob,
 	"perm":      cmdPerm,
-
-	"sdkenrol":    cmdSDKEnrol,
-	"sdksendfile": cmdSDKSendFile,
 }
 
 func addr(ts *testscript.TestScript, file string) string {

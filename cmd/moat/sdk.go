@@ -17,22 +17,18 @@ import (
 	"time"
 
 	"github.com/moat-im/moat/client"
-	"github.com/moat-im/moat/client/attach"
 	"github.com/moat-im/moat/client/localstore"
 	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/keyserver/org"
-	"github.com/moat-im/moat/server/relay"
 	"github.com/spf13/cobra"
 )
 
 // device is this device's client, open on its unlocked local store.
 type device struct {
 	*client.Client
-	st     localstore.Store
-	data   string
-	server string                   // the relay's base URL
-	http   *http.Client             // the client's, for downloads
-	names  map[client.UserID]string // display names, filled by name
+	st    localstore.Store
+	data  string
+	names map[client.UserID]string // display names, filled by name
 }
 
 // Close closes the client, then its store.
@@ -82,7 +78,7 @@ func (g *globalOptions) open(cmd *cobra.Command) (*device, error) {
 		}
 		return nil, err
 	}
-	return &device{Client: c, st: st, data: g.Data, server: ccfg.RelayURL, http: ccfg.HTTP}, nil
+	return &device{Client: c, st: st, data: g.Data}, nil
 }
 
 // storeKeyTable is the local store's key table file in its directory
@@ -182,22 +178,72 @@ func whoami(cmd *cobra.Command, g *globalOptions) error {
 	return nil
 }
 
-func contacts(cmd *cobra.Command, g *globalOptions) error {
+func contacts(cmd *cobra.Command, g *globalOptions, noVerify bool) error {
 	d, err := g.open(cmd)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	list, err := d.Contacts()
+	ctx := cmd.Context()
+	dir, err := d.OrgDirectory(ctx, !noVerify)
+	if errors.Is(err, client.ErrNoOrgChart) {
+		// No org chart: the contacts verified so far.
+		fmt.Fprintln(cmd.ErrOrStderr(), "moat: the organisation publishes no org chart; listing the contacts verified so far")
+		dir, noVerify, err = &client.OrgDirectory{}, true, nil
+		list, lerr := d.Contacts()
+		if lerr != nil {
+			return lerr
+		}
+		for _, c := range list {
+			dir.Users = append(dir.Users, client.DirectoryUser{User: c.User, DisplayName: c.DisplayName, DepartmentPath: c.Department})
+		}
+	}
 	if err != nil {
+		return d.checkRevoked(ctx, err)
+	}
+	// Without verification, the state of the last verification (a
+	// contact in the local store), if any.
+	stored := map[client.UserID]client.Contact{}
+	if noVerify {
+		list, err := d.Contacts()
+		if err != nil {
+			return err
+		}
+		for _, c := range list {
+			stored[c.User] = c
+		}
+	}
+	self := d.Self().User
+	out := cmd.OutOrStdout()
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "USER\tNAME\tDEPARTMENT\tDEVICES\tVERIFIED")
+	var reasons []string
+	for _, u := range dir.Users {
+		name := u.DisplayName
+		if u.User == self {
+			name += " (you)"
+		}
+		devices, state := "-", "-"
+		if v := u.Verification; v != nil {
+			devices = fmt.Sprint(len(v.Devices))
+			if v.Verified {
+				state = fmt.Sprintf("epoch %d", v.Epoch)
+			} else {
+				state = "no"
+				reasons = append(reasons, fmt.Sprintf("unverified %s %s: %s", u.User, u.DisplayName, v.Reason))
+			}
+		} else if c, ok := stored[u.User]; ok {
+			devices, state = fmt.Sprint(len(c.Devices)), fmt.Sprintf("epoch %d (stored)", c.Epoch)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.User, name, orDash(u.DepartmentPath), devices, state)
+	}
+	if err := tw.Flush(); err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "USER\tNAME\tDEPARTMENT\tDEVICES\tVERIFIED")
-	for _, c := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\tepoch %d\n", c.User, orDash(c.DisplayName), orDash(c.Department), len(c.Devices), c.Epoch)
+	for _, r := range reasons {
+		fmt.Fprintln(out, r)
 	}
-	return tw.Flush()
+	return nil
 }
 
 func orDash(s string) string {
@@ -208,8 +254,9 @@ func orDash(s string) string {
 }
 
 // resolve returns the user that s names: a user id in hex, or the display
-// name of exactly one of the contacts verified so far.
-func (d *device) resolve(s string) (client.UserID, error) {
+// name of exactly one user: a contact verified so far, or else one of the
+// organisation's verified org chart.
+func (d *device) resolve(ctx context.Context, s string) (client.UserID, error) {
 	if id, err := client.ParseUserID(s); err == nil {
 		return id, nil
 	}
@@ -223,13 +270,22 @@ func (d *device) resolve(s string) (client.UserID, error) {
 			found = append(found, c.User)
 		}
 	}
+	if len(found) == 0 {
+		users, err := d.FindUser(ctx, s)
+		if err != nil {
+			return client.UserID{}, fmt.Errorf("no contact named %q, and the organisation's directory: %w", s, err)
+		}
+		for _, u := range users {
+			found = append(found, u.User)
+		}
+	}
 	switch len(found) {
 	case 0:
-		return client.UserID{}, fmt.Errorf("no contact named %q: give the user id (moat verify ID makes it a contact)", s)
+		return client.UserID{}, fmt.Errorf("no user named %q in the organisation's directory (moat contacts lists them)", s)
 	case 1:
 		return found[0], nil
 	}
-	return client.UserID{}, fmt.Errorf("%d contacts are named %q: give the user id", len(found), s)
+	return client.UserID{}, fmt.Errorf("%d users are named %q: give the user id (moat contacts lists them)", len(found), s)
 }
 
 // name returns a user's display name: a contact's, or else the one the
@@ -264,7 +320,7 @@ func send(cmd *cobra.Command, g *globalOptions, o *sendOptions, user, text strin
 	}
 	defer d.Close()
 	ctx := cmd.Context()
-	to, err := d.resolve(user)
+	to, err := d.resolve(ctx, user)
 	if err != nil {
 		return err
 	}
@@ -285,7 +341,7 @@ func send(cmd *cobra.Command, g *globalOptions, o *sendOptions, user, text strin
 		m.Text, m.Reaction = "", text
 	}
 	for _, u := range o.Mentions {
-		id, err := d.resolve(u)
+		id, err := d.resolve(ctx, u)
 		if err != nil {
 			return fmt.Errorf("--mention: %w", err)
 		}
@@ -306,17 +362,22 @@ func send(cmd *cobra.Command, g *globalOptions, o *sendOptions, user, text strin
 	return nil
 }
 
-// errAttach: uploading needs the device's relay credentials, which the
-// client SDK keeps to itself and has no attachment upload for yet.
-var errAttach = errors.New("send-file is not available yet: the client SDK has no attachment upload")
-
 func sendFile(cmd *cobra.Command, g *globalOptions, user, path, caption string) error {
 	d, err := g.open(cmd)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	return errAttach
+	to, err := d.resolve(cmd.Context(), user)
+	if err != nil {
+		return err
+	}
+	id, err := d.SendFile(cmd.Context(), to, path, &client.FileOptions{Caption: caption})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "sent %s\n", id)
+	return nil
 }
 
 func getFile(cmd *cobra.Command, g *globalOptions, msg, out string) error {
@@ -336,20 +397,15 @@ func getFile(cmd *cobra.Command, g *globalOptions, msg, out string) error {
 	if rec.Attachment == nil {
 		return fmt.Errorf("message %s carries no file", id)
 	}
-	ref, err := attach.ParseReference(rec.Attachment.Ref)
-	if err != nil {
-		return err
-	}
 	if _, err := os.Lstat(out); err == nil {
 		return fmt.Errorf("--out: %s exists", out)
 	}
 	// Downloads are anonymous, by the attachment's id (docs/spec/attachments.md
 	// §Download); PATH appears only once every byte verified.
-	rl := &relay.Client{BaseURL: d.server, HTTP: d.http}
-	if err := attach.DownloadFile(cmd.Context(), rl, ref, out, nil); err != nil {
+	if err := d.DownloadAttachment(cmd.Context(), rec.Attachment, out, nil); err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d bytes\n", out, ref.PlaintextSize)
+	fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d bytes\n", out, rec.Attachment.Size)
 	return nil
 }
 
@@ -587,7 +643,7 @@ func history(cmd *cobra.Command, g *globalOptions, user string, n int) error {
 	}
 	defer d.Close()
 	ctx := cmd.Context()
-	u, err := d.resolve(user)
+	u, err := d.resolve(ctx, user)
 	if err != nil {
 		return err
 	}
@@ -624,7 +680,7 @@ func verify(cmd *cobra.Command, g *globalOptions, user string) error {
 	}
 	defer d.Close()
 	ctx := cmd.Context()
-	u, err := d.resolve(user)
+	u, err := d.resolve(ctx, user)
 	if err != nil {
 		return err
 	}
@@ -647,14 +703,25 @@ func verify(cmd *cobra.Command, g *globalOptions, user string) error {
 	return nil
 }
 
-func timeline(cmd *cobra.Command, g *globalOptions) error {
+func timeline(cmd *cobra.Command, g *globalOptions, user string) error {
 	d, err := g.open(cmd)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
 	ctx := cmd.Context()
-	entries, err := d.Timeline(ctx)
+	self := user == ""
+	var entries []client.TimelineEntry
+	if self {
+		entries, err = d.Timeline(ctx)
+	} else {
+		var u client.UserID
+		if u, err = d.resolve(ctx, user); err != nil {
+			return err
+		}
+		self = u == d.Self().User
+		entries, err = d.TimelineOf(ctx, u)
+	}
 	if err != nil {
 		return d.checkRevoked(ctx, err)
 	}
@@ -668,6 +735,9 @@ func timeline(cmd *cobra.Command, g *globalOptions) error {
 			fmt.Fprintf(out, " by %s", strings.Join(e.Actors, ","))
 		}
 		fmt.Fprintln(out)
+	}
+	if !self {
+		return nil
 	}
 	alerts, err := d.Monitor(ctx)
 	d.printAlerts(out, alerts)
