@@ -42,15 +42,18 @@ type Client struct {
 
 	mu     sync.Mutex
 	closed bool
-	dev    *deviceState
-	id     *keys.DeviceIdentityPrivate
-	cert   *org.DeviceCertificate
-	tokens *deliverytoken.TokenKey
-	ring   *sealed.Keyring
-	kt     *kt.Client
-	dir    *service.Client
-	rel    *relay.Client
-	anon   *relay.Client
+	// prekeysDue asks the next Sync to check the relay's prekeys: a new
+	// session used the last-resort KEM prekey (prekeycheck.go).
+	prekeysDue bool
+	dev        *deviceState
+	id         *keys.DeviceIdentityPrivate
+	cert       *org.DeviceCertificate
+	tokens     *deliverytoken.TokenKey
+	ring       *sealed.Keyring
+	kt         *kt.Client
+	dir        *service.Client
+	rel        *relay.Client
+	anon       *relay.Client
 
 	events chan Event
 	done   chan struct{}

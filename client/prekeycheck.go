@@ -12,7 +12,8 @@ import (
 // rate-limits per address. A CLI that runs one process per command
 // authenticates afresh each time, so Sync asks the relay only when it may
 // be needed: when the store's one-time prekeys changed since the last
-// check (an initial message consumed one), when the last check is older
+// check (an initial message consumed one), when an initial message used
+// the last-resort KEM prekey (the relay ran out of one-time prekeys), when the last check is older
 // than prekeyCheckEvery (the relay hands prekeys out to senders that may
 // never write), or when it never asked. Between checks a sender may find
 // the relay out of one-time prekeys and fall back to the last-resort KEM
@@ -30,13 +31,14 @@ func (c *Client) replenishIfDue(ctx context.Context) error {
 		return err
 	}
 	now := c.now()
-	if !c.dev.PrekeysChecked.IsZero() && n == c.dev.PrekeysStored &&
+	if !c.prekeysDue && !c.dev.PrekeysChecked.IsZero() && n == c.dev.PrekeysStored &&
 		now.Sub(c.dev.PrekeysChecked) < prekeyCheckEvery && now.After(c.dev.PrekeysChecked) {
 		return nil
 	}
 	if err := c.replenish(ctx); err != nil {
 		return err
 	}
+	c.prekeysDue = false
 	if n, err = c.storedOneTimePrekeys(); err != nil {
 		return err
 	}

@@ -77,11 +77,11 @@ func TestPrekeyCheckOnlyWhenDue(t *testing.T) {
 	}
 
 	// Alice starts a session with Carol: her initial message consumes
-	// one-time prekeys, which the next sync notices.
+	// one-time prekeys, which the same sync notices after processing it.
 	_, err = w.a1.SendText(ctx, carol, "hello")
 	ok(t, err)
-	step("sync that receives an initial message", 0)
-	step("sync after prekeys were consumed", 1)
+	step("sync that receives an initial message", 1)
+	step("sync after prekeys were replenished", 0)
 	step("and again", 0)
 	clk.Advance(11 * time.Minute)
 	step("sync once the interval has passed", 1)

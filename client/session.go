@@ -211,6 +211,9 @@ type decrypted struct {
 	// consumed are the one-time prekeys a new session used.
 	consumedOPK *uint32
 	consumedKEM *uint32
+	// lastResort: the new session used the last-resort KEM prekey, so the
+	// relay has run out of one-time prekeys (replenishIfDue).
+	lastResort bool
 }
 
 // decrypt opens the ratchet message of o: with a stored session of the
@@ -303,6 +306,7 @@ func (c *Client) decrypt(ctx context.Context, tx localstore.Tx, o *sealed.Opened
 		id := m.KEMPrekeyID
 		d.consumedKEM = &id
 	}
+	d.lastResort = m.LastResort
 	return d, nil
 }
 

@@ -33,9 +33,6 @@ func (c *Client) Sync(ctx context.Context) error {
 	if err := c.flushOutbox(ctx); err != nil {
 		c.log.Warn("outbox not flushed", "err", err)
 	}
-	if err := c.replenishIfDue(ctx); err != nil {
-		c.log.Warn("prekeys not replenished", "err", err)
-	}
 	if err := c.retryParked(ctx); err != nil {
 		return err
 	}
@@ -50,6 +47,11 @@ func (c *Client) Sync(ctx context.Context) error {
 		if len(p.Messages) < pageLimit {
 			break
 		}
+	}
+	// After the messages: the initial messages among them may have used
+	// one-time prekeys or the last-resort key (prekeycheck.go).
+	if err := c.replenishIfDue(ctx); err != nil {
+		c.log.Warn("prekeys not replenished", "err", err)
 	}
 	return c.expire()
 }
@@ -356,6 +358,9 @@ func (c *Client) receive(ctx context.Context, tx localstore.Tx, env []byte) ([]E
 	// even if the content is refused (the keys it used are spent).
 	if cerr := commitDecrypted(tx, d); cerr != nil {
 		return nil, nil, storeError{cerr}
+	}
+	if d.lastResort {
+		c.prekeysDue = true
 	}
 	if perr := putJSON(tx, kindSeen, o.MessageID[:], &seenRecord{At: c.now()}); perr != nil {
 		return nil, nil, storeError{perr}
