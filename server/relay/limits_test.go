@@ -246,6 +246,18 @@ func TestT42HugeFrames(t *testing.T) {
 	if code := send(bytes.NewReader(env), int64(len(env)), encodeAuth(tok[:10])); code != 400 {
 		t.Errorf("truncated send authorization: %d", code)
 	}
+	// docs/spec/api.md §Send step 3: absent is 401, not base64url (or
+	// padded) is 400.
+	for name, c := range map[string]struct {
+		auth string
+		want int
+	}{
+		"absent": {"", 401}, "not base64url": {"!!" + encodeAuth(tok)[2:], 400}, "padded": {encodeAuth(tok) + "=", 400},
+	} {
+		if code := send(bytes.NewReader(env), int64(len(env)), c.auth); code != c.want {
+			t.Errorf("send authorization %s: %d, want %d", name, code, c.want)
+		}
+	}
 	// The largest envelope the mailbox store takes goes through; the next
 	// bucket is refused before it is read.
 	big := envelope(t, a, b, make([]byte, mailbox.MaxBodySize-sealed.Overhead))
