@@ -25,7 +25,8 @@ func TestT41LookupFloods(t *testing.T) {
 		alice, bob := w.addUser("Alice"), w.addUser("Bob")
 		a1, b1 := w.mustEnrol(alice), w.mustEnrol(bob)
 		w.publish()
-		// b1 speaks from 127.0.0.2, another loopback address.
+		// b1 speaks from 127.0.0.2, another loopback address (Linux routes
+		// all of 127.0.0.0/8 to loopback).
 		b1.api.HTTP = &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
 			LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)},
 		}).DialContext}}

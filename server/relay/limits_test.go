@@ -111,7 +111,8 @@ func TestT41Floods(t *testing.T) {
 	t.Run("SendPerAddress", func(t *testing.T) {
 		// Sends from one address to three mailboxes, each with its own
 		// tokens: only the per-address limit can stop them. Another
-		// address (127.0.0.2, also loopback) is served meanwhile.
+		// address (127.0.0.2: Linux routes all of 127.0.0.0/8 to loopback)
+		// is served meanwhile.
 		w := newWorld(t, worldOptions{limits: relay.Limits{SendPerAddress: relay.Rate{PerSecond: 0.001, Burst: 10}}})
 		a := w.newDevice(tenantA, 0, 0)
 		rs := []*device{w.newDevice(tenantA, 0, 0), w.newDevice(tenantA, 0, 0), w.newDevice(tenantB, 0, 0)}
