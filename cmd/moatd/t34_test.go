@@ -16,11 +16,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/moat-im/moat/client/attach"
 	"github.com/moat-im/moat/crypto/bundle"
 	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/crypto/pqxdh"
@@ -34,14 +36,18 @@ import (
 // sealed sender: device A (the dev tenant's demo user) and device B (a
 // user whose display name is a marker) publish prekeys and tokens, A
 // sends B a first message under B's MAC token and another under an
-// anonymous token, B decrypts both and answers. Message content carries
-// markers, and so does B's display name in the directory. The server is
-// stopped, and every key and value of the relay's three badger stores is
-// read and decoded as the store reads it (schema, version, checksum, the
-// envelope's header), every byte of every file under DATA/relay is
+// anonymous token, B decrypts both and answers; A sends a file
+// (client/attach, chunked upload, anonymous download) and leaves a second
+// upload half done. Message and file content carry markers, and so does
+// B's display name in the directory. The server is stopped, and every key
+// and value of the relay's three badger stores is read and decoded as the
+// store reads it (schema, version, checksum, the envelope's header), so is
+// every file of its blob store (meta records, chunks against the
+// ciphertext sent), every byte of every file under DATA/relay is
 // searched, and so is every log line and the metrics: no marker, no
 // display name, no sender identity in a mailbox. Every record's key prefix
-// must be one that SECURITY.md §Relay metadata lists for its store.
+// must be one that SECURITY.md §Relay metadata lists for its store, and
+// every blob file one of its blob kinds.
 func TestT34RelayStorageDump(t *testing.T) {
 	ctx := context.Background()
 	bin := buildMoatd(t)
@@ -149,6 +155,30 @@ func TestT34RelayStorageDump(t *testing.T) {
 	_, err = (&relay.Client{BaseURL: srv.url, RelayKey: ca.RelayKey}).Send(ctx, authA, envA)
 	check(t, err)
 
+	// A sends B a file: encrypted by client/attach, uploaded in chunks,
+	// downloaded anonymously by B and decrypted. A second upload is left
+	// half done, as an interrupted one would be.
+	attPlain := bytes.Repeat([]byte(contentMarker+" attachment "+nameMarker+" "), 20_000)
+	ref, err := attach.Upload(ctx, ca, bytes.NewReader(attPlain), int64(len(attPlain)), &attach.Options{ChunkSize: 256 << 10})
+	check(t, err)
+	anon := &relay.Client{BaseURL: srv.url, RelayKey: ca.RelayKey}
+	var attGot bytes.Buffer
+	check(t, attach.Download(ctx, anon, ref, &attGot, nil))
+	if !bytes.Equal(attGot.Bytes(), attPlain) {
+		t.Fatal("attachment round trip")
+	}
+	rc, _, err := anon.DownloadAttachment(ctx, ref.ID, 0)
+	check(t, err)
+	blobs := map[string]*uploadedBlob{ref.ID.String(): {data: must(io.ReadAll(rc)), final: true}}
+	rc.Close()
+	partial := randBytes(100_000)
+	pid, _, err := ca.CreateAttachment(ctx, 3*int64(len(partial)), time.Now().Add(time.Hour))
+	check(t, err)
+	_, err = ca.AppendAttachment(ctx, pid, 0, partial)
+	check(t, err)
+	blobs[pid.String()] = &uploadedBlob{data: partial, size: 3 * int64(len(partial))}
+	blobs[ref.ID.String()].size = int64(len(blobs[ref.ID.String()].data))
+
 	metrics := httpBody(t, srv.url+"/metrics")
 	srv.stop(t)
 
@@ -165,6 +195,8 @@ func TestT34RelayStorageDump(t *testing.T) {
 		"A's sender user":   a.cert.User[:],
 		"B's user":          b.cert.User[:],
 		"A's device cert":   must(a.cert.Marshal())[:64],
+		"file key":          ref.Key[:],
+		"file digest":       ref.Digest[:],
 	}
 	forms := func(s []byte) [][]byte {
 		return [][]byte{s, bytes.ToLower(s), []byte(hex.EncodeToString(s)),
@@ -199,6 +231,7 @@ func TestT34RelayStorageDump(t *testing.T) {
 		msgIDs[fmt.Sprintf("message id %d", i)] = h.MessageID[:]
 		msgIDs[fmt.Sprintf("envelope %d", i)] = env[len(env)-32:]
 	}
+	msgIDs["blob id"], msgIDs["partial blob id"] = ref.ID[:], pid[:]
 	directoryOnly := map[string]bool{"A's sender device": true, "A's sender user": true, "B's user": true}
 	for i, line := range strings.Split(logs, "\n") {
 		where := fmt.Sprintf("log line %d (%s)", i+1, line)
@@ -250,12 +283,13 @@ func TestT34RelayStorageDump(t *testing.T) {
 		seen["tokens "+string(k[:1])]++
 		decodeTokenRecord(t, k, v)
 	})
+	dumpBlobs(t, filepath.Join(data, relayDir, relayBlobs), blobs, func(kind string) { seen["blobs "+kind]++ })
 	for kind, n := range seen {
 		if !listed[kind] {
 			t.Errorf("%d records of %q, which SECURITY.md §Relay metadata does not list", n, kind)
 		}
 	}
-	for _, want := range []string{"mailbox M", "mailbox Q", "mailbox D", "prekeys s", "prekeys p", "tokens m", "tokens s"} {
+	for _, want := range []string{"mailbox M", "mailbox Q", "mailbox D", "prekeys s", "prekeys p", "tokens m", "tokens s", "blobs meta", "blobs chunk"} {
 		if seen[want] == 0 {
 			t.Errorf("no %q record: the exchange did not exercise it (%v)", want, seen)
 		}
@@ -278,6 +312,9 @@ func securityList(t *testing.T) map[string]bool {
 	}
 	out := map[string]bool{}
 	for _, m := range regexp.MustCompile("(?m)^\\| (mailbox|prekeys|tokens) \\| `\"(.)\"").FindAllStringSubmatch(sec, -1) {
+		out[m[1]+" "+m[2]] = true
+	}
+	for _, m := range regexp.MustCompile("(?m)^\\| (blobs) \\| `(meta|chunk)`").FindAllStringSubmatch(sec, -1) {
 		out[m[1]+" "+m[2]] = true
 	}
 	if len(out) == 0 {
@@ -432,6 +469,101 @@ func decodeTokenRecord(t *testing.T, k, v []byte) {
 	default:
 		t.Errorf("token record %x = %x: not in the schema", k, v)
 	}
+}
+
+// uploadedBlob is what the test uploaded to one blob: its declared size,
+// the ciphertext committed from offset 0, and whether it was finalized.
+type uploadedBlob struct {
+	size  int64
+	data  []byte
+	final bool
+}
+
+// dumpBlobs reads every file of the fsblob store in dir as the store reads
+// it (server/store/blob/fsblob/format.go, docs/spec/relay-storage.md §File
+// layout) and calls seen with its kind, "meta" or "chunk". Each meta
+// record must hold the declared size and final flag of an uploaded blob,
+// each chunk exactly the ciphertext the client sent at its offset, and a
+// blob's chunks must cover its committed bytes without gap or overlap.
+// Any other file is an error (temporary files do not survive a clean
+// stop).
+func dumpBlobs(t *testing.T, dir string, want map[string]*uploadedBlob, seen func(kind string)) {
+	t.Helper()
+	committed := map[string]int64{}
+	chunks := map[string]int{}
+	check(t, filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		parts := strings.Split(filepath.ToSlash(rel), "/")
+		fail := func(msg string) { t.Errorf("blob file %s: %s", rel, msg) }
+		if len(parts) != 4 || parts[0] != "blobs" || len(parts[2]) != 64 || parts[1] != parts[2][:2] {
+			fail("not in the layout")
+			return nil
+		}
+		b, ok := want[parts[2]]
+		if !ok {
+			fail("a blob the test did not upload")
+			return nil
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		switch name := parts[3]; {
+		case name == "meta":
+			seen("meta")
+			if len(raw) != 22 || raw[0] != 1 || crc32.Checksum(raw[:18], castagnoli) != binary.BigEndian.Uint32(raw[18:]) {
+				fail("bad meta record")
+				return nil
+			}
+			if size := int64(binary.BigEndian.Uint64(raw[1:])); size != b.size || (raw[17] == 1) != b.final {
+				fail(fmt.Sprintf("meta: size %d final %d, want %d %v", size, raw[17], b.size, b.final))
+			}
+			if exp := time.UnixMilli(int64(binary.BigEndian.Uint64(raw[9:]))); time.Until(exp) <= 0 || time.Until(exp) > 31*24*time.Hour {
+				fail(fmt.Sprintf("meta: expiry %v", exp))
+			}
+		case strings.HasSuffix(name, ".chunk") && len(name) == 16+len(".chunk"):
+			seen("chunk")
+			off, err := strconv.ParseUint(strings.TrimSuffix(name, ".chunk"), 16, 63)
+			if err != nil || len(raw) < 28 {
+				fail("bad chunk name or size")
+				return nil
+			}
+			tr := raw[len(raw)-28:]
+			n := int64(binary.BigEndian.Uint64(tr[16:]))
+			nb := (n + 65535) / 65536
+			if string(tr[:8]) != "MOATCHK1" || binary.BigEndian.Uint64(tr[8:]) != off || n < 1 || int64(len(raw)) != n+4*nb+28 {
+				fail("bad chunk trailer")
+				return nil
+			}
+			data, table := raw[:n], raw[n:n+4*nb]
+			if crc32.Update(crc32.Checksum(table, castagnoli), castagnoli, tr[:24]) != binary.BigEndian.Uint32(tr[24:]) {
+				fail("bad trailer checksum")
+			}
+			for i := range nb {
+				blk := data[i*65536 : min(n, (i+1)*65536)]
+				if crc32.Checksum(blk, castagnoli) != binary.BigEndian.Uint32(table[4*i:]) {
+					fail(fmt.Sprintf("bad checksum of block %d", i))
+				}
+			}
+			if int64(off)+n > int64(len(b.data)) || !bytes.Equal(data, b.data[off:int64(off)+n]) {
+				fail("chunk is not the ciphertext the client sent")
+			}
+			committed[parts[2]] += n
+			chunks[parts[2]]++
+		default:
+			fail("not a meta record or a chunk")
+		}
+		return nil
+	}))
+	for id, b := range want {
+		if committed[id] != int64(len(b.data)) {
+			t.Errorf("blob %s…: chunks cover %d bytes, %d committed", id[:8], committed[id], len(b.data))
+		}
+	}
+	t.Logf("blobs: %d, chunks per blob: %v", len(want), chunks)
 }
 
 // prekeys are a device's private prekeys and its signed upload.

@@ -25,7 +25,9 @@ import (
 // past its burst while another device of the tenant is served; a tenant
 // flooding is limited while another tenant is served; a flood of sends
 // with one token is limited while another token's sends go through; a
-// flood of bundle fetches for one device is limited while another
+// flood of sends from one network address, whatever the tokens and
+// mailboxes, is limited while another address is served; a flood of
+// bundle fetches for one device is limited while another
 // device's bundle is served; a flood of challenges from one address is
 // limited. The limits are counted in the metrics.
 func TestT41Floods(t *testing.T) {
@@ -87,7 +89,7 @@ func TestT41Floods(t *testing.T) {
 		ok(t, err)
 		_ = c
 	})
-	t.Run("per mailbox and address", func(t *testing.T) {
+	t.Run("per mailbox", func(t *testing.T) {
 		w := newWorld(t, worldOptions{limits: relay.Limits{SendPerMailbox: relay.Rate{PerSecond: 0.001, Burst: 10}}})
 		a, b, c := w.newDevice(tenantA, 0, 0), w.newDevice(tenantA, 0, 0), w.newDevice(tenantA, 0, 0)
 		w.publish(b)
@@ -105,6 +107,43 @@ func TestT41Floods(t *testing.T) {
 		wantStatus(t, err, http.StatusTooManyRequests)
 		_, err = w.anon().Send(ctx, w.token(c, 1), envelope(t, a, c, []byte("other mailbox")))
 		ok(t, err)
+	})
+	t.Run("SendPerAddress", func(t *testing.T) {
+		// Sends from one address to three mailboxes, each with its own
+		// tokens: only the per-address limit can stop them. Another
+		// address (127.0.0.2: Linux routes all of 127.0.0.0/8 to loopback)
+		// is served meanwhile.
+		w := newWorld(t, worldOptions{limits: relay.Limits{SendPerAddress: relay.Rate{PerSecond: 0.001, Burst: 10}}})
+		a := w.newDevice(tenantA, 0, 0)
+		rs := []*device{w.newDevice(tenantA, 0, 0), w.newDevice(tenantA, 0, 0), w.newDevice(tenantB, 0, 0)}
+		for _, r := range rs {
+			w.publish(r)
+		}
+		i, sent := 0, 0
+		err := flood(30, func() error {
+			r := rs[i%len(rs)]
+			i++
+			_, err := w.anon().Send(ctx, w.token(r, byte(i)), envelope(t, a, r, []byte("from one address")))
+			if err == nil {
+				sent++
+			}
+			return err
+		})
+		wantStatus(t, err, http.StatusTooManyRequests)
+		if sent != 10 {
+			t.Fatalf("%d sends before the limit, want the burst of 10", sent)
+		}
+		other := w.anon()
+		other.HTTP = &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
+			LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)},
+		}).DialContext}}
+		_, err = other.Send(ctx, w.token(rs[0], 200), envelope(t, a, rs[0], []byte("from another address")))
+		ok(t, err)
+		_, err = w.anon().Send(ctx, w.token(rs[1], 201), envelope(t, a, rs[1], []byte("still limited")))
+		wantStatus(t, err, http.StatusTooManyRequests)
+		if m := metricsText(t, w); !strings.Contains(m, `moat_relay_rate_limited_total{scope="send-address"} 2`) {
+			t.Fatal("not counted")
+		}
 	})
 	t.Run("bundle fetches", func(t *testing.T) {
 		w := newWorld(t, worldOptions{limits: relay.Limits{BundlePerTarget: relay.Rate{PerSecond: 0.001, Burst: 5}}})
@@ -207,6 +246,18 @@ func TestT42HugeFrames(t *testing.T) {
 	}
 	if code := send(bytes.NewReader(env), int64(len(env)), encodeAuth(tok[:10])); code != 400 {
 		t.Errorf("truncated send authorization: %d", code)
+	}
+	// docs/spec/api.md §Send step 3: absent is 401, not base64url (or
+	// padded) is 400.
+	for name, c := range map[string]struct {
+		auth string
+		want int
+	}{
+		"absent": {"", 401}, "not base64url": {"!!" + encodeAuth(tok)[2:], 400}, "padded": {encodeAuth(tok) + "=", 400},
+	} {
+		if code := send(bytes.NewReader(env), int64(len(env)), c.auth); code != c.want {
+			t.Errorf("send authorization %s: %d, want %d", name, code, c.want)
+		}
 	}
 	// The largest envelope the mailbox store takes goes through; the next
 	// bucket is refused before it is read.

@@ -101,10 +101,15 @@ func (r *Relay) postSend(w http.ResponseWriter, req *http.Request) {
 		httpserve.WriteError(w, http.StatusBadRequest, "malformed send authorization")
 		return
 	}
-	auth, err := base64.RawURLEncoding.Strict().DecodeString(authText)
-	if err != nil || len(auth) == 0 {
+	if authText == "" {
 		r.met.sends.WithLabelValues("unauthorized").Inc()
 		httpserve.WriteError(w, http.StatusUnauthorized, "send authorization required")
+		return
+	}
+	auth, err := base64.RawURLEncoding.Strict().DecodeString(authText)
+	if err != nil {
+		r.met.sends.WithLabelValues("malformed").Inc()
+		httpserve.WriteError(w, http.StatusBadRequest, "malformed send authorization")
 		return
 	}
 	sa, err := deliverytoken.ParseSendAuthorization(auth)

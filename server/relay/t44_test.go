@@ -6,11 +6,14 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/moat-im/moat/crypto/deliverytoken"
 	"github.com/moat-im/moat/crypto/deviceauth"
 	"github.com/moat-im/moat/server/relay"
+	"github.com/moat-im/moat/server/store/blob/memblob"
 )
 
 // TestT44Authorization: every authenticated endpoint refuses a request
@@ -18,9 +21,21 @@ import (
 // purpose, with another device's session (same tenant), and with the
 // session of a device of another tenant that has the same device id; the
 // endpoints of another device's keys refuse another tenant's devices. The
-// owner's own session is accepted.
+// owner's own session is accepted. The token issuance endpoints answer
+// for the session's tenant only (tenant B has no issuer: 404); the
+// attachment upload endpoints take any attachments session, the blob id
+// being the upload capability (docs/spec/attachments.md §Who may
+// download), so another tenant's device that knew an id could use it.
 func TestT44Authorization(t *testing.T) {
 	w := newWorld(t, worldOptions{})
+	w.srv.Close()
+	w.relay.Close()
+	issuer := must(deliverytoken.GenerateIssuerKey())
+	issuers := relay.NewIssuerSet()
+	issuers.Set(tenantA, issuer)
+	w.opts.TokenIssuer, w.opts.Issuers = issuers, issuers
+	w.opts.Blobs = must(memblob.New(memblob.Options{}))
+	w.start()
 	a := w.newDevice(tenantA, 3, 3)
 	b := w.newDevice(tenantA, 3, 3)
 	x := w.newDeviceID(tenantB, a.id, 3, 3) // another tenant, A's device id
@@ -30,30 +45,47 @@ func TestT44Authorization(t *testing.T) {
 	sess := map[*device]map[deviceauth.Purpose]string{}
 	for _, d := range []*device{a, b, x} {
 		sess[d] = map[deviceauth.Purpose]string{}
-		for _, p := range []deviceauth.Purpose{deviceauth.PurposeMailbox, deviceauth.PurposePrekeys, deviceauth.PurposeDeliveryTokens} {
+		for _, p := range []deviceauth.Purpose{deviceauth.PurposeMailbox, deviceauth.PurposePrekeys, deviceauth.PurposeDeliveryTokens,
+			deviceauth.PurposeAttachments, deviceauth.PurposeTokenIssuance} {
 			sess[d][p] = w.session(d, p)
 		}
 	}
 	mbA := relay.MailboxText(a.mailbox())
 	verifier := fmt.Sprintf("%064x", 7)
 	upload := must(a.upload.Marshal())
+	issueReq, _ := must2(deliverytoken.RequestTokens(issuer.Public(), tenantA, 1))
+	expires := strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)
+	chunk := []byte("ciphertext")
+	blobID, _, err := a.c.CreateAttachment(context.Background(), int64(len(chunk)), time.Now().Add(time.Hour))
+	ok(t, err)
+	att := "/relay/v1/attachments/" + blobID.String()
 	type endpoint struct {
 		method, path string
 		purpose      deviceauth.Purpose
 		body         []byte
 		own          bool // the device's own resource; else another device's keys
 		okStatus     int
+		// cross is the answer to another tenant's device with A's
+		// device id; 0 means 403.
+		cross  int
+		header http.Header
 	}
 	eps := []endpoint{
-		{"GET", "/relay/v1/mailboxes/" + mbA + "/messages", deviceauth.PurposeMailbox, nil, true, 200},
-		{"POST", "/relay/v1/mailboxes/" + mbA + "/ack?up-to=1", deviceauth.PurposeMailbox, nil, true, 409},
-		{"GET", "/relay/v1/mailboxes/" + mbA + "/push", deviceauth.PurposeMailbox, nil, true, 426},
-		{"PUT", "/relay/v1/mailboxes/" + mbA + "/verifiers/" + verifier, deviceauth.PurposeDeliveryTokens, nil, true, 204},
-		{"DELETE", "/relay/v1/mailboxes/" + mbA + "/verifiers/" + verifier, deviceauth.PurposeDeliveryTokens, nil, true, 204},
-		{"PUT", "/relay/v1/devices/" + mbA + "/prekeys", deviceauth.PurposePrekeys, upload, true, 204},
-		{"GET", "/relay/v1/devices/" + mbA + "/prekeys", deviceauth.PurposePrekeys, nil, true, 200},
-		{"GET", "/relay/v1/devices/" + mbA + "/bundle", deviceauth.PurposePrekeys, nil, false, 200},
-		{"GET", "/relay/v1/devices/" + mbA + "/key-package", deviceauth.PurposePrekeys, nil, false, 200},
+		{"GET", "/relay/v1/mailboxes/" + mbA + "/messages", deviceauth.PurposeMailbox, nil, true, 200, 0, nil},
+		{"POST", "/relay/v1/mailboxes/" + mbA + "/ack?up-to=1", deviceauth.PurposeMailbox, nil, true, 409, 0, nil},
+		{"GET", "/relay/v1/mailboxes/" + mbA + "/push", deviceauth.PurposeMailbox, nil, true, 426, 0, nil},
+		{"PUT", "/relay/v1/mailboxes/" + mbA + "/verifiers/" + verifier, deviceauth.PurposeDeliveryTokens, nil, true, 204, 0, nil},
+		{"DELETE", "/relay/v1/mailboxes/" + mbA + "/verifiers/" + verifier, deviceauth.PurposeDeliveryTokens, nil, true, 204, 0, nil},
+		{"PUT", "/relay/v1/devices/" + mbA + "/prekeys", deviceauth.PurposePrekeys, upload, true, 204, 0, nil},
+		{"GET", "/relay/v1/devices/" + mbA + "/prekeys", deviceauth.PurposePrekeys, nil, true, 200, 0, nil},
+		{"GET", "/relay/v1/devices/" + mbA + "/bundle", deviceauth.PurposePrekeys, nil, false, 200, 0, nil},
+		{"GET", "/relay/v1/devices/" + mbA + "/key-package", deviceauth.PurposePrekeys, nil, false, 200, 0, nil},
+		{"GET", "/relay/v1/tokens/issuer-key", deviceauth.PurposeTokenIssuance, nil, false, 200, 404, nil},
+		{"POST", "/relay/v1/tokens/issue", deviceauth.PurposeTokenIssuance, issueReq, false, 200, 404, nil},
+		{"POST", "/relay/v1/attachments?size=10&expires=" + expires, deviceauth.PurposeAttachments, nil, false, 201, 201, nil},
+		{"GET", att + "/upload", deviceauth.PurposeAttachments, nil, false, 200, 200, nil},
+		{"PATCH", att + "/upload", deviceauth.PurposeAttachments, chunk, false, 204, 204, http.Header{relay.HeaderUploadOffset: {"0"}}},
+		{"POST", att + "/finalize", deviceauth.PurposeAttachments, nil, false, 204, 204, nil},
 	}
 	otherPurpose := func(p deviceauth.Purpose) deviceauth.Purpose {
 		if p == deviceauth.PurposeMailbox {
@@ -66,7 +98,14 @@ func TestT44Authorization(t *testing.T) {
 		t.Run(ep.method+" "+ep.path[len("/relay/v1/"):len("/relay/v1/")+8], func(t *testing.T) {
 			check := func(what, auth string, want int) {
 				t.Helper()
-				if got := w.call(ep.method, ep.path, auth, ep.body); got != want {
+				req := must(http.NewRequest(ep.method, w.srv.URL+ep.path, bytes.NewReader(ep.body)))
+				for k, v := range ep.header {
+					req.Header[k] = v
+				}
+				if auth != "" {
+					req.Header.Set("Authorization", auth)
+				}
+				if got, _, _ := raw(t, req); got != want {
 					t.Errorf("%s %s, %s: status %d, want %d", ep.method, ep.path, what, got, want)
 				}
 			}
@@ -74,7 +113,11 @@ func TestT44Authorization(t *testing.T) {
 			check("forged token", forged, 401)
 			check("malformed header", "Bearer x", 401)
 			check("session of another purpose", sess[a][otherPurpose(ep.purpose)], 403)
-			check("another tenant's device with the same id", sess[x][ep.purpose], 403)
+			cross := ep.cross
+			if cross == 0 {
+				cross = 403
+			}
+			check("another tenant's device with the same id", sess[x][ep.purpose], cross)
 			if ep.own {
 				check("another device of the tenant", sess[b][ep.purpose], 403)
 				check("the owner", sess[a][ep.purpose], ep.okStatus)

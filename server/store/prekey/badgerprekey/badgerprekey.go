@@ -7,6 +7,13 @@
 // crashes. Prekey traffic is rate-limited per device and per tenant by the
 // relay, so one writer is enough here; the mailbox store, which carries
 // the message traffic, has group commit.
+//
+// Disk full (T38): Put fails with prekey.ErrUnavailable before it writes
+// when free space is below Options.DiskReserve (Take and Delete, which
+// free space, still run); a write refused by the file system stores
+// nothing. A write whose commit or sync failed may still be in badger: a
+// Put is retried idempotently, and an item a failed Take removed is never
+// handed out (a lost one-time prekey, never a reused one).
 package badgerprekey
 
 import (
@@ -20,6 +27,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/moat-im/moat/internal/badgerutil"
+	"github.com/moat-im/moat/internal/faultfs"
+	"github.com/moat-im/moat/internal/vfs"
 	"github.com/moat-im/moat/server/store/prekey"
 )
 
@@ -33,12 +42,23 @@ type Options struct {
 	Logger *slog.Logger
 	// MemTableSize is badger's memtable size. Default 16 MiB.
 	MemTableSize int64
+	// DiskReserve is the free space, in bytes, below which Put fails with
+	// prekey.ErrUnavailable before it writes: badger writes through
+	// memory-mapped files, and a write to a truly full disk can crash the
+	// process. Default 4 × MemTableSize + 64 MiB; negative disables.
+	DiskReserve int64
+	// Faults injects write, sync and free-space faults (tests, T38). Nil
+	// in production.
+	Faults *faultfs.Injector
 }
 
 // Store is a badger-backed prekey.Store.
 type Store struct {
 	db      *badger.DB
 	maxPool int
+	dir     string
+	reserve int64
+	faults  *faultfs.Injector
 
 	mu     sync.Mutex // serialises writes and guards syncer and closed
 	syncer *badgerutil.Syncer
@@ -59,12 +79,16 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.MemTableSize == 0 {
 		opts.MemTableSize = 16 << 20
 	}
+	if opts.DiskReserve == 0 {
+		opts.DiskReserve = 4*opts.MemTableSize + 64<<20
+	}
 	bo := badgerutil.SmallStoreOptions(opts.Dir, opts.MemTableSize, opts.Logger, "badgerprekey")
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("badgerprekey: opening %s: %w", opts.Dir, err)
 	}
-	s := &Store{db: db, maxPool: opts.MaxPool, syncer: badgerutil.NewSyncer(opts.Dir)}
+	s := &Store{db: db, maxPool: opts.MaxPool, dir: opts.Dir, reserve: opts.DiskReserve, faults: opts.Faults,
+		syncer: badgerutil.NewSyncer(opts.Dir)}
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, err
@@ -73,7 +97,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 }
 
 func (s *Store) init() error {
-	return s.write(func(txn *badger.Txn) error {
+	return s.write(false, func(txn *badger.Txn) error {
 		it, err := txn.Get(keyVersion)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return txn.Set(keyVersion, seal(keyVersion, []byte(schemaVersion)))
@@ -97,19 +121,38 @@ func (s *Store) init() error {
 }
 
 // write runs f in one transaction and makes it durable. s.mu is taken.
-func (s *Store) write(f func(txn *badger.Txn) error) error {
+// A write that grows the store is refused below the disk reserve.
+func (s *Store) write(grows bool, f func(txn *badger.Txn) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return prekey.ErrClosed
+	}
+	if grows && s.reserve >= 0 {
+		free, err := s.faults.Free(func() (uint64, error) { return vfs.Free(s.dir) })
+		if err != nil {
+			return fmt.Errorf("%w: free space: %v", prekey.ErrUnavailable, err)
+		}
+		if free < uint64(s.reserve) {
+			return fmt.Errorf("%w: %d bytes free, below the reserve of %d", prekey.ErrUnavailable, free, s.reserve)
+		}
 	}
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
 	if err := f(txn); err != nil {
 		return err
 	}
+	// An injected write fault refuses the transaction before badger
+	// sees it. (Badger does not tell a transaction's size; the injector
+	// is told of one write of about a prekey upload's.)
+	if _, err := s.faults.Write(4 << 10); err != nil {
+		return fmt.Errorf("%w: writing: %v", prekey.ErrUnavailable, err)
+	}
 	if err := txn.Commit(); err != nil {
 		return fmt.Errorf("%w: commit: %v", prekey.ErrUnavailable, err)
+	}
+	if err := s.faults.Sync(); err != nil {
+		return fmt.Errorf("%w: sync: %v", prekey.ErrUnavailable, err)
 	}
 	if err := s.syncer.Sync(s.db); err != nil {
 		return fmt.Errorf("%w: %v", prekey.ErrUnavailable, err)
@@ -164,7 +207,7 @@ func (s *Store) Put(ctx context.Context, dev prekey.ID, items []prekey.Item) err
 	if err := prekey.CheckPut(items); err != nil {
 		return err
 	}
-	return s.write(func(txn *badger.Txn) error {
+	return s.write(true, func(txn *badger.Txn) error {
 		added := map[prekey.Kind]map[uint32]bool{}
 		for _, it := range items {
 			if !it.Kind.Pool() {
@@ -225,7 +268,7 @@ func (s *Store) Take(ctx context.Context, dev prekey.ID, get, take []prekey.Kind
 		return nil, err
 	}
 	var out []prekey.Item
-	err := s.write(func(txn *badger.Txn) error {
+	err := s.write(false, func(txn *badger.Txn) error {
 		out = out[:0]
 		for _, k := range get {
 			b, ok, err := readValue(txn, devKey(prefixSingle, dev, k))
@@ -314,7 +357,7 @@ func (s *Store) Status(ctx context.Context, dev prekey.ID) (prekey.Status, error
 
 // Delete implements prekey.Store.
 func (s *Store) Delete(ctx context.Context, dev prekey.ID) error {
-	return s.write(func(txn *badger.Txn) error {
+	return s.write(false, func(txn *badger.Txn) error {
 		for _, p := range []byte{prefixSingle, prefixPool, prefixExhausted} {
 			prefix := append([]byte{p}, dev[:]...)
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})

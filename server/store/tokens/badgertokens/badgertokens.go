@@ -14,6 +14,14 @@
 // mailbox) has written nothing and does not affect the others of its
 // batch; a failed commit or sync fails every call of the batch. Forget
 // runs alone.
+//
+// Disk full (T38): Add and Spend fail with ErrUnavailable before they
+// write anything when free space is below Options.DiskReserve; a write
+// refused by the file system fails its whole batch, and nothing of it is
+// stored. A batch whose commit or sync failed may still be in badger: its
+// calls were not acknowledged, a verifier Add or Remove is retried
+// idempotently, and a token whose Spend failed stays spent (refused
+// rather than risk accepting it twice).
 package badgertokens
 
 import (
@@ -21,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -28,6 +37,8 @@ import (
 	"github.com/moat-im/moat/crypto/deliverytoken"
 	"github.com/moat-im/moat/crypto/sealed"
 	"github.com/moat-im/moat/internal/badgerutil"
+	"github.com/moat-im/moat/internal/faultfs"
+	"github.com/moat-im/moat/internal/vfs"
 )
 
 var (
@@ -49,12 +60,24 @@ type Options struct {
 	Logger *slog.Logger
 	// MemTableSize is badger's memtable size. Default 16 MiB.
 	MemTableSize int64
+	// DiskReserve is the free space, in bytes, below which Add and Spend
+	// fail with ErrUnavailable before they write (Remove and Forget,
+	// which free space, still run): badger writes through memory-mapped
+	// files, and a write to a truly full disk can crash the process.
+	// Default 4 × MemTableSize + 64 MiB; negative disables.
+	DiskReserve int64
+	// Faults injects write, sync and free-space faults (tests, T38). Nil
+	// in production.
+	Faults *faultfs.Injector
 }
 
 // Store is a badger-backed deliverytoken.VerifierStore and
 // deliverytoken.SpentStore, safe for concurrent use.
 type Store struct {
-	db *badger.DB
+	db      *badger.DB
+	dir     string
+	reserve int64
+	faults  *faultfs.Injector
 
 	batchMu sync.Mutex // held while a batch, Forget or Close runs; guards syncer
 	syncer  *badgerutil.Syncer
@@ -68,10 +91,11 @@ type Store struct {
 
 // writeOp is one call waiting for its batch.
 type writeOp struct {
-	f    func(txn *badger.Txn) error
-	err  error
-	done bool          // err is final (set before wake)
-	wake chan struct{} // done, or lead the next batch
+	f     func(txn *badger.Txn) error
+	grows bool // subject to the disk reserve
+	err   error
+	done  bool          // err is final (set before wake)
+	wake  chan struct{} // done, or lead the next batch
 }
 
 // maxBatch bounds the calls of one transaction.
@@ -93,12 +117,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.MemTableSize == 0 {
 		opts.MemTableSize = 16 << 20
 	}
+	if opts.DiskReserve == 0 {
+		opts.DiskReserve = 4*opts.MemTableSize + 64<<20
+	}
 	bo := badgerutil.SmallStoreOptions(opts.Dir, opts.MemTableSize, opts.Logger, "badgertokens")
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("badgertokens: opening %s: %w", opts.Dir, err)
 	}
-	s := &Store{db: db, syncer: badgerutil.NewSyncer(opts.Dir)}
+	s := &Store{db: db, dir: opts.Dir, reserve: opts.DiskReserve, faults: opts.Faults, syncer: badgerutil.NewSyncer(opts.Dir)}
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, err
@@ -107,7 +134,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 }
 
 func (s *Store) init() error {
-	return s.write(func(txn *badger.Txn) error {
+	return s.write(false, func(txn *badger.Txn) error {
 		v, found, err := get(txn, keyVersion)
 		if err != nil {
 			return err
@@ -124,9 +151,10 @@ func (s *Store) init() error {
 
 // write runs f in a transaction with the calls queued with it, and
 // returns once that transaction is durable. f must write nothing when it
-// returns an error.
-func (s *Store) write(f func(txn *badger.Txn) error) error {
-	o := &writeOp{f: f, wake: make(chan struct{}, 1)}
+// returns an error. A call that grows the store is refused below the disk
+// reserve.
+func (s *Store) write(grows bool, f func(txn *badger.Txn) error) error {
+	o := &writeOp{f: f, grows: grows, wake: make(chan struct{}, 1)}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -188,7 +216,12 @@ func (s *Store) runBatch() {
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
 	wrote := false
+	spaceErr := s.checkSpace(batch)
 	for _, o := range batch {
+		if o.grows && spaceErr != nil {
+			o.err = spaceErr
+			continue
+		}
 		if o.err = o.f(txn); o.err == nil {
 			wrote = true
 		} else if errors.Is(o.err, badger.ErrTxnTooBig) {
@@ -199,16 +232,50 @@ func (s *Store) runBatch() {
 		finish(nil)
 		return
 	}
+	// An injected write fault refuses the batch before badger sees it
+	// (the transaction is discarded).
+	if _, err := s.faults.Write(len(batch) * approxOpSize); err != nil {
+		finish(fmt.Errorf("%w: writing a batch: %v", ErrUnavailable, err))
+		return
+	}
 	if err := txn.Commit(); err != nil {
 		finish(fmt.Errorf("%w: commit: %v", ErrUnavailable, err))
 		return
 	}
-	if err := s.syncer.Sync(s.db); err != nil {
+	if err := s.sync(); err != nil {
 		finish(fmt.Errorf("%w: %v", ErrUnavailable, err))
 		return
 	}
 	s.syncs.Add(1)
 	finish(nil)
+}
+
+// approxOpSize is about what one call adds to badger's log: a 65-byte key,
+// a 1-byte value and the entry's header.
+const approxOpSize = 96
+
+// sync makes every badger write so far durable.
+func (s *Store) sync() error {
+	if err := s.faults.Sync(); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	return s.syncer.Sync(s.db)
+}
+
+// checkSpace returns ErrUnavailable if batch holds a call that grows the
+// store and free space is below the reserve.
+func (s *Store) checkSpace(batch []*writeOp) error {
+	if s.reserve < 0 || !slices.ContainsFunc(batch, func(o *writeOp) bool { return o.grows }) {
+		return nil
+	}
+	free, err := s.faults.Free(func() (uint64, error) { return vfs.Free(s.dir) })
+	if err != nil {
+		return fmt.Errorf("%w: free space: %v", ErrUnavailable, err)
+	}
+	if free < uint64(s.reserve) {
+		return fmt.Errorf("%w: %d bytes free, below the reserve of %d", ErrUnavailable, free, s.reserve)
+	}
+	return nil
 }
 
 // get reads key's value; found is false if there is none.
@@ -243,7 +310,7 @@ func present(txn *badger.Txn, key []byte) (bool, error) {
 // not an error; a mailbox holds at most deliverytoken.MaxVerifiers
 // (deliverytoken.ErrTooManyVerifiers).
 func (s *Store) Add(mailbox sealed.MailboxID, v deliverytoken.Verifier) error {
-	return s.write(func(txn *badger.Txn) error {
+	return s.write(true, func(txn *badger.Txn) error {
 		key := verifierKey(mailbox, v)
 		ok, err := present(txn, key)
 		if err != nil || ok {
@@ -270,7 +337,7 @@ func countPrefix(txn *badger.Txn, prefix []byte, limit int) int {
 // Remove deletes v from mailbox, durably: the contact's token stops
 // working. Removing an absent verifier is not an error.
 func (s *Store) Remove(mailbox sealed.MailboxID, v deliverytoken.Verifier) error {
-	return s.write(func(txn *badger.Txn) error {
+	return s.write(false, func(txn *badger.Txn) error {
 		return txn.Delete(verifierKey(mailbox, v))
 	})
 }
@@ -288,7 +355,7 @@ func (s *Store) HasVerifier(mailbox sealed.MailboxID, v deliverytoken.Verifier) 
 // Spend implements deliverytoken.SpentStore: the spend is durable before
 // it returns nil.
 func (s *Store) Spend(keyID, nonce [32]byte) error {
-	return s.write(func(txn *badger.Txn) error {
+	return s.write(true, func(txn *badger.Txn) error {
 		key := spentKey(keyID, nonce)
 		ok, err := present(txn, key)
 		if err != nil {
@@ -315,7 +382,7 @@ func (s *Store) Forget(keyID [32]byte) error {
 	if err := s.db.DropPrefix(spentPrefix(keyID)); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	if err := s.syncer.Sync(s.db); err != nil {
+	if err := s.sync(); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return nil
