@@ -25,7 +25,7 @@ func TestJournalRecordsRestore(t *testing.T) {
 	check := func(step string) {
 		t.Helper()
 		recs := must(f.t.JournalRecords())
-		if len(recs) > 12 {
+		if (len(recs) == 0) != (step == "publish") || len(recs) > 12 {
 			t.Fatalf("%s: %d records journaled", step, len(recs))
 		}
 		for _, r := range recs {
@@ -52,8 +52,8 @@ func TestJournalRecordsRestore(t *testing.T) {
 		must(f.t.Publish(now))
 		stored.persist(t, f.t)
 		clear(journal)
-		if recs := must(f.t.JournalRecords()); len(recs) != 1 {
-			t.Fatalf("journal after an epoch: %d records, want the core", len(recs))
+		if recs := must(f.t.JournalRecords()); len(recs) != 0 {
+			t.Fatalf("journal after an epoch: %d records, want none", len(recs))
 		}
 	}
 	var old *testDevice
@@ -113,6 +113,9 @@ func TestJournalRecordsRestore(t *testing.T) {
 	for _, s := range steps {
 		s.op()
 		check(s.name)
+		if recs := must(f.t.JournalRecords()); len(recs) != 0 {
+			t.Fatalf("%s: %d records journaled again without a change", s.name, len(recs))
+		}
 	}
 	// A journal whose records are out of order, or whose CA no signer
 	// holds, is refused.

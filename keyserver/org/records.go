@@ -194,23 +194,37 @@ func (t *Tenant) MarkPersisted() {
 	t.persisted = persistedState{valid: true, trust: t.trust, roster: t.roster, rotation: t.rotation, escrow: t.escrow, chart: t.chart}
 	clear(t.journal)
 	t.journaled = t.persisted
+	t.journaledCore, _ = t.encodeRecord(stateKey(recCore, nil))
+}
+
+// User returns the user whose record k names, if it names one.
+func (k StateKey) User() (UserID, bool) {
+	return UserID(k[1:17]), k[0] == recUser
 }
 
 // JournalRecords returns the records of the tenant's state that changed
 // since the last JournalRecords or MarkPersisted, by key, as
-// PendingRecords does (the core record always; a nil Value for one
-// deleted), and starts tracking anew: the directory writes them as
-// pending records before it acknowledges the operation that changed them
-// (docs/spec/directory.md §Storage). Every record JournalRecords returns
-// is also one PendingRecords returns until MarkPersisted. It returns
-// every record of a tenant never persisted.
+// PendingRecords does (the core record with any other; a nil Value for
+// one deleted), or none if nothing changed, and starts tracking anew: the
+// directory writes them as pending records before it acknowledges the
+// operation that changed them (docs/spec/directory.md §Storage). Every
+// record JournalRecords returns is also one PendingRecords returns until
+// MarkPersisted. It returns every record of a tenant never persisted.
 func (t *Tenant) JournalRecords() ([]StateRecord, error) {
 	if !t.persisted.valid {
 		return t.StateRecords()
 	}
+	core, err := t.encodeRecord(stateKey(recCore, nil))
+	if err != nil {
+		return nil, err
+	}
+	j := &t.journaled
+	if len(t.journal) == 0 && bytes.Equal(core, t.journaledCore) && j.trust == t.trust && j.roster == t.roster &&
+		j.rotation == t.rotation && j.escrow == t.escrow && j.chart == t.chart {
+		return nil, nil
+	}
 	keys := make([]StateKey, 0, len(t.journal)+3)
 	keys = append(keys, stateKey(recCore, nil))
-	j := &t.journaled
 	if j.trust != t.trust || j.roster != t.roster || j.rotation != t.rotation || j.escrow != t.escrow {
 		keys = append(keys, stateKey(recTrust, nil))
 	}
@@ -231,6 +245,7 @@ func (t *Tenant) JournalRecords() ([]StateRecord, error) {
 	}
 	clear(t.journal)
 	t.journaled = persistedState{valid: true, trust: t.trust, roster: t.roster, rotation: t.rotation, escrow: t.escrow, chart: t.chart}
+	t.journaledCore = core
 	return out, nil
 }
 
@@ -286,6 +301,7 @@ func (t *Tenant) ApplyPending(recs []StateRecord, signers []Signer) error {
 	// What is journaled now is what was before the restart.
 	clear(t.journal)
 	t.journaled = persistedState{valid: true, trust: t.trust, roster: t.roster, rotation: t.rotation, escrow: t.escrow, chart: t.chart}
+	t.journaledCore, _ = t.encodeRecord(stateKey(recCore, nil))
 	return nil
 }
 

@@ -133,8 +133,9 @@ type Tenant struct {
 	persisted persistedState
 	// journal and journaled track what JournalRecords returns, as
 	// changed and persisted do for PendingRecords.
-	journal   map[StateKey]struct{}
-	journaled persistedState
+	journal       map[StateKey]struct{}
+	journaled     persistedState
+	journaledCore []byte
 }
 
 type department struct {

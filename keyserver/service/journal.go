@@ -1,0 +1,235 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/moat-im/moat/keyserver/org"
+	"github.com/moat-im/moat/keyserver/store"
+)
+
+// The pending journal (docs/spec/directory.md §Storage): an admin
+// operation, an enrolment or a failed redemption takes effect in the
+// tenant's state at once, and is acknowledged only once the records it
+// changed (org.Tenant.JournalRecords) are durable as the store's pending
+// records; the next epoch publishes them and supersedes them. The
+// operation takes its records under t.mu, so the queue is in the order
+// the operations applied; it then waits, without t.mu, while one writer
+// drains the queue: each drained batch is one WritePending (one store
+// transaction and one sync) for every operation in it (group commit).
+
+// errJournal is returned to an operation whose change could not be made
+// durable: it is not acknowledged (it may still be published by the next
+// epoch, which writes everything pending).
+var errJournal = errors.New("service: the change could not be made durable")
+
+type journal struct {
+	st  store.DirectoryStore
+	id  [16]byte
+	tid string
+	log *slog.Logger
+	met *metrics
+
+	mu      sync.Mutex
+	queue   []*journalEntry
+	writing bool
+	idle    *sync.Cond // signalled when the writer stops
+	// head is the epoch of the store's head as the journal last learnt it
+	// (published); entries of earlier epochs were published by a later
+	// epoch.
+	head uint64
+	// err is set when a batch of the current head could not be written:
+	// every later operation is refused until an epoch publishes the state
+	// (published), so that no acknowledged change depends on a lost one.
+	err error
+}
+
+type journalEntry struct {
+	after uint64
+	recs  []org.StateRecord
+	done  chan error
+}
+
+func newJournal(st store.DirectoryStore, id org.TenantID, head uint64, log *slog.Logger, met *metrics) *journal {
+	j := &journal{st: st, id: id, tid: id.String(), head: head, log: log, met: met}
+	j.idle = sync.NewCond(&j.mu)
+	return j
+}
+
+// check returns the journal's error, if an earlier batch failed.
+func (j *journal) check() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.err
+}
+
+// add queues recs, the records an operation changed after the head of
+// epoch after, and returns the entry to wait for; nil if there is nothing
+// to write. The caller holds t.mu.
+func (j *journal) add(after uint64, recs []org.StateRecord) (*journalEntry, error) {
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.err != nil {
+		return nil, j.err
+	}
+	e := &journalEntry{after: after, recs: recs, done: make(chan error, 1)}
+	j.queue = append(j.queue, e)
+	if !j.writing {
+		j.writing = true
+		go j.drain()
+	}
+	return e, nil
+}
+
+// wait waits until e is durable. A nil e is.
+func (e *journalEntry) wait() error {
+	if e == nil {
+		return nil
+	}
+	return <-e.done
+}
+
+// drain writes batches until the queue is empty.
+func (j *journal) drain() {
+	j.mu.Lock()
+	for len(j.queue) > 0 {
+		batch := j.queue
+		j.queue = nil
+		failed := j.err
+		head := j.head
+		j.mu.Unlock()
+		err := failed
+		var after uint64
+		if err == nil {
+			after, err = j.write(batch, head)
+		}
+		j.mu.Lock()
+		if err != nil && after >= j.head && j.err == nil {
+			j.err = fmt.Errorf("%w: %v", errJournal, err)
+			j.log.Error("pending records not written; admin operations and enrolments refused until the next epoch", slog.Any("err", err))
+		}
+		if err != nil && after < j.head {
+			err = nil // an epoch published them meanwhile
+		}
+		for _, e := range batch {
+			if err != nil {
+				e.done <- errJournal
+			} else {
+				e.done <- nil
+			}
+		}
+	}
+	j.writing = false
+	j.idle.Broadcast()
+	j.mu.Unlock()
+}
+
+// write writes one batch: the records of its entries after the latest
+// head among them, merged by key in queue order. Entries after an older
+// head were published by the epoch since.
+func (j *journal) write(batch []*journalEntry, head uint64) (uint64, error) {
+	after := head
+	for _, e := range batch {
+		after = max(after, e.after)
+	}
+	merged := map[org.StateKey][]byte{}
+	var order []org.StateKey
+	for _, e := range batch {
+		if e.after != after {
+			continue
+		}
+		for _, r := range e.recs {
+			if _, ok := merged[r.Key]; !ok {
+				order = append(order, r.Key)
+			}
+			merged[r.Key] = r.Value
+		}
+	}
+	if len(order) == 0 {
+		return after, nil
+	}
+	w := store.TenantWrite{ID: j.id, Records: make([]store.TenantRecord, len(order))}
+	for i, k := range order {
+		w.Records[i] = store.TenantRecord{Key: store.TenantKey(k), Value: merged[k]}
+	}
+	ctx := context.Background()
+	err := j.st.WritePending(ctx, after, w)
+	j.met.journalBatches.WithLabelValues(j.tid).Inc()
+	j.met.journalOps.WithLabelValues(j.tid).Add(float64(len(batch)))
+	if err != nil {
+		if h, herr := j.st.Head(ctx); herr == nil && h.Epoch > after {
+			// An epoch committed meanwhile (ErrConflict) and published
+			// these records: they were applied before it.
+			return after, nil
+		}
+	}
+	return after, err
+}
+
+// flush waits until every queued entry is written. The caller holds t.mu,
+// so no entry is added meanwhile.
+func (j *journal) flush() {
+	j.mu.Lock()
+	for j.writing {
+		j.idle.Wait()
+	}
+	j.mu.Unlock()
+}
+
+// published records that the epoch of head is committed: it published
+// every change made before it, so a failed batch no longer matters.
+func (j *journal) published(head uint64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.head = head
+	j.err = nil
+}
+
+// durable makes the changes of the operation just applied under t.mu
+// durable: it queues the records it changed and returns the wait for
+// them. t.mu is held; wait after releasing it.
+func (t *Tenant) durable() (*journalEntry, error) {
+	h := t.head.Load()
+	if h == nil {
+		return nil, nil // a new tenant: its first epoch is committed before it serves
+	}
+	recs, err := t.org.JournalRecords()
+	if err != nil {
+		return nil, fmt.Errorf("service: encoding tenant state: %w", err)
+	}
+	return t.jr.add(h.Epoch, recs)
+}
+
+// loadPending applies the store's pending records to the tenant restored
+// from the published state, and returns the users they name and whether
+// there were any.
+func (t *Tenant) loadPending(ctx context.Context, ot *org.Tenant) ([]org.UserID, bool, error) {
+	var recs []org.StateRecord
+	err := t.st.PendingRecords(ctx, t.id, func(k store.TenantKey, v []byte) error {
+		var val []byte
+		if len(v) > 0 {
+			val = append([]byte{}, v...)
+		}
+		recs = append(recs, org.StateRecord{Key: org.StateKey(k), Value: val})
+		return nil
+	})
+	if err != nil || len(recs) == 0 {
+		return nil, false, err
+	}
+	if err := ot.ApplyPending(recs, t.cas); err != nil {
+		return nil, false, fmt.Errorf("pending records: %w", err)
+	}
+	var users []org.UserID
+	for _, r := range recs {
+		if u, ok := r.Key.User(); ok {
+			users = append(users, u)
+		}
+	}
+	return users, true, nil
+}
