@@ -106,8 +106,9 @@ package badgerstore
 // than its latest are deleted like any other; its latest is kept for
 // good.
 //
-// Every key but "h" and the "R" hints is written once and never changed
-// (some are deleted):
+// Every key but "h", the "R" hints and the "P" pending records (a
+// pending record written again after the same epoch reuses its keys) is
+// written once and never changed (some are deleted):
 // a badger table block that fails its checksum can make a key look absent
 // (see Store.Verify), but cannot make an old value reappear for it.
 //
