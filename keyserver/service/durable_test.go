@@ -185,3 +185,43 @@ func TestAcknowledgedChangesSurviveCrash(t *testing.T) {
 		})
 	}
 }
+
+// TestApprovedRotationSurvivesCrash: a CA or log key rotation approved
+// (acknowledged) after the last epoch is still applied after a crash and
+// restart, with the new key kept by the key store, and the next epoch
+// publishes it; the service restarts again after that.
+func TestApprovedRotationSurvivesCrash(t *testing.T) {
+	for i, op := range []string{"rotate-ca", "rotate-log-key"} {
+		t.Run(op, func(t *testing.T) {
+			w := newWorld(t, worldOptions{seed: 92 + uint64(i), badger: true})
+			alice := w.addUser("Alice")
+			w.mustEnrol(alice)
+			w.publish()
+			old := w.ten().TrustBundle()
+			p := w.propose(op, 0)
+			must(w.approveRotation(op, 0, p))
+			out := must(w.approveRotation(op, 1, p))
+			if !out.Applied {
+				t.Fatal("not applied with two approvals")
+			}
+			w.crash()
+			if w.ten().TrustBundle().Sequence != old.Sequence {
+				t.Fatal("the rotation is published without an epoch")
+			}
+			w.publish()
+			nb := w.ten().TrustBundle()
+			if nb.Sequence != old.Sequence+1 {
+				t.Fatalf("bundle sequence %d after the epoch, want %d", nb.Sequence, old.Sequence+1)
+			}
+			if op == "rotate-ca" && (nb.CA.Equal(old.CA) || nb.CA.String() != p.Key) {
+				t.Fatal("the published bundle does not name the new CA key")
+			}
+			if op == "rotate-log-key" && (nb.Log.Equal(old.Log) || nb.Log.String() != p.Key) {
+				t.Fatal("the published bundle does not name the new log key")
+			}
+			w.publish() // signed by the new log key, if rotated
+			w.crash()
+			w.publish()
+		})
+	}
+}
