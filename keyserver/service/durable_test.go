@@ -225,3 +225,26 @@ func TestApprovedRotationSurvivesCrash(t *testing.T) {
 		})
 	}
 }
+
+// TestEnrolmentFailuresSurviveCrash: wrong secrets answered 403 still
+// count towards the code's failure limit after a crash, so that crashing
+// the service does not reset it: the code locks at the limit, and its
+// right secret then fails.
+func TestEnrolmentFailuresSurviveCrash(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, worldOptions{seed: 95, badger: true, limits: service.Limits{Enrol: service.Rate{PerSecond: 1e6, Burst: 1e6}}})
+	bob := w.addUser("Bob")
+	code := w.issueCode(bob)
+	w.publish() // the code and its zero failures are published state
+	d := w.newDeviceKeys(bob)
+	try := func(c *org.EnrolmentCode) error {
+		_, err := w.api().Enrol(ctx, c, must(org.NewEnrolmentRequest(c, d.id, d.mls)))
+		return err
+	}
+	for i := range org.DefaultCodeFailureLimit - 1 {
+		wantStatus(t, try(wrongGuess(t, code, byte(i))), http.StatusForbidden)
+	}
+	w.crash()
+	wantStatus(t, try(wrongGuess(t, code, 9)), http.StatusForbidden) // the limit-th failure
+	wantStatus(t, try(code), http.StatusForbidden)                   // locked
+}
