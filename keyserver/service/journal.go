@@ -99,8 +99,16 @@ func (e *journalEntry) wait() error {
 func (j *journal) drain() {
 	j.mu.Lock()
 	for len(j.queue) > 0 {
-		batch := j.queue
-		j.queue = nil
+		// One batch: the queue, cut at maxPendingWrite bytes.
+		n, size := 1, recordsSize(j.queue[0].recs)
+		for n < len(j.queue) && size+recordsSize(j.queue[n].recs) <= maxPendingWrite {
+			size += recordsSize(j.queue[n].recs)
+			n++
+		}
+		batch := j.queue[:n:n]
+		if j.queue = j.queue[n:]; len(j.queue) == 0 {
+			j.queue = nil
+		}
 		failed := j.err
 		head := j.head
 		j.mu.Unlock()
@@ -199,11 +207,54 @@ func (t *Tenant) durable() (*journalEntry, error) {
 	if h == nil {
 		return nil, nil // a new tenant: its first epoch is committed before it serves
 	}
+	if err := t.jr.check(); err != nil {
+		return nil, err
+	}
 	recs, err := t.org.JournalRecords()
 	if err != nil {
-		return nil, fmt.Errorf("service: encoding tenant state: %w", err)
+		t.jr.fail(err)
+		return nil, fmt.Errorf("%w: encoding tenant state: %v", errJournal, err)
 	}
-	return t.jr.add(h.Epoch, recs)
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	t.dirty = true // whatever the operation set: the epoch writes them
+	if recordsSize(recs) <= maxPendingWrite {
+		return t.jr.add(h.Epoch, recs)
+	}
+	// Too large for one pending write (a CA rotation or a policy change
+	// re-signs every user it touches): the epoch, staged if need be,
+	// makes it durable now.
+	if _, err := t.publish(context.Background(), t.now()); err != nil {
+		t.jr.fail(err)
+		return nil, fmt.Errorf("%w: publishing a large change: %v", errJournal, err)
+	}
+	t.Kick() // Run has the witnesses cosign it
+	return nil, nil
+}
+
+// maxPendingWrite bounds the records of one pending write, well below a
+// badger transaction at the default memtable size; a batch is cut there.
+// A variable for tests.
+var maxPendingWrite = 4 << 20
+
+func recordsSize(recs []org.StateRecord) int {
+	n := 0
+	for _, r := range recs {
+		n += len(r.Key) + len(r.Value)
+	}
+	return n
+}
+
+// fail makes the journal refuse operations until the next epoch: the
+// records of an operation were taken but could not be queued.
+func (j *journal) fail(err error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.err == nil {
+		j.err = fmt.Errorf("%w: %v", errJournal, err)
+		j.log.Error("pending records not written; admin operations and enrolments refused until the next epoch", slog.Any("err", err))
+	}
 }
 
 // loadPending applies the store's pending records to the tenant restored

@@ -126,6 +126,9 @@ func TestJournalGroupCommit(t *testing.T) {
 		})
 	}
 	for ten.queued() < n {
+		if done.Load() != 0 {
+			t.Fatal("an operation returned before its records were written")
+		}
 		time.Sleep(time.Millisecond) // waiting for the operations to queue, not a timed assertion
 	}
 	if done.Load() != 0 {
@@ -224,5 +227,81 @@ func TestJournalRacesEpoch(t *testing.T) {
 	}
 	if pendingUsers(t, ten) != 0 {
 		t.Fatal("a superseded pending record is visible")
+	}
+}
+
+// TestJournalLargeChange: a change too large for one pending write is
+// made durable by publishing the epoch at once, before the answer; queued
+// operations are cut into writes of at most maxPendingWrite bytes.
+func TestJournalLargeChange(t *testing.T) {
+	ctx := context.Background()
+	ten, gs, now := newJournalTenant(t)
+	defer func(n int) { maxPendingWrite = n }(maxPendingWrite)
+	maxPendingWrite = 2000
+	head := ten.Head().Epoch
+	err := ten.Admin(func(o *org.Tenant) error {
+		for i := range 40 {
+			if err := addUserOp(100+i, *now)(o); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gs.calls.Load() != 0 || ten.Head().Epoch != head+1 {
+		t.Fatalf("%d pending writes, head %d: want none and epoch %d", gs.calls.Load(), ten.Head().Epoch, head+1)
+	}
+	stored, err := ten.loadOrg(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stored.UserValue(org.UserID{0x55, 139}); err != nil {
+		t.Fatalf("the large change is not in the epoch: %v", err)
+	}
+	// Small operations queued behind a held write go in writes of at
+	// most maxPendingWrite bytes each: two operations each here.
+	maxPendingWrite = 1 << 20
+	if err := ten.Admin(addUserOp(1, *now)); err != nil {
+		t.Fatal(err)
+	}
+	one := 0 // the records of one add-user: the core and the user's
+	if err := ten.st.PendingRecords(ctx, ten.id, func(k store.TenantKey, v []byte) error { one += len(k) + len(v); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	maxPendingWrite = one * 5 / 2
+	calls := gs.calls.Load()
+	gs.close()
+	first := make(chan error, 1)
+	go func() { first <- ten.Admin(addUserOp(50, *now)) }()
+	<-gs.entered
+	const n = 12
+	errs := make(chan error, n)
+	for i := range n {
+		go func() { errs <- ten.Admin(addUserOp(51+i, *now)) }()
+	}
+	for ten.queued() < n {
+		select {
+		case err := <-errs:
+			t.Fatalf("an operation returned before its records were written: %v", err)
+		default:
+		}
+		time.Sleep(time.Millisecond) // waiting for the operations to queue, not a timed assertion
+	}
+	gs.open()
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if c := gs.calls.Load() - calls - 1; c < n/2 || c > n {
+		t.Fatalf("%d pending writes for %d queued operations, want %d to %d", c, n, n/2, n)
+	}
+	if got := pendingUsers(t, ten); got != n+2 {
+		t.Fatalf("%d users pending, want %d", got, n+2)
 	}
 }
