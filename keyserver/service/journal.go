@@ -109,13 +109,16 @@ func (j *journal) drain() {
 		if j.queue = j.queue[n:]; len(j.queue) == 0 {
 			j.queue = nil
 		}
-		failed := j.err
-		head := j.head
+		// The batch's records are those of the latest head among its
+		// entries, or none if an epoch has published them all.
+		after := j.head
+		for _, e := range batch {
+			after = max(after, e.after)
+		}
+		err := j.err
 		j.mu.Unlock()
-		err := failed
-		var after uint64
 		if err == nil {
-			after, err = j.write(batch, head)
+			err = j.write(batch, after)
 		}
 		j.mu.Lock()
 		if err != nil && after >= j.head && j.err == nil {
@@ -138,14 +141,10 @@ func (j *journal) drain() {
 	j.mu.Unlock()
 }
 
-// write writes one batch: the records of its entries after the latest
-// head among them, merged by key in queue order. Entries after an older
-// head were published by the epoch since.
-func (j *journal) write(batch []*journalEntry, head uint64) (uint64, error) {
-	after := head
-	for _, e := range batch {
-		after = max(after, e.after)
-	}
+// write writes one batch: the records of its entries after the head of
+// epoch after, merged by key in queue order. Entries after an older head
+// were published by the epoch since.
+func (j *journal) write(batch []*journalEntry, after uint64) error {
 	merged := map[org.StateKey][]byte{}
 	var order []org.StateKey
 	for _, e := range batch {
@@ -160,7 +159,7 @@ func (j *journal) write(batch []*journalEntry, head uint64) (uint64, error) {
 		}
 	}
 	if len(order) == 0 {
-		return after, nil
+		return nil
 	}
 	w := store.TenantWrite{ID: j.id, Records: make([]store.TenantRecord, len(order))}
 	for i, k := range order {
@@ -174,10 +173,10 @@ func (j *journal) write(batch []*journalEntry, head uint64) (uint64, error) {
 		if h, herr := j.st.Head(ctx); herr == nil && h.Epoch > after {
 			// An epoch committed meanwhile (ErrConflict) and published
 			// these records: they were applied before it.
-			return after, nil
+			return nil
 		}
 	}
-	return after, err
+	return err
 }
 
 // flush waits until every queued entry is written. The caller holds t.mu,

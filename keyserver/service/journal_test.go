@@ -305,3 +305,36 @@ func TestJournalLargeChange(t *testing.T) {
 		t.Fatalf("%d users pending, want %d", got, n+2)
 	}
 }
+
+// TestJournalFailureFailsQueued: operations queued behind a write that
+// fails are not acknowledged either (their records were never written).
+func TestJournalFailureFailsQueued(t *testing.T) {
+	ten, gs, now := newJournalTenant(t)
+	ten.mu.Lock()
+	*now = now.Add(time.Minute)
+	_, err := ten.publish(context.Background(), *now) // past epoch 0
+	ten.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs.close()
+	gs.fail.Store(true)
+	first := make(chan error, 1)
+	go func() { first <- ten.Admin(addUserOp(1, *now)) }()
+	<-gs.entered
+	queued := make(chan error, 1)
+	go func() { queued <- ten.Admin(addUserOp(2, *now)) }()
+	for ten.queued() < 1 {
+		time.Sleep(time.Millisecond) // waiting for the operation to queue, not a timed assertion
+	}
+	gs.open()
+	if err := <-first; !errors.Is(err, errJournal) {
+		t.Fatalf("failed write: %v, want errJournal", err)
+	}
+	if err := <-queued; !errors.Is(err, errJournal) {
+		t.Fatalf("operation queued behind a failed write: %v, want errJournal", err)
+	}
+	if gs.calls.Load() != 1 {
+		t.Fatalf("%d pending writes, want 1", gs.calls.Load())
+	}
+}
