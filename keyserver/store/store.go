@@ -178,7 +178,10 @@ type EpochCommit struct {
 
 // DirectoryStore is the directory's storage seam. Implementations are
 // safe for concurrent use by any number of readers and one writer
-// (CommitEpoch calls are serialised), and run storetest.Run.
+// (CommitEpoch calls are serialised); WritePending may be called
+// concurrently with CommitEpoch, and the two are ordered: a WritePending
+// after the commit of the next epoch fails with ErrConflict. They run
+// storetest.Run.
 type DirectoryStore interface {
 	// Head returns the latest committed head, or ErrEmpty.
 	Head(ctx context.Context) (Head, error)
