@@ -135,6 +135,31 @@ func testPendingRecords(t *testing.T, s store.DirectoryStore) {
 		t.Fatal(err)
 	}
 	checkPending(t, s, id, map[store.TenantKey][]byte{tkey(6, 1): []byte("x")})
+
+	// Pending writes racing a commit: each lands before it (and is
+	// superseded) or fails with ErrConflict after it; none survives it.
+	after := m.Head().Epoch
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			w := store.TenantWrite{ID: other, Records: []store.TenantRecord{{Key: tkey(6, byte(i)), Value: []byte("r")}}}
+			err := s.WritePending(ctx, after, w)
+			if errors.Is(err, store.ErrConflict) {
+				done <- nil
+				return
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	m.MustCommit(t, Spec{Updates: 1})
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	checkPending(t, s, id, map[store.TenantKey][]byte{})
+	checkPending(t, s, other, map[store.TenantKey][]byte{})
 }
 
 // testReopenPending: pending records survive a reopen, and the commit
