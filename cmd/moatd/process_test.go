@@ -132,8 +132,8 @@ func (d *enrolledDevice) mailbox() sealed.MailboxID {
 }
 
 // enrolDemo enrols a new device with the enrolment code the first start of
-// p printed, and has an admin publish the epoch that makes the enrolment
-// durable (before it, an enrolment is in the directory's memory only).
+// p printed, and has an admin publish the epoch that publishes the
+// enrolment (it is durable once acknowledged).
 func enrolDemo(t testing.TB, bin string, p *serverProc) *enrolledDevice {
 	t.Helper()
 	m := regexp.MustCompile(`(?m)^enrolment-code (\S+)$`).FindStringSubmatch(p.stdout.String())

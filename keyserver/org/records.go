@@ -118,6 +118,10 @@ func (t *Tenant) touch(kind byte, id []byte) {
 		t.changed = map[StateKey]struct{}{}
 	}
 	t.changed[stateKey(kind, id)] = struct{}{}
+	if t.journal == nil {
+		t.journal = map[StateKey]struct{}{}
+	}
+	t.journal[stateKey(kind, id)] = struct{}{}
 }
 
 func (t *Tenant) touchUser(u *user) { t.touch(recUser, u.id[:]) }
@@ -188,6 +192,117 @@ func (t *Tenant) MarkPersisted() {
 		}
 	}
 	t.persisted = persistedState{valid: true, trust: t.trust, roster: t.roster, rotation: t.rotation, escrow: t.escrow, chart: t.chart}
+	clear(t.journal)
+	t.journaled = t.persisted
+	t.journaledCore, _ = t.encodeRecord(stateKey(recCore, nil))
+}
+
+// User returns the user whose record k names, if it names one.
+func (k StateKey) User() (UserID, bool) {
+	return UserID(k[1:17]), k[0] == recUser
+}
+
+// JournalRecords returns the records of the tenant's state that changed
+// since the last JournalRecords or MarkPersisted, by key, as
+// PendingRecords does (the core record with any other; a nil Value for
+// one deleted), or none if nothing changed, and starts tracking anew: the
+// directory writes them as pending records before it acknowledges the
+// operation that changed them (docs/spec/directory.md §Storage). Every
+// record JournalRecords returns is also one PendingRecords returns until
+// MarkPersisted. It returns every record of a tenant never persisted.
+func (t *Tenant) JournalRecords() ([]StateRecord, error) {
+	if !t.persisted.valid {
+		return t.StateRecords()
+	}
+	core, err := t.encodeRecord(stateKey(recCore, nil))
+	if err != nil {
+		return nil, err
+	}
+	j := &t.journaled
+	if len(t.journal) == 0 && bytes.Equal(core, t.journaledCore) && j.trust == t.trust && j.roster == t.roster &&
+		j.rotation == t.rotation && j.escrow == t.escrow && j.chart == t.chart {
+		return nil, nil
+	}
+	keys := make([]StateKey, 0, len(t.journal)+3)
+	keys = append(keys, stateKey(recCore, nil))
+	if j.trust != t.trust || j.roster != t.roster || j.rotation != t.rotation || j.escrow != t.escrow {
+		keys = append(keys, stateKey(recTrust, nil))
+	}
+	if j.chart != t.chart {
+		keys = append(keys, stateKey(recChart, nil))
+	}
+	for k := range t.journal {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b StateKey) int { return bytes.Compare(a[:], b[:]) })
+	out := make([]StateRecord, 0, len(keys))
+	for _, k := range keys {
+		v, err := t.encodeRecord(k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, StateRecord{Key: k, Value: v})
+	}
+	clear(t.journal)
+	t.journaled = persistedState{valid: true, trust: t.trust, roster: t.roster, rotation: t.rotation, escrow: t.escrow, chart: t.chart}
+	t.journaledCore = core
+	return out, nil
+}
+
+// ApplyPending puts records changed since the persisted state back into a
+// tenant restored from it (TenantLoader): the pending records the
+// directory wrote before acknowledging the operations of an epoch that
+// was not published (JournalRecords; docs/spec/directory.md §Storage), in
+// increasing key order, a nil or empty Value for a deletion. Each is
+// parsed strictly against the records before it, and the whole is checked
+// as Finish checks it; the records are pending (PendingRecords returns
+// them). If they rotate the CA, the signer becomes the one of signers
+// that holds the new CA key (ErrSignerMismatch if none does). On error
+// the tenant must be discarded.
+func (t *Tenant) ApplyPending(recs []StateRecord, signers []Signer) error {
+	for i, r := range recs {
+		if i > 0 && bytes.Compare(recs[i-1].Key[:], r.Key[:]) >= 0 {
+			return fmt.Errorf("org: pending state record %x out of order: %w", r.Key[:1], ErrMalformed)
+		}
+		if r.Key[0] == recCore && len(r.Value) == 0 {
+			return fmt.Errorf("org: pending core record deleted: %w", ErrMalformed)
+		}
+		if err := t.applyRecord(r.Key, r.Value); err != nil {
+			return parseErr("pending state record", err)
+		}
+		if r.Key[0] > recChart { // the others are compared, not tracked
+			t.touch(r.Key[0], r.Key[1:])
+		}
+	}
+	if !t.departmentsAcyclic() || t.checkSerials() != nil {
+		return parseErr("pending state", ErrMalformed)
+	}
+	for _, d := range t.departments {
+		if _, ok := t.departments[d.parent]; !d.parent.IsZero() && !ok {
+			return parseErr("pending state", ErrMalformed)
+		}
+	}
+	for lb := range t.orgDirty {
+		if _, err := t.orgValue(lb); err != nil {
+			return parseErr("pending state", ErrMalformed)
+		}
+	}
+	if t.signer == nil || !t.signer.Public().Equal(t.trust.CA) {
+		t.signer = nil
+		for _, sg := range signers {
+			if sg != nil && sg.Public() != nil && sg.Public().Equal(t.trust.CA) {
+				t.signer = sg
+			}
+		}
+		if t.signer == nil {
+			return ErrSignerMismatch
+		}
+	}
+	// What is journaled now is what was before the restart.
+	clear(t.journal)
+	t.journaled = persistedState{valid: true, trust: t.trust, roster: t.roster, rotation: t.rotation, escrow: t.escrow, chart: t.chart}
+	t.journaledCore, _ = t.encodeRecord(stateKey(recCore, nil))
+	return nil
 }
 
 // StateRecords returns every record of the tenant's state, by key.

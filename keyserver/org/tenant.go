@@ -131,6 +131,11 @@ type Tenant struct {
 	// (records.go).
 	changed   map[StateKey]struct{}
 	persisted persistedState
+	// journal and journaled track what JournalRecords returns, as
+	// changed and persisted do for PendingRecords.
+	journal       map[StateKey]struct{}
+	journaled     persistedState
+	journaledCore []byte
 }
 
 type department struct {

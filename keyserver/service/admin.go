@@ -92,9 +92,20 @@ func (s *Service) postAdmin(w http.ResponseWriter, r *http.Request, t *Tenant) {
 	}
 	var out any
 	if op.locked {
+		// The change is acknowledged once durable (journal.go).
+		var je *journalEntry
 		t.mu.Lock()
-		out, err = op.run(s, t, p, body, now)
+		if err = t.jr.check(); err == nil {
+			out, err = op.run(s, t, p, body, now)
+			var jerr error
+			if je, jerr = t.durable(); err == nil {
+				err = jerr
+			}
+		}
 		t.mu.Unlock()
+		if werr := je.wait(); err == nil {
+			err = werr
+		}
 	} else {
 		out, err = op.run(s, t, p, body, now)
 	}
@@ -132,6 +143,8 @@ func adminError(err error) (int, string) {
 		return ae.status, ae.msg
 	}
 	switch {
+	case errors.Is(err, errJournal):
+		return http.StatusServiceUnavailable, "the change could not be made durable; try again after the next epoch"
 	case errors.Is(err, org.ErrStatementSequence):
 		return http.StatusConflict, err.Error()
 	case errors.Is(err, org.ErrInvalidArgument), errors.Is(err, org.ErrMalformed), errors.Is(err, org.ErrWrongTenant),

@@ -21,6 +21,10 @@
 // authenticated by the enrolment code; admin operations signed by an admin
 // of the tenant's roster, with a timestamp and a nonce against replay.
 // Every /v1 request is rate-limited per client address and per tenant.
+// Admin changes, enrolments and failed redemptions are answered once the
+// records they changed are durable as the store's pending records
+// (journal.go: one write and one sync per batch of concurrent
+// operations); the next epoch publishes them.
 //
 // The CA and log keys rotate under dual control (rotate.go,
 // docs/spec/directory-api.md §Key rotations): the new key comes from the

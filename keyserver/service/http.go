@@ -417,6 +417,14 @@ func (s *Service) postEnrol(w http.ResponseWriter, r *http.Request, t *Tenant) {
 	now := s.opts.Now()
 	reqHash := sha256.Sum256(in.Request)
 	t.mu.Lock()
+	// An attempt is answered once its effect, an enrolment or a failure
+	// counted against the code and the tenant, is durable (journal.go):
+	// none is tried while that cannot be done.
+	if err := t.jr.check(); err != nil {
+		t.mu.Unlock()
+		writeError(w, http.StatusServiceUnavailable, "enrolment unavailable; try later")
+		return
+	}
 	if p := t.approvals[reqHash]; p != nil && now.Before(p.expires) {
 		approvals = append(approvals, p.approvals...)
 	}
@@ -427,7 +435,17 @@ func (s *Service) postEnrol(w http.ResponseWriter, r *http.Request, t *Tenant) {
 		t.indexUser(en.User)
 	}
 	pending := t.Head().Epoch + 1
+	je, jerr := t.durable()
 	t.mu.Unlock()
+	if jerr == nil {
+		jerr = je.wait()
+	}
+	if jerr != nil {
+		t.log.Error("enrolment attempt not made durable", slog.Any("err", jerr))
+		s.met.enrolments.WithLabelValues(tid, "unavailable").Inc()
+		writeError(w, http.StatusServiceUnavailable, "enrolment unavailable; try later")
+		return
+	}
 	if err != nil {
 		status, result, msg := enrolError(err)
 		s.met.enrolments.WithLabelValues(tid, result).Inc()

@@ -22,6 +22,10 @@ type metrics struct {
 	witnessAlarms *prometheus.CounterVec   // tenant, witness, kind
 	enrolments    *prometheus.CounterVec   // tenant, result
 	adminOps      *prometheus.CounterVec   // tenant, op, result
+	// Pending journal (journal.go): WritePending calls (each one store
+	// transaction and one sync) and the operations they made durable.
+	journalBatches *prometheus.CounterVec // tenant
+	journalOps     *prometheus.CounterVec // tenant
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -76,9 +80,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "moat_directory_admin_operations_total",
 			Help: "Authenticated admin operations by result.",
 		}, []string{"tenant", "op", "result"}),
+		journalBatches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moat_directory_pending_writes_total",
+			Help: "Durable writes of pending tenant records (one store transaction and one sync each, for a batch of operations).",
+		}, t),
+		journalOps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moat_directory_pending_operations_total",
+			Help: "Admin operations, enrolments and failed redemptions made durable before their answer.",
+		}, t),
 	}
 	reg.MustRegister(m.rateLimited, m.epochs, m.publishFail, m.publishTime, m.updates,
-		m.logSize, m.servedSize, m.servedTime, m.witnessReqs, m.witnessAlarms, m.enrolments, m.adminOps)
+		m.logSize, m.servedSize, m.servedTime, m.witnessReqs, m.witnessAlarms, m.enrolments, m.adminOps,
+		m.journalBatches, m.journalOps)
 	m.http = httpserve.NewMetrics(reg, "moat_directory", "route")
 	return m
 }

@@ -192,12 +192,18 @@ func noteSize(note []byte) (uint64, error) {
 }
 
 // keep tells the key store, and the service's own key lists, which keys
-// may still be needed: the published bundle's and those of rotations
-// under approval. t.mu is held (or the tenant is not shared yet).
+// may still be needed: the published bundle's, the approved one the next
+// epoch publishes, and those of rotations under approval. t.mu is held
+// (or the tenant is not shared yet).
 func (t *Tenant) keep() {
 	b := t.trust.Load().bundle
 	cas := []*keys.OrgPublicKey{b.CA}
 	logs := []*keys.LogPublicKey{b.Log}
+	if nb := t.org.TrustBundle(); nb != b {
+		// Approved, published by the next epoch (also after a restart).
+		cas = append(cas, nb.CA)
+		logs = append(logs, nb.Log)
+	}
 	if p := t.caProposal; p != nil {
 		cas = append(cas, p.ca.Public())
 	}

@@ -113,6 +113,7 @@ type Tenant struct {
 	byUser  map[org.UserID][]org.DeviceID
 
 	nonces *replayCache
+	jr     *journal // pending records, durable before an operation's answer (journal.go)
 	cos    *cosigner
 	kick   chan struct{} // an on-demand epoch was asked for
 }
@@ -204,14 +205,25 @@ func (t *Tenant) ServedNote() ([]byte, uint64) {
 
 // Admin runs f with the tenant's admin state machine, serialised with
 // publishing and enrolment, and marks the state changed. It is for
-// in-process administration (bootstrap, tests); the HTTP admin API goes
-// through it too.
+// in-process administration (bootstrap, tests). It returns once what f
+// changed is durable (journal.go), or the error that prevented it.
 func (t *Tenant) Admin(f func(*org.Tenant) error) error {
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	if err := t.jr.check(); err != nil {
+		t.mu.Unlock()
+		return err
+	}
 	err := f(t.org)
 	t.dirty = true
-	return err
+	je, jerr := t.durable()
+	t.mu.Unlock()
+	if jerr == nil {
+		jerr = je.wait()
+	}
+	if err != nil {
+		return err
+	}
+	return jerr
 }
 
 func openTenant(ctx context.Context, cfg TenantConfig, o *Options, met *metrics) (*Tenant, error) {
@@ -228,9 +240,11 @@ func openTenant(ctx context.Context, cfg TenantConfig, o *Options, met *metrics)
 		approvals: map[[32]byte]*pendingApprovals{}, bundleApprovals: map[[32]byte]*pendingApprovals{}, lastRec: map[vmap.Label]recHead{},
 		vrfCache: map[string]vrfOutput{}, devices: map[org.DeviceID]authDevice{}, byUser: map[org.UserID][]org.DeviceID{},
 		nonces: newReplayCache(o.Limits.MaxNonces), kick: make(chan struct{}, 1),
+		jr:      newJournal(cfg.Store, cfg.ID, 0, o.Logger.With(slog.String("tenant", cfg.ID.String())), met),
 		cas:     append([]org.Signer{cfg.Keys.CA}, cfg.Keys.NextCAs...),
 		logKeys: append([]*keys.LogPrivateKey{cfg.Keys.Log}, cfg.Keys.NextLogs...),
 	}
+	var pendingUsers []org.UserID
 	head, err := cfg.Store.Head(ctx)
 	switch {
 	case errors.Is(err, store.ErrEmpty):
@@ -257,6 +271,11 @@ func openTenant(ctx context.Context, cfg TenantConfig, o *Options, met *metrics)
 		if err := t.load(ctx, head); err != nil {
 			return nil, err
 		}
+		// The changes acknowledged after the head's epoch, which the
+		// next epoch publishes.
+		if pendingUsers, t.dirty, err = t.loadPending(ctx, t.org); err != nil {
+			return nil, fmt.Errorf("service: tenant %s: %w", cfg.ID, err)
+		}
 	}
 	if t.trust.Load() == nil {
 		if err := t.setTrust(); err != nil {
@@ -280,7 +299,11 @@ func openTenant(ctx context.Context, cfg TenantConfig, o *Options, met *metrics)
 		if err := t.indexAllDevices(ctx); err != nil {
 			return nil, err
 		}
+		for _, u := range pendingUsers {
+			t.indexUser(u)
+		}
 	}
+	t.jr.published(t.head.Load().Epoch)
 	t.keep()
 	t.cos = newCosigner(t, cfg.Witnesses)
 	return t, nil
@@ -529,6 +552,7 @@ func (t *Tenant) publish(ctx context.Context, now time.Time) (*Epoch, error) {
 		t.org.MarkPersisted()
 	}
 	t.dirty = false
+	t.jr.published(epoch)
 	prevBundle := t.trust.Load().bundle
 	if err := t.setTrust(); err != nil {
 		t.log.Error("trust bundle", slog.Any("err", err))
@@ -556,6 +580,7 @@ func (t *Tenant) failed(ctx context.Context, before []org.StateRecord, err error
 	t.log.Error("epoch failed; the previous epoch stays served", slog.Any("err", err))
 	t.ts.Abort()
 	var rerr error
+	reloaded := false
 	if before != nil {
 		if rerr = t.org.RestoreRecords(before); rerr != nil {
 			t.log.Error("restoring the tenant state after a failed epoch; reloading it from the store", slog.Any("err", rerr))
@@ -563,9 +588,14 @@ func (t *Tenant) failed(ctx context.Context, before []org.StateRecord, err error
 		}
 	}
 	if before == nil && t.head.Load() != nil {
+		// The durable state: the published records and the pending ones,
+		// once the journal's queued writes are done.
+		t.jr.flush()
 		var restored *org.Tenant
 		if restored, rerr = t.loadOrg(ctx); rerr == nil {
-			t.org = restored
+			if _, reloaded, rerr = t.loadPending(ctx, restored); rerr == nil {
+				t.org = restored
+			}
 		}
 	}
 	if rerr != nil {
@@ -573,7 +603,7 @@ func (t *Tenant) failed(ctx context.Context, before []org.StateRecord, err error
 		return errors.Join(err, rerr)
 	}
 	if before != nil || t.head.Load() != nil {
-		t.dirty = before != nil
+		t.dirty = before != nil || reloaded // reloaded pending records are written again
 	}
 	size := uint64(0)
 	if h := t.head.Load(); h != nil {

@@ -21,6 +21,12 @@
 // immutable once visible, so a caller that pins an epoch (for example a
 // proof at Head.Epoch) can make several calls and still read one epoch's
 // state; LatestVersion and TenantRecords move with the head.
+//
+// Pending tenant records (WritePending) sit beside the head: those written
+// after the head's epoch are visible through PendingRecords once durable,
+// and the next epoch's commit supersedes them all atomically, so that a
+// restart finds the published state and the changes made since, each
+// exactly once.
 package store
 
 import (
@@ -172,7 +178,10 @@ type EpochCommit struct {
 
 // DirectoryStore is the directory's storage seam. Implementations are
 // safe for concurrent use by any number of readers and one writer
-// (CommitEpoch calls are serialised), and run storetest.Run.
+// (CommitEpoch calls are serialised); WritePending may be called
+// concurrently with CommitEpoch, and the two are ordered: a WritePending
+// after the commit of the next epoch fails with ErrConflict. They run
+// storetest.Run.
 type DirectoryStore interface {
 	// Head returns the latest committed head, or ErrEmpty.
 	Head(ctx context.Context) (Head, error)
@@ -209,6 +218,29 @@ type DirectoryStore interface {
 	// the latest version: badger answers it from one small index key,
 	// checked against the version keys, without reading the record.
 	LatestSummary(ctx context.Context, label vmap.Label) (uint32, []byte, error)
+
+	// WritePending writes records of tenant w.ID's pending admin state:
+	// changes made after the head of epoch after and not yet published,
+	// which the directory makes durable before it acknowledges them
+	// (docs/spec/directory.md §Storage). It is atomic and durable: when it
+	// returns nil every record is durable, and when it returns an error
+	// none is visible. Each record replaces the tenant's pending record of
+	// its key; an empty Value records a pending deletion. The records are
+	// visible through PendingRecords while the head is of epoch after; the
+	// commit of the next epoch supersedes every pending record (that epoch
+	// publishes them: its TenantWrite carries them), and the store may
+	// delete them from then on. It returns ErrEmpty for an empty store,
+	// ErrConflict if the head is not of epoch after, and ErrInvalidCommit
+	// for a write TenantWrite.Check refuses.
+	WritePending(ctx context.Context, after uint64, w TenantWrite) error
+
+	// PendingRecords calls fn with every pending record of tenant id that
+	// WritePending wrote after the head's epoch, by increasing key,
+	// deletions included (an empty value), all read at one head. It
+	// returns nil, without calling fn, if there is none. fn must not
+	// retain value, nor call the store; an error from fn stops the walk
+	// and is returned.
+	PendingRecords(ctx context.Context, id [16]byte, fn func(key TenantKey, value []byte) error) error
 
 	// TenantRecords calls fn with every record of a tenant's admin state
 	// as of the head (deleted records excluded), by increasing key, all
@@ -356,18 +388,8 @@ func (c *EpochCommit) Check(prev *Head) ([]VersionRun, error) {
 			return nil, fmt.Errorf("%w: tenant %x written twice", ErrInvalidCommit, t.ID)
 		}
 		seenTenant[t.ID] = true
-		if len(t.Records) == 0 || len(t.Records) > MaxTenantRecords {
-			return nil, fmt.Errorf("%w: tenant %x: %d records", ErrInvalidCommit, t.ID, len(t.Records))
-		}
-		seenKey := make(map[TenantKey]bool, len(t.Records))
-		for _, r := range t.Records {
-			if seenKey[r.Key] {
-				return nil, fmt.Errorf("%w: tenant %x record %x written twice", ErrInvalidCommit, t.ID, r.Key[:])
-			}
-			seenKey[r.Key] = true
-			if len(r.Value) > MaxTenantRecordSize {
-				return nil, fmt.Errorf("%w: tenant %x record %x of %d bytes", ErrInvalidCommit, t.ID, r.Key[:], len(r.Value))
-			}
+		if err := t.Check(); err != nil {
+			return nil, err
 		}
 	}
 	type lv struct {
@@ -406,6 +428,39 @@ func (c *EpochCommit) Check(prev *Head) ([]VersionRun, error) {
 		runs = append(runs, VersionRun{Label: v.label, First: v.version, Last: v.version})
 	}
 	return runs, nil
+}
+
+// Check verifies a TenantWrite in itself: one to MaxTenantRecords
+// records, each key at most once, each value at most MaxTenantRecordSize.
+// A failure is ErrInvalidCommit.
+func (w *TenantWrite) Check() error {
+	if len(w.Records) == 0 || len(w.Records) > MaxTenantRecords {
+		return fmt.Errorf("%w: tenant %x: %d records", ErrInvalidCommit, w.ID, len(w.Records))
+	}
+	seenKey := make(map[TenantKey]bool, len(w.Records))
+	for _, r := range w.Records {
+		if seenKey[r.Key] {
+			return fmt.Errorf("%w: tenant %x record %x written twice", ErrInvalidCommit, w.ID, r.Key[:])
+		}
+		seenKey[r.Key] = true
+		if len(r.Value) > MaxTenantRecordSize {
+			return fmt.Errorf("%w: tenant %x record %x of %d bytes", ErrInvalidCommit, w.ID, r.Key[:], len(r.Value))
+		}
+	}
+	return nil
+}
+
+// CheckPending checks a WritePending call against the head it must follow
+// (nil for an empty store), then the write itself, as every backend does
+// first.
+func CheckPending(h *Head, after uint64, w *TenantWrite) error {
+	switch {
+	case h == nil:
+		return ErrEmpty
+	case h.Epoch != after:
+		return fmt.Errorf("%w: pending records after epoch %d, head is epoch %d", ErrConflict, after, h.Epoch)
+	}
+	return w.Check()
 }
 
 // newLogNodes returns how many perfect-subtree nodes a log gains growing

@@ -229,3 +229,31 @@ func BenchmarkUpdateHeadCheckpoint(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkWritePending writes the pending records of one enrolment, as
+// the directory does before answering it (docs/spec/directory.md
+// §Storage): the core record (100 B), the user's record (4 KiB: its
+// timeline and certificate) and the code's (150 B), replacing the
+// previous write's: one small transaction and a sync. With concurrent
+// operations one write serves a whole batch (group commit).
+func BenchmarkWritePending(b *testing.B) {
+	s, err := Open(context.Background(), Options{Dir: b.TempDir(), Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	m := storetest.NewModel(b, s, 1)
+	m.MustCommit(b, storetest.Spec{NewLabels: 1, Tenants: 1})
+	epoch := m.Head().Epoch
+	w := store.TenantWrite{ID: [16]byte{1}, Records: []store.TenantRecord{
+		{Key: store.TenantKey{1}, Value: make([]byte, 100)},
+		{Key: store.TenantKey{6, 1}, Value: make([]byte, 4<<10)},
+		{Key: store.TenantKey{7, 1}, Value: make([]byte, 150)},
+	}}
+	for i := 0; b.Loop(); i++ {
+		w.Records[0].Value[0] = byte(i)
+		if err := s.WritePending(context.Background(), epoch, w); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

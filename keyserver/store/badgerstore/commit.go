@@ -479,6 +479,15 @@ func (s *Store) cleanup(epoch uint64, p *plan) {
 		for _, k := range keys {
 			dels = append(dels, entry{key: k, del: true})
 		}
+		keys, err = keysWithPrefix(txn, []byte{prefixPending}, func(k []byte) bool {
+			return len(k) != tenantBaseSize+fragNumSize || tenantKeyEpoch(k) < epoch
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			dels = append(dels, entry{key: k, del: true})
+		}
 		keys, err = checkpointGarbage(txn, epoch)
 		if err != nil {
 			return err

@@ -440,7 +440,7 @@ func (s *Store) TenantRecords(ctx context.Context, id [16]byte, fn func(store.Te
 			txn.Discard()
 			continue
 		}
-		n, err := walkTenant(ctx, txn, id, h.Epoch, fn)
+		n, err := walkTenant(ctx, txn, tenantPrefix(id), h.Epoch, false, fn)
 		txn.Discard()
 		if err == nil && n == 0 {
 			err = store.ErrNotFound
@@ -453,10 +453,12 @@ func (s *Store) TenantRecords(ctx context.Context, id [16]byte, fn func(store.Te
 }
 
 // walkTenant calls fn with the latest version at most epoch of each
-// record of a tenant, unless it is a deletion, and returns how many it
-// passed. Keys come in order: by record key, then epoch, then fragment.
-func walkTenant(ctx context.Context, txn *badger.Txn, id [16]byte, epoch uint64, fn func(store.TenantKey, []byte) error) (int, error) {
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: tenantPrefix(id)})
+// record under prefix (a tenant's "U" records), unless it is a deletion,
+// and returns how many it passed. With pending (the "P" records), it
+// takes only the versions of epoch, deletions included. Keys come in
+// order: by record key, then epoch, then fragment.
+func walkTenant(ctx context.Context, txn *badger.Txn, prefix []byte, epoch uint64, pending bool, fn func(store.TenantKey, []byte) error) (int, error) {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 	defer it.Close()
 	var (
 		n              int
@@ -470,7 +472,7 @@ func walkTenant(ctx context.Context, txn *badger.Txn, id [16]byte, epoch uint64,
 		if inVer {
 			return fmt.Errorf("%w: tenant record %x: fragments missing", store.ErrCorrupt, cur[:])
 		}
-		if !candOK || len(cand) == 0 {
+		if !candOK || (len(cand) == 0 && !pending) {
 			return nil
 		}
 		n++
@@ -497,8 +499,9 @@ func walkTenant(ctx context.Context, txn *badger.Txn, id [16]byte, epoch uint64,
 			cur, have, candOK, inVer = rk, true, false, false
 		}
 		e := tenantKeyEpoch(k)
-		if e > epoch {
-			// Staged by a commit in progress, or not yet visible.
+		if e > epoch || (pending && e != epoch) {
+			// Staged by a commit in progress, or not yet visible; or a
+			// pending version an epoch published.
 			continue
 		}
 		frag := int(binary.BigEndian.Uint32(k[tenantBaseSize:]))

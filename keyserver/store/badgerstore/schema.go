@@ -16,6 +16,9 @@ package badgerstore
 //	    || uint32 fragment                    blob fragment
 //	"U" || tenant[16] || record key[33]
 //	    || uint64 epoch || uint32 fragment    blob fragment (tenant record)
+//	"P" || tenant[16] || record key[33]
+//	    || uint64 epoch || uint32 fragment    blob fragment (pending tenant
+//	                                          record, after that epoch)
 //	"J" || uint64 epoch                       empty (staging marker)
 //	"J" || uint64 epoch || base key           empty (staging journal)
 //	"C" || uint64 epoch || uint64 seq
@@ -68,6 +71,15 @@ package badgerstore
 // between two loads of the same head (TenantRecords), so that its
 // snapshot holds every version that head shows.
 //
+// Pending tenant records (store.DirectoryStore.WritePending): the same
+// layout as "U", under "P", versioned by the epoch they follow (the head's
+// when written); a version of length 0 is a pending deletion. A reader
+// takes, for each record key, the version of the head's epoch only: older
+// versions were published by a later epoch and are garbage, which the
+// cleanup after each commit deletes. One WritePending is one badger
+// transaction (never staged) and one sync; it first deletes the fragments
+// of the versions it replaces, so that a record's fragments never mix.
+//
 // Staging journal: a commit too large for one badger transaction is
 // written in several, then made visible by the head write. Its first
 // transaction writes the staging marker "J" || epoch and the base key of
@@ -94,8 +106,9 @@ package badgerstore
 // than its latest are deleted like any other; its latest is kept for
 // good.
 //
-// Every key but "h" and the "R" hints is written once and never changed
-// (some are deleted):
+// Every key but "h", the "R" hints and the "P" pending records (a
+// pending record written again after the same epoch reuses its keys) is
+// written once and never changed (some are deleted):
 // a badger table block that fails its checksum can make a key look absent
 // (see Store.Verify), but cannot make an old value reappear for it.
 //
@@ -133,6 +146,7 @@ const (
 	prefixHint    = 'R'
 	prefixTenant  = 'U' // 'T' held schema 2's tenant state blobs
 	prefixJournal = 'J'
+	prefixPending = 'P'
 
 	prefixCheckpoint = 'C'
 	prefixTransition = 'X'
@@ -212,6 +226,18 @@ func tenantKeyEpoch(k []byte) uint64 { return binary.BigEndian.Uint64(k[tenantRe
 
 func tenantPrefix(id [16]byte) []byte {
 	return append([]byte{prefixTenant}, id[:]...)
+}
+
+func pendingPrefix(id [16]byte) []byte {
+	return append([]byte{prefixPending}, id[:]...)
+}
+
+// appendPendingBase is appendTenantBase under "P".
+func appendPendingBase(b []byte, id [16]byte, key store.TenantKey, epoch uint64) []byte {
+	b = append(b, prefixPending)
+	b = append(b, id[:]...)
+	b = append(b, key[:]...)
+	return binary.BigEndian.AppendUint64(b, epoch)
 }
 
 func appendFragKey(b, base []byte, frag uint32) []byte {

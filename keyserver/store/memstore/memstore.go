@@ -30,6 +30,9 @@ type Store struct {
 	values  map[vmap.Label][][]byte // index version-1
 	sums    map[vmap.Label][][]byte // summaries, index version-1
 	tenants map[[16]byte]map[store.TenantKey][]byte
+	// pending are the tenants' pending records (WritePending), by tenant:
+	// the epoch they follow and the records, a deletion as an empty value.
+	pending map[[16]byte]*pendingTenant
 	// transitions are the kept transitions, by epoch.
 	transitions []store.Transition
 }
@@ -42,7 +45,13 @@ func New() *Store {
 		values:  make(map[vmap.Label][][]byte),
 		sums:    make(map[vmap.Label][][]byte),
 		tenants: make(map[[16]byte]map[store.TenantKey][]byte),
+		pending: make(map[[16]byte]*pendingTenant),
 	}
+}
+
+type pendingTenant struct {
+	after uint64
+	recs  map[store.TenantKey][]byte
 }
 
 var _ store.DirectoryStore = (*Store)(nil)
@@ -180,6 +189,62 @@ func (s *Store) TenantRecords(ctx context.Context, id [16]byte, fn func(store.Te
 	return nil
 }
 
+// WritePending implements store.DirectoryStore.
+func (s *Store) WritePending(ctx context.Context, after uint64, w store.TenantWrite) error {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	if s.isClosed() {
+		return store.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore: pending records: %w", err)
+	}
+	if err := store.CheckPending(s.head, after, &w); err != nil {
+		return err
+	}
+	recs := make([]store.TenantRecord, len(w.Records))
+	for i, r := range w.Records {
+		recs[i] = store.TenantRecord{Key: r.Key, Value: bytes.Clone(r.Value)}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.pending[w.ID]
+	if p == nil || p.after != after {
+		p = &pendingTenant{after: after, recs: make(map[store.TenantKey][]byte, len(recs))}
+		s.pending[w.ID] = p
+	}
+	for _, r := range recs {
+		p.recs[r.Key] = r.Value
+	}
+	return nil
+}
+
+// PendingRecords implements store.DirectoryStore.
+func (s *Store) PendingRecords(ctx context.Context, id [16]byte, fn func(store.TenantKey, []byte) error) error {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return store.ErrClosed
+	}
+	var recs []store.TenantRecord
+	if p := s.pending[id]; p != nil && s.head != nil && p.after == s.head.Epoch {
+		for k, v := range p.recs {
+			recs = append(recs, store.TenantRecord{Key: k, Value: v}) // replaced on write, never modified
+		}
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(recs, func(a, b store.TenantRecord) int { return bytes.Compare(a.Key[:], b.Key[:]) })
+	for _, r := range recs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(r.Key, r.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // CommitEpoch implements store.DirectoryStore.
 func (s *Store) CommitEpoch(ctx context.Context, c *store.EpochCommit) error {
 	s.commitMu.Lock()
@@ -272,6 +337,7 @@ func (s *Store) CommitEpoch(ctx context.Context, c *store.EpochCommit) error {
 		s.transitions = append(s.transitions, store.Transition{Epoch: c.Epoch, Checkpoint: bytes.Clone(head.Checkpoint)})
 	}
 	s.head = &head
+	clear(s.pending) // superseded by the epoch
 	return nil
 }
 
@@ -324,6 +390,6 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
-	s.nodes, s.log, s.values, s.tenants, s.head, s.transitions = nil, nil, nil, nil, nil, nil
+	s.nodes, s.log, s.values, s.tenants, s.pending, s.head, s.transitions = nil, nil, nil, nil, nil, nil, nil
 	return nil
 }

@@ -47,6 +47,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.DirectoryStore) {
 	t.Run("MidCommitFault", func(t *testing.T) { testMidCommitFault(t, newStore) })
 	t.Run("LargeBlobs", func(t *testing.T) { testLargeBlobs(t, newStore(t)) })
 	t.Run("TenantRecords", func(t *testing.T) { testTenantRecords(t, newStore(t)) })
+	t.Run("PendingRecords", func(t *testing.T) { testPendingRecords(t, newStore(t)) })
 	t.Run("ConcurrentReaders", func(t *testing.T) { testConcurrentReaders(t, newStore(t)) })
 	t.Run("TreeStore", func(t *testing.T) { testTreeStore(t, newStore(t)) })
 	t.Run("Closed", func(t *testing.T) { testClosed(t, newStore(t)) })
@@ -140,6 +141,7 @@ func RunDurable(t *testing.T, open func(t *testing.T, dir string) store.Director
 		m.Check(t, false)
 		closeStore(t, s)
 	})
+	t.Run("ReopenPending", func(t *testing.T) { testReopenPending(t, open) })
 	t.Run("ReopenAfterFault", func(t *testing.T) {
 		dir := t.TempDir()
 		s := open(t, dir)
@@ -810,6 +812,8 @@ func testClosed(t *testing.T, s store.DirectoryStore) {
 	_, _, checks["LatestValue"] = s.LatestValue(ctx, l)
 	_, _, checks["LatestSummary"] = s.LatestSummary(ctx, l)
 	checks["TenantRecords"] = s.TenantRecords(ctx, [16]byte{1}, func(store.TenantKey, []byte) error { return nil })
+	checks["PendingRecords"] = s.PendingRecords(ctx, [16]byte{1}, func(store.TenantKey, []byte) error { return nil })
+	checks["WritePending"] = s.WritePending(ctx, c.Epoch, store.TenantWrite{ID: [16]byte{1}, Records: []store.TenantRecord{{Key: tkey(6, 1), Value: []byte("x")}}})
 	_, checks["Transitions"] = s.Transitions(ctx)
 	next := *c
 	next.Epoch++
