@@ -230,9 +230,11 @@ func (t *Tenant) authenticateAs(r *http.Request, body []byte, now time.Time,
 	// Only a validly signed request spends a nonce, so that nobody else
 	// can fill the cache.
 	key := hex.EncodeToString(signer) + "/" + string(nonce)
-	switch t.nonces.add(key, int64(ts)+window, now.Unix()) {
+	switch t.nonces.add(key, int64(ts), int64(ts)+window, now.Unix()) {
 	case replayed:
 		return nil, unauthorized("replayed request")
+	case beforeStart:
+		return nil, unauthorized("request signed before the directory started; sign it again")
 	case cacheFull:
 		return nil, &authError{http.StatusServiceUnavailable, "too many signed requests; try again"}
 	}
@@ -241,11 +243,17 @@ func (t *Tenant) authenticateAs(r *http.Request, body []byte, now time.Time,
 
 // replayCache remembers the nonces of signed requests until their
 // timestamps leave the accepted window, after which the request is
-// refused anyway.
+// refused anyway. It lives in memory: it refuses every request whose
+// Moat-Time is before the second of its creation, so that a request
+// signed before a restart, whose nonce the cache no longer knows, cannot
+// be replayed after it (directory-api.md §Signed requests); a restart
+// takes longer than the second in which the old process signed its last
+// answer.
 type replayCache struct {
-	mu  sync.Mutex
-	max int
-	m   map[string]int64 // nonce key → expiry, POSIX seconds
+	mu    sync.Mutex
+	max   int
+	start int64            // creation, POSIX seconds
+	m     map[string]int64 // nonce key → expiry, POSIX seconds
 }
 
 type replayResult int
@@ -254,13 +262,17 @@ const (
 	fresh replayResult = iota
 	replayed
 	cacheFull
+	beforeStart
 )
 
-func newReplayCache(max int) *replayCache {
-	return &replayCache{max: max, m: map[string]int64{}}
+func newReplayCache(max int, start int64) *replayCache {
+	return &replayCache{max: max, start: start, m: map[string]int64{}}
 }
 
-func (c *replayCache) add(key string, expires, now int64) replayResult {
+func (c *replayCache) add(key string, signed, expires, now int64) replayResult {
+	if signed < c.start {
+		return beforeStart
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if exp, ok := c.m[key]; ok && exp >= now {

@@ -8,6 +8,7 @@ import (
 	"go/parser"
 	"go/token"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -269,5 +270,34 @@ func TestLabelsDistinct(t *testing.T) {
 				t.Errorf("label %q has label %q as a prefix", a, b)
 			}
 		}
+	}
+}
+
+// TestReplayAcrossRestart: the replay cache is in memory, so a signed
+// request captured before a restart must not pass after it; a request
+// signed after the restart does (directory-api.md §Signed requests).
+func TestReplayAcrossRestart(t *testing.T) {
+	w := newWorld(t, worldOptions{seed: 23, badger: true})
+	w.publish()
+	body := []byte("{}")
+	now := w.clk.Now()
+	req := w.adminRequest("list", body, w.admins[0], now)
+	if got, msg := rawRequest(t, cloneRequest(t, req, body)); got != http.StatusOK {
+		t.Fatalf("signed request: %d %s", got, msg)
+	}
+	if got, _ := rawRequest(t, cloneRequest(t, req, body)); got != http.StatusUnauthorized {
+		t.Fatalf("replay before the restart: %d", got)
+	}
+	w.stop()
+	w.clk.Advance(time.Second) // inside the auth window
+	w.start()
+	replay := cloneRequest(t, req, body)
+	replay.URL.Host = must(url.Parse(w.srv.URL)).Host
+	if got, msg := rawRequest(t, replay); got != http.StatusUnauthorized || !strings.Contains(msg, "before the directory started") {
+		t.Fatalf("replay after the restart: %d %s", got, msg)
+	}
+	fresh := w.adminRequest("list", body, w.admins[0], w.clk.Now())
+	if got, msg := rawRequest(t, fresh); got != http.StatusOK {
+		t.Fatalf("request signed after the restart: %d %s", got, msg)
 	}
 }

@@ -239,7 +239,7 @@ func openTenant(ctx context.Context, cfg TenantConfig, o *Options, met *metrics)
 		met: met, now: o.Now, opts: o, keyStore: cfg.KeyStore,
 		approvals: map[[32]byte]*pendingApprovals{}, bundleApprovals: map[[32]byte]*pendingApprovals{}, lastRec: map[vmap.Label]recHead{},
 		vrfCache: map[string]vrfOutput{}, devices: map[org.DeviceID]authDevice{}, byUser: map[org.UserID][]org.DeviceID{},
-		nonces: newReplayCache(o.Limits.MaxNonces), kick: make(chan struct{}, 1),
+		nonces: newReplayCache(o.Limits.MaxNonces, o.Now().Unix()), kick: make(chan struct{}, 1),
 		jr:      newJournal(cfg.Store, cfg.ID, 0, o.Logger.With(slog.String("tenant", cfg.ID.String())), met),
 		cas:     append([]org.Signer{cfg.Keys.CA}, cfg.Keys.NextCAs...),
 		logKeys: append([]*keys.LogPrivateKey{cfg.Keys.Log}, cfg.Keys.NextLogs...),
