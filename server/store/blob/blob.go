@@ -2,8 +2,9 @@
 // in docs/spec/relay-storage.md §Blobs: resumable uploads of encrypted
 // attachments, read back by range, that expire.
 //
-// An upload is created with its total size and expiry and gets a random
-// 32-byte ID, which names the blob from then on. Its bytes are appended in
+// An upload is created with its total size, expiry and an opaque tag
+// (kept, never interpreted) and gets a random 32-byte ID, which names the
+// blob from then on. Its bytes are appended in
 // chunks at explicit offsets; each chunk is durable before Append
 // returns, so an interrupted upload resumes from the committed offset
 // (Info). A chunk that repeats committed bytes is accepted (a retry); a
