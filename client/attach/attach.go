@@ -52,10 +52,10 @@ var (
 
 // Relay is the relay API attachments use; *relay.Client implements it.
 type Relay interface {
-	CreateAttachment(ctx context.Context, size int64, expires time.Time) (blob.ID, time.Time, error)
-	AttachmentUploadStatus(ctx context.Context, id blob.ID) (*relay.AttachmentStatus, error)
-	AppendAttachment(ctx context.Context, id blob.ID, offset int64, chunk []byte) (int64, error)
-	FinalizeAttachment(ctx context.Context, id blob.ID) error
+	CreateAttachment(ctx context.Context, size int64, expires time.Time) (*relay.AttachmentUpload, error)
+	AttachmentUploadStatus(ctx context.Context, u *relay.AttachmentUpload) (*relay.AttachmentStatus, error)
+	AppendAttachment(ctx context.Context, u *relay.AttachmentUpload, offset int64, chunk []byte) (int64, error)
+	FinalizeAttachment(ctx context.Context, u *relay.AttachmentUpload) error
 	DownloadAttachment(ctx context.Context, id blob.ID, offset int64) (io.ReadCloser, int64, error)
 }
 

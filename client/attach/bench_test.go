@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/moat-im/moat/client/attach"
+	"github.com/moat-im/moat/server/relay"
 	"github.com/moat-im/moat/server/store/blob"
 	"github.com/moat-im/moat/server/store/blob/fsblob"
 )
@@ -51,15 +52,15 @@ func BenchmarkDownload(b *testing.B) {
 // (generator, encryption, SHA-256).
 type nullRelay struct{ attach.Relay }
 
-func (nullRelay) CreateAttachment(_ context.Context, _ int64, exp time.Time) (blob.ID, time.Time, error) {
-	return blob.ID{1}, exp, nil
+func (nullRelay) CreateAttachment(_ context.Context, _ int64, exp time.Time) (*relay.AttachmentUpload, error) {
+	return &relay.AttachmentUpload{ID: blob.ID{1}, Expires: exp}, nil
 }
 
-func (nullRelay) AppendAttachment(_ context.Context, _ blob.ID, off int64, chunk []byte) (int64, error) {
+func (nullRelay) AppendAttachment(_ context.Context, _ *relay.AttachmentUpload, off int64, chunk []byte) (int64, error) {
 	return off + int64(len(chunk)), nil
 }
 
-func (nullRelay) FinalizeAttachment(context.Context, blob.ID) error { return nil }
+func (nullRelay) FinalizeAttachment(context.Context, *relay.AttachmentUpload) error { return nil }
 
 // BenchmarkEncryptOnly is Upload to a relay that discards the chunks.
 func BenchmarkEncryptOnly(b *testing.B) {
@@ -83,7 +84,7 @@ type memRelay struct {
 	ct []byte
 }
 
-func (m *memRelay) AppendAttachment(_ context.Context, _ blob.ID, off int64, chunk []byte) (int64, error) {
+func (m *memRelay) AppendAttachment(_ context.Context, _ *relay.AttachmentUpload, off int64, chunk []byte) (int64, error) {
 	m.ct = append(m.ct[:off], chunk...)
 	return off + int64(len(chunk)), nil
 }

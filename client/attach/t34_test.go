@@ -13,7 +13,6 @@ import (
 
 	"github.com/moat-im/moat/client/attach"
 	"github.com/moat-im/moat/server/relay"
-	"github.com/moat-im/moat/server/store/blob"
 	"github.com/moat-im/moat/server/store/blob/fsblob"
 )
 
@@ -65,16 +64,16 @@ type lossyRelay struct {
 	appends int
 }
 
-func (l *lossyRelay) AppendAttachment(ctx context.Context, id blob.ID, off int64, chunk []byte) (int64, error) {
+func (l *lossyRelay) AppendAttachment(ctx context.Context, u *relay.AttachmentUpload, off int64, chunk []byte) (int64, error) {
 	l.appends++
 	if l.appends == 2 {
 		return 0, errors.New("injected: connection reset")
 	}
-	return l.Relay.AppendAttachment(ctx, id, off, chunk)
+	return l.Relay.AppendAttachment(ctx, u, off, chunk)
 }
 
-func (l *lossyRelay) AttachmentUploadStatus(ctx context.Context, id blob.ID) (*relay.AttachmentStatus, error) {
-	st, err := l.Relay.AttachmentUploadStatus(ctx, id)
+func (l *lossyRelay) AttachmentUploadStatus(ctx context.Context, u *relay.AttachmentUpload) (*relay.AttachmentStatus, error) {
+	st, err := l.Relay.AttachmentUploadStatus(ctx, u)
 	if err == nil {
 		st.Committed = 0
 	}

@@ -11,7 +11,6 @@ import (
 	"net/http"
 
 	"github.com/moat-im/moat/server/relay"
-	"github.com/moat-im/moat/server/store/blob"
 )
 
 // Upload encrypts size bytes read from r under a fresh key and uploads
@@ -34,7 +33,7 @@ func Upload(ctx context.Context, rl Relay, r io.Reader, size int64, o *Options) 
 	}
 	u := &uploader{ctx: ctx, rl: rl, opts: &opts, buf: make([]byte, 0, opts.ChunkSize), hash: sha256.New()}
 	err = u.retry(func() (err error) {
-		ref.ID, ref.Expires, err = rl.CreateAttachment(ctx, ref.CiphertextSize, opts.Now().Add(opts.TTL))
+		u.up, err = rl.CreateAttachment(ctx, ref.CiphertextSize, opts.Now().Add(opts.TTL))
 		return err
 	})
 	if ae, ok := errors.AsType[*relay.APIError](err); ok {
@@ -48,7 +47,7 @@ func Upload(ctx context.Context, rl Relay, r io.Reader, size int64, o *Options) 
 	if err != nil {
 		return nil, fmt.Errorf("attach: creating the upload: %w", err)
 	}
-	u.id = ref.ID
+	ref.ID, ref.Expires = u.up.ID, u.up.Expires
 	enc, err := aead.NewEncryptingWriter(u, AssociatedData(ref.ID))
 	if err != nil {
 		return nil, fmt.Errorf("attach: %w", err)
@@ -73,7 +72,7 @@ func Upload(ctx context.Context, rl Relay, r io.Reader, size int64, o *Options) 
 	if u.sent != ref.CiphertextSize {
 		return nil, fmt.Errorf("attach: internal error: %d ciphertext bytes, want %d", u.sent, ref.CiphertextSize)
 	}
-	if err := u.retry(func() error { return rl.FinalizeAttachment(ctx, ref.ID) }); err != nil {
+	if err := u.retry(func() error { return rl.FinalizeAttachment(ctx, u.up) }); err != nil {
 		return nil, fmt.Errorf("attach: finalizing: %w", err)
 	}
 	u.hash.Sum(ref.Digest[:0])
@@ -86,7 +85,9 @@ type uploader struct {
 	ctx  context.Context
 	rl   Relay
 	opts *Options
-	id   blob.ID
+	// up is the upload: its id and the upload token, kept in memory only
+	// (docs/spec/attachments.md §Upload capability).
+	up   *relay.AttachmentUpload
 	hash hash.Hash
 	buf  []byte
 	sent int64 // ciphertext offset of buf[0]
@@ -123,7 +124,7 @@ func (u *uploader) flush() error {
 	off := start
 	failures := 0
 	for off < end {
-		committed, err := u.rl.AppendAttachment(u.ctx, u.id, off, u.buf[off-start:])
+		committed, err := u.rl.AppendAttachment(u.ctx, u.up, off, u.buf[off-start:])
 		if err == nil {
 			if committed < off || committed > end {
 				return u.fail(fmt.Errorf("%w: committed offset %d after a chunk at %d..%d", ErrRelay, committed, off, end))
@@ -149,7 +150,7 @@ func (u *uploader) flush() error {
 		if err := sleep(u.ctx, u.opts.backoff(failures, wait)); err != nil {
 			return u.fail(err)
 		}
-		st, serr := u.rl.AttachmentUploadStatus(u.ctx, u.id)
+		st, serr := u.rl.AttachmentUploadStatus(u.ctx, u.up)
 		if serr != nil {
 			continue // send from off again: committed bytes are accepted again
 		}

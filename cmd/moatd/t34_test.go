@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -172,11 +174,17 @@ func TestT34RelayStorageDump(t *testing.T) {
 	blobs := map[string]*uploadedBlob{ref.ID.String(): {data: must(io.ReadAll(rc)), final: true}}
 	rc.Close()
 	partial := randBytes(100_000)
-	pid, _, err := ca.CreateAttachment(ctx, 3*int64(len(partial)), time.Now().Add(time.Hour))
+	pu, err := ca.CreateAttachment(ctx, 3*int64(len(partial)), time.Now().Add(time.Hour))
 	check(t, err)
-	_, err = ca.AppendAttachment(ctx, pid, 0, partial)
+	pid := pu.ID
+	_, err = ca.AppendAttachment(ctx, pu, 0, partial)
 	check(t, err)
-	blobs[pid.String()] = &uploadedBlob{data: partial, size: 3 * int64(len(partial))}
+	// Its meta record holds the hash of the upload token, bound to A's
+	// device (docs/spec/attachments.md §Upload capability), never the
+	// token.
+	mbA := a.mailbox()
+	ptag := sha256.Sum256(slices.Concat([]byte("moat/v1/attachment-upload\x00"), mbA[:], pu.Token[:]))
+	blobs[pid.String()] = &uploadedBlob{data: partial, size: 3 * int64(len(partial)), tag: &ptag}
 	blobs[ref.ID.String()].size = int64(len(blobs[ref.ID.String()].data))
 
 	metrics := httpBody(t, srv.url+"/metrics")
@@ -197,6 +205,7 @@ func TestT34RelayStorageDump(t *testing.T) {
 		"A's device cert":   must(a.cert.Marshal())[:64],
 		"file key":          ref.Key[:],
 		"file digest":       ref.Digest[:],
+		"upload token":      pu.Token[:],
 	}
 	forms := func(s []byte) [][]byte {
 		return [][]byte{s, bytes.ToLower(s), []byte(hex.EncodeToString(s)),
@@ -472,17 +481,20 @@ func decodeTokenRecord(t *testing.T, k, v []byte) {
 }
 
 // uploadedBlob is what the test uploaded to one blob: its declared size,
-// the ciphertext committed from offset 0, and whether it was finalized.
+// the ciphertext committed from offset 0, whether it was finalized, and
+// the tag of its meta record if the test knows it.
 type uploadedBlob struct {
 	size  int64
 	data  []byte
 	final bool
+	tag   *[32]byte
 }
 
 // dumpBlobs reads every file of the fsblob store in dir as the store reads
 // it (server/store/blob/fsblob/format.go, docs/spec/relay-storage.md §File
 // layout) and calls seen with its kind, "meta" or "chunk". Each meta
-// record must hold the declared size and final flag of an uploaded blob,
+// record must hold the declared size and final flag of an uploaded blob
+// and a non-zero tag (the hash of its upload token, never the token),
 // each chunk exactly the ciphertext the client sent at its offset, and a
 // blob's chunks must cover its committed bytes without gap or overlap.
 // Any other file is an error (temporary files do not survive a clean
@@ -514,9 +526,12 @@ func dumpBlobs(t *testing.T, dir string, want map[string]*uploadedBlob, seen fun
 		switch name := parts[3]; {
 		case name == "meta":
 			seen("meta")
-			if len(raw) != 22 || raw[0] != 1 || crc32.Checksum(raw[:18], castagnoli) != binary.BigEndian.Uint32(raw[18:]) {
+			if len(raw) != 54 || raw[0] != 2 || crc32.Checksum(raw[:50], castagnoli) != binary.BigEndian.Uint32(raw[50:]) {
 				fail("bad meta record")
 				return nil
+			}
+			if tag := raw[18:50]; bytes.Equal(tag, make([]byte, 32)) || (b.tag != nil && !bytes.Equal(tag, b.tag[:])) {
+				fail(fmt.Sprintf("meta: tag %x, want the hash of the upload token", tag))
 			}
 			if size := int64(binary.BigEndian.Uint64(raw[1:])); size != b.size || (raw[17] == 1) != b.final {
 				fail(fmt.Sprintf("meta: size %d final %d, want %d %v", size, raw[17], b.size, b.final))

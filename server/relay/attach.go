@@ -17,7 +17,8 @@ import (
 )
 
 // Attachments (docs/spec/attachments.md §Relay API): resumable uploads of
-// encrypted attachments by authenticated devices, within per-device and
+// encrypted attachments by authenticated devices, each under the upload
+// token its creation answered (attach_token.go), within per-device and
 // per-tenant byte budgets, and anonymous downloads by blob id.
 
 // AttachmentLimits bound attachments (docs/spec/attachments.md §Quotas).
@@ -72,9 +73,10 @@ const HeaderUploadOffset = "Upload-Offset"
 
 // AttachmentCreated answers a creation.
 type AttachmentCreated struct {
-	ID      string `json:"id"`      // 64 hex digits
-	Size    int64  `json:"size"`    // ciphertext size
-	Expires int64  `json:"expires"` // Unix ms
+	ID          string `json:"id"`           // 64 hex digits
+	Size        int64  `json:"size"`         // ciphertext size
+	Expires     int64  `json:"expires"`      // Unix ms
+	UploadToken string `json:"upload_token"` // FormatUploadToken; a secret
 }
 
 // AttachmentStatus answers GET …/upload.
@@ -261,7 +263,8 @@ func (r *Relay) postAttachment(w http.ResponseWriter, req *http.Request, ss *ses
 		return
 	}
 	expires := time.UnixMilli(exp)
-	id, err := a.store.Create(req.Context(), size, expires)
+	tok := newUploadToken()
+	id, err := a.store.Create(req.Context(), size, expires, uploadTag(&ss.Authenticated, &tok))
 	if err != nil {
 		a.deviceBudget.give(string(mb[:]), size)
 		a.tenantBudget.give(string(ss.Tenant[:]), size)
@@ -269,7 +272,7 @@ func (r *Relay) postAttachment(w http.ResponseWriter, req *http.Request, ss *ses
 		return
 	}
 	a.met.requests.WithLabelValues("create", "ok").Inc()
-	b, _ := json.Marshal(&AttachmentCreated{ID: id.String(), Size: size, Expires: exp})
+	b, _ := json.Marshal(&AttachmentCreated{ID: id.String(), Size: size, Expires: exp, UploadToken: FormatUploadToken(&tok)})
 	w.Header().Set("Content-Type", httpserve.ContentJSON)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Location", Prefix+"attachments/"+id.String()+"/upload")
@@ -277,15 +280,50 @@ func (r *Relay) postAttachment(w http.ResponseWriter, req *http.Request, ss *ses
 	w.Write(append(b, '\n'))
 }
 
+// uploadToken returns the request's upload token, or answers 400 if the
+// Moat-Upload-Token header is missing or malformed. It is called before the
+// store is asked, so that answer says nothing about the blob.
+func (r *Relay) uploadToken(w http.ResponseWriter, req *http.Request, op string) (UploadToken, bool) {
+	v := req.Header.Values(HeaderUploadToken)
+	if len(v) == 1 {
+		if t, err := ParseUploadToken(v[0]); err == nil {
+			return t, true
+		}
+	}
+	httpserve.WriteError(w, http.StatusBadRequest, "Moat-Upload-Token required")
+	r.att.met.requests.WithLabelValues(op, "invalid").Inc()
+	return UploadToken{}, false
+}
+
+// upload returns the state of upload id if tok, presented by the session's
+// device, is its upload token. Otherwise it answers 404 as for an unknown
+// blob (docs/spec/attachments.md §Upload capability).
+func (r *Relay) upload(w http.ResponseWriter, req *http.Request, ss *session, op string, id blob.ID, tok *UploadToken) (blob.Info, bool) {
+	info, err := r.att.store.Info(req.Context(), id)
+	if err != nil {
+		r.blobError(w, op, err)
+		return info, false
+	}
+	if !uploadAllowed(&ss.Authenticated, tok, info.Tag) {
+		httpserve.WriteError(w, http.StatusNotFound, "no such attachment")
+		r.att.met.requests.WithLabelValues(op, "denied").Inc()
+		return info, false
+	}
+	return info, true
+}
+
 // getAttachmentUpload is GET /relay/v1/attachments/{id}/upload.
-func (r *Relay) getAttachmentUpload(w http.ResponseWriter, req *http.Request, _ *session) {
+func (r *Relay) getAttachmentUpload(w http.ResponseWriter, req *http.Request, ss *session) {
 	id, ok := r.blobID(w, req)
 	if !ok {
 		return
 	}
-	info, err := r.att.store.Info(req.Context(), id)
-	if err != nil {
-		r.blobError(w, "status", err)
+	tok, ok := r.uploadToken(w, req, "status")
+	if !ok {
+		return
+	}
+	info, ok := r.upload(w, req, ss, "status", id, &tok)
+	if !ok {
 		return
 	}
 	r.att.met.requests.WithLabelValues("status", "ok").Inc()
@@ -298,7 +336,7 @@ const minUploadRate = 128 << 10
 
 // patchAttachmentUpload is PATCH /relay/v1/attachments/{id}/upload
 // (docs/spec/attachments.md §Upload).
-func (r *Relay) patchAttachmentUpload(w http.ResponseWriter, req *http.Request, _ *session) {
+func (r *Relay) patchAttachmentUpload(w http.ResponseWriter, req *http.Request, ss *session) {
 	a := r.att
 	id, ok := r.blobID(w, req)
 	if !ok {
@@ -320,9 +358,12 @@ func (r *Relay) patchAttachmentUpload(w http.ResponseWriter, req *http.Request, 
 		a.met.requests.WithLabelValues("append", "invalid").Inc()
 		return
 	}
-	info, err := a.store.Info(req.Context(), id)
-	if err != nil {
-		r.blobError(w, "append", err)
+	tok, ok := r.uploadToken(w, req, "append")
+	if !ok {
+		return
+	}
+	info, ok := r.upload(w, req, ss, "append", id, &tok)
+	if !ok {
 		return
 	}
 	if info.Final {
@@ -353,9 +394,16 @@ func (r *Relay) patchAttachmentUpload(w http.ResponseWriter, req *http.Request, 
 }
 
 // postAttachmentFinalize is POST /relay/v1/attachments/{id}/finalize.
-func (r *Relay) postAttachmentFinalize(w http.ResponseWriter, req *http.Request, _ *session) {
+func (r *Relay) postAttachmentFinalize(w http.ResponseWriter, req *http.Request, ss *session) {
 	id, ok := r.blobID(w, req)
 	if !ok {
+		return
+	}
+	tok, ok := r.uploadToken(w, req, "finalize")
+	if !ok {
+		return
+	}
+	if _, ok := r.upload(w, req, ss, "finalize", id, &tok); !ok {
 		return
 	}
 	err := r.att.store.Finalize(req.Context(), id)

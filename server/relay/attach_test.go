@@ -69,22 +69,23 @@ func TestAttachmentProtocol(t *testing.T) {
 	rand.Read(data)
 	size := int64(len(data))
 
-	id, exp, err := a.c.CreateAttachment(ctx, size, clk.now().Add(time.Hour))
+	up, err := a.c.CreateAttachment(ctx, size, clk.now().Add(time.Hour))
 	ok(t, err)
-	if exp.UnixMilli() != clk.now().Add(time.Hour).UnixMilli() {
-		t.Fatalf("expiry %v", exp)
+	if up.Expires.UnixMilli() != clk.now().Add(time.Hour).UnixMilli() || up.Token == (relay.UploadToken{}) {
+		t.Fatalf("creation %+v", up)
 	}
+	id := up.ID
 	// Not downloadable before it is finalized.
 	_, _, err = w.anon().DownloadAttachment(ctx, id, 0)
 	attachErrStatus(t, err, http.StatusNotFound)
 
-	c, err := a.c.AppendAttachment(ctx, id, 0, data[:100_000])
+	c, err := a.c.AppendAttachment(ctx, up, 0, data[:100_000])
 	ok(t, err)
 	if c != 100_000 {
 		t.Fatalf("committed %d", c)
 	}
 	// A gap names the committed offset.
-	_, err = a.c.AppendAttachment(ctx, id, 200_000, data[200_000:])
+	_, err = a.c.AppendAttachment(ctx, up, 200_000, data[200_000:])
 	var oe *relay.OffsetError
 	if !errors.As(err, &oe) || oe.Committed != 100_000 {
 		t.Fatalf("gap: %v", err)
@@ -92,35 +93,35 @@ func TestAttachmentProtocol(t *testing.T) {
 	// Other bytes at a committed offset: 409.
 	bad := bytes.Clone(data[50_000:150_000])
 	bad[0] ^= 1
-	_, err = a.c.AppendAttachment(ctx, id, 50_000, bad)
+	_, err = a.c.AppendAttachment(ctx, up, 50_000, bad)
 	if !errors.As(err, &oe) || oe.Committed != 100_000 {
 		t.Fatalf("mismatch: %v", err)
 	}
 	// A retry overlapping committed bytes is accepted.
-	c, err = a.c.AppendAttachment(ctx, id, 50_000, data[50_000:250_000])
+	c, err = a.c.AppendAttachment(ctx, up, 50_000, data[50_000:250_000])
 	ok(t, err)
 	if c != 250_000 {
 		t.Fatalf("committed %d", c)
 	}
-	st, err := a.c.AttachmentUploadStatus(ctx, id)
+	st, err := a.c.AttachmentUploadStatus(ctx, up)
 	ok(t, err)
 	if st.Size != size || st.Committed != 250_000 || st.Final {
 		t.Fatalf("status %+v", st)
 	}
 	// Finalize before the end: 409 with the offset.
-	err = a.c.FinalizeAttachment(ctx, id)
+	err = a.c.FinalizeAttachment(ctx, up)
 	if !errors.As(err, &oe) || oe.Committed != 250_000 {
 		t.Fatalf("early finalize: %v", err)
 	}
 	// Past the declared size: 400.
-	_, err = a.c.AppendAttachment(ctx, id, 250_000, make([]byte, size-250_000+1))
+	_, err = a.c.AppendAttachment(ctx, up, 250_000, make([]byte, size-250_000+1))
 	attachErrStatus(t, err, http.StatusBadRequest)
-	_, err = a.c.AppendAttachment(ctx, id, 250_000, data[250_000:])
+	_, err = a.c.AppendAttachment(ctx, up, 250_000, data[250_000:])
 	ok(t, err)
-	ok(t, a.c.FinalizeAttachment(ctx, id))
-	ok(t, a.c.FinalizeAttachment(ctx, id)) // idempotent
+	ok(t, a.c.FinalizeAttachment(ctx, up))
+	ok(t, a.c.FinalizeAttachment(ctx, up)) // idempotent
 	// A finalized blob refuses appends, even of the same bytes.
-	_, err = a.c.AppendAttachment(ctx, id, 0, data[:10])
+	_, err = a.c.AppendAttachment(ctx, up, 0, data[:10])
 	if !errors.As(err, &oe) || oe.Committed != size {
 		t.Fatalf("append after finalize: %v", err)
 	}
@@ -174,9 +175,9 @@ func TestAttachmentProtocol(t *testing.T) {
 		w.session(a, deviceauth.PurposeMailbox), nil); code != 403 {
 		t.Errorf("mailbox session: %d", code)
 	}
-	// The log holds no id.
-	if strings.Contains(w.logs.String(), id.String()) {
-		t.Fatal("blob id in the request log")
+	// The log holds no id and no upload token.
+	if strings.Contains(w.logs.String(), id.String()) || strings.Contains(w.logs.String(), relay.FormatUploadToken(&up.Token)) {
+		t.Fatal("blob id or upload token in the request log")
 	}
 	if m := metricsText(t, w); !strings.Contains(m, `moat_relay_attachment_bytes_total{dir="up"}`) ||
 		!strings.Contains(m, `moat_relay_attachment_requests_total{op="create",result="ok"} 1`) {
@@ -199,30 +200,32 @@ func TestT42AttachmentLimits(t *testing.T) {
 	x := w.newDevice(tenantB, 0, 0)
 	exp := clk.now().Add(time.Hour)
 
-	_, _, err := a.c.CreateAttachment(ctx, 1<<20+1, exp)
+	_, err := a.c.CreateAttachment(ctx, 1<<20+1, exp)
 	attachErrStatus(t, err, http.StatusRequestEntityTooLarge)
-	_, _, err = a.c.CreateAttachment(ctx, 1<<40, exp)
+	_, err = a.c.CreateAttachment(ctx, 1<<40, exp)
 	attachErrStatus(t, err, http.StatusRequestEntityTooLarge)
 	for _, q := range []string{"size=0&expires=1", "size=-1&expires=1", "size=010&expires=1", "size=10", "size=10&expires=1&x=1", "size=1e3&expires=1"} {
 		if code := w.call("POST", "/relay/v1/attachments?"+q, w.session(a, deviceauth.PurposeAttachments), nil); code != 400 {
 			t.Errorf("%s: %d", q, code)
 		}
 	}
-	_, _, err = a.c.CreateAttachment(ctx, 10, clk.now().Add(31*24*time.Hour))
+	_, err = a.c.CreateAttachment(ctx, 10, clk.now().Add(31*24*time.Hour))
 	attachErrStatus(t, err, http.StatusBadRequest)
-	_, _, err = a.c.CreateAttachment(ctx, 10, clk.now().Add(-time.Second))
+	_, err = a.c.CreateAttachment(ctx, 10, clk.now().Add(-time.Second))
 	attachErrStatus(t, err, http.StatusBadRequest)
 
-	id, _, err := a.c.CreateAttachment(ctx, 1<<20, exp)
+	up, err := a.c.CreateAttachment(ctx, 1<<20, exp)
 	ok(t, err)
+	id := up.ID
 	// A chunk over MaxChunk: 413 at once, from Content-Length.
-	_, err = a.c.AppendAttachment(ctx, id, 0, make([]byte, 64<<10+1))
+	_, err = a.c.AppendAttachment(ctx, up, 0, make([]byte, 64<<10+1))
 	attachErrStatus(t, err, http.StatusRequestEntityTooLarge)
 	// No Content-Length: 411.
 	sess := w.session(a, deviceauth.PurposeAttachments)
 	req := must(http.NewRequest("PATCH", w.srv.URL+"/relay/v1/attachments/"+id.String()+"/upload", io.MultiReader(strings.NewReader("abc"))))
 	req.Header.Set("Authorization", sess)
 	req.Header.Set(relay.HeaderUploadOffset, "0")
+	req.Header.Set(relay.HeaderUploadToken, relay.FormatUploadToken(&up.Token))
 	if code, _, _ := raw(t, req); code != http.StatusLengthRequired {
 		t.Errorf("no Content-Length: %d", code)
 	}
@@ -243,6 +246,7 @@ func TestT42AttachmentLimits(t *testing.T) {
 		req := must(http.NewRequest("PATCH", w.srv.URL+"/relay/v1/attachments/"+id.String()+"/upload", strings.NewReader("abc")))
 		req.Header.Set("Authorization", sess)
 		req.Header.Set(relay.HeaderUploadOffset, off)
+		req.Header.Set(relay.HeaderUploadToken, relay.FormatUploadToken(&up.Token))
 		if code, _, _ := raw(t, req); code != 400 {
 			t.Errorf("offset %q: %d", off, code)
 		}
@@ -250,27 +254,27 @@ func TestT42AttachmentLimits(t *testing.T) {
 
 	// Device budget: a has 3 MiB, 1 MiB taken; 2 more fit, the next does not.
 	for range 2 {
-		_, _, err = a.c.CreateAttachment(ctx, 1<<20, exp)
+		_, err = a.c.CreateAttachment(ctx, 1<<20, exp)
 		ok(t, err)
 	}
-	_, _, err = a.c.CreateAttachment(ctx, 1<<20, exp)
+	_, err = a.c.CreateAttachment(ctx, 1<<20, exp)
 	attachErrStatus(t, err, http.StatusInsufficientStorage)
 	if ae := err.(*relay.APIError); ae.RetryAfter < time.Second {
 		t.Fatalf("Retry-After %v", ae.RetryAfter)
 	}
 	// b of the same tenant: the tenant has 5 MiB, 3 taken; 2 fit.
 	for range 2 {
-		_, _, err = b.c.CreateAttachment(ctx, 1<<20, exp)
+		_, err = b.c.CreateAttachment(ctx, 1<<20, exp)
 		ok(t, err)
 	}
-	_, _, err = c.c.CreateAttachment(ctx, 1<<20, exp)
+	_, err = c.c.CreateAttachment(ctx, 1<<20, exp)
 	attachErrStatus(t, err, http.StatusInsufficientStorage)
 	// c's refused creation took nothing from c: a small one still fits
 	// c's budget but not the tenant's.
-	_, _, err = c.c.CreateAttachment(ctx, 1, exp)
+	_, err = c.c.CreateAttachment(ctx, 1, exp)
 	attachErrStatus(t, err, http.StatusInsufficientStorage)
 	// Another tenant is served.
-	_, _, err = x.c.CreateAttachment(ctx, 1<<20, exp)
+	_, err = x.c.CreateAttachment(ctx, 1<<20, exp)
 	ok(t, err)
 	m := metricsText(t, w)
 	for _, s := range []string{`scope="device"} 1`, `scope="tenant"} 2`, `scope="size"} 4`} {
@@ -288,12 +292,12 @@ func TestAttachmentRateLimited(t *testing.T) {
 	a, b := w.newDevice(tenantA, 0, 0), w.newDevice(tenantA, 0, 0)
 	var err error
 	for range 10 {
-		if _, _, err = a.c.CreateAttachment(ctx, 10, clk.now().Add(time.Hour)); err != nil {
+		if _, err = a.c.CreateAttachment(ctx, 10, clk.now().Add(time.Hour)); err != nil {
 			break
 		}
 	}
 	attachErrStatus(t, err, http.StatusTooManyRequests)
-	_, _, err = b.c.CreateAttachment(ctx, 10, clk.now().Add(time.Hour))
+	_, err = b.c.CreateAttachment(ctx, 10, clk.now().Add(time.Hour))
 	ok(t, err)
 }
 
@@ -303,20 +307,20 @@ func TestAttachmentExpiry(t *testing.T) {
 	ctx := context.Background()
 	w, clk, _ := attachWorld(t, relay.Limits{}, relay.AttachmentLimits{SweepInterval: -1}, blob.Limits{})
 	a := w.newDevice(tenantA, 0, 0)
-	done, _, err := a.c.CreateAttachment(ctx, 3, clk.now().Add(time.Minute))
+	done, err := a.c.CreateAttachment(ctx, 3, clk.now().Add(time.Minute))
 	ok(t, err)
 	_, err = a.c.AppendAttachment(ctx, done, 0, []byte("abc"))
 	ok(t, err)
 	ok(t, a.c.FinalizeAttachment(ctx, done))
-	pending, _, err := a.c.CreateAttachment(ctx, 3, clk.now().Add(time.Minute))
+	pending, err := a.c.CreateAttachment(ctx, 3, clk.now().Add(time.Minute))
 	ok(t, err)
-	later, _, err := a.c.CreateAttachment(ctx, 3, clk.now().Add(time.Hour))
+	later, err := a.c.CreateAttachment(ctx, 3, clk.now().Add(time.Hour))
 	ok(t, err)
-	_, _, err = w.anon().DownloadAttachment(ctx, done, 0)
+	_, _, err = w.anon().DownloadAttachment(ctx, done.ID, 0)
 	ok(t, err)
 
 	clk.add(time.Minute)
-	_, _, err = w.anon().DownloadAttachment(ctx, done, 0)
+	_, _, err = w.anon().DownloadAttachment(ctx, done.ID, 0)
 	attachErrStatus(t, err, http.StatusNotFound)
 	_, err = a.c.AppendAttachment(ctx, pending, 0, []byte("abc"))
 	attachErrStatus(t, err, http.StatusNotFound)
@@ -338,7 +342,7 @@ func TestAttachmentExpiry(t *testing.T) {
 func TestAttachmentsNotServed(t *testing.T) {
 	w := newWorld(t, worldOptions{})
 	a := w.newDevice(tenantA, 0, 0)
-	_, _, err := a.c.CreateAttachment(context.Background(), 10, time.Now().Add(time.Hour))
+	_, err := a.c.CreateAttachment(context.Background(), 10, time.Now().Add(time.Hour))
 	attachErrStatus(t, err, http.StatusNotFound)
 	if code := w.call("GET", "/relay/v1/attachments/"+strings.Repeat("ab", 32), "", nil); code != 404 {
 		t.Fatalf("download: %d", code)
@@ -375,8 +379,9 @@ func TestAttachmentSweeper(t *testing.T) {
 	ctx := context.Background()
 	w, clk, store := attachWorld(t, relay.Limits{}, relay.AttachmentLimits{SweepInterval: time.Millisecond}, blob.Limits{})
 	a := w.newDevice(tenantA, 0, 0)
-	id, _, err := a.c.CreateAttachment(ctx, 3, clk.now().Add(time.Minute))
+	up, err := a.c.CreateAttachment(ctx, 3, clk.now().Add(time.Minute))
 	ok(t, err)
+	id := up.ID
 	clk.add(time.Minute)
 	// Wait for a sweep (a hang guard, not a timing assertion).
 	for guard := time.Now().Add(time.Minute); !strings.Contains(metricsText(t, w), "moat_relay_attachment_swept_total 1"); {

@@ -62,28 +62,54 @@ func (c *Client) attachReq(ctx context.Context, method, path string, body []byte
 
 func attachmentPath(id blob.ID) string { return "/relay/v1/attachments/" + id.String() }
 
+// AttachmentUpload is an upload in progress: its blob id, its expiry, and
+// the upload token that only the creating device holds (in memory; it
+// survives a relay restart, not the client process). The id alone lets
+// anyone download the finalized blob; appending, the upload's state and
+// finalizing need the token as well (docs/spec/attachments.md §Upload
+// capability).
+type AttachmentUpload struct {
+	ID      blob.ID
+	Token   UploadToken
+	Expires time.Time
+}
+
+// header returns the request header carrying u's token, and extra.
+func (u *AttachmentUpload) header(extra http.Header) http.Header {
+	h := http.Header{HeaderUploadToken: {FormatUploadToken(&u.Token)}}
+	for k, v := range extra {
+		h[k] = v
+	}
+	return h
+}
+
 // CreateAttachment creates an upload of size ciphertext bytes that expires
-// at expires, and returns its id and the expiry the relay recorded.
-func (c *Client) CreateAttachment(ctx context.Context, size int64, expires time.Time) (blob.ID, time.Time, error) {
+// at expires, and returns it with its id, the expiry the relay recorded and
+// its upload token.
+func (c *Client) CreateAttachment(ctx context.Context, size int64, expires time.Time) (*AttachmentUpload, error) {
 	path := fmt.Sprintf("/relay/v1/attachments?size=%d&expires=%d", size, expires.UnixMilli())
 	_, b, err := c.attachReq(ctx, http.MethodPost, path, nil, nil)
 	if err != nil {
-		return blob.ID{}, time.Time{}, err
+		return nil, err
 	}
 	var cr AttachmentCreated
 	if err := json.Unmarshal(b, &cr); err != nil {
-		return blob.ID{}, time.Time{}, fmt.Errorf("relay: attachment creation answer: %w", err)
+		return nil, fmt.Errorf("%w: attachment creation answer", ErrMalformed)
 	}
 	id, err := ParseBlobID(cr.ID)
 	if err != nil || cr.Size != size || cr.Expires != expires.UnixMilli() {
-		return blob.ID{}, time.Time{}, fmt.Errorf("%w: attachment creation answer", ErrMalformed)
+		return nil, fmt.Errorf("%w: attachment creation answer", ErrMalformed)
 	}
-	return id, time.UnixMilli(cr.Expires), nil
+	tok, err := ParseUploadToken(cr.UploadToken)
+	if err != nil {
+		return nil, fmt.Errorf("%w: attachment creation answer without an upload token", ErrMalformed)
+	}
+	return &AttachmentUpload{ID: id, Token: tok, Expires: time.UnixMilli(cr.Expires)}, nil
 }
 
 // AttachmentUploadStatus returns the state of an upload.
-func (c *Client) AttachmentUploadStatus(ctx context.Context, id blob.ID) (*AttachmentStatus, error) {
-	_, b, err := c.attachReq(ctx, http.MethodGet, attachmentPath(id)+"/upload", nil, nil)
+func (c *Client) AttachmentUploadStatus(ctx context.Context, u *AttachmentUpload) (*AttachmentStatus, error) {
+	_, b, err := c.attachReq(ctx, http.MethodGet, attachmentPath(u.ID)+"/upload", nil, u.header(nil))
 	if err != nil {
 		return nil, err
 	}
@@ -99,14 +125,14 @@ func (c *Client) AttachmentUploadStatus(ctx context.Context, id blob.ID) (*Attac
 
 // AppendAttachment uploads chunk at offset and returns the committed
 // offset. A 409 is an *OffsetError carrying the committed offset.
-func (c *Client) AppendAttachment(ctx context.Context, id blob.ID, offset int64, chunk []byte) (int64, error) {
+func (c *Client) AppendAttachment(ctx context.Context, u *AttachmentUpload, offset int64, chunk []byte) (int64, error) {
 	if len(chunk) == 0 {
 		return 0, errors.New("relay: empty attachment chunk")
 	}
-	resp, _, err := c.attachReq(ctx, http.MethodPatch, attachmentPath(id)+"/upload", chunk, http.Header{
+	resp, _, err := c.attachReq(ctx, http.MethodPatch, attachmentPath(u.ID)+"/upload", chunk, u.header(http.Header{
 		HeaderUploadOffset: {strconv.FormatInt(offset, 10)},
 		"Content-Type":     {"application/offset+octet-stream"},
-	})
+	}))
 	if err != nil {
 		return 0, err
 	}
@@ -119,8 +145,8 @@ func (c *Client) AppendAttachment(ctx context.Context, id blob.ID, offset int64,
 
 // FinalizeAttachment seals a fully uploaded attachment. Before every byte
 // is committed it is an *OffsetError.
-func (c *Client) FinalizeAttachment(ctx context.Context, id blob.ID) error {
-	_, _, err := c.attachReq(ctx, http.MethodPost, attachmentPath(id)+"/finalize", nil, nil)
+func (c *Client) FinalizeAttachment(ctx context.Context, u *AttachmentUpload) error {
+	_, _, err := c.attachReq(ctx, http.MethodPost, attachmentPath(u.ID)+"/finalize", nil, u.header(nil))
 	return err
 }
 

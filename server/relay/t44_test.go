@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,10 +23,11 @@ import (
 // session of a device of another tenant that has the same device id; the
 // endpoints of another device's keys refuse another tenant's devices. The
 // owner's own session is accepted. The token issuance endpoints answer
-// for the session's tenant only (tenant B has no issuer: 404); the
-// attachment upload endpoints take any attachments session, the blob id
-// being the upload capability (docs/spec/attachments.md §Who may
-// download), so another tenant's device that knew an id could use it.
+// for the session's tenant only (tenant B has no issuer: 404); any
+// device may create an attachment upload, and only the creating device,
+// with the upload token of the creation's answer, may append to it, ask
+// its state or finalize it (docs/spec/attachments.md §Upload capability;
+// "attachment upload capability" below).
 func TestT44Authorization(t *testing.T) {
 	w := newWorld(t, worldOptions{})
 	w.srv.Close()
@@ -56,9 +58,10 @@ func TestT44Authorization(t *testing.T) {
 	issueReq, _ := must2(deliverytoken.RequestTokens(issuer.Public(), tenantA, 1))
 	expires := strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)
 	chunk := []byte("ciphertext")
-	blobID, _, err := a.c.CreateAttachment(context.Background(), int64(len(chunk)), time.Now().Add(time.Hour))
+	up, err := a.c.CreateAttachment(context.Background(), int64(len(chunk)), time.Now().Add(time.Hour))
 	ok(t, err)
-	att := "/relay/v1/attachments/" + blobID.String()
+	att := "/relay/v1/attachments/" + up.ID.String()
+	tokA := relay.FormatUploadToken(&up.Token)
 	type endpoint struct {
 		method, path string
 		purpose      deviceauth.Purpose
@@ -83,9 +86,6 @@ func TestT44Authorization(t *testing.T) {
 		{"GET", "/relay/v1/tokens/issuer-key", deviceauth.PurposeTokenIssuance, nil, false, 200, 404, nil},
 		{"POST", "/relay/v1/tokens/issue", deviceauth.PurposeTokenIssuance, issueReq, false, 200, 404, nil},
 		{"POST", "/relay/v1/attachments?size=10&expires=" + expires, deviceauth.PurposeAttachments, nil, false, 201, 201, nil},
-		{"GET", att + "/upload", deviceauth.PurposeAttachments, nil, false, 200, 200, nil},
-		{"PATCH", att + "/upload", deviceauth.PurposeAttachments, chunk, false, 204, 204, http.Header{relay.HeaderUploadOffset: {"0"}}},
-		{"POST", att + "/finalize", deviceauth.PurposeAttachments, nil, false, 204, 204, nil},
 	}
 	otherPurpose := func(p deviceauth.Purpose) deviceauth.Purpose {
 		if p == deviceauth.PurposeMailbox {
@@ -126,6 +126,97 @@ func TestT44Authorization(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("attachment upload capability", func(t *testing.T) {
+		type call struct {
+			method, path string
+			body         []byte
+			header       http.Header
+			ok           int
+		}
+		calls := []call{
+			{"GET", att + "/upload", nil, nil, 200},
+			{"PATCH", att + "/upload", chunk, http.Header{relay.HeaderUploadOffset: {"0"}}, 204},
+			{"POST", att + "/finalize", nil, nil, 204},
+		}
+		send := func(c call, auth string, token []string) (int, []byte) {
+			t.Helper()
+			req := must(http.NewRequest(c.method, w.srv.URL+c.path, bytes.NewReader(c.body)))
+			for k, v := range c.header {
+				req.Header[k] = v
+			}
+			if auth != "" {
+				req.Header.Set("Authorization", auth)
+			}
+			if token != nil {
+				req.Header[relay.HeaderUploadToken] = token
+			}
+			code, _, body := raw(t, req)
+			return code, body
+		}
+		wrong := relay.UploadToken{7}
+		wrongTok := relay.FormatUploadToken(&wrong)
+		// The answer to an unknown blob, with A's token and session.
+		unknown := func(c call) (int, []byte) {
+			c.path = strings.Replace(c.path, up.ID.String(), strings.Repeat("ab", 32), 1)
+			return send(c, sess[a][deviceauth.PurposeAttachments], []string{tokA})
+		}
+		refusals := func(final bool) {
+			t.Helper()
+			for _, c := range calls {
+				// The session comes first, even with the token.
+				for auth, want := range map[string]int{"": 401, forged: 401, "Bearer x": 401,
+					sess[a][deviceauth.PurposeMailbox]: 403, sess[a][deviceauth.PurposeTokenIssuance]: 403} {
+					if code, _ := send(c, auth, []string{tokA}); code != want {
+						t.Errorf("%s %s with the token, session %.12q: %d, want %d", c.method, c.path, auth, code, want)
+					}
+				}
+				uc, ub := unknown(c)
+				if uc != 404 {
+					t.Fatalf("%s %s of an unknown blob: %d", c.method, c.path, uc)
+				}
+				for _, d := range []struct {
+					name string
+					dev  *device
+				}{{"another tenant's device with A's device id", x}, {"another device of the tenant", b}, {"the creator", a}} {
+					auth := sess[d.dev][deviceauth.PurposeAttachments]
+					// The id alone: 400, whoever asks, before the store is
+					// consulted.
+					for _, tok := range [][]string{{}, {""}, {tokA[:42]}, {tokA + "A"}, {tokA[:42] + "B"}, {tokA, tokA}} {
+						if code, _ := send(c, auth, tok); code != 400 {
+							t.Errorf("%s %s, %s, token %q: %d, want 400", c.method, c.path, d.name, tok, code)
+						}
+					}
+					toks := []string{wrongTok}
+					if d.dev != a {
+						toks = append(toks, tokA)
+					}
+					for _, tok := range toks {
+						// Refused exactly as an unknown blob is.
+						if code, body := send(c, auth, []string{tok}); code != uc || !bytes.Equal(body, ub) {
+							t.Errorf("%s %s, %s, final %v, token %s: %d %q, want %d %q", c.method, c.path, d.name, final, tok[:4], code, body, uc, ub)
+						}
+					}
+				}
+			}
+		}
+		refusals(false)
+		// Nothing changed: the upload is empty and open.
+		if st := must(a.c.AttachmentUploadStatus(context.Background(), up)); st.Committed != 0 || st.Final {
+			t.Fatalf("after the refused calls: %+v", st)
+		}
+		for _, c := range calls {
+			if code, body := send(c, sess[a][deviceauth.PurposeAttachments], []string{tokA}); code != c.ok {
+				t.Fatalf("%s %s by the creator: %d %s", c.method, c.path, code, body)
+			}
+		}
+		// A finalized upload: the same refusals, and its finalization
+		// is not revealed to others.
+		refusals(true)
+		if code := w.call("GET", att, "", nil); code != 200 {
+			t.Fatalf("download by id: %d", code)
+		}
+	})
 
 	t.Run("device auth", func(t *testing.T) {
 		resp := w.authResponse(a, deviceauth.PurposeMailbox)

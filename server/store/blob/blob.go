@@ -2,8 +2,9 @@
 // in docs/spec/relay-storage.md §Blobs: resumable uploads of encrypted
 // attachments, read back by range, that expire.
 //
-// An upload is created with its total size and expiry and gets a random
-// 32-byte ID, which names the blob from then on. Its bytes are appended in
+// An upload is created with its total size, expiry and an opaque tag
+// (kept, never interpreted) and gets a random 32-byte ID, which names the
+// blob from then on. Its bytes are appended in
 // chunks at explicit offsets; each chunk is durable before Append
 // returns, so an interrupted upload resumes from the committed offset
 // (Info). A chunk that repeats committed bytes is accepted (a retry); a
@@ -58,6 +59,12 @@ type ID [32]byte
 
 func (id ID) String() string { return fmt.Sprintf("%x", id[:]) }
 
+// Tag is 32 opaque bytes a blob is created with: the store keeps them in
+// the blob's metadata and Info returns them, uninterpreted. The relay puts
+// the hash of the upload capability there (docs/spec/attachments.md
+// §Upload capability). A blob stored before tags existed has the zero Tag.
+type Tag [32]byte
+
 // Info describes a blob.
 type Info struct {
 	// Size is the declared total size.
@@ -69,6 +76,8 @@ type Info struct {
 	Expires time.Time
 	// Final reports whether the blob is finalized (readable).
 	Final bool
+	// Tag is the tag the blob was created with.
+	Tag Tag
 }
 
 // Store is the blob storage seam (docs/spec/relay-storage.md §Blob
@@ -76,8 +85,9 @@ type Info struct {
 // blobtest.Run.
 type Store interface {
 	// Create starts an upload of size bytes (1 ≤ size ≤ the store's
-	// maximum) that expires at expires, durably, and returns its ID.
-	Create(ctx context.Context, size int64, expires time.Time) (ID, error)
+	// maximum) that expires at expires, with tag, durably, and returns its
+	// ID.
+	Create(ctx context.Context, size int64, expires time.Time, tag Tag) (ID, error)
 
 	// Append writes the n bytes read from r at offset (n at most the
 	// store's chunk limit, offset+n at most the size) and returns the

@@ -88,9 +88,14 @@ func Run(t *testing.T, newStore NewStore) {
 	}
 }
 
+// testTag is the tag create gives a blob of size bytes.
+func testTag(size int64) blob.Tag {
+	return sha256.Sum256(fmt.Appendf(nil, "blobtest tag %d", size))
+}
+
 func create(t *testing.T, s blob.Store, size int64, clock *Clock) blob.ID {
 	t.Helper()
-	id, err := s.Create(ctx, size, clock.Now().Add(time.Hour))
+	id, err := s.Create(ctx, size, clock.Now().Add(time.Hour), testTag(size))
 	if err != nil {
 		t.Fatalf("Create(%d): %v", size, err)
 	}
@@ -152,7 +157,8 @@ func testUploadRead(t *testing.T, newStore NewStore) {
 	for _, size := range []int{1, 1000, 65535, 65536, 65537, 300_000} {
 		data := Data(uint64(size), size)
 		id := create(t, s, int64(size), clock)
-		if i := info(t, s, id); i.Size != int64(size) || i.Committed != 0 || i.Final || !i.Expires.Equal(clock.Now().Add(time.Hour)) {
+		if i := info(t, s, id); i.Size != int64(size) || i.Committed != 0 || i.Final || !i.Expires.Equal(clock.Now().Add(time.Hour)) ||
+			i.Tag != testTag(int64(size)) {
 			t.Fatalf("Info of a new upload: %+v", i)
 		}
 		chunk := max(size/3, 1)
@@ -165,7 +171,7 @@ func testUploadRead(t *testing.T, newStore NewStore) {
 		if err := s.Finalize(ctx, id); err != nil {
 			t.Fatal(err)
 		}
-		if i := info(t, s, id); !i.Final {
+		if i := info(t, s, id); !i.Final || i.Tag != testTag(int64(size)) {
 			t.Fatalf("Info after Finalize: %+v", i)
 		}
 		if got := read(t, s, id, 0, int64(size)); !bytes.Equal(got, data) {
@@ -242,7 +248,7 @@ func testRefusals(t *testing.T, newStore NewStore) {
 		size int64
 		ttl  time.Duration
 	}{"size 0": {0, time.Hour}, "size over the limit": {1<<20 + 1, time.Hour}, "expired": {10, 0}, "past the TTL": {10, 31 * 24 * time.Hour}} {
-		if _, err := s.Create(ctx, tc.size, clock.Now().Add(tc.ttl)); !errors.Is(err, blob.ErrInvalid) {
+		if _, err := s.Create(ctx, tc.size, clock.Now().Add(tc.ttl), blob.Tag{}); !errors.Is(err, blob.ErrInvalid) {
 			t.Errorf("Create %s: %v", name, err)
 		}
 	}
@@ -335,7 +341,7 @@ func testRanges(t *testing.T, newStore NewStore) {
 func testExpiry(t *testing.T, newStore NewStore) {
 	clock := NewClock()
 	s := newStore(t, Config{Now: clock.Now})
-	short, err := s.Create(ctx, 10, clock.Now().Add(time.Minute))
+	short, err := s.Create(ctx, 10, clock.Now().Add(time.Minute), blob.Tag{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,7 +455,7 @@ func testClosed(t *testing.T, newStore NewStore) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Create(ctx, 10, clock.Now().Add(time.Hour)); !errors.Is(err, blob.ErrClosed) {
+	if _, err := s.Create(ctx, 10, clock.Now().Add(time.Hour), blob.Tag{}); !errors.Is(err, blob.ErrClosed) {
 		t.Errorf("Create after Close: %v", err)
 	}
 	if _, err := s.Append(ctx, id, 0, bytes.NewReader(Data(1, 10)), 10); !errors.Is(err, blob.ErrClosed) {
@@ -482,7 +488,7 @@ func RunDurable(t *testing.T, open OpenStore) {
 			t.Fatal(err)
 		}
 		s = open(t, dir, cfg)
-		if i := info(t, s, id); i.Committed != 200_000 || i.Size != 500_000 || i.Final {
+		if i := info(t, s, id); i.Committed != 200_000 || i.Size != 500_000 || i.Final || i.Tag != testTag(500_000) {
 			t.Fatalf("Info after reopen: %+v", i)
 		}
 		if _, err := s.Info(ctx, gone); !errors.Is(err, blob.ErrNotFound) {
@@ -497,13 +503,20 @@ func RunDurable(t *testing.T, open OpenStore) {
 			t.Fatal(err)
 		}
 		s = open(t, dir, cfg)
-		defer s.Close()
 		appendAt(t, s, id, 350_000, data[350_000:])
 		if err := s.Finalize(ctx, id); err != nil {
 			t.Fatal(err)
 		}
 		if got := read(t, s, id, 0, 500_000); !bytes.Equal(got, data) {
 			t.Fatal("resumed blob differs")
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s = open(t, dir, cfg)
+		defer s.Close()
+		if i := info(t, s, id); !i.Final || i.Tag != testTag(500_000) {
+			t.Fatalf("Info of a finalized blob after reopen: %+v", i)
 		}
 	})
 }
@@ -534,7 +547,7 @@ func (g *genReader) Read(p []byte) (int, error) {
 func RunStreaming(t *testing.T, s blob.Store, size, chunk int64) {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	id, err := s.Create(ctx, size, time.Now().Add(time.Hour))
+	id, err := s.Create(ctx, size, time.Now().Add(time.Hour), blob.Tag{})
 	if err != nil {
 		t.Fatal(err)
 	}

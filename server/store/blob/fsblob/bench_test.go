@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moat-im/moat/server/store/blob"
 	"github.com/moat-im/moat/server/store/blob/blobtest"
 )
 
@@ -22,7 +23,7 @@ func BenchmarkAppend(b *testing.B) {
 	s := openTest(b, testOptions(b.TempDir(), blobtest.Config{}))
 	defer s.Close()
 	data := blobtest.Data(1, benchChunk)
-	id, err := s.Create(context.Background(), int64(b.N)*benchChunk, time.Now().Add(time.Hour))
+	id, err := s.Create(context.Background(), int64(b.N)*benchChunk, time.Now().Add(time.Hour), blob.Tag{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -40,7 +41,7 @@ func BenchmarkRead(b *testing.B) {
 	defer s.Close()
 	data := blobtest.Data(1, benchChunk)
 	const chunks = 16
-	id, err := s.Create(context.Background(), chunks*benchChunk, time.Now().Add(time.Hour))
+	id, err := s.Create(context.Background(), chunks*benchChunk, time.Now().Add(time.Hour), blob.Tag{})
 	if err != nil {
 		b.Fatal(err)
 	}

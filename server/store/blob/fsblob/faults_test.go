@@ -59,7 +59,7 @@ func TestT38DiskFull(t *testing.T) {
 	defer func() { s.Close() }()
 	const chunk = 100_000
 	data := blobtest.Data(38, 10*chunk)
-	id, err := s.Create(ctx, int64(len(data)), clock.Now().Add(time.Hour))
+	id, err := s.Create(ctx, int64(len(data)), clock.Now().Add(time.Hour), blob.Tag{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestT38DiskFull(t *testing.T) {
 
 	// Create and Finalize fail closed too.
 	inj.SetFull(true)
-	if _, err := s.Create(ctx, 10, clock.Now().Add(time.Hour)); !errors.Is(err, blob.ErrUnavailable) {
+	if _, err := s.Create(ctx, 10, clock.Now().Add(time.Hour), blob.Tag{}); !errors.Is(err, blob.ErrUnavailable) {
 		t.Fatalf("Create on a full disk: %v", err)
 	}
 	inj.SetFull(false)
@@ -161,7 +161,7 @@ func TestT39Corruption(t *testing.T) {
 	setup := func(t *testing.T) (*Store, string, blob.ID) {
 		dir := t.TempDir()
 		s := openTest(t, testOptions(dir, blobtest.Config{Now: clock.Now}))
-		id, err := s.Create(ctx, int64(len(data)), clock.Now().Add(time.Hour))
+		id, err := s.Create(ctx, int64(len(data)), clock.Now().Add(time.Hour), blob.Tag{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,9 +11,11 @@ package fsblob
 // <offset> is 16 lowercase hexadecimal digits. A blob's chunks, sorted by
 // offset, cover [0, committed) without gap or overlap.
 //
-// Meta record (22 bytes): uint8 version = 1 || uint64 size || int64
-// expires_ms || uint8 final (0 or 1) || uint32 crc32c of the preceding
-// bytes.
+// Meta record (54 bytes): uint8 version = 2 || uint64 size || int64
+// expires_ms || uint8 final (0 or 1) || opaque tag[32] || uint32 crc32c
+// of the preceding bytes. A version 1 record (22 bytes, written before
+// tags existed) is the same without the tag: it reads as the zero tag and
+// is rewritten as version 2 (zero tag) when finalized.
 //
 // Chunk file: data || crc[ceil(n / 65536)] || trailer, where crc[i] is
 // the CRC-32C of the i-th 64 KiB block of data (the last may be shorter),
@@ -43,8 +45,10 @@ const (
 	chunkSuffix = ".chunk"
 	tempPrefix  = ".tmp-"
 	metaName    = "meta"
-	metaVersion = 1
-	metaSize    = 1 + 8 + 8 + 1 + 4
+	metaVersion = 2
+	metaSize    = 1 + 8 + 8 + 1 + 32 + 4
+	// metaV1Size is the size of a version 1 meta record (no tag).
+	metaV1Size = 1 + 8 + 8 + 1 + 4
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -106,6 +110,7 @@ type meta struct {
 	size      int64
 	expiresMs int64
 	final     bool
+	tag       blob.Tag
 }
 
 func (m meta) encode() []byte {
@@ -118,18 +123,36 @@ func (m meta) encode() []byte {
 		f = 1
 	}
 	b = append(b, f)
+	b = append(b, m.tag[:]...)
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
+// decodeMeta parses a meta record of version 2, or of version 1 (the zero
+// tag).
 func decodeMeta(b []byte) (meta, error) {
-	if len(b) != metaSize || b[0] != metaVersion || b[17] > 1 ||
-		crc32.Checksum(b[:metaSize-4], castagnoli) != binary.BigEndian.Uint32(b[metaSize-4:]) {
+	if len(b) == 0 {
+		return meta{}, fmt.Errorf("%w: empty meta record", blob.ErrCorrupt)
+	}
+	var want int
+	switch b[0] {
+	case 1:
+		want = metaV1Size
+	case metaVersion:
+		want = metaSize
+	default:
+		return meta{}, fmt.Errorf("%w: meta record version %d (this store reads 1 and 2)", blob.ErrCorrupt, b[0])
+	}
+	if len(b) != want || b[17] > 1 ||
+		crc32.Checksum(b[:want-4], castagnoli) != binary.BigEndian.Uint32(b[want-4:]) {
 		return meta{}, fmt.Errorf("%w: meta record", blob.ErrCorrupt)
 	}
 	m := meta{
 		size:      int64(binary.BigEndian.Uint64(b[1:])),
 		expiresMs: int64(binary.BigEndian.Uint64(b[9:])),
 		final:     b[17] == 1,
+	}
+	if b[0] == metaVersion {
+		copy(m.tag[:], b[18:18+len(m.tag)])
 	}
 	if m.size < 1 || m.expiresMs < 0 {
 		return meta{}, fmt.Errorf("%w: meta record", blob.ErrCorrupt)

@@ -380,7 +380,7 @@ func (c *openChunk) readBlock(i int64, buf []byte) ([]byte, error) {
 }
 
 // Create implements blob.Store.
-func (s *Store) Create(ctx context.Context, size int64, expires time.Time) (blob.ID, error) {
+func (s *Store) Create(ctx context.Context, size int64, expires time.Time, tag blob.Tag) (blob.ID, error) {
 	var id blob.ID
 	exp, err := s.limits.CheckCreate(size, expires, s.now())
 	if err != nil {
@@ -398,7 +398,7 @@ func (s *Store) Create(ctx context.Context, size int64, expires time.Time) (blob
 	if err := s.checkSpace(0); err != nil {
 		return id, err
 	}
-	m := meta{size: size, expiresMs: exp}
+	m := meta{size: size, expiresMs: exp, tag: tag}
 	if err := s.create(id, m); err != nil {
 		return id, fmt.Errorf("fsblob: create: %w: %v", blob.ErrUnavailable, err)
 	}
@@ -607,7 +607,7 @@ func (s *Store) Info(ctx context.Context, id blob.ID) (blob.Info, error) {
 	if err := s.load(id, st); err != nil {
 		return blob.Info{}, fmt.Errorf("fsblob: info of %v: %w", id, err)
 	}
-	return blob.Info{Size: st.meta.size, Committed: st.committed(), Expires: time.UnixMilli(st.meta.expiresMs), Final: st.meta.final}, nil
+	return blob.Info{Size: st.meta.size, Committed: st.committed(), Expires: time.UnixMilli(st.meta.expiresMs), Final: st.meta.final, Tag: st.meta.tag}, nil
 }
 
 // Finalize implements blob.Store.

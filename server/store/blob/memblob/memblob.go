@@ -36,6 +36,7 @@ type entry struct {
 	size      int64
 	expiresMs int64
 	final     bool
+	tag       blob.Tag
 	data      []byte
 }
 
@@ -66,7 +67,7 @@ func (s *Store) get(id blob.ID) (*entry, error) {
 }
 
 // Create implements blob.Store.
-func (s *Store) Create(ctx context.Context, size int64, expires time.Time) (blob.ID, error) {
+func (s *Store) Create(ctx context.Context, size int64, expires time.Time, tag blob.Tag) (blob.ID, error) {
 	var id blob.ID
 	exp, err := s.limits.CheckCreate(size, expires, s.now())
 	if err != nil {
@@ -81,7 +82,7 @@ func (s *Store) Create(ctx context.Context, size int64, expires time.Time) (blob
 	if s.closed {
 		return id, blob.ErrClosed
 	}
-	s.blobs[id] = &entry{size: size, expiresMs: exp}
+	s.blobs[id] = &entry{size: size, expiresMs: exp, tag: tag}
 	return id, nil
 }
 
@@ -123,7 +124,7 @@ func (s *Store) Info(ctx context.Context, id blob.ID) (blob.Info, error) {
 	if err != nil {
 		return blob.Info{}, err
 	}
-	return blob.Info{Size: e.size, Committed: int64(len(e.data)), Expires: time.UnixMilli(e.expiresMs), Final: e.final}, nil
+	return blob.Info{Size: e.size, Committed: int64(len(e.data)), Expires: time.UnixMilli(e.expiresMs), Final: e.final, Tag: e.tag}, nil
 }
 
 // Finalize implements blob.Store.
