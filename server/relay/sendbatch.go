@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -74,6 +75,8 @@ func (r *Relay) postSendBatch(w http.ResponseWriter, req *http.Request) {
 		httpserve.WriteError(w, http.StatusInternalServerError, "internal error")
 		return
 	}
+	// Content-Length, not chunked: the answer is known whole.
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
 	writeBinary(w, out)
 }
 
