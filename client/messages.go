@@ -215,6 +215,7 @@ func (c *Client) send(ctx context.Context, to UserID, m *Message) (MessageID, er
 			if err := saveSession(tx, o.mb, o.ps); err != nil {
 				return err
 			}
+			o.group = outboxGroup(ct.MessageID, t.cert.User)
 			if err := c.putOutbox(tx, o); err != nil {
 				return err
 			}
@@ -276,7 +277,7 @@ func (c *Client) ensureVerifier(ctx context.Context, user UserID) error {
 func (c *Client) putOutbox(tx localstore.Tx, o *outgoing) error {
 	id := c.dev.Outbox
 	c.dev.Outbox++
-	return putJSON(tx, kindOutbox, u64(id), &outboxRecord{Envelope: o.env, Auth: o.auth})
+	return putJSON(tx, kindOutbox, u64(id), &outboxRecord{Envelope: o.env, Auth: o.auth, Group: o.group})
 }
 
 // flushOutbox sends every stored envelope and deletes the ones the relay
@@ -304,36 +305,55 @@ func (c *Client) flushOutbox(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	recs := make([]outboxRecord, len(items))
+	for i := range items {
+		recs[i] = items[i].rec
+	}
 	var errs []error
-	for _, it := range items {
-		_, err := c.anon.Send(ctx, it.rec.Auth, it.rec.Envelope)
-		var ae *relay.APIError
-		if errors.As(err, &ae) && ae.Status == http.StatusForbidden && !it.rec.Retried {
-			if terr := c.ensureAnonTokens(ctx, 1); terr == nil {
-				if terr := c.st.Update(func(tx localstore.Tx) error {
-					auth, err := c.authorization(tx, &outgoing{ps: &peerSession{}})
-					if err != nil {
-						return err
-					}
-					it.rec.Auth, it.rec.Retried = auth, true
-					return putJSON(tx, kindOutbox, it.id, &it.rec)
-				}); terr == nil {
-					_, err = c.anon.Send(ctx, it.rec.Auth, it.rec.Envelope)
-				}
+	for i := 0; i < len(items); {
+		n := outboxRun(recs[i:])
+		sendErrs := c.sendOutbox(ctx, recs[i:i+n])
+		for k, err := range sendErrs {
+			if err := c.flushOne(ctx, items[i+k].id, items[i+k].rec, err, &errs); err != nil {
+				return err
 			}
 		}
-		if err != nil && !(errors.As(err, &ae) && permanent(ae.Status)) {
-			errs = append(errs, err)
-			continue
-		}
-		if err := c.st.Update(func(tx localstore.Tx) error { return tx.Delete("", kindOutbox, it.id) }); err != nil {
-			return err
-		}
-		if err != nil {
-			c.emit(Event{Kind: EventError, Err: fmt.Errorf("client: the relay refused a message for good: %w", err)})
-		}
+		i += n
 	}
 	return errors.Join(errs...)
+}
+
+// flushOne finishes the send of outbox record id, which the relay
+// answered with err (see flushOutbox): it retries a 403 once with a fresh
+// anonymous token, deletes what was accepted or refused for good, and
+// adds what may succeed later to errs. It returns an error of the store.
+func (c *Client) flushOne(ctx context.Context, id []byte, rec outboxRecord, err error, errs *[]error) error {
+	var ae *relay.APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusForbidden && !rec.Retried {
+		if terr := c.ensureAnonTokens(ctx, 1); terr == nil {
+			if terr := c.st.Update(func(tx localstore.Tx) error {
+				auth, err := c.authorization(tx, &outgoing{ps: &peerSession{}})
+				if err != nil {
+					return err
+				}
+				rec.Auth, rec.Retried = auth, true
+				return putJSON(tx, kindOutbox, id, &rec)
+			}); terr == nil {
+				_, err = c.anon.Send(ctx, rec.Auth, rec.Envelope)
+			}
+		}
+	}
+	if err != nil && !(errors.As(err, &ae) && permanent(ae.Status)) {
+		*errs = append(*errs, err)
+		return nil
+	}
+	if err := c.st.Update(func(tx localstore.Tx) error { return tx.Delete("", kindOutbox, id) }); err != nil {
+		return err
+	}
+	if err != nil {
+		c.emit(Event{Kind: EventError, Err: fmt.Errorf("client: the relay refused a message for good: %w", err)})
+	}
+	return nil
 }
 
 // permanent reports whether a relay answer to a send will not change on

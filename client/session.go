@@ -74,6 +74,8 @@ type outgoing struct {
 	ps   *peerSession
 	env  []byte
 	auth []byte
+	// group names the outbox batch (outbox_batch.go).
+	group []byte
 }
 
 // bundleFor fetches and opens the prekey bundle of device cert (whose

@@ -113,6 +113,8 @@ type outboxRecord struct {
 	Envelope []byte
 	Auth     []byte
 	Retried  bool // sent again with a fresh anonymous token after a 403
+	// Group names the batch the record is sent in (outbox_batch.go).
+	Group []byte `json:",omitempty"`
 }
 
 type seenRecord struct {

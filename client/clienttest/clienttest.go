@@ -348,7 +348,8 @@ func (s *Server) Send(env, auth []byte) error {
 }
 
 // Capture is an http.RoundTripper that keeps the body of every envelope
-// sent (POST /relay/v1/send) through it.
+// sent (POST /relay/v1/send, and each item of POST /relay/v1/send-batch)
+// through it.
 type Capture struct {
 	mu        sync.Mutex
 	Envelopes [][]byte
@@ -382,9 +383,29 @@ func (c *Capture) RoundTrip(r *http.Request) (*http.Response, error) {
 		c.mu.Unlock()
 		r.Body = io.NopCloser(bytes.NewReader(b))
 	}
+	if r.Method == http.MethodPost && r.URL.Path == "/relay/v1/send-batch" && r.Body != nil {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		r.Body.Close()
+		if items, err := relay.ParseSendBatch(b); err == nil {
+			c.mu.Lock()
+			for _, it := range items {
+				var kind deliverytoken.Kind
+				if a, err := deliverytoken.ParseSendAuthorization(it.Auth); err == nil {
+					kind = a.Kind
+				}
+				c.Envelopes = append(c.Envelopes, bytes.Clone(it.Envelope))
+				c.Kinds = append(c.Kinds, kind)
+			}
+			c.mu.Unlock()
+		}
+		r.Body = io.NopCloser(bytes.NewReader(b))
+	}
 	c.mu.Lock()
 	fail := c.FailAcks && strings.HasSuffix(r.URL.Path, "/ack")
-	drop := c.DropSendAnswers && r.URL.Path == "/relay/v1/send"
+	drop := c.DropSendAnswers && (r.URL.Path == "/relay/v1/send" || r.URL.Path == "/relay/v1/send-batch")
 	c.mu.Unlock()
 	if fail {
 		return nil, errors.New("clienttest: acknowledgement dropped")

@@ -60,9 +60,10 @@ type runFlags struct {
 	http2        bool
 	memVerifiers bool
 	relayBin     string
+	batch        int
 }
 
-var allPhases = []string{"raw", "tls", "send", "anon", "latency", "memory", "pushmem", "e2e"}
+var allPhases = []string{"raw", "tls", "send", "sendbatch", "anon", "latency", "memory", "pushmem", "e2e"}
 
 func newRunCmd() *cobra.Command {
 	var f runFlags
@@ -97,6 +98,7 @@ prints a table. Each phase that stores envelopes gets a fresh relay.`,
 	fl.IntVar(&f.e2eHigh, "e2e-high", 2000, "high offered rate of the e2e phase, sends per second")
 	fl.DurationVar(&f.e2eFor, "e2e-duration", 3*time.Second, "length of each e2e rate")
 	fl.StringSliceVar(&f.phases, "phases", allPhases, "phases to run")
+	fl.IntVar(&f.batch, "batch", 16, "envelopes per request in the sendbatch phase (1 to 64)")
 	fl.BoolVar(&f.http2, "http2", false, "send over HTTP/2 (default HTTP/1.1 keep-alive connections)")
 	fl.BoolVar(&f.memVerifiers, "memory-verifiers", false, "relay keeps delivery-token verifiers in memory (default badgertokens)")
 	fl.StringVar(&f.relayBin, "relay-bin", "", "binary to run as the relay process (default this one)")
@@ -145,6 +147,9 @@ func runLoad(ctx context.Context, f runFlags, stdout, stderr io.Writer) error {
 	}
 	if f.devices < 1 || f.messages < 1 || f.anonMessages < 1 || f.concurrency < 1 || f.producers < 1 || f.openConns < 1 || len(f.rates) == 0 || slices.Min(f.rates) < 1 || f.e2eLow < 1 || f.e2eHigh < 1 {
 		return errors.New("counts and rates must be positive")
+	}
+	if f.batch < 1 || f.batch > relay.MaxBatchItems {
+		return fmt.Errorf("--batch: want 1 to %d", relay.MaxBatchItems)
 	}
 	for _, p := range f.phases {
 		if !slices.Contains(allPhases, p) {
@@ -199,6 +204,11 @@ func runLoad(ctx context.Context, f runFlags, stdout, stderr io.Writer) error {
 	if has("tls") || has("send") {
 		if err := g.sends(ctx, has("tls"), has("send")); err != nil {
 			return fmt.Errorf("send: %w", err)
+		}
+	}
+	if has("sendbatch") {
+		if err := g.sendBatches(ctx); err != nil {
+			return fmt.Errorf("sendbatch: %w", err)
 		}
 	}
 	if has("anon") {

@@ -9,6 +9,7 @@
 //     (HTTP and TLS alone);
 //   - durable sealed sends through the relay over TLS, envelopes sealed
 //     before the timed part, closed loop;
+//   - the same in batches of --batch per POST /relay/v1/send-batch;
 //   - the same with anonymous tokens, each spent durably;
 //   - enqueue-ack latency at a fixed offered rate (open loop);
 //   - the relay process's memory per idle TLS connection, and per idle
@@ -19,7 +20,7 @@
 //
 // Usage:
 //
-//	moat-load run [--phases raw,tls,send,anon,latency,memory,pushmem,e2e] [--messages 50000] [--devices 1000]
+//	moat-load run [--phases raw,tls,send,sendbatch,anon,latency,memory,pushmem,e2e] [--batch 16] [--messages 50000] [--devices 1000]
 //	              [--concurrency 256] [--rate 10000,5000,2000] [--conns 10000,18000] [--push-conns 2000,4000] ...
 //
 // cmd/README.md §moat-load describes every flag.

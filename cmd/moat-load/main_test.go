@@ -35,6 +35,7 @@ func TestRunSmoke(t *testing.T) {
 		"| HTTP+TLS alone: 2048-byte POSTs",
 		"| durable 2048-byte sealed sends (100 B content) through the relay over TLS |",
 		"| durable 2048-byte sealed sends with anonymous tokens |",
+		"| durable 2048-byte sealed sends (100 B content) through the relay over TLS, 16 per send-batch request |",
 		"| enqueue-ack latency at an offered 200 msgs/s |",
 		"| relay memory per idle TLS connection (slope) |",
 		"between 5 and 10 connections",
@@ -58,6 +59,7 @@ func TestRunFlags(t *testing.T) {
 		{"run", "--push-conns", "4"},
 		{"run", "--phases", "raw,bogus"},
 		{"run", "--rate", "0"},
+		{"run", "--batch", "65"},
 	} {
 		var out, errs bytes.Buffer
 		if code := run(t.Context(), args, &out, &errs); code == 0 {

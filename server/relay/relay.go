@@ -328,6 +328,7 @@ func (r *Relay) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /relay/v1/auth/challenge", r.postChallenge)
 	mux.HandleFunc("POST /relay/v1/auth/session", r.postSession)
 	mux.HandleFunc("POST /relay/v1/send", r.postSend)
+	mux.HandleFunc("POST /relay/v1/send-batch", r.postSendBatch)
 	mux.HandleFunc("POST /relay/v1/attachments", r.authedAttach(r.postAttachment))
 	mux.HandleFunc("GET /relay/v1/attachments/{id}/upload", r.authedAttach(r.getAttachmentUpload))
 	mux.HandleFunc("PATCH /relay/v1/attachments/{id}/upload", r.authedAttach(r.patchAttachmentUpload))

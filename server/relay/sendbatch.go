@@ -1,0 +1,223 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/moat-im/moat/crypto/deliverytoken"
+	"github.com/moat-im/moat/crypto/sealed"
+	"github.com/moat-im/moat/internal/httpserve"
+	"github.com/moat-im/moat/server/store/mailbox"
+)
+
+// postSendBatch is POST /relay/v1/send-batch: up to MaxBatchItems
+// anonymous sends in one request, each checked as a single send is, in
+// the same order, with the same limits, and answered on its own
+// (docs/spec/api.md §Batch send). The accepted items are enqueued
+// together, so that they ride the same group commit of the mailbox store.
+func (r *Relay) postSendBatch(w http.ResponseWriter, req *http.Request) {
+	addr := httpserve.ClientKey(req.RemoteAddr)
+	// Step 1 of the first item, before a byte of the body is read.
+	if ok, wait := r.sendAddrLimit.Allow(addr); !ok {
+		r.sendRefused(w, "address", wait)
+		return
+	}
+	n := req.ContentLength
+	switch {
+	case n < 0:
+		httpserve.WriteError(w, http.StatusLengthRequired, "Content-Length required")
+		return
+	case n > MaxBatchSize:
+		r.met.sends.WithLabelValues("too-large").Inc()
+		httpserve.WriteError(w, http.StatusRequestEntityTooLarge, "batch too large")
+		return
+	}
+	body, ok := httpserve.ReadBody(w, req, n)
+	if !ok {
+		return
+	}
+	if int64(len(body)) != n {
+		httpserve.WriteError(w, http.StatusBadRequest, "short body")
+		return
+	}
+	items, err := ParseSendBatch(body)
+	if err != nil {
+		r.met.sends.WithLabelValues("malformed").Inc()
+		httpserve.WriteError(w, http.StatusBadRequest, "malformed batch")
+		return
+	}
+	res := make([]BatchResult, len(items))
+	accepted := make([]*sealed.Header, len(items))
+	for i, it := range items {
+		h, st, wait := r.checkBatchItem(addr, i > 0, it)
+		if st != 0 {
+			res[i] = BatchResult{Status: st, RetryAfter: retryAfterSeconds(st, wait)}
+			continue
+		}
+		accepted[i] = h
+	}
+	// Step 8 for the accepted items at once: each waits for the group
+	// commit that makes it durable, and the writer drains them together.
+	var wg sync.WaitGroup
+	for i, h := range accepted {
+		if h == nil {
+			continue
+		}
+		wg.Go(func() { res[i] = r.enqueueBatchItem(req.Context(), h, items[i].Envelope) })
+	}
+	wg.Wait()
+	out, err := MarshalBatchResults(res)
+	if err != nil {
+		httpserve.WriteError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	// Content-Length, not chunked: the answer is known whole.
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+	writeBinary(w, out)
+}
+
+// checkBatchItem runs steps 1-7 of §Send on one item and returns its
+// parsed header, or the status (and the wait of a 429 or 503) of the first
+// failure. Step 1 is skipped for the first item: the request spent it.
+func (r *Relay) checkBatchItem(addr string, spendAddr bool, it BatchItem) (*sealed.Header, int, time.Duration) {
+	if spendAddr {
+		if ok, wait := r.sendAddrLimit.Allow(addr); !ok {
+			r.itemRefused("address")
+			return nil, http.StatusTooManyRequests, wait
+		}
+	}
+	if st := batchEnvelopeStatus(len(it.Envelope), r.opts.Limits.MaxEnvelope); st != 0 {
+		if st == http.StatusRequestEntityTooLarge {
+			r.met.sends.WithLabelValues("too-large").Inc()
+		} else {
+			r.met.sends.WithLabelValues("malformed").Inc()
+		}
+		return nil, st, 0
+	}
+	switch {
+	case len(it.Auth) == 0:
+		r.met.sends.WithLabelValues("unauthorized").Inc()
+		return nil, http.StatusUnauthorized, 0
+	case len(it.Auth) > maxItemAuth:
+		return nil, http.StatusBadRequest, 0
+	}
+	sa, err := deliverytoken.ParseSendAuthorization(it.Auth)
+	if err != nil {
+		r.met.sends.WithLabelValues("malformed").Inc()
+		return nil, http.StatusBadRequest, 0
+	}
+	h, err := sealed.ParseHeader(it.Envelope)
+	if err != nil {
+		r.met.sends.WithLabelValues("malformed").Inc()
+		return nil, http.StatusBadRequest, 0
+	}
+	// Existence hiding: steps 5 and 6 as in postSend, before the
+	// directory.
+	if ok, wait := r.sendMailboxLimit.Allow(string(h.Mailbox[:])); !ok {
+		r.itemRefused("mailbox")
+		return nil, http.StatusTooManyRequests, wait
+	}
+	var tokenKey string
+	if sa.Kind == deliverytoken.KindMAC {
+		v := deliverytoken.VerifierOf(h.Mailbox, sa.MAC)
+		tokenKey = "mac/" + string(h.Mailbox[:]) + string(v[:])
+	} else {
+		t := h.Mailbox.Tenant()
+		tokenKey = "anon/" + string(t[:])
+	}
+	if ok, wait := r.sendTokenLimit.Allow(tokenKey); !ok {
+		r.itemRefused("token")
+		return nil, http.StatusTooManyRequests, wait
+	}
+	if _, err := r.author.Authorize(h.Mailbox, it.Auth); err != nil {
+		switch {
+		case errors.Is(err, deliverytoken.ErrBadToken), errors.Is(err, deliverytoken.ErrDoubleSpend):
+			r.met.sends.WithLabelValues("forbidden").Inc()
+			return nil, http.StatusForbidden, 0
+		case errors.Is(err, deliverytoken.ErrMalformed):
+			r.met.sends.WithLabelValues("malformed").Inc()
+			return nil, http.StatusBadRequest, 0
+		default:
+			r.opts.Logger.Error("token check", "err", err)
+			return nil, http.StatusServiceUnavailable, 5 * time.Second
+		}
+	}
+	if _, err := r.opts.Directory.Device(h.Mailbox.Tenant(), h.Mailbox.Device(), r.opts.Now()); err != nil {
+		if errors.Is(err, ErrUnknownDevice) {
+			r.met.sends.WithLabelValues("unknown-mailbox").Inc()
+			return nil, http.StatusNotFound, 0
+		}
+		return nil, http.StatusServiceUnavailable, 5 * time.Second
+	}
+	return h, 0, 0
+}
+
+// enqueueBatchItem is step 8 of §Send for an accepted item.
+func (r *Relay) enqueueBatchItem(ctx context.Context, h *sealed.Header, body []byte) BatchResult {
+	now := r.opts.Now()
+	ttl := min(time.Duration(h.TTL)*time.Second, r.opts.Limits.MaxTTL)
+	id := StoreMailboxID(h.Mailbox)
+	// The store keeps the body: copy it out of the request's buffer, so
+	// that one kept envelope does not pin the whole batch.
+	rc, err := r.opts.Mailboxes.Enqueue(ctx, id, mailbox.Message{
+		ID: mailbox.MessageID(h.MessageID), Expires: now.Add(ttl), Body: append([]byte(nil), body...),
+	})
+	if err != nil {
+		r.met.sends.WithLabelValues("store-error").Inc()
+		return r.storeResult(err)
+	}
+	st, err := r.opts.Mailboxes.Status(ctx, id)
+	if err != nil {
+		return r.storeResult(err)
+	}
+	head, err := r.heads.signHead(id, max(st.Head, rc.Seq))
+	if err != nil {
+		return BatchResult{Status: http.StatusInternalServerError}
+	}
+	if rc.Duplicate {
+		r.met.sends.WithLabelValues("duplicate").Inc()
+	} else {
+		r.met.sends.WithLabelValues("ok").Inc()
+		r.met.sendBytes.Observe(float64(len(body)))
+	}
+	return BatchResult{Status: http.StatusOK, Receipt: &Receipt{Seq: rc.Seq, Duplicate: rc.Duplicate, Head: head}}
+}
+
+// storeResult is storeError as an item's result.
+func (r *Relay) storeResult(err error) BatchResult {
+	switch {
+	case errors.Is(err, mailbox.ErrInvalid):
+		return BatchResult{Status: http.StatusBadRequest}
+	case errors.Is(err, mailbox.ErrIDConflict):
+		return BatchResult{Status: http.StatusConflict}
+	case errors.Is(err, mailbox.ErrQuota):
+		return BatchResult{Status: http.StatusInsufficientStorage}
+	case errors.Is(err, mailbox.ErrUnavailable), errors.Is(err, mailbox.ErrClosed), errors.Is(err, context.Canceled):
+		r.met.unavailable.Inc()
+		return BatchResult{Status: http.StatusServiceUnavailable, RetryAfter: 5}
+	case errors.Is(err, mailbox.ErrCorrupt):
+		r.opts.Logger.Error("ALARM: corrupt mailbox store", "err", err)
+	default:
+		r.opts.Logger.Error("mailbox store", "err", err)
+	}
+	return BatchResult{Status: http.StatusInternalServerError}
+}
+
+func (r *Relay) itemRefused(scope string) {
+	r.met.rateLimited.WithLabelValues("send-" + scope).Inc()
+	r.met.sends.WithLabelValues("rate-limited").Inc()
+}
+
+// retryAfterSeconds is the Retry-After of an item: whole seconds, at
+// least 1, for 429 and 503 (httpserve.RetryAfter), else 0.
+func retryAfterSeconds(status int, wait time.Duration) uint32 {
+	if status != http.StatusTooManyRequests && status != http.StatusServiceUnavailable {
+		return 0
+	}
+	s := int64((wait + time.Second - 1) / time.Second)
+	return uint32(min(max(s, 1), 1<<31))
+}
