@@ -132,15 +132,59 @@ func (r *Relay) postSend(w http.ResponseWriter, req *http.Request) {
 		httpserve.WriteError(w, http.StatusBadRequest, "malformed envelope")
 		return
 	}
-	// Existence hiding (existence.go): the limits and the token come
-	// before the device directory, so that a caller without a valid token
-	// gets the same answer for a mailbox that does not exist.
-	if ok, wait := r.sendMailboxLimit.Allow(string(h.Mailbox[:])); !ok {
-		r.sendRefused(w, "mailbox", wait)
+	if v := r.admitSend(h, sa, auth); v.status != 0 {
+		v.write(w)
 		return
 	}
-	// The token's limit is checked before the token is redeemed, so that
-	// a limited send does not burn an anonymous token.
+	rc, err := r.enqueueSend(req.Context(), h, body)
+	if err != nil {
+		if errors.Is(err, errSignHead) {
+			httpserve.WriteError(w, http.StatusInternalServerError, "internal error")
+		} else {
+			r.storeError(w, err)
+		}
+		return
+	}
+	out, err := rc.Marshal()
+	if err != nil {
+		httpserve.WriteError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	writeBinary(w, out)
+}
+
+// sendVerdict is a refusal by admitSend: the status, its Retry-After
+// (429, 503) and the message a single send answers with.
+type sendVerdict struct {
+	status int
+	wait   time.Duration
+	msg    string
+}
+
+// write answers a single send with v.
+func (v sendVerdict) write(w http.ResponseWriter) {
+	switch v.status {
+	case http.StatusTooManyRequests:
+		httpserve.TooMany(w, v.wait)
+	case http.StatusServiceUnavailable:
+		httpserve.Unavailable(w, v.wait, v.msg)
+	default:
+		httpserve.WriteError(w, v.status, v.msg)
+	}
+}
+
+// admitSend runs steps 5-7 of docs/spec/api.md §Send, for a single send
+// and for each item of a batch: the mailbox and token limits, the token,
+// then the device directory. Existence hiding (existence.go): the limits
+// and the token come before the directory, so that a caller without a
+// valid token gets the same answer for a mailbox that does not exist; the
+// token's limit comes before the token is redeemed, so that a limited send
+// does not burn an anonymous token. The zero verdict admits the send.
+func (r *Relay) admitSend(h *sealed.Header, sa *deliverytoken.SendAuthorization, auth []byte) sendVerdict {
+	if ok, wait := r.sendMailboxLimit.Allow(string(h.Mailbox[:])); !ok {
+		r.itemRefused("mailbox")
+		return sendVerdict{status: http.StatusTooManyRequests, wait: wait}
+	}
 	var tokenKey string
 	if sa.Kind == deliverytoken.KindMAC {
 		v := deliverytoken.VerifierOf(h.Mailbox, sa.MAC)
@@ -150,57 +194,56 @@ func (r *Relay) postSend(w http.ResponseWriter, req *http.Request) {
 		tokenKey = "anon/" + string(t[:])
 	}
 	if ok, wait := r.sendTokenLimit.Allow(tokenKey); !ok {
-		r.sendRefused(w, "token", wait)
-		return
+		r.itemRefused("token")
+		return sendVerdict{status: http.StatusTooManyRequests, wait: wait}
 	}
 	if _, err := r.author.Authorize(h.Mailbox, auth); err != nil {
 		switch {
 		case errors.Is(err, deliverytoken.ErrBadToken), errors.Is(err, deliverytoken.ErrDoubleSpend):
 			r.met.sends.WithLabelValues("forbidden").Inc()
-			httpserve.WriteError(w, http.StatusForbidden, "token does not authorise this send")
+			return sendVerdict{status: http.StatusForbidden, msg: "token does not authorise this send"}
 		case errors.Is(err, deliverytoken.ErrMalformed):
 			r.met.sends.WithLabelValues("malformed").Inc()
-			httpserve.WriteError(w, http.StatusBadRequest, "malformed send authorization")
+			return sendVerdict{status: http.StatusBadRequest, msg: "malformed send authorization"}
 		default:
 			r.opts.Logger.Error("token check", "err", err)
-			httpserve.Unavailable(w, 5*time.Second, "token store unavailable")
+			return sendVerdict{status: http.StatusServiceUnavailable, wait: 5 * time.Second, msg: "token store unavailable"}
 		}
-		return
 	}
-	now := r.opts.Now()
-	if _, err := r.opts.Directory.Device(h.Mailbox.Tenant(), h.Mailbox.Device(), now); err != nil {
+	if _, err := r.opts.Directory.Device(h.Mailbox.Tenant(), h.Mailbox.Device(), r.opts.Now()); err != nil {
 		if errors.Is(err, ErrUnknownDevice) {
 			r.met.sends.WithLabelValues("unknown-mailbox").Inc()
-			httpserve.WriteError(w, http.StatusNotFound, "no such mailbox")
-		} else {
-			httpserve.Unavailable(w, 5*time.Second, "device directory unavailable")
+			return sendVerdict{status: http.StatusNotFound, msg: "no such mailbox"}
 		}
-		return
+		return sendVerdict{status: http.StatusServiceUnavailable, wait: 5 * time.Second, msg: "device directory unavailable"}
 	}
+	return sendVerdict{}
+}
+
+// errSignHead: the relay could not sign the receipt's head (500).
+var errSignHead = errors.New("relay: signing the mailbox head")
+
+// enqueueSend is step 8 of §Send: it enqueues the envelope idempotently
+// with its expiry, then signs the head the receipt carries. It returns the
+// mailbox store's error, or errSignHead.
+func (r *Relay) enqueueSend(ctx context.Context, h *sealed.Header, body []byte) (*Receipt, error) {
+	now := r.opts.Now()
 	ttl := min(time.Duration(h.TTL)*time.Second, r.opts.Limits.MaxTTL)
 	id := StoreMailboxID(h.Mailbox)
-	rc, err := r.opts.Mailboxes.Enqueue(req.Context(), id, mailbox.Message{
+	rc, err := r.opts.Mailboxes.Enqueue(ctx, id, mailbox.Message{
 		ID: mailbox.MessageID(h.MessageID), Expires: now.Add(ttl), Body: body,
 	})
 	if err != nil {
 		r.met.sends.WithLabelValues("store-error").Inc()
-		r.storeError(w, err)
-		return
+		return nil, err
 	}
-	st, err := r.opts.Mailboxes.Status(req.Context(), id)
+	st, err := r.opts.Mailboxes.Status(ctx, id)
 	if err != nil {
-		r.storeError(w, err)
-		return
+		return nil, err
 	}
 	head, err := r.heads.signHead(id, max(st.Head, rc.Seq))
 	if err != nil {
-		httpserve.WriteError(w, http.StatusInternalServerError, "internal error")
-		return
-	}
-	out, err := (&Receipt{Seq: rc.Seq, Duplicate: rc.Duplicate, Head: head}).Marshal()
-	if err != nil {
-		httpserve.WriteError(w, http.StatusInternalServerError, "internal error")
-		return
+		return nil, errors.Join(errSignHead, err)
 	}
 	if rc.Duplicate {
 		r.met.sends.WithLabelValues("duplicate").Inc()
@@ -208,12 +251,11 @@ func (r *Relay) postSend(w http.ResponseWriter, req *http.Request) {
 		r.met.sends.WithLabelValues("ok").Inc()
 		r.met.sendBytes.Observe(float64(len(body)))
 	}
-	writeBinary(w, out)
+	return &Receipt{Seq: rc.Seq, Duplicate: rc.Duplicate, Head: head}, nil
 }
 
 func (r *Relay) sendRefused(w http.ResponseWriter, scope string, wait time.Duration) {
-	r.met.rateLimited.WithLabelValues("send-" + scope).Inc()
-	r.met.sends.WithLabelValues("rate-limited").Inc()
+	r.itemRefused(scope)
 	httpserve.TooMany(w, wait)
 }
 

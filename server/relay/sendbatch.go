@@ -115,81 +115,28 @@ func (r *Relay) checkBatchItem(addr string, spendAddr bool, it BatchItem) (*seal
 		r.met.sends.WithLabelValues("malformed").Inc()
 		return nil, http.StatusBadRequest, 0
 	}
-	// Existence hiding: steps 5 and 6 as in postSend, before the
-	// directory.
-	if ok, wait := r.sendMailboxLimit.Allow(string(h.Mailbox[:])); !ok {
-		r.itemRefused("mailbox")
-		return nil, http.StatusTooManyRequests, wait
-	}
-	var tokenKey string
-	if sa.Kind == deliverytoken.KindMAC {
-		v := deliverytoken.VerifierOf(h.Mailbox, sa.MAC)
-		tokenKey = "mac/" + string(h.Mailbox[:]) + string(v[:])
-	} else {
-		t := h.Mailbox.Tenant()
-		tokenKey = "anon/" + string(t[:])
-	}
-	if ok, wait := r.sendTokenLimit.Allow(tokenKey); !ok {
-		r.itemRefused("token")
-		return nil, http.StatusTooManyRequests, wait
-	}
-	if _, err := r.author.Authorize(h.Mailbox, it.Auth); err != nil {
-		switch {
-		case errors.Is(err, deliverytoken.ErrBadToken), errors.Is(err, deliverytoken.ErrDoubleSpend):
-			r.met.sends.WithLabelValues("forbidden").Inc()
-			return nil, http.StatusForbidden, 0
-		case errors.Is(err, deliverytoken.ErrMalformed):
-			r.met.sends.WithLabelValues("malformed").Inc()
-			return nil, http.StatusBadRequest, 0
-		default:
-			r.opts.Logger.Error("token check", "err", err)
-			return nil, http.StatusServiceUnavailable, 5 * time.Second
-		}
-	}
-	if _, err := r.opts.Directory.Device(h.Mailbox.Tenant(), h.Mailbox.Device(), r.opts.Now()); err != nil {
-		if errors.Is(err, ErrUnknownDevice) {
-			r.met.sends.WithLabelValues("unknown-mailbox").Inc()
-			return nil, http.StatusNotFound, 0
-		}
-		return nil, http.StatusServiceUnavailable, 5 * time.Second
+	if v := r.admitSend(h, sa, it.Auth); v.status != 0 {
+		return nil, v.status, v.wait
 	}
 	return h, 0, 0
 }
 
-// enqueueBatchItem is step 8 of §Send for an accepted item.
+// enqueueBatchItem is step 8 of §Send for an accepted item. The store
+// keeps the body: it is copied out of the request's buffer, so that one
+// kept envelope does not pin the whole batch.
 func (r *Relay) enqueueBatchItem(ctx context.Context, h *sealed.Header, body []byte) BatchResult {
-	now := r.opts.Now()
-	ttl := min(time.Duration(h.TTL)*time.Second, r.opts.Limits.MaxTTL)
-	id := StoreMailboxID(h.Mailbox)
-	// The store keeps the body: copy it out of the request's buffer, so
-	// that one kept envelope does not pin the whole batch.
-	rc, err := r.opts.Mailboxes.Enqueue(ctx, id, mailbox.Message{
-		ID: mailbox.MessageID(h.MessageID), Expires: now.Add(ttl), Body: append([]byte(nil), body...),
-	})
-	if err != nil {
-		r.met.sends.WithLabelValues("store-error").Inc()
-		return r.storeResult(err)
-	}
-	st, err := r.opts.Mailboxes.Status(ctx, id)
+	rc, err := r.enqueueSend(ctx, h, append([]byte(nil), body...))
 	if err != nil {
 		return r.storeResult(err)
 	}
-	head, err := r.heads.signHead(id, max(st.Head, rc.Seq))
-	if err != nil {
-		return BatchResult{Status: http.StatusInternalServerError}
-	}
-	if rc.Duplicate {
-		r.met.sends.WithLabelValues("duplicate").Inc()
-	} else {
-		r.met.sends.WithLabelValues("ok").Inc()
-		r.met.sendBytes.Observe(float64(len(body)))
-	}
-	return BatchResult{Status: http.StatusOK, Receipt: &Receipt{Seq: rc.Seq, Duplicate: rc.Duplicate, Head: head}}
+	return BatchResult{Status: http.StatusOK, Receipt: rc}
 }
 
 // storeResult is storeError as an item's result.
 func (r *Relay) storeResult(err error) BatchResult {
 	switch {
+	case errors.Is(err, errSignHead):
+		return BatchResult{Status: http.StatusInternalServerError}
 	case errors.Is(err, mailbox.ErrInvalid):
 		return BatchResult{Status: http.StatusBadRequest}
 	case errors.Is(err, mailbox.ErrIDConflict):
