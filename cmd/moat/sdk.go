@@ -19,6 +19,7 @@ import (
 	"github.com/moat-im/moat/client"
 	"github.com/moat-im/moat/client/localstore"
 	"github.com/moat-im/moat/crypto/keys"
+	"github.com/moat-im/moat/internal/cli"
 	"github.com/moat-im/moat/keyserver/org"
 	"github.com/spf13/cobra"
 )
@@ -692,7 +693,7 @@ func verify(cmd *cobra.Command, g *globalOptions, user string) error {
 	out := cmd.OutOrStdout()
 	if !v.Verified {
 		fmt.Fprintf(out, "unverified %s: %s\n", u, v.Reason)
-		return exitError(2)
+		return cli.ExitError(2) // verify of an unverified contact exits 2
 	}
 	fmt.Fprintf(out, "verified %s %s at epoch %d\n", u, d.name(ctx, u), v.Epoch)
 	for _, dv := range v.Devices {
