@@ -161,18 +161,7 @@ func (t *Tenant) MarshalBinary() ([]byte, error) {
 				}
 			})
 		}
-		if t.failCount == 0 {
-			b.AddUint64(0)
-		} else {
-			addTime(b, t.failWindowStart)
-		}
-		b.AddUint32(uint32(t.failCount))
-		addBool(b, t.chartDirty)
-		addU32Prefixed(b, func(b *cryptobyte.Builder) {
-			for _, l := range sortedKeys(t.orgDirty) {
-				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(l)) })
-			}
-		})
+		t.addFailuresAndDirty(b)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("org: encoding tenant state: %w", err)
