@@ -140,11 +140,8 @@ func (s *Store) LatestValue(ctx context.Context, label vmap.Label) (uint32, []by
 	if s.closed {
 		return 0, nil, store.ErrClosed
 	}
-	vs := s.values[label]
-	if len(vs) == 0 {
-		return 0, nil, nil
-	}
-	return uint32(len(vs)), bytes.Clone(vs[len(vs)-1]), nil
+	n, v := latest(s.values[label])
+	return n, v, nil
 }
 
 // LatestSummary implements store.DirectoryStore.
@@ -154,11 +151,16 @@ func (s *Store) LatestSummary(ctx context.Context, label vmap.Label) (uint32, []
 	if s.closed {
 		return 0, nil, store.ErrClosed
 	}
-	ss := s.sums[label]
-	if len(ss) == 0 {
-		return 0, nil, nil
+	n, v := latest(s.sums[label])
+	return n, v, nil
+}
+
+// latest returns how many versions vs holds and a copy of the last one.
+func latest(vs [][]byte) (uint32, []byte) {
+	if len(vs) == 0 {
+		return 0, nil
 	}
-	return uint32(len(ss)), bytes.Clone(ss[len(ss)-1]), nil
+	return uint32(len(vs)), bytes.Clone(vs[len(vs)-1])
 }
 
 // TenantRecords implements store.DirectoryStore. It copies the tenant's
