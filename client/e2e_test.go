@@ -78,6 +78,25 @@ func syncAll(t testing.TB, ds ...*device) {
 	}
 }
 
+// discardEvents discards the events queued on events.
+func discardEvents(events <-chan client.Event) {
+	for len(events) > 0 {
+		<-events
+	}
+}
+
+// anyEvent takes the events queued on events and reports whether match
+// picks any of them.
+func anyEvent(events <-chan client.Event, match func(client.Event) bool) bool {
+	found := false
+	for len(events) > 0 {
+		if match(<-events) {
+			found = true
+		}
+	}
+	return found
+}
+
 func history(t testing.TB, d *device, conv client.UserID) []client.Record {
 	t.Helper()
 	h, err := d.History(conv, 0)
