@@ -71,6 +71,16 @@ func newWorldTB(t testing.TB) *world {
 	return w
 }
 
+// twoUsers enrols one device each for users Alice and Bob and publishes
+// them.
+func twoUsers(t testing.TB) (s *clienttest.Server, alice, bob client.UserID, a, b *device) {
+	s = clienttest.New(t)
+	alice, bob = s.AddUser("Alice"), s.AddUser("Bob")
+	a, b = enrol(t, s, alice, nil), enrol(t, s, bob, nil)
+	s.Publish()
+	return s, alice, bob, a, b
+}
+
 func syncAll(t testing.TB, ds ...*device) {
 	t.Helper()
 	for _, d := range ds {
