@@ -420,16 +420,23 @@ func (t *Tenant) encodeRecord(k StateKey) ([]byte, error) {
 }
 
 func (t *Tenant) addCore(b *cryptobyte.Builder) {
+	t.addHeader(b, version2)
+	b.AddUint64(t.nextSerial)
+	t.addFailuresAndDirty(b)
+}
+
+// addHeader adds what the TenantState encoding (version1) and the core
+// record (version2) start with: the type, version, tenant id and
+// configuration.
+func (t *Tenant) addHeader(b *cryptobyte.Builder, version uint8) {
 	b.AddUint8(typeTenantState)
-	b.AddUint8(version2)
+	b.AddUint8(version)
 	addID(b, t.id[:])
 	addDuration(b, t.config.CertificateLifetime)
 	addDuration(b, t.config.MaxCodeLifetime)
 	b.AddUint8(uint8(t.config.CodeFailureLimit))
 	b.AddUint32(uint32(t.config.TenantFailureLimit))
 	addDuration(b, t.config.TenantFailureWindow)
-	b.AddUint64(t.nextSerial)
-	t.addFailuresAndDirty(b)
 }
 
 // addFailuresAndDirty adds the tenant-wide failure window and what the
