@@ -179,6 +179,12 @@ func (s *Store) TenantRecords(ctx context.Context, id [16]byte, fn func(store.Te
 	if len(recs) == 0 {
 		return fmt.Errorf("memstore: tenant %x: %w", id, store.ErrNotFound)
 	}
+	return eachSorted(ctx, recs, fn)
+}
+
+// eachSorted calls fn for each of recs in key order, until fn or ctx
+// fails. It sorts recs in place.
+func eachSorted(ctx context.Context, recs []store.TenantRecord, fn func(store.TenantKey, []byte) error) error {
 	slices.SortFunc(recs, func(a, b store.TenantRecord) int { return bytes.Compare(a.Key[:], b.Key[:]) })
 	for _, r := range recs {
 		if err := ctx.Err(); err != nil {
@@ -235,16 +241,7 @@ func (s *Store) PendingRecords(ctx context.Context, id [16]byte, fn func(store.T
 		}
 	}
 	s.mu.RUnlock()
-	slices.SortFunc(recs, func(a, b store.TenantRecord) int { return bytes.Compare(a.Key[:], b.Key[:]) })
-	for _, r := range recs {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := fn(r.Key, r.Value); err != nil {
-			return err
-		}
-	}
-	return nil
+	return eachSorted(ctx, recs, fn)
 }
 
 // CommitEpoch implements store.DirectoryStore.
