@@ -164,14 +164,9 @@ func TestT26UnverifiedContactRefused(t *testing.T) {
 	if h := history(t, w.b1, carol); len(h) != 0 {
 		t.Fatalf("Bob accepted %+v", h)
 	}
-	refused := false
-	for len(events) > 0 {
-		e := <-events
-		if e.Kind == client.EventError && errors.As(e.Err, &ue) && ue.User == carol {
-			refused = true
-		}
-	}
-	if !refused {
+	if !anyEvent(events, func(e client.Event) bool {
+		return e.Kind == client.EventError && errors.As(e.Err, &ue) && ue.User == carol
+	}) {
 		t.Fatal("no refusal event naming Carol")
 	}
 	w.s.Publish()
@@ -272,21 +267,13 @@ func TestBadEnvelopeLeavesStateUnchanged(t *testing.T) {
 	} {
 		before := stateOf(b.st)
 		events := b.Events()
-		for len(events) > 0 {
-			<-events
-		}
+		discardEvents(events)
 		ok(t, s.Send(resealID(bad), s.AnonymousAuthorization()))
 		syncAll(t, b)
 		if !maps.Equal(before, stateOf(b.st)) {
 			t.Fatalf("%s: Bob's state changed", name)
 		}
-		refused := false
-		for len(events) > 0 {
-			if e := <-events; e.Kind == client.EventError {
-				refused = true
-			}
-		}
-		if !refused {
+		if !anyEvent(events, func(e client.Event) bool { return e.Kind == client.EventError }) {
 			t.Fatalf("%s: no refusal event", name)
 		}
 	}
@@ -369,9 +356,7 @@ func TestTokensAndRestart(t *testing.T) {
 	ok(t, bb.Sync(ctx)) // processed and committed, not acknowledged
 	cb.SetFailAcks(false)
 	events := bb.Events()
-	for len(events) > 0 {
-		<-events
-	}
+	discardEvents(events)
 	ok(t, bb.Sync(ctx)) // the relay sends it again
 	for len(events) > 0 {
 		if e := <-events; e.Kind == client.EventMessage || e.Kind == client.EventError {
@@ -472,22 +457,16 @@ func TestT45RevokedDeviceMessagesRefused(t *testing.T) {
 	_, err = a1.SendText(ctx, bob, "from the other device")
 	ok(t, err)
 	events := b.Events()
-	for len(events) > 0 {
-		<-events
-	}
+	discardEvents(events)
 	syncAll(t, b)
 	h := history(t, b, alice)
 	if len(h) != 2 || h[0].Text != "before" || h[1].Text != "from the other device" {
 		t.Fatalf("history %+v", h)
 	}
-	refused := false
-	for len(events) > 0 {
+	if !anyEvent(events, func(e client.Event) bool {
 		var ue *client.UnverifiedContactError
-		if e := <-events; e.Kind == client.EventError && errors.As(e.Err, &ue) && ue.Device == a2.Self().Device {
-			refused = true
-		}
-	}
-	if !refused {
+		return e.Kind == client.EventError && errors.As(e.Err, &ue) && ue.Device == a2.Self().Device
+	}) {
 		t.Fatal("no refusal naming the revoked device")
 	}
 }
@@ -554,9 +533,7 @@ func TestLostSendAnswer(t *testing.T) {
 	ok(t, err) // stored; the send is retried later
 	capture.SetDropSendAnswers(false)
 	events := a.Events()
-	for len(events) > 0 {
-		<-events
-	}
+	discardEvents(events)
 	ok(t, a.Sync(ctx)) // flushes the outbox
 	for len(events) > 0 {
 		if e := <-events; e.Kind == client.EventError {

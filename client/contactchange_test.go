@@ -61,12 +61,8 @@ func sameChanges(got []client.ContactChange, want ...client.ContactChange) bool 
 // announce it (EventContactChanged), once; a first contact raises
 // nothing.
 func TestT14ContactKeyChangeAlert(t *testing.T) {
-	s := clienttest.New(t)
+	s, alice, bob, a1, b := twoUsers(t)
 	ctx := context.Background()
-	alice, bob := s.AddUser("Alice"), s.AddUser("Bob")
-	a1 := enrol(t, s, alice, nil)
-	b := enrol(t, s, bob, nil)
-	s.Publish()
 	ct, err := b.Contact(ctx, alice)
 	ok(t, err)
 	if len(ct.Devices) != 1 {

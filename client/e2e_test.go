@@ -71,11 +71,40 @@ func newWorldTB(t testing.TB) *world {
 	return w
 }
 
+// twoUsers enrols one device each for users Alice and Bob and publishes
+// them.
+func twoUsers(t testing.TB) (s *clienttest.Server, alice, bob client.UserID, a, b *device) {
+	s = clienttest.New(t)
+	alice, bob = s.AddUser("Alice"), s.AddUser("Bob")
+	a, b = enrol(t, s, alice, nil), enrol(t, s, bob, nil)
+	s.Publish()
+	return s, alice, bob, a, b
+}
+
 func syncAll(t testing.TB, ds ...*device) {
 	t.Helper()
 	for _, d := range ds {
 		ok(t, d.Sync(context.Background()))
 	}
+}
+
+// discardEvents discards the events queued on events.
+func discardEvents(events <-chan client.Event) {
+	for len(events) > 0 {
+		<-events
+	}
+}
+
+// anyEvent takes the events queued on events and reports whether match
+// picks any of them.
+func anyEvent(events <-chan client.Event, match func(client.Event) bool) bool {
+	found := false
+	for len(events) > 0 {
+		if match(<-events) {
+			found = true
+		}
+	}
+	return found
 }
 
 func history(t testing.TB, d *device, conv client.UserID) []client.Record {

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/moat-im/moat/client"
-	"github.com/moat-im/moat/client/clienttest"
 )
 
 // TestT24LastResortUseFlagged (adversarial case T24, "use of a
@@ -16,12 +15,8 @@ import (
 // flag; Alice's message made with the old last-resort key still
 // decrypts.
 func TestT24LastResortUseFlagged(t *testing.T) {
-	s := clienttest.New(t)
+	_, alice, bob, a, b := twoUsers(t)
 	ctx := context.Background()
-	alice, bob := s.AddUser("Alice"), s.AddUser("Bob")
-	a := enrol(t, s, alice, nil)
-	b := enrol(t, s, bob, nil)
-	s.Publish()
 	st, err := b.PrekeyStatus(ctx)
 	ok(t, err)
 	if st.LastResortUses != 0 || st.OneTimeKEM == 0 {

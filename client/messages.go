@@ -288,21 +288,8 @@ func (c *Client) putOutbox(tx localstore.Tx, o *outgoing) error {
 // for good (400, 404, 413, or 403 again) is dropped with an EventError;
 // anything else stays for the next flush.
 func (c *Client) flushOutbox(ctx context.Context) error {
-	type item struct {
-		id  []byte
-		rec outboxRecord
-	}
-	var items []item
-	if err := c.st.View(func(tx localstore.Tx) error {
-		return tx.List("", kindOutbox, func(id, v []byte) error {
-			var r outboxRecord
-			if err := unmarshalJSON(v, &r); err != nil {
-				return err
-			}
-			items = append(items, item{append([]byte(nil), id...), r})
-			return nil
-		})
-	}); err != nil {
+	items, err := listJSON[outboxRecord](c.st, kindOutbox)
+	if err != nil {
 		return err
 	}
 	recs := make([]outboxRecord, len(items))

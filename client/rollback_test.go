@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/moat-im/moat/client"
-	"github.com/moat-im/moat/client/clienttest"
 )
 
 // TestT40RelayRollbackAfterRestart (adversarial case T40, at the SDK):
@@ -17,12 +16,8 @@ import (
 // lower signed head: Sync returns ErrRollback, the event stream carries
 // it, and nothing the rolled-back relay serves is accepted.
 func TestT40RelayRollbackAfterRestart(t *testing.T) {
-	s := clienttest.New(t)
+	s, alice, bob, a, b := twoUsers(t)
 	ctx := context.Background()
-	alice, bob := s.AddUser("Alice"), s.AddUser("Bob")
-	a := enrol(t, s, alice, nil)
-	b := enrol(t, s, bob, nil)
-	s.Publish()
 	for _, text := range []string{"one", "two", "three"} {
 		if text == "two" {
 			s.BackupMailboxes()

@@ -119,21 +119,13 @@ func TestKeyRotation(t *testing.T) {
 	}
 
 	events := a.Events()
-	for len(events) > 0 {
-		<-events
-	}
+	discardEvents(events)
 	hd.set(false)
 	syncAll(t, d, a)
 	if h := history(t, a, dave); len(h) != 0 {
 		t.Fatalf("a message made with erased keys decrypted: %+v", h)
 	}
-	refused := false
-	for len(events) > 0 {
-		if e := <-events; e.Kind == client.EventError {
-			refused = true
-		}
-	}
-	if !refused {
+	if !anyEvent(events, func(e client.Event) bool { return e.Kind == client.EventError }) {
 		t.Fatal("no refusal of the message made with erased keys")
 	}
 

@@ -138,6 +138,28 @@ func putJSON(tx localstore.Tx, kind string, id []byte, v any) error {
 	return tx.Put("", kind, id, b)
 }
 
+// listedRecord is a record of the store with its id.
+type listedRecord[T any] struct {
+	id  []byte
+	rec T
+}
+
+// listJSON reads every record of kind, in the store's order.
+func listJSON[T any](st localstore.Store, kind string) ([]listedRecord[T], error) {
+	var out []listedRecord[T]
+	err := st.View(func(tx localstore.Tx) error {
+		return tx.List("", kind, func(id, v []byte) error {
+			var r T
+			if err := unmarshalJSON(v, &r); err != nil {
+				return err
+			}
+			out = append(out, listedRecord[T]{append([]byte(nil), id...), r})
+			return nil
+		})
+	})
+	return out, err
+}
+
 // getJSON reads a record; found is false for ErrNotFound.
 func getJSON(tx localstore.Tx, kind string, id []byte, v any) (found bool, err error) {
 	b, err := tx.Get("", kind, id)

@@ -263,21 +263,8 @@ var errStillUnverified = errors.New("client: sender still unverified")
 // §Processing): one whose sender now verifies is processed; one still
 // unverified after parkTTL is dropped with an EventError. c.mu is held.
 func (c *Client) retryParked(ctx context.Context) error {
-	type item struct {
-		id  []byte
-		rec parkedRecord
-	}
-	var items []item
-	if err := c.st.View(func(tx localstore.Tx) error {
-		return tx.List("", kindParked, func(id, v []byte) error {
-			var r parkedRecord
-			if err := unmarshalJSON(v, &r); err != nil {
-				return err
-			}
-			items = append(items, item{append([]byte(nil), id...), r})
-			return nil
-		})
-	}); err != nil {
+	items, err := listJSON[parkedRecord](c.st, kindParked)
+	if err != nil {
 		return err
 	}
 	receipts := map[UserID][]MessageID{}

@@ -65,9 +65,7 @@ func TestWipeDelivered(t *testing.T) {
 	forged := bytes.Clone(genuine)
 	forged[len(forged)-1] ^= 1
 	events := a.Events()
-	for len(events) > 0 {
-		<-events
-	}
+	discardEvents(events)
 	for name, b := range map[string][]byte{"forged": forged, "another device's": other, "garbage": []byte("xx")} {
 		before := a.st.Snapshot()
 		swap.set(b)
@@ -86,13 +84,7 @@ func TestWipeDelivered(t *testing.T) {
 	if !a.st.Wiped() {
 		t.Fatal("store not wiped")
 	}
-	revoked := false
-	for len(events) > 0 {
-		if e := <-events; e.Kind == client.EventRevoked {
-			revoked = true
-		}
-	}
-	if !revoked {
+	if !anyEvent(events, func(e client.Event) bool { return e.Kind == client.EventRevoked }) {
 		t.Fatal("no EventRevoked")
 	}
 	if _, err := a.SendText(ctx, dave, "x"); !errors.Is(err, client.ErrRevoked) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/crypto/tlog"
+	"github.com/moat-im/moat/internal/scriptcmds"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -39,7 +40,7 @@ func TestScript(t *testing.T) {
 			"perm":      cmdPerm,
 			"genlogkey": cmdGenLogKey,
 			"log":       cmdLog,
-			"waitfile":  cmdWaitFile,
+			"waitfile":  scriptcmds.WaitFileCmd,
 			"httpget":   cmdHTTPGet,
 		},
 	})
@@ -172,19 +173,6 @@ type scriptT struct{ ts *testscript.TestScript }
 func (s scriptT) Helper()                   {}
 func (s scriptT) Fatal(args ...any)         { s.ts.Fatalf("%s", fmt.Sprint(args...)) }
 func (s scriptT) Fatalf(f string, a ...any) { s.ts.Fatalf(f, a...) }
-
-// waitfile FILE: waits up to 10s for FILE to exist.
-func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 1 {
-		ts.Fatalf("usage: waitfile file")
-	}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(ts.MkAbs(args[0])); err == nil {
-			return
-		}
-	}
-	ts.Fatalf("%s did not appear", args[0])
-}
 
 // httpget ADDRFILE PATH: GETs PATH from the witness at the address in
 // ADDRFILE and prints "status CODE" and the body.

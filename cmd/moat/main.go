@@ -34,16 +34,13 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
+	"github.com/moat-im/moat/internal/cli"
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 )
 
 func main() { os.Exit(moatMain()) }
@@ -58,26 +55,8 @@ func moatMain() int {
 
 // run runs the command line args and returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cmd := newRootCmd()
-	cmd.SetArgs(args)
-	cmd.SetOut(stdout)
-	cmd.SetErr(stderr)
-	if err := cmd.ExecuteContext(ctx); err != nil {
-		var ee exitError
-		if errors.As(err, &ee) {
-			return int(ee) // the command said why
-		}
-		fmt.Fprintln(stderr, "moat:", err)
-		return 1
-	}
-	return 0
+	return cli.Run(ctx, newRootCmd(), args, stdout, stderr)
 }
-
-// exitError is an exit status other than 1 for a command that failed on
-// purpose (verify of an unverified contact exits 2).
-type exitError int
-
-func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 func newRootCmd() *cobra.Command {
 	o := &globalOptions{}
@@ -95,7 +74,7 @@ the reason.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return flagsFromEnv(cmd)
+			return cli.FlagsFromEnv(cmd, envPrefix)
 		},
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
@@ -111,28 +90,6 @@ the reason.`,
 		newVerifyCmd(o), newTimelineCmd(o), newApproveCmd(o), newWipeCmd(o),
 	)
 	return root
-}
-
-// flagsFromEnv sets every flag of cmd that the command line did not set
-// from MOAT_<NAME>, if that is set.
-func flagsFromEnv(cmd *cobra.Command) error {
-	var err error
-	set := func(f *pflag.Flag) {
-		if f.Changed || err != nil {
-			return
-		}
-		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(name); ok {
-			if serr := f.Value.Set(v); serr != nil {
-				err = fmt.Errorf("%s: %w", name, serr)
-				return
-			}
-			f.Changed = true
-		}
-	}
-	cmd.Flags().VisitAll(set)
-	cmd.InheritedFlags().VisitAll(set)
-	return err
 }
 
 const envPrefix = "MOAT_"

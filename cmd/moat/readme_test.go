@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moat-im/moat/internal/scriptcmds"
 )
 
 // TestREADMEQuickstart runs the quickstart of the repository's README.md,
@@ -73,7 +75,7 @@ func TestREADMEQuickstart(t *testing.T) {
 			t.Logf("server:\n%s", serverOut.String())
 		}
 	}()
-	if !waitFile(addrFile, 60*time.Second) {
+	if !scriptcmds.WaitFile(addrFile, 60*time.Second) {
 		t.Fatal("the server did not start")
 	}
 	b, err := os.ReadFile(addrFile)
@@ -81,7 +83,7 @@ func TestREADMEQuickstart(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := "http://" + strings.TrimSpace(string(b))
-	if err := waitReady(context.Background(), base, 60*time.Second); err != nil {
+	if err := scriptcmds.WaitReady(context.Background(), base, 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
 

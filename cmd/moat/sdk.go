@@ -19,6 +19,7 @@ import (
 	"github.com/moat-im/moat/client"
 	"github.com/moat-im/moat/client/localstore"
 	"github.com/moat-im/moat/crypto/keys"
+	"github.com/moat-im/moat/internal/cli"
 	"github.com/moat-im/moat/keyserver/org"
 	"github.com/spf13/cobra"
 )
@@ -87,6 +88,21 @@ const storeKeyTable = "keys"
 
 // openStore opens (or, at enrolment, creates) the sealed local store in
 // DATA/store with the secret.
+// openFor opens the device and resolves user (see resolve); the caller
+// closes the device.
+func (g *globalOptions) openFor(cmd *cobra.Command, user string) (*device, client.UserID, error) {
+	d, err := g.open(cmd)
+	if err != nil {
+		return nil, client.UserID{}, err
+	}
+	u, err := d.resolve(cmd.Context(), user)
+	if err != nil {
+		d.Close()
+		return nil, client.UserID{}, err
+	}
+	return d, u, nil
+}
+
 func openStore(cmd *cobra.Command, data string, sec *storeSecret) (*localstore.DB, error) {
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	return localstore.Open(filepath.Join(data, storeDir), localstore.Options{
@@ -314,16 +330,12 @@ func (d *device) name(ctx context.Context, u client.UserID) string {
 }
 
 func send(cmd *cobra.Command, g *globalOptions, o *sendOptions, user, text string) error {
-	d, err := g.open(cmd)
+	d, to, err := g.openFor(cmd, user)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
 	ctx := cmd.Context()
-	to, err := d.resolve(ctx, user)
-	if err != nil {
-		return err
-	}
 	m := client.Message{Kind: client.KindText, Text: text}
 	for _, s := range []struct {
 		id   string
@@ -363,15 +375,11 @@ func send(cmd *cobra.Command, g *globalOptions, o *sendOptions, user, text strin
 }
 
 func sendFile(cmd *cobra.Command, g *globalOptions, user, path, caption string) error {
-	d, err := g.open(cmd)
+	d, to, err := g.openFor(cmd, user)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	to, err := d.resolve(cmd.Context(), user)
-	if err != nil {
-		return err
-	}
 	id, err := d.SendFile(cmd.Context(), to, path, &client.FileOptions{Caption: caption})
 	if err != nil {
 		return err
@@ -637,23 +645,16 @@ func (d *device) printRecord(ctx context.Context, w io.Writer, r *client.Record)
 }
 
 func history(cmd *cobra.Command, g *globalOptions, user string, n int) error {
-	d, err := g.open(cmd)
+	d, u, err := g.openFor(cmd, user)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	ctx := cmd.Context()
-	u, err := d.resolve(ctx, user)
-	if err != nil {
-		return err
-	}
 	recs, err := d.History(u, n)
 	if err != nil {
 		return err
 	}
-	for _, r := range recs {
-		d.printRecord(ctx, cmd.OutOrStdout(), &r)
-	}
+	d.printRecords(cmd, recs)
 	return nil
 }
 
@@ -667,23 +668,24 @@ func search(cmd *cobra.Command, g *globalOptions, q string) error {
 	if err != nil {
 		return err
 	}
-	for _, r := range recs {
-		d.printRecord(cmd.Context(), cmd.OutOrStdout(), &r)
-	}
+	d.printRecords(cmd, recs)
 	return nil
 }
 
+// printRecords prints recs, one a line.
+func (d *device) printRecords(cmd *cobra.Command, recs []client.Record) {
+	for _, r := range recs {
+		d.printRecord(cmd.Context(), cmd.OutOrStdout(), &r)
+	}
+}
+
 func verify(cmd *cobra.Command, g *globalOptions, user string) error {
-	d, err := g.open(cmd)
+	d, u, err := g.openFor(cmd, user)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
 	ctx := cmd.Context()
-	u, err := d.resolve(ctx, user)
-	if err != nil {
-		return err
-	}
 	v, err := d.Verify(ctx, u)
 	if err != nil {
 		return err
@@ -691,7 +693,7 @@ func verify(cmd *cobra.Command, g *globalOptions, user string) error {
 	out := cmd.OutOrStdout()
 	if !v.Verified {
 		fmt.Fprintf(out, "unverified %s: %s\n", u, v.Reason)
-		return exitError(2)
+		return cli.ExitError(2) // verify of an unverified contact exits 2
 	}
 	fmt.Fprintf(out, "verified %s %s at epoch %d\n", u, d.name(ctx, u), v.Epoch)
 	for _, dv := range v.Devices {

@@ -27,13 +27,11 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
-	"strings"
 
+	"github.com/moat-im/moat/internal/cli"
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 )
 
 func main() {
@@ -42,15 +40,7 @@ func main() {
 
 // run runs the command line args and returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cmd := newRootCmd()
-	cmd.SetArgs(args)
-	cmd.SetOut(stdout)
-	cmd.SetErr(stderr)
-	if err := cmd.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(stderr, "moatd:", err)
-		return 1
-	}
-	return 0
+	return cli.Run(ctx, newRootCmd(), args, stdout, stderr)
 }
 
 func newRootCmd() *cobra.Command {
@@ -63,32 +53,10 @@ witnesses cosign (docs/spec/directory.md, docs/spec/directory-api.md).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return flagsFromEnv(cmd)
+			return cli.FlagsFromEnv(cmd, "MOATD_")
 		},
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.AddCommand(newInitCmd(), newDirectoryCmd(), newServeCmd(), newAdminCmd())
 	return root
-}
-
-// flagsFromEnv sets every flag of cmd that the command line did not set
-// from MOATD_<NAME>, if that is set.
-func flagsFromEnv(cmd *cobra.Command) error {
-	var err error
-	set := func(f *pflag.Flag) {
-		if f.Changed || err != nil {
-			return
-		}
-		name := "MOATD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(name); ok {
-			if serr := f.Value.Set(v); serr != nil {
-				err = fmt.Errorf("%s: %w", name, serr)
-				return
-			}
-			f.Changed = true
-		}
-	}
-	cmd.Flags().VisitAll(set)
-	cmd.InheritedFlags().VisitAll(set)
-	return err
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/moat-im/moat/crypto/keys"
+	"github.com/moat-im/moat/internal/scriptcmds"
 	"github.com/moat-im/moat/keyserver/kt"
 	"github.com/moat-im/moat/keyserver/org"
 	"github.com/rogpeppe/go-internal/testscript"
@@ -103,7 +104,7 @@ func cmdMonitor(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("enrol first")
 	}
 	user, self := st.api.Device.User, st.api.Device.Device
-	st.api.BaseURL = addr(ts, args[0])
+	st.api.BaseURL = scriptcmds.Addr(ts, args[0])
 	var err error
 	var alerts []kt.Alert // of every page
 	for more := true; more && err == nil; {

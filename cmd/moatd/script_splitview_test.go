@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/moat-im/moat/crypto/tlog"
+	"github.com/moat-im/moat/internal/scriptcmds"
 	"github.com/moat-im/moat/keyserver/kt"
 	"github.com/moat-im/moat/keyserver/service"
 	"github.com/moat-im/moat/keyserver/vmap"
@@ -99,7 +100,7 @@ func cmdSplitView(ts *testscript.TestScript, neg bool, args []string) {
 			proof, err = v.tree.ConsistencyProof(ctx, old, v.size)
 			ts.Check(err)
 		}
-		wc, err := service.NewHTTPWitness(addr(ts, args[1]), nil)
+		wc, err := service.NewHTTPWitness(scriptcmds.Addr(ts, args[1]), nil)
 		ts.Check(err)
 		lines, err := wc.AddCheckpoint(ctx, &tlog.AddCheckpointRequest{OldSize: old, Proof: proof, Checkpoint: v.signed})
 		ce, isConflict := errors.AsType[*tlog.ConflictError](err)
@@ -123,7 +124,7 @@ func cmdSplitView(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Check(err)
 		origin = cp.Origin
 		h := sha256.Sum256([]byte(origin))
-		resp, err := http.Get(addr(ts, args[1]) + "/" + hex.EncodeToString(h[:]) + "/checkpoint")
+		resp, err := http.Get(scriptcmds.Addr(ts, args[1]) + "/" + hex.EncodeToString(h[:]) + "/checkpoint")
 		ts.Check(err)
 		defer resp.Body.Close()
 		b, err := io.ReadAll(resp.Body)

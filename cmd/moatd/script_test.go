@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/moat-im/moat/crypto/keys"
+	"github.com/moat-im/moat/internal/scriptcmds"
 	"github.com/moat-im/moat/keyserver/kt"
 	"github.com/moat-im/moat/keyserver/kt/kttest"
 	"github.com/moat-im/moat/keyserver/org"
@@ -77,13 +78,13 @@ func runScripts(t *testing.T, files ...string) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"waitfile":   cmdWaitFile,
-			"waitready":  cmdWaitReady,
-			"envfrom":    cmdEnvFrom,
+			"waitfile":   scriptcmds.WaitFileCmd,
+			"waitready":  scriptcmds.WaitReadyCmd,
+			"envfrom":    scriptcmds.EnvFrom,
 			"enrol":      cmdEnrol,
 			"lookup":     cmdLookup,
 			"httpget":    cmdHTTPGet,
-			"perm":       cmdPerm,
+			"perm":       scriptcmds.Perm,
 			"orglookup":  cmdOrgLookup,
 			"escrow":     cmdEscrow,
 			"follow":     cmdFollow,
@@ -123,54 +124,6 @@ func state(ts *testscript.TestScript) *scriptState {
 	return ts.Value(scriptStateKey{}).(*scriptState)
 }
 
-func addr(ts *testscript.TestScript, file string) string {
-	return "http://" + strings.TrimSpace(ts.ReadFile(file))
-}
-
-// waitfile FILE: waits up to 20s for FILE to exist.
-func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 1 {
-		ts.Fatalf("usage: waitfile file")
-	}
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(ts.MkAbs(args[0])); err == nil {
-			return
-		}
-	}
-	ts.Fatalf("%s did not appear", args[0])
-}
-
-// waitready ADDRFILE: waits up to 30s for GET /readyz to answer 200.
-func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 1 {
-		ts.Fatalf("usage: waitready addrfile")
-	}
-	u := addr(ts, args[0]) + "/readyz"
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		resp, err := http.Get(u)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-	}
-	ts.Fatalf("%s not ready", u)
-}
-
-// envfrom VAR FILE REGEXP: sets VAR to the first submatch of the
-// (multi-line) REGEXP in FILE.
-func cmdEnvFrom(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 3 {
-		ts.Fatalf("usage: envfrom var file regexp")
-	}
-	m := regexp.MustCompile("(?m)" + args[2]).FindStringSubmatch(ts.ReadFile(args[1]))
-	if len(m) < 2 {
-		ts.Fatalf("%s: no match for %s", args[1], args[2])
-	}
-	ts.Setenv(args[0], m[1])
-}
-
 // enrol ADDRFILE CODE [REQUESTFILE]: a new device enrols with CODE at the
 // directory at the address in ADDRFILE, checks the answer (kt.Enrol: the
 // trust bundle against the code's fingerprint, the certificate against its
@@ -197,7 +150,7 @@ func cmdEnrol(ts *testscript.TestScript, neg bool, args []string) {
 		p = newPendingDevice(ts, code)
 	}
 	ts.Check(kt.CheckEnrolmentClock(code, 0, time.Now()))
-	api := &service.Client{BaseURL: addr(ts, args[0]), Tenant: code.Tenant}
+	api := &service.Client{BaseURL: scriptcmds.Addr(ts, args[0]), Tenant: code.Tenant}
 	res, err := api.Enrol(context.Background(), code, p.req)
 	if neg {
 		if err == nil {
@@ -231,7 +184,7 @@ func cmdLookup(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	user, err := service.ParseUserID(args[1])
 	ts.Check(err)
-	st.api.BaseURL = addr(ts, args[0])
+	st.api.BaseURL = scriptcmds.Addr(ts, args[0])
 	resp, err := st.api.Lookup(context.Background(), user, st.kt.TreeSize())
 	if err == nil {
 		var res *kt.LookupResult
@@ -260,7 +213,7 @@ func cmdFollow(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("enrol first")
 	}
 	ctx := context.Background()
-	st.api.BaseURL = addr(ts, args[0])
+	st.api.BaseURL = scriptcmds.Addr(ts, args[0])
 	var rot *kt.OrgLookupResult
 	rr, err := st.api.LookupOrg(ctx, org.OrgLabelCARotation, st.kt.TreeSize())
 	ts.Check(err)
@@ -293,7 +246,7 @@ func cmdHistory(ts *testscript.TestScript, neg bool, args []string) {
 	st := state(ts)
 	user, err := service.ParseUserID(args[1])
 	ts.Check(err)
-	st.api.BaseURL = addr(ts, args[0])
+	st.api.BaseURL = scriptcmds.Addr(ts, args[0])
 	resp, err := st.api.History(context.Background(), user, 0, st.kt.TreeSize())
 	ts.Check(err)
 	res, err := st.kt.VerifyHistory(st.kt.Tenant(), user, kt.Position{}, resp, time.Now())
@@ -306,24 +259,12 @@ func cmdHTTPGet(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 2 {
 		ts.Fatalf("usage: httpget addrfile path")
 	}
-	resp, err := http.Get(addr(ts, args[0]) + args[1])
+	resp, err := http.Get(scriptcmds.Addr(ts, args[0]) + args[1])
 	ts.Check(err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	ts.Check(err)
 	fmt.Fprintf(ts.Stdout(), "status %d\n%s", resp.StatusCode, b)
-}
-
-// perm FILE MODE: FILE's permission bits are MODE (octal).
-func cmdPerm(ts *testscript.TestScript, neg bool, args []string) {
-	if len(args) != 2 {
-		ts.Fatalf("usage: perm file mode")
-	}
-	fi, err := os.Stat(ts.MkAbs(args[0]))
-	ts.Check(err)
-	if got := fmt.Sprintf("%o", fi.Mode().Perm()); (got == args[1]) == neg {
-		ts.Fatalf("%s has mode %s", args[0], got)
-	}
 }
 
 // orglookup ADDRFILE NAME: the script's device looks up the org label NAME
@@ -338,7 +279,7 @@ func cmdOrgLookup(ts *testscript.TestScript, neg bool, args []string) {
 	if st.api == nil {
 		ts.Fatalf("enrol first")
 	}
-	st.api.BaseURL = addr(ts, args[0])
+	st.api.BaseURL = scriptcmds.Addr(ts, args[0])
 	resp, err := st.api.LookupOrg(context.Background(), args[1], st.kt.TreeSize())
 	if err == nil {
 		var res *kt.OrgLookupResult
@@ -414,7 +355,7 @@ func cmdRelayFetch(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	key, err := keys.ParseRelaySigningPublicKeyText(strings.TrimSpace(ts.ReadFile(args[1])))
 	ts.Check(err)
-	c := &relay.Client{BaseURL: addr(ts, args[0]), RelayKey: key, Device: &relay.DeviceCredentials{
+	c := &relay.Client{BaseURL: scriptcmds.Addr(ts, args[0]), RelayKey: key, Device: &relay.DeviceCredentials{
 		Tenant: st.api.Tenant, Device: st.api.Device.Device, Key: st.api.Device.Key}}
 	p, err := c.Fetch(context.Background(), 0, 10)
 	if neg {

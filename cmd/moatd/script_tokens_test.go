@@ -10,6 +10,7 @@ import (
 
 	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/crypto/sealed"
+	"github.com/moat-im/moat/internal/scriptcmds"
 	"github.com/moat-im/moat/keyserver/org"
 	"github.com/moat-im/moat/server/relay"
 	"github.com/rogpeppe/go-internal/testscript"
@@ -33,7 +34,7 @@ func cmdRelayTokens(ts *testscript.TestScript, neg bool, args []string) {
 	n, err := strconv.Atoi(args[2])
 	ts.Check(err)
 	ctx := context.Background()
-	st.api.BaseURL = addr(ts, args[0])
+	st.api.BaseURL = scriptcmds.Addr(ts, args[0])
 	name := org.OrgLabelPolicyPrefix + relay.IssuerPolicyID
 	resp, err := st.api.LookupOrg(ctx, name, st.kt.TreeSize())
 	ts.Check(err)
@@ -44,7 +45,7 @@ func cmdRelayTokens(ts *testscript.TestScript, neg bool, args []string) {
 
 	key, err := keys.ParseRelaySigningPublicKeyText(strings.TrimSpace(ts.ReadFile(args[1])))
 	ts.Check(err)
-	c := &relay.Client{BaseURL: addr(ts, args[0]), RelayKey: key, Device: &relay.DeviceCredentials{
+	c := &relay.Client{BaseURL: scriptcmds.Addr(ts, args[0]), RelayKey: key, Device: &relay.DeviceCredentials{
 		Tenant: st.api.Tenant, Device: st.api.Device.Device, Key: st.api.Device.Key}}
 	served, err := c.IssuerKey(ctx)
 	ts.Check(err)

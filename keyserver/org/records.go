@@ -100,6 +100,50 @@ type persistedState struct {
 	chart    *OrgChart
 }
 
+// snapshot returns what the trust and chart records hold now.
+func (t *Tenant) snapshot() persistedState {
+	return persistedState{valid: true, trust: t.trust, roster: t.roster, rotation: t.rotation, escrow: t.escrow, chart: t.chart}
+}
+
+// trustChanged reports whether the trust record differs from p's.
+func (p *persistedState) trustChanged(t *Tenant) bool {
+	return p.trust != t.trust || p.roster != t.roster || p.rotation != t.rotation || p.escrow != t.escrow
+}
+
+// recordsOf returns the core record, the trust and chart records if asked
+// for, and the records of keys, by key.
+func (t *Tenant) recordsOf(keys map[StateKey]struct{}, trust, chart bool) ([]StateRecord, error) {
+	sorted := make([]StateKey, 0, len(keys)+3)
+	sorted = append(sorted, stateKey(recCore, nil))
+	if trust {
+		sorted = append(sorted, stateKey(recTrust, nil))
+	}
+	if chart {
+		sorted = append(sorted, stateKey(recChart, nil))
+	}
+	for k := range keys {
+		sorted = append(sorted, k)
+	}
+	slices.SortFunc(sorted, func(a, b StateKey) int { return bytes.Compare(a[:], b[:]) })
+	out := make([]StateRecord, 0, len(sorted))
+	for _, k := range sorted {
+		v, err := t.encodeRecord(k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, StateRecord{Key: k, Value: v})
+	}
+	return out, nil
+}
+
+// resetJournal starts tracking JournalRecords anew from the tenant's
+// state now.
+func (t *Tenant) resetJournal() {
+	clear(t.journal)
+	t.journaled = t.snapshot()
+	t.journaledCore, _ = t.encodeRecord(stateKey(recCore, nil))
+}
+
 func stateKey(kind byte, id []byte) StateKey {
 	var k StateKey
 	k[0] = kind
@@ -157,28 +201,8 @@ func (t *Tenant) PendingRecords() ([]StateRecord, error) {
 	if !t.persisted.valid {
 		return t.StateRecords()
 	}
-	keys := make([]StateKey, 0, len(t.changed)+3)
-	keys = append(keys, stateKey(recCore, nil))
 	p := &t.persisted
-	if p.trust != t.trust || p.roster != t.roster || p.rotation != t.rotation || p.escrow != t.escrow {
-		keys = append(keys, stateKey(recTrust, nil))
-	}
-	if t.chart != nil && (p.chart != t.chart || t.chartDirty) {
-		keys = append(keys, stateKey(recChart, nil))
-	}
-	for k := range t.changed {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b StateKey) int { return bytes.Compare(a[:], b[:]) })
-	out := make([]StateRecord, 0, len(keys))
-	for _, k := range keys {
-		v, err := t.encodeRecord(k)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, StateRecord{Key: k, Value: v})
-	}
-	return out, nil
+	return t.recordsOf(t.changed, p.trustChanged(t), t.chart != nil && (p.chart != t.chart || t.chartDirty))
 }
 
 // MarkPersisted records that the records PendingRecords returned are
@@ -191,10 +215,8 @@ func (t *Tenant) MarkPersisted() {
 			delete(t.changed, k)
 		}
 	}
-	t.persisted = persistedState{valid: true, trust: t.trust, roster: t.roster, rotation: t.rotation, escrow: t.escrow, chart: t.chart}
-	clear(t.journal)
-	t.journaled = t.persisted
-	t.journaledCore, _ = t.encodeRecord(stateKey(recCore, nil))
+	t.persisted = t.snapshot()
+	t.resetJournal()
 }
 
 // User returns the user whose record k names, if it names one.
@@ -219,32 +241,16 @@ func (t *Tenant) JournalRecords() ([]StateRecord, error) {
 		return nil, err
 	}
 	j := &t.journaled
-	if len(t.journal) == 0 && bytes.Equal(core, t.journaledCore) && j.trust == t.trust && j.roster == t.roster &&
-		j.rotation == t.rotation && j.escrow == t.escrow && j.chart == t.chart {
+	trust, chart := j.trustChanged(t), j.chart != t.chart
+	if len(t.journal) == 0 && bytes.Equal(core, t.journaledCore) && !trust && !chart {
 		return nil, nil
 	}
-	keys := make([]StateKey, 0, len(t.journal)+3)
-	keys = append(keys, stateKey(recCore, nil))
-	if j.trust != t.trust || j.roster != t.roster || j.rotation != t.rotation || j.escrow != t.escrow {
-		keys = append(keys, stateKey(recTrust, nil))
-	}
-	if j.chart != t.chart {
-		keys = append(keys, stateKey(recChart, nil))
-	}
-	for k := range t.journal {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b StateKey) int { return bytes.Compare(a[:], b[:]) })
-	out := make([]StateRecord, 0, len(keys))
-	for _, k := range keys {
-		v, err := t.encodeRecord(k)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, StateRecord{Key: k, Value: v})
+	out, err := t.recordsOf(t.journal, trust, chart)
+	if err != nil {
+		return nil, err
 	}
 	clear(t.journal)
-	t.journaled = persistedState{valid: true, trust: t.trust, roster: t.roster, rotation: t.rotation, escrow: t.escrow, chart: t.chart}
+	t.journaled = t.snapshot()
 	t.journaledCore = core
 	return out, nil
 }
@@ -299,9 +305,7 @@ func (t *Tenant) ApplyPending(recs []StateRecord, signers []Signer) error {
 		}
 	}
 	// What is journaled now is what was before the restart.
-	clear(t.journal)
-	t.journaled = persistedState{valid: true, trust: t.trust, roster: t.roster, rotation: t.rotation, escrow: t.escrow, chart: t.chart}
-	t.journaledCore, _ = t.encodeRecord(stateKey(recCore, nil))
+	t.resetJournal()
 	return nil
 }
 
@@ -416,15 +420,29 @@ func (t *Tenant) encodeRecord(k StateKey) ([]byte, error) {
 }
 
 func (t *Tenant) addCore(b *cryptobyte.Builder) {
+	t.addHeader(b, version2)
+	b.AddUint64(t.nextSerial)
+	t.addFailuresAndDirty(b)
+}
+
+// addHeader adds what the TenantState encoding (version1) and the core
+// record (version2) start with: the type, version, tenant id and
+// configuration.
+func (t *Tenant) addHeader(b *cryptobyte.Builder, version uint8) {
 	b.AddUint8(typeTenantState)
-	b.AddUint8(version2)
+	b.AddUint8(version)
 	addID(b, t.id[:])
 	addDuration(b, t.config.CertificateLifetime)
 	addDuration(b, t.config.MaxCodeLifetime)
 	b.AddUint8(uint8(t.config.CodeFailureLimit))
 	b.AddUint32(uint32(t.config.TenantFailureLimit))
 	addDuration(b, t.config.TenantFailureWindow)
-	b.AddUint64(t.nextSerial)
+}
+
+// addFailuresAndDirty adds the tenant-wide failure window and what the
+// next Publish republishes (the chart, departments), as the core record
+// and the whole-state encoding both end.
+func (t *Tenant) addFailuresAndDirty(b *cryptobyte.Builder) {
 	if t.failCount == 0 {
 		b.AddUint64(0)
 	} else {

@@ -104,14 +104,7 @@ func addEncoded(b *cryptobyte.Builder, m interface{ Marshal() ([]byte, error) },
 // MarshalBinary returns the TenantState encoding.
 func (t *Tenant) MarshalBinary() ([]byte, error) {
 	out, err := build(func(b *cryptobyte.Builder) {
-		b.AddUint8(typeTenantState)
-		b.AddUint8(version1)
-		addID(b, t.id[:])
-		addDuration(b, t.config.CertificateLifetime)
-		addDuration(b, t.config.MaxCodeLifetime)
-		b.AddUint8(uint8(t.config.CodeFailureLimit))
-		b.AddUint32(uint32(t.config.TenantFailureLimit))
-		addDuration(b, t.config.TenantFailureWindow)
+		t.addHeader(b, version1)
 		addEncoded(b, t.trust, true)
 		addEncoded(b, t.roster, true)
 		addEncoded(b, t.rotation, t.rotation != nil)
@@ -161,18 +154,7 @@ func (t *Tenant) MarshalBinary() ([]byte, error) {
 				}
 			})
 		}
-		if t.failCount == 0 {
-			b.AddUint64(0)
-		} else {
-			addTime(b, t.failWindowStart)
-		}
-		b.AddUint32(uint32(t.failCount))
-		addBool(b, t.chartDirty)
-		addU32Prefixed(b, func(b *cryptobyte.Builder) {
-			for _, l := range sortedKeys(t.orgDirty) {
-				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(l)) })
-			}
-		})
+		t.addFailuresAndDirty(b)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("org: encoding tenant state: %w", err)

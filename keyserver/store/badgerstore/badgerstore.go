@@ -383,6 +383,31 @@ func (s *Store) acquire() error {
 	return nil
 }
 
+// beginWrite starts a write: it acquires the store and takes the commit
+// lock, then checks that no earlier write broke the store and that ctx is
+// live (what names the write in that error). On success the caller calls
+// end to release both locks.
+func (s *Store) beginWrite(ctx context.Context, what string) (end func(), err error) {
+	if err := s.acquire(); err != nil {
+		return nil, err
+	}
+	s.commitMu.Lock()
+	end = func() {
+		s.commitMu.Unlock()
+		s.closeMu.RUnlock()
+	}
+	if s.broken != nil {
+		err = s.broken
+	} else if cerr := ctx.Err(); cerr != nil {
+		err = fmt.Errorf("badgerstore: %s: %w", what, cerr)
+	}
+	if err != nil {
+		end()
+		return nil, err
+	}
+	return end, nil
+}
+
 // wrapRead marks errors of badger reads that are not "not found": a failed
 // checksum or any other read failure means the bytes cannot be trusted.
 func wrapRead(err error) error {

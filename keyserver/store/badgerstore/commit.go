@@ -54,18 +54,11 @@ type entry struct {
 
 // CommitEpoch implements store.DirectoryStore.
 func (s *Store) CommitEpoch(ctx context.Context, c *store.EpochCommit) error {
-	if err := s.acquire(); err != nil {
+	end, err := s.beginWrite(ctx, "epoch commit")
+	if err != nil {
 		return err
 	}
-	defer s.closeMu.RUnlock()
-	s.commitMu.Lock()
-	defer s.commitMu.Unlock()
-	if s.broken != nil {
-		return s.broken
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("badgerstore: epoch commit: %w", err)
-	}
+	defer end()
 	prev := s.head.Load()
 	runs, err := c.Check(prev)
 	if err != nil {

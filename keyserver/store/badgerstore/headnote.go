@@ -27,18 +27,11 @@ import (
 
 // UpdateHeadCheckpoint implements store.DirectoryStore.
 func (s *Store) UpdateHeadCheckpoint(ctx context.Context, epoch uint64, checkpoint []byte) error {
-	if err := s.acquire(); err != nil {
+	end, err := s.beginWrite(ctx, "head checkpoint")
+	if err != nil {
 		return err
 	}
-	defer s.closeMu.RUnlock()
-	s.commitMu.Lock()
-	defer s.commitMu.Unlock()
-	if s.broken != nil {
-		return s.broken
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("badgerstore: head checkpoint: %w", err)
-	}
+	defer end()
 	h := s.head.Load()
 	if err := store.CheckHeadCheckpoint(h, epoch, checkpoint); err != nil {
 		return err
@@ -48,7 +41,7 @@ func (s *Store) UpdateHeadCheckpoint(ctx context.Context, epoch uint64, checkpoi
 		seq = s.noteSeq + 1
 	}
 	var dels [][]byte
-	err := s.db.View(func(txn *badger.Txn) error {
+	err = s.db.View(func(txn *badger.Txn) error {
 		var err error
 		if dels, err = checkpointGarbage(txn, epoch); err != nil {
 			return err

@@ -14,23 +14,16 @@ import (
 // that deletes the fragments of the pending versions it replaces and
 // writes the new ones (schema.go), then one sync.
 func (s *Store) WritePending(ctx context.Context, after uint64, w store.TenantWrite) error {
-	if err := s.acquire(); err != nil {
+	end, err := s.beginWrite(ctx, "pending records")
+	if err != nil {
 		return err
 	}
-	defer s.closeMu.RUnlock()
-	s.commitMu.Lock()
-	defer s.commitMu.Unlock()
-	if s.broken != nil {
-		return s.broken
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("badgerstore: pending records: %w", err)
-	}
+	defer end()
 	if err := store.CheckPending(s.head.Load(), after, &w); err != nil {
 		return err
 	}
 	var dels [][]byte
-	err := s.db.View(func(txn *badger.Txn) error {
+	err = s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: pendingPrefix(w.ID)})
 		defer it.Close()
 		rec := make([]byte, 0, tenantRecordSize)

@@ -237,46 +237,37 @@ func (s *Store) Values(ctx context.Context, label vmap.Label, from, to uint32) (
 
 // LatestVersion implements store.DirectoryStore.
 func (s *Store) LatestVersion(ctx context.Context, label vmap.Label) (uint32, error) {
-	if err := s.acquire(); err != nil {
-		return 0, err
-	}
-	defer s.closeMu.RUnlock()
-	h := s.head.Load()
-	if h == nil {
-		return 0, nil
-	}
-	txn := s.db.NewTransaction(false)
-	defer txn.Discard()
-	v, err := latestVersion(txn, label, h.Epoch)
-	if err != nil {
-		return 0, fmt.Errorf("badgerstore: label %x: %w", label[:], err)
-	}
-	return v, nil
+	v, _, err := s.latest(label, func(txn *badger.Txn, epoch uint64) (uint32, []byte, error) {
+		v, err := latestVersion(txn, label, epoch)
+		return v, nil, err
+	})
+	return v, err
 }
 
 // LatestValue implements store.DirectoryStore.
 func (s *Store) LatestValue(ctx context.Context, label vmap.Label) (uint32, []byte, error) {
-	if err := s.acquire(); err != nil {
-		return 0, nil, err
-	}
-	defer s.closeMu.RUnlock()
-	h := s.head.Load()
-	if h == nil {
-		return 0, nil, nil
-	}
-	txn := s.db.NewTransaction(false)
-	defer txn.Discard()
-	v, data, err := latestValue(txn, label, h.Epoch, true)
-	if err != nil {
-		return 0, nil, fmt.Errorf("badgerstore: label %x: %w", label[:], err)
-	}
-	return v, data, nil
+	return s.latest(label, func(txn *badger.Txn, epoch uint64) (uint32, []byte, error) {
+		return latestValue(txn, label, epoch, true)
+	})
 }
 
 // LatestSummary implements store.DirectoryStore: from the label's hint
 // (schema.go), checked against its version keys, else LatestValue's search
 // without a summary.
 func (s *Store) LatestSummary(ctx context.Context, label vmap.Label) (uint32, []byte, error) {
+	return s.latest(label, func(txn *badger.Txn, epoch uint64) (uint32, []byte, error) {
+		v, sum, err := hintedVersion(txn, label, epoch)
+		if err == nil && v == 0 {
+			v, _, err = latestValue(txn, label, epoch, false)
+			sum = nil
+		}
+		return v, sum, err
+	})
+}
+
+// latest returns what fn finds of label in a read transaction at the head
+// epoch, or 0 and nil if there is no head yet.
+func (s *Store) latest(label vmap.Label, fn func(txn *badger.Txn, epoch uint64) (uint32, []byte, error)) (uint32, []byte, error) {
 	if err := s.acquire(); err != nil {
 		return 0, nil, err
 	}
@@ -287,15 +278,11 @@ func (s *Store) LatestSummary(ctx context.Context, label vmap.Label) (uint32, []
 	}
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
-	v, sum, err := hintedVersion(txn, label, h.Epoch)
-	if err == nil && v == 0 {
-		v, _, err = latestValue(txn, label, h.Epoch, false)
-		sum = nil
-	}
+	v, data, err := fn(txn, h.Epoch)
 	if err != nil {
 		return 0, nil, fmt.Errorf("badgerstore: label %x: %w", label[:], err)
 	}
-	return v, sum, nil
+	return v, data, nil
 }
 
 // hintedVersion returns the version and summary of label's hint if it

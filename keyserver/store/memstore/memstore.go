@@ -140,11 +140,8 @@ func (s *Store) LatestValue(ctx context.Context, label vmap.Label) (uint32, []by
 	if s.closed {
 		return 0, nil, store.ErrClosed
 	}
-	vs := s.values[label]
-	if len(vs) == 0 {
-		return 0, nil, nil
-	}
-	return uint32(len(vs)), bytes.Clone(vs[len(vs)-1]), nil
+	n, v := latest(s.values[label])
+	return n, v, nil
 }
 
 // LatestSummary implements store.DirectoryStore.
@@ -154,11 +151,16 @@ func (s *Store) LatestSummary(ctx context.Context, label vmap.Label) (uint32, []
 	if s.closed {
 		return 0, nil, store.ErrClosed
 	}
-	ss := s.sums[label]
-	if len(ss) == 0 {
-		return 0, nil, nil
+	n, v := latest(s.sums[label])
+	return n, v, nil
+}
+
+// latest returns how many versions vs holds and a copy of the last one.
+func latest(vs [][]byte) (uint32, []byte) {
+	if len(vs) == 0 {
+		return 0, nil
 	}
-	return uint32(len(ss)), bytes.Clone(ss[len(ss)-1]), nil
+	return uint32(len(vs)), bytes.Clone(vs[len(vs)-1])
 }
 
 // TenantRecords implements store.DirectoryStore. It copies the tenant's
@@ -177,6 +179,12 @@ func (s *Store) TenantRecords(ctx context.Context, id [16]byte, fn func(store.Te
 	if len(recs) == 0 {
 		return fmt.Errorf("memstore: tenant %x: %w", id, store.ErrNotFound)
 	}
+	return eachSorted(ctx, recs, fn)
+}
+
+// eachSorted calls fn for each of recs in key order, until fn or ctx
+// fails. It sorts recs in place.
+func eachSorted(ctx context.Context, recs []store.TenantRecord, fn func(store.TenantKey, []byte) error) error {
 	slices.SortFunc(recs, func(a, b store.TenantRecord) int { return bytes.Compare(a.Key[:], b.Key[:]) })
 	for _, r := range recs {
 		if err := ctx.Err(); err != nil {
@@ -233,16 +241,7 @@ func (s *Store) PendingRecords(ctx context.Context, id [16]byte, fn func(store.T
 		}
 	}
 	s.mu.RUnlock()
-	slices.SortFunc(recs, func(a, b store.TenantRecord) int { return bytes.Compare(a.Key[:], b.Key[:]) })
-	for _, r := range recs {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := fn(r.Key, r.Value); err != nil {
-			return err
-		}
-	}
-	return nil
+	return eachSorted(ctx, recs, fn)
 }
 
 // CommitEpoch implements store.DirectoryStore.
