@@ -146,16 +146,19 @@ func unprotectPublic(s *suite.Suite, membershipKey []byte, ctx *GroupContext, pm
 	if err := checkSenderContent(WireFormatPublicMessage, &pm.Content); err != nil {
 		return nil, err
 	}
-	if pm.Content.Sender.Type == SenderTypeMember {
-		tbm, err := pm.authenticatedContentTBM(ctx)
+	// The tag, signature and transcript hash cover the body as received.
+	p := PublicMessage{Content: pm.Content, Auth: pm.Auth, MembershipTag: pm.MembershipTag}
+	p.Content.received = pm.received
+	if p.Content.Sender.Type == SenderTypeMember {
+		tbm, err := p.authenticatedContentTBM(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if !s.VerifyMAC(membershipKey, tbm, pm.MembershipTag) {
+		if !s.VerifyMAC(membershipKey, tbm, p.MembershipTag) {
 			return nil, ErrInvalidMembershipTag
 		}
 	}
-	return &AuthenticatedContent{WireFormat: WireFormatPublicMessage, Content: pm.Content, Auth: pm.Auth}, nil
+	return &AuthenticatedContent{WireFormat: WireFormatPublicMessage, Content: p.Content, Auth: p.Auth}, nil
 }
 
 // ratchetKind returns the secret-tree ratchet for a content type (§9):
@@ -356,6 +359,7 @@ func unprotectPrivateDeferred(s *suite.Suite, senderDataSecret []byte, tree *sch
 			Sender:            Sender{Type: SenderTypeMember, Index: sd.LeafIndex},
 			AuthenticatedData: pm.AuthenticatedData,
 			ContentType:       pm.ContentType, ApplicationData: pc.ApplicationData, Proposal: pc.Proposal, Commit: pc.Commit,
+			received: pc.received, // the signature and transcript hash cover the body as received
 		},
 		Auth: pc.Auth,
 	}
