@@ -312,7 +312,94 @@ func (t *publicTree) applyUpdatePath(sender LeafIndex, path *UpdatePath, gc Grou
 	if ln.Source != LeafNodeSourceCommit {
 		return nil, treeErr(op, sender.Node(), ErrInvalidLeafNode)
 	}
-	if err := ln.verifySignature(s, gc.GroupID, uint32(sender)); err != nil {
+	// The leaf's signature is checked on another core while the other
+	// checks run; it must pass before the tree changes, and its failure
+	// takes precedence over any other (as if it had been checked first).
+	// checkLeaf (the application's credential validation included) only
+	// ever sees a leaf whose signature passed.
+	sig := startCheck(func() error { return ln.verifySignature(s, gc.GroupID, uint32(sender)) })
+	var (
+		fdp, cop []NodeIndex
+		nodes    []ParentNode
+		resBuf   []NodeIndex
+		pos, ct  = -1, -1
+		key      suite.HPKEPrivateKey
+	)
+	structural := func() error {
+		// New keys (§12.4.2): none of them may already be in the tree (the
+		// committer's old leaf included), nor repeat within the path.
+		if x, dup := t.findEncryptionKey(ln.EncryptionKey); dup {
+			return treeErr(op, x, ErrDuplicateKey)
+		}
+		if j, dup := t.findSignatureKey(ln.SignatureKey); dup && j != sender {
+			return treeErr(op, j.Node(), ErrDuplicateKey)
+		}
+		exclude = leavesInOrder(exclude)
+		fdp, cop = t.filteredDirectPath(nil, nil, sender)
+		if len(path.Nodes) != len(fdp) {
+			return treeErr(op, sender.Node(), ErrInvalidUpdatePath)
+		}
+		nodes = make([]ParentNode, len(fdp))
+		for i := range fdp {
+			k := path.Nodes[i].EncryptionKey
+			if x, dup := t.findEncryptionKey(k); dup {
+				return treeErr(op, x, ErrDuplicateKey)
+			}
+			if bytes.Equal(k, ln.EncryptionKey) {
+				return treeErr(op, fdp[i], ErrDuplicateKey)
+			}
+			for j := range i {
+				if bytes.Equal(k, path.Nodes[j].EncryptionKey) {
+					return treeErr(op, fdp[i], ErrDuplicateKey)
+				}
+			}
+			resBuf = t.resolutionExcept(resBuf[:0], cop[i], exclude)
+			if len(path.Nodes[i].EncryptedPathSecret) != len(resBuf) {
+				return treeErr(op, fdp[i], ErrInvalidUpdatePath)
+			}
+			nodes[i].EncryptionKey = k
+		}
+		// Parent hashes (§7.9.2): the leaf's parent_hash must be the one the
+		// path implies.
+		for _, c := range cop {
+			t.freshen(c)
+		}
+		if !bytes.Equal(t.chainParentHashes(nodes, cop), ln.ParentHash) {
+			return treeErr(op, sender.Node(), ErrInvalidParentHash)
+		}
+
+		// Where this member decrypts: the path node whose copath child covers
+		// its leaf, and in that child's resolution a node it holds a key for.
+		if priv != nil {
+			me := priv.leaf
+			if me == sender || containsLeaf(exclude, me) {
+				return treeErr(op, me.Node(), ErrPathDecrypt)
+			}
+			for i, c := range cop {
+				if treemath.IsDescendant(me.Node(), c) {
+					pos = i
+					break
+				}
+			}
+			if pos < 0 {
+				return treeErr(op, me.Node(), ErrPathDecrypt)
+			}
+			resBuf = t.resolutionExcept(resBuf[:0], cop[pos], exclude)
+			for k, r := range resBuf {
+				if kk, ok := priv.keyFor(t, r); ok {
+					ct, key = k, kk
+					break
+				}
+			}
+			if ct < 0 {
+				return treeErr(op, cop[pos], ErrPathDecrypt)
+			}
+		}
+
+		return nil
+	}
+	errStructural := structural()
+	if err := sig.wait(); err != nil {
 		return nil, &TreeError{Op: op, Node: uint32(sender.Node()), Err: ErrInvalidLeafSignature, Cause: err}
 	}
 	if checkLeaf != nil {
@@ -320,77 +407,8 @@ func (t *publicTree) applyUpdatePath(sender LeafIndex, path *UpdatePath, gc Grou
 			return nil, &TreeError{Op: op, Node: uint32(sender.Node()), Err: ErrInvalidLeafNode, Cause: err}
 		}
 	}
-	// New keys (§12.4.2): none of them may already be in the tree (the
-	// committer's old leaf included), nor repeat within the path.
-	if x, dup := t.findEncryptionKey(ln.EncryptionKey); dup {
-		return nil, treeErr(op, x, ErrDuplicateKey)
-	}
-	if j, dup := t.findSignatureKey(ln.SignatureKey); dup && j != sender {
-		return nil, treeErr(op, j.Node(), ErrDuplicateKey)
-	}
-	exclude = leavesInOrder(exclude)
-	fdp, cop := t.filteredDirectPath(nil, nil, sender)
-	if len(path.Nodes) != len(fdp) {
-		return nil, treeErr(op, sender.Node(), ErrInvalidUpdatePath)
-	}
-	var resBuf []NodeIndex
-	nodes := make([]ParentNode, len(fdp))
-	for i := range fdp {
-		k := path.Nodes[i].EncryptionKey
-		if x, dup := t.findEncryptionKey(k); dup {
-			return nil, treeErr(op, x, ErrDuplicateKey)
-		}
-		if bytes.Equal(k, ln.EncryptionKey) {
-			return nil, treeErr(op, fdp[i], ErrDuplicateKey)
-		}
-		for j := range i {
-			if bytes.Equal(k, path.Nodes[j].EncryptionKey) {
-				return nil, treeErr(op, fdp[i], ErrDuplicateKey)
-			}
-		}
-		resBuf = t.resolutionExcept(resBuf[:0], cop[i], exclude)
-		if len(path.Nodes[i].EncryptedPathSecret) != len(resBuf) {
-			return nil, treeErr(op, fdp[i], ErrInvalidUpdatePath)
-		}
-		nodes[i].EncryptionKey = k
-	}
-	// Parent hashes (§7.9.2): the leaf's parent_hash must be the one the
-	// path implies.
-	for _, c := range cop {
-		t.freshen(c)
-	}
-	if !bytes.Equal(t.chainParentHashes(nodes, cop), ln.ParentHash) {
-		return nil, treeErr(op, sender.Node(), ErrInvalidParentHash)
-	}
-
-	// Where this member decrypts: the path node whose copath child covers
-	// its leaf, and in that child's resolution a node it holds a key for.
-	pos, ct := -1, -1
-	var key suite.HPKEPrivateKey
-	if priv != nil {
-		me := priv.leaf
-		if me == sender || containsLeaf(exclude, me) {
-			return nil, treeErr(op, me.Node(), ErrPathDecrypt)
-		}
-		for i, c := range cop {
-			if treemath.IsDescendant(me.Node(), c) {
-				pos = i
-				break
-			}
-		}
-		if pos < 0 {
-			return nil, treeErr(op, me.Node(), ErrPathDecrypt)
-		}
-		resBuf = t.resolutionExcept(resBuf[:0], cop[pos], exclude)
-		for k, r := range resBuf {
-			if kk, ok := priv.keyFor(t, r); ok {
-				ct, key = k, kk
-				break
-			}
-		}
-		if ct < 0 {
-			return nil, treeErr(op, cop[pos], ErrPathDecrypt)
-		}
+	if errStructural != nil {
+		return nil, errStructural
 	}
 
 	// Merge, then decrypt under the provisional GroupContext.
