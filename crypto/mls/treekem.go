@@ -325,6 +325,45 @@ func (t *publicTree) applyUpdatePath(sender LeafIndex, path *UpdatePath, gc Grou
 		pos, ct  = -1, -1
 		key      suite.HPKEPrivateKey
 	)
+	exclude = leavesInOrder(exclude)
+	fdp, cop = t.filteredDirectPath(nil, nil, sender)
+	// Where this member decrypts: the path node whose copath child covers
+	// its leaf, and in that child's resolution a node it holds a key for.
+	// Found first, so that the key is expanded (on another core) while the
+	// checks run; a failure here is reported after theirs.
+	locate := func() error {
+		me := priv.leaf
+		if me == sender || containsLeaf(exclude, me) {
+			return treeErr(op, me.Node(), ErrPathDecrypt)
+		}
+		for i, c := range cop {
+			if treemath.IsDescendant(me.Node(), c) {
+				pos = i
+				break
+			}
+		}
+		if pos < 0 {
+			return treeErr(op, me.Node(), ErrPathDecrypt)
+		}
+		resBuf = t.resolutionExcept(resBuf[:0], cop[pos], exclude)
+		for k, r := range resBuf {
+			if kk, ok := priv.keyFor(t, r); ok {
+				ct, key = k, kk
+				break
+			}
+		}
+		if ct < 0 {
+			return treeErr(op, cop[pos], ErrPathDecrypt)
+		}
+		return nil
+	}
+	var errLocate error
+	var prepared *pendingKey
+	if priv != nil {
+		if errLocate = locate(); errLocate == nil {
+			prepared = startPrepareKey(s, key)
+		}
+	}
 	structural := func() error {
 		// New keys (§12.4.2): none of them may already be in the tree (the
 		// committer's old leaf included), nor repeat within the path.
@@ -334,8 +373,6 @@ func (t *publicTree) applyUpdatePath(sender LeafIndex, path *UpdatePath, gc Grou
 		if j, dup := t.findSignatureKey(ln.SignatureKey); dup && j != sender {
 			return treeErr(op, j.Node(), ErrDuplicateKey)
 		}
-		exclude = leavesInOrder(exclude)
-		fdp, cop = t.filteredDirectPath(nil, nil, sender)
 		if len(path.Nodes) != len(fdp) {
 			return treeErr(op, sender.Node(), ErrInvalidUpdatePath)
 		}
@@ -367,35 +404,6 @@ func (t *publicTree) applyUpdatePath(sender LeafIndex, path *UpdatePath, gc Grou
 		if !bytes.Equal(t.chainParentHashes(nodes, cop), ln.ParentHash) {
 			return treeErr(op, sender.Node(), ErrInvalidParentHash)
 		}
-
-		// Where this member decrypts: the path node whose copath child covers
-		// its leaf, and in that child's resolution a node it holds a key for.
-		if priv != nil {
-			me := priv.leaf
-			if me == sender || containsLeaf(exclude, me) {
-				return treeErr(op, me.Node(), ErrPathDecrypt)
-			}
-			for i, c := range cop {
-				if treemath.IsDescendant(me.Node(), c) {
-					pos = i
-					break
-				}
-			}
-			if pos < 0 {
-				return treeErr(op, me.Node(), ErrPathDecrypt)
-			}
-			resBuf = t.resolutionExcept(resBuf[:0], cop[pos], exclude)
-			for k, r := range resBuf {
-				if kk, ok := priv.keyFor(t, r); ok {
-					ct, key = k, kk
-					break
-				}
-			}
-			if ct < 0 {
-				return treeErr(op, cop[pos], ErrPathDecrypt)
-			}
-		}
-
 		return nil
 	}
 	errStructural := structural()
@@ -409,6 +417,9 @@ func (t *publicTree) applyUpdatePath(sender LeafIndex, path *UpdatePath, gc Grou
 	}
 	if errStructural != nil {
 		return nil, errStructural
+	}
+	if errLocate != nil {
+		return nil, errLocate
 	}
 
 	// Merge, then decrypt under the provisional GroupContext.
@@ -437,7 +448,11 @@ func (t *publicTree) applyUpdatePath(sender LeafIndex, path *UpdatePath, gc Grou
 		return res, nil
 	}
 	c := &path.Nodes[pos].EncryptedPathSecret[ct]
-	ps, err := s.DecryptWithLabel(key, labelUpdatePathNode, res.groupContext, c.KEMOutput, c.Ciphertext)
+	dk, err := prepared.wait()
+	var ps []byte
+	if err == nil {
+		ps, err = s.DecryptWithLabelKey(dk, labelUpdatePathNode, res.groupContext, c.KEMOutput, c.Ciphertext)
+	}
 	if err != nil || len(ps) != s.Nh() {
 		suite.Zero(ps)
 		return nil, &TreeError{Op: op, Node: uint32(fdp[pos]), Err: ErrPathDecrypt, Cause: err}
@@ -488,4 +503,25 @@ func (t *publicTree) applyUpdatePath(sender LeafIndex, path *UpdatePath, gc Grou
 	newPriv.prune(t)
 	res.priv = newPriv
 	return res, nil
+}
+
+// pendingKey is an HPKE private key being expanded on another goroutine.
+type pendingKey struct {
+	ch  chan struct{}
+	dk  *suite.DecryptionKey
+	err error
+}
+
+func startPrepareKey(s *suite.Suite, priv suite.HPKEPrivateKey) *pendingKey {
+	p := &pendingKey{ch: make(chan struct{})}
+	go func() {
+		p.dk, p.err = s.PrepareDecryptionKey(priv)
+		close(p.ch)
+	}()
+	return p
+}
+
+func (p *pendingKey) wait() (*suite.DecryptionKey, error) {
+	<-p.ch
+	return p.dk, p.err
 }
