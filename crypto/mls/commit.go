@@ -543,11 +543,12 @@ func (g *Group) install(ne *newEpochValues, ap *appliedPlan, priv *privateTree, 
 
 // processCommit applies a Commit from another member or an external
 // joiner (§12.4.2). ac has passed framing: membership tag or decryption,
-// and the signature.
+// and the signature, or the signature check is sig, still running, which
+// processCommit waits for before it changes any state.
 //
 // pending is the Commit's unconsumed PrivateMessage key (nil for a
 // PublicMessage): it is consumed only once every check has passed.
-func (g *Group) processCommit(ac *AuthenticatedContent, pending *schedule.Pending) (info *CommitInfo, err error) {
+func (g *Group) processCommit(ac *AuthenticatedContent, pending *schedule.Pending, sig *pendingCheck) (info *CommitInfo, err error) {
 	st := &g.st
 	s := g.suite
 	c := ac.Content.Commit
@@ -687,6 +688,11 @@ func (g *Group) processCommit(ac *AuthenticatedContent, pending *schedule.Pendin
 	} else if !ap.removedSelf {
 		priv = basePriv.clone()
 		priv.prune(t)
+	}
+	// The FramedContent signature (§6.1), if still being checked, must
+	// pass before anything is committed.
+	if err := sig.wait(); err != nil {
+		return nil, err
 	}
 	if ap.removedSelf {
 		// §12.4.2: the member cannot derive the new epoch. Record the

@@ -146,16 +146,19 @@ func unprotectPublic(s *suite.Suite, membershipKey []byte, ctx *GroupContext, pm
 	if err := checkSenderContent(WireFormatPublicMessage, &pm.Content); err != nil {
 		return nil, err
 	}
-	if pm.Content.Sender.Type == SenderTypeMember {
-		tbm, err := pm.authenticatedContentTBM(ctx)
+	// The tag, signature and transcript hash cover the body as received.
+	p := PublicMessage{Content: pm.Content, Auth: pm.Auth, MembershipTag: pm.MembershipTag}
+	p.Content.received = pm.received
+	if p.Content.Sender.Type == SenderTypeMember {
+		tbm, err := p.authenticatedContentTBM(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if !s.VerifyMAC(membershipKey, tbm, pm.MembershipTag) {
+		if !s.VerifyMAC(membershipKey, tbm, p.MembershipTag) {
 			return nil, ErrInvalidMembershipTag
 		}
 	}
-	return &AuthenticatedContent{WireFormat: WireFormatPublicMessage, Content: pm.Content, Auth: pm.Auth}, nil
+	return &AuthenticatedContent{WireFormat: WireFormatPublicMessage, Content: p.Content, Auth: p.Auth}, nil
 }
 
 // ratchetKind returns the secret-tree ratchet for a content type (§9):
@@ -297,7 +300,7 @@ type senderKeyFunc func(leaf uint32) (SignaturePublicKey, error)
 // used is the secret tree's error; an authenticated plaintext that does not
 // parse is a *DecodeError; a bad signature is ErrInvalidSignature.
 func unprotectPrivate(s *suite.Suite, senderDataSecret []byte, tree *schedule.SecretTree, ctx *GroupContext, pm *PrivateMessage, senderKey senderKeyFunc) (*AuthenticatedContent, error) {
-	ac, pending, err := unprotectPrivateDeferred(s, senderDataSecret, tree, ctx, pm, senderKey)
+	ac, pending, _, err := unprotectPrivateDeferred(s, senderDataSecret, tree, ctx, pm, senderKey, false)
 	if err != nil {
 		return nil, err
 	}
@@ -312,18 +315,24 @@ func unprotectPrivate(s *suite.Suite, senderDataSecret []byte, tree *schedule.Se
 // tree.Commit(pending) once it accepts the message (a Commit, for example,
 // only after every check of §12.4.2), or pending.Discard(). On error tree
 // is unchanged and nothing is pending.
-func unprotectPrivateDeferred(s *suite.Suite, senderDataSecret []byte, tree *schedule.SecretTree, ctx *GroupContext, pm *PrivateMessage, senderKey senderKeyFunc) (ac *AuthenticatedContent, pending *schedule.Pending, err error) {
+//
+// With concurrentSig, the signature of a Commit is checked on another
+// goroutine while the caller goes on processing it; the caller must then
+// call sig.wait, and accept the content only if it returns nil, before it
+// changes any state (sig is nil for other content types, and wait on nil
+// returns nil). ctx must not change until then.
+func unprotectPrivateDeferred(s *suite.Suite, senderDataSecret []byte, tree *schedule.SecretTree, ctx *GroupContext, pm *PrivateMessage, senderKey senderKeyFunc, concurrentSig bool) (ac *AuthenticatedContent, pending *schedule.Pending, sig *pendingCheck, err error) {
 	sd, err := openSenderData(s, senderDataSecret, pm)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	key, err := senderKey(sd.LeafIndex)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	pending, err = tree.Prepare(treemath.LeafIndex(sd.LeafIndex), ratchetKind(pm.ContentType), sd.Generation)
 	if err != nil {
-		return nil, nil, fmt.Errorf("mls: unprotecting message: %w", err)
+		return nil, nil, nil, fmt.Errorf("mls: unprotecting message: %w", err)
 	}
 	// A return sets the named results before deferred calls run, so the
 	// Pending is captured here.
@@ -338,16 +347,16 @@ func unprotectPrivateDeferred(s *suite.Suite, senderDataSecret []byte, tree *sch
 	applyReuseGuard(nonce, sd.ReuseGuard)
 	aad, err := (&PrivateContentAAD{GroupID: pm.GroupID, Epoch: pm.Epoch, ContentType: pm.ContentType, AuthenticatedData: pm.AuthenticatedData}).Encode()
 	if err != nil {
-		return nil, nil, ErrDecrypt
+		return nil, nil, nil, ErrDecrypt
 	}
 	plaintext, err := s.Open(pending.Key(), nonce, aad, pm.Ciphertext)
 	if err != nil {
-		return nil, nil, ErrDecrypt
+		return nil, nil, nil, ErrDecrypt
 	}
 	defer suite.Zero(plaintext)
 	pc, err := DecodePrivateMessageContent(pm.ContentType, plaintext)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	ac = &AuthenticatedContent{
 		WireFormat: WireFormatPrivateMessage,
@@ -356,13 +365,44 @@ func unprotectPrivateDeferred(s *suite.Suite, senderDataSecret []byte, tree *sch
 			Sender:            Sender{Type: SenderTypeMember, Index: sd.LeafIndex},
 			AuthenticatedData: pm.AuthenticatedData,
 			ContentType:       pm.ContentType, ApplicationData: pc.ApplicationData, Proposal: pc.Proposal, Commit: pc.Commit,
+			received: pc.received, // the signature and transcript hash cover the body as received
 		},
 		Auth: pc.Auth,
 	}
-	if err = verifyContent(s, ac, ctx, key); err != nil {
-		return nil, nil, err
+	if concurrentSig && ac.Content.ContentType == ContentTypeCommit {
+		c := *ctx
+		return ac, pending, startCheck(func() error { return verifyContent(s, ac, &c, key) }), nil
 	}
-	return ac, pending, nil
+	if err = verifyContent(s, ac, ctx, key); err != nil {
+		return nil, nil, nil, err
+	}
+	return ac, pending, nil, nil
+}
+
+// pendingCheck is a check running on another goroutine (a signature
+// verification overlapping the rest of a Commit's processing).
+type pendingCheck struct {
+	ch   chan error
+	err  error
+	done bool
+}
+
+func startCheck(f func() error) *pendingCheck {
+	c := &pendingCheck{ch: make(chan error, 1)}
+	go func() { c.ch <- f() }()
+	return c
+}
+
+// wait returns the check's result, waiting for it the first time. A nil
+// check passes. Not safe for concurrent use.
+func (c *pendingCheck) wait() error {
+	if c == nil {
+		return nil
+	}
+	if !c.done {
+		c.err, c.done = <-c.ch, true
+	}
+	return c.err
 }
 
 // Ref returns MakeProposalRef(ac) = RefHash("MLS 1.0 Proposal Reference",

@@ -185,7 +185,7 @@ func (g *Group) processPublic(pm *PublicMessage) (*Processed, error) {
 	if err := verifyContent(g.suite, ac, &g.st.ctx, key); err != nil {
 		return nil, err
 	}
-	return g.handleContent(ac, nil)
+	return g.handleContent(ac, nil, nil)
 }
 
 // processPrivate handles a PrivateMessage (§6.3). Application messages may
@@ -204,12 +204,18 @@ func (g *Group) processPrivate(pm *PrivateMessage) (*Processed, error) {
 	}
 	// The message key is consumed only once the content is accepted: a
 	// Commit that fails a later check leaves the secret tree as it was.
-	ac, pending, err := unprotectPrivateDeferred(g.suite, g.st.keys.SenderDataSecret, g.st.secrets, &g.st.ctx, pm, g.memberKey)
+	// A Commit's signature is checked on another core while its path is
+	// processed; processCommit waits for it before changing any state, and
+	// a bad signature takes precedence over any other error.
+	ac, pending, sig, err := unprotectPrivateDeferred(g.suite, g.st.keys.SenderDataSecret, g.st.secrets, &g.st.ctx, pm, g.memberKey, true)
 	if err != nil {
 		return nil, err
 	}
-	p, err := g.handleContent(ac, pending)
+	p, err := g.handleContent(ac, pending, sig)
 	if err != nil {
+		if serr := sig.wait(); serr != nil {
+			err = serr
+		}
 		pending.Discard()
 		return nil, err
 	}
@@ -248,7 +254,15 @@ func (g *Group) processPastApplication(pm *PrivateMessage) (*Processed, error) {
 // pending, for a PrivateMessage, is its unconsumed message key: it is
 // committed to the secret tree exactly when the content is accepted, and
 // left to the caller to discard otherwise.
-func (g *Group) handleContent(ac *AuthenticatedContent, pending *schedule.Pending) (*Processed, error) {
+//
+// sig, if not nil, is the signature check of a Commit still running: the
+// content is accepted only if it passes.
+func (g *Group) handleContent(ac *AuthenticatedContent, pending *schedule.Pending, sig *pendingCheck) (*Processed, error) {
+	if ac.Content.ContentType != ContentTypeCommit {
+		if err := sig.wait(); err != nil {
+			return nil, err
+		}
+	}
 	c := &ac.Content
 	out := &Processed{Epoch: c.Epoch, Sender: c.Sender, AuthenticatedData: c.AuthenticatedData}
 	consume := func() error {
@@ -290,7 +304,7 @@ func (g *Group) handleContent(ac *AuthenticatedContent, pending *schedule.Pendin
 		if c.Sender.Type == SenderTypeMember && LeafIndex(c.Sender.Index) == g.self {
 			return nil, fmt.Errorf("%w: own commit that is not the pending one", ErrPendingCommit)
 		}
-		info, err := g.processCommit(ac, pending)
+		info, err := g.processCommit(ac, pending, sig)
 		if err != nil {
 			return nil, err
 		}

@@ -312,65 +312,29 @@ func (t *publicTree) applyUpdatePath(sender LeafIndex, path *UpdatePath, gc Grou
 	if ln.Source != LeafNodeSourceCommit {
 		return nil, treeErr(op, sender.Node(), ErrInvalidLeafNode)
 	}
-	if err := ln.verifySignature(s, gc.GroupID, uint32(sender)); err != nil {
-		return nil, &TreeError{Op: op, Node: uint32(sender.Node()), Err: ErrInvalidLeafSignature, Cause: err}
-	}
-	if checkLeaf != nil {
-		if err := checkLeaf(sender, ln); err != nil {
-			return nil, &TreeError{Op: op, Node: uint32(sender.Node()), Err: ErrInvalidLeafNode, Cause: err}
-		}
-	}
-	// New keys (§12.4.2): none of them may already be in the tree (the
-	// committer's old leaf included), nor repeat within the path.
-	if x, dup := t.findEncryptionKey(ln.EncryptionKey); dup {
-		return nil, treeErr(op, x, ErrDuplicateKey)
-	}
-	if j, dup := t.findSignatureKey(ln.SignatureKey); dup && j != sender {
-		return nil, treeErr(op, j.Node(), ErrDuplicateKey)
-	}
+	// The leaf's signature is checked on another core while the other
+	// checks run; it must pass before the tree changes, and its failure
+	// takes precedence over any other (as if it had been checked first).
+	// checkLeaf (the application's credential validation included) only
+	// ever sees a leaf whose signature passed.
+	sig := startCheck(func() error { return ln.verifySignature(s, gc.GroupID, uint32(sender)) })
+	var (
+		fdp, cop []NodeIndex
+		nodes    []ParentNode
+		resBuf   []NodeIndex
+		pos, ct  = -1, -1
+		key      suite.HPKEPrivateKey
+	)
 	exclude = leavesInOrder(exclude)
-	fdp, cop := t.filteredDirectPath(nil, nil, sender)
-	if len(path.Nodes) != len(fdp) {
-		return nil, treeErr(op, sender.Node(), ErrInvalidUpdatePath)
-	}
-	var resBuf []NodeIndex
-	nodes := make([]ParentNode, len(fdp))
-	for i := range fdp {
-		k := path.Nodes[i].EncryptionKey
-		if x, dup := t.findEncryptionKey(k); dup {
-			return nil, treeErr(op, x, ErrDuplicateKey)
-		}
-		if bytes.Equal(k, ln.EncryptionKey) {
-			return nil, treeErr(op, fdp[i], ErrDuplicateKey)
-		}
-		for j := range i {
-			if bytes.Equal(k, path.Nodes[j].EncryptionKey) {
-				return nil, treeErr(op, fdp[i], ErrDuplicateKey)
-			}
-		}
-		resBuf = t.resolutionExcept(resBuf[:0], cop[i], exclude)
-		if len(path.Nodes[i].EncryptedPathSecret) != len(resBuf) {
-			return nil, treeErr(op, fdp[i], ErrInvalidUpdatePath)
-		}
-		nodes[i].EncryptionKey = k
-	}
-	// Parent hashes (§7.9.2): the leaf's parent_hash must be the one the
-	// path implies.
-	for _, c := range cop {
-		t.freshen(c)
-	}
-	if !bytes.Equal(t.chainParentHashes(nodes, cop), ln.ParentHash) {
-		return nil, treeErr(op, sender.Node(), ErrInvalidParentHash)
-	}
-
+	fdp, cop = t.filteredDirectPath(nil, nil, sender)
 	// Where this member decrypts: the path node whose copath child covers
 	// its leaf, and in that child's resolution a node it holds a key for.
-	pos, ct := -1, -1
-	var key suite.HPKEPrivateKey
-	if priv != nil {
+	// Found first, so that the key is expanded (on another core) while the
+	// checks run; a failure here is reported after theirs.
+	locate := func() error {
 		me := priv.leaf
 		if me == sender || containsLeaf(exclude, me) {
-			return nil, treeErr(op, me.Node(), ErrPathDecrypt)
+			return treeErr(op, me.Node(), ErrPathDecrypt)
 		}
 		for i, c := range cop {
 			if treemath.IsDescendant(me.Node(), c) {
@@ -379,7 +343,7 @@ func (t *publicTree) applyUpdatePath(sender LeafIndex, path *UpdatePath, gc Grou
 			}
 		}
 		if pos < 0 {
-			return nil, treeErr(op, me.Node(), ErrPathDecrypt)
+			return treeErr(op, me.Node(), ErrPathDecrypt)
 		}
 		resBuf = t.resolutionExcept(resBuf[:0], cop[pos], exclude)
 		for k, r := range resBuf {
@@ -389,8 +353,73 @@ func (t *publicTree) applyUpdatePath(sender LeafIndex, path *UpdatePath, gc Grou
 			}
 		}
 		if ct < 0 {
-			return nil, treeErr(op, cop[pos], ErrPathDecrypt)
+			return treeErr(op, cop[pos], ErrPathDecrypt)
 		}
+		return nil
+	}
+	var errLocate error
+	var prepared *pendingKey
+	if priv != nil {
+		if errLocate = locate(); errLocate == nil {
+			prepared = startPrepareKey(s, key)
+		}
+	}
+	structural := func() error {
+		// New keys (§12.4.2): none of them may already be in the tree (the
+		// committer's old leaf included), nor repeat within the path.
+		if x, dup := t.findEncryptionKey(ln.EncryptionKey); dup {
+			return treeErr(op, x, ErrDuplicateKey)
+		}
+		if j, dup := t.findSignatureKey(ln.SignatureKey); dup && j != sender {
+			return treeErr(op, j.Node(), ErrDuplicateKey)
+		}
+		if len(path.Nodes) != len(fdp) {
+			return treeErr(op, sender.Node(), ErrInvalidUpdatePath)
+		}
+		nodes = make([]ParentNode, len(fdp))
+		for i := range fdp {
+			k := path.Nodes[i].EncryptionKey
+			if x, dup := t.findEncryptionKey(k); dup {
+				return treeErr(op, x, ErrDuplicateKey)
+			}
+			if bytes.Equal(k, ln.EncryptionKey) {
+				return treeErr(op, fdp[i], ErrDuplicateKey)
+			}
+			for j := range i {
+				if bytes.Equal(k, path.Nodes[j].EncryptionKey) {
+					return treeErr(op, fdp[i], ErrDuplicateKey)
+				}
+			}
+			resBuf = t.resolutionExcept(resBuf[:0], cop[i], exclude)
+			if len(path.Nodes[i].EncryptedPathSecret) != len(resBuf) {
+				return treeErr(op, fdp[i], ErrInvalidUpdatePath)
+			}
+			nodes[i].EncryptionKey = k
+		}
+		// Parent hashes (§7.9.2): the leaf's parent_hash must be the one the
+		// path implies.
+		for _, c := range cop {
+			t.freshen(c)
+		}
+		if !bytes.Equal(t.chainParentHashes(nodes, cop), ln.ParentHash) {
+			return treeErr(op, sender.Node(), ErrInvalidParentHash)
+		}
+		return nil
+	}
+	errStructural := structural()
+	if err := sig.wait(); err != nil {
+		return nil, &TreeError{Op: op, Node: uint32(sender.Node()), Err: ErrInvalidLeafSignature, Cause: err}
+	}
+	if checkLeaf != nil {
+		if err := checkLeaf(sender, ln); err != nil {
+			return nil, &TreeError{Op: op, Node: uint32(sender.Node()), Err: ErrInvalidLeafNode, Cause: err}
+		}
+	}
+	if errStructural != nil {
+		return nil, errStructural
+	}
+	if errLocate != nil {
+		return nil, errLocate
 	}
 
 	// Merge, then decrypt under the provisional GroupContext.
@@ -419,7 +448,11 @@ func (t *publicTree) applyUpdatePath(sender LeafIndex, path *UpdatePath, gc Grou
 		return res, nil
 	}
 	c := &path.Nodes[pos].EncryptedPathSecret[ct]
-	ps, err := s.DecryptWithLabel(key, labelUpdatePathNode, res.groupContext, c.KEMOutput, c.Ciphertext)
+	dk, err := prepared.wait()
+	var ps []byte
+	if err == nil {
+		ps, err = s.DecryptWithLabelKey(dk, labelUpdatePathNode, res.groupContext, c.KEMOutput, c.Ciphertext)
+	}
 	if err != nil || len(ps) != s.Nh() {
 		suite.Zero(ps)
 		return nil, &TreeError{Op: op, Node: uint32(fdp[pos]), Err: ErrPathDecrypt, Cause: err}
@@ -470,4 +503,25 @@ func (t *publicTree) applyUpdatePath(sender LeafIndex, path *UpdatePath, gc Grou
 	newPriv.prune(t)
 	res.priv = newPriv
 	return res, nil
+}
+
+// pendingKey is an HPKE private key being expanded on another goroutine.
+type pendingKey struct {
+	ch  chan struct{}
+	dk  *suite.DecryptionKey
+	err error
+}
+
+func startPrepareKey(s *suite.Suite, priv suite.HPKEPrivateKey) *pendingKey {
+	p := &pendingKey{ch: make(chan struct{})}
+	go func() {
+		p.dk, p.err = s.PrepareDecryptionKey(priv)
+		close(p.ch)
+	}()
+	return p
+}
+
+func (p *pendingKey) wait() (*suite.DecryptionKey, error) {
+	<-p.ch
+	return p.dk, p.err
 }

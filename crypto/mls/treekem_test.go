@@ -113,6 +113,9 @@ func checkTreeKEM(t *testing.T, v treeKEMVector) int {
 			t.Fatalf("sender %d: tree hash after %x, want %x", sender, h, up.TreeHashAfter)
 		}
 		merged := tr
+		if decrypted == 0 {
+			checkLeafSignatureFirst(t, loadTree(t, s, v.RatchetTree), sender, path, gc)
+		}
 
 		for _, j := range receivers(privs, sender, v.CipherSuite) {
 			p := privs[j]
@@ -501,4 +504,35 @@ func FuzzApplyUpdatePath(f *testing.F) {
 		}
 		res.Zero()
 	})
+}
+
+// checkLeafSignatureFirst: applyUpdatePath checks the leaf signature
+// concurrently with the other checks, but a bad signature is reported as
+// if it had been checked first, and the tree is left unchanged.
+func checkLeafSignatureFirst(t *testing.T, tr *publicTree, sender LeafIndex, path *UpdatePath, gc GroupContext) {
+	t.Helper()
+	th, err := tr.treeHash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := bytes.Clone(th)
+	bad := *path
+	bad.LeafNode.Signature = bytes.Clone(path.LeafNode.Signature)
+	bad.LeafNode.Signature[0] ^= 1
+	short := bad
+	short.Nodes = bad.Nodes[1:]
+	for _, p := range []*UpdatePath{&bad, &short} {
+		if _, err := tr.applyUpdatePath(sender, p, gc, nil, nil, nil); !errors.Is(err, ErrInvalidLeafSignature) {
+			t.Fatalf("bad leaf signature, %d nodes: err = %v, want ErrInvalidLeafSignature", len(p.Nodes), err)
+		}
+		if th, _ := tr.treeHash(); !bytes.Equal(th, before) {
+			t.Fatal("tree changed by a refused UpdatePath")
+		}
+	}
+	// The control: the short path with its genuine signature fails as a
+	// malformed path.
+	short.LeafNode = path.LeafNode
+	if _, err := tr.applyUpdatePath(sender, &short, gc, nil, nil, nil); !errors.Is(err, ErrInvalidUpdatePath) {
+		t.Fatalf("short path: err = %v, want ErrInvalidUpdatePath", err)
+	}
 }

@@ -16,6 +16,14 @@ type FramedContent struct {
 	ApplicationData []byte
 	Proposal        *Proposal
 	Commit          *Commit
+
+	// received is the body (the select on content_type) exactly as it
+	// was received, or nil. Only the message processing code sets it, on
+	// content it decoded itself and never changes, so that the signature,
+	// membership tag and transcript hash cover the received bytes
+	// without encoding a large Commit again (the decoders are strict:
+	// re-encoding would give the same bytes).
+	received []byte
 }
 
 // marshalBody writes the select on content_type (shared with
@@ -25,15 +33,26 @@ func (c *FramedContent) marshalBody(b *cryptobyte.Builder) {
 	case c.ContentType == ContentTypeApplication && c.Proposal == nil && c.Commit == nil:
 		addOpaque(b, "application_data", c.ApplicationData, maxOpaque)
 	case c.ContentType == ContentTypeProposal && c.Proposal != nil && c.Commit == nil && c.ApplicationData == nil:
+		if c.received != nil {
+			b.AddBytes(c.received)
+			return
+		}
 		c.Proposal.marshal(b)
 	case c.ContentType == ContentTypeCommit && c.Commit != nil && c.Proposal == nil && c.ApplicationData == nil:
+		if c.received != nil {
+			b.AddBytes(c.received)
+			return
+		}
 		c.Commit.marshal(b)
 	default:
 		encodeFail(b, "content_type", ErrInvalidValue)
 	}
 }
 
-func (c *FramedContent) unmarshalBody(d *decoder) {
+// unmarshalBody reads the select on content_type and returns the bytes it
+// read (aliasing d's input).
+func (c *FramedContent) unmarshalBody(d *decoder) []byte {
+	start := d.s
 	switch c.ContentType {
 	case ContentTypeApplication:
 		c.ApplicationData = d.opaque("application_data", maxOpaque)
@@ -46,6 +65,7 @@ func (c *FramedContent) unmarshalBody(d *decoder) {
 	default:
 		d.fail("content_type", ErrInvalidValue)
 	}
+	return start[: len(start)-len(d.s) : len(start)-len(d.s)]
 }
 
 func (c *FramedContent) marshal(b *cryptobyte.Builder) {
@@ -57,13 +77,14 @@ func (c *FramedContent) marshal(b *cryptobyte.Builder) {
 	c.marshalBody(b)
 }
 
-func (c *FramedContent) unmarshal(d *decoder) {
+// unmarshal reads c and returns the bytes of its body as unmarshalBody.
+func (c *FramedContent) unmarshal(d *decoder) []byte {
 	c.GroupID = d.opaque("group_id", MaxHashSize)
 	c.Epoch = d.u64("epoch")
 	c.Sender.unmarshal(d)
 	c.AuthenticatedData = d.opaque("authenticated_data", maxOpaque)
 	c.ContentType = ContentType(d.u8("content_type"))
-	c.unmarshalBody(d)
+	return c.unmarshalBody(d)
 }
 
 // Encode returns the §6 encoding of c.
@@ -72,7 +93,7 @@ func (c *FramedContent) Encode() ([]byte, error) { return encode("FramedContent"
 // DecodeFramedContent parses a FramedContent.
 func DecodeFramedContent(b []byte) (*FramedContent, error) {
 	c := new(FramedContent)
-	if err := decode("FramedContent", b, c.unmarshal); err != nil {
+	if err := decode("FramedContent", b, func(d *decoder) { c.unmarshal(d) }); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -190,6 +211,8 @@ type PublicMessage struct {
 	// MembershipTag is MAC(membership_key, AuthenticatedContentTBM),
 	// encoded only for member senders.
 	MembershipTag []byte
+
+	received []byte // the body as decoded, for FramedContent.received
 }
 
 func (p *PublicMessage) marshal(b *cryptobyte.Builder) {
@@ -203,7 +226,7 @@ func (p *PublicMessage) marshal(b *cryptobyte.Builder) {
 }
 
 func (p *PublicMessage) unmarshal(d *decoder) {
-	p.Content.unmarshal(d)
+	p.received = p.Content.unmarshal(d)
 	p.Auth.unmarshal(d, p.Content.ContentType)
 	if p.Content.Sender.Type == SenderTypeMember {
 		p.MembershipTag = d.opaque("membership_tag", MaxHashSize)
@@ -289,6 +312,8 @@ type PrivateMessageContent struct {
 	Auth            FramedContentAuthData
 	// PaddingLen is the number of zero bytes after auth.
 	PaddingLen int
+
+	received []byte // the body as decoded, for FramedContent.received
 }
 
 func (p *PrivateMessageContent) framed() *FramedContent {
@@ -307,7 +332,7 @@ func (p *PrivateMessageContent) marshal(b *cryptobyte.Builder) {
 
 func (p *PrivateMessageContent) unmarshal(d *decoder) {
 	f := FramedContent{ContentType: p.ContentType}
-	f.unmarshalBody(d)
+	p.received = f.unmarshalBody(d)
 	p.ApplicationData, p.Proposal, p.Commit = f.ApplicationData, f.Proposal, f.Commit
 	p.Auth.unmarshal(d, p.ContentType)
 	if !d.ok() {

@@ -121,6 +121,58 @@ func (s *Suite) DecryptWithLabel(priv HPKEPrivateKey, label string, context, kem
 	return pt, nil
 }
 
+// DecryptionKey is an HPKE private key parsed (for X-Wing: the ML-KEM and
+// X25519 keys expanded from the seed) once, ahead of DecryptWithLabelKey,
+// so that the expansion can run while other work goes on.
+type DecryptionKey struct {
+	priv HPKEPrivateKey
+	sk   hpke.PrivateKey // nil for a KEM without a parsed form
+}
+
+// expander is a KEM whose private keys can be parsed ahead of SetupBaseR.
+type expander interface {
+	privateKey(priv HPKEPrivateKey) (hpke.PrivateKey, error)
+	setupRKey(sk hpke.PrivateKey, enc, info []byte) (receiverCtx, error)
+}
+
+// PrepareDecryptionKey parses priv for DecryptWithLabelKey. A key that
+// does not parse is refused here with ErrInvalidKey.
+func (s *Suite) PrepareDecryptionKey(priv HPKEPrivateKey) (*DecryptionKey, error) {
+	e, ok := s.kem.(expander)
+	if !ok {
+		return &DecryptionKey{priv: priv}, nil
+	}
+	sk, err := e.privateKey(priv)
+	if err != nil {
+		return nil, ErrInvalidKey
+	}
+	return &DecryptionKey{priv: priv, sk: sk}, nil
+}
+
+// DecryptWithLabelKey is DecryptWithLabel with a key from
+// PrepareDecryptionKey. Every failure is ErrDecrypt.
+func (s *Suite) DecryptWithLabelKey(key *DecryptionKey, label string, context, kemOutput, ciphertext []byte) ([]byte, error) {
+	if key == nil {
+		return nil, ErrDecrypt
+	}
+	if key.sk == nil {
+		return s.DecryptWithLabel(key.priv, label, context, kemOutput, ciphertext)
+	}
+	info, err := labelledContent(label, context)
+	if err != nil {
+		return nil, ErrDecrypt
+	}
+	c, err := s.kem.(expander).setupRKey(key.sk, kemOutput, info)
+	if err != nil {
+		return nil, ErrDecrypt
+	}
+	pt, err := c.Open(nil, ciphertext)
+	if err != nil {
+		return nil, ErrDecrypt
+	}
+	return pt, nil
+}
+
 // ExportSend is SetupBaseS(pub, info) followed by Export(exporterContext,
 // length): the joiner's side of an external init (RFC 9420 §8.3), where
 // info is "" and exporterContext "MLS 1.0 external init secret".
@@ -266,6 +318,10 @@ func (k *stdKEM) setupR(priv HPKEPrivateKey, enc, info []byte) (receiverCtx, err
 	if err != nil {
 		return nil, err
 	}
+	return k.setupRKey(sk, enc, info)
+}
+
+func (k *stdKEM) setupRKey(sk hpke.PrivateKey, enc, info []byte) (receiverCtx, error) {
 	r, err := hpke.NewRecipient(enc, sk, k.kdf, k.aead, info)
 	if err != nil {
 		return nil, ErrDecrypt

@@ -110,6 +110,44 @@ func TestEncryptRoundTrip(t *testing.T) {
 				t.Errorf("%s: got %v, want ErrDecrypt", name, err)
 			}
 		}
+		// The same with a key prepared ahead (DecryptWithLabelKey).
+		key, err := s.PrepareDecryptionKey(priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.DecryptWithLabelKey(key, "UpdatePathNode", ctx, enc, ct); err != nil || !bytes.Equal(got, pt) {
+			t.Fatalf("decrypt with a prepared key: %v", err)
+		}
+		other, _, err := s.GenerateHPKEKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		otherKey, err := s.PrepareDecryptionKey(other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, f := range map[string]func() ([]byte, error){
+			"prepared, wrong label": func() ([]byte, error) { return s.DecryptWithLabelKey(key, "Welcome", ctx, enc, ct) },
+			"prepared, wrong context": func() ([]byte, error) {
+				return s.DecryptWithLabelKey(key, "UpdatePathNode", []byte("x"), enc, ct)
+			},
+			"prepared, truncated enc": func() ([]byte, error) {
+				return s.DecryptWithLabelKey(key, "UpdatePathNode", ctx, enc[:len(enc)-1], ct)
+			},
+			"prepared, other key": func() ([]byte, error) { return s.DecryptWithLabelKey(otherKey, "UpdatePathNode", ctx, enc, ct) },
+			"prepared, nil key":   func() ([]byte, error) { return s.DecryptWithLabelKey(nil, "UpdatePathNode", ctx, enc, ct) },
+			"prepared, bad private key": func() ([]byte, error) {
+				k, err := s.PrepareDecryptionKey(priv[:len(priv)-1])
+				if err != nil {
+					return nil, ErrDecrypt // refused when prepared
+				}
+				return s.DecryptWithLabelKey(k, "UpdatePathNode", ctx, enc, ct)
+			},
+		} {
+			if _, err := f(); err != ErrDecrypt {
+				t.Errorf("%s: got %v, want ErrDecrypt", name, err)
+			}
+		}
 		if _, _, err := s.EncryptWithLabel(pub[:len(pub)-1], "UpdatePathNode", ctx, pt); err != ErrInvalidPublicKey {
 			t.Errorf("encrypting to a truncated public key: %v", err)
 		}

@@ -102,10 +102,24 @@ func (k *xwingKEM) setupS(pub HPKEPublicKey, info []byte) ([]byte, senderCtx, er
 }
 
 func (k *xwingKEM) setupR(priv HPKEPrivateKey, enc, info []byte) (receiverCtx, error) {
+	sk, err := k.privateKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	return k.setupRKey(sk, enc, info)
+}
+
+// privateKey expands the seed into the standard library's key (ML-KEM
+// and X25519 keys).
+func (k *xwingKEM) privateKey(priv HPKEPrivateKey) (hpke.PrivateKey, error) {
 	sk, err := k.kem.NewPrivateKey(priv)
 	if err != nil {
 		return nil, ErrInvalidKey
 	}
+	return sk, nil
+}
+
+func (k *xwingKEM) setupRKey(sk hpke.PrivateKey, enc, info []byte) (receiverCtx, error) {
 	r, err := hpke.NewRecipient(enc, sk, k.kdf, k.aead, info)
 	if err != nil {
 		return nil, ErrDecrypt
