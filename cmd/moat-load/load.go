@@ -840,14 +840,8 @@ func (g *gen) openIdle(ctx context.Context, p *relayProc, n int) ([]net.Conn, er
 			defer wg.Done()
 			d := tls.Dialer{Config: cfg}
 			for int(next.Add(1)) <= n && firstErr.Load() == nil {
-				c, err := d.DialContext(ctx, "tcp", p.addr)
-				if err == nil {
-					err = healthz(c)
-				}
+				c, err := dialHealthy(ctx, &d, p.addr)
 				if err != nil {
-					if c != nil {
-						c.Close()
-					}
 					firstErr.CompareAndSwap(nil, &err)
 					return
 				}
@@ -862,6 +856,21 @@ func (g *gen) openIdle(ctx context.Context, p *relayProc, n int) ([]net.Conn, er
 		return out, *e
 	}
 	return out, nil
+}
+
+// dialHealthy dials addr with d and makes one request on the connection
+// (healthz), so that the server holds it under its idle timeout, not its
+// first-request one; on error the connection is closed.
+func dialHealthy(ctx context.Context, d *tls.Dialer, addr string) (net.Conn, error) {
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := healthz(c); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // healthz sends GET /healthz on c and reads the answer.
