@@ -79,7 +79,7 @@ func (g *gen) sendBatches(ctx context.Context) error {
 	g.logf("sendbatch: %d sealed sends of %d bytes in batches of %d, %d senders", n, g.envSize(), k, g.f.concurrency)
 	rc0, sc0 := p.cpu(), selfCPU()
 	g.lastLoad = loadAvg()
-	lat, el, err := g.workers(len(bodies), func(i int) error { return g.postBatch(ctx, p, bodies[i]) })
+	lat, el, err := workers(g.f.concurrency, len(bodies), func(i int) error { return g.postBatch(ctx, p, bodies[i]) })
 	if err != nil {
 		return err
 	}

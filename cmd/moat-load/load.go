@@ -530,23 +530,23 @@ func (p *relayProc) post(ctx context.Context, http2 bool, path, auth string, bod
 func (g *gen) closedLoop(ctx context.Context, p *relayProc, path string, n int, check bool) (rate float64, lat []time.Duration, relayCPU, selfCPUd time.Duration, err error) {
 	rc0, sc0 := p.cpu(), selfCPU()
 	g.lastLoad = loadAvg()
-	lat, el, err := g.workers(n, func(i int) error { return g.send(ctx, p, path, i, check) })
+	lat, el, err := workers(g.f.concurrency, n, func(i int) error { return g.send(ctx, p, path, i, check) })
 	if err != nil {
 		return 0, nil, 0, 0, err
 	}
 	return float64(n) / el.Seconds(), lat, p.cpu() - rc0, selfCPU() - sc0, nil
 }
 
-// workers runs do(0..n-1) from concurrency workers, each index once,
+// workers runs do(0..n-1) from k workers, each index once,
 // until the first error, and returns each call's latency and the time
 // all took.
-func (g *gen) workers(n int, do func(i int) error) ([]time.Duration, time.Duration, error) {
+func workers(k, n int, do func(i int) error) ([]time.Duration, time.Duration, error) {
 	lat := make([]time.Duration, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var firstErr atomic.Pointer[error]
 	start := time.Now()
-	for range g.f.concurrency {
+	for range k {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)

@@ -6,9 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -34,33 +31,15 @@ func (g *gen) raw() error {
 	defer w.Close()
 	n := len(g.envs)
 	g.logf("raw: %d values of %d bytes, %d producers", n, g.envSize(), g.f.producers)
-	var next atomic.Int64
-	var firstErr atomic.Pointer[error]
-	var wg sync.WaitGroup
 	c0, load0 := selfCPU(), loadAvg()
-	start := time.Now()
-	for range g.f.producers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n || firstErr.Load() != nil {
-					return
-				}
-				k := make([]byte, 16)
-				rand.Read(k)
-				if err := w.Put(k, g.envs[i]); err != nil {
-					firstErr.CompareAndSwap(nil, &err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	el, cpu := time.Since(start), selfCPU()-c0
-	if e := firstErr.Load(); e != nil {
-		return *e
+	_, el, err := workers(g.f.producers, n, func(i int) error {
+		k := make([]byte, 16)
+		rand.Read(k)
+		return w.Put(k, g.envs[i])
+	})
+	cpu := selfCPU() - c0
+	if err != nil {
+		return err
 	}
 	rate := float64(n) / el.Seconds()
 	g.ratios["raw"] = rate
