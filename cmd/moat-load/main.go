@@ -52,12 +52,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "moat-load",
-		Short:         "Load generator for Moat's relay",
-		SilenceUsage:  true,
-		SilenceErrors: true,
+		Use:   "moat-load",
+		Short: "Load generator for Moat's relay",
 	}
-	root.CompletionOptions.DisableDefaultCmd = true
 	root.AddCommand(newRunCmd(), newRelayCmd())
 	return root
 }
