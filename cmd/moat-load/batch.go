@@ -1,16 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/moat-im/moat/server/relay"
 )
@@ -49,36 +44,9 @@ func (g *gen) batchBodies(k int) ([][]byte, error) {
 // postBatch POSTs one SendBatch body and checks that every item has a
 // receipt of a new message (signatures unchecked, as in send).
 func (g *gen) postBatch(ctx context.Context, p *relayProc, body []byte) error {
-	var status int
-	var b []byte
-	if g.f.http2 {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url+"/relay/v1/send-batch", bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/octet-stream")
-		resp, err := p.http.Do(req)
-		if err != nil {
-			return err
-		}
-		b, err = io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return err
-		}
-		status = resp.StatusCode
-	} else {
-		c, err := p.h1.get(ctx)
-		if err != nil {
-			return err
-		}
-		if status, b, err = c.post("/relay/v1/send-batch", "", body); err != nil {
-			return err
-		}
-		p.h1.put(c)
-	}
-	if status != http.StatusOK {
-		return fmt.Errorf("status %d: %s", status, bytes.TrimSpace(b[:min(len(b), 200)]))
+	b, err := p.post(ctx, g.f.http2, "/relay/v1/send-batch", "", body)
+	if err != nil {
+		return err
 	}
 	rs, err := relay.ParseBatchResults(b)
 	if err != nil {
@@ -109,33 +77,11 @@ func (g *gen) sendBatches(ctx context.Context) error {
 	defer p.stop()
 	n := len(g.envs)
 	g.logf("sendbatch: %d sealed sends of %d bytes in batches of %d, %d senders", n, g.envSize(), k, g.f.concurrency)
-	lat := make([]time.Duration, len(bodies))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var firstErr atomic.Pointer[error]
 	rc0, sc0 := p.cpu(), selfCPU()
 	g.lastLoad = loadAvg()
-	start := time.Now()
-	for range g.f.concurrency {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(bodies) || firstErr.Load() != nil {
-					return
-				}
-				t := time.Now()
-				if err := g.postBatch(ctx, p, bodies[i]); err != nil {
-					firstErr.CompareAndSwap(nil, &err)
-					return
-				}
-				lat[i] = time.Since(t)
-			}
-		})
-	}
-	wg.Wait()
-	el := time.Since(start)
-	if e := firstErr.Load(); e != nil {
-		return *e
+	lat, el, err := workers(g.f.concurrency, len(bodies), func(i int) error { return g.postBatch(ctx, p, bodies[i]) })
+	if err != nil {
+		return err
 	}
 	rcpu, scpu := p.cpu()-rc0, selfCPU()-sc0
 	rate := float64(n) / el.Seconds()

@@ -66,17 +66,8 @@ func (p *h1pool) fill(ctx context.Context, n int) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			d := tls.Dialer{Config: p.cfg}
-			c, err := d.DialContext(ctx, "tcp", p.addr)
-			if err == nil {
-				// One request, so that the server holds the connection
-				// under its idle timeout, not its first-request one.
-				err = healthz(c)
-			}
+			c, err := dialHealthy(ctx, &tls.Dialer{Config: p.cfg}, p.addr)
 			if err != nil {
-				if c != nil {
-					c.Close()
-				}
 				errs <- err
 				return
 			}

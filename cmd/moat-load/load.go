@@ -196,44 +196,25 @@ func runLoad(ctx context.Context, f runFlags, stdout, stderr io.Writer) error {
 	// What was measured is reported even if a later phase fails.
 	defer g.report(stdout)
 	has := func(p string) bool { return slices.Contains(f.phases, p) }
-	if has("raw") {
-		if err := g.raw(); err != nil {
-			return fmt.Errorf("raw: %w", err)
+	for _, ph := range []struct {
+		name string
+		on   bool
+		run  func() error
+	}{
+		{"raw", has("raw"), g.raw},
+		{"send", has("tls") || has("send"), func() error { return g.sends(ctx, has("tls"), has("send")) }},
+		{"sendbatch", has("sendbatch"), func() error { return g.sendBatches(ctx) }},
+		{"anon", has("anon"), func() error { return g.anon(ctx) }},
+		{"latency", has("latency"), func() error { return g.latency(ctx) }},
+		{"memory", has("memory"), func() error { return g.memory(ctx) }},
+		{"pushmem", has("pushmem"), func() error { return g.pushMemory(ctx) }},
+		{"e2e", has("e2e"), func() error { return g.e2e(ctx) }},
+	} {
+		if !ph.on {
+			continue
 		}
-	}
-	if has("tls") || has("send") {
-		if err := g.sends(ctx, has("tls"), has("send")); err != nil {
-			return fmt.Errorf("send: %w", err)
-		}
-	}
-	if has("sendbatch") {
-		if err := g.sendBatches(ctx); err != nil {
-			return fmt.Errorf("sendbatch: %w", err)
-		}
-	}
-	if has("anon") {
-		if err := g.anon(ctx); err != nil {
-			return fmt.Errorf("anon: %w", err)
-		}
-	}
-	if has("latency") {
-		if err := g.latency(ctx); err != nil {
-			return fmt.Errorf("latency: %w", err)
-		}
-	}
-	if has("memory") {
-		if err := g.memory(ctx); err != nil {
-			return fmt.Errorf("memory: %w", err)
-		}
-	}
-	if has("pushmem") {
-		if err := g.pushMemory(ctx); err != nil {
-			return fmt.Errorf("pushmem: %w", err)
-		}
-	}
-	if has("e2e") {
-		if err := g.e2e(ctx); err != nil {
-			return fmt.Errorf("e2e: %w", err)
+		if err := ph.run(); err != nil {
+			return fmt.Errorf("%s: %w", ph.name, err)
 		}
 	}
 	return nil
@@ -487,37 +468,9 @@ func (g *gen) send(ctx context.Context, p *relayProc, path string, i int, check 
 	if g.anonAuths != nil {
 		auth = g.anonAuths[i]
 	}
-	var status int
-	var b []byte
-	if g.f.http2 {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url+path, bytes.NewReader(env))
-		if err != nil {
-			return err
-		}
-		req.Header.Set(relay.HeaderSendAuthorization, auth)
-		req.Header.Set("Content-Type", "application/octet-stream")
-		resp, err := p.http.Do(req)
-		if err != nil {
-			return err
-		}
-		b, err = io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return err
-		}
-		status = resp.StatusCode
-	} else {
-		c, err := p.h1.get(ctx)
-		if err != nil {
-			return err
-		}
-		if status, b, err = c.post(path, auth, env); err != nil {
-			return err
-		}
-		p.h1.put(c)
-	}
-	if status != http.StatusOK {
-		return fmt.Errorf("status %d: %s", status, bytes.TrimSpace(b[:min(len(b), 200)]))
+	b, err := p.post(ctx, g.f.http2, path, auth, env)
+	if err != nil {
+		return err
 	}
 	if check {
 		rc, err := relay.ParseReceipt(b)
@@ -531,40 +484,90 @@ func (g *gen) send(ctx context.Context, p *relayProc, path string, i int, check 
 	return nil
 }
 
+// post POSTs body to path, over HTTP/2 (the net/http client) or HTTP/1.1
+// (a pooled h1 connection), with auth as the send authorization unless
+// it is empty, and returns the answer's body if its status is 200.
+func (p *relayProc) post(ctx context.Context, http2 bool, path, auth string, body []byte) ([]byte, error) {
+	var status int
+	var b []byte
+	if http2 {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url+path, bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		if auth != "" {
+			req.Header.Set(relay.HeaderSendAuthorization, auth)
+		}
+		req.Header.Set("Content-Type", "application/octet-stream")
+		resp, err := p.http.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		b, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		status = resp.StatusCode
+	} else {
+		c, err := p.h1.get(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if status, b, err = c.post(path, auth, body); err != nil {
+			return nil, err
+		}
+		p.h1.put(c)
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("status %d: %s", status, bytes.TrimSpace(b[:min(len(b), 200)]))
+	}
+	return b, nil
+}
+
 // closedLoop sends envelopes 0..n-1 to path from concurrency workers and
 // returns the rate, the latencies and the CPU time of both processes.
 func (g *gen) closedLoop(ctx context.Context, p *relayProc, path string, n int, check bool) (rate float64, lat []time.Duration, relayCPU, selfCPUd time.Duration, err error) {
-	lat = make([]time.Duration, n)
+	rc0, sc0 := p.cpu(), selfCPU()
+	g.lastLoad = loadAvg()
+	lat, el, err := workers(g.f.concurrency, n, func(i int) error { return g.send(ctx, p, path, i, check) })
+	if err != nil {
+		return 0, nil, 0, 0, err
+	}
+	return float64(n) / el.Seconds(), lat, p.cpu() - rc0, selfCPU() - sc0, nil
+}
+
+// workers runs do(0..n-1) from k workers, each index once,
+// until the first error, and returns each call's latency and the time
+// all took.
+func workers(k, n int, do func(i int) error) ([]time.Duration, time.Duration, error) {
+	lat := make([]time.Duration, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var firstErr atomic.Pointer[error]
-	rc0, sc0 := p.cpu(), selfCPU()
-	g.lastLoad = loadAvg()
 	start := time.Now()
-	for range g.f.concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for range k {
+		wg.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= n || firstErr.Load() != nil {
 					return
 				}
 				t := time.Now()
-				if err := g.send(ctx, p, path, i, check); err != nil {
+				if err := do(i); err != nil {
 					firstErr.CompareAndSwap(nil, &err)
 					return
 				}
 				lat[i] = time.Since(t)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	el := time.Since(start)
 	if e := firstErr.Load(); e != nil {
-		return 0, nil, 0, 0, *e
+		return nil, 0, *e
 	}
-	return float64(n) / el.Seconds(), lat, p.cpu() - rc0, selfCPU() - sc0, nil
+	return lat, el, nil
 }
 
 // openLoop sends envelopes from..from+n-1 at rate per second, each at its
@@ -837,14 +840,8 @@ func (g *gen) openIdle(ctx context.Context, p *relayProc, n int) ([]net.Conn, er
 			defer wg.Done()
 			d := tls.Dialer{Config: cfg}
 			for int(next.Add(1)) <= n && firstErr.Load() == nil {
-				c, err := d.DialContext(ctx, "tcp", p.addr)
-				if err == nil {
-					err = healthz(c)
-				}
+				c, err := dialHealthy(ctx, &d, p.addr)
 				if err != nil {
-					if c != nil {
-						c.Close()
-					}
 					firstErr.CompareAndSwap(nil, &err)
 					return
 				}
@@ -859,6 +856,21 @@ func (g *gen) openIdle(ctx context.Context, p *relayProc, n int) ([]net.Conn, er
 		return out, *e
 	}
 	return out, nil
+}
+
+// dialHealthy dials addr with d and makes one request on the connection
+// (healthz), so that the server holds it under its idle timeout, not its
+// first-request one; on error the connection is closed.
+func dialHealthy(ctx context.Context, d *tls.Dialer, addr string) (net.Conn, error) {
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := healthz(c); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // healthz sends GET /healthz on c and reads the answer.

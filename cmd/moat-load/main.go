@@ -34,10 +34,10 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 
+	"github.com/moat-im/moat/internal/cli"
 	"github.com/spf13/cobra"
 )
 
@@ -47,25 +47,14 @@ func main() {
 
 // run runs the command line args and returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cmd := newRootCmd()
-	cmd.SetArgs(args)
-	cmd.SetOut(stdout)
-	cmd.SetErr(stderr)
-	if err := cmd.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(stderr, "moat-load:", err)
-		return 1
-	}
-	return 0
+	return cli.Run(ctx, newRootCmd(), args, stdout, stderr)
 }
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "moat-load",
-		Short:         "Load generator for Moat's relay",
-		SilenceUsage:  true,
-		SilenceErrors: true,
+		Use:   "moat-load",
+		Short: "Load generator for Moat's relay",
 	}
-	root.CompletionOptions.DisableDefaultCmd = true
 	root.AddCommand(newRunCmd(), newRelayCmd())
 	return root
 }

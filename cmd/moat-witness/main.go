@@ -56,10 +56,7 @@ func newRootCmd() *cobra.Command {
 		Long: `moat-witness cosigns checkpoints of Moat transparency logs (C2SP
 tlog-witness), after checking that each is consistent with the last one it
 cosigned for that log. Run it independently of the logs it witnesses.`,
-		SilenceUsage:  true,
-		SilenceErrors: true,
 	}
-	root.CompletionOptions.DisableDefaultCmd = true
 	root.AddCommand(newInitCmd(), newVkeysCmd(), newAddLogCmd(), newServeCmd())
 	return root
 }

@@ -71,13 +71,10 @@ Contacts are the organisation's users. Their device keys come from the key
 directory and are verified (key transparency, witness cosignatures, the
 org CA) before anything is sent; an unverified contact is refused, with
 the reason.`,
-		SilenceUsage:  true,
-		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return cli.FlagsFromEnv(cmd, envPrefix)
 		},
 	}
-	root.CompletionOptions.DisableDefaultCmd = true
 	pf := root.PersistentFlags()
 	pf.StringVar(&o.Data, "data", "", "the device's data directory (its sealed local store)")
 	pf.StringVar(&o.PassphraseFile, "passphrase-file", "", "file whose first line is the local store's passphrase (or MOAT_PASSPHRASE)")

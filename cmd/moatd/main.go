@@ -50,13 +50,10 @@ func newRootCmd() *cobra.Command {
 		Long: `moatd runs Moat's key directory: org-certified device keys in a verifiable
 map, committed to a transparency log whose checkpoints independent
 witnesses cosign (docs/spec/directory.md, docs/spec/directory-api.md).`,
-		SilenceUsage:  true,
-		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return cli.FlagsFromEnv(cmd, "MOATD_")
 		},
 	}
-	root.CompletionOptions.DisableDefaultCmd = true
 	root.AddCommand(newInitCmd(), newDirectoryCmd(), newServeCmd(), newAdminCmd())
 	return root
 }

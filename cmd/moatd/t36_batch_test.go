@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -26,27 +25,9 @@ func TestT36KillUnderLoadBatch(t *testing.T) {
 	if os.Getenv("MOAT_LONG") == "1" {
 		kills, total, senders = 20, 20000, 8
 	}
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(seed, 37))
-
-	bin := buildMoatd(t)
-	data := t.TempDir()
-	srv := startServe(t, bin, data, "--dev-unlimited")
-	d := enrolDemo(t, bin, srv)
-	var base atomic.Pointer[string]
-	base.Store(&srv.url)
-	boot := relayClient(t, d, data, srv.url)
-	auth := macToken(t, boot, d, 1)
-
-	s := newSealer(t, d)
-	ids := make([]sealed.MessageID, total)
-	envs := make([][]byte, total)
-	index := map[sealed.MessageID]int{}
-	for i := range total {
-		ids[i], envs[i] = s.seal(t, fmt.Appendf(nil, "t36 batch message %d", i))
-		index[ids[i]] = i
-	}
+	r := newT36Rig(t, 37, total, "t36 batch message %d")
+	d, data, base, auth := r.d, r.data, &r.base, r.auth
+	envs, index := r.envs, r.index
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	seqs := make([]atomic.Uint64, total) // receipt sequence numbers; 0: not acknowledged
@@ -104,23 +85,10 @@ func TestT36KillUnderLoadBatch(t *testing.T) {
 			}
 		})
 	}
-	long := os.Getenv("MOAT_LONG") == "1"
-	for k := 0; k < kills || (long && ackedN.Load() < int64(total)); k++ {
-		time.Sleep(time.Duration(50+rng.IntN(300)) * time.Millisecond)
-		before := ackedN.Load()
-		srv.kill()
-		srv = startServe(t, bin, data, "--dev-unlimited")
-		base.Store(&srv.url)
-		t.Logf("kill %d: %d of %d acknowledged at the kill", k+1, before, total)
-		kills = max(kills, k+1)
-	}
-	wg.Wait()
-	if ctx.Err() != nil {
-		t.Fatalf("senders did not finish: %d of %d acknowledged", ackedN.Load(), total)
-	}
+	kills = r.killUnderLoad(ctx, &wg, kills, 50, 300, &ackedN, total)
 
 	// Read the whole mailbox (nothing was acked).
-	c := relayClient(t, d, data, srv.url)
+	c := relayClient(t, d, data, r.srv.url)
 	got := make([]uint64, total)
 	for after := uint64(0); ; {
 		p, err := c.Fetch(ctx, after, 1000)
@@ -162,5 +130,5 @@ func TestT36KillUnderLoadBatch(t *testing.T) {
 		t.Error(f)
 	}
 	t.Logf("%d messages in batches of %d, %d requests, %d duplicate receipts, %d kills", total, per, requests.Load(), dups.Load(), kills)
-	srv.stop(t)
+	r.srv.stop(t)
 }

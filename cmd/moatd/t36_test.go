@@ -33,18 +33,9 @@ func TestT36KillUnderLoad(t *testing.T) {
 	if os.Getenv("MOAT_LONG") == "1" {
 		kills, total, senders = 30, 20000, 16
 	}
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(seed, 36))
-
-	bin := buildMoatd(t)
-	data := t.TempDir()
-	srv := startServe(t, bin, data, "--dev-unlimited")
-	d := enrolDemo(t, bin, srv)
-	var base atomic.Pointer[string]
-	base.Store(&srv.url)
-	boot := relayClient(t, d, data, srv.url)
-	auth := macToken(t, boot, d, 1)
+	r := newT36Rig(t, 36, total, "t36 message %d")
+	d, data, base, boot, auth := r.d, r.data, &r.base, r.boot, r.auth
+	s, ids, envs, index := r.s, r.ids, r.envs, r.index
 	// Every anonEvery-th message goes with an anonymous token, a fresh one
 	// at each attempt (a token spent by an attempt whose answer was lost
 	// stays spent); when the pool runs dry, with the MAC token.
@@ -59,16 +50,6 @@ func TestT36KillUnderLoad(t *testing.T) {
 	}
 	var spentMu sync.Mutex
 	var spentAcked [][]byte // tokens of acknowledged sends
-
-	// Pre-sealed envelopes, so that the load is the relay's work.
-	s := newSealer(t, d)
-	ids := make([]sealed.MessageID, total)
-	envs := make([][]byte, total)
-	index := map[sealed.MessageID]int{}
-	for i := range total {
-		ids[i], envs[i] = s.seal(t, fmt.Appendf(nil, "t36 message %d", i))
-		index[ids[i]] = i
-	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -186,28 +167,12 @@ func TestT36KillUnderLoad(t *testing.T) {
 		}
 	}()
 
-	// Kill at random moments under load, restart on the same data.
-	// The short version kills the first kills times; the long one keeps
-	// killing until every send is acknowledged.
-	long := os.Getenv("MOAT_LONG") == "1"
-	for k := 0; k < kills || (long && ackedN.Load() < int64(total)); k++ {
-		time.Sleep(time.Duration(100+rng.IntN(600)) * time.Millisecond)
-		before := ackedN.Load()
-		srv.kill()
-		srv = startServe(t, bin, data, "--dev-unlimited")
-		base.Store(&srv.url)
-		t.Logf("kill %d: %d of %d acknowledged at the kill", k+1, before, total)
-		kills = max(kills, k+1)
-	}
-	wg.Wait()
-	if ctx.Err() != nil {
-		t.Fatalf("senders did not finish: %d of %d acknowledged", ackedN.Load(), total)
-	}
+	kills = r.killUnderLoad(ctx, &wg, kills, 100, 600, &ackedN, total)
 	close(stopConsumer)
 	<-consumerDone
 
 	// Drain what is left.
-	c := relayClient(t, d, data, srv.url)
+	c := relayClient(t, d, data, r.srv.url)
 	for {
 		n, err := consume(c)
 		check(t, err)
@@ -245,5 +210,71 @@ func TestT36KillUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d messages, %d send attempts, %d duplicate receipts, %d anonymous tokens spent by acknowledged sends, %d kills, %d fetch errors",
 		total, attempts.Load(), dups.Load(), len(spentAcked), kills, fetchErrs.Load())
-	srv.stop(t)
+	r.srv.stop(t)
+}
+
+// t36Rig is the harness the T36 kill tests share: moatd serve on a fresh
+// data directory with an enrolled device, a MAC token for it, and total
+// pre-sealed envelopes (so that the load is the relay's work).
+type t36Rig struct {
+	t         *testing.T
+	rng       *rand.Rand
+	bin, data string
+	srv       *serverProc
+	base      atomic.Pointer[string] // the current server's URL
+	d         *enrolledDevice
+	boot      *relay.Client
+	auth      []byte
+	s         *sealer
+	ids       []sealed.MessageID
+	envs      [][]byte
+	index     map[sealed.MessageID]int // position in ids
+}
+
+// newT36Rig starts the rig; stream seeds the kill-timing generator (the
+// seed is logged) and format, given the index, makes each content.
+func newT36Rig(t *testing.T, stream uint64, total int, format string) *t36Rig {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	r := &t36Rig{t: t, rng: rand.New(rand.NewPCG(seed, stream))}
+	r.bin = buildMoatd(t)
+	r.data = t.TempDir()
+	r.srv = startServe(t, r.bin, r.data, "--dev-unlimited")
+	r.d = enrolDemo(t, r.bin, r.srv)
+	r.base.Store(&r.srv.url)
+	r.boot = relayClient(t, r.d, r.data, r.srv.url)
+	r.auth = macToken(t, r.boot, r.d, 1)
+	r.s = newSealer(t, r.d)
+	r.ids = make([]sealed.MessageID, total)
+	r.envs = make([][]byte, total)
+	r.index = map[sealed.MessageID]int{}
+	for i := range total {
+		r.ids[i], r.envs[i] = r.s.seal(t, fmt.Appendf(nil, format, i))
+		r.index[r.ids[i]] = i
+	}
+	return r
+}
+
+// killUnderLoad kills the server with SIGKILL at random moments (after
+// pause+[0,spread) ms) and restarts it on the same data, kills times or,
+// with MOAT_LONG=1, until acked reaches total; then it waits for the
+// senders in wg and fails the test if ctx ran out first. It returns the
+// number of kills.
+func (r *t36Rig) killUnderLoad(ctx context.Context, wg *sync.WaitGroup, kills, pause, spread int, acked *atomic.Int64, total int) int {
+	t := r.t
+	long := os.Getenv("MOAT_LONG") == "1"
+	for k := 0; k < kills || (long && acked.Load() < int64(total)); k++ {
+		time.Sleep(time.Duration(pause+r.rng.IntN(spread)) * time.Millisecond)
+		before := acked.Load()
+		r.srv.kill()
+		r.srv = startServe(t, r.bin, r.data, "--dev-unlimited")
+		r.base.Store(&r.srv.url)
+		t.Logf("kill %d: %d of %d acknowledged at the kill", k+1, before, total)
+		kills = max(kills, k+1)
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		t.Fatalf("senders did not finish: %d of %d acknowledged", acked.Load(), total)
+	}
+	return kills
 }

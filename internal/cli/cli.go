@@ -23,8 +23,12 @@ func (e ExitError) Error() string { return fmt.Sprintf("exit status %d", int(e))
 
 // Run runs root with the command line args and returns the exit status:
 // 0, the status of an ExitError, or else 1 after printing the error to
-// stderr, prefixed with the command's name.
+// stderr, prefixed with the command's name. Cobra itself prints neither
+// errors nor usage on an error, and adds no completion command.
 func Run(ctx context.Context, root *cobra.Command, args []string, stdout, stderr io.Writer) int {
+	root.SilenceUsage = true
+	root.SilenceErrors = true
+	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)

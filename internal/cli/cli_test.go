@@ -12,9 +12,7 @@ import (
 func newTestCmd(run func(*cobra.Command) error) *cobra.Command {
 	var name string
 	cmd := &cobra.Command{
-		Use:           "tool",
-		SilenceUsage:  true,
-		SilenceErrors: true,
+		Use: "tool", // Run silences cobra's own error and usage output
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return FlagsFromEnv(cmd, "TOOL_")
 		},

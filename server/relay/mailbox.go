@@ -71,6 +71,38 @@ func (r *Relay) signHead(id mailbox.ID, head uint64) (*mailbox.SignedHead, error
 	return mailbox.SignHead(r.opts.SigningKey, id, head, r.opts.Now())
 }
 
+// sendLength returns the body length a send request declares, checked
+// before a byte is read or allocated (T42): a missing Content-Length is
+// answered 411, one over limit 413 with tooLarge (counted as a too-large
+// send).
+func (r *Relay) sendLength(w http.ResponseWriter, req *http.Request, limit int64, tooLarge string) (int64, bool) {
+	n := req.ContentLength
+	switch {
+	case n < 0:
+		httpserve.WriteError(w, http.StatusLengthRequired, "Content-Length required")
+		return 0, false
+	case n > limit:
+		r.met.sends.WithLabelValues("too-large").Inc()
+		httpserve.WriteError(w, http.StatusRequestEntityTooLarge, tooLarge)
+		return 0, false
+	}
+	return n, true
+}
+
+// readDeclared reads a body of the n bytes sendLength returned; a
+// shorter one is answered 400.
+func readDeclared(w http.ResponseWriter, req *http.Request, n int64) ([]byte, bool) {
+	body, ok := httpserve.ReadBody(w, req, n)
+	if !ok {
+		return nil, false
+	}
+	if int64(len(body)) != n {
+		httpserve.WriteError(w, http.StatusBadRequest, "short body")
+		return nil, false
+	}
+	return body, true
+}
+
 // postSend is POST /relay/v1/send: an anonymous send of one sealed
 // envelope, authorised by the delivery token in HeaderSendAuthorization
 // (docs/spec/api.md §Send).
@@ -82,16 +114,11 @@ func (r *Relay) postSend(w http.ResponseWriter, req *http.Request) {
 	}
 	// Size before allocation (T42): the body must declare its length, and
 	// that length must be a size bucket within the limit.
-	n := req.ContentLength
-	switch {
-	case n < 0:
-		httpserve.WriteError(w, http.StatusLengthRequired, "Content-Length required")
+	n, ok := r.sendLength(w, req, int64(r.opts.Limits.MaxEnvelope), "envelope too large")
+	if !ok {
 		return
-	case n > int64(r.opts.Limits.MaxEnvelope):
-		r.met.sends.WithLabelValues("too-large").Inc()
-		httpserve.WriteError(w, http.StatusRequestEntityTooLarge, "envelope too large")
-		return
-	case !sealed.IsBucket(int(n)):
+	}
+	if !sealed.IsBucket(int(n)) {
 		r.met.sends.WithLabelValues("malformed").Inc()
 		httpserve.WriteError(w, http.StatusBadRequest, "envelope size is not a bucket")
 		return
@@ -118,12 +145,8 @@ func (r *Relay) postSend(w http.ResponseWriter, req *http.Request) {
 		httpserve.WriteError(w, http.StatusBadRequest, "malformed send authorization")
 		return
 	}
-	body, ok := httpserve.ReadBody(w, req, n)
+	body, ok := readDeclared(w, req, n)
 	if !ok {
-		return
-	}
-	if int64(len(body)) != n {
-		httpserve.WriteError(w, http.StatusBadRequest, "short body")
 		return
 	}
 	h, err := sealed.ParseHeader(body)

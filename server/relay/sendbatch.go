@@ -26,22 +26,12 @@ func (r *Relay) postSendBatch(w http.ResponseWriter, req *http.Request) {
 		r.sendRefused(w, "address", wait)
 		return
 	}
-	n := req.ContentLength
-	switch {
-	case n < 0:
-		httpserve.WriteError(w, http.StatusLengthRequired, "Content-Length required")
-		return
-	case n > MaxBatchSize:
-		r.met.sends.WithLabelValues("too-large").Inc()
-		httpserve.WriteError(w, http.StatusRequestEntityTooLarge, "batch too large")
-		return
-	}
-	body, ok := httpserve.ReadBody(w, req, n)
+	n, ok := r.sendLength(w, req, MaxBatchSize, "batch too large")
 	if !ok {
 		return
 	}
-	if int64(len(body)) != n {
-		httpserve.WriteError(w, http.StatusBadRequest, "short body")
+	body, ok := readDeclared(w, req, n)
+	if !ok {
 		return
 	}
 	items, err := ParseSendBatch(body)

@@ -112,55 +112,16 @@ func BenchmarkRawGroupCommit(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer db.Close()
-			type req struct {
-				key, val []byte
-				done     chan error
-			}
-			reqs := make(chan *req, queueSize)
-			var batches atomic.Int64
-			go func() {
-				var batch []*req
-				for r := range reqs {
-					batch = append(batch[:0], r)
-				drain:
-					for len(batch) < maxBatch {
-						select {
-						case r := <-reqs:
-							batch = append(batch, r)
-						default:
-							break drain
-						}
-					}
-					txn := db.NewTransaction(true)
-					var err error
-					for _, r := range batch {
-						if err = txn.Set(r.key, r.val); err != nil {
-							break
-						}
-					}
-					if err == nil {
-						err = txn.Commit()
-					}
-					if err == nil {
-						err = db.Sync()
-					}
-					batches.Add(1)
-					for _, r := range batch {
-						r.done <- err
-					}
-				}
-			}()
-			defer close(reqs)
+			wr := NewBaselineWriter(db)
+			defer wr.Close()
 			spread(b, p, func(w, i int) error {
 				k := make([]byte, 16)
 				crand.Read(k)
 				v := make([]byte, benchBody)
 				crand.Read(v)
-				r := &req{key: k, val: v, done: make(chan error, 1)}
-				reqs <- r
-				return <-r.done
+				return wr.Put(k, v)
 			})
-			b.ReportMetric(float64(b.N)/float64(batches.Load()), "msgs/batch")
+			b.ReportMetric(float64(b.N)/float64(wr.Batches()), "msgs/batch")
 		})
 	}
 }
