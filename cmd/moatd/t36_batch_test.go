@@ -60,7 +60,11 @@ func TestT36KillUnderLoadBatch(t *testing.T) {
 						items[k] = relay.BatchItem{Auth: auth, Envelope: envs[i]}
 					}
 					requests.Add(1)
-					rs, err := c.SendBatch(ctx, items)
+					// A bounded request: one that hangs (a connection
+					// half-open across a kill) is retried like a refused one.
+					rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+					rs, err := c.SendBatch(rctx, items)
+					rcancel()
 					if err != nil {
 						time.Sleep(10 * time.Millisecond) // down or restarting: retry
 						continue

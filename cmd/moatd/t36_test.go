@@ -26,7 +26,7 @@ import (
 // deduplicate by message id). One message in 50 goes with an anonymous
 // token; every token of an acknowledged send must stay spent. The short version kills 5 times; with
 // MOAT_LONG=1 the test kills at least 30 times and until all of 20,000
-// messages are acknowledged. The storage-level test is badgermailbox's
+// messages are acknowledged or for at most longKilling. The storage-level test is badgermailbox's
 // TestT36CrashRecovery.
 func TestT36KillUnderLoad(t *testing.T) {
 	kills, total, senders := 5, 5000, 8
@@ -257,13 +257,19 @@ func newT36Rig(t *testing.T, stream uint64, total int, format string) *t36Rig {
 
 // killUnderLoad kills the server with SIGKILL at random moments (after
 // pause+[0,spread) ms) and restarts it on the same data, kills times or,
-// with MOAT_LONG=1, until acked reaches total; then it waits for the
-// senders in wg and fails the test if ctx ran out first. It returns the
-// number of kills.
+// with MOAT_LONG=1, until acked reaches total or for at most longKilling;
+// then it waits for the senders in wg (the server stays up) and fails the
+// test if ctx ran out first. It returns the number of kills.
+// longKilling bounds the kill phase of the long forms, so that a slow
+// machine ends the soak with the senders finishing against a running
+// server instead of the test binary's timeout.
+const longKilling = 3 * time.Minute
+
 func (r *t36Rig) killUnderLoad(ctx context.Context, wg *sync.WaitGroup, kills, pause, spread int, acked *atomic.Int64, total int) int {
 	t := r.t
 	long := os.Getenv("MOAT_LONG") == "1"
-	for k := 0; k < kills || (long && acked.Load() < int64(total)); k++ {
+	stop := time.Now().Add(longKilling)
+	for k := 0; k < kills || (long && acked.Load() < int64(total) && time.Now().Before(stop)); k++ {
 		time.Sleep(time.Duration(pause+r.rng.IntN(spread)) * time.Millisecond)
 		before := acked.Load()
 		r.srv.kill()
