@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -35,7 +38,7 @@ func TestT36KillUnderLoad(t *testing.T) {
 	}
 	r := newT36Rig(t, 36, total, "t36 message %d")
 	d, data, base, boot, auth := r.d, r.data, &r.base, r.boot, r.auth
-	s, ids, envs, index := r.s, r.ids, r.envs, r.index
+	s, ids, envs := r.s, r.ids, r.envs
 	// Every anonEvery-th message goes with an anonymous token, a fresh one
 	// at each attempt (a token spent by an attempt whose answer was lost
 	// stays spent); when the pool runs dry, with the MAC token.
@@ -51,8 +54,7 @@ func TestT36KillUnderLoad(t *testing.T) {
 	var spentMu sync.Mutex
 	var spentAcked [][]byte // tokens of acknowledged sends
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+	ctx := r.runContext(10 * time.Minute)
 	acked := make([]atomic.Bool, total)
 	var ackedN, attempts, dups atomic.Int64
 	queue := make(chan int, total)
@@ -81,7 +83,9 @@ func TestT36KillUnderLoad(t *testing.T) {
 					}
 					rc, err := c.Send(ctx, a, envs[i])
 					if err != nil {
-						time.Sleep(10 * time.Millisecond) // down or restarting: retry
+						if !r.retry(ctx, fmt.Sprintf("message %d", i), err) {
+							return
+						}
 						continue
 					}
 					if rc.Seq == 0 {
@@ -102,87 +106,14 @@ func TestT36KillUnderLoad(t *testing.T) {
 		})
 	}
 
-	// The device fetches from the start of its mailbox and acks what it
-	// got; a message whose ack was confirmed must never come back, and a
-	// message keeps its sequence number.
-	seq := map[sealed.MessageID]uint64{}
-	confirmed := map[sealed.MessageID]bool{}
-	var failures []string
-	consume := func(c *relay.Client) (int, error) {
-		c.BaseURL = *base.Load()
-		p, err := c.Fetch(ctx, 0, 1000)
-		if err != nil {
-			return 0, err
-		}
-		for _, m := range p.Messages {
-			h, err := sealed.ParseHeader(m.Envelope)
-			if err != nil {
-				return 0, err
-			}
-			if _, known := index[h.MessageID]; !known {
-				failures = append(failures, fmt.Sprintf("unknown message %x", h.MessageID[:4]))
-			}
-			if confirmed[h.MessageID] {
-				failures = append(failures, fmt.Sprintf("message %x delivered again after its ack", h.MessageID[:4]))
-			}
-			if s, ok := seq[h.MessageID]; ok && s != m.Seq {
-				failures = append(failures, fmt.Sprintf("message %x at sequence numbers %d and %d", h.MessageID[:4], s, m.Seq))
-			}
-			seq[h.MessageID] = m.Seq
-		}
-		if n := len(p.Messages); n > 0 {
-			if err := c.Ack(ctx, p.Messages[n-1].Seq); err != nil {
-				return 0, err
-			}
-			for _, m := range p.Messages {
-				h, _ := sealed.ParseHeader(m.Envelope)
-				confirmed[h.MessageID] = true
-			}
-		}
-		return len(p.Messages), nil
-	}
-	consumerDone := make(chan struct{})
-	stopConsumer := make(chan struct{})
-	var fetchErrs atomic.Int64
-	go func() {
-		defer close(consumerDone)
-		c := relayClient(t, d, data, *base.Load())
-		for {
-			select {
-			case <-stopConsumer:
-				return
-			default:
-			}
-			if _, err := consume(c); err != nil {
-				var ae *relay.APIError
-				if errors.As(err, &ae) && ae.Status == 409 {
-					failures = append(failures, fmt.Sprintf("ack refused: %v", err))
-				}
-				if errors.Is(err, sealed.ErrMalformed) || errors.Is(err, relay.ErrMalformed) || errors.Is(err, mailbox.ErrRollback) {
-					failures = append(failures, fmt.Sprintf("fetch: %v", err))
-				}
-				fetchErrs.Add(1)
-				time.Sleep(10 * time.Millisecond)
-			}
-		}
-	}()
-
+	stopConsumer := r.startConsumer(ctx)
 	kills = r.killUnderLoad(ctx, &wg, kills, 100, 600, &ackedN, total)
-	close(stopConsumer)
-	<-consumerDone
+	stopConsumer()
 
 	// Drain what is left.
 	c := relayClient(t, d, data, r.srv.url)
-	for {
-		n, err := consume(c)
-		check(t, err)
-		if n == 0 {
-			break
-		}
-	}
-	for _, f := range failures[:min(len(failures), 20)] {
-		t.Error(f)
-	}
+	r.drain(ctx, c)
+	r.reportFailures()
 	// Every anonymous token of an acknowledged send stays spent across
 	// the kills: presented again, with a new envelope, it is refused.
 	if len(spentAcked) == 0 {
@@ -201,15 +132,15 @@ func TestT36KillUnderLoad(t *testing.T) {
 		if !acked[i].Load() {
 			t.Fatalf("message %d never acknowledged", i)
 		}
-		if _, ok := seq[ids[i]]; !ok {
+		if _, ok := r.seq[ids[i]]; !ok {
 			missing++
 		}
 	}
 	if missing > 0 {
 		t.Errorf("%d acknowledged messages lost", missing)
 	}
-	t.Logf("%d messages, %d send attempts, %d duplicate receipts, %d anonymous tokens spent by acknowledged sends, %d kills, %d fetch errors",
-		total, attempts.Load(), dups.Load(), len(spentAcked), kills, fetchErrs.Load())
+	t.Logf("%d messages, %d send attempts, %d duplicate receipts, %d anonymous tokens spent by acknowledged sends, %d kills, %d fetch errors, retries %v",
+		total, attempts.Load(), dups.Load(), len(spentAcked), kills, r.fetchErrs.Load(), r.retryTally())
 	r.srv.stop(t)
 }
 
@@ -229,6 +160,18 @@ type t36Rig struct {
 	ids       []sealed.MessageID
 	envs      [][]byte
 	index     map[sealed.MessageID]int // position in ids
+
+	abort     context.CancelFunc // ends the run's context
+	mu        sync.Mutex
+	failures  []string
+	retries   map[string]int // why sends were retried, by status
+	fetchErrs atomic.Int64
+
+	// The device's view, kept by consume (one goroutine at a time): the
+	// sequence number each message was delivered under, and the messages
+	// whose ack the relay confirmed.
+	seq       map[sealed.MessageID]uint64
+	confirmed map[sealed.MessageID]bool
 }
 
 // newT36Rig starts the rig; stream seeds the kill-timing generator (the
@@ -236,7 +179,8 @@ type t36Rig struct {
 func newT36Rig(t *testing.T, stream uint64, total int, format string) *t36Rig {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
-	r := &t36Rig{t: t, rng: rand.New(rand.NewPCG(seed, stream))}
+	r := &t36Rig{t: t, rng: rand.New(rand.NewPCG(seed, stream)), retries: map[string]int{},
+		seq: map[sealed.MessageID]uint64{}, confirmed: map[sealed.MessageID]bool{}}
 	r.bin = buildMoatd(t)
 	r.data = t.TempDir()
 	r.srv = startServe(t, r.bin, r.data, "--dev-unlimited")
@@ -269,7 +213,7 @@ func (r *t36Rig) killUnderLoad(ctx context.Context, wg *sync.WaitGroup, kills, p
 	t := r.t
 	long := os.Getenv("MOAT_LONG") == "1"
 	stop := time.Now().Add(longKilling)
-	for k := 0; k < kills || (long && acked.Load() < int64(total) && time.Now().Before(stop)); k++ {
+	for k := 0; ctx.Err() == nil && (k < kills || (long && acked.Load() < int64(total) && time.Now().Before(stop))); k++ {
 		time.Sleep(time.Duration(pause+r.rng.IntN(spread)) * time.Millisecond)
 		before := acked.Load()
 		r.srv.kill()
@@ -280,7 +224,151 @@ func (r *t36Rig) killUnderLoad(ctx context.Context, wg *sync.WaitGroup, kills, p
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
-		t.Fatalf("senders did not finish: %d of %d acknowledged", acked.Load(), total)
+		r.reportFailures()
+		t.Fatalf("senders did not finish: %d of %d acknowledged, retries %v", acked.Load(), total, r.retryTally())
 	}
 	return kills
+}
+
+// runContext returns the context of the senders and the consumer: it
+// ends after d, or at the first refusal no retry can change (retry).
+func (r *t36Rig) runContext(d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	r.t.Cleanup(cancel)
+	r.abort = cancel
+	return ctx
+}
+
+func (r *t36Rig) fail(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failures = append(r.failures, fmt.Sprintf(format, args...))
+}
+
+// reportFailures fails the test with the first 20 recorded failures.
+func (r *t36Rig) reportFailures() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range r.failures[:min(len(r.failures), 20)] {
+		r.t.Error(f)
+	}
+}
+
+func (r *t36Rig) retryTally() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.retries)
+}
+
+// retry decides on a send (or batch item) of what that failed with err.
+// A server down or restarting (a transport error), 429 and 503 (after
+// their Retry-After) are retried, and so is 507: the mailbox is full
+// until the device's consumer acks. Any other refusal cannot change on a
+// retry: retry records it as a failure, ends the run and returns false.
+func (r *t36Rig) retry(ctx context.Context, what string, err error) bool {
+	wait, reason := 10*time.Millisecond, "transport"
+	var ae *relay.APIError
+	if errors.As(err, &ae) {
+		reason = strconv.Itoa(ae.Status)
+		switch ae.Status {
+		case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+			wait = max(wait, ae.RetryAfter)
+		case http.StatusInsufficientStorage:
+			wait = 50 * time.Millisecond
+		default:
+			r.fail("%s refused: %v", what, err)
+			r.abort()
+			return false
+		}
+	}
+	r.mu.Lock()
+	r.retries[reason]++
+	r.mu.Unlock()
+	select {
+	case <-ctx.Done():
+	case <-time.After(wait):
+	}
+	return true
+}
+
+// consume fetches the device's mailbox from its start on the current
+// server and acks what it got. Each message must be one of the rig's, keep
+// its sequence number, and never come back once its ack was confirmed.
+// It returns the number of messages fetched.
+func (r *t36Rig) consume(ctx context.Context, c *relay.Client) (int, error) {
+	c.BaseURL = *r.base.Load()
+	p, err := c.Fetch(ctx, 0, 1000)
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range p.Messages {
+		h, err := sealed.ParseHeader(m.Envelope)
+		if err != nil {
+			return 0, err
+		}
+		if _, known := r.index[h.MessageID]; !known {
+			r.fail("unknown message %x", h.MessageID[:4])
+		}
+		if r.confirmed[h.MessageID] {
+			r.fail("message %x delivered again after its ack", h.MessageID[:4])
+		}
+		if s, ok := r.seq[h.MessageID]; ok && s != m.Seq {
+			r.fail("message %x at sequence numbers %d and %d", h.MessageID[:4], s, m.Seq)
+		}
+		r.seq[h.MessageID] = m.Seq
+	}
+	if n := len(p.Messages); n > 0 {
+		if err := c.Ack(ctx, p.Messages[n-1].Seq); err != nil {
+			return 0, err
+		}
+		for _, m := range p.Messages {
+			h, _ := sealed.ParseHeader(m.Envelope)
+			r.confirmed[h.MessageID] = true
+		}
+	}
+	return len(p.Messages), nil
+}
+
+// startConsumer runs the device: it consumes until the returned function
+// is called, which waits for it to stop, or ctx ends. Fetch and ack errors while the
+// server is down are retried; a refused ack, a malformed page or a
+// rolled-back head is a failure.
+func (r *t36Rig) startConsumer(ctx context.Context) (stop func()) {
+	done, quit := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		c := relayClient(r.t, r.d, r.data, *r.base.Load())
+		for {
+			select {
+			case <-quit:
+				return
+			case <-ctx.Done():
+				return
+			default:
+			}
+			if _, err := r.consume(ctx, c); err != nil {
+				var ae *relay.APIError
+				if errors.As(err, &ae) && ae.Status == 409 {
+					r.fail("ack refused: %v", err)
+				}
+				if errors.Is(err, sealed.ErrMalformed) || errors.Is(err, relay.ErrMalformed) || errors.Is(err, mailbox.ErrRollback) {
+					r.fail("fetch: %v", err)
+				}
+				r.fetchErrs.Add(1)
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
+// drain consumes with c until the mailbox is empty.
+func (r *t36Rig) drain(ctx context.Context, c *relay.Client) {
+	for {
+		n, err := r.consume(ctx, c)
+		check(r.t, err)
+		if n == 0 {
+			return
+		}
+	}
 }
