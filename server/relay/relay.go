@@ -340,6 +340,7 @@ func (r *Relay) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("PATCH /relay/v1/attachments/{id}/upload", r.authedAttach(r.patchAttachmentUpload))
 	mux.HandleFunc("POST /relay/v1/attachments/{id}/finalize", r.authedAttach(r.postAttachmentFinalize))
 	mux.HandleFunc("GET /relay/v1/attachments/{id}", r.getAttachment)
+	mux.HandleFunc("DELETE /relay/v1/attachments/{id}", r.authedAttach(r.deleteAttachment))
 	mux.HandleFunc("GET /relay/v1/mailboxes/{mailbox}/messages", r.authed(deviceauth.PurposeMailbox, r.getMessages))
 	mux.HandleFunc("POST /relay/v1/mailboxes/{mailbox}/ack", r.authed(deviceauth.PurposeMailbox, r.postAck))
 	mux.HandleFunc("GET /relay/v1/mailboxes/{mailbox}/push", r.authed(deviceauth.PurposeMailbox, r.getPush))
