@@ -67,17 +67,19 @@ func (e *quotaRefused) Error() string { return "relay: quota exceeded: " + e.sco
 // and counts against a quota of the day; a record of another day counts
 // as 0.
 
-func parseDayCounter(b []byte, day int64) (int64, error) {
+// parseDayCounter returns the count of day in b, and whether b is a
+// record of day.
+func parseDayCounter(b []byte, day int64) (int64, bool, error) {
 	if b == nil {
-		return 0, nil
+		return 0, false, nil
 	}
 	if len(b) != 16 || binary.BigEndian.Uint64(b[8:]) > math.MaxInt64 {
-		return 0, errQuotaRecord
+		return 0, false, errQuotaRecord
 	}
 	if int64(binary.BigEndian.Uint64(b)) != day {
-		return 0, nil
+		return 0, false, nil
 	}
-	return int64(binary.BigEndian.Uint64(b[8:])), nil
+	return int64(binary.BigEndian.Uint64(b[8:])), true, nil
 }
 
 func dayCounter(day, used int64) []byte {
@@ -85,17 +87,22 @@ func dayCounter(day, used int64) []byte {
 }
 
 // chargeDay adds n (negative: a refund) to the day counters of the device
-// mb and its tenant, within the limits (a refund always fits). The records
-// are kept until the day is over.
+// mb and its tenant, within the limits (a refund always fits). A refund
+// for a day that is over leaves the records as they are. The records are
+// kept until the day is over.
 func chargeDay(qs QuotaStore, mb []byte, tenant [16]byte, n int64, lim [2]int64, scopes [2]string, now time.Time) error {
 	day := now.UTC().Unix() / 86400
 	next := time.Unix((day+1)*86400, 0)
 	return qs.Charge(quotaKeys(quotaIssuance, mb, tenant), func(old [][]byte) ([][]byte, time.Duration, error) {
 		out := make([][]byte, 2)
 		for i := range old {
-			used, err := parseDayCounter(old[i], day)
+			used, today, err := parseDayCounter(old[i], day)
 			if err != nil {
 				return nil, 0, err
+			}
+			if n < 0 && !today && old[i] != nil {
+				out[i] = old[i] // a refund of another day's count
+				continue
 			}
 			if n > 0 && used+n > lim[i] {
 				return nil, 0, &quotaRefused{scope: scopes[i], wait: next.Sub(now)}
