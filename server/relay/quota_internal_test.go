@@ -93,3 +93,50 @@ func TestQuotaRecords(t *testing.T) {
 		t.Fatalf("full table: %v", err)
 	}
 }
+
+// FuzzQuotaRecords: whatever a stored quota record holds, a charge either
+// fails with errQuotaRecord or a refusal, or stores well-formed records
+// that parse again; it never panics, never stores a negative count or a
+// bucket above its burst.
+func FuzzQuotaRecords(f *testing.F) {
+	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	day := now.Unix() / 86400
+	f.Add(dayCounter(day, 3), int64(2))
+	f.Add(dayCounter(day-1, 99), int64(-1))
+	f.Add(bucketRecord(50, now.Add(-time.Second)), int64(40))
+	f.Add([]byte{}, int64(1))
+	f.Fuzz(func(t *testing.T, rec []byte, n int64) {
+		n %= 1 << 20
+		mb, tenant := make([]byte, 32), [16]byte{1}
+		for _, class := range []byte{quotaIssuance, quotaBytes} {
+			q := NewMemoryQuotas(10)
+			keys := quotaKeys(class, mb, tenant)
+			q.recs[string(keys[0])] = memQuota{v: rec, expires: time.Now().Add(time.Hour)}
+			var err error
+			if class == quotaIssuance {
+				err = chargeDay(q, mb, tenant, n, [2]int64{100, 1000}, issuanceScopes, now)
+			} else {
+				err = chargeBytes(q, mb, tenant, n, [2]Rate{{PerSecond: 1, Burst: 100}, {PerSecond: 1, Burst: 1000}}, budgetScopes, now)
+			}
+			var qr *quotaRefused
+			if err != nil {
+				if !errors.Is(err, errQuotaRecord) && !errors.As(err, &qr) {
+					t.Fatalf("class %c: %v", class, err)
+				}
+				continue
+			}
+			v := q.recs[string(keys[0])].v
+			if class == quotaIssuance {
+				used, today, err := parseDayCounter(v, day)
+				if err != nil || (today && used < 0) {
+					t.Fatalf("stored day counter %x: %d %v", v, used, err)
+				}
+			} else {
+				tok, _, err := parseBucket(v, 100, now)
+				if err != nil || tok < 0 || tok > 100 {
+					t.Fatalf("stored bucket %x: %v %v", v, tok, err)
+				}
+			}
+		}
+	})
+}
