@@ -10,6 +10,7 @@ import (
 
 	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/keyserver/org"
+	"github.com/moat-im/moat/server/relay"
 )
 
 // UserID, DeviceID and TenantID are the directory's identifiers
@@ -135,6 +136,10 @@ type Attachment struct {
 	Size      uint64
 	// Ref is client/attach's opaque reference (location and keys).
 	Ref []byte
+
+	// uploadToken is set by UploadAttachment: the capability with which
+	// this device can delete the blob (attachdelete.go). Never sent.
+	uploadToken *relay.UploadToken
 }
 
 // Message is what Send sends. Which fields apply depends on Kind

@@ -54,10 +54,11 @@ func (c *Client) UploadAttachment(ctx context.Context, r io.Reader, size int64, 
 	if err := c.checkAttachment(a); err != nil {
 		return nil, err
 	}
-	ref, err := attach.Upload(ctx, c.rel, r, size, o)
+	ref, tok, err := attach.UploadOwned(ctx, c.rel, r, size, o)
 	if err != nil {
 		return nil, fmt.Errorf("client: uploading %q: %w", name, err)
 	}
+	a.uploadToken = tok
 	if a.Ref, err = ref.Marshal(); err != nil {
 		return nil, err
 	}

@@ -227,8 +227,10 @@ func (c *Client) send(ctx context.Context, to UserID, m *Message) (MessageID, er
 			return errors.Join(append([]error{errors.New("client: no device of the recipient could be reached")}, failed...)...)
 		}
 		var err error
-		events, err = c.apply(tx, to, c.dev.User, c.dev.Device, ct)
-		return err
+		if events, err = c.apply(tx, to, c.dev.User, c.dev.Device, ct); err != nil {
+			return err
+		}
+		return keepUploadToken(tx, m, MessageID(ct.MessageID))
 	})
 	if err != nil {
 		return MessageID{}, err
@@ -238,6 +240,9 @@ func (c *Client) send(ctx context.Context, to UserID, m *Message) (MessageID, er
 	}
 	if err := c.flushOutbox(ctx); err != nil {
 		c.log.Warn("outbox not flushed; retried later", "err", err)
+	}
+	if err := c.deleteQueuedBlobs(ctx); err != nil {
+		c.log.Warn("attachments not deleted at the relay; retried later", "err", err)
 	}
 	return MessageID(ct.MessageID), nil
 }
@@ -412,6 +417,9 @@ func findRecord(tx localstore.Tx, conv UserID, id MessageID) (*Record, uint64, e
 // destroy deletes a message record and its index entry; each had a key of
 // its own, which the store destroys (docs/spec/client-store.md).
 func destroy(tx localstore.Tx, conv UserID, id MessageID, seq uint64) error {
+	if err := queueBlobDeletion(tx, conv, id, seq); err != nil {
+		return err
+	}
 	if err := tx.Delete("", msgKind(conv), u64(seq)); err != nil {
 		return err
 	}

@@ -53,7 +53,13 @@ func (c *Client) Sync(ctx context.Context) error {
 	if err := c.replenishIfDue(ctx); err != nil {
 		c.log.Warn("prekeys not replenished", "err", err)
 	}
-	return c.expire()
+	if err := c.expire(); err != nil {
+		return err
+	}
+	if err := c.deleteQueuedBlobs(ctx); err != nil {
+		c.log.Warn("attachments not deleted at the relay; retried later", "err", err)
+	}
+	return nil
 }
 
 // relayErr says that a relay refusing the device may mean a revocation;

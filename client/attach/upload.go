@@ -21,15 +21,33 @@ import (
 // o.Retries times per chunk. On error the abandoned upload expires at the
 // relay.
 func Upload(ctx context.Context, rl Relay, r io.Reader, size int64, o *Options) (*Reference, error) {
+	ref, _, err := UploadOwned(ctx, rl, r, size, o)
+	return ref, err
+}
+
+// UploadOwned is Upload, and also returns the upload token, with which
+// this device alone can delete the blob later (Delete;
+// docs/spec/attachments.md §Sender-side deletion). The token is a secret:
+// keep it only in the sealed local store, never in a message or a log.
+func UploadOwned(ctx context.Context, rl Relay, r io.Reader, size int64, o *Options) (*Reference, *relay.UploadToken, error) {
+	ref, u, err := upload(ctx, rl, r, size, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	tok := u.up.Token
+	return ref, &tok, nil
+}
+
+func upload(ctx context.Context, rl Relay, r io.Reader, size int64, o *Options) (*Reference, *uploader, error) {
 	opts := o.withDefaults()
 	if size < 0 || size > MaxPlaintextSize {
-		return nil, fmt.Errorf("%w: %d bytes", ErrSize, size)
+		return nil, nil, fmt.Errorf("%w: %d bytes", ErrSize, size)
 	}
 	ref := &Reference{PlaintextSize: size, CiphertextSize: CiphertextSize(size)}
 	rand.Read(ref.Key[:])
 	aead, err := newAEAD(&ref.Key)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	u := &uploader{ctx: ctx, rl: rl, opts: &opts, buf: make([]byte, 0, opts.ChunkSize), hash: sha256.New()}
 	err = u.retry(func() (err error) {
@@ -39,44 +57,44 @@ func Upload(ctx context.Context, rl Relay, r io.Reader, size int64, o *Options) 
 	if ae, ok := errors.AsType[*relay.APIError](err); ok {
 		switch ae.Status {
 		case http.StatusRequestEntityTooLarge:
-			return nil, fmt.Errorf("%w: %d ciphertext bytes: %w", ErrTooLarge, ref.CiphertextSize, err)
+			return nil, nil, fmt.Errorf("%w: %d ciphertext bytes: %w", ErrTooLarge, ref.CiphertextSize, err)
 		case http.StatusInsufficientStorage:
-			return nil, fmt.Errorf("%w: %w", ErrQuota, err)
+			return nil, nil, fmt.Errorf("%w: %w", ErrQuota, err)
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("attach: creating the upload: %w", err)
+		return nil, nil, fmt.Errorf("attach: creating the upload: %w", err)
 	}
 	ref.ID, ref.Expires = u.up.ID, u.up.Expires
 	enc, err := aead.NewEncryptingWriter(u, AssociatedData(ref.ID))
 	if err != nil {
-		return nil, fmt.Errorf("attach: %w", err)
+		return nil, nil, fmt.Errorf("attach: %w", err)
 	}
 	n, err := io.CopyN(enc, r, size)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%w: reader ended after %d of %d bytes", ErrSize, n, size)
+			return nil, nil, fmt.Errorf("%w: reader ended after %d of %d bytes", ErrSize, n, size)
 		}
-		return nil, u.wrap(err)
+		return nil, nil, u.wrap(err)
 	}
 	var one [1]byte
 	if k, _ := io.ReadFull(r, one[:]); k > 0 {
-		return nil, fmt.Errorf("%w: reader gives more than %d bytes", ErrSize, size)
+		return nil, nil, fmt.Errorf("%w: reader gives more than %d bytes", ErrSize, size)
 	}
 	if err := enc.Close(); err != nil {
-		return nil, u.wrap(err)
+		return nil, nil, u.wrap(err)
 	}
 	if err := u.flush(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if u.sent != ref.CiphertextSize {
-		return nil, fmt.Errorf("attach: internal error: %d ciphertext bytes, want %d", u.sent, ref.CiphertextSize)
+		return nil, nil, fmt.Errorf("attach: internal error: %d ciphertext bytes, want %d", u.sent, ref.CiphertextSize)
 	}
 	if err := u.retry(func() error { return rl.FinalizeAttachment(ctx, u.up) }); err != nil {
-		return nil, fmt.Errorf("attach: finalizing: %w", err)
+		return nil, nil, fmt.Errorf("attach: finalizing: %w", err)
 	}
 	u.hash.Sum(ref.Digest[:0])
-	return ref, nil
+	return ref, u, nil
 }
 
 // uploader is the io.Writer under the encrypter: it hashes the ciphertext,

@@ -114,7 +114,7 @@ func openRelay(ctx context.Context, data, name string, svc *service.Service, rc 
 	}
 	rl, err := relay.New(relay.Options{
 		Name: name, SigningKey: key, Directory: keyserverdir.Directory{Service: svc},
-		Mailboxes: mb, Prekeys: pk, Verifiers: tk, Spent: tk,
+		Mailboxes: mb, Prekeys: pk, Verifiers: tk, Spent: tk, Quotas: tk,
 		Issuers: issuers, TokenIssuer: issuers, Limits: rc.limits(), Issuance: rc.issuance(),
 		Logger: log, Registry: svc.Registry(),
 		Blobs: bl,

@@ -298,7 +298,7 @@ func TestT34RelayStorageDump(t *testing.T) {
 			t.Errorf("%d records of %q, which SECURITY.md §Relay metadata does not list", n, kind)
 		}
 	}
-	for _, want := range []string{"mailbox M", "mailbox Q", "mailbox D", "prekeys s", "prekeys p", "tokens m", "tokens s", "blobs meta", "blobs chunk"} {
+	for _, want := range []string{"mailbox M", "mailbox Q", "mailbox D", "prekeys s", "prekeys p", "tokens m", "tokens s", "tokens q", "blobs meta", "blobs chunk"} {
 		if seen[want] == 0 {
 			t.Errorf("no %q record: the exchange did not exercise it (%v)", want, seen)
 		}
@@ -469,12 +469,17 @@ func decodePrekeyRecord(t *testing.T, k, v []byte) {
 }
 
 // decodeTokenRecord decodes a badgertokens record
-// (server/store/tokens/badgertokens/schema.go): markers only.
+// (server/store/tokens/badgertokens/schema.go): markers, and the relay's
+// quota counters.
 func decodeTokenRecord(t *testing.T, k, v []byte) {
 	t.Helper()
 	switch {
 	case string(k) == "v" && string(v) == "1":
 	case (k[0] == 'm' || k[0] == 's') && len(k) == 1+32+32 && string(v) == "\x01":
+	case k[0] == 'q' && len(k) >= 3 && (k[1] == 'i' || k[1] == 'a') && len(v) == 16 &&
+		(k[2] == 'd' && len(k) == 3+32 || k[2] == 't' && len(k) == 3+16):
+		// A quota counter (server/relay/quota.go): the day and the count
+		// of tokens issued, or a byte bucket's time and level.
 	default:
 		t.Errorf("token record %x = %x: not in the schema", k, v)
 	}

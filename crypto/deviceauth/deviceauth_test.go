@@ -88,7 +88,7 @@ func (e *env) respondA(t testing.TB, p Purpose) []byte {
 // of the device's own mailbox only.
 func TestAuthenticate(t *testing.T) {
 	e := newEnv(t)
-	for p := PurposeMailbox; p <= PurposeTokenIssuance; p++ {
+	for p := PurposeMailbox; p <= PurposeAll; p++ {
 		a, err := e.v.Verify(e.respondA(t, p), p, e.binding)
 		if err != nil || a.Tenant != tenantX || a.Device != devA || a.Purpose != p {
 			t.Fatalf("purpose %d: %+v, %v", p, a, err)
@@ -162,7 +162,7 @@ func TestT44DeviceAuth(t *testing.T) {
 			t.Fatalf("device answered for another purpose: %v", err)
 		}
 		r := e.respondA(t, PurposeMailbox)
-		for _, p := range []Purpose{PurposePrekeys, PurposeAttachments, PurposeDeliveryTokens, PurposeTokenIssuance} {
+		for _, p := range []Purpose{PurposePrekeys, PurposeAttachments, PurposeDeliveryTokens, PurposeTokenIssuance, PurposeAll} {
 			if _, err := e.v.Verify(r, p, e.binding); err != ErrWrongPurpose {
 				t.Fatalf("mailbox response at purpose %d: %v", p, err)
 			}
@@ -241,6 +241,7 @@ func TestVerifyRefuses(t *testing.T) {
 		"response type":  {flip(0), ErrMalformed},
 		"challenge type": {flip(2), ErrMalformed},
 		"purpose 0":      {func() []byte { b := bytes.Clone(r); b[4] = 0; return b }(), ErrMalformed},
+		"purpose 7":      {func() []byte { b := bytes.Clone(r); b[4] = 7; return b }(), ErrMalformed},
 		"relay name":     {flip(6), ErrBadChallenge},
 		"issued at":      {flip(6 + len(e.relay) + 7), ErrBadChallenge},
 		"nonce":          {flip(tagAt - 1), ErrBadChallenge},
@@ -455,6 +456,41 @@ func BenchmarkRespond(b *testing.B) {
 	for b.Loop() {
 		if _, err := Respond(c, e.relay, PurposeMailbox, tenantX, devA, e.keyA, e.binding); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestPurposeAll: a response for PurposeAll verifies only as PurposeAll
+// (a response for one purpose is not one for all, nor the reverse), and
+// an authentication for PurposeAll covers every single purpose, while one
+// for a single purpose covers only itself.
+func TestPurposeAll(t *testing.T) {
+	e := newEnv(t)
+	c, err := e.v.Challenge(PurposeAll)
+	must(t, err)
+	if _, err := Respond(c, e.relay, PurposeMailbox, tenantX, devA, e.keyA, e.binding); err != ErrWrongPurpose {
+		t.Fatalf("device answered an all challenge as mailbox: %v", err)
+	}
+	r := e.respondA(t, PurposeAll)
+	if _, err := e.v.Verify(r, PurposeMailbox, e.binding); err != ErrWrongPurpose {
+		t.Fatalf("all response verified as mailbox: %v", err)
+	}
+	if _, err := e.v.Verify(e.respondA(t, PurposeMailbox), PurposeAll, e.binding); err != ErrWrongPurpose {
+		t.Fatalf("mailbox response verified as all: %v", err)
+	}
+	a, err := e.v.Verify(r, PurposeAll, e.binding)
+	must(t, err)
+	for p := PurposeMailbox; p <= PurposeAll; p++ {
+		if !a.Purpose.Covers(p) {
+			t.Errorf("all does not cover %d", p)
+		}
+		for q := PurposeMailbox; q <= PurposeAll; q++ {
+			if want := p == q || p == PurposeAll; p.Covers(q) != want {
+				t.Errorf("%d covers %d: %v", p, q, !want)
+			}
+		}
+		if p.Covers(0) || p.Covers(PurposeAll+1) {
+			t.Errorf("%d covers an undefined purpose", p)
 		}
 	}
 }

@@ -53,9 +53,17 @@ const (
 	PurposeAttachments    Purpose = 3 // attachment upload
 	PurposeDeliveryTokens Purpose = 4 // register or delete MAC-token verifiers
 	PurposeTokenIssuance  Purpose = 5 // anonymous delivery tokens
+	PurposeAll            Purpose = 6 // every purpose above, in one session
 )
 
-func (p Purpose) valid() bool { return p >= PurposeMailbox && p <= PurposeTokenIssuance }
+func (p Purpose) valid() bool { return p >= PurposeMailbox && p <= PurposeAll }
+
+// Covers reports whether an authentication for p authorises a request of
+// purpose q: p is q, or p is PurposeAll and q one of the single purposes
+// (docs/spec/api.md §Messages).
+func (p Purpose) Covers(q Purpose) bool {
+	return q.valid() && (p == q || p == PurposeAll)
+}
 
 // challenge is a decoded Challenge.
 type challenge struct {

@@ -89,10 +89,9 @@ type AttachmentStatus struct {
 
 // attachments is the relay's attachment state.
 type attachments struct {
-	store                      blob.Store
-	limits                     AttachmentLimits
-	deviceBudget, tenantBudget *byteBudget
-	met                        *attachMetrics
+	store  blob.Store
+	limits AttachmentLimits
+	met    *attachMetrics
 }
 
 // initAttachments sets up the attachment endpoints, and the sweeper if
@@ -101,8 +100,6 @@ func (r *Relay) initAttachments() {
 	l := r.opts.AttachmentLimits
 	l.defaults()
 	a := &attachments{store: r.opts.Blobs, limits: l, met: newAttachMetrics(r.reg)}
-	a.deviceBudget = newByteBudget(l.DeviceBudget, r.opts.Limits.MaxBuckets)
-	a.tenantBudget = newByteBudget(l.TenantBudget, r.opts.Limits.MaxBuckets)
 	r.att = a
 	if a.store != nil && l.SweepInterval > 0 {
 		go a.sweeper(r.stopCtx, l.SweepInterval, r)
@@ -248,26 +245,14 @@ func (r *Relay) postAttachment(w http.ResponseWriter, req *http.Request, ss *ses
 		a.met.requests.WithLabelValues("create", "invalid").Inc()
 		return
 	}
-	mb := ss.Mailbox()
-	if ok, wait := a.deviceBudget.take(string(mb[:]), size); !ok {
-		a.met.quota.WithLabelValues("device").Inc()
-		httpserve.RetryAfter(w, wait)
-		httpserve.WriteError(w, http.StatusInsufficientStorage, "device attachment quota exceeded")
-		return
-	}
-	if ok, wait := a.tenantBudget.take(string(ss.Tenant[:]), size); !ok {
-		a.deviceBudget.give(string(mb[:]), size)
-		a.met.quota.WithLabelValues("tenant").Inc()
-		httpserve.RetryAfter(w, wait)
-		httpserve.WriteError(w, http.StatusInsufficientStorage, "tenant attachment quota exceeded")
+	if !r.takeAttachmentBudget(w, ss, size) {
 		return
 	}
 	expires := time.UnixMilli(exp)
 	tok := newUploadToken()
 	id, err := a.store.Create(req.Context(), size, expires, uploadTag(&ss.Authenticated, &tok))
 	if err != nil {
-		a.deviceBudget.give(string(mb[:]), size)
-		a.tenantBudget.give(string(ss.Tenant[:]), size)
+		r.giveAttachmentBudget(ss, size)
 		r.blobError(w, "create", err)
 		return
 	}

@@ -15,7 +15,7 @@ func newAttachMetrics(reg prometheus.Registerer) *attachMetrics {
 	m := &attachMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "moat_relay_attachment_requests_total",
-			Help: "Attachment requests by operation (create, status, append, finalize, download) and result.",
+			Help: "Attachment requests by operation (create, status, append, finalize, delete, download) and result.",
 		}, []string{"op", "result"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "moat_relay_attachment_bytes_total",

@@ -1,89 +1,71 @@
 package relay
 
 import (
-	"math"
-	"sync"
+	"errors"
+	"net/http"
 	"time"
+
+	"github.com/moat-im/moat/internal/httpserve"
 )
 
-// byteBudget is a set of token buckets counted in bytes, one per key (a
-// device, a tenant): docs/spec/attachments.md §Quotas. It holds at most
-// max buckets, forgetting full ones first and refusing new keys when none
-// is full. A nil byteBudget allows everything.
-type byteBudget struct {
-	rate Rate
-	max  int
+// Attachment byte budgets (docs/spec/attachments.md §Quotas): a creation
+// takes its declared size from the device's and its tenant's byte
+// buckets in the relay's QuotaStore, durably, before the blob is
+// created.
 
-	mu      sync.Mutex
-	buckets map[string]*bucketBytes
+// budgetRates returns the device and tenant budgets and whether either is
+// enforced.
+func (a *attachments) budgetRates() ([2]Rate, bool) {
+	d, t := a.limits.DeviceBudget, a.limits.TenantBudget
+	// A disabled budget (negative rate) never refuses.
+	if d.PerSecond < 0 {
+		d = Rate{PerSecond: 1, Burst: 1 << 62}
+	}
+	if t.PerSecond < 0 {
+		t = Rate{PerSecond: 1, Burst: 1 << 62}
+	}
+	return [2]Rate{d, t}, a.limits.DeviceBudget.PerSecond >= 0 || a.limits.TenantBudget.PerSecond >= 0
 }
 
-type bucketBytes struct {
-	tokens float64
-	last   time.Time
+var budgetScopes = [2]string{"device", "tenant"}
+
+// takeAttachmentBudget takes size bytes from the session's device's and
+// tenant's budgets, or answers 507 (over budget, with Retry-After) or 503
+// (the quota store failed) and returns false.
+func (r *Relay) takeAttachmentBudget(w http.ResponseWriter, ss *session, size int64) bool {
+	rates, on := r.att.budgetRates()
+	if !on {
+		return true
+	}
+	mb := ss.Mailbox()
+	err := chargeBytes(r.opts.Quotas, mb[:], ss.Tenant, size, rates, budgetScopes, time.Now())
+	var qr *quotaRefused
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &qr):
+		r.att.met.quota.WithLabelValues(qr.scope).Inc()
+		httpserve.RetryAfter(w, qr.wait)
+		httpserve.WriteError(w, http.StatusInsufficientStorage, qr.scope+" attachment quota exceeded")
+	default:
+		r.quotaUnavailable(w, "create")
+	}
+	return false
 }
 
-func newByteBudget(r Rate, max int) *byteBudget {
-	if r.PerSecond < 0 {
-		return nil
+// giveAttachmentBudget gives back what a creation that failed took. A
+// failure leaves the budgets charged: an under-grant, never an
+// over-grant.
+func (r *Relay) giveAttachmentBudget(ss *session, size int64) {
+	if rates, on := r.att.budgetRates(); on {
+		mb := ss.Mailbox()
+		chargeBytes(r.opts.Quotas, mb[:], ss.Tenant, -size, rates, budgetScopes, time.Now())
 	}
-	return &byteBudget{rate: r, max: max, buckets: map[string]*bucketBytes{}}
 }
 
-// refill brings b up to now and returns it.
-func (l *byteBudget) refill(b *bucketBytes, now time.Time) {
-	if el := now.Sub(b.last).Seconds(); el > 0 {
-		b.tokens = math.Min(float64(l.rate.Burst), b.tokens+el*l.rate.PerSecond)
-	}
-	b.last = now
-}
-
-// take takes n bytes from key's bucket, or takes nothing and returns how
-// long until there are n (at least a second).
-func (l *byteBudget) take(key string, n int64) (bool, time.Duration) {
-	if l == nil {
-		return true, 0
-	}
-	now := time.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	burst := float64(l.rate.Burst)
-	b, ok := l.buckets[key]
-	if !ok {
-		if len(l.buckets) >= l.max {
-			for k, o := range l.buckets {
-				if l.refill(o, now); o.tokens >= burst {
-					delete(l.buckets, k)
-				}
-			}
-			if len(l.buckets) >= l.max {
-				return false, time.Second
-			}
-		}
-		b = &bucketBytes{tokens: burst, last: now}
-		l.buckets[key] = b
-	}
-	l.refill(b, now)
-	if b.tokens >= float64(n) {
-		b.tokens -= float64(n)
-		return true, 0
-	}
-	wait := time.Hour * 24 * 365
-	if l.rate.PerSecond > 0 && float64(n) <= burst {
-		wait = time.Duration((float64(n) - b.tokens) / l.rate.PerSecond * float64(time.Second))
-	}
-	return false, max(wait, time.Second)
-}
-
-// give returns n bytes to key's bucket (a creation that failed after
-// take).
-func (l *byteBudget) give(key string, n int64) {
-	if l == nil {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if b, ok := l.buckets[key]; ok {
-		b.tokens = math.Min(float64(l.rate.Burst), b.tokens+float64(n))
-	}
+// quotaUnavailable answers 503 for a quota store that failed.
+func (r *Relay) quotaUnavailable(w http.ResponseWriter, op string) {
+	r.met.unavailable.Inc()
+	r.opts.Logger.Warn("quota store unavailable", "op", op)
+	httpserve.Unavailable(w, 5*time.Second, "quota storage unavailable")
 }

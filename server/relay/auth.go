@@ -36,6 +36,7 @@ var purposeNames = map[string]deviceauth.Purpose{
 	"attachments":     deviceauth.PurposeAttachments,
 	"delivery-tokens": deviceauth.PurposeDeliveryTokens,
 	"token-issuance":  deviceauth.PurposeTokenIssuance,
+	"all":             deviceauth.PurposeAll,
 }
 
 // PurposeName returns the name of p in the API (the purpose query
@@ -288,7 +289,7 @@ func (r *Relay) authn(w http.ResponseWriter, req *http.Request, p deviceauth.Pur
 		unauthorized(w, "session unknown or expired")
 		return nil
 	}
-	if ss.Purpose != p {
+	if !ss.Purpose.Covers(p) {
 		httpserve.WriteError(w, http.StatusForbidden, "session is for another purpose")
 		return nil
 	}

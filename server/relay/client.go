@@ -56,9 +56,14 @@ type Client struct {
 	// NoChannelBinding leaves TLS channel binding out of authentication
 	// (behind a TLS-terminating proxy).
 	NoChannelBinding bool
+	// PerPurposeSessions authenticates once per purpose, as relays
+	// before purpose "all" required; by default one session of purpose
+	// "all" serves every purpose (client_session.go).
+	PerPurposeSessions bool
 
 	mu       sync.Mutex
 	sessions map[deviceauth.Purpose]string
+	noAll    bool // the relay refused purpose "all"
 	head     *mailbox.SignedHead
 }
 
@@ -210,40 +215,18 @@ func (c *Client) Authenticate(ctx context.Context, p deviceauth.Purpose) error {
 // first if there is none, and once again if the relay forgot it.
 func (c *Client) authed(ctx context.Context, p deviceauth.Purpose, method, path string, body []byte) ([]byte, error) {
 	for attempt := 0; ; attempt++ {
-		c.mu.Lock()
-		tok := c.sessions[p]
-		c.mu.Unlock()
-		if tok == "" {
-			if err := c.Authenticate(ctx, p); err != nil {
-				return nil, err
-			}
-			continue
+		h, err := c.sessionHeader(ctx, p)
+		if err != nil {
+			return nil, err
 		}
-		_, b, err := c.do(ctx, method, path, body, http.Header{"Authorization": {AuthScheme + " " + tok}})
+		_, b, err := c.do(ctx, method, path, body, h)
 		var ae *APIError
 		if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized && attempt == 0 {
-			c.mu.Lock()
-			delete(c.sessions, p)
-			c.mu.Unlock()
+			c.dropSession(p)
 			continue
 		}
 		return b, err
 	}
-}
-
-func (c *Client) sessionHeader(ctx context.Context, p deviceauth.Purpose) (http.Header, error) {
-	c.mu.Lock()
-	tok := c.sessions[p]
-	c.mu.Unlock()
-	if tok == "" {
-		if err := c.Authenticate(ctx, p); err != nil {
-			return nil, err
-		}
-		c.mu.Lock()
-		tok = c.sessions[p]
-		c.mu.Unlock()
-	}
-	return http.Header{"Authorization": {AuthScheme + " " + tok}}, nil
 }
 
 // Send sends a sealed envelope anonymously, authorised by auth (a
@@ -372,9 +355,7 @@ func (c *Client) Push(ctx context.Context, after uint64) (*Push, error) {
 		conn, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: c.http(), HTTPHeader: h})
 		if err != nil {
 			if resp != nil && resp.StatusCode == http.StatusUnauthorized && attempt == 0 {
-				c.mu.Lock()
-				delete(c.sessions, deviceauth.PurposeMailbox)
-				c.mu.Unlock()
+				c.dropSession(deviceauth.PurposeMailbox)
 				continue
 			}
 			if resp != nil {

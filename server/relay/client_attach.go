@@ -46,9 +46,7 @@ func (c *Client) attachReq(ctx context.Context, method, path string, body []byte
 		resp, b, err := c.do(ctx, method, path, body, h)
 		var ae *APIError
 		if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized && attempt == 0 {
-			c.mu.Lock()
-			delete(c.sessions, deviceauth.PurposeAttachments)
-			c.mu.Unlock()
+			c.dropSession(deviceauth.PurposeAttachments)
 			continue
 		}
 		if errors.As(err, &ae) && ae.Status == http.StatusConflict && resp != nil {

@@ -171,6 +171,11 @@ type Options struct {
 	// issuance with 404. Issuance bounds it per device and tenant.
 	TokenIssuer TokenIssuer
 	Issuance    IssuanceLimits
+	// Quotas keeps the issuance counts and attachment byte budgets
+	// (quota.go). Default: in memory, at most Limits.MaxBuckets records
+	// (a restart resets them: a production relay passes its durable
+	// token store).
+	Quotas QuotaStore
 
 	Limits Limits
 	// AttachmentLimits bound attachments.
@@ -213,8 +218,6 @@ type Relay struct {
 	pushMu sync.Mutex
 	push   map[sealed.MailboxID]int // open push channels per device
 
-	issue issuance // anonymous-token quotas of the day
-
 	stop     context.CancelFunc
 	stopCtx  context.Context
 	pushWait sync.WaitGroup
@@ -246,6 +249,9 @@ func New(opts Options) (*Relay, error) {
 	}
 	if opts.Spent == nil {
 		opts.Spent = deliverytoken.NewMemorySpentStore()
+	}
+	if opts.Quotas == nil {
+		opts.Quotas = NewMemoryQuotas(2 * opts.Limits.MaxBuckets)
 	}
 	r := &Relay{opts: opts, reg: opts.Registry, push: map[sealed.MailboxID]int{}}
 	if r.reg == nil {
@@ -334,6 +340,7 @@ func (r *Relay) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("PATCH /relay/v1/attachments/{id}/upload", r.authedAttach(r.patchAttachmentUpload))
 	mux.HandleFunc("POST /relay/v1/attachments/{id}/finalize", r.authedAttach(r.postAttachmentFinalize))
 	mux.HandleFunc("GET /relay/v1/attachments/{id}", r.getAttachment)
+	mux.HandleFunc("DELETE /relay/v1/attachments/{id}", r.authedAttach(r.deleteAttachment))
 	mux.HandleFunc("GET /relay/v1/mailboxes/{mailbox}/messages", r.authed(deviceauth.PurposeMailbox, r.getMessages))
 	mux.HandleFunc("POST /relay/v1/mailboxes/{mailbox}/ack", r.authed(deviceauth.PurposeMailbox, r.postAck))
 	mux.HandleFunc("GET /relay/v1/mailboxes/{mailbox}/push", r.authed(deviceauth.PurposeMailbox, r.getPush))

@@ -27,7 +27,8 @@ import (
 // device may create an attachment upload, and only the creating device,
 // with the upload token of the creation's answer, may append to it, ask
 // its state or finalize it (docs/spec/attachments.md §Upload capability;
-// "attachment upload capability" below).
+// "attachment upload capability" below). A session of purpose "all"
+// passes every purpose check and no other.
 func TestT44Authorization(t *testing.T) {
 	w := newWorld(t, worldOptions{})
 	w.srv.Close()
@@ -48,7 +49,7 @@ func TestT44Authorization(t *testing.T) {
 	for _, d := range []*device{a, b, x} {
 		sess[d] = map[deviceauth.Purpose]string{}
 		for _, p := range []deviceauth.Purpose{deviceauth.PurposeMailbox, deviceauth.PurposePrekeys, deviceauth.PurposeDeliveryTokens,
-			deviceauth.PurposeAttachments, deviceauth.PurposeTokenIssuance} {
+			deviceauth.PurposeAttachments, deviceauth.PurposeTokenIssuance, deviceauth.PurposeAll} {
 			sess[d][p] = w.session(d, p)
 		}
 	}
@@ -117,12 +118,16 @@ func TestT44Authorization(t *testing.T) {
 			if cross == 0 {
 				cross = 403
 			}
-			check("another tenant's device with the same id", sess[x][ep.purpose], cross)
-			if ep.own {
-				check("another device of the tenant", sess[b][ep.purpose], 403)
-				check("the owner", sess[a][ep.purpose], ep.okStatus)
-			} else {
-				check("a device of the tenant", sess[b][ep.purpose], ep.okStatus)
+			// A session of purpose all is authorised for every purpose,
+			// and only for its own device's resources.
+			for _, p := range []deviceauth.Purpose{ep.purpose, deviceauth.PurposeAll} {
+				check("another tenant's device with the same id", sess[x][p], cross)
+				if ep.own {
+					check("another device of the tenant", sess[b][p], 403)
+					check("the owner", sess[a][p], ep.okStatus)
+				} else {
+					check("a device of the tenant", sess[b][p], ep.okStatus)
+				}
 			}
 		})
 	}

@@ -4,11 +4,9 @@ import (
 	"errors"
 	"net/http"
 	"sync"
-	"time"
 
 	"github.com/moat-im/moat/crypto/deliverytoken"
 	"github.com/moat-im/moat/crypto/deviceauth"
-	"github.com/moat-im/moat/crypto/sealed"
 	"github.com/moat-im/moat/internal/httpserve"
 )
 
@@ -52,48 +50,6 @@ const tokenRequestSize = 2 + 1 + 256
 
 // MaxIssuanceRequest bounds a TokenIssuanceRequest: MaxBatch requests.
 const MaxIssuanceRequest = 4 + deliverytoken.MaxBatch*tokenRequestSize
-
-// issuance holds the day's quota counters, in memory: a restart resets
-// them (docs/spec/api.md §Anonymous-token issuance).
-type issuance struct {
-	mu       sync.Mutex
-	day      int64
-	byDevice map[sealed.MailboxID]int
-	byTenant map[[16]byte]int
-}
-
-// reserve counts n tokens against the device's and its tenant's quotas of
-// the day of now, or returns false and the wait until the next UTC day.
-func (s *issuance) reserve(mb sealed.MailboxID, n int, l IssuanceLimits, now time.Time) (bool, string, time.Duration) {
-	day := now.UTC().Unix() / 86400
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.byDevice == nil || s.day != day {
-		s.day, s.byDevice, s.byTenant = day, map[sealed.MailboxID]int{}, map[[16]byte]int{}
-	}
-	wait := time.Unix((day+1)*86400, 0).Sub(now)
-	t := mb.Tenant()
-	if s.byDevice[mb]+n > l.PerDevicePerDay {
-		return false, "issue-device", wait
-	}
-	if s.byTenant[t]+n > l.PerTenantPerDay {
-		return false, "issue-tenant", wait
-	}
-	s.byDevice[mb] += n
-	s.byTenant[t] += n
-	return true, "", 0
-}
-
-// refund returns n tokens reserved on day of now that were not issued.
-func (s *issuance) refund(mb sealed.MailboxID, n int, now time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.day != now.UTC().Unix()/86400 || s.byDevice == nil {
-		return
-	}
-	s.byDevice[mb] -= n
-	s.byTenant[mb.Tenant()] -= n
-}
 
 func (r *Relay) issuerKey(w http.ResponseWriter, tenant [16]byte) *deliverytoken.IssuerPrivateKey {
 	var k *deliverytoken.IssuerPrivateKey
@@ -148,14 +104,12 @@ func (r *Relay) postIssueTokens(w http.ResponseWriter, req *http.Request) {
 	mb := ss.Mailbox()
 	lim := r.opts.Issuance
 	lim.defaults()
-	if ok, scope, wait := r.issue.reserve(mb, n, lim, now); !ok {
-		r.met.rateLimited.WithLabelValues(scope).Inc()
-		httpserve.TooMany(w, wait)
+	if !r.reserveIssuance(w, mb, n, lim, now) {
 		return
 	}
 	resp, issued, err := k.Issue(body)
 	if err != nil || issued != n {
-		r.issue.refund(mb, n, now)
+		r.refundIssuance(mb, n, lim, now)
 		if errors.Is(err, deliverytoken.ErrMalformed) {
 			r.met.issued.WithLabelValues("malformed").Inc()
 			httpserve.WriteError(w, http.StatusBadRequest, "malformed issuance request")

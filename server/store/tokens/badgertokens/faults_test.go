@@ -2,10 +2,12 @@ package badgertokens_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/moat-im/moat/crypto/deliverytoken"
 	"github.com/moat-im/moat/crypto/sealed"
@@ -112,4 +114,45 @@ func TestT38DiskFull(t *testing.T) {
 		}
 	}
 	ok(t, s.Spend(key, nonce(6)))
+}
+
+// TestT38QuotaDiskFull: quota charges grow the store: below the reserve
+// and on a full disk they fail with ErrUnavailable and store nothing
+// (the relay then answers 503 and grants nothing); afterwards they serve
+// again. A charge whose sync failed may be in badger: the counter stays
+// charged (an under-grant, never an over-grant).
+func TestT38QuotaDiskFull(t *testing.T) {
+	inj := faultfs.New()
+	s, err := badgertokens.Open(context.Background(), badgertokens.Options{
+		Dir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DiskReserve: 1 << 30, Faults: inj,
+	})
+	ok(t, err)
+	defer s.Close()
+	unavailable := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, badgertokens.ErrUnavailable) {
+			t.Fatalf("%s: %v, want ErrUnavailable", what, err)
+		}
+	}
+	add(t, s, 1, "dev")
+	inj.SetFree(1 << 20)
+	unavailable("Charge below the reserve", s.Charge([][]byte{[]byte("dev")}, func(old [][]byte) ([][]byte, time.Duration, error) {
+		return [][]byte{{9}}, time.Hour, nil
+	}))
+	inj.SetFree(-1)
+	inj.SetFull(true)
+	unavailable("Charge on a full disk", s.Charge([][]byte{[]byte("dev")}, func(old [][]byte) ([][]byte, time.Duration, error) {
+		return [][]byte{{9}}, time.Hour, nil
+	}))
+	inj.SetFull(false)
+	if got := add(t, s, 1, "dev"); got[0] != 2 {
+		t.Fatalf("after the refused charges: %d, want 2", got[0])
+	}
+	inj.FailSyncs(1)
+	unavailable("Charge with a failing sync", s.Charge([][]byte{[]byte("dev")}, func(old [][]byte) ([][]byte, time.Duration, error) {
+		return [][]byte{binary.BigEndian.AppendUint64(nil, binary.BigEndian.Uint64(old[0])+1)}, time.Hour, nil
+	}))
+	if got := add(t, s, 0, "dev"); got[0] != 3 {
+		t.Fatalf("after a charge whose sync failed: %d, want 3 (kept charged)", got[0])
+	}
 }
