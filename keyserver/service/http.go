@@ -275,6 +275,13 @@ func (s *Service) devicePrincipal(w http.ResponseWriter, r *http.Request, t *Ten
 		writeError(w, http.StatusForbidden, "lookups are for the tenant's devices")
 		return principal{}, false
 	}
+	// Limited after authentication, so that no one can spend another
+	// device's budget by naming it.
+	if ok, wait := s.deviceLimit.Allow(string(t.id[:]) + string(p.device[:])); !ok {
+		s.met.rateLimited.WithLabelValues("device").Inc()
+		tooMany(w, wait)
+		return principal{}, false
+	}
 	return *p, true
 }
 
