@@ -96,6 +96,9 @@ type Tenant struct {
 	logKeys []*keys.LogPrivateKey
 	// caProposal and logProposal are the rotations under approval.
 	caProposal, logProposal *keyProposal
+	// unlodged are the lodged records the running operation used up,
+	// deleted once its changes are durable (lodged.go).
+	unlodged []store.LodgedKey
 	// transitions are the epochs that published a new trust bundle, in
 	// order (transitions.go; an immutable slice, replaced on change).
 	transitions atomic.Pointer[[]transition]
@@ -301,6 +304,11 @@ func openTenant(ctx context.Context, cfg TenantConfig, o *Options, met *metrics)
 		}
 		for _, u := range pendingUsers {
 			t.indexUser(u)
+		}
+		// The approvals lodged before the restart (lodged.go), before
+		// keep, which keeps the keys of rotations under approval.
+		if err := t.loadLodged(ctx); err != nil {
+			return nil, fmt.Errorf("service: tenant %s: %w", cfg.ID, err)
 		}
 	}
 	t.jr.published(t.head.Load().Epoch)
