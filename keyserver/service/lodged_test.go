@@ -196,3 +196,38 @@ func (f *failLodged) PutLodged(ctx context.Context, id [16]byte, key store.Lodge
 	}
 	return f.DirectoryStore.PutLodged(ctx, id, key, value, expires, now)
 }
+
+// TestLodgedStaleRotationDropped: a key rotation lodged before a crash
+// whose proposal another bundle change overtook is not restored: the
+// record is deleted at the restart, and the next proposal names another
+// key.
+func TestLodgedStaleRotationDropped(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, worldOptions{seed: 123, badger: true})
+	w.mustEnrol(w.addUser("Alice"))
+	w.publish()
+	op := "rotate-log-key"
+	p := w.propose(op, 0)
+	must(w.approveRotation(op, 0, p))
+	// A witness set change takes the rotation's sequence.
+	cur := w.ten().TrustBundle()
+	prop := service.ProposeWitnesses(cur, org.WitnessSet{Quorum: 2, Witnesses: []org.WitnessKey{w.witnesses[0].key(), w.witnesses[1].key()}}, w.clk.Now())
+	enc := must(service.MarshalProposal(prop))
+	for i := range 2 {
+		c := w.api()
+		c.Admin = w.admins[i]
+		ap := must(org.ApproveTrustBundle(w.admins[i], prop))
+		ok(t, c.AdminOp(ctx, "set-witnesses", service.TrustBundleApproveRequest{Bundle: enc, Approval: must(ap.Marshal())}, nil))
+	}
+	if n := w.lodgedCount(); n != 1 {
+		t.Fatalf("%d lodged records before the crash, want the rotation's", n)
+	}
+	w.crash()
+	if n := w.lodgedCount(); n != 0 {
+		t.Fatalf("%d lodged records after the restart, want the stale rotation dropped", n)
+	}
+	w.publish()
+	if p2 := w.propose(op, 1); p2.Key == p.Key || p2.Approvals != 0 {
+		t.Fatalf("proposal after the restart: same key %v, %d approvals", p2.Key == p.Key, p2.Approvals)
+	}
+}
