@@ -2,7 +2,6 @@ package service_test
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -126,47 +125,5 @@ func TestHealthReadyMetricsAndLogs(t *testing.T) {
 		if strings.Contains(logs, secret) {
 			t.Errorf("logs contain %q", secret)
 		}
-	}
-}
-
-// TestDeviceRateLimit: past a device's burst, its signed reads get 429
-// with Retry-After, counted under scope "device"; another device of the
-// tenant is not affected, and a device's budget is spent only by requests
-// it signed (an unauthenticated request naming it is refused with 401 and
-// costs it nothing).
-func TestDeviceRateLimit(t *testing.T) {
-	w := newWorld(t, worldOptions{seed: 33, limits: service.Limits{PerDevice: service.Rate{PerSecond: 0.001, Burst: 3}}})
-	alice, bob := w.addUser("alice"), w.addUser("bob")
-	da, db := w.mustEnrol(alice), w.mustEnrol(bob)
-	w.publish()
-	// Unsigned requests: refused before the limit.
-	url := w.srv.URL + "/v1/" + w.tenant.String() + "/lookup/" + bob.String()
-	for range 5 {
-		if code, _ := rawRequest(t, must(http.NewRequest(http.MethodGet, url, nil))); code != http.StatusUnauthorized {
-			t.Fatalf("unsigned lookup: %d", code)
-		}
-	}
-	for i := range 3 {
-		if _, err := w.lookup(da, bob); err != nil {
-			t.Fatalf("lookup %d: %v", i, err)
-		}
-	}
-	_, err := w.lookup(da, bob)
-	wantStatus(t, err, http.StatusTooManyRequests)
-	_, err = da.api.History(context.Background(), bob, 0, da.kt.TreeSize())
-	wantStatus(t, err, http.StatusTooManyRequests)
-	if _, err := w.lookup(db, alice); err != nil {
-		t.Fatalf("another device: %v", err)
-	}
-	// Retry-After on the raw answer.
-	req := must(http.NewRequest(http.MethodGet, url, nil))
-	ok(t, service.SignDeviceRequest(req, w.tenant, alice, da.cert.Device, da.id.Signing, nil, w.clk.Now(), w.rnd))
-	resp := must(http.DefaultClient.Do(req))
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("status %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
-	}
-	if m := get(t, w.srv.URL+"/metrics"); !strings.Contains(m, `moat_directory_rate_limited_total{scope="device"} 3`) {
-		t.Fatal("device rate limit not counted")
 	}
 }
