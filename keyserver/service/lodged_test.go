@@ -159,7 +159,8 @@ func TestLodgedApprovalsSurviveCrash(t *testing.T) {
 
 // TestLodgeFailureNotAcknowledged: an approval that cannot be made
 // durable is answered 503 and not held: after the store recovers, the same
-// admin's approval is accepted as the first.
+// admin's approval is accepted as the first; so is a key rotation's
+// proposal or approval.
 func TestLodgeFailureNotAcknowledged(t *testing.T) {
 	fs := &failLodged{}
 	w := newWorld(t, worldOptions{seed: 121, wrap: func(s store.DirectoryStore) store.DirectoryStore {
@@ -181,6 +182,24 @@ func TestLodgeFailureNotAcknowledged(t *testing.T) {
 	}
 	if n := w.lodgedCount(); n != 1 {
 		t.Fatalf("%d lodged records", n)
+	}
+	// A rotation proposal or approval that cannot be lodged is refused
+	// and not held either.
+	op := "rotate-log-key"
+	fs.fail = true
+	c := w.api()
+	wantStatus(t, c.AdminOp(context.Background(), op, nil, &service.RotationProposal{}), http.StatusServiceUnavailable)
+	fs.fail = false
+	p := w.propose(op, 0)
+	fs.fail = true
+	_, err = w.approveRotation(op, 0, p)
+	wantStatus(t, err, http.StatusServiceUnavailable)
+	fs.fail = false
+	if p2 := w.propose(op, 1); p2.Key != p.Key || p2.Approvals != 0 {
+		t.Fatalf("after a failed approval: key changed %v, %d approvals, want 0", p2.Key != p.Key, p2.Approvals)
+	}
+	if a, err := w.approveRotation(op, 0, p); err != nil || a.Approvals != 1 {
+		t.Fatalf("approval after the failure: %+v, %v", a, err)
 	}
 }
 
