@@ -237,7 +237,7 @@ device of the user, for a user who lost their devices (docs/spec/org.md
 §Dual control). It prints the request's code id and fingerprint (hex
 SHA-256 of FILE): compare them with the code issued to the user and with
 the fingerprint the new device shows (--expect refuses any other request).
-The directory holds the approval, in memory, until the device enrols; the
+The directory holds the approval, durably, until the device enrols; the
 device enrols once the roster's threshold of admins approved the same
 request. Its enrolment is a device_recovered entry in the user's
 timeline, which the user's other devices report when they monitor it.`,

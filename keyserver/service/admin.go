@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/moat-im/moat/keyserver/org"
+	"github.com/moat-im/moat/keyserver/store"
 )
 
 // adminOp is one admin operation: it runs with the tenant's lock held,
@@ -94,6 +95,7 @@ func (s *Service) postAdmin(w http.ResponseWriter, r *http.Request, t *Tenant) {
 	if op.locked {
 		// The change is acknowledged once durable (journal.go).
 		var je *journalEntry
+		var unlodged []store.LodgedKey
 		t.mu.Lock()
 		if err = t.jr.check(); err == nil {
 			out, err = op.run(s, t, p, body, now)
@@ -102,9 +104,14 @@ func (s *Service) postAdmin(w http.ResponseWriter, r *http.Request, t *Tenant) {
 				err = jerr
 			}
 		}
+		unlodged = t.takeUnlodged()
 		t.mu.Unlock()
-		if werr := je.wait(); err == nil {
+		werr := je.wait()
+		if err == nil {
 			err = werr
+		}
+		if werr == nil {
+			t.dropLodged(unlodged) // used up by a change now durable
 		}
 	} else {
 		out, err = op.run(s, t, p, body, now)
@@ -425,8 +432,9 @@ func verifyOwnApproval(t *Tenant, p *principal, msg []byte, ap *org.Approval, wh
 // zero for approvals of org statements), after dropping the expired ones:
 // held approvals expire after the tenant's maximum code lifetime, at most
 // Limits.MaxPendingApprovals are held (503 beyond), and an admin approves
-// a request once (409).
-func holdApproval(s *Service, t *Tenant, held map[[32]byte]*pendingApprovals, key [32]byte, user org.UserID, ap *org.Approval, now time.Time) (*pendingApprovals, error) {
+// a request once (409). The approvals are lodged (lodged.go, kind kind)
+// before they are held: if that fails, nothing changed.
+func holdApproval(s *Service, t *Tenant, held map[[32]byte]*pendingApprovals, kind byte, key [32]byte, user org.UserID, ap *org.Approval, now time.Time) (*pendingApprovals, error) {
 	for k, v := range held {
 		if !now.Before(v.expires) {
 			delete(held, k)
@@ -438,7 +446,6 @@ func holdApproval(s *Service, t *Tenant, held map[[32]byte]*pendingApprovals, ke
 			return nil, &apiError{http.StatusServiceUnavailable, "too many pending approvals"}
 		}
 		pa = &pendingApprovals{user: user, expires: now.Add(t.org.Config().MaxCodeLifetime)}
-		held[key] = pa
 	}
 	if pa.user != user {
 		return nil, badRequest("request approved for another user")
@@ -448,8 +455,16 @@ func holdApproval(s *Service, t *Tenant, held map[[32]byte]*pendingApprovals, ke
 			return nil, &apiError{http.StatusConflict, "already approved"}
 		}
 	}
-	pa.approvals = append(pa.approvals, ap)
-	return pa, nil
+	if len(pa.approvals) >= maxLodgedApprovals {
+		return nil, &apiError{http.StatusConflict, "too many approvals"}
+	}
+	next := &pendingApprovals{user: pa.user, approvals: append(slices.Clone(pa.approvals), ap), expires: pa.expires}
+	l := &lodgedApprovals{subject: next.user, approvals: next.approvals}
+	if err := t.lodge(lodgedKey(kind, key), l, next.expires, now); err != nil {
+		return nil, err
+	}
+	held[key] = next
+	return next, nil
 }
 
 // opApprove holds an admin's approval of an enrolment request until the
@@ -476,7 +491,7 @@ var opApprove = withBody(func(s *Service, t *Tenant, p *principal, in *ApproveRe
 	if err := verifyOwnApproval(t, p, msg, ap, "request"); err != nil {
 		return nil, err
 	}
-	pa, err := holdApproval(s, t, t.approvals, sha256.Sum256(in.Request), uid, ap, now)
+	pa, err := holdApproval(s, t, t.approvals, lodgedDevice, sha256.Sum256(in.Request), uid, ap, now)
 	if err != nil {
 		return nil, err
 	}
@@ -538,7 +553,7 @@ var opSetWitnesses = withBody(func(s *Service, t *Tenant, p *principal, in *Trus
 		return nil, &apiError{http.StatusConflict, "proposal is not for the next trust bundle"}
 	}
 	h := sha256.Sum256(msg)
-	pa, err := holdApproval(s, t, t.bundleApprovals, h, org.UserID{}, ap, now)
+	pa, err := holdApproval(s, t, t.bundleApprovals, lodgedStatement, h, org.UserID{}, ap, now)
 	if err != nil {
 		return nil, err
 	}
@@ -548,6 +563,7 @@ var opSetWitnesses = withBody(func(s *Service, t *Tenant, p *principal, in *Trus
 	}
 	nb, err := t.org.ReplaceWitnesses(prop, pa.approvals)
 	delete(t.bundleApprovals, h)
+	t.unlodge(lodgedKey(lodgedStatement, h))
 	if err != nil {
 		return nil, err
 	}

@@ -109,7 +109,7 @@ type ApproveRequest struct {
 
 // TrustBundleApproveRequest is admin/set-witnesses: an admin's approval
 // (org.ApproveTrustBundle, signed by the requesting admin) of a proposed
-// trust bundle (MarshalProposal). Approvals are held, in memory, until the
+// trust bundle (MarshalProposal). Approvals are held, durably, until the
 // roster's threshold of admins approved the same proposal.
 type TrustBundleApproveRequest struct {
 	Bundle   []byte `json:"bundle"`

@@ -275,6 +275,13 @@ func (s *Service) devicePrincipal(w http.ResponseWriter, r *http.Request, t *Ten
 		writeError(w, http.StatusForbidden, "lookups are for the tenant's devices")
 		return principal{}, false
 	}
+	// Limited after authentication, so that no one can spend another
+	// device's budget by naming it.
+	if ok, wait := s.deviceLimit.Allow(string(t.id[:]) + string(p.device[:])); !ok {
+		s.met.rateLimited.WithLabelValues("device").Inc()
+		tooMany(w, wait)
+		return principal{}, false
+	}
 	return *p, true
 }
 
@@ -431,14 +438,21 @@ func (s *Service) postEnrol(w http.ResponseWriter, r *http.Request, t *Tenant) {
 	en, err := t.org.RedeemEnrolmentCode(code, req, approvals, now)
 	t.dirty = true // failed attempts are counted in the state
 	if err == nil {
-		delete(t.approvals, reqHash)
+		if _, ok := t.approvals[reqHash]; ok {
+			delete(t.approvals, reqHash)
+			t.unlodge(lodgedKey(lodgedDevice, reqHash))
+		}
 		t.indexUser(en.User)
 	}
 	pending := t.Head().Epoch + 1
 	je, jerr := t.durable()
+	unlodged := t.takeUnlodged()
 	t.mu.Unlock()
 	if jerr == nil {
 		jerr = je.wait()
+	}
+	if jerr == nil {
+		t.dropLodged(unlodged)
 	}
 	if jerr != nil {
 		t.log.Error("enrolment attempt not made durable", slog.Any("err", jerr))

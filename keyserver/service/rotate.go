@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/moat-im/moat/crypto/keys"
@@ -238,12 +239,14 @@ func (t *Tenant) keep() {
 
 // rotation is one kind of key rotation.
 type rotation struct {
+	kind    byte // its lodged record kind (lodged.go)
 	slot    func(t *Tenant) **keyProposal
 	propose func(t *Tenant, now time.Time) (*keyProposal, error)
 	apply   func(t *Tenant, kp *keyProposal, now time.Time, out *TrustBundleApproveResponse) error
 }
 
 var logRotation = rotation{
+	kind: lodgedRotateLog,
 	slot: func(t *Tenant) **keyProposal { return &t.logProposal },
 	propose: func(t *Tenant, now time.Time) (*keyProposal, error) {
 		next, err := t.keyStore.NewLogKey()
@@ -268,6 +271,7 @@ var logRotation = rotation{
 }
 
 var caRotation = rotation{
+	kind: lodgedRotateCA,
 	slot: func(t *Tenant) **keyProposal { return &t.caProposal },
 	propose: func(t *Tenant, now time.Time) (*keyProposal, error) {
 		next, err := t.keyStore.NewCA()
@@ -286,7 +290,10 @@ var caRotation = rotation{
 		if err != nil {
 			return err
 		}
-		clear(t.approvals) // enrolment requests name the old bundle
+		for h := range t.approvals { // enrolment requests name the old bundle
+			t.unlodge(lodgedKey(lodgedDevice, h))
+		}
+		clear(t.approvals)
 		out.Sequence, out.Certificates = res.TrustBundle.Sequence, len(res.Certificates)
 		return nil
 	},
@@ -320,6 +327,7 @@ func rotate(s *Service, t *Tenant, p *principal, body []byte, now time.Time, r *
 	slot := r.slot(t)
 	if kp := *slot; kp != nil && (!now.Before(kp.expires) || kp.bundle.Sequence != t.org.TrustBundle().Sequence+1) {
 		*slot = nil // expired, or another bundle change came first
+		t.unlodge(lodgedKey(r.kind, sha256.Sum256(kp.enc)))
 	}
 	threshold := t.org.Roster().Threshold
 	if in.Bundle == nil && in.Approval == nil {
@@ -332,6 +340,11 @@ func rotate(s *Service, t *Tenant, p *principal, body []byte, now time.Time, r *
 				return nil, err
 			}
 			kp.expires = now.Add(t.org.Config().MaxCodeLifetime)
+			// Lodged before it is answered, so that the approvals that
+			// follow find it after a restart.
+			if err := t.lodge(lodgedKey(r.kind, sha256.Sum256(kp.enc)), &lodgedApprovals{proposal: kp.enc}, kp.expires, now); err != nil {
+				return nil, err
+			}
 			*slot = kp
 			t.log.Info("key rotation proposed", slog.String("key_fingerprint", kp.fp), slog.Uint64("sequence", kp.bundle.Sequence))
 		}
@@ -373,7 +386,14 @@ func rotate(s *Service, t *Tenant, p *principal, body []byte, now time.Time, r *
 		return nil, &apiError{http.StatusConflict, "already approved"}
 	}
 	if !again {
-		kp.approvals = append(kp.approvals, ap)
+		if len(kp.approvals) >= maxLodgedApprovals {
+			return nil, &apiError{http.StatusConflict, "too many approvals"}
+		}
+		aps := append(slices.Clone(kp.approvals), ap)
+		if err := t.lodge(lodgedKey(r.kind, sha256.Sum256(kp.enc)), &lodgedApprovals{proposal: kp.enc, approvals: aps}, kp.expires, now); err != nil {
+			return nil, err
+		}
+		kp.approvals = aps
 	}
 	out := &TrustBundleApproveResponse{Approvals: len(kp.approvals), Threshold: threshold}
 	if out.Approvals < threshold {
@@ -385,6 +405,7 @@ func rotate(s *Service, t *Tenant, p *principal, body []byte, now time.Time, r *
 		return nil, err
 	}
 	*slot = nil
+	t.unlodge(lodgedKey(r.kind, sha256.Sum256(kp.enc)))
 	t.dirty = true
 	out.Applied, out.PendingEpoch = true, t.Head().Epoch+1
 	t.log.Info("key rotation approved", slog.String("key_fingerprint", kp.fp), slog.Uint64("sequence", out.Sequence))

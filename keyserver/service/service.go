@@ -55,6 +55,11 @@ type Limits struct {
 	// PerTenant limits every request to one tenant. Default 500/s, burst
 	// 1000.
 	PerTenant Rate
+	// PerDevice limits the signed reads (lookups, histories, monitoring,
+	// wipe) of each authenticated device, on top of PerIP and PerTenant,
+	// so that one device's credentials cannot take a tenant's whole
+	// budget. Default 20/s, burst 100.
+	PerDevice Rate
 	// Enrol limits enrolment attempts by client address, on top of the
 	// per-code and per-tenant failure limits of org. Default 1 every 6s,
 	// burst 5.
@@ -115,6 +120,9 @@ func (o *Options) defaults() {
 	if l.PerTenant == (Rate{}) {
 		l.PerTenant = Rate{PerSecond: 500, Burst: 1000}
 	}
+	if l.PerDevice == (Rate{}) {
+		l.PerDevice = Rate{PerSecond: 20, Burst: 100}
+	}
 	if l.Enrol == (Rate{}) {
 		l.Enrol = Rate{PerSecond: 1.0 / 6, Burst: 5}
 	}
@@ -149,6 +157,7 @@ type Service struct {
 	order   []*Tenant
 
 	ipLimit, tenantLimit, enrolLimit *httpserve.Limiter
+	deviceLimit                      *httpserve.Limiter // by tenant and device
 
 	runMu   sync.Mutex
 	running bool
@@ -173,6 +182,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	s.ipLimit = httpserve.NewLimiter(l.PerIP, l.MaxBuckets, time.Now)
 	s.tenantLimit = httpserve.NewLimiter(l.PerTenant, l.MaxBuckets, time.Now)
 	s.enrolLimit = httpserve.NewLimiter(l.Enrol, l.MaxBuckets, time.Now)
+	s.deviceLimit = httpserve.NewLimiter(l.PerDevice, l.MaxBuckets, time.Now)
 	for _, tc := range opts.Tenants {
 		if _, dup := s.tenants[tc.ID]; dup {
 			return nil, fmt.Errorf("service: tenant %s configured twice", tc.ID)

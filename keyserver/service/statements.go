@@ -123,7 +123,7 @@ var opUpdateRoster = withBody(func(s *Service, t *Tenant, p *principal, in *Rost
 		return nil, &apiError{http.StatusConflict, "proposal is not for the next roster"}
 	}
 	h := sha256.Sum256(msg)
-	pa, err := holdApproval(s, t, t.bundleApprovals, h, org.UserID{}, ap, now)
+	pa, err := holdApproval(s, t, t.bundleApprovals, lodgedStatement, h, org.UserID{}, ap, now)
 	if err != nil {
 		return nil, err
 	}
@@ -133,6 +133,7 @@ var opUpdateRoster = withBody(func(s *Service, t *Tenant, p *principal, in *Rost
 	}
 	nr, err := t.org.UpdateRoster(prop, pa.approvals)
 	delete(t.bundleApprovals, h)
+	t.unlodge(lodgedKey(lodgedStatement, h))
 	if err != nil {
 		return nil, err
 	}

@@ -15,9 +15,10 @@ import (
 // TestT41LookupFloods: a flood of lookups from one network address is
 // answered 429 (Retry-After: TestRateLimits) while a device on another address is
 // served; a flood of lookups to one tenant is answered 429 while another
-// tenant of the same service is served. Both are counted in the metrics.
-// (The directory has no per-device limit: a device's flood is bounded by
-// its address and its tenant.)
+// tenant of the same service is served; past a device's burst, its signed
+// reads are answered 429 (with Retry-After) while another device of the
+// tenant is served, and only requests the device signed count against it.
+// All are counted in the metrics.
 func TestT41LookupFloods(t *testing.T) {
 	ctx := context.Background()
 	t.Run("per address", func(t *testing.T) {
@@ -89,6 +90,42 @@ func TestT41LookupFloods(t *testing.T) {
 		must(w2.lookup(z1, zoe))
 		if m := get(t, w.srv.URL+"/metrics"); !strings.Contains(m, `moat_directory_rate_limited_total{scope="tenant"} 1`) {
 			t.Fatal("not counted")
+		}
+	})
+	t.Run("per device", func(t *testing.T) {
+		w := newWorld(t, worldOptions{seed: 44, limits: service.Limits{PerDevice: service.Rate{PerSecond: 0.001, Burst: 3}}})
+		alice, bob := w.addUser("alice"), w.addUser("bob")
+		da, db := w.mustEnrol(alice), w.mustEnrol(bob)
+		w.publish()
+		// Unsigned requests: refused before the limit.
+		url := w.srv.URL + "/v1/" + w.tenant.String() + "/lookup/" + bob.String()
+		for range 5 {
+			if code, _ := rawRequest(t, must(http.NewRequest(http.MethodGet, url, nil))); code != http.StatusUnauthorized {
+				t.Fatalf("unsigned lookup: %d", code)
+			}
+		}
+		for i := range 3 {
+			if _, err := w.lookup(da, bob); err != nil {
+				t.Fatalf("lookup %d: %v", i, err)
+			}
+		}
+		_, err := w.lookup(da, bob)
+		wantStatus(t, err, http.StatusTooManyRequests)
+		_, err = da.api.History(context.Background(), bob, 0, da.kt.TreeSize())
+		wantStatus(t, err, http.StatusTooManyRequests)
+		if _, err := w.lookup(db, alice); err != nil {
+			t.Fatalf("another device: %v", err)
+		}
+		// Retry-After on the raw answer.
+		req := must(http.NewRequest(http.MethodGet, url, nil))
+		ok(t, service.SignDeviceRequest(req, w.tenant, alice, da.cert.Device, da.id.Signing, nil, w.clk.Now(), w.rnd))
+		resp := must(http.DefaultClient.Do(req))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("status %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+		if m := get(t, w.srv.URL+"/metrics"); !strings.Contains(m, `moat_directory_rate_limited_total{scope="device"} 3`) {
+			t.Fatal("device rate limit not counted")
 		}
 	})
 }

@@ -96,6 +96,9 @@ type Tenant struct {
 	logKeys []*keys.LogPrivateKey
 	// caProposal and logProposal are the rotations under approval.
 	caProposal, logProposal *keyProposal
+	// unlodged are the lodged records the running operation used up,
+	// deleted once its changes are durable (lodged.go).
+	unlodged []store.LodgedKey
 	// transitions are the epochs that published a new trust bundle, in
 	// order (transitions.go; an immutable slice, replaced on change).
 	transitions atomic.Pointer[[]transition]
@@ -105,8 +108,10 @@ type Tenant struct {
 	served atomic.Pointer[served]     // what readers are served
 	trust  atomic.Pointer[trustInfo]
 
-	vrfMu    sync.Mutex
-	vrfCache map[string]vrfOutput
+	vrfMu      sync.Mutex
+	vrfCache   map[string]vrfOutput
+	vrfUnsaved []store.VRFOutput // evaluated, not yet in the store (vrfcache.go)
+	vrfID      [32]byte          // the VRF key's id in the store
 
 	devMu   sync.RWMutex
 	devices map[org.DeviceID]authDevice
@@ -244,6 +249,7 @@ func openTenant(ctx context.Context, cfg TenantConfig, o *Options, met *metrics)
 		cas:     append([]org.Signer{cfg.Keys.CA}, cfg.Keys.NextCAs...),
 		logKeys: append([]*keys.LogPrivateKey{cfg.Keys.Log}, cfg.Keys.NextLogs...),
 	}
+	t.vrfID = vrfKeyID(t)
 	var pendingUsers []org.UserID
 	head, err := cfg.Store.Head(ctx)
 	switch {
@@ -301,6 +307,11 @@ func openTenant(ctx context.Context, cfg TenantConfig, o *Options, met *metrics)
 		}
 		for _, u := range pendingUsers {
 			t.indexUser(u)
+		}
+		// The approvals lodged before the restart (lodged.go), before
+		// keep, which keeps the keys of rotations under approval.
+		if err := t.loadLodged(ctx); err != nil {
+			return nil, fmt.Errorf("service: tenant %s: %w", cfg.ID, err)
 		}
 	}
 	t.jr.published(t.head.Load().Epoch)
@@ -569,6 +580,7 @@ func (t *Tenant) publish(ctx context.Context, now time.Time) (*Epoch, error) {
 	t.log.Info("epoch committed", slog.Uint64("epoch", epoch), slog.Int("updates", ep.Updates),
 		slog.Duration("duration", time.Since(start)), slog.Duration("records", ep.Timings.Records),
 		slog.Duration("map", ep.Timings.Map), slog.Duration("log", ep.Timings.Log), slog.Duration("store", ep.Timings.Store))
+	t.saveLabels(ctx) // the VRF outputs evaluated since the last epoch
 	return ep, nil
 }
 
@@ -634,6 +646,7 @@ func (t *Tenant) commit(ctx context.Context, epoch uint64, now time.Time, ups []
 		err   error
 	}
 	out := make([]built, len(ups))
+	t.warmLabels(ctx, ups) // VRF outputs the store holds (after a restart)
 	t.parallel(len(ups), func(i int) {
 		b := &out[i]
 		alpha, err := kt.Alpha(t.id, ups[i].Label)
@@ -641,7 +654,7 @@ func (t *Tenant) commit(ctx context.Context, epoch uint64, now time.Time, ups []
 			b.err = err
 			return
 		}
-		b.label, _ = t.label(alpha)
+		b.label = t.publishedLabel(alpha)
 		b.rec, b.enc, b.cm, b.err = t.nextRecord(ctx, b.label, epoch, ups[i].Value)
 	})
 	seen := make(map[vmap.Label]struct{}, len(ups))
@@ -841,14 +854,11 @@ func (t *Tenant) label(alpha []byte) (vmap.Label, []byte) {
 	if ok {
 		return o.label, o.proof
 	}
-	label, pi := kt.EvaluateLabel(t.keys.VRF, alpha)
-	t.vrfMu.Lock()
-	if len(t.vrfCache) >= t.opts.VRFCache {
-		clear(t.vrfCache)
+	var evaluated bool
+	if o, evaluated = t.storedOrEvaluated(alpha); evaluated && t.fixedOrgLabel(alpha) {
+		t.saveLabel(alpha, o) // vrfcache.go
 	}
-	t.vrfCache[string(alpha)] = vrfOutput{label, pi}
-	t.vrfMu.Unlock()
-	return label, pi
+	return o.label, o.proof
 }
 
 // ---------------------------------------------------------------------------

@@ -279,6 +279,9 @@ type DirectoryStore interface {
 
 	// Close releases the store. Calls after Close return ErrClosed.
 	Close() error
+
+	LodgedStore   // lodged.go
+	VRFCacheStore // vrfcache.go
 }
 
 // Compile-time checks that a DirectoryStore serves vmap and tlog.

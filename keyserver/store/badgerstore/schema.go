@@ -24,6 +24,8 @@ package badgerstore
 //	"C" || uint64 epoch || uint64 seq
 //	    || uint32 fragment                    blob fragment (head checkpoint update)
 //	"X" || uint64 epoch                       empty (the epoch is a transition)
+//	"A" || tenant[16] || lodged key[33]       lodged record (side.go)
+//	"B" || VRF key id[32] || input[32]        VRF output (side.go)
 //
 // Map nodes: stored by tile (tiles.go), the nodes of one version in a band
 // of tileHeight levels under one path prefix, under the NodeKey of the

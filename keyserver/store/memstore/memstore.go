@@ -35,6 +35,8 @@ type Store struct {
 	pending map[[16]byte]*pendingTenant
 	// transitions are the kept transitions, by epoch.
 	transitions []store.Transition
+	// side holds the lodged records and VRF outputs (side.go).
+	side side
 }
 
 // New returns an empty Store.
@@ -390,5 +392,6 @@ func (s *Store) Close() error {
 	defer s.mu.Unlock()
 	s.closed = true
 	s.nodes, s.log, s.values, s.tenants, s.pending, s.head, s.transitions = nil, nil, nil, nil, nil, nil, nil
+	s.side = side{}
 	return nil
 }

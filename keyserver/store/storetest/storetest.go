@@ -53,6 +53,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.DirectoryStore) {
 	t.Run("Closed", func(t *testing.T) { testClosed(t, newStore(t)) })
 	t.Run("HeadCheckpoint", func(t *testing.T) { testHeadCheckpoint(t, newStore(t)) })
 	t.Run("Transitions", func(t *testing.T) { testTransitions(t, newStore(t)) })
+	t.Run("Lodged", func(t *testing.T) { testLodged(t, newStore(t)) })
+	t.Run("VRFOutputs", func(t *testing.T) { testVRFOutputs(t, newStore(t)) })
 	t.Run("vmaptest", func(t *testing.T) {
 		vmaptest.StoreConformance(t, func(t *testing.T) vmaptest.Store { return VMapStore(newStore(t)) })
 	})
@@ -65,6 +67,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.DirectoryStore) {
 // the store kept in dir, creating it if dir is empty; the suite closes
 // every store it opens.
 func RunDurable(t *testing.T, open func(t *testing.T, dir string) store.DirectoryStore) {
+	t.Run("ReopenSide", func(t *testing.T) { testReopenSide(t, open) })
 	t.Run("Reopen", func(t *testing.T) {
 		dir := t.TempDir()
 		s := open(t, dir)
