@@ -77,6 +77,11 @@ func (cfg *Config) defaults() error {
 	if cfg.HTTP == nil {
 		cfg.HTTP = http.DefaultClient
 	}
+	anon, err := anonymousHTTP(cfg)
+	if err != nil {
+		return err
+	}
+	cfg.AnonymousHTTP = anon
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -186,7 +191,7 @@ func newClient(cfg Config, st localstore.Store, dev *deviceState, ktState []byte
 		Device: &service.DeviceCredentials{User: dev.User, Device: dev.Device, Key: id.Signing}}
 	c.rel = &relay.Client{BaseURL: cfg.RelayURL, Name: cfg.RelayName, RelayKey: rk, HTTP: cfg.HTTP,
 		Device: &relay.DeviceCredentials{Tenant: dev.Tenant, Device: dev.Device, Key: id.Signing}}
-	c.anon = &relay.Client{BaseURL: cfg.RelayURL, Name: cfg.RelayName, RelayKey: rk, HTTP: cfg.HTTP}
+	c.anon = &relay.Client{BaseURL: cfg.RelayURL, Name: cfg.RelayName, RelayKey: rk, HTTP: cfg.AnonymousHTTP}
 	if len(dev.Head) > 0 {
 		h, err := mailbox.ParseSignedHead(dev.Head)
 		if err != nil {
