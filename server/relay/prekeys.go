@@ -57,7 +57,7 @@ func uploadItems(u *bundle.Upload) ([]prekey.Item, error) {
 	}
 	for _, kp := range u.KeyPackages {
 		// KeyPackages carry no id: putPrekeys numbers them.
-		if err := add(prekey.KeyPackage, 0, &bundle.Upload{KeyPackages: [][]byte{kp}}); err != nil {
+		if err := add(prekey.KeyPackage, 0, &bundle.Upload{KeyPackages: []*bundle.KeyPackageItem{kp}}); err != nil {
 			return nil, err
 		}
 	}
@@ -256,7 +256,8 @@ func (r *Relay) getBundle(w http.ResponseWriter, req *http.Request, ss *session,
 }
 
 // getKeyPackage is GET /relay/v1/devices/{mailbox}/key-package: one MLS
-// KeyPackage of the device, handed out once. None left is 404, counted
+// KeyPackage of the device with its identity signature (a
+// KeyPackageItem, docs/spec/bundle.md §KeyPackages), handed out once. None left is 404, counted
 // for the device (T24).
 func (r *Relay) getKeyPackage(w http.ResponseWriter, req *http.Request, ss *session, mb sealed.MailboxID) {
 	if r.target(w, mb) == nil {
@@ -276,5 +277,10 @@ func (r *Relay) getKeyPackage(w http.ResponseWriter, req *http.Request, ss *sess
 		httpserve.WriteError(w, http.StatusInternalServerError, "internal error")
 		return
 	}
-	writeBinary(w, u.KeyPackages[0])
+	out, err := u.KeyPackages[0].Marshal()
+	if err != nil {
+		httpserve.WriteError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	writeBinary(w, out) // a KeyPackageItem: the KeyPackage and its identity signature
 }
