@@ -37,14 +37,15 @@ func TestCiphertextSize(t *testing.T) {
 }
 
 // TestRoundTrip uploads and downloads plaintexts around segment and chunk
-// boundaries; Upload checks that it produced CiphertextSize(P) bytes.
+// boundaries; Upload checks that it produced CiphertextSize(PaddedSize(P))
+// bytes.
 func TestRoundTrip(t *testing.T) {
 	e := newEnv(t, nil)
 	opts := &attach.Options{ChunkSize: 700_000, Backoff: time.Millisecond}
 	for i, p := range []int64{0, 1, F - 1, F, F + 1, F + C, F + C + 1, 3*C + 17} {
 		ref, err := attach.Upload(bg, e.dev, gen(uint64(i), p), p, opts)
 		ok(t, err)
-		if ref.PlaintextSize != p || ref.CiphertextSize != attach.CiphertextSize(p) {
+		if ref.PlaintextSize != p || ref.CiphertextSize != attach.CiphertextSize(attach.PaddedSize(p)) {
 			t.Fatalf("P=%d: reference %d %d", p, ref.PlaintextSize, ref.CiphertextSize)
 		}
 		// The reference travels as bytes.
