@@ -74,7 +74,7 @@ func (r *Relay) prekeyError(w http.ResponseWriter, err error) {
 		r.met.unavailable.Inc()
 		httpserve.Unavailable(w, 5*time.Second, "storage unavailable; try again")
 	default:
-		r.opts.Logger.Error("prekey store", "err", err)
+		r.opts.Logger.Error("prekey store", "err", redactErr(err))
 		httpserve.WriteError(w, http.StatusInternalServerError, "internal error")
 	}
 }

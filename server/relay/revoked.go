@@ -25,12 +25,12 @@ func (r *Relay) forgetRevoked(ctx context.Context, mb sealed.MailboxID) {
 	st, err := r.opts.Prekeys.Status(ctx, id)
 	if err != nil || holdsPrekeys(st) {
 		if err := r.opts.Prekeys.Delete(ctx, id); err != nil {
-			r.opts.Logger.Warn("deleting a revoked device's prekeys", "err", err)
+			r.opts.Logger.Warn("deleting a revoked device's prekeys", "err", redactErr(err))
 		}
 	}
 	if p, ok := r.opts.Verifiers.(VerifierPurger); ok {
 		if err := p.RemoveMailbox(mb); err != nil {
-			r.opts.Logger.Warn("deleting a revoked device's verifiers", "err", err)
+			r.opts.Logger.Warn("deleting a revoked device's verifiers", "err", redactErr(err))
 		}
 	}
 }
