@@ -56,6 +56,7 @@ type Client struct {
 	anon       *relay.Client
 
 	events chan Event
+	drops  eventDrops // events.go
 	done   chan struct{}
 
 	// bundleSeq is the sequence of the trust bundle in dev.TrustBundle.
@@ -107,8 +108,8 @@ func (cfg *Config) defaults() error {
 }
 
 // eventBuffer is how many events Events buffers; when a UI falls further
-// behind, the oldest undelivered events are dropped (History stays
-// complete).
+// behind, events are dropped, security events last (events.go; History
+// stays complete).
 const eventBuffer = 1024
 
 // Open opens the device enrolled in st. It refuses a store without an
@@ -252,23 +253,11 @@ func (c *Client) Self() Self {
 }
 
 // Events returns the event stream. There is one stream per Client; it is
-// never closed (Run returns when the client is closed). Events are best-effort for UIs: when the buffer is
-// full the oldest is dropped; History is the record.
+// never closed (Run returns when the client is closed). When a UI falls
+// more than 1024 events behind, the oldest non-security event is dropped
+// (events.go; DroppedEvents counts drops); History is the record.
 func (c *Client) Events() <-chan Event { return c.events }
 
-func (c *Client) emit(e Event) {
-	for {
-		select {
-		case c.events <- e:
-			return
-		default:
-		}
-		select {
-		case <-c.events: // drop the oldest
-		default:
-		}
-	}
-}
 
 // saveDevice writes the device state and the kt state in tx.
 func (c *Client) saveDevice(tx localstore.Tx) error {
