@@ -258,7 +258,6 @@ func (c *Client) Self() Self {
 // (events.go; DroppedEvents counts drops); History is the record.
 func (c *Client) Events() <-chan Event { return c.events }
 
-
 // saveDevice writes the device state and the kt state in tx.
 func (c *Client) saveDevice(tx localstore.Tx) error {
 	if h := c.rel.Head(); h != nil {

@@ -23,7 +23,7 @@ func (k EventKind) Security() bool {
 
 // eventDrops counts the events emit dropped.
 type eventDrops struct {
-	mu             sync.Mutex // serialises emit
+	mu            sync.Mutex // serialises emit
 	all, security uint64
 }
 
