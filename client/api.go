@@ -75,8 +75,18 @@ type Config struct {
 	// at enrolment; afterwards the one pinned in the store is used and a
 	// different one is refused.
 	RelayKey *keys.RelaySigningPublicKey
-	// HTTP is the HTTP client; default http.DefaultClient.
+	// HTTP is the HTTP client for the device's authenticated requests;
+	// default http.DefaultClient.
 	HTTP *http.Client
+	// AnonymousHTTP is the HTTP client for sealed sends and attachment
+	// downloads, which must not travel on a connection that carries the
+	// device's authenticated requests (docs/spec/api.md §Sealed sends). It
+	// must share no connection pool with HTTP. Default: a clone of HTTP's
+	// *http.Transport (or of http.DefaultTransport) without keep-alives,
+	// so every anonymous request opens a fresh connection; when HTTP has
+	// another kind of transport, Open and Enrol refuse with
+	// ErrAnonymousHTTP unless AnonymousHTTP is set.
+	AnonymousHTTP *http.Client
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Logger receives operational logs, never secrets or content; default

@@ -45,6 +45,7 @@ func TestFailedCommitChangesNothing(t *testing.T) {
 	capture := &clienttest.Capture{}
 	cfgA := s.Config()
 	cfgA.HTTP = &http.Client{Transport: capture}
+	sameTransport(&cfgA)
 	sa, sb := &failingStore{Store: clienttest.NewStore()}, &failingStore{Store: clienttest.NewStore()}
 	a, err := client.Enrol(ctx, cfgA, sa, s.IssueCode(alice))
 	ok(t, err)

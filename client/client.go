@@ -56,6 +56,7 @@ type Client struct {
 	anon       *relay.Client
 
 	events chan Event
+	drops  eventDrops // events.go
 	done   chan struct{}
 
 	// bundleSeq is the sequence of the trust bundle in dev.TrustBundle.
@@ -77,6 +78,11 @@ func (cfg *Config) defaults() error {
 	if cfg.HTTP == nil {
 		cfg.HTTP = http.DefaultClient
 	}
+	anon, err := anonymousHTTP(cfg)
+	if err != nil {
+		return err
+	}
+	cfg.AnonymousHTTP = anon
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -102,8 +108,8 @@ func (cfg *Config) defaults() error {
 }
 
 // eventBuffer is how many events Events buffers; when a UI falls further
-// behind, the oldest undelivered events are dropped (History stays
-// complete).
+// behind, events are dropped, security events last (events.go; History
+// stays complete).
 const eventBuffer = 1024
 
 // Open opens the device enrolled in st. It refuses a store without an
@@ -186,7 +192,7 @@ func newClient(cfg Config, st localstore.Store, dev *deviceState, ktState []byte
 		Device: &service.DeviceCredentials{User: dev.User, Device: dev.Device, Key: id.Signing}}
 	c.rel = &relay.Client{BaseURL: cfg.RelayURL, Name: cfg.RelayName, RelayKey: rk, HTTP: cfg.HTTP,
 		Device: &relay.DeviceCredentials{Tenant: dev.Tenant, Device: dev.Device, Key: id.Signing}}
-	c.anon = &relay.Client{BaseURL: cfg.RelayURL, Name: cfg.RelayName, RelayKey: rk, HTTP: cfg.HTTP}
+	c.anon = &relay.Client{BaseURL: cfg.RelayURL, Name: cfg.RelayName, RelayKey: rk, HTTP: cfg.AnonymousHTTP}
 	if len(dev.Head) > 0 {
 		h, err := mailbox.ParseSignedHead(dev.Head)
 		if err != nil {
@@ -247,23 +253,10 @@ func (c *Client) Self() Self {
 }
 
 // Events returns the event stream. There is one stream per Client; it is
-// never closed (Run returns when the client is closed). Events are best-effort for UIs: when the buffer is
-// full the oldest is dropped; History is the record.
+// never closed (Run returns when the client is closed). When a UI falls
+// more than 1024 events behind, the oldest non-security event is dropped
+// (events.go; DroppedEvents counts drops); History is the record.
 func (c *Client) Events() <-chan Event { return c.events }
-
-func (c *Client) emit(e Event) {
-	for {
-		select {
-		case c.events <- e:
-			return
-		default:
-		}
-		select {
-		case <-c.events: // drop the oldest
-		default:
-		}
-	}
-}
 
 // saveDevice writes the device state and the kt state in tx.
 func (c *Client) saveDevice(tx localstore.Tx) error {

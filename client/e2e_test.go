@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"slices"
 	"testing"
 
@@ -34,6 +35,7 @@ func enrol(t testing.TB, s *clienttest.Server, user client.UserID, approver *dev
 	for _, o := range opts {
 		o(&cfg)
 	}
+	sameTransport(&cfg)
 	c, err := client.Enrol(ctx, cfg, st, code)
 	if approver != nil {
 		var are *client.ApprovalRequiredError
@@ -49,6 +51,19 @@ func enrol(t testing.TB, s *clienttest.Server, user client.UserID, approver *dev
 	}
 	t.Cleanup(func() { c.Close() })
 	return &device{c, st, cfg}
+}
+
+// sameTransport lets a test's wrapping transport see the anonymous
+// requests too: it uses it for Config.AnonymousHTTP, which the SDK cannot
+// derive from a wrapper. Such a test shares one connection pool between
+// the two; TestSealedSendsOwnConnections checks the SDK's default.
+func sameTransport(cfg *client.Config) {
+	if cfg.HTTP == nil || cfg.AnonymousHTTP != nil {
+		return
+	}
+	if _, ok := cfg.HTTP.Transport.(*http.Transport); !ok && cfg.HTTP.Transport != nil {
+		cfg.AnonymousHTTP = &http.Client{Transport: cfg.HTTP.Transport, Timeout: cfg.HTTP.Timeout}
+	}
 }
 
 // world is two users, Alice with two devices and Bob with one, enrolled

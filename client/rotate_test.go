@@ -162,6 +162,7 @@ func TestKeyRotationFailures(t *testing.T) {
 	fu := &failUploads{}
 	cfg := s.Config()
 	cfg.HTTP = &http.Client{Transport: fu}
+	sameTransport(&cfg)
 	a, err := client.Enrol(ctx, cfg, st, s.IssueCode(alice))
 	ok(t, err)
 	defer a.Close()

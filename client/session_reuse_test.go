@@ -56,6 +56,7 @@ func firstMessageChallenges(t *testing.T, refuseAll bool) *authCounter {
 	cnt := &authCounter{refuseAll: refuseAll, challenges: map[string]int{}}
 	cfg := a.cfg
 	cfg.HTTP = &http.Client{Transport: cnt}
+	sameTransport(&cfg)
 	c, err := client.Open(ctx, cfg, a.st)
 	ok(t, err)
 	defer c.Close()

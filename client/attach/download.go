@@ -38,12 +38,18 @@ func Download(ctx context.Context, rl Relay, ref *Reference, w io.Writer, o *Opt
 	if err != nil {
 		return src.classify(err)
 	}
-	ww := &trackingWriter{w: w}
+	ww := &trackingWriter{w: w, left: ref.PlaintextSize}
 	if _, err := io.CopyBuffer(ww, dec, make([]byte, 64<<10)); err != nil {
 		if ww.err != nil {
 			return fmt.Errorf("attach: writing the plaintext: %w", ww.err)
 		}
 		return src.classify(err)
+	}
+	if ww.left != 0 || ww.padding != PaddedSize(ref.PlaintextSize)-ref.PlaintextSize {
+		return fmt.Errorf("%w: %d plaintext bytes, want %d", ErrTampered, ref.PlaintextSize-ww.left+ww.padding, PaddedSize(ref.PlaintextSize))
+	}
+	if ww.nonzero {
+		return fmt.Errorf("%w: padding is not zero", ErrTampered)
 	}
 	// The decrypter stops at the authenticated last segment; anything the
 	// relay sends beyond it is tampering.
@@ -66,18 +72,32 @@ func Download(ctx context.Context, rl Relay, ref *Reference, w io.Writer, o *Opt
 	return nil
 }
 
-// trackingWriter remembers w's own error.
+// trackingWriter writes the first left bytes to w, remembering w's own
+// error, and checks that the padding after them is zero
+// (docs/spec/attachments.md §Padding).
 type trackingWriter struct {
-	w   io.Writer
-	err error
+	w       io.Writer
+	err     error
+	left    int64 // plaintext bytes still to write
+	padding int64 // padding bytes seen
+	nonzero bool  // a padding byte was not zero
 }
 
 func (t *trackingWriter) Write(p []byte) (int, error) {
-	n, err := t.w.Write(p)
-	if err != nil {
-		t.err = err
+	k := int(min(int64(len(p)), t.left))
+	if k > 0 {
+		n, err := t.w.Write(p[:k])
+		t.left -= int64(n)
+		if err != nil {
+			t.err = err
+			return n, err
+		}
 	}
-	return n, err
+	for _, b := range p[k:] {
+		t.nonzero = t.nonzero || b != 0
+	}
+	t.padding += int64(len(p) - k)
+	return len(p), nil
 }
 
 // source reads the ciphertext from the relay, hashing it, and reconnects

@@ -43,7 +43,7 @@ func upload(ctx context.Context, rl Relay, r io.Reader, size int64, o *Options) 
 	if size < 0 || size > MaxPlaintextSize {
 		return nil, nil, fmt.Errorf("%w: %d bytes", ErrSize, size)
 	}
-	ref := &Reference{PlaintextSize: size, CiphertextSize: CiphertextSize(size)}
+	ref := &Reference{PlaintextSize: size, CiphertextSize: CiphertextSize(PaddedSize(size))}
 	rand.Read(ref.Key[:])
 	aead, err := newAEAD(&ref.Key)
 	if err != nil {
@@ -80,6 +80,11 @@ func upload(ctx context.Context, rl Relay, r io.Reader, size int64, o *Options) 
 	var one [1]byte
 	if k, _ := io.ReadFull(r, one[:]); k > 0 {
 		return nil, nil, fmt.Errorf("%w: reader gives more than %d bytes", ErrSize, size)
+	}
+	// The padding: zero bytes up to PaddedSize(size), encrypted with the
+	// file (docs/spec/attachments.md §Padding).
+	if _, err := io.CopyN(enc, zeros{}, PaddedSize(size)-size); err != nil {
+		return nil, nil, u.wrap(err)
 	}
 	if err := enc.Close(); err != nil {
 		return nil, nil, u.wrap(err)
@@ -205,4 +210,12 @@ func (u *uploader) retry(f func() error) error {
 			return err
 		}
 	}
+}
+
+// zeros reads as an endless run of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }

@@ -32,7 +32,7 @@ func (r *Reference) check() error {
 	switch {
 	case r.PlaintextSize < 0 || r.PlaintextSize > MaxPlaintextSize:
 		return fmt.Errorf("%w: plaintext size %d", ErrMalformedReference, r.PlaintextSize)
-	case r.CiphertextSize != CiphertextSize(r.PlaintextSize):
+	case r.CiphertextSize != CiphertextSize(PaddedSize(r.PlaintextSize)):
 		return fmt.Errorf("%w: ciphertext size %d does not match plaintext size", ErrMalformedReference, r.CiphertextSize)
 	case subtle.ConstantTimeCompare(r.ID[:], zero[:]) == 1:
 		return fmt.Errorf("%w: zero blob id", ErrMalformedReference)

@@ -13,7 +13,7 @@ import (
 )
 
 func exampleReference() *attach.Reference {
-	r := &attach.Reference{PlaintextSize: 1, CiphertextSize: 57, Expires: time.UnixMilli(1_700_000_000_000)}
+	r := &attach.Reference{PlaintextSize: 1, CiphertextSize: 4152, Expires: time.UnixMilli(1_700_000_000_000)}
 	for i := range r.ID {
 		r.ID[i], r.Key[i], r.Digest[i] = 0x11, 0x22, 0x33
 	}
@@ -23,7 +23,7 @@ func exampleReference() *attach.Reference {
 // TestReferenceEncoding checks the layout of docs/spec/attachments.md
 // §Reference against a hand-assembled encoding.
 func TestReferenceEncoding(t *testing.T) {
-	want := "01" + repeat("11", 32) + repeat("22", 32) + "0000000000000001" + "0000000000000039" +
+	want := "02" + repeat("11", 32) + repeat("22", 32) + "0000000000000001" + "0000000000001038" +
 		repeat("33", 32) + "0000018bcfe56800"
 	got := must(exampleReference().Marshal())
 	if hex.EncodeToString(got) != want || len(got) != attach.ReferenceSize {
@@ -31,7 +31,7 @@ func TestReferenceEncoding(t *testing.T) {
 	}
 	r := must(attach.ParseReference(got))
 	x := exampleReference()
-	if r.ID != x.ID || r.Key != x.Key || r.PlaintextSize != 1 || r.CiphertextSize != 57 || r.Digest != x.Digest || !r.Expires.Equal(x.Expires) {
+	if r.ID != x.ID || r.Key != x.Key || r.PlaintextSize != 1 || r.CiphertextSize != 4152 || r.Digest != x.Digest || !r.Expires.Equal(x.Expires) {
 		t.Fatalf("parsed %+v", r)
 	}
 	if !bytes.Equal(must(r.Marshal()), got) {
@@ -51,13 +51,15 @@ func TestReferenceMalformed(t *testing.T) {
 		"short":             good[:len(good)-1],
 		"long":              append(bytes.Clone(good), 0),
 		"version 0":         set(func(b []byte) { b[0] = 0 }),
-		"version 2":         set(func(b []byte) { b[0] = 2 }),
+		"version 1":         set(func(b []byte) { b[0] = 1 }),
+		"version 3":         set(func(b []byte) { b[0] = 3 }),
+		"unpadded size":     u64(cAt, 57),
 		"zero id":           set(func(b []byte) { clear(b[1:33]) }),
 		"zero key":          set(func(b []byte) { clear(b[33:65]) }),
 		"plaintext too big": u64(pAt, attach.MaxPlaintextSize+1),
 		"plaintext 2^64-1":  u64(pAt, ^uint64(0)),
-		"ciphertext +1":     u64(cAt, 58),
-		"ciphertext -1":     u64(cAt, 56),
+		"ciphertext +1":     u64(cAt, 4153),
+		"ciphertext -1":     u64(cAt, 4151),
 		"ciphertext 2^63":   u64(cAt, 1<<63),
 		"expiry 0":          u64(eAt, 0),
 		"expiry 2^63":       u64(eAt, 1<<63),
@@ -88,7 +90,7 @@ func TestReferenceMalformed(t *testing.T) {
 func FuzzParseReference(f *testing.F) {
 	f.Add(must(exampleReference().Marshal()))
 	r := exampleReference()
-	r.PlaintextSize, r.CiphertextSize = 256<<20, attach.CiphertextSize(256<<20)
+	r.PlaintextSize, r.CiphertextSize = 256<<20, attach.CiphertextSize(attach.PaddedSize(256<<20))
 	f.Add(must(r.Marshal()))
 	f.Add([]byte{1})
 	f.Fuzz(func(t *testing.T, b []byte) {

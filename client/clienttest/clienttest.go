@@ -54,6 +54,7 @@ type Server struct {
 	witnesses   []*switchWitness
 	witnessKeys []org.WitnessKey
 	boxes       *backupMailboxes // rollback.go
+	conns       connLog          // conns.go
 }
 
 // switchWitness is an in-process witness that can be taken down.
@@ -178,7 +179,9 @@ func New(t testing.TB) *Server {
 	s.Relay.Routes(mux)
 	rh := s.Relay.Instrument(mux)
 	dh := s.Service.Handler()
+	s.HTTP.Config.ConnContext = s.conns.connContext
 	s.HTTP.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.conns.record(r)
 		if strings.HasPrefix(r.URL.Path, "/relay/") {
 			rh.ServeHTTP(w, r)
 			return

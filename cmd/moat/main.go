@@ -85,6 +85,7 @@ the reason.`,
 		newSendCmd(o), newSendFileCmd(o), newGetFileCmd(o),
 		newSyncCmd(o), newWatchCmd(o), newHistoryCmd(o), newSearchCmd(o),
 		newVerifyCmd(o), newTimelineCmd(o), newApproveCmd(o), newWipeCmd(o),
+		newDeleteLocalCmd(o), newDeleteConversationCmd(o),
 	)
 	return root
 }

@@ -41,11 +41,17 @@ func (d *device) Close() error {
 // clientConfig is the SDK's configuration for the server at base.
 func clientConfig(cmd *cobra.Command, base string, timeout time.Duration) client.Config {
 	base = strings.TrimSuffix(base, "/")
+	// Sealed sends and downloads get a transport of their own that opens
+	// a fresh connection per request (client.Config.AnonymousHTTP).
+	anon := http.DefaultTransport.(*http.Transport).Clone()
+	anon.DisableKeepAlives = true
 	return client.Config{
 		DirectoryURL: base,
 		RelayURL:     base,
 		HTTP: &http.Client{Timeout: timeout, Transport: &retryTransport{
 			next: http.DefaultTransport, log: cmd.ErrOrStderr()}},
+		AnonymousHTTP: &http.Client{Timeout: timeout, Transport: &retryTransport{
+			next: anon, log: cmd.ErrOrStderr()}},
 	}
 }
 

@@ -37,6 +37,11 @@ func (u *Upload) Verify(identity *keys.IdentitySigningPublicKey) error {
 			return fmt.Errorf("bundle: sealed-sender key %d: %w", u.SealedSenderKey.ID, err)
 		}
 	}
+	for i, p := range u.KeyPackages {
+		if err := p.Verify(identity); err != nil {
+			return fmt.Errorf("bundle: KeyPackage %d: %w", i, err)
+		}
+	}
 	return nil
 }
 

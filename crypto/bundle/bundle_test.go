@@ -58,7 +58,7 @@ func newDevice(t testing.TB, seed byte, nOPK, nKEM int) *device {
 	u := &Upload{
 		SignedPrekey:    keys.SignSignedPrekey(1, testNow, d.spk.Public(), id.Signing),
 		SealedSenderKey: keys.SignSealedSenderKey(3, testNow, testNow.Add(14*24*time.Hour), d.ssk.Public(), id.Signing),
-		KeyPackages:     [][]byte{[]byte("key package one"), []byte("key package two")},
+		KeyPackages:     []*KeyPackageItem{SignKeyPackage(testKeyPackage(t), id.Signing), SignKeyPackage(testKeyPackage(t), id.Signing)},
 	}
 	for i := range nOPK {
 		k, err := keys.GenerateOneTimePrekey(r)
@@ -197,11 +197,16 @@ func TestUploadStrict(t *testing.T) {
 			u.KEMPrekeys[0] = keys.SignKEMPrekey(u.KEMPrekeys[0].ID, testNow, true, u.KEMPrekeys[0].Key, d.id.Signing)
 		},
 		"too many one-time": func(u *Upload) { u.OneTimePrekeys = manyOPK(t, d, MaxOneTimePrekeys+1) },
-		"empty key package": func(u *Upload) { u.KeyPackages = [][]byte{{}} },
+		"empty key package": func(u *Upload) {
+			u.KeyPackages = []*KeyPackageItem{{Signature: d.upload.KeyPackages[0].Signature}}
+		},
+		"unsigned key package": func(u *Upload) {
+			u.KeyPackages = []*KeyPackageItem{{KeyPackage: d.upload.KeyPackages[0].KeyPackage}}
+		},
 		"too many key packages": func(u *Upload) {
-			u.KeyPackages = make([][]byte, MaxKeyPackages+1)
+			u.KeyPackages = make([]*KeyPackageItem, MaxKeyPackages+1)
 			for i := range u.KeyPackages {
-				u.KeyPackages[i] = []byte{1}
+				u.KeyPackages[i] = d.upload.KeyPackages[0]
 			}
 		},
 	}
@@ -265,8 +270,9 @@ func rawMarshal(u *Upload) []byte {
 	b = append(b, tail...)
 	var kps []byte
 	for _, kp := range u.KeyPackages {
-		kps = append(kps, byte(len(kp)>>8), byte(len(kp)))
-		kps = append(kps, kp...)
+		kps = append(kps, byte(len(kp.KeyPackage)>>8), byte(len(kp.KeyPackage)))
+		kps = append(kps, kp.KeyPackage...)
+		kps = append(kps, kp.Signature...)
 	}
 	b = append(b, byte(len(kps)>>16), byte(len(kps)>>8), byte(len(kps)))
 	return append(b, kps...)

@@ -17,7 +17,7 @@ package bundle
 //	    KEMPrekeyItem kem_prekeys<0..2^24-1>;
 //	    uint8  has_sealed_sender_key;
 //	    select (has_sealed_sender_key) { case 1: opaque sealed_sender_key[1303]; };
-//	    opaque key_packages<0..2^24-1>;     /* KeyPackageItem = opaque<1..2^16-1> */
+//	    opaque key_packages<0..2^24-1>;     /* KeyPackageItems (keypackage.go) */
 //	} PrekeyUpload;
 //
 //	struct {
@@ -67,7 +67,7 @@ type Upload struct {
 	OneTimePrekeys  []*keys.SignedOneTimePrekey // strictly increasing ids
 	KEMPrekeys      []*keys.KEMPrekey           // strictly increasing ids; at most one last-resort
 	SealedSenderKey *keys.SealedSenderKey
-	KeyPackages     [][]byte // MLS KeyPackages, opaque here
+	KeyPackages     []*KeyPackageItem // MLS KeyPackages, each signed by the identity key
 }
 
 func (u *Upload) check() bool {
@@ -98,7 +98,7 @@ func (u *Upload) check() bool {
 		return false
 	}
 	for _, kp := range u.KeyPackages {
-		if len(kp) == 0 || len(kp) > 1<<16-1 {
+		if kp == nil || len(kp.KeyPackage) == 0 || len(kp.KeyPackage) > MaxKeyPackageSize || len(kp.Signature) != sigSize {
 			return false
 		}
 	}
@@ -155,7 +155,7 @@ func (u *Upload) Marshal() ([]byte, error) {
 	}
 	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
 		for _, kp := range u.KeyPackages {
-			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(kp) })
+			kp.marshal(b)
 		}
 	})
 	out, err := b.Bytes()
@@ -256,11 +256,14 @@ func parseUpload(data []byte) (*Upload, error) {
 		return nil, ErrMalformed
 	}
 	for !kps.Empty() {
-		var kp cryptobyte.String
-		if !kps.ReadUint16LengthPrefixed(&kp) || len(kp) == 0 || len(u.KeyPackages) == MaxKeyPackages {
+		if len(u.KeyPackages) == MaxKeyPackages {
 			return nil, ErrMalformed
 		}
-		u.KeyPackages = append(u.KeyPackages, clone(kp))
+		kp, err := readKeyPackageItem(&kps)
+		if err != nil {
+			return nil, err
+		}
+		u.KeyPackages = append(u.KeyPackages, kp)
 	}
 	if !u.check() {
 		return nil, ErrMalformed

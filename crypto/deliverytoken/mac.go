@@ -179,6 +179,14 @@ func (s *MemoryVerifiers) Remove(mailbox sealed.MailboxID, v Verifier) error {
 	return nil
 }
 
+// RemoveMailbox deletes every verifier of mailbox (a revoked device's).
+func (s *MemoryVerifiers) RemoveMailbox(mailbox sealed.MailboxID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, mailbox)
+	return nil
+}
+
 // HasVerifier implements VerifierStore.
 func (s *MemoryVerifiers) HasVerifier(mailbox sealed.MailboxID, v Verifier) (bool, error) {
 	s.mu.RLock()

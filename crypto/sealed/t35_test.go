@@ -40,19 +40,21 @@ func TestT35NoCompression(t *testing.T) {
 }
 
 // TestT35NoCompressionImports: no package that takes part in building an
-// envelope — the envelope, the ratchet, PQXDH, the keys — imports a
-// compression library, directly or indirectly.
+// envelope — the envelope, the ratchet, PQXDH, the keys, and the message
+// content encoding (client/internal/content) — imports a compression
+// library, directly or indirectly.
 func TestT35NoCompressionImports(t *testing.T) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		t.Fatalf("the go tool is needed to list dependencies: %v", err)
 	}
-	out, err := exec.Command(goTool, "list", "-deps", ".", "../ratchet", "../pqxdh", "../keys").CombinedOutput()
+	out, err := exec.Command(goTool, "list", "-deps", ".", "../ratchet", "../pqxdh", "../keys", "../../client/internal/content").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, out)
 	}
 	deps := strings.Fields(string(out))
-	if len(deps) < 20 || !slices.Contains(deps, "crypto/hpke") || !slices.Contains(deps, "github.com/moat-im/moat/crypto/ratchet") {
+	if len(deps) < 20 || !slices.Contains(deps, "crypto/hpke") || !slices.Contains(deps, "github.com/moat-im/moat/crypto/ratchet") ||
+		!slices.Contains(deps, "github.com/moat-im/moat/client/internal/content") {
 		t.Fatalf("go list returned an implausible dependency list: %v", deps)
 	}
 	for _, d := range deps {

@@ -295,7 +295,7 @@ func (r *Relay) authn(w http.ResponseWriter, req *http.Request, p deviceauth.Pur
 	}
 	if _, err := r.opts.Directory.Device(ss.Tenant, ss.Device, now); err != nil {
 		if errors.Is(err, ErrUnknownDevice) {
-			r.sessions.dropDevice(ss.Mailbox())
+			r.forgetRevoked(req.Context(), ss.Mailbox()) // revoked.go
 			unauthorized(w, "device no longer certified")
 		} else {
 			httpserve.Unavailable(w, 5*time.Second, "device directory unavailable")

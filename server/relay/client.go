@@ -332,7 +332,9 @@ func (c *Client) FetchBundle(ctx context.Context, mb sealed.MailboxID) ([]byte, 
 	return c.authed(ctx, deviceauth.PurposePrekeys, http.MethodGet, "/relay/v1/devices/"+MailboxText(mb)+"/bundle", nil)
 }
 
-// FetchKeyPackage returns one MLS KeyPackage of device mb.
+// FetchKeyPackage returns one MLS KeyPackage of device mb, as the
+// KeyPackageItem encoding (bundle.ParseKeyPackageItem): the caller checks
+// its identity signature against the device's verified identity.
 func (c *Client) FetchKeyPackage(ctx context.Context, mb sealed.MailboxID) ([]byte, error) {
 	return c.authed(ctx, deviceauth.PurposePrekeys, http.MethodGet, "/relay/v1/devices/"+MailboxText(mb)+"/key-package", nil)
 }

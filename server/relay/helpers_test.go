@@ -161,7 +161,7 @@ func (w *world) newDeviceID(tenant, id [16]byte, nOPK, nKEM int) *device {
 	u := &bundle.Upload{
 		SignedPrekey:    keys.SignSignedPrekey(1, now, d.spk.Public(), d.idk.Signing),
 		SealedSenderKey: keys.SignSealedSenderKey(3, now, now.Add(14*24*time.Hour), d.ssk.Public(), d.idk.Signing),
-		KeyPackages:     [][]byte{[]byte("key package one"), []byte("key package two")},
+		KeyPackages:     testKeyPackages(d.idk.Signing, 2),
 	}
 	for i := range nOPK {
 		k := must(keys.GenerateOneTimePrekey(rand.Reader))

@@ -58,10 +58,10 @@ func (r *Relay) storeError(w http.ResponseWriter, err error) {
 		r.met.unavailable.Inc()
 		httpserve.Unavailable(w, 5*time.Second, "storage unavailable; try again")
 	case errors.Is(err, mailbox.ErrCorrupt):
-		r.opts.Logger.Error("ALARM: corrupt mailbox store", "err", err)
+		r.opts.Logger.Error("ALARM: corrupt mailbox store", "err", redactErr(err))
 		httpserve.WriteError(w, http.StatusInternalServerError, "internal error")
 	default:
-		r.opts.Logger.Error("mailbox store", "err", err)
+		r.opts.Logger.Error("mailbox store", "err", redactErr(err))
 		httpserve.WriteError(w, http.StatusInternalServerError, "internal error")
 	}
 }

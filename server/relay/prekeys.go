@@ -57,7 +57,7 @@ func uploadItems(u *bundle.Upload) ([]prekey.Item, error) {
 	}
 	for _, kp := range u.KeyPackages {
 		// KeyPackages carry no id: putPrekeys numbers them.
-		if err := add(prekey.KeyPackage, 0, &bundle.Upload{KeyPackages: [][]byte{kp}}); err != nil {
+		if err := add(prekey.KeyPackage, 0, &bundle.Upload{KeyPackages: []*bundle.KeyPackageItem{kp}}); err != nil {
 			return nil, err
 		}
 	}
@@ -74,7 +74,7 @@ func (r *Relay) prekeyError(w http.ResponseWriter, err error) {
 		r.met.unavailable.Inc()
 		httpserve.Unavailable(w, 5*time.Second, "storage unavailable; try again")
 	default:
-		r.opts.Logger.Error("prekey store", "err", err)
+		r.opts.Logger.Error("prekey store", "err", redactErr(err))
 		httpserve.WriteError(w, http.StatusInternalServerError, "internal error")
 	}
 }
@@ -166,7 +166,7 @@ func (r *Relay) getPrekeyStatus(w http.ResponseWriter, req *http.Request, ss *se
 
 // target checks that the device whose keys are asked for is active, and
 // the per-target limit. It returns the device or writes the response.
-func (r *Relay) target(w http.ResponseWriter, mb sealed.MailboxID) *Device {
+func (r *Relay) target(w http.ResponseWriter, req *http.Request, mb sealed.MailboxID) *Device {
 	// The per-target limit comes first, so that a 429 does not tell an
 	// existing device from an absent one (existence.go).
 	if ok, wait := r.bundleLimit.Allow(string(mb[:])); !ok {
@@ -177,6 +177,7 @@ func (r *Relay) target(w http.ResponseWriter, mb sealed.MailboxID) *Device {
 	dev, err := r.opts.Directory.Device(mb.Tenant(), mb.Device(), r.opts.Now())
 	if err != nil {
 		if errors.Is(err, ErrUnknownDevice) {
+			r.forgetRevoked(req.Context(), mb) // revoked.go
 			httpserve.WriteError(w, http.StatusNotFound, "no such device")
 		} else {
 			httpserve.Unavailable(w, 5*time.Second, "device directory unavailable")
@@ -192,7 +193,7 @@ func (r *Relay) target(w http.ResponseWriter, mb sealed.MailboxID) *Device {
 // the signed item, and counted for the device), and its sealed-sender key.
 // Each one-time item is handed out once.
 func (r *Relay) getBundle(w http.ResponseWriter, req *http.Request, ss *session, mb sealed.MailboxID) {
-	dev := r.target(w, mb)
+	dev := r.target(w, req, mb)
 	if dev == nil {
 		return
 	}
@@ -256,10 +257,11 @@ func (r *Relay) getBundle(w http.ResponseWriter, req *http.Request, ss *session,
 }
 
 // getKeyPackage is GET /relay/v1/devices/{mailbox}/key-package: one MLS
-// KeyPackage of the device, handed out once. None left is 404, counted
+// KeyPackage of the device with its identity signature (a
+// KeyPackageItem, docs/spec/bundle.md §KeyPackages), handed out once. None left is 404, counted
 // for the device (T24).
 func (r *Relay) getKeyPackage(w http.ResponseWriter, req *http.Request, ss *session, mb sealed.MailboxID) {
-	if r.target(w, mb) == nil {
+	if r.target(w, req, mb) == nil {
 		return
 	}
 	items, err := r.opts.Prekeys.Take(req.Context(), prekeyID(mb), nil, []prekey.Kind{prekey.KeyPackage})
@@ -276,5 +278,10 @@ func (r *Relay) getKeyPackage(w http.ResponseWriter, req *http.Request, ss *sess
 		httpserve.WriteError(w, http.StatusInternalServerError, "internal error")
 		return
 	}
-	writeBinary(w, u.KeyPackages[0])
+	out, err := u.KeyPackages[0].Marshal()
+	if err != nil {
+		httpserve.WriteError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	writeBinary(w, out) // a KeyPackageItem: the KeyPackage and its identity signature
 }

@@ -22,6 +22,10 @@ const (
 	// SealedSenderKey prefixes the message an identity key signs to certify
 	// a sealed-sender key (docs/spec/keys.md §Sealed-sender keys).
 	SealedSenderKey = "moat/v1/sealed-sender-key"
+	// KeyPackage prefixes the message an identity key signs to certify an
+	// MLS KeyPackage it publishes on the relay (docs/spec/bundle.md
+	// §KeyPackages).
+	KeyPackage = "moat/v1/key-package"
 	// HybridSignature prefixes the message both halves of a hybrid
 	// signature cover; the role name follows it (docs/spec/keys.md §Hybrid).
 	HybridSignature = "moat/v1/hybrid-signature/"
@@ -72,7 +76,7 @@ const (
 
 // All lists every label, for the distinctness test.
 var All = []string{
-	SignedPrekey, KEMPrekey, OneTimePrekey, SealedSenderKey, HybridSignature,
+	SignedPrekey, KEMPrekey, OneTimePrekey, SealedSenderKey, KeyPackage, HybridSignature,
 	PQXDHInfo, PQXDHAD,
 	RatchetRootAB, RatchetRootBA, RatchetChainStep, RatchetCKMessage, RatchetCKNext, RatchetAD, RatchetAttribution,
 	SealedEnvelope, DeliveryTokenMAC, DeliveryTokenVerifier, DeliveryTokenIssuer,
