@@ -2,9 +2,13 @@ package badgermailbox
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
+
+	"github.com/dgraph-io/badger/v4"
 
 	"github.com/moat-im/moat/server/store/mailbox"
 	"github.com/moat-im/moat/server/store/mailbox/mailboxtest"
@@ -42,4 +46,25 @@ func TestDurable(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s
 	})
+}
+
+// TestOldSchema checks that Open refuses a store of schema 1 with
+// ErrOldSchema, every time (the refused Open changes nothing).
+func TestOldSchema(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, testOptions(dir, mailboxtest.Config{}))
+	rawUpdate(t, s, func(txn *badger.Txn) {
+		if err := txn.Set(keySchema, []byte("moat relay mailbox store, badger schema 1")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		_, err := Open(context.Background(), testOptions(dir, mailboxtest.Config{}))
+		if !errors.Is(err, ErrOldSchema) || !strings.Contains(err.Error(), "schema 1") {
+			t.Fatalf("Open of a schema 1 store: %v, want ErrOldSchema naming it", err)
+		}
+	}
 }
