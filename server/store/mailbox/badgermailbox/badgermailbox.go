@@ -239,16 +239,16 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("badgermailbox: %w", err)
 	}
 	s := &Store{
-		dir:       opts.Dir,
-		opts:      opts,
-		limits:    limits,
-		now:       opts.Now,
-		logger:    opts.Logger,
-		faults:    opts.Faults,
-		reqs:      make(chan *request, queueSize),
-		stop:      make(chan struct{}),
-		markc:     make(chan struct{}, 1),
-		syncDone:  make(chan error, 1),
+		dir:      opts.Dir,
+		opts:     opts,
+		limits:   limits,
+		now:      opts.Now,
+		logger:   opts.Logger,
+		faults:   opts.Faults,
+		reqs:     make(chan *request, queueSize),
+		stop:     make(chan struct{}),
+		markc:    make(chan struct{}, 1),
+		syncDone: make(chan error, 1),
 	}
 	if err := s.openDB(ctx); err != nil {
 		return nil, err
