@@ -177,8 +177,9 @@ type Store struct {
 	// on syncDone.
 	inflight *pending
 	syncDone chan error
-	batchID  uint64 // counts runTxn calls (box scratch)
-	wheel    wheel  // deduplication entries by time (index.go)
+	syncReq  chan struct{} // asks syncLoop for a sync; closed by writeLoop
+	batchID  uint64        // counts runTxn calls (box scratch)
+	wheel    *wheel        // deduplication entries by time (index.go)
 
 	// boxes is the mailbox index (index.go): the writer owns the boxes
 	// and changes the map under pubMu; readers read it and the boxes'
@@ -249,6 +250,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		stop:     make(chan struct{}),
 		markc:    make(chan struct{}, 1),
 		syncDone: make(chan error, 1),
+		syncReq:  make(chan struct{}, 1),
 	}
 	if err := s.openDB(ctx); err != nil {
 		return nil, err
@@ -267,8 +269,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.db.Close()
 		return nil, fmt.Errorf("badgermailbox: building the mailbox index: %w", err)
 	}
-	s.bg.Add(2)
+	s.bg.Add(3)
 	go s.writeLoop()
+	go s.syncLoop()
 	go s.watermarkLoop()
 	if opts.SweepInterval > 0 {
 		s.bg.Add(1)

@@ -66,7 +66,12 @@ const wheelChunk = 1 << 16
 
 // A wheel finds the deduplication entries past their time: bucket
 // until/wheelBucket holds every entry added with that until.
-type wheel map[int64][]wheelRef
+type wheel struct {
+	buckets map[int64]*[]wheelRef
+	// The bucket added to last: most enqueues of a minute share one.
+	lastK int64
+	last  *[]wheelRef
+}
 
 type wheelRef struct {
 	bx  *box
@@ -74,28 +79,42 @@ type wheelRef struct {
 	seq uint64
 }
 
-func (w wheel) add(bx *box, id mailbox.MessageID, d dref) {
+func newWheel() *wheel { return &wheel{buckets: make(map[int64]*[]wheelRef)} }
+
+func (w *wheel) add(bx *box, id mailbox.MessageID, d dref) {
 	k := d.until / wheelBucket
-	w[k] = append(w[k], wheelRef{bx: bx, id: id, seq: d.seq})
+	if w.last == nil || w.lastK != k {
+		w.last = w.buckets[k]
+		if w.last == nil {
+			w.last = new([]wheelRef)
+			w.buckets[k] = w.last
+		}
+		w.lastK = k
+	}
+	*w.last = append(*w.last, wheelRef{bx: bx, id: id, seq: d.seq})
 }
 
 // prune drops the entries of the buckets that ended at or before nowMs,
 // at most wheelChunk of them, and reports whether some are left.
-func (w wheel) prune(nowMs int64) (more bool) {
+func (w *wheel) prune(nowMs int64) (more bool) {
 	n := 0
-	for k, refs := range w {
+	for k, p := range w.buckets {
 		if (k+1)*wheelBucket > nowMs {
 			continue
 		}
+		refs := *p
 		if n+len(refs) > wheelChunk {
 			take := wheelChunk - n
 			dropRefs(refs[:take], nowMs)
-			w[k] = refs[take:]
+			*p = refs[take:]
 			return true
 		}
 		dropRefs(refs, nowMs)
 		n += len(refs)
-		delete(w, k)
+		delete(w.buckets, k)
+		if w.last == p {
+			w.last = nil
+		}
 	}
 	return false
 }
@@ -191,7 +210,7 @@ func (s *Store) buildIndex(ctx context.Context) error {
 	defer txn.Discard()
 	nowMs := s.now().UnixMilli()
 	s.boxes = make(map[mailbox.ID]*box)
-	s.wheel = make(wheel)
+	s.wheel = newWheel()
 	p := []byte{prefixMsg}
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: p})
 	defer it.Close()

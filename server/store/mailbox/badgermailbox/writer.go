@@ -139,6 +139,7 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 // timestamp only then.
 func (s *Store) writeLoop() {
 	defer s.bg.Done()
+	defer close(s.syncReq)
 	var batch []*request
 	for {
 		batch = batch[:0]
@@ -301,10 +302,12 @@ func (s *Store) runTxn(batch []*request) (rest []*request) {
 	}
 	s.batchID++
 	b := &builder{
-		s:     s,
-		id:    s.batchID,
-		txn:   s.db.NewTransactionAt(s.ts, true),
-		nowMs: s.now().UnixMilli(),
+		s:       s,
+		id:      s.batchID,
+		txn:     s.db.NewTransactionAt(s.ts, true),
+		nowMs:   s.now().UnixMilli(),
+		entries: make([]entry, 0, len(batch)+2),
+		newIDs:  make([]newID, 0, len(batch)),
 	}
 	defer b.txn.Discard()
 	defer func() {
@@ -385,8 +388,18 @@ func (s *Store) runTxn(batch []*request) (rest []*request) {
 		}
 	}
 	s.inflight = p
-	go func() { s.syncDone <- s.sync() }()
+	s.syncReq <- struct{}{}
 	return rest
+}
+
+// syncLoop runs the writer's syncs, one per value on syncReq, and answers
+// each on syncDone. (One long-lived goroutine: a goroutine per sync would
+// grow a fresh stack every batch.)
+func (s *Store) syncLoop() {
+	defer s.bg.Done()
+	for range s.syncReq {
+		s.syncDone <- s.sync()
+	}
 }
 
 // revert undoes the batch's changes to the index.
