@@ -75,17 +75,27 @@ func (s *Store) submit(ctx context.Context, r *request) error {
 	s.senders.Add(1)
 	s.mu.RUnlock()
 	r.done = make(chan struct{})
+	// A queue with room takes the request without a select on ctx.
 	select {
 	case s.reqs <- r:
-		s.senders.Done()
-	case <-ctx.Done():
-		s.senders.Done()
-		return ctx.Err()
+	default:
+		select {
+		case s.reqs <- r:
+		case <-ctx.Done():
+			s.senders.Done()
+			return ctx.Err()
+		}
+	}
+	s.senders.Done()
+	done := ctx.Done()
+	if done == nil {
+		<-r.done
+		return r.err
 	}
 	select {
 	case <-r.done:
 		return r.err
-	case <-ctx.Done():
+	case <-done:
 		// The request may still be applied; a retry with the same
 		// message id finds it.
 		return ctx.Err()
