@@ -241,9 +241,7 @@ func (s *Store) finishSync(err error, next *pending) {
 		s.db.SetDiscardTs(d)
 	}
 	s.markWatermark()
-	for _, mb := range p.notify {
-		s.n.Notify(mb)
-	}
+	s.n.NotifyAll(p.notify)
 	s.answer(p.reqs, nil)
 }
 
