@@ -286,7 +286,6 @@ type newID struct {
 // addedMsg is a message enqueued by the current batch.
 type addedMsg struct {
 	seq uint64
-	r   *request
 	key []byte
 	val []byte // sealed
 }
@@ -322,6 +321,7 @@ func (s *Store) runTxn(batch []*request) (rest []*request) {
 		if b.snap != nil {
 			b.snap.Discard()
 		}
+		b.release()
 	}()
 	lowSpace := s.checkSpace(batch)
 	taken := batch
@@ -407,6 +407,14 @@ func (s *Store) syncLoop() {
 	defer s.bg.Done()
 	for range s.syncReq {
 		s.syncDone <- s.sync()
+	}
+}
+
+// release drops the boxes' references to the batch's messages, so that
+// an idle box does not keep its last message alive.
+func (b *builder) release() {
+	for _, bx := range b.touched {
+		bx.added = nil
 	}
 }
 
@@ -580,7 +588,6 @@ func (b *builder) box(mb mailbox.ID) (*box, error) {
 	if bx.batch != b.id {
 		bx.batch = b.id
 		bx.saved = bx.boxState
-		bx.added = bx.added[:0]
 		bx.writeQ, bx.notify = false, false
 		b.touched = append(b.touched, bx)
 	}
@@ -645,7 +652,7 @@ func (b *builder) enqueue(r *request) error {
 	if bx.lowExpiry == 0 || r.expMs < bx.lowExpiry {
 		bx.lowExpiry = r.expMs
 	}
-	bx.added = append(bx.added, addedMsg{seq: seq, r: r, key: mk, val: val})
+	bx.added = append(bx.added, addedMsg{seq: seq, key: mk, val: val})
 	bx.head = seq
 	bx.count++
 	bx.bytes += size
