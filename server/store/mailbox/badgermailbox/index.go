@@ -47,10 +47,9 @@ type box struct {
 
 	// Scratch of the batch that touched the box last (batch id).
 	batch  uint64
-	saved  boxState   // the state before that batch, to revert it
-	added  []addedMsg // messages that batch enqueued, in order
-	writeQ bool       // that batch removed messages: write "Q"
-	notify bool       // that batch enqueued
+	saved  boxState // the state before that batch, to revert it
+	writeQ bool     // that batch removed messages: write "Q"
+	notify bool     // that batch enqueued
 }
 
 // status returns the box's state as a mailbox.Status.

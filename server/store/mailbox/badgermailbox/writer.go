@@ -104,18 +104,26 @@ func (s *Store) submit(ctx context.Context, r *request) error {
 
 // Enqueue implements mailbox.Store.
 func (s *Store) Enqueue(ctx context.Context, mb mailbox.ID, m mailbox.Message) (mailbox.Receipt, error) {
-	now := s.now()
-	exp, err := s.limits.Check(&m, now)
+	r, err := s.enqueueRequest(mb, &m)
 	if err != nil {
 		return mailbox.Receipt{}, err
 	}
-	until := s.limits.DedupUntil(now.UnixMilli(), exp)
-	r := &request{kind: reqEnqueue, mb: mb, id: m.ID, expMs: exp, untilMs: until, size: len(m.Body),
-		value: encodeHeld(m.ID, exp, until, m.Body)}
 	if err := s.submit(ctx, r); err != nil {
 		return mailbox.Receipt{}, fmt.Errorf("badgermailbox: enqueue in %v: %w", mb, err)
 	}
 	return r.receipt, nil
+}
+
+// enqueueRequest checks m and builds its request, with its record value.
+func (s *Store) enqueueRequest(mb mailbox.ID, m *mailbox.Message) (*request, error) {
+	now := s.now()
+	exp, err := s.limits.Check(m, now)
+	if err != nil {
+		return nil, err
+	}
+	until := s.limits.DedupUntil(now.UnixMilli(), exp)
+	return &request{kind: reqEnqueue, mb: mb, id: m.ID, expMs: exp, untilMs: until, size: len(m.Body),
+		value: encodeHeld(m.ID, exp, until, m.Body)}, nil
 }
 
 // Ack implements mailbox.Store.
@@ -261,8 +269,8 @@ func (s *Store) failPending(cause error, failed [][]entry, batches ...*pending) 
 // read-only transaction at the same timestamp that does not (badger sorts
 // every pending write each time an iterator opens on a writing
 // transaction); the builder merges in what the batch changed itself (the
-// messages it added, in each box's scratch, and the held messages it
-// removed, in removed). The builder changes the index as it applies
+// messages it added, in added, and the held messages it removed, in
+// removed). The builder changes the index as it applies
 // requests; revert undoes that for a batch badger never saw.
 type builder struct {
 	s       *Store
@@ -271,20 +279,17 @@ type builder struct {
 	snap    *badger.Txn
 	nowMs   int64
 	touched []*box              // boxes this batch touched, in order
-	newIDs  []newID             // deduplication entries it added
+	added   []addedMsg          // messages it enqueued, in order
+	addedBy map[*box][]int      // added by box, built by the first forHeld
 	removed map[string]struct{} // held messages it deleted or acknowledged
 	entries []entry             // every write, kept to redo the batch
 	size, n int64               // badger's estimate of the transaction
 }
 
-type newID struct {
-	bx  *box
-	id  mailbox.MessageID
-	seq uint64
-}
-
 // addedMsg is a message enqueued by the current batch.
 type addedMsg struct {
+	bx  *box
+	id  mailbox.MessageID
 	seq uint64
 	key []byte
 	val []byte // sealed
@@ -314,14 +319,13 @@ func (s *Store) runTxn(batch []*request) (rest []*request) {
 		txn:     s.db.NewTransactionAt(s.ts, true),
 		nowMs:   s.now().UnixMilli(),
 		entries: make([]entry, 0, len(batch)+2),
-		newIDs:  make([]newID, 0, len(batch)),
+		added:   make([]addedMsg, 0, len(batch)),
 	}
 	defer b.txn.Discard()
 	defer func() {
 		if b.snap != nil {
 			b.snap.Discard()
 		}
-		b.release()
 	}()
 	lowSpace := s.checkSpace(batch)
 	taken := batch
@@ -410,22 +414,14 @@ func (s *Store) syncLoop() {
 	}
 }
 
-// release drops the boxes' references to the batch's messages, so that
-// an idle box does not keep its last message alive.
-func (b *builder) release() {
-	for _, bx := range b.touched {
-		bx.added = nil
-	}
-}
-
 // revert undoes the batch's changes to the index.
 func (b *builder) revert() {
 	for _, bx := range b.touched {
 		bx.boxState = bx.saved
 	}
-	for _, n := range b.newIDs {
-		if d, ok := n.bx.ids[n.id]; ok && d.seq == n.seq {
-			delete(n.bx.ids, n.id)
+	for _, a := range b.added {
+		if d, ok := a.bx.ids[a.id]; ok && d.seq == a.seq {
+			delete(a.bx.ids, a.id)
 		}
 	}
 }
@@ -551,10 +547,14 @@ func (b *builder) forHeld(bx *box, upTo uint64, fn func(key []byte, seq uint64, 
 		}
 	}
 	it.Close()
-	if bx.batch != b.id {
-		return nil
+	if b.addedBy == nil {
+		b.addedBy = make(map[*box][]int)
+		for i, a := range b.added {
+			b.addedBy[a.bx] = append(b.addedBy[a.bx], i)
+		}
 	}
-	for _, a := range bx.added {
+	for _, i := range b.addedBy[bx] {
+		a := &b.added[i]
 		if a.seq > upTo {
 			break
 		}
@@ -647,12 +647,14 @@ func (b *builder) enqueue(r *request) error {
 	b.set(mk, val)
 	d := dref{seq: seq, until: r.untilMs}
 	bx.ids[r.id] = d
-	b.newIDs = append(b.newIDs, newID{bx: bx, id: r.id, seq: seq})
 	b.s.wheel.add(bx, r.id, d)
 	if bx.lowExpiry == 0 || r.expMs < bx.lowExpiry {
 		bx.lowExpiry = r.expMs
 	}
-	bx.added = append(bx.added, addedMsg{seq: seq, key: mk, val: val})
+	if b.addedBy != nil {
+		b.addedBy[bx] = append(b.addedBy[bx], len(b.added))
+	}
+	b.added = append(b.added, addedMsg{bx: bx, id: r.id, seq: seq, key: mk, val: val})
 	bx.head = seq
 	bx.count++
 	bx.bytes += size
