@@ -37,8 +37,9 @@
 // every record also carries a CRC-32C over its key and value (schema.go),
 // checked on every read. Open runs Verify unless told not to: it checks
 // every table block (badger DB.VerifyChecksum), parses every record, and
-// checks each mailbox's meta against its messages, so that a block badger
-// would skip on read (its keys would look absent) fails Open instead. A
+// checks that no acknowledged record lies above its mailbox's head record,
+// so that a block badger would skip on read (its keys would look absent)
+// fails Open instead. A
 // watermark file written after durable batches (recover.go) makes Open
 // fail when badger, replaying a damaged write-ahead log, silently drops
 // batches that were acknowledged.
