@@ -30,8 +30,10 @@ import (
 	crand "crypto/rand"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -44,7 +46,14 @@ import (
 	"github.com/moat-im/moat/server/store/mailbox/mailboxtest"
 )
 
-const benchBody = 1024
+// benchBody is the body size: 1 KiB, or MOAT_BENCH_BODY bytes (4096: the
+// relay's sealed 1 KiB content).
+var benchBody = func() int {
+	if n, err := strconv.Atoi(os.Getenv("MOAT_BENCH_BODY")); err == nil && n > 0 && n <= mailbox.MaxBodySize {
+		return n
+	}
+	return 1024
+}()
 
 // benchTTL is a realistic expiry: past the 24 h deduplication window.
 const benchTTL = 7 * 24 * time.Hour
