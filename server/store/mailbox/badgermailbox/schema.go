@@ -226,10 +226,6 @@ func decodeRecord(key, v []byte) (record, error) {
 	return r, nil
 }
 
-// heldBodySize returns the body size of a held message's value of n
-// bytes.
-func heldBodySize(n int) int { return n - heldOverhead }
-
 func encodeAcked(key []byte, id mailbox.MessageID, untilMs int64, digest *[32]byte) []byte {
 	v := make([]byte, 0, ackedValSize)
 	v = append(v, recordVersion, kindAcked)
