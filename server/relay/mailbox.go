@@ -260,11 +260,7 @@ func (r *Relay) enqueueSend(ctx context.Context, h *sealed.Header, body []byte) 
 		r.met.sends.WithLabelValues("store-error").Inc()
 		return nil, err
 	}
-	st, err := r.opts.Mailboxes.Status(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	head, err := r.heads.signHead(id, max(st.Head, rc.Seq))
+	head, err := r.heads.signHead(id, max(rc.Head, rc.Seq))
 	if err != nil {
 		return nil, errors.Join(errSignHead, err)
 	}

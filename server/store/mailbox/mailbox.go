@@ -96,11 +96,16 @@ type Stored struct {
 	Message
 }
 
-// A Receipt acknowledges an Enqueue: the message's sequence number, and
-// whether the message was already stored (a retry).
+// A Receipt acknowledges an Enqueue: the message's sequence number,
+// whether the message was already stored (a retry), and a head of the
+// mailbox read when the write was applied: at least Seq, durable, and
+// never lower than a head the store returned before
+// (docs/spec/relay-storage.md §Sequence numbers). The relay signs it as
+// the receipt's head without reading the mailbox again.
 type Receipt struct {
 	Seq       uint64
 	Duplicate bool
+	Head      uint64
 }
 
 // A Page is what Fetch returns: messages in increasing sequence order, and

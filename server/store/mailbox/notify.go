@@ -76,6 +76,23 @@ func (n *Notifier) Subscribe(mb ID) *Subscription {
 func (n *Notifier) Notify(mb ID) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.notify(mb)
+}
+
+// NotifyAll signals every subscription of each of mbs, as Notify does
+// for each, under one lock.
+func (n *Notifier) NotifyAll(mbs []ID) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.subs) == 0 {
+		return
+	}
+	for _, mb := range mbs {
+		n.notify(mb)
+	}
+}
+
+func (n *Notifier) notify(mb ID) {
 	for s := range n.subs[mb] {
 		select {
 		case s.c <- struct{}{}:

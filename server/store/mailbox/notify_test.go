@@ -34,6 +34,15 @@ func TestNotifier(t *testing.T) {
 	}
 	n.Notify(a) // must not panic on the closed one
 	<-sa2.C
+	n.NotifyAll([]ID{{3}, a, a})
+	<-sa2.C
+	select {
+	case <-sb.C:
+		t.Fatal("NotifyAll signalled b")
+	case <-sa2.C:
+		t.Fatal("NotifyAll did not coalesce")
+	default:
+	}
 	n.Close()
 	if _, ok := <-sb.C; ok {
 		t.Fatal("Close left a channel open")

@@ -12,10 +12,13 @@
 // it durable with ONE sync (badgerutil.Syncer: db.Sync plus the log files
 // badger rotated meanwhile; SyncWrites is off), and only then answers
 // every caller of the batch. It builds and commits the next batch while
-// the previous one syncs. Badger runs in managed mode: each batch
-// commits at the next timestamp, and readers read at the timestamp of the
-// latest durable batch, so a reader never sees a write that a crash could
-// still take back.
+// the previous one syncs. An enqueue writes one badger entry: the writer
+// decides deduplication, quotas and sequence numbers from an in-memory
+// index of the mailboxes (index.go) that Open rebuilds from the records.
+// Badger runs in managed mode: each batch commits at the next timestamp,
+// and readers read at the timestamp of the latest durable batch, and the
+// heads and occupancies the batch published with it, so a reader never
+// sees a write that a crash could still take back.
 //
 // If a batch cannot be written or synced (disk full, I/O error), every
 // caller of the batch gets mailbox.ErrUnavailable and nothing of it was
@@ -34,8 +37,9 @@
 // every record also carries a CRC-32C over its key and value (schema.go),
 // checked on every read. Open runs Verify unless told not to: it checks
 // every table block (badger DB.VerifyChecksum), parses every record, and
-// checks each mailbox's meta against its messages, so that a block badger
-// would skip on read (its keys would look absent) fails Open instead. A
+// checks that no acknowledged record lies above its mailbox's head record,
+// so that a block badger would skip on read (its keys would look absent)
+// fails Open instead. A
 // watermark file written after durable batches (recover.go) makes Open
 // fail when badger, replaying a damaged write-ahead log, silently drops
 // batches that were acknowledged.
@@ -138,8 +142,6 @@ const (
 	maxBatch = 8192
 	// queueSize is the capacity of the writer's queue.
 	queueSize = 8192
-	// metaCacheSize bounds metaCache (about 100 bytes an entry).
-	metaCacheSize = 1 << 16
 	// discardLag is how far the discard timestamp trails the durable one.
 	discardLag = 10 * time.Second
 )
@@ -176,9 +178,15 @@ type Store struct {
 	// on syncDone.
 	inflight *pending
 	syncDone chan error
-	// metaCache holds the committed meta records of recently written
-	// mailboxes, so that a batch need not read them back from badger.
-	metaCache map[mailbox.ID]meta
+	syncReq  chan struct{} // asks syncLoop for a sync; closed by writeLoop
+	batchID  uint64        // counts runTxn calls (box scratch)
+	wheel    *wheel        // deduplication entries by time (index.go)
+
+	// boxes is the mailbox index (index.go): the writer owns the boxes
+	// and changes the map under pubMu; readers read it and the boxes'
+	// published states under pubMu.RLock.
+	pubMu sync.RWMutex
+	boxes map[mailbox.ID]*box
 
 	reqs     chan *request
 	senders  sync.WaitGroup // callers between their closed check and their send
@@ -233,17 +241,17 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("badgermailbox: %w", err)
 	}
 	s := &Store{
-		dir:       opts.Dir,
-		opts:      opts,
-		limits:    limits,
-		now:       opts.Now,
-		logger:    opts.Logger,
-		faults:    opts.Faults,
-		reqs:      make(chan *request, queueSize),
-		stop:      make(chan struct{}),
-		markc:     make(chan struct{}, 1),
-		metaCache: make(map[mailbox.ID]meta),
-		syncDone:  make(chan error, 1),
+		dir:      opts.Dir,
+		opts:     opts,
+		limits:   limits,
+		now:      opts.Now,
+		logger:   opts.Logger,
+		faults:   opts.Faults,
+		reqs:     make(chan *request, queueSize),
+		stop:     make(chan struct{}),
+		markc:    make(chan struct{}, 1),
+		syncDone: make(chan error, 1),
+		syncReq:  make(chan struct{}, 1),
 	}
 	if err := s.openDB(ctx); err != nil {
 		return nil, err
@@ -258,8 +266,13 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			return nil, err
 		}
 	}
-	s.bg.Add(2)
+	if err := s.buildIndex(ctx); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("badgermailbox: building the mailbox index: %w", err)
+	}
+	s.bg.Add(3)
 	go s.writeLoop()
+	go s.syncLoop()
 	go s.watermarkLoop()
 	if opts.SweepInterval > 0 {
 		s.bg.Add(1)
@@ -294,13 +307,13 @@ func (s *Store) checkBatchLimits() error {
 	maxSize, maxN := s.db.MaxBatchSize(), s.db.MaxBatchCount()
 	s.softSize, s.softN = maxSize/2, maxN/2
 	// The largest request: an enqueue at a full mailbox that first
-	// deletes every expired message, an ack of a full mailbox, or a sweep
-	// chunk (an expiry entry and a meta record per mailbox; the sweep
-	// stops taking mailboxes at the soft bound, and one mailbox's expiry
-	// is the enqueue case).
-	worstN := max(int64(s.limits.MaxMessages)+8, 3*sweepChunk)
-	worstSize := max(int64(s.limits.MaxMessages)*estimate(msgKeySize, 0)+estimate(msgKeySize, msgOverhead+s.limits.MaxBodySize)+8*estimate(dedupKeySize, dedupValSize),
-		sweepChunk*(2*estimate(expiryKeySize, expiryValSize)+estimate(metaKeySize, metaValSize)))
+	// deletes every expired message, or an ack of a full mailbox, which
+	// writes an acknowledged record for each message (the sweep stops
+	// taking mailboxes at the soft bound, and one mailbox's expiry is the
+	// enqueue case); with its "Q" and "t".
+	worstN := int64(s.limits.MaxMessages) + 8
+	worstSize := max(int64(s.limits.MaxMessages)*estimate(msgKeySize, 0)+estimate(msgKeySize, heldOverhead+s.limits.MaxBodySize),
+		int64(s.limits.MaxMessages)*estimate(msgKeySize, ackedValSize)) + estimate(metaKeySize, metaValSize) + estimate(1, commitValSize)
 	if worstN > maxN-s.softN || worstSize > maxSize-s.softSize {
 		return fmt.Errorf("badgermailbox: a memtable of %d bytes is too small for %d messages a mailbox", s.opts.MemTableSize, s.limits.MaxMessages)
 	}
@@ -370,11 +383,13 @@ func (s *Store) Fetch(ctx context.Context, mb mailbox.ID, after uint64, limit in
 	nowMs := s.now().UnixMilli()
 	var p mailbox.Page
 	err := s.view(func(txn *badger.Txn) error {
-		m, _, err := getMeta(txn, mb)
+		// The published head is read after the snapshot opened: it is at
+		// least every sequence number the snapshot holds.
+		st, err := s.published(txn, mb)
 		if err != nil {
 			return err
 		}
-		p.Head = m.head
+		p.Head = st.Head
 		if after == ^uint64(0) {
 			return nil
 		}
@@ -387,22 +402,22 @@ func (s *Store) Fetch(ctx context.Context, mb mailbox.ID, after uint64, limit in
 			if err != nil {
 				return err
 			}
-			if seq > m.head || seq <= after {
-				return fmt.Errorf("%w: mailbox %v: message %d outside (%d, head %d]", mailbox.ErrCorrupt, mb, seq, after, m.head)
+			if seq > p.Head || seq <= after {
+				return fmt.Errorf("%w: mailbox %v: message %d outside (%d, head %d]", mailbox.ErrCorrupt, mb, seq, after, p.Head)
 			}
 			var st mailbox.Stored
 			if err := item.Value(func(v []byte) error {
-				id, exp, body, err := decodeMsg(item.Key(), v)
-				if err != nil || exp <= nowMs {
+				r, err := decodeRecord(item.Key(), v)
+				if err != nil || r.kind != kindHeld || r.expiresMs <= nowMs {
 					return err
 				}
-				st = mailbox.Stored{Seq: seq, Message: mailbox.Message{ID: id, Expires: time.UnixMilli(exp), Body: append([]byte(nil), body...)}}
+				st = mailbox.Stored{Seq: seq, Message: mailbox.Message{ID: r.id, Expires: time.UnixMilli(r.expiresMs), Body: append([]byte(nil), r.body...)}}
 				return nil
 			}); err != nil {
 				return wrapRead(err)
 			}
 			if st.Seq == 0 {
-				continue // expired
+				continue // acknowledged or expired
 			}
 			p.Messages = append(p.Messages, st)
 			size += len(st.Body)
@@ -415,41 +430,21 @@ func (s *Store) Fetch(ctx context.Context, mb mailbox.ID, after uint64, limit in
 	return p, nil
 }
 
-// getMeta reads a mailbox's meta record; a mailbox never written has the
-// zero meta (found false).
-func getMeta(txn *badger.Txn, mb mailbox.ID) (meta, bool, error) {
-	k := metaKey(mb)
-	item, err := txn.Get(k)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return meta{}, false, nil
-	}
-	if err != nil {
-		return meta{}, false, wrapRead(err)
-	}
-	var m meta
-	err = item.Value(func(v []byte) error {
-		var err error
-		m, err = decodeMeta(k, v)
-		return err
-	})
-	return m, true, wrapRead(err)
-}
-
 // Status implements mailbox.Store.
 func (s *Store) Status(ctx context.Context, mb mailbox.ID) (mailbox.Status, error) {
 	if err := ctx.Err(); err != nil {
 		return mailbox.Status{}, err
 	}
-	var m meta
+	var st mailbox.Status
 	err := s.view(func(txn *badger.Txn) error {
 		var err error
-		m, _, err = getMeta(txn, mb)
+		st, err = s.published(txn, mb)
 		return err
 	})
 	if err != nil {
 		return mailbox.Status{}, fmt.Errorf("badgermailbox: status %v: %w", mb, err)
 	}
-	return mailbox.Status{Head: m.head, Messages: int(m.count), Bytes: int64(m.bytes)}, nil
+	return st, nil
 }
 
 // Subscribe implements mailbox.Store.

@@ -2,9 +2,14 @@ package badgermailbox
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
 
 	"github.com/moat-im/moat/server/store/mailbox"
 	"github.com/moat-im/moat/server/store/mailbox/mailboxtest"
@@ -42,4 +47,111 @@ func TestDurable(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s
 	})
+}
+
+// TestOldSchema checks that Open refuses a store of schema 1 with
+// ErrOldSchema, every time (the refused Open changes nothing).
+func TestOldSchema(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, testOptions(dir, mailboxtest.Config{}))
+	rawUpdate(t, s, func(txn *badger.Txn) {
+		if err := txn.Set(keySchema, []byte("moat relay mailbox store, badger schema 1")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		_, err := Open(context.Background(), testOptions(dir, mailboxtest.Config{}))
+		if !errors.Is(err, ErrOldSchema) || !strings.Contains(err.Error(), "schema 1") {
+			t.Fatalf("Open of a schema 1 store: %v, want ErrOldSchema naming it", err)
+		}
+	}
+}
+
+// TestOneBatch applies enqueues, an ack of them and retries in ONE batch,
+// so that the ack finds the batch's own messages (not yet in badger) and
+// the retries find their acknowledged records. The results must be the
+// same however the writer splits the requests into batches; the test
+// repeats, in fresh mailboxes, until one attempt ran as one batch.
+func TestOneBatch(t *testing.T) {
+	clock := mailboxtest.NewClock()
+	s := openTest(t, testOptions(t.TempDir(), mailboxtest.Config{Now: clock.Now}))
+	defer s.Close()
+	oneBatch := false
+	for attempt := 0; attempt < 20 && !oneBatch; attempt++ {
+		mb := mailboxtest.Box(100 + attempt)
+		m1 := mailboxtest.Msg(mb, 1, 0, 100, clock.Now(), time.Hour)
+		m2 := mailboxtest.Msg(mb, 2, 0, 200, clock.Now(), time.Hour)
+		m3 := mailboxtest.Msg(mb, 3, 0, 300, clock.Now(), time.Hour)
+		conflict := mailboxtest.Msg(mb, 1, 1, 100, clock.Now(), time.Hour) // m1's id, another body
+		var reqs []*request
+		for _, m := range []mailbox.Message{m1, m2} {
+			r, err := s.enqueueRequest(mb, &m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			reqs = append(reqs, r)
+		}
+		reqs = append(reqs, &request{kind: reqAck, mb: mb, upTo: 2})
+		for _, m := range []mailbox.Message{m1, conflict, m3} {
+			r, err := s.enqueueRequest(mb, &m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			reqs = append(reqs, r)
+		}
+		// Hold the writer at its next batch with a request of its own
+		// (which writes nothing), queue the others, then let it go: it
+		// drains them into one batch unless it drained some with the
+		// first.
+		s.mu.Lock()
+		first := &request{kind: reqAck, mb: mailboxtest.Box(2), done: make(chan struct{})}
+		s.reqs <- first
+		for _, r := range reqs {
+			r.done = make(chan struct{})
+			s.reqs <- r
+		}
+		ts := s.ts
+		s.mu.Unlock()
+		<-first.done
+		for _, r := range reqs {
+			<-r.done
+		}
+		oneBatch = s.ts == ts+1
+		want := []struct {
+			rc  mailbox.Receipt
+			err error
+		}{{mailbox.Receipt{Seq: 1, Head: 1}, nil}, {mailbox.Receipt{Seq: 2, Head: 2}, nil}, {}, {mailbox.Receipt{Seq: 1, Duplicate: true, Head: 2}, nil}, {mailbox.Receipt{}, mailbox.ErrIDConflict}, {mailbox.Receipt{Seq: 3, Head: 3}, nil}}
+		for i, r := range reqs {
+			if r.receipt != want[i].rc || !errors.Is(r.err, want[i].err) || (want[i].err == nil && r.err != nil) {
+				t.Errorf("request %d: %+v, %v; want %+v, %v", i, r.receipt, r.err, want[i].rc, want[i].err)
+			}
+		}
+		st, err := s.Status(context.Background(), mb)
+		if err != nil || st != (mailbox.Status{Head: 3, Messages: 1, Bytes: 300}) {
+			t.Fatalf("Status: %+v, %v", st, err)
+		}
+		p, err := s.Fetch(context.Background(), mb, 0, 10)
+		if err != nil || len(p.Messages) != 1 || p.Messages[0].Seq != 3 || p.Head != 3 {
+			t.Fatalf("Fetch: %+v, %v", p, err)
+		}
+	}
+	if !oneBatch {
+		t.Fatal("no attempt ran as one batch")
+	}
+	if err := s.Verify(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// After a reopen, the acknowledged records still deduplicate.
+	dir := s.dir
+	s.Close()
+	s = openTest(t, testOptions(dir, mailboxtest.Config{Now: clock.Now}))
+	defer s.Close()
+	mb := mailboxtest.Box(100)
+	m2 := mailboxtest.Msg(mb, 2, 0, 200, clock.Now(), time.Hour)
+	if r, err := s.Enqueue(context.Background(), mb, m2); err != nil || r != (mailbox.Receipt{Seq: 2, Duplicate: true, Head: 3}) {
+		t.Fatalf("retry of an acknowledged message after reopen: %+v, %v", r, err)
+	}
 }

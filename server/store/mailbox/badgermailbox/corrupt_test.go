@@ -284,12 +284,25 @@ func TestT39Corruption(t *testing.T) {
 			a, b := want[mailboxtest.Box(0)][5].Seq, want[mailboxtest.Box(0)][6].Seq
 			txn.Set(msgKey(mailboxtest.Box(0), b), getRaw(t, txn, msgKey(mailboxtest.Box(0), a)))
 		}, true},
-		{"meta lost", func(t *testing.T, txn *badger.Txn, want map[mailbox.ID][]mailbox.Stored) {
+		{"meta lost under acknowledged records", func(t *testing.T, txn *badger.Txn, want map[mailbox.ID][]mailbox.Stored) {
 			txn.Delete(metaKey(mailboxtest.Box(3)))
 		}, false},
-		{"message lost", func(t *testing.T, txn *badger.Txn, want map[mailbox.ID][]mailbox.Stored) {
-			txn.Delete(msgKey(mailboxtest.Box(1), want[mailboxtest.Box(1)][7].Seq))
+		{"meta below acknowledged records", func(t *testing.T, txn *badger.Txn, want map[mailbox.ID][]mailbox.Stored) {
+			txn.Set(metaKey(mailboxtest.Box(3)), encodeMeta(metaKey(mailboxtest.Box(3)), 2))
 		}, false},
+		{"unknown record kind", func(t *testing.T, txn *badger.Txn, want map[mailbox.ID][]mailbox.Stored) {
+			k := msgKey(mailboxtest.Box(1), want[mailboxtest.Box(1)][7].Seq)
+			v := getRaw(t, txn, k)
+			v = v[:len(v)-crcSize]
+			v[1] = 9
+			txn.Set(k, seal(k, v))
+		}, true},
+		{"deduplication time past expiry", func(t *testing.T, txn *badger.Txn, want map[mailbox.ID][]mailbox.Stored) {
+			k := msgKey(mailboxtest.Box(2), want[mailboxtest.Box(2)][3].Seq)
+			m := want[mailboxtest.Box(2)][3]
+			exp := m.Expires.UnixMilli()
+			txn.Set(k, seal(k, encodeHeld(m.ID, exp, exp+1, m.Body)))
+		}, true},
 		{"empty value", func(t *testing.T, txn *badger.Txn, want map[mailbox.ID][]mailbox.Stored) {
 			txn.Set(msgKey(mailboxtest.Box(2), want[mailboxtest.Box(2)][0].Seq), nil)
 		}, true},
@@ -297,6 +310,7 @@ func TestT39Corruption(t *testing.T) {
 	for _, tc := range rawCases {
 		t.Run(tc.name, func(t *testing.T) {
 			s, dir, want := newStore(t)
+			ackBox3(t, s, want)
 			rawUpdate(t, s, func(txn *badger.Txn) { tc.change(t, txn, want) })
 			if tc.read {
 				wantCorrupt(t, "read", readAll(t, s, want))
@@ -310,9 +324,14 @@ func TestT39Corruption(t *testing.T) {
 
 	t.Run("meta lost, no reuse", func(t *testing.T) {
 		// Without the check at Open, a mailbox whose meta record is gone
-		// refuses enqueues instead of numbering from 1 again.
-		s, dir, _ := newStore(t)
+		// still numbers above its acknowledged records, which outlive the
+		// acknowledgement by the deduplication window.
+		s, dir, want := newStore(t)
 		mb := mailboxtest.Box(3)
+		msgs := want[mb]
+		if err := s.Ack(context.Background(), mb, msgs[len(msgs)-1].Seq); err != nil {
+			t.Fatal(err)
+		}
 		rawUpdate(t, s, func(txn *badger.Txn) { txn.Delete(metaKey(mb)) })
 		s.Close()
 		s, err := openErr(dir, clock, true)
@@ -320,14 +339,16 @@ func TestT39Corruption(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		_, err = s.Enqueue(context.Background(), mb, mailboxtest.Msg(mb, 999, 0, 10, clock.Now(), time.Hour))
-		wantCorrupt(t, "Enqueue", err)
+		r, err := s.Enqueue(context.Background(), mb, mailboxtest.Msg(mb, 999, 0, 10, clock.Now(), time.Hour))
+		if err != nil || r.Seq != msgs[len(msgs)-1].Seq+1 {
+			t.Fatalf("Enqueue after the meta record was lost: %+v, %v; want seq %d", r, err, msgs[len(msgs)-1].Seq+1)
+		}
 	})
 
 	t.Run("version past the commit record", func(t *testing.T) {
 		s, dir, _ := newStore(t)
 		txn := s.db.NewTransactionAt(s.ts, true)
-		txn.Set(metaKey(mailboxtest.Box(9)), encodeMeta(metaKey(mailboxtest.Box(9)), meta{head: 5}))
+		txn.Set(metaKey(mailboxtest.Box(9)), encodeMeta(metaKey(mailboxtest.Box(9)), 5))
 		if err := txn.CommitAt(s.ts+1, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -371,4 +392,15 @@ func rawUpdate(t *testing.T, s *Store, fn func(txn *badger.Txn)) {
 	}
 	s.ts = ts
 	s.readTs.Store(ts)
+}
+
+// ackBox3 acknowledges the first ten messages of mailbox 3, so that it
+// has acknowledged records and a "Q" record.
+func ackBox3(t *testing.T, s *Store, want map[mailbox.ID][]mailbox.Stored) {
+	t.Helper()
+	mb := mailboxtest.Box(3)
+	if err := s.Ack(context.Background(), mb, want[mb][9].Seq); err != nil {
+		t.Fatal(err)
+	}
+	want[mb] = want[mb][10:]
 }

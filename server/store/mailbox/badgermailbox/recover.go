@@ -232,6 +232,9 @@ func (s *Store) initDB(ctx context.Context) error {
 		commit = 1
 	case schema == nil:
 		return errors.New("badgermailbox: directory holds a badger database that is not a mailbox store")
+	case oldSchemas[string(schema)]:
+		return fmt.Errorf("%w: %s holds %q; this version reads only %q: drain the relay with the version that wrote it, or create the store anew",
+			ErrOldSchema, s.dir, schema, schemaVersion)
 	case string(schema) != schemaVersion:
 		return fmt.Errorf("badgermailbox: unsupported schema %q", schema)
 	case !haveCommit:
@@ -317,6 +320,7 @@ func (s *Store) recoverOnce(failed [][]entry) error {
 		return fmt.Errorf("syncing the rewritten batches: %w", err)
 	}
 	s.ts = ts
+	s.publishAll()
 	s.readTs.Store(ts)
 	s.markWatermark()
 	return nil

@@ -2,20 +2,21 @@ package badgermailbox
 
 // Group commit (docs/spec/relay-storage.md §Durability).
 //
-// Callers build a request (an enqueue's record value and digest are made
-// in the caller's goroutine), queue it, and wait. The writer goroutine
-// takes the first queued request, drains whatever else is queued (up to
-// maxBatch, and while the batch stays under half of badger's transaction
-// limits), and applies the batch in one badger transaction that reads and
-// writes at the next timestamp. Decisions (deduplication, quota, sequence
-// numbers) see the earlier requests of the same batch through the
-// transaction's pending writes and a per-batch cache of meta records.
-// Then it commits the transaction, syncs once, publishes the timestamp to
-// readers, signals subscribers and answers every caller. A batch that
-// writes nothing (retries, refusals, empty acks) only saw durable data and
-// is answered at once.
+// Callers build a request (an enqueue's record value is made in the
+// caller's goroutine), queue it, and wait. The writer goroutine takes the
+// first queued request, drains whatever else is queued (up to maxBatch,
+// and while the batch stays under half of badger's transaction limits),
+// and applies the batch in one badger transaction at the next timestamp.
+// Decisions (deduplication, quota, sequence numbers) come from the
+// mailbox index (index.go), which the batch updates as it goes, so an
+// enqueue reads nothing from badger and writes one entry. Then the writer
+// commits the transaction, syncs once, publishes the batch's mailbox
+// states and its timestamp to readers, signals subscribers and answers
+// every caller. A batch that writes nothing (retries, refusals, empty
+// acks) is answered with the sync in flight, if any, else at once.
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -37,7 +38,7 @@ const (
 	reqSweep
 )
 
-// sweepChunk bounds the expiry entries one sweep request handles.
+// sweepChunk bounds the mailboxes one sweep request expires.
 const sweepChunk = 2048
 
 // A request is one call waiting for the writer.
@@ -45,18 +46,18 @@ type request struct {
 	kind reqKind
 	mb   mailbox.ID
 	// Enqueue.
-	id     mailbox.MessageID
-	expMs  int64
-	value  []byte // message value without its CRC
-	size   int    // body size
-	digest [32]byte
+	id      mailbox.MessageID
+	expMs   int64
+	untilMs int64
+	value   []byte // held-message value without its CRC
+	size    int    // body size
 	// Ack.
 	upTo uint64
 
 	// Results, set by the writer before it closes done.
 	receipt mailbox.Receipt
 	removed int  // sweep: messages removed
-	more    bool // sweep: expiry entries left
+	more    bool // sweep: work left
 	err     error
 	done    chan struct{}
 }
@@ -74,17 +75,27 @@ func (s *Store) submit(ctx context.Context, r *request) error {
 	s.senders.Add(1)
 	s.mu.RUnlock()
 	r.done = make(chan struct{})
+	// A queue with room takes the request without a select on ctx.
 	select {
 	case s.reqs <- r:
-		s.senders.Done()
-	case <-ctx.Done():
-		s.senders.Done()
-		return ctx.Err()
+	default:
+		select {
+		case s.reqs <- r:
+		case <-ctx.Done():
+			s.senders.Done()
+			return ctx.Err()
+		}
+	}
+	s.senders.Done()
+	done := ctx.Done()
+	if done == nil {
+		<-r.done
+		return r.err
 	}
 	select {
 	case <-r.done:
 		return r.err
-	case <-ctx.Done():
+	case <-done:
 		// The request may still be applied; a retry with the same
 		// message id finds it.
 		return ctx.Err()
@@ -93,16 +104,26 @@ func (s *Store) submit(ctx context.Context, r *request) error {
 
 // Enqueue implements mailbox.Store.
 func (s *Store) Enqueue(ctx context.Context, mb mailbox.ID, m mailbox.Message) (mailbox.Receipt, error) {
-	exp, err := s.limits.Check(&m, s.now())
+	r, err := s.enqueueRequest(mb, &m)
 	if err != nil {
 		return mailbox.Receipt{}, err
 	}
-	r := &request{kind: reqEnqueue, mb: mb, id: m.ID, expMs: exp, size: len(m.Body),
-		value: encodeMsgValue(m.ID, exp, m.Body), digest: sha256.Sum256(m.Body)}
 	if err := s.submit(ctx, r); err != nil {
 		return mailbox.Receipt{}, fmt.Errorf("badgermailbox: enqueue in %v: %w", mb, err)
 	}
 	return r.receipt, nil
+}
+
+// enqueueRequest checks m and builds its request, with its record value.
+func (s *Store) enqueueRequest(mb mailbox.ID, m *mailbox.Message) (*request, error) {
+	now := s.now()
+	exp, err := s.limits.Check(m, now)
+	if err != nil {
+		return nil, err
+	}
+	until := s.limits.DedupUntil(now.UnixMilli(), exp)
+	return &request{kind: reqEnqueue, mb: mb, id: m.ID, expMs: exp, untilMs: until, size: len(m.Body),
+		value: encodeHeld(m.ID, exp, until, m.Body)}, nil
 }
 
 // Ack implements mailbox.Store.
@@ -136,6 +157,7 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 // timestamp only then.
 func (s *Store) writeLoop() {
 	defer s.bg.Done()
+	defer close(s.syncReq)
 	var batch []*request
 	for {
 		batch = batch[:0]
@@ -202,7 +224,8 @@ type pending struct {
 	ts      uint64
 	reqs    []*request // answered when the sync completes
 	entries []entry    // the batch's writes, to redo if the sync fails
-	notify  map[mailbox.ID]bool
+	stats   []boxStat  // the states of the boxes it changed, to publish
+	notify  []mailbox.ID
 }
 
 // finishSync completes the sync in flight: on success it publishes its
@@ -220,21 +243,19 @@ func (s *Store) finishSync(err error, next *pending) {
 		s.failPending(fmt.Errorf("sync: %w", err), failed, p, next)
 		return
 	}
+	s.publish(p.stats)
 	s.readTs.Store(p.ts)
 	if d := s.discard.advance(time.Now(), p.ts); d > 0 {
 		s.db.SetDiscardTs(d)
 	}
 	s.markWatermark()
-	for mb := range p.notify {
-		s.n.Notify(mb)
-	}
+	s.n.NotifyAll(p.notify)
 	s.answer(p.reqs, nil)
 }
 
 // failPending answers the requests of the given batches with
 // ErrUnavailable and takes the store down to redo failed.
 func (s *Store) failPending(cause error, failed [][]entry, batches ...*pending) {
-	clear(s.metaCache)
 	s.goDown(cause, failed)
 	for _, p := range batches {
 		if p != nil {
@@ -247,27 +268,31 @@ func (s *Store) failPending(cause error, failed [][]entry, batches ...*pending) 
 // txn, which sees the batch's own writes. Range scans go through snap, a
 // read-only transaction at the same timestamp that does not (badger sorts
 // every pending write each time an iterator opens on a writing
-// transaction); the builder merges in what the batch changed itself
-// (added, gone).
+// transaction); the builder merges in what the batch changed itself (the
+// messages it added, in added, and the held messages it removed, in
+// removed). The builder changes the index as it applies
+// requests; revert undoes that for a batch badger never saw.
 type builder struct {
 	s       *Store
+	id      uint64 // the batch's id in the boxes' scratch
 	txn     *badger.Txn
 	snap    *badger.Txn
 	nowMs   int64
-	metas   map[mailbox.ID]*meta      // read or changed in this batch
-	dirty   map[mailbox.ID]bool       // metas to write
-	notify  map[mailbox.ID]bool       // mailboxes with new messages
-	added   map[mailbox.ID][]addedMsg // messages this batch enqueued
-	gone    map[string]struct{}       // keys this batch deleted
-	entries []entry                   // every write, kept to redo the batch
-	size, n int64                     // badger's estimate of the transaction
+	touched []*box              // boxes this batch touched, in order
+	added   []addedMsg          // messages it enqueued, in order
+	addedBy map[*box][]int      // added by box, built by the first forHeld
+	removed map[string]struct{} // held messages it deleted or acknowledged
+	entries []entry             // every write, kept to redo the batch
+	size, n int64               // badger's estimate of the transaction
 }
 
 // addedMsg is a message enqueued by the current batch.
 type addedMsg struct {
-	seq   uint64
-	size  int
-	expMs int64
+	bx  *box
+	id  mailbox.MessageID
+	seq uint64
+	key []byte
+	val []byte // sealed
 }
 
 // An entry is one write of a batch.
@@ -287,20 +312,21 @@ func (s *Store) runTxn(batch []*request) (rest []*request) {
 		s.answer(batch, fmt.Errorf("%w: %v", mailbox.ErrUnavailable, down))
 		return nil
 	}
-	now := s.now()
+	s.batchID++
 	b := &builder{
-		s:      s,
-		txn:    s.db.NewTransactionAt(s.ts, true),
-		snap:   s.db.NewTransactionAt(s.ts, false),
-		nowMs:  now.UnixMilli(),
-		metas:  make(map[mailbox.ID]*meta),
-		dirty:  make(map[mailbox.ID]bool),
-		notify: make(map[mailbox.ID]bool),
-		added:  make(map[mailbox.ID][]addedMsg),
-		gone:   make(map[string]struct{}),
+		s:       s,
+		id:      s.batchID,
+		txn:     s.db.NewTransactionAt(s.ts, true),
+		nowMs:   s.now().UnixMilli(),
+		entries: make([]entry, 0, len(batch)+2),
+		added:   make([]addedMsg, 0, len(batch)),
 	}
 	defer b.txn.Discard()
-	defer b.snap.Discard()
+	defer func() {
+		if b.snap != nil {
+			b.snap.Discard()
+		}
+	}()
 	lowSpace := s.checkSpace(batch)
 	taken := batch
 	for i, r := range batch {
@@ -328,21 +354,33 @@ func (s *Store) runTxn(batch []*request) (rest []*request) {
 		}
 		return rest
 	}
-	for mb := range b.dirty {
-		k := metaKey(mb)
-		b.set(k, encodeMeta(k, *b.metas[mb]))
+	p := &pending{reqs: slices.Clone(taken)}
+	for _, bx := range b.touched {
+		if bx.writeQ {
+			k := metaKey(bx.id)
+			b.set(k, encodeMeta(k, bx.head))
+		}
+		if bx.boxState != bx.saved {
+			p.stats = append(p.stats, boxStat{bx: bx, st: bx.status()})
+		}
+		if bx.notify {
+			p.notify = append(p.notify, bx.id)
+		}
 	}
 	ts := s.ts + 1
+	p.ts = ts
 	b.set(keyCommit, encodeCommit(ts))
+	p.entries = b.entries
 	if _, err := s.faults.Write(int(b.size)); err != nil {
-		// Refused before badger saw it: nothing to undo.
+		// Refused before badger saw it: nothing to redo, the index goes
+		// back.
+		b.revert()
 		s.answer(taken, fmt.Errorf("%w: writing a batch: %v", mailbox.ErrUnavailable, err))
 		return rest
 	}
-	p := &pending{ts: ts, reqs: slices.Clone(taken), entries: b.entries, notify: b.notify}
 	if err := b.txn.CommitAt(ts, nil); err != nil {
 		// Badger refuses a commit before writing it, but the batch is
-		// redone on recovery in case it wrote some.
+		// redone on recovery in case it wrote some; the index keeps it.
 		failed := [][]entry{b.entries}
 		var prev *pending
 		if s.inflight != nil {
@@ -355,12 +393,6 @@ func (s *Store) runTxn(batch []*request) (rest []*request) {
 		return rest
 	}
 	s.ts = ts
-	if len(s.metaCache)+len(b.dirty) > metaCacheSize {
-		clear(s.metaCache)
-	}
-	for mb := range b.dirty {
-		s.metaCache[mb] = *b.metas[mb]
-	}
 	if s.inflight != nil {
 		err := <-s.syncDone
 		if s.finishSync(err, p); err != nil {
@@ -368,8 +400,30 @@ func (s *Store) runTxn(batch []*request) (rest []*request) {
 		}
 	}
 	s.inflight = p
-	go func() { s.syncDone <- s.sync() }()
+	s.syncReq <- struct{}{}
 	return rest
+}
+
+// syncLoop runs the writer's syncs, one per value on syncReq, and answers
+// each on syncDone. (One long-lived goroutine: a goroutine per sync would
+// grow a fresh stack every batch.)
+func (s *Store) syncLoop() {
+	defer s.bg.Done()
+	for range s.syncReq {
+		s.syncDone <- s.sync()
+	}
+}
+
+// revert undoes the batch's changes to the index.
+func (b *builder) revert() {
+	for _, bx := range b.touched {
+		bx.boxState = bx.saved
+	}
+	for _, a := range b.added {
+		if d, ok := a.bx.ids[a.id]; ok && d.seq == a.seq {
+			delete(a.bx.ids, a.id)
+		}
+	}
 }
 
 // sync makes every badger write so far durable.
@@ -426,9 +480,6 @@ func (b *builder) write(e entry) {
 	b.entries = append(b.entries, e)
 	b.size += estimate(len(e.key), len(e.val))
 	b.n++
-	if e.del {
-		b.gone[string(e.key)] = struct{}{}
-	}
 }
 
 // apply writes e in txn.
@@ -444,19 +495,31 @@ func apply(txn *badger.Txn, e entry) error {
 	return txn.Set(e.key, e.val)
 }
 
-// isGone reports whether the batch deleted key.
-func (b *builder) isGone(key []byte) bool {
-	_, ok := b.gone[string(key)]
-	return ok
+// remove deletes the held message under key, or replaces it by its
+// acknowledged record (ack: while its deduplication time is ahead).
+func (b *builder) remove(key []byte, r *record, ack bool) {
+	if ack && r.untilMs > b.nowMs {
+		d := sha256.Sum256(r.body)
+		b.write(entry{key: key, val: encodeAcked(key, r.id, r.untilMs, &d), expiresAt: dedupTTL(r.untilMs)})
+	} else {
+		b.del(key)
+	}
+	if b.removed == nil {
+		b.removed = make(map[string]struct{})
+	}
+	b.removed[string(key)] = struct{}{}
 }
 
-// forMessages calls fn for each message of mb up to seq upTo that the
+// forHeld calls fn for each held message of bx up to seq upTo that the
 // batch still sees, in order: those stored before the batch, then those
-// it added. size is the body size; fn may delete the message. It stops
-// at fn's first error.
-func (b *builder) forMessages(mb mailbox.ID, upTo uint64, withValues bool, fn func(key []byte, seq uint64, size int, expMs int64) error) error {
-	p := msgPrefix(mb)
-	it := b.snap.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: withValues})
+// it added. It stops at fn's first error. r.body aliases badger's memory
+// and is valid during the call only.
+func (b *builder) forHeld(bx *box, upTo uint64, fn func(key []byte, seq uint64, r *record) error) error {
+	if b.snap == nil {
+		b.snap = b.s.db.NewTransactionAt(b.s.ts, false)
+	}
+	p := msgPrefix(bx.id)
+	it := b.snap.NewIterator(badger.IteratorOptions{Prefix: p})
 	for it.Seek(p); it.Valid(); it.Next() {
 		item := it.Item()
 		_, seq, err := parseMsgKey(item.Key())
@@ -467,76 +530,68 @@ func (b *builder) forMessages(mb mailbox.ID, upTo uint64, withValues bool, fn fu
 		if seq > upTo {
 			break
 		}
-		if b.isGone(item.Key()) {
+		if _, gone := b.removed[string(item.Key())]; gone {
 			continue
 		}
-		size, exp := msgBodySize(int(item.ValueSize())), int64(0)
-		if withValues {
-			if err := item.Value(func(v []byte) error {
-				_, e, body, err := decodeMsg(item.Key(), v)
-				exp, size = e, len(body)
+		key := item.KeyCopy(nil)
+		err = item.Value(func(v []byte) error {
+			r, err := decodeRecord(key, v)
+			if err != nil || r.kind != kindHeld {
 				return err
-			}); err != nil {
-				it.Close()
-				return wrapRead(err)
 			}
-		}
-		if err := fn(item.KeyCopy(nil), seq, size, exp); err != nil {
+			return fn(key, seq, &r)
+		})
+		if err != nil {
 			it.Close()
-			return err
+			return wrapRead(err)
 		}
 	}
 	it.Close()
-	for _, a := range b.added[mb] {
+	if b.addedBy == nil {
+		b.addedBy = make(map[*box][]int)
+		for i, a := range b.added {
+			b.addedBy[a.bx] = append(b.addedBy[a.bx], i)
+		}
+	}
+	for _, i := range b.addedBy[bx] {
+		a := &b.added[i]
 		if a.seq > upTo {
 			break
 		}
-		k := msgKey(mb, a.seq)
-		if b.isGone(k) {
+		if _, gone := b.removed[string(a.key)]; gone {
 			continue
 		}
-		if err := fn(k, a.seq, a.size, a.expMs); err != nil {
+		r, err := decodeRecord(a.key, a.val)
+		if err != nil {
+			return err
+		}
+		if err := fn(a.key, a.seq, &r); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// meta returns the meta record of mb as the batch sees it.
-func (b *builder) meta(mb mailbox.ID) (*meta, error) {
-	if m, ok := b.metas[mb]; ok {
-		return m, nil
-	}
-	if m, ok := b.s.metaCache[mb]; ok {
-		b.metas[mb] = &m
-		return &m, nil
-	}
-	m, found, err := getMeta(b.txn, mb)
-	if err != nil {
-		return nil, err
-	}
-	if !found {
-		// A mailbox without meta must hold nothing: a lost meta record
-		// would otherwise reset the head and reuse sequence numbers.
-		if err := b.checkEmpty(mb); err != nil {
+// box returns mb's index entry, adding it (from its "Q" head) if
+// missing, and marks it touched by the batch.
+func (b *builder) box(mb mailbox.ID) (*box, error) {
+	bx := b.s.boxes[mb]
+	if bx == nil {
+		// Every mailbox with an "M" record is indexed (buildIndex), so
+		// this one's head is its "Q" head, written before Open.
+		head, err := readHead(b.txn, mb)
+		if err != nil {
 			return nil, err
 		}
+		bx = b.s.newBox(mb, head)
 	}
-	b.metas[mb] = &m
-	return &m, nil
-}
-
-// checkEmpty returns ErrCorrupt if mailbox mb holds a message. (The batch
-// has written nothing in a mailbox whose meta it has not read.)
-func (b *builder) checkEmpty(mb mailbox.ID) error {
-	p := msgPrefix(mb)
-	it := b.snap.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: false})
-	defer it.Close()
-	it.Seek(p)
-	if it.Valid() {
-		return fmt.Errorf("%w: mailbox %v holds messages but no meta record", mailbox.ErrCorrupt, mb)
+	if bx.batch != b.id {
+		bx.batch = b.id
+		bx.saved = bx.boxState
+		bx.writeQ, bx.notify = false, false
+		b.touched = append(b.touched, bx)
 	}
-	return nil
+	return bx, nil
 }
 
 func (b *builder) apply(r *request) error {
@@ -552,41 +607,29 @@ func (b *builder) apply(r *request) error {
 }
 
 func (b *builder) enqueue(r *request) error {
-	dk := dedupKey(r.mb, r.id)
-	item, err := b.txn.Get(dk)
-	switch {
-	case errors.Is(err, badger.ErrKeyNotFound):
-	case err != nil:
-		return wrapRead(err)
-	default:
-		var d dedup
-		if err := item.Value(func(v []byte) error {
-			var err error
-			d, err = decodeDedup(dk, v)
-			return err
-		}); err != nil {
-			return wrapRead(err)
-		}
-		if d.untilMs > b.nowMs {
-			if d.digest != r.digest {
-				r.err = mailbox.ErrIDConflict
-				return nil
-			}
-			r.receipt = mailbox.Receipt{Seq: d.seq, Duplicate: true}
-			return nil
-		}
-	}
-	m, err := b.meta(r.mb)
+	bx, err := b.box(r.mb)
 	if err != nil {
 		return err
 	}
+	if d, ok := bx.ids[r.id]; ok && d.until > b.nowMs {
+		same, err := b.sameBody(bx, d.seq, r)
+		if err != nil {
+			return err
+		}
+		if !same {
+			r.err = mailbox.ErrIDConflict
+			return nil
+		}
+		r.receipt = mailbox.Receipt{Seq: d.seq, Duplicate: true, Head: bx.head}
+		return nil
+	}
 	size := uint64(r.size)
 	full := func() bool {
-		return int(m.count)+1 > b.s.limits.MaxMessages || m.bytes+size > uint64(b.s.limits.MaxBytes)
+		return int(bx.count)+1 > b.s.limits.MaxMessages || bx.bytes+size > uint64(b.s.limits.MaxBytes)
 	}
-	if full() && m.lowExpiry != 0 && m.lowExpiry <= b.nowMs {
+	if full() && bx.lowExpiry != 0 && bx.lowExpiry <= b.nowMs {
 		var n int
-		if err := b.expireMailbox(r.mb, m, &n); err != nil {
+		if err := b.expireMailbox(bx, &n); err != nil {
 			return err
 		}
 	}
@@ -594,157 +637,148 @@ func (b *builder) enqueue(r *request) error {
 		r.err = mailbox.ErrQuota
 		return nil
 	}
-	if m.head == ^uint64(0) {
+	if bx.head == ^uint64(0) {
 		r.err = fmt.Errorf("%w: sequence numbers exhausted", mailbox.ErrQuota)
 		return nil
 	}
-	seq := m.head + 1
+	seq := bx.head + 1
 	mk := msgKey(r.mb, seq)
-	b.set(mk, seal(mk, r.value))
-	until := b.s.limits.DedupUntil(b.nowMs, r.expMs)
-	b.write(entry{key: dk, val: encodeDedup(dk, dedup{seq: seq, untilMs: until, digest: r.digest}), expiresAt: dedupTTL(until)})
-	if m.lowExpiry == 0 || r.expMs < m.lowExpiry {
-		b.reschedule(r.mb, m, r.expMs)
+	val := seal(mk, r.value)
+	b.set(mk, val)
+	d := dref{seq: seq, until: r.untilMs}
+	bx.ids[r.id] = d
+	b.s.wheel.add(bx, r.id, d)
+	if bx.lowExpiry == 0 || r.expMs < bx.lowExpiry {
+		bx.lowExpiry = r.expMs
 	}
-	b.added[r.mb] = append(b.added[r.mb], addedMsg{seq: seq, size: r.size, expMs: r.expMs})
-	m.head = seq
-	m.count++
-	m.bytes += size
-	b.dirty[r.mb] = true
-	b.notify[r.mb] = true
-	r.receipt = mailbox.Receipt{Seq: seq}
+	if b.addedBy != nil {
+		b.addedBy[bx] = append(b.addedBy[bx], len(b.added))
+	}
+	b.added = append(b.added, addedMsg{bx: bx, id: r.id, seq: seq, key: mk, val: val})
+	bx.head = seq
+	bx.count++
+	bx.bytes += size
+	bx.notify = true
+	r.receipt = mailbox.Receipt{Seq: seq, Head: seq}
 	return nil
 }
 
-// reschedule moves the expiry entry of mb to at (0: none) and records it
-// in m.lowExpiry.
-func (b *builder) reschedule(mb mailbox.ID, m *meta, at int64) {
-	if m.lowExpiry == at {
-		return
+// sameBody reports whether the message stored at seq in bx has r's body:
+// compared byte for byte while held, by digest once acknowledged.
+func (b *builder) sameBody(bx *box, seq uint64, r *request) (bool, error) {
+	k := msgKey(bx.id, seq)
+	item, err := b.txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, fmt.Errorf("%w: mailbox %v: message %d of a deduplication entry is missing", mailbox.ErrCorrupt, bx.id, seq)
 	}
-	if m.lowExpiry != 0 {
-		b.del(expiryKey(m.lowExpiry, mb))
+	if err != nil {
+		return false, wrapRead(err)
 	}
-	if at != 0 {
-		ek := expiryKey(at, mb)
-		b.set(ek, encodeExpiry(ek))
-	}
-	m.lowExpiry = at
-	b.dirty[mb] = true
+	body := r.value[heldOverhead-crcSize : heldOverhead-crcSize+r.size]
+	var same bool
+	err = item.Value(func(v []byte) error {
+		rec, err := decodeRecord(k, v)
+		if err != nil {
+			return err
+		}
+		if rec.id != r.id {
+			return fmt.Errorf("%w: mailbox %v: message %d has another id than its deduplication entry", mailbox.ErrCorrupt, bx.id, seq)
+		}
+		if rec.kind == kindHeld {
+			same = bytes.Equal(rec.body, body)
+		} else {
+			same = sha256.Sum256(body) == rec.digest
+		}
+		return nil
+	})
+	return same, wrapRead(err)
 }
 
-// expireMailbox deletes the expired messages of mb, counting them in
-// *removed, and moves its expiry entry to the earliest remaining expiry.
-// (Their dedup records expire by themselves.)
-func (b *builder) expireMailbox(mb mailbox.ID, m *meta, removed *int) error {
+// expireMailbox deletes the expired messages of bx, counting them in
+// *removed, and sets its low expiry to the earliest remaining expiry.
+func (b *builder) expireMailbox(bx *box, removed *int) error {
 	low := int64(0)
-	err := b.forMessages(mb, ^uint64(0), true, func(key []byte, seq uint64, size int, exp int64) error {
-		if exp > b.nowMs {
-			if low == 0 || exp < low {
-				low = exp
+	err := b.forHeld(bx, ^uint64(0), func(key []byte, seq uint64, r *record) error {
+		if r.expiresMs > b.nowMs {
+			if low == 0 || r.expiresMs < low {
+				low = r.expiresMs
 			}
 			return nil
 		}
-		b.del(key)
-		m.count--
-		m.bytes -= uint64(size)
+		b.remove(key, r, false)
+		bx.count--
+		bx.bytes -= uint64(len(r.body))
+		bx.writeQ = true
 		*removed++
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	b.reschedule(mb, m, low)
-	b.dirty[mb] = true
+	bx.lowExpiry = low
 	return nil
 }
 
 func (b *builder) ack(r *request) error {
-	m, err := b.meta(r.mb)
+	bx, err := b.box(r.mb)
 	if err != nil {
 		return err
 	}
-	if r.upTo > m.head {
-		r.err = fmt.Errorf("%w: ack of %d with head %d", mailbox.ErrBeyondHead, r.upTo, m.head)
+	if r.upTo > bx.head {
+		r.err = fmt.Errorf("%w: ack of %d with head %d", mailbox.ErrBeyondHead, r.upTo, bx.head)
 		return nil
 	}
-	if r.upTo == 0 || m.count == 0 {
+	if r.upTo == 0 || bx.count == 0 {
 		return nil
 	}
-	deleted := 0
-	err = b.forMessages(r.mb, r.upTo, false, func(key []byte, seq uint64, size int, _ int64) error {
-		if m.count == 0 {
-			return fmt.Errorf("%w: mailbox %v holds more messages than its meta counts", mailbox.ErrCorrupt, r.mb)
+	err = b.forHeld(bx, r.upTo, func(key []byte, seq uint64, rec *record) error {
+		if bx.count == 0 {
+			return fmt.Errorf("%w: mailbox %v holds more messages than its index counts", mailbox.ErrCorrupt, r.mb)
 		}
-		b.del(key)
-		m.count--
-		m.bytes -= uint64(max(size, 0))
-		deleted++
+		b.remove(key, rec, true)
+		bx.count--
+		bx.bytes -= uint64(len(rec.body))
+		bx.writeQ = true
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if deleted > 0 {
-		b.dirty[r.mb] = true
-	}
-	if m.count == 0 {
-		m.bytes = 0
-		b.reschedule(r.mb, m, 0)
+	if bx.count == 0 {
+		bx.bytes = 0
+		bx.lowExpiry = 0
 	}
 	return nil
 }
 
-// sweep expires the mailboxes whose expiry entries are due, as many as
-// fit the batch.
+// sweep expires the mailboxes whose low expiry is due, as many as fit the
+// batch, and drops deduplication entries past their time from the index.
 func (b *builder) sweep(r *request) error {
-	type due struct {
-		key []byte
-		at  int64
-		mb  mailbox.ID
+	var due []*box
+	for _, bx := range b.s.boxes {
+		if bx.lowExpiry != 0 && bx.lowExpiry <= b.nowMs {
+			if len(due) == sweepChunk {
+				r.more = true
+				break
+			}
+			due = append(due, bx)
+		}
 	}
-	var dues []due
-	p := []byte{prefixExpiry}
-	it := b.snap.NewIterator(badger.IteratorOptions{Prefix: p})
-	for it.Seek(p); it.Valid(); it.Next() {
-		item := it.Item()
-		if b.isGone(item.Key()) {
-			continue
-		}
-		at, mb, err := parseExpiryKey(item.Key())
-		if err != nil {
-			it.Close()
-			return err
-		}
-		if at > b.nowMs {
-			break
-		}
-		if len(dues) == sweepChunk {
-			r.more = true
-			break
-		}
-		if err := item.Value(func(v []byte) error { return decodeExpiry(item.Key(), v) }); err != nil {
-			it.Close()
-			return wrapRead(err)
-		}
-		dues = append(dues, due{key: item.KeyCopy(nil), at: at, mb: mb})
-	}
-	it.Close()
-	for i, d := range dues {
+	slices.SortFunc(due, func(x, y *box) int { return bytes.Compare(x.id[:], y.id[:]) })
+	for i, bx := range due {
 		if i > 0 && (b.size >= b.s.softSize || b.n >= b.s.softN) {
 			r.more = true
 			return nil
 		}
-		m, err := b.meta(d.mb)
-		if err != nil {
+		if _, err := b.box(bx.id); err != nil {
 			return err
 		}
-		if m.lowExpiry != d.at {
-			return fmt.Errorf("%w: mailbox %v: expiry entry at %d, meta names %d", mailbox.ErrCorrupt, d.mb, d.at, m.lowExpiry)
-		}
-		if err := b.expireMailbox(d.mb, m, &r.removed); err != nil {
+		if err := b.expireMailbox(bx, &r.removed); err != nil {
 			return err
 		}
+	}
+	if b.s.wheel.prune(b.nowMs) {
+		r.more = true
 	}
 	return nil
 }

@@ -76,7 +76,7 @@ func testReopen(t *testing.T, open OpenStore) {
 		for _, mb := range boxes {
 			// A retry after the reopen is recognised.
 			last := sent[mb][len(sent[mb])-1]
-			if r := enqueue(t, s, mb, last.Message); r != (mailbox.Receipt{Seq: last.Seq, Duplicate: true}) {
+			if r := enqueue(t, s, mb, last.Message); !dup(r, last.Seq) {
 				t.Fatalf("round %d: retry after reopen: %+v, want seq %d", round, r, last.Seq)
 			}
 			m := Msg(mb, 1000+round, 0, 77, clock.Now(), time.Hour)

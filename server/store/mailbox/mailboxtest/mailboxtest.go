@@ -114,14 +114,27 @@ func Box(n int) mailbox.ID {
 	return mb
 }
 
+// enqueue enqueues m and checks the receipt's head: at least its
+// sequence number, and at most the head Status then reports
+// (§Sequence numbers).
 func enqueue(t *testing.T, s mailbox.Store, mb mailbox.ID, m mailbox.Message) mailbox.Receipt {
 	t.Helper()
 	r, err := s.Enqueue(ctx, mb, m)
 	if err != nil {
 		t.Fatalf("Enqueue(%v, %v): %v", mb, m.ID, err)
 	}
+	if r.Head < r.Seq {
+		t.Fatalf("Enqueue(%v, %v): receipt head %d below its seq %d", mb, m.ID, r.Head, r.Seq)
+	}
+	if st := status(t, s, mb); st.Head < r.Head {
+		t.Fatalf("Enqueue(%v, %v): receipt head %d above the head %d Status reports", mb, m.ID, r.Head, st.Head)
+	}
 	return r
 }
+
+// dup reports whether r is the receipt of a retry of the message stored
+// at seq.
+func dup(r mailbox.Receipt, seq uint64) bool { return r.Duplicate && r.Seq == seq }
 
 func fetchAll(t *testing.T, s mailbox.Store, mb mailbox.ID, after uint64) mailbox.Page {
 	t.Helper()
@@ -398,7 +411,7 @@ func testDedupWindow(t *testing.T, newStore NewStore) {
 	if _, err := s.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := enqueue(t, s, mb, m); got != (mailbox.Receipt{Seq: r.Seq, Duplicate: true}) {
+	if got := enqueue(t, s, mb, m); !dup(got, r.Seq) {
 		t.Fatalf("retry within the window: %+v", got)
 	}
 	clock.Advance(time.Minute)
@@ -410,7 +423,7 @@ func testDedupWindow(t *testing.T, newStore NewStore) {
 	if _, err := s.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if again := enqueue(t, s, mb, m); again != (mailbox.Receipt{Seq: got.Seq, Duplicate: true}) {
+	if again := enqueue(t, s, mb, m); !dup(again, got.Seq) {
 		t.Fatalf("retry of the new message after a sweep: %+v, want seq %d", again, got.Seq)
 	}
 	// A message that expires before the window ends is deduplicated until
@@ -445,7 +458,7 @@ func testQuota(t *testing.T, newStore NewStore) {
 		t.Fatalf("a refused enqueue changed the status: %+v to %+v", before, st)
 	}
 	// A retry at full quota is still recognised.
-	if r := enqueue(t, s, mb, ms[1]); r != (mailbox.Receipt{Seq: rs[1].Seq, Duplicate: true}) {
+	if r := enqueue(t, s, mb, ms[1]); !dup(r, rs[1].Seq) {
 		t.Fatalf("retry at full quota: %+v", r)
 	}
 	if err := s.Ack(ctx, mb, rs[0].Seq); err != nil {
@@ -563,6 +576,18 @@ func testConcurrent(t *testing.T, newStore NewStore) {
 			if a.r.Seq != b.r.Seq || a.r.Duplicate == b.r.Duplicate {
 				t.Fatalf("concurrent retries got receipts %+v and %+v", a.r, b.r)
 			}
+		}
+	}
+	// Receipt heads: at least the receipt's seq, and, for the calls of
+	// one worker (one after the other), never lower than an earlier one
+	// for the same mailbox.
+	for w := range workers {
+		last := map[mailbox.ID]uint64{}
+		for _, x := range results[w] {
+			if x.r.Head < x.r.Seq || x.r.Head < last[x.mb] {
+				t.Fatalf("worker %d: receipt %+v after head %d", w, x.r, last[x.mb])
+			}
+			last[x.mb] = x.r.Head
 		}
 	}
 	for n := range boxes {

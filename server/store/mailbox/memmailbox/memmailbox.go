@@ -94,7 +94,7 @@ func (s *Store) Enqueue(ctx context.Context, mb mailbox.ID, m mailbox.Message) (
 		if d.digest != digest {
 			return mailbox.Receipt{}, fmt.Errorf("memmailbox: mailbox %v message %v: %w", mb, m.ID, mailbox.ErrIDConflict)
 		}
-		return mailbox.Receipt{Seq: d.seq, Duplicate: true}, nil
+		return mailbox.Receipt{Seq: d.seq, Duplicate: true, Head: b.head}, nil
 	}
 	size := int64(len(m.Body))
 	if len(b.msgs)+1 > s.limits.MaxMessages || b.bytes+size > s.limits.MaxBytes {
@@ -108,7 +108,7 @@ func (s *Store) Enqueue(ctx context.Context, mb mailbox.ID, m mailbox.Message) (
 	b.bytes += size
 	b.dedup[m.ID] = dedup{seq: b.head, digest: digest, until: s.limits.DedupUntil(nowMs, exp)}
 	s.n.Notify(mb)
-	return mailbox.Receipt{Seq: b.head}, nil
+	return mailbox.Receipt{Seq: b.head, Head: b.head}, nil
 }
 
 // expire drops the expired messages of b.
