@@ -273,9 +273,18 @@ func (c *Client) openProofWith(alpha []byte, cu *CheckpointUpdate, p *LabelProof
 	if err != nil {
 		return pv, ktErr(StepEpoch, pv, "entry does not encode", err)
 	}
-	// An empty inclusion proof may stand for the entry the client holds
-	// as the last leaf of this very tree (§Held entry).
-	if held := len(p.Inclusion) == 0 && c.holds(pv.cp, leaf); !held {
+	switch {
+	case pv.fresh && cu.BaseSize > 0 && pv.cp.Size > cu.BaseSize:
+		// A new, larger tree: the proof is anchored in the consistency
+		// proof's node that covers the last leaf, which step 9 verifies
+		// from the trusted tree to the new root (§Anchored inclusion).
+		if err := tlog.VerifyAnchoredInclusion(leaf, cu.BaseSize, pv.cp.Size, cu.Consistency, p.Inclusion); err != nil {
+			return pv, ktErr(StepLogInclusion, pv, "epoch entry not the last leaf of the consistency proof's tree", err)
+		}
+	case len(p.Inclusion) == 0 && c.holds(pv.cp, leaf):
+		// An empty inclusion proof may stand for the entry the client
+		// holds as the last leaf of this very tree (§Held entry).
+	default:
 		if err := tlog.VerifyInclusion(leaf, p.Entry.Epoch, pv.cp.Size, p.Inclusion, pv.cp.Root); err != nil {
 			return pv, ktErr(StepLogInclusion, pv, "epoch entry not in the checkpoint's tree", err)
 		}

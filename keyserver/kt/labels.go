@@ -25,12 +25,11 @@ const (
 	typeMonitorResponse     = 0x57
 
 	format1 = 0x01
-	// format2 is the format of LookupResponse and HistoryResponse (with
-	// the record proof).
-	format2 = 0x02
-	// format3 is the format of ClientState (with the pinned bundle, the
-	// CA history, record epochs, verified epochs and verified
-	// signatures).
+	// format3 is the format of LookupResponse and HistoryResponse (with
+	// the record proof, and the anchored inclusion proof of
+	// docs/spec/directory.md §Anchored inclusion), and of ClientState
+	// (with the pinned bundle, the CA history, record epochs, verified
+	// epochs and verified signatures).
 	format3 = 0x03
 )
 

@@ -44,13 +44,18 @@ func wantProofError(t *testing.T, err error, step kt.ProofStep) *kt.KTProofError
 // against a checkpoint the client already trusts and against a new one.
 func TestT26KeyNotInKT(t *testing.T) {
 	w := newWorld(t, 26)
-	// cFresh trusts epoch 0's checkpoint: every response after epoch 1
-	// brings it a new checkpoint. cCached trusts epoch 1's: responses
+	// cFresh trusts epoch 0's checkpoint: every response after epoch 3
+	// brings it a new checkpoint. cCached trusts epoch 3's: responses
 	// reuse it.
 	cFresh := w.client(t)
 	must(cFresh.VerifyLookup(w.tenant, w.bob, must(w.d.Lookup(w.bob, 0)), at(2)))
-	// Epoch 1: alice gets a second device.
+	// Epoch 1: alice gets a second device. Epochs 2 and 3 change nothing:
+	// cFresh is then three epochs behind, and its proofs' anchored
+	// inclusion (directory.md §Anchored inclusion) has a hash to tamper
+	// with.
 	a2 := must(w.d.Enrol(w.alice, w.a1, at(2)))
+	must(w.d.PublishEpoch(at(3)))
+	must(w.d.PublishEpoch(at(3)))
 	must(w.d.PublishEpoch(at(3)))
 	cCached := w.client(t)
 	must(cCached.VerifyLookup(w.tenant, w.bob, must(w.d.Lookup(w.bob, 0)), at(4)))

@@ -127,6 +127,27 @@ func (p *LabelProof) read(s *cryptobyte.String) bool {
 	return true
 }
 
+// Anchor turns p's inclusion proof, the whole RFC 6962 inclusion proof of
+// its entry as the last leaf of the checkpoint's tree, into the one the
+// response must carry against cu (docs/spec/directory.md §Anchored
+// inclusion): when cu proves consistency from a tree the client trusts
+// to the larger tree of p's entry, the proof's prefix that leads to the
+// consistency proof's node covering the last leaf; otherwise p is left
+// as it is. A directory calls it on the label proof of a lookup or a
+// history before sending it.
+func (p *LabelProof) Anchor(cu *CheckpointUpdate) error {
+	size := p.Entry.Epoch + 1
+	if cu.BaseSize == 0 || cu.BaseSize >= size {
+		return nil
+	}
+	n := tlog.AnchoredInclusionLen(cu.BaseSize, size)
+	if len(p.Inclusion) < n {
+		return fmt.Errorf("%w: inclusion proof of %d hashes to anchor, want at least %d", ErrMalformed, len(p.Inclusion), n)
+	}
+	p.Inclusion = p.Inclusion[:n:n]
+	return nil
+}
+
 // EpochProof is the proof of a label at an earlier epoch of a response's
 // checkpoint (docs/spec/directory.md §Proof bundles): that epoch's log
 // entry, its inclusion in the checkpoint's tree, and the label's map
@@ -214,7 +235,7 @@ type LookupResponse struct {
 
 //	struct {
 //	    uint8 type = 0x52;
-//	    uint8 format = 2;
+//	    uint8 format = 3;
 //	    CheckpointUpdate checkpoint;
 //	    LabelProof proof;
 //	    select (proof.map_proof.kind) {
@@ -227,7 +248,7 @@ type LookupResponse struct {
 func (r *LookupResponse) Marshal() ([]byte, error) {
 	return build(func(b *cryptobyte.Builder) {
 		b.AddUint8(typeLookupResponse)
-		b.AddUint8(format2)
+		b.AddUint8(format3)
 		r.Checkpoint.add(b)
 		r.Proof.add(b)
 		if r.Proof.MapProof != nil && (r.Proof.MapProof.Kind == vmap.ProofInclusion) != (r.Record != nil) ||
@@ -247,7 +268,7 @@ func (r *LookupResponse) Marshal() ([]byte, error) {
 func ParseLookupResponse(data []byte) (*LookupResponse, error) {
 	s := newReader(data)
 	r := &LookupResponse{}
-	if !readHeaderFormat(s, typeLookupResponse, format2) || !r.Checkpoint.read(s) || !r.Proof.read(s) {
+	if !readHeaderFormat(s, typeLookupResponse, format3) || !r.Checkpoint.read(s) || !r.Proof.read(s) {
 		return nil, fmt.Errorf("%w: lookup response", ErrMalformed)
 	}
 	if r.Proof.MapProof.Kind == vmap.ProofInclusion {
@@ -285,7 +306,7 @@ type HistoryResponse struct {
 
 //	struct {
 //	    uint8 type = 0x53;
-//	    uint8 format = 2;
+//	    uint8 format = 3;
 //	    CheckpointUpdate checkpoint;
 //	    LabelProof proof;
 //	    uint32 since;
@@ -297,7 +318,7 @@ type HistoryResponse struct {
 func (r *HistoryResponse) Marshal() ([]byte, error) {
 	return build(func(b *cryptobyte.Builder) {
 		b.AddUint8(typeHistoryResponse)
-		b.AddUint8(format2)
+		b.AddUint8(format3)
 		r.Checkpoint.add(b)
 		r.Proof.add(b)
 		b.AddUint32(r.Since)
@@ -325,7 +346,7 @@ func ParseHistoryResponse(data []byte) (*HistoryResponse, error) {
 	s := newReader(data)
 	r := &HistoryResponse{}
 	var recs cryptobyte.String
-	if !readHeaderFormat(s, typeHistoryResponse, format2) || !r.Checkpoint.read(s) || !r.Proof.read(s) ||
+	if !readHeaderFormat(s, typeHistoryResponse, format3) || !r.Checkpoint.read(s) || !r.Proof.read(s) ||
 		!s.ReadUint32(&r.Since) || !readUint32Prefixed(s, &recs) || !readRecordProof(s, &r.RecordProof) || !s.Empty() {
 		return nil, fmt.Errorf("%w: history response", ErrMalformed)
 	}

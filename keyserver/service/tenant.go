@@ -972,6 +972,9 @@ func (t *Tenant) Lookup(ctx context.Context, l org.Label, clientSize uint64) (*k
 	if err != nil {
 		return nil, err
 	}
+	if err := p.Anchor(&cu); err != nil { // directory.md §Anchored inclusion
+		return nil, err
+	}
 	r := &kt.LookupResponse{Checkpoint: cu, Proof: p}
 	if p.MapProof.Kind == vmap.ProofInclusion {
 		_, rec, err := t.versionAt(ctx, label, sv.size-1)
@@ -1012,6 +1015,9 @@ func (t *Tenant) LabelHistory(ctx context.Context, l org.Label, since uint32, cl
 	}
 	p, label, err := t.labelProof(ctx, sv, alpha)
 	if err != nil {
+		return nil, err
+	}
+	if err := p.Anchor(&cu); err != nil { // directory.md §Anchored inclusion
 		return nil, err
 	}
 	v, _, err := t.versionAt(ctx, label, sv.size-1)

@@ -526,6 +526,9 @@ func (d *Directory) lookup(l org.Label, clientSize uint64) (*kt.LookupResponse, 
 	if err != nil {
 		return nil, err
 	}
+	if err := p.Anchor(&cu); err != nil {
+		return nil, err
+	}
 	r := &kt.LookupResponse{Checkpoint: cu, Proof: p, Record: d.latest(label)}
 	if r.RecordProof, err = d.recordProof(label, r.Record); err != nil {
 		return nil, err
@@ -598,6 +601,9 @@ func (d *Directory) history(l org.Label, since uint32, clientSize uint64) (*kt.H
 	}
 	p, label, err := d.labelProof(l)
 	if err != nil {
+		return nil, err
+	}
+	if err := p.Anchor(&cu); err != nil {
 		return nil, err
 	}
 	rs := d.records[label]
