@@ -54,7 +54,9 @@ func lastLeafNode(oldSize, newSize uint64) (pos int, start uint64, n int) {
 // of leaf newSize-1 against the consistency proof from oldSize to newSize
 // (0 < oldSize < newSize): the length of the inclusion proof of that leaf
 // in the subtree of the consistency proof's node that covers it, at most
-// ⌈log2(newSize − oldSize)⌉.
+// ⌊log2(newSize − oldSize)⌋: that subtree holds g ≤ newSize − oldSize
+// leaves, and the last leaf of a tree of g leaves has a proof of
+// popcount(g − 1) hashes.
 func AnchoredInclusionLen(oldSize, newSize uint64) int {
 	_, start, _ := lastLeafNode(oldSize, newSize)
 	return inclusionLen(newSize-1-start, newSize-start)

@@ -14,7 +14,7 @@ import (
 // sizes 0 < old < new of a tree: the consistency proof (from the tree)
 // verifies against roots from golang.org/x/mod/sumdb/tlog, the anchored
 // proof is a prefix of the last leaf's inclusion proof of the length
-// AnchoredInclusionLen gives (at most ⌈log2(new − old)⌉), it verifies,
+// AnchoredInclusionLen gives (at most ⌊log2(new − old)⌋), it verifies,
 // and any change to the leaf, the proof, the consistency proof's node or
 // the sizes is rejected.
 func TestAnchoredInclusion(t *testing.T) {
@@ -54,7 +54,7 @@ func TestAnchoredInclusion(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if n := AnchoredInclusionLen(old, newSize); len(p) != n || n > bits.Len64(newSize-old-1) || n > len(full) {
+			if n := AnchoredInclusionLen(old, newSize); len(p) != n || n > bits.Len64(newSize-old)-1 || n > len(full) {
 				t.Fatalf("%d→%d: %d hashes, AnchoredInclusionLen %d, full %d", old, newSize, len(p), n, len(full))
 			}
 			for i := range p {
@@ -109,7 +109,7 @@ func TestAnchoredInclusionLen(t *testing.T) {
 		{1, 1 << 40}, {1<<62 + 3, 1<<62 + 2880}, {MaxTreeSize - 1, MaxTreeSize},
 	} {
 		n := AnchoredInclusionLen(c.old, c.new)
-		if n > bits.Len64(c.new-c.old-1) {
+		if n > bits.Len64(c.new-c.old)-1 {
 			t.Errorf("%d→%d: %d hashes", c.old, c.new, n)
 		}
 		_, _, consLen := lastLeafNode(c.old, c.new)

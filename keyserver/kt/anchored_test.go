@@ -12,7 +12,7 @@ import (
 // TestAnchoredInclusion: a lookup that brings a client a larger tree than
 // the one it trusts carries the anchored inclusion proof of the new last
 // entry (docs/spec/directory.md §Anchored inclusion): at most
-// ⌈log2 g⌉ hashes for a client g epochs behind, none for one epoch. The
+// ⌊log2 g⌋ hashes for a client g epochs behind, none for one epoch. The
 // whole inclusion proof in its place, an anchored proof for another entry
 // or against a changed consistency proof are refused, with the state
 // unchanged; the same proofs against a checkpoint the client already
@@ -27,7 +27,7 @@ func TestAnchoredInclusion(t *testing.T) {
 		ok(t, w.d.PublishQuietEpochs(int(g), at(3)))
 		r := must(w.d.Lookup(w.bob, base))
 		want := tlog.AnchoredInclusionLen(base, base+g)
-		if len(r.Proof.Inclusion) != want || want > bits.Len64(g-1) {
+		if len(r.Proof.Inclusion) != want || want > bits.Len64(g)-1 {
 			t.Fatalf("%d epochs behind: %d hashes, want %d", g, len(r.Proof.Inclusion), want)
 		}
 		full := must(w.d.Tree.InclusionProof(t.Context(), base+g-1, base+g))
