@@ -103,7 +103,8 @@ type Client struct {
 	vrfs   map[string]verifiedVRF
 	values map[vmap.Label]*verifiedValue
 	// held is the epoch entry last proven to be the last leaf of the
-	// checkpoint of size heldSize and root heldRoot (§Held entry).
+	// checkpoint of size heldSize and root heldRoot (§Held entry); part of
+	// the client state while that checkpoint is the trusted one.
 	held     *EpochEntry
 	heldSize uint64
 	heldRoot tlog.Hash
@@ -489,21 +490,32 @@ func (c *Client) holds(cp *tlog.Checkpoint, leaf tlog.Hash) bool {
 	return err == nil && h == leaf
 }
 
+// heldEntry returns the entry the client holds as the last leaf of the
+// checkpoint it trusts, or nil (also for a forked client, which accepts
+// nothing more); c.mu held.
+func (c *Client) heldEntry() *EpochEntry {
+	cp, _ := c.verifier.Checkpoint()
+	if cp == nil || c.held == nil || c.heldSize != cp.Size || c.heldRoot != cp.Root || c.verifier.Fork() != nil {
+		return nil
+	}
+	return c.held
+}
+
 // HeldEntry returns the epoch of the entry the client holds as the last
 // leaf of the checkpoint it trusts, and whether it holds one
 // (docs/spec/directory.md §Held entry). A client that does sends it with
 // its tree size in lookups, and the directory then leaves out the
 // entry's inclusion proof while its checkpoint is still the client's.
-// The held entry is kept in memory only, like the VRF and value caches:
-// a client restored from its state holds none until its next proof.
+// The held entry is part of the client state (MarshalState), so a
+// restored client still holds it.
 func (c *Client) HeldEntry() (epoch uint64, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cp, _ := c.verifier.Checkpoint()
-	if cp == nil || c.held == nil || c.heldSize != cp.Size || c.heldRoot != cp.Root {
+	held := c.heldEntry()
+	if held == nil {
 		return 0, false
 	}
-	return c.held.Epoch, true
+	return held.Epoch, true
 }
 
 // floor returns the client's time floor F (docs/spec/tlog.md §Time

@@ -1,6 +1,7 @@
 package kt_test
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 
@@ -11,10 +12,11 @@ import (
 // TestHeldEntry: once a client has verified a label proof at its trusted
 // checkpoint, it holds the checkpoint's last entry, and a lookup against
 // that checkpoint may leave the entry's inclusion proof out
-// (docs/spec/directory.md §Held entry). An empty inclusion proof is
-// refused, with the state unchanged, for any other entry, by a client
-// that holds nothing (a restored one, or one that moved to a newer
-// checkpoint), and for a tree of another size.
+// (docs/spec/directory.md §Held entry). The held entry is part of the
+// client state. An empty inclusion proof is refused, with the state
+// unchanged, for any other entry, by a client that holds nothing (one
+// that took its checkpoint from a consistency response, or moved to a
+// newer checkpoint), and for a tree of another size.
 func TestHeldEntry(t *testing.T) {
 	w := newWorld(t, 93)
 	ok(t, w.d.PublishQuietEpochs(5, at(2))) // size 6: inclusion proofs are not empty
@@ -68,11 +70,45 @@ func TestHeldEntry(t *testing.T) {
 		refused(t, c2, cloneLookup(t, r), kt.StepLogInclusion)
 	})
 	t.Run("restored client", func(t *testing.T) {
-		c2 := must(kt.RestoreClient(w.d.Config(maxAge), state(t, c)))
-		if _, held := c2.HeldEntry(); held {
-			t.Fatal("the held entry is in the state")
+		// The held entry is part of the client state: a restored client
+		// still holds it, and one restored from a state whose held entry
+		// is dropped or changed does not.
+		st := state(t, c)
+		c2 := must(kt.RestoreClient(w.d.Config(maxAge), st))
+		if e2, held := c2.HeldEntry(); !held || e2 != e {
+			t.Fatalf("restored client holds %d, %v; want %d", e2, held, e)
 		}
-		refused(t, c2, cloneLookup(t, r), kt.StepLogInclusion)
+		must(c2.VerifyLookup(w.tenant, w.bob, cloneLookup(t, r), at(3)))
+		entry := must(first.Proof.Entry.Marshal())
+		i := bytes.Index(st, entry)
+		if i < 1 || st[i-1] != byte(len(entry)) {
+			t.Fatal("held entry not found in the state")
+		}
+		dropped := append(append(bytes.Clone(st[:i-1]), 0), st[i+len(entry):]...)
+		c3 := must(kt.RestoreClient(w.d.Config(maxAge), dropped))
+		if _, held := c3.HeldEntry(); held {
+			t.Fatal("a state without the held entry holds one")
+		}
+		refused(t, c3, cloneLookup(t, r), kt.StepLogInclusion)
+		for name, bad := range map[string][]byte{
+			"another epoch": func() []byte {
+				b := bytes.Clone(st)
+				b[i+2+7] ^= 1
+				return b
+			}(),
+			"truncated": append(append(append(bytes.Clone(st[:i-1]), byte(len(entry)-1)), entry[:len(entry)-1]...), st[i+len(entry):]...),
+		} {
+			if _, err := kt.RestoreClient(w.d.Config(maxAge), bad); !errors.Is(err, kt.ErrMalformed) {
+				t.Errorf("%s held entry: %v, want ErrMalformed", name, err)
+			}
+		}
+		// A held entry with another map root restores (the state's
+		// integrity is the caller's, §Client state), and then an empty
+		// inclusion proof for the real entry is refused.
+		b := bytes.Clone(st)
+		b[i+len(entry)-1] ^= 1
+		c4 := must(kt.RestoreClient(w.d.Config(maxAge), b))
+		refused(t, c4, cloneLookup(t, r), kt.StepLogInclusion)
 	})
 	t.Run("newer checkpoint", func(t *testing.T) {
 		c2 := w.client(t)

@@ -70,8 +70,8 @@ func TestT26KeyNotInKT(t *testing.T) {
 		// checkpoint, where an earlier check catches the mutation.
 		cached kt.ProofStep
 	}
-	// Mutations tried on a client restored from c's state, which holds no
-	// entry: for a client that holds it, an empty inclusion proof is the
+	// Mutations tried on a copy of c that holds no entry (restored from
+	// its state, the held entry dropped): for a client that holds it, an empty inclusion proof is the
 	// held entry's (directory.md §Held entry, TestHeldEntry).
 	restored := map[string]bool{"log inclusion truncated": true}
 	bobResp := func(size uint64) *kt.LookupResponse { return must(w.d.Lookup(w.bob, size)) }
@@ -117,6 +117,7 @@ func TestT26KeyNotInKT(t *testing.T) {
 				c := c
 				if restored[m.name] {
 					c = must(kt.RestoreClient(w.d.Config(maxAge), state(t, c)))
+					c.DropCaches(true) // and its held entry
 				}
 				before := state(t, c)
 				_, err := c.VerifyLookup(w.tenant, w.alice, r, at(5))

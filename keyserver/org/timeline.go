@@ -124,15 +124,14 @@ func addCertAction(b *cryptobyte.Builder, code CodeID, c *DeviceCertificate, oth
 		b.SetError(err)
 		return
 	}
-	own := sha256.Sum256(enc)
+	if len(others) > 0 && slices.Contains(others, sha256.Sum256(enc)) {
+		b.SetError(errEncode)
+		return
+	}
 	addID(b, code[:])
 	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(enc) })
 	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
 		for _, h := range others {
-			if h == own {
-				b.SetError(errEncode)
-				return
-			}
 			b.AddBytes(h[:])
 		}
 	})
@@ -421,7 +420,7 @@ func parseEntryBodyWith(s *cryptobyte.String, sig []byte, certs certParser) (*En
 				copy(hs[i][:], others[32*i:])
 			}
 		}
-		if !checkOthers(hs) || slices.Contains(hs, sha256.Sum256(enc)) {
+		if !checkOthers(hs) || len(hs) > 0 && slices.Contains(hs, sha256.Sum256(enc)) {
 			return nil, ErrMalformed
 		}
 		if ActionKind(kind) == ActionDeviceAdded {
