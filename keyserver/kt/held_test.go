@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/moat-im/moat/crypto/tlog"
 	"github.com/moat-im/moat/keyserver/kt"
 	"github.com/moat-im/moat/keyserver/vmap"
 )
@@ -62,12 +63,52 @@ func TestHeldEntry(t *testing.T) {
 		refused(t, c, bad, kt.StepLogInclusion)
 	})
 	t.Run("client that holds nothing", func(t *testing.T) {
+		// A consistency response without the last entry (as an enrolment
+		// answer's checkpoint): nothing held.
 		c2 := w.client(t)
-		must(c2.UpdateCheckpoint(must(w.d.Consistency(0)), at(3)))
+		cr := must(w.d.Consistency(0))
+		cr.Last = nil
+		must(c2.UpdateCheckpoint(cr, at(3)))
 		if _, held := c2.HeldEntry(); held {
-			t.Fatal("a consistency response made the client hold an entry")
+			t.Fatal("a consistency response without an entry made the client hold one")
 		}
 		refused(t, c2, cloneLookup(t, r), kt.StepLogInclusion)
+	})
+	t.Run("consistency response", func(t *testing.T) {
+		// With the last entry, the client holds it.
+		c2 := w.client(t)
+		cr := must(w.d.Consistency(0))
+		if cr.Last == nil || len(cr.Last.Inclusion) == 0 {
+			t.Fatal("consistency response without the last entry and its whole inclusion proof")
+		}
+		bad := *cr
+		bad.Last = &kt.LastEntry{Entry: cr.Last.Entry, Inclusion: cr.Last.Inclusion}
+		bad.Last.Entry.MapRoot[0] ^= 1
+		before := state(t, c2)
+		_, err := c2.UpdateCheckpoint(&bad, at(3))
+		var ke *kt.KTProofError
+		if !errors.As(err, &ke) || ke.Step != kt.StepLogInclusion {
+			t.Fatalf("another last entry: got %v, want a log inclusion proof error", err)
+		}
+		sameState(t, c2, before)
+		must(c2.UpdateCheckpoint(cr, at(3)))
+		if e2, held := c2.HeldEntry(); !held || e2 != e {
+			t.Fatalf("holds %d, %v after a consistency response; want %d", e2, held, e)
+		}
+		must(c2.VerifyLookup(w.tenant, w.bob, cloneLookup(t, r), at(3)))
+		// The trusted checkpoint's note again, with its last entry: held.
+		c3 := w.client(t)
+		cr3 := must(w.d.Consistency(0))
+		cr3.Last = nil
+		must(c3.UpdateCheckpoint(cr3, at(3)))
+		again := must(w.d.Consistency(c3.TreeSize()))
+		if again.Last == nil {
+			t.Fatal("no last entry with the trusted checkpoint's note")
+		}
+		must(c3.UpdateCheckpoint(again, at(3)))
+		if _, held := c3.HeldEntry(); !held {
+			t.Fatal("last entry of the trusted checkpoint not held")
+		}
 	})
 	t.Run("restored client", func(t *testing.T) {
 		// The held entry is part of the client state: a restored client
@@ -114,7 +155,12 @@ func TestHeldEntry(t *testing.T) {
 		c2 := w.client(t)
 		must(c2.VerifyLookup(w.tenant, w.alice, must(w.d.Lookup(w.alice, 0)), at(3)))
 		must(w.d.PublishEpoch(at(4)))
-		must(c2.UpdateCheckpoint(must(w.d.Consistency(c2.TreeSize())), at(4)))
+		cr := must(w.d.Consistency(c2.TreeSize()))
+		if cr.Last == nil || len(cr.Last.Inclusion) != tlog.AnchoredInclusionLen(c2.TreeSize(), w.d.Size()) {
+			t.Fatal("consistency response without the anchored last entry")
+		}
+		cr.Last = nil
+		must(c2.UpdateCheckpoint(cr, at(4)))
 		if _, held := c2.HeldEntry(); held {
 			t.Fatal("the client holds an entry of an older tree")
 		}

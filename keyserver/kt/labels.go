@@ -25,6 +25,8 @@ const (
 	typeMonitorResponse     = 0x57
 
 	format1 = 0x01
+	// format2 is the format of ConsistencyResponse (with the last entry).
+	format2 = 0x02
 	// format3 is the format of LookupResponse and HistoryResponse (with
 	// the record proof, and the anchored inclusion proof of
 	// docs/spec/directory.md §Anchored inclusion).

@@ -136,15 +136,22 @@ func (p *LabelProof) read(s *cryptobyte.String) bool {
 // as it is. A directory calls it on the label proof of a lookup or a
 // history before sending it.
 func (p *LabelProof) Anchor(cu *CheckpointUpdate) error {
-	size := p.Entry.Epoch + 1
+	return anchor(cu, p.Entry.Epoch, &p.Inclusion)
+}
+
+// anchor trims incl, the whole inclusion proof of the last leaf (epoch)
+// of its tree, to its anchored prefix against cu, if cu proves
+// consistency from a smaller, non-empty tree.
+func anchor(cu *CheckpointUpdate, epoch uint64, incl *[]tlog.Hash) error {
+	size := epoch + 1
 	if cu.BaseSize == 0 || cu.BaseSize >= size {
 		return nil
 	}
 	n := tlog.AnchoredInclusionLen(cu.BaseSize, size)
-	if len(p.Inclusion) < n {
-		return fmt.Errorf("%w: inclusion proof of %d hashes to anchor, want at least %d", ErrMalformed, len(p.Inclusion), n)
+	if len(*incl) < n {
+		return fmt.Errorf("%w: inclusion proof of %d hashes to anchor, want at least %d", ErrMalformed, len(*incl), n)
 	}
-	p.Inclusion = p.Inclusion[:n:n]
+	*incl = (*incl)[:n:n]
 	return nil
 }
 
@@ -365,23 +372,57 @@ func ParseHistoryResponse(data []byte) (*HistoryResponse, error) {
 
 // ConsistencyResponse carries a newer checkpoint and its consistency with
 // the client's (docs/spec/directory.md §Proof bundles), for a client that
-// wants the latest checkpoint without a lookup.
+// wants the latest checkpoint without a lookup, and with it the
+// checkpoint's last entry, which the client then holds (§Held entry).
 type ConsistencyResponse struct {
 	Checkpoint CheckpointUpdate
+	// Last is the note's last entry and its inclusion proof (anchored
+	// against Checkpoint as a label proof's is), or nil. Only with a
+	// note.
+	Last *LastEntry
+}
+
+// LastEntry is the last entry of a checkpoint's tree and its inclusion
+// proof.
+type LastEntry struct {
+	Entry     EpochEntry
+	Inclusion []tlog.Hash
+}
+
+// Anchor is LabelProof.Anchor for the last entry.
+func (l *LastEntry) Anchor(cu *CheckpointUpdate) error {
+	return anchor(cu, l.Entry.Epoch, &l.Inclusion)
 }
 
 //	struct {
 //	    uint8 type = 0x54;
-//	    uint8 format = 1;
+//	    uint8 format = 2;
 //	    CheckpointUpdate checkpoint;
+//	    uint8 has_last;                   /* 0 or 1; 0 if checkpoint.note is empty */
+//	    select (has_last) {
+//	        case 0: struct {};
+//	        case 1: EpochEntry entry; opaque inclusion<0..2^16-1>;
+//	    };
 //	} ConsistencyResponse;
 
 // Marshal returns the ConsistencyResponse encoding.
 func (r *ConsistencyResponse) Marshal() ([]byte, error) {
 	return build(func(b *cryptobyte.Builder) {
 		b.AddUint8(typeConsistencyResponse)
-		b.AddUint8(format1)
+		b.AddUint8(format2)
 		r.Checkpoint.add(b)
+		if r.Last == nil {
+			b.AddUint8(0)
+			return
+		}
+		entry, err := r.Last.Entry.Marshal()
+		if err != nil || len(r.Checkpoint.Note) == 0 || len(r.Last.Inclusion) > MaxProofHashes {
+			b.SetError(ErrMalformed)
+			return
+		}
+		b.AddUint8(1)
+		b.AddBytes(entry)
+		addHashes(b, r.Last.Inclusion)
 	})
 }
 
@@ -389,8 +430,23 @@ func (r *ConsistencyResponse) Marshal() ([]byte, error) {
 func ParseConsistencyResponse(data []byte) (*ConsistencyResponse, error) {
 	s := newReader(data)
 	r := &ConsistencyResponse{}
-	if !readHeader(s, typeConsistencyResponse) || !r.Checkpoint.read(s) || !s.Empty() {
+	var has uint8
+	if !readHeaderFormat(s, typeConsistencyResponse, format2) || !r.Checkpoint.read(s) || !s.ReadUint8(&has) || has > 1 ||
+		(has == 1 && len(r.Checkpoint.Note) == 0) {
 		return nil, fmt.Errorf("%w: consistency response", ErrMalformed)
+	}
+	if has == 1 {
+		e, err := readEpochEntry(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: consistency response entry", ErrMalformed)
+		}
+		r.Last = &LastEntry{Entry: *e}
+		if !readHashes(s, &r.Last.Inclusion) {
+			return nil, fmt.Errorf("%w: consistency response inclusion", ErrMalformed)
+		}
+	}
+	if !s.Empty() {
+		return nil, fmt.Errorf("%w: consistency response: trailing bytes", ErrMalformed)
 	}
 	return r, nil
 }

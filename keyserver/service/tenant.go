@@ -1063,7 +1063,18 @@ func (t *Tenant) Consistency(ctx context.Context, clientSize uint64) (*kt.Consis
 	if err != nil {
 		return nil, err
 	}
-	return &kt.ConsistencyResponse{Checkpoint: cu}, nil
+	r := &kt.ConsistencyResponse{Checkpoint: cu}
+	if len(cu.Note) > 0 { // the last entry, for the client to hold (directory.md §Held entry)
+		incl, err := t.tree.Load().InclusionProof(ctx, sv.size-1, sv.size)
+		if err != nil {
+			return nil, err
+		}
+		r.Last = &kt.LastEntry{Entry: sv.entry, Inclusion: incl}
+		if err := r.Last.Anchor(&cu); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
 // ---------------------------------------------------------------------------
