@@ -229,9 +229,13 @@ func (c *Client) prepareValueSigs(v *org.UserValue, user org.UserID, ca *keys.Or
 			jobs = append(jobs, func() { check() })
 			continue
 		}
+		if vouched[string(enc)] && cert.Issuer == caID {
+			r.cached[i] = true // in an entry the CA signed, through the chain
+			continue
+		}
 		h := sha256.Sum256(enc)
-		if (vouched[string(enc)] || vouchedHash[h]) && cert.Issuer == caID {
-			r.cached[i] = true // in, or named by, an entry the CA signed, through the chain
+		if vouchedHash[h] && cert.Issuer == caID {
+			r.cached[i] = true // named by an entry the CA signed, through the chain
 			continue
 		}
 		k := sigKey(sigKindCertificate, caID, tenant, h)

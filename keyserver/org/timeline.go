@@ -3,7 +3,6 @@ package org
 import (
 	"bytes"
 	"crypto/sha256"
-	"slices"
 	"time"
 
 	"github.com/moat-im/moat/crypto/keys"
@@ -122,10 +121,6 @@ func addCertAction(b *cryptobyte.Builder, code CodeID, c *DeviceCertificate, oth
 	enc, err := c.Marshal()
 	if err != nil {
 		b.SetError(err)
-		return
-	}
-	if len(others) > 0 && slices.Contains(others, sha256.Sum256(enc)) {
-		b.SetError(errEncode)
 		return
 	}
 	addID(b, code[:])
@@ -420,7 +415,7 @@ func parseEntryBodyWith(s *cryptobyte.String, sig []byte, certs certParser) (*En
 				copy(hs[i][:], others[32*i:])
 			}
 		}
-		if !checkOthers(hs) || len(hs) > 0 && slices.Contains(hs, sha256.Sum256(enc)) {
+		if !checkOthers(hs) {
 			return nil, ErrMalformed
 		}
 		if ActionKind(kind) == ActionDeviceAdded {
