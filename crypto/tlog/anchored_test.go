@@ -118,3 +118,51 @@ func TestAnchoredInclusionLen(t *testing.T) {
 		}
 	}
 }
+
+// FuzzVerifyAnchoredInclusion: arbitrary sizes and proofs never panic,
+// and a proof verifies only when its anchor node of the consistency proof
+// is the subtree root it computes; the real proofs of a small tree, with
+// one hash or a size changed, are the seeds.
+func FuzzVerifyAnchoredInclusion(f *testing.F) {
+	ctx := context.Background()
+	tr, _ := newTestTree(f, 40, rand.New(rand.NewPCG(11, 11)))
+	hashes := func(hs []Hash) []byte {
+		var b []byte
+		for _, h := range hs {
+			b = append(b, h[:]...)
+		}
+		return b
+	}
+	for _, c := range []struct{ old, new uint64 }{{1, 2}, {3, 7}, {8, 9}, {5, 40}, {31, 33}} {
+		cons := must(tr.ConsistencyProof(ctx, c.old, c.new))
+		p := must(tr.AnchoredInclusionProof(ctx, c.old, c.new))
+		f.Add(c.old, c.new, hashes(cons), hashes(p), leafData(c.new-1))
+	}
+	f.Add(uint64(MaxTreeSize-1), uint64(MaxTreeSize), []byte{}, []byte{}, []byte("x"))
+	split := func(b []byte) []Hash {
+		hs := make([]Hash, len(b)/HashSize)
+		for i := range hs {
+			copy(hs[i][:], b[i*HashSize:])
+		}
+		return hs
+	}
+	f.Fuzz(func(t *testing.T, old, newSize uint64, cons, p, leaf []byte) {
+		if len(cons) > 126*HashSize || len(p) > 63*HashSize {
+			return
+		}
+		err := VerifyAnchoredInclusion(LeafHash(leaf), old, newSize, split(cons), split(p))
+		if err != nil && !errors.Is(err, ErrBadProof) {
+			t.Fatalf("error %v does not wrap ErrBadProof", err)
+		}
+		if err == nil && (old == 0 || old >= newSize || len(p)/HashSize != AnchoredInclusionLen(old, newSize)) {
+			t.Fatalf("accepted %d→%d with %d hashes", old, newSize, len(p)/HashSize)
+		}
+	})
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
