@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/moat-im/moat/client"
+	"github.com/moat-im/moat/crypto/tlog"
 	"github.com/moat-im/moat/keyserver/kt"
 )
 
@@ -20,6 +21,7 @@ type lookupRecorder struct {
 	mu        sync.Mutex
 	held      []bool
 	inclusion []int
+	anchored  []int // the anchored proof's length, -2 if not anchored
 	size      []int
 }
 
@@ -34,21 +36,29 @@ func (l *lookupRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(b))
-	n := -1
+	n, want := -1, -2
 	if lr, err := kt.ParseLookupResponse(b); err == nil {
 		n = len(lr.Proof.Inclusion)
+		// A new, larger checkpoint than the client's: the anchored
+		// proof (directory.md §Anchored inclusion).
+		if base, size := lr.Checkpoint.BaseSize, lr.Proof.Entry.Epoch+1; base > 0 && base < size {
+			want = tlog.AnchoredInclusionLen(base, size)
+		}
 	}
 	l.mu.Lock()
 	l.held = append(l.held, r.URL.Query().Has("entry"))
 	l.inclusion = append(l.inclusion, n)
+	l.anchored = append(l.anchored, want)
 	l.size = append(l.size, len(b))
 	l.mu.Unlock()
 	return resp, nil
 }
 
-// TestHeldEntryLookups: once the SDK has verified a lookup at its
-// checkpoint, its next lookups at that checkpoint say so and get no log
-// inclusion proof (docs/spec/directory.md §Held entry), and still verify.
+// TestHeldEntryLookups: the SDK's first lookup after a new checkpoint
+// gets the anchored inclusion proof (docs/spec/directory.md §Anchored
+// inclusion); once it has verified it, its next lookups at that
+// checkpoint say so and get no log inclusion proof (§Held entry), and
+// still verify.
 func TestHeldEntryLookups(t *testing.T) {
 	w := newWorld(t)
 	for range 3 { // a tree whose inclusion proofs are not empty
@@ -59,7 +69,7 @@ func TestHeldEntryLookups(t *testing.T) {
 	w.s.Publish()
 	ctx := context.Background()
 	rec.mu.Lock()
-	rec.held, rec.inclusion = nil, nil
+	rec.held, rec.inclusion, rec.anchored = nil, nil, nil
 	rec.mu.Unlock()
 	for _, u := range []client.UserID{w.alice, w.bob, w.alice} {
 		ct, err := c.Contact(ctx, u)
@@ -74,8 +84,8 @@ func TestHeldEntryLookups(t *testing.T) {
 		t.Fatalf("%d lookups recorded, want at least 3", len(rec.held))
 	}
 	t.Logf("lookup answers: %v bytes; inclusion proofs: %v hashes", rec.size, rec.inclusion)
-	if rec.inclusion[0] <= 0 {
-		t.Fatalf("first lookup after a new checkpoint: inclusion proof of %d hashes, want some", rec.inclusion[0])
+	if rec.anchored[0] < 0 || rec.inclusion[0] != rec.anchored[0] {
+		t.Fatalf("first lookup after a new checkpoint: inclusion proof of %d hashes, want the anchored proof (%d)", rec.inclusion[0], rec.anchored[0])
 	}
 	for i := 1; i < len(rec.held); i++ {
 		if !rec.held[i] || rec.inclusion[i] != 0 {

@@ -192,8 +192,11 @@ func (c *Client) prepareValueSigs(v *org.UserValue, user org.UserID, ca *keys.Or
 			return r.entries[i] == nil
 		})
 	}
-	// The certificates the value's entries carry, by encoding (chain).
+	// The certificates the value's entries carry, by encoding, and those
+	// they name by hash (chain; directory.md §Client verification, step
+	// 8).
 	var vouched map[string]bool
+	var vouchedHash map[[32]byte]bool
 	if chain {
 		for _, e := range v.Entries {
 			if ec := e.Certificate(); ec != nil {
@@ -203,6 +206,12 @@ func (c *Client) prepareValueSigs(v *org.UserValue, user org.UserID, ca *keys.Or
 					}
 					vouched[string(enc)] = true
 				}
+			}
+			for _, h := range e.OtherCertificates() {
+				if vouchedHash == nil {
+					vouchedHash = map[[32]byte]bool{}
+				}
+				vouchedHash[h] = true
 			}
 		}
 	}
@@ -224,7 +233,12 @@ func (c *Client) prepareValueSigs(v *org.UserValue, user org.UserID, ca *keys.Or
 			r.cached[i] = true // in an entry the CA signed, through the chain
 			continue
 		}
-		k := sigKey(sigKindCertificate, caID, tenant, sha256.Sum256(enc))
+		h := sha256.Sum256(enc)
+		if vouchedHash[h] && cert.Issuer == caID {
+			r.cached[i] = true // named by an entry the CA signed, through the chain
+			continue
+		}
+		k := sigKey(sigKindCertificate, caID, tenant, h)
 		if c.sigs.has(k) {
 			r.cached[i] = true
 			continue

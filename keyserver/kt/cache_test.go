@@ -126,14 +126,14 @@ func TestSignatureCacheNotCommittedOnRejection(t *testing.T) {
 }
 
 // TestClientStateSignatureCacheParsing: the verified_signatures field is
-// parsed strictly, and a state of any format but 3 is refused.
+// parsed strictly, and a state of any format but 4 is refused.
 func TestClientStateSignatureCacheParsing(t *testing.T) {
 	w := newWorld(t, 75)
 	c := w.client(t)
 	must(c.VerifyLookup(w.tenant, w.alice, must(w.d.Lookup(w.alice, 0)), at(2)))
 	st := state(t, c)
 	n := c.SignatureCacheLen() * 32
-	if st[1] != 3 || n == 0 || st[len(st)-n-1] != byte(n) {
+	if st[1] != 4 || n == 0 || st[len(st)-n-1] != byte(n) {
 		t.Fatal("unexpected state layout")
 	}
 	body := st[:len(st)-n-3]
@@ -149,7 +149,8 @@ func TestClientStateSignatureCacheParsing(t *testing.T) {
 		"format 1":               append([]byte{st[0], 1}, st[2:]...),
 		"format 1 without field": append([]byte{st[0], 1}, body[2:]...),
 		"format 2":               append([]byte{st[0], 2}, st[2:]...),
-		"format 4":               append([]byte{st[0], 4}, st[2:]...),
+		"format 3":               append([]byte{st[0], 3}, st[2:]...),
+		"format 5":               append([]byte{st[0], 5}, st[2:]...),
 		"partial key":            withSigs(keys[:n-1]),
 		"duplicate key":          withSigs(append(bytes.Clone(keys), keys[:32]...)),
 		"more than 4,096 keys":   withSigs(make([]byte, 32*4097)),

@@ -128,6 +128,7 @@ func TestEd25519OnlyCosignaturesForged(t *testing.T) {
 		r.Checkpoint = kt.CheckpointUpdate{BaseSize: 1, Note: note, Consistency: must(alt.ConsistencyProof(ctx, 1, 2))}
 		r.Proof.Entry = e1
 		r.Proof.Inclusion = must(alt.InclusionProof(ctx, 1, 2))
+		ok(t, r.Proof.Anchor(&r.Checkpoint))
 		return r
 	}
 

@@ -154,6 +154,7 @@ func TestT27SplitView(t *testing.T) {
 	r.Checkpoint = kt.CheckpointUpdate{BaseSize: 1, Note: note, Consistency: must(alt.ConsistencyProof(ctx, 1, 2))}
 	r.Proof.Entry = e1
 	r.Proof.Inclusion = must(alt.InclusionProof(ctx, 1, 2))
+	ok(t, r.Proof.Anchor(&r.Checkpoint))
 	before := state(t, cB)
 	_, err := cB.VerifyLookup(w.tenant, w.alice, r, at(4))
 	if !errors.Is(err, tlog.ErrNoQuorum) {

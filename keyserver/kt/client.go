@@ -103,7 +103,8 @@ type Client struct {
 	vrfs   map[string]verifiedVRF
 	values map[vmap.Label]*verifiedValue
 	// held is the epoch entry last proven to be the last leaf of the
-	// checkpoint of size heldSize and root heldRoot (§Held entry).
+	// checkpoint of size heldSize and root heldRoot (§Held entry); part of
+	// the client state while that checkpoint is the trusted one.
 	held     *EpochEntry
 	heldSize uint64
 	heldRoot tlog.Hash
@@ -269,16 +270,8 @@ func (c *Client) openProofWith(alpha []byte, cu *CheckpointUpdate, p *LabelProof
 		}
 	}
 	// 3. The entry is in the checkpoint's tree.
-	leaf, err := p.Entry.LeafHash()
-	if err != nil {
-		return pv, ktErr(StepEpoch, pv, "entry does not encode", err)
-	}
-	// An empty inclusion proof may stand for the entry the client holds
-	// as the last leaf of this very tree (§Held entry).
-	if held := len(p.Inclusion) == 0 && c.holds(pv.cp, leaf); !held {
-		if err := tlog.VerifyInclusion(leaf, p.Entry.Epoch, pv.cp.Size, p.Inclusion, pv.cp.Root); err != nil {
-			return pv, ktErr(StepLogInclusion, pv, "epoch entry not in the checkpoint's tree", err)
-		}
+	if err := c.checkLastLeaf(pv, cu, &p.Entry, p.Inclusion); err != nil {
+		return pv, err
 	}
 	pv.lastLeaf = true
 	// 4. The label is the VRF output of alpha under the pinned key. A
@@ -312,6 +305,34 @@ func (c *Client) openProofWith(alpha []byte, cu *CheckpointUpdate, p *LabelProof
 		return pv, ktErr(StepRollback, pv, fmt.Sprintf("label seen at version %d is now absent", st.version), nil)
 	}
 	return pv, nil
+}
+
+// checkLastLeaf is step 3 for entry, the last leaf of pv.cp's tree: its
+// inclusion proof incl is anchored in cu's consistency proof for a new,
+// larger tree than the client's, may be empty for the entry the client
+// holds, and is otherwise the whole RFC 6962 proof.
+func (c *Client) checkLastLeaf(pv *proven, cu *CheckpointUpdate, entry *EpochEntry, incl []tlog.Hash) error {
+	leaf, err := entry.LeafHash()
+	if err != nil {
+		return ktErr(StepEpoch, pv, "entry does not encode", err)
+	}
+	switch {
+	case pv.fresh && cu.BaseSize > 0 && pv.cp.Size > cu.BaseSize:
+		// A new, larger tree: the proof is anchored in the consistency
+		// proof's node that covers the last leaf, which step 9 verifies
+		// from the trusted tree to the new root (§Anchored inclusion).
+		if err := tlog.VerifyAnchoredInclusion(leaf, cu.BaseSize, pv.cp.Size, cu.Consistency, incl); err != nil {
+			return ktErr(StepLogInclusion, pv, "epoch entry not the last leaf of the consistency proof's tree", err)
+		}
+	case len(incl) == 0 && c.holds(pv.cp, leaf):
+		// An empty inclusion proof may stand for the entry the client
+		// holds as the last leaf of this very tree (§Held entry).
+	default:
+		if err := tlog.VerifyInclusion(leaf, entry.Epoch, pv.cp.Size, incl, pv.cp.Root); err != nil {
+			return ktErr(StepLogInclusion, pv, "epoch entry not in the checkpoint's tree", err)
+		}
+	}
+	return nil
 }
 
 // openCheckpoint is step 1: the response's checkpoint, relative to the
@@ -480,21 +501,32 @@ func (c *Client) holds(cp *tlog.Checkpoint, leaf tlog.Hash) bool {
 	return err == nil && h == leaf
 }
 
+// heldEntry returns the entry the client holds as the last leaf of the
+// checkpoint it trusts, or nil (also for a forked client, which accepts
+// nothing more); c.mu held.
+func (c *Client) heldEntry() *EpochEntry {
+	cp, _ := c.verifier.Checkpoint()
+	if cp == nil || c.held == nil || c.heldSize != cp.Size || c.heldRoot != cp.Root || c.verifier.Fork() != nil {
+		return nil
+	}
+	return c.held
+}
+
 // HeldEntry returns the epoch of the entry the client holds as the last
 // leaf of the checkpoint it trusts, and whether it holds one
 // (docs/spec/directory.md §Held entry). A client that does sends it with
 // its tree size in lookups, and the directory then leaves out the
 // entry's inclusion proof while its checkpoint is still the client's.
-// The held entry is kept in memory only, like the VRF and value caches:
-// a client restored from its state holds none until its next proof.
+// The held entry is part of the client state (MarshalState), so a
+// restored client still holds it.
 func (c *Client) HeldEntry() (epoch uint64, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cp, _ := c.verifier.Checkpoint()
-	if cp == nil || c.held == nil || c.heldSize != cp.Size || c.heldRoot != cp.Root {
+	held := c.heldEntry()
+	if held == nil {
 		return 0, false
 	}
-	return c.held.Epoch, true
+	return held.Epoch, true
 }
 
 // floor returns the client's time floor F (docs/spec/tlog.md §Time
@@ -563,7 +595,11 @@ func (c *Client) trackEpoch(label vmap.Label, version uint32, cm vmap.Commitment
 }
 
 // UpdateCheckpoint verifies a consistency response and, if it passes,
-// makes its checkpoint the trusted one.
+// makes its checkpoint the trusted one. The checkpoint's last entry, if
+// the response carries it (its inclusion proof checked as a label
+// proof's, steps 2 and 3), is then held (docs/spec/directory.md §Held
+// entry); a last entry that does not verify is a *KTProofError and
+// changes nothing.
 func (c *Client) UpdateCheckpoint(resp *ConsistencyResponse, now time.Time) (*tlog.Checkpoint, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -574,7 +610,28 @@ func (c *Client) UpdateCheckpoint(resp *ConsistencyResponse, now time.Time) (*tl
 	if cu.BaseSize != c.treeSize() {
 		return nil, fmt.Errorf("%w: response from size %d, client at %d", ErrBaseSize, cu.BaseSize, c.treeSize())
 	}
-	_, trustedNote := c.verifier.Checkpoint()
+	trusted, trustedNote := c.verifier.Checkpoint()
+	// checkLast checks the response's last entry against pv.cp.
+	checkLast := func(pv *proven) error {
+		l := resp.Last
+		if l == nil {
+			return nil
+		}
+		pv.entry = l.Entry
+		if pv.cp.Size == 0 || l.Entry.Epoch != pv.cp.Size-1 {
+			return c.fail(pv, ktErr(StepEpoch, pv, fmt.Sprintf("entry of epoch %d is not the last leaf of a tree of size %d", l.Entry.Epoch, pv.cp.Size), nil), resp)
+		}
+		if err := c.checkLastLeaf(pv, cu, &l.Entry, l.Inclusion); err != nil {
+			return c.fail(pv, err, resp)
+		}
+		return nil
+	}
+	hold := func(cp *tlog.Checkpoint) {
+		if l := resp.Last; l != nil {
+			e := l.Entry
+			c.held, c.heldSize, c.heldRoot = &e, cp.Size, cp.Root
+		}
+	}
 	if len(cu.Note) == 0 || bytes.Equal(cu.Note, trustedNote) {
 		if trustedNote == nil {
 			return nil, ErrNoCheckpoint
@@ -582,16 +639,34 @@ func (c *Client) UpdateCheckpoint(resp *ConsistencyResponse, now time.Time) (*tl
 		if len(cu.Consistency) != 0 {
 			return nil, fmt.Errorf("kt: %w: consistency proof for the trusted checkpoint", tlog.ErrBadProof)
 		}
+		if err := checkLast(&proven{cp: trusted, note: trustedNote}); err != nil {
+			return nil, err
+		}
 		if err := c.checkFresh(now); err != nil {
 			return nil, err
 		}
-		cp, _ := c.verifier.Checkpoint()
-		return cp, nil
+		hold(trusted)
+		return trusted, nil
+	}
+	// The last entry, against the new checkpoint, before it is accepted;
+	// a smaller tree, or another root for the trusted size, is the tlog
+	// Verifier's to judge.
+	if resp.Last != nil {
+		ncp, err := noteCheckpoint(cu.Note)
+		if err != nil {
+			return nil, err
+		}
+		if trusted == nil || ncp.Size > trusted.Size || (ncp.Size == trusted.Size && ncp.Root == trusted.Root) {
+			if err := checkLast(&proven{cp: ncp, note: cu.Note, fresh: true}); err != nil {
+				return nil, err
+			}
+		}
 	}
 	cp, err := c.verifier.VerifyCheckpoint(cu.Note, cu.Consistency, now)
 	if err != nil {
 		return nil, fmt.Errorf("kt: checkpoint: %w", err)
 	}
+	hold(cp)
 	c.cpLogKey = nil
 	c.seen = max(now.Unix(), c.seen, c.floor(), c.verifier.Time().Unix())
 	return cp, nil

@@ -25,13 +25,16 @@ const (
 	typeMonitorResponse     = 0x57
 
 	format1 = 0x01
-	// format2 is the format of LookupResponse and HistoryResponse (with
-	// the record proof).
+	// format2 is the format of ConsistencyResponse (with the last entry).
 	format2 = 0x02
-	// format3 is the format of ClientState (with the pinned bundle, the
-	// CA history, record epochs, verified epochs and verified
-	// signatures).
+	// format3 is the format of LookupResponse and HistoryResponse (with
+	// the record proof, and the anchored inclusion proof of
+	// docs/spec/directory.md §Anchored inclusion).
 	format3 = 0x03
+	// format4 is the format of ClientState (with the pinned bundle, the
+	// CA history, record epochs, verified epochs, verified signatures and
+	// the held entry).
+	format4 = 0x04
 )
 
 // Domain-separation labels (docs/spec/directory.md §Domain separation), all

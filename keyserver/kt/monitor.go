@@ -392,6 +392,8 @@ func (c *Client) verifyMonitor(user org.UserID, self org.DeviceID, prev *monitor
 	} else if err := c.checkMonitorEntry(pv); err != nil {
 		return pv, nil, err
 	}
+	// A page that ends at the tree's last leaf proves it (§Held entry).
+	pv.lastLeaf = !pv.keepEpoch && run.verified == n-1
 	pv.mapRes = held[count-1]
 	if st := c.labels[pv.label]; st != nil && !pv.mapRes.Present {
 		return pv, nil, ktErr(StepRollback, pv, fmt.Sprintf("label seen at version %d is absent", st.version), nil)

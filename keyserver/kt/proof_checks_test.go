@@ -70,6 +70,7 @@ func TestLabelSeenThenAbsent(t *testing.T) {
 		Entry: forged, Inclusion: must(w.d.Tree.InclusionProof(ctx, forged.Epoch, forged.Epoch+1)),
 		VRFProof: vrfProof, MapProof: mapProof,
 	}}
+	ok(t, resp.Proof.Anchor(&resp.Checkpoint))
 
 	before := state(t, seen)
 	_, err := seen.VerifyLookup(w.tenant, carol, cloneLookup(t, resp), at(6))

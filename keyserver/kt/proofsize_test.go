@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -88,24 +89,38 @@ func syntheticProof(t *testing.T, label vmap.Label, s pathShape, r *rand.Rand) *
 }
 
 // TestLookupProofSizeSynthetic checks the size target for lookup
-// proofs, 1.5 KB (1,536 bytes), on the 99th percentile over present
-// labels: the map path and the VRF proof of a lookup against a checkpoint
-// whose last entry the client holds (docs/spec/directory.md §Held entry:
-// every lookup after the first of a checkpoint), at 1,000,000 and
-// 10,000,000 labels. The first lookup of each checkpoint also carries the
-// log inclusion proof (2^20 epochs, a year of 30-second epochs, the
-// longest proof at that size): its sizes are reported, and its mean
-// checked against the target. Every size comes from a real encoding: the
-// map proofs from vmap maps built to have each path shape that 200,000
-// sampled labels have (the shape alone sets a proof's size), the VRF
-// proof from kt.EvaluateLabel, the inclusion proof from a crypto/tlog
-// tree, all inside a LookupResponse. The checkpoint note and the value
-// are reported apart. In -short mode it checks the same bounds on a
-// 100,000-label map (20,000 samples) with a 2^10-entry log.
+// proofs, 1.5 KB, read as 1,500 bytes: map path + VRF proof + log
+// inclusion, on the 99th percentile and the largest of 200,000 sampled
+// present labels, at 1,000,000 and 10,000,000 labels, in each case a
+// lookup can be in (docs/spec/directory.md §Proof bundles):
+//
+//   - held: against a checkpoint whose last entry the client holds, no
+//     inclusion proof (§Held entry);
+//   - anchored, g epochs behind: the first lookup of a client that trusts
+//     the tree of size n − g and is sent the checkpoint of size n, whose
+//     inclusion proof is anchored in the consistency proof (§Anchored
+//     inclusion), for g from one epoch to 30 days of 30-second epochs;
+//   - whole: the whole inclusion proof of the last entry, for a client
+//     that trusts no checkpoint yet, or one that holds no entry of the
+//     checkpoint it trusts while the directory has no newer one.
+//
+// It asserts the 99th percentile ≤ 1,500 B for held and every anchored
+// case, and the largest ≤ 1,500 B for held and anchored up to a week
+// behind; the whole-proof case is reported. Every size comes from a real
+// encoding: the map proofs from vmap maps built to have each path shape
+// that the sampled labels have (the shape alone sets a proof's size), the
+// VRF proof from kt.EvaluateLabel, the inclusion proofs from a crypto/tlog
+// tree of 2^20 epochs (a year: the whole proof of its last entry is 20
+// hashes, the most at that size; each anchored proof is taken at the tree
+// size that makes it largest for its gap, ⌊log2 g⌋ hashes), all inside a
+// LookupResponse. The checkpoint note, its consistency proof and the value
+// are reported apart. -short: the same at both sizes with 50,000 samples
+// and a 2^16-epoch log (gaps up to a week; the whole proof is then 16
+// hashes, not 20).
 func TestLookupProofSizeSynthetic(t *testing.T) {
 	maps, samples, epochs := []int{1_000_000, 10_000_000}, 200_000, uint64(1<<20)
 	if testing.Short() {
-		maps, samples, epochs = []int{100_000}, 20_000, 1<<10
+		samples, epochs = 50_000, 1<<16
 	}
 	w := newWorld(t, 76)
 	rec := must(w.d.Records(org.Label{User: w.alice}))[0]
@@ -123,57 +138,86 @@ func TestLookupProofSizeSynthetic(t *testing.T) {
 			leaves = leaves[:0]
 		}
 	}
-	incl := must(tree.InclusionProof(ctx, epochs-1, epochs))
+	// The log part of each case, and whether its largest size is checked.
+	type logCase struct {
+		name  string
+		incl  []tlog.Hash
+		gap   uint64 // epochs behind; 0: not anchored
+		isMax bool
+	}
+	cases := []logCase{{name: "held", isMax: true}}
+	for _, g := range []struct {
+		name string
+		gap  uint64
+	}{{"1 epoch", 1}, {"1 hour", 120}, {"1 day", 2880}, {"1 week", 20160}, {"30 days", 86400}} {
+		if g.gap >= epochs/2 {
+			continue
+		}
+		// The largest anchored proof for the gap: the consistency proof's
+		// node over the last leaf is a perfect subtree of 2^b leaves,
+		// b = ⌊log2 g⌋, when the new size is 2^a + 2^b (a > b).
+		size := epochs/2 + 1<<(bits.Len64(g.gap)-1)
+		cases = append(cases, logCase{
+			name: "anchored, " + g.name + " behind", gap: g.gap, isMax: g.gap <= 20160,
+			incl: must(tree.AnchoredInclusionProof(ctx, size-g.gap, size)),
+		})
+	}
+	whole := must(tree.InclusionProof(ctx, epochs-1, epochs))
+	cases = append(cases, logCase{name: "whole inclusion proof", incl: whole})
 	r := rand.New(rand.NewPCG(76, 76))
-	const target = 1536
+	const target = 1500
 	for _, n := range maps {
 		t.Run(fmt.Sprintf("labels=%d", n), func(t *testing.T) {
 			shapes := pathShapes(n, samples, r)
-			// held: map + VRF, the inclusion proof left out; first: with it.
-			type sized struct{ held, first, whole, count int }
+			// base: map + VRF and the framing of the three fields
+			// (map_proof<1..2^16-1>, vrf_proof[80], inclusion<0..2^16-1>).
+			type sized struct{ base, count int }
 			var all []sized
-			var sumHeld, sumFirst, sumWhole float64
 			for s, count := range shapes {
 				resp := &kt.LookupResponse{
-					Proof:  kt.LabelProof{Entry: entry, Inclusion: incl, VRFProof: pi, MapProof: syntheticProof(t, label, s, r)},
+					Proof:  kt.LabelProof{Entry: entry, Inclusion: whole, VRFProof: pi, MapProof: syntheticProof(t, label, s, r)},
 					Record: rec,
 				}
 				enc := must(resp.Marshal())
 				mp := must(resp.Proof.MapProof.Marshal())
-				// map_proof<1..2^16-1>, vrf_proof[80], inclusion<0..2^16-1>.
-				held := 2 + len(mp) + len(resp.Proof.VRFProof) + 2
-				first := held + 32*len(resp.Proof.Inclusion)
-				whole := len(enc) - len(rec.Value) // without the value; the note is empty here
-				all = append(all, sized{held, first, whole, count})
-				sumHeld += float64(held * count)
-				sumFirst += float64(first * count)
-				sumWhole += float64(whole * count)
+				base := 2 + len(mp) + len(resp.Proof.VRFProof) + 2
+				if got := len(enc) - len(rec.Value); got <= base+32*len(whole) {
+					t.Fatalf("LookupResponse of %d bytes without the value, its parts %d", got, base+32*len(whole))
+				}
+				all = append(all, sized{base, count})
 			}
-			quantile := func(size func(sized) int, q float64) int {
-				slices.SortFunc(all, func(a, b sized) int { return size(a) - size(b) })
+			slices.SortFunc(all, func(a, b sized) int { return a.base - b.base })
+			quantile := func(q float64) int {
 				acc := 0
 				for _, s := range all {
 					if acc += s.count; float64(acc) >= q*float64(samples) {
-						return size(s)
+						return s.base
 					}
 				}
-				return size(all[len(all)-1])
+				return all[len(all)-1].base
 			}
-			held := func(s sized) int { return s.held }
-			first := func(s sized) int { return s.first }
-			heldMean, firstMean := sumHeld/float64(samples), sumFirst/float64(samples)
-			heldP99 := quantile(held, 0.99)
-			t.Logf("%d labels, %d path shapes over %d labels (target ≤ %d B):", n, len(all), samples, target)
-			t.Logf("  held entry, map + VRF: mean %.0f B, median %d, 99%% %d, 99.9%% %d, max %d",
-				heldMean, quantile(held, 0.5), heldP99, quantile(held, 0.999), quantile(held, 1))
-			t.Logf("  first lookup of a checkpoint, map + VRF + log inclusion (%d hashes, %d epochs): mean %.0f B, median %d, 99%% %d, 99.9%% %d, max %d",
-				len(incl), epochs, firstMean, quantile(first, 0.5), quantile(first, 0.99), quantile(first, 0.999), quantile(first, 1))
-			t.Logf("  the whole LookupResponse without the value and checkpoint note, with the inclusion proof: mean %.0f B", sumWhole/float64(samples))
-			if heldP99 > target {
-				t.Errorf("map + VRF is %d bytes on the 99th percentile at %d labels, over %d", heldP99, n, target)
+			var sum float64
+			for _, s := range all {
+				sum += float64(s.base * s.count)
 			}
-			if firstMean > target {
-				t.Errorf("map + VRF + log inclusion averages %.0f bytes at %d labels, over %d", firstMean, n, target)
+			mean, median, p99, p999, largest := sum/float64(samples), quantile(0.5), quantile(0.99), quantile(0.999), all[len(all)-1].base
+			t.Logf("%d labels, %d path shapes over %d labels, log of %d epochs (target ≤ %d B): map + VRF + log inclusion", n, len(all), samples, epochs, target)
+			for _, c := range cases {
+				l := 32 * len(c.incl)
+				t.Logf("  %-32s %2d hashes: mean %.0f B, median %d, 99%% %d, 99.9%% %d, max %d",
+					c.name, len(c.incl), mean+float64(l), median+l, p99+l, p999+l, largest+l)
+				if c.gap != 0 && len(c.incl) != bits.Len64(c.gap)-1 {
+					t.Errorf("%s: %d hashes, want the largest for the gap, ⌊log2 %d⌋", c.name, len(c.incl), c.gap)
+				}
+				if c.name == "whole inclusion proof" {
+					continue // reported
+				}
+				if p99+l > target {
+					t.Errorf("%s: %d bytes on the 99th percentile at %d labels, over %d", c.name, p99+l, n, target)
+				}
+				if c.isMax && largest+l > target {
+					t.Errorf("%s: largest %d bytes at %d labels, over %d", c.name, largest+l, n, target)
+				}
 			}
 		})
 	}

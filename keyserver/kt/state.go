@@ -17,7 +17,7 @@ import (
 //
 //	struct {
 //	    uint8  type = 0x55;
-//	    uint8  format = 3;
+//	    uint8  format = 4;
 //	    opaque bundle<1..2^24-1>;           /* the pinned TrustBundle */
 //	    opaque checkpoint_log_key<0..2^16-1>; /* empty, or the log key of the
 //	                                           trusted checkpoint if not the bundle's */
@@ -27,6 +27,8 @@ import (
 //	    uint8  has_epoch;                   /* 0 or 1 */
 //	    uint64 epoch;                       /* 0 unless has_epoch */
 //	    uint64 epoch_time;                  /* 0 unless has_epoch */
+//	    opaque held_entry<0..2^8-1>;        /* empty, or the EpochEntry held as the
+//	                                           trusted checkpoint's last leaf */
 //	    LabelState labels<0..2^32-1>;       /* by label, strictly increasing */
 //	    MonitorState monitors<0..2^32-1>;   /* by user, strictly increasing */
 //	    opaque verified_signatures<0..2^24-1>; /* ≤ 4,096 distinct 32-byte keys, oldest first */
@@ -82,7 +84,7 @@ func (c *Client) MarshalState() ([]byte, error) {
 	}
 	return build(func(b *cryptobyte.Builder) {
 		b.AddUint8(typeClientState)
-		b.AddUint8(format3)
+		b.AddUint8(format4)
 		b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(bundle) })
 		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
 			if c.cpLogKey != nil {
@@ -106,6 +108,16 @@ func (c *Client) MarshalState() ([]byte, error) {
 			b.AddUint64(0)
 			b.AddUint64(0)
 		}
+		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) {
+			if held := c.heldEntry(); held != nil {
+				enc, err := held.Marshal()
+				if err != nil {
+					b.SetError(err)
+					return
+				}
+				b.AddBytes(enc)
+			}
+		})
 		labels := make([]vmap.Label, 0, len(c.labels))
 		for l := range c.labels {
 			labels = append(labels, l)
@@ -190,13 +202,13 @@ func RestoreClient(cfg Config, state []byte) (*Client, error) {
 	var bundle, cpKey, cas, ts cryptobyte.String
 	var seen, epochAt uint64
 	var hasEpoch uint8
-	var labels, monitors, sigs cryptobyte.String
-	if !readHeaderFormat(s, typeClientState, format3) || !s.ReadUint24LengthPrefixed(&bundle) || len(bundle) == 0 ||
+	var labels, monitors, sigs, held cryptobyte.String
+	if !readHeaderFormat(s, typeClientState, format4) || !s.ReadUint24LengthPrefixed(&bundle) || len(bundle) == 0 ||
 		!s.ReadUint16LengthPrefixed(&cpKey) || !s.ReadUint16LengthPrefixed(&cas) ||
 		!s.ReadUint24LengthPrefixed(&ts) || len(ts) == 0 ||
 		!s.ReadUint64(&seen) || seen > MaxEpoch || !s.ReadUint8(&hasEpoch) || hasEpoch > 1 ||
 		!s.ReadUint64(&c.epoch) || c.epoch > MaxEpoch || !s.ReadUint64(&epochAt) || epochAt > MaxEpoch ||
-		(hasEpoch == 0 && (c.epoch != 0 || epochAt != 0)) ||
+		(hasEpoch == 0 && (c.epoch != 0 || epochAt != 0)) || !s.ReadUint8LengthPrefixed(&held) ||
 		!readUint32Prefixed(s, &labels) || !readUint32Prefixed(s, &monitors) ||
 		!s.ReadUint24LengthPrefixed(&sigs) || !s.Empty() ||
 		len(sigs)%32 != 0 || len(sigs) > 32*maxVerifiedSigs {
@@ -269,6 +281,16 @@ func RestoreClient(cfg Config, state []byte) (*Client, error) {
 	}
 	if cp, _ := c.verifier.Checkpoint(); cp == nil && len(cpKey) > 0 {
 		return nil, fmt.Errorf("%w: client state: checkpoint log key without a checkpoint", ErrMalformed)
+	}
+	// The held entry, the last leaf of the trusted checkpoint
+	// (§Held entry).
+	if len(held) > 0 {
+		e, err := readEpochEntry(&held)
+		cp, _ := c.verifier.Checkpoint()
+		if err != nil || !held.Empty() || cp == nil || e.Epoch+1 != cp.Size || c.verifier.Fork() != nil {
+			return nil, fmt.Errorf("%w: client state: held entry", ErrMalformed)
+		}
+		c.held, c.heldSize, c.heldRoot = e, cp.Size, cp.Root
 	}
 	if !logKey.Equal(cfg.Bundle.Log) && c.verifier.Fork() == nil {
 		if c.verifier, err = c.verifier.Repin(c.tcfg); err != nil {

@@ -44,13 +44,18 @@ func wantProofError(t *testing.T, err error, step kt.ProofStep) *kt.KTProofError
 // against a checkpoint the client already trusts and against a new one.
 func TestT26KeyNotInKT(t *testing.T) {
 	w := newWorld(t, 26)
-	// cFresh trusts epoch 0's checkpoint: every response after epoch 1
-	// brings it a new checkpoint. cCached trusts epoch 1's: responses
+	// cFresh trusts epoch 0's checkpoint: every response after epoch 3
+	// brings it a new checkpoint. cCached trusts epoch 3's: responses
 	// reuse it.
 	cFresh := w.client(t)
 	must(cFresh.VerifyLookup(w.tenant, w.bob, must(w.d.Lookup(w.bob, 0)), at(2)))
-	// Epoch 1: alice gets a second device.
+	// Epoch 1: alice gets a second device. Epochs 2 and 3 change nothing:
+	// cFresh is then three epochs behind, and its proofs' anchored
+	// inclusion (directory.md §Anchored inclusion) has a hash to tamper
+	// with.
 	a2 := must(w.d.Enrol(w.alice, w.a1, at(2)))
+	must(w.d.PublishEpoch(at(3)))
+	must(w.d.PublishEpoch(at(3)))
 	must(w.d.PublishEpoch(at(3)))
 	cCached := w.client(t)
 	must(cCached.VerifyLookup(w.tenant, w.bob, must(w.d.Lookup(w.bob, 0)), at(4)))
@@ -65,8 +70,8 @@ func TestT26KeyNotInKT(t *testing.T) {
 		// checkpoint, where an earlier check catches the mutation.
 		cached kt.ProofStep
 	}
-	// Mutations tried on a client restored from c's state, which holds no
-	// entry: for a client that holds it, an empty inclusion proof is the
+	// Mutations tried on a copy of c that holds no entry (restored from
+	// its state, the held entry dropped): for a client that holds it, an empty inclusion proof is the
 	// held entry's (directory.md §Held entry, TestHeldEntry).
 	restored := map[string]bool{"log inclusion truncated": true}
 	bobResp := func(size uint64) *kt.LookupResponse { return must(w.d.Lookup(w.bob, size)) }
@@ -112,6 +117,7 @@ func TestT26KeyNotInKT(t *testing.T) {
 				c := c
 				if restored[m.name] {
 					c = must(kt.RestoreClient(w.d.Config(maxAge), state(t, c)))
+					c.DropCaches(true) // and its held entry
 				}
 				before := state(t, c)
 				_, err := c.VerifyLookup(w.tenant, w.alice, r, at(5))

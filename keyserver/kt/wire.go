@@ -127,6 +127,34 @@ func (p *LabelProof) read(s *cryptobyte.String) bool {
 	return true
 }
 
+// Anchor turns p's inclusion proof, the whole RFC 6962 inclusion proof of
+// its entry as the last leaf of the checkpoint's tree, into the one the
+// response must carry against cu (docs/spec/directory.md §Anchored
+// inclusion): when cu proves consistency from a tree the client trusts
+// to the larger tree of p's entry, the proof's prefix that leads to the
+// consistency proof's node covering the last leaf; otherwise p is left
+// as it is. A directory calls it on the label proof of a lookup or a
+// history before sending it.
+func (p *LabelProof) Anchor(cu *CheckpointUpdate) error {
+	return anchor(cu, p.Entry.Epoch, &p.Inclusion)
+}
+
+// anchor trims incl, the whole inclusion proof of the last leaf (epoch)
+// of its tree, to its anchored prefix against cu, if cu proves
+// consistency from a smaller, non-empty tree.
+func anchor(cu *CheckpointUpdate, epoch uint64, incl *[]tlog.Hash) error {
+	size := epoch + 1
+	if cu.BaseSize == 0 || cu.BaseSize >= size {
+		return nil
+	}
+	n := tlog.AnchoredInclusionLen(cu.BaseSize, size)
+	if len(*incl) < n {
+		return fmt.Errorf("%w: inclusion proof of %d hashes to anchor, want at least %d", ErrMalformed, len(*incl), n)
+	}
+	*incl = (*incl)[:n:n]
+	return nil
+}
+
 // EpochProof is the proof of a label at an earlier epoch of a response's
 // checkpoint (docs/spec/directory.md §Proof bundles): that epoch's log
 // entry, its inclusion in the checkpoint's tree, and the label's map
@@ -214,7 +242,7 @@ type LookupResponse struct {
 
 //	struct {
 //	    uint8 type = 0x52;
-//	    uint8 format = 2;
+//	    uint8 format = 3;
 //	    CheckpointUpdate checkpoint;
 //	    LabelProof proof;
 //	    select (proof.map_proof.kind) {
@@ -227,7 +255,7 @@ type LookupResponse struct {
 func (r *LookupResponse) Marshal() ([]byte, error) {
 	return build(func(b *cryptobyte.Builder) {
 		b.AddUint8(typeLookupResponse)
-		b.AddUint8(format2)
+		b.AddUint8(format3)
 		r.Checkpoint.add(b)
 		r.Proof.add(b)
 		if r.Proof.MapProof != nil && (r.Proof.MapProof.Kind == vmap.ProofInclusion) != (r.Record != nil) ||
@@ -247,7 +275,7 @@ func (r *LookupResponse) Marshal() ([]byte, error) {
 func ParseLookupResponse(data []byte) (*LookupResponse, error) {
 	s := newReader(data)
 	r := &LookupResponse{}
-	if !readHeaderFormat(s, typeLookupResponse, format2) || !r.Checkpoint.read(s) || !r.Proof.read(s) {
+	if !readHeaderFormat(s, typeLookupResponse, format3) || !r.Checkpoint.read(s) || !r.Proof.read(s) {
 		return nil, fmt.Errorf("%w: lookup response", ErrMalformed)
 	}
 	if r.Proof.MapProof.Kind == vmap.ProofInclusion {
@@ -285,7 +313,7 @@ type HistoryResponse struct {
 
 //	struct {
 //	    uint8 type = 0x53;
-//	    uint8 format = 2;
+//	    uint8 format = 3;
 //	    CheckpointUpdate checkpoint;
 //	    LabelProof proof;
 //	    uint32 since;
@@ -297,7 +325,7 @@ type HistoryResponse struct {
 func (r *HistoryResponse) Marshal() ([]byte, error) {
 	return build(func(b *cryptobyte.Builder) {
 		b.AddUint8(typeHistoryResponse)
-		b.AddUint8(format2)
+		b.AddUint8(format3)
 		r.Checkpoint.add(b)
 		r.Proof.add(b)
 		b.AddUint32(r.Since)
@@ -325,7 +353,7 @@ func ParseHistoryResponse(data []byte) (*HistoryResponse, error) {
 	s := newReader(data)
 	r := &HistoryResponse{}
 	var recs cryptobyte.String
-	if !readHeaderFormat(s, typeHistoryResponse, format2) || !r.Checkpoint.read(s) || !r.Proof.read(s) ||
+	if !readHeaderFormat(s, typeHistoryResponse, format3) || !r.Checkpoint.read(s) || !r.Proof.read(s) ||
 		!s.ReadUint32(&r.Since) || !readUint32Prefixed(s, &recs) || !readRecordProof(s, &r.RecordProof) || !s.Empty() {
 		return nil, fmt.Errorf("%w: history response", ErrMalformed)
 	}
@@ -344,23 +372,57 @@ func ParseHistoryResponse(data []byte) (*HistoryResponse, error) {
 
 // ConsistencyResponse carries a newer checkpoint and its consistency with
 // the client's (docs/spec/directory.md §Proof bundles), for a client that
-// wants the latest checkpoint without a lookup.
+// wants the latest checkpoint without a lookup, and with it the
+// checkpoint's last entry, which the client then holds (§Held entry).
 type ConsistencyResponse struct {
 	Checkpoint CheckpointUpdate
+	// Last is the note's last entry and its inclusion proof (anchored
+	// against Checkpoint as a label proof's is), or nil. Only with a
+	// note.
+	Last *LastEntry
+}
+
+// LastEntry is the last entry of a checkpoint's tree and its inclusion
+// proof.
+type LastEntry struct {
+	Entry     EpochEntry
+	Inclusion []tlog.Hash
+}
+
+// Anchor is LabelProof.Anchor for the last entry.
+func (l *LastEntry) Anchor(cu *CheckpointUpdate) error {
+	return anchor(cu, l.Entry.Epoch, &l.Inclusion)
 }
 
 //	struct {
 //	    uint8 type = 0x54;
-//	    uint8 format = 1;
+//	    uint8 format = 2;
 //	    CheckpointUpdate checkpoint;
+//	    uint8 has_last;                   /* 0 or 1; 0 if checkpoint.note is empty */
+//	    select (has_last) {
+//	        case 0: struct {};
+//	        case 1: EpochEntry entry; opaque inclusion<0..2^16-1>;
+//	    };
 //	} ConsistencyResponse;
 
 // Marshal returns the ConsistencyResponse encoding.
 func (r *ConsistencyResponse) Marshal() ([]byte, error) {
 	return build(func(b *cryptobyte.Builder) {
 		b.AddUint8(typeConsistencyResponse)
-		b.AddUint8(format1)
+		b.AddUint8(format2)
 		r.Checkpoint.add(b)
+		if r.Last == nil {
+			b.AddUint8(0)
+			return
+		}
+		entry, err := r.Last.Entry.Marshal()
+		if err != nil || len(r.Checkpoint.Note) == 0 || len(r.Last.Inclusion) > MaxProofHashes {
+			b.SetError(ErrMalformed)
+			return
+		}
+		b.AddUint8(1)
+		b.AddBytes(entry)
+		addHashes(b, r.Last.Inclusion)
 	})
 }
 
@@ -368,8 +430,23 @@ func (r *ConsistencyResponse) Marshal() ([]byte, error) {
 func ParseConsistencyResponse(data []byte) (*ConsistencyResponse, error) {
 	s := newReader(data)
 	r := &ConsistencyResponse{}
-	if !readHeader(s, typeConsistencyResponse) || !r.Checkpoint.read(s) || !s.Empty() {
+	var has uint8
+	if !readHeaderFormat(s, typeConsistencyResponse, format2) || !r.Checkpoint.read(s) || !s.ReadUint8(&has) || has > 1 ||
+		(has == 1 && len(r.Checkpoint.Note) == 0) {
 		return nil, fmt.Errorf("%w: consistency response", ErrMalformed)
+	}
+	if has == 1 {
+		e, err := readEpochEntry(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: consistency response entry", ErrMalformed)
+		}
+		r.Last = &LastEntry{Entry: *e}
+		if !readHashes(s, &r.Last.Inclusion) {
+			return nil, fmt.Errorf("%w: consistency response inclusion", ErrMalformed)
+		}
+	}
+	if !s.Empty() {
+		return nil, fmt.Errorf("%w: consistency response: trailing bytes", ErrMalformed)
 	}
 	return r, nil
 }

@@ -23,6 +23,10 @@ const (
 	typeTenantState       = 0x3e
 
 	version1 = 1
+	// versionTimelineEntry is the version of TimelineEntry, 2 since its
+	// device_added and device_recovered actions carry the hashes of the
+	// user's other certificates.
+	versionTimelineEntry = 2
 )
 
 // Domain-separation labels (docs/spec/org.md §Labels), all in one place.

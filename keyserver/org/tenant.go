@@ -731,9 +731,26 @@ func (t *Tenant) RedeemEnrolmentCode(code *EnrolmentCode, req *EnrolmentRequest,
 	if err := issueCertificate(t.signer, cert); err != nil {
 		return nil, fmt.Errorf("org: redeeming enrolment code: %w", err)
 	}
-	var action Action = &DeviceAdded{Code: code.ID, Certificate: cert}
+	// The entry vouches for the user's other current certificates by
+	// hash, so that one signature covers every certificate of the value
+	// it is published in (§Timeline entries).
+	var others [][32]byte
+	for _, d := range u.devices {
+		if !d.revoked {
+			h, err := CertificateHash(d.cert)
+			if err != nil {
+				return nil, fmt.Errorf("org: redeeming enrolment code: %w", err)
+			}
+			others = append(others, h)
+		}
+	}
+	slices.SortFunc(others, func(a, b [32]byte) int { return bytes.Compare(a[:], b[:]) })
+	if len(others) > maxOtherCertificates {
+		others = nil // each certificate then keeps its own signature check
+	}
+	var action Action = &DeviceAdded{Code: code.ID, Certificate: cert, Others: others}
 	if recovered {
-		action = &DeviceRecovered{Code: code.ID, Certificate: cert}
+		action = &DeviceRecovered{Code: code.ID, Certificate: cert, Others: others}
 	}
 	actors := []Actor{{Kind: ActorAdmin, ID: rec.issuedBy}, {Kind: ActorDevice, ID: cert.Device}}
 	e, head, err := t.newEntry(rec.user, u.head, now, actors, approvals, action)

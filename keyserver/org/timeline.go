@@ -43,6 +43,11 @@ type UserRemoved struct{}
 type DeviceAdded struct {
 	Code        CodeID // the enrolment code redeemed; approvals sign it
 	Certificate *DeviceCertificate
+	// Others are the CertificateHash of the current certificate of each
+	// of the user's other non-revoked devices when the device was added,
+	// strictly increasing (§Timeline entries): the CA vouches for those
+	// exact certificates with this entry's signature.
+	Others [][32]byte
 }
 
 // DeviceRecovered records a device certified for a user who has or had
@@ -51,6 +56,36 @@ type DeviceAdded struct {
 type DeviceRecovered struct {
 	Code        CodeID
 	Certificate *DeviceCertificate
+	Others      [][32]byte // as DeviceAdded.Others
+}
+
+// maxOtherCertificates bounds the certificate hashes of an entry:
+// others<0..2^16-1> holds 2,047 of them.
+const maxOtherCertificates = (1<<16 - 1) / 32
+
+// CertificateHash returns SHA-256 of the certificate's encoding,
+// signature included: how a DeviceAdded or DeviceRecovered entry names
+// the user's other certificates (§Timeline entries).
+func CertificateHash(c *DeviceCertificate) ([32]byte, error) {
+	enc, err := c.Marshal()
+	if err != nil {
+		return [32]byte{}, err
+	}
+	return sha256.Sum256(enc), nil
+}
+
+// checkOthers reports whether hs is a valid others list: at most
+// maxOtherCertificates hashes, strictly increasing.
+func checkOthers(hs [][32]byte) bool {
+	if len(hs) > maxOtherCertificates {
+		return false
+	}
+	for i := 1; i < len(hs); i++ {
+		if bytes.Compare(hs[i-1][:], hs[i][:]) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // DeviceRevoked records the revocation of one of the user's devices.
@@ -78,8 +113,8 @@ func (*PolicyChanged) Kind() ActionKind   { return ActionPolicyChanged }
 func (*UserAdded) add(*cryptobyte.Builder)   {}
 func (*UserRemoved) add(*cryptobyte.Builder) {}
 
-func addCertAction(b *cryptobyte.Builder, code CodeID, c *DeviceCertificate) {
-	if c == nil {
+func addCertAction(b *cryptobyte.Builder, code CodeID, c *DeviceCertificate, others [][32]byte) {
+	if c == nil || !checkOthers(others) {
 		b.SetError(errEncode)
 		return
 	}
@@ -90,10 +125,19 @@ func addCertAction(b *cryptobyte.Builder, code CodeID, c *DeviceCertificate) {
 	}
 	addID(b, code[:])
 	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(enc) })
+	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+		for _, h := range others {
+			b.AddBytes(h[:])
+		}
+	})
 }
 
-func (a *DeviceAdded) add(b *cryptobyte.Builder)     { addCertAction(b, a.Code, a.Certificate) }
-func (a *DeviceRecovered) add(b *cryptobyte.Builder) { addCertAction(b, a.Code, a.Certificate) }
+func (a *DeviceAdded) add(b *cryptobyte.Builder) {
+	addCertAction(b, a.Code, a.Certificate, a.Others)
+}
+func (a *DeviceRecovered) add(b *cryptobyte.Builder) {
+	addCertAction(b, a.Code, a.Certificate, a.Others)
+}
 
 func (a *DeviceRevoked) add(b *cryptobyte.Builder) {
 	if a.Device.IsZero() || !checkSerials(a.Serials) || !a.Reason.valid() {
@@ -160,7 +204,7 @@ type Entry struct {
 //
 //	struct {
 //	    uint8  type = 0x3c;
-//	    uint8  version = 1;
+//	    uint8  version = 2;
 //	    opaque tenant[16];
 //	    opaque user[16];
 //	    uint64 seq;
@@ -175,6 +219,8 @@ type Entry struct {
 //	        case device_added, device_recovered:
 //	            opaque code_id[16];
 //	            opaque certificate<1..2^16-1>;  /* DeviceCertificate */
+//	            opaque others<0..2^16-1>;       /* Hash[n]: the user's other current
+//	                                               certificates, strictly increasing */
 //	        case device_revoked:
 //	            opaque device[16];
 //	            uint64 serials<8..2^16-1>;      /* strictly increasing */
@@ -196,7 +242,7 @@ func (e *Entry) body() ([]byte, error) {
 			return
 		}
 		b.AddUint8(typeTimelineEntry)
-		b.AddUint8(version1)
+		b.AddUint8(versionTimelineEntry)
 		addID(b, e.Tenant[:])
 		addID(b, e.User[:])
 		b.AddUint64(e.Seq)
@@ -244,6 +290,19 @@ func (e *Entry) Certificate() *DeviceCertificate {
 		return a.Certificate
 	case *DeviceRecovered:
 		return a.Certificate
+	}
+	return nil
+}
+
+// OtherCertificates returns the others list of a DeviceAdded or
+// DeviceRecovered entry (the hashes of the user's other certificates it
+// vouches for), else nil.
+func (e *Entry) OtherCertificates() [][32]byte {
+	switch a := e.Action.(type) {
+	case *DeviceAdded:
+		return a.Others
+	case *DeviceRecovered:
+		return a.Others
 	}
 	return nil
 }
@@ -308,7 +367,7 @@ func parseEntryBodyWith(s *cryptobyte.String, sig []byte, certs certParser) (*En
 	e := &Entry{Signature: sig}
 	var typ, ver, kind uint8
 	var actors, approvals cryptobyte.String
-	if !s.ReadUint8(&typ) || typ != typeTimelineEntry || !s.ReadUint8(&ver) || ver != version1 ||
+	if !s.ReadUint8(&typ) || typ != typeTimelineEntry || !s.ReadUint8(&ver) || ver != versionTimelineEntry ||
 		!readID(s, (*[16]byte)(&e.Tenant)) || !readID(s, (*[16]byte)(&e.User)) || !s.ReadUint64(&e.Seq) ||
 		!s.CopyBytes(e.Prev[:]) || !readTime(s, &e.Time) ||
 		!s.ReadUint16LengthPrefixed(&actors) || !s.ReadUint24LengthPrefixed(&approvals) || !s.ReadUint8(&kind) {
@@ -340,18 +399,29 @@ func parseEntryBodyWith(s *cryptobyte.String, sig []byte, certs certParser) (*En
 		e.Action = &UserRemoved{}
 	case ActionDeviceAdded, ActionDeviceRecovered:
 		var code CodeID
-		var enc cryptobyte.String
-		if !readID(s, (*[16]byte)(&code)) || !s.ReadUint16LengthPrefixed(&enc) {
+		var enc, others cryptobyte.String
+		if !readID(s, (*[16]byte)(&code)) || !s.ReadUint16LengthPrefixed(&enc) ||
+			!s.ReadUint16LengthPrefixed(&others) || len(others)%32 != 0 {
 			return nil, ErrMalformed
 		}
 		c, err := certs.parse(enc)
 		if err != nil {
 			return nil, err
 		}
+		var hs [][32]byte
+		if len(others) > 0 {
+			hs = make([][32]byte, len(others)/32)
+			for i := range hs {
+				copy(hs[i][:], others[32*i:])
+			}
+		}
+		if !checkOthers(hs) {
+			return nil, ErrMalformed
+		}
 		if ActionKind(kind) == ActionDeviceAdded {
-			e.Action = &DeviceAdded{Code: code, Certificate: c}
+			e.Action = &DeviceAdded{Code: code, Certificate: c, Others: hs}
 		} else {
-			e.Action = &DeviceRecovered{Code: code, Certificate: c}
+			e.Action = &DeviceRecovered{Code: code, Certificate: c, Others: hs}
 		}
 	case ActionDeviceRevoked:
 		a := &DeviceRevoked{}

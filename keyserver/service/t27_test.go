@@ -138,12 +138,16 @@ func TestT27SystemSplitView(t *testing.T) {
 
 	// The malicious directory's answer to B's lookup of Alice.
 	forkedLookup := func(note []byte) *kt.LookupResponse {
-		return &kt.LookupResponse{
+		r := &kt.LookupResponse{
 			Checkpoint: kt.CheckpointUpdate{BaseSize: size, Note: note, Consistency: must(alt.ConsistencyProof(ctx, size, epoch+1))},
 			Proof: kt.LabelProof{Entry: forkEntry, Inclusion: must(alt.InclusionProof(ctx, epoch, epoch+1)), VRFProof: pi,
 				MapProof: must(fm.Prove(epoch, label))},
 			Record: rec,
 		}
+		if err := r.Proof.Anchor(&r.Checkpoint); err != nil { // directory.md §Anchored inclusion
+			t.Fatal(err)
+		}
+		return r
 	}
 	var served *kt.LookupResponse
 	evil := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {

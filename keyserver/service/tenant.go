@@ -982,6 +982,9 @@ func (t *Tenant) Lookup(ctx context.Context, l org.Label, clientSize uint64) (*k
 	if err != nil {
 		return nil, err
 	}
+	if err := p.Anchor(&cu); err != nil { // directory.md §Anchored inclusion
+		return nil, err
+	}
 	r := &kt.LookupResponse{Checkpoint: cu, Proof: p}
 	if p.MapProof.Kind == vmap.ProofInclusion {
 		_, rec, err := t.versionAt(ctx, label, sv.size-1)
@@ -1022,6 +1025,9 @@ func (t *Tenant) LabelHistory(ctx context.Context, l org.Label, since uint32, cl
 	}
 	p, label, err := t.labelProof(ctx, sv, alpha)
 	if err != nil {
+		return nil, err
+	}
+	if err := p.Anchor(&cu); err != nil { // directory.md §Anchored inclusion
 		return nil, err
 	}
 	v, _, err := t.versionAt(ctx, label, sv.size-1)
@@ -1067,7 +1073,18 @@ func (t *Tenant) Consistency(ctx context.Context, clientSize uint64) (*kt.Consis
 	if err != nil {
 		return nil, err
 	}
-	return &kt.ConsistencyResponse{Checkpoint: cu}, nil
+	r := &kt.ConsistencyResponse{Checkpoint: cu}
+	if len(cu.Note) > 0 { // the last entry, for the client to hold (directory.md §Held entry)
+		incl, err := t.tree.Load().InclusionProof(ctx, sv.size-1, sv.size)
+		if err != nil {
+			return nil, err
+		}
+		r.Last = &kt.LastEntry{Entry: sv.entry, Inclusion: incl}
+		if err := r.Last.Anchor(&cu); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
 // ---------------------------------------------------------------------------

@@ -526,6 +526,9 @@ func (d *Directory) lookup(l org.Label, clientSize uint64) (*kt.LookupResponse, 
 	if err != nil {
 		return nil, err
 	}
+	if err := p.Anchor(&cu); err != nil {
+		return nil, err
+	}
 	r := &kt.LookupResponse{Checkpoint: cu, Proof: p, Record: d.latest(label)}
 	if r.RecordProof, err = d.recordProof(label, r.Record); err != nil {
 		return nil, err
@@ -598,6 +601,9 @@ func (d *Directory) history(l org.Label, since uint32, clientSize uint64) (*kt.H
 	}
 	p, label, err := d.labelProof(l)
 	if err != nil {
+		return nil, err
+	}
+	if err := p.Anchor(&cu); err != nil {
 		return nil, err
 	}
 	rs := d.records[label]
@@ -682,7 +688,20 @@ func (d *Directory) Consistency(clientSize uint64) (*kt.ConsistencyResponse, err
 	if err != nil {
 		return nil, err
 	}
-	return &kt.ConsistencyResponse{Checkpoint: cu}, nil
+	r := &kt.ConsistencyResponse{Checkpoint: cu}
+	if size := d.Tree.Size(); len(cu.Note) > 0 && size > 0 {
+		// The last entry, held by the client from then on
+		// (directory.md §Held entry).
+		incl, err := d.Tree.InclusionProof(context.Background(), size-1, size)
+		if err != nil {
+			return nil, err
+		}
+		r.Last = &kt.LastEntry{Entry: d.entries[size-1], Inclusion: incl}
+		if err := r.Last.Anchor(&cu); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
 // LookupHeld answers a lookup of user by a client that trusts a tree of
