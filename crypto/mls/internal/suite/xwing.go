@@ -17,7 +17,7 @@ package suite
 //     schedule that follows inside circl then runs far slower. The
 //     standard library's are used.
 //
-// After each circl ML-KEM call, cleanVectorState clears the upper YMM
+// After each circl ML-KEM call, vecstate.Clean clears the upper YMM
 // state so that the rest of the protocol (HKDF, tree hashes) runs at full
 // speed.
 //
@@ -33,6 +33,8 @@ import (
 	"github.com/cloudflare/circl/dh/x25519"
 	circlhpke "github.com/cloudflare/circl/hpke"
 	"github.com/cloudflare/circl/kem/xwing"
+
+	"github.com/moat-im/moat/crypto/internal/vecstate"
 )
 
 // xwingSeedSize is the X-Wing decapsulation key (seed) size.
@@ -59,7 +61,7 @@ func (k *xwingKEM) keyPair(seed []byte) (HPKEPrivateKey, HPKEPublicKey, error) {
 		return nil, nil, ErrInvalidKey
 	}
 	priv, pub := xwing.DeriveKeyPairPacked(seed)
-	cleanVectorState()
+	vecstate.Clean()
 	return priv, pub, nil
 }
 
@@ -139,7 +141,7 @@ func (k *xwingKEM) setupSDerand(pub HPKEPublicKey, info, seed []byte) ([]byte, s
 	if len(pub) != xwing.PublicKeySize || x25519LowOrder(pub[len(pub)-x25519.Size:]) {
 		return nil, nil, ErrInvalidPublicKey
 	}
-	defer cleanVectorState()
+	defer vecstate.Clean()
 	var pk xwing.PublicKey
 	if err := pk.Unpack(pub); err != nil {
 		return nil, nil, ErrInvalidPublicKey

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	circlhpke "github.com/cloudflare/circl/hpke"
+
+	"github.com/moat-im/moat/crypto/internal/vecstate"
 )
 
 // The X-Wing backend is circl's (xwing.go). These tests hold it to the
@@ -267,7 +269,7 @@ func BenchmarkXWingBackend(b *testing.B) {
 	})
 	b.Run("open/circl", func(b *testing.B) {
 		open(b, func() (receiverCtx, error) {
-			defer cleanVectorState()
+			defer vecstate.Clean()
 			sk, err := circlhpke.KEM_XWING.Scheme().UnmarshalBinaryPrivateKey(priv)
 			if err != nil {
 				return nil, err
