@@ -50,6 +50,11 @@ func TestXWingMatchesStdlib(t *testing.T) {
 		if p2, err := s.HPKEPublicKeyOf(priv); err != nil || !bytes.Equal(p2, pub) {
 			t.Fatalf("%d: HPKEPublicKeyOf differs", i)
 		}
+		// The decryption key (circl's ML-KEM inside crypto/hpke) is the
+		// same key.
+		if dk, err := s.kem.(*xwingKEM).privateKey(priv); err != nil || !bytes.Equal(dk.PublicKey().Bytes(), pub) {
+			t.Fatalf("%d: decryption key differs: %v", i, err)
+		}
 
 		// circl seals, the standard library opens.
 		pt := []byte("path secret " + string(rune('a'+i)))
