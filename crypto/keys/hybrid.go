@@ -9,6 +9,7 @@ import (
 
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 	"github.com/moat-im/moat/crypto/internal/label"
+	"github.com/moat-im/moat/crypto/internal/vecstate"
 )
 
 // Hybrid signing keys (docs/spec/keys.md §Hybrid signing keys): an Ed25519
@@ -90,6 +91,7 @@ func newHybridPrivateOf[R hybridRole](seed []byte) (*hybridPrivateOf[R], error) 
 	var xi [mldsa65.SeedSize]byte
 	copy(xi[:], seed[ed25519.SeedSize:])
 	pqPub, pq := mldsa65.NewKeyFromSeed(&xi)
+	vecstate.Clean() // after circl's AVX2 code (see mlkem.go)
 	raw := make([]byte, 0, hybridPublicSize)
 	raw = append(raw, ed.Public().(ed25519.PublicKey)...)
 	raw = append(raw, pqPub.Bytes()...)
@@ -107,7 +109,9 @@ func newHybridPublicOf[R hybridRole](raw []byte) (*hybridPublicOf[R], error) {
 		return nil, err
 	}
 	pq := new(mldsa65.PublicKey)
-	if err := pq.UnmarshalBinary(raw[ed25519.PublicKeySize:]); err != nil {
+	err := pq.UnmarshalBinary(raw[ed25519.PublicKeySize:])
+	vecstate.Clean()
+	if err != nil {
 		return nil, ErrMalformed
 	}
 	// Reject non-canonical ML-DSA encodings: the key must re-encode to itself.
@@ -144,7 +148,9 @@ func (k *hybridPrivateOf[R]) Sign(msg []byte) ([]byte, error) {
 	m := hybridMessage[R](msg)
 	sig := make([]byte, HybridSignatureSize)
 	copy(sig, ed25519.Sign(*k.ed, m))
-	if err := mldsa65.SignTo(k.pq, m, nil, true, sig[ed25519.SignatureSize:]); err != nil {
+	err := mldsa65.SignTo(k.pq, m, nil, true, sig[ed25519.SignatureSize:])
+	vecstate.Clean()
+	if err != nil {
 		return nil, err
 	}
 	return sig, nil
@@ -165,6 +171,7 @@ func (k *hybridPublicOf[R]) Verify(msg, sig []byte) error {
 	m := hybridMessage[R](msg)
 	edOK := ed25519.Verify(k.ed, m, sig[:ed25519.SignatureSize])
 	pqOK := mldsa65.Verify(k.pq, m, nil, sig[ed25519.SignatureSize:])
+	vecstate.Clean()
 	if !edOK || !pqOK {
 		return ErrBadSignature
 	}

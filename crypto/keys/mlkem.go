@@ -6,13 +6,17 @@ import (
 	"io"
 
 	"github.com/cloudflare/circl/kem/mlkem/mlkem768"
+
+	"github.com/moat-im/moat/crypto/internal/vecstate"
 )
 
 // ML-KEM-768 keys (docs/spec/keys.md §ML-KEM keys). The implementation is
 // circl's, which measures 3–4× faster than crypto/mlkem on the reference
 // machine (docs/performance.md); its Unpack performs the FIPS 203 §7.2
 // modulus check on encapsulation keys and the §7.3 hash check on
-// decapsulation keys.
+// decapsulation keys. Its AVX2 assembly leaves the upper YMM state dirty,
+// which slows the SHA-256 and AES that follow: every call into it is
+// followed by vecstate.Clean.
 
 const (
 	// KEMPublicKeySize is the size of an ML-KEM-768 encapsulation key.
@@ -79,6 +83,7 @@ func newKEMPrivateOf[R kemRole](seed []byte) (*kemPrivateOf[R], error) {
 	pk, sk := mlkem768.NewKeyFromSeed(seed)
 	raw := make([]byte, KEMPublicKeySize)
 	pk.Pack(raw)
+	vecstate.Clean()
 	return &kemPrivateOf[R]{k: sk, seed: (*[KEMSeedSize]byte)(bytes.Clone(seed)), pub: kemPublicOf[R]{k: pk, raw: raw}}, nil
 }
 
@@ -87,7 +92,9 @@ func newKEMPublicOf[R kemRole](raw []byte) (*kemPublicOf[R], error) {
 		return nil, ErrMalformed
 	}
 	pk := new(mlkem768.PublicKey)
-	if err := pk.Unpack(raw); err != nil {
+	err := pk.Unpack(raw)
+	vecstate.Clean()
+	if err != nil {
 		return nil, ErrInvalidKEMKey
 	}
 	return &kemPublicOf[R]{k: pk, raw: append([]byte(nil), raw...)}, nil
@@ -123,6 +130,7 @@ func (k *kemPrivateOf[R]) Decapsulate(ct []byte) ([]byte, error) {
 	}
 	ss := make([]byte, KEMSharedSecretSize)
 	k.k.DecapsulateTo(ss, ct)
+	vecstate.Clean()
 	return ss, nil
 }
 
@@ -136,6 +144,7 @@ func (k *kemPublicOf[R]) Encapsulate(rand io.Reader) (ct, ss []byte, err error) 
 	ct = make([]byte, KEMCiphertextSize)
 	ss = make([]byte, KEMSharedSecretSize)
 	k.k.EncapsulateTo(ct, ss, m[:])
+	vecstate.Clean()
 	return ct, ss, nil
 }
 

@@ -628,6 +628,18 @@ func (g *Group) processCommit(ac *AuthenticatedContent, pending *schedule.Pendin
 
 	var commitSecret []byte
 	priv := (*privateTree)(nil)
+	// early is the next epoch derived beside the path's key pairs. It is
+	// always waited for before returning; values processCommit did not
+	// take over are destroyed here (those it took, it installs or
+	// destroys itself).
+	var early *pendingEpoch
+	defer func() {
+		if early != nil {
+			if ne, _, _ := early.wait(); ne != early.used {
+				ne.destroy()
+			}
+		}
+	}()
 	if c.Path != nil {
 		var sender LeafIndex
 		if external {
@@ -675,7 +687,17 @@ func (g *Group) processCommit(ac *AuthenticatedContent, pending *schedule.Pendin
 		if ap.removedSelf {
 			myPriv = nil // nothing to decrypt: this member is leaving
 		}
-		res, err := t.applyUpdatePath(sender, c.Path, gc, sortedLeaves(ap.added), myPriv, checkLeaf)
+		// The next epoch's key schedule and confirmation tag need only the
+		// new tree hash and the commit secret: they run while the path's
+		// key pairs are derived and checked (§7.5), and count only if
+		// every check passes.
+		beside := func(th, commitSecret []byte) {
+			early = startEpoch(func() (*newEpochValues, bool, error) {
+				defer suite.Zero(commitSecret)
+				return g.deriveAndConfirm(ac, th, ap.exts, initSecret, commitSecret, pskSecret)
+			}, th)
+		}
+		res, err := t.applyUpdatePathBeside(sender, c.Path, gc, sortedLeaves(ap.added), myPriv, checkLeaf, beside)
 		if err != nil {
 			return nil, err
 		}
@@ -728,11 +750,18 @@ func (g *Group) processCommit(ac *AuthenticatedContent, pending *schedule.Pendin
 	if err != nil {
 		return nil, err
 	}
-	ne, err := g.deriveEpoch(ac, th, ap.exts, initSecret, commitSecret, pskSecret)
+	var ne *newEpochValues
+	var tagOK bool
+	if early != nil && bytes.Equal(early.treeHash, th) {
+		ne, tagOK, err = early.wait()
+		early.used = ne // installed or destroyed below
+	} else {
+		ne, tagOK, err = g.deriveAndConfirm(ac, th, ap.exts, initSecret, commitSecret, pskSecret)
+	}
 	if err != nil {
 		return nil, err
 	}
-	if !ne.keys.VerifyConfirmationTag(ne.confirmed, ac.Auth.ConfirmationTag) {
+	if !tagOK {
 		ne.destroy()
 		return nil, ErrInvalidConfirmationTag
 	}
@@ -758,6 +787,42 @@ func (g *Group) processCommit(ac *AuthenticatedContent, pending *schedule.Pendin
 		info.ReInit = plan.reinit
 	}
 	return info, nil
+}
+
+// deriveAndConfirm is deriveEpoch followed by the check of the Commit's
+// confirmation tag (§8.1, §12.4.2) against the new epoch's
+// confirmation_key.
+func (g *Group) deriveAndConfirm(ac *AuthenticatedContent, treeHash []byte, exts Extensions, initSecret, commitSecret, pskSecret []byte) (*newEpochValues, bool, error) {
+	ne, err := g.deriveEpoch(ac, treeHash, exts, initSecret, commitSecret, pskSecret)
+	if err != nil {
+		return nil, false, err
+	}
+	return ne, ne.keys.VerifyConfirmationTag(ne.confirmed, ac.Auth.ConfirmationTag), nil
+}
+
+// pendingEpoch is deriveAndConfirm running on another goroutine, for the
+// tree whose hash is treeHash.
+type pendingEpoch struct {
+	treeHash []byte
+	ch       chan struct{}
+	ne       *newEpochValues
+	tagOK    bool
+	err      error
+	used     *newEpochValues // the values processCommit took over
+}
+
+func startEpoch(f func() (*newEpochValues, bool, error), treeHash []byte) *pendingEpoch {
+	p := &pendingEpoch{treeHash: treeHash, ch: make(chan struct{})}
+	go func() {
+		p.ne, p.tagOK, p.err = f()
+		close(p.ch)
+	}()
+	return p
+}
+
+func (p *pendingEpoch) wait() (*newEpochValues, bool, error) {
+	<-p.ch
+	return p.ne, p.tagOK, p.err
 }
 
 // checkResync applies §12.2 to an external Commit that removes a member

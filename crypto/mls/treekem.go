@@ -303,6 +303,17 @@ func (r *applyUpdatePathResult) Zero() {
 // On error t is unchanged (unless the caller's journal is open) and priv
 // is never modified; on success the new private state is in the result.
 func (t *publicTree) applyUpdatePath(sender LeafIndex, path *UpdatePath, gc GroupContext, exclude []LeafIndex, priv *privateTree, checkLeaf LeafNodeValidator) (res *applyUpdatePathResult, err error) {
+	return t.applyUpdatePathBeside(sender, path, gc, exclude, priv, checkLeaf, nil)
+}
+
+// applyUpdatePathBeside is applyUpdatePath that calls beside, if not nil,
+// with the new tree's hash and the commit secret as soon as both are known
+// (after the decryption, before the path's key pairs are derived and
+// checked), so that the caller can start the next epoch's key schedule
+// while they are. Both arguments are the caller's copies. beside is not
+// called when nothing is decrypted or the decryption fails; when it is
+// called, a later check may still fail the whole operation.
+func (t *publicTree) applyUpdatePathBeside(sender LeafIndex, path *UpdatePath, gc GroupContext, exclude []LeafIndex, priv *privateTree, checkLeaf LeafNodeValidator, beside func(treeHash, commitSecret []byte)) (res *applyUpdatePathResult, err error) {
 	const op = "applying UpdatePath"
 	s := t.suite
 	if uint32(sender) >= t.nLeaves {
@@ -486,6 +497,9 @@ func (t *publicTree) applyUpdatePath(sender LeafIndex, path *UpdatePath, gc Grou
 		}
 	}
 	res.commitSecret = cur
+	if beside != nil {
+		beside(slices.Clone(th), slices.Clone(cur))
+	}
 	privs, pubs, err := deriveNodeKeyPairs(s, secrets)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	circlhpke "github.com/cloudflare/circl/hpke"
+
+	"github.com/moat-im/moat/crypto/internal/vecstate"
 )
 
 // The X-Wing backend is circl's (xwing.go). These tests hold it to the
@@ -47,6 +49,11 @@ func TestXWingMatchesStdlib(t *testing.T) {
 		}
 		if p2, err := s.HPKEPublicKeyOf(priv); err != nil || !bytes.Equal(p2, pub) {
 			t.Fatalf("%d: HPKEPublicKeyOf differs", i)
+		}
+		// The decryption key (circl's ML-KEM inside crypto/hpke) is the
+		// same key.
+		if dk, err := s.kem.(*xwingKEM).privateKey(priv); err != nil || !bytes.Equal(dk.PublicKey().Bytes(), pub) {
+			t.Fatalf("%d: decryption key differs: %v", i, err)
 		}
 
 		// circl seals, the standard library opens.
@@ -267,7 +274,7 @@ func BenchmarkXWingBackend(b *testing.B) {
 	})
 	b.Run("open/circl", func(b *testing.B) {
 		open(b, func() (receiverCtx, error) {
-			defer cleanVectorState()
+			defer vecstate.Clean()
 			sk, err := circlhpke.KEM_XWING.Scheme().UnmarshalBinaryPrivateKey(priv)
 			if err != nil {
 				return nil, err

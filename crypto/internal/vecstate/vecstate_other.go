@@ -1,0 +1,6 @@
+//go:build !amd64 || purego
+
+package vecstate
+
+// Clean has nothing to do off amd64.
+func Clean() {}
