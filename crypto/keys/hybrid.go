@@ -9,7 +9,7 @@ import (
 
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 	"github.com/moat-im/moat/crypto/internal/label"
-	"github.com/moat-im/moat/crypto/internal/vecstate"
+	"github.com/moat-im/moat/internal/vecstate"
 )
 
 // Hybrid signing keys (docs/spec/keys.md §Hybrid signing keys): an Ed25519
@@ -229,7 +229,17 @@ func (k *hybridPrivateOf[R]) Ed25519Signer() crypto.Signer { return *k.ed }
 // MLDSA65Signer returns the ML-DSA-65 half as a crypto.Signer (circl's
 // Signer signs deterministically, with an empty context, and ignores its
 // rand argument), for the same purpose as Ed25519Signer.
-func (k *hybridPrivateOf[R]) MLDSA65Signer() crypto.Signer { return k.pq }
+func (k *hybridPrivateOf[R]) MLDSA65Signer() crypto.Signer { return cleanSigner{k.pq} }
+
+// cleanSigner clears the vector state after circl's ML-DSA signing (see
+// mlkem.go).
+type cleanSigner struct{ crypto.Signer }
+
+func (s cleanSigner) Sign(rand io.Reader, m []byte, opts crypto.SignerOpts) ([]byte, error) {
+	sig, err := s.Signer.Sign(rand, m, opts)
+	vecstate.Clean()
+	return sig, err
+}
 
 // Ed25519 returns the Ed25519 half of the public key.
 func (k *hybridPublicOf[R]) Ed25519() ed25519.PublicKey {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/cloudflare/circl/kem/mlkem/mlkem768"
 
-	"github.com/moat-im/moat/crypto/internal/vecstate"
+	"github.com/moat-im/moat/internal/vecstate"
 )
 
 // ML-KEM-768 keys (docs/spec/keys.md §ML-KEM keys). The implementation is

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/moat-im/moat/internal/vecstate"
 	"strconv"
 	"strings"
 	"time"
@@ -176,7 +177,9 @@ func cosign(key *WitnessPrivateKey, c *Checkpoint, ts uint64) (*Cosignature, err
 	case CosignatureMLDSA44:
 		cs.Signature = make([]byte, mldsa44.SignatureSize)
 		// Hedged signing (FIPS 204 §3.4), empty context.
-		if err := mldsa44.SignTo(key.pq, subtreeV1Message(key.pub.name, ts, c), nil, true, cs.Signature); err != nil {
+		err := mldsa44.SignTo(key.pq, subtreeV1Message(key.pub.name, ts, c), nil, true, cs.Signature)
+		vecstate.Clean()
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -216,7 +219,9 @@ func (k *WitnessPublicKey) verify(c *Checkpoint, sig []byte) (uint64, bool) {
 		}
 		return ts, ed25519.Verify(k.ed, cosignatureV1Message(text, ts), sig[8:])
 	case CosignatureMLDSA44:
-		return ts, mldsa44.Verify(k.pq, subtreeV1Message(k.name, ts, c), nil, sig[8:])
+		ok := mldsa44.Verify(k.pq, subtreeV1Message(k.name, ts, c), nil, sig[8:])
+		vecstate.Clean()
+		return ts, ok
 	}
 	return 0, false
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"github.com/moat-im/moat/internal/vecstate"
 	"io"
 	"strings"
 
@@ -109,7 +110,9 @@ func NewWitnessPublicKey(name string, typ CosignatureType, pub []byte) (*Witness
 		k.ed = bytes.Clone(pub)
 	case CosignatureMLDSA44:
 		k.pq = new(mldsa44.PublicKey)
-		if err := k.pq.UnmarshalBinary(pub); err != nil {
+		err := k.pq.UnmarshalBinary(pub)
+		vecstate.Clean()
+		if err != nil {
 			return nil, fmt.Errorf("%w: ML-DSA-44 public key", ErrMalformed)
 		}
 		if !bytes.Equal(k.pq.Bytes(), pub) {
@@ -202,6 +205,7 @@ func NewWitnessPrivateKey(name string, typ CosignatureType, seed []byte) (*Witne
 	case CosignatureMLDSA44:
 		var pk *mldsa44.PublicKey
 		pk, k.pq = mldsa44.NewKeyFromSeed(k.seed)
+		vecstate.Clean()
 		pub = pk.Bytes()
 	default:
 		return nil, fmt.Errorf("%w: unknown cosignature type %#02x", ErrMalformed, byte(typ))

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/subtle"
 	"fmt"
+	"github.com/moat-im/moat/internal/vecstate"
 	"io"
 
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
@@ -170,6 +171,7 @@ func NewAdminPrivateKey(id AdminID, scheme AdminScheme, seed []byte) (*AdminPriv
 		var xi [mldsa65.SeedSize]byte
 		copy(xi[:], seed[ed25519.SeedSize:])
 		pqPub, pq := mldsa65.NewKeyFromSeed(&xi)
+		vecstate.Clean()
 		k.pq = pq
 		raw = append(raw, pqPub.Bytes()...)
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/mlkem"
 	"crypto/subtle"
 	"fmt"
+	"github.com/moat-im/moat/internal/vecstate"
 	"io"
 	"time"
 
@@ -524,7 +525,9 @@ func parseHybridPublic(raw []byte) (ed25519.PublicKey, *mldsa65.PublicKey, error
 		return nil, nil, err
 	}
 	pq := new(mldsa65.PublicKey)
-	if pq.UnmarshalBinary(raw[ed25519.PublicKeySize:]) != nil || subtle.ConstantTimeCompare(pq.Bytes(), raw[ed25519.PublicKeySize:]) != 1 {
+	bad := pq.UnmarshalBinary(raw[ed25519.PublicKeySize:]) != nil
+	vecstate.Clean()
+	if bad || subtle.ConstantTimeCompare(pq.Bytes(), raw[ed25519.PublicKeySize:]) != 1 {
 		return nil, nil, ErrMalformed
 	}
 	return ed25519.PublicKey(clone(raw[:ed25519.PublicKeySize])), pq, nil
@@ -538,6 +541,7 @@ func verifyHybrid(ed ed25519.PublicKey, pq *mldsa65.PublicKey, m, sig []byte) bo
 	}
 	edOK := ed25519.Verify(ed, m, sig[:ed25519.SignatureSize])
 	pqOK := mldsa65.Verify(pq, m, nil, sig[ed25519.SignatureSize:])
+	vecstate.Clean()
 	return edOK && pqOK
 }
 
@@ -545,7 +549,9 @@ func verifyHybrid(ed ed25519.PublicKey, pq *mldsa65.PublicKey, m, sig []byte) bo
 func signHybrid(ed ed25519.PrivateKey, pq *mldsa65.PrivateKey, m []byte) ([]byte, error) {
 	sig := make([]byte, ed25519.SignatureSize+mldsa65.SignatureSize)
 	copy(sig, ed25519.Sign(ed, m))
-	if err := mldsa65.SignTo(pq, m, nil, true, sig[ed25519.SignatureSize:]); err != nil {
+	err := mldsa65.SignTo(pq, m, nil, true, sig[ed25519.SignatureSize:])
+	vecstate.Clean()
+	if err != nil {
 		return nil, err
 	}
 	return sig, nil
@@ -590,6 +596,7 @@ func NewAuditorPrivateKey(seed []byte) (*AuditorPrivateKey, error) {
 	var xi [mldsa65.SeedSize]byte
 	copy(xi[:], seed[ed25519.SeedSize:])
 	pqPub, pq := mldsa65.NewKeyFromSeed(&xi)
+	vecstate.Clean()
 	ed := ed25519.NewKeyFromSeed(seed[:ed25519.SeedSize])
 	pub := append(clone(ed.Public().(ed25519.PublicKey)), pqPub.Bytes()...)
 	return &AuditorPrivateKey{ed: ed, pq: pq, pub: pub}, nil

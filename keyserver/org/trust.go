@@ -3,6 +3,7 @@ package org
 import (
 	"bytes"
 	"crypto/subtle"
+	"github.com/moat-im/moat/internal/vecstate"
 	"slices"
 	"time"
 
@@ -31,7 +32,9 @@ func (w *WitnessKey) check() error {
 	}
 	if len(w.MLDSA44) != 0 {
 		var pk mldsa44.PublicKey
-		if pk.UnmarshalBinary(w.MLDSA44) != nil || subtle.ConstantTimeCompare(pk.Bytes(), w.MLDSA44) != 1 {
+		bad := pk.UnmarshalBinary(w.MLDSA44) != nil
+		vecstate.Clean()
+		if bad || subtle.ConstantTimeCompare(pk.Bytes(), w.MLDSA44) != 1 {
 			return ErrMalformed
 		}
 	}

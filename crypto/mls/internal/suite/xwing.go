@@ -41,7 +41,7 @@ import (
 	"github.com/cloudflare/circl/kem/mlkem/mlkem768"
 	"github.com/cloudflare/circl/kem/xwing"
 
-	"github.com/moat-im/moat/crypto/internal/vecstate"
+	"github.com/moat-im/moat/internal/vecstate"
 )
 
 // xwingSeedSize is the X-Wing decapsulation key (seed) size.

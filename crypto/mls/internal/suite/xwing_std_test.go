@@ -11,7 +11,7 @@ import (
 
 	circlhpke "github.com/cloudflare/circl/hpke"
 
-	"github.com/moat-im/moat/crypto/internal/vecstate"
+	"github.com/moat-im/moat/internal/vecstate"
 )
 
 // The X-Wing backend is circl's (xwing.go). These tests hold it to the
