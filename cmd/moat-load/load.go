@@ -59,6 +59,7 @@ type runFlags struct {
 	phases       []string
 	http2        bool
 	memVerifiers bool
+	memMailbox   bool
 	relayBin     string
 	batch        int
 }
@@ -101,6 +102,7 @@ prints a table. Each phase that stores envelopes gets a fresh relay.`,
 	fl.IntVar(&f.batch, "batch", 16, "envelopes per request in the sendbatch phase (1 to 64)")
 	fl.BoolVar(&f.http2, "http2", false, "send over HTTP/2 (default HTTP/1.1 keep-alive connections)")
 	fl.BoolVar(&f.memVerifiers, "memory-verifiers", false, "relay keeps delivery-token verifiers in memory (default badgertokens)")
+	fl.BoolVar(&f.memMailbox, "memory-mailbox", false, "relay keeps mailboxes in memory (memmailbox): its cost without the store (default badgermailbox)")
 	fl.StringVar(&f.relayBin, "relay-bin", "", "binary to run as the relay process (default this one)")
 	_ = fl.MarkHidden("relay-bin")
 	return cmd
@@ -337,6 +339,9 @@ func (g *gen) startRelayWith(ctx context.Context, name string, conns, devices in
 		"--devices", strconv.Itoa(devices)}
 	if memVerifiers {
 		args = append(args, "--memory-verifiers")
+	}
+	if g.f.memMailbox {
+		args = append(args, "--memory-mailbox")
 	}
 	if g.issuerDER != nil {
 		args = append(args, "--issuer-key", filepath.Join(g.tmp, "issuer.der"))
