@@ -105,7 +105,7 @@ func (r *Relay) checkBatchItem(addr string, spendAddr bool, it BatchItem) (*seal
 		r.met.sends.WithLabelValues("malformed").Inc()
 		return nil, http.StatusBadRequest, 0
 	}
-	if v := r.admitSend(h, sa, it.Auth); v.status != 0 {
+	if v := r.admitSend(h, sa); v.status != 0 {
 		return nil, v.status, v.wait
 	}
 	return h, 0, 0
