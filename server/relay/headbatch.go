@@ -19,11 +19,16 @@ import (
 
 type headRequest struct {
 	leaf mailbox.HeadLeaf
-	wake chan struct{} // closed when signed, or to make the waiter lead
+	// wake gets one value when the request is signed, or to make its
+	// waiter lead (done false). Requests are pooled: a request is woken
+	// once per use and never touched after its waiter returns.
+	wake chan struct{}
 	done bool
 	res  *mailbox.BatchedHead
 	err  error
 }
+
+var headRequests = sync.Pool{New: func() any { return &headRequest{wake: make(chan struct{}, 1)} }}
 
 // maxYields bounds how often a leader yields to let a batch fill.
 const maxYields = 8
@@ -34,13 +39,19 @@ type headBatcher struct {
 	mu    sync.Mutex
 	busy  bool // a leader is signing; the queue waits for it
 	queue []*headRequest
+	spare []*headRequest // the previous queue's array, for the next batch
 }
 
 // signHead returns a batched signed head of (mb, head). The first caller
 // of an idle batcher leads: it signs the queue (itself first), then hands
 // the lead to the oldest waiter, if any, and returns.
 func (b *headBatcher) signHead(mb mailbox.ID, head uint64) (*mailbox.BatchedHead, error) {
-	r := &headRequest{leaf: mailbox.HeadLeaf{Mailbox: mb, Head: head}, wake: make(chan struct{})}
+	r := headRequests.Get().(*headRequest)
+	r.leaf, r.done, r.res, r.err = mailbox.HeadLeaf{Mailbox: mb, Head: head}, false, nil, nil
+	defer func() {
+		r.res, r.err = nil, nil
+		headRequests.Put(r)
+	}()
 	b.mu.Lock()
 	b.queue = append(b.queue, r)
 	lead := !b.busy
@@ -71,8 +82,10 @@ func (b *headBatcher) signHead(mb mailbox.ID, head uint64) (*mailbox.BatchedHead
 	}
 	b.mu.Lock()
 	n := min(len(b.queue), mailbox.MaxHeadBatch)
-	batch := append([]*headRequest(nil), b.queue[:n]...)
-	b.queue = append(b.queue[:0:0], b.queue[n:]...)
+	batch := append(b.spare[:0], b.queue[:n]...)
+	// The rest stays queued, in a slice of its own: the next leader
+	// takes the lead while this one still reads batch.
+	b.queue, b.spare = append(b.queue[:0:0], b.queue[n:]...), b.queue[:0]
 	b.mu.Unlock()
 
 	leaves := make([]mailbox.HeadLeaf, n)
@@ -86,7 +99,7 @@ func (b *headBatcher) signHead(mb mailbox.ID, head uint64) (*mailbox.BatchedHead
 			q.res = hs[i]
 		}
 		if q != r {
-			close(q.wake)
+			q.wake <- struct{}{}
 		}
 	}
 
@@ -94,7 +107,7 @@ func (b *headBatcher) signHead(mb mailbox.ID, head uint64) (*mailbox.BatchedHead
 	if len(b.queue) > 0 {
 		next := b.queue[0]
 		b.mu.Unlock()
-		close(next.wake) // next.done is false: it leads
+		next.wake <- struct{}{} // next.done is false: it leads
 	} else {
 		b.busy = false
 		b.mu.Unlock()
