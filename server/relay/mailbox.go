@@ -266,31 +266,55 @@ var errSignHead = errors.New("relay: signing the mailbox head")
 // with its expiry, then signs the head the receipt carries. It returns the
 // mailbox store's error, or errSignHead.
 func (r *Relay) enqueueSend(ctx context.Context, h *sealed.Header, body []byte) (*Receipt, error) {
+	e, err := r.enqueue(ctx, StoreMailboxID(h.Mailbox), h, body)
+	if err != nil {
+		return nil, err
+	}
+	head, err := r.heads.signHead(e.leaf.Mailbox, e.leaf.Head)
+	if err != nil {
+		return nil, errors.Join(errSignHead, err)
+	}
+	return r.receipt(e, head), nil
+}
+
+// enqueued is a send the mailbox store holds: its store receipt and the
+// head its receipt is to carry, not yet signed.
+type enqueued struct {
+	rc   mailbox.Receipt
+	leaf mailbox.HeadLeaf
+	size int
+}
+
+// enqueue is the store's part of step 8 of §Send: it enqueues the
+// envelope idempotently with its expiry in mailbox id (StoreMailboxID of
+// the header's) and reads the mailbox's head. It returns the mailbox
+// store's error.
+func (r *Relay) enqueue(ctx context.Context, id mailbox.ID, h *sealed.Header, body []byte) (enqueued, error) {
 	now := r.opts.Now()
 	ttl := min(time.Duration(h.TTL)*time.Second, r.opts.Limits.MaxTTL)
-	id := StoreMailboxID(h.Mailbox)
 	rc, err := r.opts.Mailboxes.Enqueue(ctx, id, mailbox.Message{
 		ID: mailbox.MessageID(h.MessageID), Expires: now.Add(ttl), Body: body,
 	})
 	if err != nil {
 		r.met.sends.WithLabelValues("store-error").Inc()
-		return nil, err
+		return enqueued{}, err
 	}
 	st, err := r.opts.Mailboxes.Status(ctx, id)
 	if err != nil {
-		return nil, err
+		return enqueued{}, err
 	}
-	head, err := r.heads.signHead(id, max(st.Head, rc.Seq))
-	if err != nil {
-		return nil, errors.Join(errSignHead, err)
-	}
-	if rc.Duplicate {
+	return enqueued{rc: rc, leaf: mailbox.HeadLeaf{Mailbox: id, Head: max(st.Head, rc.Seq)}, size: len(body)}, nil
+}
+
+// receipt counts the send e and returns its receipt, with head signed.
+func (r *Relay) receipt(e enqueued, head *mailbox.BatchedHead) *Receipt {
+	if e.rc.Duplicate {
 		r.met.sendsDuplicate.Inc()
 	} else {
 		r.met.sendsOK.Inc()
-		r.met.sendBytes.Observe(float64(len(body)))
+		r.met.sendBytes.Observe(float64(e.size))
 	}
-	return &Receipt{Seq: rc.Seq, Duplicate: rc.Duplicate, Head: head}, nil
+	return &Receipt{Seq: e.rc.Seq, Duplicate: e.rc.Duplicate, Head: head}
 }
 
 func (r *Relay) sendRefused(w http.ResponseWriter, scope string, wait time.Duration) {

@@ -36,6 +36,7 @@ import (
 //	BenchmarkSendCostTLS      POST /relay/v1/send over loopback TLS, HTTP/1.1
 //	BenchmarkDiscardTLS       the same POSTs to a handler that discards them
 //	BenchmarkSendBatchCostTLS 16 sends per POST /relay/v1/send-batch
+//	BenchmarkDiscardBatchTLS  the same batches to the discarding handler
 //
 // SendCostTLS minus DiscardTLS is what the relay adds to HTTP and TLS;
 // the client's cost is in both.
@@ -261,9 +262,22 @@ func BenchmarkDiscardTLS(b *testing.B) {
 // BenchmarkSendBatchCostTLS sends b.N envelopes in batches of 16 (b.N is
 // rounded up to whole batches); per op is per envelope.
 func BenchmarkSendBatchCostTLS(b *testing.B) {
-	const k = 16
 	cw := newCostWorld(b)
 	addr, cfg := tlsServer(b, cw.w.relay.Handler())
+	runBatchTLS(b, cw, addr, cfg, "/relay/v1/send-batch")
+	reportReceiptsPerSig(b, cw.w)
+}
+
+// BenchmarkDiscardBatchTLS is BenchmarkSendBatchCostTLS's baseline: the
+// same batches POSTed to a handler that discards them.
+func BenchmarkDiscardBatchTLS(b *testing.B) {
+	cw := newCostWorld(b)
+	addr, cfg := tlsServer(b, discardHandler())
+	runBatchTLS(b, cw, addr, cfg, "/loadtest/discard")
+}
+
+func runBatchTLS(b *testing.B, cw *costWorld, addr string, cfg *tls.Config, path string) {
+	const k = 16
 	conns := make(chan *h1, costSenders)
 	for range costSenders {
 		conns <- dialH1(b, addr, cfg)
@@ -291,7 +305,7 @@ func BenchmarkSendBatchCostTLS(b *testing.B) {
 					done <- err
 					return
 				}
-				if code, err := c.post("/relay/v1/send-batch", nil, body); err != nil || code != http.StatusOK {
+				if code, err := c.post(path, nil, body); err != nil || code != http.StatusOK {
 					done <- fmt.Errorf("status %d, %v", code, err)
 					return
 				}
@@ -305,7 +319,6 @@ func BenchmarkSendBatchCostTLS(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	reportReceiptsPerSig(b, cw.w)
 }
 
 func reportReceiptsPerSig(b *testing.B, w *world) {
@@ -327,4 +340,50 @@ func reportReceiptsPerSig(b *testing.B, w *world) {
 	if sigs > 0 {
 		b.ReportMetric(sends/sigs, "receipts/sig")
 	}
+}
+
+// BenchmarkSendBatchCostHandler is BenchmarkSendCostHandler for batches
+// of 16 (b.N rounded up to whole batches); per op is per envelope.
+func BenchmarkSendBatchCostHandler(b *testing.B) {
+	const k = 16
+	cw := newCostWorld(b)
+	h := cw.w.relay.Handler()
+	u := &url.URL{Path: "/relay/v1/send-batch"}
+	var left atomic.Int64
+	left.Store(int64((b.N + k - 1) / k))
+	b.ReportAllocs()
+	b.SetParallelism(costSenders / 8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+		}
+		var bufs [k][]byte
+		items := make([]relay.BatchItem, k)
+		nw := &nullWriter{h: http.Header{}}
+		for left.Add(-1) >= 0 {
+			for j := range k {
+				env, auth := cw.envelope(bufs[j], cw.next.Add(1)-1)
+				bufs[j] = env
+				items[j] = relay.BatchItem{Auth: auth, Envelope: env}
+			}
+			body, err := relay.MarshalSendBatch(items)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			req := &http.Request{Method: http.MethodPost, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+				Header: http.Header{"Content-Type": {"application/octet-stream"}},
+				Body:   io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)),
+				Host: "relay.test", RemoteAddr: "127.0.0.1:40000", RequestURI: "/relay/v1/send-batch"}
+			clear(nw.h)
+			nw.code = 0
+			h.ServeHTTP(nw, req)
+			if nw.code != http.StatusOK {
+				b.Errorf("status %d", nw.code)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	reportReceiptsPerSig(b, cw.w)
 }
