@@ -89,6 +89,49 @@ func (g *gen) sendBatches(ctx context.Context) error {
 	g.add(result{metric: fmt.Sprintf("durable %d-byte sealed sends (%d B content) through the relay over TLS, %d per send-batch request", g.envSize(), g.f.content, k),
 		goal: "≥ 0.6× raw", measured: fmt.Sprintf("%.0f msgs/s", rate), ratio: g.rawRatio(rate),
 		conditions: fmt.Sprintf("%d senders over %d mailboxes, %s, closed loop, envelopes sealed and batches encoded beforehand, MAC tokens; relay CPU %.1f µs/send, generator %.1f µs/send; per batch p50 %.1f ms, p99 %.1f ms; load average %s → %s",
-			g.f.concurrency, g.f.devices, g.proto(), us(rcpu, n), us(scpu, n), quantile(s, .5), quantile(s, .99), g.lastLoad, loadAvg())})
+			g.f.concurrency, g.f.devices, g.proto(), us(rcpu, n), us(scpu, n), quantile(s, .5), quantile(s, .99), g.lastLoad, loadAvg()) + g.storeNote()})
+	return nil
+}
+
+// latencyBatch runs the latencybatch phase: enqueue-ack latency at each
+// offered rate of messages per second, sent as --batch envelopes per
+// send-batch request (a fan-out of one message to several devices is
+// one request) at rate/--batch requests per second, open loop, each rate
+// on a fresh relay. Every message of a batch is acknowledged by the
+// batch's answer, so the latency of each is its batch's.
+func (g *gen) latencyBatch(ctx context.Context) error {
+	k := g.f.batch
+	bodies, err := g.batchBodies(k)
+	if err != nil {
+		return err
+	}
+	for _, rate := range g.f.rates {
+		n := min(len(bodies), int(float64(rate)*g.f.rateFor.Seconds())/k)
+		reqRate := rate / k
+		if n < 1 || reqRate < 1 {
+			return errors.New("latencybatch: no requests: raise --rate-duration or --rate, or lower --batch")
+		}
+		p, err := g.startRelay(ctx, fmt.Sprintf("latencybatch-%d", rate), g.f.openConns)
+		if err != nil {
+			return err
+		}
+		g.logf("latencybatch: %d batches of %d offered at %d msgs/s (%d requests/s) over %d connections", n, k, rate, reqRate, g.f.openConns)
+		u := snapshot(p)
+		rc0 := p.cpu()
+		_, lat, achieved, failed, err := openLoopDo(n, reqRate, func(i int) error { return g.postBatch(ctx, p, bodies[i]) })
+		rcpu := p.cpu() - rc0
+		use := u.since(p)
+		p.stop()
+		if err != nil {
+			return fmt.Errorf("%d of %d batches failed: %w", failed, n, err)
+		}
+		s := sorted(lat)
+		p99 := quantile(s, .99)
+		g.add(result{metric: fmt.Sprintf("enqueue-ack latency at an offered %d msgs/s, %d per send-batch request", rate, k),
+			goal: "p99 ≤ 50 ms", measured: fmt.Sprintf("p50 %.1f ms, p99 %.1f ms, max %.1f ms", quantile(s, .5), p99, quantile(s, 1)),
+			ratio: fmt.Sprintf("p99 %.2f× the goal", p99/50),
+			conditions: fmt.Sprintf("open loop, %d messages in %d requests, %.0f msgs/s achieved, over %d %s connections; latency from each batch's scheduled time to its answer (queueing for a connection included); relay CPU %.1f µs/msg; %s",
+				n*k, n, achieved*float64(k), g.f.openConns, g.proto(), us(rcpu, n*k), use) + g.storeNote()})
+	}
 	return nil
 }

@@ -59,11 +59,12 @@ type runFlags struct {
 	phases       []string
 	http2        bool
 	memVerifiers bool
+	memMailbox   bool
 	relayBin     string
 	batch        int
 }
 
-var allPhases = []string{"raw", "tls", "send", "sendbatch", "anon", "latency", "memory", "pushmem", "e2e"}
+var allPhases = []string{"raw", "tls", "send", "sendbatch", "anon", "latency", "latencybatch", "memory", "pushmem", "e2e"}
 
 func newRunCmd() *cobra.Command {
 	var f runFlags
@@ -101,6 +102,7 @@ prints a table. Each phase that stores envelopes gets a fresh relay.`,
 	fl.IntVar(&f.batch, "batch", 16, "envelopes per request in the sendbatch phase (1 to 64)")
 	fl.BoolVar(&f.http2, "http2", false, "send over HTTP/2 (default HTTP/1.1 keep-alive connections)")
 	fl.BoolVar(&f.memVerifiers, "memory-verifiers", false, "relay keeps delivery-token verifiers in memory (default badgertokens)")
+	fl.BoolVar(&f.memMailbox, "memory-mailbox", false, "relay keeps mailboxes in memory (memmailbox): its cost without the store (default badgermailbox)")
 	fl.StringVar(&f.relayBin, "relay-bin", "", "binary to run as the relay process (default this one)")
 	_ = fl.MarkHidden("relay-bin")
 	return cmd
@@ -206,6 +208,7 @@ func runLoad(ctx context.Context, f runFlags, stdout, stderr io.Writer) error {
 		{"sendbatch", has("sendbatch"), func() error { return g.sendBatches(ctx) }},
 		{"anon", has("anon"), func() error { return g.anon(ctx) }},
 		{"latency", has("latency"), func() error { return g.latency(ctx) }},
+		{"latencybatch", has("latencybatch"), func() error { return g.latencyBatch(ctx) }},
 		{"memory", has("memory"), func() error { return g.memory(ctx) }},
 		{"pushmem", has("pushmem"), func() error { return g.pushMemory(ctx) }},
 		{"e2e", has("e2e"), func() error { return g.e2e(ctx) }},
@@ -337,6 +340,9 @@ func (g *gen) startRelayWith(ctx context.Context, name string, conns, devices in
 		"--devices", strconv.Itoa(devices)}
 	if memVerifiers {
 		args = append(args, "--memory-verifiers")
+	}
+	if g.f.memMailbox {
+		args = append(args, "--memory-mailbox")
 	}
 	if g.issuerDER != nil {
 		args = append(args, "--issuer-key", filepath.Join(g.tmp, "issuer.der"))
@@ -574,6 +580,13 @@ func workers(k, n int, do func(i int) error) ([]time.Duration, time.Duration, er
 // scheduled time whatever the earlier ones do, and returns each send's
 // scheduled time and latency from it.
 func (g *gen) openLoop(ctx context.Context, p *relayProc, from, n, rate int) (sched []time.Time, lat []time.Duration, achieved float64, failed int64, err error) {
+	return openLoopDo(n, rate, func(i int) error { return g.send(ctx, p, "/relay/v1/send", from+i, true) })
+}
+
+// openLoopDo calls do(0..n-1) at rate per second, each at its scheduled
+// time whatever the earlier ones do, and returns each call's scheduled
+// time and latency from it.
+func openLoopDo(n, rate int, do func(i int) error) (sched []time.Time, lat []time.Duration, achieved float64, failed int64, err error) {
 	sched = make([]time.Time, n)
 	lat = make([]time.Duration, n)
 	interval := time.Second / time.Duration(rate)
@@ -590,7 +603,7 @@ func (g *gen) openLoop(ctx context.Context, p *relayProc, from, n, rate int) (sc
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := g.send(ctx, p, "/relay/v1/send", from+i, true); err != nil {
+			if err := do(i); err != nil {
 				nfail.Add(1)
 				firstErr.CompareAndSwap(nil, &err)
 				return
@@ -662,11 +675,20 @@ func (g *gen) sends(ctx context.Context, tlsPhase, sendPhase bool) error {
 		if t := g.ratios["tls"]; t > 0 {
 			cond += fmt.Sprintf("; %.2f× HTTP+TLS alone", rate/t)
 		}
-		cond += fmt.Sprintf("; load average %s → %s", g.lastLoad, loadAvg())
+		cond += fmt.Sprintf("; load average %s → %s", g.lastLoad, loadAvg()) + g.storeNote()
 		g.add(result{metric: fmt.Sprintf("durable %d-byte sealed sends (%d B content) through the relay over TLS", g.envSize(), g.f.content),
 			goal: "≥ 0.6× raw", measured: fmt.Sprintf("%.0f msgs/s", rate), ratio: g.rawRatio(rate), conditions: cond})
 	}
 	return nil
+}
+
+// storeNote is appended to a row's conditions when the relay's mailboxes
+// are in memory (--memory-mailbox).
+func (g *gen) storeNote() string {
+	if g.f.memMailbox {
+		return "; **in-memory mailbox store (memmailbox), not durable**"
+	}
+	return ""
 }
 
 func us(d time.Duration, n int) float64 { return float64(d.Microseconds()) / float64(n) }
@@ -778,7 +800,7 @@ func (g *gen) latencyAt(ctx context.Context, rate int) error {
 	g.add(result{metric: fmt.Sprintf("enqueue-ack latency at an offered %d msgs/s", rate),
 		goal: "p99 ≤ 50 ms", measured: fmt.Sprintf("p50 %.1f ms, p99 %.1f ms, max %.1f ms", quantile(s, .5), p99, quantile(s, 1)),
 		ratio:      fmt.Sprintf("p99 %.2f× the goal", p99/50),
-		conditions: fmt.Sprintf("open loop, %d sends, %.0f/s achieved, over %d %s connections; latency from each send's scheduled time to its receipt (queueing for a connection included); %s", n, achieved, g.f.openConns, g.proto(), use)})
+		conditions: fmt.Sprintf("open loop, %d sends, %.0f/s achieved, over %d %s connections; latency from each send's scheduled time to its receipt (queueing for a connection included); %s%s", n, achieved, g.f.openConns, g.proto(), use, g.storeNote())})
 	return nil
 }
 

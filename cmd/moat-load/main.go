@@ -11,7 +11,8 @@
 //     before the timed part, closed loop;
 //   - the same in batches of --batch per POST /relay/v1/send-batch;
 //   - the same with anonymous tokens, each spent durably;
-//   - enqueue-ack latency at a fixed offered rate (open loop);
+//   - enqueue-ack latency at a fixed offered rate (open loop), one send
+//     per request and --batch per send-batch request;
 //   - the relay process's memory per idle TLS connection, and per idle
 //     push channel of an authenticated device, as the slope between two
 //     counts;
@@ -20,7 +21,7 @@
 //
 // Usage:
 //
-//	moat-load run [--phases raw,tls,send,sendbatch,anon,latency,memory,pushmem,e2e] [--batch 16] [--messages 50000] [--devices 1000]
+//	moat-load run [--phases raw,tls,send,sendbatch,anon,latency,latencybatch,memory,pushmem,e2e] [--batch 16] [--messages 50000] [--devices 1000]
 //	              [--concurrency 256] [--rate 10000,5000,2000] [--conns 10000,18000] [--push-conns 2000,4000] ...
 //
 // cmd/README.md §moat-load describes every flag.

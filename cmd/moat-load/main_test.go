@@ -37,6 +37,7 @@ func TestRunSmoke(t *testing.T) {
 		"| durable 2048-byte sealed sends with anonymous tokens |",
 		"| durable 2048-byte sealed sends (100 B content) through the relay over TLS, 16 per send-batch request |",
 		"| enqueue-ack latency at an offered 200 msgs/s |",
+		"| enqueue-ack latency at an offered 200 msgs/s, 16 per send-batch request |",
 		"| relay memory per idle TLS connection (slope) |",
 		"between 5 and 10 connections",
 		"| relay memory per idle push channel (slope) |",
@@ -48,6 +49,21 @@ func TestRunSmoke(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestRunMemoryMailbox runs the send phases against a relay whose
+// mailboxes are in memory (the relay's cost without its store), and says
+// so in the rows.
+func TestRunMemoryMailbox(t *testing.T) {
+	var out, errs bytes.Buffer
+	code := run(t.Context(), []string{"run", "--phases", "send,sendbatch", "--messages", "40", "--devices", "4", "--content", "100",
+		"--concurrency", "4", "--batch", "4", "--memory-verifiers", "--memory-mailbox"}, &out, &errs)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errs.String())
+	}
+	if n := strings.Count(out.String(), "in-memory mailbox store (memmailbox), not durable"); n != 2 {
+		t.Errorf("%d rows say the store is in memory, want 2:\n%s", n, out.String())
 	}
 }
 

@@ -27,7 +27,9 @@ import (
 	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/internal/httpserve"
 	"github.com/moat-im/moat/server/relay"
+	"github.com/moat-im/moat/server/store/mailbox"
 	"github.com/moat-im/moat/server/store/mailbox/badgermailbox"
+	"github.com/moat-im/moat/server/store/mailbox/memmailbox"
 	"github.com/moat-im/moat/server/store/prekey/memprekey"
 	"github.com/moat-im/moat/server/store/tokens/badgertokens"
 )
@@ -39,6 +41,7 @@ type relayFlags struct {
 	seed            string
 	devices         int
 	memoryVerifiers bool
+	memoryMailbox   bool
 	issuerKey       string
 }
 
@@ -85,6 +88,7 @@ func newRelayCmd() *cobra.Command {
 	fl.StringVar(&f.seed, "seed", "", "hex seed of the run's devices")
 	fl.IntVar(&f.devices, "devices", 1000, "devices to certify")
 	fl.BoolVar(&f.memoryVerifiers, "memory-verifiers", false, "keep verifiers and spent tokens in memory instead of badgertokens")
+	fl.BoolVar(&f.memoryMailbox, "memory-mailbox", false, "keep mailboxes in memory (memmailbox) instead of badgermailbox: the relay's cost without its store")
 	fl.StringVar(&f.issuerKey, "issuer-key", "", "anonymous-token issuer key of the tenant (PKCS #8 DER file); none refuses anonymous tokens")
 	for _, n := range []string{"data", "tls-cert", "tls-key", "seed"} {
 		_ = cmd.MarkFlagRequired(n)
@@ -110,7 +114,12 @@ func runRelay(ctx context.Context, f relayFlags, stdin io.Reader, stdout io.Writ
 	}()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	mb, err := badgermailbox.Open(ctx, badgermailbox.Options{Dir: filepath.Join(f.data, "mailbox"), Logger: log})
+	var mb mailbox.Store
+	if f.memoryMailbox {
+		mb, err = memmailbox.New(memmailbox.Options{})
+	} else {
+		mb, err = badgermailbox.Open(ctx, badgermailbox.Options{Dir: filepath.Join(f.data, "mailbox"), Logger: log})
+	}
 	if err != nil {
 		return err
 	}

@@ -72,6 +72,16 @@ func (a *Authorizer) Authorize(mailbox sealed.MailboxID, auth []byte) (*Grant, e
 	if err != nil {
 		return nil, err
 	}
+	return a.AuthorizeParsed(mailbox, sa)
+}
+
+// AuthorizeParsed is Authorize for a SendAuthorization the caller has
+// parsed with ParseSendAuthorization (a relay parses it once, before it
+// reads the envelope).
+func (a *Authorizer) AuthorizeParsed(mailbox sealed.MailboxID, sa *SendAuthorization) (*Grant, error) {
+	if !mailbox.Valid() || sa == nil {
+		return nil, ErrMalformed
+	}
 	g := &Grant{Kind: sa.Kind, Mailbox: mailbox}
 	switch sa.Kind {
 	case KindMAC:
@@ -104,6 +114,8 @@ func (a *Authorizer) Authorize(mailbox sealed.MailboxID, auth []byte) (*Grant, e
 			return nil, fmt.Errorf("deliverytoken: spent store: %w", err)
 		}
 		g.KeyID = t.KeyID
+	default:
+		return nil, ErrMalformed
 	}
 	return g, nil
 }

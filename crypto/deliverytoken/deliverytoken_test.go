@@ -668,3 +668,50 @@ func TestVerifiersAgree(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthorizeParsed: AuthorizeParsed answers as Authorize for the
+// parsed SendAuthorization, and refuses what Authorize's parser would
+// have: no authorization, an invalid mailbox, an unknown kind.
+func TestAuthorizeParsed(t *testing.T) {
+	verifiers := NewMemoryVerifiers()
+	a := &Authorizer{Verifiers: verifiers}
+	mbB := mbox(tenantX, devB)
+	tok := mustKey(t).Token(mbB, NewContactID(tenantX, userC), 0)
+	must(t, verifiers.Add(mbB, VerifierOf(mbB, tok)))
+	sa, err := ParseSendAuthorization(macAuth(t, tok))
+	must(t, err)
+	g, err := a.AuthorizeParsed(mbB, sa)
+	if err != nil || g.Kind != KindMAC || g.Verifier != VerifierOf(mbB, tok) {
+		t.Fatalf("AuthorizeParsed = %+v, %v", g, err)
+	}
+	if _, err := a.AuthorizeParsed(mbox(tenantX, devA), sa); err != ErrBadToken {
+		t.Errorf("another mailbox: %v, want ErrBadToken", err)
+	}
+	for name, c := range map[string]struct {
+		mb sealed.MailboxID
+		sa *SendAuthorization
+	}{
+		"nil authorization": {mbB, nil},
+		"invalid mailbox":   {sealed.MailboxID{}, sa},
+		"unknown kind":      {mbB, &SendAuthorization{Kind: 9, MAC: tok}},
+	} {
+		if _, err := a.AuthorizeParsed(c.mb, c.sa); err != ErrMalformed {
+			t.Errorf("%s: %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+// TestVerifierOfDefinition: VerifierOf is SHA-256(label || 0x00 ||
+// mailbox || token) (docs/spec/envelope.md §MAC delivery tokens).
+func TestVerifierOfDefinition(t *testing.T) {
+	mb := mbox(tenantX, devB)
+	tok := mustKey(t).Token(mb, NewContactID(tenantX, userC), 0)
+	h := sha256.New()
+	h.Write([]byte("moat/v1/delivery-token/verifier"))
+	h.Write([]byte{0})
+	h.Write(mb[:])
+	h.Write(tok[:])
+	if v := VerifierOf(mb, tok); !bytes.Equal(v[:], h.Sum(nil)) {
+		t.Fatalf("VerifierOf = %x, want %x", v, h.Sum(nil))
+	}
+}

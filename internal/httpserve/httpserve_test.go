@@ -46,6 +46,8 @@ func TestLimiter(t *testing.T) {
 func TestClientKey(t *testing.T) {
 	for in, want := range map[string]string{
 		"192.0.2.1:443":           "192.0.2.1",
+		"10.0.0.1:65535":          "10.0.0.1",
+		"010.0.0.1:1":             "010.0.0.1", // not an address netip accepts: the host, as before
 		"[2001:db8:1:2:3::4]:443": "2001:db8:1:2::/64",
 		"[::ffff:192.0.2.7]:1":    "192.0.2.7",
 		"not an address":          "not an address",
@@ -53,6 +55,9 @@ func TestClientKey(t *testing.T) {
 		if got := ClientKey(in); got != want {
 			t.Errorf("ClientKey(%q) = %q, want %q", in, got, want)
 		}
+	}
+	if n := testing.AllocsPerRun(10, func() { ClientKey("192.0.2.1:443") }); n != 0 {
+		t.Errorf("ClientKey of an IPv4 address allocates %v times", n)
 	}
 }
 

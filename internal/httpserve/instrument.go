@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,6 +57,35 @@ func (w *StatusWriter) Code() int { return w.code }
 type Metrics struct {
 	Requests *prometheus.CounterVec
 	Duration *prometheus.HistogramVec
+
+	// children caches the counter and histogram of each (route, code)
+	// seen, so that a request does not hash its labels.
+	children sync.Map // routeCode → *routeMetrics
+}
+
+type routeCode struct {
+	route string
+	code  int
+}
+
+type routeMetrics struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+// observe counts a request of route answered with code that took d.
+func (m *Metrics) observe(route string, code int, d time.Duration) {
+	k := routeCode{route, code}
+	v, ok := m.children.Load(k)
+	if !ok {
+		v, _ = m.children.LoadOrStore(k, &routeMetrics{
+			requests: m.Requests.WithLabelValues(route, strconv.Itoa(code)),
+			duration: m.Duration.WithLabelValues(route),
+		})
+	}
+	rm := v.(*routeMetrics)
+	rm.requests.Inc()
+	rm.duration.Observe(d.Seconds())
 }
 
 // NewMetrics registers namespace_http_requests_total{routeLabel, code} and
@@ -92,7 +122,7 @@ func Instrument(next http.Handler, m *Metrics, done func(r *http.Request, route 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &StatusWriter{ResponseWriter: w}
-		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header()["X-Content-Type-Options"] = nosniff
 		next.ServeHTTP(sw, r)
 		route := Route(r)
 		code := sw.code
@@ -100,14 +130,18 @@ func Instrument(next http.Handler, m *Metrics, done func(r *http.Request, route 
 			code = http.StatusOK
 		}
 		if m != nil {
-			m.Requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
-			m.Duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+			m.observe(route, code, time.Since(start))
 		}
 		if done != nil {
 			done(r, route, code, start)
 		}
 	})
 }
+
+// nosniff is the value of every response's X-Content-Type-Options,
+// shared by all (a header value slice is never changed in place; its
+// capacity is its length, so an append copies it).
+var nosniff = []string{"nosniff"}
 
 // LogLevel is the level of a request log line: Error for 5xx, Warn for
 // 401, 403 and 429, Info otherwise.
@@ -209,8 +243,43 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool
 // 64 KiB up front: a declared length is not trusted with memory before the
 // bytes arrive).
 func readAll(r io.Reader, hint int64) ([]byte, error) {
-	b := make([]byte, 0, min(hint, 64<<10)+1)
+	if hint <= 64<<10 {
+		// The usual case, a declared length within 64 KiB: read exactly
+		// that, then check for the end with a byte on the stack.
+		b := make([]byte, hint)
+		n, err := io.ReadFull(r, b)
+		switch {
+		case err == io.ErrUnexpectedEOF || err == io.EOF:
+			return b[:n], nil // shorter than declared: the caller sees it
+		case err != nil:
+			return nil, err
+		}
+		var one [1]byte
+		for {
+			m, err := r.Read(one[:])
+			if m > 0 {
+				// Longer than declared: read on as before.
+				b = append(b, one[0])
+				break
+			}
+			if err == io.EOF {
+				return b, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		return readRest(r, b)
+	}
+	return readRest(r, make([]byte, 0, 64<<10+1))
+}
+
+// readRest reads r to the end, appending to b.
+func readRest(r io.Reader, b []byte) ([]byte, error) {
 	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
 		n, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
 		if err == io.EOF {
@@ -218,9 +287,6 @@ func readAll(r io.Reader, hint int64) ([]byte, error) {
 		}
 		if err != nil {
 			return nil, err
-		}
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -85,6 +86,12 @@ func (l *Limiter) Allow(key string) (bool, time.Duration) {
 // address, or for IPv6 its /64 prefix, which one client typically holds
 // whole.
 func ClientKey(remoteAddr string) string {
+	// An IPv4 address and port, as net/http gives them: the address's
+	// text is already its key (netip parses IPv4 strictly, so the text is
+	// canonical), and slicing it allocates nothing.
+	if ap, err := netip.ParseAddrPort(remoteAddr); err == nil && ap.Addr().Is4() {
+		return remoteAddr[:strings.LastIndexByte(remoteAddr, ':')]
+	}
 	host, _, err := net.SplitHostPort(remoteAddr)
 	if err != nil {
 		host = remoteAddr

@@ -18,12 +18,17 @@ import (
 // moat_relay_sends_total it gives the heads per signature.
 
 type headRequest struct {
-	leaf mailbox.HeadLeaf
-	wake chan struct{} // closed when signed, or to make the waiter lead
+	leaves []mailbox.HeadLeaf // one per receipt: one for a send, the accepted items of a batch
+	// wake gets one value when the request is signed, or to make its
+	// waiter lead (done false). Requests are pooled: a request is woken
+	// once per use and never touched after its waiter returns.
+	wake chan struct{}
 	done bool
-	res  *mailbox.BatchedHead
+	res  []*mailbox.BatchedHead
 	err  error
 }
+
+var headRequests = sync.Pool{New: func() any { return &headRequest{wake: make(chan struct{}, 1)} }}
 
 // maxYields bounds how often a leader yields to let a batch fill.
 const maxYields = 8
@@ -31,18 +36,36 @@ const maxYields = 8
 type headBatcher struct {
 	sign func([]mailbox.HeadLeaf) ([]*mailbox.BatchedHead, error)
 
-	mu    sync.Mutex
-	busy  bool // a leader is signing; the queue waits for it
-	queue []*headRequest
+	mu     sync.Mutex
+	busy   bool // a leader is signing; the queue waits for it
+	queue  []*headRequest
+	leaves int            // the leaves of the queue's requests
+	spare  []*headRequest // the previous queue's array, for the next batch
 }
 
-// signHead returns a batched signed head of (mb, head). The first caller
-// of an idle batcher leads: it signs the queue (itself first), then hands
-// the lead to the oldest waiter, if any, and returns.
+// signHead returns a batched signed head of (mb, head).
 func (b *headBatcher) signHead(mb mailbox.ID, head uint64) (*mailbox.BatchedHead, error) {
-	r := &headRequest{leaf: mailbox.HeadLeaf{Mailbox: mb, Head: head}, wake: make(chan struct{})}
+	hs, err := b.signHeads([]mailbox.HeadLeaf{{Mailbox: mb, Head: head}})
+	if err != nil {
+		return nil, err
+	}
+	return hs[0], nil
+}
+
+// signHeads returns a batched signed head of each of leaves (at most
+// MaxBatchItems), all signed in the same batch. The first caller of an
+// idle batcher leads: it signs the queue (itself first), then hands the
+// lead to the oldest waiter, if any, and returns.
+func (b *headBatcher) signHeads(leaves []mailbox.HeadLeaf) ([]*mailbox.BatchedHead, error) {
+	r := headRequests.Get().(*headRequest)
+	r.leaves, r.done, r.res, r.err = leaves, false, nil, nil
+	defer func() {
+		r.leaves, r.res, r.err = nil, nil, nil
+		headRequests.Put(r)
+	}()
 	b.mu.Lock()
 	b.queue = append(b.queue, r)
+	b.leaves += len(leaves)
 	lead := !b.busy
 	b.busy = true
 	b.mu.Unlock()
@@ -63,41 +86,56 @@ func (b *headBatcher) signHead(mb mailbox.ID, head uint64) (*mailbox.BatchedHead
 		b.mu.Unlock()
 		runtime.Gosched()
 		b.mu.Lock()
-		grew := len(b.queue) > n && len(b.queue) < mailbox.MaxHeadBatch
+		grew := len(b.queue) > n && b.leaves < mailbox.MaxHeadBatch
 		b.mu.Unlock()
 		if !grew {
 			break
 		}
 	}
 	b.mu.Lock()
-	n := min(len(b.queue), mailbox.MaxHeadBatch)
-	batch := append([]*headRequest(nil), b.queue[:n]...)
-	b.queue = append(b.queue[:0:0], b.queue[n:]...)
+	// Whole requests, as many as fit in a batch (the first always does:
+	// a request has at most MaxBatchItems leaves).
+	n, total := 0, 0
+	for _, q := range b.queue {
+		if n > 0 && total+len(q.leaves) > mailbox.MaxHeadBatch {
+			break
+		}
+		n++
+		total += len(q.leaves)
+	}
+	batch := append(b.spare[:0], b.queue[:n]...)
+	// The rest stays queued, in a slice of its own: the next leader
+	// takes the lead while this one still reads batch.
+	b.queue, b.spare = append(b.queue[:0:0], b.queue[n:]...), b.queue[:0]
+	b.leaves -= total
 	b.mu.Unlock()
 
-	leaves := make([]mailbox.HeadLeaf, n)
-	for i, q := range batch {
-		leaves[i] = q.leaf
+	all := make([]mailbox.HeadLeaf, 0, total)
+	for _, q := range batch {
+		all = append(all, q.leaves...)
 	}
-	hs, err := b.sign(leaves)
-	for i, q := range batch {
+	hs, err := b.sign(all)
+	i := 0
+	for _, q := range batch {
 		q.done, q.err = true, err
 		if err == nil {
-			q.res = hs[i]
+			q.res = hs[i : i+len(q.leaves) : i+len(q.leaves)]
 		}
+		i += len(q.leaves)
 		if q != r {
-			close(q.wake)
+			q.wake <- struct{}{}
 		}
 	}
+	res, rerr := r.res, r.err
 
 	b.mu.Lock()
 	if len(b.queue) > 0 {
 		next := b.queue[0]
 		b.mu.Unlock()
-		close(next.wake) // next.done is false: it leads
+		next.wake <- struct{}{} // next.done is false: it leads
 	} else {
 		b.busy = false
 		b.mu.Unlock()
 	}
-	return r.res, r.err
+	return res, rerr
 }

@@ -84,3 +84,47 @@ func TestHeadBatcherGroups(t *testing.T) {
 		t.Fatal("batcher not idle")
 	}
 }
+
+// TestHeadBatcherMultiLeaf: requests of several leaves (a send-batch
+// request's heads) share batches with single ones, and each gets the
+// heads of its own leaves, in order.
+func TestHeadBatcherMultiLeaf(t *testing.T) {
+	var mu sync.Mutex
+	sigs := 0
+	b := &headBatcher{sign: func(ls []mailbox.HeadLeaf) ([]*mailbox.BatchedHead, error) {
+		mu.Lock()
+		sigs++
+		mu.Unlock()
+		return mailbox.SignHeadBatch(fixedSigner{}, ls, time.UnixMilli(1_800_000_000_000))
+	}}
+	const n = 12
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			leaves := make([]mailbox.HeadLeaf, 1+i%5)
+			for j := range leaves {
+				leaves[j] = mailbox.HeadLeaf{Mailbox: mailbox.ID{byte(i), byte(j)}, Head: uint64(100*i + j)}
+			}
+			hs, err := b.signHeads(leaves)
+			if err == nil && len(hs) != len(leaves) {
+				err = errors.New("wrong number of heads")
+			}
+			for j := range hs {
+				if err == nil && (hs[j].Mailbox != leaves[j].Mailbox || hs[j].Head != leaves[j].Head) {
+					err = errors.New("another request's head")
+				}
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	if sigs < 1 || sigs > n || b.busy || len(b.queue) != 0 || b.leaves != 0 {
+		t.Fatalf("%d signatures, busy %v, queue %d, leaves %d", sigs, b.busy, len(b.queue), b.leaves)
+	}
+}

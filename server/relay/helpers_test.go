@@ -85,6 +85,8 @@ type worldOptions struct {
 	// verifiers and spent replace the in-memory token stores.
 	verifiers relay.Verifiers
 	spent     deliverytoken.SpentStore
+	// logger replaces the test's debug-level log buffer (benchmarks).
+	logger *slog.Logger
 }
 
 // unlimited lifts every rate limit a test does not set.
@@ -112,6 +114,9 @@ func newWorld(t testing.TB, o worldOptions) *world {
 		Prekeys: memprekey.New(0), Issuers: o.issuers, Limits: unlimited(o.limits),
 		Verifiers: o.verifiers, Spent: o.spent,
 		Logger: slog.New(slog.NewTextHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if o.logger != nil {
+		w.opts.Logger = o.logger
 	}
 	w.start()
 	t.Cleanup(func() { w.srv.Close(); w.relay.Close() })

@@ -26,10 +26,18 @@ const HeaderSendAuthorization = "Moat-Send-Authorization"
 var maxAuthHeader = base64.RawURLEncoding.EncodedLen(357)
 
 func writeBinary(w http.ResponseWriter, b []byte) {
-	w.Header().Set("Content-Type", httpserve.ContentBinary)
-	w.Header().Set("Cache-Control", "no-store")
+	h := w.Header()
+	h["Content-Type"] = contentBinary
+	h["Cache-Control"] = noStore
 	w.Write(b)
 }
+
+// Header values shared by every response: net/http never changes a value
+// slice in place, and an append to one of capacity its length copies it.
+var (
+	contentBinary = []string{httpserve.ContentBinary}
+	noStore       = []string{"no-store"}
+)
 
 func writeJSON(w http.ResponseWriter, v any) {
 	b, err := json.Marshal(v)
@@ -107,10 +115,11 @@ func readDeclared(w http.ResponseWriter, req *http.Request, n int64) ([]byte, bo
 // envelope, authorised by the delivery token in HeaderSendAuthorization
 // (docs/spec/api.md §Send).
 func (r *Relay) postSend(w http.ResponseWriter, req *http.Request) {
-	addr := httpserve.ClientKey(req.RemoteAddr)
-	if ok, wait := r.sendAddrLimit.Allow(addr); !ok {
-		r.sendRefused(w, "address", wait)
-		return
+	if r.sendAddrLimit != nil {
+		if ok, wait := r.sendAddrLimit.Allow(httpserve.ClientKey(req.RemoteAddr)); !ok {
+			r.sendRefused(w, "address", wait)
+			return
+		}
 	}
 	// Size before allocation (T42): the body must declare its length, and
 	// that length must be a size bucket within the limit.
@@ -123,7 +132,10 @@ func (r *Relay) postSend(w http.ResponseWriter, req *http.Request) {
 		httpserve.WriteError(w, http.StatusBadRequest, "envelope size is not a bucket")
 		return
 	}
-	authText := req.Header.Get(HeaderSendAuthorization)
+	var authText string // req.Header.Get without canonicalising the key
+	if v := req.Header[HeaderSendAuthorization]; len(v) > 0 {
+		authText = v[0]
+	}
 	if len(authText) > maxAuthHeader {
 		httpserve.WriteError(w, http.StatusBadRequest, "malformed send authorization")
 		return
@@ -155,7 +167,7 @@ func (r *Relay) postSend(w http.ResponseWriter, req *http.Request) {
 		httpserve.WriteError(w, http.StatusBadRequest, "malformed envelope")
 		return
 	}
-	if v := r.admitSend(h, sa, auth); v.status != 0 {
+	if v := r.admitSend(h, sa); v.status != 0 {
 		v.write(w)
 		return
 	}
@@ -203,24 +215,28 @@ func (v sendVerdict) write(w http.ResponseWriter) {
 // valid token gets the same answer for a mailbox that does not exist; the
 // token's limit comes before the token is redeemed, so that a limited send
 // does not burn an anonymous token. The zero verdict admits the send.
-func (r *Relay) admitSend(h *sealed.Header, sa *deliverytoken.SendAuthorization, auth []byte) sendVerdict {
-	if ok, wait := r.sendMailboxLimit.Allow(string(h.Mailbox[:])); !ok {
-		r.itemRefused("mailbox")
-		return sendVerdict{status: http.StatusTooManyRequests, wait: wait}
+func (r *Relay) admitSend(h *sealed.Header, sa *deliverytoken.SendAuthorization) sendVerdict {
+	if r.sendMailboxLimit != nil {
+		if ok, wait := r.sendMailboxLimit.Allow(string(h.Mailbox[:])); !ok {
+			r.itemRefused("mailbox")
+			return sendVerdict{status: http.StatusTooManyRequests, wait: wait}
+		}
 	}
-	var tokenKey string
-	if sa.Kind == deliverytoken.KindMAC {
-		v := deliverytoken.VerifierOf(h.Mailbox, sa.MAC)
-		tokenKey = "mac/" + string(h.Mailbox[:]) + string(v[:])
-	} else {
-		t := h.Mailbox.Tenant()
-		tokenKey = "anon/" + string(t[:])
+	if r.sendTokenLimit != nil { // nil: the limit is off, and its key unneeded
+		var tokenKey string
+		if sa.Kind == deliverytoken.KindMAC {
+			v := deliverytoken.VerifierOf(h.Mailbox, sa.MAC)
+			tokenKey = "mac/" + string(h.Mailbox[:]) + string(v[:])
+		} else {
+			t := h.Mailbox.Tenant()
+			tokenKey = "anon/" + string(t[:])
+		}
+		if ok, wait := r.sendTokenLimit.Allow(tokenKey); !ok {
+			r.itemRefused("token")
+			return sendVerdict{status: http.StatusTooManyRequests, wait: wait}
+		}
 	}
-	if ok, wait := r.sendTokenLimit.Allow(tokenKey); !ok {
-		r.itemRefused("token")
-		return sendVerdict{status: http.StatusTooManyRequests, wait: wait}
-	}
-	if _, err := r.author.Authorize(h.Mailbox, auth); err != nil {
+	if _, err := r.author.AuthorizeParsed(h.Mailbox, sa); err != nil {
 		switch {
 		case errors.Is(err, deliverytoken.ErrBadToken), errors.Is(err, deliverytoken.ErrDoubleSpend):
 			r.met.sends.WithLabelValues("forbidden").Inc()
@@ -250,27 +266,51 @@ var errSignHead = errors.New("relay: signing the mailbox head")
 // with its expiry, then signs the head the receipt carries. It returns the
 // mailbox store's error, or errSignHead.
 func (r *Relay) enqueueSend(ctx context.Context, h *sealed.Header, body []byte) (*Receipt, error) {
+	e, err := r.enqueue(ctx, StoreMailboxID(h.Mailbox), h, body)
+	if err != nil {
+		return nil, err
+	}
+	head, err := r.heads.signHead(e.leaf.Mailbox, e.leaf.Head)
+	if err != nil {
+		return nil, errors.Join(errSignHead, err)
+	}
+	return r.receipt(e, head), nil
+}
+
+// enqueued is a send the mailbox store holds: its store receipt and the
+// head its receipt is to carry, not yet signed.
+type enqueued struct {
+	rc   mailbox.Receipt
+	leaf mailbox.HeadLeaf
+	size int
+}
+
+// enqueue is the store's part of step 8 of §Send: it enqueues the
+// envelope idempotently with its expiry in mailbox id (StoreMailboxID of
+// the header's); the store's receipt carries the durable head. It returns the mailbox
+// store's error.
+func (r *Relay) enqueue(ctx context.Context, id mailbox.ID, h *sealed.Header, body []byte) (enqueued, error) {
 	now := r.opts.Now()
 	ttl := min(time.Duration(h.TTL)*time.Second, r.opts.Limits.MaxTTL)
-	id := StoreMailboxID(h.Mailbox)
 	rc, err := r.opts.Mailboxes.Enqueue(ctx, id, mailbox.Message{
 		ID: mailbox.MessageID(h.MessageID), Expires: now.Add(ttl), Body: body,
 	})
 	if err != nil {
 		r.met.sends.WithLabelValues("store-error").Inc()
-		return nil, err
+		return enqueued{}, err
 	}
-	head, err := r.heads.signHead(id, max(rc.Head, rc.Seq))
-	if err != nil {
-		return nil, errors.Join(errSignHead, err)
-	}
-	if rc.Duplicate {
-		r.met.sends.WithLabelValues("duplicate").Inc()
+	return enqueued{rc: rc, leaf: mailbox.HeadLeaf{Mailbox: id, Head: max(rc.Head, rc.Seq)}, size: len(body)}, nil
+}
+
+// receipt counts the send e and returns its receipt, with head signed.
+func (r *Relay) receipt(e enqueued, head *mailbox.BatchedHead) *Receipt {
+	if e.rc.Duplicate {
+		r.met.sendsDuplicate.Inc()
 	} else {
-		r.met.sends.WithLabelValues("ok").Inc()
-		r.met.sendBytes.Observe(float64(len(body)))
+		r.met.sendsOK.Inc()
+		r.met.sendBytes.Observe(float64(e.size))
 	}
-	return &Receipt{Seq: rc.Seq, Duplicate: rc.Duplicate, Head: head}, nil
+	return &Receipt{Seq: e.rc.Seq, Duplicate: e.rc.Duplicate, Head: head}
 }
 
 func (r *Relay) sendRefused(w http.ResponseWriter, scope string, wait time.Duration) {

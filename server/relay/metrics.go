@@ -13,15 +13,18 @@ type metrics struct {
 	rateLimited *prometheus.CounterVec // scope
 	auth        *prometheus.CounterVec // result
 	sends       *prometheus.CounterVec // result
-	sendBytes   prometheus.Histogram
-	forbidden   prometheus.Counter
-	unavailable prometheus.Counter
-	pushOpen    prometheus.Gauge
-	pushPages   prometheus.Counter
-	bundles     *prometheus.CounterVec // kem: one-time, last-resort; opk: yes, no
-	uploads     *prometheus.CounterVec // result
-	issued      *prometheus.CounterVec // result: anonymous tokens issued
-	receiptSigs prometheus.Counter     // signatures of batched receipt heads
+	// sendsOK and sendsDuplicate are sends' children of the results
+	// every accepted send counts, resolved once.
+	sendsOK, sendsDuplicate prometheus.Counter
+	sendBytes               prometheus.Histogram
+	forbidden               prometheus.Counter
+	unavailable             prometheus.Counter
+	pushOpen                prometheus.Gauge
+	pushPages               prometheus.Counter
+	bundles                 *prometheus.CounterVec // kem: one-time, last-resort; opk: yes, no
+	uploads                 *prometheus.CounterVec // result
+	issued                  *prometheus.CounterVec // result: anonymous tokens issued
+	receiptSigs             prometheus.Counter     // signatures of batched receipt heads
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -80,5 +83,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Help: "Anonymous delivery tokens issued (ok, counted per token) and refused issuance requests (malformed).",
 	}, []string{"result"})
 	reg.MustRegister(m.issued, m.receiptSigs)
+	m.sendsOK, m.sendsDuplicate = m.sends.WithLabelValues("ok"), m.sends.WithLabelValues("duplicate")
 	return m
 }

@@ -360,7 +360,7 @@ func (r *Relay) Instrument(next http.Handler) http.Handler { return r.instrument
 
 func (r *Relay) instrument(next http.Handler) http.Handler {
 	limited := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if strings.HasPrefix(req.URL.Path, Prefix) {
+		if r.addrLimit != nil && strings.HasPrefix(req.URL.Path, Prefix) {
 			if ok, wait := r.addrLimit.Allow(httpserve.ClientKey(req.RemoteAddr)); !ok {
 				r.met.rateLimited.WithLabelValues("address").Inc()
 				httpserve.TooMany(w, wait)

@@ -51,15 +51,44 @@ func (r *Relay) postSendBatch(w http.ResponseWriter, req *http.Request) {
 		accepted[i] = h
 	}
 	// Step 8 for the accepted items at once: each waits for the group
-	// commit that makes it durable, and the writer drains them together.
+	// commit that makes it durable, and the writer drains them together;
+	// then the heads of all are signed together, on this goroutine (an
+	// item's goroutine stays shallow: no stack growth).
+	ens := make([]enqueued, len(items))
+	errs := make([]error, len(items))
 	var wg sync.WaitGroup
 	for i, h := range accepted {
 		if h == nil {
 			continue
 		}
-		wg.Go(func() { res[i] = r.enqueueBatchItem(req.Context(), h, items[i].Envelope) })
+		// The store keeps the body: it is copied out of the request's
+		// buffer, so that one kept envelope does not pin the whole batch.
+		id, body := StoreMailboxID(h.Mailbox), append([]byte(nil), items[i].Envelope...)
+		wg.Go(func() { ens[i], errs[i] = r.enqueue(req.Context(), id, h, body) })
 	}
 	wg.Wait()
+	leaves := make([]mailbox.HeadLeaf, 0, len(items))
+	stored := make([]int, 0, len(items))
+	for i, h := range accepted {
+		switch {
+		case h == nil:
+		case errs[i] != nil:
+			res[i] = r.storeResult(errs[i])
+		default:
+			leaves = append(leaves, ens[i].leaf)
+			stored = append(stored, i)
+		}
+	}
+	if len(leaves) > 0 {
+		heads, err := r.heads.signHeads(leaves)
+		for j, i := range stored {
+			if err != nil {
+				res[i] = BatchResult{Status: http.StatusInternalServerError}
+			} else {
+				res[i] = BatchResult{Status: http.StatusOK, Receipt: r.receipt(ens[i], heads[j])}
+			}
+		}
+	}
 	out, err := MarshalBatchResults(res)
 	if err != nil {
 		httpserve.WriteError(w, http.StatusInternalServerError, "internal error")
@@ -105,21 +134,10 @@ func (r *Relay) checkBatchItem(addr string, spendAddr bool, it BatchItem) (*seal
 		r.met.sends.WithLabelValues("malformed").Inc()
 		return nil, http.StatusBadRequest, 0
 	}
-	if v := r.admitSend(h, sa, it.Auth); v.status != 0 {
+	if v := r.admitSend(h, sa); v.status != 0 {
 		return nil, v.status, v.wait
 	}
 	return h, 0, 0
-}
-
-// enqueueBatchItem is step 8 of §Send for an accepted item. The store
-// keeps the body: it is copied out of the request's buffer, so that one
-// kept envelope does not pin the whole batch.
-func (r *Relay) enqueueBatchItem(ctx context.Context, h *sealed.Header, body []byte) BatchResult {
-	rc, err := r.enqueueSend(ctx, h, append([]byte(nil), body...))
-	if err != nil {
-		return r.storeResult(err)
-	}
-	return BatchResult{Status: http.StatusOK, Receipt: rc}
 }
 
 // storeResult is storeError as an item's result.

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 
 	"github.com/moat-im/moat/crypto/sealed"
@@ -43,13 +44,12 @@ const mailboxIDLabel = "moat/v1/relay/mailbox-id"
 // tenant || device) (docs/spec/api.md §Mailbox ids). Distinct tenants'
 // devices with the same device id get distinct ids (T44).
 func StoreMailboxID(mb sealed.MailboxID) mailbox.ID {
-	h := sha256.New()
-	h.Write([]byte(mailboxIDLabel))
-	h.Write([]byte{0})
-	h.Write(mb[:])
-	var id mailbox.ID
-	copy(id[:], h.Sum(nil))
-	return id
+	var in [len(mailboxIDLabel) + 1 + len(mb)]byte
+	b := append(in[:0], mailboxIDLabel...)
+	b = append(b, 0)
+	b = append(b, mb[:]...)
+	sum := sha256.Sum256(b)
+	return mailbox.ID(sum[:len(mailbox.ID{})])
 }
 
 // Message is a message of a MailboxPage: its sequence number and the
@@ -162,17 +162,20 @@ func (r *Receipt) Marshal() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var b cryptobyte.Builder
-	b.AddUint8(typeSendReceipt)
-	b.AddUint8(receiptVersion)
-	b.AddUint64(r.Seq)
+	if len(head) > 0xffff {
+		return nil, ErrMalformed
+	}
+	// One allocation of the exact size (every send answers with one).
+	b := make([]byte, 0, 2+8+1+2+len(head))
+	b = append(b, typeSendReceipt, receiptVersion)
+	b = binary.BigEndian.AppendUint64(b, r.Seq)
 	dup := uint8(0)
 	if r.Duplicate {
 		dup = 1
 	}
-	b.AddUint8(dup)
-	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(head) })
-	return b.Bytes()
+	b = append(b, dup)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(head)))
+	return append(b, head...), nil
 }
 
 // ParseReceipt parses a SendReceipt strictly; the sequence number must be

@@ -2,9 +2,11 @@ package relay
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"testing"
 	"time"
 
+	"github.com/moat-im/moat/crypto/sealed"
 	"github.com/moat-im/moat/server/store/mailbox"
 )
 
@@ -153,4 +155,19 @@ func FuzzParsePushAck(f *testing.F) {
 			t.Fatal("round trip")
 		}
 	})
+}
+
+// TestStoreMailboxIDDefinition: the first 16 bytes of
+// SHA-256("moat/v1/relay/mailbox-id" || 0x00 || tenant || device)
+// (docs/spec/api.md §Mailbox ids).
+func TestStoreMailboxIDDefinition(t *testing.T) {
+	mb := sealed.NewMailboxID([16]byte{0x7a, 1}, [16]byte{0xde, 2})
+	h := sha256.New()
+	h.Write([]byte("moat/v1/relay/mailbox-id"))
+	h.Write([]byte{0})
+	h.Write(mb[:])
+	id := StoreMailboxID(mb)
+	if !bytes.Equal(id[:], h.Sum(nil)[:16]) {
+		t.Fatalf("StoreMailboxID = %x, want %x", id, h.Sum(nil)[:16])
+	}
 }
