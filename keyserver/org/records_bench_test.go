@@ -102,7 +102,7 @@ func BenchmarkEpochState(b *testing.B) {
 			var loadMS float64
 			if n <= 100_000 || os.Getenv("MOAT_STATE_BADGER_1M") == "1" {
 				start = time.Now()
-				l := NewTenantLoader()
+				l := NewTenantLoader(nil)
 				for _, k := range tn.recordKeys() {
 					ok(b, l.Add(k, must(tn.encodeRecord(k))))
 				}
@@ -190,7 +190,7 @@ func benchBadgerState(b *testing.B, tn *Tenant, ids []UserID) {
 	start := time.Now()
 	st = must(badgerstore.Open(ctx, badgerstore.Options{Dir: dir, LogLevel: slog.LevelError}))
 	defer st.Close()
-	l := NewTenantLoader()
+	l := NewTenantLoader(nil)
 	if err := st.TenantRecords(ctx, tn.id, func(k store.TenantKey, v []byte) error { return l.Add(StateKey(k), v) }); err != nil {
 		b.Fatal(err)
 	}
