@@ -50,6 +50,7 @@ const (
 	enrolmentCodeSizeV1 = 2 + idSize + idSize + secretSize + 32 // 82
 	enrolmentCodeSize   = enrolmentCodeSizeV1 + 8               // 90
 	version2            = 2
+	version3            = 3
 )
 
 // Format prints the code without its secret, whatever the verb.

@@ -14,6 +14,11 @@ var (
 	// ErrMalformed is returned for an encoding that does not parse under
 	// the strict rules of docs/spec/org.md §Encoding rules.
 	ErrMalformed = errors.New("org: malformed encoding")
+	// ErrStateVersion is returned when loading tenant state records of an
+	// earlier format (§Tenant state records: a core record of version 2,
+	// whose user records repeat every certificate). They are not
+	// migrated.
+	ErrStateVersion = errors.New("org: tenant state records of an earlier format (core record version 2); not migrated")
 
 	// Certificate and statement verification (§Certificate verification).
 	// They are wrapped in a *CertificateError for device certificates.

@@ -53,7 +53,7 @@ var codecs = []codec{
 	{"TenantRecords", func(d []byte) ([]byte, error) {
 		// The loader without the signer check; records are framed as
 		// key || uint32 length || value.
-		l := NewTenantLoader()
+		l := NewTenantLoader(nil)
 		for len(d) > 0 {
 			if len(d) < StateKeySize+4 {
 				return nil, ErrMalformed

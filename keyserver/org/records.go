@@ -3,6 +3,7 @@ package org
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -25,14 +26,14 @@ import (
 //	0x03  zero                                 OrgChart (the last published)
 //	0x04  SHA-256(policy id)                   PolicyBundle
 //	0x05  department id || 16 zero bytes       DepartmentState
-//	0x06  user id || 16 zero bytes             UserState (state.go)
+//	0x06  user id || 16 zero bytes             UserRecord
 //	0x07  code id || 16 zero bytes             CodeState (state.go)
 //	0x08  SHA-256 of a certified key           uint8 1
 //	0x09  SHA-256 of a consumed approval       uint8 1
 //
 //	struct {
 //	    uint8  type = 0x3e;
-//	    uint8  version = 2;
+//	    uint8  version = 3;                 /* 2: UserState records, refused (ErrStateVersion) */
 //	    opaque tenant[16];
 //	    uint64 certificate_lifetime;        /* seconds */
 //	    uint64 max_code_lifetime;           /* seconds */
@@ -58,6 +59,38 @@ import (
 //	    opaque parent[16];
 //	    opaque name<1..255>;
 //	} DepartmentState;
+//
+//	struct {
+//	    opaque id[16];                      /* as in UserState (state.go) */
+//	    opaque display_name<0..255>;
+//	    opaque department[16];
+//	    uint8  removed;
+//	    uint8  had_device;
+//	    uint8  dirty;
+//	    opaque policy<0..255>;
+//	    uint64 head_seq;
+//	    opaque head_hash[32];
+//	    opaque value_label[32];             /* the user's map label once a value is stored, else zero */
+//	    opaque devices<0..2^32-1>;          /* DeviceRecord, by device id */
+//	    opaque pending<0..2^32-1>;          /* TimelineEntry each as opaque<1..2^24-1> */
+//	} UserRecord;
+//
+//	struct {
+//	    opaque device[16];
+//	    uint32 value_version;               /* 0: the certificate follows */
+//	    opaque certificate<0..2^16-1>;      /* empty iff value_version > 0 */
+//	    uint64 serials<8..2^16-1>;
+//	    uint8  revoked;
+//	    uint64 revoked_at;                  /* 0 unless revoked */
+//	} DeviceRecord;
+//
+// A DeviceRecord with a value_version refers to its certificate instead
+// of repeating it: the certificate of device in that version of the
+// user's value (a UserValue, under value_label), whose serial is the last
+// of serials. The directory stores a user's value and the user's record
+// in the same epoch commit (ValuesStored), so a record that refers to a
+// value is never stored without it; a certificate issued since the
+// user's last value is inline until the next one.
 //
 // Records come back in increasing key order, so the core and trust
 // records come first and every record a later one refers to (policies and
@@ -274,7 +307,7 @@ func (t *Tenant) ApplyPending(recs []StateRecord, signers []Signer) error {
 			return fmt.Errorf("org: pending core record deleted: %w", ErrMalformed)
 		}
 		if err := t.applyRecord(r.Key, r.Value); err != nil {
-			return parseErr("pending state record", err)
+			return recordErr("pending state record", err)
 		}
 		if r.Key[0] > recChart { // the others are compared, not tracked
 			t.touch(r.Key[0], r.Key[1:])
@@ -393,7 +426,7 @@ func (t *Tenant) encodeRecord(k StateKey) ([]byte, error) {
 		if !ok {
 			return nil, nil
 		}
-		f = func(b *cryptobyte.Builder) { addUserState(b, UserID(id16), u) }
+		f = func(b *cryptobyte.Builder) { addUserState(b, UserID(id16), u, true) }
 	case recCode:
 		c, ok := t.codes[CodeID(id16)]
 		if !ok {
@@ -420,13 +453,13 @@ func (t *Tenant) encodeRecord(k StateKey) ([]byte, error) {
 }
 
 func (t *Tenant) addCore(b *cryptobyte.Builder) {
-	t.addHeader(b, version2)
+	t.addHeader(b, version3)
 	b.AddUint64(t.nextSerial)
 	t.addFailuresAndDirty(b)
 }
 
 // addHeader adds what the TenantState encoding (version1) and the core
-// record (version2) start with: the type, version, tenant id and
+// record (version3) start with: the type, version, tenant id and
 // configuration.
 func (t *Tenant) addHeader(b *cryptobyte.Builder, version uint8) {
 	b.AddUint8(typeTenantState)
@@ -504,9 +537,16 @@ type loadedUser struct {
 // every core: parsing a user's device keys is most of a restart's cost.
 const loaderBatch = 4096
 
-// NewTenantLoader returns an empty loader.
-func NewTenantLoader() *TenantLoader {
-	return &TenantLoader{t: &Tenant{
+// A ValueReader returns the value that version version of the user label
+// label holds (a UserValue encoding), for user records that refer to it
+// (UserRecord). The directory reads it from its store. It may be called
+// from several goroutines at once.
+type ValueReader func(label [32]byte, version uint32) ([]byte, error)
+
+// NewTenantLoader returns an empty loader. values reads the values that
+// user records refer to; the loaded tenant keeps it, for ApplyPending.
+func NewTenantLoader(values ValueReader) *TenantLoader {
+	return &TenantLoader{t: &Tenant{values: values,
 		policies: map[string]*PolicyBundle{}, departments: map[DepartmentID]*department{},
 		users: map[UserID]*user{}, codes: map[CodeID]*codeRecord{},
 		usedKeys: map[[32]byte]bool{}, usedApprovals: map[[32]byte]bool{}, orgDirty: map[string]bool{},
@@ -541,7 +581,7 @@ func (l *TenantLoader) Add(key StateKey, value []byte) error {
 	default:
 		if l.flush(); l.err == nil {
 			if err := l.t.applyRecord(key, value); err != nil {
-				l.err = parseErr("tenant state record", err)
+				l.err = recordErr("tenant state record", err)
 			}
 		}
 	}
@@ -569,7 +609,7 @@ func (l *TenantLoader) flush() {
 				}
 				p := &l.users[i]
 				s := cryptobyte.String(p.value)
-				id, u, err := l.t.readUserState(&s)
+				id, u, err := l.t.readUserState(&s, true)
 				switch {
 				case err != nil:
 					p.err = err
@@ -585,7 +625,7 @@ func (l *TenantLoader) flush() {
 	for i := range l.users {
 		p := &l.users[i]
 		if p.err != nil {
-			l.err = parseErr("tenant state record", p.err)
+			l.err = recordErr("tenant state record", p.err)
 			break
 		}
 		l.t.users[p.u.id] = p.u
@@ -650,7 +690,7 @@ func (l *TenantLoader) check() (*Tenant, error) {
 func (t *Tenant) RestoreRecords(recs []StateRecord) error {
 	for _, r := range recs {
 		if err := t.applyRecord(r.Key, r.Value); err != nil {
-			return parseErr("tenant state record", err)
+			return recordErr("tenant state record", err)
 		}
 	}
 	return nil
@@ -731,7 +771,7 @@ func (t *Tenant) applyRecord(k StateKey, value []byte) error {
 		d.parent = parent
 		t.departments[id] = d
 	case recUser:
-		id, u, err := t.readUserState(&s)
+		id, u, err := t.readUserState(&s, true)
 		if err != nil {
 			return err
 		}
@@ -771,8 +811,12 @@ func (t *Tenant) parseCore(k StateKey, s cryptobyte.String) error {
 	var nextSerial, windowStart uint64
 	var chartDirty bool
 	var dirty cryptobyte.String
+	if c := cryptobyte.String(s); k == stateKey(recCore, nil) && c.ReadUint8(&typ) && typ == typeTenantState &&
+		c.ReadUint8(&ver) && ver == version2 {
+		return ErrStateVersion
+	}
 	if k != stateKey(recCore, nil) ||
-		!s.ReadUint8(&typ) || typ != typeTenantState || !s.ReadUint8(&ver) || ver != version2 ||
+		!s.ReadUint8(&typ) || typ != typeTenantState || !s.ReadUint8(&ver) || ver != version3 ||
 		!readID(&s, (*[16]byte)(&id)) || id.IsZero() || (!t.id.IsZero() && id != t.id) ||
 		!readDuration(&s, &cfg.CertificateLifetime) || !readDuration(&s, &cfg.MaxCodeLifetime) ||
 		!s.ReadUint8(&codeLimit) || !s.ReadUint32(&tenantLimit) || !readDuration(&s, &cfg.TenantFailureWindow) ||
@@ -840,4 +884,129 @@ func (t *Tenant) parseTrust(s cryptobyte.String) error {
 	}
 	t.trust, t.roster, t.rotation, t.escrow = tb, r, rot, esc
 	return nil
+}
+
+// A ValueRef names where the directory stored a user's value published
+// by Publish: version Version of the user's map label Label.
+type ValueRef struct {
+	User    UserID
+	Label   [32]byte
+	Version uint32
+}
+
+// ValuesStored records where the user values that the last Publish
+// returned are stored, so that the records of those users refer to the
+// certificates in them instead of repeating them (UserRecord). The
+// directory calls it after Publish, with the values it writes in the
+// epoch's commit, and before PendingRecords, whose records the same
+// commit writes. If the commit fails, RestoreRecords with the records
+// from before Publish undoes it. A ref naming an unknown user is ignored.
+func (t *Tenant) ValuesStored(refs []ValueRef) {
+	for _, r := range refs {
+		u := t.users[r.User]
+		if u == nil || r.Version == 0 || r.Label == [32]byte{} {
+			continue
+		}
+		u.label = r.Label
+		// The value holds the certificate of every device not revoked
+		// (userValue), as they are now.
+		for _, d := range u.devices {
+			if !d.revoked {
+				d.ref = r.Version
+			}
+		}
+		t.touchUser(u)
+	}
+}
+
+// valueCerts resolves the certificates that one user record refers to
+// (readUserState), reading each value version once.
+type valueCerts struct {
+	t     *Tenant
+	label [32]byte
+	read  map[uint32][]*DeviceCertificate
+}
+
+// cert returns the certificate of device did with serial serial in
+// version version of the user's value: cur's (the user's current state,
+// or nil) if it holds that one, else the stored value's.
+func (v *valueCerts) cert(cur *user, did DeviceID, serial uint64, version uint32) (*DeviceCertificate, error) {
+	if cur != nil {
+		if d := cur.devices[did]; d != nil && d.cert.Serial == serial {
+			return d.cert, nil
+		}
+	}
+	certs, ok := v.read[version]
+	if !ok {
+		if v.t.values == nil {
+			return nil, &valueReadError{fmt.Errorf("org: a user record refers to value version %d and no ValueReader was given: %w", version, ErrInvalidArgument)}
+		}
+		data, err := v.t.values(v.label, version)
+		if err != nil {
+			return nil, &valueReadError{fmt.Errorf("org: reading value version %d of a user record: %w", version, err)}
+		}
+		if certs, err = userValueCerts(data); err != nil {
+			return nil, err
+		}
+		if v.read == nil {
+			v.read = map[uint32][]*DeviceCertificate{}
+		}
+		v.read[version] = certs
+	}
+	for _, c := range certs {
+		if c.Device == did && c.Serial == serial {
+			return c, nil
+		}
+	}
+	return nil, ErrMalformed
+}
+
+// userValueCerts returns the certificates of a UserValue encoding: the
+// value's framing and certificates are parsed strictly, its entries only
+// framed (the directory checked them when it published the value).
+func userValueCerts(data []byte) ([]*DeviceCertificate, error) {
+	s := cryptobyte.String(data)
+	var typ, ver uint8
+	var tenant, user [16]byte
+	var seq uint64
+	var certs, entries cryptobyte.String
+	if !s.ReadUint8(&typ) || typ != typeUserValue || !s.ReadUint8(&ver) || ver != version1 ||
+		!readID(&s, &tenant) || !readID(&s, &user) ||
+		!s.ReadUint24LengthPrefixed(&certs) || !s.ReadUint24LengthPrefixed(&entries) ||
+		!s.ReadUint64(&seq) || !s.Skip(32) || !s.Empty() {
+		return nil, ErrMalformed
+	}
+	var out []*DeviceCertificate
+	for !certs.Empty() {
+		var enc cryptobyte.String
+		if !certs.ReadUint16LengthPrefixed(&enc) {
+			return nil, ErrMalformed
+		}
+		c, err := parseDeviceCertificate(enc)
+		if err != nil {
+			return nil, err
+		}
+		if c.Tenant != TenantID(tenant) || c.User != UserID(user) {
+			return nil, ErrMalformed
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// valueReadError is a failure to read a value a user record refers to:
+// not a malformed record, so recordErr keeps it.
+type valueReadError struct{ err error }
+
+func (e *valueReadError) Error() string { return e.err.Error() }
+func (e *valueReadError) Unwrap() error { return e.err }
+
+// recordErr is parseErr for a state record, except that it keeps
+// ErrStateVersion and failures to read a referred value.
+func recordErr(what string, err error) error {
+	var ve *valueReadError
+	if errors.Is(err, ErrStateVersion) || errors.As(err, &ve) {
+		return err
+	}
+	return parseErr(what, err)
 }

@@ -3,6 +3,7 @@ package org
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/moat-im/moat/keyserver/store"
 	"github.com/moat-im/moat/keyserver/store/badgerstore"
 	"github.com/moat-im/moat/keyserver/store/storetest"
+	"golang.org/x/crypto/cryptobyte"
 )
 
 // syntheticTenant returns a tenant of n users, each with one device whose
@@ -40,7 +42,10 @@ func syntheticTenant(tb testing.TB, n int) (*Tenant, Signer) {
 		c.Serial = uint64(i + 1)
 		u := *tmpl
 		u.id = id
-		u.devices = map[DeviceID]*device{c.Device: {cert: &c, serials: []uint64{c.Serial}}}
+		// Published: the user's value is stored (ValuesStored), as
+		// syntheticValue returns it.
+		u.label = syntheticLabel(id)
+		u.devices = map[DeviceID]*device{c.Device: {cert: &c, serials: []uint64{c.Serial}, ref: 1}}
 		tn.users[id] = &u
 		var h [32]byte
 		binary.BigEndian.PutUint64(h[:], uint64(i+1))
@@ -50,6 +55,43 @@ func syntheticTenant(tb testing.TB, n int) (*Tenant, Signer) {
 	tn.nextSerial = uint64(n + 1)
 	tn.MarkPersisted()
 	return tn, f.signer
+}
+
+// syntheticLabel is the map label of a synthetic user.
+func syntheticLabel(id UserID) [32]byte { return sha256.Sum256(id[:]) }
+
+// syntheticValues returns the ValueReader of a synthetic tenant: each
+// user's value, encoded when read (a directory reads it from its store).
+func syntheticValues(tn *Tenant) ValueReader {
+	byLabel := make(map[[32]byte]UserID, len(tn.users))
+	for id := range tn.users {
+		byLabel[syntheticLabel(id)] = id
+	}
+	return func(label [32]byte, version uint32) ([]byte, error) {
+		id, ok := byLabel[label]
+		if !ok || version != 1 {
+			return nil, ErrUnknownUser
+		}
+		u := tn.users[id]
+		v := &UserValue{Tenant: tn.id, User: id, Head: u.head}
+		for _, d := range u.devices {
+			v.Certificates = append(v.Certificates, d.cert)
+		}
+		return v.Marshal()
+	}
+}
+
+// inlineRecordSize returns the size of user u's record with every
+// certificate inline, as records were before they referred to values.
+func inlineRecordSize(u *user) int {
+	cp := *u
+	cp.devices = make(map[DeviceID]*device, len(u.devices))
+	for id, d := range u.devices {
+		dc := *d
+		dc.ref = 0
+		cp.devices[id] = &dc
+	}
+	return len(must(build(func(b *cryptobyte.Builder) { addUserState(b, u.id, &cp, true) })))
 }
 
 // BenchmarkEpochState measures what an epoch that changes 1,024 users
@@ -62,8 +104,13 @@ func syntheticTenant(tb testing.TB, n int) (*Tenant, Signer) {
 // MOAT_LONG=1 adds 1,000,000 users in memory; MOAT_STATE_BADGER_1M=1 also
 // writes them to badger (about 4 GB) and restarts from it.
 //
+// The synthetic users' values are stored (their records refer to the
+// certificate in the value, UserRecord); the ValueReader encodes a user's
+// value when the loader reads it.
+//
 // Metrics: epoch-B (record values and their 33-byte keys written per
-// epoch), records (per epoch), whole-B (the whole state, which every
+// epoch), inline-epoch-B (the same with every certificate inline, as
+// records were before they referred to values), records (per epoch), whole-B (the whole state, which every
 // epoch wrote before), whole-encode-ms (encoding it once; the previous
 // code did so twice per epoch), whole-decode-ms (decoding it, the
 // previous restart), encode+load-ms (every record encoded and loaded
@@ -102,19 +149,24 @@ func BenchmarkEpochState(b *testing.B) {
 			var loadMS float64
 			if n <= 100_000 || os.Getenv("MOAT_STATE_BADGER_1M") == "1" {
 				start = time.Now()
-				l := NewTenantLoader()
+				l := NewTenantLoader(syntheticValues(tn))
 				for _, k := range tn.recordKeys() {
 					ok(b, l.Add(k, must(tn.encodeRecord(k))))
 				}
 				must(l.Finish(tn.signer))
 				loadMS = float64(time.Since(start).Microseconds()) / 1000
 			}
-			var bytesW, recs int
+			var bytesW, inlineW, recs int
 			b.ResetTimer()
 			for i := range b.N {
 				for j := range 1024 {
 					tn.touchUser(tn.users[ids[(i*1024+j*97)%len(ids)]])
 				}
+				b.StopTimer()
+				for j := range 1024 {
+					inlineW += StateKeySize + inlineRecordSize(tn.users[ids[(i*1024+j*97)%len(ids)]])
+				}
+				b.StartTimer()
 				rs := must(tn.PendingRecords())
 				for _, r := range rs {
 					bytesW += len(r.Key) + len(r.Value)
@@ -124,6 +176,7 @@ func BenchmarkEpochState(b *testing.B) {
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(bytesW)/float64(b.N), "epoch-B")
+			b.ReportMetric(float64(inlineW)/float64(b.N), "inline-epoch-B")
 			b.ReportMetric(float64(recs)/float64(b.N), "records")
 			b.ReportMetric(float64(whole), "whole-B")
 			if n <= 100_000 {
@@ -131,6 +184,24 @@ func BenchmarkEpochState(b *testing.B) {
 				b.ReportMetric(wholeMS, "whole-encode-ms")
 				b.ReportMetric(decodeMS, "whole-decode-ms")
 			}
+		})
+		// An epoch of 32,768 changed users: PendingRecords and
+		// MarkPersisted, what the directory's epoch of that size adds to
+		// its records phase.
+		b.Run(fmt.Sprintf("users=%d/changed=32768", n), func(b *testing.B) {
+			var bytesW int
+			for i := range b.N {
+				b.StopTimer()
+				for j := range 32768 {
+					tn.touchUser(tn.users[ids[(i*32768+j*97)%len(ids)]])
+				}
+				b.StartTimer()
+				for _, r := range must(tn.PendingRecords()) {
+					bytesW += len(r.Key) + len(r.Value)
+				}
+				tn.MarkPersisted()
+			}
+			b.ReportMetric(float64(bytesW)/float64(b.N), "epoch-B")
 		})
 		if n <= 100_000 || os.Getenv("MOAT_STATE_BADGER_1M") == "1" {
 			b.Run(fmt.Sprintf("badger/users=%d", n), func(b *testing.B) { benchBadgerState(b, tn, ids) })
@@ -190,7 +261,7 @@ func benchBadgerState(b *testing.B, tn *Tenant, ids []UserID) {
 	start := time.Now()
 	st = must(badgerstore.Open(ctx, badgerstore.Options{Dir: dir, LogLevel: slog.LevelError}))
 	defer st.Close()
-	l := NewTenantLoader()
+	l := NewTenantLoader(syntheticValues(tn))
 	if err := st.TenantRecords(ctx, tn.id, func(k store.TenantKey, v []byte) error { return l.Add(StateKey(k), v) }); err != nil {
 		b.Fatal(err)
 	}

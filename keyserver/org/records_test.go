@@ -30,7 +30,7 @@ func (s storedRecords) persist(t testing.TB, tn *Tenant) int {
 
 func (s storedRecords) load(t testing.TB, signer Signer) *Tenant {
 	t.Helper()
-	l := NewTenantLoader()
+	l := NewTenantLoader(nil)
 	for _, k := range slices.SortedFunc(maps.Keys(s), func(a, b StateKey) int { return bytes.Compare(a[:], b[:]) }) {
 		if err := l.Add(k, s[k]); err != nil {
 			t.Fatalf("loading record %x: %v", k[:1], err)
@@ -183,7 +183,7 @@ func TestTenantLoaderStrict(t *testing.T) {
 	f := richFixture(t)
 	recs := must(f.t.StateRecords())
 	load := func(rs []StateRecord) error {
-		l := NewTenantLoader()
+		l := NewTenantLoader(nil)
 		for _, r := range rs {
 			if err := l.Add(r.Key, r.Value); err != nil {
 				return err
@@ -207,7 +207,7 @@ func TestTenantLoaderStrict(t *testing.T) {
 	if err := load(nil); !errors.Is(err, ErrMalformed) {
 		t.Errorf("no records: %v", err)
 	}
-	l := NewTenantLoader()
+	l := NewTenantLoader(nil)
 	for _, r := range recs {
 		ok(t, l.Add(r.Key, r.Value))
 	}
@@ -241,3 +241,137 @@ func TestTenantLoaderStrict(t *testing.T) {
 }
 
 func userKey(id UserID) StateKey { return stateKey(recUser, id[:]) }
+
+// valueStore plays the directory's value records: the user values of
+// each epoch, by label and version, and a label per user.
+type valueStore struct {
+	values map[[32]byte][][]byte // by label: versions 1, 2, ...
+	reads  int
+}
+
+// publish publishes the tenant's changes as an epoch of the directory
+// does: the values are stored, then ValuesStored, then the records.
+func (vs *valueStore) publish(t testing.TB, tn *Tenant, stored storedRecords, now time.Time) {
+	t.Helper()
+	ups := must(tn.Publish(now))
+	var refs []ValueRef
+	for _, up := range ups {
+		if up.Label.User.IsZero() {
+			continue
+		}
+		var label [32]byte
+		copy(label[:], "label of ")
+		copy(label[9:], up.Label.User[:])
+		vs.values[label] = append(vs.values[label], bytes.Clone(up.Value))
+		refs = append(refs, ValueRef{User: up.Label.User, Label: label, Version: uint32(len(vs.values[label]))})
+	}
+	tn.ValuesStored(refs)
+	stored.persist(t, tn)
+}
+
+func (vs *valueStore) read(label [32]byte, version uint32) ([]byte, error) {
+	vs.reads++
+	v := vs.values[label]
+	if version == 0 || int(version) > len(v) {
+		return nil, errors.New("no such value")
+	}
+	return v[version-1], nil
+}
+
+func (s storedRecords) loadWith(t testing.TB, signer Signer, r ValueReader) (*Tenant, error) {
+	t.Helper()
+	l := NewTenantLoader(r)
+	for _, k := range slices.SortedFunc(maps.Keys(s), func(a, b StateKey) int { return bytes.Compare(a[:], b[:]) }) {
+		if err := l.Add(k, s[k]); err != nil {
+			return nil, err
+		}
+	}
+	return l.Finish(signer)
+}
+
+// TestUserRecordsReferToValues: once a user's value is stored, the user's
+// record refers to the certificates in it instead of repeating them
+// (UserRecord), a revoked device's to the value that last held it; a
+// renewed certificate is inline until the next value. The records load
+// back through a ValueReader to the live state; without one, or with a
+// value that does not hold the certificate, loading fails; and core
+// records of the earlier format are refused with ErrStateVersion.
+func TestUserRecordsReferToValues(t *testing.T) {
+	f := newFixture(t, 61)
+	vs := &valueStore{values: map[[32]byte][][]byte{}}
+	stored := storedRecords{}
+	stored.persist(t, f.t)
+	_, e1 := f.enrol(t, uid(1), t0)
+	_, e2 := f.enrol(t, uid(2), t0)
+	userKey := stateKey(recUser, func() []byte { u := uid(1); return u[:] }())
+	if len(stored[userKey]) != 0 {
+		t.Fatal("user record stored before persist")
+	}
+	inline := len(must(f.t.encodeRecord(userKey)))
+	vs.publish(t, f.t, stored, t0)
+	small := len(stored[userKey])
+	cert := must(e1.Certificate.Marshal())
+	if small >= inline-len(cert)+64 || bytes.Contains(stored[userKey], cert[len(cert)-64:]) {
+		t.Fatalf("user record of %d bytes after its value was stored (%d inline, certificate %d)", small, inline, len(cert))
+	}
+	check := func(step string) {
+		t.Helper()
+		got, err := stored.loadWith(t, f.signer, vs.read)
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		if !bytes.Equal(stateBytes(t, got), stateBytes(t, f.t)) {
+			t.Fatalf("%s: the loaded state differs from the live one", step)
+		}
+	}
+	check("published")
+
+	// A renewed certificate is inline until the next value holds it; the
+	// records between epochs (JournalRecords) refer to what is stored.
+	must(f.t.RenewCertificate(aid(1), uid(1), e1.Certificate.Device, t0.Add(time.Hour)))
+	must(f.t.RevokeDevice(aid(1), uid(2), e2.Certificate.Device, ReasonCompromised, t0.Add(time.Hour)))
+	journal := must(f.t.JournalRecords())
+	persisted := maps.Clone(stored)
+	stored.persist(t, f.t)
+	if len(stored[userKey]) < small+len(cert) {
+		t.Fatalf("user record of %d bytes with a renewed certificate not yet in a value", len(stored[userKey]))
+	}
+	check("renewed, not published")
+	// The journal over the persisted records, as a restart applies it.
+	ld := must(persisted.loadWith(t, f.signer, vs.read))
+	ok(t, ld.ApplyPending(journal, nil))
+	if !bytes.Equal(stateBytes(t, ld), stateBytes(t, f.t)) {
+		t.Fatal("the journal applied over the persisted records differs from the live state")
+	}
+	vs.publish(t, f.t, stored, t0.Add(time.Hour))
+	if len(stored[userKey]) != small+8 { // one more serial
+		t.Fatalf("user record of %d bytes after the renewal was published, want %d", len(stored[userKey]), small+8)
+	}
+	check("renewal published")
+	// The revoked device refers to the value before its revocation.
+	if !bytes.Contains(stored[stateKey(recUser, func() []byte { u := uid(2); return u[:] }())], []byte{0, 0, 0, 1}) {
+		t.Fatal("the revoked device does not refer to version 1")
+	}
+
+	// No reader, a failing one, or a value without the certificate.
+	if _, err := stored.loadWith(t, f.signer, nil); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("load without a ValueReader: %v", err)
+	}
+	errRead := errors.New("disk on fire")
+	if _, err := stored.loadWith(t, f.signer, func([32]byte, uint32) ([]byte, error) { return nil, errRead }); !errors.Is(err, errRead) {
+		t.Fatalf("load with a failing ValueReader: %v, want its error", err)
+	}
+	other := must(f.t.UserValue(uid(2)))
+	if _, err := stored.loadWith(t, f.signer, func([32]byte, uint32) ([]byte, error) { return other.Marshal() }); err == nil {
+		t.Fatal("loaded with values that do not hold the certificates")
+	}
+
+	// A core record of the earlier format.
+	old := maps.Clone(stored)
+	core := bytes.Clone(old[stateKey(recCore, nil)])
+	core[1] = version2
+	old[stateKey(recCore, nil)] = core
+	if _, err := old.loadWith(t, f.signer, vs.read); !errors.Is(err, ErrStateVersion) {
+		t.Fatalf("core record version 2: %v, want ErrStateVersion", err)
+	}
+}

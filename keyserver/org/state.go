@@ -130,7 +130,7 @@ func (t *Tenant) MarshalBinary() ([]byte, error) {
 		})
 		addU32Prefixed(b, func(b *cryptobyte.Builder) {
 			for _, id := range t.sortedUsers() {
-				addUserState(b, id, t.users[id])
+				addUserState(b, id, t.users[id], false)
 			}
 		})
 		addU32Prefixed(b, func(b *cryptobyte.Builder) {
@@ -162,7 +162,11 @@ func (t *Tenant) MarshalBinary() ([]byte, error) {
 	return out, nil
 }
 
-func addUserState(b *cryptobyte.Builder, id UserID, u *user) {
+// addUserState adds a user as the whole-state encoding holds it
+// (UserState, every certificate inline), or, if record, as its state
+// record does (UserRecord, records.go: a certificate that a published
+// value holds is referred to, not repeated).
+func addUserState(b *cryptobyte.Builder, id UserID, u *user, record bool) {
 	addID(b, id[:])
 	addOptText(b, u.displayName)
 	addID(b, u.department[:])
@@ -172,15 +176,27 @@ func addUserState(b *cryptobyte.Builder, id UserID, u *user) {
 	addOptText(b, u.policy)
 	b.AddUint64(u.head.Seq)
 	b.AddBytes(u.head.Hash[:])
+	if record {
+		b.AddBytes(u.label[:])
+	}
 	addU32Prefixed(b, func(b *cryptobyte.Builder) {
 		for _, did := range sortedDevices(u) {
 			d := u.devices[did]
-			enc, err := d.cert.Marshal()
-			if err != nil {
-				b.SetError(err)
-				return
+			if record {
+				addID(b, did[:])
+				b.AddUint32(d.ref)
 			}
-			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(enc) })
+			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+				if record && d.ref != 0 {
+					return
+				}
+				enc, err := d.cert.Marshal()
+				if err != nil {
+					b.SetError(err)
+					return
+				}
+				b.AddBytes(enc)
+			})
 			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
 				for _, s := range d.serials {
 					b.AddUint64(s)
@@ -315,7 +331,7 @@ func parseTenant(data []byte) (*Tenant, error) {
 	}
 	var prevUser UserID
 	for !users.Empty() {
-		id, u, err := t.readUserState(&users)
+		id, u, err := t.readUserState(&users, false)
 		if err != nil {
 			return nil, err
 		}
@@ -410,7 +426,11 @@ func (t *Tenant) departmentsAcyclic() bool {
 	return acyclic(deps, idx)
 }
 
-func (t *Tenant) readUserState(s *cryptobyte.String) (UserID, *user, error) {
+// readUserState reads a user as addUserState(record) adds it. A
+// referred certificate is the one of the user's current state if it is
+// the same (device and serial), else read from the value it names
+// (t.values).
+func (t *Tenant) readUserState(s *cryptobyte.String, record bool) (UserID, *user, error) {
 	var id UserID
 	u := &user{devices: map[DeviceID]*device{}}
 	var devices, pending cryptobyte.String
@@ -418,6 +438,7 @@ func (t *Tenant) readUserState(s *cryptobyte.String) (UserID, *user, error) {
 	if !readID(s, (*[16]byte)(&id)) || id.IsZero() || !readOptText(s, &u.displayName) || !readID(s, (*[16]byte)(&u.department)) ||
 		!readBool(s, &u.removed) || !readBool(s, &u.hadDevice) || !readBool(s, &u.dirty) || !readOptText(s, &u.policy) ||
 		!s.ReadUint64(&u.head.Seq) || u.head.Seq == 0 || !s.CopyBytes(u.head.Hash[:]) ||
+		(record && !s.CopyBytes(u.label[:])) ||
 		!readU32Prefixed(s, &devices) || !readU32Prefixed(s, &pending) {
 		return id, nil, ErrMalformed
 	}
@@ -431,18 +452,18 @@ func (t *Tenant) readUserState(s *cryptobyte.String) (UserID, *user, error) {
 		return id, nil, ErrMalformed
 	}
 	var prev DeviceID
+	var refs *valueCerts
 	for !devices.Empty() {
 		var enc, serials cryptobyte.String
 		d := &device{}
+		var did DeviceID
 		var revokedAt uint64
+		if record && (!readID(&devices, (*[16]byte)(&did)) || did.IsZero() || !devices.ReadUint32(&d.ref)) {
+			return id, nil, ErrMalformed
+		}
 		if !devices.ReadUint16LengthPrefixed(&enc) || !devices.ReadUint16LengthPrefixed(&serials) || !readBool(&devices, &d.revoked) {
 			return id, nil, ErrMalformed
 		}
-		c, err := parseDeviceCertificate(enc)
-		if err != nil {
-			return id, nil, err
-		}
-		d.cert = c
 		for !serials.Empty() {
 			var v uint64
 			if !serials.ReadUint64(&v) {
@@ -450,6 +471,36 @@ func (t *Tenant) readUserState(s *cryptobyte.String) (UserID, *user, error) {
 			}
 			d.serials = append(d.serials, v)
 		}
+		if !checkSerials(d.serials) {
+			return id, nil, ErrMalformed
+		}
+		serial := d.serials[len(d.serials)-1]
+		switch {
+		case d.ref == 0:
+			if len(enc) == 0 {
+				return id, nil, ErrMalformed
+			}
+			c, err := parseDeviceCertificate(enc)
+			if err != nil {
+				return id, nil, err
+			}
+			d.cert = c
+			if !record {
+				did = c.Device
+			}
+		case len(enc) != 0 || u.label == [32]byte{}:
+			return id, nil, ErrMalformed
+		default:
+			if refs == nil {
+				refs = &valueCerts{t: t, label: u.label}
+			}
+			c, err := refs.cert(t.users[id], did, serial, d.ref)
+			if err != nil {
+				return id, nil, err
+			}
+			d.cert = c
+		}
+		c := d.cert
 		if d.revoked {
 			if !readTime(&devices, &d.revokedAt) {
 				return id, nil, ErrMalformed
@@ -457,7 +508,7 @@ func (t *Tenant) readUserState(s *cryptobyte.String) (UserID, *user, error) {
 		} else if !devices.ReadUint64(&revokedAt) || revokedAt != 0 {
 			return id, nil, ErrMalformed
 		}
-		if c.Tenant != t.id || c.User != id || !checkSerials(d.serials) || d.serials[len(d.serials)-1] != c.Serial ||
+		if c.Tenant != t.id || c.User != id || c.Device != did || serial != c.Serial ||
 			(len(u.devices) > 0 && bytes.Compare(prev[:], c.Device[:]) >= 0) {
 			return id, nil, ErrMalformed
 		}

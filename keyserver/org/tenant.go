@@ -136,6 +136,10 @@ type Tenant struct {
 	journal       map[StateKey]struct{}
 	journaled     persistedState
 	journaledCore []byte
+
+	// values reads the published values that user records refer to
+	// (NewTenantLoader); nil if none was given.
+	values ValueReader
 }
 
 type department struct {
@@ -151,6 +155,7 @@ type user struct {
 	hadDevice   bool
 	policy      string
 	head        TimelineHead
+	label       [32]byte // the map label of the user's value, once stored (ValuesStored)
 	devices     map[DeviceID]*device
 	pending     []*Entry // entries not yet published
 	dirty       bool     // the user's value changed since the last Publish
@@ -158,6 +163,7 @@ type user struct {
 
 type device struct {
 	cert      *DeviceCertificate // the latest certificate
+	ref       uint32             // the version of the user's value that holds cert, 0 if none is stored yet
 	serials   []uint64           // every serial issued to the device, increasing
 	revoked   bool
 	revokedAt time.Time
@@ -861,7 +867,7 @@ func (t *Tenant) RenewCertificate(actor AdminID, id UserID, devID DeviceID, now 
 		return nil, fmt.Errorf("org: renewing certificate of %s: %w", devID, err)
 	}
 	t.nextSerial++
-	d.cert, d.serials = c, append(d.serials, c.Serial)
+	d.cert, d.ref, d.serials = c, 0, append(d.serials, c.Serial)
 	u.dirty = true
 	t.touchUser(u)
 	return c, nil
@@ -1231,7 +1237,7 @@ func (t *Tenant) RotateCA(proposed *TrustBundle, approvals []*Approval, next Sig
 	t.signer, t.rotation, t.trust, t.roster, t.policies, t.escrow = next, rot, &trust, &roster, policies, escrow
 	t.nextSerial = serial
 	for _, r := range certs {
-		r.d.cert, r.d.serials = r.c, append(r.d.serials, r.c.Serial)
+		r.d.cert, r.d.ref, r.d.serials = r.c, 0, append(r.d.serials, r.c.Serial)
 		r.u.dirty = true
 		t.touchUser(r.u)
 		res.Certificates = append(res.Certificates, r.c)

@@ -29,6 +29,7 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -38,6 +39,7 @@ import (
 	"github.com/moat-im/moat/crypto/vrf"
 	"github.com/moat-im/moat/keyserver/kt"
 	"github.com/moat-im/moat/keyserver/org"
+	"github.com/moat-im/moat/keyserver/store"
 	"github.com/moat-im/moat/keyserver/store/badgerstore"
 	"github.com/moat-im/moat/keyserver/vmap"
 )
@@ -94,7 +96,74 @@ func realUserValue(b testing.TB) []byte {
 	bmust(tn.RedeemEnrolmentCode(code, bmust(org.NewEnrolmentRequest(code, id, mls)), nil, benchT0))
 	bmust(tn.Publish(benchT0))
 	v := bmust(tn.UserValue(uid))
-	return bmust(v.Marshal())
+	value := bmust(v.Marshal())
+	// The user's records as the epoch that publishes the value writes
+	// them: before ValuesStored, the certificate inline; after, referred to.
+	userRec := func() []byte {
+		for _, r := range bmust(tn.PendingRecords()) {
+			if u, ok := r.Key.User(); ok && u == uid {
+				return r.Value
+			}
+		}
+		b.Fatal("no user record")
+		return nil
+	}
+	benchRecordsOnce.Do(func() {
+		benchRecords.inline = userRec()
+		tn.ValuesStored([]org.ValueRef{{User: uid, Label: [32]byte{1}, Version: 1}})
+		benchRecords.ref = userRec()
+		for _, r := range bmust(tn.PendingRecords()) {
+			if r.Key[0] == 0x01 {
+				benchRecords.core = r.Value
+			}
+		}
+	})
+	return value
+}
+
+// benchRecords holds a real user's state record, of the size an epoch
+// writes for each user it publishes: with the certificate inline (as
+// before records referred to values) and referred to (as now), and the
+// tenant's core record.
+var (
+	benchRecordsOnce sync.Once
+	benchRecords     struct{ inline, ref, core []byte }
+)
+
+// benchTenant is the tenant id under which the benchmarks write their
+// users' state records: records of the real size, which the benchmark's
+// tenant does not load (its own state does not hold these users).
+var benchTenant = [16]byte{0xbe, 0xbe}
+
+// benchStateWrites returns what an epoch publishing ups writes of the
+// tenant state, as MOAT_TENANT_RECORDS selects: "ref" (the default: what
+// the directory writes, each user's record referring to the certificate
+// in its value), "inline" (each record repeating the certificate, as
+// before) or "none" (no tenant records, as the benchmarks measured
+// before): a record per user of the real size and the core record, under
+// benchTenant. The records' encoding cost is measured by keyserver/org
+// BenchmarkEpochState.
+func benchStateWrites(ups []org.Update) []store.TenantWrite {
+	var tmpl []byte
+	switch os.Getenv("MOAT_TENANT_RECORDS") {
+	case "none":
+		return nil
+	case "inline":
+		tmpl = benchRecords.inline
+	default:
+		tmpl = benchRecords.ref
+	}
+	tw := store.TenantWrite{ID: benchTenant, Records: make([]store.TenantRecord, 0, len(ups)+1)}
+	tw.Records = append(tw.Records, store.TenantRecord{Key: store.TenantKey{0x01}, Value: benchRecords.core})
+	for _, up := range ups {
+		var k store.TenantKey
+		k[0] = 0x06
+		copy(k[1:], up.Label.User[:])
+		v := append([]byte(nil), tmpl...)
+		copy(v, up.Label.User[:]) // a user record starts with the user id
+		tw.Records = append(tw.Records, store.TenantRecord{Key: k, Value: v})
+	}
+	return []store.TenantWrite{tw}
 }
 
 type benchDir struct {
@@ -154,7 +223,9 @@ func (d *benchDir) publish(b *testing.B, ups []org.Update) *Epoch {
 	d.t.mu.Lock()
 	defer d.t.mu.Unlock()
 	d.now = d.now.Add(30 * time.Second)
-	ep, err := d.t.commit(context.Background(), d.epoch, d.now, ups, nil)
+	ep, err := d.t.commit(context.Background(), d.epoch, d.now, ups, func([]org.ValueRef) ([]store.TenantWrite, error) {
+		return benchStateWrites(ups), nil
+	})
 	if err != nil {
 		b.Fatal(err)
 	}

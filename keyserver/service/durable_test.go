@@ -11,6 +11,7 @@ import (
 
 	"github.com/moat-im/moat/keyserver/org"
 	"github.com/moat-im/moat/keyserver/service"
+	"github.com/moat-im/moat/keyserver/store"
 )
 
 // crash stops the service without publishing and starts it again over
@@ -247,4 +248,44 @@ func TestEnrolmentFailuresSurviveCrash(t *testing.T) {
 	w.crash()
 	wantStatus(t, try(wrongGuess(t, code, 9)), http.StatusForbidden) // the limit-th failure
 	wantStatus(t, try(code), http.StatusForbidden)                   // locked
+}
+
+// TestUserRecordsSmallAfterRestart: an epoch stores a user's record with
+// a reference to the certificate its value holds, not the certificate
+// (docs/spec/org.md §Tenant state records), and a restart over that store
+// reads the certificate back from the value: the device is known, and
+// the next epoch publishes the same certificates.
+func TestUserRecordsSmallAfterRestart(t *testing.T) {
+	for _, badger := range []bool{false, true} {
+		t.Run(map[bool]string{false: "memstore", true: "badger"}[badger], func(t *testing.T) {
+			ctx := context.Background()
+			w := newWorld(t, worldOptions{seed: 93, badger: badger})
+			alice := w.addUser("Alice")
+			d1 := w.mustEnrol(alice)
+			w.publish()
+			var key store.TenantKey
+			key[0] = 0x06 // org's user record kind
+			copy(key[1:], alice[:])
+			size := -1
+			ok(t, w.st.TenantRecords(ctx, w.tenant, func(k store.TenantKey, v []byte) error {
+				if k == key {
+					size = len(v)
+				}
+				return nil
+			}))
+			cert := must(d1.cert.Marshal())
+			if size < 0 || size >= len(cert) {
+				t.Fatalf("Alice's record: %d bytes, certificate %d", size, len(cert))
+			}
+			w.crash()
+			if _, on := w.ten().Device(d1.cert.Device, w.clk.Now()); !on {
+				t.Fatal("device unknown after the restart")
+			}
+			d1.api.BaseURL = w.srv.URL
+			res := must(w.lookup(d1, alice))
+			if len(res.Devices) != 1 || res.Devices[0].Device != d1.cert.Device {
+				t.Fatalf("published devices of Alice after the restart: %d", len(res.Devices))
+			}
+		})
+	}
 }

@@ -54,7 +54,7 @@ func fingerprint(b []byte) string {
 // time (org.TenantLoader), with the CA signer, among those the service
 // holds, that its trust bundle names.
 func (t *Tenant) loadOrg(ctx context.Context) (*org.Tenant, error) {
-	l := org.NewTenantLoader()
+	l := org.NewTenantLoader(t.userValueReader(ctx))
 	err := t.st.TenantRecords(ctx, t.id, func(k store.TenantKey, v []byte) error { return l.Add(org.StateKey(k), v) })
 	if err != nil {
 		return nil, fmt.Errorf("reading state: %w", err)

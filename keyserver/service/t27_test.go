@@ -76,7 +76,17 @@ func TestT27SystemSplitView(t *testing.T) {
 	// stored one, in which the operator enrols a rogue device for Alice
 	// with two forged admin approvals (it holds no admin key in reality;
 	// here the test plays every part).
-	loader := org.NewTenantLoader()
+	loader := org.NewTenantLoader(func(label [32]byte, v uint32) ([]byte, error) {
+		rs, err := w.st.Values(ctx, vmap.Label(label), v, v)
+		if err != nil {
+			return nil, err
+		}
+		rec, err := kt.ParseValueRecord(rs[0])
+		if err != nil {
+			return nil, err
+		}
+		return rec.Value, nil
+	})
 	ok(t, w.st.TenantRecords(ctx, w.tenant, func(k store.TenantKey, v []byte) error { return loader.Add(org.StateKey(k), v) }))
 	forked := must(loader.Finish(w.keys.CA))
 	rogue := w.newDeviceKeys(alice)

@@ -549,17 +549,28 @@ func (t *Tenant) publish(ctx context.Context, now time.Time) (*Epoch, error) {
 	if err != nil {
 		return nil, t.failed(ctx, before, err)
 	}
-	var state []org.StateRecord
+	// The changed records are encoded once the values' labels and
+	// versions are known: a user's record refers to the certificates
+	// that its new value holds (org.ValuesStored) rather than repeating
+	// them.
+	var state func([]org.ValueRef) ([]store.TenantWrite, error)
+	wrote := false
 	if t.dirty || len(ups) > 0 {
-		if state, err = t.org.PendingRecords(); err != nil {
-			return nil, t.failed(ctx, before, fmt.Errorf("service: encoding tenant state: %w", err))
+		state = func(refs []org.ValueRef) ([]store.TenantWrite, error) {
+			t.org.ValuesStored(refs)
+			recs, err := t.org.PendingRecords()
+			if err != nil {
+				return nil, fmt.Errorf("service: encoding tenant state: %w", err)
+			}
+			wrote = len(recs) > 0
+			return tenantWrites(t.id, recs), nil
 		}
 	}
 	ep, err := t.commit(ctx, epoch, now, ups, state)
 	if err != nil {
 		return nil, t.failed(ctx, before, err)
 	}
-	if state != nil {
+	if wrote {
 		t.org.MarkPersisted()
 	}
 	t.dirty = false
@@ -630,9 +641,24 @@ func (t *Tenant) failed(ctx context.Context, before []org.StateRecord, err error
 	return err
 }
 
-// commit writes ups as epoch at time now, with the tenant's changed state
-// records (none if unchanged), in one EpochCommit.
-func (t *Tenant) commit(ctx context.Context, epoch uint64, now time.Time, ups []org.Update, state []org.StateRecord) (*Epoch, error) {
+// tenantWrites returns the tenant writes of the state records recs of
+// tenant id: none if recs is empty.
+func tenantWrites(id org.TenantID, recs []org.StateRecord) []store.TenantWrite {
+	if len(recs) == 0 {
+		return nil
+	}
+	tw := store.TenantWrite{ID: id, Records: make([]store.TenantRecord, len(recs))}
+	for i, r := range recs {
+		tw.Records[i] = store.TenantRecord{Key: store.TenantKey(r.Key), Value: r.Value}
+	}
+	return []store.TenantWrite{tw}
+}
+
+// commit writes ups as epoch at time now, with the tenant writes that
+// state returns (nil: none) given where the user values are stored, in
+// one EpochCommit.
+func (t *Tenant) commit(ctx context.Context, epoch uint64, now time.Time, ups []org.Update,
+	state func([]org.ValueRef) ([]store.TenantWrite, error)) (*Epoch, error) {
 	var tm Timings
 	start := time.Now()
 	// The records are independent of each other: build them on every core
@@ -674,6 +700,19 @@ func (t *Tenant) commit(ctx context.Context, epoch uint64, now time.Time, ups []
 		values = append(values, store.ValueWrite{Label: b.label, Version: b.rec.Version, Record: b.enc, Summary: recSummary(epoch, b.cm)})
 		heads = append(heads, recHead{version: b.rec.Version, epoch: epoch, commitment: b.cm})
 	}
+	var tenants []store.TenantWrite
+	if state != nil {
+		refs := make([]org.ValueRef, 0, len(ups))
+		for i, up := range ups {
+			if !up.Label.User.IsZero() {
+				refs = append(refs, org.ValueRef{User: up.Label.User, Label: out[i].label, Version: out[i].rec.Version})
+			}
+		}
+		var err error
+		if tenants, err = state(refs); err != nil {
+			return nil, err
+		}
+	}
 	tm.Records = time.Since(start)
 	start = time.Now()
 	batch, err := t.m.Update(epoch, changes)
@@ -694,14 +733,7 @@ func (t *Tenant) commit(ctx context.Context, epoch uint64, now time.Time, ups []
 	// An epoch that publishes a new trust bundle is a transition: the
 	// store keeps its checkpoint for good (transitions.go).
 	isTransition := epoch > 0 && t.org.TrustBundle().Sequence != t.trust.Load().bundle.Sequence
-	c := &store.EpochCommit{Epoch: epoch, Map: batch, Values: values, Transition: isTransition}
-	if len(state) > 0 {
-		tw := store.TenantWrite{ID: t.id, Records: make([]store.TenantRecord, len(state))}
-		for i, r := range state {
-			tw.Records[i] = store.TenantRecord{Key: store.TenantKey(r.Key), Value: r.Value}
-		}
-		c.Tenants = []store.TenantWrite{tw}
-	}
+	c := &store.EpochCommit{Epoch: epoch, Map: batch, Values: values, Tenants: tenants, Transition: isTransition}
 	// The checkpoint is signed with the log key of the published bundle;
 	// if this epoch publishes a bundle with another log key, the
 	// checkpoint announces it (docs/spec/tlog.md §Log key rotation).
@@ -888,6 +920,21 @@ func (t *Tenant) record(ctx context.Context, label vmap.Label, version uint32) (
 		return nil, fmt.Errorf("service: %w: %v", store.ErrCorrupt, err)
 	}
 	return rec, nil
+}
+
+// userValueReader returns the reader of the user values that the
+// tenant's user records refer to (org.UserRecord): the stored records of
+// the label's versions, at the head. The loaded tenant keeps it, so it
+// does not end with ctx.
+func (t *Tenant) userValueReader(ctx context.Context) org.ValueReader {
+	ctx = context.WithoutCancel(ctx)
+	return func(label [32]byte, version uint32) ([]byte, error) {
+		rec, err := t.record(ctx, vmap.Label(label), version)
+		if err != nil {
+			return nil, err
+		}
+		return rec.Value, nil
+	}
 }
 
 // versionAt returns the latest version of label published at or before

@@ -10,7 +10,8 @@
 // store turns on both checks, then parses every value strictly. What a
 // flipped bit on disk does (TestCorruption):
 //
-//   - In a value-log entry (value records of 1 KiB or more, checkpoints):
+//   - In a value-log entry (value records and map tiles of 256 bytes or
+//     more, checkpoints):
 //     the read fails with store.ErrCorrupt. Badger itself logs the error
 //     and returns an empty value, which no stored value is.
 //   - In the newest value-log file, or in a memtable write-ahead log, when
@@ -70,8 +71,11 @@ type Options struct {
 	// commit that does not fit is staged over several transactions
 	// (commit.go), which costs about half as much again. An epoch of
 	// 32,768 updates on a 1,000,000-label map is about 93,000 entries
-	// and 20 MB by badger's count (before the latest-version hints of
-	// schema 3: 32,768 more entries, about 3 MB), and 3 MB more each time
+	// and 20 MB by badger's count (measured with the former 1 KiB value
+	// threshold, before the latest-version hints of schema 3: 32,768
+	// more entries, about 3 MB, and before the tenant records were
+	// counted: 32,768 more, about 9 MB; map tiles of 256 bytes or more
+	// now count 12 bytes of value each), and 3 MB more each time
 	// the map doubles: the default keeps it one transaction up to about 6
 	// million labels, 256 MiB up to about 50 million, while 128 MiB
 	// stages it already at 1 million. Badger allocates each memtable's
@@ -90,13 +94,18 @@ type Options struct {
 	// Badger options that are fixed, not configurable:
 	//   - SyncWrites false: CommitEpoch makes its writes durable itself
 	//     (syncAll in commit.go), once per epoch (twice if staged).
-	//   - ValueThreshold 1 KiB: value records of 1 KiB or more (device
-	//     certificates are 3.6 KB) and checkpoints go to badger's value log,
-	//     written once and never rewritten by compaction. Everything that
-	//     is ever deleted or superseded (tenant-state fragments, journal,
-	//     the head pointer) stays below it, in the LSM tree, so the value
-	//     log only collects garbage from rolled-back epochs and needs no
-	//     value-log GC.
+	//   - ValueThreshold 256 bytes: value records (device certificates
+	//     are 3.6 KB), checkpoints and map tiles of 256 bytes or more go
+	//     to badger's value log, written once and never rewritten by
+	//     compaction: the LSM tree holds a 12-byte pointer for them. On a
+	//     1,000,000-label map three quarters of the tile bytes are in
+	//     such tiles; with the former 1 KiB threshold they stayed in the
+	//     LSM tree, which level compactions rewrote again and again
+	//     (docs/performance.md). Everything that is ever deleted or
+	//     superseded (tenant-state fragments, journal, the head pointer,
+	//     the latest-version hints) stays below it, in the LSM tree, so
+	//     the value log only collects garbage from rolled-back epochs and
+	//     needs no value-log GC.
 	//   - ChecksumVerificationMode OnBlockRead and VerifyValueChecksum: a
 	//     value-log entry that fails its checksum makes the read fail
 	//     (ErrCorrupt); for table blocks see Verify. Table indexes are
@@ -128,7 +137,7 @@ const (
 	baseTableSize        = 8 << 20
 	baseLevelSize        = 128 << 20
 	minMemTableSize      = 4 << 20
-	valueThreshold       = 1 << 10
+	valueThreshold       = 256
 )
 
 // ErrOldSchema is returned by Open for a directory written by an earlier

@@ -194,7 +194,7 @@ func TestForeignDatabaseRefused(t *testing.T) {
 // TestCorruption flips bits in stored records and checks that no read
 // returns bytes other than those written.
 //
-// Records of 1 KiB or more live in the value log, whose entries carry
+// Records of 256 bytes or more (valueThreshold) live in the value log, whose entries carry
 // checksums that every read verifies: a flipped bit in an older value-log
 // file is an error for that record alone. In the newest value-log file,
 // Open takes the first bad entry for a torn tail and truncates the file
@@ -215,7 +215,7 @@ func TestCorruption(t *testing.T) {
 	}{
 		{"older value-log file", 2000, "000001.vlog", true, true, false},
 		{"newest value-log file", 2000, "000001.vlog", false, false, false},
-		{"table", 300, "*.sst", false, false, true},
+		{"table", 100, "*.sst", false, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			testCorruption(t, tc.recordSize, tc.files, tc.older, tc.onlyHit, tc.absentOK)
@@ -392,7 +392,7 @@ func TestTenantRecordGarbage(t *testing.T) {
 	ctx := context.Background()
 	id := [16]byte{1}
 	a, b, c := store.TenantKey{1, 1}, store.TenantKey{1, 2}, store.TenantKey{1, 3}
-	big := make([]byte, 3000) // 3 fragments
+	big := make([]byte, 2*tenantFragSize+100) // 3 fragments
 	commit := func(recs ...store.TenantRecord) {
 		t.Helper()
 		ec := m.Build(t, storetest.Spec{})

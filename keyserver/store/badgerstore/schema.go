@@ -42,8 +42,10 @@ package badgerstore
 // Blobs (value records and tenant records) start with a header, uint64
 // epoch || uint32 length: the epoch that wrote the blob and its total
 // length. A value record is one badger value (fragment 0), which goes to
-// the value log when it is 1 KiB or more. A tenant record is split into
-// fragments of less than 1 KiB, so that it stays in the LSM tree: tenant
+// the value log when it is 256 bytes or more (valueThreshold; 1 KiB up to
+// schema 3's first releases, which changes no key). A tenant record is
+// split into fragments below that threshold, so that it stays in the LSM
+// tree: tenant
 // records are superseded and deleted, and deleted values in the value log
 // would be garbage that only value-log GC reclaims. The fragments'
 // payloads concatenate to the blob; fragment 0 holds the header. The base
