@@ -36,7 +36,7 @@ type Store struct {
 
 type box struct {
 	head  uint64
-	acked uint64 // acknowledgement floor
+	acked uint64  // acknowledgement floor
 	msgs  []entry // increasing Seq
 	bytes int64
 	dedup map[mailbox.MessageID]dedup
