@@ -75,6 +75,7 @@ type deviceState struct {
 	PrekeysStored  int
 
 	Head   []byte // the relay's latest signed head of our mailbox (T40)
+	Acked  uint64 // the highest Ack of our mailbox the relay confirmed (T40)
 	Cursor uint64 // the last mailbox sequence number processed
 	Seq    uint64 // local sequence of history records
 	Outbox uint64 // next outbox id

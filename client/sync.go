@@ -237,6 +237,11 @@ func (c *Client) process(ctx context.Context, msgs []relay.Message) error {
 	}
 	if err := c.rel.Ack(ctx, c.dev.Cursor); err != nil {
 		c.log.Warn("ack failed; the messages come again and are recognised", "err", err)
+	} else if err := c.update(func(localstore.Tx) error { return nil }); err != nil {
+		// The confirmed ack (saved with the device state) is what a
+		// restored relay's acknowledgement floor is checked against
+		// (T40); it is saved again with the next change.
+		c.log.Warn("confirmed ack not saved", "err", err)
 	}
 	c.sendReceipts(ctx, receipts)
 	return nil
