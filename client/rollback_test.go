@@ -123,3 +123,65 @@ func TestT40RollbackCatchUp(t *testing.T) {
 		t.Fatalf("history after a second Sync %+v", h)
 	}
 }
+
+// TestT40RollbackUnconfirmedAck (T40): as TestT40RollbackCatchUp, but the
+// relay fails Bob's acks, so the device processed messages 1 to 3 without
+// a confirmed ack and the floor check has nothing to compare. The device
+// remembers the ids of what it processed: its next Sync fetches again
+// after its last confirmed ack, finds other messages at sequence numbers
+// 2 and 3 on the restored relay, and refuses with ErrRollback instead of
+// skipping them.
+func TestT40RollbackUnconfirmedAck(t *testing.T) {
+	s, alice, bob, a, b := twoUsers(t)
+	ctx := context.Background()
+	for _, text := range []string{"one", "two", "three"} {
+		if text == "two" {
+			s.BackupMailboxes()
+		}
+		_, err := a.SendText(ctx, bob, text)
+		ok(t, err)
+	}
+	s.FailAcks(true)
+	syncAll(t, b)
+	ok(t, b.Close())
+	s.FailAcks(false)
+	s.RestoreMailboxes()
+	for _, text := range []string{"four", "five", "six", "seven"} {
+		_, err := a.SendText(ctx, bob, text)
+		ok(t, err)
+	}
+
+	c, err := client.Open(ctx, b.cfg, b.st)
+	ok(t, err)
+	defer c.Close()
+	b2 := &device{c, b.st, b.cfg}
+	if err := b2.Sync(ctx); !errors.Is(err, client.ErrRollback) {
+		t.Fatalf("Sync from a restored relay that caught up: %v, want ErrRollback", err)
+	}
+	for _, e := range drain(b2) {
+		if e.Kind == client.EventMessage {
+			t.Fatalf("accepted %+v", e.Record)
+		}
+	}
+	if h := history(t, b2, alice); len(h) != 3 {
+		t.Fatalf("history %+v", h)
+	}
+}
+
+// An ack that failed once is not a rollback: the relay serves the same
+// messages again, the device recognises them and acknowledges them.
+func TestUnconfirmedAckRetried(t *testing.T) {
+	s, alice, bob, a, b := twoUsers(t)
+	ctx := context.Background()
+	_, err := a.SendText(ctx, bob, "one")
+	ok(t, err)
+	s.FailAcks(true)
+	syncAll(t, b)
+	s.FailAcks(false)
+	_, err = a.SendText(ctx, bob, "two")
+	ok(t, err)
+	ok(t, b.Sync(ctx))
+	if h := history(t, b, alice); len(h) != 2 || h[1].Text != "two" {
+		t.Fatalf("history %+v", h)
+	}
+}
