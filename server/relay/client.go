@@ -129,10 +129,13 @@ func (c *Client) SetAcked(upTo uint64) {
 	c.acked = upTo
 }
 
-// checkHead verifies a signed head of the device's own mailbox, signed
-// after the relay confirmed an Ack up to confirmed, and advances the
-// client's view, refusing a rollback (T40).
-func (c *Client) checkHead(h *mailbox.SignedHead, confirmed uint64) error {
+// checkPage verifies the signed head of a page of the device's own
+// mailbox, fetched after the cursor after and signed after the relay
+// confirmed an Ack up to confirmed, checks the page's messages against
+// both, and advances the client's view, refusing a rollback (T40). A
+// refused page changes nothing.
+func (c *Client) checkPage(p *Page, after, confirmed uint64) error {
+	h := p.Head
 	if c.RelayKey == nil {
 		return errors.New("relay: client has no relay key")
 	}
@@ -149,6 +152,12 @@ func (c *Client) checkHead(h *mailbox.SignedHead, confirmed uint64) error {
 	}
 	if err := mailbox.CheckAcked(h, confirmed); err != nil {
 		return err
+	}
+	if len(p.Messages) > 0 && p.Messages[0].Seq <= confirmed {
+		return fmt.Errorf("%w: message %d at or below the confirmed ack of %d", mailbox.ErrRollback, p.Messages[0].Seq, confirmed)
+	}
+	if len(p.Messages) > 0 && p.Messages[0].Seq <= after {
+		return fmt.Errorf("%w: message at or before the cursor", ErrMalformed)
 	}
 	c.head = h
 	return nil
@@ -303,14 +312,8 @@ func (c *Client) openPage(b []byte, after, confirmed uint64) (*Page, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := c.checkHead(p.Head, confirmed); err != nil {
+	if err := c.checkPage(p, after, confirmed); err != nil {
 		return nil, err
-	}
-	if len(p.Messages) > 0 && p.Messages[0].Seq <= confirmed {
-		return nil, fmt.Errorf("%w: message %d at or below the confirmed ack of %d", mailbox.ErrRollback, p.Messages[0].Seq, confirmed)
-	}
-	if len(p.Messages) > 0 && p.Messages[0].Seq <= after {
-		return nil, fmt.Errorf("%w: message at or before the cursor", ErrMalformed)
 	}
 	return p, nil
 }
