@@ -200,6 +200,7 @@ func newClient(cfg Config, st localstore.Store, dev *deviceState, ktState []byte
 		}
 		c.rel.SetHead(h)
 	}
+	c.rel.SetAcked(dev.Acked)
 	return c, nil
 }
 
@@ -267,6 +268,7 @@ func (c *Client) saveDevice(tx localstore.Tx) error {
 		}
 		c.dev.Head = b
 	}
+	c.dev.Acked = max(c.dev.Acked, c.rel.Acked())
 	if err := c.syncTrustBundle(); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/moat-im/moat/client/localstore"
+	"github.com/moat-im/moat/crypto/sealed"
 )
 
 // The device's records in its localstore.Store. Every record is in the
@@ -75,9 +76,22 @@ type deviceState struct {
 	PrekeysStored  int
 
 	Head   []byte // the relay's latest signed head of our mailbox (T40)
+	Acked  uint64 // the highest Ack of our mailbox the relay confirmed (T40)
 	Cursor uint64 // the last mailbox sequence number processed
 	Seq    uint64 // local sequence of history records
 	Outbox uint64 // next outbox id
+
+	// Unacked lists the processed messages above Acked, in order, at most
+	// maxUnacked of them (the latest): their ids are checked when the
+	// relay serves those sequence numbers again (sync.go, T40).
+	Unacked []unackedMessage
+}
+
+// unackedMessage is a processed message whose Ack the relay has not
+// confirmed: its sequence number and envelope message id.
+type unackedMessage struct {
+	Seq uint64
+	ID  sealed.MessageID
 }
 
 type prekeyRecord struct {

@@ -16,6 +16,10 @@ import (
 // pageLimit is how many messages Sync fetches at a time.
 const pageLimit = 100
 
+// maxUnacked bounds the processed messages whose Ack is unconfirmed that
+// the device remembers (deviceState.Unacked).
+const maxUnacked = 1000
+
 // Sync catches up: it retries the outbox, fetches every message waiting
 // in the device's mailbox, processes and acknowledges them, and destroys
 // expired disappearing messages. It returns once the mailbox is empty.
@@ -36,8 +40,17 @@ func (c *Client) Sync(ctx context.Context) error {
 	if err := c.retryParked(ctx); err != nil {
 		return err
 	}
+	// The first page starts after the last confirmed ack, not the
+	// cursor, if messages were processed since whose Ack the relay never
+	// confirmed: a relay restored from a backup must serve them again
+	// under the same ids (process checks), else the device would skip
+	// what it now holds at those sequence numbers (T40).
+	after := c.dev.Cursor
+	if len(c.dev.Unacked) > 0 {
+		after = min(after, c.dev.Unacked[0].Seq-1)
+	}
 	for {
-		p, err := c.rel.Fetch(ctx, c.dev.Cursor, pageLimit)
+		p, err := c.rel.Fetch(ctx, after, pageLimit)
 		if err != nil {
 			return c.relayErr(ctx, err)
 		}
@@ -47,6 +60,7 @@ func (c *Client) Sync(ctx context.Context) error {
 		if len(p.Messages) < pageLimit {
 			break
 		}
+		after = max(c.dev.Cursor, p.Messages[len(p.Messages)-1].Seq)
 	}
 	// After the messages: the initial messages among them may have used
 	// one-time prekeys or the last-resort key (prekeycheck.go).
@@ -186,6 +200,9 @@ func (c *Client) process(ctx context.Context, msgs []relay.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
+	if err := c.checkReplayed(msgs); err != nil {
+		return c.noteRollback(err)
+	}
 	receipts := map[UserID][]MessageID{}
 	for _, m := range msgs {
 		if m.Seq <= c.dev.Cursor {
@@ -219,6 +236,7 @@ func (c *Client) process(ctx context.Context, msgs []relay.Message) error {
 				receipts[rcpt.conv] = append(receipts[rcpt.conv], rcpt.id)
 			}
 			c.dev.Cursor = m.Seq
+			c.noteUnacked(m)
 			return nil
 		})
 		if errors.Is(err, ErrRevoked) {
@@ -237,8 +255,54 @@ func (c *Client) process(ctx context.Context, msgs []relay.Message) error {
 	}
 	if err := c.rel.Ack(ctx, c.dev.Cursor); err != nil {
 		c.log.Warn("ack failed; the messages come again and are recognised", "err", err)
+	} else if err := c.update(func(localstore.Tx) error {
+		c.dev.Unacked = nil
+		return nil
+	}); err != nil {
+		// The confirmed ack (saved with the device state) is what a
+		// restored relay's acknowledgement floor is checked against
+		// (T40); it is saved again with the next change.
+		c.log.Warn("confirmed ack not saved", "err", err)
 	}
 	c.sendReceipts(ctx, receipts)
+	return nil
+}
+
+// noteUnacked remembers a processed message until its Ack is confirmed.
+// c.mu is held, in a transaction.
+func (c *Client) noteUnacked(m relay.Message) {
+	var id sealed.MessageID
+	if h, err := sealed.ParseHeader(m.Envelope); err == nil {
+		id = h.MessageID
+	}
+	if len(c.dev.Unacked) == maxUnacked {
+		c.dev.Unacked = c.dev.Unacked[1:]
+	}
+	c.dev.Unacked = append(c.dev.Unacked, unackedMessage{Seq: m.Seq, ID: id})
+}
+
+// checkReplayed compares the messages served again at sequence numbers
+// the device processed without a confirmed Ack with those it processed:
+// another message id there means the relay lost them and reused their
+// sequence numbers (T40), which is ErrRollback, before anything of msgs
+// is processed. c.mu is held.
+func (c *Client) checkReplayed(msgs []relay.Message) error {
+	un := c.dev.Unacked
+	for _, m := range msgs {
+		if m.Seq > c.dev.Cursor {
+			break
+		}
+		for len(un) > 0 && un[0].Seq < m.Seq {
+			un = un[1:]
+		}
+		if len(un) == 0 || un[0].Seq != m.Seq || un[0].ID == (sealed.MessageID{}) {
+			continue
+		}
+		h, err := sealed.ParseHeader(m.Envelope)
+		if err != nil || h.MessageID != un[0].ID {
+			return fmt.Errorf("%w: the relay serves another message at sequence number %d, which this device processed", ErrRollback, m.Seq)
+		}
+	}
 	return nil
 }
 

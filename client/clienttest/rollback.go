@@ -17,6 +17,17 @@ type backupMailboxes struct {
 	live   mailbox.Store
 	backup mailbox.Store // nil once restored
 	frozen bool
+	// failAcks makes every Ack fail (FailAcks).
+	failAcks bool
+}
+
+// FailAcks makes the relay's mailbox store fail every Ack with
+// ErrUnavailable (503) while on: the relay serves messages but the
+// device's acknowledgements do not take.
+func (s *Server) FailAcks(on bool) {
+	s.boxes.mu.Lock()
+	defer s.boxes.mu.Unlock()
+	s.boxes.failAcks = on
 }
 
 // BackupMailboxes freezes the backup copy of the relay's mailboxes as
@@ -66,6 +77,12 @@ func (b *backupMailboxes) Fetch(ctx context.Context, mb mailbox.ID, after uint64
 }
 
 func (b *backupMailboxes) Ack(ctx context.Context, mb mailbox.ID, upTo uint64) error {
+	b.mu.Lock()
+	fail := b.failAcks
+	b.mu.Unlock()
+	if fail {
+		return mailbox.ErrUnavailable
+	}
 	live, cp := b.stores()
 	err := live.Ack(ctx, mb, upTo)
 	if err == nil && cp != nil {

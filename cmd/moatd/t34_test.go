@@ -397,7 +397,7 @@ func decodeMailboxRecord(t *testing.T, k, v []byte, sender *enrolledDevice) {
 			fail("bad commit record")
 		}
 	case 'Q':
-		if len(k) != 1+16 || len(v) != 1+8+4 || !crcOK(k, v) {
+		if len(k) != 1+16 || len(v) != 1+8+8+4 || !crcOK(k, v) { // head, acknowledgement floor
 			fail("bad meta record")
 		}
 	case 'M':

@@ -39,8 +39,10 @@ func (e *APIError) Error() string {
 //
 // It checks every signed head the relay sends with RelayKey, which the
 // caller obtained from its organisation, and refuses a head of its own
-// mailbox lower or older than one it verified before (T40): Head holds the
-// latest, and a device keeps it across restarts (SetHead).
+// mailbox lower or older than one it verified before, or whose
+// acknowledgement floor is below an Ack the relay confirmed before the
+// request (T40): Head and Acked hold the latest, and a device keeps them
+// across restarts (SetHead, SetAcked).
 type Client struct {
 	// BaseURL is the relay's URL, such as https://relay.example.com.
 	BaseURL string
@@ -65,6 +67,7 @@ type Client struct {
 	sessions map[deviceauth.Purpose]string
 	noAll    bool // the relay refused purpose "all"
 	head     *mailbox.SignedHead
+	acked    uint64 // the highest Ack the relay confirmed
 }
 
 // DeviceCredentials identify a device to the relay.
@@ -111,9 +114,28 @@ func (c *Client) SetHead(h *mailbox.SignedHead) {
 	c.head = h
 }
 
-// checkHead verifies a signed head of the device's own mailbox and
-// advances the client's view, refusing a rollback (T40).
-func (c *Client) checkHead(h *mailbox.SignedHead) error {
+// Acked returns the highest sequence number up to which the relay
+// confirmed an Ack of the device's mailbox.
+func (c *Client) Acked() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.acked
+}
+
+// SetAcked restores the highest confirmed Ack (from the device's store).
+func (c *Client) SetAcked(upTo uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.acked = upTo
+}
+
+// checkPage verifies the signed head of a page of the device's own
+// mailbox, fetched after the cursor after and signed after the relay
+// confirmed an Ack up to confirmed, checks the page's messages against
+// both, and advances the client's view, refusing a rollback (T40). A
+// refused page changes nothing.
+func (c *Client) checkPage(p *Page, after, confirmed uint64) error {
+	h := p.Head
 	if c.RelayKey == nil {
 		return errors.New("relay: client has no relay key")
 	}
@@ -127,6 +149,15 @@ func (c *Client) checkHead(h *mailbox.SignedHead) error {
 	defer c.mu.Unlock()
 	if err := mailbox.CheckProgress(c.head, h); err != nil {
 		return err
+	}
+	if err := mailbox.CheckAcked(h, confirmed); err != nil {
+		return err
+	}
+	if len(p.Messages) > 0 && p.Messages[0].Seq <= confirmed {
+		return fmt.Errorf("%w: message %d at or below the confirmed ack of %d", mailbox.ErrRollback, p.Messages[0].Seq, confirmed)
+	}
+	if len(p.Messages) > 0 && p.Messages[0].Seq <= after {
+		return fmt.Errorf("%w: message at or before the cursor", ErrMalformed)
 	}
 	c.head = h
 	return nil
@@ -261,35 +292,44 @@ func (c *Client) Send(ctx context.Context, auth, envelope []byte) (*Receipt, err
 }
 
 // Fetch returns the device's messages after the cursor, with the page's
-// signed head checked against the latest one seen (T40).
+// signed head checked against the latest one seen and the Acks confirmed
+// before the request (T40).
 func (c *Client) Fetch(ctx context.Context, after uint64, limit int) (*Page, error) {
+	confirmed := c.Acked()
 	path := fmt.Sprintf("/relay/v1/mailboxes/%s/messages?after=%d&limit=%d", MailboxText(c.Device.Mailbox()), after, limit)
 	b, err := c.authed(ctx, deviceauth.PurposeMailbox, http.MethodGet, path, nil)
 	if err != nil {
 		return nil, err
 	}
-	return c.openPage(b, after)
+	return c.openPage(b, after, confirmed)
 }
 
-func (c *Client) openPage(b []byte, after uint64) (*Page, error) {
+// openPage parses and checks a page the relay signed after it confirmed
+// the device's Acks up to confirmed: a head whose floor is below it, or a
+// message at or below it, means the relay forgot an Ack (T40).
+func (c *Client) openPage(b []byte, after, confirmed uint64) (*Page, error) {
 	p, err := ParsePage(b)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.checkHead(p.Head); err != nil {
+	if err := c.checkPage(p, after, confirmed); err != nil {
 		return nil, err
-	}
-	if len(p.Messages) > 0 && p.Messages[0].Seq <= after {
-		return nil, fmt.Errorf("%w: message at or before the cursor", ErrMalformed)
 	}
 	return p, nil
 }
 
-// Ack acknowledges the device's messages up to upTo.
+// Ack acknowledges the device's messages up to upTo. Once the relay
+// confirms it, every head it signs later must carry a floor of at least
+// upTo (Acked).
 func (c *Client) Ack(ctx context.Context, upTo uint64) error {
 	path := fmt.Sprintf("/relay/v1/mailboxes/%s/ack?up-to=%d", MailboxText(c.Device.Mailbox()), upTo)
-	_, err := c.authed(ctx, deviceauth.PurposeMailbox, http.MethodPost, path, nil)
-	return err
+	if _, err := c.authed(ctx, deviceauth.PurposeMailbox, http.MethodPost, path, nil); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.acked = max(c.acked, upTo)
+	c.mu.Unlock()
+	return nil
 }
 
 // AddVerifier registers a delivery-token verifier for the device's
@@ -344,10 +384,16 @@ type Push struct {
 	c      *Client
 	conn   *websocket.Conn
 	cursor uint64
+	// confirmed is the highest Ack the relay confirmed before the channel
+	// opened: every page it pushes is signed later. Acks confirmed while
+	// it is open may be applied after a page was signed, and are checked
+	// at the next fetch or channel.
+	confirmed uint64
 }
 
 // Push opens the device's push channel, starting after the cursor.
 func (c *Client) Push(ctx context.Context, after uint64) (*Push, error) {
+	confirmed := c.Acked()
 	for attempt := 0; ; attempt++ {
 		h, err := c.sessionHeader(ctx, deviceauth.PurposeMailbox)
 		if err != nil {
@@ -366,7 +412,7 @@ func (c *Client) Push(ctx context.Context, after uint64) (*Push, error) {
 			return nil, err
 		}
 		conn.SetReadLimit(MaxPageSize)
-		return &Push{c: c, conn: conn, cursor: after}, nil
+		return &Push{c: c, conn: conn, cursor: after, confirmed: confirmed}, nil
 	}
 }
 
@@ -379,7 +425,7 @@ func (p *Push) Next(ctx context.Context) (*Page, error) {
 	if typ != websocket.MessageBinary {
 		return nil, ErrMalformed
 	}
-	pg, err := p.c.openPage(b, p.cursor)
+	pg, err := p.c.openPage(b, p.cursor, p.confirmed)
 	if err != nil {
 		return nil, err
 	}

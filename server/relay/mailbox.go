@@ -74,9 +74,10 @@ func (r *Relay) storeError(w http.ResponseWriter, err error) {
 	}
 }
 
-// signHead signs the head of mb at the relay's clock.
-func (r *Relay) signHead(id mailbox.ID, head uint64) (*mailbox.SignedHead, error) {
-	return mailbox.SignHead(r.opts.SigningKey, id, head, r.opts.Now())
+// signHead signs the head and acknowledgement floor of mb at the relay's
+// clock.
+func (r *Relay) signHead(id mailbox.ID, head, acked uint64) (*mailbox.SignedHead, error) {
+	return mailbox.SignHead(r.opts.SigningKey, id, head, acked, r.opts.Now())
 }
 
 // sendLength returns the body length a send request declares, checked
@@ -336,7 +337,7 @@ func (r *Relay) page(ctx context.Context, id mailbox.ID, after uint64, limit int
 	if err != nil {
 		return nil, err
 	}
-	head, err := r.signHead(id, pg.Head)
+	head, err := r.signHead(id, pg.Head, pg.Acked)
 	if err != nil {
 		return nil, err
 	}

@@ -102,9 +102,10 @@ func (p *Page) Marshal() ([]byte, error) {
 }
 
 // ParsePage parses a MailboxPage strictly: at most MaxPageSize bytes and
-// MaxPageMessages messages, sequence numbers strictly increasing and at
-// most the head's, non-empty envelopes, no trailing bytes. It does not
-// verify the head's signature (Client does).
+// MaxPageMessages messages, sequence numbers strictly increasing, above
+// the head's acknowledgement floor and at most the head, non-empty
+// envelopes, no trailing bytes. It does not verify the head's signature
+// (Client does).
 func ParsePage(data []byte) (*Page, error) {
 	if len(data) > MaxPageSize {
 		return nil, ErrMalformed
@@ -126,7 +127,7 @@ func ParsePage(data []byte) (*Page, error) {
 		var m Message
 		var env cryptobyte.String
 		if !msgs.ReadUint64(&m.Seq) || !msgs.ReadUint24LengthPrefixed(&env) || len(env) == 0 ||
-			m.Seq <= last || m.Seq > h.Head || len(p.Messages) == MaxPageMessages {
+			m.Seq <= max(last, h.Acked) || m.Seq > h.Head || len(p.Messages) == MaxPageMessages {
 			return nil, ErrMalformed
 		}
 		last = m.Seq

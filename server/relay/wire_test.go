@@ -15,7 +15,11 @@ type fixedSigner struct{}
 func (fixedSigner) Sign(msg []byte) ([]byte, error) { return bytes.Repeat([]byte{7}, 64), nil }
 
 func testHead(t testing.TB, head uint64) *mailbox.SignedHead {
-	h, err := mailbox.SignHead(fixedSigner{}, mailbox.ID{1, 2}, head, time.UnixMilli(1_800_000_000_000))
+	return testHeadAcked(t, head, 0)
+}
+
+func testHeadAcked(t testing.TB, head, acked uint64) *mailbox.SignedHead {
+	h, err := mailbox.SignHead(fixedSigner{}, mailbox.ID{1, 2}, head, acked, time.UnixMilli(1_800_000_000_000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +35,7 @@ func testBatchedHead(t testing.TB, head uint64) *mailbox.BatchedHead {
 }
 
 func TestPageRoundTrip(t *testing.T) {
-	p := &Page{Head: testHead(t, 9), Messages: []Message{{3, []byte("a")}, {9, bytes.Repeat([]byte("b"), 2048)}}}
+	p := &Page{Head: testHeadAcked(t, 9, 2), Messages: []Message{{3, []byte("a")}, {9, bytes.Repeat([]byte("b"), 2048)}}}
 	b, err := p.Marshal()
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +52,7 @@ func TestPageRoundTrip(t *testing.T) {
 		"seq above head":     {Head: testHead(t, 2), Messages: []Message{{3, []byte("a")}}},
 		"seq not increasing": {Head: testHead(t, 9), Messages: []Message{{3, []byte("a")}, {3, []byte("b")}}},
 		"seq zero":           {Head: testHead(t, 9), Messages: []Message{{0, []byte("a")}}},
+		"seq at the floor":   {Head: testHeadAcked(t, 9, 3), Messages: []Message{{3, []byte("a")}}},
 	} {
 		b, err := bad.Marshal()
 		if err != nil {

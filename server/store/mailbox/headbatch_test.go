@@ -119,7 +119,7 @@ func TestHeadBatchForged(t *testing.T) {
 		c.Signature = append([]byte(nil), h.Signature...)
 		return &c
 	}
-	single, err := SignHead(sk, hs[5].Mailbox, hs[5].Head, now)
+	single, err := SignHead(sk, hs[5].Mailbox, hs[5].Head, 0, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func BenchmarkSignHead(b *testing.B) {
 	sk := relayKey(b)
 	t := time.UnixMilli(1_800_000_000_000)
 	for i := range b.N {
-		if _, err := SignHead(sk, ID{1}, uint64(i), t); err != nil {
+		if _, err := SignHead(sk, ID{1}, uint64(i), 0, t); err != nil {
 			b.Fatal(err)
 		}
 	}

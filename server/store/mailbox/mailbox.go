@@ -110,16 +110,22 @@ type Receipt struct {
 
 // A Page is what Fetch returns: messages in increasing sequence order, and
 // the mailbox head read in the same snapshot (at least every Seq in
-// Messages).
+// Messages) and its acknowledgement floor (below every Seq in Messages).
 type Page struct {
 	Messages []Stored
 	Head     uint64
+	Acked    uint64
 }
 
-// Status describes a mailbox: its head, and the messages and body bytes
-// it holds (expired messages count until they are removed).
+// Status describes a mailbox: its head, its acknowledgement floor, and the
+// messages and body bytes it holds (expired messages count until they are
+// removed).
 type Status struct {
-	Head     uint64
+	Head uint64
+	// Acked is the acknowledgement floor: the highest upTo of an Ack the
+	// store applied, durable, never decreasing, at most Head
+	// (docs/spec/relay-storage.md §Acknowledgement and expiry).
+	Acked    uint64
 	Messages int
 	Bytes    int64
 }
@@ -136,12 +142,13 @@ type Store interface {
 	Enqueue(ctx context.Context, mb ID, m Message) (Receipt, error)
 
 	// Fetch returns up to limit (1 ≤ limit ≤ MaxFetch) unexpired
-	// messages of mb with sequence numbers above after, in order.
+	// messages of mb with sequence numbers above after and above the
+	// acknowledgement floor, in order.
 	Fetch(ctx context.Context, mb ID, after uint64, limit int) (Page, error)
 
-	// Ack deletes the messages of mb with sequence numbers up to upTo,
-	// durably. Acking again is a no-op; upTo above the head is
-	// ErrBeyondHead.
+	// Ack deletes the messages of mb with sequence numbers up to upTo and
+	// raises mb's acknowledgement floor to upTo, durably. Acking again is
+	// a no-op; upTo above the head is ErrBeyondHead.
 	Ack(ctx context.Context, mb ID, upTo uint64) error
 
 	// Status returns mb's head and occupancy; a mailbox never written has

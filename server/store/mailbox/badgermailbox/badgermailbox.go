@@ -389,21 +389,25 @@ func (s *Store) Fetch(ctx context.Context, mb mailbox.ID, after uint64, limit in
 		if err != nil {
 			return err
 		}
-		p.Head = st.Head
-		if after == ^uint64(0) {
+		p.Head, p.Acked = st.Head, st.Acked
+		// Nothing at or below the floor is served: it is acknowledged
+		// (a floor published after the snapshot opened may cover
+		// messages the snapshot still holds).
+		from := max(after, p.Acked)
+		if from == ^uint64(0) {
 			return nil
 		}
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: msgPrefix(mb)})
 		defer it.Close()
 		size := 0
-		for it.Seek(msgKey(mb, after+1)); it.Valid() && len(p.Messages) < limit && size < mailbox.FetchBytes; it.Next() {
+		for it.Seek(msgKey(mb, from+1)); it.Valid() && len(p.Messages) < limit && size < mailbox.FetchBytes; it.Next() {
 			item := it.Item()
 			_, seq, err := parseMsgKey(item.Key())
 			if err != nil {
 				return err
 			}
-			if seq > p.Head || seq <= after {
-				return fmt.Errorf("%w: mailbox %v: message %d outside (%d, head %d]", mailbox.ErrCorrupt, mb, seq, after, p.Head)
+			if seq > p.Head || seq <= from {
+				return fmt.Errorf("%w: mailbox %v: message %d outside (%d, head %d]", mailbox.ErrCorrupt, mb, seq, from, p.Head)
 			}
 			var st mailbox.Stored
 			if err := item.Value(func(v []byte) error {

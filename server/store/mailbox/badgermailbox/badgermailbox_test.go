@@ -49,23 +49,25 @@ func TestDurable(t *testing.T) {
 	})
 }
 
-// TestOldSchema checks that Open refuses a store of schema 1 with
+// TestOldSchema checks that Open refuses a store of schema 1 or 2 with
 // ErrOldSchema, every time (the refused Open changes nothing).
 func TestOldSchema(t *testing.T) {
-	dir := t.TempDir()
-	s := openTest(t, testOptions(dir, mailboxtest.Config{}))
-	rawUpdate(t, s, func(txn *badger.Txn) {
-		if err := txn.Set(keySchema, []byte("moat relay mailbox store, badger schema 1")); err != nil {
+	for _, old := range []string{"schema 1", "schema 2"} {
+		dir := t.TempDir()
+		s := openTest(t, testOptions(dir, mailboxtest.Config{}))
+		rawUpdate(t, s, func(txn *badger.Txn) {
+			if err := txn.Set(keySchema, []byte("moat relay mailbox store, badger "+old)); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
-	})
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	for range 2 {
-		_, err := Open(context.Background(), testOptions(dir, mailboxtest.Config{}))
-		if !errors.Is(err, ErrOldSchema) || !strings.Contains(err.Error(), "schema 1") {
-			t.Fatalf("Open of a schema 1 store: %v, want ErrOldSchema naming it", err)
+		for range 2 {
+			_, err := Open(context.Background(), testOptions(dir, mailboxtest.Config{}))
+			if !errors.Is(err, ErrOldSchema) || !strings.Contains(err.Error(), old) {
+				t.Fatalf("Open of a %s store: %v, want ErrOldSchema naming it", old, err)
+			}
 		}
 	}
 }
@@ -130,7 +132,7 @@ func TestOneBatch(t *testing.T) {
 			}
 		}
 		st, err := s.Status(context.Background(), mb)
-		if err != nil || st != (mailbox.Status{Head: 3, Messages: 1, Bytes: 300}) {
+		if err != nil || st != (mailbox.Status{Head: 3, Acked: 2, Messages: 1, Bytes: 300}) {
 			t.Fatalf("Status: %+v, %v", st, err)
 		}
 		p, err := s.Fetch(context.Background(), mb, 0, 10)

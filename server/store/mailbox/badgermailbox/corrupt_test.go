@@ -288,7 +288,7 @@ func TestT39Corruption(t *testing.T) {
 			txn.Delete(metaKey(mailboxtest.Box(3)))
 		}, false},
 		{"meta below acknowledged records", func(t *testing.T, txn *badger.Txn, want map[mailbox.ID][]mailbox.Stored) {
-			txn.Set(metaKey(mailboxtest.Box(3)), encodeMeta(metaKey(mailboxtest.Box(3)), 2))
+			txn.Set(metaKey(mailboxtest.Box(3)), encodeMeta(metaKey(mailboxtest.Box(3)), 2, 0))
 		}, false},
 		{"unknown record kind", func(t *testing.T, txn *badger.Txn, want map[mailbox.ID][]mailbox.Stored) {
 			k := msgKey(mailboxtest.Box(1), want[mailboxtest.Box(1)][7].Seq)
@@ -348,7 +348,7 @@ func TestT39Corruption(t *testing.T) {
 	t.Run("version past the commit record", func(t *testing.T) {
 		s, dir, _ := newStore(t)
 		txn := s.db.NewTransactionAt(s.ts, true)
-		txn.Set(metaKey(mailboxtest.Box(9)), encodeMeta(metaKey(mailboxtest.Box(9)), 5))
+		txn.Set(metaKey(mailboxtest.Box(9)), encodeMeta(metaKey(mailboxtest.Box(9)), 5, 0))
 		if err := txn.CommitAt(s.ts+1, nil); err != nil {
 			t.Fatal(err)
 		}

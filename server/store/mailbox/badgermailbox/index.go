@@ -20,9 +20,10 @@ import (
 	"github.com/moat-im/moat/server/store/mailbox"
 )
 
-// boxState is a mailbox's head and held messages.
+// boxState is a mailbox's head, acknowledgement floor and held messages.
 type boxState struct {
 	head      uint64
+	acked     uint64 // the highest upTo of an applied Ack
 	count     uint32 // held messages (expired ones until removed)
 	bytes     uint64 // their body bytes
 	lowExpiry int64  // Unix ms, at most their earliest expiry; 0: none held
@@ -54,7 +55,7 @@ type box struct {
 
 // status returns the box's state as a mailbox.Status.
 func (bx *box) status() mailbox.Status {
-	return mailbox.Status{Head: bx.head, Messages: int(bx.count), Bytes: int64(bx.bytes)}
+	return mailbox.Status{Head: bx.head, Acked: bx.acked, Messages: int(bx.count), Bytes: int64(bx.bytes)}
 }
 
 // wheelBucket is the width of a wheel bucket, in ms.
@@ -126,9 +127,9 @@ func dropRefs(refs []wheelRef, nowMs int64) {
 	}
 }
 
-// newBox adds an empty box with head to the index.
-func (s *Store) newBox(mb mailbox.ID, head uint64) *box {
-	bx := &box{id: mb, boxState: boxState{head: head}, ids: make(map[mailbox.MessageID]dref)}
+// newBox adds an empty box with head and floor to the index.
+func (s *Store) newBox(mb mailbox.ID, head, acked uint64) *box {
+	bx := &box{id: mb, boxState: boxState{head: head, acked: acked}, ids: make(map[mailbox.MessageID]dref)}
 	bx.pub = bx.status()
 	s.pubMu.Lock()
 	s.boxes[mb] = bx
@@ -165,8 +166,8 @@ type boxStat struct {
 }
 
 // published returns the durable status of mb: its published state, or,
-// for a mailbox outside the index, its "Q" head as txn (a durable
-// snapshot) reads it. Call it after opening txn.
+// for a mailbox outside the index, its "Q" head and floor as txn (a
+// durable snapshot) reads them. Call it after opening txn.
 func (s *Store) published(txn *badger.Txn, mb mailbox.ID) (mailbox.Status, error) {
 	s.pubMu.RLock()
 	bx := s.boxes[mb]
@@ -178,32 +179,33 @@ func (s *Store) published(txn *badger.Txn, mb mailbox.ID) (mailbox.Status, error
 	if bx != nil {
 		return st, nil
 	}
-	head, err := readHead(txn, mb)
-	return mailbox.Status{Head: head}, err
+	head, acked, err := readMeta(txn, mb)
+	return mailbox.Status{Head: head, Acked: acked}, err
 }
 
-// readHead reads mb's "Q" head; 0 if it has none.
-func readHead(txn *badger.Txn, mb mailbox.ID) (uint64, error) {
+// readMeta reads mb's "Q" head and acknowledgement floor; 0, 0 if it has
+// none.
+func readMeta(txn *badger.Txn, mb mailbox.ID) (head, acked uint64, err error) {
 	k := metaKey(mb)
 	item, err := txn.Get(k)
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return 0, nil
+		return 0, 0, nil
 	}
 	if err != nil {
-		return 0, wrapRead(err)
+		return 0, 0, wrapRead(err)
 	}
-	var head uint64
 	err = item.Value(func(v []byte) error {
 		var err error
-		head, err = decodeMeta(k, v)
+		head, acked, err = decodeMeta(k, v)
 		return err
 	})
-	return head, wrapRead(err)
+	return head, acked, wrapRead(err)
 }
 
 // buildIndex rebuilds the index from the database at the durable
 // timestamp: a box for every mailbox with an "M" record, its head the
-// highest of its "Q" head and its sequence numbers.
+// highest of its "Q" head and its sequence numbers, its acknowledgement
+// floor its "Q" floor.
 func (s *Store) buildIndex(ctx context.Context) error {
 	txn := s.db.NewTransactionAt(s.readTs.Load(), false)
 	defer txn.Discard()
@@ -227,11 +229,11 @@ func (s *Store) buildIndex(ctx context.Context) error {
 			return err
 		}
 		if bx == nil || bx.id != mb {
-			head, err := readHead(txn, mb)
+			head, acked, err := readMeta(txn, mb)
 			if err != nil {
 				return err
 			}
-			bx = &box{id: mb, boxState: boxState{head: head}, ids: make(map[mailbox.MessageID]dref)}
+			bx = &box{id: mb, boxState: boxState{head: head, acked: acked}, ids: make(map[mailbox.MessageID]dref)}
 			s.boxes[mb] = bx
 		}
 		var r record

@@ -73,7 +73,7 @@ func TestT40RollbackDetected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen, err := mailbox.SignHead(relayKey, mb, p.Head, clock.Now())
+	seen, err := mailbox.SignHead(relayKey, mb, p.Head, p.Acked, clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestT40RollbackDetected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	next, err := mailbox.SignHead(relayKey, mb, p2.Head, clock.Now())
+	next, err := mailbox.SignHead(relayKey, mb, p2.Head, p2.Acked, clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestT40RollbackDetected(t *testing.T) {
 		t.Fatalf("ack at the old head after the restore: %v", err)
 	}
 	// A head signed with a rewound clock is refused too.
-	old, _ := mailbox.SignHead(relayKey, mb, seen.Head, clock.Now().Add(-time.Hour))
+	old, _ := mailbox.SignHead(relayKey, mb, seen.Head, seen.Acked, clock.Now().Add(-time.Hour))
 	if err := mailbox.CheckProgress(seen, old); !errors.Is(err, mailbox.ErrRollback) {
 		t.Fatalf("a head signed earlier: %v", err)
 	}

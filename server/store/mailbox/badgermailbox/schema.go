@@ -1,13 +1,14 @@
 package badgermailbox
 
-// Key schema 2 (STYLE 14: one key-schema file per backend;
+// Key schema 3 (STYLE 14: one key-schema file per backend;
 // docs/spec/relay-storage.md §Badger schema). Every key starts with one
 // prefix byte; integers are big-endian, so byte order is numeric order.
 //
 //	key                                  value
 //	"m"                                  schemaVersion (ASCII)
 //	"t"                                  commit: 0x01 || uint64 ts || crc
-//	"Q" || mailbox[16]                   meta: 0x01 || uint64 head || crc
+//	"Q" || mailbox[16]                   meta: 0x01 || uint64 head || uint64 acked
+//	                                         || crc
 //	"M" || mailbox[16] || uint64 seq     held message: 0x01 || 0x01 || id[16]
 //	                                         || int64 expires_ms || int64 until_ms
 //	                                         || body || crc
@@ -32,7 +33,10 @@ package badgermailbox
 // sequence numbers. Every batch that deletes an "M" record or writes an
 // acknowledged one (which badger's TTL deletes later) writes the
 // mailbox's "Q" with its head, so the head never decreases and a sequence
-// number is never reused. "Q" is never deleted.
+// number is never reused. "Q" is never deleted. "Q" also holds the
+// mailbox's acknowledgement floor, the highest upTo of an applied Ack,
+// which every signed head carries (T40); a batch with an Ack that raises
+// it writes "Q".
 //
 // Ack turns each held message up to its sequence number into an
 // acknowledged record while its until_ms is ahead, else deletes it; the
@@ -52,11 +56,13 @@ import (
 	"github.com/moat-im/moat/server/store/mailbox"
 )
 
-const schemaVersion = "moat relay mailbox store, badger schema 2"
+const schemaVersion = "moat relay mailbox store, badger schema 3"
 
 // oldSchemas are the schemas this version refuses with ErrOldSchema.
+// Schema 2 had no acknowledgement floor in "Q".
 var oldSchemas = map[string]bool{
 	"moat relay mailbox store, badger schema 1": true,
+	"moat relay mailbox store, badger schema 2": true,
 }
 
 // ErrOldSchema is returned by Open for a store written by an earlier
@@ -93,7 +99,7 @@ const (
 	msgKeySize  = 1 + 16 + 8
 
 	commitValSize = 1 + 8 + crcSize
-	metaValSize   = 1 + 8 + crcSize
+	metaValSize   = 1 + 8 + 8 + crcSize
 	// heldOverhead is a held message's value without the body.
 	heldOverhead = 1 + 1 + 16 + 8 + 8 + crcSize
 	ackedValSize = 1 + 1 + 16 + 8 + 32 + crcSize
@@ -149,22 +155,29 @@ func parseMsgKey(k []byte) (mb mailbox.ID, seq uint64, err error) {
 	return mb, seq, nil
 }
 
-func encodeMeta(key []byte, head uint64) []byte {
+func encodeMeta(key []byte, head, acked uint64) []byte {
 	v := make([]byte, 0, metaValSize)
 	v = append(v, recordVersion)
 	v = binary.BigEndian.AppendUint64(v, head)
+	v = binary.BigEndian.AppendUint64(v, acked)
 	return seal(key, v)
 }
 
-func decodeMeta(key, v []byte) (head uint64, err error) {
+// decodeMeta parses a "Q" value: a head and an acknowledgement floor at
+// most the head.
+func decodeMeta(key, v []byte) (head, acked uint64, err error) {
 	b, err := open(key, v, "meta")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	if len(b) != 8 {
-		return 0, fmt.Errorf("%w: meta %x: %d bytes", mailbox.ErrCorrupt, key, len(v))
+	if len(b) != 16 {
+		return 0, 0, fmt.Errorf("%w: meta %x: %d bytes", mailbox.ErrCorrupt, key, len(v))
 	}
-	return binary.BigEndian.Uint64(b), nil
+	head, acked = binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:])
+	if acked > head {
+		return 0, 0, fmt.Errorf("%w: meta %x: acknowledgement floor %d above head %d", mailbox.ErrCorrupt, key, acked, head)
+	}
+	return head, acked, nil
 }
 
 // encodeHeld returns a held message's value without its CRC, which seal

@@ -63,11 +63,11 @@ func FuzzRecord(f *testing.F) {
 // FuzzMeta does the same for "Q" and "t" records.
 func FuzzMeta(f *testing.F) {
 	mk := metaKey(mailbox.ID{1})
-	f.Add(encodeMeta(mk, 5))
+	f.Add(encodeMeta(mk, 5, 3))
 	f.Add(encodeCommit(9))
 	f.Fuzz(func(t *testing.T, v []byte) {
-		if h, err := decodeMeta(mk, v); err == nil {
-			if !bytes.Equal(encodeMeta(mk, h), v) {
+		if h, a, err := decodeMeta(mk, v); err == nil {
+			if a > h || !bytes.Equal(encodeMeta(mk, h, a), v) {
 				t.Fatalf("meta %x re-encoded differently", v)
 			}
 		} else if !errors.Is(err, mailbox.ErrCorrupt) {
@@ -82,8 +82,13 @@ func FuzzMeta(f *testing.F) {
 		}
 		if len(v) >= 8 {
 			n := binary.BigEndian.Uint64(v)
-			if h, err := decodeMeta(mk, encodeMeta(mk, n)); err != nil || h != n {
-				t.Fatalf("meta round trip of %d: %d, %v", n, h, err)
+			if h, a, err := decodeMeta(mk, encodeMeta(mk, n, n/2)); err != nil || h != n || a != n/2 {
+				t.Fatalf("meta round trip of %d, %d: %d, %d, %v", n, n/2, h, a, err)
+			}
+			if n > 0 {
+				if _, _, err := decodeMeta(mk, encodeMeta(mk, n-1, n)); !errors.Is(err, mailbox.ErrCorrupt) {
+					t.Fatalf("meta with floor %d above head %d: %v", n, n-1, err)
+				}
 			}
 		}
 	})

@@ -82,7 +82,7 @@ func (s *Store) check(ctx context.Context, txn *badger.Txn) (err error) {
 				if len(k) != metaKeySize {
 					return fmt.Errorf("%w: key %x", mailbox.ErrCorrupt, k)
 				}
-				h, err := decodeMeta(k, v)
+				h, _, err := decodeMeta(k, v)
 				if err != nil {
 					return err
 				}

@@ -344,6 +344,12 @@ func (s *Store) runTxn(batch []*request) (rest []*request) {
 			r.err = err
 		}
 	}
+	for _, bx := range b.touched {
+		if bx.writeQ {
+			k := metaKey(bx.id)
+			b.set(k, encodeMeta(k, bx.head, bx.acked))
+		}
+	}
 	if len(b.entries) == 0 {
 		// Everything the batch read is committed; it is durable once the
 		// sync in flight (if any) is.
@@ -356,10 +362,6 @@ func (s *Store) runTxn(batch []*request) (rest []*request) {
 	}
 	p := &pending{reqs: slices.Clone(taken)}
 	for _, bx := range b.touched {
-		if bx.writeQ {
-			k := metaKey(bx.id)
-			b.set(k, encodeMeta(k, bx.head))
-		}
 		if bx.boxState != bx.saved {
 			p.stats = append(p.stats, boxStat{bx: bx, st: bx.status()})
 		}
@@ -578,12 +580,13 @@ func (b *builder) box(mb mailbox.ID) (*box, error) {
 	bx := b.s.boxes[mb]
 	if bx == nil {
 		// Every mailbox with an "M" record is indexed (buildIndex), so
-		// this one's head is its "Q" head, written before Open.
-		head, err := readHead(b.txn, mb)
+		// this one's head and floor are its "Q" record's, written before
+		// Open.
+		head, acked, err := readMeta(b.txn, mb)
 		if err != nil {
 			return nil, err
 		}
-		bx = b.s.newBox(mb, head)
+		bx = b.s.newBox(mb, head, acked)
 	}
 	if bx.batch != b.id {
 		bx.batch = b.id
@@ -727,6 +730,11 @@ func (b *builder) ack(r *request) error {
 	if r.upTo > bx.head {
 		r.err = fmt.Errorf("%w: ack of %d with head %d", mailbox.ErrBeyondHead, r.upTo, bx.head)
 		return nil
+	}
+	if r.upTo > bx.acked {
+		// The acknowledgement floor, signed in every head (T40).
+		bx.acked = r.upTo
+		bx.writeQ = true
 	}
 	if r.upTo == 0 || bx.count == 0 {
 		return nil

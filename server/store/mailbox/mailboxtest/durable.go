@@ -15,6 +15,7 @@ func RunDurable(t *testing.T, open OpenStore) {
 	t.Run("SeqNeverReused", func(t *testing.T) { testSeqNeverReused(t, open) })
 	t.Run("ConcurrentThenReopen", func(t *testing.T) { testConcurrentReopen(t, open) })
 	t.Run("ExpiryAcrossReopen", func(t *testing.T) { testExpiryReopen(t, open) })
+	t.Run("AckFloorAcrossReopen", func(t *testing.T) { testAckFloorReopen(t, open) })
 }
 
 func closeStore(t *testing.T, s mailbox.Store) {
@@ -96,7 +97,7 @@ func testSeqNeverReused(t *testing.T, open OpenStore) {
 	clock := NewClock()
 	cfg := Config{Now: clock.Now}
 	mb := Box(1)
-	var head uint64
+	var head, acked uint64
 	for round := range 4 {
 		s := open(t, dir, cfg)
 		if st := status(t, s, mb); st.Head != head {
@@ -120,11 +121,55 @@ func testSeqNeverReused(t *testing.T, open OpenStore) {
 				t.Fatal(err)
 			}
 		}
-		if st := status(t, s, mb); st != (mailbox.Status{Head: head}) {
-			t.Fatalf("round %d: Status %+v, want empty at head %d", round, st, head)
+		if round%2 == 0 {
+			acked = head
+		}
+		if st := status(t, s, mb); st != (mailbox.Status{Head: head, Acked: acked}) {
+			t.Fatalf("round %d: Status %+v, want empty at head %d, floor %d", round, st, head, acked)
 		}
 		closeStore(t, s)
 	}
+}
+
+// testAckFloorReopen checks that the acknowledgement floor is durable
+// (T40): after a reopen, with messages still held, with none held, and
+// raised by an ack of swept messages that wrote nothing else.
+func testAckFloorReopen(t *testing.T, open OpenStore) {
+	dir := t.TempDir()
+	clock := NewClock()
+	cfg := Config{Now: clock.Now}
+	mb := Box(3)
+	s := open(t, dir, cfg)
+	for i := range 4 {
+		enqueue(t, s, mb, Msg(mb, i, 0, 40, clock.Now(), time.Minute))
+	}
+	if err := s.Ack(ctx, mb, 2); err != nil {
+		t.Fatal(err)
+	}
+	closeStore(t, s)
+	s = open(t, dir, cfg)
+	if st := status(t, s, mb); st.Head != 4 || st.Acked != 2 || st.Messages != 2 {
+		t.Fatalf("after reopen: %+v, want head 4, floor 2, 2 messages", st)
+	}
+	if p := fetchAll(t, s, mb, 0); p.Acked != 2 || len(p.Messages) != 2 || p.Messages[0].Seq != 3 {
+		t.Fatalf("fetch after reopen: floor %d, %d messages", p.Acked, len(p.Messages))
+	}
+	clock.Advance(time.Hour)
+	if _, err := s.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ack(ctx, mb, 3); err != nil {
+		t.Fatal(err)
+	}
+	closeStore(t, s)
+	s = open(t, dir, cfg)
+	if st := status(t, s, mb); st != (mailbox.Status{Head: 4, Acked: 3}) {
+		t.Fatalf("after an ack of swept messages and a reopen: %+v, want head 4, floor 3", st)
+	}
+	if p := fetchAll(t, s, mb, 0); p.Head != 4 || p.Acked != 3 || len(p.Messages) != 0 {
+		t.Fatalf("fetch: head %d, floor %d, %d messages", p.Head, p.Acked, len(p.Messages))
+	}
+	closeStore(t, s)
 }
 
 func testConcurrentReopen(t *testing.T, open OpenStore) {

@@ -75,6 +75,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"NoAliasing", testNoAliasing},
 		{"Idempotent", testIdempotent},
 		{"Ack", testAck},
+		{"AckFloor", testAckFloor},
 		{"Expiry", testExpiry},
 		{"DedupWindow", testDedupWindow},
 		{"Quota", testQuota},
@@ -144,12 +145,16 @@ func fetchAll(t *testing.T, s mailbox.Store, mb mailbox.ID, after uint64) mailbo
 		if err != nil {
 			t.Fatalf("Fetch(%v, %d): %v", mb, after, err)
 		}
+		if p.Acked > p.Head {
+			t.Fatalf("Fetch(%v): acknowledgement floor %d above the head %d", mb, p.Acked, p.Head)
+		}
 		for _, m := range p.Messages {
-			if m.Seq > p.Head {
-				t.Fatalf("Fetch(%v): message %d above the page head %d", mb, m.Seq, p.Head)
+			if m.Seq > p.Head || m.Seq <= p.Acked {
+				t.Fatalf("Fetch(%v): message %d outside (floor %d, head %d]", mb, m.Seq, p.Acked, p.Head)
 			}
 		}
 		all.Head = max(all.Head, p.Head)
+		all.Acked = max(all.Acked, p.Acked)
 		all.Messages = append(all.Messages, p.Messages...)
 		if len(p.Messages) == 0 {
 			return all
@@ -335,7 +340,7 @@ func testAck(t *testing.T, newStore NewStore) {
 	if p := fetchAll(t, s, mb, 0); len(p.Messages) != 0 || p.Head != head {
 		t.Fatalf("after acking everything: %d messages, head %d", len(p.Messages), p.Head)
 	}
-	if st := status(t, s, mb); st != (mailbox.Status{Head: head}) {
+	if st := status(t, s, mb); st != (mailbox.Status{Head: head, Acked: head}) {
 		t.Fatalf("Status after acking everything = %+v", st)
 	}
 	// A retry of an acknowledged message is recognised, not delivered again.
@@ -348,6 +353,69 @@ func testAck(t *testing.T, newStore NewStore) {
 	// Sequence numbers continue above the head.
 	if r := enqueue(t, s, mb, Msg(mb, 100, 0, 10, clock.Now(), time.Hour)); r.Seq <= head {
 		t.Fatalf("seq %d after head %d: reused", r.Seq, head)
+	}
+}
+
+// testAckFloor checks the acknowledgement floor that signed heads carry
+// (docs/spec/relay-storage.md §Acknowledgement and expiry, T40): the
+// highest upTo of an applied Ack, reported by Status and Fetch, never
+// lowered by a lower ack, a refused ack, expiry or the sweep, raised by an
+// ack that covers no held message, and nothing at or below it is served.
+func testAckFloor(t *testing.T, newStore NewStore) {
+	clock := NewClock()
+	s := newStore(t, Config{Now: clock.Now})
+	mb := Box(1)
+	if st, p := status(t, s, mb), fetchAll(t, s, mb, 0); st.Acked != 0 || p.Acked != 0 {
+		t.Fatalf("new mailbox: floor %d, page floor %d", st.Acked, p.Acked)
+	}
+	var seqs []uint64
+	for i := range 5 {
+		seqs = append(seqs, enqueue(t, s, mb, Msg(mb, i, 0, 50, clock.Now(), time.Minute)).Seq)
+	}
+	floor := func(want uint64, when string) {
+		t.Helper()
+		st := status(t, s, mb)
+		p, err := s.Fetch(ctx, mb, 0, mailbox.MaxFetch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Acked != want || p.Acked != want {
+			t.Fatalf("%s: Status floor %d, page floor %d, want %d", when, st.Acked, p.Acked, want)
+		}
+		for _, m := range p.Messages {
+			if m.Seq <= want {
+				t.Fatalf("%s: message %d served at or below the floor %d", when, m.Seq, want)
+			}
+		}
+	}
+	floor(0, "before any ack")
+	if err := s.Ack(ctx, mb, seqs[2]); err != nil {
+		t.Fatal(err)
+	}
+	floor(seqs[2], "after an ack")
+	if err := s.Ack(ctx, mb, seqs[0]); err != nil {
+		t.Fatal(err)
+	}
+	floor(seqs[2], "after a lower ack")
+	if err := s.Ack(ctx, mb, seqs[4]+1); !errors.Is(err, mailbox.ErrBeyondHead) {
+		t.Fatalf("Ack beyond the head: %v", err)
+	}
+	floor(seqs[2], "after a refused ack")
+	clock.Advance(time.Hour)
+	if _, err := s.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := status(t, s, mb); st != (mailbox.Status{Head: seqs[4], Acked: seqs[2]}) {
+		t.Fatalf("after expiry and sweep: %+v", st)
+	}
+	// An ack of expired, swept messages still raises the floor.
+	if err := s.Ack(ctx, mb, seqs[3]); err != nil {
+		t.Fatal(err)
+	}
+	floor(seqs[3], "after an ack of swept messages")
+	// Other mailboxes keep their own floor.
+	if st := status(t, s, Box(2)); st.Acked != 0 {
+		t.Fatalf("another mailbox: floor %d", st.Acked)
 	}
 }
 

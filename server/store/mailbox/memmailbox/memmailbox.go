@@ -36,6 +36,7 @@ type Store struct {
 
 type box struct {
 	head  uint64
+	acked uint64  // acknowledgement floor
 	msgs  []entry // increasing Seq
 	bytes int64
 	dedup map[mailbox.MessageID]dedup
@@ -149,8 +150,8 @@ func (s *Store) Fetch(ctx context.Context, mb mailbox.ID, after uint64, limit in
 	if b == nil {
 		return mailbox.Page{}, nil
 	}
-	p := mailbox.Page{Head: b.head}
-	i := b.firstAfter(after)
+	p := mailbox.Page{Head: b.head, Acked: b.acked}
+	i := b.firstAfter(max(after, b.acked))
 	size := 0
 	for ; i < len(b.msgs) && len(p.Messages) < limit && size < mailbox.FetchBytes; i++ {
 		e := b.msgs[i]
@@ -184,6 +185,7 @@ func (s *Store) Ack(ctx context.Context, mb mailbox.ID, upTo uint64) error {
 	if b == nil {
 		return nil
 	}
+	b.acked = max(b.acked, upTo)
 	i := b.firstAfter(upTo)
 	for _, e := range b.msgs[:i] {
 		b.bytes -= int64(len(e.body))
@@ -206,7 +208,7 @@ func (s *Store) Status(ctx context.Context, mb mailbox.ID) (mailbox.Status, erro
 	if b == nil {
 		return mailbox.Status{}, nil
 	}
-	return mailbox.Status{Head: b.head, Messages: len(b.msgs), Bytes: b.bytes}, nil
+	return mailbox.Status{Head: b.head, Acked: b.acked, Messages: len(b.msgs), Bytes: b.bytes}, nil
 }
 
 // Subscribe implements mailbox.Store.
