@@ -1,6 +1,7 @@
 package kt_test
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 	"time"
@@ -89,6 +90,43 @@ func TestEnrolHoldsLastEntry(t *testing.T) {
 		a.Consistency[1] = 1 // format 1, without the last entry
 		if _, _, err := kt.Enrol(w.code, w.req, &a, maxAge, 0, w.real); !errors.Is(err, kt.ErrMalformed) {
 			t.Errorf("format 1: got %v", err)
+		}
+	})
+}
+
+// FuzzEnrolConsistency: kt.Enrol with an arbitrary consistency part of the
+// enrolment answer never panics; an answer it accepts is the canonical
+// encoding of a ConsistencyResponse from size 0, and the new client holds
+// an entry exactly when that response carries one.
+func FuzzEnrolConsistency(f *testing.F) {
+	w := newEnrolWorld(f)
+	f.Add(w.answer.Consistency)
+	f.Add(noteOnly(w.freshNote))
+	f.Add(noteOnly(w.staleNote))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a := *w.answer
+		a.Consistency = data
+		c, _, err := kt.Enrol(w.code, w.req, &a, maxAge, 0, w.real)
+		if err != nil {
+			return
+		}
+		_, held := c.HeldEntry()
+		if len(data) == 0 {
+			if held || c.TreeSize() != 0 {
+				t.Fatal("an answer without a checkpoint left the client with one")
+			}
+			return
+		}
+		cr, err := kt.ParseConsistencyResponse(data)
+		if err != nil {
+			t.Fatalf("accepted an answer that does not parse: %v", err)
+		}
+		if !bytes.Equal(must(cr.Marshal()), data) {
+			t.Fatal("accepted a non-canonical encoding")
+		}
+		if cr.Checkpoint.BaseSize != 0 || held != (cr.Last != nil) {
+			t.Fatalf("accepted from base size %d; held %v with last entry %v", cr.Checkpoint.BaseSize, held, cr.Last != nil)
 		}
 	})
 }

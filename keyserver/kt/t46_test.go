@@ -32,7 +32,7 @@ type enrolWorld struct {
 
 const day = 24 * time.Hour
 
-func newEnrolWorld(t *testing.T) *enrolWorld {
+func newEnrolWorld(t testing.TB) *enrolWorld {
 	t.Helper()
 	real := kttest.T0.Add(100 * day)
 	w := &enrolWorld{real: real, alice: uid(1), bob: uid(2)}
