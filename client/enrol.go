@@ -34,8 +34,10 @@ const sealedKeyLifetime = 30 * 24 * 3600 // seconds
 //     a later Enrol with the same store and code resumes with the same
 //     keys;
 //  3. it checks the answer with kt.Enrol (trust bundle against the code,
-//     certificate against its keys, clock, first checkpoint) and pins the
-//     trust bundle and cfg.RelayKey;
+//     certificate against its keys, clock, first checkpoint and its last
+//     entry, which the client state then holds so that the first lookups
+//     need no log inclusion proof) and pins the trust bundle and
+//     cfg.RelayKey;
 //  4. it registers with the relay: a signed prekey, one-time X25519 and
 //     ML-KEM prekeys, a last-resort ML-KEM prekey and a sealed-sender key,
 //     all signed by its identity key (docs/spec/bundle.md).

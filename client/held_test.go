@@ -93,3 +93,39 @@ func TestHeldEntryLookups(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstLookupAfterEnrolmentSDK: the enrolment answer carries the
+// checkpoint's last entry (directory-api.md §Enrolment), which Enrol keeps
+// in the client state, so that the SDK's very first lookups, while the
+// enrolment's checkpoint is still the latest, say so and get no log
+// inclusion proof (directory.md §Held entry), and verify.
+func TestFirstLookupAfterEnrolmentSDK(t *testing.T) {
+	w := newWorld(t)
+	for range 3 { // a tree whose inclusion proofs are not empty
+		w.s.Publish()
+	}
+	rec := &lookupRecorder{}
+	c := enrol(t, w.s, w.s.AddUser("Carol"), nil, func(cfg *client.Config) { cfg.HTTP = &http.Client{Transport: rec} })
+	ctx := context.Background()
+	rec.mu.Lock()
+	rec.held, rec.inclusion, rec.anchored = nil, nil, nil
+	rec.mu.Unlock()
+	for _, u := range []client.UserID{w.alice, w.bob} {
+		ct, err := c.Contact(ctx, u)
+		ok(t, err)
+		if len(ct.Devices) == 0 {
+			t.Fatalf("contact %s has no devices", u)
+		}
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.held) < 2 {
+		t.Fatalf("%d lookups recorded, want at least 2", len(rec.held))
+	}
+	t.Logf("lookup answers: %v bytes; inclusion proofs: %v hashes", rec.size, rec.inclusion)
+	for i := range rec.held {
+		if !rec.held[i] || rec.inclusion[i] != 0 {
+			t.Fatalf("lookup %d after enrolment: held %v, inclusion proof of %d hashes; want held and none", i, rec.held[i], rec.inclusion[i])
+		}
+	}
+}

@@ -15,9 +15,12 @@ type Enrolment struct {
 	TrustBundle []byte
 	// Certificate is the org.DeviceCertificate encoding.
 	Certificate []byte
-	// Checkpoint is optional: the directory's latest witness-cosigned
-	// checkpoint note at redemption.
-	Checkpoint []byte
+	// Consistency is optional: the ConsistencyResponse encoding, from
+	// tree size 0, of the directory's latest witness-cosigned checkpoint
+	// at redemption with its last entry, which the client then holds
+	// (docs/spec/directory.md §Held entry), so that its first lookups
+	// against that checkpoint need no inclusion proof.
+	Consistency []byte
 }
 
 // CheckEnrolmentClock reports whether the local time now is more than
@@ -55,10 +58,14 @@ func checkClock(floor time.Time, maxSkew time.Duration, now time.Time) error {
 //     than maxSkew behind F is a *tlog.ClockError (errors.Is
 //     tlog.ErrClockBehind);
 //  3. a client is configured from the bundle with F as its floor;
-//  4. if resp carries a checkpoint, the client accepts it as its first,
-//     under the tlog rules and F: a checkpoint witnessed before
-//     F - maxAge is refused (tlog.ErrStale), as is anything else the
-//     rules refuse.
+//  4. if resp carries a consistency response, it is parsed strictly
+//     (ParseConsistencyResponse, before step 1) and must be from tree
+//     size 0 with a note and no consistency proof; the client accepts
+//     its checkpoint as its first, under the tlog rules and F: a
+//     checkpoint witnessed before F - maxAge is refused (tlog.ErrStale),
+//     as is anything else the rules refuse; and the checkpoint's last
+//     entry, if the response carries it, is checked against it and held
+//     (UpdateCheckpoint).
 //
 // Any failure refuses the answer as a whole; nothing is pinned. Enrol is a
 // function of its arguments, so a device refused for its clock keeps resp
@@ -68,6 +75,17 @@ func checkClock(floor time.Time, maxSkew time.Duration, now time.Time) error {
 func Enrol(code *org.EnrolmentCode, req *org.EnrolmentRequest, resp *Enrolment, maxAge, maxSkew time.Duration, now time.Time) (*Client, *org.DeviceCertificate, error) {
 	if resp == nil {
 		return nil, nil, fmt.Errorf("kt: enrolment: no answer: %w", org.ErrInvalidArgument)
+	}
+	// The consistency response is parsed before anything is verified.
+	var cu *ConsistencyResponse
+	if len(resp.Consistency) > 0 {
+		var err error
+		if cu, err = ParseConsistencyResponse(resp.Consistency); err != nil {
+			return nil, nil, fmt.Errorf("kt: enrolment: %w", err)
+		}
+		if cu.Checkpoint.BaseSize != 0 || len(cu.Checkpoint.Note) == 0 || len(cu.Checkpoint.Consistency) != 0 {
+			return nil, nil, fmt.Errorf("kt: enrolment: %w: consistency response not from size 0 with a checkpoint", ErrMalformed)
+		}
 	}
 	tb, cert, err := org.VerifyEnrolment(code, req, resp.TrustBundle, resp.Certificate)
 	if err != nil {
@@ -86,8 +104,7 @@ func Enrol(code *org.EnrolmentCode, req *org.EnrolmentRequest, resp *Enrolment, 
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(resp.Checkpoint) > 0 {
-		cu := &ConsistencyResponse{Checkpoint: CheckpointUpdate{Note: resp.Checkpoint}}
+	if cu != nil {
 		if _, err := c.UpdateCheckpoint(cu, now); err != nil {
 			return nil, nil, fmt.Errorf("kt: enrolment: %w", err)
 		}

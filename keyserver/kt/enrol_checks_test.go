@@ -30,7 +30,7 @@ func TestEnrolRefusesBundleNotInCode(t *testing.T) {
 		t.Fatal("the impostor's certificate is for another device id")
 	}
 	answer := &kt.Enrolment{
-		TrustBundle: must(evil.TrustBundle().Marshal()), Certificate: must(dev.Certificate.Marshal()), Checkpoint: evil.Note(),
+		TrustBundle: must(evil.TrustBundle().Marshal()), Certificate: must(dev.Certificate.Marshal()), Consistency: noteOnly(evil.Note()),
 	}
 
 	c, cert, err := kt.Enrol(w.code, w.req, answer, maxAge, 0, w.real)
@@ -52,7 +52,7 @@ func TestEnrolRefusesBundleNotInCode(t *testing.T) {
 	if _, err := org.ParseTrustBundle(enc); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := kt.Enrol(w.code, w.req, &kt.Enrolment{TrustBundle: enc, Certificate: w.answer.Certificate, Checkpoint: w.freshNote}, maxAge, 0, w.real); !errors.Is(err, org.ErrFingerprintMismatch) {
+	if _, _, err := kt.Enrol(w.code, w.req, &kt.Enrolment{TrustBundle: enc, Certificate: w.answer.Certificate, Consistency: noteOnly(w.freshNote)}, maxAge, 0, w.real); !errors.Is(err, org.ErrFingerprintMismatch) {
 		t.Fatalf("re-signed bundle with quorum 1: got %v", err)
 	}
 

@@ -96,17 +96,24 @@ func syntheticProof(t *testing.T, label vmap.Label, s pathShape, r *rand.Rand) *
 //
 //   - held: against a checkpoint whose last entry the client holds, no
 //     inclusion proof (§Held entry);
+//   - first after enrolment: a new device's first lookup while its
+//     enrolment's checkpoint is still the latest, the inclusion proof of
+//     a real lookup after kt.Enrol (the answer carries the checkpoint's
+//     last entry, which the device then holds: none);
 //   - anchored, g epochs behind: the first lookup of a client that trusts
 //     the tree of size n − g and is sent the checkpoint of size n, whose
 //     inclusion proof is anchored in the consistency proof (§Anchored
 //     inclusion), for g from one epoch to 30 days of 30-second epochs;
 //   - whole: the whole inclusion proof of the last entry, for a client
-//     that trusts no checkpoint yet, or one that holds no entry of the
-//     checkpoint it trusts while the directory has no newer one.
+//     that trusts no checkpoint yet (enrolled while the directory served
+//     none under its bundle), or one that holds no entry of the
+//     checkpoint it trusts while the directory has no newer one (a state
+//     saved before entries were held).
 //
-// It asserts the 99th percentile ≤ 1,500 B for held and every anchored
-// case, and the largest ≤ 1,500 B for held and anchored up to a week
-// behind; the whole-proof case is reported. Every size comes from a real
+// It asserts the 99th percentile ≤ 1,500 B for held, first after
+// enrolment and every anchored case, and the largest ≤ 1,500 B for held,
+// first after enrolment and anchored up to a week behind; the whole-proof
+// case is reported. Every size comes from a real
 // encoding: the map proofs from vmap maps built to have each path shape
 // that the sampled labels have (the shape alone sets a proof's size), the
 // VRF proof from kt.EvaluateLabel, the inclusion proofs from a crypto/tlog
@@ -146,6 +153,20 @@ func TestLookupProofSizeSynthetic(t *testing.T) {
 		isMax bool
 	}
 	cases := []logCase{{name: "held", isMax: true}}
+	// The first lookup after enrolment while the enrolment's checkpoint
+	// is still the latest, the real way: kt.Enrol with the directory's
+	// answer, which carries the checkpoint's last entry, then the lookup
+	// the directory sends for the entry the new client holds.
+	ew := newEnrolWorld(t)
+	ec, _, err := kt.Enrol(ew.code, ew.req, ew.answer, maxAge, 0, ew.real)
+	ok(t, err)
+	held, isHeld := ec.HeldEntry()
+	if !isHeld {
+		t.Fatal("the enrolled client holds no entry")
+	}
+	first := must(ew.d.LookupHeld(ew.bob, ec.TreeSize(), held))
+	must(ec.VerifyLookup(ew.d.Tenant.ID(), ew.bob, first, ew.real))
+	cases = append(cases, logCase{name: "first after enrolment", incl: first.Proof.Inclusion, isMax: true})
 	for _, g := range []struct {
 		name string
 		gap  uint64

@@ -32,7 +32,7 @@ type enrolWorld struct {
 
 const day = 24 * time.Hour
 
-func newEnrolWorld(t *testing.T) *enrolWorld {
+func newEnrolWorld(t testing.TB) *enrolWorld {
 	t.Helper()
 	real := kttest.T0.Add(100 * day)
 	w := &enrolWorld{real: real, alice: uid(1), bob: uid(2)}
@@ -47,7 +47,7 @@ func newEnrolWorld(t *testing.T) *enrolWorld {
 
 	must(d.PublishEpoch(real.Add(-day)))
 	w.staleNote, w.staleResp = d.Note(), must(d.Lookup(w.bob, 0))
-	w.staleAnswer.Checkpoint = w.staleNote
+	w.staleAnswer.Consistency = noteOnly(w.staleNote)
 
 	w.codeIssued, w.certIssue = real.Add(-10*time.Minute), real.Add(-time.Minute)
 	w.dev = must(d.NewDeviceKeys(w.alice))
@@ -58,15 +58,27 @@ func newEnrolWorld(t *testing.T) *enrolWorld {
 
 	must(d.PublishEpoch(real))
 	w.freshNote, w.freshResp = d.Note(), must(d.Lookup(w.bob, 0))
-	w.answer = &kt.Enrolment{TrustBundle: w.bundle, Certificate: must(w.dev.Certificate.Marshal()), Checkpoint: w.freshNote}
+	// The answer as a directory sends it: the checkpoint with its last
+	// entry (directory-api.md §Enrolment).
+	w.answer = &kt.Enrolment{TrustBundle: w.bundle, Certificate: must(w.dev.Certificate.Marshal()), Consistency: must(must(d.Consistency(0)).Marshal())}
 	return w
 }
 
-// withCheckpoint returns a copy of a with the checkpoint note (nil: none).
+// withCheckpoint returns a copy of a with the checkpoint note (nil: none)
+// and no last entry.
 func withCheckpoint(a *kt.Enrolment, note []byte) *kt.Enrolment {
 	c := *a
-	c.Checkpoint = note
+	c.Consistency = noteOnly(note)
 	return &c
+}
+
+// noteOnly returns the ConsistencyResponse encoding of an enrolment answer
+// with the checkpoint note and no last entry (nil for no note).
+func noteOnly(note []byte) []byte {
+	if note == nil {
+		return nil
+	}
+	return must((&kt.ConsistencyResponse{Checkpoint: kt.CheckpointUpdate{Note: note}}).Marshal())
 }
 
 // TestT46Enrolment: a fresh client takes an authenticated time floor from
@@ -181,7 +193,7 @@ func TestT46Enrolment(t *testing.T) {
 		enc := must(early.Marshal())
 		tbs := enc[:len(enc)-len(early.Signature)]
 		early.Signature = must(w.d.CA.Sign(append([]byte("moat/v1/org/device-certificate\x00"), tbs...)))
-		backdated := &kt.Enrolment{TrustBundle: w.bundle, Certificate: must(early.Marshal()), Checkpoint: w.freshNote}
+		backdated := &kt.Enrolment{TrustBundle: w.bundle, Certificate: must(early.Marshal()), Consistency: noteOnly(w.freshNote)}
 		if _, _, err := kt.Enrol(w.code, w.req, backdated, maxAge, 0, real); !errors.Is(err, org.ErrStaleEnrolment) {
 			t.Fatalf("certificate older than the code: got %v", err)
 		}

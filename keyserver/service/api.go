@@ -29,16 +29,18 @@ type EnrolResponse struct {
 	TrustBundle []byte `json:"trust_bundle"`
 	// Epoch is the first epoch that can publish the device.
 	Epoch uint64 `json:"epoch"`
-	// Checkpoint is the latest witness-cosigned checkpoint note, if the
-	// directory serves one: the device's first checkpoint, judged against
-	// the time floor of its enrolment (docs/spec/org.md §Time floor at
-	// enrolment).
-	Checkpoint []byte `json:"checkpoint,omitempty"`
+	// Consistency is the kt.ConsistencyResponse encoding, from tree size
+	// 0, of the latest witness-cosigned checkpoint with its last entry, if
+	// the directory serves one: the device's first checkpoint, judged
+	// against the time floor of its enrolment (docs/spec/org.md §Time
+	// floor at enrolment), and the entry it then holds
+	// (docs/spec/directory.md §Held entry).
+	Consistency []byte `json:"consistency,omitempty"`
 }
 
 // Enrolment returns what kt.Enrol verifies of the answer.
 func (r *EnrolResponse) Enrolment() *kt.Enrolment {
-	return &kt.Enrolment{TrustBundle: r.TrustBundle, Certificate: r.Certificate, Checkpoint: r.Checkpoint}
+	return &kt.Enrolment{TrustBundle: r.TrustBundle, Certificate: r.Certificate, Consistency: r.Consistency}
 }
 
 // AddUserRequest is admin/add-user. An empty User asks the service for a

@@ -65,7 +65,7 @@ func TestEnrolmentBundleSwappedOverHTTP(t *testing.T) {
 		mu.Lock()
 		genuine = body
 		mu.Unlock()
-		out.TrustBundle, out.Certificate, out.Checkpoint = evilRes.TrustBundle, evilRes.Certificate, evilRes.Checkpoint
+		out.TrustBundle, out.Certificate, out.Consistency = evilRes.TrustBundle, evilRes.Certificate, evilRes.Consistency
 		out.User, out.Device = evilRes.User, evilRes.Device
 		swapped, err := json.Marshal(&out)
 		if err != nil {
@@ -81,7 +81,7 @@ func TestEnrolmentBundleSwappedOverHTTP(t *testing.T) {
 
 	api := &service.Client{BaseURL: mitm.URL, Tenant: real.tenant, Now: real.clk.Now, Rand: real.rnd}
 	res := must(api.Enrol(ctx, code, req))
-	if !bytes.Equal(res.TrustBundle, evilRes.TrustBundle) || len(res.Checkpoint) == 0 {
+	if !bytes.Equal(res.TrustBundle, evilRes.TrustBundle) || len(res.Consistency) == 0 {
 		t.Fatal("the answer was not swapped")
 	}
 	c, cert, err := kt.Enrol(code, req, res.Enrolment(), maxAge, 0, real.clk.Now())

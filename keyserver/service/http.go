@@ -476,17 +476,28 @@ func (s *Service) postEnrol(w http.ResponseWriter, r *http.Request, t *Tenant) {
 		writeError(w, http.StatusInternalServerError, "internal error")
 		return
 	}
-	// The served checkpoint, if the bundle sent is the one it is under:
-	// nil before the first cosigned epoch, and in the epoch that
-	// publishes a new bundle (its checkpoint is under the one before).
+	// The served checkpoint with its last entry, if the bundle sent is the
+	// one it is under: none before the first cosigned epoch, and in the
+	// epoch that publishes a new bundle (its checkpoint is under the one
+	// before).
 	ti := t.trust.Load()
-	note, size := t.ServedNote()
-	if ti.checkpointTrust(size) != ti {
-		note = nil
+	var cons []byte
+	// The enrolment is made: an error here only leaves the checkpoint out.
+	cr, err := t.Consistency(r.Context(), 0)
+	switch {
+	case err != nil:
+		if !errors.Is(err, errNotServing) {
+			t.log.Warn("enrolment answered without a checkpoint", slog.Any("err", err))
+		}
+	case cr.Last != nil && ti.checkpointTrust(cr.Last.Entry.Epoch+1) == ti:
+		if cons, err = cr.Marshal(); err != nil {
+			t.log.Warn("enrolment answered without a checkpoint", slog.Any("err", err))
+			cons = nil
+		}
 	}
 	writeJSON(w, &EnrolResponse{
 		User: en.User.String(), Device: en.Certificate.Device.String(), Certificate: cert,
-		TrustBundle: ti.enc, Epoch: pending, Checkpoint: note,
+		TrustBundle: ti.enc, Epoch: pending, Consistency: cons,
 	})
 }
 

@@ -32,7 +32,7 @@ func TestT46EnrolmentOverHTTP(t *testing.T) {
 	b := w.newDeviceKeys(bob)
 	b.code = w.issueCode(bob)
 	bres := must(w.api().Enrol(ctx, b.code, must(org.NewEnrolmentRequest(b.code, b.id, b.mls))))
-	if len(bres.Checkpoint) == 0 {
+	if len(bres.Consistency) == 0 {
 		t.Fatal("no checkpoint in the enrolment answer")
 	}
 	w.publish()
@@ -59,8 +59,8 @@ func TestT46EnrolmentOverHTTP(t *testing.T) {
 
 	res := must(w.api().Enrol(ctx, code, req))
 	served, size := w.ten().ServedNote()
-	if !bytes.Equal(res.Checkpoint, served) {
-		t.Fatal("the answer does not carry the served checkpoint")
+	if cr := must(kt.ParseConsistencyResponse(res.Consistency)); !bytes.Equal(cr.Checkpoint.Note, served) || cr.Last == nil || cr.Last.Entry.Epoch != size-1 {
+		t.Fatal("the answer does not carry the served checkpoint and its last entry")
 	}
 	// A clock a day behind after redeeming: reported, nothing pinned.
 	if _, _, err := kt.Enrol(code, req, res.Enrolment(), maxAge, 0, behind); !errors.Is(err, tlog.ErrClockBehind) {
@@ -72,7 +72,7 @@ func TestT46EnrolmentOverHTTP(t *testing.T) {
 	}
 	// The right answer with the head of a day ago.
 	stale := res.Enrolment()
-	stale.Checkpoint = bres.Checkpoint
+	stale.Consistency = bres.Consistency
 	if _, _, err := kt.Enrol(code, req, stale, maxAge, 0, w.clk.Now()); !errors.Is(err, tlog.ErrStale) {
 		t.Fatalf("answer with a day-old head: got %v", err)
 	}
