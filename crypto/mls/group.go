@@ -383,6 +383,9 @@ func NewGroup(cfg Config, kp *KeyPackage, kps *KeyPackageSecrets, sigKey Signatu
 	if err := cfg.checkRequiredExtensions(opts.Extensions); err != nil {
 		return nil, err
 	}
+	if err := validateExternalSenders(cfg.Credentials, opts.Extensions); err != nil {
+		return nil, err
+	}
 	s, err := getSuite(kp.CipherSuite)
 	if err != nil {
 		return nil, err
