@@ -370,9 +370,10 @@ type NewGroupOptions struct {
 }
 
 // NewGroup creates a one-member group from the creator's own KeyPackage and
-// its secrets (§11): the creator's leaf is the KeyPackage's LeafNode, the
-// epoch secret is random, and the transcript hashes start from the empty
-// string.
+// its secrets (§11), in the KeyPackage's cipher suite (DefaultCipherSuite
+// unless NewKeyPackage was given another): the creator's leaf is the
+// KeyPackage's LeafNode, the epoch secret is random, and the transcript
+// hashes start from the empty string.
 func NewGroup(cfg Config, kp *KeyPackage, kps *KeyPackageSecrets, sigKey SignaturePrivateKey, opts NewGroupOptions) (*Group, error) {
 	if cfg.Credentials == nil {
 		return nil, errors.New("mls: Config.Credentials is required")
@@ -543,9 +544,9 @@ func (g *Group) pastLeaf(epoch uint64, i LeafIndex) *LeafNode {
 }
 
 // GenerateSignatureKey returns a fresh signature key pair for cipher suite
-// cs, for a member's LeafNode (§5.1.2).
+// cs (zero: DefaultCipherSuite), for a member's LeafNode (§5.1.2).
 func GenerateSignatureKey(cs CipherSuite) (SignaturePrivateKey, SignaturePublicKey, error) {
-	s, err := getSuite(cs)
+	s, err := getSuite(cs.orDefault())
 	if err != nil {
 		return nil, nil, err
 	}
