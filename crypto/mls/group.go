@@ -34,11 +34,14 @@ const DefaultResumptionEpochs = 8
 
 // Policy is the application's extension of proposal validation (§12.2: "An
 // application may extend the above procedure by additional rules"), for
-// example who may add or remove members. It is called for every proposal a
-// Commit covers, by the committer when it commits and by every member when
-// it processes the Commit, with the GroupContext of the epoch the Commit
-// was sent in. senderLeaf is the sender's LeafNode for a member sender and
-// nil otherwise. Returning an error rejects the whole Commit (ErrPolicy).
+// example who may add or remove members. It is called for every proposal
+// when it arrives (an error refuses it: it is not cached) and for every
+// proposal a Commit covers, by the committer when it commits (which leaves
+// a refused cached proposal out) and by every member when it processes the
+// Commit, with the GroupContext of the epoch the proposal was sent in.
+// senderLeaf is the sender's LeafNode for a member sender and nil
+// otherwise. Returning an error for a proposal of a received Commit rejects
+// the whole Commit (ErrPolicy).
 type Policy interface {
 	Authorize(ctx *GroupContext, sender Sender, senderLeaf *LeafNode, p *Proposal) error
 }
@@ -55,8 +58,10 @@ func (f PolicyFunc) Authorize(ctx *GroupContext, sender Sender, senderLeaf *Leaf
 // required; every other field has a documented default.
 type Config struct {
 	// Credentials validates every credential that enters the group: each
-	// leaf of a tree being joined, each Add's KeyPackage, each Update and
-	// each committer's new leaf (§5.3.1).
+	// leaf of a tree being joined, each Add's KeyPackage, each Update, each
+	// committer's new leaf and each external sender (§5.3.1). If it also
+	// implements CredentialSuccessorValidator, replaced leaves are checked
+	// against the old credential.
 	Credentials CredentialValidator
 
 	// Policy, if set, authorises every committed proposal.
