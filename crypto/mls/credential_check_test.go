@@ -87,7 +87,9 @@ func TestExternalSendersCredentials(t *testing.T) {
 // a new credential must name the same identity as the old one. It records
 // its calls outside the Group (state fingerprints follow pointers but not
 // functions).
-type successorCheck struct{ f func(old, new Credential) error }
+type successorCheck struct {
+	f func(old, new Credential) error
+}
 
 func newSuccessorCheck() (*successorCheck, *[][2]string) {
 	var mu sync.Mutex
