@@ -14,12 +14,6 @@ import (
 	"github.com/moat-im/moat/crypto/mls/internal/suite"
 )
 
-// testHookCommit, set only by tests, may change a Commit after its
-// UpdatePath is built (gc is the encoded provisional GroupContext the path
-// secrets are encrypted under) and before it is signed: it plays a
-// malicious committer (adversarial case T18).
-var testHookCommit func(g *Group, c *Commit, gc []byte)
-
 // CommitOptions choose what a Commit covers.
 type CommitOptions struct {
 	// Add, Remove and Proposals are proposals included by value, after the
@@ -143,6 +137,18 @@ func (g *Group) HasPendingCommit() bool { return g.pending != nil }
 // not change until the Commit is merged: by Process when the delivery
 // service echoes it, or by MergePendingCommit.
 func (g *Group) Commit(opts CommitOptions) (res *CommitResult, err error) {
+	return g.commit(opts, nil)
+}
+
+// commitTamper, passed to commit only by this package's tests, changes a
+// Commit after its UpdatePath is built (gc is the encoded provisional
+// GroupContext the path secrets are encrypted under) and before it is
+// signed: it plays a malicious committer (adversarial case T18, §12.2
+// rejection tests).
+type commitTamper func(g *Group, c *Commit, gc []byte)
+
+// commit is Commit with an optional tamper step (nil in production).
+func (g *Group) commit(opts CommitOptions, tamper commitTamper) (res *CommitResult, err error) {
 	if err := g.checkActive(); err != nil {
 		return nil, err
 	}
@@ -221,8 +227,8 @@ func (g *Group) Commit(opts CommitOptions) (res *CommitResult, err error) {
 	}
 
 	commit := &Commit{Proposals: pors, Path: pc.path}
-	if testHookCommit != nil && upr != nil {
-		testHookCommit(g, commit, upr.groupContext)
+	if tamper != nil && upr != nil {
+		tamper(g, commit, upr.groupContext)
 	}
 	content := &FramedContent{
 		GroupID:           g.st.ctx.GroupID,

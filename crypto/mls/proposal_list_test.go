@@ -16,14 +16,12 @@ import (
 // skips §12.2.
 func commitWithList(t *testing.T, c *testClient, pors []ProposalOrRef, dropPath bool) []byte {
 	t.Helper()
-	testHookCommit = func(_ *Group, cm *Commit, _ []byte) {
+	res, err := c.g.commit(CommitOptions{}, func(_ *Group, cm *Commit, _ []byte) {
 		cm.Proposals = pors
 		if dropPath {
 			cm.Path = nil
 		}
-	}
-	defer func() { testHookCommit = nil }()
-	res, err := c.g.Commit(CommitOptions{})
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
