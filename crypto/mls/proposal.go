@@ -248,9 +248,10 @@ func (g *Group) checkProposal(i int, cp committedProposal, committer *Sender, pa
 		}
 
 	case ProposalTypeUpdate:
-		if cp.sender.Type != SenderTypeMember {
-			return proposalErr(i, "Update from a non-member", nil)
-		}
+		// Only members send Updates: framing (checkSenderContent) and
+		// checkProposalSender refuse them from external senders and new
+		// members, and an external Commit's own proposals (sender
+		// new_member_commit) were limited to other types above.
 		leaf := LeafIndex(cp.sender.Index)
 		if isCommitter(leaf) {
 			return proposalErr(i, "Update by the committer", nil)
