@@ -10,13 +10,18 @@ import (
 	"testing"
 )
 
-// proposalFrom frames p as a proposal from the member at leaf of tg,
-// signed with its key and protected with its epoch keys.
+// proposalFrom frames p as a proposal from member c, signed with its key
+// and protected with its epoch keys as a PublicMessage.
 func proposalFrom(t *testing.T, c *testClient, p *Proposal) []byte {
+	return proposalFromAs(t, c, p, true)
+}
+
+// proposalFromAs is proposalFrom as a PublicMessage or a PrivateMessage.
+func proposalFromAs(t *testing.T, c *testClient, p *Proposal, public bool) []byte {
 	t.Helper()
 	fc := c.g.contentFrom(c.g.LeafIndex())
 	fc.ContentType, fc.Proposal = ContentTypeProposal, p
-	return forgeMessage(t, c.g, fc, c.sig, true, nil)
+	return forgeMessage(t, c.g, fc, c.sig, public, nil)
 }
 
 // TestT21NewMemberProposalDefaultConfig: a non-member (the relay, or
@@ -174,10 +179,14 @@ func TestReceivedProposalValidation(t *testing.T) {
 		{"Update keeping the encryption key", &Proposal{Type: ProposalTypeUpdate, Update: &Update{LeafNode: staleUpdate}}, ErrInvalidProposal},
 	}
 	for _, c := range cases {
-		msg := proposalFrom(t, sender, c.p)
-		err := wantUnchanged(t, recv.g, c.name, func() error { _, err := recv.g.Process(msg); return err })
-		if !errors.Is(err, ErrInvalidProposal) || !errors.Is(err, c.want) {
-			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		for _, public := range []bool{true, false} {
+			// A PrivateMessage's key is not consumed when the proposal
+			// is refused.
+			msg := proposalFromAs(t, sender, c.p, public)
+			err := wantUnchanged(t, recv.g, c.name, func() error { _, err := recv.g.Process(msg); return err })
+			if !errors.Is(err, ErrInvalidProposal) || !errors.Is(err, c.want) {
+				t.Errorf("%s (public %v): %v, want %v", c.name, public, err, c.want)
+			}
 		}
 	}
 	if _, err := recv.g.Encrypt([]byte("x"), nil); err != nil {
