@@ -237,6 +237,30 @@ func TestCommitProposalListRules(t *testing.T) {
 			}
 			return commitWithList(t, e.committer, inline(gce(Extension{Type: ExtensionTypeRequiredCapabilities, Data: rc})), false)
 		}, "member 0 does not support the new GroupContext extensions", 0, nil},
+		{"Add with a credential type members do not support", func(e *env) []byte {
+			x := newTestClient(t, e.tg.cs, "x509")
+			kp, _, err := NewKeyPackage(KeyPackageOptions{
+				CipherSuite: e.tg.cs, SignatureKey: x.sig,
+				Credential:   Credential{Type: CredentialTypeX509, Certificates: [][]byte{{1, 2, 3}}},
+				Capabilities: Capabilities{Credentials: []CredentialType{CredentialTypeBasic, CredentialTypeX509}},
+				Lifetime:     *x.kp.LeafNode.Lifetime,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return commitWithList(t, e.committer, inline(add(*kp)), false)
+		}, "Add with a credential type not supported by every member", 0, ErrLeafNodeValidation},
+		{"Update to a credential type members do not support", func(e *env) []byte {
+			p := otherUpdate(e, true)
+			ln := &p.Update.LeafNode
+			ln.Credential = Credential{Type: CredentialTypeX509, Certificates: [][]byte{{1, 2, 3}}}
+			ln.Capabilities.Credentials = []CredentialType{CredentialTypeBasic, CredentialTypeX509}
+			if err := ln.Sign(e.tg.cs, e.other.sig, e.other.g.GroupID(), e.other.g.LeafIndex()); err != nil {
+				t.Fatal(err)
+			}
+			ref := plant(e.recv.g, p, fromOther(e))
+			return commitWithList(t, e.committer, []ProposalOrRef{ref}, false)
+		}, "Update with a credential type not supported by every member", 0, ErrLeafNodeValidation},
 		{"external Commit by reference", func(e *env) []byte {
 			ref := plant(e.recv.g, &Proposal{Type: ProposalTypeRemove, Remove: &Remove{Removed: e.other.g.LeafIndex()}}, fromOther(e))
 			return externalCommitWithList(t, e.tg, func(o []ProposalOrRef) []ProposalOrRef { return append(o, ref) })
