@@ -193,3 +193,20 @@ func TestReceivedProposalValidation(t *testing.T) {
 		t.Fatalf("Encrypt after refused proposals: %v", err)
 	}
 }
+
+// TestCommitInlineWinsOverCached: a cached Update of a leaf the committer
+// removes inline is left out (§12.2 prefers the Remove), instead of the
+// Commit failing.
+func TestCommitInlineWinsOverCached(t *testing.T) {
+	tg := newTestGroup(t, testSuites[0], 3)
+	victim := tg.members[2]
+	msg, err := victim.g.ProposeUpdate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.deliver(victim, msg)
+	tg.commit(tg.members[0], CommitOptions{Remove: []uint32{victim.g.LeafIndex()}})
+	if n := tg.members[0].g.MemberCount(); n != 2 {
+		t.Fatalf("%d members, want 2", n)
+	}
+}

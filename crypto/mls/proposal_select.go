@@ -35,7 +35,7 @@ func (g *Group) DiscardProposals() int {
 // about an inline proposal is returned.
 func (g *Group) commitProposals(inline []committedProposal) ([]committedProposal, []ProposalOrRef, *proposalPlan, error) {
 	me := Sender{Type: SenderTypeMember, Index: uint32(g.self)}
-	cached := g.selectCachedProposals()
+	cached := g.selectCachedProposals(inline)
 	for {
 		props := append(append([]committedProposal(nil), cached...), inline...)
 		plan, err := g.validateProposals(props, me, true)
@@ -82,10 +82,12 @@ func (g *Group) commitProposals(inline []committedProposal) ([]committedProposal
 // one leaf, the later of two Adds of one client, the later of two
 // PreSharedKeys of one PSK or any PSK this member does not hold, a second
 // GroupContextExtensions, and a ReInit when other proposals are pending.
+// The inline proposals, the caller's explicit choice, win every such
+// conflict (and an inline ReInit leaves no room for cached proposals).
 // commitProposals catches what is left.
-func (g *Group) selectCachedProposals() []committedProposal {
+func (g *Group) selectCachedProposals(inline []committedProposal) []committedProposal {
 	removed := map[uint32]bool{}
-	nonReInit := 0
+	nonReInit := len(inline)
 	for _, cp := range g.st.proposals {
 		switch cp.p.Type {
 		case ProposalTypeRemove:
@@ -99,6 +101,22 @@ func (g *Group) selectCachedProposals() []committedProposal {
 	addKeys := map[string]bool{}
 	psks := map[string]bool{}
 	hasGCE := false
+	for _, cp := range inline {
+		switch cp.p.Type {
+		case ProposalTypeRemove:
+			touched[cp.p.Remove.Removed] = true
+		case ProposalTypeUpdate:
+			touched[cp.sender.Index] = true
+		case ProposalTypeAdd:
+			addKeys[string(cp.p.Add.KeyPackage.LeafNode.SignatureKey)] = true
+		case ProposalTypePSK:
+			psks[pskIdentity(&cp.p.PreSharedKey.PSK)] = true
+		case ProposalTypeGroupContextExtensions:
+			hasGCE = true
+		case ProposalTypeReInit:
+			return nil
+		}
+	}
 	var props []committedProposal
 	for _, cp := range g.st.proposals {
 		switch cp.p.Type {
