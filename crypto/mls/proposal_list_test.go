@@ -305,3 +305,20 @@ func TestCommitWithoutRequiredPath(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCommitUnsupportedInlineProposal: a proposal type the package does
+// not implement cannot arrive (the decoder refuses it) but can be given
+// to Commit inline: the Commit is refused with ErrUnsupported, the group
+// unchanged.
+func TestCommitUnsupportedInlineProposal(t *testing.T) {
+	tg := newTestGroup(t, testSuites[0], 2)
+	g := tg.members[0].g
+	err := wantUnchanged(t, g, "custom proposal", func() error {
+		_, err := g.Commit(CommitOptions{Proposals: []Proposal{{Type: ProposalType(0x7777)}}})
+		return err
+	})
+	var pe *ProposalError
+	if !errors.As(err, &pe) || pe.Reason != "unsupported proposal type" || !errors.Is(err, ErrUnsupported) {
+		t.Fatal(err)
+	}
+}
