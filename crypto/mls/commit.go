@@ -14,12 +14,6 @@ import (
 	"github.com/moat-im/moat/crypto/mls/internal/suite"
 )
 
-// testHookCommit, set only by tests, may change a Commit after its
-// UpdatePath is built (gc is the encoded provisional GroupContext the path
-// secrets are encrypted under) and before it is signed: it plays a
-// malicious committer (adversarial case T18).
-var testHookCommit func(g *Group, c *Commit, gc []byte)
-
 // CommitOptions choose what a Commit covers.
 type CommitOptions struct {
 	// Add, Remove and Proposals are proposals included by value, after the
@@ -136,13 +130,25 @@ func (g *Group) ClearPendingCommit() { g.clearPending() }
 // yet merged or cleared.
 func (g *Group) HasPendingCommit() bool { return g.pending != nil }
 
-// Commit creates a Commit covering every proposal cached in this epoch
+// Commit creates a Commit covering the proposals cached in this epoch
 // (by reference; an own Update is left out, as are proposals that would
-// make the list invalid, preferring Removes, §12.2) plus the proposals in
-// opts (by value), and the Welcome for the members it adds. The group does
+// make the list invalid, preferring Removes, §12.2; see commitProposals)
+// plus the proposals in opts (by value), and the Welcome for the members it adds. The group does
 // not change until the Commit is merged: by Process when the delivery
 // service echoes it, or by MergePendingCommit.
 func (g *Group) Commit(opts CommitOptions) (res *CommitResult, err error) {
+	return g.commit(opts, nil)
+}
+
+// commitTamper, passed to commit only by this package's tests, changes a
+// Commit after its UpdatePath is built (gc is the encoded provisional
+// GroupContext the path secrets are encrypted under) and before it is
+// signed: it plays a malicious committer (adversarial case T18, §12.2
+// rejection tests).
+type commitTamper func(g *Group, c *Commit, gc []byte)
+
+// commit is Commit with an optional tamper step (nil in production).
+func (g *Group) commit(opts CommitOptions, tamper commitTamper) (res *CommitResult, err error) {
 	if err := g.checkActive(); err != nil {
 		return nil, err
 	}
@@ -153,7 +159,6 @@ func (g *Group) Commit(opts CommitOptions) (res *CommitResult, err error) {
 	me := Sender{Type: SenderTypeMember, Index: uint32(g.self)}
 
 	// The proposal list: cached proposals by reference, then opts inline.
-	props, pors := g.selectCachedProposals()
 	var inline []Proposal
 	for _, kp := range opts.Add {
 		inline = append(inline, Proposal{Type: ProposalTypeAdd, Add: &Add{KeyPackage: *kp}})
@@ -162,6 +167,7 @@ func (g *Group) Commit(opts CommitOptions) (res *CommitResult, err error) {
 		inline = append(inline, Proposal{Type: ProposalTypeRemove, Remove: &Remove{Removed: r}})
 	}
 	inline = append(inline, opts.Proposals...)
+	var inlineProps []committedProposal
 	for i := range inline {
 		p := &inline[i]
 		if p.Type == ProposalTypePSK && len(p.PreSharedKey.PSK.Nonce) == 0 {
@@ -171,12 +177,11 @@ func (g *Group) Commit(opts CommitOptions) (res *CommitResult, err error) {
 			}
 			p.PreSharedKey = &q
 		}
-		props = append(props, committedProposal{p: p, sender: me})
-		pors = append(pors, ProposalOrRef{Proposal: p})
+		inlineProps = append(inlineProps, committedProposal{p: p, sender: me})
 	}
 	// Own Commits check leaf lifetimes against the clock (§7.3: MUST when
 	// sending).
-	plan, err := g.validateProposals(props, me, true)
+	props, pors, plan, err := g.commitProposals(inlineProps)
 	if err != nil {
 		return nil, err
 	}
@@ -222,8 +227,8 @@ func (g *Group) Commit(opts CommitOptions) (res *CommitResult, err error) {
 	}
 
 	commit := &Commit{Proposals: pors, Path: pc.path}
-	if testHookCommit != nil && upr != nil {
-		testHookCommit(g, commit, upr.groupContext)
+	if tamper != nil && upr != nil {
+		tamper(g, commit, upr.groupContext)
 	}
 	content := &FramedContent{
 		GroupID:           g.st.ctx.GroupID,
@@ -284,59 +289,6 @@ func (g *Group) Commit(opts CommitOptions) (res *CommitResult, err error) {
 	}
 	g.pending = pc
 	return res, nil
-}
-
-// selectCachedProposals picks the cached proposals a Commit by this member
-// covers (§12.4: all valid ones, by reference), dropping those that would
-// make the list invalid: its own Updates (the path replaces them), a Remove
-// of itself, Updates of a leaf also removed (a Remove wins), the later of
-// two proposals touching one leaf, a second GroupContextExtensions, and a
-// ReInit when other proposals are pending (§12.2).
-func (g *Group) selectCachedProposals() ([]committedProposal, []ProposalOrRef) {
-	removed := map[uint32]bool{}
-	for _, cp := range g.st.proposals {
-		if cp.p.Type == ProposalTypeRemove {
-			removed[cp.p.Remove.Removed] = true
-		}
-	}
-	touched := map[uint32]bool{}
-	hasGCE := false
-	var props []committedProposal
-	var pors []ProposalOrRef
-	nonReInit := 0
-	for _, cp := range g.st.proposals {
-		if cp.p.Type != ProposalTypeReInit {
-			nonReInit++
-		}
-	}
-	for _, cp := range g.st.proposals {
-		switch cp.p.Type {
-		case ProposalTypeUpdate:
-			l := cp.sender.Index
-			if cp.sender.Type != SenderTypeMember || LeafIndex(l) == g.self || removed[l] || touched[l] {
-				continue
-			}
-			touched[l] = true
-		case ProposalTypeRemove:
-			l := cp.p.Remove.Removed
-			if LeafIndex(l) == g.self || touched[l] {
-				continue
-			}
-			touched[l] = true
-		case ProposalTypeGroupContextExtensions:
-			if hasGCE {
-				continue
-			}
-			hasGCE = true
-		case ProposalTypeReInit:
-			if nonReInit > 0 || len(props) > 0 {
-				continue
-			}
-		}
-		props = append(props, committedProposal{p: cp.p, sender: cp.sender, ref: cp.ref})
-		pors = append(pors, ProposalOrRef{Reference: cp.ref})
-	}
-	return props, pors
 }
 
 // newGroupInfo builds and signs the GroupInfo of the epoch ne describes
@@ -670,8 +622,12 @@ func (g *Group) processCommit(ac *AuthenticatedContent, pending *schedule.Pendin
 		params := g.groupParams(ap.exts, &ap.stats, false)
 		// applyUpdatePath checks the signature, source, parent hash and
 		// key uniqueness; the rest of §7.3 is here.
+		prevLeaf := ap.changed[sender] // nil for a joiner
 		checkLeaf := func(i LeafIndex, ln *LeafNode) error {
 			if err := checkLeafForGroup(ln, params); err != nil {
+				return err
+			}
+			if err := g.cfg.checkSuccessor(prevLeaf, ln); err != nil {
 				return err
 			}
 			return ap.stats.checkCredentialSupport(ln)

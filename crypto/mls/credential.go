@@ -7,8 +7,11 @@ package mls
 // error means valid.
 //
 // This package calls it wherever §5.3.1 requires a credential to be
-// validated that passes through the package's validation functions (today:
-// KeyPackage and LeafNode validation). For Moat the implementation checks a
+// validated: every LeafNode and KeyPackage it validates (tree leaves when
+// joining, Adds, Updates, a Commit's UpdatePath leaf) and every entry of an
+// external_senders extension (NewGroup, Join, ExternalJoin,
+// GroupContextExtensions). The successor rule for a replaced leaf is the
+// optional CredentialSuccessorValidator. For Moat the implementation checks a
 // CredentialTypeMoatOrg credential: an org certificate over sigKey plus a
 // key-transparency proof (docs/spec/mls-profile.md "Credential type").
 //

@@ -1,15 +1,18 @@
 // Package mls implements the Messaging Layer Security protocol as specified
 // in [RFC 9420], with Moat's profile (docs/spec/mls-profile.md): every
 // RFC 9420 cipher suite and the post-quantum suite
-// MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519 (0x004D), Moat's default.
+// MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519 (0x004D), Moat's default
+// ([DefaultCipherSuite]).
 //
 // A [Group] is one member's state of a group. It is created with
 // [NewGroup], [Join] (from a Welcome) or [ExternalJoin] (from a published
 // GroupInfo), and advanced only by Commits:
 //
-//   - Propose* frame one proposal; [Group.Commit] covers the cached
-//     proposals and any given inline, and returns the Commit and the
-//     Welcome for new members. The group moves to the next epoch when the
+//   - Propose* frame one proposal; [Group.Process] caches a received one
+//     only if it is valid on its own (§12.1); [Group.Commit] covers the
+//     cached proposals that form a valid list (§12.2) and any given
+//     inline, and returns the Commit and the Welcome for new members;
+//     [Group.DiscardProposals] empties the cache. The group moves to the next epoch when the
 //     delivery service echoes the Commit back to [Group.Process] (or on
 //     [Group.MergePendingCommit]).
 //   - [Group.Process] accepts proposals, Commits and application messages

@@ -73,6 +73,9 @@ func ExternalJoin(cfg Config, groupInfo []byte, leaf *LeafNode, sigKey Signature
 	if err := cfg.checkRequiredExtensions(gc.Extensions); err != nil {
 		return nil, nil, err
 	}
+	if err := validateExternalSenders(cfg.Credentials, gc.Extensions); err != nil {
+		return nil, nil, err
+	}
 	s, err := getSuite(gc.CipherSuite)
 	if err != nil {
 		return nil, nil, err

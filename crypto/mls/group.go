@@ -34,11 +34,14 @@ const DefaultResumptionEpochs = 8
 
 // Policy is the application's extension of proposal validation (§12.2: "An
 // application may extend the above procedure by additional rules"), for
-// example who may add or remove members. It is called for every proposal a
-// Commit covers, by the committer when it commits and by every member when
-// it processes the Commit, with the GroupContext of the epoch the Commit
-// was sent in. senderLeaf is the sender's LeafNode for a member sender and
-// nil otherwise. Returning an error rejects the whole Commit (ErrPolicy).
+// example who may add or remove members. It is called for every proposal
+// when it arrives (an error refuses it: it is not cached) and for every
+// proposal a Commit covers, by the committer when it commits (which leaves
+// a refused cached proposal out) and by every member when it processes the
+// Commit, with the GroupContext of the epoch the proposal was sent in.
+// senderLeaf is the sender's LeafNode for a member sender and nil
+// otherwise. Returning an error for a proposal of a received Commit rejects
+// the whole Commit (ErrPolicy).
 type Policy interface {
 	Authorize(ctx *GroupContext, sender Sender, senderLeaf *LeafNode, p *Proposal) error
 }
@@ -55,8 +58,10 @@ func (f PolicyFunc) Authorize(ctx *GroupContext, sender Sender, senderLeaf *Leaf
 // required; every other field has a documented default.
 type Config struct {
 	// Credentials validates every credential that enters the group: each
-	// leaf of a tree being joined, each Add's KeyPackage, each Update and
-	// each committer's new leaf (§5.3.1).
+	// leaf of a tree being joined, each Add's KeyPackage, each Update, each
+	// committer's new leaf and each external sender (§5.3.1). If it also
+	// implements CredentialSuccessorValidator, replaced leaves are checked
+	// against the old credential.
 	Credentials CredentialValidator
 
 	// Policy, if set, authorises every committed proposal.
@@ -370,9 +375,10 @@ type NewGroupOptions struct {
 }
 
 // NewGroup creates a one-member group from the creator's own KeyPackage and
-// its secrets (§11): the creator's leaf is the KeyPackage's LeafNode, the
-// epoch secret is random, and the transcript hashes start from the empty
-// string.
+// its secrets (§11), in the KeyPackage's cipher suite (DefaultCipherSuite
+// unless NewKeyPackage was given another): the creator's leaf is the
+// KeyPackage's LeafNode, the epoch secret is random, and the transcript
+// hashes start from the empty string.
 func NewGroup(cfg Config, kp *KeyPackage, kps *KeyPackageSecrets, sigKey SignaturePrivateKey, opts NewGroupOptions) (*Group, error) {
 	if cfg.Credentials == nil {
 		return nil, errors.New("mls: Config.Credentials is required")
@@ -381,6 +387,9 @@ func NewGroup(cfg Config, kp *KeyPackage, kps *KeyPackageSecrets, sigKey Signatu
 		return nil, err
 	}
 	if err := cfg.checkRequiredExtensions(opts.Extensions); err != nil {
+		return nil, err
+	}
+	if err := validateExternalSenders(cfg.Credentials, opts.Extensions); err != nil {
 		return nil, err
 	}
 	s, err := getSuite(kp.CipherSuite)
@@ -540,9 +549,9 @@ func (g *Group) pastLeaf(epoch uint64, i LeafIndex) *LeafNode {
 }
 
 // GenerateSignatureKey returns a fresh signature key pair for cipher suite
-// cs, for a member's LeafNode (§5.1.2).
+// cs (zero: DefaultCipherSuite), for a member's LeafNode (§5.1.2).
 func GenerateSignatureKey(cs CipherSuite) (SignaturePrivateKey, SignaturePublicKey, error) {
-	s, err := getSuite(cs)
+	s, err := getSuite(cs.orDefault())
 	if err != nil {
 		return nil, nil, err
 	}

@@ -615,16 +615,18 @@ func TestT21UnauthorisedAdd(t *testing.T) {
 	asNew.Sender = Sender{Type: SenderTypeNewMemberProposal}
 	asNew.ContentType, asNew.Proposal = ContentTypeProposal, addP
 	injected = forgeMessage(t, relay, asNew, intruder.sig, true, nil)
-	// The proposal is well-formed and may be cached, but no Commit can
-	// cover it: the policy refuses Adds not sent by the admin.
-	if _, err := plain.g.Process(injected); err != nil {
-		t.Fatalf("self-Add proposal: %v", err)
+	// The proposal is well-formed, but the policy refuses Adds not sent by
+	// the admin: every member refuses to cache it, so it cannot block
+	// later Commits or application messages.
+	for _, m := range tg.members {
+		err := wantUnchanged(t, m.g, "self-Add proposal", func() error { _, err := m.g.Process(injected); return err })
+		if !errors.Is(err, ErrPolicy) || !errors.Is(err, ErrInvalidProposal) {
+			t.Fatalf("%s: self-Add proposal: %v", m.name, err)
+		}
 	}
-	if _, err := admin.g.Process(injected); err != nil {
-		t.Fatalf("self-Add proposal: %v", err)
-	}
-	if _, err := admin.g.Commit(CommitOptions{}); !errors.Is(err, ErrPolicy) {
-		t.Fatalf("commit covering the self-Add: %v", err)
+	tg.commit(admin, CommitOptions{})
+	if _, err := plain.g.Encrypt([]byte("still talking"), nil); err != nil {
+		t.Fatalf("after the refused self-Add: %v", err)
 	}
 }
 

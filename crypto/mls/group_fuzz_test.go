@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/moat-im/moat/crypto/mls/internal/schedule"
 )
 
 // FuzzGroupInteraction drives a group of up to fzMaxMembers clients
@@ -27,6 +29,13 @@ func FuzzGroupInteraction(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 1, 3, 0, 6, 1, 6, 2, 1, 0, 1, 3, 1, 6, 0, 6, 1, 6, 2, 4, 2, 5, 1, 0, 5, 1, 1, 7, 1, 0})
 	f.Add([]byte{0, 0, 3, 0, 4, 0, 2, 1, 6, 1, 3, 1, 6, 0, 4, 1, 6, 0, 5, 0, 0, 5, 0, 0, 7, 0, 1, 1, 3, 0, 3, 2})
 	f.Add([]byte{0, 0, 0, 1, 0, 2, 3, 0, 6, 1, 6, 2, 6, 3, 2, 1, 2, 2, 3, 3, 6, 0, 6, 1, 6, 2, 6, 3, 4, 3, 5, 0, 2})
+	// X-Wing (the top bit of the first byte), with duplicate Adds (0x40 in
+	// a propose-Add argument) that the committer must leave out.
+	f.Add([]byte{0x80, 0, 0, 0x40, 0, 0x41, 6, 0, 6, 1, 3, 0, 6, 1, 4, 1, 5, 0, 0, 0x41, 6, 0, 6, 1, 6, 2, 3, 1, 6, 0, 6, 2, 4, 2, 5, 1})
+	f.Add([]byte{0, 0, 0, 0x40, 0, 0x41, 6, 0, 6, 1, 3, 1, 6, 0, 6, 1, 6, 2, 0, 0x42, 3, 2, 6, 0, 6, 1, 6, 2, 4, 0, 5, 1})
+	// A stranger's self-Add (0x20 in a propose-Add argument), refused by
+	// everyone, between ordinary operations.
+	f.Add([]byte{0, 0, 0, 1, 3, 0, 6, 1, 0, 0x20, 0, 0x21, 3, 1, 6, 0, 6, 1, 4, 0, 5, 1, 0, 0x22, 2, 2, 6, 0, 6, 1, 3, 2})
 	// Sequences found by random search in which members are removed while
 	// application messages are in flight.
 	for _, h := range []string{
@@ -135,7 +144,12 @@ type interactionStats struct {
 func runInteraction(t *testing.T, ops []byte) { probeInteraction(t, ops) }
 
 func probeInteraction(t *testing.T, ops []byte) (st interactionStats) {
+	// The first byte's top bit picks the suite: the classical baseline or
+	// Moat's default, X-Wing.
 	cs := testSuites[0]
+	if len(ops) > 0 && ops[0]&0x80 != 0 {
+		cs = testSuites[1]
+	}
 	w := &fzWorld{t: t}
 	creator := newTestClient(t, cs, "m0")
 	g, err := NewGroup(creator.cfg, creator.kp, creator.kps, creator.sig, NewGroupOptions{})
@@ -165,6 +179,18 @@ func probeInteraction(t *testing.T, ops []byte) (st interactionStats) {
 			var msg []byte
 			switch ops[i] % 8 {
 			case 0:
+				if arg(i+1)&0x60 == 0x20 {
+					// A stranger's self-Add (new_member_proposal, no
+					// Policy): every member refuses it, unchanged.
+					w.injectStrangerAdd(m, cs)
+					continue
+				}
+				if arg(i+1)&0x40 != 0 && len(w.joiners) > 0 {
+					// Another Add of a client already proposed: the
+					// committer must leave the duplicate out (§12.2).
+					msg, err = m.c.g.ProposeAdd(w.joiners[len(w.joiners)-1].kp)
+					break
+				}
 				if len(act) >= fzMaxMembers {
 					continue
 				}
@@ -330,4 +356,26 @@ func (w *fzWorld) deliverApp(k int, recv *fzMember) {
 		w.t.Fatalf("%s: message %d decrypted to something else", recv.c.name, k)
 	}
 	recv.got[k] = true
+}
+
+// injectStrangerAdd offers every active member a new_member_proposal Add
+// from a client outside the group, framed for m's epoch: with no Policy
+// to authorise it, each must refuse it and keep its state.
+func (w *fzWorld) injectStrangerAdd(m *fzMember, cs CipherSuite) {
+	stranger := newTestClient(w.t, cs, "stranger")
+	g := m.c.g
+	fc := g.contentFrom(0)
+	fc.Sender = Sender{Type: SenderTypeNewMemberProposal}
+	fc.ContentType, fc.Proposal = ContentTypeProposal, &Proposal{Type: ProposalTypeAdd, Add: &Add{KeyPackage: *stranger.kp}}
+	relay := &Group{suite: g.suite, st: epochState{ctx: g.st.ctx, keys: &schedule.Epoch{MembershipKey: make([]byte, g.suite.Nh())}}}
+	msg := forgeMessage(w.t, relay, fc, stranger.sig, true, nil)
+	for _, a := range w.active() {
+		before := stateFingerprint(a.c.g)
+		if _, err := a.c.g.Process(msg); err == nil {
+			w.t.Fatalf("%s: accepted a stranger's self-Add", a.c.name)
+		}
+		if stateFingerprint(a.c.g) != before {
+			w.t.Fatalf("%s: refused stranger's self-Add changed the state", a.c.name)
+		}
+	}
 }

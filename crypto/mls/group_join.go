@@ -131,6 +131,9 @@ func joinWithGroupInfo(cfg Config, s *suite.Suite, gi *GroupInfo, kp *KeyPackage
 	if err := cfg.checkRequiredExtensions(gc.Extensions); err != nil {
 		return nil, err
 	}
+	if err := validateExternalSenders(cfg.Credentials, gc.Extensions); err != nil {
+		return nil, err
+	}
 	tree, err := groupInfoTree(s, gi, outOfBand)
 	if err != nil {
 		return nil, err

@@ -315,23 +315,26 @@ func (g *Group) handleContent(ac *AuthenticatedContent, pending *schedule.Pendin
 	return nil, ErrUnexpectedContent
 }
 
-// checkReceivedProposal runs the checks a proposal can pass or fail on its
-// own when it arrives (§12.1); the rest happens when a Commit covers it.
+// checkReceivedProposal runs the checks a proposal passes or fails on its
+// own when it arrives (§12.1, the sender rules of §12.1.8 and the
+// application's Policy; checkProposal), so that only proposals a Commit
+// can cover are cached. The rules about a whole list (§12.2) are applied
+// when a Commit is made or processed. The error wraps ErrInvalidProposal
+// and the cause (ErrPolicy, ErrInvalidKeyPackage, ...).
 func (g *Group) checkReceivedProposal(ac *AuthenticatedContent) error {
-	p := ac.Content.Proposal
-	switch p.Type {
-	case ProposalTypeExternalInit:
-		return fmt.Errorf("%w: ExternalInit sent as a standalone proposal", ErrInvalidProposal)
-	case ProposalTypeUpdate:
-		if ac.Content.Sender.Type != SenderTypeMember {
-			return fmt.Errorf("%w: Update from a non-member", ErrInvalidProposal)
+	return g.checkArrivingProposal(committedProposal{p: ac.Content.Proposal, sender: ac.Content.Sender})
+}
+
+func (g *Group) checkArrivingProposal(cp committedProposal) error {
+	err := g.checkProposal(-1, cp, nil, g.groupParams(g.st.ctx.Extensions, &g.st.stats, false))
+	var pe *ProposalError
+	if errors.As(err, &pe) {
+		if pe.Err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrInvalidProposal, pe.Reason, pe.Err)
 		}
-	case ProposalTypePSK:
-		if len(p.PreSharedKey.PSK.Nonce) != g.suite.Nh() {
-			return fmt.Errorf("%w: psk_nonce not KDF.Nh bytes", ErrInvalidProposal)
-		}
+		return fmt.Errorf("%w: %s", ErrInvalidProposal, pe.Reason)
 	}
-	return nil
+	return err
 }
 
 // protect frames content from this member for the current epoch, signs it
@@ -375,8 +378,12 @@ func (g *Group) protect(c *FramedContent, public bool, confirm func(*Authenticat
 }
 
 // ErrProposalsPending is returned by Encrypt while the member holds
-// proposals of the current epoch: §12.4 requires a Commit before sending
-// application data.
+// proposals of the current epoch: §12.4 ("A group member that has observed
+// one or more valid proposals within an epoch MUST send a Commit message
+// before sending application data"). Only valid proposals are cached
+// (checkReceivedProposal) and Commit covers the subset that forms a valid
+// list, so a Commit is always possible; DiscardProposals drops proposals
+// the member chooses not to act on.
 var ErrProposalsPending = errors.New("mls: proposals pending; commit before sending application data")
 
 // Encrypt protects plaintext as an application message of the current

@@ -24,7 +24,7 @@ func TestT18InconsistentUpdatePath(t *testing.T) {
 			insider := tg.member(0)
 			victim := tg.member(1) // the insider's sibling: its own copath node
 			s := insider.g.suite
-			testHookCommit = func(g *Group, c *Commit, gc []byte) {
+			tamper := func(g *Group, c *Commit, gc []byte) {
 				// Node 0 of the path is encrypted to the resolution of the
 				// sibling leaf 1: replace it by a valid encryption of a
 				// different path secret.
@@ -36,8 +36,7 @@ func TestT18InconsistentUpdatePath(t *testing.T) {
 				}
 				c.Path.Nodes[0].EncryptedPathSecret[0] = HPKECiphertext{KEMOutput: kem, Ciphertext: ct}
 			}
-			res, err := insider.g.Commit(CommitOptions{})
-			testHookCommit = nil
+			res, err := insider.g.commit(CommitOptions{}, tamper)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -146,6 +146,8 @@ func (kp *KeyPackage) Ref() (KeyPackageRef, error) {
 
 // KeyPackageOptions are the choices NewKeyPackage leaves to the caller.
 type KeyPackageOptions struct {
+	// CipherSuite is the suite of the KeyPackage and of a group created
+	// from it; zero means DefaultCipherSuite.
 	CipherSuite  CipherSuite
 	SignatureKey SignaturePrivateKey
 	Credential   Credential
@@ -169,7 +171,10 @@ type KeyPackageSecrets struct {
 
 // NewKeyPackage generates fresh init and leaf HPKE key pairs and returns a
 // signed KeyPackage and its private keys (§10).
+//
+// A zero o.CipherSuite means DefaultCipherSuite.
 func NewKeyPackage(o KeyPackageOptions) (*KeyPackage, *KeyPackageSecrets, error) {
+	o.CipherSuite = o.CipherSuite.orDefault()
 	s, err := getSuite(o.CipherSuite)
 	if err != nil {
 		return nil, nil, err

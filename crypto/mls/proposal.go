@@ -25,6 +25,7 @@ type committedProposal struct {
 	p      *Proposal
 	sender Sender
 	ref    ProposalRef // nil when inline
+	index  int         // position in the Commit's list, set by validateProposals
 }
 
 // findProposal returns the cached proposal with reference ref.
@@ -78,13 +79,14 @@ func pathRequired(props []committedProposal) bool {
 
 // proposalPlan is a validated proposal list sorted into the order of §12.3.
 type proposalPlan struct {
-	newExts *Extensions // GroupContextExtensions, nil if none
-	updates []committedProposal
-	removes []committedProposal
-	adds    []committedProposal
-	psks    []PreSharedKeyID
-	extInit *ExternalInit
-	reinit  *ReInit
+	newExts  *Extensions // GroupContextExtensions, nil if none
+	gceIndex int         // its position in the list, -1 if none
+	updates  []committedProposal
+	removes  []committedProposal
+	adds     []committedProposal
+	psks     []PreSharedKeyID
+	extInit  *ExternalInit
+	reinit   *ReInit
 }
 
 // pskIdentity is what makes two PreSharedKeyIDs "the same PSK" for §12.2:
@@ -97,17 +99,17 @@ func pskIdentity(p *PreSharedKeyID) string {
 }
 
 // validateProposals checks a Commit's proposal list (§12.2) from
-// committer, before anything is applied, and sorts it into a plan. The
-// checks that need the tree as changed by earlier proposals (key
-// uniqueness of Adds, credential support) happen in applyPlan.
+// committer, before anything is applied, and sorts it into a plan: each
+// proposal on its own (checkProposal), then the rules about the list as a
+// whole. The checks that need the tree as changed by earlier proposals
+// (key uniqueness of Adds, credential support) happen in applyPlan.
 //
 // own is set when this member is the committer: leaf lifetimes are then
 // always checked against the clock.
 func (g *Group) validateProposals(props []committedProposal, committer Sender, own bool) (*proposalPlan, error) {
 	st := &g.st
-	s := g.suite
 	external := committer.Type == SenderTypeNewMemberCommit
-	plan := &proposalPlan{}
+	plan := &proposalPlan{gceIndex: -1}
 
 	// GroupContextExtensions first: its extensions are the ones Adds and
 	// Updates must support (§12.3).
@@ -121,6 +123,7 @@ func (g *Group) validateProposals(props []committedProposal, committer Sender, o
 		}
 		e := cp.p.GroupContextExtensions.Extensions
 		plan.newExts = &e
+		plan.gceIndex = i
 		exts = e
 	}
 
@@ -132,38 +135,14 @@ func (g *Group) validateProposals(props []committedProposal, committer Sender, o
 	nExtInit, nRemove := 0, 0
 
 	for i, cp := range props {
+		if err := g.checkProposal(i, cp, &committer, params); err != nil {
+			return nil, err
+		}
+		cp.index = i
 		p := cp.p
-		if g.cfg.Policy != nil {
-			var senderLeaf *LeafNode
-			if cp.sender.Type == SenderTypeMember {
-				senderLeaf = st.tree.leaf(LeafIndex(cp.sender.Index))
-			}
-			if err := g.cfg.Policy.Authorize(&st.ctx, cp.sender, senderLeaf, p); err != nil {
-				return nil, proposalErr(i, "refused by policy", fmt.Errorf("%w: %w", ErrPolicy, err))
-			}
-		}
-		if err := checkProposalSender(cp); err != nil {
-			return nil, proposalErr(i, err.Error(), nil)
-		}
-		if cp.sender.Type == SenderTypeNewMemberProposal && g.cfg.Policy == nil {
-			// §12.1.8: an unauthorised external proposal is invalid, and
-			// only the application's policy can authorise a self-Add.
-			return nil, proposalErr(i, "new member proposal without a policy to authorise it", ErrPolicy)
-		}
-		if external {
-			switch p.Type {
-			case ProposalTypeExternalInit, ProposalTypeRemove, ProposalTypePSK:
-			default:
-				return nil, proposalErr(i, "external commit with a proposal other than ExternalInit, Remove and PreSharedKey", nil)
-			}
-		}
 		switch p.Type {
 		case ProposalTypeAdd:
-			kp := &p.Add.KeyPackage
-			if err := ValidateKeyPackage(kp, params); err != nil {
-				return nil, proposalErr(i, "invalid KeyPackage", err)
-			}
-			k := string(kp.LeafNode.SignatureKey)
+			k := string(p.Add.KeyPackage.LeafNode.SignatureKey)
 			if addKeys[k] {
 				return nil, proposalErr(i, "two Adds of the same client", nil)
 			}
@@ -171,36 +150,15 @@ func (g *Group) validateProposals(props []committedProposal, committer Sender, o
 			plan.adds = append(plan.adds, cp)
 
 		case ProposalTypeUpdate:
-			if cp.sender.Type != SenderTypeMember {
-				return nil, proposalErr(i, "Update from a non-member", nil)
-			}
 			leaf := LeafIndex(cp.sender.Index)
-			if committer.Type == SenderTypeMember && leaf == LeafIndex(committer.Index) {
-				return nil, proposalErr(i, "Update by the committer", nil)
-			}
-			if st.tree.leaf(leaf) == nil {
-				return nil, proposalErr(i, "Update from a blank leaf", nil)
-			}
 			if touched[leaf] {
 				return nil, proposalErr(i, "two Updates or Removes of one leaf", nil)
 			}
 			touched[leaf] = true
-			if err := ValidateLeafNode(&p.Update.LeafNode, LeafNodeSourceUpdate, uint32(leaf), params); err != nil {
-				return nil, proposalErr(i, "invalid LeafNode in Update", err)
-			}
-			if bytes.Equal(p.Update.LeafNode.EncryptionKey, st.tree.leaf(leaf).EncryptionKey) {
-				return nil, proposalErr(i, "Update keeps the leaf's encryption key", nil)
-			}
 			plan.updates = append(plan.updates, cp)
 
 		case ProposalTypeRemove:
 			leaf := LeafIndex(p.Remove.Removed)
-			if st.tree.leaf(leaf) == nil {
-				return nil, proposalErr(i, "Remove of a blank leaf", nil)
-			}
-			if committer.Type == SenderTypeMember && leaf == LeafIndex(committer.Index) {
-				return nil, proposalErr(i, "Remove of the committer", nil)
-			}
 			if touched[leaf] {
 				return nil, proposalErr(i, "two Updates or Removes of one leaf", nil)
 			}
@@ -211,12 +169,6 @@ func (g *Group) validateProposals(props []committedProposal, committer Sender, o
 
 		case ProposalTypePSK:
 			id := &p.PreSharedKey.PSK
-			if len(id.Nonce) != s.Nh() {
-				return nil, proposalErr(i, "psk_nonce not KDF.Nh bytes", nil)
-			}
-			if id.Type == PSKTypeResumption && id.Usage != ResumptionPSKUsageApplication && id.Usage != g.resumingWith {
-				return nil, proposalErr(i, "PreSharedKey proposal with a reinit or branch resumption PSK", nil)
-			}
 			k := pskIdentity(id)
 			if pskSeen[k] {
 				return nil, proposalErr(i, "two PreSharedKey proposals for one PSK", nil)
@@ -228,49 +180,18 @@ func (g *Group) validateProposals(props []committedProposal, committer Sender, o
 			if len(props) != 1 {
 				return nil, proposalErr(i, "ReInit together with other proposals", nil)
 			}
-			r := p.ReInit
-			if r.Version < ProtocolVersionMLS10 {
-				return nil, proposalErr(i, "ReInit to an older protocol version", nil)
-			}
-			if err := g.cfg.checkSuite(r.CipherSuite); err != nil {
-				return nil, proposalErr(i, "ReInit cipher suite", err)
-			}
-			if err := g.cfg.checkRequiredExtensions(r.Extensions); err != nil {
-				return nil, proposalErr(i, "ReInit extensions", err)
-			}
-			plan.reinit = r
+			plan.reinit = p.ReInit
 
 		case ProposalTypeExternalInit:
-			if !external {
-				return nil, proposalErr(i, "ExternalInit in a regular commit", nil)
-			}
 			nExtInit++
 			plan.extInit = p.ExternalInit
-
-		case ProposalTypeGroupContextExtensions:
-			if err := g.cfg.checkRequiredExtensions(p.GroupContextExtensions.Extensions); err != nil {
-				return nil, proposalErr(i, "GroupContextExtensions", err)
-			}
-			if data, ok := p.GroupContextExtensions.Extensions.Find(ExtensionTypeRequiredCapabilities); ok {
-				if _, err := DecodeRequiredCapabilities(data); err != nil {
-					return nil, proposalErr(i, "malformed required_capabilities", err)
-				}
-			}
-			if data, ok := p.GroupContextExtensions.Extensions.Find(ExtensionTypeExternalSenders); ok {
-				if _, err := DecodeExternalSenders(data); err != nil {
-					return nil, proposalErr(i, "malformed external_senders", err)
-				}
-			}
-
-		default:
-			return nil, proposalErr(i, "unsupported proposal type", ErrUnsupported)
 		}
 	}
 
 	// An Add of a client already in the group needs a Remove of it (§12.2).
 	for _, cp := range plan.adds {
 		if j, ok := st.tree.findSignatureKey(cp.p.Add.KeyPackage.LeafNode.SignatureKey); ok && !removed[j] {
-			return nil, proposalErr(-1, "Add of a client already in the group", nil)
+			return nil, proposalErr(cp.index, "Add of a client already in the group", nil)
 		}
 	}
 	if external {
@@ -282,6 +203,131 @@ func (g *Group) validateProposals(props []committedProposal, committer Sender, o
 		}
 	}
 	return plan, nil
+}
+
+// checkProposal runs the checks one proposal passes or fails on its own
+// (§12.1, the application's Policy, and the per-proposal rules of §12.2),
+// as entry i of a Commit by committer, or, with committer nil, when it
+// arrives to be cached. params are the GroupParams under the GroupContext
+// extensions the proposal is judged against.
+func (g *Group) checkProposal(i int, cp committedProposal, committer *Sender, params *GroupParams) error {
+	st := &g.st
+	p := cp.p
+	external := committer != nil && committer.Type == SenderTypeNewMemberCommit
+	isCommitter := func(leaf LeafIndex) bool {
+		return committer != nil && committer.Type == SenderTypeMember && leaf == LeafIndex(committer.Index)
+	}
+	if g.cfg.Policy != nil {
+		var senderLeaf *LeafNode
+		if cp.sender.Type == SenderTypeMember {
+			senderLeaf = st.tree.leaf(LeafIndex(cp.sender.Index))
+		}
+		if err := g.cfg.Policy.Authorize(&st.ctx, cp.sender, senderLeaf, p); err != nil {
+			return proposalErr(i, "refused by policy", fmt.Errorf("%w: %w", ErrPolicy, err))
+		}
+	}
+	if err := checkProposalSender(cp); err != nil {
+		return proposalErr(i, err.Error(), nil)
+	}
+	if cp.sender.Type == SenderTypeNewMemberProposal && g.cfg.Policy == nil {
+		// §12.1.8: an unauthorised external proposal is invalid, and
+		// only the application's policy can authorise a self-Add.
+		return proposalErr(i, "new member proposal without a policy to authorise it", ErrPolicy)
+	}
+	if external {
+		switch p.Type {
+		case ProposalTypeExternalInit, ProposalTypeRemove, ProposalTypePSK:
+		default:
+			return proposalErr(i, "external commit with a proposal other than ExternalInit, Remove and PreSharedKey", nil)
+		}
+	}
+	switch p.Type {
+	case ProposalTypeAdd:
+		if err := ValidateKeyPackage(&p.Add.KeyPackage, params); err != nil {
+			return proposalErr(i, "invalid KeyPackage", err)
+		}
+
+	case ProposalTypeUpdate:
+		// Only members send Updates: framing (checkSenderContent) and
+		// checkProposalSender refuse them from external senders and new
+		// members, and an external Commit's own proposals (sender
+		// new_member_commit) were limited to other types above.
+		leaf := LeafIndex(cp.sender.Index)
+		if isCommitter(leaf) {
+			return proposalErr(i, "Update by the committer", nil)
+		}
+		old := st.tree.leaf(leaf)
+		if old == nil {
+			return proposalErr(i, "Update from a blank leaf", nil)
+		}
+		if err := ValidateLeafNode(&p.Update.LeafNode, LeafNodeSourceUpdate, uint32(leaf), params); err != nil {
+			return proposalErr(i, "invalid LeafNode in Update", err)
+		}
+		if bytes.Equal(p.Update.LeafNode.EncryptionKey, old.EncryptionKey) {
+			return proposalErr(i, "Update keeps the leaf's encryption key", nil)
+		}
+		if err := g.cfg.checkSuccessor(old, &p.Update.LeafNode); err != nil {
+			return proposalErr(i, "Update credential is no successor of the leaf's", err)
+		}
+
+	case ProposalTypeRemove:
+		leaf := LeafIndex(p.Remove.Removed)
+		if st.tree.leaf(leaf) == nil {
+			return proposalErr(i, "Remove of a blank leaf", nil)
+		}
+		if isCommitter(leaf) {
+			return proposalErr(i, "Remove of the committer", nil)
+		}
+
+	case ProposalTypePSK:
+		id := &p.PreSharedKey.PSK
+		if len(id.Nonce) != g.suite.Nh() {
+			return proposalErr(i, "psk_nonce not KDF.Nh bytes", nil)
+		}
+		if id.Type == PSKTypeResumption && id.Usage != ResumptionPSKUsageApplication && (committer == nil || id.Usage != g.resumingWith) {
+			return proposalErr(i, "PreSharedKey proposal with a reinit or branch resumption PSK", nil)
+		}
+
+	case ProposalTypeReInit:
+		r := p.ReInit
+		if r.Version < ProtocolVersionMLS10 {
+			return proposalErr(i, "ReInit to an older protocol version", nil)
+		}
+		if err := g.cfg.checkSuite(r.CipherSuite); err != nil {
+			return proposalErr(i, "ReInit cipher suite", err)
+		}
+		if err := g.cfg.checkRequiredExtensions(r.Extensions); err != nil {
+			return proposalErr(i, "ReInit extensions", err)
+		}
+
+	case ProposalTypeExternalInit:
+		if !external {
+			return proposalErr(i, "ExternalInit in a regular commit", nil)
+		}
+
+	case ProposalTypeGroupContextExtensions:
+		exts := p.GroupContextExtensions.Extensions
+		if err := g.cfg.checkRequiredExtensions(exts); err != nil {
+			return proposalErr(i, "GroupContextExtensions", err)
+		}
+		if data, ok := exts.Find(ExtensionTypeRequiredCapabilities); ok {
+			if _, err := DecodeRequiredCapabilities(data); err != nil {
+				return proposalErr(i, "malformed required_capabilities", err)
+			}
+		}
+		if data, ok := exts.Find(ExtensionTypeExternalSenders); ok {
+			if _, err := DecodeExternalSenders(data); err != nil {
+				return proposalErr(i, "malformed external_senders", err)
+			}
+		}
+		if err := validateExternalSenders(g.cfg.Credentials, exts); err != nil {
+			return proposalErr(i, "external_senders credential", err)
+		}
+
+	default:
+		return proposalErr(i, "unsupported proposal type", ErrUnsupported)
+	}
+	return nil
 }
 
 // checkProposalSender applies who may send what (§12.1.8, §12.4.3.2) to a
@@ -337,7 +383,7 @@ func (g *Group) applyPlan(plan *proposalPlan) (*appliedPlan, error) {
 		ln := &cp.p.Update.LeafNode
 		ap.stats.remove(t.leaf(i))
 		if err := ap.stats.checkCredentialSupport(ln); err != nil {
-			return nil, err
+			return nil, proposalErr(cp.index, "Update with a credential type not supported by every member", err)
 		}
 		note(i)
 		if err := t.updateLeaf(i, ln); err != nil {
@@ -362,7 +408,7 @@ func (g *Group) applyPlan(plan *proposalPlan) (*appliedPlan, error) {
 		kp := &cp.p.Add.KeyPackage
 		ln := &kp.LeafNode
 		if err := ap.stats.checkCredentialSupport(ln); err != nil {
-			return nil, err
+			return nil, proposalErr(cp.index, "Add with a credential type not supported by every member", err)
 		}
 		i, err := t.addLeaf(ln)
 		if err != nil {
@@ -385,7 +431,7 @@ func (g *Group) applyPlan(plan *proposalPlan) (*appliedPlan, error) {
 				continue
 			}
 			if err := checkGroupSupport(&ln.Capabilities, params); err != nil {
-				return nil, proposalErr(-1, fmt.Sprintf("member %d does not support the new GroupContext extensions", i), err)
+				return nil, proposalErr(plan.gceIndex, fmt.Sprintf("member %d does not support the new GroupContext extensions", i), err)
 			}
 		}
 	}

@@ -27,10 +27,15 @@ func (g *Group) propose(p *Proposal, authenticatedData []byte) ([]byte, Proposal
 	if g.pending != nil {
 		return nil, nil, ErrPendingCommit
 	}
+	me := Sender{Type: SenderTypeMember, Index: uint32(g.self)}
+	// The checks every receiver applies before caching it.
+	if err := g.checkArrivingProposal(committedProposal{p: p, sender: me}); err != nil {
+		return nil, nil, err
+	}
 	c := &FramedContent{
 		GroupID:           g.st.ctx.GroupID,
 		Epoch:             g.st.ctx.Epoch,
-		Sender:            Sender{Type: SenderTypeMember, Index: uint32(g.self)},
+		Sender:            me,
 		AuthenticatedData: slices.Clone(authenticatedData),
 		ContentType:       ContentTypeProposal,
 		Proposal:          p,

@@ -172,10 +172,22 @@ func TestTreeValidationRejects(t *testing.T) {
 		th[0] ^= 1
 		check("wrong tree hash", tr, th, ErrTreeHashMismatch)
 
+		// Only update and commit leaves sign the group_id (§7.2): a tree
+		// with one must fail under another group_id, a tree of key_package
+		// leaves only must not.
 		tr, th = fresh()
-		check("wrong group id", tr, th, nil) // key_package leaves do not sign the group
-		if err := tr.validate(treeValidation{groupID: []byte("other"), treeHash: th}); err != nil && !errors.Is(err, ErrInvalidLeafSignature) {
-			t.Errorf("%s: wrong group id: %v", name, err)
+		signsGroup := false
+		for _, ln := range tr.leaves {
+			if ln != nil && ln.Source != LeafNodeSourceKeyPackage {
+				signsGroup = true
+			}
+		}
+		err := tr.validate(treeValidation{groupID: []byte("other"), treeHash: th})
+		switch {
+		case signsGroup && !errors.Is(err, ErrInvalidLeafSignature):
+			t.Errorf("%s: wrong group id: got %v, want %v", name, err, ErrInvalidLeafSignature)
+		case !signsGroup && err != nil:
+			t.Errorf("%s: wrong group id, key_package leaves only: %v", name, err)
 		}
 
 		// Flip a bit of each non-blank parent's parent_hash in turn: that
@@ -224,7 +236,7 @@ func TestTreeValidationRejects(t *testing.T) {
 		// The application's leaf validator is consulted and its error kept.
 		tr, th = fresh()
 		appErr := errors.New("credential revoked")
-		err := tr.validate(treeValidation{groupID: v.GroupID, treeHash: th, leaf: func(i LeafIndex, ln *LeafNode) error {
+		err = tr.validate(treeValidation{groupID: v.GroupID, treeHash: th, leaf: func(i LeafIndex, ln *LeafNode) error {
 			if i == 1 {
 				return appErr
 			}

@@ -35,6 +35,16 @@ func makeSeeds(t testing.TB) fuzzSeeds {
 	s := fuzzSeeds{}
 	s.add("ParentNode", (&ParentNode{EncryptionKey: []byte{1, 2}, ParentHash: []byte{3}, UnmergedLeaves: []uint32{0, 5}}).Encode)
 	s.add("ParentNode", (&ParentNode{EncryptionKey: make([]byte, 32)}).Encode)
+	s.add("SenderData", (&SenderData{LeafIndex: 7, Generation: 1 << 20, ReuseGuard: [4]byte{1, 2, 3, 4}}).Encode)
+	s.add("RequiredCapabilities", (&RequiredCapabilities{ExtensionTypes: []ExtensionType{ExtensionTypeExternalSenders, 0xff0a},
+		ProposalTypes: []ProposalType{ProposalTypeAdd}, CredentialTypes: []CredentialType{CredentialTypeBasic, CredentialTypeMoatOrg}}).Encode)
+	s.add("RequiredCapabilities", (&RequiredCapabilities{}).Encode)
+	s.add("ExternalSenders", ExternalSenders{{SignatureKey: make([]byte, 32), Credential: Credential{Type: CredentialTypeBasic, Identity: []byte("relay")}}}.Encode)
+	s.add("ExternalSenders", ExternalSenders{}.Encode)
+	s.add("ExternalPub", (&ExternalPub{ExternalPub: make([]byte, 32)}).Encode)
+	s.add("ApplicationID", ApplicationID("moat").Encode)
+	s.add("Credential", (&Credential{Type: CredentialTypeBasic, Identity: []byte("alice")}).Encode)
+	s.add("PreSharedKeyID", (&PreSharedKeyID{Type: PSKTypeResumption, Usage: ResumptionPSKUsageApplication, PSKGroupID: []byte("g"), PSKEpoch: 3, Nonce: make([]byte, 32)}).Encode)
 	for _, v := range loadMessagesVectors(t)[:20] {
 		for field, h := range v {
 			in := mustHex(t, h)
@@ -50,16 +60,27 @@ func makeSeeds(t testing.TB) fuzzSeeds {
 					case n == nil:
 					case n.Leaf != nil:
 						s.add("LeafNode", n.Leaf.Encode)
+						s.add("Credential", n.Leaf.Credential.Encode)
 					default:
 						s.add("ParentNode", n.Parent.Encode)
 					}
 				}
 			case "group_secrets":
 				s["GroupSecrets"] = append(s["GroupSecrets"], in)
-			case "commit":
-				s["Commit"] = append(s["Commit"], in)
 			case "add_proposal", "update_proposal", "remove_proposal", "pre_shared_key_proposal",
 				"re_init_proposal", "external_init_proposal", "group_context_extensions_proposal":
+				// FuzzDecodeProposalBody takes the proposal type as the
+				// first two input bytes.
+				pt := proposalVectorTypes[field]
+				s["ProposalBody"] = append(s["ProposalBody"], append([]byte{byte(pt >> 8), byte(pt)}, in...))
+				if p, err := DecodeProposalBody(pt, in); err == nil && p.PreSharedKey != nil {
+					s.add("PreSharedKeyID", p.PreSharedKey.PSK.Encode)
+				}
+			case "commit":
+				s["Commit"] = append(s["Commit"], in)
+				if c, err := DecodeCommit(in); err == nil && c.Path != nil {
+					s.add("UpdatePath", c.Path.Encode)
+				}
 			default:
 				s["MLSMessage"] = append(s["MLSMessage"], in)
 				m, err := DecodeMLSMessage(in)
@@ -97,6 +118,14 @@ func makeSeeds(t testing.TB) fuzzSeeds {
 		}
 	}
 	return s
+}
+
+// proposalVectorTypes maps the proposal fields of messages.json to their
+// proposal types.
+var proposalVectorTypes = map[string]ProposalType{
+	"add_proposal": ProposalTypeAdd, "update_proposal": ProposalTypeUpdate, "remove_proposal": ProposalTypeRemove,
+	"pre_shared_key_proposal": ProposalTypePSK, "re_init_proposal": ProposalTypeReInit,
+	"external_init_proposal": ProposalTypeExternalInit, "group_context_extensions_proposal": ProposalTypeGroupContextExtensions,
 }
 
 func fuzzRoundTrip[T any](f *testing.F, name string, dec func([]byte) (T, error), enc func(T) ([]byte, error)) {
@@ -227,4 +256,52 @@ func FuzzDecodeOrgCredential(f *testing.F) {
 			t.Fatalf("round trip %x -> %x (%v)", in, c.Data, err)
 		}
 	})
+}
+
+func FuzzDecodeSenderData(f *testing.F) {
+	fuzzRoundTrip(f, "SenderData", DecodeSenderData, (*SenderData).Encode)
+}
+
+func FuzzDecodeRequiredCapabilities(f *testing.F) {
+	fuzzRoundTrip(f, "RequiredCapabilities", DecodeRequiredCapabilities, (*RequiredCapabilities).Encode)
+}
+
+func FuzzDecodeExternalSenders(f *testing.F) {
+	fuzzRoundTrip(f, "ExternalSenders", DecodeExternalSenders, ExternalSenders.Encode)
+}
+
+func FuzzDecodeExternalPub(f *testing.F) {
+	fuzzRoundTrip(f, "ExternalPub", DecodeExternalPub, (*ExternalPub).Encode)
+}
+
+func FuzzDecodeApplicationID(f *testing.F) {
+	fuzzRoundTrip(f, "ApplicationID", DecodeApplicationID, ApplicationID.Encode)
+}
+
+func FuzzDecodeCredential(f *testing.F) {
+	fuzzRoundTrip(f, "Credential", DecodeCredential, (*Credential).Encode)
+}
+
+func FuzzDecodeUpdatePath(f *testing.F) {
+	fuzzRoundTrip(f, "UpdatePath", DecodeUpdatePath, (*UpdatePath).Encode)
+}
+
+func FuzzDecodePreSharedKeyID(f *testing.F) {
+	fuzzRoundTrip(f, "PreSharedKeyID", DecodePreSharedKeyID, (*PreSharedKeyID).Encode)
+}
+
+// FuzzDecodeProposalBody takes the proposal type as the first two input
+// bytes; seeds are the proposal bodies of messages.json.
+func FuzzDecodeProposalBody(f *testing.F) {
+	fuzzRoundTrip(f, "ProposalBody",
+		func(b []byte) (*Proposal, error) {
+			if len(b) < 2 {
+				return nil, &DecodeError{Struct: "Proposal", Err: ErrMalformed}
+			}
+			return DecodeProposalBody(ProposalType(b[0])<<8|ProposalType(b[1]), b[2:])
+		},
+		func(p *Proposal) ([]byte, error) {
+			b, err := p.EncodeBody()
+			return append([]byte{byte(p.Type >> 8), byte(p.Type)}, b...), err
+		})
 }
