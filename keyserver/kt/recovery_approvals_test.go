@@ -77,4 +77,30 @@ func TestT29ForgedRecoveryApprovals(t *testing.T) {
 			wantAlerts(t, r, kt.AlertDeviceRecovered)
 		})
 	}
+	t.Run("device added with a forged admin approval", func(t *testing.T) {
+		// a1 approves a second device; the operator adds an admin
+		// approval that no admin signed and re-signs the entry.
+		w := newWorld(t, 2930)
+		c := w.client(t)
+		exp := kt.Expected{Self: w.a1.ID, Rosters: []*org.AdminRoster{w.d.Tenant.Roster()}}
+		wantAlerts(t, monitor(t, w, c, w.alice, exp, 2))
+		a2 := must(w.d.Enrol(w.alice, w.a1, at(3)))
+		v := must(org.ParseUserValue(must(must(w.d.Tenant.UserValue(w.alice)).Marshal())))
+		e := v.Entries[len(v.Entries)-1]
+		if _, isAdd := e.Action.(*org.DeviceAdded); !isAdd {
+			t.Fatalf("last entry %T", e.Action)
+		}
+		sig := bytes.Repeat([]byte{0x5a}, org.SignatureSize)
+		e.Approvals = append(e.Approvals, &org.Approval{Kind: org.ApproverAdmin, Signer: w.d.Admins[0].Public().ID(), Signature: sig})
+		enc := must(e.Marshal())
+		e.Signature = must(w.d.CA.Sign(append([]byte("moat/v1/org/timeline-entry\x00"), enc[:len(enc)-org.SignatureSize]...)))
+		v.Head.Hash = must(e.Hash())
+		w.d.Inject(org.Label{User: w.alice}, must(v.Marshal()))
+		must(w.d.PublishEpoch(at(4)))
+		r := monitor(t, w, c, w.alice, exp, 5)
+		wantAlerts(t, r, kt.AlertRecoveryApprovalsInvalid)
+		if r.Alerts[0].Device != a2.ID {
+			t.Fatalf("alert %v", r.Alerts[0])
+		}
+	})
 }
