@@ -382,6 +382,9 @@ publishes it at the next epoch.`,
 				if quorum == 0 {
 					quorum = len(wks)/2 + 1
 				}
+				if 2*quorum <= len(wks) {
+					return fmt.Errorf("--quorum %d of %d witnesses: %w", quorum, len(wks), org.ErrWitnessQuorum)
+				}
 				raw, err := c.TrustBundle(cmd.Context())
 				if err != nil {
 					return err

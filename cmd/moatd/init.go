@@ -108,6 +108,9 @@ func createTenant(ctx context.Context, o initOptions, out io.Writer, log *slog.L
 	if quorum == 0 {
 		quorum = len(wks)/2 + 1
 	}
+	if 2*quorum <= len(wks) {
+		return id, fmt.Errorf("--quorum %d of %d witnesses: %w", quorum, len(wks), org.ErrWitnessQuorum)
+	}
 
 	// Admins.
 	var admins []*org.AdminKey

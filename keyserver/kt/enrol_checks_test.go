@@ -47,13 +47,13 @@ func TestEnrolRefusesBundleNotInCode(t *testing.T) {
 	// A bundle the tenant's own CA signed, but not the one in the code
 	// (here: the same bundle with another witness quorum): refused too.
 	other := must(org.ParseTrustBundle(w.bundle))
-	other.Witnesses.Quorum = 1
+	other.Witnesses.Quorum = len(other.Witnesses.Witnesses) // 3 of 3, not 2 of 3
 	enc := caSign(t, w.d, "moat/v1/org/trust-bundle", must(other.Marshal()))
 	if _, err := org.ParseTrustBundle(enc); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := kt.Enrol(w.code, w.req, &kt.Enrolment{TrustBundle: enc, Certificate: w.answer.Certificate, Consistency: noteOnly(w.freshNote)}, maxAge, 0, w.real); !errors.Is(err, org.ErrFingerprintMismatch) {
-		t.Fatalf("re-signed bundle with quorum 1: got %v", err)
+		t.Fatalf("re-signed bundle with another quorum: got %v", err)
 	}
 
 	// The contrast: the same answer enrols the device that holds the

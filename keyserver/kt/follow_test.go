@@ -118,7 +118,7 @@ func TestFollowTrustBundleRefusals(t *testing.T) {
 		admins = append(admins, k.Public())
 	}
 	ft := must(org.NewTenant(org.TenantParams{ID: w.tenant, Admins: admins, Threshold: 2, LogOrigin: cur.LogOrigin,
-		Log: cur.Log, VRF: cur.VRF, Witnesses: org.WitnessSet{Witnesses: cur.Witnesses.Witnesses, Quorum: 1}}, forger, at(3)))
+		Log: cur.Log, VRF: cur.VRF, Witnesses: org.WitnessSet{Witnesses: cur.Witnesses.Witnesses, Quorum: len(cur.Witnesses.Witnesses)}}, forger, at(3)))
 	fb := ft.TrustBundle()
 	w.d.Inject(org.Label{Org: org.OrgLabelTrustBundle}, must(fb.Marshal()))
 	must(w.d.PublishEpoch(at(4)))
@@ -129,7 +129,7 @@ func TestFollowTrustBundleRefusals(t *testing.T) {
 	sameState(t, c, before)
 
 	// A single admin cannot rotate the log key.
-	p2 := must(w.d.Tenant.ProposeWitnesses(org.WitnessSet{Witnesses: cur.Witnesses.Witnesses, Quorum: 1}, at(6)))
+	p2 := must(w.d.Tenant.ProposeWitnesses(org.WitnessSet{Witnesses: cur.Witnesses.Witnesses, Quorum: len(cur.Witnesses.Witnesses)}, at(6)))
 	a := must(org.ApproveTrustBundle(w.d.Admins[0], p2))
 	if _, err := w.d.Tenant.ReplaceWitnesses(p2, []*org.Approval{a}); !errors.Is(err, org.ErrInsufficientApprovals) {
 		t.Fatalf("single-admin witness change: got %v", err)

@@ -109,3 +109,63 @@ func TestHistory(t *testing.T) {
 		sameState(t, c, before)
 	})
 }
+
+// TestT31HistoryRecordEpochs is the history part of T31: a record's epoch
+// chooses the CA key its value is verified under (§History), so the
+// directory must not backdate a version to before the epoch of the one it
+// follows, nor date one after the epoch the history is proven at. Each
+// record below chains correctly and opens the map's commitment; only its
+// epoch is wrong, and the history is refused at the history step with the
+// client's state unchanged. The same record with the epoch that
+// published it is accepted.
+func TestT31HistoryRecordEpochs(t *testing.T) {
+	// run publishes alice's third value (her second device revoked) as a record
+	// with the epoch epochOf(previous record's epoch, publishing epoch)
+	// and verifies her whole history with a fresh client.
+	run := func(t *testing.T, epochOf func(prev, published uint64) uint64) (*kt.Client, []byte, error) {
+		w := newWorld(t, 311)
+		ok(t, w.d.PublishQuietEpochs(2, at(2)))
+		a2 := must(w.d.Enrol(w.alice, w.a1, at(3)))
+		must(w.d.PublishEpoch(at(3))) // version 2, at epoch 3
+		recs := must(w.d.Records(org.Label{User: w.alice}))
+		prev := recs[len(recs)-1]
+		if len(recs) != 2 || prev.Epoch != 3 {
+			t.Fatalf("%d records, the last of epoch %d", len(recs), prev.Epoch)
+		}
+		lres := must(w.client(t).VerifyLookup(w.tenant, w.alice, must(w.d.Lookup(w.alice, 0)), at(4)))
+		c := w.client(t)
+		ok(t, w.d.Revoke(a2, org.ReasonLost, at(4)))
+		v := must(w.d.Tenant.UserValue(w.alice))
+		published := w.d.Size()
+		next := &kt.ValueRecord{
+			Epoch: epochOf(prev.Epoch, published), Version: prev.Version + 1, Prev: must(kt.Commit(lres.Label, prev)),
+			Nonce: [kt.NonceSize]byte{0x31}, Value: must(v.Marshal()),
+		}
+		ok(t, w.d.InjectRecord(org.Label{User: w.alice}, next))
+		if ep := must(w.d.PublishEpoch(at(5))); ep.Entry.Epoch != published {
+			t.Fatalf("published at epoch %d, want %d", ep.Entry.Epoch, published)
+		}
+		before := state(t, c)
+		res, err := c.VerifyHistory(w.tenant, w.alice, kt.Position{}, must(w.d.History(w.alice, 0, 0)), at(6))
+		if err == nil && (len(res.Records) != 3 || res.Records[2].Epoch != next.Epoch) {
+			t.Fatalf("history: %d records", len(res.Records))
+		}
+		return c, before, err
+	}
+	for name, epochOf := range map[string]func(prev, published uint64) uint64{
+		"same epoch as the previous version": func(prev, _ uint64) uint64 { return prev },
+		"before the previous version":        func(prev, _ uint64) uint64 { return prev - 1 },
+		"after the proven epoch":             func(_, published uint64) uint64 { return published + 3 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, before, err := run(t, epochOf)
+			wantProofError(t, err, kt.StepHistory)
+			sameState(t, c, before)
+		})
+	}
+	t.Run("the publishing epoch", func(t *testing.T) {
+		if _, _, err := run(t, func(_, published uint64) uint64 { return published }); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -37,6 +37,15 @@ type Expected struct {
 	// Revoked are devices whose revocation the user asked for; their
 	// revocations are not alerts.
 	Revoked []org.DeviceID
+	// Rosters are the admin rosters this device verified (VerifyOrgLookup
+	// or VerifyOrgHistory of org.OrgLabelAdminRoster), those in force at
+	// the records monitored. When set, the admin approvals of every
+	// device_recovered entry, and of every device_added entry that carries
+	// one, must verify under one of them (org.Entry.VerifyApprovals: M
+	// distinct admins of the roster for a recovery), or the entry raises
+	// AlertRecoveryApprovalsInvalid (§Monitoring rules). When empty, the
+	// approvals are not checked.
+	Rosters []*org.AdminRoster
 }
 
 // AlertKind says what changed under a monitored label.
@@ -83,6 +92,12 @@ const (
 	// the device is own, and the alert tells each of the user's other
 	// devices of a change it did not make.
 	AlertDeviceAddedByOwnDevice
+	// AlertRecoveryApprovalsInvalid: a device_recovered entry (or a
+	// device_added entry with admin approvals) whose approvals do not
+	// verify under any roster in Expected.Rosters, or fall short of its
+	// threshold: the CA signed a recovery that dual control did not
+	// authorise (a CA key used outside the tenant's state machine).
+	AlertRecoveryApprovalsInvalid
 )
 
 var alertNames = [...]string{
@@ -90,8 +105,9 @@ var alertNames = [...]string{
 	AlertDeviceRevoked: "device revoked", AlertPolicyChanged: "policy changed", AlertUserRemoved: "user removed",
 	AlertUnexplainedCertificate: "certificate without a timeline entry", AlertKeyChanged: "device keys changed",
 	AlertDeviceRemoved: "device removed without a revocation", AlertHistoryRewritten: "value not in the history at an epoch",
-	AlertRecordEpoch:            "record published at another epoch than it claims",
-	AlertDeviceAddedByOwnDevice: "device added with the approval of another of the user's devices",
+	AlertRecordEpoch:              "record published at another epoch than it claims",
+	AlertDeviceAddedByOwnDevice:   "device added with the approval of another of the user's devices",
+	AlertRecoveryApprovalsInvalid: "device recovered or added without valid admin approvals",
 }
 
 // Informational reports whether k tells of a change the user's own
@@ -627,6 +643,26 @@ func judge(prev *monitorState, exp Expected, res *HistoryResult) (*judgement, er
 		}
 	}
 
+	// deviceKeys holds the identity keys of every device the monitor knows
+	// of, for checking the device approvals of an entry with admin
+	// approvals.
+	deviceKeys := map[org.DeviceID]*keys.IdentitySigningPublicKey{}
+	if len(exp.Rosters) > 0 {
+		for id, d := range devices {
+			deviceKeys[id] = d.signing
+		}
+		for _, v := range res.Values {
+			for _, cert := range v.Certificates {
+				deviceKeys[cert.Device] = cert.Identity.Signing
+			}
+			for _, e := range v.Entries {
+				if cert := e.Certificate(); cert != nil {
+					deviceKeys[cert.Device] = cert.Identity.Signing
+				}
+			}
+		}
+	}
+
 	var alerts, pre []Alert
 	for i, v := range res.Values {
 		rec := res.Records[i]
@@ -649,6 +685,12 @@ func judge(prev *monitorState, exp Expected, res *HistoryResult) (*judgement, er
 				id := cert.Device
 				added[id] = cert
 				_, isAdd := a.(*org.DeviceAdded)
+				if !approvalsValid(e, isAdd, exp.Rosters, deviceKeys) {
+					emit(Alert{Kind: AlertRecoveryApprovalsInvalid, Device: id, Entry: e, Certificate: cert})
+					if !expected[id] {
+						continue // not own: this alert replaces device added or recovered
+					}
+				}
 				var approvers []org.DeviceID
 				if isAdd {
 					approvers = ownApprovers(e, ownKeys)
@@ -717,13 +759,36 @@ func judge(prev *monitorState, exp Expected, res *HistoryResult) (*judgement, er
 	var kept []Alert
 	for _, a := range pre {
 		switch a.Kind {
-		case AlertDeviceAdded, AlertDeviceRecovered, AlertUnexplainedCertificate, AlertKeyChanged:
+		case AlertDeviceAdded, AlertDeviceRecovered, AlertUnexplainedCertificate, AlertKeyChanged, AlertRecoveryApprovalsInvalid:
 			if d := devices[a.Device]; d != nil && !d.own {
 				kept = append(kept, a)
 			}
 		}
 	}
 	return &judgement{alerts: append(kept, alerts...), devices: devices}, nil
+}
+
+// approvalsValid reports whether the approvals of the device_added
+// (isAdd) or device_recovered entry e verify under one of rosters
+// (org.Entry.VerifyApprovals; deviceKeys are the identity keys of the
+// user's devices, for device approvals): always for a recovery, and for an
+// addition that carries an admin approval (§Monitoring rules). With no
+// rosters, or for an addition approved by devices alone (which the rules
+// of own devices judge), it reports true.
+func approvalsValid(e *org.Entry, isAdd bool, rosters []*org.AdminRoster, deviceKeys map[org.DeviceID]*keys.IdentitySigningPublicKey) bool {
+	if len(rosters) == 0 {
+		return true
+	}
+	if isAdd && !slices.ContainsFunc(e.Approvals, func(a *org.Approval) bool { return a != nil && a.Kind == org.ApproverAdmin }) {
+		return true
+	}
+	key := func(id org.DeviceID) *keys.IdentitySigningPublicKey { return deviceKeys[id] }
+	for _, r := range rosters {
+		if r != nil && e.VerifyApprovals(r, key) == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // rootedDevices returns the devices of a whole history whose additions

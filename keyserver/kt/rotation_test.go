@@ -104,7 +104,7 @@ func TestRestoreRefusesForeignBundle(t *testing.T) {
 	ft := must(org.NewTenant(org.TenantParams{ID: w.tenant, Admins: admins, Threshold: 2, LogOrigin: cur.LogOrigin,
 		Log: cur.Log, VRF: cur.VRF, Witnesses: cur.Witnesses}, forger, at(3)))
 	must(ft.Publish(at(3)))
-	p := must(ft.ProposeWitnesses(org.WitnessSet{Witnesses: cur.Witnesses.Witnesses, Quorum: 1}, at(3)))
+	p := must(ft.ProposeWitnesses(org.WitnessSet{Witnesses: cur.Witnesses.Witnesses, Quorum: len(cur.Witnesses.Witnesses)}, at(3)))
 	var aps []*org.Approval
 	for _, k := range w.d.Admins[:2] {
 		aps = append(aps, must(org.ApproveTrustBundle(k, p)))

@@ -8,6 +8,7 @@ import (
 
 	"github.com/moat-im/moat/crypto/tlog"
 	"github.com/moat-im/moat/keyserver/kt"
+	"github.com/moat-im/moat/keyserver/org"
 )
 
 // keepSigners returns note with only the signature lines of the log and
@@ -103,6 +104,45 @@ func TestT28StaleHeadClient(t *testing.T) {
 	}
 	if c.TreeSize() != size {
 		t.Fatalf("tree size went back to %d", c.TreeSize())
+	}
+}
+
+// TestT28StaleEntryUnderFreshCheckpoint is adversarial case T28 for the
+// epoch entry (docs/spec/directory.md §Verifying a lookup, step 2): a
+// directory serves the current, witnessed checkpoint with an older
+// epoch's entry, validly included in it, and that epoch's map proof and
+// record, in which a device since revoked is still present. A client that
+// trusts no checkpoint yet (so the inclusion proof is a whole RFC 6962
+// proof at the old entry's index) refuses it as an epoch error, with its
+// state unchanged, and then accepts the current entry.
+func TestT28StaleEntryUnderFreshCheckpoint(t *testing.T) {
+	w := newWorld(t, 991)
+	old := must(w.d.Lookup(w.alice, 0)) // epoch 0: a1 only
+	a2 := must(w.d.Enrol(w.alice, w.a1, at(2)))
+	ok(t, w.d.Revoke(w.a1, org.ReasonRetired, at(2)))
+	must(w.d.PublishEpoch(at(3)))
+	cur := must(w.d.Lookup(w.alice, 0))
+	r := cloneLookup(t, cur)
+	r.Proof.Entry = old.Proof.Entry
+	r.Proof.Inclusion = must(w.d.Tree.InclusionProof(t.Context(), old.Proof.Entry.Epoch, w.d.Size()))
+	r.Proof.MapProof = old.Proof.MapProof
+	r.Proof.VRFProof = old.Proof.VRFProof
+	r.Record, r.RecordProof = old.Record, old.RecordProof
+	if r.Proof.Entry.Epoch+1 == w.d.Size() {
+		t.Fatal("the old entry is the last leaf")
+	}
+	c := w.client(t)
+	before := state(t, c)
+	res, err := c.VerifyLookup(w.tenant, w.alice, r, at(4))
+	if err == nil {
+		t.Fatalf("stale epoch %d accepted under a checkpoint of size %d: revoked a1 usable=%v, a2 usable=%v",
+			r.Proof.Entry.Epoch, w.d.Size(), res.Device(w.a1.ID) != nil, res.Device(a2.ID) != nil)
+	}
+	wantProofError(t, err, kt.StepEpoch)
+	sameState(t, c, before)
+	res = must(c.VerifyLookup(w.tenant, w.alice, cur, at(4)))
+	if res.Device(w.a1.ID) != nil || res.Device(a2.ID) == nil {
+		t.Fatal("current lookup: wrong devices")
 	}
 }
 

@@ -79,11 +79,11 @@ func ParseApproval(data []byte) (*Approval, error) {
 	s := cryptobyte.String(data)
 	var typ, ver uint8
 	if !s.ReadUint8(&typ) || typ != typeApproval || !s.ReadUint8(&ver) || ver != version1 {
-		return nil, &parseError{"approval"}
+		return nil, &parseError{what: "approval"}
 	}
 	a, ok := readApprovalBody(&s)
 	if !ok || !s.Empty() {
-		return nil, &parseError{"approval"}
+		return nil, &parseError{what: "approval"}
 	}
 	return a, nil
 }

@@ -117,7 +117,7 @@ func ParseEnrolmentCode(data []byte) (*EnrolmentCode, error) {
 		!readID(&s, (*[16]byte)(&c.Tenant)) || !readID(&s, (*[16]byte)(&c.ID)) || !s.CopyBytes(c.secret[:]) ||
 		(ver == version2 && (!readTime(&s, &c.IssuedAt) || c.IssuedAt.Unix() < 1)) ||
 		!s.CopyBytes(c.Fingerprint[:]) || !s.Empty() || c.Tenant.IsZero() {
-		return nil, &parseError{"enrolment code"}
+		return nil, &parseError{what: "enrolment code"}
 	}
 	return c, nil
 }
@@ -135,11 +135,11 @@ func ParseEnrolmentCodeText(text string) (*EnrolmentCode, error) {
 		body, ok = strings.CutPrefix(text, EnrolmentCodePrefixV1)
 	}
 	if !ok || len(body) != base64.RawURLEncoding.EncodedLen(size) {
-		return nil, &parseError{"enrolment code"}
+		return nil, &parseError{what: "enrolment code"}
 	}
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(body)
 	if err != nil || len(raw) < 2 || raw[1] != ver {
-		return nil, &parseError{"enrolment code"}
+		return nil, &parseError{what: "enrolment code"}
 	}
 	return ParseEnrolmentCode(raw)
 }

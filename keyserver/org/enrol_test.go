@@ -294,7 +294,7 @@ func TestTrustBootstrap(t *testing.T) {
 		"log":     func(b *TrustBundle) { b.Log = evil.log.Public() },
 		"origin":  func(b *TrustBundle) { b.LogOrigin = "evil.example/log" },
 		"vrf":     func(b *TrustBundle) { b.VRF = evil.vrf.Public() },
-		"quorum":  func(b *TrustBundle) { b.Witnesses.Quorum = 1 },
+		"quorum":  func(b *TrustBundle) { b.Witnesses = WitnessSet{Witnesses: b.Witnesses.Witnesses[:1], Quorum: 1} },
 		"witness": func(b *TrustBundle) { b.Witnesses = evil.t.TrustBundle().Witnesses },
 	}
 	for name, mut := range muts {

@@ -52,6 +52,10 @@ var (
 	// ErrTimelineGap: timeline entries do not continue the chain the
 	// verifier holds (§Timeline).
 	ErrTimelineGap = errors.New("org: timeline entries do not continue the known chain")
+	// ErrWitnessQuorum: a witness set whose quorum is not a strict
+	// majority of its witnesses (§Witness keys), in a trust bundle, a
+	// proposed bundle or tenant parameters.
+	ErrWitnessQuorum = errors.New("org: witness quorum is not a strict majority of the witnesses")
 
 	// Signing (§Signer).
 

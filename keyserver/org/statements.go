@@ -63,7 +63,7 @@ func verifyStatement(ca *keys.OrgPublicKey, tenant TenantID, h *Header, label st
 func parseSigned[T any](what string, data []byte, parse func(*cryptobyte.String, []byte) (*T, error)) (*T, error) {
 	body, sig, ok := splitSigned(data)
 	if !ok {
-		return nil, &parseError{what}
+		return nil, &parseError{what: what}
 	}
 	s := cryptobyte.String(body)
 	v, err := parse(&s, clone(sig))

@@ -205,6 +205,9 @@ func NewTenant(p TenantParams, signer Signer, now time.Time) (*Tenant, error) {
 	}
 	ws := WitnessSet{Witnesses: slices.Clone(p.Witnesses.Witnesses), Quorum: p.Witnesses.Quorum}
 	SortWitnesses(ws.Witnesses)
+	if errors.Is(ws.check(), ErrWitnessQuorum) {
+		return nil, fmt.Errorf("org: creating tenant: %w", ErrWitnessQuorum)
+	}
 	trust := &TrustBundle{Tenant: p.ID, Sequence: 1, IssuedAt: now, CA: signer.Public(), LogOrigin: p.LogOrigin, Log: p.Log, VRF: p.VRF, Witnesses: ws}
 	if err := signTrustBundle(signer, trust); err != nil {
 		return nil, fmt.Errorf("org: creating tenant: trust bundle: %w", err)

@@ -43,7 +43,10 @@ func (w *WitnessKey) check() error {
 
 // WitnessSet is a list of witnesses and the number of their cosignatures a
 // client requires (§Witness keys). Witnesses are sorted by name; names and
-// Ed25519 keys are distinct; 1 ≤ Quorum ≤ len(Witnesses) ≤ 255.
+// Ed25519 keys are distinct; 1 ≤ Quorum ≤ len(Witnesses) ≤ 255, and the
+// quorum is a strict majority: 2·Quorum > len(Witnesses) (ErrWitnessQuorum
+// otherwise), so that two disjoint sets of witnesses cannot both make a
+// quorum.
 type WitnessSet struct {
 	Witnesses []WitnessKey
 	Quorum    int
@@ -64,6 +67,9 @@ func (ws *WitnessSet) check() error {
 	n := len(ws.Witnesses)
 	if n == 0 || n > 255 || ws.Quorum < 1 || ws.Quorum > n {
 		return ErrMalformed
+	}
+	if 2*ws.Quorum <= n {
+		return ErrWitnessQuorum
 	}
 	for i := range ws.Witnesses {
 		if err := ws.Witnesses[i].check(); err != nil {

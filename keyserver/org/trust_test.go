@@ -64,3 +64,47 @@ func TestTrustBundleVRFKey(t *testing.T) {
 		}
 	}
 }
+
+// TestWitnessQuorumMajority: a witness quorum must be a strict majority of
+// the witness set (§Witness keys), so that two disjoint groups of
+// witnesses cannot each cosign one side of a split view. A tenant, a
+// proposed witness set and a parsed trust bundle with a quorum of at most
+// half the witnesses are refused with ErrWitnessQuorum; 1 of 1, 2 of 2
+// and 2 of 3 are accepted.
+func TestWitnessQuorumMajority(t *testing.T) {
+	f := newFixture(t, 66)
+	rnd := testRand(67)
+	ws3 := []WitnessKey{
+		newWitness(t, rnd, "witness.example/a", false),
+		newWitness(t, rnd, "witness.example/b", false),
+		newWitness(t, rnd, "witness.example/c", false),
+	}
+	for _, c := range []struct{ n, q int }{{1, 1}, {2, 2}, {3, 2}, {3, 3}, {2, 1}, {3, 1}} {
+		ws := WitnessSet{Witnesses: ws3[:c.n], Quorum: c.q}
+		majority := 2*c.q > c.n
+		_, err := f.t.ProposeWitnesses(ws, t0)
+		if majority != (err == nil) || (!majority && !errors.Is(err, ErrWitnessQuorum)) {
+			t.Errorf("propose %d of %d: %v", c.q, c.n, err)
+		}
+		var admins []*AdminKey
+		for _, a := range f.admins {
+			admins = append(admins, a.Public())
+		}
+		_, err = NewTenant(TenantParams{ID: tid(9), Admins: admins, Threshold: 2, LogOrigin: "moat.example/keys/q",
+			Log: f.log.Public(), VRF: f.vrf.Public(), Witnesses: ws}, f.signer, t0)
+		if majority != (err == nil) || (!majority && !errors.Is(err, ErrWitnessQuorum)) {
+			t.Errorf("tenant %d of %d: %v", c.q, c.n, err)
+		}
+	}
+	// A bundle whose quorum byte says 1 of its 2 witnesses does not parse.
+	enc := must(f.t.TrustBundle().Marshal())
+	must(ParseTrustBundle(enc))
+	if n, q := len(f.t.TrustBundle().Witnesses.Witnesses), enc[len(enc)-SignatureSize-1]; n != 2 || q != 2 {
+		t.Fatalf("fixture: quorum byte %d of %d witnesses", q, n)
+	}
+	bad := bytes.Clone(enc)
+	bad[len(bad)-SignatureSize-1] = 1
+	if _, err := ParseTrustBundle(bad); !errors.Is(err, ErrWitnessQuorum) || !errors.Is(err, ErrMalformed) {
+		t.Fatalf("bundle with quorum 1 of 2: %v", err)
+	}
+}

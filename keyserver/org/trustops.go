@@ -1,6 +1,7 @@
 package org
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -38,6 +39,9 @@ func (t *Tenant) ProposeWitnesses(ws WitnessSet, now time.Time) (*TrustBundle, e
 	p := t.nextBundle(now)
 	p.Witnesses = WitnessSet{Witnesses: slices.Clone(ws.Witnesses), Quorum: ws.Quorum}
 	SortWitnesses(p.Witnesses.Witnesses)
+	if errors.Is(p.Witnesses.check(), ErrWitnessQuorum) {
+		return nil, fmt.Errorf("org: proposing witnesses: %w", ErrWitnessQuorum)
+	}
 	if _, err := p.body(); err != nil {
 		return nil, fmt.Errorf("org: proposing witnesses: %w", ErrInvalidArgument)
 	}

@@ -191,13 +191,32 @@ func parseErr(what string, err error) error {
 	if errors.As(err, &ke) {
 		return &KeyError{Err: ke.Err}
 	}
+	if errors.Is(err, ErrWitnessQuorum) {
+		return &parseError{what: what, cause: ErrWitnessQuorum}
+	}
 	return &parseError{what: what}
 }
 
-type parseError struct{ what string }
+// parseError is ErrMalformed, and cause if set (ErrWitnessQuorum: the
+// encoding is well formed but its witness quorum is refused).
+type parseError struct {
+	what  string
+	cause error
+}
 
-func (e *parseError) Error() string { return "org: parsing " + e.what + ": malformed encoding" }
-func (e *parseError) Unwrap() error { return ErrMalformed }
+func (e *parseError) Error() string {
+	if e.cause != nil {
+		return "org: parsing " + e.what + ": " + e.cause.Error()
+	}
+	return "org: parsing " + e.what + ": malformed encoding"
+}
+
+func (e *parseError) Unwrap() []error {
+	if e.cause != nil {
+		return []error{ErrMalformed, e.cause}
+	}
+	return []error{ErrMalformed}
+}
 
 func clone(b []byte) []byte { return bytes.Clone(b) }
 
