@@ -249,7 +249,9 @@ type Alert struct {
 
 // Monitor checks this user's label at every epoch since the last call
 // (the first call: since enrolment) and returns the alerts (adversarial
-// case T29). An alert that this device itself is revoked wipes the store
+// case T29). The admin approvals of a recovery are checked against the
+// tenant's admin rosters, which Monitor verifies from the directory
+// first (AlertRecoveryApprovalsInvalid). An alert that this device itself is revoked wipes the store
 // (ErrRevoked). On error the monitoring position is unchanged.
 func (c *Client) Monitor(ctx context.Context) ([]Alert, error) {
 	if err := c.lock(); err != nil {
@@ -265,11 +267,23 @@ func (c *Client) monitor(ctx context.Context) ([]Alert, error) {
 	var out []Alert
 	followed := false
 	for {
+		// The admin rosters first, so that the approvals of a recovery
+		// are checked against them (rosters.go).
+		rosters, err := c.adminRosters(ctx)
+		if err != nil && !followed {
+			followed = true
+			if moved, ferr := c.followTrust(ctx); ferr == nil && moved {
+				continue
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
 		resp, err := c.dir.Monitor(ctx, user, c.kt.MonitorSince(user), c.kt.MonitorStart(user), c.kt.TreeSize())
 		if err != nil {
 			return nil, c.refused(ctx, fmt.Errorf("client: monitor: %w", err))
 		}
-		res, err := c.kt.Monitor(user, kt.Expected{Self: c.dev.Device}, resp, c.now())
+		res, err := c.kt.Monitor(user, kt.Expected{Self: c.dev.Device, Rosters: rosters}, resp, c.now())
 		if err != nil && !followed {
 			// A trust-bundle change the device missed: follow, then ask
 			// again (trust.go).

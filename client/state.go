@@ -85,6 +85,11 @@ type deviceState struct {
 	// maxUnacked of them (the latest): their ids are checked when the
 	// relay serves those sequence numbers again (sync.go, T40).
 	Unacked []unackedMessage
+
+	// The tenant's admin rosters this device verified (rosters.go): their
+	// encodings, oldest first, and the admin-roster label's position.
+	Rosters   [][]byte        `json:",omitempty"`
+	RosterPos *rosterPosition `json:",omitempty"`
 }
 
 // unackedMessage is a processed message whose Ack the relay has not

@@ -54,6 +54,7 @@ type Server struct {
 	witnesses   []*switchWitness
 	witnessKeys []org.WitnessKey
 	boxes       *backupMailboxes // rollback.go
+	ca          org.Signer       // the first CA key (forge.go)
 	conns       connLog          // conns.go
 }
 
@@ -106,6 +107,7 @@ func New(t testing.TB) *Server {
 	log := slog.New(slog.NewTextHandler(s.Logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	origin := service.Origin("moat.test", s.Tenant)
 	fk := must(service.GenerateFileKeys(nil))
+	s.ca = fk.CA
 	// A key file and key store, so that the CA and the log key can be
 	// rotated (RotateCA, RotateLogKey).
 	keyFile := t.TempDir() + "/keys.json"

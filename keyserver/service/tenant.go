@@ -83,6 +83,7 @@ type Tenant struct {
 	mu        sync.Mutex
 	org       *org.Tenant
 	dirty     bool // org changed since the state last committed
+	forge     func([]org.Update) ([]org.Update, error) // ForgeNextEpoch
 	approvals map[[32]byte]*pendingApprovals
 	// bundleApprovals are the admin approvals of proposed trust bundles
 	// and admin rosters, by the hash of their approval message (the
@@ -548,6 +549,12 @@ func (t *Tenant) publish(ctx context.Context, now time.Time) (*Epoch, error) {
 	ups, err := t.org.Publish(now)
 	if err != nil {
 		return nil, t.failed(ctx, before, err)
+	}
+	if f := t.forge; f != nil {
+		t.forge = nil
+		if ups, err = f(ups); err != nil {
+			return nil, t.failed(ctx, before, err)
+		}
 	}
 	// The changed records are encoded once the values' labels and
 	// versions are known: a user's record refers to the certificates
