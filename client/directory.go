@@ -265,19 +265,24 @@ func (c *Client) Monitor(ctx context.Context) ([]Alert, error) {
 func (c *Client) monitor(ctx context.Context) ([]Alert, error) {
 	user := c.dev.User
 	var out []Alert
+	var rosters []*org.AdminRoster
 	followed := false
 	for {
 		// The admin rosters first, so that the approvals of a recovery
-		// are checked against them (rosters.go).
-		rosters, err := c.adminRosters(ctx)
-		if err != nil && !followed {
-			followed = true
-			if moved, ferr := c.followTrust(ctx); ferr == nil && moved {
-				continue
+		// are checked against them (rosters.go); once per call, and again
+		// after following the trust bundle.
+		if rosters == nil {
+			rs, err := c.adminRosters(ctx)
+			if err != nil && !followed {
+				followed = true
+				if moved, ferr := c.followTrust(ctx); ferr == nil && moved {
+					continue
+				}
 			}
-		}
-		if err != nil {
-			return nil, err
+			if err != nil {
+				return nil, err
+			}
+			rosters = rs
 		}
 		resp, err := c.dir.Monitor(ctx, user, c.kt.MonitorSince(user), c.kt.MonitorStart(user), c.kt.TreeSize())
 		if err != nil {
@@ -289,6 +294,7 @@ func (c *Client) monitor(ctx context.Context) ([]Alert, error) {
 			// again (trust.go).
 			followed = true
 			if moved, ferr := c.followTrust(ctx); ferr == nil && moved {
+				rosters = nil
 				continue
 			}
 		}

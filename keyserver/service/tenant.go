@@ -83,8 +83,9 @@ type Tenant struct {
 	mu        sync.Mutex
 	org       *org.Tenant
 	dirty     bool // org changed since the state last committed
-	forge     func([]org.Update) ([]org.Update, error) // ForgeNextEpoch
 	approvals map[[32]byte]*pendingApprovals
+	// forge rewrites the next epoch's updates (ForgeNextEpoch, tests).
+	forge func([]org.Update) ([]org.Update, error)
 	// bundleApprovals are the admin approvals of proposed trust bundles
 	// and admin rosters, by the hash of their approval message (the
 	// messages are label-separated, so the two never collide).
