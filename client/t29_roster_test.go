@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
+	"net/http"
 	"testing"
 
 	"github.com/moat-im/moat/client"
 	"github.com/moat-im/moat/client/clienttest"
+	"github.com/moat-im/moat/keyserver/kt"
 	"github.com/moat-im/moat/keyserver/org"
 )
 
@@ -86,4 +89,52 @@ func TestT29ForgedRecoveryApprovalsSDK(t *testing.T) {
 		alerts, dev := run(t, forgeries["one admin"], true)
 		want(t, alerts, dev, client.AlertRecoveryApprovalsInvalid)
 	})
+}
+
+// TestT29RosterWithheld: a directory that alters the admin roster's
+// history (a byte flipped, or its records withheld) cannot make Monitor
+// skip the approval check: Monitor fails and the device's state is
+// unchanged; the untampered answer then verifies.
+func TestT29RosterWithheld(t *testing.T) {
+	ctx := context.Background()
+	s := clienttest.New(t)
+	tp := &tamperer{}
+	c := enrol(t, s, s.AddUser("Carol"), nil, func(cfg *client.Config) { cfg.HTTP = &http.Client{Transport: tp} })
+	s.Publish()
+	edits := map[string]func([]byte) []byte{
+		"byte flipped": func(b []byte) []byte {
+			b = bytes.Clone(b)
+			b[len(b)/2] ^= 0x01
+			return b
+		},
+		"records withheld": func(b []byte) []byte {
+			r, err := kt.ParseHistoryResponse(b)
+			if err != nil || len(r.Records) == 0 {
+				t.Errorf("history to withhold: %v, %d records", err, len(r.Records))
+				return b
+			}
+			r.Records, r.RecordProof = nil, nil
+			out, err := r.Marshal()
+			if err != nil {
+				t.Errorf("re-encoding the history: %v", err)
+				return b
+			}
+			return out
+		},
+	}
+	for name, edit := range edits {
+		t.Run(name, func(t *testing.T) {
+			before := c.st.Snapshot()
+			tp.set("/org-history/"+org.OrgLabelAdminRoster, edit)
+			if alerts, err := c.Monitor(ctx); err == nil {
+				t.Fatalf("monitoring with a tampered admin roster: %+v", alerts)
+			}
+			tp.set("", nil)
+			if after := c.st.Snapshot(); !maps.Equal(before, after) {
+				t.Fatal("a failed Monitor changed the device's state")
+			}
+		})
+	}
+	_, err := c.Monitor(ctx)
+	ok(t, err)
 }
