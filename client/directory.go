@@ -239,7 +239,8 @@ func (c *Client) Timeline(ctx context.Context) ([]TimelineEntry, error) {
 // Alert is a change under this user's directory label that no device of
 // the user made or approved (docs/spec/directory.md §Monitoring rules):
 // a device added or recovered by admins, a revocation, keys changed, a
-// rewritten history. The UI shows it.
+// rewritten history, a recovery whose admin approvals do not verify
+// (AlertRecoveryApprovalsInvalid). The UI shows it.
 type Alert struct {
 	Kind    string // kt.AlertKind's description
 	Device  DeviceID
