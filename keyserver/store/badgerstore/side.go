@@ -164,14 +164,20 @@ func (s *Store) PutVRFOutputs(ctx context.Context, key [32]byte, outs []store.VR
 		return err
 	}
 	defer end()
-	wr := &writer{s: s, ctx: ctx, split: true, noSync: true}
 	buf := make([]byte, 0, len(outs)*vrfKeySize)
-	for i := range outs {
+	return s.writeSide(ctx, true, len(outs), func(i int) entry {
 		buf = appendVRFKey(buf, &key, &outs[i].Input)
-		k := buf[len(buf)-vrfKeySize:]
-		if err = wr.set(entry{key: k, val: outs[i].Output}); err != nil {
-			break
-		}
+		return entry{key: buf[len(buf)-vrfKeySize:], val: outs[i].Output}
+	})
+}
+
+// writeSide writes the n entries at(0) … at(n-1) in split transactions
+// (without a sync if noSync), or none of them if one fails.
+func (s *Store) writeSide(ctx context.Context, noSync bool, n int, at func(int) entry) error {
+	wr := &writer{s: s, ctx: ctx, split: true, noSync: noSync}
+	var err error
+	for i := 0; i < n && err == nil; i++ {
+		err = wr.set(at(i))
 	}
 	if err == nil {
 		err = wr.finish(false)
@@ -253,19 +259,5 @@ func (s *Store) DropVRFOutputs(ctx context.Context, keep [32]byte) error {
 	if err != nil {
 		return fmt.Errorf("badgerstore: VRF outputs: %w", wrapRead(err))
 	}
-	wr := &writer{s: s, ctx: ctx, split: true}
-	for _, d := range dels {
-		if err = wr.set(entry{key: d, del: true}); err != nil {
-			break
-		}
-	}
-	if err == nil {
-		err = wr.finish(false)
-	} else if wr.txn != nil {
-		wr.txn.Discard()
-	}
-	if err != nil {
-		return fmt.Errorf("badgerstore: VRF outputs: %w", err)
-	}
-	return nil
+	return s.writeSide(ctx, false, len(dels), func(i int) entry { return entry{key: dels[i], del: true} })
 }
