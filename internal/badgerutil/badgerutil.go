@@ -60,3 +60,20 @@ func SmallStoreOptions(dir string, memTableSize int64, logger *slog.Logger, comp
 		WithNumVersionsToKeep(1).
 		WithNumCompactors(2)
 }
+
+// DeletePrefix deletes, in txn, every key with prefix (keys only: values
+// are not read).
+func DeletePrefix(txn *badger.Txn, prefix []byte) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	var keys [][]byte
+	for it.Rewind(); it.Valid(); it.Next() {
+		keys = append(keys, it.Item().KeyCopy(nil))
+	}
+	it.Close()
+	for _, k := range keys {
+		if err := txn.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}

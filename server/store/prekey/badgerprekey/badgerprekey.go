@@ -359,17 +359,8 @@ func (s *Store) Status(ctx context.Context, dev prekey.ID) (prekey.Status, error
 func (s *Store) Delete(ctx context.Context, dev prekey.ID) error {
 	return s.write(false, func(txn *badger.Txn) error {
 		for _, p := range []byte{prefixSingle, prefixPool, prefixExhausted} {
-			prefix := append([]byte{p}, dev[:]...)
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-			var keys [][]byte
-			for it.Rewind(); it.Valid(); it.Next() {
-				keys = append(keys, it.Item().KeyCopy(nil))
-			}
-			it.Close()
-			for _, k := range keys {
-				if err := txn.Delete(k); err != nil {
-					return err
-				}
+			if err := badgerutil.DeletePrefix(txn, append([]byte{p}, dev[:]...)); err != nil {
+				return err
 			}
 		}
 		return nil

@@ -3,6 +3,7 @@ package badgertokens
 import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/moat-im/moat/crypto/sealed"
+	"github.com/moat-im/moat/internal/badgerutil"
 )
 
 // RemoveMailbox deletes every verifier of mailbox, durably: the relay
@@ -18,17 +19,6 @@ func (s *Store) RemoveMailbox(mailbox sealed.MailboxID) error {
 		return err
 	}
 	return s.write(false, func(txn *badger.Txn) error {
-		var keys [][]byte
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		for it.Rewind(); it.Valid(); it.Next() {
-			keys = append(keys, it.Item().KeyCopy(nil))
-		}
-		it.Close()
-		for _, k := range keys {
-			if err := txn.Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
+		return badgerutil.DeletePrefix(txn, prefix)
 	})
 }
