@@ -603,16 +603,11 @@ func judge(prev *monitorState, exp Expected, res *HistoryResult) (*judgement, er
 	if bootstrap {
 		var selfEntry *org.Entry
 		known := map[org.DeviceID]*keys.IdentitySigningPublicKey{}
+		addDeviceKeys(known, res)
 		for i, v := range res.Values {
-			for _, cert := range v.Certificates {
-				known[cert.Device] = cert.Identity.Signing
-			}
 			for _, e := range v.Entries {
-				if cert := e.Certificate(); cert != nil {
-					known[cert.Device] = cert.Identity.Signing
-					if cert.Device == exp.Self && selfEntry == nil {
-						selfEntry, baseline = e, i
-					}
+				if cert := e.Certificate(); selfEntry == nil && cert != nil && cert.Device == exp.Self {
+					selfEntry, baseline = e, i
 				}
 			}
 		}
@@ -651,16 +646,7 @@ func judge(prev *monitorState, exp Expected, res *HistoryResult) (*judgement, er
 		for id, d := range devices {
 			deviceKeys[id] = d.signing
 		}
-		for _, v := range res.Values {
-			for _, cert := range v.Certificates {
-				deviceKeys[cert.Device] = cert.Identity.Signing
-			}
-			for _, e := range v.Entries {
-				if cert := e.Certificate(); cert != nil {
-					deviceKeys[cert.Device] = cert.Identity.Signing
-				}
-			}
-		}
+		addDeviceKeys(deviceKeys, res)
 	}
 
 	var alerts, pre []Alert
@@ -870,4 +856,19 @@ func keysHash(c *org.DeviceCertificate) [32]byte {
 	h.Write(binary.BigEndian.AppendUint16(nil, c.MLSKey.Scheme()))
 	h.Write(c.MLSKey.Raw())
 	return [32]byte(h.Sum(nil))
+}
+
+// addDeviceKeys adds to m the identity signing key of every device a
+// certificate of res names, in its values' certificates and entries.
+func addDeviceKeys(m map[org.DeviceID]*keys.IdentitySigningPublicKey, res *HistoryResult) {
+	for _, v := range res.Values {
+		for _, cert := range v.Certificates {
+			m[cert.Device] = cert.Identity.Signing
+		}
+		for _, e := range v.Entries {
+			if cert := e.Certificate(); cert != nil {
+				m[cert.Device] = cert.Identity.Signing
+			}
+		}
+	}
 }
