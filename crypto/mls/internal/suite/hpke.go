@@ -106,11 +106,20 @@ func (s *Suite) EncryptWithLabelDerand(pub HPKEPublicKey, label string, context,
 // DecryptWithLabel is RFC 9420 §5.1.3 DecryptWithLabel. Every failure is
 // ErrDecrypt.
 func (s *Suite) DecryptWithLabel(priv HPKEPrivateKey, label string, context, kemOutput, ciphertext []byte) ([]byte, error) {
+	return openLabelled(label, context, ciphertext, func(info []byte) (receiverCtx, error) {
+		return s.kem.setupR(priv, kemOutput, info)
+	})
+}
+
+// openLabelled is the rest of DecryptWithLabel once the receiver's key is
+// known: the labelled info, setup (SetupBaseR) and Open. Every failure is
+// ErrDecrypt.
+func openLabelled(label string, context, ciphertext []byte, setup func(info []byte) (receiverCtx, error)) ([]byte, error) {
 	info, err := labelledContent(label, context)
 	if err != nil {
 		return nil, ErrDecrypt
 	}
-	c, err := s.kem.setupR(priv, kemOutput, info)
+	c, err := setup(info)
 	if err != nil {
 		return nil, ErrDecrypt
 	}
@@ -158,19 +167,9 @@ func (s *Suite) DecryptWithLabelKey(key *DecryptionKey, label string, context, k
 	if key.sk == nil {
 		return s.DecryptWithLabel(key.priv, label, context, kemOutput, ciphertext)
 	}
-	info, err := labelledContent(label, context)
-	if err != nil {
-		return nil, ErrDecrypt
-	}
-	c, err := s.kem.(expander).setupRKey(key.sk, kemOutput, info)
-	if err != nil {
-		return nil, ErrDecrypt
-	}
-	pt, err := c.Open(nil, ciphertext)
-	if err != nil {
-		return nil, ErrDecrypt
-	}
-	return pt, nil
+	return openLabelled(label, context, ciphertext, func(info []byte) (receiverCtx, error) {
+		return s.kem.(expander).setupRKey(key.sk, kemOutput, info)
+	})
 }
 
 // ExportSend is SetupBaseS(pub, info) followed by Export(exporterContext,
