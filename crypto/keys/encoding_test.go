@@ -23,7 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
+	"github.com/moat-im/moat/internal/pqc"
 )
 
 // testRand returns a deterministic io.Reader for key generation in tests.
@@ -722,7 +722,7 @@ func TestSpecExamples(t *testing.T) {
 			t.Fatal(err)
 		}
 		var pub []byte
-		var pq *mldsa65.PublicKey
+		var pq *pqc.MLDSA65PublicKey
 		switch role {
 		case "org":
 			pub, pq = s.org.Public().ed, s.org.Public().pq
@@ -732,7 +732,7 @@ func TestSpecExamples(t *testing.T) {
 			pub, pq = s.log.Public().ed, s.log.Public().pq
 		}
 		tbs := append([]byte("moat/v1/hybrid-signature/"+role+"\x00"), msg...)
-		if len(sig) != 3373 || !ed25519.Verify(pub, tbs, sig[:64]) || !mldsa65.Verify(pq, tbs, nil, sig[64:]) {
+		if len(sig) != 3373 || !ed25519.Verify(pub, tbs, sig[:64]) || !pq.Verify(tbs, nil, sig[64:]) {
 			t.Errorf("%s: hybrid signature halves do not verify over HybridTBS", role)
 		}
 	}

@@ -5,11 +5,11 @@ import (
 	"crypto"
 	"crypto/ed25519"
 	"crypto/subtle"
+	"errors"
 	"io"
 
-	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 	"github.com/moat-im/moat/crypto/internal/label"
-	"github.com/moat-im/moat/internal/vecstate"
+	"github.com/moat-im/moat/internal/pqc"
 )
 
 // Hybrid signing keys (docs/spec/keys.md §Hybrid signing keys): an Ed25519
@@ -18,12 +18,12 @@ import (
 // either algorithm does.
 
 const (
-	hybridPublicSize = ed25519.PublicKeySize + mldsa65.PublicKeySize
+	hybridPublicSize = ed25519.PublicKeySize + pqc.MLDSA65PublicKeySize
 	// HybridSignatureSize is the size of a hybrid signature: Ed25519 then ML-DSA-65.
-	HybridSignatureSize = ed25519.SignatureSize + mldsa65.SignatureSize
+	HybridSignatureSize = ed25519.SignatureSize + pqc.MLDSA65SignatureSize
 	// HybridSeedSize is the size of a hybrid private key's seed: the
 	// Ed25519 seed then the ML-DSA-65 seed ξ.
-	HybridSeedSize = ed25519.SeedSize + mldsa65.SeedSize
+	HybridSeedSize = ed25519.SeedSize + pqc.MLDSASeedSize
 )
 
 type hybridRole interface {
@@ -62,7 +62,7 @@ type (
 type hybridPublicOf[R hybridRole] struct {
 	_   noCompare
 	ed  ed25519.PublicKey
-	pq  *mldsa65.PublicKey
+	pq  *pqc.MLDSA65PublicKey
 	raw []byte
 }
 
@@ -70,7 +70,7 @@ type hybridPrivateOf[R hybridRole] struct {
 	_ noCompare
 	secret
 	ed   *ed25519.PrivateKey // pointers: see the note on secret in encoding.go
-	pq   *mldsa65.PrivateKey
+	pq   *pqc.MLDSA65PrivateKey
 	seed *[HybridSeedSize]byte
 	pub  hybridPublicOf[R]
 }
@@ -88,10 +88,9 @@ func newHybridPrivateOf[R hybridRole](seed []byte) (*hybridPrivateOf[R], error) 
 		return nil, ErrMalformed
 	}
 	ed := ed25519.NewKeyFromSeed(seed[:ed25519.SeedSize])
-	var xi [mldsa65.SeedSize]byte
+	var xi [pqc.MLDSASeedSize]byte
 	copy(xi[:], seed[ed25519.SeedSize:])
-	pqPub, pq := mldsa65.NewKeyFromSeed(&xi)
-	vecstate.Clean() // after circl's AVX2 code (see mlkem.go)
+	pqPub, pq := pqc.NewMLDSA65Key(&xi)
 	raw := make([]byte, 0, hybridPublicSize)
 	raw = append(raw, ed.Public().(ed25519.PublicKey)...)
 	raw = append(raw, pqPub.Bytes()...)
@@ -108,15 +107,14 @@ func newHybridPublicOf[R hybridRole](raw []byte) (*hybridPublicOf[R], error) {
 	if err := checkEd25519Point(raw[:ed25519.PublicKeySize]); err != nil {
 		return nil, err
 	}
-	pq := new(mldsa65.PublicKey)
-	err := pq.UnmarshalBinary(raw[ed25519.PublicKeySize:])
-	vecstate.Clean()
+	// Non-canonical ML-DSA encodings are rejected: the key must re-encode
+	// to itself.
+	pq, err := pqc.ParseMLDSA65PublicKey(raw[ed25519.PublicKeySize:])
+	if errors.Is(err, pqc.ErrNonCanonical) {
+		return nil, ErrNonCanonical
+	}
 	if err != nil {
 		return nil, ErrMalformed
-	}
-	// Reject non-canonical ML-DSA encodings: the key must re-encode to itself.
-	if subtle.ConstantTimeCompare(pq.Bytes(), raw[ed25519.PublicKeySize:]) != 1 {
-		return nil, ErrNonCanonical
 	}
 	return &hybridPublicOf[R]{ed: append(ed25519.PublicKey(nil), raw[:ed25519.PublicKeySize]...), pq: pq, raw: append([]byte(nil), raw...)}, nil
 }
@@ -148,8 +146,7 @@ func (k *hybridPrivateOf[R]) Sign(msg []byte) ([]byte, error) {
 	m := hybridMessage[R](msg)
 	sig := make([]byte, HybridSignatureSize)
 	copy(sig, ed25519.Sign(*k.ed, m))
-	err := mldsa65.SignTo(k.pq, m, nil, true, sig[ed25519.SignatureSize:])
-	vecstate.Clean()
+	err := k.pq.SignTo(m, nil, sig[ed25519.SignatureSize:])
 	if err != nil {
 		return nil, err
 	}
@@ -170,8 +167,7 @@ func (k *hybridPublicOf[R]) Verify(msg, sig []byte) error {
 	}
 	m := hybridMessage[R](msg)
 	edOK := ed25519.Verify(k.ed, m, sig[:ed25519.SignatureSize])
-	pqOK := mldsa65.Verify(k.pq, m, nil, sig[ed25519.SignatureSize:])
-	vecstate.Clean()
+	pqOK := k.pq.Verify(m, nil, sig[ed25519.SignatureSize:])
 	if !edOK || !pqOK {
 		return ErrBadSignature
 	}
@@ -229,17 +225,7 @@ func (k *hybridPrivateOf[R]) Ed25519Signer() crypto.Signer { return *k.ed }
 // MLDSA65Signer returns the ML-DSA-65 half as a crypto.Signer (circl's
 // Signer signs deterministically, with an empty context, and ignores its
 // rand argument), for the same purpose as Ed25519Signer.
-func (k *hybridPrivateOf[R]) MLDSA65Signer() crypto.Signer { return cleanSigner{k.pq} }
-
-// cleanSigner clears the vector state after circl's ML-DSA signing (see
-// mlkem.go).
-type cleanSigner struct{ crypto.Signer }
-
-func (s cleanSigner) Sign(rand io.Reader, m []byte, opts crypto.SignerOpts) ([]byte, error) {
-	sig, err := s.Signer.Sign(rand, m, opts)
-	vecstate.Clean()
-	return sig, err
-}
+func (k *hybridPrivateOf[R]) MLDSA65Signer() crypto.Signer { return k.pq.Signer() }
 
 // Ed25519 returns the Ed25519 half of the public key.
 func (k *hybridPublicOf[R]) Ed25519() ed25519.PublicKey {
@@ -247,7 +233,7 @@ func (k *hybridPublicOf[R]) Ed25519() ed25519.PublicKey {
 }
 
 // MLDSA65 returns the ML-DSA-65 half of the public key.
-func (k *hybridPublicOf[R]) MLDSA65() *mldsa65.PublicKey { return k.pq }
+func (k *hybridPublicOf[R]) MLDSA65() *pqc.MLDSA65PublicKey { return k.pq }
 
 func parseHybridTextOf[R hybridRole](s string) (*hybridPublicOf[R], error) {
 	var r R

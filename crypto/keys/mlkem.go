@@ -5,28 +5,23 @@ import (
 	"crypto/subtle"
 	"io"
 
-	"github.com/cloudflare/circl/kem/mlkem/mlkem768"
-
-	"github.com/moat-im/moat/internal/vecstate"
+	"github.com/moat-im/moat/internal/pqc"
 )
 
 // ML-KEM-768 keys (docs/spec/keys.md §ML-KEM keys). The implementation is
-// circl's, which measures 3–4× faster than crypto/mlkem on the reference
-// machine (docs/performance.md); its Unpack performs the FIPS 203 §7.2
-// modulus check on encapsulation keys and the §7.3 hash check on
-// decapsulation keys. Its AVX2 assembly leaves the upper YMM state dirty,
-// which slows the SHA-256 and AES that follow: every call into it is
-// followed by vecstate.Clean.
+// circl's through internal/pqc, which measures 3–4× faster than
+// crypto/mlkem on the reference machine (docs/performance.md) and performs
+// the FIPS 203 §7.2 modulus check on encapsulation keys.
 
 const (
 	// KEMPublicKeySize is the size of an ML-KEM-768 encapsulation key.
-	KEMPublicKeySize = mlkem768.PublicKeySize
+	KEMPublicKeySize = pqc.MLKEM768PublicKeySize
 	// KEMCiphertextSize is the size of an ML-KEM-768 ciphertext.
-	KEMCiphertextSize = mlkem768.CiphertextSize
+	KEMCiphertextSize = pqc.MLKEM768CiphertextSize
 	// KEMSharedSecretSize is the size of an ML-KEM shared secret.
-	KEMSharedSecretSize = mlkem768.SharedKeySize
+	KEMSharedSecretSize = pqc.MLKEM768SharedSecretSize
 	// KEMSeedSize is the size of the (d, z) seed of a decapsulation key.
-	KEMSeedSize = mlkem768.KeySeedSize
+	KEMSeedSize = pqc.MLKEM768SeedSize
 )
 
 type kemRole interface{ tag() Tag }
@@ -54,14 +49,14 @@ type (
 
 type kemPublicOf[R kemRole] struct {
 	_   noCompare
-	k   *mlkem768.PublicKey
+	k   *pqc.MLKEM768PublicKey
 	raw []byte
 }
 
 type kemPrivateOf[R kemRole] struct {
 	_ noCompare
 	secret
-	k    *mlkem768.PrivateKey
+	k    *pqc.MLKEM768PrivateKey
 	seed *[KEMSeedSize]byte // a pointer: see the note on secret in encoding.go
 	pub  kemPublicOf[R]
 }
@@ -80,10 +75,8 @@ func newKEMPrivateOf[R kemRole](seed []byte) (*kemPrivateOf[R], error) {
 	if len(seed) != KEMSeedSize {
 		return nil, ErrMalformed
 	}
-	pk, sk := mlkem768.NewKeyFromSeed(seed)
-	raw := make([]byte, KEMPublicKeySize)
-	pk.Pack(raw)
-	vecstate.Clean()
+	pk, sk := pqc.NewMLKEM768Key(seed)
+	raw := pk.Bytes()
 	return &kemPrivateOf[R]{k: sk, seed: (*[KEMSeedSize]byte)(bytes.Clone(seed)), pub: kemPublicOf[R]{k: pk, raw: raw}}, nil
 }
 
@@ -91,9 +84,7 @@ func newKEMPublicOf[R kemRole](raw []byte) (*kemPublicOf[R], error) {
 	if len(raw) != KEMPublicKeySize {
 		return nil, ErrMalformed
 	}
-	pk := new(mlkem768.PublicKey)
-	err := pk.Unpack(raw)
-	vecstate.Clean()
+	pk, err := pqc.ParseMLKEM768PublicKey(raw)
 	if err != nil {
 		return nil, ErrInvalidKEMKey
 	}
@@ -130,21 +121,19 @@ func (k *kemPrivateOf[R]) Decapsulate(ct []byte) ([]byte, error) {
 	}
 	ss := make([]byte, KEMSharedSecretSize)
 	k.k.DecapsulateTo(ss, ct)
-	vecstate.Clean()
 	return ss, nil
 }
 
 // Encapsulate returns a ciphertext and shared secret, with the 32-byte
 // encapsulation randomness m read from rand (FIPS 203 ML-KEM.Encaps).
 func (k *kemPublicOf[R]) Encapsulate(rand io.Reader) (ct, ss []byte, err error) {
-	var m [mlkem768.EncapsulationSeedSize]byte
+	var m [pqc.MLKEM768EncapsulationSeedSize]byte
 	if _, err := io.ReadFull(rand, m[:]); err != nil {
 		return nil, nil, err
 	}
 	ct = make([]byte, KEMCiphertextSize)
 	ss = make([]byte, KEMSharedSecretSize)
 	k.k.EncapsulateTo(ct, ss, m[:])
-	vecstate.Clean()
 	return ct, ss, nil
 }
 

@@ -27,7 +27,7 @@ import (
 	"testing"
 
 	"github.com/c2sp/wycheproof"
-	"github.com/cloudflare/circl/kem/mlkem/mlkem768"
+	"github.com/moat-im/moat/internal/pqc"
 )
 
 // hexBytes is a hex-encoded JSON string.
@@ -414,9 +414,7 @@ func mlkemAccept(t *testing.T, tc mlkemTest) (accept, ok bool) {
 // packedDK returns the FIPS 203 expanded decapsulation key that k holds, to
 // compare with vectors. Moat never exports it; only tests read it.
 func packedDK(k *KEMPrekeyPrivateKey) []byte {
-	dk := make([]byte, mlkem768.PrivateKeySize)
-	k.k.Pack(dk)
-	return dk
+	return k.k.ExpandedBytes()
 }
 
 // TestWycheproofMLKEM768 runs mlkem_768_test.json: the seed is the 64-byte
@@ -637,8 +635,8 @@ func TestWycheproofMLKEM768SemiExpandedDecaps(t *testing.T) {
 // Moat's API imports ML-KEM private keys from seeds. The Seed of the result is
 // empty.
 func kemPrivateFromExpanded[R kemRole](dk []byte) (*kemPrivateOf[R], error) {
-	sk := new(mlkem768.PrivateKey)
-	if err := sk.Unpack(dk); err != nil {
+	sk, err := pqc.ParseMLKEM768ExpandedPrivateKey(dk)
+	if err != nil {
 		return nil, err
 	}
 	pub, err := newKEMPublicOf[R](dk[1152 : 1152+KEMPublicKeySize])

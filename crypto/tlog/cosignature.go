@@ -7,12 +7,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/moat-im/moat/internal/vecstate"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/cloudflare/circl/sign/mldsa/mldsa44"
+	"github.com/moat-im/moat/internal/pqc"
 )
 
 // Cosignatures: C2SP tlog-cosignature (docs/spec/tlog.md §Cosignatures).
@@ -68,7 +67,7 @@ func parseCosignature(line []byte) (*Cosignature, error) {
 	if err != nil || base64.StdEncoding.EncodeToString(raw) != b64 {
 		return nil, errors.New("not canonical base64")
 	}
-	if n := len(raw) - 12; n != ed25519.SignatureSize && n != mldsa44.SignatureSize {
+	if n := len(raw) - 12; n != ed25519.SignatureSize && n != pqc.MLDSA44SignatureSize {
 		return nil, errors.New("wrong length")
 	}
 	c := &Cosignature{
@@ -86,7 +85,7 @@ func parseCosignature(line []byte) (*Cosignature, error) {
 // Marshal returns the signature line, with its final newline.
 func (c *Cosignature) Marshal() ([]byte, error) {
 	if !validKeyName(c.Name) || len(c.Name) > MaxWitnessNameSize || c.Timestamp > MaxTreeSize ||
-		(len(c.Signature) != ed25519.SignatureSize && len(c.Signature) != mldsa44.SignatureSize) {
+		(len(c.Signature) != ed25519.SignatureSize && len(c.Signature) != pqc.MLDSA44SignatureSize) {
 		return nil, fmt.Errorf("%w: cosignature", ErrMalformed)
 	}
 	raw := make([]byte, 12, 12+len(c.Signature))
@@ -175,10 +174,9 @@ func cosign(key *WitnessPrivateKey, c *Checkpoint, ts uint64) (*Cosignature, err
 	case CosignatureEd25519:
 		cs.Signature = ed25519.Sign(key.ed, cosignatureV1Message(text, ts))
 	case CosignatureMLDSA44:
-		cs.Signature = make([]byte, mldsa44.SignatureSize)
+		cs.Signature = make([]byte, pqc.MLDSA44SignatureSize)
 		// Hedged signing (FIPS 204 §3.4), empty context.
-		err := mldsa44.SignTo(key.pq, subtreeV1Message(key.pub.name, ts, c), nil, true, cs.Signature)
-		vecstate.Clean()
+		err := key.pq.SignTo(subtreeV1Message(key.pub.name, ts, c), nil, cs.Signature)
 		if err != nil {
 			return nil, err
 		}
@@ -219,9 +217,7 @@ func (k *WitnessPublicKey) verify(c *Checkpoint, sig []byte) (uint64, bool) {
 		}
 		return ts, ed25519.Verify(k.ed, cosignatureV1Message(text, ts), sig[8:])
 	case CosignatureMLDSA44:
-		ok := mldsa44.Verify(k.pq, subtreeV1Message(k.name, ts, c), nil, sig[8:])
-		vecstate.Clean()
-		return ts, ok
+		return ts, k.pq.Verify(subtreeV1Message(k.name, ts, c), nil, sig[8:])
 	}
 	return 0, false
 }

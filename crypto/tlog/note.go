@@ -8,9 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/moat-im/moat/internal/vecstate"
 
-	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 	"github.com/moat-im/moat/crypto/keys"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -148,12 +146,7 @@ func openNote(msg []byte, origin string, log *keys.LogPublicKey, ws []*WitnessPu
 		return nil, err
 	}
 	if err := set.add(&noteVerifier{origin, pqID, func(m, sig []byte) bool {
-		if len(sig) != mldsa65.SignatureSize {
-			return false
-		}
-		ok := mldsa65.Verify(pqPub, m, nil, sig)
-		vecstate.Clean()
-		return ok
+		return pqPub.Verify(m, nil, sig)
 	}}); err != nil {
 		return nil, err
 	}

@@ -6,13 +6,13 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
-	"github.com/moat-im/moat/internal/vecstate"
 	"io"
 	"strings"
 
 	"filippo.io/edwards25519"
-	"github.com/cloudflare/circl/sign/mldsa/mldsa44"
+	"github.com/moat-im/moat/internal/pqc"
 )
 
 // Witness keys (docs/spec/tlog.md §Witness keys). A witness key is a
@@ -47,7 +47,7 @@ func (t CosignatureType) publicKeySize() int {
 	case CosignatureEd25519:
 		return ed25519.PublicKeySize
 	case CosignatureMLDSA44:
-		return mldsa44.PublicKeySize
+		return pqc.MLDSA44PublicKeySize
 	}
 	return -1
 }
@@ -57,7 +57,7 @@ func (t CosignatureType) signatureSize() int {
 	case CosignatureEd25519:
 		return ed25519.SignatureSize
 	case CosignatureMLDSA44:
-		return mldsa44.SignatureSize
+		return pqc.MLDSA44SignatureSize
 	}
 	return -1
 }
@@ -77,7 +77,7 @@ type WitnessPublicKey struct {
 	name string
 	typ  CosignatureType
 	ed   ed25519.PublicKey
-	pq   *mldsa44.PublicKey
+	pq   *pqc.MLDSA44PublicKey
 	id   uint32
 	raw  []byte // type || public key
 }
@@ -109,15 +109,14 @@ func NewWitnessPublicKey(name string, typ CosignatureType, pub []byte) (*Witness
 		}
 		k.ed = bytes.Clone(pub)
 	case CosignatureMLDSA44:
-		k.pq = new(mldsa44.PublicKey)
-		err := k.pq.UnmarshalBinary(pub)
-		vecstate.Clean()
+		pq, err := pqc.ParseMLDSA44PublicKey(pub)
+		if errors.Is(err, pqc.ErrNonCanonical) {
+			return nil, fmt.Errorf("%w: non-canonical ML-DSA-44 public key", ErrMalformed)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: ML-DSA-44 public key", ErrMalformed)
 		}
-		if !bytes.Equal(k.pq.Bytes(), pub) {
-			return nil, fmt.Errorf("%w: non-canonical ML-DSA-44 public key", ErrMalformed)
-		}
+		k.pq = pq
 	}
 	k.id = keyID(name, string(k.raw[:1]), pub)
 	return k, nil
@@ -178,7 +177,7 @@ type WitnessPrivateKey struct {
 	_    [0]func()
 	seed *[WitnessSeedSize]byte
 	ed   ed25519.PrivateKey
-	pq   *mldsa44.PrivateKey
+	pq   *pqc.MLDSA44PrivateKey
 	pub  WitnessPublicKey
 }
 
@@ -203,9 +202,8 @@ func NewWitnessPrivateKey(name string, typ CosignatureType, seed []byte) (*Witne
 		k.ed = ed25519.NewKeyFromSeed(seed)
 		pub = k.ed.Public().(ed25519.PublicKey)
 	case CosignatureMLDSA44:
-		var pk *mldsa44.PublicKey
-		pk, k.pq = mldsa44.NewKeyFromSeed(k.seed)
-		vecstate.Clean()
+		var pk *pqc.MLDSA44PublicKey
+		pk, k.pq = pqc.NewMLDSA44Key(k.seed)
 		pub = pk.Bytes()
 	default:
 		return nil, fmt.Errorf("%w: unknown cosignature type %#02x", ErrMalformed, byte(typ))

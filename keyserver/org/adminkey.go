@@ -4,10 +4,9 @@ import (
 	"crypto/ed25519"
 	"crypto/subtle"
 	"fmt"
-	"github.com/moat-im/moat/internal/vecstate"
 	"io"
 
-	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
+	"github.com/moat-im/moat/internal/pqc"
 	"golang.org/x/crypto/cryptobyte"
 )
 
@@ -31,7 +30,7 @@ type AdminKey struct {
 	scheme AdminScheme
 	raw    []byte
 	ed     ed25519.PublicKey
-	pq     *mldsa65.PublicKey
+	pq     *pqc.MLDSA65PublicKey
 }
 
 // NewAdminKey checks raw as a public key of scheme for admin id: 32 bytes
@@ -125,7 +124,7 @@ func readAdminKey(s *cryptobyte.String) (*AdminKey, error) {
 type AdminPrivateKey struct {
 	_    [0]func()
 	ed   *ed25519.PrivateKey
-	pq   *mldsa65.PrivateKey
+	pq   *pqc.MLDSA65PrivateKey
 	pub  *AdminKey
 	seed *[]byte
 }
@@ -140,7 +139,7 @@ func (k *AdminPrivateKey) Format(f fmt.State, _ rune) {
 func GenerateAdminKey(rand io.Reader, id AdminID, scheme AdminScheme) (*AdminPrivateKey, error) {
 	n := ed25519.SeedSize
 	if scheme == AdminHybrid {
-		n += mldsa65.SeedSize
+		n += pqc.MLDSASeedSize
 	}
 	seed := make([]byte, n)
 	if _, err := io.ReadFull(rand, seed); err != nil {
@@ -157,7 +156,7 @@ func NewAdminPrivateKey(id AdminID, scheme AdminScheme, seed []byte) (*AdminPriv
 	case AdminEd25519:
 		want = ed25519.SeedSize
 	case AdminHybrid:
-		want = ed25519.SeedSize + mldsa65.SeedSize
+		want = ed25519.SeedSize + pqc.MLDSASeedSize
 	default:
 		return nil, ErrInvalidArgument
 	}
@@ -168,10 +167,9 @@ func NewAdminPrivateKey(id AdminID, scheme AdminScheme, seed []byte) (*AdminPriv
 	k := &AdminPrivateKey{ed: &ed}
 	raw := clone(ed.Public().(ed25519.PublicKey))
 	if scheme == AdminHybrid {
-		var xi [mldsa65.SeedSize]byte
+		var xi [pqc.MLDSASeedSize]byte
 		copy(xi[:], seed[ed25519.SeedSize:])
-		pqPub, pq := mldsa65.NewKeyFromSeed(&xi)
-		vecstate.Clean()
+		pqPub, pq := pqc.NewMLDSA65Key(&xi)
 		k.pq = pq
 		raw = append(raw, pqPub.Bytes()...)
 	}

@@ -6,12 +6,11 @@ import (
 	"crypto/mlkem"
 	"crypto/subtle"
 	"fmt"
-	"github.com/moat-im/moat/internal/vecstate"
 	"io"
 	"time"
 
-	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 	"github.com/moat-im/moat/crypto/keys"
+	"github.com/moat-im/moat/internal/pqc"
 	"golang.org/x/crypto/cryptobyte"
 )
 
@@ -34,10 +33,10 @@ type Auditor struct {
 }
 
 const (
-	auditorSigningKeySize = ed25519.PublicKeySize + mldsa65.PublicKeySize
+	auditorSigningKeySize = ed25519.PublicKeySize + pqc.MLDSA65PublicKeySize
 	// AuditorSignatureSize is the size of an auditor's signature: Ed25519
 	// then ML-DSA-65.
-	AuditorSignatureSize = ed25519.SignatureSize + mldsa65.SignatureSize
+	AuditorSignatureSize = ed25519.SignatureSize + pqc.MLDSA65SignatureSize
 	// XWingPublicKeySize is the size of an X-Wing public key: an
 	// ML-KEM-768 encapsulation key then an X25519 key.
 	XWingPublicKeySize       = mlkem.EncapsulationKeySize768 + 32
@@ -517,17 +516,15 @@ func ParseEscrowPolicy(data []byte) (*EscrowPolicy, error) {
 // parseHybridPublic splits a hybrid public key, Ed25519 (32 bytes) then
 // ML-DSA-65 (1952 bytes): the Ed25519 key checked as in keys.md, the
 // ML-DSA-65 key re-encoding to itself.
-func parseHybridPublic(raw []byte) (ed25519.PublicKey, *mldsa65.PublicKey, error) {
-	if len(raw) != ed25519.PublicKeySize+mldsa65.PublicKeySize {
+func parseHybridPublic(raw []byte) (ed25519.PublicKey, *pqc.MLDSA65PublicKey, error) {
+	if len(raw) != ed25519.PublicKeySize+pqc.MLDSA65PublicKeySize {
 		return nil, nil, ErrMalformed
 	}
 	if err := checkEd25519(raw[:ed25519.PublicKeySize]); err != nil {
 		return nil, nil, err
 	}
-	pq := new(mldsa65.PublicKey)
-	bad := pq.UnmarshalBinary(raw[ed25519.PublicKeySize:]) != nil
-	vecstate.Clean()
-	if bad || subtle.ConstantTimeCompare(pq.Bytes(), raw[ed25519.PublicKeySize:]) != 1 {
+	pq, err := pqc.ParseMLDSA65PublicKey(raw[ed25519.PublicKeySize:])
+	if err != nil {
 		return nil, nil, ErrMalformed
 	}
 	return ed25519.PublicKey(clone(raw[:ed25519.PublicKeySize])), pq, nil
@@ -535,22 +532,20 @@ func parseHybridPublic(raw []byte) (ed25519.PublicKey, *mldsa65.PublicKey, error
 
 // verifyHybrid checks a hybrid signature, Ed25519 then ML-DSA-65 (empty
 // context), both over m and both required.
-func verifyHybrid(ed ed25519.PublicKey, pq *mldsa65.PublicKey, m, sig []byte) bool {
-	if len(sig) != ed25519.SignatureSize+mldsa65.SignatureSize {
+func verifyHybrid(ed ed25519.PublicKey, pq *pqc.MLDSA65PublicKey, m, sig []byte) bool {
+	if len(sig) != AuditorSignatureSize {
 		return false
 	}
 	edOK := ed25519.Verify(ed, m, sig[:ed25519.SignatureSize])
-	pqOK := mldsa65.Verify(pq, m, nil, sig[ed25519.SignatureSize:])
-	vecstate.Clean()
+	pqOK := pq.Verify(m, nil, sig[ed25519.SignatureSize:])
 	return edOK && pqOK
 }
 
 // signHybrid signs m with both halves of a hybrid key, ML-DSA-65 hedged.
-func signHybrid(ed ed25519.PrivateKey, pq *mldsa65.PrivateKey, m []byte) ([]byte, error) {
-	sig := make([]byte, ed25519.SignatureSize+mldsa65.SignatureSize)
+func signHybrid(ed ed25519.PrivateKey, pq *pqc.MLDSA65PrivateKey, m []byte) ([]byte, error) {
+	sig := make([]byte, AuditorSignatureSize)
 	copy(sig, ed25519.Sign(ed, m))
-	err := mldsa65.SignTo(pq, m, nil, true, sig[ed25519.SignatureSize:])
-	vecstate.Clean()
+	err := pq.SignTo(m, nil, sig[ed25519.SignatureSize:])
 	if err != nil {
 		return nil, err
 	}
@@ -568,7 +563,7 @@ func verifyAuditor(key, msg, sig []byte) bool {
 type AuditorPrivateKey struct {
 	_   [0]func()
 	ed  ed25519.PrivateKey
-	pq  *mldsa65.PrivateKey
+	pq  *pqc.MLDSA65PrivateKey
 	pub []byte
 }
 
@@ -580,7 +575,7 @@ func (k *AuditorPrivateKey) Format(f fmt.State, _ rune) {
 // GenerateAuditorKey returns a new auditor key with its 64-byte seed read
 // from rand.
 func GenerateAuditorKey(rand io.Reader) (*AuditorPrivateKey, error) {
-	seed := make([]byte, ed25519.SeedSize+mldsa65.SeedSize)
+	seed := make([]byte, ed25519.SeedSize+pqc.MLDSASeedSize)
 	if _, err := io.ReadFull(rand, seed); err != nil {
 		return nil, err
 	}
@@ -590,13 +585,12 @@ func GenerateAuditorKey(rand io.Reader) (*AuditorPrivateKey, error) {
 // NewAuditorPrivateKey derives an auditor key from its seed: the Ed25519
 // seed then the ML-DSA-65 seed ξ.
 func NewAuditorPrivateKey(seed []byte) (*AuditorPrivateKey, error) {
-	if len(seed) != ed25519.SeedSize+mldsa65.SeedSize {
+	if len(seed) != ed25519.SeedSize+pqc.MLDSASeedSize {
 		return nil, ErrInvalidArgument
 	}
-	var xi [mldsa65.SeedSize]byte
+	var xi [pqc.MLDSASeedSize]byte
 	copy(xi[:], seed[ed25519.SeedSize:])
-	pqPub, pq := mldsa65.NewKeyFromSeed(&xi)
-	vecstate.Clean()
+	pqPub, pq := pqc.NewMLDSA65Key(&xi)
 	ed := ed25519.NewKeyFromSeed(seed[:ed25519.SeedSize])
 	pub := append(clone(ed.Public().(ed25519.PublicKey)), pqPub.Bytes()...)
 	return &AuditorPrivateKey{ed: ed, pq: pq, pub: pub}, nil

@@ -3,13 +3,12 @@ package org
 import (
 	"bytes"
 	"crypto/subtle"
-	"github.com/moat-im/moat/internal/vecstate"
 	"slices"
 	"time"
 
-	"github.com/cloudflare/circl/sign/mldsa/mldsa44"
 	"github.com/moat-im/moat/crypto/keys"
 	"github.com/moat-im/moat/crypto/vrf"
+	"github.com/moat-im/moat/internal/pqc"
 	"golang.org/x/crypto/cryptobyte"
 )
 
@@ -31,10 +30,7 @@ func (w *WitnessKey) check() error {
 		return err
 	}
 	if len(w.MLDSA44) != 0 {
-		var pk mldsa44.PublicKey
-		bad := pk.UnmarshalBinary(w.MLDSA44) != nil
-		vecstate.Clean()
-		if bad || subtle.ConstantTimeCompare(pk.Bytes(), w.MLDSA44) != 1 {
+		if _, err := pqc.ParseMLDSA44PublicKey(w.MLDSA44); err != nil {
 			return ErrMalformed
 		}
 	}
