@@ -246,7 +246,7 @@ func (r *Relay) admitSend(h *sealed.Header, sa *deliverytoken.SendAuthorization)
 			r.met.sends.WithLabelValues("malformed").Inc()
 			return sendVerdict{status: http.StatusBadRequest, msg: "malformed send authorization"}
 		default:
-			r.opts.Logger.Error("token check", "err", err)
+			r.opts.Logger.Error("token check", "err", redactErr(err))
 			return sendVerdict{status: http.StatusServiceUnavailable, wait: 5 * time.Second, msg: "token store unavailable"}
 		}
 	}

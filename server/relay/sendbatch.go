@@ -155,9 +155,9 @@ func (r *Relay) storeResult(err error) BatchResult {
 		r.met.unavailable.Inc()
 		return BatchResult{Status: http.StatusServiceUnavailable, RetryAfter: 5}
 	case errors.Is(err, mailbox.ErrCorrupt):
-		r.opts.Logger.Error("ALARM: corrupt mailbox store", "err", err)
+		r.opts.Logger.Error("ALARM: corrupt mailbox store", "err", redactErr(err))
 	default:
-		r.opts.Logger.Error("mailbox store", "err", err)
+		r.opts.Logger.Error("mailbox store", "err", redactErr(err))
 	}
 	return BatchResult{Status: http.StatusInternalServerError}
 }
