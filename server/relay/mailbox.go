@@ -101,7 +101,13 @@ func (r *Relay) sendLength(w http.ResponseWriter, req *http.Request, limit int64
 // readDeclared reads a body of the n bytes sendLength returned; a
 // shorter one is answered 400.
 func readDeclared(w http.ResponseWriter, req *http.Request, n int64) ([]byte, bool) {
-	body, ok := httpserve.ReadBody(w, req, n)
+	return readDeclaredInto(w, req, n, nil)
+}
+
+// readDeclaredInto is readDeclared reading into buf's memory while the
+// body fits it (httpserve.ReadBodyInto).
+func readDeclaredInto(w http.ResponseWriter, req *http.Request, n int64, buf []byte) ([]byte, bool) {
+	body, ok := httpserve.ReadBodyInto(w, req, n, buf)
 	if !ok {
 		return nil, false
 	}

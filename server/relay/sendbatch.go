@@ -30,7 +30,20 @@ func (r *Relay) postSendBatch(w http.ResponseWriter, req *http.Request) {
 	if !ok {
 		return
 	}
-	body, ok := readDeclared(w, req, n)
+	// The body is read into a pooled buffer: the items alias it until the
+	// store has taken their envelopes (Enqueue keeps no reference to a
+	// message's body) and the answer is written.
+	bp := batchBodies.Get().(*[]byte)
+	body, ok := readDeclaredInto(w, req, n, *bp)
+	defer func() {
+		if cap(body) > maxPooledBatchBody {
+			return
+		}
+		if cap(body) > cap(*bp) {
+			*bp = body[:0]
+		}
+		batchBodies.Put(bp)
+	}()
 	if !ok {
 		return
 	}
@@ -61,10 +74,10 @@ func (r *Relay) postSendBatch(w http.ResponseWriter, req *http.Request) {
 		if h == nil {
 			continue
 		}
-		// The store keeps the body: it is copied out of the request's
-		// buffer, so that one kept envelope does not pin the whole batch.
-		id, body := StoreMailboxID(h.Mailbox), append([]byte(nil), items[i].Envelope...)
-		wg.Go(func() { ens[i], errs[i] = r.enqueue(req.Context(), id, h, body) })
+		// The store copies the envelope (mailbox.Store.Enqueue keeps no
+		// reference to it), so the pooled buffer may be reused after.
+		id, env := StoreMailboxID(h.Mailbox), items[i].Envelope
+		wg.Go(func() { ens[i], errs[i] = r.enqueue(req.Context(), id, h, env) })
 	}
 	wg.Wait()
 	leaves := make([]mailbox.HeadLeaf, 0, len(items))
@@ -98,6 +111,13 @@ func (r *Relay) postSendBatch(w http.ResponseWriter, req *http.Request) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
 	writeBinary(w, out)
 }
+
+// batchBodies pools the buffers send-batch requests are read into; a
+// buffer grown past maxPooledBatchBody (a batch of large envelopes) is
+// left to the garbage collector rather than kept.
+var batchBodies = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledBatchBody = 256 << 10
 
 // checkBatchItem runs steps 1-7 of §Send on one item and returns its
 // parsed header, or the status (and the wait of a 429 or 503) of the first
