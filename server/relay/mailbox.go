@@ -164,7 +164,11 @@ func (r *Relay) postSend(w http.ResponseWriter, req *http.Request) {
 		httpserve.WriteError(w, http.StatusBadRequest, "malformed send authorization")
 		return
 	}
-	body, ok := readDeclared(w, req, n)
+	// Read into a pooled buffer: the store copies the envelope (Enqueue
+	// keeps no reference to it), and nothing else keeps it.
+	bp := sendBodies.Get().(*[]byte)
+	body, ok := readDeclaredInto(w, req, n, *bp)
+	defer putBody(&sendBodies, bp, body, maxPooledSendBody)
 	if !ok {
 		return
 	}

@@ -35,15 +35,7 @@ func (r *Relay) postSendBatch(w http.ResponseWriter, req *http.Request) {
 	// message's body) and the answer is written.
 	bp := batchBodies.Get().(*[]byte)
 	body, ok := readDeclaredInto(w, req, n, *bp)
-	defer func() {
-		if cap(body) > maxPooledBatchBody {
-			return
-		}
-		if cap(body) > cap(*bp) {
-			*bp = body[:0]
-		}
-		batchBodies.Put(bp)
-	}()
+	defer putBody(&batchBodies, bp, body, maxPooledBatchBody)
 	if !ok {
 		return
 	}
@@ -112,12 +104,31 @@ func (r *Relay) postSendBatch(w http.ResponseWriter, req *http.Request) {
 	writeBinary(w, out)
 }
 
-// batchBodies pools the buffers send-batch requests are read into; a
-// buffer grown past maxPooledBatchBody (a batch of large envelopes) is
-// left to the garbage collector rather than kept.
-var batchBodies = sync.Pool{New: func() any { return new([]byte) }}
+// batchBodies and sendBodies pool the buffers send-batch and send
+// requests are read into (*[]byte); a buffer grown past the pool's bound
+// is left to the garbage collector rather than kept.
+var (
+	batchBodies = sync.Pool{New: func() any { return new([]byte) }}
+	sendBodies  = sync.Pool{New: func() any { return new([]byte) }}
+)
 
-const maxPooledBatchBody = 256 << 10
+const (
+	maxPooledBatchBody = 256 << 10
+	maxPooledSendBody  = 64 << 10
+)
+
+// putBody returns the buffer behind bp to pool once nothing uses body,
+// which was read into *bp's memory or, if it did not fit, into a larger
+// buffer that then replaces it.
+func putBody(pool *sync.Pool, bp *[]byte, body []byte, limit int) {
+	if cap(body) > limit {
+		return
+	}
+	if cap(body) > cap(*bp) {
+		*bp = body[:0]
+	}
+	pool.Put(bp)
+}
 
 // checkBatchItem runs steps 1-7 of §Send on one item and returns its
 // parsed header, or the status (and the wait of a 429 or 503) of the first
