@@ -98,15 +98,10 @@ func (r *Relay) sendLength(w http.ResponseWriter, req *http.Request, limit int64
 	return n, true
 }
 
-// readDeclared reads a body of the n bytes sendLength returned; a
-// shorter one is answered 400.
-func readDeclared(w http.ResponseWriter, req *http.Request, n int64) ([]byte, bool) {
-	return readDeclaredInto(w, req, n, nil)
-}
-
-// readDeclaredInto is readDeclared reading into buf's memory while the
-// body fits it (httpserve.ReadBodyInto).
-func readDeclaredInto(w http.ResponseWriter, req *http.Request, n int64, buf []byte) ([]byte, bool) {
+// readDeclared reads a body of the n bytes sendLength returned, into
+// buf's memory while it fits (httpserve.ReadBodyInto); a shorter one is
+// answered 400.
+func readDeclared(w http.ResponseWriter, req *http.Request, n int64, buf []byte) ([]byte, bool) {
 	body, ok := httpserve.ReadBodyInto(w, req, n, buf)
 	if !ok {
 		return nil, false
@@ -167,7 +162,7 @@ func (r *Relay) postSend(w http.ResponseWriter, req *http.Request) {
 	// Read into a pooled buffer: the store copies the envelope (Enqueue
 	// keeps no reference to it), and nothing else keeps it.
 	bp := sendBodies.Get().(*[]byte)
-	body, ok := readDeclaredInto(w, req, n, *bp)
+	body, ok := readDeclared(w, req, n, *bp)
 	defer putBody(&sendBodies, bp, body, maxPooledSendBody)
 	if !ok {
 		return

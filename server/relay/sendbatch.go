@@ -34,7 +34,7 @@ func (r *Relay) postSendBatch(w http.ResponseWriter, req *http.Request) {
 	// store has taken their envelopes (Enqueue keeps no reference to a
 	// message's body) and the answer is written.
 	bp := batchBodies.Get().(*[]byte)
-	body, ok := readDeclaredInto(w, req, n, *bp)
+	body, ok := readDeclared(w, req, n, *bp)
 	defer putBody(&batchBodies, bp, body, maxPooledBatchBody)
 	if !ok {
 		return
