@@ -182,3 +182,53 @@ func TestServeShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReadBodyInto: a body that fits the buffer is read into its memory,
+// whatever its declared length; one that does not is read into a new
+// slice; the limits are ReadBody's.
+func TestReadBodyInto(t *testing.T) {
+	read := func(body string, declared, limit int64, buf []byte) ([]byte, bool, int) {
+		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+		r.ContentLength = declared
+		w := httptest.NewRecorder()
+		b, ok := ReadBodyInto(w, r, limit, buf)
+		return b, ok, w.Code
+	}
+	big := strings.Repeat("a", 70<<10)
+	for _, tc := range []struct {
+		name     string
+		body     string
+		declared int64
+		bufCap   int
+		alias    bool
+	}{
+		{"fits", "0123456789", 10, 16, true},
+		{"fits, undeclared", "0123456789", -1, 16, false}, // hint is the limit, beyond the buffer
+		{"larger than the buffer", "0123456789", 10, 4, false},
+		{"over 64 KiB, fits", big, int64(len(big)), 80 << 10, true},
+		{"over 64 KiB, undeclared, fits", big, -1, 80 << 10, true},
+		{"over 64 KiB, larger than the buffer", big, int64(len(big)), 1 << 10, false},
+		{"shorter than declared", "01234", 10, 16, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			buf := make([]byte, 3, tc.bufCap)
+			b, ok, code := read(tc.body, tc.declared, 1<<20, buf)
+			if !ok || string(b) != tc.body {
+				t.Fatalf("read %d bytes, ok %v, code %d", len(b), ok, code)
+			}
+			if alias := cap(b) > 0 && &b[:1][0] == &buf[:1][0]; alias != tc.alias {
+				t.Fatalf("aliases the buffer: %v, want %v", alias, tc.alias)
+			}
+		})
+	}
+	buf := make([]byte, 0, 64)
+	if _, ok, code := read("0123456789", 10, 5, buf); ok || code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("declared over the limit: ok %v, code %d", ok, code)
+	}
+	if _, ok, code := read("0123456789", -1, 5, buf); ok || code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("undeclared over the limit: ok %v, code %d", ok, code)
+	}
+	if _, ok, code := read("0123456789x", 10, 10, buf); ok || code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("longer than declared, over the limit: ok %v, code %d", ok, code)
+	}
+}

@@ -219,6 +219,14 @@ func Unavailable(w http.ResponseWriter, wait time.Duration, msg string) {
 // and stops reading one that turns out larger at limit (T42). On failure
 // it has written the response and returns false.
 func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	return ReadBodyInto(w, r, limit, nil)
+}
+
+// ReadBodyInto is ReadBody reading into buf's memory (from buf[:0]) while
+// the body fits it, so that a caller can reuse one buffer across requests;
+// the body it returns may alias buf, or be a new slice if buf was too
+// small. A nil buf is ReadBody.
+func ReadBodyInto(w http.ResponseWriter, r *http.Request, limit int64, buf []byte) ([]byte, bool) {
 	if r.ContentLength > limit {
 		WriteError(w, http.StatusRequestEntityTooLarge, "request body too large")
 		return nil, false
@@ -227,7 +235,7 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool
 	if r.ContentLength >= 0 {
 		size = r.ContentLength
 	}
-	b, err := readAll(http.MaxBytesReader(w, r.Body, limit), size)
+	b, err := readAll(http.MaxBytesReader(w, r.Body, limit), size, buf)
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			WriteError(w, http.StatusRequestEntityTooLarge, "request body too large")
@@ -239,14 +247,20 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool
 	return b, true
 }
 
-// readAll reads r to the end into a buffer sized for hint bytes (at most
-// 64 KiB up front: a declared length is not trusted with memory before the
-// bytes arrive).
-func readAll(r io.Reader, hint int64) ([]byte, error) {
-	if hint <= 64<<10 {
-		// The usual case, a declared length within 64 KiB: read exactly
-		// that, then check for the end with a byte on the stack.
-		b := make([]byte, hint)
+// readAll reads r to the end into buf's memory while it fits, else into
+// a buffer sized for hint bytes (at most 64 KiB up front: a declared
+// length is not trusted with memory before the bytes arrive).
+func readAll(r io.Reader, hint int64, buf []byte) ([]byte, error) {
+	if hint <= int64(cap(buf)) || hint <= 64<<10 {
+		// The usual case, a declared length within 64 KiB or within buf:
+		// read exactly that, then check for the end with a byte on the
+		// stack.
+		var b []byte
+		if hint <= int64(cap(buf)) {
+			b = buf[:hint]
+		} else {
+			b = make([]byte, hint)
+		}
 		n, err := io.ReadFull(r, b)
 		switch {
 		case err == io.ErrUnexpectedEOF || err == io.EOF:
@@ -270,6 +284,9 @@ func readAll(r io.Reader, hint int64) ([]byte, error) {
 			}
 		}
 		return readRest(r, b)
+	}
+	if cap(buf) > 64<<10 {
+		return readRest(r, buf[:0])
 	}
 	return readRest(r, make([]byte, 0, 64<<10+1))
 }

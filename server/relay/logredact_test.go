@@ -21,6 +21,20 @@ func (c *corruptStore) Fetch(_ context.Context, mb mailbox.ID, after uint64, _ i
 	return mailbox.Page{}, fmt.Errorf("%w: message key %x", mailbox.ErrCorrupt, append(mb[:], 0, 0, 0, 0, 0, 0, 0, 1))
 }
 
+func (c *corruptStore) Enqueue(_ context.Context, mb mailbox.ID, _ mailbox.Message) (mailbox.Receipt, error) {
+	return mailbox.Receipt{}, fmt.Errorf("%w: message key %x", mailbox.ErrCorrupt, append(mb[:], 0, 0, 0, 0, 0, 0, 0, 1))
+}
+
+// failingStore fails Enqueue with an error the relay does not classify,
+// naming the mailbox id in it.
+type failingStore struct {
+	mailbox.Store
+}
+
+func (f *failingStore) Enqueue(_ context.Context, mb mailbox.ID, _ mailbox.Message) (mailbox.Receipt, error) {
+	return mailbox.Receipt{}, fmt.Errorf("disk trouble under key %x", mb[:])
+}
+
 // TestStoreErrorLogsNoMailbox: a mailbox store error that names a key is
 // logged as corrupt, without the mailbox id in any form.
 func TestStoreErrorLogsNoMailbox(t *testing.T) {
@@ -43,5 +57,42 @@ func TestStoreErrorLogsNoMailbox(t *testing.T) {
 		if strings.Contains(strings.ToLower(logs), s) {
 			t.Fatalf("the log names the mailbox (%s):\n%s", s, logs)
 		}
+	}
+}
+
+// TestSendBatchStoreErrorLogsNoMailbox: a batch item's store error, corrupt
+// or unclassified, is logged without the mailbox id in any form.
+func TestSendBatchStoreErrorLogsNoMailbox(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		wrap func(mailbox.Store) mailbox.Store
+		want string
+	}{
+		{"corrupt", func(s mailbox.Store) mailbox.Store { return &corruptStore{Store: s} }, "ALARM: corrupt"},
+		{"other", func(s mailbox.Store) mailbox.Store { return &failingStore{Store: s} }, "disk trouble"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, worldOptions{})
+			a, b := w.newDevice([16]byte{3}, 0, 0), w.newDevice([16]byte{3}, 0, 0)
+			w.opts.Mailboxes = tc.wrap(w.mbox)
+			w.srv.Close()
+			w.relay.Close()
+			w.start()
+			a.c, b.c = w.client(a), w.client(b)
+			rs, err := w.anon().SendBatch(context.Background(), []relay.BatchItem{{w.token(b, 1), envelope(t, a, b, []byte("x"))}})
+			ok(t, err)
+			wantStatus(t, rs[0].Err, 500)
+			logs := w.logs.String()
+			if !strings.Contains(logs, tc.want) || !strings.Contains(logs, "[redacted]") {
+				t.Fatalf("the store error was not logged redacted:\n%s", logs)
+			}
+			mb := b.mailbox()
+			id := relay.StoreMailboxID(mb)
+			for _, s := range []string{hex.EncodeToString(mb[:]), hex.EncodeToString(id[:]), hex.EncodeToString(b.id[:])} {
+				if strings.Contains(strings.ToLower(logs), s) {
+					t.Fatalf("the log names the mailbox (%s):\n%s", s, logs)
+				}
+			}
+		})
 	}
 }

@@ -98,10 +98,11 @@ func (r *Relay) sendLength(w http.ResponseWriter, req *http.Request, limit int64
 	return n, true
 }
 
-// readDeclared reads a body of the n bytes sendLength returned; a
-// shorter one is answered 400.
-func readDeclared(w http.ResponseWriter, req *http.Request, n int64) ([]byte, bool) {
-	body, ok := httpserve.ReadBody(w, req, n)
+// readDeclared reads a body of the n bytes sendLength returned, into
+// buf's memory while it fits (httpserve.ReadBodyInto); a shorter one is
+// answered 400.
+func readDeclared(w http.ResponseWriter, req *http.Request, n int64, buf []byte) ([]byte, bool) {
+	body, ok := httpserve.ReadBodyInto(w, req, n, buf)
 	if !ok {
 		return nil, false
 	}
@@ -158,7 +159,11 @@ func (r *Relay) postSend(w http.ResponseWriter, req *http.Request) {
 		httpserve.WriteError(w, http.StatusBadRequest, "malformed send authorization")
 		return
 	}
-	body, ok := readDeclared(w, req, n)
+	// Read into a pooled buffer: the store copies the envelope (Enqueue
+	// keeps no reference to it), and nothing else keeps it.
+	bp := sendBodies.Get().(*[]byte)
+	body, ok := readDeclared(w, req, n, *bp)
+	defer putBody(&sendBodies, bp, body, maxPooledSendBody)
 	if !ok {
 		return
 	}
@@ -246,7 +251,7 @@ func (r *Relay) admitSend(h *sealed.Header, sa *deliverytoken.SendAuthorization)
 			r.met.sends.WithLabelValues("malformed").Inc()
 			return sendVerdict{status: http.StatusBadRequest, msg: "malformed send authorization"}
 		default:
-			r.opts.Logger.Error("token check", "err", err)
+			r.opts.Logger.Error("token check", "err", redactErr(err))
 			return sendVerdict{status: http.StatusServiceUnavailable, wait: 5 * time.Second, msg: "token store unavailable"}
 		}
 	}

@@ -30,7 +30,12 @@ func (r *Relay) postSendBatch(w http.ResponseWriter, req *http.Request) {
 	if !ok {
 		return
 	}
-	body, ok := readDeclared(w, req, n)
+	// The body is read into a pooled buffer: the items alias it until the
+	// store has taken their envelopes (Enqueue keeps no reference to a
+	// message's body) and the answer is written.
+	bp := batchBodies.Get().(*[]byte)
+	body, ok := readDeclared(w, req, n, *bp)
+	defer putBody(&batchBodies, bp, body, maxPooledBatchBody)
 	if !ok {
 		return
 	}
@@ -61,10 +66,10 @@ func (r *Relay) postSendBatch(w http.ResponseWriter, req *http.Request) {
 		if h == nil {
 			continue
 		}
-		// The store keeps the body: it is copied out of the request's
-		// buffer, so that one kept envelope does not pin the whole batch.
-		id, body := StoreMailboxID(h.Mailbox), append([]byte(nil), items[i].Envelope...)
-		wg.Go(func() { ens[i], errs[i] = r.enqueue(req.Context(), id, h, body) })
+		// The store copies the envelope (mailbox.Store.Enqueue keeps no
+		// reference to it), so the pooled buffer may be reused after.
+		id, env := StoreMailboxID(h.Mailbox), items[i].Envelope
+		wg.Go(func() { ens[i], errs[i] = r.enqueue(req.Context(), id, h, env) })
 	}
 	wg.Wait()
 	leaves := make([]mailbox.HeadLeaf, 0, len(items))
@@ -97,6 +102,32 @@ func (r *Relay) postSendBatch(w http.ResponseWriter, req *http.Request) {
 	// Content-Length, not chunked: the answer is known whole.
 	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
 	writeBinary(w, out)
+}
+
+// batchBodies and sendBodies pool the buffers send-batch and send
+// requests are read into (*[]byte); a buffer grown past the pool's bound
+// is left to the garbage collector rather than kept.
+var (
+	batchBodies = sync.Pool{New: func() any { return new([]byte) }}
+	sendBodies  = sync.Pool{New: func() any { return new([]byte) }}
+)
+
+const (
+	maxPooledBatchBody = 256 << 10
+	maxPooledSendBody  = 64 << 10
+)
+
+// putBody returns the buffer behind bp to pool once nothing uses body,
+// which was read into *bp's memory or, if it did not fit, into a larger
+// buffer that then replaces it.
+func putBody(pool *sync.Pool, bp *[]byte, body []byte, limit int) {
+	if cap(body) > limit {
+		return
+	}
+	if cap(body) > cap(*bp) {
+		*bp = body[:0]
+	}
+	pool.Put(bp)
 }
 
 // checkBatchItem runs steps 1-7 of §Send on one item and returns its
@@ -155,9 +186,9 @@ func (r *Relay) storeResult(err error) BatchResult {
 		r.met.unavailable.Inc()
 		return BatchResult{Status: http.StatusServiceUnavailable, RetryAfter: 5}
 	case errors.Is(err, mailbox.ErrCorrupt):
-		r.opts.Logger.Error("ALARM: corrupt mailbox store", "err", err)
+		r.opts.Logger.Error("ALARM: corrupt mailbox store", "err", redactErr(err))
 	default:
-		r.opts.Logger.Error("mailbox store", "err", err)
+		r.opts.Logger.Error("mailbox store", "err", redactErr(err))
 	}
 	return BatchResult{Status: http.StatusInternalServerError}
 }

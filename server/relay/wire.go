@@ -159,24 +159,24 @@ const receiptVersion = 2
 
 // Marshal returns the SendReceipt encoding.
 func (r *Receipt) Marshal() ([]byte, error) {
-	head, err := r.Head.MarshalBinary()
+	// One allocation of the exact size (every send answers with one):
+	// the head is appended in place, then its length filled in.
+	const fixed = 2 + 8 + 1 + 2
+	b := make([]byte, fixed, fixed+r.Head.EncodedLen())
+	b[0], b[1] = typeSendReceipt, receiptVersion
+	binary.BigEndian.PutUint64(b[2:], r.Seq)
+	if r.Duplicate {
+		b[10] = 1
+	}
+	b, err := r.Head.AppendBinary(b)
 	if err != nil {
 		return nil, err
 	}
-	if len(head) > 0xffff {
+	if len(b)-fixed > 0xffff {
 		return nil, ErrMalformed
 	}
-	// One allocation of the exact size (every send answers with one).
-	b := make([]byte, 0, 2+8+1+2+len(head))
-	b = append(b, typeSendReceipt, receiptVersion)
-	b = binary.BigEndian.AppendUint64(b, r.Seq)
-	dup := uint8(0)
-	if r.Duplicate {
-		dup = 1
-	}
-	b = append(b, dup)
-	b = binary.BigEndian.AppendUint16(b, uint16(len(head)))
-	return append(b, head...), nil
+	binary.BigEndian.PutUint16(b[11:], uint16(len(b)-fixed))
+	return b, nil
 }
 
 // ParseReceipt parses a SendReceipt strictly; the sequence number must be

@@ -130,27 +130,31 @@ func MarshalBatchResults(rs []BatchResult) ([]byte, error) {
 	if len(rs) == 0 || len(rs) > MaxBatchItems {
 		return nil, ErrMalformed
 	}
-	var b cryptobyte.Builder
+	// The receipts first, so that the answer is built in one buffer of
+	// its exact size.
+	rcs := make([][]byte, len(rs))
+	size := 5
+	for i := range rs {
+		r := &rs[i]
+		if !r.valid() {
+			return nil, ErrMalformed
+		}
+		if r.Receipt != nil {
+			var err error
+			if rcs[i], err = r.Receipt.Marshal(); err != nil {
+				return nil, err
+			}
+		}
+		size += 8 + len(rcs[i])
+	}
+	b := cryptobyte.NewBuilder(make([]byte, 0, size))
 	b.AddUint8(typeSendBatchResults)
 	b.AddUint8(wireVersion)
 	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
 		for i := range rs {
-			r := &rs[i]
-			if !r.valid() {
-				b.SetError(ErrMalformed)
-				return
-			}
-			var rc []byte
-			if r.Receipt != nil {
-				var err error
-				if rc, err = r.Receipt.Marshal(); err != nil {
-					b.SetError(err)
-					return
-				}
-			}
-			b.AddUint16(uint16(r.Status))
-			b.AddUint32(r.RetryAfter)
-			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(rc) })
+			b.AddUint16(uint16(rs[i].Status))
+			b.AddUint32(rs[i].RetryAfter)
+			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(rcs[i]) })
 		}
 	})
 	return b.Bytes()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 	"time"
 
 	"github.com/transparency-dev/merkle/proof"
@@ -186,6 +187,17 @@ func (h *BatchedHead) Verify(v Verifier) error {
 //	    opaque signature<1..2^16-1>;
 //	} BatchedMailboxHead;
 func (h *BatchedHead) MarshalBinary() ([]byte, error) {
+	return h.AppendBinary(nil)
+}
+
+// EncodedLen is the length of h's MarshalBinary encoding.
+func (h *BatchedHead) EncodedLen() int {
+	return 16 + 8 + 8 + SaltSize + 2 + 2 + 2 + HashSize*len(h.Path) + 2 + len(h.Signature)
+}
+
+// AppendBinary appends h's MarshalBinary encoding to b, growing b at most
+// once, to exactly the room it needs.
+func (h *BatchedHead) AppendBinary(b []byte) ([]byte, error) {
 	ms, err := timeMs(h.Time)
 	if err != nil {
 		return nil, err
@@ -196,20 +208,20 @@ func (h *BatchedHead) MarshalBinary() ([]byte, error) {
 	if len(h.Signature) == 0 || len(h.Signature) > MaxHeadSignatureSize {
 		return nil, fmt.Errorf("mailbox: signature of %d bytes", len(h.Signature))
 	}
-	var b cryptobyte.Builder
-	b.AddBytes(h.Mailbox[:])
-	b.AddUint64(h.Head)
-	b.AddUint64(ms)
-	b.AddBytes(h.Salt[:])
-	b.AddUint16(uint16(h.Index))
-	b.AddUint16(uint16(h.Size))
-	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-		for i := range h.Path {
-			b.AddBytes(h.Path[i][:])
-		}
-	})
-	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(h.Signature) })
-	return b.Bytes()
+	path := HashSize * len(h.Path) // at most 32 × 10: a uint16 length
+	b = slices.Grow(b, h.EncodedLen())
+	b = append(b, h.Mailbox[:]...)
+	b = binary.BigEndian.AppendUint64(b, h.Head)
+	b = binary.BigEndian.AppendUint64(b, ms)
+	b = append(b, h.Salt[:]...)
+	b = binary.BigEndian.AppendUint16(b, uint16(h.Index))
+	b = binary.BigEndian.AppendUint16(b, uint16(h.Size))
+	b = binary.BigEndian.AppendUint16(b, uint16(path))
+	for i := range h.Path {
+		b = append(b, h.Path[i][:]...)
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(len(h.Signature)))
+	return append(b, h.Signature...), nil
 }
 
 // ParseBatchedHead parses a BatchedMailboxHead strictly: a size of 1 to

@@ -55,6 +55,12 @@ func TestHeadBatchEverySize(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if len(b) != h.EncodedLen() {
+				t.Fatalf("n=%d i=%d: %d bytes in %d, EncodedLen %d", n, i, len(b), cap(b), h.EncodedLen())
+			}
+			if a, err := h.AppendBinary([]byte("prefix")); err != nil || string(a) != "prefix"+string(b) {
+				t.Fatalf("n=%d i=%d: AppendBinary %x, %v", n, i, a, err)
+			}
 			q, err := ParseBatchedHead(b)
 			if err != nil {
 				t.Fatal(err)

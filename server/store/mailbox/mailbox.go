@@ -139,6 +139,8 @@ type Store interface {
 	// body returns the original receipt (Duplicate set) and stores
 	// nothing; the same id with another body is ErrIDConflict. Both hold
 	// while the message or its deduplication record is kept (§Idempotence).
+	// The store keeps no reference to m.Body once Enqueue returns: the
+	// caller may reuse its memory.
 	Enqueue(ctx context.Context, mb ID, m Message) (Receipt, error)
 
 	// Fetch returns up to limit (1 ≤ limit ≤ MaxFetch) unexpired

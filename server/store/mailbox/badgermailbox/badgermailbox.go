@@ -129,6 +129,9 @@ type Options struct {
 	//   - DetectConflicts false (one writer), NumVersionsToKeep 1 (with
 	//     the discard timestamp trailing the durable one by 10 s),
 	//     NumCompactors 2, MetricsEnabled false.
+	//   - NumLevelZeroTables 10, NumLevelZeroTablesStall 30 (badger's
+	//     defaults: 5 and 15): level-0 compactions, which compete with the
+	//     syncs for the disk, come half as often.
 }
 
 const (
@@ -138,6 +141,17 @@ const (
 	defaultSweepInterval = time.Minute
 	valueThreshold       = 1 << 20
 	valueLogFileSize     = 64 << 20
+	// numL0Tables is how many level-0 tables (flushed memtables) wait
+	// before badger compacts them into level 1, and numL0TablesStall how
+	// many stop its writes. Badger's defaults are 5 and 15; 10 defers the
+	// compaction, which rewrites every body again and competes with the
+	// group commit's syncs for the disk, to every tenth memtable flush,
+	// so a burst of up to ten memtables of messages (about 78,000 sealed
+	// 1 KiB sends at the default size) meets none (docs/performance.md
+	// §Relay), and 30 keeps a compaction that falls behind from stopping
+	// writes.
+	numL0Tables      = 10
+	numL0TablesStall = 30
 	// maxBatch bounds the requests of one batch.
 	maxBatch = 8192
 	// queueSize is the capacity of the writer's queue.
@@ -297,6 +311,8 @@ func (s *Store) badgerOptions() badger.Options {
 		WithIndexCacheSize(0).
 		WithDetectConflicts(false).
 		WithNumVersionsToKeep(1).
+		WithNumLevelZeroTables(numL0Tables).
+		WithNumLevelZeroTablesStall(numL0TablesStall).
 		WithNumCompactors(2).
 		WithMetricsEnabled(false)
 }

@@ -1,11 +1,14 @@
 package badgermailbox
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -156,4 +159,69 @@ func TestOneBatch(t *testing.T) {
 	if r, err := s.Enqueue(context.Background(), mb, m2); err != nil || r != (mailbox.Receipt{Seq: 2, Duplicate: true, Head: 3}) {
 		t.Fatalf("retry of an acknowledged message after reopen: %+v, %v", r, err)
 	}
+}
+
+// TestRecordBuffersReused: the value buffers of synced batches go back to
+// recordBufs and later enqueues write into them; every message keeps its
+// own body, read from the store before and after a reopen.
+func TestRecordBuffersReused(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(dir, mailboxtest.Config{})
+	s := openTest(t, opts)
+	ctx := context.Background()
+	mb := mailboxtest.Box(1)
+	const n, size = 400, 1000
+	body := func(i int) []byte {
+		b := make([]byte, size)
+		for j := range b {
+			b[j] = byte(i*7 + j)
+		}
+		return b
+	}
+	exp := time.Now().Add(time.Hour)
+	var wg sync.WaitGroup
+	for i := range n {
+		if i%4 == 0 {
+			wg.Wait() // some batches sync before the next enqueues take their buffers
+		}
+		wg.Go(func() {
+			var id mailbox.MessageID
+			binary.BigEndian.PutUint64(id[:], uint64(i))
+			if _, err := s.Enqueue(ctx, mb, mailbox.Message{ID: id, Expires: exp, Body: body(i)}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	check := func(s *Store) {
+		t.Helper()
+		seen := 0
+		for after := uint64(0); ; {
+			p, err := s.Fetch(ctx, mb, after, mailbox.MaxFetch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Messages) == 0 {
+				break
+			}
+			for _, m := range p.Messages {
+				i := int(binary.BigEndian.Uint64(m.ID[:]))
+				if !bytes.Equal(m.Body, body(i)) {
+					t.Fatalf("message %d (seq %d) has another body", i, m.Seq)
+				}
+				seen++
+				after = m.Seq
+			}
+		}
+		if seen != n {
+			t.Fatalf("%d messages, want %d", seen, n)
+		}
+	}
+	check(s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, opts)
+	defer s.Close()
+	check(s)
 }

@@ -184,7 +184,11 @@ func decodeMeta(key, v []byte) (head, acked uint64, err error) {
 // adds once the key (the sequence number) is known. It has room for the
 // CRC.
 func encodeHeld(id mailbox.MessageID, expiresMs, untilMs int64, body []byte) []byte {
-	v := make([]byte, 0, heldOverhead+len(body))
+	return appendHeld(make([]byte, 0, heldOverhead+len(body)), id, expiresMs, untilMs, body)
+}
+
+// appendHeld is encodeHeld appending to v.
+func appendHeld(v []byte, id mailbox.MessageID, expiresMs, untilMs int64, body []byte) []byte {
 	v = append(v, recordVersion, kindHeld)
 	v = append(v, id[:]...)
 	v = binary.BigEndian.AppendUint64(v, uint64(expiresMs))

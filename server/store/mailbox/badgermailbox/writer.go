@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -49,8 +50,9 @@ type request struct {
 	id      mailbox.MessageID
 	expMs   int64
 	untilMs int64
-	value   []byte // held-message value without its CRC
-	size    int    // body size
+	value   []byte  // held-message value without its CRC
+	buf     *[]byte // value's pooled buffer (recordBufs)
+	size    int     // body size
 	// Ack.
 	upTo uint64
 
@@ -122,8 +124,42 @@ func (s *Store) enqueueRequest(mb mailbox.ID, m *mailbox.Message) (*request, err
 		return nil, err
 	}
 	until := s.limits.DedupUntil(now.UnixMilli(), exp)
+	buf := recordBuf(heldOverhead + len(m.Body))
 	return &request{kind: reqEnqueue, mb: mb, id: m.ID, expMs: exp, untilMs: until, size: len(m.Body),
-		value: encodeHeld(m.ID, exp, until, m.Body)}, nil
+		value: appendHeld((*buf)[:0], m.ID, exp, until, m.Body), buf: buf}, nil
+}
+
+// recordBufs pools the buffers of held-message values (*[]byte). A
+// batch's buffers return to it only once its sync has succeeded and its
+// callers are answered (releaseRecords): badger copied the values into
+// its memtable and log at commit, and a batch whose commit or sync fails
+// keeps its values to write again on recovery.
+var recordBufs sync.Pool
+
+// maxPooledRecord bounds the buffers recordBufs keeps.
+const maxPooledRecord = 64<<10 + heldOverhead
+
+// recordBuf returns a buffer with room for n bytes.
+func recordBuf(n int) *[]byte {
+	if p, _ := recordBufs.Get().(*[]byte); p != nil {
+		if cap(*p) >= n {
+			return p
+		}
+		*p = make([]byte, 0, n)
+		return p
+	}
+	b := make([]byte, 0, n)
+	return &b
+}
+
+// releaseRecords returns the value buffers of reqs to recordBufs; nothing
+// may use their values after.
+func releaseRecords(reqs []*request) {
+	for _, r := range reqs {
+		if r.buf != nil && cap(*r.buf) <= maxPooledRecord {
+			recordBufs.Put(r.buf)
+		}
+	}
 }
 
 // Ack implements mailbox.Store.
@@ -251,6 +287,7 @@ func (s *Store) finishSync(err error, next *pending) {
 	s.markWatermark()
 	s.n.NotifyAll(p.notify)
 	s.answer(p.reqs, nil)
+	releaseRecords(p.reqs)
 }
 
 // failPending answers the requests of the given batches with
