@@ -144,6 +144,32 @@ type expander interface {
 	setupRKey(sk hpke.PrivateKey, enc, info []byte) (receiverCtx, error)
 }
 
+// aheadExpander is an expander that can also decapsulate a given enc
+// while parsing the key (privateKeyFor), so that a later SetupBaseR with
+// that enc skips the KEM's expensive part.
+type aheadExpander interface {
+	privateKeyFor(priv HPKEPrivateKey, enc []byte) (hpke.PrivateKey, error)
+}
+
+// PrepareDecryption is PrepareDecryptionKey for one known kemOutput: where
+// the KEM allows (X-Wing), its decapsulation is also done now, so that the
+// DecryptWithLabelKey of that kemOutput, which may need an info not yet
+// known, does only the rest of the HPKE open. The key decrypts other
+// kemOutputs too, at the full cost. A key that does not parse is refused
+// here with ErrInvalidKey; a kemOutput that does not decapsulate fails
+// only in DecryptWithLabelKey, with ErrDecrypt.
+func (s *Suite) PrepareDecryption(priv HPKEPrivateKey, kemOutput []byte) (*DecryptionKey, error) {
+	e, ok := s.kem.(aheadExpander)
+	if !ok {
+		return s.PrepareDecryptionKey(priv)
+	}
+	sk, err := e.privateKeyFor(priv, kemOutput)
+	if err != nil {
+		return nil, ErrInvalidKey
+	}
+	return &DecryptionKey{priv: priv, sk: sk}, nil
+}
+
 // PrepareDecryptionKey parses priv for DecryptWithLabelKey. A key that
 // does not parse is refused here with ErrInvalidKey.
 func (s *Suite) PrepareDecryptionKey(priv HPKEPrivateKey) (*DecryptionKey, error) {

@@ -129,6 +129,18 @@ func (k *xwingKEM) setupR(priv HPKEPrivateKey, enc, info []byte) (receiverCtx, e
 // crypto/hpke takes (circlDecapsulator, circlX25519).
 // TestXWingMatchesStdlib holds the result to crypto/hpke's own key.
 func (k *xwingKEM) privateKey(priv HPKEPrivateKey) (hpke.PrivateKey, error) {
+	return k.privateKeyFor(priv, nil)
+}
+
+// privateKeyFor is privateKey that, if enc has the size of an X-Wing
+// ciphertext, also decapsulates it now: circl's ML-KEM-768 decapsulation
+// and the X25519 exchange with its ephemeral share, the two expensive
+// halves of X-Wing's Decapsulate. crypto/hpke's SetupBaseR for the same
+// enc then gets their results (once) instead of computing them again, and
+// does the rest (the X-Wing combiner, the HPKE key schedule) itself. This
+// lets the decapsulation run on another core before the HPKE info (for
+// an UpdatePath, the new GroupContext) is known.
+func (k *xwingKEM) privateKeyFor(priv HPKEPrivateKey, enc []byte) (hpke.PrivateKey, error) {
 	if len(priv) != xwingSeedSize {
 		return nil, ErrInvalidKey
 	}
@@ -151,7 +163,12 @@ func (k *xwingKEM) privateKey(priv HPKEPrivateKey) (hpke.PrivateKey, error) {
 	if x.pub, err = ecdh.X25519().NewPublicKey(x.pk[:]); err != nil {
 		return nil, ErrInvalidKey
 	}
-	sk, err := hpke.NewHybridPrivateKey(&circlDecapsulator{sk: skm, ek: ek}, x)
+	d := &circlDecapsulator{sk: skm, ek: ek}
+	if len(enc) == xwing.CiphertextSize {
+		d.ahead(enc[:mlkem768.CiphertextSize])
+		x.ahead(enc[mlkem768.CiphertextSize:])
+	}
+	sk, err := hpke.NewHybridPrivateKey(d, x)
 	if err != nil {
 		return nil, ErrInvalidKey
 	}
@@ -164,6 +181,11 @@ func (k *xwingKEM) privateKey(priv HPKEPrivateKey) (hpke.PrivateKey, error) {
 type circlX25519 struct {
 	sk, pk x25519.Key
 	pub    *ecdh.PublicKey
+	// An exchange done ahead (ahead): with the peer value aheadPeer, the
+	// result aheadOut (aheadOK false: refused). Used once.
+	aheadSet            bool
+	aheadOK             bool
+	aheadPeer, aheadOut x25519.Key
 }
 
 func (x *circlX25519) PublicKey() *ecdh.PublicKey { return x.pub }
@@ -175,12 +197,33 @@ func (x *circlX25519) ECDH(pub *ecdh.PublicKey) ([]byte, error) {
 	if pub.Curve() != ecdh.X25519() {
 		return nil, ErrInvalidPublicKey
 	}
-	var u, out, zero x25519.Key
+	var u, out x25519.Key
 	copy(u[:], pub.Bytes())
-	if !x25519.Shared(&out, &x.sk, &u) || out == zero {
+	ok := false
+	if x.aheadSet && u == x.aheadPeer {
+		out, ok = x.aheadOut, x.aheadOK
+		x.aheadSet = false
+		Zero(x.aheadOut[:])
+	} else {
+		ok = x.exchange(&out, &u)
+	}
+	if !ok {
 		return nil, ErrInvalidPublicKey
 	}
 	return out[:], nil
+}
+
+// exchange sets out to X25519(sk, u) and reports whether u is acceptable.
+func (x *circlX25519) exchange(out, u *x25519.Key) bool {
+	var zero x25519.Key
+	return x25519.Shared(out, &x.sk, u) && *out != zero
+}
+
+// ahead runs the exchange with the 32-byte peer value u now, for ECDH.
+func (x *circlX25519) ahead(u []byte) {
+	copy(x.aheadPeer[:], u)
+	x.aheadOK = x.exchange(&x.aheadOut, &x.aheadPeer)
+	x.aheadSet = true
 }
 
 // circlDecapsulator is circl's ML-KEM-768 decapsulation key behind
@@ -191,6 +234,10 @@ func (x *circlX25519) ECDH(pub *ecdh.PublicKey) ([]byte, error) {
 type circlDecapsulator struct {
 	sk *mlkem768.PrivateKey
 	ek *mlkem.EncapsulationKey768
+	// A decapsulation done ahead (ahead): of aheadCT, the secret aheadSS.
+	// Used once.
+	aheadCT []byte
+	aheadSS []byte
 }
 
 func (d *circlDecapsulator) Encapsulator() crypto.Encapsulator { return d.ek }
@@ -201,10 +248,23 @@ func (d *circlDecapsulator) Decapsulate(ct []byte) ([]byte, error) {
 	if len(ct) != mlkem768.CiphertextSize {
 		return nil, ErrDecrypt
 	}
+	if d.aheadSS != nil && bytes.Equal(ct, d.aheadCT) {
+		ss := d.aheadSS
+		d.aheadCT, d.aheadSS = nil, nil
+		return ss, nil
+	}
 	ss := make([]byte, mlkem768.SharedKeySize)
 	d.sk.DecapsulateTo(ss, ct)
 	vecstate.Clean()
 	return ss, nil
+}
+
+// ahead decapsulates ct (of the right length) now, for Decapsulate.
+func (d *circlDecapsulator) ahead(ct []byte) {
+	d.aheadSS = make([]byte, mlkem768.SharedKeySize)
+	d.sk.DecapsulateTo(d.aheadSS, ct)
+	vecstate.Clean()
+	d.aheadCT = ct
 }
 
 func (k *xwingKEM) setupRKey(sk hpke.PrivateKey, enc, info []byte) (receiverCtx, error) {
