@@ -149,21 +149,16 @@ func (k *xwingKEM) privateKeyFor(priv HPKEPrivateKey, enc []byte) (hpke.PrivateK
 	h := sha3.NewSHAKE256()
 	h.Write(priv)
 	h.Read(expanded[:])
-	pkm, skm := mlkem768.NewKeyFromSeed(expanded[:mlkem768.KeySeedSize])
-	var ekm [mlkem768.PublicKeySize]byte
-	pkm.Pack(ekm[:])
+	_, skm := mlkem768.NewKeyFromSeed(expanded[:mlkem768.KeySeedSize])
 	vecstate.Clean()
-	ek, err := mlkem.NewEncapsulationKey768(ekm[:])
-	if err != nil {
-		return nil, ErrInvalidKey
-	}
 	x := &circlX25519{}
 	copy(x.sk[:], expanded[mlkem768.KeySeedSize:])
 	x25519.KeyGen(&x.pk, &x.sk)
+	var err error
 	if x.pub, err = ecdh.X25519().NewPublicKey(x.pk[:]); err != nil {
 		return nil, ErrInvalidKey
 	}
-	d := &circlDecapsulator{sk: skm, ek: ek}
+	d := &circlDecapsulator{sk: skm}
 	if len(enc) == xwing.CiphertextSize {
 		d.ahead(enc[:mlkem768.CiphertextSize])
 		x.ahead(enc[mlkem768.CiphertextSize:])
@@ -228,19 +223,27 @@ func (x *circlX25519) ahead(u []byte) {
 
 // circlDecapsulator is circl's ML-KEM-768 decapsulation key behind
 // crypto.Decapsulator, for crypto/hpke's X-Wing (which does the X25519
-// half, the X-Wing combiner and the HPKE key schedule itself). ek is the
-// same key's encapsulation key in crypto/mlkem's type, which crypto/hpke
-// requires of an ML-KEM-768 hybrid.
+// half, the X-Wing combiner and the HPKE key schedule itself).
+//
+// It serves SetupBaseR only, and its Encapsulator is an empty key:
+// crypto/hpke's hybrid needs an encapsulation key only of the type
+// *mlkem.EncapsulationKey768 (NewHybridPrivateKey checks the type to pick
+// the hybrid) and never reads it when decapsulating, since X-Wing's
+// combiner binds the X25519 public key alone (draft-connolly-cfrg-xwing-kem
+// §5.3). Building the real one in crypto/mlkem's type (parsing the
+// 1,184-byte key, which expands the ML-KEM matrix) costs as many
+// instructions as circl's whole key generation. The hpke.PrivateKey built
+// on it must not be asked for its PublicKey; TestXWingMatchesStdlib checks
+// that it opens crypto/hpke's seals.
 type circlDecapsulator struct {
 	sk *mlkem768.PrivateKey
-	ek *mlkem.EncapsulationKey768
 	// A decapsulation done ahead (ahead): of aheadCT, the secret aheadSS.
 	// Used once.
 	aheadCT []byte
 	aheadSS []byte
 }
 
-func (d *circlDecapsulator) Encapsulator() crypto.Encapsulator { return d.ek }
+func (d *circlDecapsulator) Encapsulator() crypto.Encapsulator { return new(mlkem.EncapsulationKey768) }
 
 // Decapsulate is ML-KEM-768 decapsulation (FIPS 203 implicit rejection:
 // any ciphertext of the right length yields a secret).
