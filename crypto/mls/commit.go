@@ -497,11 +497,13 @@ func (g *Group) install(ne *newEpochValues, ap *appliedPlan, priv *privateTree, 
 // joiner (§12.4.2). ac has passed framing: membership tag or decryption,
 // and the signature, or the signature check is sig, not yet run, which
 // processCommit runs beside its other work and waits for before it
-// changes any state.
+// changes any state. helper, if not nil, is a helper goroutine already
+// expanding the key this member probably decrypts the path with
+// (startPathHelper).
 //
 // pending is the Commit's unconsumed PrivateMessage key (nil for a
 // PublicMessage): it is consumed only once every check has passed.
-func (g *Group) processCommit(ac *AuthenticatedContent, pending *schedule.Pending, sig *pendingCheck) (info *CommitInfo, err error) {
+func (g *Group) processCommit(ac *AuthenticatedContent, pending *schedule.Pending, sig *pendingCheck, helper *pathHelper) (info *CommitInfo, err error) {
 	st := &g.st
 	s := g.suite
 	c := ac.Content.Commit
@@ -649,7 +651,7 @@ func (g *Group) processCommit(ac *AuthenticatedContent, pending *schedule.Pendin
 		// confirmation tag (which need only the new tree hash and the
 		// commit secret), run while the path's key pairs are derived and
 		// checked (§7.5); they count only if every check passes.
-		beside := &pathBeside{first: sig, withSecrets: func(th, commitSecret []byte) {
+		beside := &pathBeside{helper: helper, first: sig, withSecrets: func(th, commitSecret []byte) {
 			defer suite.Zero(commitSecret)
 			ne, tagOK, err := g.deriveAndConfirm(ac, th, ap.exts, initSecret, commitSecret, pskSecret)
 			early = &earlyEpoch{treeHash: th, ne: ne, tagOK: tagOK, err: err}

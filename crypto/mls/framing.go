@@ -301,7 +301,7 @@ type senderKeyFunc func(leaf uint32) (SignaturePublicKey, error)
 // used is the secret tree's error; an authenticated plaintext that does not
 // parse is a *DecodeError; a bad signature is ErrInvalidSignature.
 func unprotectPrivate(s *suite.Suite, senderDataSecret []byte, tree *schedule.SecretTree, ctx *GroupContext, pm *PrivateMessage, senderKey senderKeyFunc) (*AuthenticatedContent, error) {
-	ac, pending, _, err := unprotectPrivateDeferred(s, senderDataSecret, tree, ctx, pm, senderKey, false)
+	ac, pending, _, err := unprotectPrivateDeferred(s, senderDataSecret, tree, ctx, pm, senderKey, false, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -323,7 +323,11 @@ func unprotectPrivate(s *suite.Suite, senderDataSecret []byte, tree *schedule.Se
 // call sig.wait, and accept the content only if it returns nil, before it
 // changes any state (sig is nil for other content types, and wait on nil
 // returns nil). ctx must not change until then.
-func unprotectPrivateDeferred(s *suite.Suite, senderDataSecret []byte, tree *schedule.SecretTree, ctx *GroupContext, pm *PrivateMessage, senderKey senderKeyFunc, concurrentSig bool) (ac *AuthenticatedContent, pending *schedule.Pending, sig *pendingCheck, err error) {
+//
+// onSender, if not nil, is called with the sender's leaf as soon as the
+// sender data is decrypted and the sender is a member, before the content
+// is decrypted.
+func unprotectPrivateDeferred(s *suite.Suite, senderDataSecret []byte, tree *schedule.SecretTree, ctx *GroupContext, pm *PrivateMessage, senderKey senderKeyFunc, concurrentSig bool, onSender func(leaf uint32)) (ac *AuthenticatedContent, pending *schedule.Pending, sig *pendingCheck, err error) {
 	sd, err := openSenderData(s, senderDataSecret, pm)
 	if err != nil {
 		return nil, nil, nil, err
@@ -331,6 +335,9 @@ func unprotectPrivateDeferred(s *suite.Suite, senderDataSecret []byte, tree *sch
 	key, err := senderKey(sd.LeafIndex)
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	if onSender != nil {
+		onSender(sd.LeafIndex)
 	}
 	pending, err = tree.Prepare(treemath.LeafIndex(sd.LeafIndex), ratchetKind(pm.ContentType), sd.Generation)
 	if err != nil {

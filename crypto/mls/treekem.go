@@ -290,6 +290,36 @@ func (r *applyUpdatePathResult) Zero() {
 	}
 }
 
+// pathKey finds where priv's member decrypts an UpdatePath from sender
+// (§12.4.2), given sender's copath cop and the leaves added by the Commit
+// (exclude, sorted): the index pos of the path node whose copath child
+// covers its leaf, the index ct, in that child's resolution without the
+// excluded leaves, of the first node it holds the private key of, and
+// that key. buf is scratch space.
+func (t *publicTree) pathKey(priv *privateTree, sender LeafIndex, cop []NodeIndex, exclude []LeafIndex, buf []NodeIndex) (pos, ct int, key suite.HPKEPrivateKey, err error) {
+	const op = "applying UpdatePath"
+	me := priv.leaf
+	if me == sender || containsLeaf(exclude, me) {
+		return -1, -1, nil, treeErr(op, me.Node(), ErrPathDecrypt)
+	}
+	pos = -1
+	for i, c := range cop {
+		if treemath.IsDescendant(me.Node(), c) {
+			pos = i
+			break
+		}
+	}
+	if pos < 0 {
+		return -1, -1, nil, treeErr(op, me.Node(), ErrPathDecrypt)
+	}
+	for k, r := range t.resolutionExcept(buf, cop[pos], exclude) {
+		if kk, ok := priv.keyFor(t, r); ok {
+			return pos, k, kk, nil
+		}
+	}
+	return -1, -1, nil, treeErr(op, cop[pos], ErrPathDecrypt)
+}
+
 // applyUpdatePath validates path from leaf sender against t, merges it,
 // and decrypts the path secret meant for priv's leaf (§7.5, §12.4.2). t
 // must already reflect the Commit's proposals; exclude are the
@@ -309,6 +339,9 @@ func (t *publicTree) applyUpdatePath(sender LeafIndex, path *UpdatePath, gc Grou
 // pathBeside is a caller's work run beside the derivation of an
 // UpdatePath's key pairs, by the same goroutines (see pathWork).
 type pathBeside struct {
+	// helper, if not nil, is the helper goroutine to use, started before
+	// the Commit was decrypted (startPathHelper).
+	helper *pathHelper
 	// first is a check with no inputs (the Commit's signature), run
 	// ahead of the rest; the caller waits for it itself.
 	first *pendingCheck
@@ -349,36 +382,13 @@ func (t *publicTree) applyUpdatePathBeside(sender LeafIndex, path *UpdatePath, g
 	)
 	exclude = leavesInOrder(exclude)
 	fdp, cop = t.filteredDirectPath(nil, nil, sender)
-	// Where this member decrypts: the path node whose copath child covers
-	// its leaf, and in that child's resolution a node it holds a key for.
-	// Found first, so that the key is expanded and the path secret
-	// decapsulated (on another core) while the checks run; a failure here
-	// is reported after theirs.
+	// Where this member decrypts, found first, so that its key is expanded
+	// and the path secret decapsulated (on another core) while the checks
+	// run; a failure here is reported after theirs.
 	locate := func() error {
-		me := priv.leaf
-		if me == sender || containsLeaf(exclude, me) {
-			return treeErr(op, me.Node(), ErrPathDecrypt)
-		}
-		for i, c := range cop {
-			if treemath.IsDescendant(me.Node(), c) {
-				pos = i
-				break
-			}
-		}
-		if pos < 0 {
-			return treeErr(op, me.Node(), ErrPathDecrypt)
-		}
-		resBuf = t.resolutionExcept(resBuf[:0], cop[pos], exclude)
-		for k, r := range resBuf {
-			if kk, ok := priv.keyFor(t, r); ok {
-				ct, key = k, kk
-				break
-			}
-		}
-		if ct < 0 {
-			return treeErr(op, cop[pos], ErrPathDecrypt)
-		}
-		return nil
+		var err error
+		pos, ct, key, err = t.pathKey(priv, sender, cop, exclude, resBuf[:0])
+		return err
 	}
 	var errLocate error
 	var w *pathWork

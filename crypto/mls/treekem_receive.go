@@ -26,7 +26,8 @@ import (
 //     chained, by whichever goroutine gets there first.
 //  3. Both goroutines then take tasks from one list, longest first: the
 //     caller's work (pathBeside: the Commit's signature, the next epoch's
-//     key schedule), then one key pair per path node.
+//     key schedule), then one key pair per path node. A helper done with
+//     step 1 before step 2 can start takes the signature first.
 //
 // Each step runs exactly once, on whichever goroutine reaches it first
 // (sync.Once), so that the applying goroutine never waits for a helper the
@@ -38,6 +39,7 @@ type pathWork struct {
 	node NodeIndex       // the node whose path secret this member decrypts
 	n    int             // path secrets from node to the root
 
+	early    *pathHelper // started before the Commit was decrypted, or nil
 	prepOnce sync.Once
 	dk       *suite.DecryptionKey
 	prepErr  error
@@ -52,12 +54,13 @@ type pathWork struct {
 	secrets      [][]byte // path secrets of node and the n-1 nodes above it
 	commitSecret []byte
 
-	extra   []func() // pathBeside's tasks
-	next    atomic.Int64
-	privs   []suite.HPKEPrivateKey
-	pubs    []suite.HPKEPublicKey
-	errs    []error
-	helpers sync.WaitGroup
+	extra       []func() // pathBeside's tasks
+	independent int      // how many of them, first, need no path secret
+	next        atomic.Int64
+	privs       []suite.HPKEPrivateKey
+	pubs        []suite.HPKEPublicKey
+	errs        []error
+	helpers     sync.WaitGroup
 }
 
 // startPathWork starts step 1 on a helper goroutine: this member decrypts
@@ -72,6 +75,7 @@ func startPathWork(s *suite.Suite, key suite.HPKEPrivateKey, path *UpdatePath, p
 	if beside != nil {
 		if first := beside.first; first != nil {
 			w.extra = append(w.extra, first.run)
+			w.independent = 1
 		}
 		if f := beside.withSecrets; f != nil {
 			w.extra = append(w.extra, func() {
@@ -82,14 +86,33 @@ func startPathWork(s *suite.Suite, key suite.HPKEPrivateKey, path *UpdatePath, p
 		}
 	}
 	w.helpers.Add(1)
-	go func() {
-		defer w.helpers.Done()
-		w.prepare()
-		if w.open() == nil {
-			w.work()
-		}
-	}()
+	if beside != nil && beside.helper != nil {
+		w.early = beside.helper
+		w.early.hand(w)
+	} else {
+		go w.help()
+	}
 	return w
+}
+
+// help is the helper goroutine's part. If step 1 ends before the group
+// context is known, the helper runs the caller's first task (the
+// Commit's signature) instead of waiting.
+func (w *pathWork) help() {
+	defer w.helpers.Done()
+	w.prepare()
+	if w.independent > 0 {
+		select {
+		case <-w.ready:
+		default:
+			if w.next.CompareAndSwap(0, 1) {
+				w.extra[0]()
+			}
+		}
+	}
+	if w.open() == nil {
+		w.work()
+	}
 }
 
 // prepare is step 1.
@@ -99,7 +122,18 @@ func (w *pathWork) prepare() {
 			w.prepErr = ErrPathDecrypt
 			return
 		}
-		w.dk, w.prepErr = w.s.PrepareDecryption(w.key, w.c.KEMOutput)
+		var dk *suite.DecryptionKey
+		var err error
+		if h := w.early; h != nil && suite.Equal(h.key, w.key) {
+			h.expand()
+			dk, err = h.dk, h.err
+		} else {
+			dk, err = w.s.PrepareDecryptionKey(w.key)
+		}
+		if err == nil {
+			dk.Ahead(w.c.KEMOutput)
+		}
+		w.dk, w.prepErr = dk, err
 	})
 }
 
@@ -208,4 +242,74 @@ func (w *pathWork) zero() {
 		suite.Zero(k)
 	}
 	suite.Zero(w.commitSecret)
+}
+
+// pathHelper is the helper goroutine of a pathWork started as soon as the
+// sender of a Commit is known, before its content is decrypted (§6.3.2:
+// the sender data comes first): it expands the private key this member
+// will most likely decrypt the path secret with (the one pathKey finds
+// in the current tree; the Commit's proposals may change that), then
+// waits for its pathWork (hand) and runs the helper's part of it. If the
+// guess is wrong, the expansion is discarded; if no pathWork comes
+// (release), the goroutine ends.
+type pathHelper struct {
+	s      *suite.Suite
+	key    suite.HPKEPrivateKey // a copy, wiped when the goroutine ends
+	once   sync.Once
+	dk     *suite.DecryptionKey
+	err    error
+	job    chan *pathWork
+	handed bool // hand or release was called (the applying goroutine's flag)
+}
+
+// startPathHelper starts the pathHelper for a Commit from sender, or
+// returns nil if this member has no key to decrypt its path with in the
+// current tree.
+func (g *Group) startPathHelper(sender LeafIndex) *pathHelper {
+	t, priv := g.st.tree, g.st.priv
+	if priv == nil || uint32(sender) >= t.nLeaves {
+		return nil
+	}
+	_, cop := t.filteredDirectPath(nil, nil, sender)
+	_, _, key, err := t.pathKey(priv, sender, cop, nil, nil)
+	if err != nil {
+		return nil
+	}
+	return newPathHelper(g.suite, slices.Clone(key))
+}
+
+// newPathHelper starts a pathHelper expanding key, which it owns.
+func newPathHelper(s *suite.Suite, key suite.HPKEPrivateKey) *pathHelper {
+	h := &pathHelper{s: s, key: key, job: make(chan *pathWork, 1)}
+	go func() {
+		defer suite.Zero(h.key) // after any prepare that compares it
+		h.expand()
+		if w, ok := <-h.job; ok {
+			w.help()
+		}
+	}()
+	return h
+}
+
+// expand expands the guessed key, unless it has been (or is being).
+func (h *pathHelper) expand() {
+	h.once.Do(func() {
+		h.dk, h.err = h.s.PrepareDecryptionKey(h.key)
+	})
+}
+
+// hand gives the helper its pathWork.
+func (h *pathHelper) hand(w *pathWork) {
+	h.handed = true
+	h.job <- w
+	close(h.job)
+}
+
+// release ends the helper if it was not handed a pathWork. It accepts
+// nil.
+func (h *pathHelper) release() {
+	if h != nil && !h.handed {
+		h.handed = true
+		close(h.job)
+	}
 }

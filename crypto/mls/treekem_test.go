@@ -558,7 +558,14 @@ func checkLeafSignatureFirst(t *testing.T, tr *publicTree, sender LeafIndex, pat
 // (the far half) or all of them (the committer's sibling, whose last task
 // it is), and neither the tree nor its private state changes.
 func TestApplyUpdatePathKeyMismatchAtTop(t *testing.T) {
+	for _, cs := range testSuites {
+		t.Run(fmt.Sprintf("suite%04x", uint16(cs)), func(t *testing.T) { testApplyUpdatePathKeyMismatchAtTop(t, cs) })
+	}
+}
+
+func testApplyUpdatePathKeyMismatchAtTop(t *testing.T, cs CipherSuite) {
 	h := newOpsHarness(t, 12)
+	h.s = mustSuite(t, uint16(cs))
 	s := h.s
 	encPriv := map[LeafIndex]suite.HPKEPrivateKey{}
 	h.tr = newBlankTree(s, 1)
@@ -569,7 +576,7 @@ func TestApplyUpdatePathKeyMismatchAtTop(t *testing.T) {
 			t.Fatal(err)
 		}
 		ln.EncryptionKey = HPKEPublicKey(pub)
-		if err := ln.Sign(1, sk, nil, 0); err != nil {
+		if err := ln.Sign(cs, sk, nil, 0); err != nil {
 			t.Fatal(err)
 		}
 		i, err := h.tr.addLeaf(ln)
@@ -578,7 +585,7 @@ func TestApplyUpdatePathKeyMismatchAtTop(t *testing.T) {
 		}
 		h.sig[i], encPriv[i] = sk, priv
 	}
-	gc := GroupContext{CipherSuite: 1, GroupID: h.gid, Epoch: 1}
+	gc := GroupContext{CipherSuite: cs, GroupID: h.gid, Epoch: 1}
 	// Leaf 0 commits so that every parent node is set; all apply it.
 	first := LeafIndex(0)
 	template := *h.tr.leaf(first)
@@ -631,7 +638,7 @@ func TestApplyUpdatePathKeyMismatchAtTop(t *testing.T) {
 		ph.freshen(c)
 	}
 	path.LeafNode.ParentHash = ph.chainParentHashes(nodes, cop)
-	if err := path.LeafNode.Sign(1, h.sig[committer], gc.GroupID, uint32(committer)); err != nil {
+	if err := path.LeafNode.Sign(cs, h.sig[committer], gc.GroupID, uint32(committer)); err != nil {
 		t.Fatal(err)
 	}
 	m, err := h.tr.clone().applyUpdatePath(committer, path, gc, nil, nil, nil)
@@ -668,5 +675,79 @@ func TestApplyUpdatePathKeyMismatchAtTop(t *testing.T) {
 	}
 	if receivers != 7 {
 		t.Fatalf("%d receivers", receivers)
+	}
+}
+
+// TestPathHelperGuess: the key a pathHelper expands before the Commit is
+// decrypted is a guess. Right or wrong (another member's key), or handed
+// no work, the path applies exactly as without a helper: the same commit
+// secret and private keys.
+func TestPathHelperGuess(t *testing.T) {
+	for _, cs := range testSuites {
+		t.Run(fmt.Sprintf("suite%04x", uint16(cs)), func(t *testing.T) { testPathHelperGuess(t, cs) })
+	}
+}
+
+func testPathHelperGuess(t *testing.T, cs CipherSuite) {
+	h := newOpsHarness(t, 13)
+	h.s = mustSuite(t, uint16(cs))
+	s := h.s
+	encPriv := map[LeafIndex]suite.HPKEPrivateKey{}
+	h.tr = newBlankTree(s, 1)
+	for range 5 {
+		ln, sk := h.synthLeaf(0, LeafNodeSourceKeyPackage)
+		priv, pub, err := s.GenerateHPKEKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln.EncryptionKey = HPKEPublicKey(pub)
+		if err := ln.Sign(cs, sk, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		i, err := h.tr.addLeaf(ln)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.sig[i], encPriv[i] = sk, priv
+	}
+	gc := GroupContext{CipherSuite: cs, GroupID: h.gid, Epoch: 1}
+	committer := LeafIndex(3)
+	template := *h.tr.leaf(committer)
+	res, err := h.tr.clone().createUpdatePath(committer, &template, h.sig[committer], gc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range encPriv {
+		if i == committer {
+			continue
+		}
+		p := newPrivateTree(s, i, HPKEPrivateKey(k), h.tr.leaf(i).EncryptionKey)
+		want, err := h.tr.clone().applyUpdatePath(committer, res.path, gc, nil, p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(want.commitSecret, res.commitSecret) {
+			t.Fatalf("member %d: commit secret differs", i)
+		}
+		other := encPriv[(i+1)%5]
+		if i+1 == committer {
+			other = encPriv[(i+2)%5]
+		}
+		for name, guess := range map[string]suite.HPKEPrivateKey{"right": k, "wrong": other} {
+			helper := newPathHelper(s, slices.Clone(guess))
+			r, err := h.tr.clone().applyUpdatePathBeside(committer, res.path, gc, nil, p, nil, &pathBeside{helper: helper})
+			helper.release() // no-op: handed
+			if err != nil {
+				t.Fatalf("member %d, %s guess: %v", i, name, err)
+			}
+			if !bytes.Equal(r.commitSecret, want.commitSecret) || !bytes.Equal(r.pathSecret, want.pathSecret) {
+				t.Fatalf("member %d, %s guess: secrets differ", i, name)
+			}
+			if !reflect.DeepEqual(r.priv.keys, want.priv.keys) {
+				t.Fatalf("member %d, %s guess: private keys differ", i, name)
+			}
+		}
+		// A helper never handed work ends on release.
+		newPathHelper(s, slices.Clone(k)).release()
 	}
 }

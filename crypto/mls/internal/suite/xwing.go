@@ -129,20 +129,31 @@ func (k *xwingKEM) setupR(priv HPKEPrivateKey, enc, info []byte) (receiverCtx, e
 // crypto/hpke takes (circlDecapsulator, circlX25519).
 // TestXWingMatchesStdlib holds the result to crypto/hpke's own key.
 func (k *xwingKEM) privateKey(priv HPKEPrivateKey) (hpke.PrivateKey, error) {
-	return k.privateKeyFor(priv, nil)
+	sk, _, err := k.expandKey(priv)
+	return sk, err
 }
 
-// privateKeyFor is privateKey that, if enc has the size of an X-Wing
-// ciphertext, also decapsulates it now: circl's ML-KEM-768 decapsulation
-// and the X25519 exchange with its ephemeral share, the two expensive
-// halves of X-Wing's Decapsulate. crypto/hpke's SetupBaseR for the same
-// enc then gets their results (once) instead of computing them again, and
-// does the rest (the X-Wing combiner, the HPKE key schedule) itself. This
-// lets the decapsulation run on another core before the HPKE info (for
-// an UpdatePath, the new GroupContext) is known.
+// privateKeyFor is privateKey followed by its ahead function for enc.
 func (k *xwingKEM) privateKeyFor(priv HPKEPrivateKey, enc []byte) (hpke.PrivateKey, error) {
+	sk, ahead, err := k.expandKey(priv)
+	if err == nil {
+		ahead(enc)
+	}
+	return sk, err
+}
+
+// expandKey is privateKey that also returns the key's ahead function: if
+// enc has the size of an X-Wing ciphertext, ahead decapsulates it now
+// (circl's ML-KEM-768 decapsulation and the X25519 exchange with its
+// ephemeral share, the two expensive halves of X-Wing's Decapsulate).
+// crypto/hpke's SetupBaseR for the same enc then gets their results
+// (once) instead of computing them again, and does the rest (the X-Wing
+// combiner, the HPKE key schedule) itself. This lets the decapsulation
+// run on another core before the HPKE info (for an UpdatePath, the new
+// GroupContext) is known.
+func (k *xwingKEM) expandKey(priv HPKEPrivateKey) (hpke.PrivateKey, func(enc []byte), error) {
 	if len(priv) != xwingSeedSize {
-		return nil, ErrInvalidKey
+		return nil, nil, ErrInvalidKey
 	}
 	var expanded [mlkem768.KeySeedSize + x25519.Size]byte
 	defer Zero(expanded[:])
@@ -156,18 +167,20 @@ func (k *xwingKEM) privateKeyFor(priv HPKEPrivateKey, enc []byte) (hpke.PrivateK
 	x25519.KeyGen(&x.pk, &x.sk)
 	var err error
 	if x.pub, err = ecdh.X25519().NewPublicKey(x.pk[:]); err != nil {
-		return nil, ErrInvalidKey
+		return nil, nil, ErrInvalidKey
 	}
 	d := &circlDecapsulator{sk: skm}
-	if len(enc) == xwing.CiphertextSize {
-		d.ahead(enc[:mlkem768.CiphertextSize])
-		x.ahead(enc[mlkem768.CiphertextSize:])
-	}
 	sk, err := hpke.NewHybridPrivateKey(d, x)
 	if err != nil {
-		return nil, ErrInvalidKey
+		return nil, nil, ErrInvalidKey
 	}
-	return sk, nil
+	ahead := func(enc []byte) {
+		if len(enc) == xwing.CiphertextSize {
+			d.ahead(enc[:mlkem768.CiphertextSize])
+			x.ahead(enc[mlkem768.CiphertextSize:])
+		}
+	}
+	return sk, ahead, nil
 }
 
 // circlX25519 is circl's X25519 behind ecdh.KeyExchanger, for crypto/hpke's
