@@ -141,6 +141,31 @@ func BenchmarkGroupProcessCommit(b *testing.B) {
 					}
 				}
 			})
+			// process-gc is process with a garbage collection in each
+			// untimed reset: the reset allocates 9 MB (the clone of the
+			// tree's slices and key index; 18 MB for the far member's) and
+			// so starts a collection of the whole heap (287 MB live for
+			// xwing at 50,000) every 16-32 iterations, which then runs
+			// beside the timed Process; processing Commits alone (0.3-0.6
+			// MB each) would start one every few hundred.
+			b.Run(fmt.Sprintf("%s/%d/process-gc", suiteName(id), n), func(b *testing.B) {
+				bt := getBenchTree(b, id, n)
+				committer := benchGroupAt(b, bt, 0, bt.tr.clone())
+				res, err := committer.Commit(CommitOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					b.StopTimer()
+					recv := benchGroupAt(b, bt, 1, bt.tr.clone())
+					runtime.GC()
+					b.StartTimer()
+					if _, err := recv.Process(res.Message); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 			b.Run(fmt.Sprintf("%s/%d/reset", suiteName(id), n), func(b *testing.B) {
 				bt := getBenchTree(b, id, n)
 				for b.Loop() {
@@ -230,6 +255,25 @@ func BenchmarkGroupProcessCommitFar(b *testing.B) {
 				for b.Loop() {
 					b.StopTimer()
 					_, recv := f.groups(b, bt)
+					b.StartTimer()
+					if _, err := recv.Process(res.Message); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run(fmt.Sprintf("%s/%d/process-gc", suiteName(id), n), func(b *testing.B) {
+				bt := getBenchTree(b, id, n)
+				f := newFarReceiver(b, bt)
+				committer, _ := f.groups(b, bt)
+				res, err := committer.Commit(CommitOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					b.StopTimer()
+					_, recv := f.groups(b, bt)
+					runtime.GC() // as in BenchmarkGroupProcessCommit's process-gc
 					b.StartTimer()
 					if _, err := recv.Process(res.Message); err != nil {
 						b.Fatal(err)
