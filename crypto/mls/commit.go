@@ -495,12 +495,15 @@ func (g *Group) install(ne *newEpochValues, ap *appliedPlan, priv *privateTree, 
 
 // processCommit applies a Commit from another member or an external
 // joiner (§12.4.2). ac has passed framing: membership tag or decryption,
-// and the signature, or the signature check is sig, still running, which
-// processCommit waits for before it changes any state.
+// and the signature, or the signature check is sig, not yet run, which
+// processCommit runs beside its other work and waits for before it
+// changes any state. helper, if not nil, is a helper goroutine already
+// expanding the key this member probably decrypts the path with
+// (startPathHelper).
 //
 // pending is the Commit's unconsumed PrivateMessage key (nil for a
 // PublicMessage): it is consumed only once every check has passed.
-func (g *Group) processCommit(ac *AuthenticatedContent, pending *schedule.Pending, sig *pendingCheck) (info *CommitInfo, err error) {
+func (g *Group) processCommit(ac *AuthenticatedContent, pending *schedule.Pending, sig *pendingCheck, helper *pathHelper) (info *CommitInfo, err error) {
 	st := &g.st
 	s := g.suite
 	c := ac.Content.Commit
@@ -517,6 +520,9 @@ func (g *Group) processCommit(ac *AuthenticatedContent, pending *schedule.Pendin
 	}
 	if c.Path == nil && pathRequired(props) {
 		return nil, ErrPathRequired
+	}
+	if c.Path == nil {
+		sig.start() // beside the rest; with a path, beside its key pairs
 	}
 	if external {
 		if err := g.checkResync(plan, &c.Path.LeafNode); err != nil {
@@ -580,16 +586,13 @@ func (g *Group) processCommit(ac *AuthenticatedContent, pending *schedule.Pendin
 
 	var commitSecret []byte
 	priv := (*privateTree)(nil)
-	// early is the next epoch derived beside the path's key pairs. It is
-	// always waited for before returning; values processCommit did not
-	// take over are destroyed here (those it took, it installs or
-	// destroys itself).
-	var early *pendingEpoch
+	// early is the next epoch, derived beside the path's key pairs.
+	// Values processCommit did not take over are destroyed here (those it
+	// took, it installs or destroys itself).
+	var early *earlyEpoch
 	defer func() {
-		if early != nil {
-			if ne, _, _ := early.wait(); ne != early.used {
-				ne.destroy()
-			}
+		if early != nil && early.ne != nil && !early.used {
+			early.ne.destroy()
 		}
 	}()
 	if c.Path != nil {
@@ -642,17 +645,17 @@ func (g *Group) processCommit(ac *AuthenticatedContent, pending *schedule.Pendin
 		myPriv := basePriv
 		if ap.removedSelf {
 			myPriv = nil // nothing to decrypt: this member is leaving
+			sig.start()
 		}
-		// The next epoch's key schedule and confirmation tag need only the
-		// new tree hash and the commit secret: they run while the path's
-		// key pairs are derived and checked (§7.5), and count only if
-		// every check passes.
-		beside := func(th, commitSecret []byte) {
-			early = startEpoch(func() (*newEpochValues, bool, error) {
-				defer suite.Zero(commitSecret)
-				return g.deriveAndConfirm(ac, th, ap.exts, initSecret, commitSecret, pskSecret)
-			}, th)
-		}
+		// The Commit's signature, and the next epoch's key schedule and
+		// confirmation tag (which need only the new tree hash and the
+		// commit secret), run while the path's key pairs are derived and
+		// checked (§7.5); they count only if every check passes.
+		beside := &pathBeside{helper: helper, first: sig, withSecrets: func(th, commitSecret []byte) {
+			defer suite.Zero(commitSecret)
+			ne, tagOK, err := g.deriveAndConfirm(ac, th, ap.exts, initSecret, commitSecret, pskSecret)
+			early = &earlyEpoch{treeHash: th, ne: ne, tagOK: tagOK, err: err}
+		}}
 		res, err := t.applyUpdatePathBeside(sender, c.Path, gc, sortedLeaves(ap.added), myPriv, checkLeaf, beside)
 		if err != nil {
 			return nil, err
@@ -709,8 +712,8 @@ func (g *Group) processCommit(ac *AuthenticatedContent, pending *schedule.Pendin
 	var ne *newEpochValues
 	var tagOK bool
 	if early != nil && bytes.Equal(early.treeHash, th) {
-		ne, tagOK, err = early.wait()
-		early.used = ne // installed or destroyed below
+		ne, tagOK, err = early.ne, early.tagOK, early.err
+		early.used = true // installed or destroyed below
 	} else {
 		ne, tagOK, err = g.deriveAndConfirm(ac, th, ap.exts, initSecret, commitSecret, pskSecret)
 	}
@@ -756,29 +759,14 @@ func (g *Group) deriveAndConfirm(ac *AuthenticatedContent, treeHash []byte, exts
 	return ne, ne.keys.VerifyConfirmationTag(ne.confirmed, ac.Auth.ConfirmationTag), nil
 }
 
-// pendingEpoch is deriveAndConfirm running on another goroutine, for the
-// tree whose hash is treeHash.
-type pendingEpoch struct {
+// earlyEpoch is the result of deriveAndConfirm for the tree whose hash is
+// treeHash, computed beside the path's key pairs.
+type earlyEpoch struct {
 	treeHash []byte
-	ch       chan struct{}
 	ne       *newEpochValues
 	tagOK    bool
 	err      error
-	used     *newEpochValues // the values processCommit took over
-}
-
-func startEpoch(f func() (*newEpochValues, bool, error), treeHash []byte) *pendingEpoch {
-	p := &pendingEpoch{treeHash: treeHash, ch: make(chan struct{})}
-	go func() {
-		p.ne, p.tagOK, p.err = f()
-		close(p.ch)
-	}()
-	return p
-}
-
-func (p *pendingEpoch) wait() (*newEpochValues, bool, error) {
-	<-p.ch
-	return p.ne, p.tagOK, p.err
+	used     bool // processCommit took ne over
 }
 
 // checkResync applies §12.2 to an external Commit that removes a member

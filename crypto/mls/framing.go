@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/moat-im/moat/crypto/mls/internal/schedule"
 	"github.com/moat-im/moat/crypto/mls/internal/suite"
@@ -300,7 +301,7 @@ type senderKeyFunc func(leaf uint32) (SignaturePublicKey, error)
 // used is the secret tree's error; an authenticated plaintext that does not
 // parse is a *DecodeError; a bad signature is ErrInvalidSignature.
 func unprotectPrivate(s *suite.Suite, senderDataSecret []byte, tree *schedule.SecretTree, ctx *GroupContext, pm *PrivateMessage, senderKey senderKeyFunc) (*AuthenticatedContent, error) {
-	ac, pending, _, err := unprotectPrivateDeferred(s, senderDataSecret, tree, ctx, pm, senderKey, false)
+	ac, pending, _, err := unprotectPrivateDeferred(s, senderDataSecret, tree, ctx, pm, senderKey, false, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -316,12 +317,17 @@ func unprotectPrivate(s *suite.Suite, senderDataSecret []byte, tree *schedule.Se
 // only after every check of §12.4.2), or pending.Discard(). On error tree
 // is unchanged and nothing is pending.
 //
-// With concurrentSig, the signature of a Commit is checked on another
-// goroutine while the caller goes on processing it; the caller must then
+// With concurrentSig, the signature of a Commit is not checked here but
+// returned as sig, not yet started, for the caller to run beside the rest
+// of the Commit's processing (start, or run in a worker); the caller must
 // call sig.wait, and accept the content only if it returns nil, before it
 // changes any state (sig is nil for other content types, and wait on nil
 // returns nil). ctx must not change until then.
-func unprotectPrivateDeferred(s *suite.Suite, senderDataSecret []byte, tree *schedule.SecretTree, ctx *GroupContext, pm *PrivateMessage, senderKey senderKeyFunc, concurrentSig bool) (ac *AuthenticatedContent, pending *schedule.Pending, sig *pendingCheck, err error) {
+//
+// onSender, if not nil, is called with the sender's leaf as soon as the
+// sender data is decrypted and the sender is a member, before the content
+// is decrypted.
+func unprotectPrivateDeferred(s *suite.Suite, senderDataSecret []byte, tree *schedule.SecretTree, ctx *GroupContext, pm *PrivateMessage, senderKey senderKeyFunc, concurrentSig bool, onSender func(leaf uint32)) (ac *AuthenticatedContent, pending *schedule.Pending, sig *pendingCheck, err error) {
 	sd, err := openSenderData(s, senderDataSecret, pm)
 	if err != nil {
 		return nil, nil, nil, err
@@ -329,6 +335,9 @@ func unprotectPrivateDeferred(s *suite.Suite, senderDataSecret []byte, tree *sch
 	key, err := senderKey(sd.LeafIndex)
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	if onSender != nil {
+		onSender(sd.LeafIndex)
 	}
 	pending, err = tree.Prepare(treemath.LeafIndex(sd.LeafIndex), ratchetKind(pm.ContentType), sd.Generation)
 	if err != nil {
@@ -371,7 +380,7 @@ func unprotectPrivateDeferred(s *suite.Suite, senderDataSecret []byte, tree *sch
 	}
 	if concurrentSig && ac.Content.ContentType == ContentTypeCommit {
 		c := *ctx
-		return ac, pending, startCheck(func() error { return verifyContent(s, ac, &c, key) }), nil
+		return ac, pending, newCheck(func() error { return verifyContent(s, ac, &c, key) }), nil
 	}
 	if err = verifyContent(s, ac, ctx, key); err != nil {
 		return nil, nil, nil, err
@@ -379,29 +388,42 @@ func unprotectPrivateDeferred(s *suite.Suite, senderDataSecret []byte, tree *sch
 	return ac, pending, nil, nil
 }
 
-// pendingCheck is a check running on another goroutine (a signature
-// verification overlapping the rest of a Commit's processing).
+// pendingCheck is a check that may run on another goroutine (a signature
+// verification overlapping the rest of a Commit's processing). It runs
+// exactly once: on the goroutine start launched, in a worker that calls
+// run, or in wait if nobody has begun it yet, so that a caller never
+// waits for a goroutine the scheduler has not yet run.
 type pendingCheck struct {
-	ch   chan error
+	f    func() error
+	once sync.Once
 	err  error
-	done bool
 }
 
-func startCheck(f func() error) *pendingCheck {
-	c := &pendingCheck{ch: make(chan error, 1)}
-	go func() { c.ch <- f() }()
-	return c
+// newCheck returns f as a check that has not started.
+func newCheck(f func() error) *pendingCheck { return &pendingCheck{f: f} }
+
+// start runs the check on another goroutine. A nil check passes.
+func (c *pendingCheck) start() {
+	if c != nil {
+		go c.run()
+	}
 }
 
-// wait returns the check's result, waiting for it the first time. A nil
-// check passes. Not safe for concurrent use.
+// run runs the check unless it has run or is running (then it waits for
+// it). A nil check passes.
+func (c *pendingCheck) run() {
+	if c != nil {
+		c.once.Do(func() { c.err = c.f() })
+	}
+}
+
+// wait returns the check's result, running it now if nobody has begun it.
+// A nil check passes.
 func (c *pendingCheck) wait() error {
 	if c == nil {
 		return nil
 	}
-	if !c.done {
-		c.err, c.done = <-c.ch, true
-	}
+	c.run()
 	return c.err
 }
 

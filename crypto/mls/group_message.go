@@ -185,7 +185,7 @@ func (g *Group) processPublic(pm *PublicMessage) (*Processed, error) {
 	if err := verifyContent(g.suite, ac, &g.st.ctx, key); err != nil {
 		return nil, err
 	}
-	return g.handleContent(ac, nil, nil)
+	return g.handleContent(ac, nil, nil, nil)
 }
 
 // processPrivate handles a PrivateMessage (§6.3). Application messages may
@@ -207,11 +207,21 @@ func (g *Group) processPrivate(pm *PrivateMessage) (*Processed, error) {
 	// A Commit's signature is checked on another core while its path is
 	// processed; processCommit waits for it before changing any state, and
 	// a bad signature takes precedence over any other error.
-	ac, pending, sig, err := unprotectPrivateDeferred(g.suite, g.st.keys.SenderDataSecret, g.st.secrets, &g.st.ctx, pm, g.memberKey, true)
+	// For a Commit, the key this member most likely decrypts its path
+	// secret with is expanded on another core from the moment the sender
+	// is known (startPathHelper), while the content is decrypted.
+	var early *pathHelper
+	defer func() { early.release() }()
+	onSender := func(leaf uint32) {
+		if pm.ContentType == ContentTypeCommit {
+			early = g.startPathHelper(LeafIndex(leaf))
+		}
+	}
+	ac, pending, sig, err := unprotectPrivateDeferred(g.suite, g.st.keys.SenderDataSecret, g.st.secrets, &g.st.ctx, pm, g.memberKey, true, onSender)
 	if err != nil {
 		return nil, err
 	}
-	p, err := g.handleContent(ac, pending, sig)
+	p, err := g.handleContent(ac, pending, sig, early)
 	if err != nil {
 		if serr := sig.wait(); serr != nil {
 			err = serr
@@ -255,9 +265,10 @@ func (g *Group) processPastApplication(pm *PrivateMessage) (*Processed, error) {
 // committed to the secret tree exactly when the content is accepted, and
 // left to the caller to discard otherwise.
 //
-// sig, if not nil, is the signature check of a Commit still running: the
-// content is accepted only if it passes.
-func (g *Group) handleContent(ac *AuthenticatedContent, pending *schedule.Pending, sig *pendingCheck) (*Processed, error) {
+// sig, if not nil, is the signature check of a Commit, not yet run: the
+// content is accepted only if it passes. early, if not nil, is the
+// Commit's path helper (processCommit).
+func (g *Group) handleContent(ac *AuthenticatedContent, pending *schedule.Pending, sig *pendingCheck, early *pathHelper) (*Processed, error) {
 	if ac.Content.ContentType != ContentTypeCommit {
 		if err := sig.wait(); err != nil {
 			return nil, err
@@ -304,7 +315,7 @@ func (g *Group) handleContent(ac *AuthenticatedContent, pending *schedule.Pendin
 		if c.Sender.Type == SenderTypeMember && LeafIndex(c.Sender.Index) == g.self {
 			return nil, fmt.Errorf("%w: own commit that is not the pending one", ErrPendingCommit)
 		}
-		info, err := g.processCommit(ac, pending, sig)
+		info, err := g.processCommit(ac, pending, sig, early)
 		if err != nil {
 			return nil, err
 		}

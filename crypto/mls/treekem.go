@@ -290,6 +290,36 @@ func (r *applyUpdatePathResult) Zero() {
 	}
 }
 
+// pathKey finds where priv's member decrypts an UpdatePath from sender
+// (§12.4.2), given sender's copath cop and the leaves added by the Commit
+// (exclude, sorted): the index pos of the path node whose copath child
+// covers its leaf, the index ct, in that child's resolution without the
+// excluded leaves, of the first node it holds the private key of, and
+// that key. buf is scratch space.
+func (t *publicTree) pathKey(priv *privateTree, sender LeafIndex, cop []NodeIndex, exclude []LeafIndex, buf []NodeIndex) (pos, ct int, key suite.HPKEPrivateKey, err error) {
+	const op = "applying UpdatePath"
+	me := priv.leaf
+	if me == sender || containsLeaf(exclude, me) {
+		return -1, -1, nil, treeErr(op, me.Node(), ErrPathDecrypt)
+	}
+	pos = -1
+	for i, c := range cop {
+		if treemath.IsDescendant(me.Node(), c) {
+			pos = i
+			break
+		}
+	}
+	if pos < 0 {
+		return -1, -1, nil, treeErr(op, me.Node(), ErrPathDecrypt)
+	}
+	for k, r := range t.resolutionExcept(buf, cop[pos], exclude) {
+		if kk, ok := priv.keyFor(t, r); ok {
+			return pos, k, kk, nil
+		}
+	}
+	return -1, -1, nil, treeErr(op, cop[pos], ErrPathDecrypt)
+}
+
 // applyUpdatePath validates path from leaf sender against t, merges it,
 // and decrypts the path secret meant for priv's leaf (§7.5, §12.4.2). t
 // must already reflect the Commit's proposals; exclude are the
@@ -306,14 +336,27 @@ func (t *publicTree) applyUpdatePath(sender LeafIndex, path *UpdatePath, gc Grou
 	return t.applyUpdatePathBeside(sender, path, gc, exclude, priv, checkLeaf, nil)
 }
 
-// applyUpdatePathBeside is applyUpdatePath that calls beside, if not nil,
-// with the new tree's hash and the commit secret as soon as both are known
-// (after the decryption, before the path's key pairs are derived and
-// checked), so that the caller can start the next epoch's key schedule
-// while they are. Both arguments are the caller's copies. beside is not
-// called when nothing is decrypted or the decryption fails; when it is
-// called, a later check may still fail the whole operation.
-func (t *publicTree) applyUpdatePathBeside(sender LeafIndex, path *UpdatePath, gc GroupContext, exclude []LeafIndex, priv *privateTree, checkLeaf LeafNodeValidator, beside func(treeHash, commitSecret []byte)) (res *applyUpdatePathResult, err error) {
+// pathBeside is a caller's work run beside the derivation of an
+// UpdatePath's key pairs, by the same goroutines (see pathWork).
+type pathBeside struct {
+	// helper, if not nil, is the helper goroutine to use, started before
+	// the Commit was decrypted (startPathHelper).
+	helper *pathHelper
+	// first is a check with no inputs (the Commit's signature), run
+	// ahead of the rest; the caller waits for it itself.
+	first *pendingCheck
+	// withSecrets runs once the new tree's hash and the commit secret are
+	// known (arguments: the caller's copies), before the key pairs are
+	// checked: a later check may still fail the whole operation.
+	withSecrets func(treeHash, commitSecret []byte)
+}
+
+// applyUpdatePathBeside is applyUpdatePath that, when this member
+// decrypts a path secret, also runs beside's work (if not nil) with the
+// derivation of the path's key pairs. When nothing is decrypted, or the
+// decryption fails, beside's work is not done: beside.first is left for
+// the caller to wait for, withSecrets is not called.
+func (t *publicTree) applyUpdatePathBeside(sender LeafIndex, path *UpdatePath, gc GroupContext, exclude []LeafIndex, priv *privateTree, checkLeaf LeafNodeValidator, beside *pathBeside) (res *applyUpdatePathResult, err error) {
 	const op = "applying UpdatePath"
 	s := t.suite
 	if uint32(sender) >= t.nLeaves {
@@ -323,12 +366,13 @@ func (t *publicTree) applyUpdatePathBeside(sender LeafIndex, path *UpdatePath, g
 	if ln.Source != LeafNodeSourceCommit {
 		return nil, treeErr(op, sender.Node(), ErrInvalidLeafNode)
 	}
-	// The leaf's signature is checked on another core while the other
-	// checks run; it must pass before the tree changes, and its failure
-	// takes precedence over any other (as if it had been checked first).
-	// checkLeaf (the application's credential validation included) only
-	// ever sees a leaf whose signature passed.
-	sig := startCheck(func() error { return ln.verifySignature(s, gc.GroupID, uint32(sender)) })
+	// The leaf's signature must pass before the tree changes, and its
+	// failure takes precedence over any other (as if it had been checked
+	// first). checkLeaf (the application's credential validation
+	// included) only ever sees a leaf whose signature passed. It runs on
+	// another core while the other checks run, unless this member
+	// decrypts: then that core expands its key and decapsulates.
+	sig := newCheck(func() error { return ln.verifySignature(s, gc.GroupID, uint32(sender)) })
 	var (
 		fdp, cop []NodeIndex
 		nodes    []ParentNode
@@ -338,42 +382,24 @@ func (t *publicTree) applyUpdatePathBeside(sender LeafIndex, path *UpdatePath, g
 	)
 	exclude = leavesInOrder(exclude)
 	fdp, cop = t.filteredDirectPath(nil, nil, sender)
-	// Where this member decrypts: the path node whose copath child covers
-	// its leaf, and in that child's resolution a node it holds a key for.
-	// Found first, so that the key is expanded (on another core) while the
-	// checks run; a failure here is reported after theirs.
+	// Where this member decrypts, found first, so that its key is expanded
+	// and the path secret decapsulated (on another core) while the checks
+	// run; a failure here is reported after theirs.
 	locate := func() error {
-		me := priv.leaf
-		if me == sender || containsLeaf(exclude, me) {
-			return treeErr(op, me.Node(), ErrPathDecrypt)
-		}
-		for i, c := range cop {
-			if treemath.IsDescendant(me.Node(), c) {
-				pos = i
-				break
-			}
-		}
-		if pos < 0 {
-			return treeErr(op, me.Node(), ErrPathDecrypt)
-		}
-		resBuf = t.resolutionExcept(resBuf[:0], cop[pos], exclude)
-		for k, r := range resBuf {
-			if kk, ok := priv.keyFor(t, r); ok {
-				ct, key = k, kk
-				break
-			}
-		}
-		if ct < 0 {
-			return treeErr(op, cop[pos], ErrPathDecrypt)
-		}
-		return nil
+		var err error
+		pos, ct, key, err = t.pathKey(priv, sender, cop, exclude, resBuf[:0])
+		return err
 	}
 	var errLocate error
-	var prepared *pendingKey
+	var w *pathWork
 	if priv != nil {
 		if errLocate = locate(); errLocate == nil {
-			prepared = startPrepareKey(s, key)
+			w = startPathWork(s, key, path, pos, ct, fdp[pos], len(fdp)-pos, beside)
+			defer w.abort() // no-op once the group context is given
 		}
+	}
+	if w == nil {
+		sig.start()
 	}
 	structural := func() error {
 		// New keys (§12.4.2): none of them may already be in the tree (the
@@ -455,87 +481,29 @@ func (t *publicTree) applyUpdatePathBeside(sender LeafIndex, path *UpdatePath, g
 	if res.groupContext, err = gc.Encode(); err != nil {
 		return nil, err
 	}
-	if priv == nil {
+	if w == nil {
 		return res, nil
 	}
-	c := &path.Nodes[pos].EncryptedPathSecret[ct]
-	dk, err := prepared.wait()
-	var ps []byte
-	if err == nil {
-		ps, err = s.DecryptWithLabelKey(dk, labelUpdatePathNode, res.groupContext, c.KEMOutput, c.Ciphertext)
-	}
-	if err != nil || len(ps) != s.Nh() {
-		suite.Zero(ps)
-		return nil, &TreeError{Op: op, Node: uint32(fdp[pos]), Err: ErrPathDecrypt, Cause: err}
-	}
-	res.pathSecret, res.pathSecretNode = ps, fdp[pos]
-
-	// Derive the rest of the path and check every public key (§7.5).
-	// A return sets the named result res to nil before deferred calls run,
-	// so the result to wipe on failure is captured here.
-	newPriv := priv.clone()
-	r := res
-	defer func() {
-		if err != nil {
-			newPriv.Zero()
-			r.Zero()
-		}
-	}()
-	// The path secrets chain; the key pairs are derived on all cores, then
-	// checked in path order.
-	secrets := make([][]byte, len(fdp)-pos)
-	defer func() {
-		for _, x := range secrets {
-			suite.Zero(x)
-		}
-	}()
-	cur := append([]byte(nil), ps...)
-	for i := range secrets {
-		secrets[i] = cur
-		if cur, err = s.DeriveSecret(cur, "path"); err != nil {
-			return nil, err
-		}
-	}
-	res.commitSecret = cur
-	if beside != nil {
-		beside(slices.Clone(th), slices.Clone(cur))
-	}
-	privs, pubs, err := deriveNodeKeyPairs(s, secrets)
+	// The path secret, the rest of the path and every key pair of it
+	// (§7.5), with beside's work, on this goroutine and the helpers.
+	err = w.run(res.groupContext, th)
+	defer w.zero()
 	if err != nil {
 		return nil, err
 	}
-	for j := range secrets {
+	newPriv := priv.clone()
+	for j, pub := range w.pubs {
 		i := pos + j
-		if !bytes.Equal(pubs[j], nodes[i].EncryptionKey) {
-			for _, k := range privs[j:] {
-				suite.Zero(k)
-			}
+		if !bytes.Equal(pub, nodes[i].EncryptionKey) {
+			newPriv.Zero()
 			return nil, treeErr(op, fdp[i], ErrPathKeyMismatch)
 		}
-		newPriv.set(fdp[i], privs[j], nodes[i].EncryptionKey)
+		newPriv.set(fdp[i], w.privs[j], nodes[i].EncryptionKey)
+		w.privs[j] = nil // newPriv's now
 	}
 	newPriv.prune(t)
+	res.pathSecret, res.pathSecretNode = slices.Clone(w.secrets[0]), fdp[pos]
+	res.commitSecret, w.commitSecret = w.commitSecret, nil
 	res.priv = newPriv
 	return res, nil
-}
-
-// pendingKey is an HPKE private key being expanded on another goroutine.
-type pendingKey struct {
-	ch  chan struct{}
-	dk  *suite.DecryptionKey
-	err error
-}
-
-func startPrepareKey(s *suite.Suite, priv suite.HPKEPrivateKey) *pendingKey {
-	p := &pendingKey{ch: make(chan struct{})}
-	go func() {
-		p.dk, p.err = s.PrepareDecryptionKey(priv)
-		close(p.ch)
-	}()
-	return p
-}
-
-func (p *pendingKey) wait() (*suite.DecryptionKey, error) {
-	<-p.ch
-	return p.dk, p.err
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -546,5 +547,207 @@ func checkLeafSignatureFirst(t *testing.T, tr *publicTree, sender LeafIndex, pat
 	short.LeafNode = path.LeafNode
 	if _, err := tr.applyUpdatePath(sender, &short, gc, nil, nil, nil); !errors.Is(err, ErrInvalidUpdatePath) {
 		t.Fatalf("short path: err = %v, want ErrInvalidUpdatePath", err)
+	}
+}
+
+// TestApplyUpdatePathKeyMismatchAtTop: a committer sends an UpdatePath
+// whose parent hashes, leaf signature and ciphertexts are all consistent
+// but whose top node's public key is not the one its path secret derives
+// (§7.5, §12.4.2 step 6). Every receiver refuses it with
+// ErrPathKeyMismatch at that node, whether it derives that key pair alone
+// (the far half) or all of them (the committer's sibling, whose last task
+// it is), and neither the tree nor its private state changes.
+func TestApplyUpdatePathKeyMismatchAtTop(t *testing.T) {
+	for _, cs := range testSuites {
+		t.Run(fmt.Sprintf("suite%04x", uint16(cs)), func(t *testing.T) { testApplyUpdatePathKeyMismatchAtTop(t, cs) })
+	}
+}
+
+func testApplyUpdatePathKeyMismatchAtTop(t *testing.T, cs CipherSuite) {
+	h := newOpsHarness(t, 12)
+	h.s = mustSuite(t, uint16(cs))
+	s := h.s
+	encPriv := map[LeafIndex]suite.HPKEPrivateKey{}
+	h.tr = newBlankTree(s, 1)
+	for range 8 {
+		ln, sk := h.synthLeaf(0, LeafNodeSourceKeyPackage)
+		priv, pub, err := s.GenerateHPKEKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln.EncryptionKey = HPKEPublicKey(pub)
+		if err := ln.Sign(cs, sk, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		i, err := h.tr.addLeaf(ln)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.sig[i], encPriv[i] = sk, priv
+	}
+	gc := GroupContext{CipherSuite: cs, GroupID: h.gid, Epoch: 1}
+	// Leaf 0 commits so that every parent node is set; all apply it.
+	first := LeafIndex(0)
+	template := *h.tr.leaf(first)
+	c0, err := h.tr.clone().createUpdatePath(first, &template, h.sig[first], gc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	privs := map[LeafIndex]*privateTree{first: c0.priv}
+	merged := h.tr.clone()
+	if _, err := merged.applyUpdatePath(first, c0.path, gc, nil, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range encPriv {
+		if i == first {
+			continue
+		}
+		r, err := h.tr.clone().applyUpdatePath(first, c0.path, gc, nil, newPrivateTree(s, i, HPKEPrivateKey(k), h.tr.leaf(i).EncryptionKey), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		privs[i] = r.priv
+	}
+	h.tr = merged
+
+	// Leaf 2 commits; the top node's key is replaced, and the rest made
+	// consistent with it: parent hashes, the leaf's signature, and the
+	// path secrets encrypted again under the GroupContext of the tree the
+	// tampered path yields.
+	committer := LeafIndex(2)
+	gc.Epoch = 2
+	template = *h.tr.leaf(committer)
+	res, err := h.tr.clone().createUpdatePath(committer, &template, h.sig[committer], gc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := res.path
+	top := len(path.Nodes) - 1
+	_, other, err := s.GenerateHPKEKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path.Nodes[top].EncryptionKey = HPKEPublicKey(other)
+	fdp, cop := h.tr.filteredDirectPath(nil, nil, committer)
+	nodes := make([]ParentNode, len(fdp))
+	for i := range nodes {
+		nodes[i].EncryptionKey = path.Nodes[i].EncryptionKey
+	}
+	ph := h.tr.clone()
+	for _, c := range cop {
+		ph.freshen(c)
+	}
+	path.LeafNode.ParentHash = ph.chainParentHashes(nodes, cop)
+	if err := path.LeafNode.Sign(cs, h.sig[committer], gc.GroupID, uint32(committer)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := h.tr.clone().applyUpdatePath(committer, path, gc, nil, nil, nil)
+	if err != nil {
+		t.Fatalf("the tampered path does not merge: %v", err)
+	}
+	for i := range fdp {
+		for k, r := range h.tr.resolution(nil, cop[i]) {
+			kem, ct, err := s.EncryptWithLabel(suite.HPKEPublicKey(h.tr.encryptionKey(r)), labelUpdatePathNode, m.groupContext, res.pathSecrets[i].secret)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path.Nodes[i].EncryptedPathSecret[k] = HPKECiphertext{KEMOutput: kem, Ciphertext: ct}
+		}
+	}
+
+	receivers := 0
+	for i, p := range privs {
+		if i == committer {
+			continue
+		}
+		tr := h.tr.clone()
+		before := p.clone()
+		_, err := tr.applyUpdatePath(committer, path, gc, nil, p, nil)
+		var te *TreeError
+		if !errors.As(err, &te) || !errors.Is(err, ErrPathKeyMismatch) || NodeIndex(te.Node) != fdp[top] {
+			t.Fatalf("member %d: %v, want ErrPathKeyMismatch at node %d", i, err, fdp[top])
+		}
+		assertTreeEqual(t, tr, h.tr)
+		if !reflect.DeepEqual(p, before) {
+			t.Fatalf("member %d: private state changed", i)
+		}
+		receivers++
+	}
+	if receivers != 7 {
+		t.Fatalf("%d receivers", receivers)
+	}
+}
+
+// TestPathHelperGuess: the key a pathHelper expands before the Commit is
+// decrypted is a guess. Right or wrong (another member's key), or handed
+// no work, the path applies exactly as without a helper: the same commit
+// secret and private keys.
+func TestPathHelperGuess(t *testing.T) {
+	for _, cs := range testSuites {
+		t.Run(fmt.Sprintf("suite%04x", uint16(cs)), func(t *testing.T) { testPathHelperGuess(t, cs) })
+	}
+}
+
+func testPathHelperGuess(t *testing.T, cs CipherSuite) {
+	h := newOpsHarness(t, 13)
+	h.s = mustSuite(t, uint16(cs))
+	s := h.s
+	encPriv := map[LeafIndex]suite.HPKEPrivateKey{}
+	h.tr = newBlankTree(s, 1)
+	for range 5 {
+		ln, sk := h.synthLeaf(0, LeafNodeSourceKeyPackage)
+		priv, pub, err := s.GenerateHPKEKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln.EncryptionKey = HPKEPublicKey(pub)
+		if err := ln.Sign(cs, sk, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		i, err := h.tr.addLeaf(ln)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.sig[i], encPriv[i] = sk, priv
+	}
+	gc := GroupContext{CipherSuite: cs, GroupID: h.gid, Epoch: 1}
+	committer := LeafIndex(3)
+	template := *h.tr.leaf(committer)
+	res, err := h.tr.clone().createUpdatePath(committer, &template, h.sig[committer], gc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range encPriv {
+		if i == committer {
+			continue
+		}
+		p := newPrivateTree(s, i, HPKEPrivateKey(k), h.tr.leaf(i).EncryptionKey)
+		want, err := h.tr.clone().applyUpdatePath(committer, res.path, gc, nil, p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(want.commitSecret, res.commitSecret) {
+			t.Fatalf("member %d: commit secret differs", i)
+		}
+		other := encPriv[(i+1)%5]
+		if i+1 == committer {
+			other = encPriv[(i+2)%5]
+		}
+		for name, guess := range map[string]suite.HPKEPrivateKey{"right": k, "wrong": other} {
+			helper := newPathHelper(s, slices.Clone(guess))
+			r, err := h.tr.clone().applyUpdatePathBeside(committer, res.path, gc, nil, p, nil, &pathBeside{helper: helper})
+			helper.release() // no-op: handed
+			if err != nil {
+				t.Fatalf("member %d, %s guess: %v", i, name, err)
+			}
+			if !bytes.Equal(r.commitSecret, want.commitSecret) || !bytes.Equal(r.pathSecret, want.pathSecret) {
+				t.Fatalf("member %d, %s guess: secrets differ", i, name)
+			}
+			if !reflect.DeepEqual(r.priv.keys, want.priv.keys) {
+				t.Fatalf("member %d, %s guess: private keys differ", i, name)
+			}
+		}
+		// A helper never handed work ends on release.
+		newPathHelper(s, slices.Clone(k)).release()
 	}
 }

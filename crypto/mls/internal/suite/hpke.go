@@ -134,8 +134,9 @@ func openLabelled(label string, context, ciphertext []byte, setup func(info []by
 // X25519 keys expanded from the seed) once, ahead of DecryptWithLabelKey,
 // so that the expansion can run while other work goes on.
 type DecryptionKey struct {
-	priv HPKEPrivateKey
-	sk   hpke.PrivateKey // nil for a KEM without a parsed form
+	priv  HPKEPrivateKey
+	sk    hpke.PrivateKey  // nil for a KEM without a parsed form
+	ahead func(enc []byte) // nil for a KEM that cannot decapsulate ahead
 }
 
 // expander is a KEM whose private keys can be parsed ahead of SetupBaseR.
@@ -144,9 +145,33 @@ type expander interface {
 	setupRKey(sk hpke.PrivateKey, enc, info []byte) (receiverCtx, error)
 }
 
+// aheadExpander is a KEM whose parsed keys can also decapsulate a given
+// enc ahead of SetupBaseR (expandKey's second result), so that SetupBaseR
+// with that enc skips the KEM's expensive part.
+type aheadExpander interface {
+	expandKey(priv HPKEPrivateKey) (hpke.PrivateKey, func(enc []byte), error)
+}
+
+// PrepareDecryption is PrepareDecryptionKey followed by Ahead(kemOutput).
+func (s *Suite) PrepareDecryption(priv HPKEPrivateKey, kemOutput []byte) (*DecryptionKey, error) {
+	k, err := s.PrepareDecryptionKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	k.Ahead(kemOutput)
+	return k, nil
+}
+
 // PrepareDecryptionKey parses priv for DecryptWithLabelKey. A key that
 // does not parse is refused here with ErrInvalidKey.
 func (s *Suite) PrepareDecryptionKey(priv HPKEPrivateKey) (*DecryptionKey, error) {
+	if e, ok := s.kem.(aheadExpander); ok {
+		sk, ahead, err := e.expandKey(priv)
+		if err != nil {
+			return nil, ErrInvalidKey
+		}
+		return &DecryptionKey{priv: priv, sk: sk, ahead: ahead}, nil
+	}
 	e, ok := s.kem.(expander)
 	if !ok {
 		return &DecryptionKey{priv: priv}, nil
@@ -156,6 +181,18 @@ func (s *Suite) PrepareDecryptionKey(priv HPKEPrivateKey) (*DecryptionKey, error
 		return nil, ErrInvalidKey
 	}
 	return &DecryptionKey{priv: priv, sk: sk}, nil
+}
+
+// Ahead does the KEM decapsulation of kemOutput now, where the KEM allows
+// (X-Wing), so that the DecryptWithLabelKey of that kemOutput, whose info
+// may not be known yet, does only the rest of the HPKE open. The key
+// decrypts other kemOutputs too, at the full cost; a kemOutput that does
+// not decapsulate fails only in DecryptWithLabelKey, with ErrDecrypt. Not
+// safe for concurrent use with other calls on the key.
+func (k *DecryptionKey) Ahead(kemOutput []byte) {
+	if k.ahead != nil {
+		k.ahead(kemOutput)
+	}
 }
 
 // DecryptWithLabelKey is DecryptWithLabel with a key from

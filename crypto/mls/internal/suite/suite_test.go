@@ -148,6 +148,55 @@ func TestEncryptRoundTrip(t *testing.T) {
 				t.Errorf("%s: got %v, want ErrDecrypt", name, err)
 			}
 		}
+		// PrepareDecryption: the decapsulation of one enc done ahead. It
+		// opens that enc (once ahead, then again in full), and other encs.
+		encB, ctB, err := s.EncryptWithLabel(pub, "UpdatePathNode", ctx, pt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, f := range map[string]func() (*DecryptionKey, error){
+			"ahead":           func() (*DecryptionKey, error) { return s.PrepareDecryption(priv, enc) },
+			"ahead, nil enc":  func() (*DecryptionKey, error) { return s.PrepareDecryption(priv, nil) },
+			"ahead, long enc": func() (*DecryptionKey, error) { return s.PrepareDecryption(priv, append(bytes.Clone(enc), 0)) },
+		} {
+			k, err := f()
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			for _, c := range []struct{ enc, ct []byte }{{enc, ct}, {enc, ct}, {encB, ctB}, {enc, ct}} {
+				if got, err := s.DecryptWithLabelKey(k, "UpdatePathNode", ctx, c.enc, c.ct); err != nil || !bytes.Equal(got, pt) {
+					t.Fatalf("%s: decrypt: %v", name, err)
+				}
+			}
+		}
+		aheadFails := map[string]func() ([]byte, error){
+			"ahead, wrong context": func() ([]byte, error) {
+				k, _ := s.PrepareDecryption(priv, enc)
+				return s.DecryptWithLabelKey(k, "UpdatePathNode", []byte("x"), enc, ct)
+			},
+			"ahead, flipped enc": func() ([]byte, error) {
+				e := bytes.Clone(enc)
+				e[0] ^= 1
+				k, _ := s.PrepareDecryption(priv, e)
+				return s.DecryptWithLabelKey(k, "UpdatePathNode", ctx, e, ct)
+			},
+			"ahead, other key": func() ([]byte, error) {
+				k, _ := s.PrepareDecryption(other, enc)
+				return s.DecryptWithLabelKey(k, "UpdatePathNode", ctx, enc, ct)
+			},
+		}
+		for name, f := range aheadFails {
+			if _, err := f(); err != ErrDecrypt {
+				t.Errorf("%s: got %v, want ErrDecrypt", name, err)
+			}
+		}
+		if k, err := s.PrepareDecryption(priv[:len(priv)-1], enc); err == nil {
+			if _, err := s.DecryptWithLabelKey(k, "UpdatePathNode", ctx, enc, ct); err != ErrDecrypt {
+				t.Errorf("truncated key prepared ahead: got %v, want ErrDecrypt", err)
+			}
+		} else if err != ErrInvalidKey {
+			t.Errorf("PrepareDecryption of a truncated key: %v", err)
+		}
 		if _, _, err := s.EncryptWithLabel(pub[:len(pub)-1], "UpdatePathNode", ctx, pt); err != ErrInvalidPublicKey {
 			t.Errorf("encrypting to a truncated public key: %v", err)
 		}

@@ -129,33 +129,58 @@ func (k *xwingKEM) setupR(priv HPKEPrivateKey, enc, info []byte) (receiverCtx, e
 // crypto/hpke takes (circlDecapsulator, circlX25519).
 // TestXWingMatchesStdlib holds the result to crypto/hpke's own key.
 func (k *xwingKEM) privateKey(priv HPKEPrivateKey) (hpke.PrivateKey, error) {
+	sk, _, err := k.expandKey(priv)
+	return sk, err
+}
+
+// privateKeyFor is privateKey followed by its ahead function for enc.
+func (k *xwingKEM) privateKeyFor(priv HPKEPrivateKey, enc []byte) (hpke.PrivateKey, error) {
+	sk, ahead, err := k.expandKey(priv)
+	if err == nil {
+		ahead(enc)
+	}
+	return sk, err
+}
+
+// expandKey is privateKey that also returns the key's ahead function: if
+// enc has the size of an X-Wing ciphertext, ahead decapsulates it now
+// (circl's ML-KEM-768 decapsulation and the X25519 exchange with its
+// ephemeral share, the two expensive halves of X-Wing's Decapsulate).
+// crypto/hpke's SetupBaseR for the same enc then gets their results
+// (once) instead of computing them again, and does the rest (the X-Wing
+// combiner, the HPKE key schedule) itself. This lets the decapsulation
+// run on another core before the HPKE info (for an UpdatePath, the new
+// GroupContext) is known.
+func (k *xwingKEM) expandKey(priv HPKEPrivateKey) (hpke.PrivateKey, func(enc []byte), error) {
 	if len(priv) != xwingSeedSize {
-		return nil, ErrInvalidKey
+		return nil, nil, ErrInvalidKey
 	}
 	var expanded [mlkem768.KeySeedSize + x25519.Size]byte
 	defer Zero(expanded[:])
 	h := sha3.NewSHAKE256()
 	h.Write(priv)
 	h.Read(expanded[:])
-	pkm, skm := mlkem768.NewKeyFromSeed(expanded[:mlkem768.KeySeedSize])
-	var ekm [mlkem768.PublicKeySize]byte
-	pkm.Pack(ekm[:])
+	_, skm := mlkem768.NewKeyFromSeed(expanded[:mlkem768.KeySeedSize])
 	vecstate.Clean()
-	ek, err := mlkem.NewEncapsulationKey768(ekm[:])
-	if err != nil {
-		return nil, ErrInvalidKey
-	}
 	x := &circlX25519{}
 	copy(x.sk[:], expanded[mlkem768.KeySeedSize:])
 	x25519.KeyGen(&x.pk, &x.sk)
+	var err error
 	if x.pub, err = ecdh.X25519().NewPublicKey(x.pk[:]); err != nil {
-		return nil, ErrInvalidKey
+		return nil, nil, ErrInvalidKey
 	}
-	sk, err := hpke.NewHybridPrivateKey(&circlDecapsulator{sk: skm, ek: ek}, x)
+	d := &circlDecapsulator{sk: skm}
+	sk, err := hpke.NewHybridPrivateKey(d, x)
 	if err != nil {
-		return nil, ErrInvalidKey
+		return nil, nil, ErrInvalidKey
 	}
-	return sk, nil
+	ahead := func(enc []byte) {
+		if len(enc) == xwing.CiphertextSize {
+			d.ahead(enc[:mlkem768.CiphertextSize])
+			x.ahead(enc[mlkem768.CiphertextSize:])
+		}
+	}
+	return sk, ahead, nil
 }
 
 // circlX25519 is circl's X25519 behind ecdh.KeyExchanger, for crypto/hpke's
@@ -164,6 +189,11 @@ func (k *xwingKEM) privateKey(priv HPKEPrivateKey) (hpke.PrivateKey, error) {
 type circlX25519 struct {
 	sk, pk x25519.Key
 	pub    *ecdh.PublicKey
+	// An exchange done ahead (ahead): with the peer value aheadPeer, the
+	// result aheadOut (aheadOK false: refused). Used once.
+	aheadSet            bool
+	aheadOK             bool
+	aheadPeer, aheadOut x25519.Key
 }
 
 func (x *circlX25519) PublicKey() *ecdh.PublicKey { return x.pub }
@@ -175,25 +205,58 @@ func (x *circlX25519) ECDH(pub *ecdh.PublicKey) ([]byte, error) {
 	if pub.Curve() != ecdh.X25519() {
 		return nil, ErrInvalidPublicKey
 	}
-	var u, out, zero x25519.Key
+	var u, out x25519.Key
 	copy(u[:], pub.Bytes())
-	if !x25519.Shared(&out, &x.sk, &u) || out == zero {
+	ok := false
+	if x.aheadSet && u == x.aheadPeer {
+		out, ok = x.aheadOut, x.aheadOK
+		x.aheadSet = false
+		Zero(x.aheadOut[:])
+	} else {
+		ok = x.exchange(&out, &u)
+	}
+	if !ok {
 		return nil, ErrInvalidPublicKey
 	}
 	return out[:], nil
 }
 
-// circlDecapsulator is circl's ML-KEM-768 decapsulation key behind
-// crypto.Decapsulator, for crypto/hpke's X-Wing (which does the X25519
-// half, the X-Wing combiner and the HPKE key schedule itself). ek is the
-// same key's encapsulation key in crypto/mlkem's type, which crypto/hpke
-// requires of an ML-KEM-768 hybrid.
-type circlDecapsulator struct {
-	sk *mlkem768.PrivateKey
-	ek *mlkem.EncapsulationKey768
+// exchange sets out to X25519(sk, u) and reports whether u is acceptable.
+func (x *circlX25519) exchange(out, u *x25519.Key) bool {
+	var zero x25519.Key
+	return x25519.Shared(out, &x.sk, u) && *out != zero
 }
 
-func (d *circlDecapsulator) Encapsulator() crypto.Encapsulator { return d.ek }
+// ahead runs the exchange with the 32-byte peer value u now, for ECDH.
+func (x *circlX25519) ahead(u []byte) {
+	copy(x.aheadPeer[:], u)
+	x.aheadOK = x.exchange(&x.aheadOut, &x.aheadPeer)
+	x.aheadSet = true
+}
+
+// circlDecapsulator is circl's ML-KEM-768 decapsulation key behind
+// crypto.Decapsulator, for crypto/hpke's X-Wing (which does the X25519
+// half, the X-Wing combiner and the HPKE key schedule itself).
+//
+// It serves SetupBaseR only, and its Encapsulator is an empty key:
+// crypto/hpke's hybrid needs an encapsulation key only of the type
+// *mlkem.EncapsulationKey768 (NewHybridPrivateKey checks the type to pick
+// the hybrid) and never reads it when decapsulating, since X-Wing's
+// combiner binds the X25519 public key alone (draft-connolly-cfrg-xwing-kem
+// §5.3). Building the real one in crypto/mlkem's type (parsing the
+// 1,184-byte key, which expands the ML-KEM matrix) costs as many
+// instructions as circl's whole key generation. The hpke.PrivateKey built
+// on it must not be asked for its PublicKey; TestXWingMatchesStdlib checks
+// that it opens crypto/hpke's seals.
+type circlDecapsulator struct {
+	sk *mlkem768.PrivateKey
+	// A decapsulation done ahead (ahead): of aheadCT, the secret aheadSS.
+	// Used once.
+	aheadCT []byte
+	aheadSS []byte
+}
+
+func (d *circlDecapsulator) Encapsulator() crypto.Encapsulator { return new(mlkem.EncapsulationKey768) }
 
 // Decapsulate is ML-KEM-768 decapsulation (FIPS 203 implicit rejection:
 // any ciphertext of the right length yields a secret).
@@ -201,10 +264,23 @@ func (d *circlDecapsulator) Decapsulate(ct []byte) ([]byte, error) {
 	if len(ct) != mlkem768.CiphertextSize {
 		return nil, ErrDecrypt
 	}
+	if d.aheadSS != nil && bytes.Equal(ct, d.aheadCT) {
+		ss := d.aheadSS
+		d.aheadCT, d.aheadSS = nil, nil
+		return ss, nil
+	}
 	ss := make([]byte, mlkem768.SharedKeySize)
 	d.sk.DecapsulateTo(ss, ct)
 	vecstate.Clean()
 	return ss, nil
+}
+
+// ahead decapsulates ct (of the right length) now, for Decapsulate.
+func (d *circlDecapsulator) ahead(ct []byte) {
+	d.aheadSS = make([]byte, mlkem768.SharedKeySize)
+	d.sk.DecapsulateTo(d.aheadSS, ct)
+	vecstate.Clean()
+	d.aheadCT = ct
 }
 
 func (k *xwingKEM) setupRKey(sk hpke.PrivateKey, enc, info []byte) (receiverCtx, error) {

@@ -2,6 +2,7 @@ package suite
 
 import (
 	"bytes"
+	"crypto/ecdh"
 	"crypto/hpke"
 	"crypto/rand"
 	"crypto/sha3"
@@ -9,7 +10,9 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/cloudflare/circl/dh/x25519"
 	circlhpke "github.com/cloudflare/circl/hpke"
+	"github.com/cloudflare/circl/kem/mlkem/mlkem768"
 
 	"github.com/moat-im/moat/internal/vecstate"
 )
@@ -50,11 +53,10 @@ func TestXWingMatchesStdlib(t *testing.T) {
 		if p2, err := s.HPKEPublicKeyOf(priv); err != nil || !bytes.Equal(p2, pub) {
 			t.Fatalf("%d: HPKEPublicKeyOf differs", i)
 		}
-		// The decryption key (circl's ML-KEM inside crypto/hpke) is the
-		// same key.
-		if dk, err := s.kem.(*xwingKEM).privateKey(priv); err != nil || !bytes.Equal(dk.PublicKey().Bytes(), pub) {
-			t.Fatalf("%d: decryption key differs: %v", i, err)
-		}
+		// The decryption key (circl's ML-KEM and X25519 inside crypto/hpke)
+		// is the same key: it opens crypto/hpke's seals (below), which an
+		// ML-KEM key that differed could not (implicit rejection yields
+		// another secret).
 
 		// circl seals, the standard library opens.
 		pt := []byte("path secret " + string(rune('a'+i)))
@@ -88,6 +90,18 @@ func TestXWingMatchesStdlib(t *testing.T) {
 		}
 		if got, err := rc.Open(nil, ct); err != nil || !bytes.Equal(got, pt) {
 			t.Fatalf("%d: circl cannot open crypto/hpke's seal: %v", i, err)
+		}
+		// The same with the decapsulation done ahead.
+		skAhead, err := s.kem.(*xwingKEM).privateKeyFor(priv, enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ra, err := hpke.NewRecipient(enc, skAhead, kdf, aead, info)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := ra.Open(nil, ct); err != nil || !bytes.Equal(got, pt) {
+			t.Fatalf("%d: the key prepared ahead cannot open crypto/hpke's seal: %v", i, err)
 		}
 	}
 }
@@ -158,6 +172,14 @@ func TestXWingRefusesWhatStdlibRefuses(t *testing.T) {
 			}
 			if _, err := s.DecryptWithLabel(priv, "x", nil, enc, ct); !errors.Is(err, ErrDecrypt) {
 				t.Errorf("%d (high bit %v): open with a low-order encapsulation: got %v", i, high, err)
+			}
+			// The same with the decapsulation done ahead (PrepareDecryption).
+			dk, err := s.PrepareDecryption(priv, enc)
+			if err != nil {
+				t.Fatalf("%d: PrepareDecryption: %v", i, err)
+			}
+			if _, err := s.DecryptWithLabelKey(dk, "x", nil, enc, ct); !errors.Is(err, ErrDecrypt) {
+				t.Errorf("%d (high bit %v): open ahead with a low-order encapsulation: got %v", i, high, err)
 			}
 		}
 	}
@@ -287,4 +309,73 @@ func BenchmarkXWingBackend(b *testing.B) {
 			return circlOpener{o}, err
 		})
 	})
+}
+
+// TestXWingAhead checks that a decapsulation done ahead is what the next
+// Decapsulate or ECDH of the same input returns, once, and that other
+// inputs are computed in full.
+func TestXWingAhead(t *testing.T) {
+	s := xwingSuite(t)
+	_, pub, err := s.GenerateHPKEKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, _, err := s.EncryptWithLabel(pub, "x", nil, []byte("m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seed [mlkem768.KeySeedSize]byte
+	_, skm := mlkem768.NewKeyFromSeed(seed[:])
+	ct := enc[:mlkem768.CiphertextSize]
+	d := &circlDecapsulator{sk: skm}
+	full, _ := d.Decapsulate(ct)
+	d.ahead(ct)
+	if !bytes.Equal(d.aheadSS, full) {
+		t.Fatal("ahead decapsulation differs")
+	}
+	marker := bytes.Repeat([]byte{0xaa}, len(full))
+	d.aheadSS = marker
+	other := bytes.Clone(ct)
+	other[0] ^= 1
+	if got, _ := d.Decapsulate(other); bytes.Equal(got, marker) {
+		t.Fatal("ahead result used for another ciphertext")
+	}
+	if got, _ := d.Decapsulate(ct); !bytes.Equal(got, marker) {
+		t.Fatal("ahead result not used")
+	}
+	if got, _ := d.Decapsulate(ct); !bytes.Equal(got, full) {
+		t.Fatal("ahead result used twice")
+	}
+
+	x := &circlX25519{sk: x25519.Key{1, 2, 3}}
+	peer, err := ecdh.X25519().NewPublicKey(enc[mlkem768.CiphertextSize:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	fullX, err := x.ECDH(peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.ahead(peer.Bytes())
+	if !x.aheadOK || !bytes.Equal(x.aheadOut[:], fullX) {
+		t.Fatal("ahead exchange differs")
+	}
+	x.aheadOut = x25519.Key{0xaa}
+	if got, err := x.ECDH(peer); err != nil || got[0] != 0xaa {
+		t.Fatalf("ahead exchange not used: %v", err)
+	}
+	if x.aheadOut != (x25519.Key{}) {
+		t.Fatal("ahead exchange not wiped after use")
+	}
+	if got, err := x.ECDH(peer); err != nil || !bytes.Equal(got, fullX) {
+		t.Fatalf("ahead exchange used twice: %v", err)
+	}
+	x.ahead(make([]byte, 32)) // low order: refused, also ahead
+	if x.aheadOK {
+		t.Fatal("low-order exchange accepted ahead")
+	}
+	zero, _ := ecdh.X25519().NewPublicKey(make([]byte, 32))
+	if _, err := x.ECDH(zero); err == nil {
+		t.Fatal("low-order exchange accepted")
+	}
 }
