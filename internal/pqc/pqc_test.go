@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"testing"
 
+	circlhpke "github.com/cloudflare/circl/hpke"
 	"github.com/cloudflare/circl/kem/mlkem/mlkem768"
 
 	"github.com/moat-im/moat/internal/vecstate"
@@ -141,5 +142,22 @@ func TestMLDSA(t *testing.T) {
 	// under us, checked here by re-encoding.
 	if got, _ := ParseMLDSA65PublicKey(raw65); !bytes.Equal(got.Bytes(), raw65) {
 		t.Error("re-encoding differs")
+	}
+}
+
+func TestXWing(t *testing.T) {
+	var priv, pub, enc []byte
+	var err error
+	clean(t, "XWingDeriveKeyPair", func() { priv, pub = XWingDeriveKeyPair(seed(3, XWingSeedSize)) })
+	if !bytes.Equal(priv, seed(3, XWingSeedSize)) || len(pub) != XWingPublicKeySize {
+		t.Fatal("X-Wing key pair: the private key is the seed")
+	}
+	s := circlhpke.NewSuite(circlhpke.KEM_XWING, circlhpke.KDF_HKDF_SHA256, circlhpke.AEAD_ChaCha20Poly1305)
+	clean(t, "XWingSetupSender", func() { enc, _, err = XWingSetupSender(s, pub, []byte("info"), seed(4, XWingEncapsulationSeedSize)) })
+	if err != nil || len(enc) != XWingCiphertextSize {
+		t.Fatalf("XWingSetupSender: %v", err)
+	}
+	if _, _, err := XWingSetupSender(s, pub[1:], nil, seed(4, XWingEncapsulationSeedSize)); !errors.Is(err, ErrMalformed) {
+		t.Errorf("short public key: %v", err)
 	}
 }

@@ -20,9 +20,9 @@ package suite
 //     combiner and the key schedule, circl the two expensive halves
 //     (1.6 M instructions per open against 2.9 M).
 //
-// After each circl ML-KEM call, vecstate.Clean clears the upper YMM
-// state so that the rest of the protocol (HKDF, tree hashes) runs at full
-// speed.
+// circl's ML-KEM and X-Wing are reached through internal/pqc, which
+// clears the upper YMM state after each call so that the rest of the
+// protocol (HKDF, tree hashes) runs at full speed.
 //
 // The derandomised seal keeps the standard library's refusal of an X25519
 // share that is a low-order point, which circl alone would accept.
@@ -35,17 +35,16 @@ import (
 	"crypto/mlkem"
 	"crypto/rand"
 	"crypto/sha3"
+	"errors"
 
 	"github.com/cloudflare/circl/dh/x25519"
 	circlhpke "github.com/cloudflare/circl/hpke"
-	"github.com/cloudflare/circl/kem/mlkem/mlkem768"
-	"github.com/cloudflare/circl/kem/xwing"
 
-	"github.com/moat-im/moat/internal/vecstate"
+	"github.com/moat-im/moat/internal/pqc"
 )
 
 // xwingSeedSize is the X-Wing decapsulation key (seed) size.
-const xwingSeedSize = xwing.SeedSize
+const xwingSeedSize = pqc.XWingSeedSize
 
 // xwingKEM is HPKE base mode with X-Wing, HKDF-SHA256 and the suite's
 // AEAD.
@@ -67,8 +66,7 @@ func (k *xwingKEM) keyPair(seed []byte) (HPKEPrivateKey, HPKEPublicKey, error) {
 	if len(seed) != xwingSeedSize {
 		return nil, nil, ErrInvalidKey
 	}
-	priv, pub := xwing.DeriveKeyPairPacked(seed)
-	vecstate.Clean()
+	priv, pub := pqc.XWingDeriveKeyPair(seed)
 	return priv, pub, nil
 }
 
@@ -155,15 +153,14 @@ func (k *xwingKEM) expandKey(priv HPKEPrivateKey) (hpke.PrivateKey, func(enc []b
 	if len(priv) != xwingSeedSize {
 		return nil, nil, ErrInvalidKey
 	}
-	var expanded [mlkem768.KeySeedSize + x25519.Size]byte
+	var expanded [pqc.MLKEM768SeedSize + x25519.Size]byte
 	defer Zero(expanded[:])
 	h := sha3.NewSHAKE256()
 	h.Write(priv)
 	h.Read(expanded[:])
-	_, skm := mlkem768.NewKeyFromSeed(expanded[:mlkem768.KeySeedSize])
-	vecstate.Clean()
+	_, skm := pqc.NewMLKEM768Key(expanded[:pqc.MLKEM768SeedSize])
 	x := &circlX25519{}
-	copy(x.sk[:], expanded[mlkem768.KeySeedSize:])
+	copy(x.sk[:], expanded[pqc.MLKEM768SeedSize:])
 	x25519.KeyGen(&x.pk, &x.sk)
 	var err error
 	if x.pub, err = ecdh.X25519().NewPublicKey(x.pk[:]); err != nil {
@@ -175,9 +172,9 @@ func (k *xwingKEM) expandKey(priv HPKEPrivateKey) (hpke.PrivateKey, func(enc []b
 		return nil, nil, ErrInvalidKey
 	}
 	ahead := func(enc []byte) {
-		if len(enc) == xwing.CiphertextSize {
-			d.ahead(enc[:mlkem768.CiphertextSize])
-			x.ahead(enc[mlkem768.CiphertextSize:])
+		if len(enc) == pqc.XWingCiphertextSize {
+			d.ahead(enc[:pqc.MLKEM768CiphertextSize])
+			x.ahead(enc[pqc.MLKEM768CiphertextSize:])
 		}
 	}
 	return sk, ahead, nil
@@ -249,7 +246,7 @@ func (x *circlX25519) ahead(u []byte) {
 // on it must not be asked for its PublicKey; TestXWingMatchesStdlib checks
 // that it opens crypto/hpke's seals.
 type circlDecapsulator struct {
-	sk *mlkem768.PrivateKey
+	sk *pqc.MLKEM768PrivateKey
 	// A decapsulation done ahead (ahead): of aheadCT, the secret aheadSS.
 	// Used once.
 	aheadCT []byte
@@ -261,7 +258,7 @@ func (d *circlDecapsulator) Encapsulator() crypto.Encapsulator { return new(mlke
 // Decapsulate is ML-KEM-768 decapsulation (FIPS 203 implicit rejection:
 // any ciphertext of the right length yields a secret).
 func (d *circlDecapsulator) Decapsulate(ct []byte) ([]byte, error) {
-	if len(ct) != mlkem768.CiphertextSize {
+	if len(ct) != pqc.MLKEM768CiphertextSize {
 		return nil, ErrDecrypt
 	}
 	if d.aheadSS != nil && bytes.Equal(ct, d.aheadCT) {
@@ -269,17 +266,15 @@ func (d *circlDecapsulator) Decapsulate(ct []byte) ([]byte, error) {
 		d.aheadCT, d.aheadSS = nil, nil
 		return ss, nil
 	}
-	ss := make([]byte, mlkem768.SharedKeySize)
+	ss := make([]byte, pqc.MLKEM768SharedSecretSize)
 	d.sk.DecapsulateTo(ss, ct)
-	vecstate.Clean()
 	return ss, nil
 }
 
 // ahead decapsulates ct (of the right length) now, for Decapsulate.
 func (d *circlDecapsulator) ahead(ct []byte) {
-	d.aheadSS = make([]byte, mlkem768.SharedKeySize)
+	d.aheadSS = make([]byte, pqc.MLKEM768SharedSecretSize)
 	d.sk.DecapsulateTo(d.aheadSS, ct)
-	vecstate.Clean()
 	d.aheadCT = ct
 }
 
@@ -291,28 +286,22 @@ func (k *xwingKEM) setupRKey(sk hpke.PrivateKey, enc, info []byte) (receiverCtx,
 	return r, nil
 }
 
-func (k *xwingKEM) encapSeedSize() int { return xwing.EncapsulationSeedSize }
+func (k *xwingKEM) encapSeedSize() int { return pqc.XWingEncapsulationSeedSize }
 
 // setupSDerand is SetupBaseS with the encapsulation randomness from seed,
 // on circl, with the standard library's checks: the ML-KEM encapsulation
 // key check (circl's) and no low-order X25519 share.
 func (k *xwingKEM) setupSDerand(pub HPKEPublicKey, info, seed []byte) ([]byte, senderCtx, error) {
-	if len(seed) != xwing.EncapsulationSeedSize {
+	if len(seed) != pqc.XWingEncapsulationSeedSize {
 		return nil, nil, ErrLength
 	}
-	if len(pub) != xwing.PublicKeySize || x25519LowOrder(pub[len(pub)-x25519.Size:]) {
+	if len(pub) != pqc.XWingPublicKeySize || x25519LowOrder(pub[len(pub)-x25519.Size:]) {
 		return nil, nil, ErrInvalidPublicKey
 	}
-	defer vecstate.Clean()
-	var pk xwing.PublicKey
-	if err := pk.Unpack(pub); err != nil {
+	enc, sealer, err := pqc.XWingSetupSender(k.circl, pub, info, seed)
+	if errors.Is(err, pqc.ErrMalformed) {
 		return nil, nil, ErrInvalidPublicKey
 	}
-	snd, err := k.circl.NewSender(&pk, info)
-	if err != nil {
-		return nil, nil, err
-	}
-	enc, sealer, err := snd.Setup(bytes.NewReader(seed))
 	if err != nil {
 		return nil, nil, err
 	}

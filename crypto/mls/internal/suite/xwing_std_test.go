@@ -12,8 +12,8 @@ import (
 
 	"github.com/cloudflare/circl/dh/x25519"
 	circlhpke "github.com/cloudflare/circl/hpke"
-	"github.com/cloudflare/circl/kem/mlkem/mlkem768"
 
+	"github.com/moat-im/moat/internal/pqc"
 	"github.com/moat-im/moat/internal/vecstate"
 )
 
@@ -324,9 +324,9 @@ func TestXWingAhead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var seed [mlkem768.KeySeedSize]byte
-	_, skm := mlkem768.NewKeyFromSeed(seed[:])
-	ct := enc[:mlkem768.CiphertextSize]
+	var seed [pqc.MLKEM768SeedSize]byte
+	_, skm := pqc.NewMLKEM768Key(seed[:])
+	ct := enc[:pqc.MLKEM768CiphertextSize]
 	d := &circlDecapsulator{sk: skm}
 	full, _ := d.Decapsulate(ct)
 	d.ahead(ct)
@@ -348,7 +348,7 @@ func TestXWingAhead(t *testing.T) {
 	}
 
 	x := &circlX25519{sk: x25519.Key{1, 2, 3}}
-	peer, err := ecdh.X25519().NewPublicKey(enc[mlkem768.CiphertextSize:])
+	peer, err := ecdh.X25519().NewPublicKey(enc[pqc.MLKEM768CiphertextSize:])
 	if err != nil {
 		t.Fatal(err)
 	}
