@@ -64,10 +64,11 @@ type pathWork struct {
 }
 
 // startPathWork starts step 1 on a helper goroutine: this member decrypts
-// the ct-th ciphertext of path node pos with key, and derives the n key
-// pairs from node pos to the root. The caller must end with run or abort.
+// the ct-th ciphertext of path node pos with key (copied), and derives the
+// n key pairs from node pos to the root. The caller must end with run or
+// abort.
 func startPathWork(s *suite.Suite, key suite.HPKEPrivateKey, path *UpdatePath, pos, ct int, node NodeIndex, n int, beside *pathBeside) *pathWork {
-	w := &pathWork{s: s, key: key, node: node, n: n, ready: make(chan struct{}),
+	w := &pathWork{s: s, key: slices.Clone(key), node: node, n: n, ready: make(chan struct{}),
 		privs: make([]suite.HPKEPrivateKey, n), pubs: make([]suite.HPKEPublicKey, n), errs: make([]error, n)}
 	if pos < len(path.Nodes) && ct < len(path.Nodes[pos].EncryptedPathSecret) {
 		w.c = &path.Nodes[pos].EncryptedPathSecret[ct]
@@ -128,6 +129,10 @@ func (w *pathWork) prepare() {
 			h.expand()
 			dk, err = h.dk, h.err
 		} else {
+			if h != nil {
+				h.once.Do(func() {}) // a wrong guess: wait out its expansion,
+				h.dk.Wipe()          // then wipe it
+			}
 			dk, err = w.s.PrepareDecryptionKey(w.key)
 		}
 		if err == nil {
@@ -223,11 +228,16 @@ func (w *pathWork) run(groupContext, treeHash []byte) (err error) {
 }
 
 // abort ends the work without a decryption (the checks failed): the
-// helper stops after step 1. A no-op after run.
+// helper stops after step 1, and abort waits for it, so that nothing
+// reads the caller's key once Process has returned, then wipes the
+// expanded key. A no-op after run.
 func (w *pathWork) abort() {
 	if !w.closed {
 		w.closed = true
 		close(w.ready)
+		w.helpers.Wait()
+		w.dk.Wipe()
+		suite.Zero(w.key)
 	}
 }
 
@@ -242,6 +252,8 @@ func (w *pathWork) zero() {
 		suite.Zero(k)
 	}
 	suite.Zero(w.commitSecret)
+	w.dk.Wipe()
+	suite.Zero(w.key)
 }
 
 // pathHelper is the helper goroutine of a pathWork started as soon as the

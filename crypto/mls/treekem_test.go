@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/moat-im/moat/crypto/mls/internal/suite"
 )
@@ -749,5 +751,61 @@ func testPathHelperGuess(t *testing.T, cs CipherSuite) {
 		}
 		// A helper never handed work ends on release.
 		newPathHelper(s, slices.Clone(k)).release()
+	}
+}
+
+// TestRefusedUpdatePathEndsHelpers: an UpdatePath refused by the checks
+// that run before its decryption (here a bad leaf signature) ends the
+// helper goroutines started for it before applyUpdatePathBeside returns,
+// so none is left holding (or reading) the member's key.
+func TestRefusedUpdatePathEndsHelpers(t *testing.T) {
+	for _, cs := range testSuites {
+		h := newOpsHarness(t, 13)
+		h.s = mustSuite(t, uint16(cs))
+		s := h.s
+		encPriv := map[LeafIndex]suite.HPKEPrivateKey{}
+		h.tr = newBlankTree(s, 1)
+		for range 5 {
+			ln, sk := h.synthLeaf(0, LeafNodeSourceKeyPackage)
+			priv, pub, err := s.GenerateHPKEKey()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln.EncryptionKey = HPKEPublicKey(pub)
+			if err := ln.Sign(cs, sk, nil, 0); err != nil {
+				t.Fatal(err)
+			}
+			i, err := h.tr.addLeaf(ln)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.sig[i], encPriv[i] = sk, priv
+		}
+		gc := GroupContext{CipherSuite: cs, GroupID: h.gid, Epoch: 1}
+		committer := LeafIndex(3)
+		template := *h.tr.leaf(committer)
+		res, err := h.tr.clone().createUpdatePath(committer, &template, h.sig[committer], gc, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.path.LeafNode.Signature[0] ^= 1
+		before := runtime.NumGoroutine()
+		for i := range LeafIndex(3) {
+			p := newPrivateTree(s, i, HPKEPrivateKey(encPriv[i]), h.tr.leaf(i).EncryptionKey)
+			if _, err := h.tr.clone().applyUpdatePathBeside(committer, res.path, gc, nil, p, nil, nil); err == nil {
+				t.Fatalf("member %d accepted a bad leaf signature", i)
+			}
+		}
+		// A helper calls Done just before it exits: allow it to finish
+		// exiting, but not to stay.
+		for range 1000 {
+			if runtime.NumGoroutine() <= before {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if n := runtime.NumGoroutine(); n > before {
+			t.Fatalf("suite %04x: %d goroutines left after refused paths", uint16(cs), n-before)
+		}
 	}
 }

@@ -137,6 +137,7 @@ type DecryptionKey struct {
 	priv  HPKEPrivateKey
 	sk    hpke.PrivateKey  // nil for a KEM without a parsed form
 	ahead func(enc []byte) // nil for a KEM that cannot decapsulate ahead
+	wipe  func()           // nil for a KEM that keeps no secret of its own
 }
 
 // expander is a KEM whose private keys can be parsed ahead of SetupBaseR.
@@ -149,7 +150,7 @@ type expander interface {
 // enc ahead of SetupBaseR (expandKey's second result), so that SetupBaseR
 // with that enc skips the KEM's expensive part.
 type aheadExpander interface {
-	expandKey(priv HPKEPrivateKey) (hpke.PrivateKey, func(enc []byte), error)
+	expandKey(priv HPKEPrivateKey) (sk hpke.PrivateKey, ahead func(enc []byte), wipe func(), err error)
 }
 
 // PrepareDecryption is PrepareDecryptionKey followed by Ahead(kemOutput).
@@ -166,11 +167,11 @@ func (s *Suite) PrepareDecryption(priv HPKEPrivateKey, kemOutput []byte) (*Decry
 // does not parse is refused here with ErrInvalidKey.
 func (s *Suite) PrepareDecryptionKey(priv HPKEPrivateKey) (*DecryptionKey, error) {
 	if e, ok := s.kem.(aheadExpander); ok {
-		sk, ahead, err := e.expandKey(priv)
+		sk, ahead, wipe, err := e.expandKey(priv)
 		if err != nil {
 			return nil, ErrInvalidKey
 		}
-		return &DecryptionKey{priv: priv, sk: sk, ahead: ahead}, nil
+		return &DecryptionKey{priv: priv, sk: sk, ahead: ahead, wipe: wipe}, nil
 	}
 	e, ok := s.kem.(expander)
 	if !ok {
@@ -192,6 +193,16 @@ func (s *Suite) PrepareDecryptionKey(priv HPKEPrivateKey) (*DecryptionKey, error
 func (k *DecryptionKey) Ahead(kemOutput []byte) {
 	if k.ahead != nil {
 		k.ahead(kemOutput)
+	}
+}
+
+// Wipe zeroes the secrets the key holds in Moat's own memory: results of
+// Ahead and, for X-Wing, the expanded X25519 private key (the ML-KEM
+// half lives in circl). The key must not be used afterwards. It accepts
+// nil.
+func (k *DecryptionKey) Wipe() {
+	if k != nil && k.wipe != nil {
+		k.wipe()
 	}
 }
 

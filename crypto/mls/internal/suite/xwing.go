@@ -127,20 +127,21 @@ func (k *xwingKEM) setupR(priv HPKEPrivateKey, enc, info []byte) (receiverCtx, e
 // crypto/hpke takes (circlDecapsulator, circlX25519).
 // TestXWingMatchesStdlib holds the result to crypto/hpke's own key.
 func (k *xwingKEM) privateKey(priv HPKEPrivateKey) (hpke.PrivateKey, error) {
-	sk, _, err := k.expandKey(priv)
+	sk, _, _, err := k.expandKey(priv)
 	return sk, err
 }
 
 // privateKeyFor is privateKey followed by its ahead function for enc.
 func (k *xwingKEM) privateKeyFor(priv HPKEPrivateKey, enc []byte) (hpke.PrivateKey, error) {
-	sk, ahead, err := k.expandKey(priv)
+	sk, ahead, _, err := k.expandKey(priv)
 	if err == nil {
 		ahead(enc)
 	}
 	return sk, err
 }
 
-// expandKey is privateKey that also returns the key's ahead function: if
+// expandKey is privateKey that also returns the key's ahead function (and
+// wipe, which zeroes what the key and ahead keep in this package): if
 // enc has the size of an X-Wing ciphertext, ahead decapsulates it now
 // (circl's ML-KEM-768 decapsulation and the X25519 exchange with its
 // ephemeral share, the two expensive halves of X-Wing's Decapsulate).
@@ -149,9 +150,9 @@ func (k *xwingKEM) privateKeyFor(priv HPKEPrivateKey, enc []byte) (hpke.PrivateK
 // combiner, the HPKE key schedule) itself. This lets the decapsulation
 // run on another core before the HPKE info (for an UpdatePath, the new
 // GroupContext) is known.
-func (k *xwingKEM) expandKey(priv HPKEPrivateKey) (hpke.PrivateKey, func(enc []byte), error) {
+func (k *xwingKEM) expandKey(priv HPKEPrivateKey) (hpke.PrivateKey, func(enc []byte), func(), error) {
 	if len(priv) != xwingSeedSize {
-		return nil, nil, ErrInvalidKey
+		return nil, nil, nil, ErrInvalidKey
 	}
 	var expanded [pqc.MLKEM768SeedSize + x25519.Size]byte
 	defer Zero(expanded[:])
@@ -164,12 +165,12 @@ func (k *xwingKEM) expandKey(priv HPKEPrivateKey) (hpke.PrivateKey, func(enc []b
 	x25519.KeyGen(&x.pk, &x.sk)
 	var err error
 	if x.pub, err = ecdh.X25519().NewPublicKey(x.pk[:]); err != nil {
-		return nil, nil, ErrInvalidKey
+		return nil, nil, nil, ErrInvalidKey
 	}
 	d := &circlDecapsulator{sk: skm}
 	sk, err := hpke.NewHybridPrivateKey(d, x)
 	if err != nil {
-		return nil, nil, ErrInvalidKey
+		return nil, nil, nil, ErrInvalidKey
 	}
 	ahead := func(enc []byte) {
 		if len(enc) == pqc.XWingCiphertextSize {
@@ -177,7 +178,14 @@ func (k *xwingKEM) expandKey(priv HPKEPrivateKey) (hpke.PrivateKey, func(enc []b
 			x.ahead(enc[pqc.MLKEM768CiphertextSize:])
 		}
 	}
-	return sk, ahead, nil
+	wipe := func() {
+		Zero(x.sk[:])
+		Zero(x.aheadOut[:])
+		x.aheadSet = false
+		Zero(d.aheadSS)
+		d.aheadCT, d.aheadSS = nil, nil
+	}
+	return sk, ahead, wipe, nil
 }
 
 // circlX25519 is circl's X25519 behind ecdh.KeyExchanger, for crypto/hpke's
@@ -275,7 +283,7 @@ func (d *circlDecapsulator) Decapsulate(ct []byte) ([]byte, error) {
 func (d *circlDecapsulator) ahead(ct []byte) {
 	d.aheadSS = make([]byte, pqc.MLKEM768SharedSecretSize)
 	d.sk.DecapsulateTo(d.aheadSS, ct)
-	d.aheadCT = ct
+	d.aheadCT = bytes.Clone(ct)
 }
 
 func (k *xwingKEM) setupRKey(sk hpke.PrivateKey, enc, info []byte) (receiverCtx, error) {

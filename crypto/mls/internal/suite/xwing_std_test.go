@@ -361,6 +361,13 @@ func TestXWingAhead(t *testing.T) {
 		t.Fatal("ahead exchange differs")
 	}
 	x.aheadOut = x25519.Key{0xaa}
+	otherPeer, err := ecdh.X25519().NewPublicKey(append([]byte{9}, make([]byte, 31)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := x.ECDH(otherPeer); err != nil || got[0] == 0xaa {
+		t.Fatalf("ahead exchange used for another peer value: %v", err)
+	}
 	if got, err := x.ECDH(peer); err != nil || got[0] != 0xaa {
 		t.Fatalf("ahead exchange not used: %v", err)
 	}
