@@ -17,9 +17,11 @@ package service
 // certificates, are precomputed: certificate signing is measured by
 // BenchmarkCertSign). Witness cosigning is network-bound and not included.
 //
-// Metrics: ms/op (the epoch), and its phases: records-ms, map-ms, log-ms
+// Metrics: ms/op (the epoch), cpu-ms (the process's CPU time per epoch,
+// badger's background work included), and the epoch's phases: records-ms, map-ms, log-ms
 // (append + checkpoint signature), store-ms (the durable commit);
-// record-B (bytes of one value record).
+// record-B (bytes of one value record). MOAT_BENCH_CPUPROFILE=file writes
+// a CPU profile of the timed epochs only.
 
 import (
 	"context"
@@ -30,6 +32,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"os"
+	"runtime/pprof"
 	"sync"
 	"testing"
 	"time"
@@ -236,7 +239,17 @@ func (d *benchDir) publish(b *testing.B, ups []org.Update) *Epoch {
 func benchPublish(b *testing.B, n int) {
 	d := newBenchDir(b, n, 100_000)
 	var tm Timings
+	if f := os.Getenv("MOAT_BENCH_CPUPROFILE"); f != "" {
+		// The epochs only, without the setup that -test.cpuprofile
+		// includes (the last run's: each run rewrites the file).
+		out := bmust(os.Create(f))
+		if err := pprof.StartCPUProfile(out); err != nil {
+			b.Fatal(err)
+		}
+		defer func() { pprof.StopCPUProfile(); out.Close() }()
+	}
 	b.ResetTimer()
+	cpu0 := processCPU()
 	for range b.N {
 		ep := d.publish(b, d.ups)
 		tm.Records += ep.Timings.Records
@@ -244,7 +257,9 @@ func benchPublish(b *testing.B, n int) {
 		tm.Log += ep.Timings.Log
 		tm.Store += ep.Timings.Store
 	}
+	cpu := processCPU() - cpu0
 	nb := float64(b.N)
+	b.ReportMetric(float64(cpu.Milliseconds())/nb, "cpu-ms")
 	b.ReportMetric(float64(tm.Records.Milliseconds())/nb, "records-ms")
 	b.ReportMetric(float64(tm.Map.Milliseconds())/nb, "map-ms")
 	b.ReportMetric(float64(tm.Log.Milliseconds())/nb, "log-ms")

@@ -320,11 +320,7 @@ const (
 // fragSize bytes, the first carrying the header. Fragment 0 is a copy; the
 // others alias data.
 func fragments(epoch uint64, data []byte, fragSize int) [][]byte {
-	n := 1
-	if rest := len(data) - (fragSize - blobHeaderSize); rest > 0 {
-		n += (rest + fragSize - 1) / fragSize
-	}
-	out := make([][]byte, 0, n)
+	out := make([][]byte, 0, fragCount(len(data), fragSize))
 	first := min(len(data), fragSize-blobHeaderSize)
 	f0 := make([]byte, 0, blobHeaderSize+first)
 	f0 = binary.BigEndian.AppendUint64(f0, epoch)
