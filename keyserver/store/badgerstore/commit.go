@@ -317,11 +317,13 @@ func (s *Store) checkRuns(prev *store.Head, runs []store.VersionRun) error {
 func (s *Store) checkRunSlice(prev *store.Head, runs []store.VersionRun) error {
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
-	base := make([]byte, 0, valueBaseSize)
+	// One buffer for every key looked up: an item keeps its key, and no
+	// item outlives the next lookup.
+	key := make([]byte, 0, valueBaseSize+fragNumSize)
 	for _, r := range runs {
 		if r.First > 1 {
-			base = appendValueBase(base[:0], r.Label, r.First-1)
-			item, err := txn.Get(appendFragKey(nil, base, 0))
+			key = appendFragKey(appendValueBase(key[:0], r.Label, r.First-1), nil, 0)
+			item, err := txn.Get(key)
 			if errors.Is(err, badger.ErrKeyNotFound) {
 				return fmt.Errorf("%w: label %x version %d: version %d is not stored", store.ErrConflict, r.Label[:], r.First, r.First-1)
 			}
@@ -340,8 +342,8 @@ func (s *Store) checkRunSlice(prev *store.Head, runs []store.VersionRun) error {
 				return fmt.Errorf("%w: label %x version %d: version %d is not visible", store.ErrConflict, r.Label[:], r.First, r.First-1)
 			}
 		}
-		base = appendValueBase(base[:0], r.Label, r.First)
-		_, err := txn.Get(appendFragKey(nil, base, 0))
+		key = appendFragKey(appendValueBase(key[:0], r.Label, r.First), nil, 0)
+		_, err := txn.Get(key)
 		if err == nil {
 			return fmt.Errorf("%w: label %x version %d is already stored", store.ErrConflict, r.Label[:], r.First)
 		}
