@@ -95,11 +95,11 @@ type commitStats struct {
 
 // A plan is a commit turned into badger entries.
 type plan struct {
-	data    []entry // map nodes, log nodes, blobs
-	final   []entry // the head: last, in the last transaction
-	journal []entry // staging journal, used only if the commit is staged
-	size    int64   // badger's estimate of data+final
-	bytes   int64   // keys and values of data+final
+	data    []entry    // map nodes, log nodes, blobs
+	final   []entry    // the head: last, in the last transaction
+	journal []entry    // staging journal, used only if the commit is staged
+	size    int64      // badger's estimate of data+final
+	bytes   int64      // keys and values of data+final
 	gc      []gcTenant // the records written, for the cleanup (gc.go)
 }
 
