@@ -39,6 +39,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -167,12 +168,16 @@ type Store struct {
 	noteEpoch, noteSeq uint64
 	// gcJobs are the cleanups of committed epochs not yet run, and
 	// versions the latest version of every tenant record written since
-	// Open, by tenant (gc.go); guarded by commitMu.
+	// Open, by recordHash under seed (gc.go); guarded by commitMu.
 	gcJobs   []gcJob
-	versions map[[16]byte]map[store.TenantKey]recVersion
+	versions map[uint64]recVersion
+	seed     maphash.Seed
 	// testDropCleanup drops the queued cleanups, as a crash would
 	// (tests only); guarded by commitMu.
 	testDropCleanup bool
+	// testCollide makes every record hash collide (tests only; set
+	// before the first commit).
+	testCollide bool
 
 	// closeMu is held for reading by every operation and for writing by
 	// Close, so that no badger call runs on a closed database.
@@ -230,7 +235,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		syncer:  badgerutil.NewSyncer(opts.Dir),
 		tiles:   newTileCache(opts.TileCacheSize),
 
-		versions: map[[16]byte]map[store.TenantKey]recVersion{},
+		versions: map[uint64]recVersion{},
+		seed:     maphash.MakeSeed(),
 	}
 	if err := s.init(ctx); err != nil {
 		db.Close()
