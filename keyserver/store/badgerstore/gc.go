@@ -173,7 +173,7 @@ func (s *Store) cleanup(j gcJob) {
 		return nil
 	})
 	if err == nil && len(dels) > 0 {
-		w := &writer{s: s, split: true, noSync: true}
+		w := &writer{s: s, split: true, noSync: true, cleanup: true}
 		for _, k := range dels {
 			if err = w.set(entry{key: k, del: true}); err != nil {
 				break
