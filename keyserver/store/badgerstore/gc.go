@@ -201,18 +201,15 @@ func (s *Store) forget(j gcJob) {
 	}
 }
 
-// A recordID names a tenant record in Store.versions.
-type recordID struct {
-	tenant [16]byte
-	key    store.TenantKey
-}
-
 // recordHash returns the Store.versions key of a tenant record.
 func (s *Store) recordHash(id [16]byte, k store.TenantKey) uint64 {
 	if s.testCollide {
 		return 0
 	}
-	return maphash.Comparable(s.seed, recordID{id, k})
+	var b [16 + store.TenantKeySize]byte
+	copy(b[:16], id[:])
+	copy(b[16:], k[:])
+	return maphash.Bytes(s.seed, b[:])
 }
 
 // tenantGarbage returns the keys of the versions before epoch of the
