@@ -39,6 +39,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -165,6 +166,18 @@ type Store struct {
 	// noteEpoch and noteSeq name the latest head checkpoint update
 	// (headnote.go); guarded by commitMu.
 	noteEpoch, noteSeq uint64
+	// gcJobs are the cleanups of committed epochs not yet run, and
+	// versions the latest version of every tenant record written since
+	// Open, by recordHash under seed (gc.go); guarded by commitMu.
+	gcJobs   []gcJob
+	versions map[uint64]recVersion
+	seed     maphash.Seed
+	// testDropCleanup drops the queued cleanups, as a crash would
+	// (tests only); guarded by commitMu.
+	testDropCleanup bool
+	// testCollide makes every record hash collide (tests only; set
+	// before the first commit).
+	testCollide bool
 
 	// closeMu is held for reading by every operation and for writing by
 	// Close, so that no badger call runs on a closed database.
@@ -221,6 +234,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		crashAt: opts.testCrashAfterChunk,
 		syncer:  badgerutil.NewSyncer(opts.Dir),
 		tiles:   newTileCache(opts.TileCacheSize),
+
+		versions: map[uint64]recVersion{},
+		seed:     maphash.MakeSeed(),
 	}
 	if err := s.init(ctx); err != nil {
 		db.Close()
@@ -335,15 +351,18 @@ func (s *Store) readHead() (*store.Head, error) {
 	return h, nil
 }
 
-// Close closes the database, waiting for running operations. It does not
-// take a context: badger's close (flushing the memtable) cannot be
-// interrupted safely.
+// Close closes the database, waiting for running operations and running
+// the queued cleanups (gc.go). It does not take a context: badger's close
+// (flushing the memtable) cannot be interrupted safely.
 func (s *Store) Close() error {
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	if s.closed {
 		return nil
 	}
+	s.commitMu.Lock()
+	s.runCleanup()
+	s.commitMu.Unlock()
 	s.closed = true
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("badgerstore: close: %w", err)

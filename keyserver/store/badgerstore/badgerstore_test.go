@@ -114,11 +114,32 @@ func TestCrashMidCommit(t *testing.T) {
 	}
 }
 
+// waitCleanup runs the queued cleanups (gc.go) now.
+func (s *Store) waitCleanup() {
+	if s.acquire() != nil {
+		return
+	}
+	defer s.closeMu.RUnlock()
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.runCleanup()
+}
+
+// countPrefix counts the keys with prefix once the queued cleanups ran.
 func countPrefix(t *testing.T, s *Store, prefix []byte) int {
 	return countRange(t, s, prefix, prefix)
 }
 
+// countRange counts the keys with prefix from start once the queued
+// cleanups ran.
 func countRange(t *testing.T, s *Store, start, prefix []byte) int {
+	t.Helper()
+	s.waitCleanup()
+	return countNow(t, s, start, prefix)
+}
+
+// countNow is countRange without running the queued cleanups.
+func countNow(t *testing.T, s *Store, start, prefix []byte) int {
 	t.Helper()
 	n := 0
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -410,6 +431,148 @@ func TestTenantRecordGarbage(t *testing.T) {
 	if n := countPrefix(t, s, tenantPrefix(id)); n != 3 {
 		t.Fatalf("%d tenant keys, want a3, b and c's deletion", n)
 	}
+	m.Check(t, true)
+}
+
+// TestTenantRecordGarbageAfterCrash: the cleanup of a commit runs after
+// CommitEpoch returns; if it never runs (a crash), the superseded
+// versions stay invisible, the reopened store reads the records as
+// committed, and the next rewrite of each record deletes them (a record
+// not rewritten since Open is looked for with a seek).
+func TestTenantRecordGarbageAfterCrash(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, 0)
+	m := storetest.NewModel(t, s, 11)
+	ctx := context.Background()
+	id := [16]byte{1}
+	a, b, c := store.TenantKey{1, 1}, store.TenantKey{1, 2}, store.TenantKey{1, 3}
+	big := make([]byte, 2*tenantFragSize+100) // 3 fragments
+	commit := func(recs ...store.TenantRecord) {
+		t.Helper()
+		ec := m.Build(t, storetest.Spec{})
+		ec.Tenants = []store.TenantWrite{{ID: id, Records: recs}}
+		if err := m.Commit(t, ctx, ec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := func(n int, what string) {
+		t.Helper()
+		if got := countPrefix(t, s, tenantPrefix(id)); got != n {
+			t.Fatalf("%d tenant keys, want %d: %s", got, n, what)
+		}
+		m.Check(t, true)
+	}
+	commit(store.TenantRecord{Key: a, Value: big}, store.TenantRecord{Key: b, Value: []byte("b")}, store.TenantRecord{Key: c, Value: []byte("c")})
+	commit(store.TenantRecord{Key: a, Value: []byte("a2")}, store.TenantRecord{Key: b, Value: []byte("b2")})
+	want(3, "a2, b2, c")
+
+	s.commitMu.Lock()
+	s.testDropCleanup = true
+	s.commitMu.Unlock()
+	commit(store.TenantRecord{Key: a, Value: big}, store.TenantRecord{Key: c})
+	want(3+3+1, "a2, a3 (3 fragments), b2, c and its deletion: the cleanup was dropped")
+	s.Close()
+
+	s = openTest(t, dir, 0)
+	defer s.Close()
+	m.S = s
+	m.Reset(t)
+	want(7, "the same after a reopen")
+	commit(store.TenantRecord{Key: a, Value: []byte("a4")}, store.TenantRecord{Key: b, Value: []byte("b3")})
+	want(4, "a4, b3, c and its deletion: a and b sought")
+	commit(store.TenantRecord{Key: c, Value: []byte("c2")})
+	want(3, "a4, b3, c2")
+	commit(store.TenantRecord{Key: a, Value: big}, store.TenantRecord{Key: c})
+	want(3+1+1, "a5 (3 fragments), b3, c's deletion: by key")
+	commit(store.TenantRecord{Key: a, Value: []byte("a6")}, store.TenantRecord{Key: c, Value: []byte("c3")})
+	want(3, "a6, b3, c3")
+}
+
+// TestTenantRecordGarbageRandom commits random rewrites and deletions of
+// tenant records, with reopens and dropped cleanups (crashes) between
+// them, and checks after each that the records read back as committed
+// and, once the queued cleanups ran, that only the latest version of each
+// record is stored, or the one a reopen or dropped cleanup left until the
+// record is rewritten.
+func TestTenantRecordGarbageRandom(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, 0)
+	m := storetest.NewModel(t, s, 12)
+	ctx := context.Background()
+	// frags holds, per tenant and record, the fragment counts of its
+	// stored versions: the latest, and those a dropped cleanup left.
+	frags := map[[16]byte]map[store.TenantKey][]uint32{}
+	for e := range 24 {
+		dropped := e%7 == 3
+		if dropped {
+			s.commitMu.Lock()
+			s.testDropCleanup = true
+			s.commitMu.Unlock()
+		}
+		sp := storetest.Spec{Tenants: 2, TenantRecords: 6, TenantDeletes: 1 + e%3, TenantSize: 10 + (e*97)%700}
+		ec := m.Build(t, sp)
+		if err := m.Commit(t, ctx, ec); err != nil {
+			t.Fatal(err)
+		}
+		for _, tw := range ec.Tenants {
+			f := frags[tw.ID]
+			if f == nil {
+				f = map[store.TenantKey][]uint32{}
+				frags[tw.ID] = f
+			}
+			for _, r := range tw.Records {
+				n := fragCount(len(r.Value), tenantFragSize)
+				if dropped {
+					f[r.Key] = append(f[r.Key], n)
+				} else {
+					f[r.Key] = []uint32{n}
+				}
+			}
+		}
+		for id, f := range frags {
+			want := 0
+			for _, ns := range f {
+				for _, n := range ns {
+					want += int(n)
+				}
+			}
+			if got := countPrefix(t, s, tenantPrefix(id)); got != want {
+				t.Fatalf("epoch %d tenant %x: %d keys, want %d", ec.Epoch, id[0], got, want)
+			}
+		}
+		m.Check(t, false)
+		if dropped || e%5 == 4 {
+			s.Close()
+			s = openTest(t, dir, 0)
+			m.S = s
+			m.Reset(t)
+			m.Check(t, false)
+		}
+	}
+	m.Check(t, true)
+	s.Close()
+}
+
+// TestTenantRecordHashCollisions: with every record sharing one entry of
+// the store's latest versions (as colliding hashes would), the cleanup
+// deletes versions that are not the latest of the record it names, or
+// none, but never a live version: the records read back as committed
+// after every epoch and after a reopen.
+func TestTenantRecordHashCollisions(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, 0)
+	s.testCollide = true
+	m := storetest.NewModel(t, s, 13)
+	for e := range 16 {
+		m.MustCommit(t, storetest.Spec{Tenants: 2, TenantRecords: 5, TenantDeletes: e % 3, TenantSize: 10 + (e*131)%600})
+		s.waitCleanup()
+		m.Check(t, false)
+	}
+	s.Close()
+	s = openTest(t, dir, 0)
+	defer s.Close()
+	m.S = s
+	m.Reset(t)
 	m.Check(t, true)
 }
 

@@ -89,12 +89,28 @@ func newBenchDir(b *testing.B, n, recordSize int, memTable int64) *benchDir {
 // (repeats dropped), with its log append done.
 func (d *benchDir) build(b *testing.B, fresh, existing, recordSize int) *store.EpochCommit {
 	b.Helper()
+	labels := make([]vmap.Label, 0, existing+fresh)
+	for range existing {
+		labels = append(labels, d.labels[d.rng.Uint64()%uint64(len(d.labels))])
+	}
+	for range fresh {
+		var l vmap.Label
+		_, _ = d.rng.Read(l[:])
+		labels = append(labels, l)
+	}
+	return d.buildLabels(b, labels, recordSize)
+}
+
+// buildLabels returns the next epoch, writing labels (repeats dropped),
+// with its log append done.
+func (d *benchDir) buildLabels(b *testing.B, labels []vmap.Label, recordSize int) *store.EpochCommit {
+	b.Helper()
 	var changes []vmap.Change
 	c := &store.EpochCommit{Epoch: d.epoch}
 	seen := map[vmap.Label]bool{}
-	add := func(l vmap.Label) {
+	for _, l := range labels {
 		if seen[l] {
-			return
+			continue
 		}
 		seen[l] = true
 		rec := make([]byte, recordSize)
@@ -102,14 +118,6 @@ func (d *benchDir) build(b *testing.B, fresh, existing, recordSize int) *store.E
 		binary.BigEndian.PutUint64(rec, d.epoch)
 		c.Values = append(c.Values, store.ValueWrite{Label: l, Version: d.latest[l] + 1, Record: rec})
 		changes = append(changes, vmap.Change{Label: l, Commitment: sha256.Sum256(rec)})
-	}
-	for range existing {
-		add(d.labels[d.rng.Uint64()%uint64(len(d.labels))])
-	}
-	for range fresh {
-		var l vmap.Label
-		_, _ = d.rng.Read(l[:])
-		add(l)
 	}
 	batch, err := d.m.Update(d.epoch, changes)
 	if err != nil {
@@ -179,6 +187,54 @@ func benchCommit(b *testing.B, n, updates, recordSize int, memTable int64) {
 	b.ReportMetric(float64(syncs)/per, "syncs/op")
 	b.ReportMetric(float64(syncT.Milliseconds())/per, "sync-ms/op")
 	b.ReportMetric(float64(nodes)/per, "nodes/op")
+}
+
+// BenchmarkCommitEpochTenants commits epochs that rewrite the same 2,048
+// users of a 20,000-label map, as the directory's epochs do: each user's
+// value record (256 bytes) and tenant state record (200 bytes, the size of
+// a user record that refers to its certificate), and a 1 KiB core record.
+// Each iteration builds the epoch (the vmap update) and commits it; the
+// store's cleanup of the last epoch runs before the timer stops (Close).
+// Small enough for instruction counts, which do not depend on the load:
+//
+//	bash .ci/instructions ./keyserver/store/badgerstore 4 BenchmarkCommitEpochTenants
+func BenchmarkCommitEpochTenants(b *testing.B) {
+	const users = 2048
+	d := newBenchDir(b, 20_000, 256, 0)
+	labels := d.labels[:users]
+	tenant := [16]byte{0x7e}
+	rec := make([]byte, 200)
+	core := make([]byte, 1024)
+	write := func() []store.TenantWrite {
+		tw := store.TenantWrite{ID: tenant, Records: make([]store.TenantRecord, 0, users+1)}
+		tw.Records = append(tw.Records, store.TenantRecord{Key: store.TenantKey{0x01}, Value: core})
+		for _, l := range labels {
+			k := store.TenantKey{0x06}
+			copy(k[1:], l[:16])
+			tw.Records = append(tw.Records, store.TenantRecord{Key: k, Value: rec})
+		}
+		return []store.TenantWrite{tw}
+	}
+	// The users' first records, and a rewrite, so that the timed epochs
+	// are the steady state.
+	for range 2 {
+		c := d.buildLabels(b, labels, 256)
+		c.Tenants = write()
+		if err := d.commit(c); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for range b.N {
+		c := d.buildLabels(b, labels, 256)
+		c.Tenants = write()
+		if err := d.commit(c); err != nil {
+			b.Fatal(err)
+		}
+	}
+	d.s.Close()
+	b.ReportMetric(float64((cpuTime()-cpu0).Milliseconds())/float64(b.N), "cpu-ms/op")
 }
 
 // cpuTime returns the process's user+system CPU time: on a loaded machine

@@ -23,13 +23,11 @@ package badgerstore
 // transaction is synced; readers use it, never the stored "h".
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime"
-	"slices"
 	"sync"
 	"time"
 
@@ -83,7 +81,7 @@ func (s *Store) CommitEpoch(ctx context.Context, c *store.EpochCommit) error {
 	}
 	h := c.Head.Clone()
 	s.head.Store(&h)
-	s.cleanup(c.Epoch, plan)
+	s.queueCleanup(c.Epoch, plan)
 	return nil
 }
 
@@ -97,17 +95,12 @@ type commitStats struct {
 
 // A plan is a commit turned into badger entries.
 type plan struct {
-	data    []entry // map nodes, log nodes, blobs
-	final   []entry // the head: last, in the last transaction
-	journal []entry // staging journal, used only if the commit is staged
-	size    int64   // badger's estimate of data+final
-	bytes   int64   // keys and values of data+final
-	gc      []gcTenant
-}
-
-type gcTenant struct {
-	id   [16]byte
-	keys []store.TenantKey // the records written, sorted: delete their older versions
+	data    []entry    // map nodes, log nodes, blobs
+	final   []entry    // the head: last, in the last transaction
+	journal []entry    // staging journal, used only if the commit is staged
+	size    int64      // badger's estimate of data+final
+	bytes   int64      // keys and values of data+final
+	gc      []gcTenant // the records written, for the cleanup (gc.go)
 }
 
 // plan checks c against the stored state and builds its entries.
@@ -152,18 +145,26 @@ func (s *Store) plan(c *store.EpochCommit, prev *store.Head, runs []store.Versio
 
 	// Tenants: after the commit, the older versions of every record it
 	// writes are garbage.
-	for _, t := range c.Tenants {
-		g := gcTenant{id: t.ID, keys: make([]store.TenantKey, len(t.Records))}
-		for i := range t.Records {
-			g.keys[i] = t.Records[i].Key
+	p.gc = make([]gcTenant, len(c.Tenants))
+	for i, t := range c.Tenants {
+		g := gcTenant{id: t.ID, keys: make([]store.TenantKey, len(t.Records)), frags: make([]uint32, len(t.Records))}
+		for j := range t.Records {
+			g.keys[j] = t.Records[j].Key
+			g.frags[j] = fragCount(len(t.Records[j].Value), tenantFragSize)
 		}
-		slices.SortFunc(g.keys, func(a, b store.TenantKey) int { return bytes.Compare(a[:], b[:]) })
-		p.gc = append(p.gc, g)
+		p.gc[i] = g
 	}
 
 	// Entries. Map nodes go by tile (tiles.go); the tiles' keys share one
 	// arena.
-	p.data = make([]entry, 0, len(c.Map.Nodes)/3+len(logNew)+len(c.Values)+len(c.Tenants)+2)
+	tenantRecs, tenantFrags := 0, 0
+	for _, g := range p.gc {
+		tenantRecs += len(g.keys)
+		for _, f := range g.frags {
+			tenantFrags += int(f)
+		}
+	}
+	p.data = make([]entry, 0, len(c.Map.Nodes)/3+len(logNew)+2*len(c.Values)+tenantFrags)
 	arena := make([]byte, 0, (len(c.Map.Nodes)/3+1)*(1+vmap.MaxNodeKeySize))
 	tiled(c.Map.Nodes, func(k vmap.NodeKey, tile []byte) {
 		if len(arena)+1+vmap.MaxNodeKeySize > cap(arena) {
@@ -186,7 +187,7 @@ func (s *Store) plan(c *store.EpochCommit, prev *store.Head, runs []store.Versio
 		vals += blobHeaderSize + len(c.Values[i].Record)
 	}
 	frags := make([]byte, 0, vals)
-	p.journal = make([]entry, 0, len(c.Values)+len(c.Tenants))
+	p.journal = make([]entry, 0, len(c.Values)+tenantRecs)
 	for i := range c.Values {
 		w := &c.Values[i]
 		if len(w.Record) > recordFragSize-blobHeaderSize {
@@ -216,20 +217,60 @@ func (s *Store) plan(c *store.EpochCommit, prev *store.Head, runs []store.Versio
 			last[w.Label] = i
 		}
 	}
-	hints := make([]byte, 0, len(last)*(1+vmap.LabelSize))
+	hints, hvals := make([]byte, 0, len(last)*(1+vmap.LabelSize)), 0
+	for _, i := range last {
+		hvals += hintHeaderSize + len(c.Values[i].Summary)
+	}
+	hval := make([]byte, 0, hvals)
 	for _, i := range last {
 		w := &c.Values[i]
 		start := len(hints)
 		hints = appendHintKey(hints, w.Label)
-		val := binary.BigEndian.AppendUint32(make([]byte, 0, hintHeaderSize+len(w.Summary)), w.Version)
-		val = binary.BigEndian.AppendUint64(val, c.Epoch)
-		p.data = append(p.data, entry{key: hints[start:len(hints):len(hints)], val: append(val, w.Summary...)})
+		vstart := len(hval)
+		hval = binary.BigEndian.AppendUint32(hval, w.Version)
+		hval = binary.BigEndian.AppendUint64(hval, c.Epoch)
+		hval = append(hval, w.Summary...)
+		p.data = append(p.data, entry{key: hints[start:len(hints):len(hints)], val: hval[vstart:len(hval):len(hval)]})
 	}
+	// Tenant records: their journal keys (which end with the base key),
+	// fragment keys and first fragments share two arenas, sized up front;
+	// later fragments alias the record.
+	const journalSize = 1 + 8 + tenantBaseSize
+	f0s := 0
+	for i := range c.Tenants {
+		for _, r := range c.Tenants[i].Records {
+			f0s += blobHeaderSize + min(len(r.Value), tenantFragSize-blobHeaderSize)
+		}
+	}
+	tkeys := make([]byte, 0, tenantRecs*journalSize+tenantFrags*(tenantBaseSize+fragNumSize))
+	tf0 := make([]byte, 0, f0s)
 	for i := range c.Tenants {
 		t := &c.Tenants[i]
 		for j := range t.Records {
 			r := &t.Records[j]
-			p.addBlob(appendTenantBase(nil, t.ID, r.Key, c.Epoch), c.Epoch, r.Value, tenantFragSize)
+			start := len(tkeys)
+			tkeys = appendTenantBase(appendJournalKey(tkeys, c.Epoch, nil), t.ID, r.Key, c.Epoch)
+			p.journal = append(p.journal, entry{key: tkeys[start:len(tkeys):len(tkeys)]})
+			base := tkeys[start+1+8 : len(tkeys) : len(tkeys)]
+			data := r.Value
+			for f := range p.gc[i].frags[j] {
+				start = len(tkeys)
+				tkeys = appendFragKey(tkeys, base, f)
+				key := tkeys[start:len(tkeys):len(tkeys)]
+				var val []byte
+				if f == 0 {
+					first := min(len(data), tenantFragSize-blobHeaderSize)
+					vstart := len(tf0)
+					tf0 = binary.BigEndian.AppendUint64(tf0, c.Epoch)
+					tf0 = binary.BigEndian.AppendUint32(tf0, uint32(len(data)))
+					tf0 = append(tf0, data[:first]...)
+					val, data = tf0[vstart:len(tf0):len(tf0)], data[first:]
+				} else {
+					k := min(len(data), tenantFragSize)
+					val, data = data[:k:k], data[k:]
+				}
+				p.data = append(p.data, entry{key: key, val: val})
+			}
 		}
 	}
 	p.final = []entry{{key: headAtKey(c.Epoch), val: encodeHead(&c.Head)}, {key: keyHead, val: encodeHeadPointer(c.Epoch)}}
@@ -276,11 +317,13 @@ func (s *Store) checkRuns(prev *store.Head, runs []store.VersionRun) error {
 func (s *Store) checkRunSlice(prev *store.Head, runs []store.VersionRun) error {
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
-	base := make([]byte, 0, valueBaseSize)
+	// One buffer for every key looked up: an item keeps its key, and no
+	// item outlives the next lookup.
+	key := make([]byte, 0, valueBaseSize+fragNumSize)
 	for _, r := range runs {
 		if r.First > 1 {
-			base = appendValueBase(base[:0], r.Label, r.First-1)
-			item, err := txn.Get(appendFragKey(nil, base, 0))
+			key = appendFragKey(appendValueBase(key[:0], r.Label, r.First-1), nil, 0)
+			item, err := txn.Get(key)
 			if errors.Is(err, badger.ErrKeyNotFound) {
 				return fmt.Errorf("%w: label %x version %d: version %d is not stored", store.ErrConflict, r.Label[:], r.First, r.First-1)
 			}
@@ -299,8 +342,8 @@ func (s *Store) checkRunSlice(prev *store.Head, runs []store.VersionRun) error {
 				return fmt.Errorf("%w: label %x version %d: version %d is not visible", store.ErrConflict, r.Label[:], r.First, r.First-1)
 			}
 		}
-		base = appendValueBase(base[:0], r.Label, r.First)
-		_, err := txn.Get(appendFragKey(nil, base, 0))
+		key = appendFragKey(appendValueBase(key[:0], r.Label, r.First), nil, 0)
+		_, err := txn.Get(key)
 		if err == nil {
 			return fmt.Errorf("%w: label %x version %d is already stored", store.ErrConflict, r.Label[:], r.First)
 		}
@@ -368,6 +411,7 @@ type writer struct {
 	ctx     context.Context // checked before each commit; nil: never
 	split   bool            // may use several transactions
 	noSync  bool            // best-effort writes: no syncAll
+	cleanup bool            // the cleanup after a commit (gc.go): not in Store.stats, no simulated crash
 	txn     *badger.Txn
 	commits int
 }
@@ -412,7 +456,7 @@ func (w *writer) commit() error {
 			return err
 		}
 	}
-	if w.s.crashAt > 0 && w.commits == w.s.crashAt {
+	if w.s.crashAt > 0 && w.commits == w.s.crashAt && !w.cleanup {
 		txn.Discard()
 		w.s.broken = errSimulatedCrash
 		return errSimulatedCrash
@@ -421,7 +465,9 @@ func (w *writer) commit() error {
 		return fmt.Errorf("badger commit: %w", err)
 	}
 	w.commits++
-	w.s.stats.txns++
+	if !w.cleanup {
+		w.s.stats.txns++
+	}
 	return nil
 }
 
@@ -456,89 +502,6 @@ func (w *writer) sync() error {
 		return w.s.broken
 	}
 	return nil
-}
-
-// cleanup deletes, after a commit is visible, its staging journal, the
-// tenant versions it superseded and the checkpoint updates of earlier
-// heads. It is best effort: what it leaves is
-// invisible garbage, and Open deletes stale journals.
-func (s *Store) cleanup(epoch uint64, p *plan) {
-	var dels []entry
-	err := s.db.View(func(txn *badger.Txn) error {
-		keys, err := keysWithPrefix(txn, journalPrefix(epoch), nil)
-		if err != nil {
-			return err
-		}
-		for _, k := range keys {
-			dels = append(dels, entry{key: k, del: true})
-		}
-		keys, err = keysWithPrefix(txn, []byte{prefixPending}, func(k []byte) bool {
-			return len(k) != tenantBaseSize+fragNumSize || tenantKeyEpoch(k) < epoch
-		})
-		if err != nil {
-			return err
-		}
-		for _, k := range keys {
-			dels = append(dels, entry{key: k, del: true})
-		}
-		keys, err = checkpointGarbage(txn, epoch)
-		if err != nil {
-			return err
-		}
-		for _, k := range keys {
-			dels = append(dels, entry{key: k, del: true})
-		}
-		for _, g := range p.gc {
-			keys, err := tenantGarbage(txn, g, epoch)
-			if err != nil {
-				return err
-			}
-			for _, k := range keys {
-				dels = append(dels, entry{key: k, del: true})
-			}
-		}
-		return nil
-	})
-	if err == nil && len(dels) > 0 {
-		w := &writer{s: s, split: true, noSync: true}
-		for _, e := range dels {
-			if err = w.set(e); err != nil {
-				break
-			}
-		}
-		if err == nil {
-			err = w.finish(false)
-		}
-	}
-	if err != nil {
-		s.logger.Warn("badgerstore: cleanup after commit failed; garbage left", "epoch", epoch, "err", err)
-	}
-}
-
-// tenantGarbage returns the keys of the versions before epoch of the
-// records g names: one iterator, one seek per record.
-func tenantGarbage(txn *badger.Txn, g gcTenant, epoch uint64) ([][]byte, error) {
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: tenantPrefix(g.id)})
-	defer it.Close()
-	var out [][]byte
-	rec := make([]byte, 0, tenantRecordSize)
-	for _, k := range g.keys {
-		rec = appendTenantRecord(rec[:0], g.id, k)
-		for it.Seek(rec); it.Valid(); it.Next() {
-			key := it.Item().Key()
-			if !bytes.HasPrefix(key, rec) {
-				break
-			}
-			if len(key) != tenantBaseSize+fragNumSize {
-				return nil, fmt.Errorf("%w: tenant key %x", store.ErrCorrupt, key)
-			}
-			if tenantKeyEpoch(key) >= epoch {
-				break
-			}
-			out = append(out, it.Item().KeyCopy(nil))
-		}
-	}
-	return out, nil
 }
 
 // keysWithPrefix returns copies of the keys with prefix that keep accepts

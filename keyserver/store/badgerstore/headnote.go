@@ -11,7 +11,7 @@ package badgerstore
 // head. Reading the head (Open) takes the checkpoint of the latest version
 // of the head's epoch, if there is one, in place of the one "H" || e
 // holds: "H" keeps the checkpoint the commit wrote, as the checkpoint
-// history. A commit deletes the versions of earlier epochs (cleanup),
+// history. A commit deletes the versions of earlier epochs (cleanup, gc.go),
 // which no head shows any more, except those transitions keep.
 
 import (

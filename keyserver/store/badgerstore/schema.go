@@ -69,9 +69,10 @@ package badgerstore
 // by the epoch that wrote them, which is also in the key; a reader takes,
 // for each record key, the latest version at most the head's epoch. A
 // version of length 0 is a deletion. An epoch writes only the records it
-// changed. A commit deletes, after it is visible, every older version of
-// each record key it wrote (Store.cleanup); a deletion's own version stays,
-// 74 bytes per deleted record. Readers open their badger transaction
+// changed. Once a commit is visible, every older version of each record
+// key it wrote is deleted (gc.go: after CommitEpoch returns, by key where
+// the store knows the superseded version); a deletion's own version
+// stays, 74 bytes per deleted record. Readers open their badger transaction
 // between two loads of the same head (TenantRecords), so that its
 // snapshot holds every version that head shows.
 //
@@ -80,7 +81,7 @@ package badgerstore
 // when written); a version of length 0 is a pending deletion. A reader
 // takes, for each record key, the version of the head's epoch only: older
 // versions were published by a later epoch and are garbage, which the
-// cleanup after each commit deletes. One WritePending is one badger
+// cleanup after each commit (gc.go) deletes. One WritePending is one badger
 // transaction (never staged) and one sync; it first deletes the fragments
 // of the versions it replaces, so that a record's fragments never mix.
 //
@@ -320,11 +321,7 @@ const (
 // fragSize bytes, the first carrying the header. Fragment 0 is a copy; the
 // others alias data.
 func fragments(epoch uint64, data []byte, fragSize int) [][]byte {
-	n := 1
-	if rest := len(data) - (fragSize - blobHeaderSize); rest > 0 {
-		n += (rest + fragSize - 1) / fragSize
-	}
-	out := make([][]byte, 0, n)
+	out := make([][]byte, 0, fragCount(len(data), fragSize))
 	first := min(len(data), fragSize-blobHeaderSize)
 	f0 := make([]byte, 0, blobHeaderSize+first)
 	f0 = binary.BigEndian.AppendUint64(f0, epoch)
