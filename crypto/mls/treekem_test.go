@@ -565,15 +565,17 @@ func TestApplyUpdatePathKeyMismatchAtTop(t *testing.T) {
 	}
 }
 
-func testApplyUpdatePathKeyMismatchAtTop(t *testing.T, cs CipherSuite) {
-	h := newOpsHarness(t, 12)
+// newKeyedTree returns a harness (seeded with seed) whose tree holds n
+// members with signed leaves, and each member's encryption private key.
+func newKeyedTree(t *testing.T, cs CipherSuite, seed uint64, n int) (*opsHarness, map[LeafIndex]suite.HPKEPrivateKey) {
+	t.Helper()
+	h := newOpsHarness(t, seed)
 	h.s = mustSuite(t, uint16(cs))
-	s := h.s
 	encPriv := map[LeafIndex]suite.HPKEPrivateKey{}
-	h.tr = newBlankTree(s, 1)
-	for range 8 {
+	h.tr = newBlankTree(h.s, 1)
+	for range n {
 		ln, sk := h.synthLeaf(0, LeafNodeSourceKeyPackage)
-		priv, pub, err := s.GenerateHPKEKey()
+		priv, pub, err := h.s.GenerateHPKEKey()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -587,6 +589,12 @@ func testApplyUpdatePathKeyMismatchAtTop(t *testing.T, cs CipherSuite) {
 		}
 		h.sig[i], encPriv[i] = sk, priv
 	}
+	return h, encPriv
+}
+
+func testApplyUpdatePathKeyMismatchAtTop(t *testing.T, cs CipherSuite) {
+	h, encPriv := newKeyedTree(t, cs, 12, 8)
+	s := h.s
 	gc := GroupContext{CipherSuite: cs, GroupID: h.gid, Epoch: 1}
 	// Leaf 0 commits so that every parent node is set; all apply it.
 	first := LeafIndex(0)
@@ -760,27 +768,8 @@ func testPathHelperGuess(t *testing.T, cs CipherSuite) {
 // so none is left holding (or reading) the member's key.
 func TestRefusedUpdatePathEndsHelpers(t *testing.T) {
 	for _, cs := range testSuites {
-		h := newOpsHarness(t, 13)
-		h.s = mustSuite(t, uint16(cs))
+		h, encPriv := newKeyedTree(t, cs, 13, 5)
 		s := h.s
-		encPriv := map[LeafIndex]suite.HPKEPrivateKey{}
-		h.tr = newBlankTree(s, 1)
-		for range 5 {
-			ln, sk := h.synthLeaf(0, LeafNodeSourceKeyPackage)
-			priv, pub, err := s.GenerateHPKEKey()
-			if err != nil {
-				t.Fatal(err)
-			}
-			ln.EncryptionKey = HPKEPublicKey(pub)
-			if err := ln.Sign(cs, sk, nil, 0); err != nil {
-				t.Fatal(err)
-			}
-			i, err := h.tr.addLeaf(ln)
-			if err != nil {
-				t.Fatal(err)
-			}
-			h.sig[i], encPriv[i] = sk, priv
-		}
 		gc := GroupContext{CipherSuite: cs, GroupID: h.gid, Epoch: 1}
 		committer := LeafIndex(3)
 		template := *h.tr.leaf(committer)
