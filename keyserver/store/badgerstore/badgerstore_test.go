@@ -114,17 +114,6 @@ func TestCrashMidCommit(t *testing.T) {
 	}
 }
 
-// waitCleanup runs the queued cleanups (gc.go) now.
-func (s *Store) waitCleanup() {
-	if s.acquire() != nil {
-		return
-	}
-	defer s.closeMu.RUnlock()
-	s.commitMu.Lock()
-	defer s.commitMu.Unlock()
-	s.runCleanup()
-}
-
 // countPrefix counts the keys with prefix once the queued cleanups ran.
 func countPrefix(t *testing.T, s *Store, prefix []byte) int {
 	return countRange(t, s, prefix, prefix)
@@ -134,7 +123,7 @@ func countPrefix(t *testing.T, s *Store, prefix []byte) int {
 // cleanups ran.
 func countRange(t *testing.T, s *Store, start, prefix []byte) int {
 	t.Helper()
-	s.waitCleanup()
+	s.WaitCleanup()
 	return countNow(t, s, start, prefix)
 }
 
@@ -565,7 +554,7 @@ func TestTenantRecordHashCollisions(t *testing.T) {
 	m := storetest.NewModel(t, s, 13)
 	for e := range 16 {
 		m.MustCommit(t, storetest.Spec{Tenants: 2, TenantRecords: 5, TenantDeletes: e % 3, TenantSize: 10 + (e*131)%600})
-		s.waitCleanup()
+		s.WaitCleanup()
 		m.Check(t, false)
 	}
 	s.Close()

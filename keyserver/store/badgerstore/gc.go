@@ -79,6 +79,20 @@ func (s *Store) queueCleanup(epoch uint64, p *plan) {
 	}()
 }
 
+// WaitCleanup runs now the cleanups that earlier commits queued (and
+// that have not run yet), and returns when they are done. Nothing needs
+// it for correctness; it lets a caller (a benchmark, an operator tool)
+// separate an epoch's background cleanup from the next epoch.
+func (s *Store) WaitCleanup() {
+	if s.acquire() != nil {
+		return
+	}
+	defer s.closeMu.RUnlock()
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.runCleanup()
+}
+
 // runCleanup runs the queued cleanups, in commit order. Callers hold
 // commitMu and the store open (closeMu).
 func (s *Store) runCleanup() {
