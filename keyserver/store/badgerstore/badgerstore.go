@@ -178,6 +178,9 @@ type Store struct {
 	// testCollide makes every record hash collide (tests only; set
 	// before the first commit).
 	testCollide bool
+	// testFailCleanupAt makes a cleanup fail at its transaction after
+	// testFailCleanupAt committed ones (tests only; 0: never).
+	testFailCleanupAt int
 
 	// closeMu is held for reading by every operation and for writing by
 	// Close, so that no badger call runs on a closed database.

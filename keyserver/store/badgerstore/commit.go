@@ -456,6 +456,10 @@ func (w *writer) commit() error {
 			return err
 		}
 	}
+	if w.cleanup && w.s.testFailCleanupAt > 0 && w.commits == w.s.testFailCleanupAt {
+		txn.Discard()
+		return errors.New("badgerstore: injected cleanup failure")
+	}
 	if w.s.crashAt > 0 && w.commits == w.s.crashAt && !w.cleanup {
 		txn.Discard()
 		w.s.broken = errSimulatedCrash

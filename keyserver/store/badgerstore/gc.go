@@ -149,10 +149,14 @@ func (s *Store) cleanup(j gcJob) {
 					arena = appendFragKey(arena, base, f)
 					dels = append(dels, arena[start:len(arena):len(arena)])
 				}
+			default:
+				// Two records of this epoch share the hash: the entry
+				// cannot hold both fragment counts, so it goes, and
+				// both are sought when next rewritten.
+				delete(s.versions, h)
+				continue
 			}
-			if !ok || v.epoch < epoch {
-				s.versions[h] = recVersion{epoch: epoch, frags: g.frags[i]}
-			}
+			s.versions[h] = recVersion{epoch: epoch, frags: g.frags[i]}
 		}
 		if len(unknown.keys) > 0 {
 			slices.SortFunc(unknown.keys, func(a, b store.TenantKey) int { return bytes.Compare(a[:], b[:]) })

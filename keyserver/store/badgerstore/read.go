@@ -444,6 +444,12 @@ func (s *Store) TenantRecords(ctx context.Context, id [16]byte, fn func(store.Te
 // and returns how many it passed. With pending (the "P" records), it
 // takes only the versions of epoch, deletions included. Keys come in
 // order: by record key, then epoch, then fragment.
+//
+// The latest version must be whole, or the record is ErrCorrupt. An
+// older version may have fragments missing: the cleanup after a commit
+// (gc.go) deletes superseded versions in several transactions, so a
+// reader can meet one half deleted, and a cleanup cut short leaves one
+// so until the record's next rewrite.
 func walkTenant(ctx context.Context, txn *badger.Txn, prefix []byte, epoch uint64, pending bool, fn func(store.TenantKey, []byte) error) (int, error) {
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 	defer it.Close()
@@ -451,13 +457,25 @@ func walkTenant(ctx context.Context, txn *badger.Txn, prefix []byte, epoch uint6
 		n              int
 		cur            store.TenantKey
 		have           bool
-		cand, buf      []byte // the latest complete version so far, the one being read
+		cand, buf      []byte // the latest whole version so far, the one being read
 		candOK, inVer  bool
+		candEpoch      uint64 // cand's epoch
+		verEpoch       uint64 // the epoch of the version being read
+		broken         bool   // a version with fragments missing was seen,
+		brokenEpoch    uint64 // the latest such at brokenEpoch
 		total, nextFrg int
 	)
+	breakVersion := func(e uint64) {
+		if !broken || e > brokenEpoch {
+			broken, brokenEpoch = true, e
+		}
+	}
 	done := func() error {
 		if inVer {
-			return fmt.Errorf("%w: tenant record %x: fragments missing", store.ErrCorrupt, cur[:])
+			breakVersion(verEpoch)
+		}
+		if broken && (!candOK || brokenEpoch >= candEpoch) {
+			return fmt.Errorf("%w: tenant record %x of epoch %d: fragments missing", store.ErrCorrupt, cur[:], brokenEpoch)
 		}
 		if !candOK || (len(cand) == 0 && !pending) {
 			return nil
@@ -483,7 +501,7 @@ func walkTenant(ctx context.Context, txn *badger.Txn, prefix []byte, epoch uint6
 					return n, err
 				}
 			}
-			cur, have, candOK, inVer = rk, true, false, false
+			cur, have, candOK, inVer, broken = rk, true, false, false, false
 		}
 		e := tenantKeyEpoch(k)
 		if e > epoch || (pending && e != epoch) {
@@ -495,7 +513,7 @@ func walkTenant(ctx context.Context, txn *badger.Txn, prefix []byte, epoch uint6
 		err := item.Value(func(v []byte) error {
 			if frag == 0 {
 				if inVer {
-					return fmt.Errorf("%w: tenant record %x: fragments missing", store.ErrCorrupt, cur[:])
+					breakVersion(verEpoch)
 				}
 				ve, t, payload, err := parseBlobHeader(v, store.MaxTenantRecordSize)
 				if err != nil {
@@ -505,9 +523,16 @@ func walkTenant(ctx context.Context, txn *badger.Txn, prefix []byte, epoch uint6
 					return fmt.Errorf("%w: tenant record %x of epoch %d in the key of epoch %d", store.ErrCorrupt, cur[:], ve, e)
 				}
 				buf = append(buf[:0], payload...)
-				total, nextFrg, inVer = t, 1, true
+				total, nextFrg, inVer, verEpoch = t, 1, true, e
 			} else {
-				if !inVer || frag != nextFrg || len(v) == 0 || len(v) > total-len(buf) {
+				if !inVer || e != verEpoch || frag != nextFrg {
+					// A fragment of a version whose first fragments are
+					// gone, or after a gap.
+					breakVersion(e)
+					inVer = false
+					return nil
+				}
+				if len(v) == 0 || len(v) > total-len(buf) {
 					return fmt.Errorf("%w: tenant record %x fragment %d", store.ErrCorrupt, cur[:], frag)
 				}
 				buf = append(buf, v...)
@@ -515,7 +540,7 @@ func walkTenant(ctx context.Context, txn *badger.Txn, prefix []byte, epoch uint6
 			}
 			if len(buf) == total {
 				cand, buf = buf, cand
-				candOK, inVer = true, false
+				candOK, inVer, candEpoch = true, false, verEpoch
 			}
 			return nil
 		})
