@@ -378,34 +378,14 @@ func TestUpdatePathExcludesJoiners(t *testing.T) {
 	}
 	gc := GroupContext{CipherSuite: 1, GroupID: h.gid, Epoch: 1}
 	// Leaf 0 commits so that parent nodes exist; everyone applies it.
-	template := *h.tr.leaf(first)
-	c0, err := h.tr.clone().createUpdatePath(first, &template, h.sig[first], gc, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	privs := map[LeafIndex]*privateTree{first: c0.priv}
-	merged := h.tr.clone()
-	if _, err := merged.applyUpdatePath(first, c0.path, gc, nil, nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	for i, k := range encPriv {
-		if i == first {
-			continue
-		}
-		r, err := h.tr.clone().applyUpdatePath(first, c0.path, gc, nil, newPrivateTree(s, i, HPKEPrivateKey(k), h.tr.leaf(i).EncryptionKey), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		privs[i] = r.priv
-	}
-	h.tr = merged
+	privs := commitFirst(t, h, first, gc, encPriv)
 
 	// Two joiners, then leaf 3 commits excluding them.
 	j1, j2 := addMember(), addMember()
 	exclude := []LeafIndex{j1, j2}
 	committer := LeafIndex(3)
 	gc.Epoch = 2
-	template = *h.tr.leaf(committer)
+	template := *h.tr.leaf(committer)
 	tr := h.tr.clone()
 	res, err := tr.createUpdatePath(committer, &template, h.sig[committer], gc, []LeafIndex{j2, j1}) // any order
 	if err != nil {
@@ -592,12 +572,12 @@ func newKeyedTree(t *testing.T, cs CipherSuite, seed uint64, n int) (*opsHarness
 	return h, encPriv
 }
 
-func testApplyUpdatePathKeyMismatchAtTop(t *testing.T, cs CipherSuite) {
-	h, encPriv := newKeyedTree(t, cs, 12, 8)
-	s := h.s
-	gc := GroupContext{CipherSuite: cs, GroupID: h.gid, Epoch: 1}
-	// Leaf 0 commits so that every parent node is set; all apply it.
-	first := LeafIndex(0)
+// commitFirst has first commit a full UpdatePath in h's tree and every
+// member of encPriv apply it, so that every parent node is set; it
+// replaces h's tree with the result and returns each member's private
+// tree.
+func commitFirst(t *testing.T, h *opsHarness, first LeafIndex, gc GroupContext, encPriv map[LeafIndex]suite.HPKEPrivateKey) map[LeafIndex]*privateTree {
+	t.Helper()
 	template := *h.tr.leaf(first)
 	c0, err := h.tr.clone().createUpdatePath(first, &template, h.sig[first], gc, nil)
 	if err != nil {
@@ -612,13 +592,23 @@ func testApplyUpdatePathKeyMismatchAtTop(t *testing.T, cs CipherSuite) {
 		if i == first {
 			continue
 		}
-		r, err := h.tr.clone().applyUpdatePath(first, c0.path, gc, nil, newPrivateTree(s, i, HPKEPrivateKey(k), h.tr.leaf(i).EncryptionKey), nil)
+		r, err := h.tr.clone().applyUpdatePath(first, c0.path, gc, nil, newPrivateTree(h.s, i, HPKEPrivateKey(k), h.tr.leaf(i).EncryptionKey), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		privs[i] = r.priv
 	}
 	h.tr = merged
+	return privs
+}
+
+func testApplyUpdatePathKeyMismatchAtTop(t *testing.T, cs CipherSuite) {
+	h, encPriv := newKeyedTree(t, cs, 12, 8)
+	s := h.s
+	gc := GroupContext{CipherSuite: cs, GroupID: h.gid, Epoch: 1}
+	// Leaf 0 commits so that every parent node is set; all apply it.
+	first := LeafIndex(0)
+	privs := commitFirst(t, h, first, gc, encPriv)
 
 	// Leaf 2 commits; the top node's key is replaced, and the rest made
 	// consistent with it: parent hashes, the leaf's signature, and the
@@ -626,7 +616,7 @@ func testApplyUpdatePathKeyMismatchAtTop(t *testing.T, cs CipherSuite) {
 	// tampered path yields.
 	committer := LeafIndex(2)
 	gc.Epoch = 2
-	template = *h.tr.leaf(committer)
+	template := *h.tr.leaf(committer)
 	res, err := h.tr.clone().createUpdatePath(committer, &template, h.sig[committer], gc, nil)
 	if err != nil {
 		t.Fatal(err)

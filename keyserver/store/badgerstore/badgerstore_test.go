@@ -399,17 +399,12 @@ func TestTenantRecordGarbage(t *testing.T) {
 	s := openTest(t, t.TempDir(), 0)
 	defer s.Close()
 	m := storetest.NewModel(t, s, 9)
-	ctx := context.Background()
 	id := [16]byte{1}
 	a, b, c := store.TenantKey{1, 1}, store.TenantKey{1, 2}, store.TenantKey{1, 3}
 	big := make([]byte, 2*tenantFragSize+100) // 3 fragments
 	commit := func(recs ...store.TenantRecord) {
 		t.Helper()
-		ec := m.Build(t, storetest.Spec{})
-		ec.Tenants = []store.TenantWrite{{ID: id, Records: recs}}
-		if err := m.Commit(t, ctx, ec); err != nil {
-			t.Fatal(err)
-		}
+		commitRecords(t, m, id, recs...)
 	}
 	commit(store.TenantRecord{Key: a, Value: big}, store.TenantRecord{Key: b, Value: []byte("b")}, store.TenantRecord{Key: c, Value: []byte("c")})
 	if n := countPrefix(t, s, tenantPrefix(id)); n != 5 {
@@ -432,17 +427,12 @@ func TestTenantRecordGarbageAfterCrash(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir, 0)
 	m := storetest.NewModel(t, s, 11)
-	ctx := context.Background()
 	id := [16]byte{1}
 	a, b, c := store.TenantKey{1, 1}, store.TenantKey{1, 2}, store.TenantKey{1, 3}
 	big := make([]byte, 2*tenantFragSize+100) // 3 fragments
 	commit := func(recs ...store.TenantRecord) {
 		t.Helper()
-		ec := m.Build(t, storetest.Spec{})
-		ec.Tenants = []store.TenantWrite{{ID: id, Records: recs}}
-		if err := m.Commit(t, ctx, ec); err != nil {
-			t.Fatal(err)
-		}
+		commitRecords(t, m, id, recs...)
 	}
 	want := func(n int, what string) {
 		t.Helper()

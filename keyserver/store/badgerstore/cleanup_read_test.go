@@ -24,6 +24,12 @@ func commitTenantRecords(t *testing.T, m *storetest.Model, id [16]byte, n, size 
 		}
 		recs[i] = store.TenantRecord{Key: store.TenantKey{1, byte(i >> 8), byte(i)}, Value: v}
 	}
+	commitRecords(t, m, id, recs...)
+}
+
+// commitRecords commits recs, records of tenant id, in one epoch of m.
+func commitRecords(t *testing.T, m *storetest.Model, id [16]byte, recs ...store.TenantRecord) {
+	t.Helper()
 	ec := m.Build(t, storetest.Spec{})
 	ec.Tenants = []store.TenantWrite{{ID: id, Records: recs}}
 	if err := m.Commit(t, context.Background(), ec); err != nil {
@@ -109,7 +115,6 @@ func TestTenantRecordCollisionFragments(t *testing.T) {
 	defer s.Close()
 	s.testCollide = true
 	m := storetest.NewModel(t, s, 21)
-	ctx := context.Background()
 	id := [16]byte{1}
 	k1, k2 := store.TenantKey{1, 1}, store.TenantKey{1, 2}
 	big := make([]byte, 2*tenantFragSize+100) // three fragments
@@ -118,11 +123,7 @@ func TestTenantRecordCollisionFragments(t *testing.T) {
 	}
 	commit := func(recs ...store.TenantRecord) {
 		t.Helper()
-		ec := m.Build(t, storetest.Spec{})
-		ec.Tenants = []store.TenantWrite{{ID: id, Records: recs}}
-		if err := m.Commit(t, ctx, ec); err != nil {
-			t.Fatal(err)
-		}
+		commitRecords(t, m, id, recs...)
 		s.WaitCleanup()
 	}
 	commit(store.TenantRecord{Key: k1, Value: []byte("small")}, store.TenantRecord{Key: k2, Value: big})
