@@ -37,10 +37,6 @@ func commitRecords(t *testing.T, m *storetest.Model, id [16]byte, recs ...store.
 	}
 }
 
-func readTenant(s *Store, id [16]byte) error {
-	return s.TenantRecords(context.Background(), id, func(store.TenantKey, []byte) error { return nil })
-}
-
 // TestTenantRecordsDuringCleanup: the cleanup after a commit deletes the
 // superseded versions in several badger transactions (4,000 records of
 // two fragments do not fit one with the tests' 4 MiB memtable), on
@@ -55,7 +51,7 @@ func TestTenantRecordsDuringCleanup(t *testing.T) {
 	for round := range 12 {
 		commitTenantRecords(t, m, id, 4000, tenantFragSize+50, byte(round))
 		for range 40 {
-			if err := readTenant(s, id); err != nil {
+			if _, err := storetest.ReadTenant(context.Background(), s, id); err != nil {
 				t.Fatalf("round %d: %v", round, err)
 			}
 		}
@@ -82,7 +78,7 @@ func TestTenantRecordsAfterCleanupCutShort(t *testing.T) {
 	s.commitMu.Unlock()
 	commitTenantRecords(t, m, id, 4000, tenantFragSize+50, 2)
 	s.WaitCleanup()
-	if err := readTenant(s, id); err != nil {
+	if _, err := storetest.ReadTenant(context.Background(), s, id); err != nil {
 		t.Fatalf("after the cut-short cleanup: %v", err)
 	}
 	m.Check(t, false)
@@ -98,7 +94,7 @@ func TestTenantRecordsAfterCleanupCutShort(t *testing.T) {
 	s.Close()
 	s = openTest(t, dir, 0)
 	defer s.Close()
-	if err := readTenant(s, id); err != nil {
+	if _, err := storetest.ReadTenant(context.Background(), s, id); err != nil {
 		t.Fatalf("after a reopen: %v", err)
 	}
 	m.S = s
@@ -128,7 +124,7 @@ func TestTenantRecordCollisionFragments(t *testing.T) {
 	}
 	commit(store.TenantRecord{Key: k1, Value: []byte("small")}, store.TenantRecord{Key: k2, Value: big})
 	commit(store.TenantRecord{Key: k2, Value: []byte("k2 small")})
-	if err := readTenant(s, id); err != nil {
+	if _, err := storetest.ReadTenant(context.Background(), s, id); err != nil {
 		t.Fatal(err)
 	}
 	// k1's version and k2's new one: one fragment each.
@@ -166,7 +162,7 @@ func TestTenantRecordLatestFragmentMissing(t *testing.T) {
 		if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete(victim) }); err != nil {
 			t.Fatal(err)
 		}
-		if err := readTenant(s, id); !errors.Is(err, store.ErrCorrupt) {
+		if _, err := storetest.ReadTenant(context.Background(), s, id); !errors.Is(err, store.ErrCorrupt) {
 			t.Fatalf("fragment %d of the latest version missing: %v, want ErrCorrupt", frag, err)
 		}
 		s.Close()

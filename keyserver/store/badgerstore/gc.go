@@ -68,15 +68,7 @@ type recVersion struct {
 // goroutine to run it. Callers hold commitMu.
 func (s *Store) queueCleanup(epoch uint64, p *plan) {
 	s.gcJobs = append(s.gcJobs, gcJob{epoch: epoch, gc: p.gc})
-	go func() {
-		if s.acquire() != nil {
-			return // Close ran the queue
-		}
-		defer s.closeMu.RUnlock()
-		s.commitMu.Lock()
-		defer s.commitMu.Unlock()
-		s.runCleanup()
-	}()
+	go s.WaitCleanup() // a no-op once Close has run the queue
 }
 
 // WaitCleanup runs now the cleanups that earlier commits queued (and
