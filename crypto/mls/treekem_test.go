@@ -689,27 +689,8 @@ func TestPathHelperGuess(t *testing.T) {
 }
 
 func testPathHelperGuess(t *testing.T, cs CipherSuite) {
-	h := newOpsHarness(t, 13)
-	h.s = mustSuite(t, uint16(cs))
+	h, encPriv := newKeyedTree(t, cs, 13, 5)
 	s := h.s
-	encPriv := map[LeafIndex]suite.HPKEPrivateKey{}
-	h.tr = newBlankTree(s, 1)
-	for range 5 {
-		ln, sk := h.synthLeaf(0, LeafNodeSourceKeyPackage)
-		priv, pub, err := s.GenerateHPKEKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln.EncryptionKey = HPKEPublicKey(pub)
-		if err := ln.Sign(cs, sk, nil, 0); err != nil {
-			t.Fatal(err)
-		}
-		i, err := h.tr.addLeaf(ln)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.sig[i], encPriv[i] = sk, priv
-	}
 	gc := GroupContext{CipherSuite: cs, GroupID: h.gid, Epoch: 1}
 	committer := LeafIndex(3)
 	template := *h.tr.leaf(committer)
