@@ -125,23 +125,6 @@ func benchCommitFloor(b *testing.B, bt *benchTree, leaf LeafIndex) {
 func BenchmarkGroupProcessCommit(b *testing.B) {
 	for _, id := range treeBenchSuites {
 		for _, n := range groupBenchSizes() {
-			b.Run(fmt.Sprintf("%s/%d/process", suiteName(id), n), func(b *testing.B) {
-				bt := getBenchTree(b, id, n)
-				committer := benchGroupAt(b, bt, 0, bt.tr.clone())
-				res, err := committer.Commit(CommitOptions{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.ReportAllocs()
-				for b.Loop() {
-					b.StopTimer()
-					recv := benchGroupAt(b, bt, 1, bt.tr.clone())
-					b.StartTimer()
-					if _, err := recv.Process(res.Message); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
 			// process-gc is process with a garbage collection in each
 			// untimed reset: the reset allocates 9 MB (the clone of the
 			// tree's slices and key index; 18 MB for the far member's) and
@@ -151,28 +134,13 @@ func BenchmarkGroupProcessCommit(b *testing.B) {
 			// MB each) would start one every few hundred. It also reports
 			// the median and fastest call (reportCalls): on a shared
 			// machine the mean mostly measures the other processes.
-			b.Run(fmt.Sprintf("%s/%d/process-gc", suiteName(id), n), func(b *testing.B) {
-				bt := getBenchTree(b, id, n)
-				committer := benchGroupAt(b, bt, 0, bt.tr.clone())
-				res, err := committer.Commit(CommitOptions{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.ReportAllocs()
-				var calls []time.Duration
-				for b.Loop() {
-					b.StopTimer()
-					recv := benchGroupAt(b, bt, 1, bt.tr.clone())
-					runtime.GC()
-					b.StartTimer()
-					t0 := time.Now()
-					if _, err := recv.Process(res.Message); err != nil {
-						b.Fatal(err)
-					}
-					calls = append(calls, time.Since(t0))
-				}
-				reportCalls(b, calls)
-			})
+			for _, gc := range []bool{false, true} {
+				b.Run(fmt.Sprintf("%s/%d/%s", suiteName(id), n, processName(gc)), func(b *testing.B) {
+					bt := getBenchTree(b, id, n)
+					committer := benchGroupAt(b, bt, 0, bt.tr.clone())
+					benchProcess(b, committer, func() *Group { return benchGroupAt(b, bt, 1, bt.tr.clone()) }, gc)
+				})
+			}
 			b.Run(fmt.Sprintf("%s/%d/reset", suiteName(id), n), func(b *testing.B) {
 				bt := getBenchTree(b, id, n)
 				for b.Loop() {
@@ -250,47 +218,14 @@ func (f *farReceiver) groups(tb testing.TB, bt *benchTree) (committer, receiver 
 func BenchmarkGroupProcessCommitFar(b *testing.B) {
 	for _, id := range treeBenchSuites {
 		for _, n := range groupBenchSizes() {
-			b.Run(fmt.Sprintf("%s/%d/process", suiteName(id), n), func(b *testing.B) {
-				bt := getBenchTree(b, id, n)
-				f := newFarReceiver(b, bt)
-				committer, _ := f.groups(b, bt)
-				res, err := committer.Commit(CommitOptions{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.ReportAllocs()
-				for b.Loop() {
-					b.StopTimer()
-					_, recv := f.groups(b, bt)
-					b.StartTimer()
-					if _, err := recv.Process(res.Message); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-			b.Run(fmt.Sprintf("%s/%d/process-gc", suiteName(id), n), func(b *testing.B) {
-				bt := getBenchTree(b, id, n)
-				f := newFarReceiver(b, bt)
-				committer, _ := f.groups(b, bt)
-				res, err := committer.Commit(CommitOptions{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.ReportAllocs()
-				var calls []time.Duration
-				for b.Loop() {
-					b.StopTimer()
-					_, recv := f.groups(b, bt)
-					runtime.GC() // as in BenchmarkGroupProcessCommit's process-gc
-					b.StartTimer()
-					t0 := time.Now()
-					if _, err := recv.Process(res.Message); err != nil {
-						b.Fatal(err)
-					}
-					calls = append(calls, time.Since(t0))
-				}
-				reportCalls(b, calls)
-			})
+			for _, gc := range []bool{false, true} {
+				b.Run(fmt.Sprintf("%s/%d/%s", suiteName(id), n, processName(gc)), func(b *testing.B) {
+					bt := getBenchTree(b, id, n)
+					f := newFarReceiver(b, bt)
+					committer, _ := f.groups(b, bt)
+					benchProcess(b, committer, func() *Group { _, recv := f.groups(b, bt); return recv }, gc)
+				})
+			}
 			b.Run(fmt.Sprintf("%s/%d/reset", suiteName(id), n), func(b *testing.B) {
 				bt := getBenchTree(b, id, n)
 				f := newFarReceiver(b, bt)
@@ -580,6 +515,46 @@ func BenchmarkGroupSizes(b *testing.B) {
 
 // reportCalls reports the median and the fastest of the timed calls of a
 // benchmark that times each call itself.
+// processName names the process sub-benchmarks: "process", or with a
+// collection in each untimed reset "process-gc".
+func processName(gc bool) string {
+	if gc {
+		return "process-gc"
+	}
+	return "process"
+}
+
+// benchProcess times receiver().Process of committer's full-path Commit;
+// receiver builds a fresh receiving member outside the timer. With gc,
+// a collection runs in each reset too, and the median and fastest call
+// are reported (reportCalls).
+func benchProcess(b *testing.B, committer *Group, receiver func() *Group, gc bool) {
+	res, err := committer.Commit(CommitOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	var calls []time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		recv := receiver()
+		if gc {
+			runtime.GC()
+		}
+		b.StartTimer()
+		t0 := time.Now()
+		if _, err := recv.Process(res.Message); err != nil {
+			b.Fatal(err)
+		}
+		if gc {
+			calls = append(calls, time.Since(t0))
+		}
+	}
+	if gc {
+		reportCalls(b, calls)
+	}
+}
+
 func reportCalls(b *testing.B, calls []time.Duration) {
 	if len(calls) == 0 {
 		return
