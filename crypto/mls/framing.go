@@ -406,6 +406,7 @@ func newCheck(f func() error) *pendingCheck { return &pendingCheck{f: f} }
 func (c *pendingCheck) start() {
 	if c != nil {
 		go c.run()
+		yieldRunnext()
 	}
 }
 

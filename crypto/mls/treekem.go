@@ -366,13 +366,25 @@ func (t *publicTree) applyUpdatePathBeside(sender LeafIndex, path *UpdatePath, g
 	if ln.Source != LeafNodeSourceCommit {
 		return nil, treeErr(op, sender.Node(), ErrInvalidLeafNode)
 	}
-	// The leaf's signature must pass before the tree changes, and its
+	// The leaf's signature must pass before anything is kept, and its
 	// failure takes precedence over any other (as if it had been checked
 	// first). checkLeaf (the application's credential validation
-	// included) only ever sees a leaf whose signature passed. It runs on
-	// another core while the other checks run, unless this member
-	// decrypts: then that core expands its key and decapsulates.
-	sig := newCheck(func() error { return ln.verifySignature(s, gc.GroupID, uint32(sender)) })
+	// included) only ever sees a leaf whose signature passed. They run on
+	// another core while the structural checks run; when this member
+	// decrypts, that core first expands its key and decapsulates, and the
+	// check is one of pathWork's tasks: the path is merged (provisionally)
+	// and decrypted beside it, and nothing is kept unless it passes.
+	leaf := newCheck(func() error {
+		if err := ln.verifySignature(s, gc.GroupID, uint32(sender)); err != nil {
+			return &TreeError{Op: op, Node: uint32(sender.Node()), Err: ErrInvalidLeafSignature, Cause: err}
+		}
+		if checkLeaf != nil {
+			if err := checkLeaf(sender, ln); err != nil {
+				return &TreeError{Op: op, Node: uint32(sender.Node()), Err: ErrInvalidLeafNode, Cause: err}
+			}
+		}
+		return nil
+	})
 	var (
 		fdp, cop []NodeIndex
 		nodes    []ParentNode
@@ -394,12 +406,12 @@ func (t *publicTree) applyUpdatePathBeside(sender LeafIndex, path *UpdatePath, g
 	var w *pathWork
 	if priv != nil {
 		if errLocate = locate(); errLocate == nil {
-			w = startPathWork(s, key, path, pos, ct, fdp[pos], len(fdp)-pos, beside)
+			w = startPathWork(s, key, path, pos, ct, fdp[pos], len(fdp)-pos, leaf, beside)
 			defer w.abort() // no-op once the group context is given
 		}
 	}
 	if w == nil {
-		sig.start()
+		leaf.start()
 	}
 	structural := func() error {
 		// New keys (§12.4.2): none of them may already be in the tree (the
@@ -444,12 +456,9 @@ func (t *publicTree) applyUpdatePathBeside(sender LeafIndex, path *UpdatePath, g
 		return nil
 	}
 	errStructural := structural()
-	if err := sig.wait(); err != nil {
-		return nil, &TreeError{Op: op, Node: uint32(sender.Node()), Err: ErrInvalidLeafSignature, Cause: err}
-	}
-	if checkLeaf != nil {
-		if err := checkLeaf(sender, ln); err != nil {
-			return nil, &TreeError{Op: op, Node: uint32(sender.Node()), Err: ErrInvalidLeafNode, Cause: err}
+	if w == nil || errStructural != nil {
+		if err := leaf.wait(); err != nil {
+			return nil, err
 		}
 	}
 	if errStructural != nil {
@@ -471,24 +480,33 @@ func (t *publicTree) applyUpdatePathBeside(sender LeafIndex, path *UpdatePath, g
 			}
 		}()
 	}
+	// From here the leaf check may still be running (w != nil): its
+	// failure comes first.
+	fail := func(err error) error {
+		if lerr := leaf.wait(); lerr != nil {
+			return lerr
+		}
+		return err
+	}
 	t.mergePath(sender, ln, nodes, fdp)
 	th, err := t.treeHash()
 	if err != nil {
-		return nil, err
+		return nil, fail(err)
 	}
 	gc.TreeHash = th
 	res = &applyUpdatePathResult{}
 	if res.groupContext, err = gc.Encode(); err != nil {
-		return nil, err
+		return nil, fail(err)
 	}
 	if w == nil {
 		return res, nil
 	}
 	// The path secret, the rest of the path and every key pair of it
-	// (§7.5), with beside's work, on this goroutine and the helpers.
+	// (§7.5), with the leaf check and beside's work, on this goroutine and
+	// the helpers.
 	err = w.run(res.groupContext, th)
 	defer w.zero()
-	if err != nil {
+	if err = fail(err); err != nil {
 		return nil, err
 	}
 	newPriv := priv.clone()

@@ -16,18 +16,20 @@ import (
 // and an X25519 key generation for X-Wing: the bulk of processing a
 // Commit. The order is chosen so that no core waits:
 //
-//  1. While the applying goroutine runs the checks of §12.4.2 (key
-//     uniqueness, parent hashes, the leaf's signature) and merges the path,
-//     the helper expands this member's private key and decapsulates the
-//     path secret's KEM output (suite.PrepareDecryption), which needs no
+//  1. While the applying goroutine runs the structural checks of §12.4.2
+//     (key uniqueness, parent hashes) and merges the path, the helper
+//     expands this member's private key and decapsulates the path
+//     secret's KEM output (suite.PrepareDecryption), which needs no
 //     GroupContext.
 //  2. Once the new tree hash is known (run), the path secret is opened
 //     under the provisional GroupContext and the path secrets above it
 //     chained, by whichever goroutine gets there first.
 //  3. Both goroutines then take tasks from one list, longest first: the
-//     caller's work (pathBeside: the Commit's signature, the next epoch's
-//     key schedule), then one key pair per path node. A helper done with
-//     step 1 before step 2 can start takes the signature first.
+//     checks that need no secret (the Commit's signature, the leaf's
+//     signature and validation), the caller's work (pathBeside: the next
+//     epoch's key schedule), then one key pair per path node. A helper
+//     done with step 1 before step 2 can start takes the checks first.
+//     Nothing is kept unless every check passes.
 //
 // Each step runs exactly once, on whichever goroutine reaches it first
 // (sync.Once), so that the applying goroutine never waits for a helper the
@@ -67,17 +69,20 @@ type pathWork struct {
 // the ct-th ciphertext of path node pos with key (copied), and derives the
 // n key pairs from node pos to the root. The caller must end with run or
 // abort.
-func startPathWork(s *suite.Suite, key suite.HPKEPrivateKey, path *UpdatePath, pos, ct int, node NodeIndex, n int, beside *pathBeside) *pathWork {
+func startPathWork(s *suite.Suite, key suite.HPKEPrivateKey, path *UpdatePath, pos, ct int, node NodeIndex, n int, leaf *pendingCheck, beside *pathBeside) *pathWork {
 	w := &pathWork{s: s, key: slices.Clone(key), node: node, n: n, ready: make(chan struct{}),
 		privs: make([]suite.HPKEPrivateKey, n), pubs: make([]suite.HPKEPublicKey, n), errs: make([]error, n)}
 	if pos < len(path.Nodes) && ct < len(path.Nodes[pos].EncryptedPathSecret) {
 		w.c = &path.Nodes[pos].EncryptedPathSecret[ct]
 	}
+	if beside != nil && beside.first != nil {
+		w.extra = append(w.extra, beside.first.run)
+	}
+	if leaf != nil {
+		w.extra = append(w.extra, leaf.run)
+	}
+	w.independent = len(w.extra)
 	if beside != nil {
-		if first := beside.first; first != nil {
-			w.extra = append(w.extra, first.run)
-			w.independent = 1
-		}
 		if f := beside.withSecrets; f != nil {
 			w.extra = append(w.extra, func() {
 				if w.open() == nil {
@@ -92,24 +97,29 @@ func startPathWork(s *suite.Suite, key suite.HPKEPrivateKey, path *UpdatePath, p
 		w.early.hand(w)
 	} else {
 		go w.help()
+		yieldRunnext()
 	}
 	return w
 }
 
 // help is the helper goroutine's part. If step 1 ends before the group
-// context is known, the helper runs the caller's first task (the
-// Commit's signature) instead of waiting.
+// context is known, the helper takes the tasks that need no path secret
+// (the signatures) instead of waiting.
 func (w *pathWork) help() {
 	defer w.helpers.Done()
 	w.prepare()
-	if w.independent > 0 {
+	for {
 		select {
 		case <-w.ready:
 		default:
-			if w.next.CompareAndSwap(0, 1) {
-				w.extra[0]()
+			if k := w.next.Load(); k < int64(w.independent) {
+				if w.next.CompareAndSwap(k, k+1) {
+					w.extra[k]()
+				}
+				continue
 			}
 		}
+		break
 	}
 	if w.open() == nil {
 		w.work()
@@ -214,6 +224,7 @@ func (w *pathWork) run(groupContext, treeHash []byte) (err error) {
 	w.groupContext, w.treeHash = groupContext, treeHash
 	w.closed = true
 	close(w.ready)
+	yieldRunnext()
 	w.work()
 	w.helpers.Wait()
 	if err := w.open(); err != nil {
@@ -300,6 +311,7 @@ func newPathHelper(s *suite.Suite, key suite.HPKEPrivateKey) *pathHelper {
 			w.help()
 		}
 	}()
+	yieldRunnext()
 	return h
 }
 
@@ -315,6 +327,7 @@ func (h *pathHelper) hand(w *pathWork) {
 	h.handed = true
 	h.job <- w
 	close(h.job)
+	yieldRunnext()
 }
 
 // release ends the helper if it was not handed a pathWork. It accepts

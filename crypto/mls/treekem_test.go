@@ -286,6 +286,7 @@ func TestApplyUpdatePathRejects(t *testing.T) {
 				break
 			}
 		}
+		var checkLeaf LeafNodeValidator
 		try := func(what string, mutate func(p *UpdatePath), want error) {
 			t.Helper()
 			path, err := DecodeUpdatePath(up.UpdatePath)
@@ -295,7 +296,7 @@ func TestApplyUpdatePathRejects(t *testing.T) {
 			mutate(path)
 			tr := loadTree(t, s, v.RatchetTree)
 			before := encodeTree(t, tr)
-			_, err = tr.applyUpdatePath(sender, path, gc, nil, recv, nil)
+			_, err = tr.applyUpdatePath(sender, path, gc, nil, recv, checkLeaf)
 			if !errors.Is(err, want) {
 				t.Errorf("vector %d: %s: got %v, want %v", vi, what, err, want)
 			}
@@ -333,6 +334,30 @@ func TestApplyUpdatePathRejects(t *testing.T) {
 					}
 				}
 			}, ErrPathDecrypt)
+		}
+		// The leaf's checks run beside the decryption when this member
+		// decrypts (pathWork's tasks): their failures still come first,
+		// the validator sees only a leaf whose signature passed, and the
+		// tree is left unchanged.
+		if len(up.PathSecrets) > 0 {
+			try("leaf signature and ciphertext", func(p *UpdatePath) {
+				p.LeafNode.Signature[3] ^= 1
+				p.Nodes[0].EncryptedPathSecret[0].Ciphertext[0] ^= 1
+			}, ErrInvalidLeafSignature)
+			validated := 0
+			checkLeaf = func(LeafIndex, *LeafNode) error { validated++; return errors.New("refused by the application") }
+			try("leaf refused by the validator", func(*UpdatePath) {}, ErrInvalidLeafNode)
+			try("leaf refused by the validator, bad ciphertext", func(p *UpdatePath) {
+				p.Nodes[len(p.Nodes)-1].EncryptedPathSecret[0].Ciphertext[0] ^= 1
+			}, ErrInvalidLeafNode)
+			if validated != 2 {
+				t.Fatalf("vector %d: validator called %d times, want 2", vi, validated)
+			}
+			try("leaf signature before the validator", func(p *UpdatePath) { p.LeafNode.Signature[3] ^= 1 }, ErrInvalidLeafSignature)
+			if validated != 2 {
+				t.Fatalf("vector %d: validator saw a leaf whose signature failed", vi)
+			}
+			checkLeaf = nil
 		}
 		try("duplicate of old leaf key", func(p *UpdatePath) {
 			base := loadTree(t, s, v.RatchetTree)
