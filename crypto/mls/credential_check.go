@@ -22,6 +22,8 @@ var ErrInvalidCredential = errors.New("mls: credential refused")
 // ... represents the same client as the old": for Moat, same tenant,
 // user and device, and a certificate serial not lower than the old one
 // (docs/spec/mls-profile.md "Credential type"). A nil error accepts.
+// Like CredentialValidator it may be called from a goroutine other than
+// the caller's (while Process waits for it); it must not call the Group.
 type CredentialSuccessorValidator interface {
 	ValidateSuccessor(old, new Credential, newKey SignaturePublicKey) error
 }

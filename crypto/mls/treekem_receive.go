@@ -104,7 +104,8 @@ func startPathWork(s *suite.Suite, key suite.HPKEPrivateKey, path *UpdatePath, p
 
 // help is the helper goroutine's part. If step 1 ends before the group
 // context is known, the helper takes the tasks that need no path secret
-// (the signatures) instead of waiting.
+// (the Commit's signature, the leaf's signature and validation) instead
+// of waiting.
 func (w *pathWork) help() {
 	defer w.helpers.Done()
 	w.prepare()

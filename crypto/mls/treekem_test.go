@@ -340,15 +340,15 @@ func TestApplyUpdatePathRejects(t *testing.T) {
 		// the validator sees only a leaf whose signature passed, and the
 		// tree is left unchanged.
 		if len(up.PathSecrets) > 0 {
-			try("leaf signature and ciphertext", func(p *UpdatePath) {
-				p.LeafNode.Signature[3] ^= 1
-				p.Nodes[0].EncryptedPathSecret[0].Ciphertext[0] ^= 1
-			}, ErrInvalidLeafSignature)
 			validated := 0
 			checkLeaf = func(LeafIndex, *LeafNode) error { validated++; return errors.New("refused by the application") }
 			try("leaf refused by the validator", func(*UpdatePath) {}, ErrInvalidLeafNode)
 			try("leaf refused by the validator, bad ciphertext", func(p *UpdatePath) {
-				p.Nodes[len(p.Nodes)-1].EncryptedPathSecret[0].Ciphertext[0] ^= 1
+				for i := range p.Nodes {
+					for k := range p.Nodes[i].EncryptedPathSecret {
+						p.Nodes[i].EncryptedPathSecret[k].Ciphertext[0] ^= 1
+					}
+				}
 			}, ErrInvalidLeafNode)
 			if validated != 2 {
 				t.Fatalf("vector %d: validator called %d times, want 2", vi, validated)
@@ -691,6 +691,16 @@ func testApplyUpdatePathKeyMismatchAtTop(t *testing.T, cs CipherSuite) {
 		var te *TreeError
 		if !errors.As(err, &te) || !errors.Is(err, ErrPathKeyMismatch) || NodeIndex(te.Node) != fdp[top] {
 			t.Fatalf("member %d: %v, want ErrPathKeyMismatch at node %d", i, err, fdp[top])
+		}
+		assertTreeEqual(t, tr, h.tr)
+		if !reflect.DeepEqual(p, before) {
+			t.Fatalf("member %d: private state changed", i)
+		}
+		// The validator's refusal comes before the key mismatch.
+		refuse := func(LeafIndex, *LeafNode) error { return errors.New("refused") }
+		_, err = tr.applyUpdatePath(committer, path, gc, nil, p, refuse)
+		if !errors.Is(err, ErrInvalidLeafNode) || errors.Is(err, ErrPathKeyMismatch) {
+			t.Fatalf("member %d, validator refusing: %v, want ErrInvalidLeafNode", i, err)
 		}
 		assertTreeEqual(t, tr, h.tr)
 		if !reflect.DeepEqual(p, before) {
