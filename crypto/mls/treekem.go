@@ -408,6 +408,9 @@ func (t *publicTree) applyUpdatePathBeside(sender LeafIndex, path *UpdatePath, g
 		if errLocate = locate(); errLocate == nil {
 			w = startPathWork(s, key, path, pos, ct, fdp[pos], len(fdp)-pos, leaf, beside)
 			defer w.abort() // no-op once the group context is given
+			if testHookPathWork != nil {
+				defer testHookPathWork(w) // after zero and abort
+			}
 		}
 	}
 	if w == nil {

@@ -253,6 +253,10 @@ func (w *pathWork) abort() {
 	}
 }
 
+// testHookPathWork, if set (tests only), sees each pathWork once
+// applyUpdatePathBeside is done with it, after it was wiped.
+var testHookPathWork func(*pathWork)
+
 // zero wipes what the work still holds: the path secrets and the key
 // pairs not taken over (set to nil by the caller), the commit secret if
 // not taken over. Only after run.

@@ -696,9 +696,27 @@ func testApplyUpdatePathKeyMismatchAtTop(t *testing.T, cs CipherSuite) {
 		if !reflect.DeepEqual(p, before) {
 			t.Fatalf("member %d: private state changed", i)
 		}
-		// The validator's refusal comes before the key mismatch.
+		// The validator's refusal comes before the key mismatch; the
+		// derived secrets are wiped either way.
+		var works []*pathWork
+		testHookPathWork = func(w *pathWork) { works = append(works, w) }
+		defer func() { testHookPathWork = nil }()
 		refuse := func(LeafIndex, *LeafNode) error { return errors.New("refused") }
 		_, err = tr.applyUpdatePath(committer, path, gc, nil, p, refuse)
+		testHookPathWork = nil
+		if len(works) != 1 || len(works[0].secrets) == 0 {
+			t.Fatalf("member %d: %d path works seen, want 1 that decrypted", i, len(works))
+		}
+		w := works[0]
+		held := append(slices.Clone(w.secrets), w.commitSecret, w.key)
+		for _, k := range w.privs {
+			held = append(held, k)
+		}
+		for _, x := range held {
+			if len(x) > 0 && !bytes.Equal(x, make([]byte, len(x))) {
+				t.Fatalf("member %d: a derived secret was not wiped", i)
+			}
+		}
 		if !errors.Is(err, ErrInvalidLeafNode) || errors.Is(err, ErrPathKeyMismatch) {
 			t.Fatalf("member %d, validator refusing: %v, want ErrInvalidLeafNode", i, err)
 		}
