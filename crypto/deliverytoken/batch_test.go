@@ -60,7 +60,7 @@ func TestAuthorizeBatch(t *testing.T) {
 		{mbA, mac(k.Token(mbA, alice, 0)), nil},
 		{mbB, mac(k.Token(mbA, alice, 0)), ErrBadToken}, // another mailbox's token
 		{mbA, mac(k.Token(mbA, alice, 1)), ErrBadToken}, // unregistered generation
-		{mbA, nil, nil},                                 // left alone
+		{mbA, nil, nil}, // left alone
 		{mbB, anon(toks[0]), nil},
 		{mbB, anon(toks[0]), ErrDoubleSpend}, // spent by the item before
 		{sealed.MailboxID{}, mac(k.Token(mbA, alice, 0)), ErrMalformed},
