@@ -60,8 +60,10 @@ type runFlags struct {
 	http2        bool
 	memVerifiers bool
 	memMailbox   bool
-	relayBin     string
-	batch        int
+	// The relay's mailbox store: badger memtable size (MiB) and count; 0: the store's defaults.
+	memTableMB, memTables int
+	relayBin              string
+	batch                 int
 }
 
 var allPhases = []string{"raw", "tls", "send", "sendbatch", "anon", "latency", "latencybatch", "memory", "pushmem", "e2e"}
@@ -103,6 +105,8 @@ prints a table. Each phase that stores envelopes gets a fresh relay.`,
 	fl.BoolVar(&f.http2, "http2", false, "send over HTTP/2 (default HTTP/1.1 keep-alive connections)")
 	fl.BoolVar(&f.memVerifiers, "memory-verifiers", false, "relay keeps delivery-token verifiers in memory (default badgertokens)")
 	fl.BoolVar(&f.memMailbox, "memory-mailbox", false, "relay keeps mailboxes in memory (memmailbox): its cost without the store (default badgermailbox)")
+	fl.IntVar(&f.memTableMB, "mailbox-memtable-mb", 0, "badger memtable size of the relay's mailbox store, MiB (0: the store's default)")
+	fl.IntVar(&f.memTables, "mailbox-memtables", 0, "badger memtables of the relay's mailbox store (0: the store's default)")
 	fl.StringVar(&f.relayBin, "relay-bin", "", "binary to run as the relay process (default this one)")
 	_ = fl.MarkHidden("relay-bin")
 	return cmd
@@ -343,6 +347,9 @@ func (g *gen) startRelayWith(ctx context.Context, name string, conns, devices in
 	}
 	if g.f.memMailbox {
 		args = append(args, "--memory-mailbox")
+	}
+	if g.f.memTableMB != 0 || g.f.memTables != 0 {
+		args = append(args, "--mailbox-memtable-mb", strconv.Itoa(g.f.memTableMB), "--mailbox-memtables", strconv.Itoa(g.f.memTables))
 	}
 	if g.issuerDER != nil {
 		args = append(args, "--issuer-key", filepath.Join(g.tmp, "issuer.der"))

@@ -42,6 +42,8 @@ type relayFlags struct {
 	devices         int
 	memoryVerifiers bool
 	memoryMailbox   bool
+	memTableMB      int
+	memTables       int
 	issuerKey       string
 }
 
@@ -89,6 +91,8 @@ func newRelayCmd() *cobra.Command {
 	fl.IntVar(&f.devices, "devices", 1000, "devices to certify")
 	fl.BoolVar(&f.memoryVerifiers, "memory-verifiers", false, "keep verifiers and spent tokens in memory instead of badgertokens")
 	fl.BoolVar(&f.memoryMailbox, "memory-mailbox", false, "keep mailboxes in memory (memmailbox) instead of badgermailbox: the relay's cost without its store")
+	fl.IntVar(&f.memTableMB, "mailbox-memtable-mb", 0, "badger memtable size of the mailbox store, MiB (0: the store's default)")
+	fl.IntVar(&f.memTables, "mailbox-memtables", 0, "badger memtables of the mailbox store (0: the store's default)")
 	fl.StringVar(&f.issuerKey, "issuer-key", "", "anonymous-token issuer key of the tenant (PKCS #8 DER file); none refuses anonymous tokens")
 	for _, n := range []string{"data", "tls-cert", "tls-key", "seed"} {
 		_ = cmd.MarkFlagRequired(n)
@@ -118,7 +122,8 @@ func runRelay(ctx context.Context, f relayFlags, stdin io.Reader, stdout io.Writ
 	if f.memoryMailbox {
 		mb, err = memmailbox.New(memmailbox.Options{})
 	} else {
-		mb, err = badgermailbox.Open(ctx, badgermailbox.Options{Dir: filepath.Join(f.data, "mailbox"), Logger: log})
+		mb, err = badgermailbox.Open(ctx, badgermailbox.Options{Dir: filepath.Join(f.data, "mailbox"), Logger: log,
+			MemTableSize: int64(f.memTableMB) << 20, NumMemtables: f.memTables})
 	}
 	if err != nil {
 		return err

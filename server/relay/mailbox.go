@@ -214,14 +214,28 @@ func (v sendVerdict) write(w http.ResponseWriter) {
 	}
 }
 
-// admitSend runs steps 5-7 of docs/spec/api.md §Send, for a single send
-// and for each item of a batch: the mailbox and token limits, the token,
-// then the device directory. Existence hiding (existence.go): the limits
-// and the token come before the directory, so that a caller without a
-// valid token gets the same answer for a mailbox that does not exist; the
-// token's limit comes before the token is redeemed, so that a limited send
-// does not burn an anonymous token. The zero verdict admits the send.
+// admitSend runs steps 5-7 of docs/spec/api.md §Send, for a single send:
+// the mailbox and token limits, the token, then the device directory.
+// Existence hiding (existence.go): the limits and the token come before
+// the directory, so that a caller without a valid token gets the same
+// answer for a mailbox that does not exist; the token's limit comes
+// before the token is redeemed, so that a limited send does not burn an
+// anonymous token. The zero verdict admits the send. A batch runs the
+// same three steps through sendLimits, authVerdict and deviceVerdict.
 func (r *Relay) admitSend(h *sealed.Header, sa *deliverytoken.SendAuthorization) sendVerdict {
+	if v := r.sendLimits(h, sa); v.status != 0 {
+		return v
+	}
+	_, err := r.author.AuthorizeParsed(h.Mailbox, sa)
+	if v := r.authVerdict(err); v.status != 0 {
+		return v
+	}
+	return r.deviceVerdict(h)
+}
+
+// sendLimits is step 5 of §Send: the send rates of the recipient mailbox,
+// then of the token.
+func (r *Relay) sendLimits(h *sealed.Header, sa *deliverytoken.SendAuthorization) sendVerdict {
 	if r.sendMailboxLimit != nil {
 		if ok, wait := r.sendMailboxLimit.Allow(string(h.Mailbox[:])); !ok {
 			r.itemRefused("mailbox")
@@ -242,19 +256,29 @@ func (r *Relay) admitSend(h *sealed.Header, sa *deliverytoken.SendAuthorization)
 			return sendVerdict{status: http.StatusTooManyRequests, wait: wait}
 		}
 	}
-	if _, err := r.author.AuthorizeParsed(h.Mailbox, sa); err != nil {
-		switch {
-		case errors.Is(err, deliverytoken.ErrBadToken), errors.Is(err, deliverytoken.ErrDoubleSpend):
-			r.met.sends.WithLabelValues("forbidden").Inc()
-			return sendVerdict{status: http.StatusForbidden, msg: "token does not authorise this send"}
-		case errors.Is(err, deliverytoken.ErrMalformed):
-			r.met.sends.WithLabelValues("malformed").Inc()
-			return sendVerdict{status: http.StatusBadRequest, msg: "malformed send authorization"}
-		default:
-			r.opts.Logger.Error("token check", "err", redactErr(err))
-			return sendVerdict{status: http.StatusServiceUnavailable, wait: 5 * time.Second, msg: "token store unavailable"}
-		}
+	return sendVerdict{}
+}
+
+// authVerdict is step 6 of §Send: the verdict on the token check's error.
+func (r *Relay) authVerdict(err error) sendVerdict {
+	switch {
+	case err == nil:
+		return sendVerdict{}
+	case errors.Is(err, deliverytoken.ErrBadToken), errors.Is(err, deliverytoken.ErrDoubleSpend):
+		r.met.sends.WithLabelValues("forbidden").Inc()
+		return sendVerdict{status: http.StatusForbidden, msg: "token does not authorise this send"}
+	case errors.Is(err, deliverytoken.ErrMalformed):
+		r.met.sends.WithLabelValues("malformed").Inc()
+		return sendVerdict{status: http.StatusBadRequest, msg: "malformed send authorization"}
+	default:
+		r.opts.Logger.Error("token check", "err", redactErr(err))
+		return sendVerdict{status: http.StatusServiceUnavailable, wait: 5 * time.Second, msg: "token store unavailable"}
 	}
+}
+
+// deviceVerdict is step 7 of §Send: the recipient device holds a current
+// certificate.
+func (r *Relay) deviceVerdict(h *sealed.Header) sendVerdict {
 	if _, err := r.opts.Directory.Device(h.Mailbox.Tenant(), h.Mailbox.Device(), r.opts.Now()); err != nil {
 		if errors.Is(err, ErrUnknownDevice) {
 			r.met.sends.WithLabelValues("unknown-mailbox").Inc()

@@ -47,42 +47,75 @@ func (r *Relay) postSendBatch(w http.ResponseWriter, req *http.Request) {
 	}
 	res := make([]BatchResult, len(items))
 	accepted := make([]*sealed.Header, len(items))
+	// Steps 1-5 of each item, in order; then step 6 for the items that
+	// passed, in one call (one read of the verifier store for all MAC
+	// tokens; anonymous tokens spent in item order); then step 7. An
+	// item's result is the same as with the steps run item by item: a
+	// step's outcome depends on no later item's, and the limits are spent
+	// at steps 1 and 5 only.
+	mbs := make([]sealed.MailboxID, len(items))
+	sas := make([]*deliverytoken.SendAuthorization, len(items))
 	for i, it := range items {
-		h, st, wait := r.checkBatchItem(addr, i > 0, it)
+		h, sa, st, wait := r.checkBatchItem(addr, i > 0, it)
 		if st != 0 {
 			res[i] = BatchResult{Status: st, RetryAfter: retryAfterSeconds(st, wait)}
 			continue
 		}
-		accepted[i] = h
+		accepted[i], mbs[i], sas[i] = h, h.Mailbox, sa
 	}
-	// Step 8 for the accepted items at once: each waits for the group
-	// commit that makes it durable, and the writer drains them together;
-	// then the heads of all are signed together, on this goroutine (an
-	// item's goroutine stays shallow: no stack growth).
-	ens := make([]enqueued, len(items))
-	errs := make([]error, len(items))
-	var wg sync.WaitGroup
+	authErrs := make([]error, len(items))
+	r.author.AuthorizeBatch(mbs, sas, authErrs)
 	for i, h := range accepted {
 		if h == nil {
 			continue
 		}
-		// The store copies the envelope (mailbox.Store.Enqueue keeps no
-		// reference to it), so the pooled buffer may be reused after.
-		id, env := StoreMailboxID(h.Mailbox), items[i].Envelope
-		wg.Go(func() { ens[i], errs[i] = r.enqueue(req.Context(), id, h, env) })
-	}
-	wg.Wait()
-	leaves := make([]mailbox.HeadLeaf, 0, len(items))
-	stored := make([]int, 0, len(items))
-	for i, h := range accepted {
-		switch {
-		case h == nil:
-		case errs[i] != nil:
-			res[i] = r.storeResult(errs[i])
-		default:
-			leaves = append(leaves, ens[i].leaf)
-			stored = append(stored, i)
+		v := r.authVerdict(authErrs[i])
+		if v.status == 0 {
+			v = r.deviceVerdict(h)
 		}
+		if v.status != 0 {
+			res[i] = BatchResult{Status: v.status, RetryAfter: retryAfterSeconds(v.status, v.wait)}
+			accepted[i] = nil
+		}
+	}
+	// Step 8 for the accepted items at once: one batch enqueue, whose
+	// items ride the store's group commit together (mailbox.EnqueueBatch;
+	// each is durable before it is answered); then the heads of all are
+	// signed together, on this goroutine.
+	batch := make([]mailbox.Item, 0, len(items))
+	now := r.opts.Now()
+	for i, h := range accepted {
+		if h == nil {
+			continue
+		}
+		// The store copies the envelope (it keeps no reference to a
+		// body), so the pooled buffer may be reused after.
+		ttl := min(time.Duration(h.TTL)*time.Second, r.opts.Limits.MaxTTL)
+		batch = append(batch, mailbox.Item{Mailbox: StoreMailboxID(h.Mailbox), Message: mailbox.Message{
+			ID: mailbox.MessageID(h.MessageID), Expires: now.Add(ttl), Body: items[i].Envelope,
+		}})
+	}
+	results := make([]mailbox.Result, len(batch))
+	mailbox.EnqueueBatch(req.Context(), r.opts.Mailboxes, batch, results)
+	ens := make([]enqueued, 0, len(batch))
+	leaves := make([]mailbox.HeadLeaf, 0, len(batch))
+	stored := make([]int, 0, len(batch))
+	j := 0
+	for i, h := range accepted {
+		if h == nil {
+			continue
+		}
+		o, it := &results[j], &batch[j]
+		j++
+		if o.Err != nil {
+			r.met.sends.WithLabelValues("store-error").Inc()
+			res[i] = r.storeResult(o.Err)
+			continue
+		}
+		e := enqueued{rc: o.Receipt, leaf: mailbox.HeadLeaf{Mailbox: it.Mailbox, Head: max(o.Receipt.Head, o.Receipt.Seq)}, size: len(it.Body)}
+		ens = append(ens, e)
+		leaves = append(leaves, e.leaf)
+		stored = append(stored, i)
 	}
 	if len(leaves) > 0 {
 		heads, err := r.heads.signHeads(leaves)
@@ -90,7 +123,7 @@ func (r *Relay) postSendBatch(w http.ResponseWriter, req *http.Request) {
 			if err != nil {
 				res[i] = BatchResult{Status: http.StatusInternalServerError}
 			} else {
-				res[i] = BatchResult{Status: http.StatusOK, Receipt: r.receipt(ens[i], heads[j])}
+				res[i] = BatchResult{Status: http.StatusOK, Receipt: r.receipt(ens[j], heads[j])}
 			}
 		}
 	}
@@ -130,14 +163,15 @@ func putBody(pool *sync.Pool, bp *[]byte, body []byte, limit int) {
 	pool.Put(bp)
 }
 
-// checkBatchItem runs steps 1-7 of §Send on one item and returns its
-// parsed header, or the status (and the wait of a 429 or 503) of the first
-// failure. Step 1 is skipped for the first item: the request spent it.
-func (r *Relay) checkBatchItem(addr string, spendAddr bool, it BatchItem) (*sealed.Header, int, time.Duration) {
+// checkBatchItem runs steps 1-5 of §Send on one item and returns its
+// parsed header and authorization, or the status (and the wait of a 429)
+// of the first failure. Step 1 is skipped for the first item: the request
+// spent it.
+func (r *Relay) checkBatchItem(addr string, spendAddr bool, it BatchItem) (*sealed.Header, *deliverytoken.SendAuthorization, int, time.Duration) {
 	if spendAddr {
 		if ok, wait := r.sendAddrLimit.Allow(addr); !ok {
 			r.itemRefused("address")
-			return nil, http.StatusTooManyRequests, wait
+			return nil, nil, http.StatusTooManyRequests, wait
 		}
 	}
 	if st := batchEnvelopeStatus(len(it.Envelope), r.opts.Limits.MaxEnvelope); st != 0 {
@@ -146,29 +180,29 @@ func (r *Relay) checkBatchItem(addr string, spendAddr bool, it BatchItem) (*seal
 		} else {
 			r.met.sends.WithLabelValues("malformed").Inc()
 		}
-		return nil, st, 0
+		return nil, nil, st, 0
 	}
 	switch {
 	case len(it.Auth) == 0:
 		r.met.sends.WithLabelValues("unauthorized").Inc()
-		return nil, http.StatusUnauthorized, 0
+		return nil, nil, http.StatusUnauthorized, 0
 	case len(it.Auth) > maxItemAuth:
-		return nil, http.StatusBadRequest, 0
+		return nil, nil, http.StatusBadRequest, 0
 	}
 	sa, err := deliverytoken.ParseSendAuthorization(it.Auth)
 	if err != nil {
 		r.met.sends.WithLabelValues("malformed").Inc()
-		return nil, http.StatusBadRequest, 0
+		return nil, nil, http.StatusBadRequest, 0
 	}
 	h, err := sealed.ParseHeader(it.Envelope)
 	if err != nil {
 		r.met.sends.WithLabelValues("malformed").Inc()
-		return nil, http.StatusBadRequest, 0
+		return nil, nil, http.StatusBadRequest, 0
 	}
-	if v := r.admitSend(h, sa); v.status != 0 {
-		return nil, v.status, v.wait
+	if v := r.sendLimits(h, sa); v.status != 0 {
+		return nil, nil, v.status, v.wait
 	}
-	return h, 0, 0
+	return h, sa, 0, 0
 }
 
 // storeResult is storeError as an item's result.

@@ -71,6 +71,17 @@ func (s *nullStore) Enqueue(_ context.Context, mb mailbox.ID, _ mailbox.Message)
 	return mailbox.Receipt{Seq: s.heads[mb]}, nil
 }
 
+// EnqueueBatch is Enqueue for each item (the embedded store's would
+// store them).
+func (s *nullStore) EnqueueBatch(_ context.Context, items []mailbox.Item, out []mailbox.Result) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, it := range items {
+		s.heads[it.Mailbox]++
+		out[i] = mailbox.Result{Receipt: mailbox.Receipt{Seq: s.heads[it.Mailbox]}}
+	}
+}
+
 func (s *nullStore) Status(_ context.Context, mb mailbox.ID) (mailbox.Status, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -159,23 +159,36 @@ const receiptVersion = 2
 
 // Marshal returns the SendReceipt encoding.
 func (r *Receipt) Marshal() ([]byte, error) {
-	// One allocation of the exact size (every send answers with one):
-	// the head is appended in place, then its length filled in.
-	const fixed = 2 + 8 + 1 + 2
-	b := make([]byte, fixed, fixed+r.Head.EncodedLen())
-	b[0], b[1] = typeSendReceipt, receiptVersion
-	binary.BigEndian.PutUint64(b[2:], r.Seq)
+	// One allocation of the exact size (every send answers with one).
+	return r.AppendBinary(make([]byte, 0, r.EncodedLen()))
+}
+
+// receiptFixed is the size of a SendReceipt without its head.
+const receiptFixed = 2 + 8 + 1 + 2
+
+// EncodedLen is the length of r's Marshal encoding.
+func (r *Receipt) EncodedLen() int { return receiptFixed + r.Head.EncodedLen() }
+
+// AppendBinary appends r's Marshal encoding to b: the head is appended in
+// place, then its length filled in.
+func (r *Receipt) AppendBinary(b []byte) ([]byte, error) {
+	start := len(b)
+	b = append(b, typeSendReceipt, receiptVersion)
+	b = binary.BigEndian.AppendUint64(b, r.Seq)
+	dup := byte(0)
 	if r.Duplicate {
-		b[10] = 1
+		dup = 1
 	}
+	b = append(b, dup, 0, 0)
 	b, err := r.Head.AppendBinary(b)
 	if err != nil {
 		return nil, err
 	}
-	if len(b)-fixed > 0xffff {
+	n := len(b) - start - receiptFixed
+	if n > 0xffff {
 		return nil, ErrMalformed
 	}
-	binary.BigEndian.PutUint16(b[11:], uint16(len(b)-fixed))
+	binary.BigEndian.PutUint16(b[start+receiptFixed-2:], uint16(n))
 	return b, nil
 }
 

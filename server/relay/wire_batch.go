@@ -1,6 +1,9 @@
 package relay
 
 import (
+	"encoding/binary"
+	"fmt"
+
 	"github.com/moat-im/moat/crypto/sealed"
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -130,34 +133,46 @@ func MarshalBatchResults(rs []BatchResult) ([]byte, error) {
 	if len(rs) == 0 || len(rs) > MaxBatchItems {
 		return nil, ErrMalformed
 	}
-	// The receipts first, so that the answer is built in one buffer of
-	// its exact size.
-	rcs := make([][]byte, len(rs))
+	// The sizes first, so that the answer is built in one buffer of its
+	// exact size, the receipts in place.
 	size := 5
 	for i := range rs {
 		r := &rs[i]
 		if !r.valid() {
 			return nil, ErrMalformed
 		}
+		size += 8
 		if r.Receipt != nil {
+			size += r.Receipt.EncodedLen()
+		}
+	}
+	if size-5 > 0xffffff {
+		return nil, ErrMalformed
+	}
+	b := make([]byte, 0, size)
+	b = append(b, typeSendBatchResults, wireVersion)
+	b = append(b, byte((size-5)>>16), byte((size-5)>>8), byte(size-5))
+	for i := range rs {
+		b = binary.BigEndian.AppendUint16(b, uint16(rs[i].Status))
+		b = binary.BigEndian.AppendUint32(b, rs[i].RetryAfter)
+		at := len(b)
+		b = append(b, 0, 0)
+		if rs[i].Receipt != nil {
 			var err error
-			if rcs[i], err = r.Receipt.Marshal(); err != nil {
+			if b, err = rs[i].Receipt.AppendBinary(b); err != nil {
 				return nil, err
 			}
 		}
-		size += 8 + len(rcs[i])
-	}
-	b := cryptobyte.NewBuilder(make([]byte, 0, size))
-	b.AddUint8(typeSendBatchResults)
-	b.AddUint8(wireVersion)
-	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
-		for i := range rs {
-			b.AddUint16(uint16(rs[i].Status))
-			b.AddUint32(rs[i].RetryAfter)
-			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(rcs[i]) })
+		n := len(b) - at - 2
+		if n > 0xffff {
+			return nil, ErrMalformed
 		}
-	})
-	return b.Bytes()
+		binary.BigEndian.PutUint16(b[at:], uint16(n))
+	}
+	if len(b) != size {
+		return nil, fmt.Errorf("relay: batch results of %d bytes, expected %d", len(b), size)
+	}
+	return b, nil
 }
 
 // ParseBatchResults parses a SendBatchResults strictly: 1 to

@@ -60,6 +60,38 @@ func TestVerifiers(t *testing.T, newStore func(t *testing.T) Verifiers) {
 			t.Fatalf("removing an absent verifier: %v", err)
 		}
 	})
+	t.Run("Batch", func(t *testing.T) {
+		s := newStore(t)
+		bs, ok := s.(deliverytoken.VerifierBatchStore)
+		if !ok {
+			t.Skip("no HasVerifiers")
+		}
+		mb1, mb2 := sealed.MailboxID(random()), sealed.MailboxID(random())
+		v1, v2 := deliverytoken.Verifier(random()), deliverytoken.Verifier(random())
+		for _, q := range []deliverytoken.VerifierQuery{{Mailbox: mb1, Verifier: v1}, {Mailbox: mb2, Verifier: v2}} {
+			if err := s.Add(q.Mailbox, q.Verifier); err != nil {
+				t.Fatal(err)
+			}
+		}
+		qs := []deliverytoken.VerifierQuery{
+			{Mailbox: mb1, Verifier: v1}, {Mailbox: mb1, Verifier: v2}, {Mailbox: mb2, Verifier: v2},
+			{Mailbox: mb2, Verifier: v1}, {Mailbox: mb1, Verifier: v1},
+		}
+		want := []bool{true, false, true, false, true}
+		found := []bool{false, true, false, true, false} // overwritten
+		if err := bs.HasVerifiers(qs, found); err != nil {
+			t.Fatal(err)
+		}
+		for i := range qs {
+			if found[i] != want[i] {
+				t.Fatalf("query %d: %v, want %v", i, found[i], want[i])
+			}
+			has(t, s, qs[i].Mailbox, qs[i].Verifier, want[i])
+		}
+		if err := bs.HasVerifiers(nil, nil); err != nil {
+			t.Fatalf("no queries: %v", err)
+		}
+	})
 	t.Run("MaxVerifiers", func(t *testing.T) {
 		if testing.Short() {
 			t.Skip("registers MaxVerifiers verifiers")

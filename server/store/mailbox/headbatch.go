@@ -2,6 +2,7 @@ package mailbox
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -67,10 +68,30 @@ var hasher = rfc6962.DefaultHasher
 
 // leafHash returns SHA-256(0x00 || mailbox || uint64 head || salt).
 func leafHash(mb ID, head uint64, salt *[SaltSize]byte) []byte {
-	b := make([]byte, 0, 16+8+SaltSize)
-	b = append(b, mb[:]...)
-	b = binary.BigEndian.AppendUint64(b, head)
-	return hasher.HashLeaf(append(b, salt[:]...))
+	h := leafHashArray(mb, head, salt)
+	return h[:]
+}
+
+// leafHashArray is leafHash into an array, hashed from the stack (the
+// signer's path: no allocation per leaf). It equals hasher.HashLeaf of
+// the leaf (TestTreeHashes).
+func leafHashArray(mb ID, head uint64, salt *[SaltSize]byte) [HashSize]byte {
+	var b [1 + 16 + 8 + SaltSize]byte
+	b[0] = rfc6962.RFC6962LeafHashPrefix
+	copy(b[1:], mb[:])
+	binary.BigEndian.PutUint64(b[17:], head)
+	copy(b[25:], salt[:])
+	return sha256.Sum256(b[:])
+}
+
+// nodeHash returns SHA-256(0x01 || left || right), hasher.HashChildren
+// from the stack.
+func nodeHash(left, right *[HashSize]byte) [HashSize]byte {
+	var b [1 + 2*HashSize]byte
+	b[0] = rfc6962.RFC6962NodeHashPrefix
+	copy(b[1:], left[:])
+	copy(b[1+HashSize:], right[:])
+	return sha256.Sum256(b[:])
 }
 
 // batchTBS returns the signed statement:
@@ -111,13 +132,23 @@ func SignHeadBatch(s Signer, leaves []HeadLeaf, t time.Time) ([]*BatchedHead, er
 	// levels[0] holds the leaf hashes; each level above pairs the nodes
 	// of the one below and carries an unpaired last node up unchanged,
 	// which is RFC 6962's tree of n leaves.
-	level := make([][]byte, n)
+	// The heads, their paths and the tree's levels are carved out of
+	// three allocations.
+	heads := make([]BatchedHead, n)
+	npath := 0
+	for i := range n {
+		npath += pathLen(i, n)
+	}
+	paths := make([][HashSize]byte, npath)
+	level := make([][HashSize]byte, n, 2*n+bits.Len(uint(n)))
 	for i, l := range leaves {
-		h := &BatchedHead{Mailbox: l.Mailbox, Head: l.Head, Time: time.UnixMilli(int64(ms)), Index: i, Size: n}
+		h := &heads[i]
+		*h = BatchedHead{Mailbox: l.Mailbox, Head: l.Head, Time: time.UnixMilli(int64(ms)), Index: i, Size: n}
 		copy(h.Salt[:], salts[i*SaltSize:])
-		h.Path = make([][HashSize]byte, 0, pathLen(i, n))
+		k := pathLen(i, n)
+		h.Path, paths = paths[:0:k], paths[k:]
 		out[i] = h
-		level[i] = leafHash(l.Mailbox, l.Head, &h.Salt)
+		level[i] = leafHashArray(l.Mailbox, l.Head, &h.Salt)
 	}
 	pos := make([]int, n)
 	for i := range pos {
@@ -126,20 +157,24 @@ func SignHeadBatch(s Signer, leaves []HeadLeaf, t time.Time) ([]*BatchedHead, er
 	for len(level) > 1 {
 		for i, p := range pos {
 			if q := p ^ 1; q < len(level) {
-				out[i].Path = append(out[i].Path, [HashSize]byte(level[q]))
+				out[i].Path = append(out[i].Path, level[q])
 			}
 			pos[i] = p >> 1
 		}
-		next := make([][]byte, 0, (len(level)+1)/2)
-		for j := 0; j+1 < len(level); j += 2 {
-			next = append(next, hasher.HashChildren(level[j], level[j+1]))
+		// The next level goes after this one in level's memory, which
+		// holds every level: the sum of ceil(n/2^k) is below 2n plus the
+		// number of levels.
+		m := len(level)
+		next := level[m:m]
+		for j := 0; j+1 < m; j += 2 {
+			next = append(next, nodeHash(&level[j], &level[j+1]))
 		}
-		if len(level)%2 == 1 {
-			next = append(next, level[len(level)-1])
+		if m%2 == 1 {
+			next = append(next, level[m-1])
 		}
 		level = next
 	}
-	sig, err := s.Sign(batchTBS(ms, n, level[0]))
+	sig, err := s.Sign(batchTBS(ms, n, level[0][:]))
 	if err != nil {
 		return nil, fmt.Errorf("mailbox: signing head batch: %w", err)
 	}

@@ -2,6 +2,7 @@ package mailbox
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"testing"
@@ -289,4 +290,21 @@ func relayKey(b *testing.B) *keys.RelaySigningPrivateKey {
 		b.Fatal(err)
 	}
 	return k
+}
+
+// TestTreeHashes: the signer's stack-hashed leaf and node hashes are
+// RFC 6962's (the library's HashLeaf and HashChildren).
+func TestTreeHashes(t *testing.T) {
+	for i, l := range testLeaves(5) {
+		salt := [SaltSize]byte{byte(i), 0xee}
+		data := append(append(l.Mailbox[:], binary.BigEndian.AppendUint64(nil, l.Head)...), salt[:]...)
+		got := leafHashArray(l.Mailbox, l.Head, &salt)
+		if want := hasher.HashLeaf(data); !bytes.Equal(got[:], want) {
+			t.Fatalf("leaf %d: %x, want %x", i, got, want)
+		}
+		other := leafHashArray(l.Mailbox, l.Head+1, &salt)
+		if n, want := nodeHash(&got, &other), hasher.HashChildren(got[:], other[:]); !bytes.Equal(n[:], want) {
+			t.Fatalf("node %d: %x, want %x", i, n, want)
+		}
+	}
 }

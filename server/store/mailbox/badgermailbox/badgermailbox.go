@@ -210,7 +210,7 @@ type Store struct {
 	markc    chan struct{}  // asks the watermark goroutine to write
 }
 
-var _ mailbox.Store = (*Store)(nil)
+var _ mailbox.BatchStore = (*Store)(nil)
 
 // Open opens (or creates) the store in opts.Dir: it replays badger's
 // logs, makes them durable, rolls back a batch that was written but

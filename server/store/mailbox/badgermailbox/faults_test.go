@@ -332,3 +332,75 @@ func TestClosedWhileDown(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBatchFailedSync: a batch whose group commit fails acknowledges
+// none of its items (written before the sync, so an answer before the
+// sync would succeed), whether the write or the sync fails; after
+// recovery, retries find or store each item once, and what the store
+// acknowledged survives a reopen.
+func TestBatchFailedSync(t *testing.T) {
+	dir := t.TempDir()
+	clock := mailboxtest.NewClock()
+	inj := faultfs.New()
+	opts := testOptions(dir, mailboxtest.Config{Now: clock.Now})
+	opts.Faults = inj
+	s := openTest(t, opts)
+	defer func() { s.Close() }()
+	m := newModel()
+	boxes := []mailbox.ID{mailboxtest.Box(0), mailboxtest.Box(1), mailboxtest.Box(2)}
+	batch := func(round int) []mailbox.Item {
+		items := make([]mailbox.Item, 16)
+		for i := range items {
+			mb := boxes[i%len(boxes)]
+			items[i] = mailbox.Item{Mailbox: mb, Message: mailboxtest.Msg(mb, round*100+i, 0, 300+i, clock.Now(), time.Hour)}
+		}
+		return items
+	}
+	run := func(items []mailbox.Item) (ok, failed int) {
+		out := make([]mailbox.Result, len(items))
+		s.EnqueueBatch(context.Background(), items, out)
+		for i, r := range out {
+			if r.Err != nil {
+				if !errors.Is(r.Err, mailbox.ErrUnavailable) {
+					t.Fatalf("item %d: %v, want ErrUnavailable", i, r.Err)
+				}
+				failed++
+				continue
+			}
+			m.enqueued(t, items[i].Mailbox, items[i].Message, r.Receipt)
+			ok++
+		}
+		return ok, failed
+	}
+	if ok, _ := run(batch(0)); ok != 16 {
+		t.Fatalf("healthy store: %d of 16 acknowledged", ok)
+	}
+	for _, tc := range []struct {
+		name   string
+		inject func()
+	}{
+		{"failing sync", func() { inj.FailSyncs(1) }},
+		{"disk full", func() { inj.SetFull(true) }},
+	} {
+		tc.inject()
+		items := batch(1 + len(tc.name))
+		if ok, failed := run(items); ok != 0 || failed != 16 {
+			t.Fatalf("%s: %d items acknowledged, %d failed; want 0 and 16", tc.name, ok, failed)
+		}
+		inj.SetFull(false)
+		waitUp(t, s)
+		m.check(t, s)
+		if ok, _ := run(items); ok != 16 {
+			t.Fatalf("%s: retry: %d of 16 acknowledged", tc.name, ok)
+		}
+		m.check(t, s)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, opts)
+	m.check(t, s)
+	if err := s.Verify(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -37,6 +37,9 @@ const (
 	reqEnqueue reqKind = iota
 	reqAck
 	reqSweep
+	// reqGroup carries the enqueues of one EnqueueBatch call (items),
+	// which the writer takes as if each had been queued on its own.
+	reqGroup
 )
 
 // sweepChunk bounds the mailboxes one sweep request expires.
@@ -55,6 +58,12 @@ type request struct {
 	size    int     // body size
 	// Ack.
 	upTo uint64
+	// Group: the items, and how many of them are not yet answered (the
+	// writer's to count). An item's group is answered, through grp, when
+	// its last item is.
+	items []request
+	left  int
+	grp   *request
 
 	// Results, set by the writer before it closes done.
 	receipt mailbox.Receipt
@@ -116,17 +125,72 @@ func (s *Store) Enqueue(ctx context.Context, mb mailbox.ID, m mailbox.Message) (
 	return r.receipt, nil
 }
 
+// EnqueueBatch implements mailbox.BatchStore: the items that pass
+// mailbox.Limits.Check go to the writer in one request, so they are
+// applied in order in the same group commit (or, past the transaction's
+// soft bounds, the next ones), each deduplicated, numbered and answered
+// as an Enqueue is, all once the sync that covers the last one succeeds.
+func (s *Store) EnqueueBatch(ctx context.Context, items []mailbox.Item, out []mailbox.Result) {
+	if len(out) != len(items) {
+		panic("badgermailbox: EnqueueBatch with len(out) != len(items)")
+	}
+	now := s.now()
+	g := &request{kind: reqGroup, items: make([]request, len(items))}
+	n := 0
+	for i := range items {
+		out[i] = mailbox.Result{}
+		r := &g.items[n]
+		if out[i].Err = s.fillEnqueue(r, items[i].Mailbox, &items[i].Message, now); out[i].Err == nil {
+			r.grp = g
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	g.items, g.left = g.items[:n], n
+	err := s.submit(ctx, g)
+	j := 0
+	for i := range items {
+		if out[i].Err != nil {
+			continue
+		}
+		r := &g.items[j]
+		j++
+		switch {
+		case err != nil:
+			// The writer may still hold the items: none of their results
+			// is read.
+			out[i].Err = fmt.Errorf("badgermailbox: enqueue in %v: %w", items[i].Mailbox, err)
+		case r.err != nil:
+			out[i].Err = fmt.Errorf("badgermailbox: enqueue in %v: %w", items[i].Mailbox, r.err)
+		default:
+			out[i].Receipt = r.receipt
+		}
+	}
+}
+
 // enqueueRequest checks m and builds its request, with its record value.
 func (s *Store) enqueueRequest(mb mailbox.ID, m *mailbox.Message) (*request, error) {
-	now := s.now()
+	r := new(request)
+	if err := s.fillEnqueue(r, mb, m, s.now()); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// fillEnqueue checks m at now and makes r its request, with its record
+// value (a copy of the body).
+func (s *Store) fillEnqueue(r *request, mb mailbox.ID, m *mailbox.Message, now time.Time) error {
 	exp, err := s.limits.Check(m, now)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	until := s.limits.DedupUntil(now.UnixMilli(), exp)
 	buf := recordBuf(heldOverhead + len(m.Body))
-	return &request{kind: reqEnqueue, mb: mb, id: m.ID, expMs: exp, untilMs: until, size: len(m.Body),
-		value: appendHeld((*buf)[:0], m.ID, exp, until, m.Body), buf: buf}, nil
+	*r = request{kind: reqEnqueue, mb: mb, id: m.ID, expMs: exp, untilMs: until, size: len(m.Body),
+		value: appendHeld((*buf)[:0], m.ID, exp, until, m.Body), buf: buf}
+	return nil
 }
 
 // recordBufs pools the buffers of held-message values (*[]byte). A
@@ -213,21 +277,33 @@ func (s *Store) writeLoop() {
 				return
 			}
 		}
-		batch = append(batch, r)
+		batch = appendRequest(batch, r)
 		batch = s.drain(batch)
 		s.runBatch(batch)
 	}
 }
 
-// drain appends what is queued to batch, up to maxBatch.
+// drain appends what is queued to batch, up to maxBatch (which a group's
+// items may pass).
 func (s *Store) drain(batch []*request) []*request {
 	for len(batch) < maxBatch {
 		select {
 		case r := <-s.reqs:
-			batch = append(batch, r)
+			batch = appendRequest(batch, r)
 		default:
 			return batch
 		}
+	}
+	return batch
+}
+
+// appendRequest appends r to batch, or r's items if r is a group.
+func appendRequest(batch []*request, r *request) []*request {
+	if r.kind != reqGroup {
+		return append(batch, r)
+	}
+	for i := range r.items {
+		batch = append(batch, &r.items[i])
 	}
 	return batch
 }
@@ -480,6 +556,12 @@ func (s *Store) answer(batch []*request, err error) {
 		if err != nil {
 			r.err = err
 			r.receipt, r.removed, r.more = mailbox.Receipt{}, 0, false
+		}
+		if g := r.grp; g != nil {
+			if g.left--; g.left == 0 {
+				close(g.done)
+			}
+			continue
 		}
 		close(r.done)
 	}

@@ -2,6 +2,7 @@ package mailboxtest
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ func RunDurable(t *testing.T, open OpenStore) {
 	t.Run("ConcurrentThenReopen", func(t *testing.T) { testConcurrentReopen(t, open) })
 	t.Run("ExpiryAcrossReopen", func(t *testing.T) { testExpiryReopen(t, open) })
 	t.Run("AckFloorAcrossReopen", func(t *testing.T) { testAckFloorReopen(t, open) })
+	t.Run("BatchThenReopen", func(t *testing.T) { testBatchReopen(t, open) })
 }
 
 func closeStore(t *testing.T, s mailbox.Store) {
@@ -247,5 +249,63 @@ func testExpiryReopen(t *testing.T, open OpenStore) {
 	if n, err := s.Sweep(ctx); err != nil || n != 0 {
 		// Making room removed the expired message already.
 		t.Fatalf("Sweep = %d, %v", n, err)
+	}
+}
+
+// testBatchReopen: what EnqueueBatch acknowledged, from concurrent
+// batches, is there after a reopen, and retries of it are recognised.
+func testBatchReopen(t *testing.T, open OpenStore) {
+	dir := t.TempDir()
+	clock := NewClock()
+	cfg := Config{Now: clock.Now}
+	s := open(t, dir, cfg)
+	const workers, batches, size = 8, 5, 16
+	var mu sync.Mutex
+	sent := map[mailbox.ID][]mailbox.Stored{}
+	var all []mailbox.Item
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for k := range batches {
+				items := make([]mailbox.Item, size)
+				for i := range items {
+					mb := Box((w + i) % 3)
+					items[i] = mailbox.Item{Mailbox: mb, Message: Msg(mb, (w*batches+k)*size+i, 0, 80+i, clock.Now(), time.Hour)}
+				}
+				out := make([]mailbox.Result, size)
+				mailbox.EnqueueBatch(ctx, s, items, out)
+				mu.Lock()
+				for i, r := range out {
+					if r.Err != nil {
+						errs <- fmt.Errorf("worker %d: %w", w, r.Err)
+						mu.Unlock()
+						return
+					}
+					sent[items[i].Mailbox] = append(sent[items[i].Mailbox], mailbox.Stored{Seq: r.Receipt.Seq, Message: items[i].Message})
+				}
+				all = append(all, items...)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	closeStore(t, s)
+	s = open(t, dir, cfg)
+	defer closeStore(t, s)
+	for mb, want := range sent {
+		slices.SortFunc(want, func(a, b mailbox.Stored) int { return compareSeq(a.Seq, b.Seq) })
+		checkMessages(t, fetchAll(t, s, mb, 0).Messages, want)
+	}
+	out := make([]mailbox.Result, len(all))
+	mailbox.EnqueueBatch(ctx, s, all, out)
+	for i, r := range out {
+		if r.Err != nil || !r.Receipt.Duplicate {
+			t.Fatalf("retry %d after reopen: %+v", i, r)
+		}
 	}
 }

@@ -85,6 +85,10 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Subscribe", testSubscribe},
 		{"Context", testContext},
 		{"Closed", testClosed},
+		{"Batch", testBatch},
+		{"BatchOrder", testBatchOrder},
+		{"BatchConcurrent", testBatchConcurrent},
+		{"BatchContextClosed", testBatchContextClosed},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore) })
 	}

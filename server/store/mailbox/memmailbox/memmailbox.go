@@ -55,7 +55,7 @@ type dedup struct {
 	until  int64 // Unix ms
 }
 
-var _ mailbox.Store = (*Store)(nil)
+var _ mailbox.BatchStore = (*Store)(nil)
 
 // New returns an empty Store.
 func New(opts Options) (*Store, error) {
@@ -85,14 +85,54 @@ func (s *Store) Enqueue(ctx context.Context, mb mailbox.ID, m mailbox.Message) (
 	if s.closed {
 		return mailbox.Receipt{}, mailbox.ErrClosed
 	}
-	nowMs := now.UnixMilli()
+	return s.enqueueLocked(mb, &m, now.UnixMilli(), exp, &digest)
+}
+
+// EnqueueBatch implements mailbox.BatchStore: the items are applied in
+// order under one lock.
+func (s *Store) EnqueueBatch(ctx context.Context, items []mailbox.Item, out []mailbox.Result) {
+	if len(out) != len(items) {
+		panic("memmailbox: EnqueueBatch with len(out) != len(items)")
+	}
+	if err := ctx.Err(); err != nil {
+		for i := range out {
+			out[i] = mailbox.Result{Err: err}
+		}
+		return
+	}
+	now := s.now()
+	exps := make([]int64, len(items))
+	digests := make([][32]byte, len(items))
+	for i := range items {
+		out[i] = mailbox.Result{}
+		exps[i], out[i].Err = s.limits.Check(&items[i].Message, now)
+		if out[i].Err == nil {
+			digests[i] = sha256.Sum256(items[i].Body)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range items {
+		switch {
+		case out[i].Err != nil:
+		case s.closed:
+			out[i].Err = mailbox.ErrClosed
+		default:
+			out[i].Receipt, out[i].Err = s.enqueueLocked(items[i].Mailbox, &items[i].Message, now.UnixMilli(), exps[i], &digests[i])
+		}
+	}
+}
+
+// enqueueLocked applies a checked enqueue of m (expiring at exp, with body
+// digest) into mb at nowMs; s.mu is held.
+func (s *Store) enqueueLocked(mb mailbox.ID, m *mailbox.Message, nowMs, exp int64, digest *[32]byte) (mailbox.Receipt, error) {
 	b := s.boxes[mb]
 	if b == nil {
 		b = &box{dedup: make(map[mailbox.MessageID]dedup)}
 		s.boxes[mb] = b
 	}
 	if d, ok := b.dedup[m.ID]; ok && d.until > nowMs {
-		if d.digest != digest {
+		if d.digest != *digest {
 			return mailbox.Receipt{}, fmt.Errorf("memmailbox: mailbox %v message %v: %w", mb, m.ID, mailbox.ErrIDConflict)
 		}
 		return mailbox.Receipt{Seq: d.seq, Duplicate: true, Head: b.head}, nil
@@ -107,7 +147,7 @@ func (s *Store) Enqueue(ctx context.Context, mb mailbox.ID, m mailbox.Message) (
 	b.head++
 	b.msgs = append(b.msgs, entry{seq: b.head, id: m.ID, expires: exp, body: bytes.Clone(m.Body)})
 	b.bytes += size
-	b.dedup[m.ID] = dedup{seq: b.head, digest: digest, until: s.limits.DedupUntil(nowMs, exp)}
+	b.dedup[m.ID] = dedup{seq: b.head, digest: *digest, until: s.limits.DedupUntil(nowMs, exp)}
 	s.n.Notify(mb)
 	return mailbox.Receipt{Seq: b.head, Head: b.head}, nil
 }

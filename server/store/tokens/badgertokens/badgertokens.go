@@ -352,6 +352,21 @@ func (s *Store) HasVerifier(mailbox sealed.MailboxID, v deliverytoken.Verifier) 
 	return ok, err
 }
 
+// HasVerifiers implements deliverytoken.VerifierBatchStore: every query
+// in one read transaction.
+func (s *Store) HasVerifiers(qs []deliverytoken.VerifierQuery, found []bool) error {
+	return s.view(func(txn *badger.Txn) error {
+		for i, q := range qs {
+			ok, err := present(txn, verifierKey(q.Mailbox, q.Verifier))
+			if err != nil {
+				return err
+			}
+			found[i] = ok
+		}
+		return nil
+	})
+}
+
 // Spend implements deliverytoken.SpentStore: the spend is durable before
 // it returns nil.
 func (s *Store) Spend(keyID, nonce [32]byte) error {

@@ -86,6 +86,9 @@ func TestRestart(t *testing.T) {
 	if _, err := s.HasVerifier(mb, tk.Verifier(mb, alice, 0)); !errors.Is(err, badgertokens.ErrClosed) {
 		t.Fatalf("HasVerifier after Close: %v", err)
 	}
+	if err := s.HasVerifiers([]deliverytoken.VerifierQuery{{Mailbox: mb, Verifier: tk.Verifier(mb, alice, 0)}}, make([]bool, 1)); !errors.Is(err, badgertokens.ErrClosed) {
+		t.Fatalf("HasVerifiers after Close: %v", err)
+	}
 
 	s = open(t, dir)
 	a = &deliverytoken.Authorizer{Verifiers: s, Issuers: issuers, Spent: s}
