@@ -172,6 +172,10 @@ type Store struct {
 	gcJobs   []gcJob
 	versions map[uint64]recVersion
 	seed     maphash.Seed
+	// pending holds the latest-version hints of the queued cleanups, in
+	// commit order (gc.go); guarded by hintMu.
+	hintMu  sync.RWMutex
+	pending []*pendingHints
 	// testDropCleanup drops the queued cleanups, as a crash would
 	// (tests only); guarded by commitMu.
 	testDropCleanup bool

@@ -602,6 +602,7 @@ func TestStaleVersionHint(t *testing.T) {
 	m := storetest.NewModel(t, s, 10)
 	m.MustCommit(t, storetest.Spec{NewLabels: 3})
 	m.MustCommit(t, storetest.Spec{Updates: 3, Versions: 2})
+	s.WaitCleanup() // the stored hints, written by the cleanup (gc.go)
 	l := m.Labels()[0]
 	vs, _ := m.Values(l)
 	want := uint32(len(vs))
