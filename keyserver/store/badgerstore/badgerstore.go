@@ -179,6 +179,9 @@ type Store struct {
 	// testDropCleanup drops the queued cleanups, as a crash would
 	// (tests only); guarded by commitMu.
 	testDropCleanup bool
+	// testManualCleanup leaves the queued cleanups to WaitCleanup and
+	// Close: no goroutine runs them (tests only); guarded by commitMu.
+	testManualCleanup bool
 	// testCollide makes every record hash collide (tests only; set
 	// before the first commit).
 	testCollide bool

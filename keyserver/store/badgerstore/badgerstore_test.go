@@ -16,6 +16,7 @@ import (
 
 	"github.com/moat-im/moat/keyserver/store"
 	"github.com/moat-im/moat/keyserver/store/storetest"
+	"github.com/moat-im/moat/keyserver/vmap"
 )
 
 // testMemTable is small so that the suite's large commits are staged over
@@ -629,5 +630,93 @@ func TestStaleVersionHint(t *testing.T) {
 	}
 	if _, _, err := s.LatestSummary(ctx, l); !errors.Is(err, store.ErrCorrupt) {
 		t.Fatalf("malformed hint: %v, want ErrCorrupt", err)
+	}
+}
+
+// storedHint returns the version of label's stored latest-version hint,
+// 0 if it has none.
+func storedHint(t *testing.T, s *Store, label vmap.Label) uint32 {
+	t.Helper()
+	var v uint32
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(appendHintKey(nil, label))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(b []byte) error { v = binary.BigEndian.Uint32(b); return nil })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestHintsAfterCommit: an epoch's latest-version hints are not part of
+// its commit; the cleanup after it writes them (gc.go). Until then
+// LatestSummary answers from the hints held in memory; if the cleanup is
+// lost (a crash), the labels' stored hints are stale, and LatestSummary
+// and LatestValue still find the latest version, also after a reopen;
+// the next cleanup that writes a label's hint makes it usable again.
+func TestHintsAfterCommit(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, 0)
+	ctx := context.Background()
+	m := storetest.NewModel(t, s, 13)
+	m.MustCommit(t, storetest.Spec{NewLabels: 1})
+	s.WaitCleanup()
+	l := m.Labels()[0]
+	if got := storedHint(t, s, l); got != 1 {
+		t.Fatalf("stored hint after the cleanup names version %d, want 1", got)
+	}
+
+	// The commit does not write the hint; the cleanup does.
+	s.commitMu.Lock()
+	s.testManualCleanup = true // no cleanup runs until WaitCleanup
+	s.testDropCleanup = true
+	s.commitMu.Unlock()
+	m.MustCommit(t, storetest.Spec{Updates: 1})
+	if got := storedHint(t, s, l); got != 1 {
+		t.Fatalf("stored hint right after the commit names version %d, want 1 (the cleanup writes it)", got)
+	}
+	m.Check(t, true) // LatestSummary with the summary, from memory
+
+	// The cleanup is lost: the stored hint stays stale.
+	s.WaitCleanup()
+	if got := storedHint(t, s, l); got != 1 {
+		t.Fatalf("stored hint after a dropped cleanup names version %d, want 1", got)
+	}
+	check := func(what string) {
+		t.Helper()
+		v, sum, err := s.LatestSummary(ctx, l)
+		if err != nil || v != 2 || sum != nil {
+			t.Fatalf("%s: LatestSummary = %d, %x, %v; want 2 without a summary", what, v, sum, err)
+		}
+		vs, _ := m.Values(l)
+		lv, rec, err := s.LatestValue(ctx, l)
+		if err != nil || lv != 2 || !bytes.Equal(rec, vs[1]) {
+			t.Fatalf("%s: LatestValue = %d, %d bytes, %v; want version 2", what, lv, len(rec), err)
+		}
+	}
+	check("hint lost")
+	s.Close()
+	s = openTest(t, dir, 0)
+	defer s.Close()
+	m.S = s
+	m.Reset(t)
+	check("hint lost, after a reopen")
+	m.Check(t, true)
+
+	// The next epoch's cleanup writes the label's hint again.
+	m.MustCommit(t, storetest.Spec{Updates: 1})
+	s.WaitCleanup()
+	if got := storedHint(t, s, l); got != 3 {
+		t.Fatalf("stored hint after the next cleanup names version %d, want 3", got)
+	}
+	vs, _ := m.Values(l)
+	if v, sum, err := s.LatestSummary(ctx, l); err != nil || v != 3 || sum == nil || len(vs) != 3 {
+		t.Fatalf("LatestSummary = %d, %x, %v; want 3 with a summary", v, sum, err)
 	}
 }

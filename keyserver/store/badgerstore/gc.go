@@ -96,7 +96,9 @@ func (s *Store) queueCleanup(epoch uint64, p *plan) {
 	s.hintMu.Lock()
 	s.pending = append(s.pending, ph)
 	s.hintMu.Unlock()
-	go s.WaitCleanup() // a no-op once Close has run the queue
+	if !s.testManualCleanup {
+		go s.WaitCleanup() // a no-op once Close has run the queue
+	}
 }
 
 // WaitCleanup runs now the cleanups that earlier commits queued (and
