@@ -50,6 +50,7 @@ import (
 
 	"github.com/moat-im/moat/internal/badgerutil"
 	"github.com/moat-im/moat/keyserver/store"
+	"github.com/moat-im/moat/keyserver/vmap"
 )
 
 // Options configures a Store. Only Dir is required; the zero value of
@@ -172,6 +173,10 @@ type Store struct {
 	gcJobs   []gcJob
 	versions map[uint64]recVersion
 	seed     maphash.Seed
+	// labels holds the latest version of every label committed since
+	// Open, at most labelCacheSize of them (commit.go: checkRuns);
+	// guarded by commitMu.
+	labels map[vmap.Label]uint32
 	// pending holds the latest-version hints of the queued cleanups, in
 	// commit order (gc.go); guarded by hintMu.
 	hintMu  sync.RWMutex
@@ -246,6 +251,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		tiles:   newTileCache(opts.TileCacheSize),
 
 		versions: map[uint64]recVersion{},
+		labels:   map[vmap.Label]uint32{},
 		seed:     maphash.MakeSeed(),
 	}
 	if err := s.init(ctx); err != nil {

@@ -3,6 +3,7 @@ package badgerstore
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/moat-im/moat/crypto/tlog"
 	"github.com/moat-im/moat/keyserver/store"
 	"github.com/moat-im/moat/keyserver/store/storetest"
 	"github.com/moat-im/moat/keyserver/vmap"
@@ -719,4 +721,64 @@ func TestHintsAfterCommit(t *testing.T) {
 	if v, sum, err := s.LatestSummary(ctx, l); err != nil || v != 3 || sum == nil || len(vs) != 3 {
 		t.Fatalf("LatestSummary = %d, %x, %v; want 3 with a summary", v, sum, err)
 	}
+}
+
+// TestVersionChecksKnownLabels: a commit checks a label's first version
+// written against the versions this store committed since Open
+// (Store.labels) without reading, and reads where it does not know them
+// (after a reopen, or once the map was cleared): either way a version
+// already stored, or one past the next, is ErrConflict and writes
+// nothing, and a commit refused late does not count as committed.
+func TestVersionChecksKnownLabels(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, 0)
+	ctx := context.Background()
+	m := storetest.NewModel(t, s, 14)
+	m.MustCommit(t, storetest.Spec{NewLabels: 3})
+	m.MustCommit(t, storetest.Spec{Updates: 3})
+	l := m.Labels()[0]
+	try := func(what string, version uint32, want error) {
+		t.Helper()
+		c := m.Build(t, storetest.Spec{})
+		rec := []byte("r")
+		sum := sha256.Sum256(rec) // the model's summary of a record
+		c.Values = append(c.Values, store.ValueWrite{Label: l, Version: version, Record: rec, Summary: sum[:20]})
+		if err := m.Commit(t, ctx, c); !errors.Is(err, want) {
+			t.Fatalf("%s: version %d: CommitEpoch = %v, want %v", what, version, err, want)
+		}
+		m.Check(t, false)
+	}
+	s.commitMu.Lock()
+	known := s.labels[l]
+	s.commitMu.Unlock()
+	if known != 2 {
+		t.Fatalf("Store.labels holds version %d of the label, want 2", known)
+	}
+	try("known", 2, store.ErrConflict)
+	try("known", 4, store.ErrConflict)
+	// Refused late (a log node rewritten with another hash): not
+	// committed, so version 3 is still the next.
+	c := m.Build(t, storetest.Spec{})
+	c.Values = append(c.Values, store.ValueWrite{Label: l, Version: 3, Record: []byte("r")})
+	c.LogNodes = append(c.LogNodes, tlog.Node{ID: tlog.NodeID{Level: 0, Index: 0}, Hash: tlog.Hash{0xff}})
+	if err := m.Commit(t, ctx, c); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("log node rewritten: CommitEpoch = %v, want ErrConflict", err)
+	}
+	s.commitMu.Lock()
+	known = s.labels[l]
+	s.commitMu.Unlock()
+	if known != 2 {
+		t.Fatalf("after a refused commit Store.labels holds version %d, want 2", known)
+	}
+	m.Reset(t)
+	try("known", 3, nil)
+
+	s.Close()
+	s = openTest(t, dir, 0)
+	defer s.Close()
+	m.S = s
+	m.Reset(t)
+	try("read after a reopen", 3, store.ErrConflict)
+	try("read after a reopen", 5, store.ErrConflict)
+	try("read after a reopen", 4, nil)
 }
