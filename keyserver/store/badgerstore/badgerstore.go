@@ -74,10 +74,10 @@ type Options struct {
 	// (commit.go), which costs about half as much again. An epoch of
 	// 32,768 updates on a 1,000,000-label map is about 93,000 entries
 	// and 20 MB by badger's count (measured with the former 1 KiB value
-	// threshold, before the latest-version hints of schema 3: 32,768
-	// more entries, about 3 MB, and before the tenant records were
+	// threshold, and before the tenant records were
 	// counted: 32,768 more, about 9 MB; map tiles of 256 bytes or more
-	// now count 12 bytes of value each), and 3 MB more each time
+	// now count 12 bytes of value each; the latest-version hints are
+	// written after the commit, gc.go), and 3 MB more each time
 	// the map doubles: the default keeps it one transaction up to about 6
 	// million labels, 256 MiB up to about 50 million, while 128 MiB
 	// stages it already at 1 million. Badger allocates each memtable's
