@@ -79,9 +79,13 @@ func (s *Store) CommitEpoch(ctx context.Context, c *store.EpochCommit) error {
 		}
 		return fmt.Errorf("badgerstore: committing epoch %d: %w", c.Epoch, err)
 	}
+	// The epoch's hints are held in memory before the head moves (a
+	// reader of an older head skips them), so that LatestSummary has them
+	// from then on; its cleanup writes them.
+	ph := s.addPendingHints(c.Epoch, plan)
 	h := c.Head.Clone()
 	s.head.Store(&h)
-	s.queueCleanup(c.Epoch, plan)
+	s.queueCleanup(c.Epoch, plan, ph)
 	if len(s.labels)+len(runs) > labelCacheSize {
 		clear(s.labels)
 	}

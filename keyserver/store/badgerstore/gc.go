@@ -90,12 +90,8 @@ type recVersion struct {
 
 // queueCleanup queues the cleanup of epoch, just committed, and starts a
 // goroutine to run it. Callers hold commitMu.
-func (s *Store) queueCleanup(epoch uint64, p *plan) {
-	ph := &pendingHints{epoch: epoch, hints: p.hints, at: p.hintAt}
+func (s *Store) queueCleanup(epoch uint64, p *plan, ph *pendingHints) {
 	s.gcJobs = append(s.gcJobs, gcJob{epoch: epoch, gc: p.gc, hints: ph})
-	s.hintMu.Lock()
-	s.pending = append(s.pending, ph)
-	s.hintMu.Unlock()
 	if !s.testManualCleanup {
 		go s.WaitCleanup() // a no-op once Close has run the queue
 	}
@@ -136,14 +132,23 @@ func (s *Store) runCleanup() {
 	}
 }
 
-// dropPendingHints drops ph, the oldest pending hints, once its cleanup
-// has written them (or lost them).
+// addPendingHints holds the hints of epoch, just committed, in memory
+// until its cleanup has written them. Callers hold commitMu.
+func (s *Store) addPendingHints(epoch uint64, p *plan) *pendingHints {
+	ph := &pendingHints{epoch: epoch, hints: p.hints, at: p.hintAt}
+	s.hintMu.Lock()
+	s.pending = append(s.pending, ph)
+	s.hintMu.Unlock()
+	return ph
+}
+
+// dropPendingHints drops ph (the oldest pending hints: cleanups run in
+// commit order) once its cleanup has written them, or lost them.
 func (s *Store) dropPendingHints(ph *pendingHints) {
 	s.hintMu.Lock()
 	defer s.hintMu.Unlock()
-	if len(s.pending) > 0 && s.pending[0] == ph {
-		s.pending[0] = nil
-		s.pending = s.pending[1:]
+	if i := slices.Index(s.pending, ph); i >= 0 {
+		s.pending = slices.Delete(s.pending, i, i+1)
 	}
 }
 

@@ -290,7 +290,11 @@ func (s *Store) latestAt(label vmap.Label, pending bool, fn func(txn *badger.Txn
 	}
 	if pending {
 		if hint, ok := s.pendingHint(label, h.Epoch); ok {
-			return binary.BigEndian.Uint32(hint), append([]byte{}, hint[hintHeaderSize:]...), nil
+			var sum []byte
+			if len(hint) > hintHeaderSize {
+				sum = append(sum, hint[hintHeaderSize:]...)
+			}
+			return binary.BigEndian.Uint32(hint), sum, nil
 		}
 	}
 	txn := s.db.NewTransaction(false)
