@@ -213,7 +213,8 @@ type DirectoryStore interface {
 	// LatestSummary returns the latest visible version of label (0 if
 	// none) and the Summary it was written with. The summary is nil if
 	// the version was written without one, or if the store does not have
-	// it at hand (badger after a failed commit, or corruption); then the
+	// it at hand (badger after a failed commit, after a crash that lost
+	// the hints its cleanup writes after each commit, or corruption); then the
 	// caller reads the record (LatestValue). It is the cheapest way to
 	// the latest version: badger answers it from one small index key,
 	// checked against the version keys, without reading the record.

@@ -50,6 +50,7 @@ import (
 
 	"github.com/moat-im/moat/internal/badgerutil"
 	"github.com/moat-im/moat/keyserver/store"
+	"github.com/moat-im/moat/keyserver/vmap"
 )
 
 // Options configures a Store. Only Dir is required; the zero value of
@@ -73,10 +74,10 @@ type Options struct {
 	// (commit.go), which costs about half as much again. An epoch of
 	// 32,768 updates on a 1,000,000-label map is about 93,000 entries
 	// and 20 MB by badger's count (measured with the former 1 KiB value
-	// threshold, before the latest-version hints of schema 3: 32,768
-	// more entries, about 3 MB, and before the tenant records were
+	// threshold, and before the tenant records were
 	// counted: 32,768 more, about 9 MB; map tiles of 256 bytes or more
-	// now count 12 bytes of value each), and 3 MB more each time
+	// now count 12 bytes of value each; the latest-version hints are
+	// written after the commit, gc.go), and 3 MB more each time
 	// the map doubles: the default keeps it one transaction up to about 6
 	// million labels, 256 MiB up to about 50 million, while 128 MiB
 	// stages it already at 1 million. Badger allocates each memtable's
@@ -172,9 +173,20 @@ type Store struct {
 	gcJobs   []gcJob
 	versions map[uint64]recVersion
 	seed     maphash.Seed
+	// labels holds the latest version of every label committed since
+	// Open, at most labelCacheSize of them (commit.go: checkRuns);
+	// guarded by commitMu.
+	labels map[vmap.Label]uint32
+	// pending holds the latest-version hints of the queued cleanups, in
+	// commit order (gc.go); guarded by hintMu.
+	hintMu  sync.RWMutex
+	pending []*pendingHints
 	// testDropCleanup drops the queued cleanups, as a crash would
 	// (tests only); guarded by commitMu.
 	testDropCleanup bool
+	// testManualCleanup leaves the queued cleanups to WaitCleanup and
+	// Close: no goroutine runs them (tests only); guarded by commitMu.
+	testManualCleanup bool
 	// testCollide makes every record hash collide (tests only; set
 	// before the first commit).
 	testCollide bool
@@ -239,6 +251,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		tiles:   newTileCache(opts.TileCacheSize),
 
 		versions: map[uint64]recVersion{},
+		labels:   map[vmap.Label]uint32{},
 		seed:     maphash.MakeSeed(),
 	}
 	if err := s.init(ctx); err != nil {

@@ -3,6 +3,7 @@ package badgerstore
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -14,8 +15,10 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/moat-im/moat/crypto/tlog"
 	"github.com/moat-im/moat/keyserver/store"
 	"github.com/moat-im/moat/keyserver/store/storetest"
+	"github.com/moat-im/moat/keyserver/vmap"
 )
 
 // testMemTable is small so that the suite's large commits are staged over
@@ -602,6 +605,7 @@ func TestStaleVersionHint(t *testing.T) {
 	m := storetest.NewModel(t, s, 10)
 	m.MustCommit(t, storetest.Spec{NewLabels: 3})
 	m.MustCommit(t, storetest.Spec{Updates: 3, Versions: 2})
+	s.WaitCleanup() // the stored hints, written by the cleanup (gc.go)
 	l := m.Labels()[0]
 	vs, _ := m.Values(l)
 	want := uint32(len(vs))
@@ -629,4 +633,152 @@ func TestStaleVersionHint(t *testing.T) {
 	if _, _, err := s.LatestSummary(ctx, l); !errors.Is(err, store.ErrCorrupt) {
 		t.Fatalf("malformed hint: %v, want ErrCorrupt", err)
 	}
+}
+
+// storedHint returns the version of label's stored latest-version hint,
+// 0 if it has none.
+func storedHint(t *testing.T, s *Store, label vmap.Label) uint32 {
+	t.Helper()
+	var v uint32
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(appendHintKey(nil, label))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(b []byte) error { v = binary.BigEndian.Uint32(b); return nil })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestHintsAfterCommit: an epoch's latest-version hints are not part of
+// its commit; the cleanup after it writes them (gc.go). Until then
+// LatestSummary answers from the hints held in memory; if the cleanup is
+// lost (a crash), the labels' stored hints are stale, and LatestSummary
+// and LatestValue still find the latest version, also after a reopen;
+// the next cleanup that writes a label's hint makes it usable again.
+func TestHintsAfterCommit(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, 0)
+	ctx := context.Background()
+	m := storetest.NewModel(t, s, 13)
+	m.MustCommit(t, storetest.Spec{NewLabels: 1})
+	s.WaitCleanup()
+	l := m.Labels()[0]
+	if got := storedHint(t, s, l); got != 1 {
+		t.Fatalf("stored hint after the cleanup names version %d, want 1", got)
+	}
+
+	// The commit does not write the hint; the cleanup does.
+	s.commitMu.Lock()
+	s.testManualCleanup = true // no cleanup runs until WaitCleanup
+	s.testDropCleanup = true
+	s.commitMu.Unlock()
+	m.MustCommit(t, storetest.Spec{Updates: 1})
+	if got := storedHint(t, s, l); got != 1 {
+		t.Fatalf("stored hint right after the commit names version %d, want 1 (the cleanup writes it)", got)
+	}
+	m.Check(t, true) // LatestSummary with the summary, from memory
+
+	// The cleanup is lost: the stored hint stays stale.
+	s.WaitCleanup()
+	if got := storedHint(t, s, l); got != 1 {
+		t.Fatalf("stored hint after a dropped cleanup names version %d, want 1", got)
+	}
+	check := func(what string) {
+		t.Helper()
+		v, sum, err := s.LatestSummary(ctx, l)
+		if err != nil || v != 2 || sum != nil {
+			t.Fatalf("%s: LatestSummary = %d, %x, %v; want 2 without a summary", what, v, sum, err)
+		}
+		vs, _ := m.Values(l)
+		lv, rec, err := s.LatestValue(ctx, l)
+		if err != nil || lv != 2 || !bytes.Equal(rec, vs[1]) {
+			t.Fatalf("%s: LatestValue = %d, %d bytes, %v; want version 2", what, lv, len(rec), err)
+		}
+	}
+	check("hint lost")
+	s.Close()
+	s = openTest(t, dir, 0)
+	defer s.Close()
+	m.S = s
+	m.Reset(t)
+	check("hint lost, after a reopen")
+	m.Check(t, true)
+
+	// The next epoch's cleanup writes the label's hint again.
+	m.MustCommit(t, storetest.Spec{Updates: 1})
+	s.WaitCleanup()
+	if got := storedHint(t, s, l); got != 3 {
+		t.Fatalf("stored hint after the next cleanup names version %d, want 3", got)
+	}
+	vs, _ := m.Values(l)
+	if v, sum, err := s.LatestSummary(ctx, l); err != nil || v != 3 || sum == nil || len(vs) != 3 {
+		t.Fatalf("LatestSummary = %d, %x, %v; want 3 with a summary", v, sum, err)
+	}
+}
+
+// TestVersionChecksKnownLabels: a commit checks a label's first version
+// written against the versions this store committed since Open
+// (Store.labels) without reading, and reads where it does not know them
+// (after a reopen, or once the map was cleared): either way a version
+// already stored, or one past the next, is ErrConflict and writes
+// nothing, and a commit refused late does not count as committed.
+func TestVersionChecksKnownLabels(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, 0)
+	ctx := context.Background()
+	m := storetest.NewModel(t, s, 14)
+	m.MustCommit(t, storetest.Spec{NewLabels: 3})
+	m.MustCommit(t, storetest.Spec{Updates: 3})
+	l := m.Labels()[0]
+	try := func(what string, version uint32, want error) {
+		t.Helper()
+		c := m.Build(t, storetest.Spec{})
+		rec := []byte("r")
+		sum := sha256.Sum256(rec) // the model's summary of a record
+		c.Values = append(c.Values, store.ValueWrite{Label: l, Version: version, Record: rec, Summary: sum[:20]})
+		if err := m.Commit(t, ctx, c); !errors.Is(err, want) {
+			t.Fatalf("%s: version %d: CommitEpoch = %v, want %v", what, version, err, want)
+		}
+		m.Check(t, false)
+	}
+	s.commitMu.Lock()
+	known := s.labels[l]
+	s.commitMu.Unlock()
+	if known != 2 {
+		t.Fatalf("Store.labels holds version %d of the label, want 2", known)
+	}
+	try("known", 2, store.ErrConflict)
+	try("known", 4, store.ErrConflict)
+	// Refused late (a log node rewritten with another hash): not
+	// committed, so version 3 is still the next.
+	c := m.Build(t, storetest.Spec{})
+	c.Values = append(c.Values, store.ValueWrite{Label: l, Version: 3, Record: []byte("r")})
+	c.LogNodes = append(c.LogNodes, tlog.Node{ID: tlog.NodeID{Level: 0, Index: 0}, Hash: tlog.Hash{0xff}})
+	if err := m.Commit(t, ctx, c); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("log node rewritten: CommitEpoch = %v, want ErrConflict", err)
+	}
+	s.commitMu.Lock()
+	known = s.labels[l]
+	s.commitMu.Unlock()
+	if known != 2 {
+		t.Fatalf("after a refused commit Store.labels holds version %d, want 2", known)
+	}
+	m.Reset(t)
+	try("known", 3, nil)
+
+	s.Close()
+	s = openTest(t, dir, 0)
+	defer s.Close()
+	m.S = s
+	m.Reset(t)
+	try("read after a reopen", 3, store.ErrConflict)
+	try("read after a reopen", 5, store.ErrConflict)
+	try("read after a reopen", 4, nil)
 }

@@ -79,11 +79,26 @@ func (s *Store) CommitEpoch(ctx context.Context, c *store.EpochCommit) error {
 		}
 		return fmt.Errorf("badgerstore: committing epoch %d: %w", c.Epoch, err)
 	}
+	// The epoch's hints are held in memory before the head moves (a
+	// reader of an older head skips them), so that LatestSummary has them
+	// from then on; its cleanup writes them.
+	ph := s.addPendingHints(c.Epoch, plan)
 	h := c.Head.Clone()
 	s.head.Store(&h)
-	s.queueCleanup(c.Epoch, plan)
+	s.queueCleanup(c.Epoch, plan, ph)
+	if len(s.labels)+len(runs) > labelCacheSize {
+		clear(s.labels)
+	}
+	for _, r := range runs {
+		s.labels[r.Label] = r.Last
+	}
 	return nil
 }
+
+// labelCacheSize bounds Store.labels: about 50 bytes a label in the Go
+// map, 100 MB at the bound. Past it the map is cleared, and the labels'
+// next commits check their versions by reading.
+const labelCacheSize = 1 << 21
 
 // commitStats describes the last commit, for benchmarks.
 type commitStats struct {
@@ -101,6 +116,8 @@ type plan struct {
 	size    int64      // badger's estimate of data+final
 	bytes   int64      // keys and values of data+final
 	gc      []gcTenant // the records written, for the cleanup (gc.go)
+	hints   []entry    // latest-version hints, written by the cleanup (gc.go)
+	hintAt  hintIndex  // the index in hints of each label's hint
 }
 
 // plan checks c against the stored state and builds its entries.
@@ -164,7 +181,7 @@ func (s *Store) plan(c *store.EpochCommit, prev *store.Head, runs []store.Versio
 			tenantFrags += int(f)
 		}
 	}
-	p.data = make([]entry, 0, len(c.Map.Nodes)/3+len(logNew)+2*len(c.Values)+tenantFrags)
+	p.data = make([]entry, 0, len(c.Map.Nodes)/3+len(logNew)+len(c.Values)+tenantFrags)
 	arena := make([]byte, 0, (len(c.Map.Nodes)/3+1)*(1+vmap.MaxNodeKeySize))
 	tiled(c.Map.Nodes, func(k vmap.NodeKey, tile []byte) {
 		if len(arena)+1+vmap.MaxNodeKeySize > cap(arena) {
@@ -209,7 +226,8 @@ func (s *Store) plan(c *store.EpochCommit, prev *store.Head, runs []store.Versio
 		p.data = append(p.data, entry{key: key, val: frags[start:len(frags):len(frags)]})
 		p.journal = append(p.journal, entry{key: jkey})
 	}
-	// Latest-version hints: the last version of each label written.
+	// Latest-version hints: the last version of each label written. Not
+	// part of the commit: the cleanup after it writes them (gc.go).
 	last := make(map[vmap.Label]int, len(runs))
 	for i := range c.Values {
 		w := &c.Values[i]
@@ -217,21 +235,24 @@ func (s *Store) plan(c *store.EpochCommit, prev *store.Head, runs []store.Versio
 			last[w.Label] = i
 		}
 	}
+	p.hints = make([]entry, 0, len(last))
 	hints, hvals := make([]byte, 0, len(last)*(1+vmap.LabelSize)), 0
 	for _, i := range last {
 		hvals += hintHeaderSize + len(c.Values[i].Summary)
 	}
 	hval := make([]byte, 0, hvals)
-	for _, i := range last {
+	for l, i := range last {
 		w := &c.Values[i]
+		last[l] = len(p.hints)
 		start := len(hints)
 		hints = appendHintKey(hints, w.Label)
 		vstart := len(hval)
 		hval = binary.BigEndian.AppendUint32(hval, w.Version)
 		hval = binary.BigEndian.AppendUint64(hval, c.Epoch)
 		hval = append(hval, w.Summary...)
-		p.data = append(p.data, entry{key: hints[start:len(hints):len(hints)], val: hval[vstart:len(hval):len(hval)]})
+		p.hints = append(p.hints, entry{key: hints[start:len(hints):len(hints)], val: hval[vstart:len(hval):len(hval)]})
 	}
+	p.hintAt = last
 	// Tenant records: their journal keys (which end with the base key),
 	// fragment keys and first fragments share two arenas, sized up front;
 	// later fragments alias the record.
@@ -287,11 +308,31 @@ func (s *Store) plan(c *store.EpochCommit, prev *store.Head, runs []store.Versio
 }
 
 // checkRuns checks, for every run of value versions, that version
-// First-1 is visible (or First is 1) and First is not stored. The runs are
+// First-1 is visible (or First is 1) and First is not stored. Under the
+// commit lock, with the store not broken, every stored value version is
+// visible: a commit that fails is rolled back before the lock is released
+// (or the store is broken), and Open rolls back what a crash staged. So
+// version First-1 being stored is enough, and its record (in the value
+// log) is not read: two key lookups per run. A run of a label that this
+// store committed since Open (Store.labels), with First the version after
+// the one committed last, needs neither: no other writer exists, and
+// stored versions are only deleted when a failed commit is rolled back.
+// The runs left are
 // independent point reads: they are split over GOMAXPROCS goroutines, each
 // with its own read transaction, and the error reported is that of the
 // first failing run, as a sequential check would report.
 func (s *Store) checkRuns(prev *store.Head, runs []store.VersionRun) error {
+	var unknown []store.VersionRun
+	for i, r := range runs {
+		if v, ok := s.labels[r.Label]; ok && v == r.First-1 {
+			continue
+		}
+		if unknown == nil {
+			unknown = make([]store.VersionRun, 0, len(runs)-i)
+		}
+		unknown = append(unknown, r)
+	}
+	runs = unknown
 	workers := min(runtime.GOMAXPROCS(0), (len(runs)+1023)/1024)
 	if workers <= 1 {
 		return s.checkRunSlice(prev, runs)
@@ -323,23 +364,12 @@ func (s *Store) checkRunSlice(prev *store.Head, runs []store.VersionRun) error {
 	for _, r := range runs {
 		if r.First > 1 {
 			key = appendFragKey(appendValueBase(key[:0], r.Label, r.First-1), nil, 0)
-			item, err := txn.Get(key)
-			if errors.Is(err, badger.ErrKeyNotFound) {
+			_, err := txn.Get(key)
+			if errors.Is(err, badger.ErrKeyNotFound) || (err == nil && prev == nil) {
 				return fmt.Errorf("%w: label %x version %d: version %d is not stored", store.ErrConflict, r.Label[:], r.First, r.First-1)
 			}
 			if err != nil {
 				return fmt.Errorf("badgerstore: label %x: %w", r.Label[:], wrapRead(err))
-			}
-			var e uint64
-			if err := item.Value(func(v []byte) error {
-				var err error
-				e, _, _, err = parseBlobHeader(v, store.MaxRecordSize)
-				return err
-			}); err != nil {
-				return fmt.Errorf("badgerstore: label %x: %w", r.Label[:], wrapRead(err))
-			}
-			if prev == nil || e > prev.Epoch {
-				return fmt.Errorf("%w: label %x version %d: version %d is not visible", store.ErrConflict, r.Label[:], r.First, r.First-1)
 			}
 		}
 		key = appendFragKey(appendValueBase(key[:0], r.Label, r.First), nil, 0)

@@ -6,6 +6,15 @@ package badgerstore
 // which takes the commit lock: the next write waits for it only if it
 // comes before the cleanup has run, and Close runs what is queued.
 //
+// The cleanup also writes the latest-version hints ("R", schema.go) of
+// the labels its epoch wrote: they are not part of the commit, so that
+// the epoch's single-threaded badger write carries one entry fewer per
+// label. A hint is only a hint, checked against the version keys when
+// read: until the cleanup has written it (or if a crash or a failure
+// loses it), LatestSummary finds the label's older hint stale, or none,
+// and searches the version keys instead. Cleanups run in commit order,
+// so a label's hints are written in version order.
+//
 // Everything the cleanup deletes is invisible at the head it runs under,
 // and at any later head: the staging journal of a visible epoch, pending
 // records of earlier epochs, checkpoint updates of earlier heads, and the
@@ -43,12 +52,27 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/moat-im/moat/keyserver/store"
+	"github.com/moat-im/moat/keyserver/vmap"
 )
 
 // A gcJob is the cleanup of one committed epoch.
 type gcJob struct {
 	epoch uint64
 	gc    []gcTenant
+	hints *pendingHints // the latest-version hints of the labels it wrote
+}
+
+// A hintIndex maps a label to the index of its hint in an epoch's hints.
+type hintIndex = map[vmap.Label]int
+
+// pendingHints are the latest-version hints of a committed epoch that its
+// cleanup has not written yet. LatestSummary reads them (pendingHint)
+// before the stored hints, so that it has a label's summary as soon as
+// CommitEpoch returns.
+type pendingHints struct {
+	epoch uint64
+	hints []entry
+	at    hintIndex
 }
 
 // A gcTenant lists the records an epoch wrote of one tenant.
@@ -66,9 +90,11 @@ type recVersion struct {
 
 // queueCleanup queues the cleanup of epoch, just committed, and starts a
 // goroutine to run it. Callers hold commitMu.
-func (s *Store) queueCleanup(epoch uint64, p *plan) {
-	s.gcJobs = append(s.gcJobs, gcJob{epoch: epoch, gc: p.gc})
-	go s.WaitCleanup() // a no-op once Close has run the queue
+func (s *Store) queueCleanup(epoch uint64, p *plan, ph *pendingHints) {
+	s.gcJobs = append(s.gcJobs, gcJob{epoch: epoch, gc: p.gc, hints: ph})
+	if !s.testManualCleanup {
+		go s.WaitCleanup() // a no-op once Close has run the queue
+	}
 }
 
 // WaitCleanup runs now the cleanups that earlier commits queued (and
@@ -92,15 +118,55 @@ func (s *Store) runCleanup() {
 	s.gcJobs = nil
 	if s.broken != nil || s.testDropCleanup {
 		// As a crash would: the versions these epochs superseded are
-		// left, and their records must be sought when next rewritten.
+		// left, and their records must be sought when next rewritten;
+		// their hints are lost.
 		for _, j := range jobs {
 			s.forget(j)
+			s.dropPendingHints(j.hints)
 		}
 		return
 	}
 	for _, j := range jobs {
 		s.cleanup(j)
+		s.dropPendingHints(j.hints)
 	}
+}
+
+// addPendingHints holds the hints of epoch, just committed, in memory
+// until its cleanup has written them. Callers hold commitMu.
+func (s *Store) addPendingHints(epoch uint64, p *plan) *pendingHints {
+	ph := &pendingHints{epoch: epoch, hints: p.hints, at: p.hintAt}
+	s.hintMu.Lock()
+	s.pending = append(s.pending, ph)
+	s.hintMu.Unlock()
+	return ph
+}
+
+// dropPendingHints drops ph (the oldest pending hints: cleanups run in
+// commit order) once its cleanup has written them, or lost them.
+func (s *Store) dropPendingHints(ph *pendingHints) {
+	s.hintMu.Lock()
+	defer s.hintMu.Unlock()
+	if i := slices.Index(s.pending, ph); i >= 0 {
+		s.pending = slices.Delete(s.pending, i, i+1)
+	}
+}
+
+// pendingHint returns the value of label's latest pending hint of an
+// epoch at most epoch, if any: the newest such epoch that wrote label.
+func (s *Store) pendingHint(label vmap.Label, epoch uint64) ([]byte, bool) {
+	s.hintMu.RLock()
+	defer s.hintMu.RUnlock()
+	for i := len(s.pending) - 1; i >= 0; i-- {
+		ph := s.pending[i]
+		if ph.epoch > epoch {
+			continue
+		}
+		if j, ok := ph.at[label]; ok {
+			return ph.hints[j].val, true
+		}
+	}
+	return nil, false
 }
 
 // cleanup deletes the garbage of epoch j.epoch (see the top of this
@@ -182,12 +248,13 @@ func (s *Store) cleanup(j gcJob) {
 		}
 		return nil
 	})
-	if err == nil && len(dels) > 0 {
+	if err == nil && len(dels)+len(j.hints.hints) > 0 {
 		w := &writer{s: s, split: true, noSync: true, cleanup: true}
-		for _, k := range dels {
-			if err = w.set(entry{key: k, del: true}); err != nil {
-				break
-			}
+		for i := 0; err == nil && i < len(j.hints.hints); i++ {
+			err = w.set(j.hints.hints[i])
+		}
+		for i := 0; err == nil && i < len(dels); i++ {
+			err = w.set(entry{key: dels[i], del: true})
 		}
 		if err == nil {
 			err = w.finish(false)

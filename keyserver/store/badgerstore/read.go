@@ -252,10 +252,13 @@ func (s *Store) LatestValue(ctx context.Context, label vmap.Label) (uint32, []by
 }
 
 // LatestSummary implements store.DirectoryStore: from the label's hint
-// (schema.go), checked against its version keys, else LatestValue's search
-// without a summary.
+// not yet written by the cleanup after its commit (gc.go), else from its
+// stored hint (schema.go), checked against its version keys, else
+// LatestValue's search without a summary.
+// The pending hints are looked at before the read transaction opens: the
+// cleanup drops them only after its transaction wrote them.
 func (s *Store) LatestSummary(ctx context.Context, label vmap.Label) (uint32, []byte, error) {
-	return s.latest(label, func(txn *badger.Txn, epoch uint64) (uint32, []byte, error) {
+	return s.latestHinted(label, func(txn *badger.Txn, epoch uint64) (uint32, []byte, error) {
 		v, sum, err := hintedVersion(txn, label, epoch)
 		if err == nil && v == 0 {
 			v, _, err = latestValue(txn, label, epoch, false)
@@ -268,6 +271,15 @@ func (s *Store) LatestSummary(ctx context.Context, label vmap.Label) (uint32, []
 // latest returns what fn finds of label in a read transaction at the head
 // epoch, or 0 and nil if there is no head yet.
 func (s *Store) latest(label vmap.Label, fn func(txn *badger.Txn, epoch uint64) (uint32, []byte, error)) (uint32, []byte, error) {
+	return s.latestAt(label, false, fn)
+}
+
+// latestHinted is latest, first looking for a pending hint of label.
+func (s *Store) latestHinted(label vmap.Label, fn func(txn *badger.Txn, epoch uint64) (uint32, []byte, error)) (uint32, []byte, error) {
+	return s.latestAt(label, true, fn)
+}
+
+func (s *Store) latestAt(label vmap.Label, pending bool, fn func(txn *badger.Txn, epoch uint64) (uint32, []byte, error)) (uint32, []byte, error) {
 	if err := s.acquire(); err != nil {
 		return 0, nil, err
 	}
@@ -275,6 +287,15 @@ func (s *Store) latest(label vmap.Label, fn func(txn *badger.Txn, epoch uint64) 
 	h := s.head.Load()
 	if h == nil {
 		return 0, nil, nil
+	}
+	if pending {
+		if hint, ok := s.pendingHint(label, h.Epoch); ok {
+			var sum []byte
+			if len(hint) > hintHeaderSize {
+				sum = append(sum, hint[hintHeaderSize:]...)
+			}
+			return binary.BigEndian.Uint32(hint), sum, nil
+		}
 	}
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()

@@ -56,9 +56,12 @@ package badgerstore
 //
 // Latest-version hints: "R" || label holds the highest version a commit
 // wrote of the label, the commit's epoch and the version's
-// ValueWrite.Summary, overwritten by every
+// ValueWrite.Summary, overwritten after every
 // commit that writes the label, so that LatestSummary costs one lookup
 // instead of a search over the label's version keys and a record read.
+// The hints are not in the commit's transaction: the cleanup after the
+// commit (gc.go) writes them, unsynced, and the store answers from memory
+// until it has; a crash can lose them, which leaves the hint stale.
 // It is only a hint: a reader uses it only if version v is stored and
 // visible and version v+1 is not (visible), and otherwise searches the
 // version keys. A hint can be stale after a rolled-back staged commit or
