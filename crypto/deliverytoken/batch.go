@@ -1,8 +1,6 @@
 package deliverytoken
 
 import (
-	"fmt"
-
 	"github.com/moat-im/moat/crypto/sealed"
 )
 
@@ -55,9 +53,10 @@ func (a *Authorizer) AuthorizeBatch(mailboxes []sealed.MailboxID, sas []*SendAut
 	}
 	found := make([]bool, len(qs))
 	if err := bs.HasVerifiers(qs, found); err != nil {
-		err = fmt.Errorf("deliverytoken: verifier store: %w", err)
+		// The failure may concern one record only (a corrupt one): each
+		// MAC item gets the answer AuthorizeParsed gives it on its own.
 		for _, i := range at {
-			errs[i] = err
+			_, errs[i] = a.AuthorizeParsed(mailboxes[i], sas[i])
 		}
 		return
 	}

@@ -16,10 +16,15 @@ import (
 type faultyStore struct {
 	mailbox.Store
 	down atomic.Bool
+	// enqueueErr, if set, is what Enqueue fails with while down.
+	enqueueErr error
 }
 
 func (f *faultyStore) Enqueue(ctx context.Context, mb mailbox.ID, m mailbox.Message) (mailbox.Receipt, error) {
 	if f.down.Load() {
+		if f.enqueueErr != nil {
+			return mailbox.Receipt{}, f.enqueueErr
+		}
 		return mailbox.Receipt{}, mailbox.ErrUnavailable
 	}
 	return f.Store.Enqueue(ctx, mb, m)

@@ -380,6 +380,23 @@ func TestT43SlowClients(t *testing.T) {
 	}
 }
 
+// TestStoreTimeoutUnavailable: a store call that runs out of time
+// (context.DeadlineExceeded) is answered 503 with Retry-After, like any
+// other unavailability, for single and batch sends.
+func TestStoreTimeoutUnavailable(t *testing.T) {
+	fs := &faultyStore{Store: must(memmailbox.New(memmailbox.Options{})), enqueueErr: context.DeadlineExceeded}
+	w := newWorld(t, worldOptions{mbox: fs})
+	a, b := w.newDevice(tenantA, 0, 0), w.newDevice(tenantA, 0, 0)
+	w.publish(b)
+	ctx := context.Background()
+	fs.down.Store(true)
+	_, err := w.anon().Send(ctx, w.token(b, 1), envelope(t, a, b, []byte("timed out")))
+	wantStatus(t, err, http.StatusServiceUnavailable)
+	if err.(*relay.APIError).RetryAfter < time.Second {
+		t.Fatal("no Retry-After")
+	}
+}
+
 // TestT38StoreUnavailable: when the mailbox store cannot make writes
 // durable, sends, fetches and acks are answered 503 with Retry-After and
 // nothing is acknowledged; once it recovers the relay serves again.

@@ -62,7 +62,7 @@ func (r *Relay) storeError(w http.ResponseWriter, err error) {
 		httpserve.WriteError(w, http.StatusConflict, "ack beyond the mailbox head")
 	case errors.Is(err, mailbox.ErrQuota):
 		httpserve.WriteError(w, http.StatusInsufficientStorage, "mailbox full")
-	case errors.Is(err, mailbox.ErrUnavailable), errors.Is(err, mailbox.ErrClosed), errors.Is(err, context.Canceled):
+	case errors.Is(err, mailbox.ErrUnavailable), errors.Is(err, mailbox.ErrClosed), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		r.met.unavailable.Inc()
 		httpserve.Unavailable(w, 5*time.Second, "storage unavailable; try again")
 	case errors.Is(err, mailbox.ErrCorrupt):

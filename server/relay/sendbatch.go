@@ -216,7 +216,7 @@ func (r *Relay) storeResult(err error) BatchResult {
 		return BatchResult{Status: http.StatusConflict}
 	case errors.Is(err, mailbox.ErrQuota):
 		return BatchResult{Status: http.StatusInsufficientStorage}
-	case errors.Is(err, mailbox.ErrUnavailable), errors.Is(err, mailbox.ErrClosed), errors.Is(err, context.Canceled):
+	case errors.Is(err, mailbox.ErrUnavailable), errors.Is(err, mailbox.ErrClosed), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		r.met.unavailable.Inc()
 		return BatchResult{Status: http.StatusServiceUnavailable, RetryAfter: 5}
 	case errors.Is(err, mailbox.ErrCorrupt):

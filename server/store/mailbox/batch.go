@@ -20,7 +20,9 @@ type Result struct {
 
 // BatchStore is a Store that enqueues many messages in one call
 // (docs/spec/relay-storage.md §Batch enqueue). Implementing it is
-// optional: EnqueueBatch falls back to concurrent Enqueue calls.
+// optional: EnqueueBatch falls back to concurrent Enqueue calls. A
+// wrapper that overrides Enqueue must also override (or hide)
+// EnqueueBatch, or batch sends bypass its Enqueue.
 type BatchStore interface {
 	Store
 	// EnqueueBatch enqueues each item as Enqueue would, and sets out[i]

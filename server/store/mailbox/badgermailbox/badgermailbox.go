@@ -208,6 +208,10 @@ type Store struct {
 	stopOnce sync.Once
 	bg       sync.WaitGroup // writer, sweeper, recovery, watermark goroutines
 	markc    chan struct{}  // asks the watermark goroutine to write
+
+	// beforeSync, if set (tests), sees the requests of each committed
+	// batch on the writer goroutine before their sync is requested.
+	beforeSync func(reqs []*request)
 }
 
 var _ mailbox.BatchStore = (*Store)(nil)

@@ -514,6 +514,9 @@ func (s *Store) runTxn(batch []*request) (rest []*request) {
 			return rest
 		}
 	}
+	if s.beforeSync != nil {
+		s.beforeSync(p.reqs)
+	}
 	s.inflight = p
 	s.syncReq <- struct{}{}
 	return rest

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -136,6 +137,7 @@ func testBatchOrder(t *testing.T, newStore NewStore) {
 	clock := NewClock()
 	cfg := func() Config { return Config{Now: clock.Now} }
 	forBatch(t, newStore, cfg, func(t *testing.T, s mailbox.Store, _ Config) {
+		_, native := s.(mailbox.BatchStore)
 		boxes := []mailbox.ID{Box(1), Box(2), Box(3)}
 		sent := map[mailbox.ID][]mailbox.Stored{}
 		for round := range 4 {
@@ -148,6 +150,7 @@ func testBatchOrder(t *testing.T, newStore NewStore) {
 			for _, mb := range boxes {
 				heads[mb] = status(t, s, mb).Head
 			}
+			last := maps.Clone(heads)
 			for i, r := range enqueueBatch(t, s, items) {
 				if r.Err != nil {
 					t.Fatalf("round %d item %d: %v", round, i, r.Err)
@@ -156,6 +159,13 @@ func testBatchOrder(t *testing.T, newStore NewStore) {
 				if r.Receipt.Duplicate || r.Receipt.Seq <= heads[mb] {
 					t.Fatalf("round %d item %d: receipt %+v after head %d", round, i, r.Receipt, heads[mb])
 				}
+				// A store's own EnqueueBatch applies the items in order
+				// (relay-storage.md §Batch enqueue); the fallback's
+				// concurrent Enqueues need not.
+				if native && r.Receipt.Seq != last[mb]+1 {
+					t.Fatalf("round %d item %d: seq %d after %d: not in item order", round, i, r.Receipt.Seq, last[mb])
+				}
+				last[mb] = r.Receipt.Seq
 				sent[mb] = append(sent[mb], mailbox.Stored{Seq: r.Receipt.Seq, Message: items[i].Message})
 			}
 		}
