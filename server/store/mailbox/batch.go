@@ -30,8 +30,9 @@ type BatchStore interface {
 	// or fails on its own; an item with a nil Err is durable, as after
 	// Enqueue. Items with the same mailbox and message id are one
 	// message, as concurrent Enqueues of it are: one is stored, the
-	// others are its retries (or ErrIDConflict). If ctx ends first, the items not yet answered get
-	// its error and may still be stored. The store keeps no reference to
+	// others are its retries (or ErrIDConflict). If ctx ends first,
+	// the items not yet answered (a store may count all) get its error
+	// and may still be stored. The store keeps no reference to
 	// the items' bodies once EnqueueBatch returns.
 	EnqueueBatch(ctx context.Context, items []Item, out []Result)
 }
