@@ -558,39 +558,42 @@ func TestTenantRecordHashCollisions(t *testing.T) {
 	m.Check(t, true)
 }
 
-// TestOldSchemaRefused: a directory of schema 2 (tenant state stored
-// whole) is refused with ErrOldSchema, and left as it was.
+// TestOldSchemaRefused: a directory of an earlier schema (3: hints
+// written inside the commit; 2: tenant state stored whole; 1: one key per
+// map node) is refused with ErrOldSchema, and left as it was.
 func TestOldSchemaRefused(t *testing.T) {
-	dir := t.TempDir()
-	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := []byte("moat keyserver directory store, badger schema 2")
-	if err := db.Update(func(txn *badger.Txn) error { return txn.Set(keyMeta, old) }); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	if _, err := Open(context.Background(), Options{Dir: dir, Logger: quietLogger()}); !errors.Is(err, ErrOldSchema) {
-		t.Fatalf("Open of a schema 2 directory = %v, want ErrOldSchema", err)
-	}
-	db, err = badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(keyMeta)
+	for _, n := range []int{3, 2, 1} {
+		dir := t.TempDir()
+		db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
 		if err != nil {
+			t.Fatal(err)
+		}
+		old := []byte(fmt.Sprintf("moat keyserver directory store, badger schema %d", n))
+		if err := db.Update(func(txn *badger.Txn) error { return txn.Set(keyMeta, old) }); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		if _, err := Open(context.Background(), Options{Dir: dir, Logger: quietLogger()}); !errors.Is(err, ErrOldSchema) {
+			t.Fatalf("Open of a schema %d directory = %v, want ErrOldSchema", n, err)
+		}
+		db, err = badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.View(func(txn *badger.Txn) error {
+			item, err := txn.Get(keyMeta)
+			if err != nil {
+				return err
+			}
+			v, err := item.ValueCopy(nil)
+			if err == nil && string(v) != string(old) {
+				err = fmt.Errorf("schema now %q", v)
+			}
 			return err
+		}); err != nil {
+			t.Fatal(err)
 		}
-		v, err := item.ValueCopy(nil)
-		if err == nil && string(v) != string(old) {
-			err = fmt.Errorf("schema now %q", v)
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
+		db.Close()
 	}
 }
 
@@ -666,6 +669,11 @@ func TestHintsAfterCommit(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir, 0)
 	ctx := context.Background()
+	// No cleanup goroutine: one started by a commit could run after the
+	// flags below are set and drop the next epoch's pending hints.
+	s.commitMu.Lock()
+	s.testManualCleanup = true
+	s.commitMu.Unlock()
 	m := storetest.NewModel(t, s, 13)
 	m.MustCommit(t, storetest.Spec{NewLabels: 1})
 	s.WaitCleanup()
@@ -676,7 +684,6 @@ func TestHintsAfterCommit(t *testing.T) {
 
 	// The commit does not write the hint; the cleanup does.
 	s.commitMu.Lock()
-	s.testManualCleanup = true // no cleanup runs until WaitCleanup
 	s.testDropCleanup = true
 	s.commitMu.Unlock()
 	m.MustCommit(t, storetest.Spec{Updates: 1})

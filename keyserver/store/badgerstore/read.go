@@ -309,9 +309,9 @@ func (s *Store) latestAt(label vmap.Label, pending bool, fn func(txn *badger.Txn
 // hintedVersion returns the version and summary of label's hint if it
 // holds (schema.go): the hint's epoch is at most epoch, version v is
 // stored, and v+1 is not stored or not visible. It returns 0 otherwise
-// (no hint, or a stale one). Version v's own epoch is the hint's: a commit
-// that writes a version of the label rewrites its hint, so a hint that
-// names a stored version was written with it.
+// (no hint, or a stale one). Version v's own epoch is the hint's: a hint
+// names only a version of a published epoch, written after it, and such a
+// version is never rewritten (schema.go).
 func hintedVersion(txn *badger.Txn, label vmap.Label, epoch uint64) (uint32, []byte, error) {
 	item, err := txn.Get(appendHintKey(make([]byte, 0, 1+vmap.LabelSize), label))
 	if errors.Is(err, badger.ErrKeyNotFound) {

@@ -64,8 +64,13 @@ package badgerstore
 // until it has; a crash can lose them, which leaves the hint stale.
 // It is only a hint: a reader uses it only if version v is stored and
 // visible and version v+1 is not (visible), and otherwise searches the
-// version keys. A hint can be stale after a rolled-back staged commit or
-// a skipped table block; it is never journaled nor rolled back.
+// version keys. A hint names only a committed version (the cleanup
+// writes it after the head moved), and committed versions are never
+// rewritten; it can be older than the label's latest (a cleanup that
+// failed or was lost in a crash) or hidden by a skipped table block. It
+// is never journaled nor rolled back. (Schema 3 wrote hints inside the
+// commit, so a rolled-back commit could leave one naming a version that
+// is later written again with another summary: schema 3 is refused.)
 //
 // Tenant records (store.TenantRecord, one per user, code, department, …
 // of a tenant's admin state; docs/spec/org.md §Tenant state) are versioned
@@ -132,13 +137,15 @@ import (
 	"github.com/moat-im/moat/keyserver/vmap"
 )
 
-// Schema 3 stores tenant admin state per record ("U"); schema 2 stored it
-// as one blob per epoch ("T"). Schema 2 stores map nodes by tile; schema 1
-// stored one key per node.
-const schemaVersion = "moat keyserver directory store, badger schema 3"
+// Schema 4 writes latest-version hints only after the commit; schema 3
+// wrote them inside it. Schema 3 stores tenant admin state per record
+// ("U"); schema 2 stored it as one blob per epoch ("T"). Schema 2 stores
+// map nodes by tile; schema 1 stored one key per node.
+const schemaVersion = "moat keyserver directory store, badger schema 4"
 
 // oldSchemas are the schemas Open recognises and refuses with advice.
 var oldSchemas = map[string]string{
+	"moat keyserver directory store, badger schema 3": "latest-version hints written inside the epoch's commit (a rolled-back commit could leave a hint that is later trusted)",
 	"moat keyserver directory store, badger schema 2": "tenant admin state stored whole every epoch",
 	"moat keyserver directory store, badger schema 1": "map nodes stored one key per node",
 }
