@@ -12,8 +12,13 @@ import (
 
 // The sendbatch phase: the send phase's envelopes through POST
 // /relay/v1/send-batch (docs/spec/api.md §Batch send), --batch per
-// request, each item with its own MAC token, as a client's fan-out of one
-// message to several devices sends them.
+// request, each item with its own MAC token. The items of a request are
+// unrelated messages to different mailboxes over warm keep-alive
+// connections: a shape of traffic the client SDK does not send (its
+// batches carry one message's envelopes to one user's devices, usually
+// 1–3, each request on a fresh connection: client/outbox_batch.go,
+// client/anonhttp.go), so the phase measures the relay's cost per item,
+// not what a population of SDK clients would reach.
 
 // batchBodies returns the SendBatch bodies of envelopes 0..n-1, k per
 // batch, built before the timed part as the envelopes are sealed.
