@@ -3,7 +3,8 @@ package mls
 import "github.com/moat-im/moat/crypto/mls/internal/suite"
 
 // Cipher suites this package implements (RFC 9420 §17.1; the X-Wing suite
-// from draft-ietf-mls-pq-ciphersuites with the code point OpenMLS uses).
+// with the code point OpenMLS uses, from the expired individual draft that
+// preceded draft-ietf-mls-pq-ciphersuites: docs/spec/mls-profile.md).
 // The names drop the "MLS_128_DHKEM" / "MLS_256_DHKEM" prefixes.
 const (
 	X25519_AES128GCM_SHA256_Ed25519        = CipherSuite(suite.X25519_AES128GCM_SHA256_Ed25519)

@@ -47,8 +47,9 @@ const (
 	X448_CHACHA20POLY1305_SHA512_Ed448     ID = 0x0006
 	P384_AES256GCM_SHA384_P384             ID = 0x0007
 	// XWING_CHACHA20POLY1305_SHA256_Ed25519 is
-	// MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519 from
-	// draft-ietf-mls-pq-ciphersuites, with the code point OpenMLS uses: the
+	// MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519, with the code point
+	// OpenMLS uses (an expired individual draft that preceded
+	// draft-ietf-mls-pq-ciphersuites; docs/spec/mls-profile.md): the
 	// X-Wing hybrid KEM (ML-KEM-768 + X25519, HPKE KEM 0x647a), HKDF-SHA256,
 	// ChaCha20-Poly1305 and Ed25519. It is Moat's default suite.
 	XWING_CHACHA20POLY1305_SHA256_Ed25519 ID = 0x004D
