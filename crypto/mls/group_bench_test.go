@@ -147,6 +147,66 @@ func BenchmarkGroupProcessCommit(b *testing.B) {
 					benchGroupAt(b, bt, 1, bt.tr.clone())
 				}
 			})
+			b.Run(fmt.Sprintf("%s/%d/floor", suiteName(id), n), func(b *testing.B) {
+				bt := getBenchTree(b, id, n)
+				fdp, _ := bt.tr.filteredDirectPath(nil, nil, 0)
+				benchProcessFloor(b, bt, benchGroupAt(b, bt, 0, bt.tr.clone()), len(fdp))
+			})
+		}
+	}
+}
+
+// benchProcessFloor measures the crypto floor of processing the
+// committer's full-path Commit, sequentially on one goroutine: keys ×
+// DeriveKeyPair (the path keys the receiver derives and compares), one
+// HPKE open (key expansion from the seed, decapsulation, open), and the
+// two Ed25519 verifications (the FramedContent over a content the size of
+// the Commit, the leaf node over one the size of a leaf). Process runs the
+// same work on two cores, with the rest (decryption and decoding of the
+// message, hashes, the key schedule) beside it.
+func benchProcessFloor(b *testing.B, bt *benchTree, committer *Group, keys int) {
+	s := bt.s
+	res, err := committer.Commit(CommitOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	committer.ClearPendingCommit()
+	secret := make([]byte, s.Nh())
+	priv, pub, err := s.GenerateHPKEKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	enc, ct, err := s.EncryptWithLabel(pub, labelUpdatePathNode, secret, secret)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sigPub := suite.SignaturePublicKey(bt.tr.leaf(0).SignatureKey)
+	sigPriv := suite.SignaturePrivateKey(bt.sigPriv[0])
+	content := res.Message
+	leafContent := content[:min(len(content), 1400)]
+	sig, err := s.SignWithLabel(sigPriv, labelFramedContent, content)
+	if err != nil {
+		b.Fatal(err)
+	}
+	leafSig, err := s.SignWithLabel(sigPriv, labelLeafNodeTBS, leafContent)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(keys), "path-keys")
+	for b.Loop() {
+		for range keys {
+			if _, _, err := s.DeriveKeyPair(secret); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := s.DecryptWithLabel(priv, labelUpdatePathNode, secret, enc, ct); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.VerifyWithLabel(sigPub, labelFramedContent, content, sig); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.VerifyWithLabel(sigPub, labelLeafNodeTBS, leafContent, leafSig); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
@@ -232,6 +292,11 @@ func BenchmarkGroupProcessCommitFar(b *testing.B) {
 				for b.Loop() {
 					f.groups(b, bt)
 				}
+			})
+			b.Run(fmt.Sprintf("%s/%d/floor", suiteName(id), n), func(b *testing.B) {
+				bt := getBenchTree(b, id, n)
+				committer, _ := newFarReceiver(b, bt).groups(b, bt)
+				benchProcessFloor(b, bt, committer, 1)
 			})
 		}
 	}
