@@ -47,6 +47,9 @@ type directoryOptions struct {
 	RelayName string
 	// RelayUnlimited lifts the relay's rate limits (with Dev only).
 	RelayUnlimited bool
+	// RelayLimits sets some of the relay's rate limits
+	// (--relay-limit NAME=RATE/BURST, repeatable).
+	RelayLimits []string
 }
 
 func newDirectoryCmd() *cobra.Command { return directoryCmd(false) }
@@ -113,6 +116,7 @@ defaults to the --listen address.
 ` + cmd.Long
 		f.StringVar(&o.RelayName, "relay-name", "", "the relay's name as devices address it (default: the listen address)")
 		f.BoolVar(&o.RelayUnlimited, "dev-unlimited", false, "with --dev: lift the relay's rate limits and token quotas (load and crash tests)")
+		f.StringArrayVar(&o.RelayLimits, "relay-limit", nil, "set one of the relay's rate limits, NAME=RATE/BURST (per second; repeatable; names: "+strings.Join(relayLimitNames(), ", ")+"; e.g. send-per-address=500/2000 for an organisation behind one address)")
 	}
 	return cmd
 }
@@ -149,6 +153,9 @@ func runDirectory(ctx context.Context, o directoryOptions, stdout, stderr io.Wri
 	}
 	if o.RelayUnlimited && !o.Dev {
 		return errors.New("--dev-unlimited needs --dev")
+	}
+	if _, err := (relayConfig{Limits: o.RelayLimits}).limitsChecked(); err != nil {
+		return err
 	}
 	if o.Dev {
 		if tlsOn || !httpserve.IsLoopback(o.Listen) {
@@ -273,7 +280,7 @@ func runDirectory(ctx context.Context, o directoryOptions, stdout, stderr io.Wri
 		if name == "" {
 			name = ln.Addr().String()
 		}
-		rs, err = openRelay(ctx, o.Data, name, svc, relayConfig{Dev: o.Dev, Unlimited: o.RelayUnlimited}, log)
+		rs, err = openRelay(ctx, o.Data, name, svc, relayConfig{Dev: o.Dev, Unlimited: o.RelayUnlimited, Limits: o.RelayLimits}, log)
 		if err != nil {
 			ln.Close()
 			return err

@@ -6,8 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -128,22 +132,62 @@ func issuerSet(ctx context.Context, data string, svc *service.Service, dev bool,
 
 // relayConfig is what moatd serve's flags say of the relay.
 type relayConfig struct {
-	Dev       bool // --dev
-	Unlimited bool // --dev-unlimited: no rate limits
+	Dev       bool     // --dev
+	Unlimited bool     // --dev-unlimited: no rate limits
+	Limits    []string // --relay-limit NAME=RATE/BURST
 }
 
-// limits returns the relay's limits: the defaults, or with Unlimited every
-// rate limit lifted (sizes stay bounded).
+// relayLimitFields names the relay's rate limits for --relay-limit
+// (relay.Limits, docs/spec/api.md §Limits).
+func relayLimitFields(l *relay.Limits) map[string]*relay.Rate {
+	return map[string]*relay.Rate{
+		"per-address": &l.PerAddress, "challenge": &l.Challenge, "per-device": &l.PerDevice,
+		"per-tenant": &l.PerTenant, "send-per-address": &l.SendPerAddress, "send-per-token": &l.SendPerToken,
+		"send-per-mailbox": &l.SendPerMailbox, "bundle-per-target": &l.BundlePerTarget,
+	}
+}
+
+// relayLimitNames lists the names --relay-limit takes, sorted.
+func relayLimitNames() []string {
+	return slices.Sorted(maps.Keys(relayLimitFields(new(relay.Limits))))
+}
+
+// limits returns the relay's limits: the defaults, those set by
+// --relay-limit, or with Unlimited every rate limit lifted (sizes stay
+// bounded). The flags were checked by limitsChecked at start.
 func (c relayConfig) limits() relay.Limits {
-	var l relay.Limits
-	if c.Unlimited {
-		off := relay.Rate{PerSecond: -1}
-		for _, r := range []*relay.Rate{&l.PerAddress, &l.Challenge, &l.PerDevice, &l.PerTenant,
-			&l.SendPerAddress, &l.SendPerToken, &l.SendPerMailbox, &l.BundlePerTarget} {
-			*r = off
-		}
+	l, err := c.limitsChecked()
+	if err != nil {
+		panic(err) // checked at start
 	}
 	return l
+}
+
+// limitsChecked is limits, refusing a malformed --relay-limit.
+func (c relayConfig) limitsChecked() (relay.Limits, error) {
+	var l relay.Limits
+	fields := relayLimitFields(&l)
+	if c.Unlimited {
+		for _, r := range fields {
+			*r = relay.Rate{PerSecond: -1}
+		}
+		return l, nil
+	}
+	for _, s := range c.Limits {
+		name, val, ok := strings.Cut(s, "=")
+		rateText, burstText, ok2 := strings.Cut(val, "/")
+		r, known := fields[name]
+		if !ok || !ok2 || !known {
+			return relay.Limits{}, fmt.Errorf("--relay-limit %q: want NAME=RATE/BURST, NAME one of %s", s, strings.Join(relayLimitNames(), ", "))
+		}
+		rate, err1 := strconv.ParseFloat(rateText, 64)
+		burst, err2 := strconv.Atoi(burstText)
+		if err1 != nil || err2 != nil || !(rate > 0) || math.IsInf(rate, 0) || burst < 1 {
+			return relay.Limits{}, fmt.Errorf("--relay-limit %q: RATE must be a positive number per second and BURST a positive integer", s)
+		}
+		*r = relay.Rate{PerSecond: rate, Burst: burst}
+	}
+	return l, nil
 }
 
 // issuance returns the relay's token issuance quotas: the defaults, or
