@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/moat-im/moat/crypto/mls/internal/schedule"
@@ -16,26 +17,55 @@ import (
 // messages (the first Commit of an epoch wins; handshake messages for
 // another epoch are dropped) while members catch up with it at different
 // times, and with application messages delivered late, in any order,
-// duplicated or not at all. It checks that:
+// duplicated or not at all. Handshake messages reach each member in the
+// delivery service's order (a member may lag, and may get one again, but
+// never skips one or sees them reordered), as Moat's relay delivers them;
+// they are PrivateMessages or, with 0x40 in the first byte,
+// PublicMessages. It checks that:
 //
-//   - every rejected message leaves the receiver's state byte-identical;
+//   - every rejected message, and every handshake message delivered
+//     again, leaves the receiver's state byte-identical;
 //   - members that have caught up agree on the epoch authenticator and tree;
 //   - an application message decrypts only to what was sent, at most once
 //     per receiver, and never for a member that was not in the group in
 //     the message's epoch (removed members cannot decrypt);
 //   - a first delivery to a member in the sending epoch always decrypts.
 func FuzzGroupInteraction(f *testing.F) {
-	f.Add([]byte{0, 0, 6, 0, 6, 1, 4, 0, 5, 0, 1, 2, 1, 6, 0, 6, 1, 3, 1, 6, 0, 6, 1, 4, 1, 5, 0, 0})
-	f.Add([]byte{0, 0, 0, 1, 3, 0, 6, 1, 6, 2, 1, 0, 1, 3, 1, 6, 0, 6, 1, 6, 2, 4, 2, 5, 1, 0, 5, 1, 1, 7, 1, 0})
-	f.Add([]byte{0, 0, 3, 0, 4, 0, 2, 1, 6, 1, 3, 1, 6, 0, 4, 1, 6, 0, 5, 0, 0, 5, 0, 0, 7, 0, 1, 1, 3, 0, 3, 2})
-	f.Add([]byte{0, 0, 0, 1, 0, 2, 3, 0, 6, 1, 6, 2, 6, 3, 2, 1, 2, 2, 3, 3, 6, 0, 6, 1, 6, 2, 6, 3, 4, 3, 5, 0, 2})
+	for _, seed := range interactionSeeds() {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		if len(ops) > 96 {
+			ops = ops[:96]
+		}
+		runInteraction(t, ops)
+	})
+}
+
+// interactionSeeds are FuzzGroupInteraction's seeds: sequences written
+// by hand for each operation, some found by random search, and
+// pseudo-random ones. TestInteractionSeedsCoverage checks what they
+// exercise.
+func interactionSeeds() [][]byte {
+	var seeds [][]byte
+	seeds = append(seeds, []byte{0, 0, 6, 0, 6, 1, 4, 0, 5, 0, 1, 2, 1, 6, 0, 6, 1, 3, 1, 6, 0, 6, 1, 4, 1, 5, 0, 0})
+	seeds = append(seeds, []byte{0, 0, 0, 1, 3, 0, 6, 1, 6, 2, 1, 0, 1, 3, 1, 6, 0, 6, 1, 6, 2, 4, 2, 5, 1, 0, 5, 1, 1, 7, 1, 0})
+	seeds = append(seeds, []byte{0, 0, 3, 0, 4, 0, 2, 1, 6, 1, 3, 1, 6, 0, 4, 1, 6, 0, 5, 0, 0, 5, 0, 0, 7, 0, 1, 1, 3, 0, 3, 2})
+	seeds = append(seeds, []byte{0, 0, 0, 1, 0, 2, 3, 0, 6, 1, 6, 2, 6, 3, 2, 1, 2, 2, 3, 3, 6, 0, 6, 1, 6, 2, 6, 3, 4, 3, 5, 0, 2})
 	// X-Wing (the top bit of the first byte), with duplicate Adds (0x40 in
 	// a propose-Add argument) that the committer must leave out.
-	f.Add([]byte{0x80, 0, 0, 0x40, 0, 0x41, 6, 0, 6, 1, 3, 0, 6, 1, 4, 1, 5, 0, 0, 0x41, 6, 0, 6, 1, 6, 2, 3, 1, 6, 0, 6, 2, 4, 2, 5, 1})
-	f.Add([]byte{0, 0, 0, 0x40, 0, 0x41, 6, 0, 6, 1, 3, 1, 6, 0, 6, 1, 6, 2, 0, 0x42, 3, 2, 6, 0, 6, 1, 6, 2, 4, 0, 5, 1})
+	seeds = append(seeds, []byte{0x80, 0, 0, 0x40, 0, 0x41, 6, 0, 6, 1, 3, 0, 6, 1, 4, 1, 5, 0, 0, 0x41, 6, 0, 6, 1, 6, 2, 3, 1, 6, 0, 6, 2, 4, 2, 5, 1})
+	seeds = append(seeds, []byte{0, 0, 0, 0x40, 0, 0x41, 6, 0, 6, 1, 3, 1, 6, 0, 6, 1, 6, 2, 0, 0x42, 3, 2, 6, 0, 6, 1, 6, 2, 4, 0, 5, 1})
 	// A stranger's self-Add (0x20 in a propose-Add argument), refused by
 	// everyone, between ordinary operations.
-	f.Add([]byte{0, 0, 0, 1, 3, 0, 6, 1, 0, 0x20, 0, 0x21, 3, 1, 6, 0, 6, 1, 4, 0, 5, 1, 0, 0x22, 2, 2, 6, 0, 6, 1, 3, 2})
+	seeds = append(seeds, []byte{0, 0, 0, 1, 3, 0, 6, 1, 0, 0x20, 0, 0x21, 3, 1, 6, 0, 6, 1, 4, 0, 5, 1, 0, 0x22, 2, 2, 6, 0, 6, 1, 3, 2})
+	// The same operations with handshake messages as PublicMessages (0x40
+	// in the first byte), re-delivered ones included.
+	for _, seed := range slices.Clone(seeds[:4]) {
+		seed = slices.Clone(seed)
+		seed[0] |= 0x40
+		seeds = append(seeds, seed)
+	}
 	// Sequences found by random search in which members are removed while
 	// application messages are in flight.
 	for _, h := range []string{
@@ -45,7 +75,7 @@ func FuzzGroupInteraction(f *testing.F) {
 		"063400cf04ca01080687042803bb06f6075505d6011900690073027b070e061e053406ef003e01b0020506f4003f064f036302dd02a8069d033306c00386026805820314071e042d0649043e0442034905a50322063a05d104e001b2036c0598",
 	} {
 		b, _ := hex.DecodeString(h)
-		f.Add(b)
+		seeds = append(seeds, b)
 	}
 	// Pseudo-random op sequences exercise every operation from the start.
 	r := rand.New(rand.NewPCG(1, 2))
@@ -54,14 +84,31 @@ func FuzzGroupInteraction(f *testing.F) {
 		for i := range seed {
 			seed[i] = byte(r.Uint32())
 		}
-		f.Add(seed)
+		seeds = append(seeds, seed)
 	}
-	f.Fuzz(func(t *testing.T, ops []byte) {
-		if len(ops) > 96 {
-			ops = ops[:96]
+	return seeds
+}
+
+// TestInteractionSeedsCoverage: the seeds of FuzzGroupInteraction run
+// (as they do under go test) and between them remove members while
+// application messages are in flight, send handshake messages as
+// PublicMessages and re-deliver them, and run both suites.
+func TestInteractionSeedsCoverage(t *testing.T) {
+	var removedWithApps, publicRedelivered, privateRedelivered, xwing bool
+	for _, seed := range interactionSeeds() {
+		if len(seed) > 96 {
+			seed = seed[:96]
 		}
-		runInteraction(t, ops)
-	})
+		st := probeInteraction(t, seed)
+		removedWithApps = removedWithApps || (st.removedCount > 0 && st.apps > 0)
+		publicRedelivered = publicRedelivered || (st.public && st.redelivered > 0)
+		privateRedelivered = privateRedelivered || (!st.public && st.redelivered > 0)
+		xwing = xwing || seed[0]&0x80 != 0
+	}
+	if !removedWithApps || !publicRedelivered || !privateRedelivered || !xwing {
+		t.Fatalf("seeds cover: removal with application messages %v, public re-delivery %v, private re-delivery %v, X-Wing %v",
+			removedWithApps, publicRedelivered, privateRedelivered, xwing)
+	}
 }
 
 const fzMaxMembers = 5
@@ -139,19 +186,26 @@ func (w *fzWorld) submit(msg []byte) bool {
 type interactionStats struct {
 	removedCount, apps int
 	epoch              uint64
+	public             bool // handshake messages were PublicMessages
+	redelivered        int  // handshake messages delivered again
 }
 
 func runInteraction(t *testing.T, ops []byte) { probeInteraction(t, ops) }
 
 func probeInteraction(t *testing.T, ops []byte) (st interactionStats) {
 	// The first byte's top bit picks the suite: the classical baseline or
-	// Moat's default, X-Wing.
+	// Moat's default, X-Wing. Its next bit sends every handshake message
+	// as a PublicMessage (Config.PublicHandshake) instead of a
+	// PrivateMessage.
 	cs := testSuites[0]
 	if len(ops) > 0 && ops[0]&0x80 != 0 {
 		cs = testSuites[1]
 	}
+	public := len(ops) > 0 && ops[0]&0x40 != 0
+	st.public = public
 	w := &fzWorld{t: t}
 	creator := newTestClient(t, cs, "m0")
+	creator.cfg.PublicHandshake = public
 	g, err := NewGroup(creator.cfg, creator.kp, creator.kps, creator.sig, NewGroupOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -195,6 +249,7 @@ func probeInteraction(t *testing.T, ops []byte) (st interactionStats) {
 					continue
 				}
 				nc := newTestClient(t, cs, fmt.Sprintf("m%d", w.next))
+				nc.cfg.PublicHandshake = public
 				w.next++
 				msg, err = m.c.g.ProposeAdd(nc.kp)
 				w.joiners = append(w.joiners, nc)
@@ -262,23 +317,18 @@ func probeInteraction(t *testing.T, ops []byte) (st interactionStats) {
 			}
 			msg := w.log[arg(i+1)%m.cursor]
 			before := stateFingerprint(m.c.g)
-			if _, err := m.c.g.Process(msg); err == nil {
-				// A PublicMessage proposal may be accepted again: it is
-				// cached once.
-			}
+			m.c.g.Process(msg) // a proposal seen before is cached once
 			if stateFingerprint(m.c.g) != before {
-				pm, _ := DecodeMLSMessage(msg)
-				if pm.PublicMessage == nil || pm.PublicMessage.Content.ContentType != ContentTypeProposal {
-					t.Fatalf("%s: re-delivered handshake message changed the state", m.c.name)
-				}
+				t.Fatalf("%s: re-delivered handshake message changed the state", m.c.name)
 			}
+			st.redelivered++
 		}
 	}
 	// Everyone catches up; the members agree.
 	for _, m := range w.members {
 		w.catchUp(m, len(w.log))
 	}
-	st = interactionStats{removedCount: len(w.members) - len(w.active()), apps: len(w.apps), epoch: w.dsEpoch}
+	st.removedCount, st.apps, st.epoch = len(w.members)-len(w.active()), len(w.apps), w.dsEpoch
 	if testing.Verbose() {
 		t.Logf("%d members ever, %d active, epoch %d, %d handshake messages, %d application messages",
 			len(w.members), len(w.active()), w.dsEpoch, len(w.log), len(w.apps))
