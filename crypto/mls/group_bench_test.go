@@ -319,6 +319,39 @@ func BenchmarkGroupAddMember(b *testing.B) {
 				g.ClearPendingCommit()
 			}
 		})
+		// The floor: the commit's (path length × (DeriveKeyPair + HPKE
+		// seal) + one signature), plus the Welcome's HPKE seal to the new
+		// member and the GroupInfo's signature.
+		b.Run(fmt.Sprintf("%s/1000/floor", suiteName(id)), func(b *testing.B) {
+			bt := getBenchTree(b, id, 1000)
+			s := bt.s
+			fdp, _ := bt.tr.filteredDirectPath(nil, nil, 0)
+			pub := suite.HPKEPublicKey(bt.tr.encryptionKey(1))
+			secret := make([]byte, s.Nh())
+			priv, err := s.SigningKey(suite.SignaturePrivateKey(bt.sigPriv[0]))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(len(fdp)), "path-nodes")
+			for b.Loop() {
+				for range fdp {
+					if _, _, err := s.DeriveKeyPair(secret); err != nil {
+						b.Fatal(err)
+					}
+					if _, _, err := s.EncryptWithLabel(pub, labelUpdatePathNode, secret, secret); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if _, _, err := s.EncryptWithLabel(pub, labelWelcome, secret, secret); err != nil {
+					b.Fatal(err)
+				}
+				for _, label := range []string{labelFramedContent, labelGroupInfoTBS} {
+					if _, err := s.SignWithLabel(priv, label, secret); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
 	}
 }
 
@@ -498,6 +531,36 @@ func BenchmarkGroupApplication(b *testing.B) {
 						b.Fatal(err)
 					}
 					msgs = msgs[1:]
+				}
+			})
+			// The floors: one signature (send) and one verification
+			// (receive) over a FramedContentTBS the size of the message's.
+			b.Run(fmt.Sprintf("%s/%d/floor-send", suiteName(id), n), func(b *testing.B) {
+				bt := getBenchTree(b, id, n)
+				priv, err := bt.s.SigningKey(suite.SignaturePrivateKey(bt.sigPriv[0])) // expanded once, as a Group holds it
+				if err != nil {
+					b.Fatal(err)
+				}
+				tbs := make([]byte, len(msg)+64)
+				for b.Loop() {
+					if _, err := bt.s.SignWithLabel(priv, labelFramedContent, tbs); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run(fmt.Sprintf("%s/%d/floor-receive", suiteName(id), n), func(b *testing.B) {
+				bt := getBenchTree(b, id, n)
+				priv := suite.SignaturePrivateKey(bt.sigPriv[0])
+				pub := suite.SignaturePublicKey(bt.tr.leaf(0).SignatureKey)
+				tbs := make([]byte, len(msg)+64)
+				sig, err := bt.s.SignWithLabel(priv, labelFramedContent, tbs)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for b.Loop() {
+					if err := bt.s.VerifyWithLabel(pub, labelFramedContent, tbs, sig); err != nil {
+						b.Fatal(err)
+					}
 				}
 			})
 		}
