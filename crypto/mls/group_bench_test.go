@@ -306,7 +306,7 @@ func BenchmarkGroupProcessCommitFar(b *testing.B) {
 // a group of 1,000.
 func BenchmarkGroupAddMember(b *testing.B) {
 	for _, id := range treeBenchSuites {
-		b.Run(fmt.Sprintf("%s/1000", suiteName(id)), func(b *testing.B) {
+		b.Run(fmt.Sprintf("%s/1000/add", suiteName(id)), func(b *testing.B) {
 			bt := getBenchTree(b, id, 1000)
 			g := benchGroupAt(b, bt, 0, bt.tr.clone())
 			j := newTestClient(b, CipherSuite(id), "joiner")
