@@ -535,7 +535,7 @@ func BenchmarkGroupApplication(b *testing.B) {
 			})
 			// The floors: one signature (send) and one verification
 			// (receive) over a FramedContentTBS the size of the message's.
-			b.Run(fmt.Sprintf("%s/%d/floor-send", suiteName(id), n), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/%d/send-floor", suiteName(id), n), func(b *testing.B) {
 				bt := getBenchTree(b, id, n)
 				priv, err := bt.s.SigningKey(suite.SignaturePrivateKey(bt.sigPriv[0])) // expanded once, as a Group holds it
 				if err != nil {
@@ -548,7 +548,7 @@ func BenchmarkGroupApplication(b *testing.B) {
 					}
 				}
 			})
-			b.Run(fmt.Sprintf("%s/%d/floor-receive", suiteName(id), n), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/%d/receive-floor", suiteName(id), n), func(b *testing.B) {
 				bt := getBenchTree(b, id, n)
 				priv := suite.SignaturePrivateKey(bt.sigPriv[0])
 				pub := suite.SignaturePublicKey(bt.tr.leaf(0).SignatureKey)
