@@ -320,16 +320,28 @@ type enqueued struct {
 // the header's); the store's receipt carries the durable head. It returns the mailbox
 // store's error.
 func (r *Relay) enqueue(ctx context.Context, id mailbox.ID, h *sealed.Header, body []byte) (enqueued, error) {
-	now := r.opts.Now()
-	ttl := min(time.Duration(h.TTL)*time.Second, r.opts.Limits.MaxTTL)
-	rc, err := r.opts.Mailboxes.Enqueue(ctx, id, mailbox.Message{
-		ID: mailbox.MessageID(h.MessageID), Expires: now.Add(ttl), Body: body,
-	})
+	it := r.storeItem(id, h, body, r.opts.Now())
+	rc, err := r.opts.Mailboxes.Enqueue(ctx, it.Mailbox, it.Message)
 	if err != nil {
 		r.met.sends.WithLabelValues("store-error").Inc()
 		return enqueued{}, err
 	}
-	return enqueued{rc: rc, leaf: mailbox.HeadLeaf{Mailbox: id, Head: max(rc.Head, rc.Seq)}, size: len(body)}, nil
+	return enqueuedAs(&it, rc), nil
+}
+
+// storeItem is the store's message for the envelope body with header h,
+// to mailbox id: its id, and its expiry from the header's TTL capped at
+// MaxTTL.
+func (r *Relay) storeItem(id mailbox.ID, h *sealed.Header, body []byte, now time.Time) mailbox.Item {
+	ttl := min(time.Duration(h.TTL)*time.Second, r.opts.Limits.MaxTTL)
+	return mailbox.Item{Mailbox: id, Message: mailbox.Message{
+		ID: mailbox.MessageID(h.MessageID), Expires: now.Add(ttl), Body: body,
+	}}
+}
+
+// enqueuedAs is it, stored with receipt rc.
+func enqueuedAs(it *mailbox.Item, rc mailbox.Receipt) enqueued {
+	return enqueued{rc: rc, leaf: mailbox.HeadLeaf{Mailbox: it.Mailbox, Head: max(rc.Head, rc.Seq)}, size: len(it.Body)}
 }
 
 // receipt counts the send e and returns its receipt, with head signed.

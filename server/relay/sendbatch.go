@@ -90,10 +90,7 @@ func (r *Relay) postSendBatch(w http.ResponseWriter, req *http.Request) {
 		}
 		// The store copies the envelope (it keeps no reference to a
 		// body), so the pooled buffer may be reused after.
-		ttl := min(time.Duration(h.TTL)*time.Second, r.opts.Limits.MaxTTL)
-		batch = append(batch, mailbox.Item{Mailbox: StoreMailboxID(h.Mailbox), Message: mailbox.Message{
-			ID: mailbox.MessageID(h.MessageID), Expires: now.Add(ttl), Body: items[i].Envelope,
-		}})
+		batch = append(batch, r.storeItem(StoreMailboxID(h.Mailbox), h, items[i].Envelope, now))
 	}
 	results := make([]mailbox.Result, len(batch))
 	mailbox.EnqueueBatch(req.Context(), r.opts.Mailboxes, batch, results)
@@ -112,7 +109,7 @@ func (r *Relay) postSendBatch(w http.ResponseWriter, req *http.Request) {
 			res[i] = r.storeResult(o.Err)
 			continue
 		}
-		e := enqueued{rc: o.Receipt, leaf: mailbox.HeadLeaf{Mailbox: it.Mailbox, Head: max(o.Receipt.Head, o.Receipt.Seq)}, size: len(it.Body)}
+		e := enqueuedAs(it, o.Receipt)
 		ens = append(ens, e)
 		leaves = append(leaves, e.leaf)
 		stored = append(stored, i)
