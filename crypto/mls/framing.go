@@ -405,8 +405,7 @@ func newCheck(f func() error) *pendingCheck { return &pendingCheck{f: f} }
 // start runs the check on another goroutine. A nil check passes.
 func (c *pendingCheck) start() {
 	if c != nil {
-		go c.run()
-		yieldRunnext()
+		goNow(c.run)
 	}
 }
 

@@ -13,3 +13,10 @@ package mls
 // the woken one to the local run queue, from which it is stolen without
 // a pause. If the runtime changes, the cost is one empty goroutine.
 func yieldRunnext() { go func() {}() }
+
+// goNow starts f on a new goroutine that an idle processor can take at
+// once (yieldRunnext).
+func goNow(f func()) {
+	go f()
+	yieldRunnext()
+}

@@ -96,8 +96,7 @@ func startPathWork(s *suite.Suite, key suite.HPKEPrivateKey, path *UpdatePath, p
 		w.early = beside.helper
 		w.early.hand(w)
 	} else {
-		go w.help()
-		yieldRunnext()
+		goNow(w.help)
 	}
 	return w
 }
@@ -309,14 +308,13 @@ func (g *Group) startPathHelper(sender LeafIndex) *pathHelper {
 // newPathHelper starts a pathHelper expanding key, which it owns.
 func newPathHelper(s *suite.Suite, key suite.HPKEPrivateKey) *pathHelper {
 	h := &pathHelper{s: s, key: key, job: make(chan *pathWork, 1)}
-	go func() {
+	goNow(func() {
 		defer suite.Zero(h.key) // after any prepare that compares it
 		h.expand()
 		if w, ok := <-h.job; ok {
 			w.help()
 		}
-	}()
-	yieldRunnext()
+	})
 	return h
 }
 
