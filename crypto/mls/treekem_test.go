@@ -572,6 +572,18 @@ func TestApplyUpdatePathKeyMismatchAtTop(t *testing.T) {
 
 // newKeyedTree returns a harness (seeded with seed) whose tree holds n
 // members with signed leaves, and each member's encryption private key.
+// updatePathOf is committer's UpdatePath of h's tree (a clone), its leaf
+// otherwise unchanged, under gc.
+func updatePathOf(t *testing.T, h *opsHarness, committer LeafIndex, gc GroupContext) *updatePathResult {
+	t.Helper()
+	template := *h.tr.leaf(committer)
+	res, err := h.tr.clone().createUpdatePath(committer, &template, h.sig[committer], gc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 func newKeyedTree(t *testing.T, cs CipherSuite, seed uint64, n int) (*opsHarness, map[LeafIndex]suite.HPKEPrivateKey) {
 	t.Helper()
 	h := newOpsHarness(t, seed)
@@ -641,11 +653,7 @@ func testApplyUpdatePathKeyMismatchAtTop(t *testing.T, cs CipherSuite) {
 	// tampered path yields.
 	committer := LeafIndex(2)
 	gc.Epoch = 2
-	template := *h.tr.leaf(committer)
-	res, err := h.tr.clone().createUpdatePath(committer, &template, h.sig[committer], gc, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := updatePathOf(t, h, committer, gc)
 	path := res.path
 	top := len(path.Nodes) - 1
 	_, other, err := s.GenerateHPKEKey()
@@ -746,11 +754,7 @@ func testPathHelperGuess(t *testing.T, cs CipherSuite) {
 	s := h.s
 	gc := GroupContext{CipherSuite: cs, GroupID: h.gid, Epoch: 1}
 	committer := LeafIndex(3)
-	template := *h.tr.leaf(committer)
-	res, err := h.tr.clone().createUpdatePath(committer, &template, h.sig[committer], gc, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := updatePathOf(t, h, committer, gc)
 	for i, k := range encPriv {
 		if i == committer {
 			continue
@@ -796,11 +800,7 @@ func TestRefusedUpdatePathEndsHelpers(t *testing.T) {
 		s := h.s
 		gc := GroupContext{CipherSuite: cs, GroupID: h.gid, Epoch: 1}
 		committer := LeafIndex(3)
-		template := *h.tr.leaf(committer)
-		res, err := h.tr.clone().createUpdatePath(committer, &template, h.sig[committer], gc, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		res := updatePathOf(t, h, committer, gc)
 		res.path.LeafNode.Signature[0] ^= 1
 		before := runtime.NumGoroutine()
 		for i := range LeafIndex(3) {

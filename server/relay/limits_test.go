@@ -380,10 +380,10 @@ func TestT43SlowClients(t *testing.T) {
 	}
 }
 
-// TestStoreTimeoutUnavailable: a store call that runs out of time
+// TestT38StoreTimeout: a store call that runs out of time
 // (context.DeadlineExceeded) is answered 503 with Retry-After, like any
 // other unavailability, for single and batch sends.
-func TestStoreTimeoutUnavailable(t *testing.T) {
+func TestT38StoreTimeout(t *testing.T) {
 	fs := &faultyStore{Store: must(memmailbox.New(memmailbox.Options{})), enqueueErr: context.DeadlineExceeded}
 	w := newWorld(t, worldOptions{mbox: fs})
 	a, b := w.newDevice(tenantA, 0, 0), w.newDevice(tenantA, 0, 0)
